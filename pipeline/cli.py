@@ -1,0 +1,409 @@
+"""The ``newsmon`` command: the same pipeline the Airflow DAGs run, without Airflow."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline import __version__
+
+log = logging.getLogger("newsmon")
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line, exit code 2."""
+
+
+# -- progress ------------------------------------------------------------------------------
+
+
+class Progress:
+    """Counts on stderr: a live line on a terminal, a line every few seconds otherwise."""
+
+    def __init__(self, *, enabled: bool = True, interval: float = 2.0) -> None:
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.interval = interval
+        self._last = 0.0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        final = done >= total
+        if not final and now - self._last < (0.1 if self.tty else self.interval):
+            return
+        self._last = now
+        unit = "feeds" if stage == "poll" else "pages"
+        line = f"{stage}: {done}/{total} {unit}"
+        if self.tty:
+            sys.stderr.write("\r" + line + ("\n" if final else ""))
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from pipeline.config import load_settings
+
+    return load_settings(args.config)
+
+
+def _summary(result: Any) -> str:
+    p, pr, ld, s = result.poll, result.process, result.load, result.send
+    return (
+        f"polled {p.feeds_polled} feed(s) ({p.feeds_failed} failed): "
+        f"{p.entries_new} new entries"
+        + (f", {p.entries_retry} retried" if p.entries_retry else "")
+        + f"\nstored {ld.articles_new} article(s), rejected {pr.rejected}"
+        + (f", {pr.retry} to retry later" if pr.retry else "")
+        + f"\n{ld.stories_new} new story(ies), {ld.stories_touched} updated in all"
+        + f"\n{ld.alerts_queued} alert(s) queued, {s.sent} sent"
+        + (f", {s.failed} failed, {s.pending} pending" if s.failed or s.pending else "")
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.run import run_pass
+
+    settings = _settings(args)
+    if not settings.feeds:
+        raise UserError(f"{args.config or 'newsmon.yaml'}: no feeds configured (add 'feeds:')")
+    progress = Progress(enabled=not args.quiet)
+    while True:
+        result = run_pass(settings, force=args.all, workers=args.workers, progress=progress)
+        print(_summary(result), flush=True)
+        if args.once:
+            return 0
+        wait = _seconds_to_next_poll(settings)
+        print(f"next poll in {wait:.0f} s (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        time.sleep(wait)
+
+
+def _seconds_to_next_poll(settings: Any) -> float:
+    from pipeline import store
+
+    with store.connect(settings.database) as con:
+        row = con.execute(
+            "SELECT min(next_poll_at) FROM feeds WHERE status <> 'retired'"
+        ).fetchone()
+    floor = settings.poll.min_interval_minutes * 60 / 5
+    if not row or row[0] is None:
+        return floor
+    return max(floor, (row[0] - datetime.now(UTC)).total_seconds())
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline import demo, store
+    from pipeline.config import load_settings
+    from pipeline.run import run_pass
+
+    database = Path(args.database) if args.database else demo.DEMO_DIR / "news.duckdb"
+    seeds = Path(args.seeds) if args.seeds else demo.default_seeds()
+    if not (seeds / demo.FEED_NAME).is_file():
+        raise UserError(f"{seeds}: no {demo.FEED_NAME} here; pass --seeds DIR (the seeds/site "
+                        "folder of a newsmon checkout)")
+    config, port = demo.prepare(database.parent)
+    settings = load_settings(config)
+    if settings.database.resolve() != database.resolve():
+        settings = settings.model_copy(update={"database": database})
+    with demo.SeedServer(seeds, port=port) as server:
+        print(f"serving {seeds} at {server.base}; config {config}", file=sys.stderr)
+        result = run_pass(settings, force=True, progress=Progress(enabled=not args.quiet))
+    print(_summary(result))
+    with store.connect(settings.database, read_only=True) as con:
+        _print_demo_report(con, settings)
+    return 0
+
+
+def _print_demo_report(con: Any, settings: Any) -> None:
+    rows = con.execute(
+        "SELECT source, title, topics, countries, people, story_id,"
+        " (SELECT count(*) FROM removed_lines r WHERE r.article_id = a.id)"
+        " FROM articles a ORDER BY published_at, source"
+    ).fetchall()
+    print(f"\nArticles in {settings.database} ({len(rows)}):")
+    for source, title, topics, countries, people, story, removed in rows:
+        print(f"- [{source}] {title}")
+        print(f"    topics: {', '.join(topics) or '-'}; countries: {', '.join(countries) or '-'};"
+              f" people: {', '.join(people) or '-'}")
+        print(f"    story: {story}; boilerplate lines removed: {removed}")
+    stories = con.execute(
+        "SELECT id, title, n_articles, n_sources FROM stories ORDER BY first_seen"
+    ).fetchall()
+    print(f"\nStories ({len(stories)}):")
+    for sid, title, n_articles, n_sources in stories:
+        print(f"- {sid}: {title} ({n_articles} articles, {n_sources} sources)")
+    alerts = con.execute(
+        "SELECT rule, recipient, status, message_id FROM alerts ORDER BY created_at"
+    ).fetchall()
+    print(f"\nAlerts ({len(alerts)}):")
+    for rule, recipient, status, message_id in alerts:
+        print(f"- {rule} -> {recipient}: {status} {message_id or ''}")
+    if settings.smtp is None and alerts:
+        print(f"  (no smtp configured: emails are .eml files in {settings.outbox})")
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from pipeline.clean import clean
+    from pipeline.extract import ExtractionError, extract
+    from pipeline.http import FetchError, Fetcher, FetchLimits
+    from pipeline.language import load_detector
+
+    detector = load_detector()
+    limits = FetchLimits(allow_private=frozenset(args.allow_private or ()))
+    failures = 0
+
+    async def fetch_url(url: str) -> bytes:
+        async with Fetcher(limits) as fetcher:
+            return (await fetcher.get(url, kind="page")).body
+
+    for source in args.sources:
+        try:
+            if source.startswith(("http://", "https://")):
+                body, url = asyncio.run(fetch_url(source)), source
+            else:
+                path = Path(source)
+                body, url = path.read_bytes(), path.resolve().as_uri()
+            extracted = extract(body, url=url)
+            if extracted is None:
+                raise ExtractionError("no article text found on the page")
+        except (OSError, FetchError, ExtractionError) as exc:
+            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+            print(f"newsmon: {source}: {reason}", file=sys.stderr)
+            failures += 1
+            continue
+        cleaned = clean(extracted.text, title=extracted.title, url=url,
+                        site_name=extracted.site_name)
+        language = detector.detect(f"{extracted.title or ''}\n{cleaned.text}",
+                                   declared=extracted.language)
+        if args.json:
+            print(json.dumps({
+                "source": source, "title": extracted.title, "text": cleaned.text,
+                "author": extracted.author,
+                "published": extracted.published.isoformat() if extracted.published else None,
+                "language": language, "removed": [r.line for r in cleaned.removed],
+            }, ensure_ascii=False))
+        else:
+            print(f"# {extracted.title or '(no title)'}\n\n{cleaned.text}\n")
+            if cleaned.removed:
+                print(f"[{len(cleaned.removed)} boilerplate line(s) removed: "
+                      + "; ".join(f"{r.rule}: {r.line[:60]!r}" for r in cleaned.removed) + "]\n")
+    return 1 if failures else 0
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return value
+
+
+def _print_rows(columns: Sequence[str], rows: Sequence[Sequence[object]], fmt: str) -> None:
+    if fmt == "json":
+        for row in rows:
+            print(json.dumps({c: _jsonable(v) for c, v in zip(columns, row, strict=True)},
+                             ensure_ascii=False, default=str))
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows([[_jsonable(v) for v in row] for row in rows])
+    else:
+        cells = [[("" if v is None else str(v)).replace("\n", " ") for v in row] for row in rows]
+        cells = [[c if len(c) <= 80 else c[:79] + "…" for c in row] for row in cells]
+        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+        print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+        print("  ".join("-" * w for w in widths))
+        for row in cells:
+            print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+def _format(args: argparse.Namespace) -> str:
+    return "json" if args.json else "csv" if args.csv else "table"
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from pipeline import store
+
+    settings = _settings(args)
+    with store.connect(settings.database, read_only=True) as con:
+        try:
+            cursor = con.execute(args.query)
+        except duckdb.Error as exc:
+            raise UserError(f"SQL error: {str(exc).splitlines()[0]}") from None
+        if cursor.description is None:
+            return 0
+        columns = [d[0] for d in cursor.description]
+        _print_rows(columns, cursor.fetchall(), _format(args))
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from pipeline import store
+    from pipeline.query import QuerySyntaxError, parse, to_sql
+
+    settings = _settings(args)
+    try:
+        where, params = to_sql(parse(args.query))
+    except QuerySyntaxError as exc:
+        raise UserError(f"query: {exc}") from None
+    with store.connect(settings.database, read_only=True) as con:
+        cursor = con.execute(
+            "SELECT CAST(coalesce(published_at, fetched_at) AS DATE) AS date, source, title,"
+            " story_id, url FROM articles WHERE " + where
+            + " ORDER BY coalesce(published_at, fetched_at) DESC LIMIT ?",
+            [*params, args.limit],
+        )
+        columns = [d[0] for d in cursor.description or ()]
+        _print_rows(columns, cursor.fetchall(), _format(args))
+    return 0
+
+
+def cmd_feeds(args: argparse.Namespace) -> int:
+    from pipeline import store
+
+    settings = _settings(args)
+    states: dict[str, Any] = {}
+    if settings.database.exists():
+        with store.connect(settings.database, read_only=True) as con:
+            for row in con.execute(
+                "SELECT url, status, last_success_at, last_error, error_count, next_poll_at,"
+                " entries_seen FROM feeds"
+            ).fetchall():
+                states[row[0]] = row
+    rows = []
+    for feed in settings.feeds:
+        s = states.get(feed.url)
+        rows.append((feed.name or "", feed.url, *(s[1:] if s else ("new", None, None, 0, None, 0))))
+    _print_rows(["name", "url", "status", "last_success", "last_error", "errors",
+                 "next_poll", "entries"], rows, _format(args))
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from pipeline import store
+    from pipeline.run import send_stage
+
+    settings = _settings(args)
+    if args.action == "send":
+        result = send_stage(settings)
+        print(f"{result.sent} sent, {result.failed} failed, {result.pending} pending")
+        return 0 if result.failed == 0 else 1
+    with store.connect(settings.database, read_only=True) as con:
+        cursor = con.execute(
+            "SELECT a.rule, a.recipient, a.status, s.title AS story, a.created_at, a.sent_at,"
+            " a.attempts, a.error FROM alerts a LEFT JOIN stories s ON s.id = a.story_id"
+            " ORDER BY a.created_at DESC"
+        )
+        _print_rows([d[0] for d in cursor.description or ()], cursor.fetchall(), _format(args))
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", metavar="FILE",
+                   help="the YAML config file (default: ./newsmon.yaml)")
+
+
+def _add_format(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--json", action="store_true", help="one JSON object per row")
+    group.add_argument("--csv", action="store_true", help="CSV with a header row")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="newsmon",
+        description="Monitor news feeds: extract, clean, tag and cluster articles into DuckDB, "
+        "and email alerts on new stories that match saved searches.",
+    )
+    parser.add_argument("--version", action="version", version=f"newsmon {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each stage's details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="poll the due feeds and process new entries")
+    _add_config(p)
+    p.add_argument("--once", action="store_true", help="make one pass and exit")
+    p.add_argument("--all", action="store_true", help="poll every feed, due or not")
+    p.add_argument("--workers", type=int, help="extraction processes (default: one per core)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress counts")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="serve the seed site on 127.0.0.1 and run one pass")
+    p.add_argument("--database", metavar="PATH",
+                   help=f"the DuckDB file (default: {Path('newsmon-demo') / 'news.duckdb'})")
+    p.add_argument("--seeds", metavar="DIR", help="the seed site folder (default: seeds/site)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress counts")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("extract", help="extract and clean article pages (files or URLs)")
+    p.add_argument("sources", nargs="+", metavar="PATH_OR_URL")
+    p.add_argument("--json", action="store_true", help="one JSON object per page")
+    p.add_argument("--allow-private", action="append", metavar="HOST[:PORT]",
+                   help="let this private/loopback host through the address guard")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("sql", help="run SQL against the database (read-only)")
+    p.add_argument("query", metavar="SQL")
+    _add_config(p)
+    _add_format(p)
+    p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser("search", help="search stored articles with the query language")
+    p.add_argument("query", metavar="QUERY")
+    p.add_argument("--limit", type=int, default=50, help="at most this many rows (default 50)")
+    _add_config(p)
+    _add_format(p)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("feeds", help="each feed's health")
+    _add_config(p)
+    _add_format(p)
+    p.set_defaults(func=cmd_feeds)
+
+    p = sub.add_parser("alerts", help="list the alert outbox, or send pending alerts now")
+    p.add_argument("action", nargs="?", choices=["list", "send"], default="list")
+    _add_config(p)
+    _add_format(p)
+    p.set_defaults(func=cmd_alerts)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from pipeline.config import ConfigError
+    from pipeline.store import StoreError
+
+    try:
+        return int(args.func(args))
+    except (UserError, ConfigError, StoreError) as exc:
+        print(f"newsmon: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("newsmon: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

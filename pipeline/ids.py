@@ -1,0 +1,87 @@
+"""Stable identities: every write is an upsert keyed by these, so any stage can
+run twice with the same result.
+
+- An entry's id is its GUID, else its canonical URL, else a hash of title and
+  summary (Miniflux does the same: guid -> url -> hash of content).
+- An article's id is a hash of its canonical URL, so the same page reached
+  through two feeds (or with different tracking parameters) is one article.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+# Query parameters that identify a campaign or a click, never the page.
+_TRACKING_PREFIXES = ("utm_", "mc_", "pk_", "mtm_", "hsa_", "oly_", "vero_", "_hs")
+_TRACKING_NAMES = frozenset(
+    {
+        "fbclid", "gclid", "gclsrc", "dclid", "msclkid", "yclid", "twclid", "igshid",
+        "mkt_tok", "ref", "ref_src", "referrer", "cmpid", "ncid", "ocid", "sr_share",
+        "at_medium", "at_campaign", "wt.mc_id", "spm", "_ga", "__twitter_impression",
+        "rss", "rssfeed",
+    }
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()[:16]
+
+
+def _is_tracking(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in _TRACKING_NAMES or lowered.startswith(_TRACKING_PREFIXES)
+
+
+def canonical_url(url: str) -> str:
+    """Normalise a URL so that trivially different spellings compare equal.
+
+    Lower-cases scheme and host, drops default ports, the fragment and
+    tracking parameters, sorts the remaining query parameters, and removes a
+    trailing slash from non-root paths.
+    """
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if host.startswith("www."):
+        host = host[4:]
+    netloc = host
+    if parts.port is not None and _DEFAULT_PORTS.get(scheme) != parts.port:
+        netloc = f"{host}:{parts.port}"
+    path = parts.path or "/"
+    if len(path) > 1 and path.endswith("/"):
+        path = path.rstrip("/") or "/"
+    query = urlencode(
+        sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+               if not _is_tracking(k))
+    )
+    return urlunsplit((scheme, netloc, path, query, ""))
+
+
+def entry_id(*, guid: str | None, link: str | None, title: str, summary: str) -> str:
+    """The id of a feed entry: its GUID, else its canonical link, else a hash."""
+    if guid and guid.strip():
+        return guid.strip()
+    if link and link.strip():
+        return canonical_url(link)
+    return "sha256:" + _digest(title.strip(), summary.strip())
+
+
+def article_id(canonical: str) -> str:
+    """The id of an article: a hash of its canonical URL."""
+    return _digest(canonical)
+
+
+def story_id(first_article_id: str) -> str:
+    """A story is named after the article that started it; stable across re-runs."""
+    return "s-" + first_article_id
+
+
+def content_hash(body: bytes) -> str:
+    """Hash of a fetched body, for servers whose ETag lies or is missing."""
+    return hashlib.sha256(body).hexdigest()

@@ -1,0 +1,33 @@
+"""Offline language identification (py3langid; its model ships in the wheel)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# Below this normalised probability the detector is guessing (measured on short
+# titles); the page's own declaration is then the better answer.
+MIN_CONFIDENCE = 0.80
+# The first few thousand characters decide the language; more only costs time.
+SAMPLE_CHARS = 3000
+
+
+@dataclass(frozen=True, slots=True)
+class LanguageDetector:
+    _identifier: Any
+
+    def detect(self, text: str, *, declared: str | None = None) -> str | None:
+        sample = text[:SAMPLE_CHARS]
+        fallback = declared.split("-")[0].lower() if declared else None
+        if len(sample.split()) < 5:
+            return fallback
+        code, confidence = self._identifier.classify(sample)
+        if confidence < MIN_CONFIDENCE and fallback:
+            return fallback
+        return str(code)
+
+
+def load_detector() -> LanguageDetector:
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageDetector(LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True))

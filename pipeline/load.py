@@ -1,0 +1,250 @@
+"""Load stage: the single DuckDB writer.
+
+Ingests one run's staging files in ONE transaction: feed state, entries,
+rejections, articles (clustered into stories here, because story assignment
+depends on what is already stored), tags, removed lines, stories, and the
+alert outbox rows. A run id that was already loaded is skipped, so retrying
+the load (an Airflow retry, a crash after commit) changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from pipeline import alert, staging
+from pipeline.cluster import ClusterDoc, cluster
+from pipeline.config import Settings
+from pipeline.store import insert_values
+
+log = logging.getLogger(__name__)
+
+_ARTICLE_COLUMNS = {
+    "id": "VARCHAR", "entry_id": "VARCHAR", "feed_url": "VARCHAR", "url": "VARCHAR",
+    "canonical_url": "VARCHAR", "source": "VARCHAR", "title": "VARCHAR", "text": "VARCHAR",
+    "author": "VARCHAR", "published_at": "TIMESTAMPTZ", "fetched_at": "TIMESTAMPTZ",
+    "language": "VARCHAR", "topics": "VARCHAR[]", "countries": "VARCHAR[]",
+    "people": "VARCHAR[]",
+    "evidence": "STRUCT(kind VARCHAR, tag VARCHAR, evidence VARCHAR)[]",
+    "removed": "STRUCT(position INTEGER, line VARCHAR, rule VARCHAR)[]",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadResult:
+    run_id: str
+    already_loaded: bool
+    feeds: int
+    entries: int
+    articles_new: int
+    rejected: int
+    stories_new: int
+    stories_touched: int
+    alerts_queued: int
+
+
+def _json_source(paths: list[Path], columns: dict[str, str]) -> str:
+    spec = ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items())
+    files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
+    return f"read_json([{files}], format='newline_delimited', columns={{{spec}}})"
+
+
+def _load_feeds(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
+    rows = [
+        (f["url"], f["name"], f["status"], f["last_polled_at"], f["last_success_at"],
+         f["next_poll_at"], f["etag"], f["last_modified"], f["content_hash"], f["error_count"],
+         f["last_error"], f["new_entries"])
+        for f in staging.read(directory, "feeds")
+    ]
+    return insert_values(
+        con, "feeds",
+        ["url", "name", "status", "last_polled_at", "last_success_at", "next_poll_at", "etag",
+         "last_modified", "content_hash", "error_count", "last_error", "entries_seen"],
+        rows,
+        suffix="ON CONFLICT (url) DO UPDATE SET name = excluded.name, status = excluded.status,"
+        " last_polled_at = excluded.last_polled_at, last_success_at = excluded.last_success_at,"
+        " next_poll_at = excluded.next_poll_at, etag = excluded.etag,"
+        " last_modified = excluded.last_modified, content_hash = excluded.content_hash,"
+        " error_count = excluded.error_count, last_error = excluded.last_error,"
+        " entries_seen = feeds.entries_seen + excluded.entries_seen",
+    )
+
+
+def _load_entries(con: duckdb.DuckDBPyConnection, directory: Path, now: datetime) -> int:
+    latest: dict[tuple[str, str], tuple[object, ...]] = {}
+    for e in staging.read(directory, "entries"):
+        latest[(e["feed_url"], e["id"])] = (
+            e["feed_url"], e["id"], e["url"], e["title"], e["published_at"], now, e["status"],
+            e["attempts"], e["article_id"],
+        )
+    return insert_values(
+        con, "entries",
+        ["feed_url", "id", "url", "title", "published_at", "first_seen", "status", "attempts",
+         "article_id"],
+        latest.values(),
+        suffix="ON CONFLICT (feed_url, id) DO UPDATE SET status = excluded.status,"
+        " attempts = excluded.attempts, article_id = excluded.article_id",
+    )
+
+
+def _load_rejected(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
+    latest: dict[tuple[str, str], tuple[object, ...]] = {}
+    for r in staging.read(directory, "rejected"):
+        latest[(r["url"], r["stage"])] = (
+            r["url"], r["feed_url"], r["stage"], r["reason"], r["seen_at"]
+        )
+    return insert_values(
+        con, "rejected", ["url", "feed_url", "stage", "reason", "seen_at"], latest.values(),
+        suffix="ON CONFLICT (url, stage) DO UPDATE SET reason = excluded.reason,"
+        " seen_at = excluded.seen_at, attempts = rejected.attempts + 1",
+    )
+
+
+def _stage_articles(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
+    paths = staging.files(directory, "articles")
+    con.execute("DROP TABLE IF EXISTS new_articles")
+    if not paths:
+        columns = ", ".join(f"NULL::{kind} AS {name}" for name, kind in _ARTICLE_COLUMNS.items())
+        con.execute(f"CREATE TEMP TABLE new_articles AS SELECT {columns} LIMIT 0")
+        return 0
+    # The same page can arrive through two feeds (or twice in one feed): keep
+    # the first copy, and nothing already stored.
+    con.execute(
+        f"""CREATE TEMP TABLE new_articles AS
+        SELECT s.* FROM {_json_source(paths, _ARTICLE_COLUMNS)} s
+        WHERE NOT EXISTS (SELECT 1 FROM articles a WHERE a.id = s.id)
+        QUALIFY row_number() OVER (PARTITION BY s.id ORDER BY s.fetched_at, s.url) = 1"""
+    )
+    row = con.execute("SELECT count(*) FROM new_articles").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _docs(rows: list[tuple[object, ...]]) -> list[ClusterDoc]:
+    return [
+        ClusterDoc(id=str(r[0]), time=r[1], title=str(r[2] or ""),  # type: ignore[arg-type]
+                   text=str(r[3] or ""), source=str(r[4] or ""),
+                   countries=tuple(r[5] or ()), people=tuple(r[6] or ()),  # type: ignore[arg-type]
+                   story_id=r[7])  # type: ignore[arg-type]
+        for r in rows
+    ]
+
+
+_DOC_COLUMNS = (
+    "id, coalesce(published_at, fetched_at), title, left(text, 3000), source, countries, people"
+)
+
+
+def _cluster(con: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[set[str], int]:
+    new = _docs(con.execute(f"SELECT {_DOC_COLUMNS}, NULL FROM new_articles").fetchall())
+    con.execute("DROP TABLE IF EXISTS assigned")
+    con.execute("CREATE TEMP TABLE assigned (id VARCHAR, story_id VARCHAR)")
+    con.execute("DROP TABLE IF EXISTS story_heads")
+    con.execute("CREATE TEMP TABLE story_heads (story_id VARCHAR, lead_article_id VARCHAR,"
+                " title VARCHAR)")
+    if not new:
+        return set(), 0
+    window = timedelta(hours=settings.cluster.window_hours)
+    lo = min(d.time for d in new) - window
+    hi = max(d.time for d in new) + window
+    known = _docs(con.execute(
+        f"SELECT {_DOC_COLUMNS}, story_id FROM articles"
+        " WHERE coalesce(published_at, fetched_at) BETWEEN ? AND ?", [lo, hi],
+    ).fetchall())
+    assignments, clusterer = cluster(
+        new, known, window=window, threshold=settings.cluster.threshold
+    )
+    insert_values(con, "assigned", ["id", "story_id"], assignments.items())
+    touched = set(assignments.values())
+    heads = []
+    for story in sorted(touched):
+        doc = clusterer.representative(story)
+        if doc is not None:
+            heads.append((story, doc.id, doc.title))
+    insert_values(con, "story_heads", ["story_id", "lead_article_id", "title"], heads)
+    existing = con.execute(
+        "SELECT count(*) FROM stories WHERE list_contains(?, id)", [sorted(touched)]
+    ).fetchone()
+    return touched, len(touched) - (int(existing[0]) if existing else 0)
+
+
+def _insert_articles(con: duckdb.DuckDBPyConnection, run_id: str, now: datetime) -> None:
+    con.execute(
+        """INSERT INTO articles (id, url, canonical_url, source, feed_url, entry_id, title, text,
+            author, published_at, fetched_at, language, topics, countries, people, story_id,
+            run_id, loaded_at)
+        SELECT n.id, n.url, n.canonical_url, n.source, n.feed_url, n.entry_id, n.title, n.text,
+            n.author, n.published_at, n.fetched_at, n.language, n.topics, n.countries, n.people,
+            a.story_id, ?, ?
+        FROM new_articles n JOIN assigned a USING (id)""",
+        [run_id, now],
+    )
+    con.execute(
+        """INSERT INTO article_tags
+        SELECT id, e.kind, e.tag, first(e.evidence)
+        FROM (SELECT id, unnest(evidence) AS e FROM new_articles)
+        GROUP BY ALL ON CONFLICT DO NOTHING"""
+    )
+    con.execute(
+        """INSERT INTO removed_lines
+        SELECT id, r.position, r.line, r.rule FROM (SELECT id, unnest(removed) AS r
+        FROM new_articles) ON CONFLICT DO NOTHING"""
+    )
+
+
+def _upsert_stories(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """INSERT INTO stories (id, title, first_seen, last_seen, n_articles, n_sources,
+            lead_article_id)
+        SELECT a.story_id, any_value(h.title), min(coalesce(a.published_at, a.fetched_at)),
+            max(coalesce(a.published_at, a.fetched_at)), count(*), count(DISTINCT a.source),
+            any_value(h.lead_article_id)
+        FROM articles a JOIN story_heads h ON h.story_id = a.story_id
+        GROUP BY a.story_id
+        ON CONFLICT (id) DO UPDATE SET title = excluded.title, first_seen = excluded.first_seen,
+            last_seen = excluded.last_seen, n_articles = excluded.n_articles,
+            n_sources = excluded.n_sources, lead_article_id = excluded.lead_article_id"""
+    )
+
+
+def load(
+    con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str, *,
+    now: datetime | None = None, started_at: datetime | None = None,
+) -> LoadResult:
+    """Ingest the staging files of ``run_id`` in one transaction."""
+    now = now or datetime.now(UTC)
+    directory = staging.run_dir(settings.staging, run_id)
+    done = con.execute(
+        "SELECT feeds_polled, entries_new, articles_new, rejected, stories_new, alerts_queued"
+        " FROM runs WHERE id = ? AND loaded_at IS NOT NULL", [run_id],
+    ).fetchone()
+    if done is not None:
+        return LoadResult(run_id=run_id, already_loaded=True, feeds=done[0], entries=done[1],
+                          articles_new=done[2], rejected=done[3], stories_new=done[4],
+                          stories_touched=0, alerts_queued=done[5])
+    con.execute("BEGIN TRANSACTION")
+    try:
+        feeds = _load_feeds(con, directory)
+        entries = _load_entries(con, directory, now)
+        rejected = _load_rejected(con, directory)
+        articles_new = _stage_articles(con, directory)
+        touched, stories_new = _cluster(con, settings)
+        _insert_articles(con, run_id, now)
+        _upsert_stories(con)
+        queued = alert.queue(con, settings.alerts, sorted(touched), now=now)
+        con.execute(
+            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [run_id, started_at or now, now, feeds, entries, articles_new, rejected,
+             stories_new, queued],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    log.info("loaded run", extra={"run_id": run_id, "articles": articles_new})
+    return LoadResult(run_id=run_id, already_loaded=False, feeds=feeds, entries=entries,
+                      articles_new=articles_new, rejected=rejected, stories_new=stories_new,
+                      stories_touched=len(touched), alerts_queued=queued)

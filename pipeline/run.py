@@ -1,0 +1,270 @@
+"""The orchestrator: the only module that knows the order of the stages.
+
+    poll -> (fetch -> extract -> clean -> tag) -> load (cluster, outbox) -> send
+
+The CLI calls :func:`run_pass`; the Airflow DAG calls the same stage
+functions one task each (:func:`poll_stage`, :func:`process_stage` per shard,
+:func:`load_stage`, :func:`send_stage`). Stages hand over through staging
+files named by run id, so every stage can be retried on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any
+
+from pipeline import alert, poll, staging, store
+from pipeline.config import Settings
+from pipeline.fetch import fetch
+from pipeline.http import Fetcher, FetchLimits
+from pipeline.load import LoadResult, load
+from pipeline.models import FeedEntry, FetchedPage, Rejection, TaggedArticle
+from pipeline.process import Processor
+
+log = logging.getLogger(__name__)
+
+# A page that failed for a transient reason (timeout, 503) is tried on this
+# many passes before it is recorded as rejected for good.
+MAX_PAGE_ATTEMPTS = 3
+
+# Below this many pages a process pool costs more to start (each worker
+# imports trafilatura and compiles the tagger) than it saves.
+SMALL_SHARD = 50
+
+Progress = Callable[[str, int, int], None]
+
+
+def _quiet(stage: str, done: int, total: int) -> None:
+    return None
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def fetch_limits(settings: Settings) -> FetchLimits:
+    f = settings.fetch
+    return FetchLimits(
+        max_feed_bytes=f.max_feed_bytes, max_page_bytes=f.max_page_bytes,
+        connect_timeout=f.connect_timeout, read_timeout=f.read_timeout,
+        total_timeout=f.timeout, max_redirects=f.max_redirects,
+        max_url_length=f.max_url_length, global_concurrency=f.concurrency,
+        per_host_concurrency=f.per_host_concurrency, host_spacing=f.host_spacing,
+        allow_private=frozenset(f.allow_private),
+    )
+
+
+def _rejection_record(r: Rejection, now: datetime) -> dict[str, Any]:
+    return {"url": r.url, "feed_url": r.feed_url, "stage": r.stage, "reason": r.reason,
+            "seen_at": now}
+
+
+# -- poll ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollSummary:
+    run_id: str
+    feeds_polled: int
+    feeds_failed: int
+    entries_new: int
+    entries_retry: int
+
+
+def poll_stage(
+    settings: Settings, run_id: str, *, now: datetime | None = None, force: bool = False,
+    progress: Progress = _quiet,
+) -> PollSummary:
+    """Poll the due feeds; stage their new entries and new feed state."""
+    now = now or datetime.now(UTC)
+    directory = staging.run_dir(settings.staging, run_id)
+    with store.connect(settings.database) as con:
+        states = store.feed_states(con)
+        due = poll.due_feeds(settings.feeds, states, now, force=force)
+        retry = store.entries_to_retry(con, MAX_PAGE_ATTEMPTS)
+
+        async def go() -> poll.PollResult:
+            async with Fetcher(fetch_limits(settings)) as fetcher:
+                return await poll.poll(
+                    due, states=states, fetcher=fetcher,
+                    known=lambda feed, ids: store.known_entries(con, feed, ids), now=now,
+                    options=settings.poll, max_entries=settings.fetch.max_entries_per_feed,
+                    progress=lambda d, t: progress("poll", d, t),
+                )
+
+        result = asyncio.run(go())
+    staging.remove(directory)  # a re-run of the poll replaces the whole run's staging
+    with staging.StagingWriter(directory, "poll") as writer:
+        for update in result.updates:
+            writer.write("feeds", {k: getattr(update, k) for k in update.__slots__})
+        for entry in result.entries:
+            writer.write("polled", {**_entry_record(entry), "attempts": 0})
+        for row in retry:
+            writer.write("polled", {**row, "summary": "", "attempts": row["attempts"]})
+        for rejection in result.rejections:
+            writer.write("rejected", _rejection_record(rejection, now))
+    return PollSummary(
+        run_id=run_id, feeds_polled=len(result.updates),
+        feeds_failed=sum(1 for u in result.updates if u.last_error),
+        entries_new=len(result.entries), entries_retry=len(retry),
+    )
+
+
+def _entry_record(entry: FeedEntry) -> dict[str, Any]:
+    return {"id": entry.id, "feed_url": entry.feed_url, "feed_name": entry.feed_name,
+            "url": entry.url, "title": entry.title, "summary": entry.summary,
+            "published_at": entry.published_at}
+
+
+def _entry_from(record: dict[str, Any]) -> FeedEntry:
+    published = record.get("published_at")
+    if isinstance(published, str):
+        published = datetime.fromisoformat(published)
+    return FeedEntry(
+        id=record["id"], feed_url=record["feed_url"], feed_name=record.get("feed_name") or "",
+        url=record["url"], title=record.get("title") or "", summary=record.get("summary") or "",
+        published_at=published,
+    )
+
+
+# -- process -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessSummary:
+    run_id: str
+    shard: int
+    entries: int
+    articles: int
+    rejected: int
+    retry: int
+
+
+def shard_count(settings: Settings, run_id: str, max_shards: int) -> int:
+    """How many process shards this run's entries fill (at least 1)."""
+    n = sum(1 for _ in staging.read(staging.run_dir(settings.staging, run_id), "polled"))
+    return max(1, min(max_shards, -(-n // settings.process.batch_size)))
+
+
+def _batches(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    while batch := list(islice(items, size)):
+        yield batch
+
+
+def process_stage(
+    settings: Settings, run_id: str, *, shard: int = 0, shards: int = 1,
+    workers: int | None = None, progress: Progress = _quiet,
+) -> ProcessSummary:
+    """Fetch, extract, clean and tag this shard's entries; stage the results."""
+    directory = staging.run_dir(settings.staging, run_id)
+    records = (r for i, r in enumerate(staging.read(directory, "polled")) if i % shards == shard)
+    total = sum(1 for i, _ in enumerate(staging.read(directory, "polled")) if i % shards == shard)
+    counts = {"entries": 0, "articles": 0, "rejected": 0, "retry": 0}
+    if total == 0:
+        return ProcessSummary(run_id=run_id, shard=shard, **counts)
+    if workers is None and total < SMALL_SHARD:
+        workers = 1
+    now = datetime.now(UTC)
+    with Processor(settings, workers=workers) as processor, \
+            staging.StagingWriter(directory, f"p{shard:03d}") as writer:
+
+        async def go() -> None:
+            async with Fetcher(fetch_limits(settings)) as fetcher:
+                for batch in _batches(records, settings.process.batch_size):
+                    attempts = {(r["feed_url"], r["id"]): int(r["attempts"]) + 1 for r in batch}
+                    pages: list[FetchedPage] = []
+                    async for entry, result in fetch([_entry_from(r) for r in batch],
+                                                     fetcher=fetcher):
+                        if isinstance(result, FetchedPage):
+                            pages.append(result)
+                        else:
+                            _record(writer, entry, result, attempts, counts, now)
+                    outcomes = await asyncio.to_thread(lambda: list(processor.map(pages)))
+                    for page, outcome in zip(pages, outcomes, strict=True):
+                        _record(writer, page.entry, outcome, attempts, counts, now)
+                    progress("process", counts["entries"], total)
+
+        asyncio.run(go())
+    return ProcessSummary(run_id=run_id, shard=shard, **counts)
+
+
+def _record(
+    writer: staging.StagingWriter, entry: FeedEntry, outcome: TaggedArticle | Rejection,
+    attempts: dict[tuple[str, str], int], counts: dict[str, int], now: datetime,
+) -> None:
+    tries = attempts[(entry.feed_url, entry.id)]
+    record = {"feed_url": entry.feed_url, "id": entry.id, "url": entry.url,
+              "title": entry.title, "published_at": entry.published_at, "attempts": tries}
+    counts["entries"] += 1
+    if isinstance(outcome, TaggedArticle):
+        a = outcome.article
+        writer.write("articles", {
+            "id": a.id, "entry_id": a.entry_id, "feed_url": a.feed_url, "url": a.url,
+            "canonical_url": a.canonical_url, "source": a.source, "title": a.title,
+            "text": a.text, "author": a.author, "published_at": a.published_at,
+            "fetched_at": a.fetched_at, "language": a.language, "topics": outcome.topics,
+            "countries": outcome.countries, "people": outcome.people,
+            "evidence": [{"kind": e.kind, "tag": e.tag, "evidence": e.evidence}
+                         for e in outcome.evidence],
+            "removed": [{"position": r.position, "line": r.line, "rule": r.rule}
+                        for r in a.removed],
+        })
+        writer.write("entries", {**record, "status": "stored", "article_id": a.id})
+        counts["articles"] += 1
+        return
+    if outcome.transient and tries < MAX_PAGE_ATTEMPTS:
+        writer.write("entries", {**record, "status": "retry", "article_id": None})
+        counts["retry"] += 1
+    else:
+        writer.write("entries", {**record, "status": "rejected", "article_id": None})
+        counts["rejected"] += 1
+    reason = outcome.reason
+    if outcome.transient:
+        reason = f"{reason} (attempt {tries} of {MAX_PAGE_ATTEMPTS})"
+    writer.write("rejected", {**_rejection_record(outcome, now), "reason": reason})
+
+
+# -- load and send -------------------------------------------------------------------------
+
+
+def load_stage(settings: Settings, run_id: str, *, started_at: datetime | None = None,
+               keep_staging: bool = False) -> LoadResult:
+    with store.connect(settings.database) as con:
+        result = load(con, settings, run_id, started_at=started_at)
+    if not keep_staging:
+        staging.remove(staging.run_dir(settings.staging, run_id))
+    return result
+
+
+def send_stage(settings: Settings, mailer: alert.Mailer | None = None) -> alert.SendResult:
+    with store.connect(settings.database) as con:
+        return alert.send_pending(con, settings, mailer or alert.mailer_for(settings))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PassResult:
+    poll: PollSummary
+    process: ProcessSummary
+    load: LoadResult
+    send: alert.SendResult
+
+
+def run_pass(
+    settings: Settings, *, force: bool = False, workers: int | None = None,
+    progress: Progress = _quiet, mailer: alert.Mailer | None = None,
+) -> PassResult:
+    """One whole pass: the same stages the DAG runs, in one process."""
+    started = datetime.now(UTC)
+    run_id = new_run_id(started)
+    polled = poll_stage(settings, run_id, now=started, force=force, progress=progress)
+    processed = process_stage(settings, run_id, workers=workers, progress=progress)
+    loaded = load_stage(settings, run_id, started_at=started)
+    sent = send_stage(settings, mailer)
+    return PassResult(poll=polled, process=processed, load=loaded, send=sent)
