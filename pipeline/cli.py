@@ -159,7 +159,7 @@ def _print_demo_report(con: Any, settings: Any) -> None:
 def cmd_extract(args: argparse.Namespace) -> int:
     from pipeline.clean import clean
     from pipeline.extract import ExtractionError, extract
-    from pipeline.http import FetchError, Fetcher, FetchLimits
+    from pipeline.http import Fetcher, FetchError, FetchLimits
     from pipeline.language import load_detector
 
     detector = load_detector()
@@ -178,8 +178,6 @@ def cmd_extract(args: argparse.Namespace) -> int:
                 path = Path(source)
                 body, url = path.read_bytes(), path.resolve().as_uri()
             extracted = extract(body, url=url)
-            if extracted is None:
-                raise ExtractionError("no article text found on the page")
         except (OSError, FetchError, ExtractionError) as exc:
             reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
             print(f"newsmon: {source}: {reason}", file=sys.stderr)

@@ -48,18 +48,17 @@ def process_page(page: FetchedPage, ctx: Context) -> TaggedArticle | Rejection:
         extracted = extract(page.body, url=page.url)
     except ExtractionError as exc:
         return reject(str(exc))
-    if extracted is None:
-        return reject("no article text found on the page")
     title = (extracted.title or entry.title or "").strip()
     cleaned = clean(extracted.text, title=title, url=page.url, site_name=extracted.site_name)
     words = len(cleaned.text.split())
     if words < MIN_WORDS:
         return reject(f"too little text after cleaning ({words} words; at least {MIN_WORDS})")
     canonical = ids.canonical_url(page.url)
+    source = extracted.site_name or entry.feed_name or urlsplit(page.url).hostname or ""
     article = Article(
         id=ids.article_id(canonical), entry_id=entry.id, feed_url=entry.feed_url, url=page.url,
         canonical_url=canonical,
-        source=(extracted.site_name or entry.feed_name or urlsplit(page.url).hostname or "").strip(),
+        source=source.strip(),
         title=title, text=cleaned.text, author=extracted.author,
         published_at=extracted.published or entry.published_at, fetched_at=page.fetched_at,
         language=ctx.language.detect(f"{title}\n{cleaned.text}", declared=extracted.language),

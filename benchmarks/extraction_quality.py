@@ -1,0 +1,212 @@
+"""Extraction quality on the ScrapingHub article-extraction benchmark.
+
+    .venv/bin/python -m benchmarks.extraction_quality [--data DIR] [--limit N] [--audit]
+
+Compares, on the same pages and in the same run:
+
+- trafilatura alone: ``bare_extraction`` with its defaults (the baseline; the
+  one place outside pipeline/extract.py that imports trafilatura, because
+  measuring the dependency itself is the point);
+- newsmon extract: :func:`pipeline.extract.extract` with our settings;
+- newsmon extract+clean: the same, then :func:`pipeline.clean.clean`.
+
+It prints precision, recall and F1 (see :mod:`benchmarks.scoring`), pages per
+second, and our time as a multiple of trafilatura's. The project's goals are
+checked at the end: the cleaner raises precision and costs at most 0.005 of
+recall, and extract+clean reaches F1 >= 0.970. ``--audit`` lists the lines the
+cleaner removed that the hand-made body does contain: the cleaner's mistakes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import trafilatura
+from trafilatura.settings import Document
+
+from benchmarks.scoring import PageScore, Summary, score_page, summarize
+from pipeline.clean import clean
+from pipeline.extract import ExtractionError, extract
+from pipeline.models import Cleaned, Extracted
+
+DEFAULT_DATA = Path(
+    os.environ.get(
+        "NEWSMON_EXTRACTION_BENCHMARK",
+        Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "article-extraction",
+    )
+)
+F1_GOAL = 0.970
+MAX_RECALL_COST = 0.005
+_WORDS = re.compile(r"\w+")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Page:
+    id: str
+    url: str
+    html: bytes
+    truth: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Run:
+    name: str
+    texts: tuple[str, ...]
+    seconds: float
+
+    def summary(self, pages: Sequence[Page]) -> Summary:
+        return summarize(self.scores(pages))
+
+    def scores(self, pages: Sequence[Page]) -> list[PageScore]:
+        pairs = zip(pages, self.texts, strict=True)
+        return [score_page(truth=page.truth, predicted=text) for page, text in pairs]
+
+
+def load_pages(data: Path, limit: int | None) -> list[Page]:
+    truth = json.loads((data / "ground-truth.json").read_text("utf-8"))
+    paths = sorted((data / "html").glob("*.html.gz"))[:limit]
+    return [
+        Page(
+            id=(key := path.name.split(".")[0]),
+            url=truth[key]["url"],
+            html=gzip.decompress(path.read_bytes()),
+            truth=truth[key].get("articleBody", ""),
+        )
+        for path in paths
+    ]
+
+
+def trafilatura_alone(page: Page) -> str:
+    document = trafilatura.bare_extraction(page.html, url=page.url)
+    return (document.text or "") if isinstance(document, Document) else ""
+
+
+def newsmon_extract(page: Page) -> Extracted | None:
+    try:
+        return extract(page.html, url=page.url)
+    except ExtractionError:
+        return None
+
+
+def newsmon_clean(page: Page, extracted: Extracted | None) -> Cleaned | None:
+    if extracted is None:
+        return None
+    return clean(extracted.text, title=extracted.title, url=page.url, site_name=extracted.site_name)
+
+
+def run_all(pages: Sequence[Page]) -> tuple[Run, Run, Run, list[Cleaned | None]]:
+    # Warm up both paths (lazy imports, compiled XPaths, the rules file) so the
+    # first page's one-off costs do not land on whichever system runs first.
+    trafilatura_alone(pages[0])
+    newsmon_clean(pages[0], newsmon_extract(pages[0]))
+
+    base_texts, base_time = [], 0.0
+    ours_texts, ours_time = [], 0.0
+    clean_texts, clean_time = [], 0.0
+    cleaned_all: list[Cleaned | None] = []
+    for page in pages:
+        start = time.perf_counter()
+        text = trafilatura_alone(page)
+        middle = time.perf_counter()
+        extracted = newsmon_extract(page)
+        after_extract = time.perf_counter()
+        cleaned = newsmon_clean(page, extracted)
+        end = time.perf_counter()
+        base_time += middle - start
+        ours_time += after_extract - middle
+        clean_time += end - after_extract
+        base_texts.append(text)
+        ours_texts.append(extracted.text if extracted else "")
+        clean_texts.append(cleaned.text if cleaned else "")
+        cleaned_all.append(cleaned)
+    return (
+        Run(name="trafilatura alone (defaults)", texts=tuple(base_texts), seconds=base_time),
+        Run(name="newsmon extract", texts=tuple(ours_texts), seconds=ours_time),
+        Run(
+            name="newsmon extract+clean",
+            texts=tuple(clean_texts),
+            seconds=ours_time + clean_time,
+        ),
+        cleaned_all,
+    )
+
+
+def print_table(pages: Sequence[Page], runs: Sequence[Run]) -> list[Summary]:
+    baseline = runs[0].seconds
+    print(f"{len(pages)} pages\n")
+    header = f"{'system':<30} {'precision':>9} {'recall':>7} {'F1':>6} {'pages/s':>8} {'time':>6}"
+    print(header)
+    print("-" * len(header))
+    summaries = []
+    for run in runs:
+        s = run.summary(pages)
+        summaries.append(s)
+        rate = len(pages) / run.seconds if run.seconds else float("inf")
+        print(
+            f"{run.name:<30} {s.precision:>9.4f} {s.recall:>7.4f} {s.f1:>6.4f} "
+            f"{rate:>8.1f} {run.seconds / baseline:>5.2f}x"
+        )
+    return summaries
+
+
+def print_goals(extract_only: Summary, cleaned: Summary) -> bool:
+    gained = cleaned.precision - extract_only.precision
+    lost = extract_only.recall - cleaned.recall
+    checks = [
+        (f"cleaner raises precision ({gained:+.4f})", gained > 0),
+        (f"cleaner costs <= {MAX_RECALL_COST} recall ({lost:.4f})", lost <= MAX_RECALL_COST),
+        (f"extract+clean F1 >= {F1_GOAL} ({cleaned.f1:.4f})", cleaned.f1 >= F1_GOAL),
+    ]
+    print()
+    for label, ok in checks:
+        print(f"[{'ok' if ok else 'MISSED'}] {label}")
+    return all(ok for _, ok in checks)
+
+
+def print_audit(pages: Sequence[Page], cleaned_all: Sequence[Cleaned | None]) -> None:
+    """Removed lines whose words all appear, in order, in the true body."""
+    print("\nremoved lines found in the hand-made body (the cleaner's mistakes):")
+    mistakes = 0
+    for page, cleaned in zip(pages, cleaned_all, strict=True):
+        if cleaned is None:
+            continue
+        truth = " ".join(_WORDS.findall(page.truth))
+        for removed in cleaned.removed:
+            words = " ".join(_WORDS.findall(removed.line))
+            if words and f" {words} " in f" {truth} ":
+                mistakes += 1
+                print(f"  {page.id[:8]} {removed.rule:<28} {removed.line[:90]!r}")
+    print(f"  {mistakes} line(s)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="benchmark folder")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N pages")
+    parser.add_argument("--audit", action="store_true", help="list the cleaner's false removals")
+    args = parser.parse_args(argv)
+    if not (args.data / "ground-truth.json").is_file():
+        parser.error(f"no ground-truth.json in {args.data} (set --data)")
+    pages = load_pages(args.data, args.limit)
+    if not pages:
+        parser.error(f"no pages in {args.data / 'html'}")
+    base, ours, ours_clean, cleaned_all = run_all(pages)
+    summaries = print_table(pages, (base, ours, ours_clean))
+    print(f"\ntrafilatura {trafilatura.__version__}; our time / trafilatura's time in 'time'")
+    met = print_goals(summaries[1], summaries[2])
+    if args.audit:
+        print_audit(pages, cleaned_all)
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

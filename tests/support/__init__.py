@@ -1,0 +1,1 @@
+"""Helpers shared by the tests (test servers, builders); no tests here."""

@@ -1,0 +1,190 @@
+"""The clean stage against golden files, Miniflux-style.
+
+``testdata/clean/<name>.txt`` is the extracted text, ``<name>.txt-result`` the
+text the cleaner must give back, and the optional ``<name>.json`` gives the
+page's title, URL and site name (all None/"" when absent).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.clean import RuleError, clean, load_rules, parse_rules
+
+TESTDATA = Path(__file__).parent / "testdata" / "clean"
+SEEDS = Path(__file__).resolve().parents[2] / "seeds"
+CASES = sorted(p.stem for p in TESTDATA.glob("*.txt"))
+
+
+def run_case(name: str) -> tuple[str, str]:
+    meta_file = TESTDATA / f"{name}.json"
+    meta = json.loads(meta_file.read_text("utf-8")) if meta_file.exists() else {}
+    cleaned = clean(
+        (TESTDATA / f"{name}.txt").read_text("utf-8"),
+        title=meta.get("title"),
+        url=meta.get("url", "https://example.org/article"),
+        site_name=meta.get("site_name"),
+    )
+    expected = (TESTDATA / f"{name}.txt-result").read_text("utf-8")
+    return cleaned.text + "\n", expected
+
+
+def test_there_are_golden_cases() -> None:
+    assert len([c for c in CASES if c.startswith("seed_")]) == 5
+    assert len(CASES) >= 12
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_golden(name: str) -> None:
+    got, expected = run_case(name)
+    assert got == expected
+
+
+@pytest.mark.parametrize("name", [c for c in CASES if c.startswith("seed_")])
+def test_seed_cases_are_the_seed_files(name: str) -> None:
+    """The seed golden files are copies of seeds/articles and seeds/expected."""
+    seed_id = name.removeprefix("seed_")
+    assert (TESTDATA / f"{name}.txt").read_bytes() == (
+        SEEDS / "articles" / f"{seed_id}.txt"
+    ).read_bytes()
+    assert (TESTDATA / f"{name}.txt-result").read_bytes() == (
+        SEEDS / "expected" / f"{seed_id}.txt"
+    ).read_bytes()
+
+
+def test_removed_lines_are_recorded_with_position_and_rule() -> None:
+    text = (
+        "\n"
+        "Israel, Russia to Form Working Group on Syria\n"
+        "READ MORE: Iran Warns Israel Against 'Adventurism' in Syria\n"
+        "\n"
+        "Israel and Russia will form a working group, an official said.\n"
+        "Soldiers at the border. Photograph: Ronen Zvulun/Reuters\n"
+        "Do you like this content? Consider helping us!\n"
+    )
+    cleaned = clean(
+        text,
+        title="Israel, Russia to Form Working Group on Syria",
+        url="https://example.org/a",
+        site_name=None,
+    )
+    assert cleaned.text == "Israel and Russia will form a working group, an official said."
+    assert [(r.position, r.rule) for r in cleaned.removed] == [
+        (1, "repeated_headline"),
+        (2, "read_more"),
+        (5, "photo_credit_label"),
+        (6, "donation_appeal"),
+    ]
+    lines = text.split("\n")
+    assert all(lines[r.position] == r.line for r in cleaned.removed)
+
+
+def test_site_rules_apply_by_domain_or_site_name_only() -> None:
+    text = "World\nNetanyahu said the contacts contribute to stability in the region.\nChats\n"
+    by_domain = clean(text, title=None, url="https://www.sputniknews.com/x", site_name=None)
+    by_name = clean(
+        text, title=None, url="http://127.0.0.1:8000/x", site_name="Sputnik International"
+    )
+    elsewhere = clean(text, title=None, url="https://example.org/x", site_name="Example Times")
+    for cleaned in (by_domain, by_name):
+        rules = [r.rule for r in cleaned.removed]
+        assert rules == ["sputnik.site_header", "sputnik.comment_widget"]
+    assert elsewhere.removed == ()
+    assert elsewhere.text == text.strip()
+
+
+def test_whitespace_is_normalised_but_words_are_untouched() -> None:
+    text = "  It was decided to\u00a0create a group  with\u00a0the participation of Russia.  \n\n\n"
+    cleaned = clean(text, title=None, url="https://example.org/a", site_name=None)
+    assert cleaned.text == "It was decided to create a group with the participation of Russia."
+    assert cleaned.removed == ()
+
+
+def test_empty_text() -> None:
+    cleaned = clean("", title="Title", url="https://example.org/a", site_name=None)
+    assert cleaned.text == ""
+    assert cleaned.removed == ()
+
+
+def test_packaged_rules_load_once_and_have_unique_names() -> None:
+    rules = load_rules()
+    assert load_rules() is rules
+    names = [r.name for r in rules.generic] + [r.name for s in rules.sites for r in s.rules]
+    assert len(names) == len(set(names))
+    expected = {"photo_credit_label", "read_more", "subscribe_banner", "sputnik.image_alt"}
+    assert expected <= set(names)
+
+
+def _rule(**fields: object) -> dict[str, object]:
+    return {"generic": [{"name": "x", "group": "caption", **fields}]}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([], "top level"),
+        (_rule(), "exactly one of regex or lines"),
+        (_rule(regex="("), "bad regex"),
+        (_rule(regex="a", group="nope"), "group must be"),
+        (_rule(regex="a", colour=1), "unknown"),
+        (_rule(regex="a", max_words=0), "max_words"),
+        (
+            {"generic": [{"name": "x", "group": "caption", "regex": "a"}] * 2},
+            "duplicate rule name x",
+        ),
+    ],
+)
+def test_malformed_rules_are_rejected_by_name(data: object, message: str) -> None:
+    with pytest.raises(RuleError, match=re.escape(message)):
+        parse_rules(data)
+
+
+_LINES = st.sampled_from(
+    [
+        "",
+        "   ",
+        "READ MORE: Something Else Entirely",
+        "Photograph: Ronen Zvulun/Reuters",
+        "© Sputnik / Alexey Nikolsky",
+        "Facebook",
+        "Twitter",
+        "0 $",
+        "More on this topic:",
+        "A short label line",
+        "Subscribe",
+        "World",
+        "Israel and Russia will form a working group on the withdrawal of foreign forces.",
+        "Netanyahu said the talks were\u00a0very important, officials said.",
+    ]
+) | st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"))
+
+
+@given(
+    lines=st.lists(_LINES, max_size=25),
+    title=st.none() | st.sampled_from(["A short label line", "World", "Israel and Russia"]),
+)
+def test_every_non_blank_line_is_either_kept_or_reported(
+    lines: list[str], title: str | None
+) -> None:
+    """Nothing is lost silently and nothing is invented: kept lines and removed
+    lines partition the input's non-blank lines, in order."""
+    text = "\n".join(lines)
+    cleaned = clean(text, title=title, url="https://sputniknews.com/a", site_name=None)
+    kept = cleaned.text.split("\n") if cleaned.text else []
+    removed = {r.position: r for r in cleaned.removed}
+    source = text.split("\n")
+    rebuilt = []
+    for i, line in enumerate(source):
+        if not line.strip():
+            continue
+        if i in removed:
+            assert removed[i].line == line.strip()
+        else:
+            rebuilt.append(" ".join(line.split()))
+    assert kept == rebuilt

@@ -1,0 +1,229 @@
+"""The extract stage on the seed site's pages, and on pages with nothing to extract."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pipeline.clean import clean
+from pipeline.extract import ExtractionError, extract
+from pipeline.models import Cleaned, Extracted
+
+ROOT = Path(__file__).resolve().parents[2]
+SEEDS = ROOT / "seeds"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeedPage:
+    seed: str  # the id shared by seeds/articles and seeds/expected
+    page: str  # file under seeds/site
+    title: str
+    site_name: str
+    author: str | None
+    published: datetime
+
+
+PAGES = [
+    SeedPage(
+        seed="000_64357cb52d7391a5",
+        page="frontline-russia-israel-working-group.html",
+        title="Russia And Israel To Form Working Group On Withdrawal Of Foreign Forces From Syria",
+        site_name="Frontline Digest",
+        author=None,
+        published=datetime(2019, 2, 28, 12, 10, tzinfo=UTC),
+    ),
+    SeedPage(
+        seed="001_2c1bc55939869abd",
+        page="southfront-netanyahu-foreign-forces.html",
+        title="Netanyahu: Israel And Russia Will Work To Remove All Foreign Forces From Syria",
+        site_name="SouthFront",
+        author=None,
+        published=datetime(2019, 3, 4, 9, 30, tzinfo=UTC),
+    ),
+    SeedPage(
+        seed="002_8d3c3d73544a7484",
+        page="sputnik-israel-russia-group-foreign-forces.html",
+        title="Israel, Russia Mull Creating Group on Foreign Forces Pullout From Syria - Source",
+        site_name="Sputnik International",
+        author=None,
+        # 19:40 in Moscow (+03:00)
+        published=datetime(2019, 2, 27, 16, 40, tzinfo=UTC),
+    ),
+    SeedPage(
+        seed="003_038213745faeba08",
+        page="amn-netanyahu-russia-pullout.html",
+        title="Netanyahu: Israel, Russia to cooperate on pullout of foreign forces from Syria",
+        site_name="AMN Al-Masdar News",
+        author="Radio Free Europe",
+        published=datetime(2019, 3, 4, 7, 52, tzinfo=UTC),
+    ),
+    SeedPage(
+        seed="004_9d3568ec65f61390",
+        page="levant-russia-israel-working-group.html",
+        title=(
+            "Russia and Israel will form a working group with the participation of a number"
+            " of countries to study the issue of the removal of foreign troops from Syria"
+        ),
+        site_name="Levant Ledger",
+        author="Levant Ledger Newsdesk",
+        # 08:05 in Beirut (+02:00)
+        published=datetime(2019, 2, 28, 6, 5, tzinfo=UTC),
+    ),
+]
+IDS = [p.seed[:3] for p in PAGES]
+
+# Page chrome around the articles that must never reach the text.
+CHROME = [
+    "cookies",
+    "Privacy policy",
+    "All rights reserved",
+    "Military Situation In Syria",
+    "Pakistan",
+    "Share this",
+    "Disqus",
+    "Most read",
+    "Sign up for our newsletter",
+    "Previous article",
+    "RELATED ARTICLES",
+    "Read also",
+    "Iran says Israel's strikes",
+]
+
+
+def url_of(page: SeedPage) -> str:
+    return f"http://127.0.0.1:8000/{page.page}"
+
+
+def extract_and_clean(page: SeedPage) -> tuple[Extracted, Cleaned]:
+    url = url_of(page)
+    extracted = extract((SEEDS / "site" / page.page).read_bytes(), url=url)
+    cleaned = clean(extracted.text, title=extracted.title, url=url, site_name=extracted.site_name)
+    return extracted, cleaned
+
+
+def test_every_seed_has_a_page() -> None:
+    seeds = sorted(p.stem for p in (SEEDS / "articles").glob("*.txt"))
+    assert [p.seed for p in PAGES] == seeds
+    assert sorted(p.name for p in (SEEDS / "site").glob("*.html")) == sorted(p.page for p in PAGES)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=IDS)
+def test_metadata(page: SeedPage) -> None:
+    extracted = extract((SEEDS / "site" / page.page).read_bytes(), url=url_of(page))
+    assert extracted.title == page.title
+    assert extracted.site_name == page.site_name
+    assert extracted.language == "en"
+    assert extracted.published == page.published
+    assert extracted.published is not None and extracted.published.utcoffset() is not None
+    if page.author is None:
+        assert extracted.author is None
+    else:
+        assert extracted.author is not None and page.author in extracted.author
+
+
+@pytest.mark.parametrize("page", PAGES, ids=IDS)
+def test_extract_then_clean_keeps_every_body_line_and_no_junk(page: SeedPage) -> None:
+    extracted, cleaned = extract_and_clean(page)
+    # one paragraph per line, no blank lines
+    assert all(line.strip() == line and line for line in extracted.text.split("\n"))
+
+    expected = (SEEDS / "expected" / f"{page.seed}.txt").read_text("utf-8").splitlines()
+    for line in expected:
+        assert line in cleaned.text, f"lost body line {line[:60]!r}"
+
+    lines = cleaned.text.splitlines()
+    seed = (SEEDS / "articles" / f"{page.seed}.txt").read_text("utf-8").splitlines()
+    junk = {" ".join(s.split()) for s in seed} - set(expected) - {""}
+    assert junk, "every seed carries some junk"
+    for line in junk:
+        assert line not in lines, f"kept junk {line!r}"
+    for words in CHROME:
+        assert words.casefold() not in cleaned.text.casefold(), f"kept page chrome {words!r}"
+    # extraction and cleaning give back the body, in order, and nothing else
+    assert lines == expected
+
+
+def test_the_seed_pages_leave_the_cleaner_real_work() -> None:
+    """Some junk gets past trafilatura on these pages, as on the real ones."""
+    removed = []
+    for page in PAGES:
+        _, cleaned = extract_and_clean(page)
+        removed += [r.rule for r in cleaned.removed]
+    assert len(removed) >= 10
+    assert {"repeated_headline", "read_more", "caption_neighbour", "reprint_note"} <= set(removed)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "empty body"),
+        (b"  \n\t ", "empty body"),
+        (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n", "not an HTML"),
+    ],
+)
+def test_nothing_to_extract(body: bytes, reason: str) -> None:
+    with pytest.raises(ExtractionError, match=re.escape(reason)) as caught:
+        extract(body, url="http://127.0.0.1:8000/x")
+    assert reason in caught.value.reason
+
+
+def test_a_page_without_an_article_is_rejected() -> None:
+    section_front = b"""<!DOCTYPE html><html lang="en"><head><title>World | Example Times</title>
+    <meta property="og:site_name" content="Example Times"></head><body>
+    <header><nav><ul><li><a href="/world">World</a></li><li><a href="/business">Business</a></li>
+    <li><a href="/sport">Sport</a></li></ul></nav></header>
+    <main><h1>World</h1><ul class="river">
+    <li><a href="/a">Israel, Russia to form Syria working group</a></li>
+    <li><a href="/b">Pakistan says it shot down two Indian jets</a></li>
+    <li><a href="/c">Trump and Kim meet in Hanoi</a></li></ul></main>
+    <footer><p>&copy; 2019 Example Times</p></footer></body></html>"""
+    # trafilatura's precision mode finds only the h1; its balanced mode finds
+    # the menu and the headlines, which is no article either.
+    with pytest.raises(ExtractionError, match=r"main text too short: 1 of at least 15 words"):
+        extract(section_front, url="http://127.0.0.1:8000/world")
+
+
+def _page(head: str, html_attrs: str = "") -> bytes:
+    paragraph = (
+        "<p>Israel and Russia will set up a working group with several other countries to"
+        " address the issue of removing all foreign forces from Syria, an official said.</p>"
+    )
+    return (
+        f"<!DOCTYPE html><html{html_attrs}><head><title>T</title>{head}</head>"
+        f"<body><article>{paragraph * 3}</article></body></html>"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("page", "language"),
+    [
+        (_page("", ' lang="en-US"'), "en"),
+        (_page("", ' lang="FR"'), "fr"),
+        (_page('<meta property="og:locale" content="de_DE">'), "de"),
+        (_page('<meta http-equiv="Content-Language" content="pt-BR">'), "pt"),
+        (_page(""), None),
+        (_page("", ' lang="x-klingon-tlh"'), None),
+    ],
+)
+def test_declared_language(page: bytes, language: str | None) -> None:
+    assert extract(page, url="http://127.0.0.1:8000/x").language == language
+
+
+def test_a_bare_day_is_taken_as_utc_midnight() -> None:
+    page = _page('<meta property="article:published_time" content="2019-02-27">')
+    assert extract(page, url="http://127.0.0.1:8000/x").published == datetime(
+        2019, 2, 27, tzinfo=UTC
+    )
+
+
+def test_trafilatura_stays_behind_the_extract_module() -> None:
+    importers = sorted(
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "pipeline").rglob("*.py")
+        if re.search(r"^\s*(?:import|from)\s+trafilatura\b", path.read_text("utf-8"), re.M)
+    )
+    assert importers == ["pipeline/extract.py"]

@@ -1,0 +1,27 @@
+from pipeline import ids
+
+
+def test_canonical_url_drops_tracking_fragment_and_default_port() -> None:
+    a = ids.canonical_url("HTTPS://WWW.Example.org:443/news/story/?utm_source=rss&b=2&a=1#top")
+    assert a == "https://example.org/news/story?a=1&b=2"
+
+
+def test_canonical_url_keeps_meaningful_parameters_and_ports() -> None:
+    assert ids.canonical_url("http://h:8080/p?id=7&fbclid=x") == "http://h:8080/p?id=7"
+
+
+def test_entry_id_prefers_guid_then_link_then_hash() -> None:
+    assert ids.entry_id(guid=" g-1 ", link="http://x/a", title="t", summary="s") == "g-1"
+    assert ids.entry_id(guid=None, link="http://x/a?utm_medium=rss", title="t",
+                        summary="s") == "http://x/a"
+    hashed = ids.entry_id(guid="", link="", title="Title", summary="Summary")
+    assert hashed.startswith("sha256:")
+    assert hashed == ids.entry_id(guid=None, link=None, title=" Title ", summary="Summary ")
+    assert hashed != ids.entry_id(guid=None, link=None, title="Title", summary="Other")
+
+
+def test_article_id_is_stable_for_spellings_of_one_url() -> None:
+    one = ids.article_id(ids.canonical_url("https://example.org/a?utm_campaign=x"))
+    two = ids.article_id(ids.canonical_url("https://www.example.org/a/#comments"))
+    assert one == two
+    assert one != ids.article_id(ids.canonical_url("https://example.org/b"))
