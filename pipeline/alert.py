@@ -15,6 +15,7 @@ that window, and it is recognisably the same message.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import logging
@@ -173,6 +174,7 @@ def _highlight(text: str, hits: Sequence[Hit]) -> str:
 class Outgoing:
     rule: AlertRule
     story_id: str
+    story_title: str
     recipient: str
     articles: tuple[StoryArticle, ...]
     trigger: StoryArticle
@@ -189,11 +191,11 @@ def render(item: Outgoing, *, sender: str) -> EmailMessage:
         language=doc.language, topics=doc.topics, countries=doc.countries, people=doc.people,
     )) if h.field == "text"]
     sources = sorted({a.source for a in item.articles})
-    subject = header_text(lead_article.title or "New story")
+    subject = header_text(item.story_title or lead_article.title or "New story")
     mute = f"Remove the rule '{rule.name}' from the alerts: list of your newsmon config to mute it."
     topics = sorted({t for a in item.articles for t in a.topics})
 
-    text_lines = [lead_article.title, "", lead, "",
+    text_lines = [item.story_title or lead_article.title, "", lead, "",
                   f"Reported by {len(sources)} source(s):"]
     for a in item.articles:
         link = safe_link(a.url) or "(link withheld: not http/https)"
@@ -212,7 +214,7 @@ def render(item: Outgoing, *, sender: str) -> EmailMessage:
     first = lead.splitlines()[0] if lead else ""
     first_hits = [h for h in lead_hits if h.end <= len(first)]
     body_html = (
-        f"<html><body><h2>{html.escape(lead_article.title)}</h2>"
+        f"<html><body><h2>{html.escape(item.story_title or lead_article.title)}</h2>"
         f"<p>{_highlight(first, first_hits)}</p>{paragraphs}"
         f"<h3>Reported by {len(sources)} source(s)</h3><ul>{''.join(items)}</ul>"
         f"<p>Topics: {html.escape(', '.join(topics) or '-')}</p>"
@@ -320,10 +322,8 @@ class SmtpMailer:
 
     def close(self) -> None:
         if self._client is not None:
-            try:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
                 self._client.quit()
-            except (OSError, smtplib.SMTPException):
-                pass
             self._client = None
 
 
@@ -372,8 +372,11 @@ def send_pending(
                 continue
             articles = story_articles(con, story)
             trigger = next((a for a in articles if a.id == article_id), articles[0])
-            message = render(Outgoing(rule=rule, story_id=story, recipient=recipient,
-                                      articles=tuple(articles), trigger=trigger),
+            title = con.execute("SELECT title FROM stories WHERE id = ?", [story]).fetchone()
+            message = render(Outgoing(rule=rule, story_id=story,
+                                      story_title=str(title[0]) if title else trigger.title,
+                                      recipient=recipient, articles=tuple(articles),
+                                      trigger=trigger),
                              sender=settings.smtp.sender if settings.smtp else
                              "newsmon <newsmon@localhost>")
             try:

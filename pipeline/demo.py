@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import sys
 import threading
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -39,7 +40,7 @@ class _Handler(SimpleHTTPRequestHandler):
         self._base = base
         super().__init__(*args, directory=directory, **kwargs)
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path.endswith(".xml"):
             self._serve_feed(path)
@@ -65,12 +66,14 @@ class _Handler(SimpleHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         return None
 
 
 def port_is_free(port: int) -> bool:
     with socket.socket() as s:
+        # As the server will: a port left in TIME_WAIT by the last run is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -145,6 +148,8 @@ def prepare(directory: Path) -> tuple[Path, int]:
             port = int(str(allowed[0]).rsplit(":", 1)[1])
             if port_is_free(port):
                 return config, port
+            print(f"port {port} of the last demo run is busy: serving on a new port, so the "
+                  "seed URLs (and article ids) change this time", file=sys.stderr)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
