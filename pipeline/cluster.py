@@ -44,7 +44,7 @@ _STOP = frozenset(
     was we were what when where which while who whom why will with would you your yours
     yourself yourselves said says say told according new one two also would could since last
     week year years first may might must shall us mr ms le la les de des du et un une der die
-    das und ein eine el los las y en""".split()
+    das und ein eine el los las y en""".split()  # noqa: SIM905 (a word list reads better so)
 )
 
 
@@ -139,7 +139,9 @@ class Clusterer:
             score = self.similarity(features, member.features)
             if score > best:
                 best_story, best = member.story, score
-        story = best_story if best_story is not None and best >= self.threshold else story_id(doc.id)
+        if best_story is None or best < self.threshold:
+            best_story = story_id(doc.id)
+        story = best_story
         self._add(doc, story)
         return story
 

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 
-from pipeline.http import FetchError, Fetcher
+from pipeline.http import Fetcher, FetchError
 from pipeline.models import FeedEntry, FetchedPage, Rejection
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")

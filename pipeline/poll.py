@@ -22,7 +22,7 @@ import feedparser
 
 from pipeline import ids
 from pipeline.config import FeedConfig, PollConfig
-from pipeline.http import FetchError, Fetcher
+from pipeline.http import Fetcher, FetchError
 from pipeline.models import FeedEntry, Rejection
 from pipeline.store import FeedState
 

@@ -186,13 +186,17 @@ def process_stage(
                             pages.append(result)
                         else:
                             _record(writer, entry, result, attempts, counts, now)
-                    outcomes = await asyncio.to_thread(lambda: list(processor.map(pages)))
+                    outcomes = await asyncio.to_thread(_process_all, processor, pages)
                     for page, outcome in zip(pages, outcomes, strict=True):
                         _record(writer, page.entry, outcome, attempts, counts, now)
                     progress("process", counts["entries"], total)
 
         asyncio.run(go())
     return ProcessSummary(run_id=run_id, shard=shard, **counts)
+
+
+def _process_all(processor: Processor, pages: list[FetchedPage]) -> list[TaggedArticle | Rejection]:
+    return list(processor.map(pages))
 
 
 def _record(

@@ -34,7 +34,7 @@ PAGES = [
         title="Russia And Israel To Form Working Group On Withdrawal Of Foreign Forces From Syria",
         site_name="Frontline Digest",
         author=None,
-        published=datetime(2019, 2, 28, 12, 10, tzinfo=UTC),
+        published=datetime(2019, 3, 1, 12, 10, tzinfo=UTC),
     ),
     SeedPage(
         seed="001_2c1bc55939869abd",
@@ -42,7 +42,7 @@ PAGES = [
         title="Netanyahu: Israel And Russia Will Work To Remove All Foreign Forces From Syria",
         site_name="SouthFront",
         author=None,
-        published=datetime(2019, 3, 4, 9, 30, tzinfo=UTC),
+        published=datetime(2019, 3, 3, 18, 30, tzinfo=UTC),
     ),
     SeedPage(
         seed="002_8d3c3d73544a7484",
