@@ -20,7 +20,7 @@ TEXT = ("Israel and Russia agreed to set up a working group on the withdrawal of
 
 
 def loaded(tmp_path: Path, articles: list[dict[str, Any]], **overrides: Any) -> Any:
-    settings = f.settings(tmp_path, alerts=[RULE], **overrides)
+    settings = f.settings(tmp_path, **{"alerts": [RULE], **overrides})
     f.stage(settings, "run-1", articles)
     with store.connect(settings.database) as con:
         load(con, settings, "run-1")
@@ -41,7 +41,7 @@ def test_one_email_per_story_not_per_outlet(tmp_path: Path, smtp_server: Inbox) 
     text = str(message.get_body(preferencelist=("plain",)).get_content())
     for i in range(4):
         assert f"Outlet {i}" in text
-    assert "Reported by 4 source(s)" in text
+    assert "reported by 4 source(s)" in text
     assert send_stage(settings).sent == 0  # nothing left to send
     assert len(smtp_server.messages) == 1
 
@@ -120,3 +120,104 @@ def test_crash_between_delivery_and_marking_resends_the_same_message(tmp_path: P
         again = alert.send_pending(con, settings, alert.mailer_for(settings))
     assert again.sent == 1
     assert sorted(settings.outbox.glob("*.eml")) == files  # same Message-ID, same file
+
+
+def test_digest_groups_stories_newest_first_once_per_period(
+    tmp_path: Path, smtp_server: Inbox
+) -> None:
+    rule = {**RULE, "mode": "digest", "period": "daily"}
+    settings = f.settings(tmp_path, alerts=[rule], smtp={"url": smtp_server.url})
+    older = f.article(1, title="Older Syria story about the working group", text=TEXT,
+                      source="One", topics=("syria",))
+    newer = f.article(2, title="Newer Syria story: floods in Aleppo",
+                      text="Heavy rain flooded parts of Aleppo in Syria on Monday, local "
+                      "officials said, and 200 families were moved to schools. " * 3,
+                      source="Two", topics=("syria",), hours=30)
+    f.stage(settings, "run-1", [older, newer])
+    loaded_at = datetime(2019, 3, 1, 10, tzinfo=UTC)
+    with store.connect(settings.database) as con:
+        load(con, settings, "run-1", now=loaded_at)
+        assert alert.send_pending(con, settings, alert.mailer_for(settings),
+                                  now=loaded_at + timedelta(hours=1)).sent == 0  # not yet due
+        result = alert.send_pending(con, settings, alert.mailer_for(settings),
+                                    now=datetime(2019, 3, 2, 0, 5, tzinfo=UTC))
+        statuses = con.execute("SELECT DISTINCT status, message_id FROM alerts").fetchall()
+    assert result.sent == 1
+    (message,) = smtp_server.messages
+    assert message["Subject"] == "syria: 2 new stories (daily digest, 2019-03-01)"
+    text = str(message.get_body(preferencelist=("plain",)).get_content())
+    assert text.index("Newer Syria story") < text.index("Older Syria story")
+    assert len(statuses) == 1 and statuses[0] == ("sent", message["Message-ID"])
+
+
+def test_a_grown_story_sends_one_threaded_update_only_when_asked(
+    tmp_path: Path, smtp_server: Inbox
+) -> None:
+    rules = [RULE, {**RULE, "name": "syria-updates", "updates": True}]
+    settings = f.settings(tmp_path, alerts=rules, smtp={"url": smtp_server.url})
+    first = f.article(1, title="Syria working group agreed", text=TEXT, source="One",
+                      topics=("syria",))
+    f.stage(settings, "run-1", [first])
+    with store.connect(settings.database) as con:
+        load(con, settings, "run-1")
+    assert send_stage(settings).sent == 2  # one per rule
+    later = [f.article(n, title=f"Report {n}: Syria working group agreed", text=TEXT,
+                       source=f"Outlet {n}", topics=("syria",), hours=n) for n in (2, 3)]
+    f.stage(settings, "run-2", later)
+    with store.connect(settings.database) as con:
+        load(con, settings, "run-2")
+    assert send_stage(settings).sent == 1  # only the rule with updates: true
+    first_mail = next(m for m in smtp_server.messages
+                      if m["X-Newsmon-Rule"] == "syria-updates" and "In-Reply-To" not in m)
+    update = smtp_server.messages[-1]
+    assert update["In-Reply-To"] == first_mail["Message-ID"]
+    assert update["References"] == first_mail["Message-ID"]
+    assert update["Subject"].startswith("Re: ")
+    text = str(update.get_body(preferencelist=("plain",)).get_content())
+    assert "Update: 2 new report(s); 3 source(s) in all." in text
+    assert text.count("(new)") == 2
+
+
+def test_two_senders_at_once_deliver_each_alert_once(tmp_path: Path, smtp_server: Inbox) -> None:
+    import threading
+
+    rule = {**RULE, "to": [f"analyst{i}@example.org" for i in range(6)]}
+    report = f.article(1, title="Syria working group", text=TEXT, source="One",
+                       topics=("syria",))
+    settings = loaded(tmp_path, [report], smtp={"url": smtp_server.url}, alerts=[rule])
+    results: list[alert.SendResult] = []
+    with store.connect(settings.database) as con:
+        barrier = threading.Barrier(2)
+
+        def sender() -> None:
+            cursor = con.cursor()  # its own connection to the same database
+            barrier.wait()
+            results.append(alert.send_pending(cursor, settings, alert.mailer_for(settings)))
+            cursor.close()
+
+        threads = [threading.Thread(target=sender) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        sent = con.execute("SELECT count(*) FROM alerts WHERE status = 'sent'").fetchone()
+    assert sum(r.sent for r in results) == 6
+    assert sent == (6,)
+    assert sorted(m["To"] for m in smtp_server.messages) == sorted(rule["to"])
+
+
+def test_backtest_lists_the_stories_a_rule_would_have_sent(tmp_path: Path) -> None:
+    reports = [
+        f.article(1, title="Syria working group", text=TEXT, source="One", topics=("syria",)),
+        f.article(2, title="Syria working group, second outlet", text=TEXT, source="Two",
+                  topics=("syria",), hours=1),
+        f.article(3, title="Floods in Spain", text="Rivers burst their banks near Seville "
+                  "after a week of rain, officials said on Tuesday. " * 4, source="Three",
+                  hours=2),
+    ]
+    settings = loaded(tmp_path, reports)
+    with store.connect(settings.database) as con:
+        hits = alert.backtest(con, settings.alerts[0])
+        strict = alert.backtest(con, settings.alerts[0].model_copy(update={"min_sources": 3}))
+    assert [(h.n_sources, h.matching_articles) for h in hits] == [(2, 2)]
+    assert strict == []

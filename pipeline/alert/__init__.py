@@ -1,0 +1,43 @@
+"""Alert stage: an outbox of (rule, story, recipient) rows, and a sender.
+
+Rows are queued by :func:`queue` inside the load transaction, so a story is
+never stored without its alerts, nor alerted without being stored. The key
+(rule, story_id, recipient, update_no) makes a story alert once per rule and
+recipient however many outlets report it; ``updates: true`` rules add one
+threaded update when a story grows.
+
+The sender (:func:`send_pending`) claims due rows, delivers, and marks them
+``sent`` with their Message-ID, derived from the row key. The guarantee:
+nothing is lost (SMTP down: rows stay pending with the error and are retried
+with backoff); two senders never deliver the same row; a duplicate is
+possible only if a sender dies after the SMTP server accepted a message and
+before the row was marked, and the re-send then carries the same Message-ID.
+"""
+
+from pipeline.alert._deliver import DeliveryError, EmlMailer, Mailer, SmtpMailer, mailer_for
+from pipeline.alert._queue import (
+    BacktestHit,
+    StoryArticle,
+    backtest,
+    matching_article,
+    period_bounds,
+    queue,
+    story_articles,
+)
+from pipeline.alert._render import (
+    DigestStory,
+    Outgoing,
+    header_text,
+    message_id,
+    render,
+    render_digest,
+    safe_link,
+)
+from pipeline.alert._send import STALE_CLAIM, SendResult, send_pending
+
+__all__ = [
+    "STALE_CLAIM", "BacktestHit", "DeliveryError", "DigestStory", "EmlMailer", "Mailer",
+    "Outgoing", "SendResult", "SmtpMailer", "StoryArticle", "backtest", "header_text",
+    "mailer_for", "matching_article", "message_id", "period_bounds", "queue", "render",
+    "render_digest", "safe_link", "send_pending", "story_articles",
+]
