@@ -68,8 +68,11 @@ def _summary(result: Any) -> str:
         f"polled {p.feeds_polled} feed(s) ({p.feeds_failed} failed): "
         f"{p.entries_new} new entries"
         + (f", {p.entries_retry} retried" if p.entries_retry else "")
+        + (f"; {p.feeds_deferred} feed(s) deferred to the next pass (time budget)"
+           if p.feeds_deferred else "")
         + f"\nstored {ld.articles_new} article(s), rejected {pr.rejected}"
         + (f", {pr.retry} to retry later" if pr.retry else "")
+        + (f", {pr.deferred} deferred to the next pass (time budget)" if pr.deferred else "")
         + f"\n{ld.stories_new} new story(ies), {ld.stories_touched} updated in all"
         + f"\n{ld.alerts_queued} alert(s) queued, {s.sent} sent"
         + (f", {s.failed} failed, {s.pending} pending" if s.failed or s.pending else "")
@@ -80,8 +83,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.run import run_pass
 
     settings = _settings(args)
-    if not settings.feeds:
-        raise UserError(f"{args.config or 'newsmon.yaml'}: no feeds configured (add 'feeds:')")
+    if not settings.feeds and not _has_added_feeds(settings):
+        raise UserError(f"{args.config or 'newsmon.yaml'}: no feeds configured (add 'feeds:' "
+                        "or run `newsmon feeds add URL`)")
     progress = Progress(enabled=not args.quiet)
     while True:
         result = run_pass(settings, force=args.all, workers=args.workers, progress=progress)
@@ -93,6 +97,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         time.sleep(wait)
 
 
+def _has_added_feeds(settings: Any) -> bool:
+    from pipeline import store
+
+    if not settings.database.exists():
+        return False
+    with store.connect(settings.database, read_only=True) as con:
+        return any(r.get("origin") == "added" for r in store.feed_rows(con))
+
+
 def _seconds_to_next_poll(settings: Any) -> float:
     from pipeline import store
 
@@ -100,10 +113,11 @@ def _seconds_to_next_poll(settings: Any) -> float:
         row = con.execute(
             "SELECT min(next_poll_at) FROM feeds WHERE status <> 'retired'"
         ).fetchone()
-    floor = settings.poll.min_interval_minutes * 60 / 5
+    floor = float(settings.poll.min_interval_minutes) * 60 / 5
     if not row or row[0] is None:
         return floor
-    return max(floor, (row[0] - datetime.now(UTC)).total_seconds())
+    next_at: datetime = row[0]
+    return max(floor, (next_at - datetime.now(UTC)).total_seconds())
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -273,23 +287,44 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_feeds(args: argparse.Namespace) -> int:
-    from pipeline import store
+    from pipeline import feeds, store
 
     settings = _settings(args)
-    states: dict[str, Any] = {}
+    action = getattr(args, "action", None) or "list"
+    try:
+        if action == "add":
+            with store.connect(settings.database) as con:
+                feed = feeds.add(con, settings, args.url, name=args.name)
+            print(f"added {feed.url}; it is polled on the next pass")
+            return 0
+        if action == "import":
+            try:
+                data = Path(args.file).read_bytes()
+            except OSError as exc:
+                raise UserError(f"{args.file}: cannot read: {exc.strerror}") from None
+            with store.connect(settings.database) as con:
+                result = feeds.import_opml(con, settings, data)
+            for url, why in result.skipped:
+                print(f"skipped {url[:200]}: {why}", file=sys.stderr)
+            print(f"added {len(result.added)} feed(s), skipped {len(result.skipped)}")
+            return 0
+    except feeds.FeedError as exc:
+        raise UserError(str(exc)) from None
+    rows: list[dict[str, object]] = []
     if settings.database.exists():
         with store.connect(settings.database, read_only=True) as con:
-            for row in con.execute(
-                "SELECT url, status, last_success_at, last_error, error_count, next_poll_at,"
-                " entries_seen FROM feeds"
-            ).fetchall():
-                states[row[0]] = row
-    rows = []
-    for feed in settings.feeds:
-        s = states.get(feed.url)
-        rows.append((feed.name or "", feed.url, *(s[1:] if s else ("new", None, None, 0, None, 0))))
-    _print_rows(["name", "url", "status", "last_success", "last_error", "errors",
-                 "next_poll", "entries"], rows, _format(args))
+            rows = store.feed_rows(con)
+    health = feeds.health(settings, rows)
+    if action == "export":
+        sys.stdout.write(feeds.export_opml(health))
+        return 0
+    _print_rows(
+        ["name", "url", "fetch_url", "origin", "status", "last_success", "last_error", "errors",
+         "next_poll", "entries"],
+        [(h.name, h.url, h.fetch_url, h.origin, h.status, h.last_success_at, h.last_error,
+          h.error_count, h.next_poll_at, h.entries_seen) for h in health],
+        _format(args),
+    )
     return 0
 
 
@@ -298,25 +333,48 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     from pipeline.run import send_stage
 
     settings = _settings(args)
+    if args.action != "test" and args.rule:
+        raise UserError(f"'alerts {args.action}' takes no rule name (did you mean 'alerts test"
+                        f" {args.rule}'?)")
     if args.action == "send":
         result = send_stage(settings)
         print(f"{result.sent} sent, {result.failed} failed, {result.pending} pending")
         return 0 if result.failed == 0 else 1
+    if args.action == "test":
+        return _backtest(settings, args)
     with store.connect(settings.database, read_only=True) as con:
         cursor = con.execute(
-            "SELECT a.rule, a.recipient, a.status, s.title AS story, a.created_at, a.sent_at,"
-            " a.attempts, a.error FROM alerts a LEFT JOIN stories s ON s.id = a.story_id"
+            "SELECT a.rule, a.recipient, a.update_no AS update, a.status, s.title AS story,"
+            " a.created_at, a.sent_at, a.attempts, a.error"
+            " FROM alerts a LEFT JOIN stories s ON s.id = a.story_id"
             " ORDER BY a.created_at DESC"
         )
         _print_rows([d[0] for d in cursor.description or ()], cursor.fetchall(), _format(args))
     return 0
 
 
+def _backtest(settings: Any, args: argparse.Namespace) -> int:
+    from pipeline import alert, store
+
+    rules = {r.name: r for r in settings.alerts}
+    if not args.rule or args.rule not in rules:
+        known = ", ".join(sorted(rules)) or "none configured"
+        raise UserError(f"alerts test needs a rule name from the config ({known})")
+    with store.connect(settings.database, read_only=True) as con:
+        hits = alert.backtest(con, rules[args.rule], limit=args.limit)
+    rows = [(h.first_seen, h.n_sources, h.matching_articles, h.title, h.story_id) for h in hits]
+    _print_rows(["first_seen", "sources", "matching", "story", "story_id"], rows, _format(args))
+    return 0
+
+
 # -- parser --------------------------------------------------------------------------------
 
 
-def _add_config(p: argparse.ArgumentParser) -> None:
+def _add_config(p: argparse.ArgumentParser, *, inherit: bool = False) -> None:
+    # inherit: a sub-action's own default would overwrite the --config given
+    # before the action (`newsmon feeds --config F add URL`).
     p.add_argument("--config", "-c", metavar="FILE",
+                   default=argparse.SUPPRESS if inherit else None,
                    help="the YAML config file (default: ./newsmon.yaml)")
 
 
@@ -371,13 +429,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_format(p)
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("feeds", help="each feed's health")
+    p = sub.add_parser(
+        "feeds", help="each feed's health; add, import (OPML) and export feeds",
+        description="Without an action: every feed (from the config file and added ones) with "
+        "its status, last success, last error, error count and next poll.",
+    )
     _add_config(p)
     _add_format(p)
-    p.set_defaults(func=cmd_feeds)
+    p.set_defaults(func=cmd_feeds, action="list")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    a = actions.add_parser("list", help="each feed's health (the default)")
+    _add_config(a, inherit=True)
+    _add_format(a)
+    a = actions.add_parser("add", help="add a feed; it is polled on the next pass")
+    a.add_argument("url", metavar="URL")
+    a.add_argument("--name", help="display name (default: the feed's own title)")
+    _add_config(a, inherit=True)
+    a = actions.add_parser("import", help="add every feed of an OPML file")
+    a.add_argument("file", metavar="FILE.opml")
+    _add_config(a, inherit=True)
+    a = actions.add_parser("export", help="print every feed as OPML 2.0")
+    _add_config(a, inherit=True)
 
-    p = sub.add_parser("alerts", help="list the alert outbox, or send pending alerts now")
-    p.add_argument("action", nargs="?", choices=["list", "send"], default="list")
+    p = sub.add_parser(
+        "alerts", help="list the alert outbox, send pending alerts now, or backtest a rule",
+        description="list: the outbox (pending, sent, failed). send: deliver due alerts now. "
+        "test RULE: the stored stories RULE would have alerted on.")
+    p.add_argument("action", nargs="?", choices=["list", "send", "test"], default="list")
+    p.add_argument("rule", nargs="?", help="the rule to backtest (with 'test')")
+    p.add_argument("--limit", type=int, default=100, help="at most this many stories (test)")
     _add_config(p)
     _add_format(p)
     p.set_defaults(func=cmd_alerts)

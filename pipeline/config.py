@@ -83,6 +83,7 @@ class SmtpConfig(_Model):
     username: str | None = None
     sender: str = "newsmon <newsmon@localhost>"
     timeout: float = Field(default=30.0, gt=0)
+    ca_file: Path | None = None  # a private CA for smtps:// and STARTTLS
 
     @field_validator("url")
     @classmethod
@@ -122,12 +123,23 @@ class FetchConfig(_Model):
     per_host_concurrency: int = Field(default=2, ge=1)
     host_spacing: float = Field(default=0.0, ge=0)
     max_entries_per_feed: int = Field(default=200, ge=1)
+    # feedparser has no time limit of its own (see pipeline.timelimit).
+    parse_timeout: float = Field(default=20.0, gt=0)
+    # Feeds and pages not done within this many seconds of a pass (or of a
+    # stage, when Airflow runs the stages as tasks) wait for the next one.
+    pass_budget_seconds: float = Field(default=600.0, gt=0)
 
 
 class PollConfig(_Model):
     interval_minutes: float = Field(default=15.0, gt=0)
     min_interval_minutes: float = Field(default=5.0, gt=0)
     max_interval_minutes: float = Field(default=24 * 60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PollConfig:
+        if self.min_interval_minutes > self.max_interval_minutes:
+            raise ValueError("min_interval_minutes is larger than max_interval_minutes")
+        return self
 
 
 class ClusterConfig(_Model):
@@ -138,6 +150,8 @@ class ClusterConfig(_Model):
 class ProcessConfig(_Model):
     workers: int = Field(default=0, ge=0)  # 0: one per core
     batch_size: int = Field(default=200, ge=1)
+    # trafilatura has no time limit of its own; a page over it is rejected.
+    extract_timeout: float = Field(default=30.0, gt=0)
 
 
 class Settings(_Model):

@@ -3,11 +3,22 @@
 Only HTML goes on to extraction: the declared content type is checked and the
 first bytes sniffed, because servers mislabel (a PDF as text/html, HTML as
 application/octet-stream).
+
+trafilatura decodes bytes itself, by guessing (UTF-8, else charset_normalizer)
+and never reading a charset the page or the server declares; the guess is
+wrong for short or mixed texts (a Polish ISO-8859-2 page comes out as
+ISO-8859-1, an English page with Russian quotes in windows-1251 as
+mojibake). :func:`utf8_html` therefore decodes with the declared charset
+first, in the order browsers use (WHATWG HTML §13.2.3.2: byte order mark,
+then the HTTP Content-Type charset, then ``<meta charset>``), so the text is
+what the page's readers saw, and hands trafilatura UTF-8.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 
@@ -15,27 +26,95 @@ from pipeline.http import Fetcher, FetchError
 from pipeline.models import FeedEntry, FetchedPage, Rejection
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
+# Types under which servers send whatever they have: the bytes decide.
+_GENERIC_TYPES = ("", "application/octet-stream", "binary/octet-stream", "text/plain")
 _NOT_HTML_MAGIC = (
     (b"%PDF-", "a PDF document"), (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
     (b"GIF8", "a GIF image"), (b"PK\x03\x04", "a ZIP archive"), (b"\x1f\x8b", "gzip data"),
 )
+_WHITESPACE = b" \t\r\n\x0c"
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16"))
+_FEED_ROOT = re.compile(rb"<(?:rss|feed|rdf:rdf)[\s>]")
+_HEADER_CHARSET = re.compile(r";\s*charset\s*=\s*[\"']?\s*([^\s;\"']+)", re.IGNORECASE)
+_META_CHARSET = re.compile(rb"<meta[^>]+?charset\s*=\s*[\"']?\s*([A-Za-z0-9_:.+-]+)", re.IGNORECASE)
+# The HTML spec reads the first 1024 bytes for <meta charset>; real heads put
+# scripts and styles first, and reading a little further costs nothing.
+_META_SCAN = 4096
+# WHATWG Encoding Standard: what browsers decode these labels as.
+_ALIASES = {
+    **dict.fromkeys(("iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "ascii",
+                     "us-ascii", "cp819", "ibm819", "iso-ir-100", "csisolatin1",
+                     "iso_8859-1", "x-cp1252"), "cp1252"),
+    "iso-8859-9": "cp1254", "latin5": "cp1254", "iso-8859-11": "cp874", "tis-620": "cp874",
+    "x-mac-cyrillic": "mac-cyrillic", "x-mac-roman": "mac-roman", "iso-8859-8-i": "iso-8859-8",
+    "x-sjis": "shift_jis", "gb2312": "gbk", "x-gbk": "gbk",
+}
 
 
 def html_problem(content_type: str, body: bytes) -> str | None:
     """Why this response is not an HTML page, or None when it is one."""
     if not body.strip():
         return "empty page"
-    head = body[:1024].lstrip()
+    head = body[:1024].lstrip(codecs.BOM_UTF8 + _WHITESPACE)
     for magic, what in _NOT_HTML_MAGIC:
         if head.startswith(magic):
             return f"not HTML: the body is {what}"
-    media = content_type.split(";", 1)[0].strip().lower()
+    if head[:1] in (b"{", b"["):  # no HTML document starts so
+        return "not HTML: the body is JSON"
     lowered = head.lower()
-    looks_html = lowered.startswith((b"<!doctype html", b"<html")) or b"<body" in body[:8192].lower()
-    if media in _HTML_TYPES or (media in ("", "application/octet-stream", "text/plain")
-                                and looks_html):
+    if lowered.startswith(b"<?xml") and _FEED_ROOT.search(lowered):
+        return "not HTML: the body is an RSS or Atom feed"
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media in _HTML_TYPES:
+        return None
+    looks_html = lowered.startswith((b"<!doctype html", b"<html")) or any(
+        tag in body[:8192].lower() for tag in (b"<body", b"<head")
+    )
+    if media in _GENERIC_TYPES and looks_html:
         return None
     return f"not HTML: content type {media or 'missing'}"
+
+
+def _codec(label: str, *, from_meta: bool = False) -> str | None:
+    name = label.strip().strip("\"'").lower()
+    name = _ALIASES.get(name, name)
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError:
+        return None
+    if from_meta and codec.startswith("utf-16"):
+        return "utf-8"  # a meta tag read as ASCII cannot be UTF-16 (WHATWG prescan)
+    return codec
+
+
+def declared_charset(content_type: str, body: bytes) -> str | None:
+    """The Python codec for the page's declared encoding, or None if it declares none."""
+    for bom, bom_codec in _BOMS:
+        if body.startswith(bom):
+            return bom_codec
+    match = _HEADER_CHARSET.search(content_type)
+    header_codec = _codec(match.group(1)) if match else None
+    if header_codec is not None:
+        return header_codec
+    meta = _META_CHARSET.search(body[:_META_SCAN])
+    if meta:
+        return _codec(meta.group(1).decode("ascii", "replace"), from_meta=True)
+    return None
+
+
+def utf8_html(body: bytes, content_type: str) -> bytes:
+    """The page as UTF-8, decoded with its declared charset; as it came if it declares none."""
+    codec = declared_charset(content_type, body)
+    if codec is None or codec == "utf-8":
+        return body
+    try:
+        text = body.decode(codec, errors="replace")
+    except (LookupError, UnicodeError):
+        # A label naming no text encoding ("base64", "zlib", "undefined"):
+        # as good as no label.
+        return body
+    return text.encode("utf-8")
 
 
 async def _fetch_one(

@@ -9,7 +9,9 @@ the load (an Airflow retry, a crash after commit) changes nothing.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,54 +56,100 @@ def _json_source(paths: list[Path], columns: dict[str, str]) -> str:
 
 
 def _load_feeds(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
+    # fetch_url and poll_interval_minutes: absent from staging written before them.
     rows = [
         (f["url"], f["name"], f["status"], f["last_polled_at"], f["last_success_at"],
          f["next_poll_at"], f["etag"], f["last_modified"], f["content_hash"], f["error_count"],
-         f["last_error"], f["new_entries"])
+         f["last_error"], f["new_entries"], f.get("fetch_url"), f.get("poll_interval_minutes"))
         for f in staging.read(directory, "feeds")
     ]
+    # origin is not touched: a row made by `newsmon feeds add` stays 'added'.
     return insert_values(
         con, "feeds",
         ["url", "name", "status", "last_polled_at", "last_success_at", "next_poll_at", "etag",
-         "last_modified", "content_hash", "error_count", "last_error", "entries_seen"],
+         "last_modified", "content_hash", "error_count", "last_error", "entries_seen",
+         "fetch_url", "poll_interval_minutes"],
         rows,
         suffix="ON CONFLICT (url) DO UPDATE SET name = excluded.name, status = excluded.status,"
         " last_polled_at = excluded.last_polled_at, last_success_at = excluded.last_success_at,"
         " next_poll_at = excluded.next_poll_at, etag = excluded.etag,"
         " last_modified = excluded.last_modified, content_hash = excluded.content_hash,"
         " error_count = excluded.error_count, last_error = excluded.last_error,"
-        " entries_seen = feeds.entries_seen + excluded.entries_seen",
+        " entries_seen = feeds.entries_seen + excluded.entries_seen,"
+        " fetch_url = coalesce(excluded.fetch_url, feeds.fetch_url),"
+        " poll_interval_minutes = coalesce(excluded.poll_interval_minutes,"
+        " feeds.poll_interval_minutes)",
     )
+
+
+def _staged(
+    con: duckdb.DuckDBPyConnection, directory: Path, kind: staging.Kind,
+    columns: dict[str, str], *, key: str, latest_first: str,
+) -> int:
+    """Read one kind of staged records into ``staged_<kind>``, one row per key.
+
+    DuckDB reads the JSON Lines itself: binding rows as Python parameters
+    costs ~150 us a value here, reading the file ~10 us a row (benchmarks/load.py).
+    """
+    con.execute(f"DROP TABLE IF EXISTS staged_{kind}")
+    paths = staging.files(directory, kind)
+    if not paths:
+        spec = ", ".join(f"NULL::{t} AS {c}" for c, t in columns.items())
+        con.execute(f"CREATE TEMP TABLE staged_{kind} AS SELECT {spec} LIMIT 0")
+        return 0
+    con.execute(
+        f"""CREATE TEMP TABLE staged_{kind} AS SELECT * FROM {_json_source(paths, columns)}
+        QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {latest_first}) = 1"""
+    )
+    row = con.execute(f"SELECT count(*) FROM staged_{kind}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _temp_rows(
+    con: duckdb.DuckDBPyConnection, directory: Path, name: str, columns: dict[str, str],
+    rows: Iterable[tuple[object, ...]],
+) -> None:
+    """A temp table from rows computed in Python, through a JSON Lines file (see _staged)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f".{name}.jsonl"
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(dict(zip(columns, row, strict=True)), default=str) + "\n")
+    con.execute(f"DROP TABLE IF EXISTS {name}")
+    con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM {_json_source([path], columns)}")
+    path.unlink()
 
 
 def _load_entries(con: duckdb.DuckDBPyConnection, directory: Path, now: datetime) -> int:
-    latest: dict[tuple[str, str], tuple[object, ...]] = {}
-    for e in staging.read(directory, "entries"):
-        latest[(e["feed_url"], e["id"])] = (
-            e["feed_url"], e["id"], e["url"], e["title"], e["published_at"], now, e["status"],
-            e["attempts"], e["article_id"],
-        )
-    return insert_values(
-        con, "entries",
-        ["feed_url", "id", "url", "title", "published_at", "first_seen", "status", "attempts",
-         "article_id"],
-        latest.values(),
-        suffix="ON CONFLICT (feed_url, id) DO UPDATE SET status = excluded.status,"
-        " attempts = excluded.attempts, article_id = excluded.article_id",
+    n = _staged(con, directory, "entries", {
+        "feed_url": "VARCHAR", "id": "VARCHAR", "url": "VARCHAR", "title": "VARCHAR",
+        "published_at": "TIMESTAMPTZ", "status": "VARCHAR", "attempts": "INTEGER",
+        "article_id": "VARCHAR",
+    }, key="feed_url, id", latest_first="attempts DESC, status = 'stored' DESC")
+    con.execute(
+        """INSERT INTO entries (feed_url, id, url, title, published_at, first_seen, status,
+            attempts, article_id)
+        SELECT feed_url, id, url, title, published_at, ?, status, attempts, article_id
+        FROM staged_entries
+        ON CONFLICT (feed_url, id) DO UPDATE SET status = excluded.status,
+            attempts = excluded.attempts, article_id = excluded.article_id""",
+        [now],
     )
+    return n
 
 
 def _load_rejected(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
-    latest: dict[tuple[str, str], tuple[object, ...]] = {}
-    for r in staging.read(directory, "rejected"):
-        latest[(r["url"], r["stage"])] = (
-            r["url"], r["feed_url"], r["stage"], r["reason"], r["seen_at"]
-        )
-    return insert_values(
-        con, "rejected", ["url", "feed_url", "stage", "reason", "seen_at"], latest.values(),
-        suffix="ON CONFLICT (url, stage) DO UPDATE SET reason = excluded.reason,"
-        " seen_at = excluded.seen_at, attempts = rejected.attempts + 1",
+    n = _staged(con, directory, "rejected", {
+        "url": "VARCHAR", "feed_url": "VARCHAR", "stage": "VARCHAR", "reason": "VARCHAR",
+        "seen_at": "TIMESTAMPTZ",
+    }, key="url, stage", latest_first="seen_at DESC")
+    con.execute(
+        """INSERT INTO rejected (url, feed_url, stage, reason, seen_at)
+        SELECT url, feed_url, stage, reason, seen_at FROM staged_rejected
+        ON CONFLICT (url, stage) DO UPDATE SET reason = excluded.reason,
+            seen_at = excluded.seen_at, attempts = rejected.attempts + 1"""
     )
+    return n
 
 
 def _stage_articles(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
@@ -128,24 +176,28 @@ def _docs(rows: list[tuple[object, ...]]) -> list[ClusterDoc]:
         ClusterDoc(id=str(r[0]), time=r[1], title=str(r[2] or ""),  # type: ignore[arg-type]
                    text=str(r[3] or ""), source=str(r[4] or ""),
                    countries=tuple(r[5] or ()), people=tuple(r[6] or ()),  # type: ignore[arg-type]
-                   story_id=r[7])  # type: ignore[arg-type]
+                   language=str(r[7] or ""), story_id=r[8])  # type: ignore[arg-type]
         for r in rows
     ]
 
 
+# The language lets the clusterer join reports of one event in two languages
+# (pipeline/cluster.py, "Different languages").
 _DOC_COLUMNS = (
-    "id, coalesce(published_at, fetched_at), title, left(text, 3000), source, countries, people"
+    "id, coalesce(published_at, fetched_at), title, left(text, 3000), source, countries, people,"
+    " language"
 )
 
 
-def _cluster(con: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[set[str], int]:
+def _cluster(
+    con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path
+) -> tuple[set[str], int]:
     new = _docs(con.execute(f"SELECT {_DOC_COLUMNS}, NULL FROM new_articles").fetchall())
-    con.execute("DROP TABLE IF EXISTS assigned")
-    con.execute("CREATE TEMP TABLE assigned (id VARCHAR, story_id VARCHAR)")
-    con.execute("DROP TABLE IF EXISTS story_heads")
-    con.execute("CREATE TEMP TABLE story_heads (story_id VARCHAR, lead_article_id VARCHAR,"
-                " title VARCHAR)")
+    assigned_columns = {"id": "VARCHAR", "story_id": "VARCHAR"}
+    head_columns = {"story_id": "VARCHAR", "lead_article_id": "VARCHAR", "title": "VARCHAR"}
     if not new:
+        _temp_rows(con, directory, "assigned", assigned_columns, [])
+        _temp_rows(con, directory, "story_heads", head_columns, [])
         return set(), 0
     window = timedelta(hours=settings.cluster.window_hours)
     lo = min(d.time for d in new) - window
@@ -157,14 +209,14 @@ def _cluster(con: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[set[st
     assignments, clusterer = cluster(
         new, known, window=window, threshold=settings.cluster.threshold
     )
-    insert_values(con, "assigned", ["id", "story_id"], assignments.items())
+    _temp_rows(con, directory, "assigned", assigned_columns, assignments.items())
     touched = set(assignments.values())
     heads = []
     for story in sorted(touched):
         doc = clusterer.representative(story)
         if doc is not None:
             heads.append((story, doc.id, doc.title))
-    insert_values(con, "story_heads", ["story_id", "lead_article_id", "title"], heads)
+    _temp_rows(con, directory, "story_heads", head_columns, heads)
     existing = con.execute(
         "SELECT count(*) FROM stories WHERE list_contains(?, id)", [sorted(touched)]
     ).fetchone()
@@ -231,7 +283,7 @@ def load(
         entries = _load_entries(con, directory, now)
         rejected = _load_rejected(con, directory)
         articles_new = _stage_articles(con, directory)
-        touched, stories_new = _cluster(con, settings)
+        touched, stories_new = _cluster(con, settings, directory)
         _insert_articles(con, run_id, now)
         _upsert_stories(con)
         queued = alert.queue(con, settings.alerts, sorted(touched), now=now)

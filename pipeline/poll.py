@@ -2,8 +2,26 @@
 
 feedparser is only ever given bytes wrapped in ``io.BytesIO``: given a ``str``
 it treats it as a path or URL and reads it, which would let a feed make us
-read local files. Its dicts never leave this module: entries become
+read local files. It runs in worker processes under ``fetch.parse_timeout``
+(see :mod:`pipeline.timelimit`: its e-mail regex blows up on a long
+author field). Its dicts never leave this module: entries become
 :class:`~pipeline.models.FeedEntry` at once.
+
+Hostile XML: feedparser's strict parser is expat with external general
+entities off (no XXE: nothing is read from disk or network); before parsing,
+feedparser drops every ENTITY declaration whose value is not plain text, so
+nothing can expand (billion laughs), and expat 2.4+ would refuse the
+amplification anyway. The tests in ``tests/integration/test_hostile_feeds.py``
+hold these to account.
+
+Errors are counted in ``feeds.error_count`` in points: a hard error (DNS
+failure, refused address, 404, body too large, not a feed, parse error or
+parse timeout) adds :data:`HARD_POINTS`, a soft one (timeout, connection
+failure, 429, 5xx, a truncated feed) :data:`SOFT_POINTS`; a successful poll
+resets it to 0. Each point backs the next poll off (see
+:mod:`pipeline.schedule`); from :data:`FAILING_AT` points the feed is shown
+as ``failing`` and, soon after, polled at the maximum interval. A 410 Gone
+retires it with its reason; nothing is ever dropped silently.
 """
 
 from __future__ import annotations
@@ -12,27 +30,50 @@ import asyncio
 import calendar
 import io
 import logging
-from collections.abc import Callable, Sequence
+import os
+import re
+import time
+import xml.sax
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import feedparser
 
-from pipeline import ids
-from pipeline.config import FeedConfig, PollConfig
-from pipeline.http import Fetcher, FetchError
+from pipeline import ids, schedule
+from pipeline.config import PollConfig
+from pipeline.feeds import Feed
+from pipeline.http import Fetcher, FetchError, Response
 from pipeline.models import FeedEntry, Rejection
 from pipeline.store import FeedState
+from pipeline.timelimit import TimeLimitExceeded, WorkerDied, WorkerPool
 
 log = logging.getLogger(__name__)
 
-# A feed is shown as failing after this many weighted errors in a row.
-FAILING_AFTER = 3.0
-# Hard errors (DNS failure, 404, parse error) say more about a feed than soft
-# ones (timeout, 429, 503), so they back off the next poll faster.
-HARD_WEIGHT, SOFT_WEIGHT = 1.0, 0.5
+HARD_POINTS = 2
+SOFT_POINTS = 1
+# Three hard errors in a row (or six soft ones): shown as failing.
+FAILING_AT = 6
+# Feed parsing is quick (milliseconds for a typical feed); a few workers keep
+# up with the network, and each costs ~0.5 s to start (importing feedparser).
+PARSE_WORKERS = max(1, min(4, os.cpu_count() or 1))
+# A GUID longer than a URL is no identity but an attack on our index.
+_MAX_GUID = 2048
+_MAX_TITLE = 1000
+_MAX_SUMMARY = 2000
+# An entry is complete when its closing tag is in the body (see _cut_entries).
+_ENTRY_END = re.compile(rb"</(?:[\w.-]+:)?(?:item|entry)\s*>", re.IGNORECASE)
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollOptions:
+    schedule: PollConfig
+    max_entries: int = 200
+    max_url_length: int = 2048
+    parse_timeout: float = 20.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,11 +81,13 @@ class FeedUpdate:
     """The new state of one feed after a poll; applied by the load step."""
 
     url: str
+    fetch_url: str
     name: str
     status: str
     last_polled_at: datetime
     last_success_at: datetime | None
     next_poll_at: datetime
+    poll_interval_minutes: float
     etag: str | None
     last_modified: str | None
     content_hash: str | None
@@ -58,6 +101,7 @@ class PollResult:
     entries: tuple[FeedEntry, ...]
     updates: tuple[FeedUpdate, ...]
     rejections: tuple[Rejection, ...]
+    deferred: tuple[str, ...] = ()  # feeds not done within the time budget
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +109,26 @@ class ParsedFeed:
     title: str | None
     entries: tuple[FeedEntry, ...]
     rejections: tuple[Rejection, ...]
+    # Timing hints for pipeline.schedule, as the feed gives them.
+    ttl: str | None = None
+    update_period: str | None = None
+    update_frequency: str | None = None
+    published: tuple[datetime, ...] = ()
+    # Why the feed is incomplete (its complete entries are kept), or None.
+    truncated: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParseJob:
+    """What a parse worker needs: pickled across the process boundary."""
+
+    body: bytes
+    url: str  # the feed's identity: entries carry it as feed_url
+    base: str  # where the body came from: relative links resolve against it
+    name: str
+    content_type: str
+    max_entries: int
+    max_url_length: int
 
 
 class FeedParseError(Exception):
@@ -75,8 +139,8 @@ KnownLookup = Callable[[str, Sequence[str]], set[str]]
 
 
 def due_feeds(
-    feeds: Sequence[FeedConfig], states: dict[str, FeedState], now: datetime, *, force: bool
-) -> list[FeedConfig]:
+    feeds: Sequence[Feed], states: Mapping[str, FeedState], now: datetime, *, force: bool
+) -> list[Feed]:
     due = []
     for feed in feeds:
         state = states.get(feed.url)
@@ -96,135 +160,275 @@ def _struct_to_datetime(value: Any) -> datetime | None:
         return None
 
 
-def parse_feed(body: bytes, *, url: str, name: str, max_entries: int) -> ParsedFeed:
+def _text(value: Any, limit: int) -> str:
+    return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+def parse_feed(
+    body: bytes, *, url: str, name: str, max_entries: int, base: str | None = None,
+    content_type: str = "", max_url_length: int = 2048,
+) -> ParsedFeed:
     """Parse feed bytes into our entries; raise FeedParseError when it is no feed."""
+    base = base or url
     if not body.strip():
         raise FeedParseError("empty response body (expected an RSS or Atom feed)")
+    headers = {"content-location": base}
+    if content_type:
+        # The charset of an undeclared feed is in here (RFC 7303 §3).
+        headers["content-type"] = content_type
     parsed = feedparser.parse(
         io.BytesIO(body), sanitize_html=False, resolve_relative_uris=False,
-        response_headers={"content-location": url},
+        response_headers=headers,
     )
     version = parsed.get("version") or ""
     if not version:
-        head = body[:512].lstrip().lower()
-        if head.startswith((b"<!doctype html", b"<html")):
+        head = body[:1024].lstrip(_BOM + b" \t\r\n").lower()
+        if head.startswith((b"<!doctype html", b"<html")) or (
+            content_type.split(";")[0].strip().lower() == "text/html"
+        ):
             raise FeedParseError("got an HTML page where a feed was expected")
         problem = parsed.get("bozo_exception")
         detail = f": {problem}" if problem else ""
         raise FeedParseError(f"not an RSS or Atom feed{detail}")
-    feed_title = (parsed.feed.get("title") or "").strip() or None
+    raw_entries = list(parsed.entries[:max_entries])
+    raw_entries, cut = _cut_entries(parsed, raw_entries, body)
     entries: list[FeedEntry] = []
     rejections: list[Rejection] = []
-    for raw in parsed.entries[:max_entries]:
-        title = (raw.get("title") or "").strip()
-        summary = (raw.get("summary") or "").strip()
-        link = (raw.get("link") or "").strip()
+    published: list[datetime] = []
+
+    def reject(link: str, reason: str) -> None:
+        rejections.append(Rejection(url=link[:max_url_length], feed_url=url, stage="poll",
+                                    reason=reason))
+
+    for raw in raw_entries:
+        title = _text(raw.get("title"), _MAX_TITLE)
+        summary = _text(raw.get("summary"), _MAX_SUMMARY)
+        link = _text(raw.get("link"), 10 * max_url_length)
+        guid = _text(raw.get("id"), _MAX_GUID + 1)
+        when = _struct_to_datetime(raw.get("published_parsed") or raw.get("updated_parsed"))
+        if when is not None:
+            published.append(when)
         if not link:
-            rejections.append(Rejection(
-                url=f"{url}#{raw.get('id') or title[:80]}", feed_url=url, stage="poll",
-                reason="entry has no link to an article",
-            ))
+            reject(f"{url}#{guid[:200] or title[:80]}", "entry has no link to an article")
             continue
-        link = urljoin(url, link)
+        if len(link) > max_url_length:
+            reject(link, f"entry link is longer than {max_url_length} characters")
+            continue
+        link = urljoin(base, link)
         if urlsplit(link).scheme not in ("http", "https"):
-            rejections.append(Rejection(
-                url=link[:2048], feed_url=url, stage="poll",
-                reason=f"entry link is not http(s): {link[:80]!r}",
-            ))
+            reject(link, f"entry link is not http(s): {link[:80]!r}")
             continue
-        published = _struct_to_datetime(raw.get("published_parsed") or raw.get("updated_parsed"))
+        if len(link) > max_url_length:  # resolving against the base made it longer
+            reject(link, f"entry link is longer than {max_url_length} characters")
+            continue
         entries.append(FeedEntry(
-            id=ids.entry_id(guid=raw.get("id"), link=link, title=title, summary=summary),
-            feed_url=url, feed_name=name, url=link, title=title, summary=summary[:2000],
-            published_at=published,
+            id=ids.entry_id(guid=guid if len(guid) <= _MAX_GUID else None, link=link,
+                            title=title, summary=summary),
+            feed_url=url, feed_name=name, url=link, title=title, summary=summary,
+            published_at=when,
         ))
-    return ParsedFeed(title=feed_title, entries=tuple(entries), rejections=tuple(rejections))
-
-
-def _next_poll(now: datetime, options: PollConfig, error_weight: float) -> datetime:
-    minutes = options.interval_minutes * (2 ** min(error_weight, 8.0))
-    minutes = max(options.min_interval_minutes, min(minutes, options.max_interval_minutes))
-    return now + timedelta(minutes=minutes)
-
-
-async def _poll_one(
-    feed: FeedConfig, state: FeedState | None, *, fetcher: Fetcher, known: KnownLookup,
-    now: datetime, options: PollConfig, max_entries: int,
-) -> tuple[FeedUpdate, ParsedFeed | None]:
-    name = feed.name or (urlsplit(feed.url).hostname or feed.url)
-    base = FeedUpdate(
-        url=feed.url, name=name, status="active", last_polled_at=now,
-        last_success_at=state.last_success_at if state else None,
-        next_poll_at=_next_poll(now, options, 0), etag=state.etag if state else None,
-        last_modified=state.last_modified if state else None,
-        content_hash=state.content_hash if state else None,
-        error_count=0, last_error=None, new_entries=0,
+    for raw in cut:
+        link = _text(raw.get("link"), max_url_length) or f"{url}#{_text(raw.get('id'), 200)}"
+        reject(link, "entry cut off: the feed ends inside it (truncated feed)")
+    truncated = None
+    if cut:
+        problem = parsed.get("bozo_exception")
+        truncated = (f"feed is truncated ({problem}): kept the {len(raw_entries)} complete "
+                     f"entries, dropped {len(cut)} cut off")
+    feed = parsed.feed
+    return ParsedFeed(
+        title=_text(feed.get("title"), _MAX_TITLE) or None, entries=tuple(entries),
+        rejections=tuple(rejections), ttl=_hint(feed.get("ttl")),
+        update_period=_hint(feed.get("sy_updateperiod")),
+        update_frequency=_hint(feed.get("sy_updatefrequency")),
+        published=tuple(published), truncated=truncated,
     )
-    try:
-        response = await fetcher.get(
-            feed.url, kind="feed", etag=base.etag, last_modified=base.last_modified
+
+
+def _hint(value: Any) -> str | None:
+    return value.strip()[:40] if isinstance(value, str) and value.strip() else None
+
+
+def _cut_entries(
+    parsed: Any, entries: list[Any], body: bytes
+) -> tuple[list[Any], list[Any]]:
+    """Split off the entries that the end of a broken document cut through.
+
+    When expat gives up (the document is not well-formed), feedparser re-reads
+    it with its lenient parser, which also returns the entry it was inside
+    when the bytes ran out, with whatever fields it had read by then (a title
+    and a link, but half a summary). The rule: an entry is stored only if its
+    closing tag is in the body, so with N closing tags only the first N
+    entries are kept. A feed with a stray ``&nbsp;`` but every entry closed
+    keeps them all.
+    """
+    if not (parsed.get("bozo") and isinstance(parsed.get("bozo_exception"), xml.sax.SAXException)):
+        return entries, []
+    complete = len(_ENTRY_END.findall(body))
+    return entries[:complete], entries[complete:]
+
+
+def _parse_job(job: ParseJob) -> ParsedFeed:
+    """The worker side of :func:`parse_feed` (module level: pickled by name)."""
+    return parse_feed(
+        job.body, url=job.url, base=job.base, name=job.name, content_type=job.content_type,
+        max_entries=job.max_entries, max_url_length=job.max_url_length,
+    )
+
+
+def _hints(response: Response, parsed: ParsedFeed | None) -> schedule.Hints:
+    headers = response.headers
+    hints = schedule.Hints(cache_control=headers.get("cache-control"),
+                           expires=headers.get("expires"), date=headers.get("date"))
+    if parsed is None:  # 304 or unchanged: the stored interval stands in for the feed's hints
+        return hints
+    return replace(hints, ttl=parsed.ttl, update_period=parsed.update_period,
+                   update_frequency=parsed.update_frequency, published=parsed.published)
+
+
+class _Poller:
+    """Polls feeds for one pass: the shared fetcher, parser pool and options."""
+
+    def __init__(self, *, fetcher: Fetcher, parser: WorkerPool[ParseJob, ParsedFeed],
+                 known: KnownLookup, now: datetime, options: PollOptions) -> None:
+        self.fetcher, self.parser, self.known = fetcher, parser, known
+        self.now, self.options = now, options
+
+    async def poll(
+        self, feed: Feed, state: FeedState | None
+    ) -> tuple[FeedUpdate, ParsedFeed | None]:
+        now = self.now
+        fetch_url = (state.fetch_url if state else None) or feed.url
+        name = feed.name or (state.name if state else None) or urlsplit(feed.url).hostname
+        base = FeedUpdate(
+            url=feed.url, fetch_url=fetch_url, name=name or feed.url, status="active",
+            last_polled_at=now, last_success_at=state.last_success_at if state else None,
+            next_poll_at=now, poll_interval_minutes=self.options.schedule.interval_minutes,
+            etag=state.etag if state else None,
+            last_modified=state.last_modified if state else None,
+            content_hash=state.content_hash if state else None,
+            error_count=0, last_error=None, new_entries=0,
         )
+        try:
+            response = await self.fetcher.get(
+                fetch_url, kind="feed", etag=base.etag, last_modified=base.last_modified
+            )
+        except FetchError as exc:
+            points = SOFT_POINTS if exc.transient else HARD_POINTS
+            retire = exc.status == 410
+            reason = f"{exc.reason}: the feed is gone, retired" if retire else exc.reason
+            return self._failed(base, state, reason, points, retry_after=exc.retry_after,
+                                retire=retire), None
+        # RFC 9110 §15.4.2: after a 301/308 the new URL is the one to use.
+        base = replace(base, fetch_url=response.permanent_redirect or fetch_url)
         if response.status == 304:
-            return replace(base, last_success_at=now), None
+            return self._succeeded(base, state, response, None), None
         digest = ids.content_hash(response.body)
         if state is not None and digest == state.content_hash:
             # The server ignored our conditional GET (or sends no validators):
             # the body hash says nothing changed.
-            return replace(base, last_success_at=now, etag=response.etag,
-                           last_modified=response.last_modified), None
-        parsed = await asyncio.to_thread(
-            parse_feed, response.body, url=feed.url, name=name, max_entries=max_entries
+            return self._succeeded(base, state, response, None), None
+        job = ParseJob(
+            body=response.body, url=feed.url, base=response.url, name=base.name,
+            content_type=response.headers.get("content-type", ""),
+            max_entries=self.options.max_entries, max_url_length=self.options.max_url_length,
         )
-    except FetchError as exc:
-        return _failed(base, state, exc.reason, transient=exc.transient, now=now,
-                       options=options, retire=exc.status == 410), None
-    except FeedParseError as exc:
-        return _failed(base, state, str(exc), transient=False, now=now, options=options), None
-    if feed.name is None and parsed.title:
-        name = parsed.title
-    fresh_ids = known(feed.url, [e.id for e in parsed.entries])
-    new = tuple(replace(e, feed_name=name) for e in parsed.entries if e.id not in fresh_ids)
-    update = replace(
-        base, name=name, last_success_at=now, etag=response.etag,
-        last_modified=response.last_modified, content_hash=digest, new_entries=len(new),
-    )
-    return update, replace(parsed, entries=new)
+        limit = self.options.parse_timeout
+        try:
+            parsed = await asyncio.to_thread(self.parser.call, job, timeout=limit)
+        except FeedParseError as exc:
+            return self._failed(base, state, str(exc), HARD_POINTS), None
+        except TimeLimitExceeded:
+            reason = f"parsing the feed took longer than {limit:g} s; gave up"
+            return self._failed(base, state, reason, HARD_POINTS), None
+        except WorkerDied as exc:
+            return self._failed(base, state, f"the feed parser crashed: {exc}", HARD_POINTS), None
+        if feed.name is None and parsed.title:
+            base = replace(base, name=parsed.title)
+        seen = self.known(feed.url, [e.id for e in parsed.entries])
+        new = tuple(replace(e, feed_name=base.name) for e in parsed.entries if e.id not in seen)
+        parsed = replace(parsed, entries=new)
+        if parsed.truncated:
+            # Keep what is complete, but say so, and parse it again next time
+            # (no content hash) rather than trust these bytes.
+            failed = self._failed(base, state, parsed.truncated, SOFT_POINTS,
+                                  hints=_hints(response, parsed))
+            return replace(failed, new_entries=len(new)), parsed
+        update = replace(
+            self._succeeded(base, state, response, parsed), content_hash=digest,
+            new_entries=len(new),
+        )
+        return update, parsed
 
+    def _succeeded(self, base: FeedUpdate, state: FeedState | None, response: Response,
+                   parsed: ParsedFeed | None) -> FeedUpdate:
+        plan = schedule.next_poll(
+            _hints(response, parsed), now=self.now, options=self.options.schedule,
+            previous_minutes=state.poll_interval_minutes if state else None,
+        )
+        etag, last_modified = response.etag, response.last_modified
+        if response.status == 304:
+            # A 304 should repeat the validators (RFC 9110 §15.4.5) but need
+            # not; the ones we sent are still the current ones.
+            etag, last_modified = etag or base.etag, last_modified or base.last_modified
+        return replace(
+            base, last_success_at=self.now, etag=etag, last_modified=last_modified,
+            next_poll_at=plan.next_poll_at, poll_interval_minutes=plan.interval_minutes,
+        )
 
-def _failed(
-    base: FeedUpdate, state: FeedState | None, reason: str, *, transient: bool,
-    now: datetime, options: PollConfig, retire: bool = False,
-) -> FeedUpdate:
-    # error_count is kept in half-units so soft errors weigh half as much as hard ones.
-    weight = SOFT_WEIGHT if transient else HARD_WEIGHT
-    count = (state.error_count if state else 0) + int(weight * 2)
-    status = "retired" if retire else ("failing" if count / 2 >= FAILING_AFTER else "active")
-    return replace(
-        base, status=status, error_count=count, last_error=reason,
-        next_poll_at=_next_poll(now, options, count / 2),
-    )
+    def _failed(
+        self, base: FeedUpdate, state: FeedState | None, reason: str, points: int, *,
+        retry_after: float | None = None, retire: bool = False,
+        hints: schedule.Hints | None = None,
+    ) -> FeedUpdate:
+        count = (state.error_count if state else 0) + points
+        status = "retired" if retire else ("failing" if count >= FAILING_AT else "active")
+        previous = state.poll_interval_minutes if state else None
+        plan = schedule.next_poll(
+            replace(hints or schedule.Hints(), retry_after=retry_after), now=self.now,
+            options=self.options.schedule, previous_minutes=previous, error_count=count,
+        )
+        return replace(
+            base, status=status, error_count=count, last_error=reason,
+            next_poll_at=plan.next_poll_at, poll_interval_minutes=plan.interval_minutes,
+        )
 
 
 async def poll(
-    feeds: Sequence[FeedConfig], *, states: dict[str, FeedState], fetcher: Fetcher,
-    known: KnownLookup, now: datetime, options: PollConfig, max_entries: int,
+    feeds: Sequence[Feed], *, states: Mapping[str, FeedState], fetcher: Fetcher,
+    known: KnownLookup, now: datetime, options: PollOptions, deadline: float | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> PollResult:
-    """Poll ``feeds`` concurrently (the fetcher enforces the limits)."""
+    """Poll ``feeds`` concurrently (the fetcher enforces the limits).
+
+    ``deadline`` (a :func:`time.monotonic` value): feeds not done by then are
+    cancelled and left as they were, due again on the next pass.
+    """
     done = 0
 
-    async def one(feed: FeedConfig) -> tuple[FeedUpdate, ParsedFeed | None]:
-        nonlocal done
-        result = await _poll_one(
-            feed, states.get(feed.url), fetcher=fetcher, known=known, now=now,
-            options=options, max_entries=max_entries,
-        )
-        done += 1
-        if progress is not None:
-            progress(done, len(feeds))
-        return result
+    with WorkerPool(_parse_job, workers=PARSE_WORKERS) as parser:
+        poller = _Poller(fetcher=fetcher, parser=parser, known=known, now=now, options=options)
 
-    results = await asyncio.gather(*(one(f) for f in feeds))
+        async def one(feed: Feed) -> tuple[FeedUpdate, ParsedFeed | None]:
+            nonlocal done
+            result = await poller.poll(feed, states.get(feed.url))
+            done += 1
+            if progress is not None:
+                progress(done, len(feeds))
+            return result
+
+        tasks = {asyncio.ensure_future(one(f)): f for f in feeds}
+        pending: set[asyncio.Future[tuple[FeedUpdate, ParsedFeed | None]]] = set()
+        if tasks:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+    results = [task.result() for task in tasks if task not in pending]
+    deferred = tuple(tasks[task].url for task in tasks if task in pending)
+    if deferred:
+        log.warning("feeds deferred: time budget spent", extra={"feeds": len(deferred)})
     entries: list[FeedEntry] = []
     rejections: list[Rejection] = []
     for update, parsed in results:
@@ -234,5 +438,6 @@ async def poll(
             entries.extend(parsed.entries)
             rejections.extend(parsed.rejections)
     return PollResult(
-        entries=tuple(entries), updates=tuple(u for u, _ in results), rejections=tuple(rejections)
+        entries=tuple(entries), updates=tuple(u for u, _ in results),
+        rejections=tuple(rejections), deferred=deferred,
     )

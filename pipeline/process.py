@@ -1,17 +1,23 @@
-"""Process stage: extract, clean and tag fetched pages; CPU-bound, so it runs in
-a process pool when there is more than one core.
+"""Process stage: extract, clean and tag fetched pages, in worker processes.
 
 Each worker builds its :class:`Tagger` (compiled rules, gazetteer, watchlist)
 and language model once, in the pool initializer, and keeps it in a
 worker-local slot: rebuilding per page would cost more than extracting it.
+
+Every page runs under ``process.extract_timeout``: trafilatura has no time
+limit of its own, and a page that overruns is rejected ("extraction took
+longer than N s") and its worker killed and replaced (see
+:mod:`pipeline.timelimit`). So even one worker is a child process: a limit
+cannot be enforced on work running in our own process. That costs about 1 s
+per stage over the former in-process mode (the child imports trafilatura
+again; both build the tagger once).
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 from urllib.parse import urlsplit
@@ -20,9 +26,11 @@ from pipeline import ids
 from pipeline.clean import clean
 from pipeline.config import Settings
 from pipeline.extract import ExtractionError, extract
+from pipeline.fetch import utf8_html
 from pipeline.language import LanguageDetector, load_detector
 from pipeline.models import Article, FetchedPage, Rejection, TaggedArticle
 from pipeline.tag import Tagger, build_tagger, tag
+from pipeline.timelimit import TimeLimitExceeded, WorkerDied, WorkerPool
 
 # Fewer words than this after cleaning is a stub, a paywall or an index page.
 MIN_WORDS = 40
@@ -45,7 +53,8 @@ def process_page(page: FetchedPage, ctx: Context) -> TaggedArticle | Rejection:
         return Rejection(url=entry.url, feed_url=entry.feed_url, stage="extract", reason=reason)
 
     try:
-        extracted = extract(page.body, url=page.url)
+        # Decoded with the charset the server or the page declares: see fetch.utf8_html.
+        extracted = extract(utf8_html(page.body, page.content_type), url=page.url)
     except ExtractionError as exc:
         return reject(str(exc))
     title = (extracted.title or entry.title or "").strip()
@@ -89,34 +98,45 @@ def worker_count(settings: Settings) -> int:
 
 
 class Processor:
-    """Runs :func:`process_page` in-process (1 worker) or in a process pool."""
+    """Runs :func:`process_page` in ``workers`` worker processes, each page under
+    ``process.extract_timeout``. Workers start on the first page."""
 
     def __init__(self, settings: Settings, *, workers: int | None = None) -> None:
-        self._workers = workers if workers is not None else worker_count(settings)
-        self._pool: Executor | None = None
-        self._ctx: Context | None = None
-        if self._workers > 1:
-            # forkserver: forking a process that runs an event loop and HTTP
-            # threads can copy held locks into the child; spawn would re-import
-            # trafilatura per worker start for nothing more.
-            self._pool = ProcessPoolExecutor(
-                self._workers, mp_context=multiprocessing.get_context("forkserver"),
-                initializer=_init_worker, initargs=(settings,),
-            )
-        else:
-            self._ctx = build_context(settings)
+        self._workers = max(1, workers if workers is not None else worker_count(settings))
+        self._timeout = settings.process.extract_timeout
+        self._pool: WorkerPool[FetchedPage, TaggedArticle | Rejection] | None = WorkerPool(
+            _run_in_worker, workers=self._workers, initializer=_init_worker,
+            initargs=(settings,),
+        )
+        # One thread per worker feeds it pages and waits on its pipe.
+        self._threads = ThreadPoolExecutor(self._workers) if self._workers > 1 else None
+
+    def _one(self, page: FetchedPage) -> TaggedArticle | Rejection:
+        if self._pool is None:
+            raise RuntimeError("Processor is closed")
+        entry = page.entry
+        try:
+            return self._pool.call(page, timeout=self._timeout)
+        except TimeLimitExceeded:
+            reason = f"extraction took longer than {self._timeout:g} s"
+        except WorkerDied as exc:  # a crash in C code (lxml) or the OOM killer
+            reason = f"extraction crashed its worker: {exc}"
+        return Rejection(url=entry.url, feed_url=entry.feed_url, stage="extract", reason=reason)
 
     def map(self, pages: Iterable[FetchedPage]) -> Iterator[TaggedArticle | Rejection]:
-        if self._pool is not None:
-            yield from self._pool.map(_run_in_worker, pages, chunksize=4)
+        """Results in the order of ``pages``."""
+        if self._threads is not None:
+            yield from self._threads.map(self._one, pages)
         else:
-            assert self._ctx is not None
             for page in pages:
-                yield process_page(page, self._ctx)
+                yield self._one(page)
 
     def close(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown(wait=True, cancel_futures=True)
+            self._threads = None
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.close()
             self._pool = None
 
     def __enter__(self) -> Processor:

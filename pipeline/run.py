@@ -13,19 +13,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
-from pipeline import alert, poll, staging, store
+from pipeline import alert, feeds, poll, staging, store
 from pipeline.config import Settings
 from pipeline.fetch import fetch
 from pipeline.http import Fetcher, FetchLimits
 from pipeline.load import LoadResult, load
 from pipeline.models import FeedEntry, FetchedPage, Rejection, TaggedArticle
-from pipeline.process import Processor
+from pipeline.process import Processor, worker_count
 
 log = logging.getLogger(__name__)
 
@@ -76,18 +77,38 @@ class PollSummary:
     feeds_failed: int
     entries_new: int
     entries_retry: int
+    feeds_deferred: int = 0  # not done within fetch.pass_budget_seconds: next pass
+
+
+def _deadline(settings: Settings, deadline: float | None) -> float:
+    """A time.monotonic() value: the pass's, or this stage's own budget."""
+    if deadline is not None:
+        return deadline
+    return time.monotonic() + settings.fetch.pass_budget_seconds
+
+
+def poll_options(settings: Settings) -> poll.PollOptions:
+    f = settings.fetch
+    return poll.PollOptions(
+        schedule=settings.poll, max_entries=f.max_entries_per_feed,
+        max_url_length=f.max_url_length, parse_timeout=f.parse_timeout,
+    )
 
 
 def poll_stage(
     settings: Settings, run_id: str, *, now: datetime | None = None, force: bool = False,
-    progress: Progress = _quiet,
+    progress: Progress = _quiet, deadline: float | None = None,
 ) -> PollSummary:
-    """Poll the due feeds; stage their new entries and new feed state."""
+    """Poll the due feeds (the config's and the added ones); stage their new
+    entries and new feed state. Feeds not done by ``deadline`` (a
+    ``time.monotonic()`` value; default: ``fetch.pass_budget_seconds`` from
+    now) stay due for the next pass."""
     now = now or datetime.now(UTC)
+    until = _deadline(settings, deadline)
     directory = staging.run_dir(settings.staging, run_id)
     with store.connect(settings.database) as con:
         states = store.feed_states(con)
-        due = poll.due_feeds(settings.feeds, states, now, force=force)
+        due = poll.due_feeds(feeds.all_feeds(settings, con), states, now, force=force)
         retry = store.entries_to_retry(con, MAX_PAGE_ATTEMPTS)
 
         async def go() -> poll.PollResult:
@@ -95,7 +116,7 @@ def poll_stage(
                 return await poll.poll(
                     due, states=states, fetcher=fetcher,
                     known=lambda feed, ids: store.known_entries(con, feed, ids), now=now,
-                    options=settings.poll, max_entries=settings.fetch.max_entries_per_feed,
+                    options=poll_options(settings), deadline=until,
                     progress=lambda d, t: progress("poll", d, t),
                 )
 
@@ -114,6 +135,7 @@ def poll_stage(
         run_id=run_id, feeds_polled=len(result.updates),
         feeds_failed=sum(1 for u in result.updates if u.last_error),
         entries_new=len(result.entries), entries_retry=len(retry),
+        feeds_deferred=len(result.deferred),
     )
 
 
@@ -145,6 +167,7 @@ class ProcessSummary:
     articles: int
     rejected: int
     retry: int
+    deferred: int = 0  # not reached within the time budget: left for the next pass
 
 
 def shard_count(settings: Settings, run_id: str, max_shards: int) -> int:
@@ -160,36 +183,72 @@ def _batches(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[s
 
 def process_stage(
     settings: Settings, run_id: str, *, shard: int = 0, shards: int = 1,
-    workers: int | None = None, progress: Progress = _quiet,
+    workers: int | None = None, progress: Progress = _quiet, deadline: float | None = None,
 ) -> ProcessSummary:
-    """Fetch, extract, clean and tag this shard's entries; stage the results."""
+    """Fetch, extract, clean and tag this shard's entries; stage the results.
+
+    Entries whose page is not fetched and extracted by ``deadline`` (default:
+    ``fetch.pass_budget_seconds`` from now) are staged as ``retry`` without
+    counting an attempt, so the next pass picks them up.
+    """
     directory = staging.run_dir(settings.staging, run_id)
     records = (r for i, r in enumerate(staging.read(directory, "polled")) if i % shards == shard)
     total = sum(1 for i, _ in enumerate(staging.read(directory, "polled")) if i % shards == shard)
-    counts = {"entries": 0, "articles": 0, "rejected": 0, "retry": 0}
+    counts = {"entries": 0, "articles": 0, "rejected": 0, "retry": 0, "deferred": 0}
     if total == 0:
         return ProcessSummary(run_id=run_id, shard=shard, **counts)
+    until = _deadline(settings, deadline)
     if workers is None and total < SMALL_SHARD:
         workers = 1
+    # Pages go to extraction in chunks, and the deadline is checked between
+    # them: overrunning it by one chunk at most, a few pages per worker.
+    chunk = 4 * (workers if workers is not None else worker_count(settings))
     now = datetime.now(UTC)
     with Processor(settings, workers=workers) as processor, \
             staging.StagingWriter(directory, f"p{shard:03d}") as writer:
 
+        def defer(later: list[dict[str, Any]]) -> None:
+            for r in later:
+                writer.write("entries", {
+                    "feed_url": r["feed_url"], "id": r["id"], "url": r["url"],
+                    "title": r.get("title"), "published_at": r.get("published_at"),
+                    "status": "retry", "attempts": int(r["attempts"]), "article_id": None,
+                })
+            counts["deferred"] += len(later)
+
         async def go() -> None:
             async with Fetcher(fetch_limits(settings)) as fetcher:
                 for batch in _batches(records, settings.process.batch_size):
-                    attempts = {(r["feed_url"], r["id"]): int(r["attempts"]) + 1 for r in batch}
+                    rows = {(r["feed_url"], r["id"]): r for r in batch}
+                    if time.monotonic() >= until:
+                        defer(list(rows.values()))
+                        continue
+                    attempts = {key: int(r["attempts"]) + 1 for key, r in rows.items()}
+                    unfetched = dict(rows)
                     pages: list[FetchedPage] = []
-                    async for entry, result in fetch([_entry_from(r) for r in batch],
-                                                     fetcher=fetcher):
-                        if isinstance(result, FetchedPage):
-                            pages.append(result)
-                        else:
-                            _record(writer, entry, result, attempts, counts, now)
-                    outcomes = await asyncio.to_thread(_process_all, processor, pages)
-                    for page, outcome in zip(pages, outcomes, strict=True):
-                        _record(writer, page.entry, outcome, attempts, counts, now)
-                    progress("process", counts["entries"], total)
+                    budget = asyncio.timeout_at(until)  # loop.time() is time.monotonic()
+                    try:
+                        async with budget:
+                            async for entry, result in fetch([_entry_from(r) for r in batch],
+                                                             fetcher=fetcher):
+                                unfetched.pop((entry.feed_url, entry.id), None)
+                                if isinstance(result, FetchedPage):
+                                    pages.append(result)
+                                else:
+                                    _record(writer, entry, result, attempts, counts, now)
+                    except TimeoutError:
+                        if not budget.expired():
+                            raise
+                    defer(list(unfetched.values()))  # not fetched in time
+                    for start in range(0, len(pages), chunk):
+                        part = pages[start:start + chunk]
+                        if time.monotonic() >= until:
+                            defer([rows[(p.entry.feed_url, p.entry.id)] for p in part])
+                            continue
+                        outcomes = await asyncio.to_thread(_process_all, processor, part)
+                        for page, outcome in zip(part, outcomes, strict=True):
+                            _record(writer, page.entry, outcome, attempts, counts, now)
+                    progress("process", counts["entries"] + counts["deferred"], total)
 
         asyncio.run(go())
     return ProcessSummary(run_id=run_id, shard=shard, **counts)
@@ -266,9 +325,12 @@ def run_pass(
 ) -> PassResult:
     """One whole pass: the same stages the DAG runs, in one process."""
     started = datetime.now(UTC)
+    deadline = time.monotonic() + settings.fetch.pass_budget_seconds
     run_id = new_run_id(started)
-    polled = poll_stage(settings, run_id, now=started, force=force, progress=progress)
-    processed = process_stage(settings, run_id, workers=workers, progress=progress)
+    polled = poll_stage(settings, run_id, now=started, force=force, progress=progress,
+                        deadline=deadline)
+    processed = process_stage(settings, run_id, workers=workers, progress=progress,
+                              deadline=deadline)
     loaded = load_stage(settings, run_id, started_at=started)
     sent = send_stage(settings, mailer)
     return PassResult(poll=polled, process=processed, load=loaded, send=sent)

@@ -27,7 +27,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 
 CREATE TABLE IF NOT EXISTS feeds (
-    url              VARCHAR PRIMARY KEY,
+    url              VARCHAR PRIMARY KEY,     -- as configured or added: the feed's identity
     name             VARCHAR,
     status           VARCHAR NOT NULL DEFAULT 'active',   -- active | failing | retired
     last_polled_at   TIMESTAMPTZ,
@@ -38,7 +38,10 @@ CREATE TABLE IF NOT EXISTS feeds (
     content_hash     VARCHAR,
     error_count      INTEGER NOT NULL DEFAULT 0,
     last_error       VARCHAR,
-    entries_seen     BIGINT NOT NULL DEFAULT 0
+    entries_seen     BIGINT NOT NULL DEFAULT 0,
+    fetch_url        VARCHAR,                 -- where a 301/308 moved it; polled from then on
+    origin           VARCHAR NOT NULL DEFAULT 'config',   -- config | added (feeds add / import)
+    poll_interval_minutes DOUBLE              -- its natural interval (see pipeline.schedule)
 );
 
 CREATE TABLE IF NOT EXISTS entries (
@@ -114,8 +117,9 @@ CREATE TABLE IF NOT EXISTS rejected (
 CREATE TABLE IF NOT EXISTS alerts (
     rule             VARCHAR NOT NULL,
     story_id         VARCHAR NOT NULL,
-    article_id       VARCHAR,
     recipient        VARCHAR NOT NULL,
+    update_no        INTEGER NOT NULL DEFAULT 0,   -- 0: the alert; 1, 2, ...: updates
+    article_id       VARCHAR,
     status           VARCHAR NOT NULL DEFAULT 'pending',   -- pending | sending | sent | failed
     created_at       TIMESTAMPTZ NOT NULL,
     sent_at          TIMESTAMPTZ,
@@ -123,7 +127,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     error            VARCHAR,
     attempts         INTEGER NOT NULL DEFAULT 0,
     next_attempt_at  TIMESTAMPTZ,
-    PRIMARY KEY (rule, story_id, recipient)
+    PRIMARY KEY (rule, story_id, recipient, update_no)
 );
 
 CREATE TABLE IF NOT EXISTS runs (
@@ -201,8 +205,19 @@ def connect(
         con.close()
 
 
+# Columns added to tables after their first release: a database created
+# before them gets them here (CREATE TABLE IF NOT EXISTS leaves it as it was).
+_ADDED_COLUMNS = (
+    "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS fetch_url VARCHAR",
+    "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS origin VARCHAR DEFAULT 'config'",
+    "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS poll_interval_minutes DOUBLE",
+)
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(SCHEMA)
+    for statement in _ADDED_COLUMNS:
+        con.execute(statement)
     con.execute(
         "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
         [str(SCHEMA_VERSION)],
@@ -222,22 +237,44 @@ class FeedState:
     error_count: int
     next_poll_at: datetime | None
     last_success_at: datetime | None
+    name: str | None = None
+    fetch_url: str | None = None
+    poll_interval_minutes: float | None = None
 
 
 def feed_states(con: duckdb.DuckDBPyConnection) -> dict[str, FeedState]:
-    if not _has_table(con, "feeds"):
-        return {}
     rows = con.execute(
         "SELECT url, status, etag, last_modified, content_hash, error_count, next_poll_at,"
-        " last_success_at FROM feeds"
-    ).fetchall()
+        " last_success_at, name, fetch_url, poll_interval_minutes FROM feeds"
+    ).fetchall() if _has_table(con, "feeds") else []
     return {
         r[0]: FeedState(
             url=r[0], status=r[1], etag=r[2], last_modified=r[3], content_hash=r[4],
-            error_count=r[5], next_poll_at=r[6], last_success_at=r[7],
+            error_count=r[5], next_poll_at=r[6], last_success_at=r[7], name=r[8],
+            fetch_url=r[9], poll_interval_minutes=r[10],
         )
         for r in rows
     }
+
+
+def feed_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
+    """Every row of ``feeds`` as a dict. ``SELECT *``: a read-only connection
+    to a database made before a column was added still reads."""
+    if not _has_table(con, "feeds"):
+        return []
+    cursor = con.execute("SELECT * FROM feeds ORDER BY url")
+    columns = [d[0] for d in cursor.description or ()]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def added_feeds(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str | None]]:
+    """(url, name) of the feeds added with ``newsmon feeds add`` / ``import``."""
+    if not _has_table(con, "feeds"):
+        return []
+    rows = con.execute(
+        "SELECT url, name FROM feeds WHERE origin = 'added' ORDER BY url"
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
 
 
 def known_entries(
@@ -274,7 +311,9 @@ def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(row and row[0])
 
 
-def chunked(rows: Iterable[tuple[object, ...]], size: int = 500) -> Iterator[list[tuple[object, ...]]]:
+def chunked(
+    rows: Iterable[tuple[object, ...]], size: int = 500
+) -> Iterator[list[tuple[object, ...]]]:
     batch: list[tuple[object, ...]] = []
     for row in rows:
         batch.append(row)

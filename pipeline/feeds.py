@@ -1,0 +1,234 @@
+"""The feed registry: which feeds a pass polls, adding feeds, OPML in and out.
+
+Feeds come from two places, and a pass polls both:
+
+- ``feeds:`` in the config file (origin ``config``): reviewed, versioned
+  configuration, never rewritten by newsmon (a rewrite would lose the
+  user's comments and order);
+- ``newsmon feeds add`` / ``newsmon feeds import`` (origin ``added``): rows
+  in the database's ``feeds`` table, the same table that keeps every feed's
+  state. A URL in both is the config's.
+
+A feed's identity is the URL it was configured or added with; a permanent
+redirect (301/308) moves only ``feeds.fetch_url``, where it is polled from.
+
+OPML is untrusted XML (a file someone sent you): entity declarations are
+refused outright, and lxml parses with entity resolution, DTD loading and
+network access off, and its size limits on (``huge_tree=False``), so neither
+a billion-laughs document nor an external entity (XXE) can expand or read a
+local file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from xml.etree import ElementTree
+
+import duckdb
+from lxml import etree
+from pydantic import ValidationError
+
+from pipeline import store
+from pipeline.config import FeedConfig, Settings
+
+__all__ = ["Feed", "FeedError", "FeedHealth", "ImportResult", "OpmlFeed", "add",
+           "all_feeds", "export_opml", "health", "import_opml", "parse_opml"]
+
+_ENTITY_DECLARATION = re.compile(rb"<!ENTITY", re.IGNORECASE)
+
+
+class FeedError(Exception):
+    """A feed cannot be added or a file cannot be imported; the message says why."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Feed:
+    url: str  # its identity: as configured or added
+    name: str | None
+    origin: str  # "config" | "added"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpmlFeed:
+    url: str
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImportResult:
+    added: tuple[Feed, ...]
+    skipped: tuple[tuple[str, str], ...]  # (url, why)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedHealth:
+    """One line of ``newsmon feeds``."""
+
+    name: str
+    url: str
+    fetch_url: str | None  # only when a permanent redirect moved it
+    origin: str
+    status: str  # new | active | failing | retired
+    last_success_at: datetime | None
+    last_error: str | None
+    error_count: int
+    next_poll_at: datetime | None
+    entries_seen: int
+
+
+def all_feeds(settings: Settings, con: duckdb.DuckDBPyConnection) -> list[Feed]:
+    """The feeds a pass polls: the config's, then the added ones."""
+    feeds = [Feed(url=f.url, name=f.name, origin="config") for f in settings.feeds]
+    configured = {f.url for f in feeds}
+    feeds += [Feed(url=url, name=name, origin="added")
+              for url, name in store.added_feeds(con) if url not in configured]
+    return feeds
+
+
+def _checked(url: str, name: str | None, settings: Settings) -> Feed:
+    try:
+        config = FeedConfig(url=url.strip(), name=(name or "").strip() or None)
+    except ValidationError as exc:
+        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise FeedError(f"{url[:200]!r}: {message}") from None
+    limit = settings.fetch.max_url_length
+    if len(config.url) > limit:
+        raise FeedError(f"{config.url[:80]!r}...: longer than {limit} characters")
+    return Feed(url=config.url, name=config.name, origin="added")
+
+
+def _add_one(con: duckdb.DuckDBPyConnection, settings: Settings, feed: Feed) -> None:
+    if any(f.url == feed.url for f in settings.feeds):
+        raise FeedError(f"{feed.url} is already in the config file")
+    row = con.execute("SELECT origin, status FROM feeds WHERE url = ?", [feed.url]).fetchone()
+    if row is None:
+        con.execute(
+            "INSERT INTO feeds (url, name, origin, status) VALUES (?, ?, 'added', 'active')",
+            [feed.url, feed.name],
+        )
+        return
+    origin, status = row
+    if origin == "added" and status != "retired":
+        raise FeedError(f"{feed.url} was already added")
+    # Known but not polled: removed from the config file, or retired (410).
+    # Adding it again is the user saying "poll this": start afresh.
+    con.execute(
+        "UPDATE feeds SET origin = 'added', name = coalesce(?, name), status = 'active',"
+        " error_count = 0, last_error = NULL, next_poll_at = NULL WHERE url = ?",
+        [feed.name, feed.url],
+    )
+
+
+def add(
+    con: duckdb.DuckDBPyConnection, settings: Settings, url: str, *, name: str | None = None
+) -> Feed:
+    """Add one feed; it is polled on the next pass. Raises FeedError."""
+    feed = _checked(url, name, settings)
+    _add_one(con, settings, feed)
+    return feed
+
+
+def parse_opml(data: bytes) -> list[OpmlFeed]:
+    """Every ``outline`` with an ``xmlUrl`` (at any depth: folders nest). Raises FeedError."""
+    if _ENTITY_DECLARATION.search(data):
+        raise FeedError("OPML file declares XML entities; refused (entity expansion attacks)")
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                             huge_tree=False, remove_pis=True)
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as exc:
+        raise FeedError(f"not a valid OPML file: {exc}") from None
+    if etree.QName(root).localname != "opml":
+        raise FeedError(f"not an OPML file: the root element is <{etree.QName(root).localname}>")
+    found: list[OpmlFeed] = []
+    for outline in root.iter("{*}outline"):
+        url = (outline.get("xmlUrl") or outline.get("xmlurl") or "").strip()
+        if url:
+            name = (outline.get("title") or outline.get("text") or "").strip() or None
+            found.append(OpmlFeed(url=url, name=name))
+    return found
+
+
+def import_opml(con: duckdb.DuckDBPyConnection, settings: Settings, data: bytes) -> ImportResult:
+    """Add every feed of an OPML file that is not there yet, in one transaction."""
+    outlines = parse_opml(data)
+    added: list[Feed] = []
+    skipped: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for outline in outlines:
+            try:
+                feed = _checked(outline.url, outline.name, settings)
+                if feed.url in seen:
+                    raise FeedError(f"{feed.url} appears twice in the file")
+                seen.add(feed.url)
+                _add_one(con, settings, feed)
+            except FeedError as exc:
+                skipped.append((outline.url[:2048], str(exc)))
+                continue
+            added.append(feed)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return ImportResult(added=tuple(added), skipped=tuple(skipped))
+
+
+def health(settings: Settings, rows: Sequence[Mapping[str, object]]) -> list[FeedHealth]:
+    """Every polled feed with its state (``rows``: :func:`pipeline.store.feed_rows`)."""
+    by_url = {str(r["url"]): r for r in rows}
+    feeds = [Feed(url=f.url, name=f.name, origin="config") for f in settings.feeds]
+    configured = {f.url for f in feeds}
+    feeds += [Feed(url=str(r["url"]), name=_str(r.get("name")), origin="added")
+              for r in rows if r.get("origin") == "added" and r["url"] not in configured]
+    result = []
+    for feed in feeds:
+        row = by_url.get(feed.url, {})
+        fetch_url = _str(row.get("fetch_url"))
+        result.append(FeedHealth(
+            name=feed.name or _str(row.get("name")) or "", url=feed.url,
+            fetch_url=fetch_url if fetch_url != feed.url else None, origin=feed.origin,
+            status=_str(row.get("status")) or "new",
+            last_success_at=_time(row.get("last_success_at")),
+            last_error=_str(row.get("last_error")),
+            error_count=_int(row.get("error_count")),
+            next_poll_at=_time(row.get("next_poll_at")),
+            entries_seen=_int(row.get("entries_seen")),
+        ))
+    return result
+
+
+def export_opml(feeds: Sequence[FeedHealth], *, now: datetime | None = None) -> str:
+    """OPML 2.0 of ``feeds`` (retired ones left out), at their current address."""
+    opml = ElementTree.Element("opml", version="2.0")
+    head = ElementTree.SubElement(opml, "head")
+    ElementTree.SubElement(head, "title").text = "newsmon feeds"
+    ElementTree.SubElement(head, "dateCreated").text = format_datetime(
+        now or datetime.now(UTC), usegmt=True)
+    body = ElementTree.SubElement(opml, "body")
+    for feed in feeds:
+        if feed.status == "retired":
+            continue
+        name = feed.name or feed.url
+        ElementTree.SubElement(body, "outline", type="rss", text=name, title=name,
+                               xmlUrl=feed.fetch_url or feed.url)
+    ElementTree.indent(opml)
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            + ElementTree.tostring(opml, encoding="unicode") + "\n")
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def _time(value: object) -> datetime | None:
+    return value if isinstance(value, datetime) else None
