@@ -1,7 +1,11 @@
+import dataclasses
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pipeline.cluster import ClusterDoc, cluster
+import pytest
+
+from pipeline.cluster import ClusterDoc, Clusterer, cluster
 
 SEEDS = Path(__file__).resolve().parents[2] / "seeds" / "expected"
 T0 = datetime(2019, 2, 27, tzinfo=UTC)
@@ -61,3 +65,121 @@ def test_story_ids_are_stable_across_runs() -> None:
 
 def _fields(doc: ClusterDoc) -> dict[str, object]:
     return {name: getattr(doc, name) for name in doc.__slots__}
+
+
+# -- near-duplicates, languages, representative, scale ------------------------------------
+
+WIRE = (
+    "The United States plans to keep about 400 troops in Syria after the bulk of American "
+    "forces leave, roughly double the number the White House announced last week, a senior "
+    "administration official said on Thursday. The troops would be split between a safe zone "
+    "in the northeast, along the border with Turkey, and the al-Tanf garrison near the Iraqi "
+    "and Jordanian borders, the official said, speaking on condition of anonymity. President "
+    "Donald Trump stunned allies in December when he ordered a full pullout of the roughly "
+    "2,000 U.S. troops in Syria."
+)
+
+
+def doc(id: str, *, hours: float = 0, title: str = "", text: str = "", language: str = "",
+        countries: tuple[str, ...] = (), people: tuple[str, ...] = (),
+        story_id: str | None = None) -> ClusterDoc:
+    return ClusterDoc(id=id, time=T0 + timedelta(hours=hours), title=title, text=text,
+                      source=f"source-{id}", countries=countries, people=people,
+                      language=language, story_id=story_id)
+
+
+def test_a_syndicated_copy_joins_whatever_its_headline_and_tags() -> None:
+    original = doc("wire", title="U.S. to keep about 400 troops in Syria", text=WIRE,
+                   countries=("US", "SY", "TR"), people=("Donald Trump",), language="en")
+    copy = doc("copy", hours=3, title="Pentagon plan: a residual force in the desert",
+               text=WIRE.replace("roughly double", "about twice").replace(" last week", ""),
+               language="en")
+    clusterer = Clusterer()
+    assert clusterer.similarity(original, copy).rule == "near-duplicate"
+    assignments, _ = cluster([original, copy], [])
+    assert assignments["copy"] == assignments["wire"]
+
+
+def test_without_the_near_duplicate_rule_the_retitled_copy_scores_lower() -> None:
+    original = doc("wire", title="U.S. to keep about 400 troops in Syria", text=WIRE)
+    copy = doc("copy", title="Pentagon plan: a residual force in the desert", text=WIRE)
+    plain = Clusterer(near_duplicates=False).similarity(original, copy)
+    assert plain.rule == "text" and plain.score < 1.0
+
+
+def seed_in(language: str, numbers: str, *, hours: float = 30, countries: tuple[str, ...] = (
+        "IL", "RU", "SY"), people: tuple[str, ...] = ("Benjamin Netanyahu", "Vladimir Putin"),
+        id: str = "translated") -> ClusterDoc:
+    # Words no English report shares: only tags and numbers can join it. At 30 h
+    # it comes after seed 002 (24 h), whose numbers it quotes.
+    return doc(id, hours=hours, title="Rapport traduit", language=language,
+               text=f"Texte sans mots en commun. {numbers}", countries=countries, people=people)
+
+
+def english_seeds() -> list[ClusterDoc]:
+    return [dataclasses.replace(d, language="en") for d in seed_docs()]
+
+
+def test_a_report_in_another_language_joins_when_tags_and_numbers_agree() -> None:
+    seeds = english_seeds()
+    # seed 002 has "15 Russian servicemen", "Il-20", "2018", "F-16".
+    french = seed_in("fr", "Il-20, 15 militaires, septembre 2018.")
+    assignments, _ = cluster([*seeds, french], [])
+    assert assignments["translated"] == assignments[seeds[0].id]
+
+
+@pytest.mark.parametrize("case", [
+    {"numbers": "15 militaires."},  # one number in common: not enough
+    {"numbers": "Il-20, 15 militaires, 2018.", "countries": ("SY",),
+     "people": ()},  # the same numbers, not the same countries and people
+    {"numbers": "Il-20, 15 militaires, 2018.", "language": ""},  # language unknown: text only
+])
+def test_a_report_in_another_language_stays_apart_otherwise(case: dict[str, object]) -> None:
+    seeds = english_seeds()
+    other = seed_in(str(case.get("language", "fr")), str(case["numbers"]),
+                    countries=case.get("countries", ("IL", "RU", "SY")),  # type: ignore[arg-type]
+                    people=case.get("people", ("Benjamin Netanyahu",  # type: ignore[arg-type]
+                                               "Vladimir Putin")))
+    assignments, _ = cluster([*seeds, other], [])
+    assert assignments["translated"] not in {assignments[s.id] for s in seeds}
+
+
+def test_the_cross_language_rule_can_be_turned_off() -> None:
+    seeds = english_seeds()
+    french = seed_in("fr", "Il-20, 15 militaires, septembre 2018.")
+    clusterer = Clusterer(cross_language=False)
+    clusterer.observe([*seeds, french])
+    stories = {d.id: clusterer.assign(d) for d in sorted([*seeds, french], key=lambda d: d.time)}
+    assert stories["translated"] not in {stories[s.id] for s in seeds}
+
+
+def test_a_cross_language_report_outside_the_window_stays_apart() -> None:
+    seeds = english_seeds()
+    late = seed_in("fr", "Il-20, 15 militaires, septembre 2018.", hours=24 * 8)
+    assignments, _ = cluster([*seeds, late], [])
+    assert assignments["translated"] not in {assignments[s.id] for s in seeds}
+
+
+def test_the_story_title_comes_from_its_main_language() -> None:
+    seeds = english_seeds()
+    translations = [seed_in(lang, "Il-20, 15, 2018, F-16.", id=f"t-{lang}")
+                    for lang in ("fr", "ru", "de")]
+    assignments, clusterer = cluster([*seeds, *translations], [])
+    story = assignments[seeds[0].id]
+    assert {assignments[t.id] for t in translations} == {story}
+    lead = clusterer.representative(story)
+    assert lead is not None and lead.language == "en"
+
+
+def test_two_thousand_unrelated_stored_articles_change_nothing() -> None:
+    rng = random.Random(3)
+    words = [f"word{i}" for i in range(5000)]
+    stored = [
+        doc(f"stored-{i}", hours=rng.uniform(-60, 60), story_id=f"s-stored-{i}",
+            title=" ".join(rng.choices(words, k=8)), text=" ".join(rng.choices(words, k=200)),
+            countries=tuple(rng.sample(["IL", "RU", "SY", "US", "TR"], 2)))
+        for i in range(2000)
+    ]
+    alone, _ = cluster(seed_docs(), [])
+    crowded, _ = cluster(seed_docs(), stored)
+    assert crowded == alone
