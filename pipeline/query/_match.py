@@ -118,9 +118,8 @@ class _Sequence:
     def __init__(self, patterns: tuple[str, ...]) -> None:
         self.patterns = tuple(_WordPattern(p) for p in patterns)
         # Long words are rare: testing them first rejects most texts sooner.
-        self.by_length = tuple(
-            _WordPattern(p) for p in sorted(patterns, key=lambda p: -len(p.rstrip("*")))
-        )
+        order = sorted(range(len(patterns)), key=lambda i: -len(patterns[i].rstrip("*")))
+        self.by_length = tuple(self.patterns[i] for i in order)
 
     def present(self, unit: _Unit) -> bool:
         for pattern in self.by_length:
@@ -159,9 +158,9 @@ class _Span:
 
 # -- nodes -----------------------------------------------------------------------
 
-# _HOT_LOOPS: the loops that run for every candidate rule are written out
-# rather than any()/all() over a generator, which cost a generator object and
-# a frame per call on a path that runs ~100 times per article.
+# _HOT_LOOPS: the loops that run for every candidate rule (tens per article)
+# are written out rather than any()/all() over a generator, which costs a
+# generator object and a frame per call.
 
 
 class _Node:

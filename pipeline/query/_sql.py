@@ -95,14 +95,30 @@ def _word_regex(pattern: str) -> str:
     return pattern + "(?:e?s)?"  # the -s / -es inflections, as in _words.variants
 
 
-def _sequence_regex(patterns: tuple[str, ...]) -> str:
-    return (SQL_SEPARATOR + "+").join(_word_regex(p) for p in patterns)
+def _alternatives_regex(sequences: list[tuple[str, ...]]) -> str:
+    """An RE2 alternation of word sequences, factored on shared leading words.
+
+    ``"peace talks" OR "peace deal"`` becomes ``peace(?:e?s)?SEP+(?:talks…|deal…)``:
+    each ``[^\\pL\\pN_]`` class costs RE2 about 2.5 ms to compile (DuckDB 1.5.5),
+    and a topic's long OR of phrases repeated it once per phrase.
+    """
+    groups: dict[str, list[tuple[str, ...]]] = {}
+    for sequence in sequences:
+        groups.setdefault(sequence[0], []).append(sequence[1:])
+    alternatives = []
+    for first, rests in groups.items():
+        tails = [rest for rest in rests if rest]
+        regex = _word_regex(first)
+        if tails:
+            optional = "?" if len(tails) < len(rests) else ""  # a sequence also ends here
+            regex += f"(?:{SQL_SEPARATOR}+{_alternatives_regex(tails)}){optional}"
+        alternatives.append(regex)
+    return alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
 
 
 def _span_regex(span: Query) -> str:
-    alternatives = [_sequence_regex(alt) for alt in span_alternatives(span)]
-    body = alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
-    return _BEFORE + body + _AFTER
+    alternatives = list(dict.fromkeys(span_alternatives(span)))
+    return _BEFORE + _alternatives_regex(alternatives) + _AFTER
 
 
 def _substrings(span: Query) -> tuple[str, ...]:
@@ -159,7 +175,7 @@ class _Compiler:
 
         A topic is often a long OR of words; one RE2 pattern per field instead of
         one per word saves most of the compile time (each ``[^\\pL\\pN_]`` class
-        costs RE2 about 3 ms to compile) and a pass over the text per word.
+        costs RE2 about 2.5 ms to compile) and a pass over the text per word.
         """
         merged: dict[str, list[Term | Prefix | Phrase]] = {}
         others: list[str] = []

@@ -39,7 +39,8 @@ def test_match_returns_the_names_of_the_matching_rules() -> None:
     assert rules.match(Document(text="sport", language="fr")) == set()
     assert rules.match(Document(topics=["Warfare"])) == {"war-topics"}
     # Every alternative of a NEAR operand is anchored, not only the first.
-    for text in ("withdrawal of the contingent", "the contingent, pullout", "pull out a contingent"):
+    texts = ("withdrawal of the contingent", "the contingent, pullout", "pull out a contingent")
+    for text in texts:
         assert rules.match(Document(text=text)) == {"near-or"}, text
 
 
