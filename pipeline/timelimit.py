@@ -23,12 +23,36 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import signal
-from collections.abc import Callable
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from types import TracebackType
 from typing import Any, Generic, TypeVar
+
+_MAIN_LOCK = threading.Lock()
+
+
+@contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """forkserver children re-run the parent's ``__main__`` script unless it came
+    from ``python -m``; under Airflow that is the ``airflow`` script, whose import
+    fails inside a task process (its database is 'airflow-db-not-allowed'). Our
+    workers run module-level functions only, so they do not need it."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    with _MAIN_LOCK:
+        del main.__file__
+        try:
+            yield
+        finally:
+            main.__file__ = path
 
 __all__ = ["PoolClosed", "TimeLimitExceeded", "WorkerDied", "WorkerPool"]
 
@@ -102,7 +126,8 @@ class _Worker:
         process = self._context.Process(
             target=_serve, args=(child, *self._args), daemon=True, name="newsmon-worker"
         )
-        process.start()
+        with _main_script_hidden():
+            process.start()
         child.close()
         self._process, self._conn = process, parent
         try:

@@ -75,9 +75,10 @@ class SmtpMailer:
         return ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
 
     def _connect(self) -> smtplib.SMTP:
+        client: smtplib.SMTP | None = None
         try:
             if self.mode == "smtps":
-                client: smtplib.SMTP = smtplib.SMTP_SSL(
+                client = smtplib.SMTP_SSL(
                     self.host, self.port, timeout=self.timeout, context=self._tls())
             else:
                 client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
@@ -86,11 +87,13 @@ class SmtpMailer:
             if self.username:
                 client.login(self.username, self.password or "")
         except smtplib.SMTPAuthenticationError as exc:
+            _close_quietly(client)
             raise DeliveryError(
                 f"SMTP login as {self.username!r} refused by {self.host}:{self.port}: "
                 f"{exc.smtp_code} (check NEWSMON_SMTP_PASSWORD)"
             ) from None
         except (OSError, smtplib.SMTPException) as exc:
+            _close_quietly(client)
             raise DeliveryError(
                 f"cannot reach SMTP server {self.host}:{self.port}: {exc}"
             ) from None
@@ -114,6 +117,12 @@ class SmtpMailer:
             with contextlib.suppress(OSError, smtplib.SMTPException):
                 self._client.quit()
             self._client = None
+
+
+def _close_quietly(client: smtplib.SMTP | None) -> None:
+    if client is not None:
+        with contextlib.suppress(OSError, smtplib.SMTPException):
+            client.close()
 
 
 def mailer_for(settings: Settings) -> Mailer:

@@ -1,0 +1,92 @@
+"""
+### newsmon maintenance (daily)
+
+1. `feed_health`: logs every failing and dead (retired: 410 Gone) feed with
+   its last error; returns the counts.
+2. `retention`: when the config sets `retention_days`, deletes articles
+   fetched before then, with their tags and removed lines, and stories left
+   with no article (one transaction). Off when `retention_days` is absent.
+3. `checkpoint`: DuckDB `CHECKPOINT`, after the deletes.
+4. `prune_staging`: removes staging folders of runs that never loaded
+   (untouched for 3 days).
+
+The DuckDB tasks share the one-slot pool `newsmon_duckdb` with the load and
+the alert sender, so they never contend for the file. Functions live in
+`pipeline/maintenance.py`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import dag, task
+
+DUCKDB_POOL = "newsmon_duckdb"
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "newsmon",
+    "retries": 3,
+    "retry_delay": timedelta(minutes=1),
+    # A multiplier in Airflow 3.3, a bool before: 2.0 doubles the delay in both.
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=30),
+}
+
+
+@dag(
+    dag_id="news_maintenance",
+    schedule="@daily",
+    start_date=datetime(2025, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["newsmon", "maintenance"],
+    doc_md=__doc__,
+)
+def news_maintenance() -> None:
+    # multiple_outputs=False: one small dict per task, not one XCom row per key.
+    @task(pool=DUCKDB_POOL, multiple_outputs=False)
+    def feed_health() -> dict[str, int]:
+        from pipeline import store
+        from pipeline.airflow_support import settings_from_airflow
+        from pipeline.maintenance import feed_health
+
+        with store.connect(settings_from_airflow().database) as con:
+            return feed_health(con).counts()
+
+    @task(pool=DUCKDB_POOL, multiple_outputs=False)
+    def retention(dag_run: Any = None) -> dict[str, Any]:
+        from pipeline import store
+        from pipeline.airflow_support import run_time, settings_from_airflow
+        from pipeline.maintenance import apply_retention
+
+        settings = settings_from_airflow()
+        if settings.retention_days is None:
+            return {"retention_days": None}
+        with store.connect(settings.database) as con:
+            result = apply_retention(con, settings.retention_days, now=run_time(dag_run))
+        return {"retention_days": settings.retention_days, **result.counts()}
+
+    @task(pool=DUCKDB_POOL)
+    def checkpoint() -> None:
+        from pipeline import store
+        from pipeline.airflow_support import settings_from_airflow
+        from pipeline.maintenance import checkpoint
+
+        with store.connect(settings_from_airflow().database) as con:
+            checkpoint(con)
+
+    @task
+    def prune_staging(dag_run: Any = None) -> int:
+        from pipeline.airflow_support import run_time, settings_from_airflow
+        from pipeline.maintenance import prune_staging
+
+        return prune_staging(settings_from_airflow().staging, now=run_time(dag_run),
+                             max_age=timedelta(days=3))
+
+    feed_health() >> retention() >> checkpoint()
+    prune_staging()
+
+
+news_maintenance()

@@ -1,0 +1,172 @@
+"""
+### newsmon: poll feeds, process new articles, load them, send alerts
+
+Two DAGs that run the same stage functions as the `newsmon run` command
+(`pipeline/run.py`):
+
+**news_monitor** (every 5 minutes; `NEWSMON_SCHEDULE` overrides it, `none` turns
+it off for trigger-only use):
+
+1. `poll`: conditional GET of the feeds that are due; new entries go to the
+   run's staging folder. Returns counts.
+2. `plan_shards`: how many process shards the new entries fill.
+3. `process` (dynamically mapped, one task per shard, never one per article):
+   fetch, extract, clean and tag; each shard writes its own staging file.
+4. `load`: the single DuckDB writer, in the one-slot pool `newsmon_duckdb`.
+   One transaction: articles, stories, alert outbox. Updates the asset
+   `duckdb://newsmon/articles`.
+
+**news_alerts** (whenever that asset is updated): delivers pending alerts
+through the Airflow connection `smtp_default`. The outbox is keyed by
+(rule, story, recipient), so a retried or concurrent run never sends twice.
+
+Only run ids and counts travel in XCom; article text stays in staging files
+and DuckDB. The config is the YAML file named by `NEWSMON_CONFIG` (or the
+Variable `newsmon_config`), read when a task runs, never at parse time.
+
+Manual trigger with `{"force": true}` polls every feed, due or not.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Asset, Param, dag, task
+
+# The one slot every task that opens the DuckDB file queues for: DuckDB lets
+# one process hold the file at a time, readers included.
+DUCKDB_POOL = "newsmon_duckdb"
+ARTICLES = Asset(name="newsmon_articles", uri="duckdb://newsmon/articles")
+
+
+def _schedule() -> str | None:
+    # An environment variable, not a Variable: reading one at parse time
+    # costs nothing, a Variable would query the metadata DB on every parse.
+    value = os.environ.get("NEWSMON_SCHEDULE", "*/5 * * * *").strip()
+    return None if value.lower() in ("", "none") else value
+
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "newsmon",
+    "retries": 3,
+    "retry_delay": timedelta(seconds=30),
+    # Airflow 3.3 takes a multiplier (2.0: 30 s, 60 s, 120 s); Airflow 3.1 and
+    # 3.2 took a bool, and 2.0 is truthy there, so both double the delay.
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=10),
+}
+
+
+@dag(
+    dag_id="news_monitor",
+    schedule=_schedule(),
+    start_date=datetime(2025, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["newsmon"],
+    doc_md=__doc__,
+    params={"force": Param(False, type="boolean",
+                           description="Poll every feed, due or not (newsmon run --all)")},
+)
+def news_monitor() -> None:
+    # multiple_outputs=False: a task annotated "-> dict" would otherwise also
+    # push every key as its own XCom row; one small dict per task is enough.
+    @task(pool=DUCKDB_POOL, multiple_outputs=False)
+    def poll(run_id: str | None = None, dag_run: Any = None, params: Any = None) -> dict[str, Any]:
+        from pipeline.airflow_support import (
+            pipeline_run_id,
+            run_time,
+            settings_from_airflow,
+            worker_processes_allowed,
+        )
+        from pipeline.run import poll_stage
+
+        with worker_processes_allowed():
+            summary = poll_stage(settings_from_airflow(), pipeline_run_id(run_id or ""),
+                                 now=run_time(dag_run), force=bool(params and params["force"]))
+        return {"run_id": summary.run_id, "feeds_polled": summary.feeds_polled,
+                "feeds_failed": summary.feeds_failed, "entries_new": summary.entries_new,
+                "entries_retry": summary.entries_retry}
+
+    @task
+    def plan_shards(polled: dict[str, Any]) -> list[dict[str, Any]]:
+        from pipeline.airflow_support import max_shards, settings_from_airflow
+        from pipeline.run import shard_count
+
+        n = shard_count(settings_from_airflow(), polled["run_id"], max_shards())
+        return [{"run_id": polled["run_id"], "shard": i, "shards": n} for i in range(n)]
+
+    @task(multiple_outputs=False,
+          map_index_template="shard {{ task.op_kwargs['part']['shard'] }}")
+    def process(part: dict[str, Any]) -> dict[str, Any]:
+        from pipeline.airflow_support import settings_from_airflow, worker_processes_allowed
+        from pipeline.run import process_stage
+
+        settings = settings_from_airflow()
+        # The shards are the parallelism here; more than one worker process
+        # per shard only when the config asks for it (process.workers).
+        with worker_processes_allowed():
+            summary = process_stage(settings, part["run_id"], shard=part["shard"],
+                                    shards=part["shards"],
+                                    workers=settings.process.workers or 1)
+        return {"shard": summary.shard, "entries": summary.entries,
+                "articles": summary.articles, "rejected": summary.rejected,
+                "retry": summary.retry}
+
+    @task(pool=DUCKDB_POOL, outlets=[ARTICLES], multiple_outputs=False)
+    def load(polled: dict[str, Any], processed: Any, dag_run: Any = None,
+             outlet_events: Any = None) -> dict[str, Any]:
+        from pipeline.airflow_support import run_time, settings_from_airflow
+        from pipeline.run import load_stage
+
+        result = load_stage(settings_from_airflow(), polled["run_id"],
+                            started_at=run_time(dag_run))
+        counts = {"run_id": result.run_id, "already_loaded": result.already_loaded,
+                  "articles_new": result.articles_new, "stories_new": result.stories_new,
+                  "alerts_queued": result.alerts_queued, "rejected": result.rejected,
+                  "shards": len(processed)}
+        if outlet_events is not None:
+            outlet_events[ARTICLES].extra = counts
+        return counts
+
+    polled = poll()
+    parts = plan_shards(polled)
+    processed = process.expand(part=parts)
+    load(polled, processed)
+
+
+@dag(
+    dag_id="news_alerts",
+    schedule=[ARTICLES],
+    start_date=datetime(2025, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["newsmon", "alerts"],
+    doc_md=__doc__,
+)
+def news_alerts() -> None:
+    @task(pool=DUCKDB_POOL, multiple_outputs=False)
+    def send() -> dict[str, int]:
+        from pipeline.airflow_support import connection_mailer, settings_from_airflow
+        from pipeline.run import send_stage
+
+        settings = settings_from_airflow()
+        result = send_stage(settings, connection_mailer(settings))
+        counts = {"sent": result.sent, "failed": result.failed, "pending": result.pending}
+        if result.failed:
+            # The outbox already recorded each error and when to try again;
+            # failing the task makes it visible, and Airflow's retry (after
+            # the backoff) is the next attempt.
+            raise RuntimeError(f"{result.failed} alert(s) not delivered (see the alerts table,"
+                               f" column error): {counts}")
+        return counts
+
+    send()
+
+
+news_monitor()
+news_alerts()

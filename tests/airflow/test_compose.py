@@ -1,0 +1,158 @@
+"""docker-compose.yml and the Dockerfile agree with the project.
+
+No Docker engine is needed: the compose file is read as YAML and checked
+against pyproject.toml, the repo's files and the DAGs' names (pool,
+connection, config variable).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+from pipeline.config import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+                    "airflow-worker", "airflow-triggerer", "airflow-init"}
+SERVICES = AIRFLOW_SERVICES | {"postgres", "redis", "mailpit"}
+CONFIG_IN_CONTAINER = "/opt/airflow/newsmon/newsmon.yaml"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text("utf-8"))
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = compose["services"]
+    return found
+
+
+def _airflow_requirement() -> Requirement:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    for spec in project["optional-dependencies"]["airflow"]:
+        requirement = Requirement(spec)
+        if requirement.name == "apache-airflow":
+            return requirement
+    raise AssertionError("pyproject.toml: no apache-airflow in the airflow extra")
+
+
+def _dockerfile_args() -> dict[str, str]:
+    text = (ROOT / "Dockerfile").read_text("utf-8")
+    return dict(re.findall(r"^ARG (\w+)=(\S+)$", text, flags=re.M))
+
+
+def test_all_services_are_there(services: dict[str, Any]) -> None:
+    assert set(services) == SERVICES
+
+
+def test_airflow_version_matches_pyproject(services: dict[str, Any]) -> None:
+    requirement = _airflow_requirement()
+    dockerfile = "\n".join(line for line in (ROOT / "Dockerfile").read_text("utf-8").splitlines()
+                           if not line.lstrip().startswith("#"))
+    args = _dockerfile_args()
+    version = args["AIRFLOW_VERSION"]
+    assert re.search(r"^FROM apache/airflow:\$\{AIRFLOW_VERSION\}-python\$\{PYTHON_VERSION\}$",
+                     dockerfile, flags=re.M)
+    # The image's Airflow is what pyproject allows; a pin must be exactly it.
+    assert requirement.specifier.contains(Version(version)), (version, str(requirement))
+    pinned = [s.version for s in requirement.specifier if s.operator == "=="]
+    assert pinned in ([], [version])
+    # pip may not swap the image's Airflow for another while installing newsmon.
+    assert '"apache-airflow==${AIRFLOW_VERSION}"' in dockerfile
+    assert "_PIP_ADDITIONAL_REQUIREMENTS" not in dockerfile
+    python = args["PYTHON_VERSION"]
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"][
+        "requires-python"]
+    assert Version(python) in Requirement(f"python{requires}").specifier
+    for name in AIRFLOW_SERVICES:
+        service = services[name]
+        assert service["build"]["context"] == "."
+        assert service["build"]["args"] == {"AIRFLOW_VERSION": version,
+                                            "PYTHON_VERSION": python}, name
+        assert service["image"].endswith(f":{version}"), name
+        assert "_PIP_ADDITIONAL_REQUIREMENTS" not in service["environment"], name
+
+
+def test_celery_executor_with_redis_broker_and_postgres(services: dict[str, Any]) -> None:
+    for name in AIRFLOW_SERVICES:
+        env = services[name]["environment"]
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        assert re.fullmatch(r"redis://[^@]*@?redis:6379/\d+", env["AIRFLOW__CELERY__BROKER_URL"])
+        assert re.fullmatch(r"db\+postgresql://[^@]+@postgres(:5432)?/\w+",
+                            env["AIRFLOW__CELERY__RESULT_BACKEND"])
+        assert re.fullmatch(r"postgresql\+psycopg2://[^@]+@postgres(:5432)?/\w+",
+                            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+        assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == (
+            "http://airflow-apiserver:8080/execution/")
+        assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "false"
+        depends = services[name]["depends_on"]
+        assert depends["redis"]["condition"] == "service_healthy"
+        assert depends["postgres"]["condition"] == "service_healthy"
+    assert services["redis"]["image"].startswith("redis:")
+    assert services["postgres"]["image"].startswith("postgres:")
+    assert services["airflow-worker"]["command"] == "celery worker"
+
+
+def test_mounted_host_paths_exist(services: dict[str, Any]) -> None:
+    mounted = set()
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith((".", "/")):
+                assert (ROOT / source).exists(), f"{name}: {source} is not in the repo"
+                mounted.add(source)
+    assert {"./dags", "./deploy/newsmon.yaml"} <= mounted
+
+
+def test_newsmon_config_is_mounted_and_valid(services: dict[str, Any]) -> None:
+    for name in AIRFLOW_SERVICES:
+        service = services[name]
+        assert service["environment"]["NEWSMON_CONFIG"] == CONFIG_IN_CONTAINER, name
+        assert f"./deploy/newsmon.yaml:{CONFIG_IN_CONTAINER}:ro" in service["volumes"], name
+        assert "newsmon-data:/opt/airflow/data" in service["volumes"], name
+    settings = load_settings(ROOT / "deploy" / "newsmon.yaml")
+    # The database lives in the data volume, not in the container's own layer.
+    assert settings.database.is_relative_to("/opt/airflow/data")
+    assert settings.feeds and settings.alerts
+    assert settings.smtp is None  # mail goes through the smtp_default connection
+
+
+def test_init_creates_pool_connection_and_admin(services: dict[str, Any]) -> None:
+    init = services["airflow-init"]
+    script = "\n".join(init["command"]) if isinstance(init["command"], list) else init["command"]
+    assert "airflow db migrate" in script
+    assert re.search(r"airflow users create\b", script)
+    assert re.search(r'airflow pools set newsmon_duckdb 1 "', script)
+    assert re.search(r"airflow connections add smtp_default\s*\\?\s*--conn-type smtp\s*"
+                     r"--conn-host mailpit\s*--conn-port 1025\b", script)
+    assert '"disable_ssl": true, "disable_tls": true' in script
+    for name in AIRFLOW_SERVICES - {"airflow-init"}:
+        assert services[name]["depends_on"]["airflow-init"]["condition"] == (
+            "service_completed_successfully"), name
+
+
+def test_pool_and_connection_names_match_the_dags() -> None:
+    dags = "\n".join(p.read_text("utf-8") for p in sorted((ROOT / "dags").glob("*.py")))
+    assert 'DUCKDB_POOL = "newsmon_duckdb"' in dags
+    support = (ROOT / "pipeline" / "airflow_support.py").read_text("utf-8")
+    assert 'SMTP_CONN_ID = "smtp_default"' in support
+    assert 'CONFIG_ENV = "NEWSMON_CONFIG"' in support
+
+
+def test_mailpit_serves_smtp_and_its_web_ui(services: dict[str, Any]) -> None:
+    mailpit = services["mailpit"]
+    assert mailpit["image"].startswith("axllent/mailpit:")
+    assert "8025:8025" in mailpit["ports"]
+    assert 1025 in mailpit["expose"]
+    assert "8080:8080" in services["airflow-apiserver"]["ports"]
