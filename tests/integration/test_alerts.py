@@ -221,3 +221,78 @@ def test_backtest_lists_the_stories_a_rule_would_have_sent(tmp_path: Path) -> No
         strict = alert.backtest(con, settings.alerts[0].model_copy(update={"min_sources": 3}))
     assert [(h.n_sources, h.matching_articles) for h in hits] == [(2, 2)]
     assert strict == []
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+def test_starttls_with_a_private_ca_and_a_password_from_the_environment(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    import ssl
+
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    logins: list[tuple[bytes, bytes]] = []
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str,
+                     data: Any) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        logins.append((data.login, data.password))
+        return AuthResult(success=data.password == b"s3cret")
+
+    inbox = Inbox(host="127.0.0.1", port=free_port())
+    controller = Controller(inbox, hostname=inbox.host, port=inbox.port, tls_context=context,
+                            require_starttls=True, authenticator=authenticate,
+                            auth_require_tls=True)
+    controller.start()
+    monkeypatch.setenv("NEWSMON_SMTP_PASSWORD", "s3cret")
+    try:
+        report = f.article(1, title="Syria working group", text=TEXT, source="One",
+                           topics=("syria",))
+        settings = loaded(tmp_path, [report], smtp={
+            "url": f"smtp+starttls://127.0.0.1:{inbox.port}", "username": "newsmon",
+            "ca_file": str(cert)})
+        assert send_stage(settings).sent == 1
+        assert len(inbox.messages) == 1
+        assert logins == [(b"newsmon", b"s3cret")]
+    finally:
+        controller.stop()
+
+
+def test_tls_without_the_ca_fails_with_a_reason_and_keeps_the_alert(tmp_path: Path) -> None:
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    inbox = Inbox(host="127.0.0.1", port=free_port())
+    controller = Controller(inbox, hostname=inbox.host, port=inbox.port, tls_context=context,
+                            require_starttls=True)
+    controller.start()
+    try:
+        report = f.article(1, title="Syria working group", text=TEXT, source="One",
+                           topics=("syria",))
+        settings = loaded(tmp_path, [report], smtp={
+            "url": f"smtp+starttls://127.0.0.1:{inbox.port}", "timeout": 5})
+        result = send_stage(settings)
+        assert (result.sent, result.pending) == (0, 1)
+        with store.connect(settings.database) as con:
+            (error,) = con.execute("SELECT error FROM alerts").fetchone()
+        assert "CERTIFICATE_VERIFY_FAILED" in error or "certificate verify failed" in error
+        assert inbox.messages == []
+    finally:
+        controller.stop()
