@@ -21,7 +21,6 @@ import duckdb
 from pipeline import alert, staging
 from pipeline.cluster import ClusterDoc, cluster
 from pipeline.config import Settings
-from pipeline.store import insert_values
 
 log = logging.getLogger(__name__)
 
@@ -55,31 +54,40 @@ def _json_source(paths: list[Path], columns: dict[str, str]) -> str:
     return f"read_json([{files}], format='newline_delimited', columns={{{spec}}})"
 
 
+_FEED_COLUMNS = {
+    "url": "VARCHAR", "name": "VARCHAR", "status": "VARCHAR", "last_polled_at": "TIMESTAMPTZ",
+    "last_success_at": "TIMESTAMPTZ", "next_poll_at": "TIMESTAMPTZ", "etag": "VARCHAR",
+    "last_modified": "VARCHAR", "content_hash": "VARCHAR", "error_count": "INTEGER",
+    "last_error": "VARCHAR", "new_entries": "BIGINT", "fetch_url": "VARCHAR",
+    "poll_interval_minutes": "DOUBLE",
+}
+
+
 def _load_feeds(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
-    # fetch_url and poll_interval_minutes: absent from staging written before them.
-    rows = [
-        (f["url"], f["name"], f["status"], f["last_polled_at"], f["last_success_at"],
-         f["next_poll_at"], f["etag"], f["last_modified"], f["content_hash"], f["error_count"],
-         f["last_error"], f["new_entries"], f.get("fetch_url"), f.get("poll_interval_minutes"))
-        for f in staging.read(directory, "feeds")
-    ]
+    # fetch_url and poll_interval_minutes: absent from staging written before
+    # them, so NULL, and the stored value stays (coalesce below).
+    n = _staged(con, directory, "feeds", _FEED_COLUMNS, key="url",
+                latest_first="last_polled_at DESC")
     # origin is not touched: a row made by `newsmon feeds add` stays 'added'.
-    return insert_values(
-        con, "feeds",
-        ["url", "name", "status", "last_polled_at", "last_success_at", "next_poll_at", "etag",
-         "last_modified", "content_hash", "error_count", "last_error", "entries_seen",
-         "fetch_url", "poll_interval_minutes"],
-        rows,
-        suffix="ON CONFLICT (url) DO UPDATE SET name = excluded.name, status = excluded.status,"
-        " last_polled_at = excluded.last_polled_at, last_success_at = excluded.last_success_at,"
-        " next_poll_at = excluded.next_poll_at, etag = excluded.etag,"
-        " last_modified = excluded.last_modified, content_hash = excluded.content_hash,"
-        " error_count = excluded.error_count, last_error = excluded.last_error,"
-        " entries_seen = feeds.entries_seen + excluded.entries_seen,"
-        " fetch_url = coalesce(excluded.fetch_url, feeds.fetch_url),"
-        " poll_interval_minutes = coalesce(excluded.poll_interval_minutes,"
-        " feeds.poll_interval_minutes)",
+    con.execute(
+        """INSERT INTO feeds (url, name, status, last_polled_at, last_success_at, next_poll_at,
+            etag, last_modified, content_hash, error_count, last_error, entries_seen,
+            fetch_url, poll_interval_minutes)
+        SELECT url, name, status, last_polled_at, last_success_at, next_poll_at, etag,
+            last_modified, content_hash, error_count, last_error, new_entries, fetch_url,
+            poll_interval_minutes
+        FROM staged_feeds
+        ON CONFLICT (url) DO UPDATE SET name = excluded.name, status = excluded.status,
+            last_polled_at = excluded.last_polled_at, last_success_at = excluded.last_success_at,
+            next_poll_at = excluded.next_poll_at, etag = excluded.etag,
+            last_modified = excluded.last_modified, content_hash = excluded.content_hash,
+            error_count = excluded.error_count, last_error = excluded.last_error,
+            entries_seen = feeds.entries_seen + excluded.entries_seen,
+            fetch_url = coalesce(excluded.fetch_url, feeds.fetch_url),
+            poll_interval_minutes = coalesce(excluded.poll_interval_minutes,
+                                             feeds.poll_interval_minutes)"""
     )
+    return n
 
 
 def _staged(
@@ -89,7 +97,8 @@ def _staged(
     """Read one kind of staged records into ``staged_<kind>``, one row per key.
 
     DuckDB reads the JSON Lines itself: binding rows as Python parameters
-    costs ~150 us a value here, reading the file ~10 us a row (benchmarks/load.py).
+    costs ~150 us a value here (DuckDB's Python binding tries to import
+    pandas for every value), reading the file ~10 us a row (benchmarks/load.py).
     """
     con.execute(f"DROP TABLE IF EXISTS staged_{kind}")
     paths = staging.files(directory, kind)

@@ -111,7 +111,8 @@ class Processor:
         # One thread per worker feeds it pages and waits on its pipe.
         self._threads = ThreadPoolExecutor(self._workers) if self._workers > 1 else None
 
-    def _one(self, page: FetchedPage) -> TaggedArticle | Rejection:
+    def process(self, page: FetchedPage) -> TaggedArticle | Rejection:
+        """One page, in the next free worker (thread-safe: call it from several threads)."""
         if self._pool is None:
             raise RuntimeError("Processor is closed")
         entry = page.entry
@@ -126,10 +127,10 @@ class Processor:
     def map(self, pages: Iterable[FetchedPage]) -> Iterator[TaggedArticle | Rejection]:
         """Results in the order of ``pages``."""
         if self._threads is not None:
-            yield from self._threads.map(self._one, pages)
+            yield from self._threads.map(self.process, pages)
         else:
             for page in pages:
-                yield self._one(page)
+                yield self.process(page)
 
     def close(self) -> None:
         if self._threads is not None:

@@ -14,7 +14,8 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
@@ -115,7 +116,7 @@ def poll_stage(
             async with Fetcher(fetch_limits(settings)) as fetcher:
                 return await poll.poll(
                     due, states=states, fetcher=fetcher,
-                    known=lambda feed, ids: store.known_entries(con, feed, ids), now=now,
+                    known=lambda pairs: store.seen_entries(con, pairs), now=now,
                     options=poll_options(settings), deadline=until,
                     progress=lambda d, t: progress("poll", d, t),
                 )
@@ -187,6 +188,13 @@ def process_stage(
 ) -> ProcessSummary:
     """Fetch, extract, clean and tag this shard's entries; stage the results.
 
+    Fetching and extraction overlap: pages go from the fetcher into a queue
+    (at most ``process.batch_size`` waiting, so memory does not grow with
+    the shard) and each extraction worker takes the next one as soon as it
+    is free. Fetching batch by batch and then extracting it left the workers
+    idle while a batch downloaded, and the network idle while it was
+    extracted (benchmarks/end_to_end.py).
+
     Entries whose page is not fetched and extracted by ``deadline`` (default:
     ``fetch.pass_budget_seconds`` from now) are staged as ``retry`` without
     counting an attempt, so the next pass picks them up.
@@ -200,69 +208,86 @@ def process_stage(
     until = _deadline(settings, deadline)
     if workers is None and total < SMALL_SHARD:
         workers = 1
-    # Pages go to extraction in chunks, and the deadline is checked between
-    # them: overrunning it by one chunk at most, a few pages per worker.
-    chunk = 4 * (workers if workers is not None else worker_count(settings))
+    parallel = workers if workers is not None else worker_count(settings)
     now = datetime.now(UTC)
     with Processor(settings, workers=workers) as processor, \
+            ThreadPoolExecutor(parallel, thread_name_prefix="newsmon-extract") as threads, \
             staging.StagingWriter(directory, f"p{shard:03d}") as writer:
 
-        def defer(later: list[dict[str, Any]]) -> None:
+        def defer(later: Iterable[dict[str, Any]]) -> None:
             for r in later:
                 writer.write("entries", {
                     "feed_url": r["feed_url"], "id": r["id"], "url": r["url"],
                     "title": r.get("title"), "published_at": r.get("published_at"),
                     "status": "retry", "attempts": int(r["attempts"]), "article_id": None,
                 })
-            counts["deferred"] += len(later)
+                counts["deferred"] += 1
 
-        async def go() -> None:
+        def record(entry: FeedEntry, row: dict[str, Any],
+                   outcome: TaggedArticle | Rejection) -> None:
+            _record(writer, entry, outcome, int(row["attempts"]) + 1, counts, now)
+            progress("process", counts["entries"] + counts["deferred"], total)
+
+        Waiting = asyncio.Queue[tuple[FetchedPage, dict[str, Any]] | None]
+
+        async def download(queue: Waiting) -> None:
             async with Fetcher(fetch_limits(settings)) as fetcher:
                 for batch in _batches(records, settings.process.batch_size):
-                    rows = {(r["feed_url"], r["id"]): r for r in batch}
-                    if time.monotonic() >= until:
-                        defer(list(rows.values()))
-                        continue
-                    attempts = {key: int(r["attempts"]) + 1 for key, r in rows.items()}
-                    unfetched = dict(rows)
-                    pages: list[FetchedPage] = []
-                    budget = asyncio.timeout_at(until)  # loop.time() is time.monotonic()
-                    try:
-                        async with budget:
-                            async for entry, result in fetch([_entry_from(r) for r in batch],
-                                                             fetcher=fetcher):
-                                unfetched.pop((entry.feed_url, entry.id), None)
-                                if isinstance(result, FetchedPage):
-                                    pages.append(result)
-                                else:
-                                    _record(writer, entry, result, attempts, counts, now)
-                    except TimeoutError:
-                        if not budget.expired():
-                            raise
-                    defer(list(unfetched.values()))  # not fetched in time
-                    for start in range(0, len(pages), chunk):
-                        part = pages[start:start + chunk]
-                        if time.monotonic() >= until:
-                            defer([rows[(p.entry.feed_url, p.entry.id)] for p in part])
-                            continue
-                        outcomes = await asyncio.to_thread(_process_all, processor, part)
-                        for page, outcome in zip(part, outcomes, strict=True):
-                            _record(writer, page.entry, outcome, attempts, counts, now)
-                    progress("process", counts["entries"] + counts["deferred"], total)
+                    await _download(batch, fetcher, until, queue, record, defer)
+            for _ in range(parallel):
+                await queue.put(None)  # no more pages (after an error, asyncio.run cancels all)
+
+        async def extract(queue: Waiting) -> None:
+            loop = asyncio.get_running_loop()
+            while (item := await queue.get()) is not None:
+                page, row = item
+                if time.monotonic() >= until:
+                    defer([row])
+                    continue
+                outcome = await loop.run_in_executor(threads, processor.process, page)
+                record(page.entry, row, outcome)
+
+        async def go() -> None:
+            # Pages fetched and waiting for a worker; None: no more pages.
+            queue: Waiting = asyncio.Queue(maxsize=settings.process.batch_size)
+            await asyncio.gather(download(queue), *(extract(queue) for _ in range(parallel)))
 
         asyncio.run(go())
     return ProcessSummary(run_id=run_id, shard=shard, **counts)
 
 
-def _process_all(processor: Processor, pages: list[FetchedPage]) -> list[TaggedArticle | Rejection]:
-    return list(processor.map(pages))
+async def _download(
+    batch: list[dict[str, Any]], fetcher: Fetcher, until: float,
+    queue: asyncio.Queue[tuple[FetchedPage, dict[str, Any]] | None],
+    record: Callable[[FeedEntry, dict[str, Any], TaggedArticle | Rejection], None],
+    defer: Callable[[Iterable[dict[str, Any]]], None],
+) -> None:
+    """Fetch one batch: pages into ``queue``, failures recorded, the rest deferred."""
+    unfetched = {(r["feed_url"], r["id"]): r for r in batch}
+    if time.monotonic() >= until:
+        defer(unfetched.values())
+        return
+    budget = asyncio.timeout_at(until)  # loop.time() is time.monotonic()
+    try:
+        async with budget:
+            async for entry, result in fetch([_entry_from(r) for r in batch], fetcher=fetcher):
+                key = (entry.feed_url, entry.id)
+                row = unfetched[key]
+                if isinstance(result, FetchedPage):
+                    await queue.put((result, row))
+                else:
+                    record(entry, row, result)
+                del unfetched[key]  # only once handed on: a page cut off here is deferred
+    except TimeoutError:
+        if not budget.expired():
+            raise
+    defer(unfetched.values())  # not fetched in time
 
 
 def _record(
     writer: staging.StagingWriter, entry: FeedEntry, outcome: TaggedArticle | Rejection,
-    attempts: dict[tuple[str, str], int], counts: dict[str, int], now: datetime,
+    tries: int, counts: dict[str, int], now: datetime,
 ) -> None:
-    tries = attempts[(entry.feed_url, entry.id)]
     record = {"feed_url": entry.feed_url, "id": entry.id, "url": entry.url,
               "title": entry.title, "published_at": entry.published_at, "attempts": tries}
     counts["entries"] += 1

@@ -28,6 +28,8 @@ import anyio
 import httpcore
 import httpx
 
+from ._pools import HostPools
+
 __all__ = ["GuardedBackend", "GuardedTransport", "check_address", "is_allowed"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -224,6 +226,9 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     only attribute it reads; the tests would catch a rename in a new httpx.
     No proxy support on purpose: through a proxy the guard would only ever
     see the proxy's address.
+
+    With ``per_host_connections``, the pool is one small pool per host (see
+    ``_pools``): for a caller that already limits requests per host.
     """
 
     def __init__(
@@ -232,13 +237,24 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         allow_private: frozenset[str],
         limits: httpx.Limits,
         ssl_context: ssl.SSLContext | None = None,
+        per_host_connections: int | None = None,
     ) -> None:
         super().__init__(limits=limits, trust_env=False)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context if ssl_context is not None else httpx.create_ssl_context(),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GuardedBackend(allow_private),
-        )
-
+        context = ssl_context if ssl_context is not None else httpx.create_ssl_context()
+        backend = GuardedBackend(allow_private)
+        pool: httpcore.AsyncConnectionPool | HostPools
+        if per_host_connections is None:
+            pool = httpcore.AsyncConnectionPool(
+                ssl_context=context,
+                max_connections=limits.max_connections,
+                max_keepalive_connections=limits.max_keepalive_connections,
+                keepalive_expiry=limits.keepalive_expiry,
+                network_backend=backend,
+            )
+        else:
+            pool = HostPools(
+                ssl_context=context, network_backend=backend, per_host=per_host_connections,
+                keepalive_expiry=limits.keepalive_expiry or 5.0,
+                idle_pools=limits.max_keepalive_connections or 32,
+            )
+        self._pool = pool  # type: ignore[assignment]  # same interface, not a subclass
