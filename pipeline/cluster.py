@@ -76,7 +76,7 @@ NEAR_DUPLICATE_COSINE = 0.3  # below this cosine, leads are not copies (shingles
 # (a share of the window, and never fewer articles than the minimum): reports
 # of one event share names and places, and skipping "government" and
 # "president" makes assign() 10x cheaper with 2,000 articles in the window.
-CANDIDATE_DF_SHARE = 0.1
+CANDIDATE_DF_SHARE = 0.02
 CANDIDATE_MIN_DF = 20
 CROSS_MIN_NAMED = 0.5
 CROSS_MIN_NUMBERS = 2

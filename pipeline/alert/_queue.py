@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import duckdb
 
 from pipeline.config import AlertRule
-from pipeline.query import Document, SqlColumns, compile, parse, to_sql
+from pipeline.query import Document, Matcher, SqlColumns, compile, parse, to_sql
 
 _ARTICLE_COLUMNS = SqlColumns(
     title="a.title", text="a.text", source="a.source", language="a.language",
@@ -52,12 +53,7 @@ def story_articles(con: duckdb.DuckDBPyConnection, story_id: str) -> list[StoryA
         " ORDER BY coalesce(published_at, fetched_at), id",
         [story_id],
     ).fetchall()
-    return [
-        StoryArticle(id=r[0], title=r[1] or "", url=r[2], source=r[3] or "", text=r[4] or "",
-                     language=r[5], topics=tuple(r[6] or ()), countries=tuple(r[7] or ()),
-                     people=tuple(r[8] or ()), published_at=r[9], loaded_at=r[10])
-        for r in rows
-    ]
+    return [_story_article(r) for r in rows]
 
 
 def period_bounds(moment: datetime, period: str) -> tuple[datetime, datetime]:
@@ -78,11 +74,13 @@ def _eligible(rule: AlertRule, article: StoryArticle) -> bool:
     return not rule.sources or article.source.lower() in {s.lower() for s in rule.sources}
 
 
-def matching_article(rule: AlertRule, articles: Sequence[StoryArticle]) -> StoryArticle | None:
+def matching_article(
+    rule: AlertRule, articles: Sequence[StoryArticle], matcher: Matcher | None = None
+) -> StoryArticle | None:
     """The first article of a story that fires the rule, honouring its filters."""
     if len({a.source for a in articles}) < rule.min_sources:
         return None
-    matcher = compile(parse(rule.query))
+    matcher = matcher or compile(parse(rule.query))
     for article in articles:
         if _eligible(rule, article) and matcher.matches(article.document()):
             return article
@@ -96,28 +94,57 @@ def queue(
     """Write outbox rows for stories (new or grown in this load); return how many."""
     if not rules or not story_ids:
         return 0
+    matchers = {rule.name: compile(parse(rule.query)) for rule in rules}
+    by_story = _articles_of(con, story_ids)
+    existing: dict[tuple[str, str, str], list[tuple[int, str]]] = {}
+    for rule_name, story, recipient, update_no, status in con.execute(
+        "SELECT rule, story_id, recipient, update_no, status FROM alerts"
+        " WHERE list_contains(?, story_id)", [list(story_ids)],
+    ).fetchall():
+        existing.setdefault((rule_name, story, recipient), []).append((update_no, status))
     queued = 0
     for story in story_ids:
-        articles = story_articles(con, story)
+        articles = by_story.get(story)
         if not articles:
             continue
         for rule in rules:
             due = period_bounds(now, rule.period)[1] if rule.period else now
             for recipient in rule.to:
-                queued += _queue_one(con, rule, story, recipient, articles, now=now, due=due)
+                rows = existing.get((rule.name, story, recipient), [])
+                queued += _queue_one(con, rule, story, recipient, articles, rows, now=now,
+                                     due=due, matcher=matchers[rule.name])
     return queued
+
+
+def _articles_of(
+    con: duckdb.DuckDBPyConnection, story_ids: Sequence[str]
+) -> dict[str, list[StoryArticle]]:
+    """The articles of many stories in one query (one query per story cost ~5 ms each)."""
+    rows = con.execute(
+        "SELECT story_id, id, title, url, source, text, language, topics, countries, people,"
+        " published_at, loaded_at FROM articles WHERE list_contains(?, story_id)"
+        " ORDER BY story_id, coalesce(published_at, fetched_at), id",
+        [list(story_ids)],
+    ).fetchall()
+    out: dict[str, list[StoryArticle]] = {}
+    for r in rows:
+        out.setdefault(r[0], []).append(_story_article(r[1:]))
+    return out
+
+
+def _story_article(r: Sequence[Any]) -> StoryArticle:
+    return StoryArticle(id=r[0], title=r[1] or "", url=r[2], source=r[3] or "", text=r[4] or "",
+                        language=r[5], topics=tuple(r[6] or ()), countries=tuple(r[7] or ()),
+                        people=tuple(r[8] or ()), published_at=r[9], loaded_at=r[10])
 
 
 def _queue_one(
     con: duckdb.DuckDBPyConnection, rule: AlertRule, story: str, recipient: str,
-    articles: Sequence[StoryArticle], *, now: datetime, due: datetime,
+    articles: Sequence[StoryArticle], rows: Sequence[tuple[int, str]], *, now: datetime,
+    due: datetime, matcher: Matcher,
 ) -> int:
-    rows = con.execute(
-        "SELECT update_no, status FROM alerts WHERE rule = ? AND story_id = ? AND recipient = ?",
-        [rule.name, story, recipient],
-    ).fetchall()
     if not rows:
-        article = matching_article(rule, articles)
+        article = matching_article(rule, articles, matcher)
         if article is None:
             return 0
         update_no = 0
