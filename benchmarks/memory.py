@@ -71,6 +71,9 @@ class TreeMemory:
         self.interval = interval
         self.peak_total_kib = 0
         self.peak_children = 0
+        # Per stage (see stage()): the peak of the sum, and of this process alone (sampled).
+        self.stages: dict[str, tuple[int, int]] = {}
+        self._stage = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-memory", daemon=True)
 
@@ -80,9 +83,19 @@ class TreeMemory:
         for p in self.exclude:  # a server's own children are not ours either
             excluded.update(descendants(p))
         pids = [p for p in pids if p not in excluded]
-        total = rss_kib(self.pid) + sum(rss_kib(p) for p in pids)
+        own = rss_kib(self.pid)
+        total = own + sum(rss_kib(p) for p in pids)
         self.peak_total_kib = max(self.peak_total_kib, total)
         self.peak_children = max(self.peak_children, len(pids))
+        if self._stage:
+            before = self.stages.get(self._stage, (0, 0))
+            self.stages[self._stage] = (max(before[0], total), max(before[1], own))
+
+    def stage(self, name: str) -> None:
+        """Peaks from now on count for stage ``name`` (as well as overall)."""
+        self.sample()
+        self._stage = name
+        self.sample()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -265,9 +265,10 @@ def section(size: str) -> Section:
             f"on {os.cpu_count()} CPUs.",
             "Goal 1 is about what newsmon adds on top of its own trafilatura call; the 1.6x "
             "of that call over trafilatura's defaults is the price of our extraction settings "
-            "(+0.016 F1: see the extraction section and pipeline/extract.py). Language "
-            "detection is the largest addition: py3langid over the first 3,000 characters "
-            "(`pipeline/language.py` SAMPLE_CHARS). Tagging splits the body into sentences "
+            "(+0.016 F1: see the extraction section and pipeline/extract.py). Tagging and "
+            "language detection are the largest additions (language: py3langid over the "
+            "first 3,000 characters, `pipeline/language.py` SAMPLE_CHARS). Tagging splits "
+            "the body into sentences "
             "three times (countries, people, topics each call `split_sentences`): sharing one "
             "split in `pipeline/tag.py` is the next cheap win, not taken here (tag.py belongs "
             "to the tagging issue).",

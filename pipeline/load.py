@@ -226,8 +226,10 @@ def _cluster(
         if doc is not None:
             heads.append((story, doc.id, doc.title))
     _temp_rows(con, directory, "story_heads", head_columns, heads)
+    # Through the temp table, not a list parameter: DuckDB binds a Python list
+    # value by value (~0.2 ms each: 0.7 s for 3,000 stories).
     existing = con.execute(
-        "SELECT count(*) FROM stories WHERE list_contains(?, id)", [sorted(touched)]
+        "SELECT count(*) FROM stories WHERE id IN (SELECT story_id FROM assigned)"
     ).fetchone()
     return touched, len(touched) - (int(existing[0]) if existing else 0)
 

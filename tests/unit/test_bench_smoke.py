@@ -26,12 +26,14 @@ EXPECTED = {
                 "20 feeds, 50 ms latency: changed", "20 feeds, 50 ms latency: unchanged",
                 "local server's CPU, 50 ms latency"],
     "load": ["load stage, 200 new articles", "  of which clustering",
-             "load stage without clustering", "the same batch loaded again", "stories formed"],
+             "  of which the alert outbox", "load stage without clustering and outbox",
+             "the same batch loaded again", "stories formed"],
     "query_matching": ["50 saved queries against 50 articles", "  of which building",
                        "RuleSet against every rule"],
     "end_to_end": ["2 feeds x 5 entries: whole pass", "2 feeds x 5 entries: poll / process",
-                   "2 feeds x 5 entries: fetch + extract", "2 feeds x 5 entries: peak memory",
-                   "4 feeds x 5 entries: whole pass", "peak memory with children",
+                   "2 feeds x 5 entries: fetch + extract", "2 feeds x 5 entries: peak memory,",
+                   "2 feeds x 5 entries: peak memory by stage", "4 feeds x 5 entries: whole pass",
+                   "peak memory with children", "  process stage (fetch + extract)",
                    "peak memory of the main process", "local server's CPU"],
 }
 
