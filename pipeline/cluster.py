@@ -60,7 +60,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from pipeline.ids import story_id
 
@@ -81,6 +81,7 @@ CANDIDATE_MIN_DF = 20
 CROSS_MIN_NAMED = 0.5
 CROSS_MIN_NUMBERS = 2
 CROSS_THRESHOLD = 0.6
+_EPSILON = 1e-9  # rounding slack for the cosine bound in assign()
 
 _WORD = re.compile(r"[^\W\d_]{2,}|\d+(?:[.,]\d+)*")
 _NUMBER = re.compile(r"^\d+(?:[.,]\d+)*$")
@@ -162,6 +163,19 @@ def _features(doc: ClusterDoc) -> _Features:
                      shingles=shingles, language=doc.language.lower())
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(t: datetime) -> int:
+    """A time as whole microseconds: exact, unlike a float timestamp."""
+    return (t - _EPOCH) // _MICROSECOND
+
+
+def _micros_of(span: timedelta) -> int:
+    return span // _MICROSECOND
+
+
 def _jaccard(a: frozenset[str] | frozenset[int], b: frozenset[str] | frozenset[int]) -> float:
     union = len(a | b)
     return len(a & b) / union if union else 0.0
@@ -209,6 +223,8 @@ class Clusterer:
     _pending: dict[str, _Features] = field(default_factory=dict)  # observed, not yet added
     _by_term: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     _by_named: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    _common_norms: dict[int, tuple[float, float]] = field(default_factory=dict)
+    _micros: list[int] = field(default_factory=list)  # each member's time, as _micros()
 
     def observe(self, docs: Iterable[ClusterDoc]) -> None:
         """Count documents about to be assigned in the IDF (the whole batch, up front)."""
@@ -259,6 +275,7 @@ class Clusterer:
                          vector=vector if vector is not None else self._vector(features))
         index = len(self._members)
         self._members.append(member)
+        self._micros.append(_micros(doc.time))
         self._by_story.setdefault(story, []).append(member)
         for term in member.vector:
             self._by_term[term].append(index)
@@ -278,9 +295,9 @@ class Clusterer:
         """Compare two articles' features; ``cosine`` of ``va`` and ``vb`` if known."""
         cross = self._cross(a, b)
         if cosine is None and not cross:
-            if len(va) > len(vb):
-                va, vb = vb, va
-            cosine = sum(v * vb.get(t, 0.0) for t, v in va.items())
+            # Over the shared words only (a set operation in C), summed exactly
+            # rounded so the order of the words cannot change the last digit.
+            cosine = math.fsum(va[t] * vb[t] for t in va.keys() & vb.keys())
         # Copies share most of their lead words, so their cosine is high: only
         # then are the shingles worth comparing.
         if (self.near_duplicates and (cross or (cosine or 0.0) >= NEAR_DUPLICATE_COSINE)
@@ -311,34 +328,88 @@ class Clusterer:
 
     # -- assigning ----------------------------------------------------------------------
 
-    def _candidates(self, features: _Features) -> set[int]:
-        """Members worth comparing: those sharing a word that is not among the commonest
-        in the window, or, in another language, a country or person."""
-        limit = max(CANDIDATE_MIN_DF, CANDIDATE_DF_SHARE * self._n)
-        found: set[int] = set()
-        for term in features.terms:
-            if self._df.get(term, 0) <= limit:
-                found.update(self._by_term.get(term, ()))
+    def _limit(self) -> float:
+        """Document frequency above which a term is too common to find candidates by."""
+        return max(CANDIDATE_MIN_DF, CANDIDATE_DF_SHARE * self._n)
+
+    def _common_norm(self, index: int, limit: float) -> float:
+        """The norm of a member's vector over the common terms (df above ``limit``)."""
+        cached = self._common_norms.get(index)
+        if cached is not None and cached[0] == limit:
+            return cached[1]
+        df = self._df
+        norm = math.sqrt(sum(v * v for t, v in self._members[index].vector.items()
+                             if df.get(t, 0) > limit))
+        self._common_norms[index] = (limit, norm)
+        return norm
+
+    def _candidates(self, features: _Features, vector: dict[str, float]
+                    ) -> tuple[dict[int, float], float, set[int]]:
+        """Members worth comparing: those sharing a word that is not among the
+        commonest in the window, with the dot product over those words; the norm
+        of ``vector`` over the common words; and, in another language, the
+        members sharing a country or person."""
+        limit = self._limit()
+        df, by_term, members = self._df, self._by_term, self._members
+        partial: dict[int, float] = {}
+        common = 0.0
+        for term, weight in vector.items():
+            if df.get(term, 0) <= limit:
+                for i in by_term.get(term, ()):
+                    partial[i] = partial.get(i, 0.0) + weight * members[i].vector[term]
+            else:
+                common += weight * weight
+        cross: set[int] = set()
         if self.cross_language and features.language:
-            members, language = self._members, features.language
+            language = features.language
             for name in features.named:
-                found.update(i for i in self._by_named.get(name, ())
+                cross.update(i for i in self._by_named.get(name, ())
                              if members[i].features.language not in ("", language))
-        return found
+        return partial, math.sqrt(common), cross
 
     def assign(self, doc: ClusterDoc) -> str:
-        """Return the story id for a new article and remember it."""
+        """Return the story id for a new article and remember it.
+
+        The article goes to the story of its most similar member (the lowest
+        index among equals), if that similarity reaches the threshold. Most
+        candidates are ruled out without computing their cosine: the dot
+        product over the uncommon words is known from the index, and the rest
+        of the cosine is at most the product of the two vectors' norms over the
+        common words (Cauchy-Schwarz). A candidate whose bound cannot reach the
+        threshold (nor the best so far, nor the cosine from which leads are
+        compared as copies) is skipped; the others are compared in full, so
+        the answer is the one comparing every candidate would give
+        (``tests/unit/test_cluster.py`` checks it against that).
+        """
         features = self._features(doc)
         if doc.id not in self._observed:
             self._observed.add(doc.id)
             self._count(features)
         vector = self._vector(features)
+        partial, common, cross = self._candidates(features, vector)
+        limit = self._limit()
+        near = NEAR_DUPLICATE_COSINE if self.near_duplicates else math.inf
         best_story, best = None, 0.0
-        for index in sorted(self._candidates(features)):
-            member = self._members[index]
-            if abs(member.doc.time - doc.time) > self.window or member.doc.id == doc.id:
+        micros, now, window = self._micros, _micros(doc.time), _micros_of(self.window)
+        for index in sorted(partial.keys() | cross):
+            if abs(micros[index] - now) > window:
                 continue
-            score = self.compare(features, member.features, vector, member.vector).score
+            member = self._members[index]
+            if member.doc.id == doc.id:
+                continue
+            other = member.features
+            if index in cross or self._cross(features, other):
+                score = self.compare(features, other, vector, member.vector).score
+            else:
+                bound = min(1.0, partial.get(index, 0.0)
+                            + common * self._common_norm(index, limit)) + _EPSILON
+                if bound < near and (
+                    TEXT_WEIGHT * bound + NAMED_WEIGHT * _jaccard(features.named, other.named)
+                    + NUMBER_WEIGHT * _overlap(features.lead_numbers, other.lead_numbers)
+                    < max(best, self.threshold)
+                ):
+                    continue
+                score = self.compare(features, other, vector, member.vector).score
             if score > best:
                 best_story, best = member.story, score
         if best_story is None or best < self.threshold:

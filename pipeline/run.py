@@ -1,10 +1,11 @@
 """The orchestrator: the only module that knows the order of the stages.
 
-    poll -> (fetch -> extract -> clean -> tag) -> load (cluster, outbox) -> send
+    poll -> (fetch -> extract -> clean -> tag) -> cluster (stories, outbox plan)
+         -> load (one transaction) -> send
 
 The CLI calls :func:`run_pass`; the Airflow DAG calls the same stage
 functions one task each (:func:`poll_stage`, :func:`process_stage` per shard,
-:func:`load_stage`, :func:`send_stage`). Stages hand over through staging
+:func:`cluster_stage`, :func:`load_stage`, :func:`send_stage`). Stages hand over through staging
 files named by run id, so every stage can be retried on its own.
 """
 
@@ -25,7 +26,7 @@ from pipeline import alert, feeds, poll, staging, store
 from pipeline.config import Settings
 from pipeline.fetch import fetch
 from pipeline.http import Fetcher, FetchLimits
-from pipeline.load import LoadResult, load
+from pipeline.load import LoadResult, PlanResult, load, plan
 from pipeline.models import FeedEntry, FetchedPage, Rejection, TaggedArticle
 from pipeline.process import Processor, worker_count
 
@@ -322,6 +323,15 @@ def _record(
 # -- load and send -------------------------------------------------------------------------
 
 
+def cluster_stage(settings: Settings, run_id: str) -> PlanResult:
+    """Story ids and outbox candidates for the run, planned beside its staging
+    (reads the database, writes nothing to it; see :mod:`pipeline.load`)."""
+    # Read-only (once the database exists): analysts' read-only sessions can stay
+    # open while it clusters; only the load's transaction needs the file alone.
+    with store.connect(settings.database, read_only=settings.database.exists()) as con:
+        return plan(con, settings, run_id)
+
+
 def load_stage(settings: Settings, run_id: str, *, started_at: datetime | None = None,
                keep_staging: bool = False) -> LoadResult:
     with store.connect(settings.database) as con:
@@ -340,6 +350,7 @@ def send_stage(settings: Settings, mailer: alert.Mailer | None = None) -> alert.
 class PassResult:
     poll: PollSummary
     process: ProcessSummary
+    cluster: PlanResult
     load: LoadResult
     send: alert.SendResult
 
@@ -356,6 +367,7 @@ def run_pass(
                         deadline=deadline)
     processed = process_stage(settings, run_id, workers=workers, progress=progress,
                               deadline=deadline)
+    planned = cluster_stage(settings, run_id)
     loaded = load_stage(settings, run_id, started_at=started)
     sent = send_stage(settings, mailer)
-    return PassResult(poll=polled, process=processed, load=loaded, send=sent)
+    return PassResult(poll=polled, process=processed, cluster=planned, load=loaded, send=sent)

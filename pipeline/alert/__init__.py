@@ -1,7 +1,9 @@
 """Alert stage: an outbox of (rule, story, recipient) rows, and a sender.
 
-Rows are queued by :func:`queue` inside the load transaction, so a story is
-never stored without its alerts, nor alerted without being stored. The key
+The cluster stage works out :func:`candidates` (which rule fires on which
+story) before the load; :func:`queue` writes the rows from them inside the
+load transaction, so a story is never stored without its alerts, nor alerted
+without being stored. The key
 (rule, story_id, recipient, update_no) makes a story alert once per rule and
 recipient however many outlets report it; ``updates: true`` rules add one
 threaded update when a story grows.
@@ -17,11 +19,14 @@ before the row was marked, and the re-send then carries the same Message-ID.
 from pipeline.alert._deliver import DeliveryError, EmlMailer, Mailer, SmtpMailer, mailer_for
 from pipeline.alert._queue import (
     BacktestHit,
+    Candidate,
     StoryArticle,
     backtest,
+    candidates,
     matching_article,
     period_bounds,
     queue,
+    story_article,
     story_articles,
 )
 from pipeline.alert._render import (
@@ -36,8 +41,8 @@ from pipeline.alert._render import (
 from pipeline.alert._send import STALE_CLAIM, SendResult, send_pending
 
 __all__ = [
-    "STALE_CLAIM", "BacktestHit", "DeliveryError", "DigestStory", "EmlMailer", "Mailer",
-    "Outgoing", "SendResult", "SmtpMailer", "StoryArticle", "backtest", "header_text",
-    "mailer_for", "matching_article", "message_id", "period_bounds", "queue", "render",
-    "render_digest", "safe_link", "send_pending", "story_articles",
+    "STALE_CLAIM", "BacktestHit", "Candidate", "DeliveryError", "DigestStory", "EmlMailer",
+    "Mailer", "Outgoing", "SendResult", "SmtpMailer", "StoryArticle", "backtest", "candidates",
+    "header_text", "mailer_for", "matching_article", "message_id", "period_bounds", "queue",
+    "render", "render_digest", "safe_link", "send_pending", "story_article", "story_articles",
 ]

@@ -1,4 +1,5 @@
-"""Queueing: outbox rows written inside the load transaction, and backtests.
+"""Queueing: outbox candidates (planned by the cluster stage), outbox rows written
+from them inside the load transaction, and backtests.
 
 The outbox key is (rule, story_id, recipient, update_no). ``update_no`` 0 is
 the alert for a story; a rule with ``updates: true`` adds 1, 2, ... when the
@@ -8,7 +9,7 @@ rows wait until the end of their period (UTC-aligned hours, days, ISO weeks).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ import duckdb
 
 from pipeline.config import AlertRule
 from pipeline.query import Document, Matcher, SqlColumns, compile, parse, to_sql
+from pipeline.store import insert_values
 
 _ARTICLE_COLUMNS = SqlColumns(
     title="a.title", text="a.text", source="a.source", language="a.language",
@@ -53,7 +55,15 @@ def story_articles(con: duckdb.DuckDBPyConnection, story_id: str) -> list[StoryA
         " ORDER BY coalesce(published_at, fetched_at), id",
         [story_id],
     ).fetchall()
-    return [_story_article(r) for r in rows]
+    return [story_article(r) for r in rows]
+
+
+def story_article(r: Sequence[Any]) -> StoryArticle:
+    """A StoryArticle from a row (id, title, url, source, text, language, topics,
+    countries, people, published_at, loaded_at)."""
+    return StoryArticle(id=r[0], title=r[1] or "", url=r[2], source=r[3] or "", text=r[4] or "",
+                        language=r[5], topics=tuple(r[6] or ()), countries=tuple(r[7] or ()),
+                        people=tuple(r[8] or ()), published_at=r[9], loaded_at=r[10])
 
 
 def period_bounds(moment: datetime, period: str) -> tuple[datetime, datetime]:
@@ -75,91 +85,107 @@ def _eligible(rule: AlertRule, article: StoryArticle) -> bool:
 
 
 def matching_article(
-    rule: AlertRule, articles: Sequence[StoryArticle], matcher: Matcher | None = None
+    rule: AlertRule, articles: Sequence[StoryArticle], matcher: Matcher | None = None,
+    documents: dict[str, Document] | None = None,
 ) -> StoryArticle | None:
-    """The first article of a story that fires the rule, honouring its filters."""
+    """The first article of a story that fires the rule, honouring its filters.
+
+    ``documents`` caches each article's Document (the tokenised text) across rules.
+    """
     if len({a.source for a in articles}) < rule.min_sources:
         return None
     matcher = matcher or compile(parse(rule.query))
     for article in articles:
-        if _eligible(rule, article) and matcher.matches(article.document()):
+        if not _eligible(rule, article):
+            continue
+        document = documents.get(article.id) if documents is not None else None
+        if document is None:
+            document = article.document()
+            if documents is not None:
+                documents[article.id] = document
+        if matcher.matches(document):
             return article
     return None
 
 
-def queue(
-    con: duckdb.DuckDBPyConnection, rules: Sequence[AlertRule], story_ids: Sequence[str], *,
-    now: datetime,
-) -> int:
-    """Write outbox rows for stories (new or grown in this load); return how many."""
-    if not rules or not story_ids:
-        return 0
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Candidate:
+    """A saved search's view of a story that grew in this run, for one recipient."""
+
+    rule: str
+    story_id: str
+    recipient: str
+    first_match: str | None  # the article that fires the rule; None: none does
+    latest: str  # the story's latest article: what an update is about
+
+
+def candidates(
+    rules: Sequence[AlertRule], stories: Mapping[str, Sequence[StoryArticle]]
+) -> list[Candidate]:
+    """Outbox candidates for stories (new or grown), each story's articles in time order.
+
+    Pure Python over what the cluster stage read, so it runs before the load
+    transaction; :func:`queue` turns candidates into outbox rows inside it,
+    against the alerts already stored.
+    """
     matchers = {rule.name: compile(parse(rule.query)) for rule in rules}
-    by_story = _articles_of(con, story_ids)
-    existing: dict[tuple[str, str, str], list[tuple[int, str]]] = {}
-    for rule_name, story, recipient, update_no, status in con.execute(
-        "SELECT rule, story_id, recipient, update_no, status FROM alerts"
-        " WHERE list_contains(?, story_id)", [list(story_ids)],
-    ).fetchall():
-        existing.setdefault((rule_name, story, recipient), []).append((update_no, status))
-    queued = 0
-    for story in story_ids:
-        articles = by_story.get(story)
+    out = []
+    for story, articles in stories.items():
         if not articles:
             continue
+        documents: dict[str, Document] = {}
         for rule in rules:
-            due = period_bounds(now, rule.period)[1] if rule.period else now
-            for recipient in rule.to:
-                rows = existing.get((rule.name, story, recipient), [])
-                queued += _queue_one(con, rule, story, recipient, articles, rows, now=now,
-                                     due=due, matcher=matchers[rule.name])
-    return queued
-
-
-def _articles_of(
-    con: duckdb.DuckDBPyConnection, story_ids: Sequence[str]
-) -> dict[str, list[StoryArticle]]:
-    """The articles of many stories in one query (one query per story cost ~5 ms each)."""
-    rows = con.execute(
-        "SELECT story_id, id, title, url, source, text, language, topics, countries, people,"
-        " published_at, loaded_at FROM articles WHERE list_contains(?, story_id)"
-        " ORDER BY story_id, coalesce(published_at, fetched_at), id",
-        [list(story_ids)],
-    ).fetchall()
-    out: dict[str, list[StoryArticle]] = {}
-    for r in rows:
-        out.setdefault(r[0], []).append(_story_article(r[1:]))
+            article = matching_article(rule, articles, matchers[rule.name], documents)
+            if article is None and not _updates(rule):
+                continue
+            out += [Candidate(rule=rule.name, story_id=story, recipient=recipient,
+                              first_match=article.id if article is not None else None,
+                              latest=articles[-1].id)
+                    for recipient in rule.to]
     return out
 
 
-def _story_article(r: Sequence[Any]) -> StoryArticle:
-    return StoryArticle(id=r[0], title=r[1] or "", url=r[2], source=r[3] or "", text=r[4] or "",
-                        language=r[5], topics=tuple(r[6] or ()), countries=tuple(r[7] or ()),
-                        people=tuple(r[8] or ()), published_at=r[9], loaded_at=r[10])
+def _updates(rule: AlertRule) -> bool:
+    return rule.updates and rule.mode == "instant"
 
 
-def _queue_one(
-    con: duckdb.DuckDBPyConnection, rule: AlertRule, story: str, recipient: str,
-    articles: Sequence[StoryArticle], rows: Sequence[tuple[int, str]], *, now: datetime,
-    due: datetime, matcher: Matcher,
+def queue(
+    con: duckdb.DuckDBPyConnection, rules: Sequence[AlertRule], table: str, *, now: datetime
 ) -> int:
-    if not rows:
-        article = matching_article(rule, articles, matcher)
-        if article is None:
-            return 0
-        update_no = 0
-    elif rule.updates and rule.mode == "instant" and all(s in ("sent", "failed") for _, s in rows):
-        # The story grew after its alert went out: one update, threaded under it.
-        article, update_no = articles[-1], max(n for n, _ in rows) + 1
-    else:
+    """Write outbox rows from the candidates in temp table ``table``; return how many.
+
+    A candidate with no row yet for its (rule, story, recipient) becomes the
+    alert (``update_no`` 0) on its first matching article. One that has rows,
+    all sent (or failed for good), becomes an update on the latest article
+    when its rule asks for updates. Anything else is already waiting.
+    """
+    if not rules:
         return 0
-    con.execute(
-        "INSERT INTO alerts (rule, story_id, recipient, update_no, article_id, status,"
-        " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)"
-        " ON CONFLICT DO NOTHING",
-        [rule.name, story, recipient, update_no, article.id, now, due],
-    )
-    return 1
+    con.execute("DROP TABLE IF EXISTS alert_rules")
+    con.execute("CREATE TEMP TABLE alert_rules (rule VARCHAR, due TIMESTAMPTZ, updates BOOLEAN)")
+    insert_values(con, "alert_rules", ("rule", "due", "updates"), [
+        (rule.name, period_bounds(now, rule.period)[1] if rule.period else now, _updates(rule))
+        for rule in rules
+    ])
+    rows = con.execute(
+        f"""INSERT INTO alerts (rule, story_id, recipient, update_no, article_id, status,
+            created_at, next_attempt_at)
+        SELECT c.rule, c.story_id, c.recipient, coalesce(e.last_no + 1, 0),
+            CASE WHEN e.last_no IS NULL THEN c.first_match ELSE c.latest END,
+            'pending', ?, r.due
+        FROM {table} c JOIN alert_rules r USING (rule)
+        LEFT JOIN (
+            SELECT rule, story_id, recipient, max(update_no) AS last_no,
+                bool_and(status IN ('sent', 'failed')) AS done
+            FROM alerts WHERE story_id IN (SELECT story_id FROM {table}) GROUP BY ALL
+        ) e USING (rule, story_id, recipient)
+        WHERE (e.last_no IS NULL AND c.first_match IS NOT NULL)
+            OR (e.last_no IS NOT NULL AND r.updates AND e.done)
+        ON CONFLICT DO NOTHING
+        RETURNING rule""",
+        [now],
+    ).fetchall()
+    return len(rows)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
