@@ -12,9 +12,14 @@ it off for trigger-only use):
 2. `plan_shards`: how many process shards the new entries fill.
 3. `process` (dynamically mapped, one task per shard, never one per article):
    fetch, extract, clean and tag; each shard writes its own staging file.
-4. `load`: the single DuckDB writer, in the one-slot pool `newsmon_duckdb`.
-   One transaction: articles, stories, alert outbox. Updates the asset
-   `duckdb://newsmon/articles`.
+4. `cluster`: story ids for the new articles and the alert outbox's candidates,
+   planned beside the staging; reads DuckDB (read-only), writes nothing to it.
+5. `load`: the single DuckDB writer. One short transaction: articles with
+   their story ids, stories, alert outbox (it plans again itself if another
+   run was loaded after `cluster`). Updates the asset `duckdb://newsmon/articles`.
+
+`poll`, `cluster` and `load` open the DuckDB file, so they queue for the
+one-slot pool `newsmon_duckdb`.
 
 **news_alerts** (whenever that asset is updated): delivers pending alerts
 through the Airflow connection `smtp_default`. The outbox is keyed by
@@ -116,8 +121,18 @@ def news_monitor() -> None:
                 "articles": summary.articles, "rejected": summary.rejected,
                 "retry": summary.retry}
 
+    @task(pool=DUCKDB_POOL, multiple_outputs=False)
+    def cluster(polled: dict[str, Any], processed: Any) -> dict[str, Any]:
+        from pipeline.airflow_support import settings_from_airflow
+        from pipeline.run import cluster_stage
+
+        result = cluster_stage(settings_from_airflow(), polled["run_id"])
+        return {"run_id": result.run_id, "already_loaded": result.already_loaded,
+                "articles": result.articles, "stories": result.stories,
+                "candidates": result.candidates, "shards": len(processed)}
+
     @task(pool=DUCKDB_POOL, outlets=[ARTICLES], multiple_outputs=False)
-    def load(polled: dict[str, Any], processed: Any, dag_run: Any = None,
+    def load(polled: dict[str, Any], planned: dict[str, Any], dag_run: Any = None,
              outlet_events: Any = None) -> dict[str, Any]:
         from pipeline.airflow_support import run_time, settings_from_airflow
         from pipeline.run import load_stage
@@ -127,7 +142,7 @@ def news_monitor() -> None:
         counts = {"run_id": result.run_id, "already_loaded": result.already_loaded,
                   "articles_new": result.articles_new, "stories_new": result.stories_new,
                   "alerts_queued": result.alerts_queued, "rejected": result.rejected,
-                  "shards": len(processed)}
+                  "shards": planned["shards"]}
         if outlet_events is not None:
             outlet_events[ARTICLES].extra = counts
         return counts
@@ -135,7 +150,7 @@ def news_monitor() -> None:
     polled = poll()
     parts = plan_shards(polled)
     processed = process.expand(part=parts)
-    load(polled, processed)
+    load(polled, cluster(polled, processed))
 
 
 @dag(

@@ -253,8 +253,15 @@ def _fold(text: str) -> str:
 # --------------------------------------------------------------------------
 
 
-def tag_people(*, title: str, text: str, watchlist: Watchlist) -> tuple[PersonTag, ...]:
-    """The watchlist people the article names (rules in the module doc)."""
+def tag_people(
+    *, title: str, text: str, watchlist: Watchlist,
+    sentences: list[tuple[int, int]] | None = None,
+) -> tuple[PersonTag, ...]:
+    """The watchlist people the article names (rules in the module doc).
+
+    *sentences* are ``split_sentences(text)``, for a caller that has them
+    already (:func:`pipeline.tag.tag` splits once for all its taggers).
+    """
     # Title hits get negative positions so they sort before the body.
     hits = [(h.start - len(title) - 1, h) for h in watchlist.index.find(title)]
     hits += [(h.start, h) for h in watchlist.index.find(text)]
@@ -280,7 +287,10 @@ def tag_people(*, title: str, text: str, watchlist: Watchlist) -> tuple[PersonTa
         if owner is not None:
             mentions[owner] += 1
 
-    sentences = split_sentences(text)
+    if not mentions:
+        return ()
+    if sentences is None:
+        sentences = split_sentences(text)
     starts = [s for s, _ in sentences]
     tags = []
     for person in sorted(mentions, key=lambda p: first_any[p]):

@@ -506,9 +506,17 @@ def _blank_datelines_and_credits(text: str) -> str:
 # --------------------------------------------------------------------------
 
 
-def tag_countries(*, title: str, text: str, gazetteer: Gazetteer) -> tuple[CountryTag, ...]:
-    """The countries the article is substantially about (rule in the module doc)."""
-    sentences = split_sentences(text)
+def tag_countries(
+    *, title: str, text: str, gazetteer: Gazetteer,
+    sentences: list[tuple[int, int]] | None = None,
+) -> tuple[CountryTag, ...]:
+    """The countries the article is substantially about (rule in the module doc).
+
+    *sentences* are ``split_sentences(text)``, for a caller that has them
+    already (:func:`pipeline.tag.tag` splits once for all its taggers).
+    """
+    if sentences is None:
+        sentences = split_sentences(text)
     starts = [start for start, _ in sentences]
     tallies: dict[str, _Tally] = {}
     for hit in gazetteer.index.find(title):

@@ -18,9 +18,9 @@ DAGS = Path(__file__).resolve().parents[2] / "dags"
 DAG_IDS = {"news_monitor", "news_alerts", "news_maintenance"}
 POOL = "newsmon_duckdb"
 # Every task that opens the DuckDB file; DuckDB lets one process hold it.
-DUCKDB_TASKS = {("news_monitor", "poll"), ("news_monitor", "load"), ("news_alerts", "send"),
-                ("news_maintenance", "feed_health"), ("news_maintenance", "retention"),
-                ("news_maintenance", "checkpoint")}
+DUCKDB_TASKS = {("news_monitor", "poll"), ("news_monitor", "cluster"), ("news_monitor", "load"),
+                ("news_alerts", "send"), ("news_maintenance", "feed_health"),
+                ("news_maintenance", "retention"), ("news_maintenance", "checkpoint")}
 
 
 def test_dags_folder_imports_without_errors(dagbag: Any) -> None:
@@ -48,10 +48,11 @@ def test_dag_follows_the_rules(dagbag: Any, dag_id: str) -> None:
 
 def test_news_monitor_shape(dagbag: Any) -> None:
     dag = dagbag.dags["news_monitor"]
-    assert set(dag.task_ids) == {"poll", "plan_shards", "process", "load"}
+    assert set(dag.task_ids) == {"poll", "plan_shards", "process", "cluster", "load"}
     assert dag.get_task("plan_shards").upstream_task_ids == {"poll"}
     assert dag.get_task("process").upstream_task_ids == {"plan_shards"}
-    assert dag.get_task("load").upstream_task_ids == {"poll", "process"}
+    assert dag.get_task("cluster").upstream_task_ids == {"poll", "process"}
+    assert dag.get_task("load").upstream_task_ids == {"poll", "cluster"}
     # Dynamic task mapping over shards.
     assert type(dag.get_task("process")).__name__ == "DecoratedMappedOperator"
     assert dag.timetable.expression == "*/5 * * * *"

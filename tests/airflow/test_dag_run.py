@@ -76,7 +76,7 @@ def test_news_monitor_and_alerts_under_dag_test(
         # XCom carries ids and counts, never article text.
         values = xcoms(run)
         assert set(values) == {("poll", -1), ("plan_shards", -1), ("process", 0),
-                               ("process", 1), ("load", -1)}
+                               ("process", 1), ("cluster", -1), ("load", -1)}
         payload = json.dumps({f"{t}[{i}]": v for (t, i), v in values.items()})
         assert len(payload) < 2000, payload
         with duckdb.connect(str(newsmon_env.database), read_only=True) as con:
@@ -88,6 +88,9 @@ def test_news_monitor_and_alerts_under_dag_test(
         assert "/" not in polled["run_id"] and not polled["run_id"].startswith(".")
         assert values[("load", -1)]["run_id"] == polled["run_id"]
         assert values[("load", -1)]["articles_new"] == 5
+        # The cluster task planned the run: 5 articles, 1 story, 1 alert candidate.
+        assert {k: values[("cluster", -1)][k] for k in ("articles", "stories", "candidates")} == {
+            "articles": 5, "stories": 1, "candidates": 1}
         assert [values[("process", i)]["articles"] for i in range(2)] == [3, 2]
 
         # A second run, every feed polled and its stored ETag dropped so the

@@ -79,8 +79,14 @@ def test_rerunning_any_task_of_a_finished_run_changes_nothing(
             assert result["articles"] == 0
         unchanged("process")
 
+        planned = _callable(monitor, "cluster")(polled, processed)
+        # The run is loaded: nothing to plan, and no plan written.
+        assert planned["already_loaded"] is True and planned["articles"] == 0
+        assert not (staging / polled["run_id"]).exists()
+        unchanged("cluster")
+
         events: defaultdict[Any, SimpleNamespace] = defaultdict(SimpleNamespace)
-        loaded = _callable(monitor, "load")(polled, processed, dag_run=context["dag_run"],
+        loaded = _callable(monitor, "load")(polled, planned, dag_run=context["dag_run"],
                                             outlet_events=events)
         # The run id is recorded as loaded: the second load is a no-op.
         assert loaded["already_loaded"] is True

@@ -1,15 +1,17 @@
-"""The single writer: one transaction per run, idempotent, clustering on load."""
+"""The single writer: one transaction per run, idempotent, stories from the cluster
+stage's plan (or made in the load when the plan is missing or stale)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
 import pytest
 from support import factories as f
 
-from pipeline import store
-from pipeline.load import load
+from pipeline import staging, store
+from pipeline.load import load, plan
 
 EVENT = ("Israel and Russia agreed to set up a working group on the withdrawal of foreign "
          "forces from Syria, Prime Minister Benjamin Netanyahu said after meeting President "
@@ -115,3 +117,85 @@ def test_a_locked_database_is_reported_in_one_sentence(tmp_path: Path) -> None:
         holder.wait()
         if holder.stdout is not None:
             holder.stdout.close()
+
+
+# -- the cluster stage's plan ----------------------------------------------------------------
+
+ALERT = {"name": "syria", "query": "country:SY", "to": ["desk@example.org"]}
+
+
+def stored(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[object, ...]]]:
+    return {
+        "articles": table(con, "SELECT id, story_id FROM articles ORDER BY id"),
+        "stories": table(con, "SELECT id, title, n_articles, n_sources, lead_article_id"
+                              " FROM stories ORDER BY id"),
+        "alerts": table(con, "SELECT rule, story_id, recipient, update_no, article_id"
+                             " FROM alerts ORDER BY ALL"),
+    }
+
+
+def test_a_planned_load_stores_what_an_unplanned_one_does(tmp_path: Path) -> None:
+    results = []
+    for planned in (False, True):
+        settings = f.settings(tmp_path / str(planned), alerts=[ALERT])
+        f.stage(settings, "run-1", reports())
+        if planned:  # the cluster stage, read-only as the pipeline runs it
+            with store.connect(settings.database):
+                pass
+            with store.connect(settings.database, read_only=True) as con:
+                result = plan(con, settings, "run-1")
+            assert (result.articles, result.stories, result.candidates) == (3, 2, 1)
+            assert (staging.run_dir(settings.staging, "run-1") / "plan.json").exists()
+        with store.connect(settings.database) as con:
+            loaded = load(con, settings, "run-1")
+            assert (loaded.articles_new, loaded.stories_new, loaded.alerts_queued) == (3, 2, 1)
+            results.append(stored(con))
+    assert results[0] == results[1]
+    assert len(results[0]["alerts"]) == 1
+
+
+def test_the_load_uses_a_current_plan(tmp_path: Path) -> None:
+    settings = f.settings(tmp_path)
+    f.stage(settings, "run-1", reports())
+    with store.connect(settings.database) as con:
+        plan(con, settings, "run-1")
+        # Rewrite the plan's story ids: the load must take them as they are.
+        path = staging.run_dir(settings.staging, "run-1") / "plan-assigned.jsonl"
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        path.write_text("".join(json.dumps({**r, "story_id": "s-planned"}) + "\n"
+                                for r in rows))
+        con.execute(f"COPY (SELECT * REPLACE ('s-planned' AS story_id) FROM read_parquet("
+                    f"'{path.parent / 'plan-articles.parquet'}')) TO "
+                    f"'{path.parent / 'plan-articles.parquet'}.new' (FORMAT parquet)")
+        (path.parent / "plan-articles.parquet.new").replace(path.parent / "plan-articles.parquet")
+        load(con, settings, "run-1")
+        assert table(con, "SELECT DISTINCT story_id FROM articles") == [("s-planned",)]
+
+
+def test_a_stale_plan_is_made_again_inside_the_load(tmp_path: Path) -> None:
+    """Run 2 is planned, then run 1 (the same event, earlier) is loaded: run 2's
+    plan, made before that, would start a new story; the load must join run 1's."""
+    settings = f.settings(tmp_path, alerts=[ALERT])
+    first, second, _ = reports()
+    f.stage(settings, "run-1", [first])
+    f.stage(settings, "run-2", [second])
+    with store.connect(settings.database) as con:
+        plan(con, settings, "run-2")
+        assert (staging.run_dir(settings.staging, "run-2") / "plan.json").exists()
+        load(con, settings, "run-1")
+        later = load(con, settings, "run-2")
+        assert later.stories_new == 0
+        assert table(con, "SELECT count(DISTINCT story_id) FROM articles") == [(1,)]
+        # One alert for the one story, though each run's plan saw it as new.
+        assert table(con, "SELECT count(*) FROM alerts") == [(1,)]
+
+
+def test_changed_settings_make_the_plan_stale(tmp_path: Path) -> None:
+    settings = f.settings(tmp_path)
+    f.stage(settings, "run-1", reports())
+    with store.connect(settings.database) as con:
+        plan(con, settings, "run-1")
+        # One hour: the second report (5 hours later) is outside the window.
+        stricter = f.settings(tmp_path, cluster={"window_hours": 1})
+        load(con, stricter, "run-1")
+        assert table(con, "SELECT count(DISTINCT story_id) FROM articles") == [(3,)]

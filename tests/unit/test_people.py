@@ -25,6 +25,7 @@ from pipeline.people import (
     tag_people,
     variants,
 )
+from pipeline.sentences import split_sentences
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = Path(__file__).parent / "testdata" / "tagging" / "people_cases.yaml"
@@ -75,6 +76,21 @@ def test_seeds_003_and_004_name_assad(stem: str, watchlist: Watchlist) -> None:
         found = {t.name: t for t in tag_people(title="", text=text, watchlist=watchlist)}
         assert "Bashar al-Assad" in found
         assert "Bashar" in found["Bashar al-Assad"].evidence
+
+
+@pytest.mark.parametrize("path", SEED_FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_sentences_given_by_the_caller_give_the_same_tags(path: Path, watchlist: Watchlist
+                                                          ) -> None:
+    # pipeline.tag splits the body once and passes the spans to every tagger.
+    text = path.read_text("utf-8")
+    found = tag_people(title="Putin", text=text, watchlist=watchlist)
+    assert found
+    assert found == tag_people(title="Putin", text=text, watchlist=watchlist,
+                               sentences=split_sentences(text))
+
+
+def test_nobody_named_gives_no_tags(watchlist: Watchlist) -> None:
+    assert tag_people(title="Markets", text="Shares rose.\nBonds fell.", watchlist=watchlist) == ()
 
 
 def test_seed_003_counts_the_surname_too(watchlist: Watchlist) -> None:

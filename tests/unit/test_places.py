@@ -24,6 +24,7 @@ from pipeline.places import (
     load_gazetteer,
     tag_countries,
 )
+from pipeline.sentences import split_sentences
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = Path(__file__).parent / "testdata" / "tagging" / "places_cases.yaml"
@@ -100,6 +101,17 @@ def test_seeds_passing_mentions_are_not_tagged(path: Path, gazetteer: Gazetteer)
     text = path.read_text("utf-8")
     found = {t.code for t in tag_countries(title="", text=text, gazetteer=gazetteer)}
     assert found.isdisjoint({"LB", "US", "TR", "FR"})
+
+
+@pytest.mark.parametrize("path", SEED_FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_sentences_given_by_the_caller_give_the_same_tags(path: Path, gazetteer: Gazetteer
+                                                          ) -> None:
+    # pipeline.tag splits the body once and passes the spans to every tagger.
+    text = path.read_text("utf-8")
+    found = tag_countries(title="Syria", text=text, gazetteer=gazetteer)
+    assert found
+    assert found == tag_countries(title="Syria", text=text, gazetteer=gazetteer,
+                                  sentences=split_sentences(text))
 
 
 def test_seed_mentions_in_the_dateline_and_credit_do_not_count(gazetteer: Gazetteer) -> None:

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import people, places
+from pipeline import tag as tag_module
 from pipeline.config import Settings, parse_settings
 from pipeline.models import Article, TaggedArticle
+from pipeline.sentences import split_sentences
 from pipeline.tag import Tagger, TopicRule, build_tagger, tag
 
 SEEDS = Path(__file__).resolve().parents[2] / "seeds" / "expected"
@@ -193,3 +196,22 @@ def test_every_seed_is_about_syria_and_foreign_forces_and_not_elections(
     sentence = evidence(result, "foreign-forces")
     assert sentence in " ".join(text.split())
     assert "forces" in sentence or "troops" in sentence
+
+
+def test_the_body_is_split_into_sentences_once(tagger: Tagger, monkeypatch: pytest.MonkeyPatch
+                                               ) -> None:
+    # Countries, people and the topic rule share one split (it is a tenth of
+    # the tagging time).
+    calls: list[str] = []
+
+    def counting(text: str) -> list[tuple[int, int]]:
+        calls.append(text)
+        return split_sentences(text)
+
+    for module in (tag_module, places, people):
+        monkeypatch.setattr(module, "split_sentences", counting)
+    text = (SEEDS / "004_9d3568ec65f61390.txt").read_text(encoding="utf-8")
+    result = tag(article("Report", text), tagger)
+    assert {"syria", "foreign-forces"} <= set(result.topics)
+    assert result.countries and result.people
+    assert calls == [text]
