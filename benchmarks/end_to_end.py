@@ -48,6 +48,7 @@ class Figures:
     rejected: int
     poll_s: float
     process_s: float
+    cluster_s: float
     load_s: float
     send_s: float
     peak_self_mib: float
@@ -60,7 +61,7 @@ class Figures:
 
     @property
     def seconds(self) -> float:
-        return self.poll_s + self.process_s + self.load_s + self.send_s
+        return self.poll_s + self.process_s + self.cluster_s + self.load_s + self.send_s
 
     @property
     def articles_per_s(self) -> float:
@@ -92,6 +93,9 @@ def one_size(feeds: int, entries: int) -> Figures:
             memory.stage("process")
             processed = run.process_stage(settings, run_id)
             t2 = time.perf_counter()
+            memory.stage("cluster")
+            run.cluster_stage(settings, run_id)
+            t2c = time.perf_counter()
             memory.stage("load")
             loaded = run.load_stage(settings, run_id)
             t3 = time.perf_counter()
@@ -103,7 +107,7 @@ def one_size(feeds: int, entries: int) -> Figures:
         raise RuntimeError(f"the pass was not clean: {polled}, {processed}")
     return Figures(
         feeds=feeds, entries=entries, articles=loaded.articles_new, rejected=processed.rejected,
-        poll_s=t1 - t0, process_s=t2 - t1, load_s=t3 - t2, send_s=t4 - t3,
+        poll_s=t1 - t0, process_s=t2 - t1, cluster_s=t2c - t2, load_s=t3 - t2c, send_s=t4 - t3,
         peak_self_mib=memory.peak_self_mib, peak_total_mib=memory.peak_total_mib,
         peak_processes=memory.peak_children, server_busy=meter.busy,
         stories=loaded.stories_new,
@@ -123,12 +127,14 @@ def measure(feeds: int, entries: int) -> Figures:
 
 
 def print_table(results: Sequence[Figures]) -> None:
-    header = (f"{'feeds':>6} {'articles':>8} {'poll s':>7} {'process s':>9} {'load s':>7} "
+    header = (f"{'feeds':>6} {'articles':>8} {'poll s':>7} {'process s':>9} {'cluster s':>9} "
+              f"{'load s':>7} "
               f"{'total s':>8} {'articles/s':>10} {'peak main':>10} {'peak all':>9}")
     print(header)
     print("-" * len(header))
     for f in results:
         print(f"{f.feeds:>6} {f.articles:>8} {f.poll_s:>7.1f} {f.process_s:>9.1f} "
+              f"{f.cluster_s:>9.1f} "
               f"{f.load_s:>7.1f} {f.seconds:>8.1f} {f.articles_per_s:>10.1f} "
               f"{f.peak_self_mib:>7.0f} MiB {f.peak_total_mib:>5.0f} MiB")
 
@@ -172,8 +178,9 @@ def section(size: str) -> Section:
         rows += [
             Row(measure=f"{where}: whole pass", value=f"{f.articles_per_s:,.1f} articles/s "
                 f"({f.articles:,} articles in {f.seconds:.1f} s)"),
-            Row(measure=f"{where}: poll / process / load / send", value=(
-                f"{f.poll_s:.1f} / {f.process_s:.1f} / {f.load_s:.1f} / {f.send_s:.1f} s")),
+            Row(measure=f"{where}: poll / process / cluster / load / send", value=(
+                f"{f.poll_s:.1f} / {f.process_s:.1f} / {f.cluster_s:.1f} / {f.load_s:.1f} / "
+                f"{f.send_s:.1f} s")),
             Row(measure=f"{where}: fetch + extract + clean + tag (process stage)",
                 value=f"{f.articles / f.process_s:,.1f} pages/s"),
             Row(measure=f"{where}: peak memory, main process / with its children",
@@ -216,10 +223,11 @@ def section(size: str) -> Section:
             "Memory during fetch and extraction does not depend on the pass's size: pages "
             "stream from the fetcher to the workers through a queue of at most "
             "`process.batch_size` pages, and results go to the staging files as they come. "
-            "What grows with the pass is the load stage: clustering reads every new article "
-            "(title and first 3,000 characters) into Python at once (`pipeline/load.py` "
-            "`_cluster`, with pipeline/cluster.py: the clustering issue's code), and the "
-            "poll stage keeps all new entries of the pass (small: ~1 kB each).",
+            "What grows with the pass is the cluster stage: it reads every new article "
+            "(title and first 3,000 characters for clustering, the whole text of the "
+            "stories' articles for the saved searches) into Python at once "
+            "(`pipeline/load.py` `plan`), and the poll stage keeps all new entries of the "
+            "pass (small: ~1 kB each).",
             "Why 1,000 feeds (20,000 articles) is not in the default run: the pass takes "
             "about as long as all the other benchmarks together (extraction at ~60 pages/s "
             "on 2 cores, and clustering growing faster than the number of articles: see the "
