@@ -52,6 +52,15 @@ def split_words(text: str) -> list[str]:
     words; ``\\w`` is exactly ``isalnum() or "_"``, and no word character is
     whitespace, so the result is the same (a property test checks it).
     """
+    return spaced_words(text).split()
+
+
+def spaced_words(text: str) -> str:
+    """``text`` with every non-word character replaced by a space (same length).
+
+    The words are what ``split()`` cuts out of it, and ``" " + stem`` occurs in
+    ``" " + spaced_words(text)`` exactly when a word starts with ``stem``.
+    """
     data = text.encode()
     spaced = data.translate(_ASCII_SEPARATORS_TO_SPACE).decode()
     if not spaced.isascii():
@@ -59,7 +68,7 @@ def split_words(text: str) -> list[str]:
         for char in set(data.translate(None, _ASCII).decode()):
             if not (char.isalnum() or char == "_"):
                 spaced = spaced.replace(char, " ")
-    return spaced.split()
+    return spaced
 
 
 def nfc(text: str) -> str:

@@ -6,7 +6,9 @@ test_query_properties.py.)
 
 from __future__ import annotations
 
-from pipeline.query import Document, RuleSet, parse
+import pytest
+
+from pipeline.query import Document, RuleSet, _ruleset, parse
 
 RULES = {
     "syria": "country:SY OR title:(Syria OR Syrian* OR Damascus)",
@@ -77,3 +79,27 @@ def test_each_rule_keeps_its_compiled_matcher_for_hits() -> None:
     assert [(h.field, h.start, h.end) for h in rules.matcher("syria").hits(doc)] == [
         ("title", 3, 11)
     ]
+
+
+def test_a_stem_is_anchored_in_full_not_by_its_first_letters() -> None:
+    rules = RuleSet({"syrian": parse("syrian*"), "syr": parse('"syr* talks"')})
+    assert names(rules, rules.candidates(Document(text="Syriac church"))) == set()
+    assert names(rules, rules.candidates(Document(text="Syrians"))) == {"syrian"}
+    assert names(rules, rules.candidates(Document(title="syriac talks"))) == {"syr"}
+    assert rules.match(Document(title="syriac talks", text="syrian")) == {"syr", "syrian"}
+
+
+def test_the_remembered_words_start_afresh_without_losing_a_match(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Words (and the rules of each) are remembered across documents, up to
+    # MEMO_WORDS; then the memory starts again, in the middle of a document too.
+    monkeypatch.setattr(_ruleset, "MEMO_WORDS", 3)
+    rules = ruleset()
+    texts = ["troops withdrawing zzz", "a foreign forces", "zz top withdrew troops",
+             "pull out a contingent", "troops withdrawing zzz", "zzz"]
+    for text in texts:
+        doc = Document(title="Damascus", text=text, language="fr")
+        expected = {name for name in rules.names if rules.matcher(name).matches(doc)}
+        assert rules.match(doc) == expected, text
+        assert expected <= names(rules, rules.candidates(doc)), text

@@ -15,7 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.query import fold
-from pipeline.query._words import SQL_WORD_CHAR, WORD, lower, split_words, variants
+from pipeline.query._words import (
+    SQL_WORD_CHAR,
+    WORD,
+    lower,
+    spaced_words,
+    split_words,
+    variants,
+)
 
 CODE_POINTS = [c for c in range(1, sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF]
 
@@ -96,3 +103,16 @@ def test_words_and_inflections() -> None:
        .map("".join))
 def test_split_words_is_findall_of_word_characters(text: str) -> None:
     assert split_words(text) == WORD.findall(text)
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(st.lists(st.sampled_from(["a", "ab", "Zürich", " ", "_", "\u2019", "-", "\u00a0", "é", "1",
+                                 "\u0301", "—", "x\u200bz", "\t", "中文", "syria", "syr"]))
+       .map("".join),
+       st.sampled_from(["a", "ab", "syr", "syria", "z", "zü", "x", "中", "1", "_"]))
+def test_spaced_words_finds_the_words_and_their_beginnings(text: str, stem: str) -> None:
+    spaced = spaced_words(text)
+    assert len(spaced) == len(text)
+    assert spaced.split() == WORD.findall(text)
+    # What _Unit.has_prefix relies on.
+    assert (" " + stem in " " + spaced) == any(w.startswith(stem) for w in WORD.findall(text))
