@@ -221,16 +221,21 @@ class PlanResult:
     candidates: int  # (rule, story, recipient) outbox candidates
 
 
-def _snapshot(con: duckdb.DuckDBPyConnection, settings: Settings) -> str:
-    """What a plan depends on: the stored articles and the settings it used."""
+def _snapshot(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path) -> str:
+    """What a plan depends on: the stored articles, the run's staged articles (a
+    process shard run again after the plan rewrites its file) and the settings."""
     row = con.execute(
         "SELECT (SELECT count(*) FROM runs WHERE loaded_at IS NOT NULL),"
         " count(*), max(loaded_at), min(loaded_at) FROM articles"
     ).fetchone()
+    staged = []
+    for path in staging.files(directory, "articles"):
+        stat = path.stat()
+        staged.append((path.name, stat.st_size, stat.st_mtime_ns))
     used = json.dumps([settings.cluster.model_dump(mode="json"),
                        [rule.model_dump(mode="json") for rule in settings.alerts]],
                       sort_keys=True, default=str)
-    return hashlib.sha256(f"{row}|{used}".encode()).hexdigest()
+    return hashlib.sha256(f"{row}|{staged}|{used}".encode()).hexdigest()
 
 
 def _write_jsonl(path: Path, columns: dict[str, str], rows: Iterable[tuple[object, ...]]
@@ -332,7 +337,8 @@ def plan(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> Pla
         return PlanResult(run_id=run_id, already_loaded=True, articles=0, stories=0,
                           candidates=0)
     articles = _stage_articles(con, directory)
-    stories, candidates = _make_plan(con, settings, directory, _snapshot(con, settings))
+    snapshot = _snapshot(con, settings, directory)
+    stories, candidates = _make_plan(con, settings, directory, snapshot)
     log.info("planned run", extra={"run_id": run_id, "articles": articles, "stories": stories})
     return PlanResult(run_id=run_id, already_loaded=False, articles=articles, stories=stories,
                       candidates=candidates)
@@ -342,7 +348,7 @@ def _use_plan(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Pat
               ) -> tuple[int, int, int]:
     """The plan as temp tables, ``new_articles`` included (planned here if there
     is none or it is stale); (new articles, stories touched, new stories)."""
-    snapshot = _snapshot(con, settings)
+    snapshot = _snapshot(con, settings, directory)
     if not _current_plan(directory, snapshot):
         _stage_articles(con, directory)
         _make_plan(con, settings, directory, snapshot)

@@ -199,3 +199,15 @@ def test_changed_settings_make_the_plan_stale(tmp_path: Path) -> None:
         stricter = f.settings(tmp_path, cluster={"window_hours": 1})
         load(con, stricter, "run-1")
         assert table(con, "SELECT count(DISTINCT story_id) FROM articles") == [(3,)]
+
+
+def test_a_shard_processed_again_after_the_plan_makes_it_stale(tmp_path: Path) -> None:
+    settings = f.settings(tmp_path)
+    first, second, third = reports()
+    f.stage(settings, "run-1", [first, second], shard="p000")
+    with store.connect(settings.database) as con:
+        plan(con, settings, "run-1")
+        # The shard is run again (an Airflow clear) and now holds one more article.
+        f.stage(settings, "run-1", [first, second, third], shard="p000")
+        assert load(con, settings, "run-1").articles_new == 3
+        assert table(con, "SELECT count(*) FROM articles") == [(3,)]
