@@ -223,7 +223,8 @@ class Clusterer:
     _pending: dict[str, _Features] = field(default_factory=dict)  # observed, not yet added
     _by_term: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     _by_named: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
-    _common_norms: dict[int, tuple[float, float]] = field(default_factory=dict)
+    _norms: list[float] = field(default_factory=list)  # see _common_norms_now
+    _norms_limit: float = -1.0
     _micros: list[int] = field(default_factory=list)  # each member's time, as _micros()
 
     def observe(self, docs: Iterable[ClusterDoc]) -> None:
@@ -332,16 +333,17 @@ class Clusterer:
         """Document frequency above which a term is too common to find candidates by."""
         return max(CANDIDATE_MIN_DF, CANDIDATE_DF_SHARE * self._n)
 
-    def _common_norm(self, index: int, limit: float) -> float:
-        """The norm of a member's vector over the common terms (df above ``limit``)."""
-        cached = self._common_norms.get(index)
-        if cached is not None and cached[0] == limit:
-            return cached[1]
-        df = self._df
-        norm = math.sqrt(sum(v * v for t, v in self._members[index].vector.items()
-                             if df.get(t, 0) > limit))
-        self._common_norms[index] = (limit, norm)
-        return norm
+    def _common_norms_now(self) -> list[float]:
+        """Each member's vector norm over the common terms (df above the current
+        limit), kept while the limit stays (it does while a batch is assigned)."""
+        limit = self._limit()
+        if limit != self._norms_limit:
+            self._norms, self._norms_limit = [], limit
+        norms, df = self._norms, self._df
+        for member in self._members[len(norms):]:
+            norms.append(math.sqrt(sum(v * v for t, v in member.vector.items()
+                                       if df.get(t, 0) > limit)))
+        return norms
 
     def _candidates(self, features: _Features, vector: dict[str, float]
                     ) -> tuple[dict[int, float], float, set[int]]:
@@ -387,29 +389,48 @@ class Clusterer:
             self._count(features)
         vector = self._vector(features)
         partial, common, cross = self._candidates(features, vector)
-        limit = self._limit()
+        norms = self._common_norms_now()
         near = NEAR_DUPLICATE_COSINE if self.near_duplicates else math.inf
+        language = features.language
+        cross_on = self.cross_language and bool(language)
+        named, numbers = features.named, features.lead_numbers
         best_story, best = None, 0.0
-        micros, now, window = self._micros, _micros(doc.time), _micros_of(self.window)
+        members, micros = self._members, self._micros
+        now, window = _micros(doc.time), _micros_of(self.window)
+        # The loop is the clusterer's hot path: the bound is written out inline.
         for index in sorted(partial.keys() | cross):
             if abs(micros[index] - now) > window:
                 continue
-            member = self._members[index]
-            if member.doc.id == doc.id:
-                continue
+            member = members[index]
             other = member.features
-            if index in cross or self._cross(features, other):
+            if index in cross or (cross_on and other.language and other.language != language):
+                if member.doc.id == doc.id:
+                    continue
+                # Compared on named entities and numbers: no cosine to bound.
                 score = self.compare(features, other, vector, member.vector).score
             else:
-                bound = min(1.0, partial.get(index, 0.0)
-                            + common * self._common_norm(index, limit)) + _EPSILON
-                if bound < near and (
-                    TEXT_WEIGHT * bound + NAMED_WEIGHT * _jaccard(features.named, other.named)
-                    + NUMBER_WEIGHT * _overlap(features.lead_numbers, other.lead_numbers)
-                    < max(best, self.threshold)
-                ):
+                bound = partial.get(index, 0.0) + common * norms[index]
+                bound = (1.0 if bound > 1.0 else bound) + _EPSILON
+                # What named entities and numbers must add to reach the target.
+                rest = (best if best > self.threshold else self.threshold) - TEXT_WEIGHT * bound
+                if bound < near and rest > NAMED_WEIGHT + NUMBER_WEIGHT:
                     continue
-                score = self.compare(features, other, vector, member.vector).score
+                # As compare() computes them (_jaccard, _overlap), written out.
+                union = len(named | other.named)
+                shared = len(named & other.named) / union if union else 0.0
+                figures = len(numbers & other.lead_numbers) / max(
+                    2, min(len(numbers), len(other.lead_numbers)))
+                if bound < near and NAMED_WEIGHT * shared + NUMBER_WEIGHT * figures < rest:
+                    continue
+                if member.doc.id == doc.id:
+                    continue
+                theirs = member.vector
+                cosine = math.fsum(vector[t] * theirs[t] for t in vector.keys() & theirs.keys())
+                if cosine >= near:  # possibly a copy: the shingles decide (compare)
+                    score = self.compare(features, other, vector, theirs, cosine).score
+                else:  # compare()'s "text" score, the same sum in the same order
+                    score = (TEXT_WEIGHT * cosine + NAMED_WEIGHT * shared
+                             + NUMBER_WEIGHT * figures)
             if score > best:
                 best_story, best = member.story, score
         if best_story is None or best < self.threshold:
