@@ -287,7 +287,7 @@ def section(size: str) -> Section:
             f"({latency_base} with latency); rates are per feed. Ours: the real "
             "`poll_stage` (conditional GET with the stored ETag, parse in worker processes "
             "under a time limit, one query for the known entries, staging) and `load_stage` "
-            "(feed state into DuckDB), default settings: 32 requests in flight, 2 per host; "
+            "(feed state into DuckDB), default settings: 64 requests in flight, 2 per host; "
             "the feeds are spread over 32 loopback addresses (127.0.0.1-32).",
             "Why the 20x goal is missed without latency: on loopback the baseline waits for "
             "no network, so the comparison is CPU against CPU on 2 cores. A changed feed costs "
@@ -297,7 +297,7 @@ def section(size: str) -> Section:
             "each feed's new state is computed, staged and loaded) than urllib's bare "
             "request in the baseline, and the second core does not make up for it. With a "
             "network's latency (the 50 ms rows) the baseline waits "
-            "50 ms a feed and we wait for 32 at once: that is the speed-up concurrency buys, "
+            "50 ms a feed and we wait for 64 at once: that is the speed-up concurrency buys, "
             "and the case the goal is about.",
         ],
     )

@@ -119,7 +119,10 @@ class FetchConfig(_Model):
     max_page_bytes: int = Field(default=10 * 2**20, gt=0)
     max_redirects: int = Field(default=5, ge=0)
     max_url_length: int = Field(default=2048, gt=0)
-    concurrency: int = Field(default=32, ge=1)
+    # In flight at once, over all hosts (each host: per_host_concurrency). With a
+    # network's 50 ms, 64 checked 1,000 unchanged feeds in 1.4 s against 2.0 s
+    # with 32 (benchmarks/polling.py); beyond that a pass is CPU-bound on 2 cores.
+    concurrency: int = Field(default=64, ge=1)
     per_host_concurrency: int = Field(default=2, ge=1)
     host_spacing: float = Field(default=0.0, ge=0)
     max_entries_per_feed: int = Field(default=200, ge=1)

@@ -25,7 +25,7 @@ class FetchLimits:
     total_timeout: float = 60.0
     max_redirects: int = 5
     max_url_length: int = 2048
-    global_concurrency: int = 32
+    global_concurrency: int = 64
     per_host_concurrency: int = 2
     host_spacing: float = 0.0  # min seconds between request starts to one host
     # "host" or "host:port" (as written in the URL) exempt from the address guard.
