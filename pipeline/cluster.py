@@ -164,12 +164,14 @@ def _features(doc: ClusterDoc) -> _Features:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)  # for naive times only
 _MICROSECOND = timedelta(microseconds=1)
 
 
 def _micros(t: datetime) -> int:
-    """A time as whole microseconds: exact, unlike a float timestamp."""
-    return (t - _EPOCH) // _MICROSECOND
+    """A time as whole microseconds: exact, unlike a float timestamp. (A naive
+    time counts from a naive epoch: mixing the two is an error, as comparing is.)"""
+    return (t - (_EPOCH if t.tzinfo is not None else _NAIVE_EPOCH)) // _MICROSECOND
 
 
 def _micros_of(span: timedelta) -> int:
@@ -254,6 +256,7 @@ class Clusterer:
         self._n += 1
         self._df.update(features.terms.keys())
         self._idf_cache.clear()
+        self._norms_limit = -1.0  # which terms are common may have changed
 
     def _idf(self, term: str) -> float:
         idf = self._idf_cache.get(term)
@@ -335,7 +338,8 @@ class Clusterer:
 
     def _common_norms_now(self) -> list[float]:
         """Each member's vector norm over the common terms (df above the current
-        limit), kept while the limit stays (it does while a batch is assigned)."""
+        limit), kept until a document is counted (none is while a batch that was
+        observed up front is assigned)."""
         limit = self._limit()
         if limit != self._norms_limit:
             self._norms, self._norms_limit = [], limit

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline import alert, staging
+from pipeline import __version__, alert, staging
 from pipeline.alert import StoryArticle
 from pipeline.cluster import ClusterDoc, cluster
 from pipeline.config import Settings
@@ -223,7 +223,8 @@ class PlanResult:
 
 def _snapshot(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path) -> str:
     """What a plan depends on: the stored articles, the run's staged articles (a
-    process shard run again after the plan rewrites its file) and the settings."""
+    process shard run again after the plan rewrites its file), the settings and
+    the code (a deploy between the two stages)."""
     row = con.execute(
         "SELECT (SELECT count(*) FROM runs WHERE loaded_at IS NOT NULL),"
         " count(*), max(loaded_at), min(loaded_at) FROM articles"
@@ -231,20 +232,28 @@ def _snapshot(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Pat
     staged = []
     for path in staging.files(directory, "articles"):
         stat = path.stat()
-        staged.append((path.name, stat.st_size, stat.st_mtime_ns))
+        staged.append((path.name, stat.st_ino, stat.st_size, stat.st_mtime_ns))
     used = json.dumps([settings.cluster.model_dump(mode="json"),
                        [rule.model_dump(mode="json") for rule in settings.alerts]],
                       sort_keys=True, default=str)
-    return hashlib.sha256(f"{row}|{staged}|{used}".encode()).hexdigest()
+    return hashlib.sha256(f"{__version__}|{row}|{staged}|{used}".encode()).hexdigest()
 
 
 def _write_jsonl(path: Path, columns: dict[str, str], rows: Iterable[tuple[object, ...]]
                  ) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = _tmp(path)
     with open(tmp, "w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(dict(zip(columns, row, strict=True)), default=str) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def _tmp(path: Path) -> Path:
+    """A temporary name beside ``path``, this process's own (two planners of one
+    run, a retry beside a task thought dead, never write into each other's file)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
 def _plan_file(directory: Path, table: str) -> Path:
@@ -287,9 +296,14 @@ def _make_plan(
     # The new articles as the load will insert them, in a columnar file DuckDB
     # reads ~10x faster than the JSON Lines (the load holds the write lock).
     articles = directory / _PLAN_ARTICLES
-    tmp = articles.with_name(f".{articles.name}.tmp")
+    tmp = _tmp(articles)
     con.execute(f"""COPY (SELECT n.*, a.story_id FROM new_articles n JOIN assigned a USING (id))
         TO '{_quoted(tmp)}' (FORMAT parquet)""")
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, articles)
     _write_jsonl(directory / _PLAN, {"snapshot": "VARCHAR"}, [(snapshot,)])
     return len(heads), len(candidates)
@@ -336,12 +350,31 @@ def plan(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> Pla
     if _loaded(con, run_id) is not None:
         return PlanResult(run_id=run_id, already_loaded=True, articles=0, stories=0,
                           candidates=0)
-    articles = _stage_articles(con, directory)
+    # The snapshot first: a shard rewritten while this reads it makes the plan stale.
     snapshot = _snapshot(con, settings, directory)
+    articles = _stage_articles(con, directory)
     stories, candidates = _make_plan(con, settings, directory, snapshot)
     log.info("planned run", extra={"run_id": run_id, "articles": articles, "stories": stories})
     return PlanResult(run_id=run_id, already_loaded=False, articles=articles, stories=stories,
                       candidates=candidates)
+
+
+def _drop_unreadable_plan(con: duckdb.DuckDBPyConnection, directory: Path) -> None:
+    """Forget a plan whose files cannot be read (a crash or a full disk while it
+    was written): the load then plans again. Checked before the transaction,
+    because an error inside it would abort the load."""
+    if not (directory / _PLAN).exists():
+        return
+    try:
+        con.execute("SELECT count(*) FROM read_parquet("
+                    f"'{_quoted(directory / _PLAN_ARTICLES)}')").fetchall()
+        for table, columns in _PLAN_TABLES.items():
+            con.execute(f"SELECT count(*) FROM "
+                        f"{_json_source([_plan_file(directory, table)], columns)}").fetchall()
+    except duckdb.Error as exc:
+        log.warning("plan unreadable, planning again in the load",
+                    extra={"directory": str(directory), "error": str(exc)})
+        (directory / _PLAN).unlink(missing_ok=True)
 
 
 def _use_plan(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path
@@ -425,6 +458,7 @@ def load(
         return LoadResult(run_id=run_id, already_loaded=True, feeds=done[0], entries=done[1],
                           articles_new=done[2], rejected=done[3], stories_new=done[4],
                           stories_touched=0, alerts_queued=done[5])
+    _drop_unreadable_plan(con, directory)
     con.execute("BEGIN TRANSACTION")
     try:
         feeds = _load_feeds(con, directory)

@@ -94,29 +94,30 @@ class _Keys:
     measured alone): most probes of a dict of the few words with rules miss at
     once, without reading the key.
 
-    Starting afresh replaces both containers rather than clearing them, so a
-    thread in the middle of :meth:`rules` keeps a consistent pair.
+    Both live in one tuple, replaced (never cleared) by one assignment when
+    the memo starts afresh, so a thread in the middle of :meth:`rules` keeps
+    a consistent pair; a word's rules are stored before it is marked seen.
     """
 
-    __slots__ = ("_by_prefix", "_by_word", "_lengths", "_rules", "_seen")
+    __slots__ = ("_by_prefix", "_by_word", "_lengths", "_memo")
 
     def __init__(self, by_word: dict[str, list[int]], by_prefix: dict[str, list[int]]) -> None:
         self._by_word, self._by_prefix = by_word, by_prefix
         self._lengths = sorted({len(stem) for stem in by_prefix})
-        self._seen: set[str] = set()
-        self._rules: dict[str, tuple[int, ...]] = {}
+        rules: dict[str, tuple[int, ...]] = {}
         if not by_prefix:  # nothing to learn: the word index is the whole answer
-            self._rules = {word: tuple(rules) for word, rules in by_word.items()}
+            rules = {word: tuple(found) for word, found in by_word.items()}
+        self._memo: tuple[set[str], dict[str, tuple[int, ...]]] = (set(), rules)
 
     def rules(self, words: frozenset[str]) -> Iterator[int]:
         """The rules indexed under any of ``words`` (with repeats)."""
-        seen, rules = self._seen, self._rules
+        seen, rules = self._memo
         if self._lengths:
             new = words - seen
             if new:
                 if len(seen) + len(new) > MEMO_WORDS:
                     seen, rules, new = set(), {}, words
-                    self._seen, self._rules = seen, rules
+                    self._memo = (seen, rules)
                 self._learn(new, seen, rules)
         return chain.from_iterable(map(rules.__getitem__, rules.keys() & words))
 

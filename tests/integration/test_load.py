@@ -211,3 +211,15 @@ def test_a_shard_processed_again_after_the_plan_makes_it_stale(tmp_path: Path) -
         f.stage(settings, "run-1", [first, second, third], shard="p000")
         assert load(con, settings, "run-1").articles_new == 3
         assert table(con, "SELECT count(*) FROM articles") == [(3,)]
+
+
+def test_an_unreadable_plan_is_made_again(tmp_path: Path) -> None:
+    settings = f.settings(tmp_path)
+    f.stage(settings, "run-1", reports())
+    with store.connect(settings.database) as con:
+        plan(con, settings, "run-1")
+        # A torn file that plan.json vouches for (a crash before it reached the disk).
+        (staging.run_dir(settings.staging, "run-1") / "plan-articles.parquet").write_bytes(
+            b"PAR1 torn")
+        assert load(con, settings, "run-1").articles_new == 3
+        assert table(con, "SELECT count(*) FROM stories") == [(2,)]

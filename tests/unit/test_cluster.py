@@ -191,6 +191,9 @@ class _CompareEveryCandidate(Clusterer):
 
     def assign(self, doc: ClusterDoc) -> str:
         features = self._features(doc)
+        if doc.id not in self._observed:
+            self._observed.add(doc.id)
+            self._count(features)
         vector = self._vector(features)
         partial, _, cross = self._candidates(features, vector)
         best_story, best = None, 0.0
@@ -234,3 +237,20 @@ def test_pruned_assignment_matches_comparing_every_candidate(seed: int) -> None:
     # The comparison is about real choices: articles joined new and stored stories.
     assert len(set(got)) < len(new) * 0.8
     assert any(g.startswith("old-") for g in got)
+
+
+def test_pruned_assignment_matches_when_streaming_without_observing_first() -> None:
+    """Each article counted as it comes: document frequencies, so which words are
+    common, change between calls, and the bound must follow."""
+    docs = sorted(_newsroom_docs(300, seed=5), key=lambda d: (d.time, d.id))
+    pruned, reference = Clusterer(), _CompareEveryCandidate()
+    got = [pruned.assign(d) for d in docs]
+    want = [reference.assign(d) for d in docs]
+    assert got == want
+    assert len(set(got)) < len(docs) * 0.8
+
+
+def test_naive_times_cluster_as_aware_ones_do() -> None:
+    aware = seed_docs()
+    naive = [dataclasses.replace(d, time=d.time.replace(tzinfo=None)) for d in aware]
+    assert cluster(naive, [])[0] == cluster(aware, [])[0]
