@@ -57,10 +57,12 @@ from __future__ import annotations
 
 import math
 import re
+from array import array
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from sys import intern
 
 from pipeline.ids import story_id
 
@@ -127,7 +129,7 @@ class _Features:
     named: frozenset[str]  # "c:SY", "p:Vladimir Putin"
     lead_numbers: frozenset[str]
     numbers: frozenset[str]  # title and the whole text
-    shingles: frozenset[int]
+    shingles: array[int]  # hashes of the lead's 4-word runs: 8 bytes each, not a set
     language: str
 
 
@@ -145,7 +147,7 @@ def _features(doc: ClusterDoc) -> _Features:
         if w[0].isdigit() and _NUMBER.match(w):
             found.add(w)
         elif w not in _STOP:
-            terms[w] += 1
+            terms[intern(w)] += 1  # one string per word for every article, vector, index
     lead_numbers = frozenset(_number(w) for w in found - {"1", "2"})
     numbers = frozenset(
         n for n in (_number(m) for m in _ANY_NUMBER.findall(f"{doc.title}\n{doc.text}"))
@@ -155,9 +157,9 @@ def _features(doc: ClusterDoc) -> _Features:
     # tokenising whole texts doubled the cost of loading a 2,000-article window.
     # They are compared within one process only, so Python's own (salted) hash
     # of the word tuple will do; it is 5x faster than hashing joined strings.
-    shingles = frozenset(
+    shingles = array("q", set(
         map(hash, zip(*(lead_words[i:] for i in range(SHINGLE_WORDS)), strict=False))
-    )
+    ))
     named = frozenset({f"c:{c}" for c in doc.countries} | {f"p:{p}" for p in doc.people})
     return _Features(terms=terms, named=named, lead_numbers=lead_numbers, numbers=numbers,
                      shingles=shingles, language=doc.language.lower())
@@ -229,6 +231,14 @@ class Clusterer:
     _norms_limit: float = -1.0
     _micros: list[int] = field(default_factory=list)  # each member's time, as _micros()
 
+    def observe_one(self, doc: ClusterDoc) -> _Features:
+        """Count one article about to be assigned in the IDF; its features."""
+        features = _features(doc)
+        if doc.id not in self._observed:
+            self._observed.add(doc.id)
+            self._count(features)
+        return features
+
     def observe(self, docs: Iterable[ClusterDoc]) -> None:
         """Count documents about to be assigned in the IDF (the whole batch, up front)."""
         for doc in docs:
@@ -239,14 +249,19 @@ class Clusterer:
                 self._pending[doc.id] = features
 
     def add_known(self, docs: Iterable[ClusterDoc]) -> None:
-        docs = list(docs)
+        """Add stored articles (each with its story id), streaming: every one is
+        counted in the IDF before any is vectorised, and only features are kept."""
+        slim = []
         for doc in docs:
             if doc.story_id is None:
                 raise ValueError(f"known article {doc.id} has no story id")
-        self.observe(docs)
-        for doc in docs:
-            assert doc.story_id is not None
-            self._add(doc, self._features(doc), doc.story_id)
+            features = self._features(doc)
+            if doc.id not in self._observed:
+                self._observed.add(doc.id)
+                self._count(features)
+            slim.append((replace(doc, text=""), doc.story_id, features))
+        for doc, story, features in slim:
+            self._add(doc, features, story)
 
     def _features(self, doc: ClusterDoc) -> _Features:
         features = self._pending.pop(doc.id, None)
@@ -275,8 +290,12 @@ class Clusterer:
         if doc.id not in self._observed:
             self._observed.add(doc.id)
             self._count(features)
-        member = _Member(doc=doc, features=features, story=story,
-                         vector=vector if vector is not None else self._vector(features))
+        vector = vector if vector is not None else self._vector(features)
+        # What a member keeps is what comparing and titling need: not the text
+        # (the features have it), not the term counts (the vector has them).
+        features.terms = Counter()
+        member = _Member(doc=replace(doc, text=""), features=features, story=story,
+                         vector=vector)
         index = len(self._members)
         self._members.append(member)
         self._micros.append(_micros(doc.time))
@@ -305,7 +324,7 @@ class Clusterer:
         # Copies share most of their lead words, so their cosine is high: only
         # then are the shingles worth comparing.
         if (self.near_duplicates and (cross or (cosine or 0.0) >= NEAR_DUPLICATE_COSINE)
-                and _jaccard(a.shingles, b.shingles) >= NEAR_DUPLICATE):
+                and _jaccard(frozenset(a.shingles), frozenset(b.shingles)) >= NEAR_DUPLICATE):
             return Similarity(1.0, "near-duplicate", cosine=cosine or 0.0)
         if cross:
             named = _jaccard(a.named, b.named)
@@ -373,7 +392,7 @@ class Clusterer:
                              if members[i].features.language not in ("", language))
         return partial, math.sqrt(common), cross
 
-    def assign(self, doc: ClusterDoc) -> str:
+    def assign(self, doc: ClusterDoc, features: _Features | None = None) -> str:
         """Return the story id for a new article and remember it.
 
         The article goes to the story of its most similar member (the lowest
@@ -387,7 +406,7 @@ class Clusterer:
         the answer is the one comparing every candidate would give
         (``tests/unit/test_cluster.py`` checks it against that).
         """
-        features = self._features(doc)
+        features = features if features is not None else self._features(doc)
         if doc.id not in self._observed:
             self._observed.add(doc.id)
             self._count(features)
@@ -463,13 +482,22 @@ class Clusterer:
 
 
 def cluster(
-    new: Sequence[ClusterDoc], known: Iterable[ClusterDoc], *,
+    new: Iterable[ClusterDoc], known: Iterable[ClusterDoc], *,
     window: timedelta = timedelta(hours=72), threshold: float = 0.3,
 ) -> tuple[dict[str, str], Clusterer]:
-    """Assign story ids to ``new`` articles (in time order), given the window's stored ones."""
+    """Assign story ids to ``new`` articles (in time order), given the window's stored ones.
+
+    Both are read once, in that order, and may be iterators: an article's text is
+    only needed for its features, so a pass's texts are never all held at once.
+    """
     clusterer = Clusterer(window=window, threshold=threshold)
-    clusterer.observe(new)
+    features: dict[str, _Features] = {}
+    slim = []
+    for doc in new:
+        if doc.id not in features:  # the first copy of an id, as assigning keeps it
+            features[doc.id] = clusterer.observe_one(doc)
+            slim.append(replace(doc, text=""))
     clusterer.add_known(known)
-    assignments = {doc.id: clusterer.assign(doc)
-                   for doc in sorted(new, key=lambda d: (d.time, d.id))}
+    slim.sort(key=lambda d: (d.time, d.id))
+    assignments = {doc.id: clusterer.assign(doc, features.pop(doc.id)) for doc in slim}
     return assignments, clusterer

@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -184,14 +184,20 @@ def _stage_articles(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
     return int(row[0]) if row else 0
 
 
-def _docs(rows: list[tuple[object, ...]]) -> list[ClusterDoc]:
-    return [
-        ClusterDoc(id=str(r[0]), time=r[1], title=str(r[2] or ""),  # type: ignore[arg-type]
-                   text=str(r[3] or ""), source=str(r[4] or ""),
-                   countries=tuple(r[5] or ()), people=tuple(r[6] or ()),  # type: ignore[arg-type]
-                   language=str(r[7] or ""), story_id=r[8])  # type: ignore[arg-type]
-        for r in rows
-    ]
+def _docs(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()
+          ) -> Iterator[ClusterDoc]:
+    """The query's articles, a batch at a time (run when first iterated: the
+    clusterer reads one query to the end before it starts the next)."""
+    cursor = con.execute(sql, params)
+    while rows := cursor.fetchmany(_BATCH):
+        for r in rows:
+            yield ClusterDoc(
+                id=str(r[0]), time=r[1], title=str(r[2] or ""), text=str(r[3] or ""),
+                source=str(r[4] or ""), countries=tuple(r[5] or ()), people=tuple(r[6] or ()),
+                language=str(r[7] or ""), story_id=r[8])
+
+
+_BATCH = 1000
 
 
 # The language lets the clusterer join reports of one event in two languages
@@ -266,19 +272,21 @@ def _make_plan(
     """Cluster ``new_articles`` and write the plan files; (stories, candidates)."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / _PLAN).unlink(missing_ok=True)  # written last: the plan's commit mark
-    new = _docs(con.execute(f"SELECT {_DOC_COLUMNS}, NULL FROM new_articles").fetchall())
     assignments: dict[str, str] = {}
     heads: list[tuple[object, ...]] = []
-    if new:
+    bounds = con.execute(
+        "SELECT min(coalesce(published_at, fetched_at)), max(coalesce(published_at, fetched_at))"
+        " FROM new_articles"
+    ).fetchone()
+    if bounds is not None and bounds[0] is not None:
+        # Streamed: the clusterer keeps each article's features, not its text.
         window = timedelta(hours=settings.cluster.window_hours)
-        lo = min(d.time for d in new) - window
-        hi = max(d.time for d in new) + window
-        known = _docs(con.execute(
-            f"SELECT {_DOC_COLUMNS}, story_id FROM articles"
-            " WHERE coalesce(published_at, fetched_at) BETWEEN ? AND ?", [lo, hi],
-        ).fetchall())
         assignments, clusterer = cluster(
-            new, known, window=window, threshold=settings.cluster.threshold
+            _docs(con, f"SELECT {_DOC_COLUMNS}, NULL FROM new_articles"),
+            _docs(con, f"SELECT {_DOC_COLUMNS}, story_id FROM articles"
+                       " WHERE coalesce(published_at, fetched_at) BETWEEN ? AND ?",
+                  [bounds[0] - window, bounds[1] + window]),
+            window=window, threshold=settings.cluster.threshold,
         )
         for story in sorted(set(assignments.values())):
             doc = clusterer.representative(story)
@@ -309,9 +317,11 @@ def _make_plan(
     return len(heads), len(candidates)
 
 
-def _story_articles(con: duckdb.DuckDBPyConnection) -> dict[str, list[StoryArticle]]:
-    """The articles of every story in ``assigned``: stored ones and this run's."""
-    rows = con.execute(
+def _story_articles(con: duckdb.DuckDBPyConnection
+                    ) -> Iterator[tuple[str, list[StoryArticle]]]:
+    """The articles of each story in ``assigned``, stored ones and this run's, one
+    story at a time (in time order within it)."""
+    cursor = con.execute(
         """SELECT story_id, id, title, url, source, text, language, topics, countries, people,
             published_at, loaded_at, t FROM (
             SELECT story_id, id, title, url, source, text, language, topics, countries,
@@ -323,11 +333,17 @@ def _story_articles(con: duckdb.DuckDBPyConnection) -> dict[str, list[StoryArtic
                 coalesce(n.published_at, n.fetched_at)
             FROM new_articles n JOIN assigned a USING (id))
         ORDER BY story_id, t, id"""
-    ).fetchall()
-    out: dict[str, list[StoryArticle]] = {}
-    for r in rows:
-        out.setdefault(r[0], []).append(alert.story_article(r[1:12]))
-    return out
+    )
+    story, articles = "", list[StoryArticle]()
+    while rows := cursor.fetchmany(_BATCH):
+        for r in rows:
+            if r[0] != story:
+                if articles:
+                    yield story, articles
+                story, articles = r[0], []
+            articles.append(alert.story_article(r[1:12]))
+    if articles:
+        yield story, articles
 
 
 def _plan_table(con: duckdb.DuckDBPyConnection, directory: Path, table: str) -> None:

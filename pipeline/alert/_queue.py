@@ -9,7 +9,7 @@ rows wait until the end of their period (UTC-aligned hours, days, ISO weeks).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -120,9 +120,10 @@ class Candidate:
 
 
 def candidates(
-    rules: Sequence[AlertRule], stories: Mapping[str, Sequence[StoryArticle]]
+    rules: Sequence[AlertRule], stories: Iterable[tuple[str, Sequence[StoryArticle]]]
 ) -> list[Candidate]:
-    """Outbox candidates for stories (new or grown), each story's articles in time order.
+    """Outbox candidates for stories (new or grown): (story id, its articles in time
+    order) pairs, read one at a time.
 
     Pure Python over what the cluster stage read, so it runs before the load
     transaction; :func:`queue` turns candidates into outbox rows inside it,
@@ -130,7 +131,7 @@ def candidates(
     """
     matchers = {rule.name: compile(parse(rule.query)) for rule in rules}
     out = []
-    for story, articles in stories.items():
+    for story, articles in stories:
         if not articles:
             continue
         documents: dict[str, Document] = {}

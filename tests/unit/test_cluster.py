@@ -2,6 +2,7 @@ import dataclasses
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -189,8 +190,8 @@ def test_two_thousand_unrelated_stored_articles_change_nothing() -> None:
 class _CompareEveryCandidate(Clusterer):
     """The reference for assign(): every candidate compared in full, no bound."""
 
-    def assign(self, doc: ClusterDoc) -> str:
-        features = self._features(doc)
+    def assign(self, doc: ClusterDoc, features: Any = None) -> str:
+        features = features if features is not None else self._features(doc)
         if doc.id not in self._observed:
             self._observed.add(doc.id)
             self._count(features)
