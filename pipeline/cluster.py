@@ -45,12 +45,16 @@ articles in the story's main language, the one most similar to the others.
 
 Speed: articles are indexed by term and by named entity, so an article is
 only compared with those it shares an uncommon word with (or, in another
-language, a country or person). With 2,000 stored articles in the window
-(synthetic, Zipf-distributed words; ``benchmarks/signal_quality.py``),
-assign() takes 3-5 ms per new article, against 40 ms when every article was
-compared with every other; loading the 2,000 takes 0.7-1.5 s (features and
-vectors are computed once per article). Measured on the 2-core development
-machine under load, so ranges.
+language, a country or person). The members' vectors are rows of one sparse
+matrix in numpy arrays (:class:`_Rows`): a new article's cosines with all its
+candidates (hundreds, with thousands of articles in the window) are a few
+array operations, which rule out most of them; the rest are scored one by one
+in Python, exactly as :meth:`Clusterer.compare` scores them. Members that went
+out of the window leave the indexes as a pass moves on in time. One pass of
+synthetic reports (``benchmarks.synthetic``, stories of 1-4 reports, ~2,000 a
+day) takes 4 s for 5,000 and 12 s for 10,000, against 14 s and 50 s when every
+candidate was scored in Python and the bound was Cauchy-Schwarz on the common
+words (measured with ``cluster()`` on the 2-core development machine).
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from sys import intern
+
+import numpy as np
 
 from pipeline.ids import story_id
 
@@ -80,6 +86,7 @@ NEAR_DUPLICATE_COSINE = 0.3  # below this cosine, leads are not copies (shingles
 # "president" makes assign() 10x cheaper with 2,000 articles in the window.
 CANDIDATE_DF_SHARE = 0.02
 CANDIDATE_MIN_DF = 20
+FORGET_STEPS = 8  # cluster() drops members gone out of the window this often per window
 CROSS_MIN_NAMED = 0.5
 CROSS_MIN_NUMBERS = 2
 CROSS_THRESHOLD = 0.6
@@ -196,7 +203,91 @@ class _Member:
     doc: ClusterDoc
     features: _Features
     story: str
-    vector: dict[str, float] = field(default_factory=dict)  # unit tf-idf vector
+    row: int  # of the unit tf-idf vector in the clusterer's _Rows
+
+
+def _grown(a: np.ndarray, need: int) -> np.ndarray:
+    if need <= len(a):
+        return a
+    bigger = np.zeros(max(need, 2 * len(a)), dtype=a.dtype)
+    bigger[: len(a)] = a
+    return bigger
+
+
+class _Rows:
+    """The members' unit vectors as one sparse matrix of compressed rows (term
+    ids and weights in two numpy arrays: 12 bytes a term, against ~90 in a
+    dict of floats), with each member's time and language, so a new article's
+    dot products with all its candidates are a few array operations."""
+
+    __slots__ = ("cols", "ids", "langs", "languages", "micros", "n", "nnz", "query", "starts",
+                 "vals", "words")
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.words: list[str] = []
+        self.starts = np.zeros(1025, dtype=np.int64)  # row r is cols[starts[r]:starts[r + 1]]
+        self.cols = np.zeros(1 << 16, dtype=np.int32)
+        self.vals = np.zeros(1 << 16, dtype=np.float64)
+        self.micros = np.zeros(1024, dtype=np.int64)
+        self.langs = np.zeros(1024, dtype=np.int32)  # 0: unknown
+        self.languages: dict[str, int] = {"": 0}
+        self.n = self.nnz = 0
+        self.query = np.zeros(1024, dtype=np.float64)  # dense; all zeros between calls
+
+    def term_ids(self, vector: dict[str, float]) -> np.ndarray:
+        ids = self.ids
+        for term in vector:
+            if term not in ids:
+                ids[term] = len(self.words)
+                self.words.append(term)
+        return np.fromiter((ids[t] for t in vector), dtype=np.int32, count=len(vector))
+
+    def language(self, language: str) -> int:
+        return self.languages.setdefault(language, len(self.languages))
+
+    def append(self, ids: np.ndarray, vector: dict[str, float], micros: int,
+               language: str) -> int:
+        row, start, end = self.n, self.nnz, self.nnz + len(ids)
+        self.starts = _grown(self.starts, row + 2)
+        self.micros = _grown(self.micros, row + 1)
+        self.langs = _grown(self.langs, row + 1)
+        self.cols = _grown(self.cols, end)
+        self.vals = _grown(self.vals, end)
+        self.cols[start:end] = ids
+        self.vals[start:end] = np.fromiter(vector.values(), dtype=np.float64, count=len(ids))
+        self.starts[row + 1] = end
+        self.micros[row] = micros
+        self.langs[row] = self.language(language)
+        self.n, self.nnz = row + 1, end
+        return row
+
+    def vector(self, row: int) -> dict[str, float]:
+        start, end = self.starts[row], self.starts[row + 1]
+        words = self.words
+        return dict(zip([words[i] for i in self.cols[start:end].tolist()],
+                        self.vals[start:end].tolist(), strict=True))
+
+    def products(self, rows: np.ndarray, ids: np.ndarray, weights: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each row's products with the query, term by term (0.0 for its terms
+        the query lacks), laid end to end; where each row's run begins; and
+        each row's dot product with the query (summed by numpy: for bounds)."""
+        starts = self.starts.take(rows)
+        lengths = self.starts.take(rows + 1) - starts
+        offsets = np.cumsum(lengths) - lengths
+        positions = np.repeat(starts - offsets, lengths)  # take() is ~2x faster than [...]
+        positions += np.arange(len(positions))
+        self.query = _grown(self.query, len(self.words))
+        query = self.query
+        query[ids] = weights
+        products = query.take(self.cols.take(positions)) * self.vals.take(positions)
+        query[ids] = 0.0
+        dots = np.zeros(len(rows))
+        filled = lengths > 0  # reduceat() would give an empty row its next row's first term
+        if len(products):
+            dots[filled] = np.add.reduceat(products, offsets[filled])
+        return products, np.append(offsets, len(products)), dots
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,9 +318,7 @@ class Clusterer:
     _pending: dict[str, _Features] = field(default_factory=dict)  # observed, not yet added
     _by_term: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     _by_named: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
-    _norms: list[float] = field(default_factory=list)  # see _common_norms_now
-    _norms_limit: float = -1.0
-    _micros: list[int] = field(default_factory=list)  # each member's time, as _micros()
+    _rows: _Rows = field(default_factory=_Rows)  # members' vectors, times, languages
 
     def observe_one(self, doc: ClusterDoc) -> _Features:
         """Count one article about to be assigned in the IDF; its features."""
@@ -271,7 +360,6 @@ class Clusterer:
         self._n += 1
         self._df.update(features.terms.keys())
         self._idf_cache.clear()
-        self._norms_limit = -1.0  # which terms are common may have changed
 
     def _idf(self, term: str) -> float:
         idf = self._idf_cache.get(term)
@@ -286,25 +374,48 @@ class Clusterer:
         return {t: v / norm for t, v in vec.items()}
 
     def _add(self, doc: ClusterDoc, features: _Features, story: str,
-             vector: dict[str, float] | None = None) -> _Member:
+             vector: dict[str, float] | None = None, ids: np.ndarray | None = None
+             ) -> _Member:
         if doc.id not in self._observed:
             self._observed.add(doc.id)
             self._count(features)
         vector = vector if vector is not None else self._vector(features)
+        ids = ids if ids is not None else self._rows.term_ids(vector)
         # What a member keeps is what comparing and titling need: not the text
-        # (the features have it), not the term counts (the vector has them).
+        # (the features have it), not the term counts (the vector has them), and
+        # the vector as a row of _Rows.
         features.terms = Counter()
-        member = _Member(doc=replace(doc, text=""), features=features, story=story,
-                         vector=vector)
         index = len(self._members)
+        row = self._rows.append(ids, vector, _micros(doc.time), features.language)
+        assert row == index
+        member = _Member(doc=replace(doc, text=""), features=features, story=story, row=row)
         self._members.append(member)
-        self._micros.append(_micros(doc.time))
         self._by_story.setdefault(story, []).append(member)
-        for term in member.vector:
+        for term in vector:
             self._by_term[term].append(index)
         for name in features.named:
             self._by_named[name].append(index)
         return member
+
+    def forget(self, before: datetime) -> None:
+        """Stop offering members older than ``before`` as candidates: the caller
+        promises that no article still to be assigned is earlier than ``before``
+        plus the window, so the window would rule them out anyway. They stay in
+        their stories (for :meth:`representative`); only the term and name
+        indexes drop them, which keeps a pass that spans many windows (a first
+        pass over feeds whose entries go back weeks) from scanning them all
+        again for every new article."""
+        cutoff, micros = _micros(before), self._rows.micros
+        old = set(np.flatnonzero(micros[: self._rows.n] < cutoff).tolist())
+        if not old:
+            return
+        for index in (self._by_term, self._by_named):
+            for key in list(index):
+                kept = [i for i in index[key] if i not in old]
+                if not kept:
+                    del index[key]
+                elif len(kept) != len(index[key]):
+                    index[key] = kept
 
     # -- comparing two articles ---------------------------------------------------------
 
@@ -344,6 +455,10 @@ class Clusterer:
         score = TEXT_WEIGHT * cosine + NAMED_WEIGHT * named + NUMBER_WEIGHT * numbers
         return Similarity(score, "text", cosine=cosine, named=named, numbers=numbers)
 
+    def vector_of(self, member: _Member) -> dict[str, float]:
+        """A member's unit tf-idf vector, as :meth:`compare` takes it."""
+        return self._rows.vector(member.row)
+
     def similarity(self, a: ClusterDoc, b: ClusterDoc) -> Similarity:
         """Compare two articles with this clusterer's IDF (for diagnostics and tests)."""
         fa, fb = _features(a), _features(b)
@@ -355,111 +470,112 @@ class Clusterer:
         """Document frequency above which a term is too common to find candidates by."""
         return max(CANDIDATE_MIN_DF, CANDIDATE_DF_SHARE * self._n)
 
-    def _common_norms_now(self) -> list[float]:
-        """Each member's vector norm over the common terms (df above the current
-        limit), kept until a document is counted (none is while a batch that was
-        observed up front is assigned)."""
-        limit = self._limit()
-        if limit != self._norms_limit:
-            self._norms, self._norms_limit = [], limit
-        norms, df = self._norms, self._df
-        for member in self._members[len(norms):]:
-            norms.append(math.sqrt(sum(v * v for t, v in member.vector.items()
-                                       if df.get(t, 0) > limit)))
-        return norms
-
     def _candidates(self, features: _Features, vector: dict[str, float]
-                    ) -> tuple[dict[int, float], float, set[int]]:
+                    ) -> tuple[set[int], set[int], set[int]]:
         """Members worth comparing: those sharing a word that is not among the
-        commonest in the window, with the dot product over those words; the norm
-        of ``vector`` over the common words; and, in another language, the
-        members sharing a country or person."""
+        commonest in the window; and, in another language, the members sharing
+        a country or person. Third, all the members sharing one."""
         limit = self._limit()
-        df, by_term, members = self._df, self._by_term, self._members
-        partial: dict[int, float] = {}
-        common = 0.0
-        for term, weight in vector.items():
+        df, by_term = self._df, self._by_term
+        found: set[int] = set()
+        for term in vector:
             if df.get(term, 0) <= limit:
-                for i in by_term.get(term, ()):
-                    partial[i] = partial.get(i, 0.0) + weight * members[i].vector[term]
-            else:
-                common += weight * weight
+                found.update(by_term.get(term, ()))
+        named: set[int] = set()
+        for name in features.named:
+            named.update(self._by_named.get(name, ()))
         cross: set[int] = set()
-        if self.cross_language and features.language:
-            language = features.language
-            for name in features.named:
-                cross.update(i for i in self._by_named.get(name, ())
-                             if members[i].features.language not in ("", language))
-        return partial, math.sqrt(common), cross
+        if self.cross_language and features.language and named:
+            rows = self._rows
+            sharing = np.fromiter(named, dtype=np.int64, count=len(named))
+            langs = rows.langs[sharing]
+            cross = set(sharing[(langs != 0) & (langs != rows.language(features.language))]
+                        .tolist())
+        return found, cross, named
 
     def assign(self, doc: ClusterDoc, features: _Features | None = None) -> str:
         """Return the story id for a new article and remember it.
 
         The article goes to the story of its most similar member (the lowest
-        index among equals), if that similarity reaches the threshold. Most
-        candidates are ruled out without computing their cosine: the dot
-        product over the uncommon words is known from the index, and the rest
-        of the cosine is at most the product of the two vectors' norms over the
-        common words (Cauchy-Schwarz). A candidate whose bound cannot reach the
-        threshold (nor the best so far, nor the cosine from which leads are
-        compared as copies) is skipped; the others are compared in full, so
-        the answer is the one comparing every candidate would give
-        (``tests/unit/test_cluster.py`` checks it against that).
+        index among equals), if that similarity reaches the threshold. The
+        cosines with all candidates are computed at once (:class:`_Rows`),
+        and a candidate that cannot reach the threshold with them (nor the best
+        so far, nor the cosine from which leads are compared as copies), even
+        if it shared every country, person and number, is ruled out there; the
+        others are scored as :meth:`compare` scores them, with the cosine
+        summed exactly (``math.fsum``), so the answer is the one comparing
+        every candidate one by one gives (``tests/unit/test_cluster.py``
+        checks it against that).
         """
         features = features if features is not None else self._features(doc)
         if doc.id not in self._observed:
             self._observed.add(doc.id)
             self._count(features)
         vector = self._vector(features)
-        partial, common, cross = self._candidates(features, vector)
-        norms = self._common_norms_now()
-        near = NEAR_DUPLICATE_COSINE if self.near_duplicates else math.inf
-        language = features.language
-        cross_on = self.cross_language and bool(language)
-        named, numbers = features.named, features.lead_numbers
+        rows = self._rows
+        ids = rows.term_ids(vector)
+        found, cross, named = self._candidates(features, vector)
         best_story, best = None, 0.0
-        members, micros = self._members, self._micros
-        now, window = _micros(doc.time), _micros_of(self.window)
-        # The loop is the clusterer's hot path: the bound is written out inline.
-        for index in sorted(partial.keys() | cross):
-            if abs(micros[index] - now) > window:
+        if found or cross:
+            best_story, best = self._best(doc, features, vector, ids, found | cross, named)
+        if best_story is None or best < self.threshold:
+            best_story = story_id(doc.id)
+        self._add(doc, features, best_story, vector, ids)
+        return best_story
+
+    def _best(self, doc: ClusterDoc, features: _Features, vector: dict[str, float],
+              ids: np.ndarray, found: set[int], sharing: set[int]
+              ) -> tuple[str | None, float]:
+        rows, members = self._rows, self._members
+        index = np.fromiter(sorted(found), dtype=np.int64, count=len(found))
+        index = index[np.abs(rows.micros[index] - _micros(doc.time)) <= _micros_of(self.window)]
+        language = rows.language(features.language)
+        other = (rows.langs[index] != 0) & (rows.langs[index] != language)
+        if not (self.cross_language and features.language):
+            other[:] = False  # compared as the same language
+        products, offsets, dots = rows.products(
+            index, ids, np.fromiter(vector.values(), dtype=np.float64, count=len(vector)))
+        # An upper bound of each cosine (numpy's sum may differ from the exact
+        # one in the last bits) and of what countries, people and numbers add.
+        bound = np.minimum(dots, 1.0) + _EPSILON
+        named = features.named
+        shares = np.fromiter(map(sharing.__contains__, index.tolist()), dtype=bool,
+                             count=len(index))
+        near = NEAR_DUPLICATE_COSINE if self.near_duplicates else math.inf
+        viable = other | (bound >= near) | (
+            TEXT_WEIGHT * bound + NAMED_WEIGHT * shares + NUMBER_WEIGHT >= self.threshold)
+        numbers = features.lead_numbers
+        best_story, best = None, 0.0
+        for k in np.flatnonzero(viable).tolist():
+            i = int(index[k])
+            member = members[i]
+            theirs = member.features
+            if member.doc.id == doc.id:
                 continue
-            member = members[index]
-            other = member.features
-            if index in cross or (cross_on and other.language and other.language != language):
-                if member.doc.id == doc.id:
-                    continue
-                # Compared on named entities and numbers: no cosine to bound.
-                score = self.compare(features, other, vector, member.vector).score
+            if other[k]:  # compared on named entities and numbers: no cosine to bound
+                score = self.compare(features, theirs, vector, {}).score
             else:
-                bound = partial.get(index, 0.0) + common * norms[index]
-                bound = (1.0 if bound > 1.0 else bound) + _EPSILON
+                high = float(bound[k])
                 # What named entities and numbers must add to reach the target.
-                rest = (best if best > self.threshold else self.threshold) - TEXT_WEIGHT * bound
-                if bound < near and rest > NAMED_WEIGHT + NUMBER_WEIGHT:
-                    continue
+                rest = (best if best > self.threshold else self.threshold) - TEXT_WEIGHT * high
                 # As compare() computes them (_jaccard, _overlap), written out.
-                union = len(named | other.named)
-                shared = len(named & other.named) / union if union else 0.0
-                figures = len(numbers & other.lead_numbers) / max(
-                    2, min(len(numbers), len(other.lead_numbers)))
-                if bound < near and NAMED_WEIGHT * shared + NUMBER_WEIGHT * figures < rest:
+                union = len(named | theirs.named)
+                shared = len(named & theirs.named) / union if union else 0.0
+                figures = len(numbers & theirs.lead_numbers) / max(
+                    2, min(len(numbers), len(theirs.lead_numbers)))
+                if high < near and NAMED_WEIGHT * shared + NUMBER_WEIGHT * figures < rest:
                     continue
-                if member.doc.id == doc.id:
-                    continue
-                theirs = member.vector
-                cosine = math.fsum(vector[t] * theirs[t] for t in vector.keys() & theirs.keys())
+                # The terms' products, summed exactly: the sum over the shared
+                # words compare() takes (the others add 0.0).
+                cosine = math.fsum(products[offsets[k]:offsets[k + 1]].tolist())
                 if cosine >= near:  # possibly a copy: the shingles decide (compare)
-                    score = self.compare(features, other, vector, theirs, cosine).score
+                    score = self.compare(features, theirs, vector, {}, cosine).score
                 else:  # compare()'s "text" score, the same sum in the same order
                     score = (TEXT_WEIGHT * cosine + NAMED_WEIGHT * shared
                              + NUMBER_WEIGHT * figures)
             if score > best:
                 best_story, best = member.story, score
-        if best_story is None or best < self.threshold:
-            best_story = story_id(doc.id)
-        self._add(doc, features, best_story, vector)
-        return best_story
+        return best_story, best
 
     def representative(self, story: str) -> ClusterDoc | None:
         """The member most similar to the others, in the story's main language."""
@@ -473,8 +589,9 @@ class Clusterer:
         members = [m for m in members if m.features.language == main]
         if len(members) <= 2:
             return min(members, key=lambda m: (m.doc.time, m.doc.id)).doc
+        vectors = {id(m): self.vector_of(m) for m in members}
         scored = [
-            (sum(self.compare(m.features, o.features, m.vector, o.vector).score
+            (sum(self.compare(m.features, o.features, vectors[id(m)], vectors[id(o)]).score
                  for o in members if o is not m), m)
             for m in members
         ]
@@ -499,5 +616,13 @@ def cluster(
             slim.append(replace(doc, text=""))
     clusterer.add_known(known)
     slim.sort(key=lambda d: (d.time, d.id))
-    assignments = {doc.id: clusterer.assign(doc, features.pop(doc.id)) for doc in slim}
+    assignments: dict[str, str] = {}
+    step = window / FORGET_STEPS
+    forget_at = slim[0].time + step if slim else None
+    for doc in slim:
+        if forget_at is not None and doc.time >= forget_at:
+            # In time order: no article still to come is earlier than this one.
+            clusterer.forget(doc.time - window)
+            forget_at = doc.time + step
+        assignments[doc.id] = clusterer.assign(doc, features.pop(doc.id))
     return assignments, clusterer

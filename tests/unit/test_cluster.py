@@ -196,13 +196,14 @@ class _CompareEveryCandidate(Clusterer):
             self._observed.add(doc.id)
             self._count(features)
         vector = self._vector(features)
-        partial, _, cross = self._candidates(features, vector)
+        found, cross, _ = self._candidates(features, vector)
         best_story, best = None, 0.0
-        for index in sorted(partial.keys() | cross):
+        for index in sorted(found | cross):
             member = self._members[index]
             if abs(member.doc.time - doc.time) > self.window or member.doc.id == doc.id:
                 continue
-            score = self.compare(features, member.features, vector, member.vector).score
+            score = self.compare(features, member.features, vector,
+                                 self.vector_of(member)).score
             if score > best:
                 best_story, best = member.story, score
         if best_story is None or best < self.threshold:
@@ -255,3 +256,17 @@ def test_naive_times_cluster_as_aware_ones_do() -> None:
     aware = seed_docs()
     naive = [dataclasses.replace(d, time=d.time.replace(tzinfo=None)) for d in aware]
     assert cluster(naive, [])[0] == cluster(aware, [])[0]
+
+
+def test_a_pass_spanning_many_windows_forgets_old_members_and_assigns_the_same() -> None:
+    """cluster() drops members that went out of the window from its indexes as
+    the pass moves on in time; the stories are those of keeping them all."""
+    docs = sorted(_newsroom_docs(600, seed=7), key=lambda d: (d.time, d.id))
+    window = timedelta(hours=6)  # the 600 reports span a day: four windows
+    got, clusterer = cluster(docs, [], window=window)
+    reference = _CompareEveryCandidate(window=window)
+    reference.observe(docs)  # as cluster() does: the IDF of the whole pass
+    assert [got[d.id] for d in docs] == [reference.assign(d) for d in docs]
+    assert len(set(got.values())) < len(docs) * 0.9  # reports joined stories
+    indexed = sum(len(rows) for rows in clusterer._by_term.values())
+    assert indexed < 0.5 * sum(len(clusterer.vector_of(m)) for m in clusterer._members)
