@@ -192,6 +192,17 @@ def _jaccard(a: frozenset[str] | frozenset[int], b: frozenset[str] | frozenset[i
     return len(a & b) / union if union else 0.0
 
 
+def _copies(shingles: frozenset[int], other: array[int]) -> bool:
+    """Whether two leads are copies: their shingles' Jaccard reaches
+    ``NEAR_DUPLICATE``. ``shingles`` is one lead's as a set, ``other`` the other's
+    as stored (distinct hashes), so nothing is built per pair."""
+    n, m = len(shingles), len(other)
+    if 2 * min(n, m) < max(n, m) or not n:  # the Jaccard is at most min / max
+        return False
+    shared = len(shingles.intersection(other))
+    return shared / (n + m - shared) >= NEAR_DUPLICATE
+
+
 def _overlap(a: frozenset[str], b: frozenset[str]) -> float:
     # Shared / the smaller set, but never over fewer than two: one number in
     # common with an article that quotes only one is weak evidence.
@@ -435,25 +446,29 @@ class Clusterer:
         # Copies share most of their lead words, so their cosine is high: only
         # then are the shingles worth comparing.
         if (self.near_duplicates and (cross or (cosine or 0.0) >= NEAR_DUPLICATE_COSINE)
-                and _jaccard(frozenset(a.shingles), frozenset(b.shingles)) >= NEAR_DUPLICATE):
+                and _copies(frozenset(a.shingles), b.shingles)):
             return Similarity(1.0, "near-duplicate", cosine=cosine or 0.0)
         if cross:
-            named = _jaccard(a.named, b.named)
-            shared_numbers = len(a.numbers & b.numbers)
-            numbers = _jaccard(a.numbers, b.numbers)
-            if (named < CROSS_MIN_NAMED or not a.named & b.named
-                    or shared_numbers < CROSS_MIN_NUMBERS):
-                return Similarity(0.0, "none", named=named, numbers=numbers)
-            score = 0.5 * named + 0.5 * numbers
-            # Mapped onto the same-language scale: CROSS_THRESHOLD here is `threshold` there.
-            scaled = self.threshold * score / CROSS_THRESHOLD
-            return Similarity(scaled if score >= CROSS_THRESHOLD else 0.0, "cross-language",
-                              named=named, numbers=numbers)
+            return self._cross_rule(a, b)
         assert cosine is not None
         named = _jaccard(a.named, b.named)
         numbers = _overlap(a.lead_numbers, b.lead_numbers)
         score = TEXT_WEIGHT * cosine + NAMED_WEIGHT * named + NUMBER_WEIGHT * numbers
         return Similarity(score, "text", cosine=cosine, named=named, numbers=numbers)
+
+    def _cross_rule(self, a: _Features, b: _Features) -> Similarity:
+        """Two articles in different languages, unless they are copies."""
+        named = _jaccard(a.named, b.named)
+        shared_numbers = len(a.numbers & b.numbers)
+        numbers = _jaccard(a.numbers, b.numbers)
+        if (named < CROSS_MIN_NAMED or not a.named & b.named
+                or shared_numbers < CROSS_MIN_NUMBERS):
+            return Similarity(0.0, "none", named=named, numbers=numbers)
+        score = 0.5 * named + 0.5 * numbers
+        # Mapped onto the same-language scale: CROSS_THRESHOLD here is `threshold` there.
+        scaled = self.threshold * score / CROSS_THRESHOLD
+        return Similarity(scaled if score >= CROSS_THRESHOLD else 0.0, "cross-language",
+                          named=named, numbers=numbers)
 
     def vector_of(self, member: _Member) -> dict[str, float]:
         """A member's unit tf-idf vector, as :meth:`compare` takes it."""
@@ -545,6 +560,7 @@ class Clusterer:
         viable = other | (bound >= near) | (
             TEXT_WEIGHT * bound + NAMED_WEIGHT * shares + NUMBER_WEIGHT >= self.threshold)
         numbers = features.lead_numbers
+        mine = frozenset(features.shingles)  # compared as copies' (_copies)
         best_story, best = None, 0.0
         for k in np.flatnonzero(viable).tolist():
             i = int(index[k])
@@ -553,7 +569,9 @@ class Clusterer:
             if member.doc.id == doc.id:
                 continue
             if other[k]:  # compared on named entities and numbers: no cosine to bound
-                score = self.compare(features, theirs, vector, {}).score
+                # As compare() scores it.
+                score = (1.0 if self.near_duplicates and _copies(mine, theirs.shingles)
+                         else self._cross_rule(features, theirs).score)
             else:
                 high = float(bound[k])
                 # What named entities and numbers must add to reach the target.
@@ -568,11 +586,10 @@ class Clusterer:
                 # The terms' products, summed exactly: the sum over the shared
                 # words compare() takes (the others add 0.0).
                 cosine = math.fsum(products[offsets[k]:offsets[k + 1]].tolist())
-                if cosine >= near:  # possibly a copy: the shingles decide (compare)
-                    score = self.compare(features, theirs, vector, {}, cosine).score
-                else:  # compare()'s "text" score, the same sum in the same order
-                    score = (TEXT_WEIGHT * cosine + NAMED_WEIGHT * shared
-                             + NUMBER_WEIGHT * figures)
+                # compare()'s score: 1.0 for copies (looked for from a cosine
+                # of `near`), else the "text" score, the same sum in the same order.
+                score = 1.0 if cosine >= near and _copies(mine, theirs.shingles) else (
+                    TEXT_WEIGHT * cosine + NAMED_WEIGHT * shared + NUMBER_WEIGHT * figures)
             if score > best:
                 best_story, best = member.story, score
         return best_story, best

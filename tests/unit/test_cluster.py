@@ -1,12 +1,15 @@
 import dataclasses
 import random
+from array import array
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from pipeline.cluster import ClusterDoc, Clusterer, cluster
+from pipeline.cluster import NEAR_DUPLICATE, ClusterDoc, Clusterer, _copies, cluster
 from pipeline.ids import story_id
 
 SEEDS = Path(__file__).resolve().parents[2] / "seeds" / "expected"
@@ -270,3 +273,11 @@ def test_a_pass_spanning_many_windows_forgets_old_members_and_assigns_the_same()
     assert len(set(got.values())) < len(docs) * 0.9  # reports joined stories
     indexed = sum(len(rows) for rows in clusterer._by_term.values())
     assert indexed < 0.5 * sum(len(clusterer.vector_of(m)) for m in clusterer._members)
+
+
+@given(st.sets(st.integers(0, 60)), st.sets(st.integers(0, 60)))
+def test_copies_is_the_shingle_jaccard_rule(a: set[int], b: set[int]) -> None:
+    mine, theirs = frozenset(a), frozenset(b)
+    union = len(mine | theirs)
+    jaccard = len(mine & theirs) / union if union else 0.0
+    assert _copies(mine, array("q", sorted(b))) == (jaccard >= NEAR_DUPLICATE)
