@@ -78,7 +78,7 @@ _FEED_COLUMNS = {
     "last_success_at": "TIMESTAMPTZ", "next_poll_at": "TIMESTAMPTZ", "etag": "VARCHAR",
     "last_modified": "VARCHAR", "content_hash": "VARCHAR", "error_count": "INTEGER",
     "last_error": "VARCHAR", "new_entries": "BIGINT", "fetch_url": "VARCHAR",
-    "poll_interval_minutes": "DOUBLE",
+    "poll_interval_minutes": "DOUBLE", "item_hashes": "VARCHAR",
 }
 
 
@@ -91,10 +91,10 @@ def _load_feeds(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
     con.execute(
         """INSERT INTO feeds (url, name, status, last_polled_at, last_success_at, next_poll_at,
             etag, last_modified, content_hash, error_count, last_error, entries_seen,
-            fetch_url, poll_interval_minutes)
+            fetch_url, poll_interval_minutes, item_hashes)
         SELECT url, name, status, last_polled_at, last_success_at, next_poll_at, etag,
             last_modified, content_hash, error_count, last_error, new_entries, fetch_url,
-            poll_interval_minutes
+            poll_interval_minutes, item_hashes
         FROM staged_feeds
         ON CONFLICT (url) DO UPDATE SET name = excluded.name, status = excluded.status,
             last_polled_at = excluded.last_polled_at, last_success_at = excluded.last_success_at,
@@ -104,7 +104,8 @@ def _load_feeds(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
             entries_seen = feeds.entries_seen + excluded.entries_seen,
             fetch_url = coalesce(excluded.fetch_url, feeds.fetch_url),
             poll_interval_minutes = coalesce(excluded.poll_interval_minutes,
-                                             feeds.poll_interval_minutes)"""
+                                             feeds.poll_interval_minutes),
+            item_hashes = excluded.item_hashes"""
     )
     return n
 

@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import functools
+import hashlib
 import io
+import json
 import logging
 import os
 import re
@@ -65,6 +68,10 @@ _MAX_TITLE = 1000
 _MAX_SUMMARY = 2000
 # An entry is complete when its closing tag is in the body (see _cut_entries).
 _ENTRY_END = re.compile(rb"</(?:[\w.-]+:)?(?:item|entry)\s*>", re.IGNORECASE)
+# An item (RSS) or entry (Atom) whole, for parsing only the changed ones (_items).
+_ITEM = re.compile(rb"<((?:[\w.-]+:)?(?:item|entry))[\s>].*?</\1\s*>", re.DOTALL | re.IGNORECASE)
+_TAG_WITH_ATTRIBUTES = re.compile(rb"<[\w.:-]+\s[^>]*>")
+_XML_DECLARATION = re.compile(rb"\s*<\?xml[^>]*>")
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -94,6 +101,7 @@ class FeedUpdate:
     error_count: int
     last_error: str | None
     new_entries: int
+    item_hashes: str | None = None  # JSON {hash: [entry id, date]}: ParsedFeed.items
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,6 +124,10 @@ class ParsedFeed:
     published: tuple[datetime, ...] = ()
     # Why the feed is incomplete (its complete entries are kept), or None.
     truncated: str | None = None
+    # The first max_entries items: hash, entry id (None: rejected) and date
+    # (epoch seconds), stored for the next poll (see _items); None when the
+    # items could not be told apart for certain, and the next poll parses all.
+    items: tuple[tuple[str, str | None, int | None], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,6 +141,9 @@ class ParseJob:
     content_type: str
     max_entries: int
     max_url_length: int
+    # Items parsed before whose entries are stored (hash -> (entry id, date)):
+    # not parsed again when unchanged; see _items.
+    known_items: dict[str, tuple[str, int | None]] | None = None
 
 
 class FeedParseError(Exception):
@@ -167,14 +182,99 @@ def _text(value: Any, limit: int) -> str:
     return value.strip()[:limit] if isinstance(value, str) else ""
 
 
+def _items(body: bytes, base: str, content_type: str) -> list[tuple[int, int, str]]:
+    """Each item (or entry) of ``body``: where it starts and ends, and a hash of
+    its bytes keyed with what else decides how it parses (the address links
+    resolve against, the declared charset, and the attributes of the elements
+    before the first item: namespaces and ``xml:base`` of its ancestors).
+
+    A changed feed usually has a few new items among many it had before, and
+    feedparser's time is per item (~0.4 ms): an item whose hash was stored at
+    the last poll, and whose entry is in ``entries`` (the load stores it once
+    the process stage has had it; until then it is parsed and delivered
+    again), is cut out of the document before parsing; the entry it gives
+    would be dropped as known anyway. The cut is by pattern, so it is trusted only when
+    feedparser, on the document it gets, finds no error and exactly as many
+    entries as were left in; otherwise the whole document is parsed and
+    nothing is stored (see :func:`parse_feed`).
+    """
+    spans = [m.span() for m in _ITEM.finditer(body)]
+    if not spans:
+        return []
+    head = body[: spans[0][0]]
+    key = hashlib.blake2b(f"{base}\n{content_type}\n".encode(), digest_size=16)
+    declaration = _XML_DECLARATION.match(head)
+    if declaration:
+        key.update(declaration.group())
+    for tag in _TAG_WITH_ATTRIBUTES.findall(head):
+        key.update(tag)
+    secret = key.digest()
+    return [(start, end, hashlib.blake2b(body[start:end], digest_size=8, key=secret).hexdigest())
+            for start, end in spans]
+
+
+def _without(body: bytes, items: list[tuple[int, int, str]], drop: set[int]) -> bytes:
+    parts, at = [], 0
+    for k, (start, end, _) in enumerate(items):
+        if k in drop:
+            parts.append(body[at:start])
+            at = end
+    parts.append(body[at:])
+    return b"".join(parts)
+
+
+def _epoch(when: datetime | None) -> int | None:
+    return None if when is None else calendar.timegm(when.utctimetuple())
+
+
 def parse_feed(
     body: bytes, *, url: str, name: str, max_entries: int, base: str | None = None,
     content_type: str = "", max_url_length: int = 2048,
+    known_items: Mapping[str, tuple[str, int | None]] | None = None,
 ) -> ParsedFeed:
-    """Parse feed bytes into our entries; raise FeedParseError when it is no feed."""
+    """Parse feed bytes into our entries; raise FeedParseError when it is no feed.
+
+    ``known_items``: items of an earlier poll whose entries are stored (hash ->
+    entry id and date, from ``ParsedFeed.items``); those still byte for byte
+    the same are not parsed again (their dates still count for the schedule),
+    see :func:`_items`.
+    """
     base = base or url
     if not body.strip():
         raise FeedParseError("empty response body (expected an RSS or Atom feed)")
+    parse = functools.partial(_parse, url=url, name=name, max_entries=max_entries, base=base,
+                              content_type=content_type, max_url_length=max_url_length)
+    items = _items(body, base, content_type)
+    first = items[:max_entries]
+    skip = {k for k, (_, _, digest) in enumerate(first) if digest in (known_items or {})}
+    if skip and known_items is not None:
+        kept = len(first) - len(skip)
+        drop = skip | set(range(len(first), len(items)))
+        parsed, found, clean, seen = parse(_without(body, items, drop))
+        if clean and found == kept:
+            parsed_now = iter(seen)
+            recorded = tuple(
+                (digest, *(known_items[digest] if k in skip else next(parsed_now)))
+                for k, (_, _, digest) in enumerate(first)
+            )
+            earlier = tuple(datetime.fromtimestamp(when, tz=UTC) for k, (_, _, digest)
+                            in enumerate(first) if k in skip
+                            and (when := known_items[digest][1]) is not None)
+            return replace(parsed, published=parsed.published + earlier, items=recorded)
+    parsed, found, clean, seen = parse(body)
+    if first and clean and found == len(items):
+        return replace(parsed, items=tuple(
+            (digest, *entry) for (_, _, digest), entry in zip(first, seen, strict=True)))
+    return parsed
+
+
+def _parse(
+    body: bytes, /, *, url: str, name: str, max_entries: int, base: str, content_type: str,
+    max_url_length: int,
+) -> tuple[ParsedFeed, int, bool, list[tuple[str | None, int | None]]]:
+    """The feed; how many entries feedparser found; whether it found no error;
+    the entry id (None: rejected) and date (epoch seconds) of each of the
+    first ``max_entries``."""
     headers = {"content-location": base}
     if content_type:
         # The charset of an undeclared feed is in here (RFC 7303 §3).
@@ -198,6 +298,7 @@ def parse_feed(
     entries: list[FeedEntry] = []
     rejections: list[Rejection] = []
     published: list[datetime] = []
+    seen: list[tuple[str | None, int | None]] = []
 
     def reject(link: str, reason: str) -> None:
         rejections.append(Rejection(url=link[:max_url_length], feed_url=url, stage="poll",
@@ -209,6 +310,7 @@ def parse_feed(
         link = _text(raw.get("link"), 10 * max_url_length)
         guid = _text(raw.get("id"), _MAX_GUID + 1)
         when = _struct_to_datetime(raw.get("published_parsed") or raw.get("updated_parsed"))
+        seen.append((None, _epoch(when)))  # the id is set below when the entry is kept
         if when is not None:
             published.append(when)
         if not link:
@@ -230,6 +332,7 @@ def parse_feed(
             feed_url=url, feed_name=name, url=link, title=title, summary=summary,
             published_at=when,
         ))
+        seen[-1] = (entries[-1].id, seen[-1][1])
     for raw in cut:
         link = _text(raw.get("link"), max_url_length) or f"{url}#{_text(raw.get('id'), 200)}"
         reject(link, "entry cut off: the feed ends inside it (truncated feed)")
@@ -245,7 +348,16 @@ def parse_feed(
         update_period=_hint(feed.get("sy_updateperiod")),
         update_frequency=_hint(feed.get("sy_updatefrequency")),
         published=tuple(published), truncated=truncated,
-    )
+    ), len(parsed.entries), _well_formed(parsed), seen
+
+
+def _well_formed(parsed: Any) -> bool:
+    """Whether expat read the whole document: no error, or only a complaint
+    about the declared content type or charset (feedparser then still parses
+    strictly)."""
+    return not parsed.get("bozo") or isinstance(
+        parsed.get("bozo_exception"),
+        (feedparser.NonXMLContentType, feedparser.CharacterEncodingOverride))
 
 
 def _hint(value: Any) -> str | None:
@@ -276,7 +388,40 @@ def _parse_job(job: ParseJob) -> ParsedFeed:
     return parse_feed(
         job.body, url=job.url, base=job.base, name=job.name, content_type=job.content_type,
         max_entries=job.max_entries, max_url_length=job.max_url_length,
+        known_items=job.known_items,
     )
+
+
+def _stored_items(stored: str | None) -> dict[str, tuple[str, int | None]]:
+    """The items of a stored ``item_hashes`` that gave an entry; {} when there
+    are none or it cannot be read (then every item is parsed)."""
+    try:
+        items = json.loads(stored) if stored else {}
+    except ValueError:
+        return {}
+    if not isinstance(items, dict):
+        return {}
+    return {
+        digest: (value[0], value[1] if isinstance(value[1], int) else None)
+        for digest, value in items.items()
+        if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+    }
+
+
+def _skippable(
+    feeds: Sequence[Feed], states: Mapping[str, FeedState], known: KnownLookup
+) -> dict[str, dict[str, tuple[str, int | None]]]:
+    """Per feed, the stored items whose entries are stored too (one query)."""
+    stored = {}
+    for feed in feeds:
+        state = states.get(feed.url)
+        if state is not None and state.item_hashes:
+            stored[feed.url] = _stored_items(state.item_hashes)
+    pairs = [(url, entry) for url, items in stored.items() for entry, _ in items.values()]
+    delivered = known(pairs) if pairs else set()
+    return {url: {digest: item for digest, item in items.items()
+                  if (url, item[0]) in delivered}
+            for url, items in stored.items()}
 
 
 def _hints(response: Response, parsed: ParsedFeed | None) -> schedule.Hints:
@@ -298,10 +443,12 @@ class _Poller:
         self.now, self.options = now, options
 
     async def poll(
-        self, feed: Feed, state: FeedState | None
+        self, feed: Feed, state: FeedState | None,
+        known_items: dict[str, tuple[str, int | None]] | None = None,
     ) -> tuple[FeedUpdate, ParsedFeed | None]:
         """The feed's new state and, when it was parsed, all its entries (the
-        caller drops the known ones and sets ``new_entries``)."""
+        caller drops the known ones and sets ``new_entries``). ``known_items``:
+        see :func:`parse_feed`."""
         now = self.now
         fetch_url = (state.fetch_url if state else None) or feed.url
         name = feed.name or (state.name if state else None) or urlsplit(feed.url).hostname
@@ -313,6 +460,7 @@ class _Poller:
             last_modified=state.last_modified if state else None,
             content_hash=state.content_hash if state else None,
             error_count=0, last_error=None, new_entries=0,
+            item_hashes=state.item_hashes if state else None,
         )
         try:
             response = await self.fetcher.get(
@@ -337,6 +485,7 @@ class _Poller:
             body=response.body, url=feed.url, base=response.url, name=base.name,
             content_type=response.headers.get("content-type", ""),
             max_entries=self.options.max_entries, max_url_length=self.options.max_url_length,
+            known_items=known_items,
         )
         limit = self.options.parse_timeout
         try:
@@ -355,7 +504,11 @@ class _Poller:
             # (no content hash) rather than trust these bytes.
             return self._failed(base, state, parsed.truncated, SOFT_POINTS,
                                 hints=_hints(response, parsed)), parsed
-        return replace(self._succeeded(base, state, response, parsed), content_hash=digest), parsed
+        items = None if parsed.items is None else json.dumps(
+            {digest: [entry, when] for digest, entry, when in parsed.items},
+            separators=(",", ":"))
+        return replace(self._succeeded(base, state, response, parsed), content_hash=digest,
+                       item_hashes=items), parsed
 
     def _succeeded(self, base: FeedUpdate, state: FeedState | None, response: Response,
                    parsed: ParsedFeed | None) -> FeedUpdate:
@@ -400,19 +553,21 @@ async def poll(
 
     ``known`` is asked once, after the polls, which of the parsed entries were
     delivered before; only the others are returned (and counted in each
-    feed's ``new_entries``).
+    feed's ``new_entries``). It is asked once before too, for the entries of
+    the items stored at the last polls (see :func:`_items`).
 
     ``deadline`` (a :func:`time.monotonic` value): feeds not done by then are
     cancelled and left as they were, due again on the next pass.
     """
     done = 0
+    skippable = _skippable(feeds, states, known)
 
     with WorkerPool(_parse_job, workers=PARSE_WORKERS) as parser:
         poller = _Poller(fetcher=fetcher, parser=parser, now=now, options=options)
 
         async def one(feed: Feed) -> tuple[FeedUpdate, ParsedFeed | None]:
             nonlocal done
-            result = await poller.poll(feed, states.get(feed.url))
+            result = await poller.poll(feed, states.get(feed.url), skippable.get(feed.url))
             done += 1
             if progress is not None:
                 progress(done, len(feeds))

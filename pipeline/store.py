@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS feeds (
     entries_seen     BIGINT NOT NULL DEFAULT 0,
     fetch_url        VARCHAR,                 -- where a 301/308 moved it; polled from then on
     origin           VARCHAR NOT NULL DEFAULT 'config',   -- config | added (feeds add / import)
-    poll_interval_minutes DOUBLE              -- its natural interval (see pipeline.schedule)
+    poll_interval_minutes DOUBLE,             -- its natural interval (see pipeline.schedule)
+    item_hashes      VARCHAR                  -- JSON: the items parsed last (pipeline.poll)
 );
 
 CREATE TABLE IF NOT EXISTS entries (
@@ -212,6 +213,7 @@ _ADDED_COLUMNS = (
     "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS fetch_url VARCHAR",
     "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS origin VARCHAR DEFAULT 'config'",
     "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS poll_interval_minutes DOUBLE",
+    "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS item_hashes VARCHAR",
 )
 
 
@@ -241,18 +243,19 @@ class FeedState:
     name: str | None = None
     fetch_url: str | None = None
     poll_interval_minutes: float | None = None
+    item_hashes: str | None = None
 
 
 def feed_states(con: duckdb.DuckDBPyConnection) -> dict[str, FeedState]:
     rows = con.execute(
         "SELECT url, status, etag, last_modified, content_hash, error_count, next_poll_at,"
-        " last_success_at, name, fetch_url, poll_interval_minutes FROM feeds"
+        " last_success_at, name, fetch_url, poll_interval_minutes, item_hashes FROM feeds"
     ).fetchall() if _has_table(con, "feeds") else []
     return {
         r[0]: FeedState(
             url=r[0], status=r[1], etag=r[2], last_modified=r[3], content_hash=r[4],
             error_count=r[5], next_poll_at=r[6], last_success_at=r[7], name=r[8],
-            fetch_url=r[9], poll_interval_minutes=r[10],
+            fetch_url=r[9], poll_interval_minutes=r[10], item_hashes=r[11],
         )
         for r in rows
     }

@@ -124,6 +124,40 @@ def test_identical_body_without_validators_is_skipped_by_its_hash(
     assert third.entries_new == 4  # a changed body is parsed again
 
 
+def test_a_changed_feed_delivers_its_new_items_and_stores_every_items_hash(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """The items whose entries are stored are not parsed again (unit tests in
+    test_poll_parse.py); here: the poll stage passes them, the load stores the
+    hashes, and what is delivered is the same."""
+    server.route("/grow.xml", Reply(body=rss(items(3, "grow")).encode()))
+    settings = make_settings(tmp_path, server, ["/grow.xml"])
+    run_id = new_run_id()
+    poll_stage(settings, run_id, now=NOW)
+    process_stage(settings, run_id)  # the entries are stored (rejected: port 9 is refused)
+    load_stage(settings, run_id)
+    assert stored_items(settings, "/grow.xml") == entry_ids(settings)
+    assert len(entry_ids(settings)) == 3
+    later = NOW + timedelta(hours=1)
+    body = rss(items(1, "fresh", newest=later) + items(3, "grow"))
+    server.route("/grow.xml", Reply(body=body.encode()))
+    summary, polled = poll(settings, now=later)
+    assert summary.entries_new == 1 and [e["title"] for e in polled] == ["fresh story 0"]
+    stored = stored_items(settings, "/grow.xml")
+    assert len(stored) == 4 and set(entry_ids(settings)) < set(stored)
+    assert polled[0]["id"] in stored
+
+
+def stored_items(settings: Settings, path: str) -> list[str]:
+    """The entry ids of the feed's stored items (``feeds.item_hashes``)."""
+    return sorted(entry for entry, _ in json.loads(feed(settings, path)["item_hashes"]).values())
+
+
+def entry_ids(settings: Settings) -> list[str]:
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        return sorted(r[0] for r in con.execute("SELECT id FROM entries").fetchall())
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,3 +61,103 @@ def test_str_is_never_passed_to_feedparser(tmp_path: Path) -> None:
     secret.write_bytes((DATA / "atom.xml").read_bytes())
     with pytest.raises(FeedParseError):
         parse_feed(str(secret).encode(), url=URL, name="W", max_entries=5)
+
+
+# -- parsing only the changed items -----------------------------------------------------------
+
+
+def _rss(items: list[str], *, build: str = "Mon, 06 May 2024 12:00:00 GMT") -> bytes:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0" '
+        'xmlns:dc="http://purl.org/dc/elements/1.1/"><channel><title>Wire</title>'
+        f"<lastBuildDate>{build}</lastBuildDate>" + "".join(items) + "</channel></rss>"
+    ).encode()
+
+
+def _item(n: int, *, title: str | None = None, description: str = "Text.") -> str:
+    return (f"<item><title>{title or f'Story {n}'}</title>"
+            f"<link>https://wire.example.org/{n}</link><guid isPermaLink=\"false\">story-{n}</guid>"
+            f"<pubDate>Mon, 06 May 2024 {n % 24:02d}:00:00 GMT</pubDate>"
+            f"<description>{description}</description></item>")
+
+
+def _delivered(parsed: Any) -> dict[str, tuple[str, int | None]]:
+    """What the poll stage passes for items whose entries are stored."""
+    return {digest: (entry, when) for digest, entry, when in parsed.items if entry}
+
+
+def _parse(body: bytes, known: dict[str, tuple[str, int | None]] | None = None,
+           max_entries: int = 50) -> Any:
+    return parse_feed(body, url=URL, name="Wire", max_entries=max_entries, known_items=known)
+
+
+def test_unchanged_items_are_not_parsed_again_and_the_result_is_the_same() -> None:
+    before = _parse(_rss([_item(n) for n in range(5, 0, -1)]))
+    assert before.items is not None and len(before.items) == 5
+    body = _rss([_item(n) for n in range(7, 0, -1)], build="Mon, 06 May 2024 13:00:00 GMT")
+    full, partial = _parse(body), _parse(body, _delivered(before))
+    assert [e.id for e in partial.entries] == ["story-7", "story-6"]
+    assert partial.entries == full.entries[:2]
+    assert partial.items == full.items  # what is stored for the next poll
+    assert sorted(partial.published) == sorted(full.published)  # the schedule's hints
+    assert partial.title == full.title
+
+
+def test_skipped_items_are_taken_from_what_was_stored() -> None:
+    """The proof that an item was not parsed: its stored entry id comes back
+    as stored, where parsing would have given its real one."""
+    body = _rss([_item(2), _item(1)])
+    stored = _delivered(_parse(body))
+    digest = next(d for d, (entry, _) in stored.items() if entry == "story-1")
+    stored[digest] = ("stored-id", 0)
+    again = _parse(body, stored)
+    assert again.entries == ()
+    assert again.items is not None and (digest, "stored-id", 0) in again.items
+
+
+def test_a_changed_item_is_parsed_again() -> None:
+    before = _parse(_rss([_item(2), _item(1)]))
+    changed = _parse(_rss([_item(2), _item(1, title="Story 1, updated")]), _delivered(before))
+    assert [(e.id, e.title) for e in changed.entries] == [("story-1", "Story 1, updated")]
+
+
+def test_a_cut_in_doubt_falls_back_to_the_whole_document() -> None:
+    """A closing tag inside CDATA makes the pattern end an item early: cutting
+    that item out leaves the rest of it behind, feedparser finds an error in
+    what is left, and the whole document is parsed instead."""
+    tricky = _item(3, description="<![CDATA[a list: <item>x</item> and more]]>")
+    before = _parse(_rss([tricky, _item(1)]))
+    assert before.items is not None  # the pattern's count and feedparser's agreed
+    body = _rss([_item(4), tricky, _item(1)])
+    parsed, full = _parse(body, _delivered(before)), _parse(body)
+    assert [e.id for e in parsed.entries] == ["story-4", "story-3", "story-1"]
+    assert parsed.entries == full.entries
+
+
+def test_items_beyond_the_cap_are_neither_parsed_nor_stored() -> None:
+    body = _rss([_item(n) for n in range(6, 0, -1)])
+    before = _parse(body, max_entries=3)
+    assert before.items is not None and [i[1] for i in before.items] == [
+        "story-6", "story-5", "story-4"]
+    after = _parse(_rss([_item(n) for n in range(7, 0, -1)]), _delivered(before),
+                   max_entries=3)
+    assert [e.id for e in after.entries] == ["story-7"]
+    assert after.items is not None and [i[1] for i in after.items] == [
+        "story-7", "story-6", "story-5"]
+
+
+def test_rejected_items_are_stored_without_an_entry_and_parsed_each_time() -> None:
+    no_link = "<item><title>No link</title><guid isPermaLink=\"false\">x</guid></item>"
+    before = _parse(_rss([no_link, _item(1)]))
+    assert before.items is not None and before.items[0][1] is None
+    again = _parse(_rss([no_link, _item(1)]), _delivered(before))
+    assert [r.reason for r in again.rejections] == ["entry has no link to an article"]
+
+
+def test_the_same_item_under_another_address_is_parsed_again() -> None:
+    """Relative links resolve against the feed's address: it keys the hash."""
+    body = _rss([_item(1)])
+    before = parse_feed(body, url=URL, name="W", max_entries=5)
+    moved = parse_feed(body, url=URL, base="https://moved.example.org/feed", name="W",
+                       max_entries=5, known_items=_delivered(before))
+    assert [e.id for e in moved.entries] == ["story-1"]
