@@ -615,6 +615,15 @@ class Clusterer:
         return max(scored, key=lambda s: (s[0], -s[1].doc.time.timestamp()))[1].doc
 
 
+def _shifted(when: datetime, by: timedelta) -> datetime | None:
+    """``when + by``, or None past the ends of the calendar (a feed's date of
+    year 9999 is a bad date, not a crash)."""
+    try:
+        return when + by
+    except OverflowError:
+        return None
+
+
 def cluster(
     new: Iterable[ClusterDoc], known: Iterable[ClusterDoc], *,
     window: timedelta = timedelta(hours=72), threshold: float = 0.3,
@@ -635,11 +644,12 @@ def cluster(
     slim.sort(key=lambda d: (d.time, d.id))
     assignments: dict[str, str] = {}
     step = window / FORGET_STEPS
-    forget_at = slim[0].time + step if slim else None
+    forget_at = _shifted(slim[0].time, step) if slim else None
     for doc in slim:
         if forget_at is not None and doc.time >= forget_at:
             # In time order: no article still to come is earlier than this one.
-            clusterer.forget(doc.time - window)
-            forget_at = doc.time + step
+            if (before := _shifted(doc.time, -window)) is not None:
+                clusterer.forget(before)
+            forget_at = _shifted(doc.time, step)
         assignments[doc.id] = clusterer.assign(doc, features.pop(doc.id))
     return assignments, clusterer

@@ -27,6 +27,7 @@ retires it with its reason; nothing is ever dropped silently.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import calendar
 import functools
 import hashlib
@@ -68,10 +69,17 @@ _MAX_TITLE = 1000
 _MAX_SUMMARY = 2000
 # An entry is complete when its closing tag is in the body (see _cut_entries).
 _ENTRY_END = re.compile(rb"</(?:[\w.-]+:)?(?:item|entry)\s*>", re.IGNORECASE)
-# An item (RSS) or entry (Atom) whole, for parsing only the changed ones (_items).
-_ITEM = re.compile(rb"<((?:[\w.-]+:)?(?:item|entry))[\s>].*?</\1\s*>", re.DOTALL | re.IGNORECASE)
-_TAG_WITH_ATTRIBUTES = re.compile(rb"<[\w.:-]+\s[^>]*>")
+# Where items (RSS) and entries (Atom) open and close, for parsing only the
+# changed ones (_items).
+_ITEM_OPEN = re.compile(rb"<((?:[\w.-]+:)?(?:item|entry))[\s>]", re.IGNORECASE)
+_ITEM_CLOSE = re.compile(rb"</((?:[\w.-]+:)?(?:item|entry))\s*>", re.IGNORECASE)
+# Tags with attributes before the first item (namespaces, xml:base), except
+# RSS 1.0's list of the items' addresses, which changes with every new item.
+_TAG_WITH_ATTRIBUTES = re.compile(rb"<(?!(?:[\w.-]+:)?li\s)[\w.:-]+\s[^>]*>")
 _XML_DECLARATION = re.compile(rb"\s*<\?xml[^>]*>")
+_DOCTYPE = re.compile(rb"<!DOCTYPE[^>\[]*", re.IGNORECASE)
+# Declarations that change what an item's bytes mean (entities, default attributes).
+_DECLARATION = re.compile(rb"<!(?:ENTITY|ATTLIST)", re.IGNORECASE)
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -182,11 +190,14 @@ def _text(value: Any, limit: int) -> str:
     return value.strip()[:limit] if isinstance(value, str) else ""
 
 
-def _items(body: bytes, base: str, content_type: str) -> list[tuple[int, int, str]]:
+def _items(body: bytes, base: str, content_type: str,
+           max_url_length: int = 0) -> list[tuple[int, int, str]]:
     """Each item (or entry) of ``body``: where it starts and ends, and a hash of
     its bytes keyed with what else decides how it parses (the address links
-    resolve against, the declared charset, and the attributes of the elements
-    before the first item: namespaces and ``xml:base`` of its ancestors).
+    resolve against, the declared charset, a byte order mark, the document
+    type, and the attributes of the elements before the first item:
+    namespaces and ``xml:base`` of its ancestors). A document declaring
+    entities or default attributes has no items here (it is parsed whole).
 
     A changed feed usually has a few new items among many it had before, and
     feedparser's time is per item (~0.4 ms): an item whose hash was stored at
@@ -198,19 +209,50 @@ def _items(body: bytes, base: str, content_type: str) -> list[tuple[int, int, st
     entries as were left in; otherwise the whole document is parsed and
     nothing is stored (see :func:`parse_feed`).
     """
-    spans = [m.span() for m in _ITEM.finditer(body)]
+    spans = _item_spans(body)
     if not spans:
         return []
     head = body[: spans[0][0]]
-    key = hashlib.blake2b(f"{base}\n{content_type}\n".encode(), digest_size=16)
-    declaration = _XML_DECLARATION.match(head)
-    if declaration:
+    if _DECLARATION.search(head):
+        return []
+    key = hashlib.blake2b(f"{base}\n{content_type}\n{max_url_length}\n".encode(),
+                          digest_size=16)
+    if head.startswith(_BOM):
+        key.update(b"bom\n")
+        head = head[len(_BOM):]
+    if declaration := _XML_DECLARATION.match(head):
         key.update(declaration.group())
+    if doctype := _DOCTYPE.search(head):
+        key.update(doctype.group())
     for tag in _TAG_WITH_ATTRIBUTES.findall(head):
         key.update(tag)
     secret = key.digest()
     return [(start, end, hashlib.blake2b(body[start:end], digest_size=8, key=secret).hexdigest())
             for start, end in spans]
+
+
+def _item_spans(body: bytes) -> list[tuple[int, int]]:
+    """Each item from its opening tag to the first closing tag of its name
+    after it, items inside an item skipped: what the pattern
+    ``<item[\\s>].*?</item>`` finds, in time linear in the body (the pattern
+    alone is quadratic on many items that never close)."""
+    closes: dict[bytes, list[int]] = {}
+    ends: dict[bytes, list[int]] = {}
+    for m in _ITEM_CLOSE.finditer(body):
+        name = m.group(1).lower()
+        closes.setdefault(name, []).append(m.start())
+        ends.setdefault(name, []).append(m.end())
+    spans: list[tuple[int, int]] = []
+    at = 0
+    for m in _ITEM_OPEN.finditer(body):
+        if m.start() < at:
+            continue
+        name = m.group(1).lower()
+        k = bisect.bisect_left(closes.get(name, ()), m.end())
+        if k < len(closes.get(name, ())):
+            at = ends[name][k]
+            spans.append((m.start(), at))
+    return spans
 
 
 def _without(body: bytes, items: list[tuple[int, int, str]], drop: set[int]) -> bytes:
@@ -244,7 +286,7 @@ def parse_feed(
         raise FeedParseError("empty response body (expected an RSS or Atom feed)")
     parse = functools.partial(_parse, url=url, name=name, max_entries=max_entries, base=base,
                               content_type=content_type, max_url_length=max_url_length)
-    items = _items(body, base, content_type)
+    items = _items(body, base, content_type, max_url_length)
     first = items[:max_entries]
     skip = {k for k, (_, _, digest) in enumerate(first) if digest in (known_items or {})}
     if skip and known_items is not None:
@@ -352,12 +394,12 @@ def _parse(
 
 
 def _well_formed(parsed: Any) -> bool:
-    """Whether expat read the whole document: no error, or only a complaint
-    about the declared content type or charset (feedparser then still parses
-    strictly)."""
+    """Whether expat read the whole document as declared: no error, or only a
+    complaint about the content type (feedparser then still parses strictly).
+    Not a charset it had to override: which one it falls back to depends on
+    all of the document's bytes, so a part of it may decode another way."""
     return not parsed.get("bozo") or isinstance(
-        parsed.get("bozo_exception"),
-        (feedparser.NonXMLContentType, feedparser.CharacterEncodingOverride))
+        parsed.get("bozo_exception"), feedparser.NonXMLContentType)
 
 
 def _hint(value: Any) -> str | None:

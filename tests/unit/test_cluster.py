@@ -281,3 +281,17 @@ def test_copies_is_the_shingle_jaccard_rule(a: set[int], b: set[int]) -> None:
     union = len(mine | theirs)
     jaccard = len(mine & theirs) / union if union else 0.0
     assert _copies(mine, array("q", sorted(b))) == (jaccard >= NEAR_DUPLICATE)
+
+
+def test_dates_at_the_ends_of_the_calendar_cluster_without_overflow() -> None:
+    """A feed's bad date (year 1 or 9999) is an article's time like any other:
+    forgetting old members must not step past the ends of the calendar."""
+    first = datetime.min.replace(tzinfo=UTC) + timedelta(minutes=1)
+    last = datetime.max.replace(tzinfo=UTC) - timedelta(minutes=1)
+    docs = [dataclasses.replace(d, time=when)
+            for d, when in zip(seed_docs(), [first, first, last, last, last], strict=True)]
+    assignments, _ = cluster(docs, [])
+    names = [d.id for d in docs]
+    assert assignments[names[0]] == assignments[names[1]]
+    assert assignments[names[2]] == assignments[names[3]] == assignments[names[4]]
+    assert assignments[names[0]] != assignments[names[2]]

@@ -1,12 +1,15 @@
 """The feed boundary: feedparser output becomes FeedEntry, or a clear reason."""
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from pipeline.poll import FeedParseError, parse_feed
+from pipeline.poll import FeedParseError, _item_spans, _items, parse_feed
 
 DATA = Path(__file__).parent / "testdata" / "feeds"
 URL = "https://wire.example.org/feed.xml"
@@ -161,3 +164,63 @@ def test_the_same_item_under_another_address_is_parsed_again() -> None:
     moved = parse_feed(body, url=URL, base="https://moved.example.org/feed", name="W",
                        max_entries=5, known_items=_delivered(before))
     assert [e.id for e in moved.entries] == ["story-1"]
+
+
+_HEAD = (b'<?xml version="1.0" encoding="utf-8"?>\n'
+         b'<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/"><channel>')
+
+
+def _hashes(head: bytes) -> list[str]:
+    body = head + _item(1).encode() + b"</channel></rss>"
+    return [digest for _, _, digest in _items(body, URL, "application/rss+xml")]
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    (_HEAD, _BOM + _HEAD),
+    (_HEAD, _HEAD.replace(b"utf-8", b"iso-8859-1")),
+    (_BOM + _HEAD, _BOM + _HEAD.replace(b"utf-8", b"iso-8859-1")),  # behind a byte order mark
+    (_HEAD, _HEAD.replace(b"<rss", b'<!DOCTYPE rss SYSTEM "http://my.netscape.com/rss.dtd">'
+                          b"\n<rss")),
+    (_HEAD, _HEAD.replace(b"purl.org/dc/elements/1.1/", b"example.org/other")),  # a namespace
+    (_HEAD, _HEAD.replace(b"<channel>", b'<channel xml:base="https://elsewhere.example.org/">')),
+])
+def test_what_decides_how_an_item_parses_keys_its_hash(before: bytes, after: bytes) -> None:
+    assert _hashes(before) != _hashes(after)
+
+
+def test_what_changes_with_every_new_item_does_not_key_the_hash() -> None:
+    rdf_list = (b'<items><rdf:Seq><rdf:li rdf:resource="https://wire.example.org/{n}"/>'
+                b"</rdf:Seq></items>")
+    before = _HEAD + b"<lastBuildDate>Mon, 06 May 2024</lastBuildDate>" + rdf_list
+    after = (_HEAD + b"<lastBuildDate>Tue, 07 May 2024</lastBuildDate>"
+             + rdf_list.replace(b"{n}", b"2"))
+    assert _hashes(before) == _hashes(after) != []
+
+
+def test_a_document_declaring_entities_is_always_parsed_whole() -> None:
+    entity = _HEAD.replace(b"<rss", b'<!DOCTYPE rss [<!ENTITY who "Wire">]>\n<rss')
+    assert _hashes(entity) == []
+
+
+def test_a_feed_whose_charset_is_overridden_stores_no_items() -> None:
+    """feedparser falls back to another charset when the declared one fails,
+    and which one depends on the whole document: nothing is cut from it."""
+    body = _rss([_item(2, description="caf\xe9"), _item(1)]).replace(
+        "café".encode(), b"caf\xe9")  # Latin-1 bytes in a feed declared UTF-8
+    parsed = _parse(body)
+    assert [e.id for e in parsed.entries] == ["story-2", "story-1"]
+    assert parsed.items is None
+
+
+@given(st.lists(st.sampled_from([
+    b"<item>", b"</item>", b"<entry x='1'>", b"</entry >", b"<ITEM>", b"</Item>", b"<a:item>",
+    b"</a:item>", b"</a:entry>", b"<item/>", b"<items>", b"text",
+]), max_size=30))
+def test_item_spans_are_what_the_pattern_finds(parts: list[bytes]) -> None:
+    body = b"".join(parts)
+    pattern = re.compile(rb"<((?:[\w.-]+:)?(?:item|entry))[\s>].*?</\1\s*>",
+                         re.DOTALL | re.IGNORECASE)
+    assert _item_spans(body) == [m.span() for m in pattern.finditer(body)]
