@@ -191,7 +191,7 @@ if __name__ == "__main__":
 GOAL = 5000.0
 # (articles, rules, baseline articles, repeat)
 _SIZES = {"tiny": (50, 50, 20, 1), "quick": (2000, 1000, 200, 1),
-          "full": (10_000, 1000, 1000, 3)}
+          "full": (10_000, 1000, 1000, 5)}
 
 
 def section(size: str) -> Section:
