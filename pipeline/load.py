@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -166,9 +167,9 @@ def _load_rejected(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
     return n
 
 
-def _stage_articles(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
+def _stage_articles(con: duckdb.DuckDBPyConnection, directory: Path, copied: Path) -> int:
     """``new_articles``: this run's staged articles, each id once and none already
-    stored; how many.
+    stored; how many. ``copied``: the file behind it (the caller deletes it).
 
     A view, not a table: a pass's articles are never all held in memory. The
     staged JSON Lines are copied once into a Parquet file of small row groups
@@ -178,12 +179,11 @@ def _stage_articles(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
     use unread. (A temp table of the whole rows was ~140 MB at 20,000 articles.)
     """
     paths = staging.files(directory, "articles")
-    _drop_new_articles(con, directory)
+    _drop_new_articles(con)
     if not paths:
         columns = ", ".join(f"NULL::{kind} AS {name}" for name, kind in _ARTICLE_COLUMNS.items())
         con.execute(f"CREATE TEMP VIEW new_articles AS SELECT {columns} LIMIT 0")
         return 0
-    copied = _new_articles_file(directory)
     con.execute(f"COPY (SELECT * FROM {_json_source(paths, _ARTICLE_COLUMNS)}) TO "
                 f"'{_quoted(copied)}' (FORMAT parquet, ROW_GROUP_SIZE {_ROW_GROUP})")
     rows = f"read_parquet('{_quoted(copied)}', file_row_number = true)"
@@ -193,7 +193,8 @@ def _stage_articles(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
         f"""CREATE TEMP TABLE new_rows AS
         SELECT s.file_row_number FROM {rows} s
         WHERE NOT EXISTS (SELECT 1 FROM articles a WHERE a.id = s.id)
-        QUALIFY row_number() OVER (PARTITION BY s.id ORDER BY s.fetched_at, s.url) = 1"""
+        QUALIFY row_number() OVER (
+            PARTITION BY s.id ORDER BY s.fetched_at, s.url, s.file_row_number) = 1"""
     )
     con.execute(f"""CREATE TEMP VIEW new_articles AS SELECT * EXCLUDE (file_row_number)
         FROM {rows} WHERE file_row_number IN (SELECT file_row_number FROM new_rows)""")
@@ -202,14 +203,27 @@ def _stage_articles(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
 
 
 def _new_articles_file(directory: Path) -> Path:
-    # This process's own: two planners of one run never read each other's.
-    return directory / f".new-articles.{os.getpid()}.parquet"
+    # Each planning its own file: two planners of one run (a retry beside a
+    # task thought dead, on this host or another) never read each other's.
+    return directory / f".new-articles.{uuid.uuid4().hex}.parquet"
 
 
-def _drop_new_articles(con: duckdb.DuckDBPyConnection, directory: Path) -> None:
+def _drop_new_articles(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP VIEW IF EXISTS new_articles")
     con.execute("DROP TABLE IF EXISTS new_rows")
-    _new_articles_file(directory).unlink(missing_ok=True)
+
+
+def _plan_new(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path,
+              snapshot: str) -> tuple[int, int, int]:
+    """Stage the new articles and plan them; (articles, stories, candidates)."""
+    copied = _new_articles_file(directory)
+    try:
+        articles = _stage_articles(con, directory, copied)
+        stories, candidates = _make_plan(con, settings, directory, snapshot)
+        _drop_new_articles(con)  # not on an error: in an aborted transaction it would fail too
+    finally:
+        copied.unlink(missing_ok=True)
+    return articles, stories, candidates
 
 
 # Rows per row group of the Parquet files the stages write: DuckDB buffers a
@@ -231,6 +245,7 @@ def _docs(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = (
 
 
 _BATCH = 1000
+_MICROSECOND = timedelta(microseconds=1)
 
 
 # The language lets the clusterer join reports of one event in two languages
@@ -316,9 +331,13 @@ def _make_plan(
         window = timedelta(hours=settings.cluster.window_hours)
         assignments, clusterer = cluster(
             _docs(con, f"SELECT {_DOC_COLUMNS}, NULL FROM new_articles"),
+            # The window around the new articles in SQL: DuckDB's timestamps go
+            # beyond Python's year 9999, which a feed's bad date can reach.
             _docs(con, f"SELECT {_DOC_COLUMNS}, story_id FROM articles"
-                       " WHERE coalesce(published_at, fetched_at) BETWEEN ? AND ?",
-                  [bounds[0] - window, bounds[1] + window]),
+                       " WHERE coalesce(published_at, fetched_at) BETWEEN"
+                       " ?::TIMESTAMPTZ - to_microseconds(?)"
+                       " AND ?::TIMESTAMPTZ + to_microseconds(?)",
+                  [bounds[0], window // _MICROSECOND, bounds[1], window // _MICROSECOND]),
             window=window, threshold=settings.cluster.threshold,
         )
         for story in sorted(set(assignments.values())):
@@ -401,11 +420,7 @@ def plan(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> Pla
                           candidates=0)
     # The snapshot first: a shard rewritten while this reads it makes the plan stale.
     snapshot = _snapshot(con, settings, directory)
-    try:
-        articles = _stage_articles(con, directory)
-        stories, candidates = _make_plan(con, settings, directory, snapshot)
-    finally:  # the view and its row numbers go with the connection
-        _new_articles_file(directory).unlink(missing_ok=True)
+    articles, stories, candidates = _plan_new(con, settings, directory, snapshot)
     log.info("planned run", extra={"run_id": run_id, "articles": articles, "stories": stories})
     return PlanResult(run_id=run_id, already_loaded=False, articles=articles, stories=stories,
                       candidates=candidates)
@@ -435,11 +450,7 @@ def _use_plan(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Pat
     there is none or it is stale); (new articles, stories touched, new stories)."""
     snapshot = _snapshot(con, settings, directory)
     if not _current_plan(directory, snapshot):
-        try:
-            _stage_articles(con, directory)
-            _make_plan(con, settings, directory, snapshot)
-        finally:  # the view and its row numbers go with the connection
-            _new_articles_file(directory).unlink(missing_ok=True)
+        _plan_new(con, settings, directory, snapshot)
     # A view: each statement reads only the columns it needs from the file.
     con.execute("CREATE OR REPLACE TEMP VIEW planned_articles AS SELECT * FROM read_parquet("
                 f"'{_quoted(directory / _PLAN_ARTICLES)}')")

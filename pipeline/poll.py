@@ -75,7 +75,10 @@ _ITEM_OPEN = re.compile(rb"<((?:[\w.-]+:)?(?:item|entry))[\s>]", re.IGNORECASE)
 _ITEM_CLOSE = re.compile(rb"</((?:[\w.-]+:)?(?:item|entry))\s*>", re.IGNORECASE)
 # Tags with attributes before the first item (namespaces, xml:base), except
 # RSS 1.0's list of the items' addresses, which changes with every new item.
-_TAG_WITH_ATTRIBUTES = re.compile(rb"<(?!(?:[\w.-]+:)?li\s)[\w.:-]+\s[^>]*>")
+_TAG_WITH_ATTRIBUTES = re.compile(
+    # A quoted value may hold ">", never "<" (XML 1.0 §3.1): each try stops at
+    # the next tag, so a run of unclosed quotes costs linear time.
+    rb"<(?!(?:[\w.-]+:)?li\s)[\w.:-]+\s(?:[^<>\"']|\"[^<\"]*\"|'[^<']*')*>")
 _XML_DECLARATION = re.compile(rb"\s*<\?xml[^>]*>")
 _DOCTYPE = re.compile(rb"<!DOCTYPE[^>\[]*", re.IGNORECASE)
 # Declarations that change what an item's bytes mean (entities, default attributes).
@@ -212,9 +215,9 @@ def _items(body: bytes, base: str, content_type: str,
     spans = _item_spans(body)
     if not spans:
         return []
-    head = body[: spans[0][0]]
-    if _DECLARATION.search(head):
+    if _DECLARATION.search(body):  # anywhere: a pattern can be fooled in a DTD's comments
         return []
+    head = body[: spans[0][0]]
     key = hashlib.blake2b(f"{base}\n{content_type}\n{max_url_length}\n".encode(),
                           digest_size=16)
     if head.startswith(_BOM):

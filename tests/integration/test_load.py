@@ -4,6 +4,7 @@ stage's plan (or made in the load when the plan is missing or stale)."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -152,6 +153,33 @@ def test_a_planned_load_stores_what_an_unplanned_one_does(tmp_path: Path) -> Non
             results.append(stored(con))
     assert results[0] == results[1]
     assert len(results[0]["alerts"]) == 1
+
+
+def test_dates_at_the_ends_of_the_calendar_plan_and_load(tmp_path: Path) -> None:
+    """A feed's bad date (year 1 or 9999) is stored like any other: the window
+    around the new articles must not step past what Python's datetime holds."""
+    settings = f.settings(tmp_path)
+    far = [{**a, "published_at": when, "fetched_at": when}
+           for a, when in zip(reports()[:2], [datetime(9999, 12, 31, 23, tzinfo=UTC),
+                                               datetime(1, 1, 1, 1, tzinfo=UTC)], strict=True)]
+    f.stage(settings, "run-1", [*far, reports()[2]])
+    with store.connect(settings.database) as con:
+        assert plan(con, settings, "run-1").articles == 3
+        loaded = load(con, settings, "run-1")
+        assert (loaded.articles_new, loaded.stories_new) == (3, 3)
+        assert table(con, "SELECT min(published_at), max(published_at) FROM articles") == [
+            (datetime(1, 1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, tzinfo=UTC))]
+
+
+def test_planning_leaves_no_copy_of_the_articles_behind(tmp_path: Path) -> None:
+    settings = f.settings(tmp_path)
+    f.stage(settings, "run-1", reports())
+    directory = staging.run_dir(settings.staging, "run-1")
+    with store.connect(settings.database) as con:
+        plan(con, settings, "run-1")
+        assert not list(directory.glob(".new-articles.*"))
+        assert table(con, "SELECT count(*) FROM duckdb_views() WHERE view_name = "
+                          "'new_articles'") == [(0,)]
 
 
 def test_the_load_uses_a_current_plan(tmp_path: Path) -> None:

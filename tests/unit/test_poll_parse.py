@@ -186,6 +186,8 @@ _BOM = b"\xef\xbb\xbf"
                           b"\n<rss")),
     (_HEAD, _HEAD.replace(b"purl.org/dc/elements/1.1/", b"example.org/other")),  # a namespace
     (_HEAD, _HEAD.replace(b"<channel>", b'<channel xml:base="https://elsewhere.example.org/">')),
+    (_HEAD.replace(b"<channel>", b'<channel note="a>b" xml:base="https://one.example.org/">'),
+     _HEAD.replace(b"<channel>", b'<channel note="a>b" xml:base="https://two.example.org/">')),
 ])
 def test_what_decides_how_an_item_parses_keys_its_hash(before: bytes, after: bytes) -> None:
     assert _hashes(before) != _hashes(after)
@@ -200,9 +202,12 @@ def test_what_changes_with_every_new_item_does_not_key_the_hash() -> None:
     assert _hashes(before) == _hashes(after) != []
 
 
-def test_a_document_declaring_entities_is_always_parsed_whole() -> None:
-    entity = _HEAD.replace(b"<rss", b'<!DOCTYPE rss [<!ENTITY who "Wire">]>\n<rss')
-    assert _hashes(entity) == []
+@pytest.mark.parametrize("doctype", [
+    b'<!DOCTYPE rss [<!ENTITY who "Wire">]>',
+    b'<!DOCTYPE rss [<!-- <item></item> --><!ENTITY who "Wire">]>',  # an item in a comment
+])
+def test_a_document_declaring_entities_is_always_parsed_whole(doctype: bytes) -> None:
+    assert _hashes(_HEAD.replace(b"<rss", doctype + b"\n<rss")) == []
 
 
 def test_a_feed_whose_charset_is_overridden_stores_no_items() -> None:
