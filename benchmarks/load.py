@@ -273,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> Figures:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--articles", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3,
-                        help="runs of the cluster and load stages; the best counts")
+                        help="runs of the stages and of the baseline; the best of each counts")
     args = parser.parse_args(argv)
     figures = measure(args.articles, args.repeat)
     print_table(figures)

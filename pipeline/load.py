@@ -245,7 +245,6 @@ def _docs(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = (
 
 
 _BATCH = 1000
-_MICROSECOND = timedelta(microseconds=1)
 
 
 # The language lets the clusterer join reports of one event in two languages
@@ -334,10 +333,9 @@ def _make_plan(
             # The window around the new articles in SQL: DuckDB's timestamps go
             # beyond Python's year 9999, which a feed's bad date can reach.
             _docs(con, f"SELECT {_DOC_COLUMNS}, story_id FROM articles"
-                       " WHERE coalesce(published_at, fetched_at) BETWEEN"
-                       " ?::TIMESTAMPTZ - to_microseconds(?)"
-                       " AND ?::TIMESTAMPTZ + to_microseconds(?)",
-                  [bounds[0], window // _MICROSECOND, bounds[1], window // _MICROSECOND]),
+                       " WHERE coalesce(published_at, fetched_at)"
+                       " BETWEEN ?::TIMESTAMPTZ - ? AND ?::TIMESTAMPTZ + ?",
+                  [bounds[0], window, bounds[1], window]),
             window=window, threshold=settings.cluster.threshold,
         )
         for story in sorted(set(assignments.values())):
