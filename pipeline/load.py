@@ -363,7 +363,8 @@ def _make_plan(
     finally:
         os.close(fd)
     os.replace(tmp, articles)
-    _write_jsonl(directory / _PLAN, {"snapshot": "VARCHAR"}, [(snapshot,)])
+    _write_jsonl(directory / _PLAN, {"snapshot": "VARCHAR", "files": "JSON"},
+                 [(snapshot, _plan_files(directory))])
     return len(heads), len(candidates)
 
 
@@ -402,10 +403,32 @@ def _plan_table(con: duckdb.DuckDBPyConnection, directory: Path, table: str) -> 
                 f"{_json_source([_plan_file(directory, table)], _PLAN_TABLES[table])}")
 
 
+def _plan_files(directory: Path) -> dict[str, dict[str, object]]:
+    """Size and SHA-256 of each plan file: the commit mark lists them, so a plan
+    file cut short or damaged after it was written is noticed, not read as
+    fewer alerts or stories (the load then plans again)."""
+    listed: dict[str, dict[str, object]] = {}
+    for name in [_PLAN_ARTICLES, *(_plan_file(directory, t).name for t in _PLAN_TABLES)]:
+        digest = hashlib.sha256()
+        with open(directory / name, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        listed[name] = {"bytes": (directory / name).stat().st_size,
+                        "sha256": digest.hexdigest()}
+    return listed
+
+
 def _current_plan(directory: Path, snapshot: str) -> bool:
     try:
         with open(directory / _PLAN, encoding="utf-8") as handle:
-            return bool(json.loads(handle.readline()).get("snapshot") == snapshot)
+            mark = json.loads(handle.readline())
+        if mark.get("snapshot") != snapshot:
+            return False
+        if mark.get("files") != _plan_files(directory):
+            log.warning("plan files in %s differ from their commit mark (cut short or "
+                        "damaged); planning again in the load", directory)
+            return False
+        return True
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -416,6 +439,7 @@ def plan(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> Pla
     if _loaded(con, run_id) is not None:
         return PlanResult(run_id=run_id, already_loaded=True, articles=0, stories=0,
                           candidates=0)
+    staging.verify(directory)
     # The snapshot first: a shard rewritten while this reads it makes the plan stale.
     snapshot = _snapshot(con, settings, directory)
     articles, stories, candidates = _plan_new(con, settings, directory, snapshot)
@@ -522,6 +546,7 @@ def load(
         return LoadResult(run_id=run_id, already_loaded=True, feeds=done[0], entries=done[1],
                           articles_new=done[2], rejected=done[3], stories_new=done[4],
                           stories_touched=0, alerts_queued=done[5])
+    staging.verify(directory)  # missing, cut short or damaged: an error, never fewer rows
     _drop_unreadable_plan(con, directory)
     con.execute("BEGIN TRANSACTION")
     try:

@@ -15,11 +15,13 @@ import asyncio
 import logging
 import secrets
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from pipeline import alert, feeds, poll, staging, store
@@ -183,6 +185,19 @@ def _batches(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[s
         yield batch
 
 
+def _shard_records(directory: Path, shard: int, shards: int) -> Iterator[dict[str, Any]]:
+    """This shard's polled entries, each (feed, entry id) once: a feed that
+    repeats a GUID (common in real feeds) gives one entry, the first copy. An
+    entry's shard follows from its key, so both copies land in the same one."""
+    seen: set[tuple[str, str]] = set()
+    for r in staging.read(directory, "polled"):
+        key = (r["feed_url"], r["id"])
+        if zlib.crc32(f"{key[0]}\n{key[1]}".encode()) % shards != shard or key in seen:
+            continue
+        seen.add(key)
+        yield r
+
+
 def process_stage(
     settings: Settings, run_id: str, *, shard: int = 0, shards: int = 1,
     workers: int | None = None, progress: Progress = _quiet, deadline: float | None = None,
@@ -201,10 +216,12 @@ def process_stage(
     counting an attempt, so the next pass picks them up.
     """
     directory = staging.run_dir(settings.staging, run_id)
-    records = (r for i, r in enumerate(staging.read(directory, "polled")) if i % shards == shard)
-    total = sum(1 for i, _ in enumerate(staging.read(directory, "polled")) if i % shards == shard)
+    records = _shard_records(directory, shard, shards)
+    total = sum(1 for _ in _shard_records(directory, shard, shards))
     counts = {"entries": 0, "articles": 0, "rejected": 0, "retry": 0, "deferred": 0}
     if total == 0:
+        # The completion record still says this shard finished (with nothing).
+        staging.StagingWriter(directory, staging.process_shard(shard), of=shards).commit()
         return ProcessSummary(run_id=run_id, shard=shard, **counts)
     until = _deadline(settings, deadline)
     if workers is None and total < SMALL_SHARD:
@@ -213,7 +230,8 @@ def process_stage(
     now = datetime.now(UTC)
     with Processor(settings, workers=workers) as processor, \
             ThreadPoolExecutor(parallel, thread_name_prefix="newsmon-extract") as threads, \
-            staging.StagingWriter(directory, f"p{shard:03d}") as writer:
+            staging.StagingWriter(directory, staging.process_shard(shard),
+                                  of=shards) as writer:
 
         def defer(later: Iterable[dict[str, Any]]) -> None:
             for r in later:
@@ -263,15 +281,21 @@ async def _download(
     record: Callable[[FeedEntry, dict[str, Any], TaggedArticle | Rejection], None],
     defer: Callable[[Iterable[dict[str, Any]]], None],
 ) -> None:
-    """Fetch one batch: pages into ``queue``, failures recorded, the rest deferred."""
-    unfetched = {(r["feed_url"], r["id"]): r for r in batch}
+    """Fetch one batch: pages into ``queue``, failures recorded, the rest deferred.
+
+    An entry id twice in one feed (a duplicate GUID: common in real feeds) is
+    one entry: the first copy is fetched, the others are dropped here."""
+    unfetched: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in batch:
+        unfetched.setdefault((r["feed_url"], r["id"]), r)
     if time.monotonic() >= until:
         defer(unfetched.values())
         return
     budget = asyncio.timeout_at(until)  # loop.time() is time.monotonic()
+    entries = [_entry_from(r) for r in unfetched.values()]
     try:
         async with budget:
-            async for entry, result in fetch([_entry_from(r) for r in batch], fetcher=fetcher):
+            async for entry, result in fetch(entries, fetcher=fetcher):
                 key = (entry.feed_url, entry.id)
                 row = unfetched[key]
                 if isinstance(result, FetchedPage):

@@ -12,7 +12,7 @@ import pytest
 from support import factories as f
 
 from pipeline import staging, store
-from pipeline.load import load, plan
+from pipeline.load import _plan_files, load, plan
 
 EVENT = ("Israel and Russia agreed to set up a working group on the withdrawal of foreign "
          "forces from Syria, Prime Minister Benjamin Netanyahu said after meeting President "
@@ -80,8 +80,9 @@ def test_the_same_page_in_two_feeds_is_one_article(tmp_path: Path) -> None:
 def test_a_failing_load_rolls_back_everything(tmp_path: Path) -> None:
     settings = f.settings(tmp_path)
     f.stage(settings, "run-1", reports())
-    broken = tmp_path / "staging" / "run-1" / "articles-p999.jsonl"
-    broken.write_text('{"id": "x", "published_at": "not a date"}\n', encoding="utf-8")
+    # A whole file (with its completion record) that DuckDB fails on mid-load.
+    with staging.StagingWriter(tmp_path / "staging" / "run-1", "p999") as writer:
+        writer.write("articles", {"id": "x", "published_at": "not a date"})
     with store.connect(settings.database) as con:
         with pytest.raises(duckdb.Error):
             load(con, settings, "run-1")
@@ -196,8 +197,35 @@ def test_the_load_uses_a_current_plan(tmp_path: Path) -> None:
                     f"'{path.parent / 'plan-articles.parquet'}')) TO "
                     f"'{path.parent / 'plan-articles.parquet'}.new' (FORMAT parquet)")
         (path.parent / "plan-articles.parquet.new").replace(path.parent / "plan-articles.parquet")
+        # ... and vouch for the rewritten files in the plan's commit mark, as the
+        # planner does (an unvouched change is a damaged plan: next test).
+        mark = json.loads((path.parent / "plan.json").read_text())
+        mark["files"] = _plan_files(path.parent)
+        (path.parent / "plan.json").write_text(json.dumps(mark) + "\n")
         load(con, settings, "run-1")
         assert table(con, "SELECT DISTINCT story_id FROM articles") == [("s-planned",)]
+
+
+@pytest.mark.parametrize("cut", ["line", "mid-line"])
+def test_a_plan_file_cut_short_is_made_again_not_read_short(tmp_path: Path, cut: str) -> None:
+    settings = f.settings(tmp_path, alerts=[{"name": "syria", "query": "topic:syria",
+                                             "to": ["a@example.org"]}])
+    f.stage(settings, "run-1", reports())
+    with store.connect(settings.database) as con:
+        plan(con, settings, "run-1")
+        directory = staging.run_dir(settings.staging, "run-1")
+        for name in ("plan-outbox.jsonl", "plan-assigned.jsonl"):
+            data = (directory / name).read_bytes()
+            assert data.count(b"\n") >= 1, name
+            # "line": the last line gone, the file still ends in a newline.
+            keep = data[: data.rfind(b"\n", 0, len(data) - 1) + 1] if cut == "line" \
+                else data[: len(data) // 2]
+            (directory / name).write_bytes(keep)
+        result = load(con, settings, "run-1")
+        assert result.articles_new == 3
+        assert table(con, "SELECT count(*) FROM articles WHERE story_id IN "
+                          "(SELECT id FROM stories)") == [(3,)]
+        assert table(con, "SELECT count(*) FROM alerts") == [(1,)]
 
 
 def test_a_stale_plan_is_made_again_inside_the_load(tmp_path: Path) -> None:

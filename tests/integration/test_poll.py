@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 from support.badserver import gzip_bomb
+from support.factories import skip_processing
 from support.feedserver import FeedServer, Reply, article, rss
 
 from pipeline import staging
@@ -56,6 +57,7 @@ def poll(settings: Settings, *, now: datetime = NOW,
     run_id = new_run_id()
     summary = poll_stage(settings, run_id, now=now, force=force)
     polled = list(staging.read(staging.run_dir(settings.staging, run_id), "polled"))
+    skip_processing(settings, run_id)
     load_stage(settings, run_id)
     return summary, polled
 
