@@ -106,7 +106,10 @@ def _load_feeds(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
             fetch_url = coalesce(excluded.fetch_url, feeds.fetch_url),
             poll_interval_minutes = coalesce(excluded.poll_interval_minutes,
                                              feeds.poll_interval_minutes),
-            item_hashes = excluded.item_hashes"""
+            item_hashes = excluded.item_hashes
+        -- A run loaded late (its first load failed) never puts back older state.
+        WHERE feeds.last_polled_at IS NULL OR excluded.last_polled_at IS NULL
+            OR excluded.last_polled_at >= feeds.last_polled_at"""
     )
     return n
 

@@ -12,14 +12,17 @@ files named by run id, so every stage can be retried on its own.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import secrets
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -110,7 +113,9 @@ def poll_stage(
     now = now or datetime.now(UTC)
     until = _deadline(settings, deadline)
     directory = staging.run_dir(settings.staging, run_id)
-    with store.connect(settings.database) as con:
+    # Polling only reads the database: read-only (once it exists), so an
+    # analyst's read-only session does not hold it up.
+    with store.connect(settings.database, read_only=settings.database.exists()) as con:
         states = store.feed_states(con)
         due = poll.due_feeds(feeds.all_feeds(settings, con), states, now, force=force)
         retry = store.entries_to_retry(con, MAX_PAGE_ATTEMPTS)
@@ -377,21 +382,132 @@ class PassResult:
     cluster: PlanResult
     load: LoadResult
     send: alert.SendResult
+    leftovers: tuple[LoadResult, ...] = ()  # earlier passes' runs loaded first
+    pruned: int = 0  # staging folders removed (loaded or abandoned)
+
+
+# An incomplete run folder untouched this long is abandoned (a pass killed
+# mid-way; its entries were never stored, so the feeds deliver them again).
+ABANDONED_AFTER = timedelta(hours=1)
+
+
+def _loaded_runs(settings: Settings, run_ids: list[str]) -> set[str]:
+    if not run_ids or not settings.database.exists():
+        return set()
+    with store.connect(settings.database, read_only=True) as con:
+        rows = con.execute(
+            "SELECT id FROM runs WHERE loaded_at IS NOT NULL AND list_contains(?, id)",
+            [run_ids]).fetchall()
+    return {r[0] for r in rows}
+
+
+def tidy_staging(settings: Settings, *, now: datetime | None = None
+                 ) -> tuple[list[str], int]:
+    """Sort the staging folder out before a pass: the runs ready to load (every
+    stage before the load finished, not loaded yet: a pass whose load failed),
+    oldest first; and remove the folders of runs already loaded or abandoned.
+    Returns (runs to load, folders removed)."""
+    root = settings.staging
+    if not root.is_dir():
+        return [], 0
+    now = now or datetime.now(UTC)
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    loaded = _loaded_runs(settings, [p.name for p in folders])
+    abandoned_before = (now - max(ABANDONED_AFTER, 2 * timedelta(
+        seconds=settings.fetch.pass_budget_seconds))).timestamp()
+    ready: list[str] = []
+    removed = 0
+    for folder in folders:
+        if folder.name in loaded:
+            staging.remove(folder)
+            removed += 1
+            continue
+        try:
+            staging.verify(folder)
+            ready.append(folder.name)
+        except staging.StagingError as exc:
+            newest = max((q.stat().st_mtime for q in folder.rglob("*")),
+                         default=folder.stat().st_mtime)
+            if newest < abandoned_before:
+                log.warning("removing abandoned staging folder %s: %s", folder, exc)
+                staging.remove(folder)
+                removed += 1
+    return ready, removed
+
+
+@contextmanager
+def pass_lock(settings: Settings) -> Iterator[None]:
+    """One pass at a time on a staging folder: a second ``newsmon run`` waits
+    (saying for whom) instead of fetching every page again beside the first."""
+    settings.staging.mkdir(parents=True, exist_ok=True)
+    path = settings.staging / ".pass.lock"
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            log.warning("another newsmon pass is running (%s); waiting for it to finish",
+                        holder)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}, since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@contextmanager
+def _explained(settings: Settings) -> Iterator[None]:
+    """A full disk or a damaged database file as its sentence (exit 2 in the
+    CLI); any other error as it is."""
+    try:
+        yield
+    except Exception as exc:
+        sentence = store.explain(exc, settings.database)
+        if sentence is None or sentence is exc:
+            raise
+        raise sentence from exc
 
 
 def run_pass(
     settings: Settings, *, force: bool = False, workers: int | None = None,
     progress: Progress = _quiet, mailer: alert.Mailer | None = None,
 ) -> PassResult:
-    """One whole pass: the same stages the DAG runs, in one process."""
-    started = datetime.now(UTC)
-    deadline = time.monotonic() + settings.fetch.pass_budget_seconds
-    run_id = new_run_id(started)
-    polled = poll_stage(settings, run_id, now=started, force=force, progress=progress,
-                        deadline=deadline)
-    processed = process_stage(settings, run_id, workers=workers, progress=progress,
-                              deadline=deadline)
-    planned = cluster_stage(settings, run_id)
-    loaded = load_stage(settings, run_id, started_at=started)
-    sent = send_stage(settings, mailer)
-    return PassResult(poll=polled, process=processed, cluster=planned, load=loaded, send=sent)
+    """One whole pass: the same stages the DAG runs, in one process.
+
+    Runs left ready by an earlier pass whose load failed are loaded first (so
+    their entries count as seen before the feeds are polled again); a pass
+    that fails before its load removes its own staging (its entries were not
+    stored, so they come back), one that fails in the load keeps it for the
+    next pass."""
+    with pass_lock(settings):
+        ready, pruned = tidy_staging(settings)
+        leftovers = []
+        for old in ready:
+            with _explained(settings):
+                cluster_stage(settings, old)
+                leftovers.append(load_stage(settings, old))
+        started = datetime.now(UTC)
+        deadline = time.monotonic() + settings.fetch.pass_budget_seconds
+        run_id = new_run_id(started)
+        try:
+            with _explained(settings):
+                polled = poll_stage(settings, run_id, now=started, force=force,
+                                    progress=progress, deadline=deadline)
+                processed = process_stage(settings, run_id, workers=workers,
+                                          progress=progress, deadline=deadline)
+        except BaseException:
+            staging.remove(staging.run_dir(settings.staging, run_id))
+            raise
+        with _explained(settings):
+            planned = cluster_stage(settings, run_id)
+            loaded = load_stage(settings, run_id, started_at=started)
+        sent = send_stage(settings, mailer)
+    return PassResult(poll=polled, process=processed, cluster=planned, load=loaded, send=sent,
+                      leftovers=tuple(leftovers), pruned=pruned)

@@ -11,7 +11,9 @@ here are a contract documented in the README.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,6 +23,8 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
@@ -154,7 +158,87 @@ class DatabaseLocked(StoreError):
     pass
 
 
+class DatabaseDamaged(StoreError):
+    pass
+
+
+class DiskFull(StoreError):
+    pass
+
+
 _PID = re.compile(r"PID (\d+)")
+# DuckDB's own words (duckdb 1.x, src/common/file_system / storage): matched
+# whole, so "block" in a checksum error is never taken for a lock.
+_LOCK_CONFLICT = "Could not set lock on file"
+_DAMAGED = ("Corrupt database file", "is not a valid DuckDB database file",
+            "The file is not a valid DuckDB database")
+_NO_SPACE = ("No space left on device", "Could not write all bytes")
+
+
+def disk_full(path: Path | str) -> DiskFull:
+    return DiskFull(f"disk full at {path}: free some space (or move the database, staging "
+                    "or outbox folder to a bigger disk) and run again; nothing was lost")
+
+
+def explain(exc: BaseException, path: Path | str) -> StoreError | None:
+    """A sentence for a DuckDB or OS error that has one (damaged file, full
+    disk); None for the rest, which stay errors of their own."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return disk_full(exc.filename or path)
+    if isinstance(exc, duckdb.Error):
+        message = str(exc)
+        if any(words in message for words in _NO_SPACE):
+            return disk_full(path)
+        if any(words in message for words in _DAMAGED):
+            return DatabaseDamaged(
+                f"{path} is damaged ({message.splitlines()[0]}); move it aside and restore "
+                "a backup, or start a new database (the feeds will be read again)")
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockHolder:
+    pid: int | None
+    mode: str  # "read-only" or "read-write" (or "unknown")
+    program: str | None
+
+    def describe(self) -> str:
+        who = f"process {self.pid}" if self.pid else "another process"
+        if self.program:
+            who += f" ({self.program})"
+        return f"{who}, open {self.mode}" if self.mode != "unknown" else who
+
+
+def lock_holder(path: Path, message: str = "") -> LockHolder:
+    """Who holds the lock on ``path``: DuckDB names the process; the kernel's
+    table of POSIX locks (/proc/locks) says READ (a read-only session) or
+    WRITE (a writer)."""
+    found = _PID.search(message)
+    pid = int(found.group(1)) if found else None
+    mode = "unknown"
+    try:
+        inode = path.stat().st_ino
+        with open("/proc/locks", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                fields = line.split()
+                # "1: POSIX  ADVISORY  READ 17114 fe:00:2146393 0 EOF"
+                if (len(fields) >= 6 and fields[1] == "POSIX"
+                        and fields[5].rsplit(":", 1)[-1] == str(inode)
+                        and (pid is None or fields[4] == str(pid))):
+                    pid = pid or int(fields[4])
+                    mode = "read-only" if fields[3] == "READ" else "read-write"
+                    break
+    except (OSError, ValueError):
+        pass
+    program = None
+    if pid:
+        try:
+            program = Path(f"/proc/{pid}/comm").read_text(encoding="utf-8").strip() or None
+        except OSError:
+            program = None
+    return LockHolder(pid=pid, mode=mode, program=program)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -171,19 +255,26 @@ def _connect(path: Path, *, read_only: bool, retry: LockRetry) -> duckdb.DuckDBP
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as exc:
             message = str(exc)
-            if "lock" not in message.lower():
-                raise StoreError(f"{path}: cannot open the database: {message}") from None
+            if _LOCK_CONFLICT not in message:
+                raise explain(exc, path) or StoreError(
+                    f"{path}: cannot open the database: {message}") from None
+            holder = lock_holder(path, message)
             if attempt == retry.attempts:
-                pid = _PID.search(message)
-                holder = f"process {pid.group(1)}" if pid else "another process"
+                note = (" (a read-only session blocks writers too)"
+                        if holder.mode == "read-only" else "")
                 raise DatabaseLocked(
-                    f"{path} is locked by {holder} (DuckDB allows one writer); "
-                    "close that session (an open duckdb shell or notebook?) and run again"
+                    f"{path} is locked by {holder.describe()}{note}: DuckDB allows one "
+                    "writer, or readers only; close that session (an open duckdb shell or "
+                    "notebook?) or let it finish, and run again"
                 ) from None
+            if attempt == 1:
+                log.warning("%s is locked by %s; waiting for it (up to %d tries)", path,
+                            holder.describe(), retry.attempts)
             time.sleep(delay)
             delay = min(delay * 2, retry.max_delay)
         except duckdb.Error as exc:
-            raise StoreError(f"{path}: cannot open the database: {exc}") from None
+            raise explain(exc, path) or StoreError(
+                f"{path}: cannot open the database: {exc}") from None
     raise AssertionError("unreachable")
 
 
