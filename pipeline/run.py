@@ -17,7 +17,6 @@ import logging
 import os
 import secrets
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -192,15 +191,17 @@ def _batches(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[s
 
 def _shard_records(directory: Path, shard: int, shards: int) -> Iterator[dict[str, Any]]:
     """This shard's polled entries, each (feed, entry id) once: a feed that
-    repeats a GUID (common in real feeds) gives one entry, the first copy. An
-    entry's shard follows from its key, so both copies land in the same one."""
+    repeats a GUID (common in real feeds) gives one entry, the first copy. Every
+    shard drops the same copies, so the n-th distinct entry goes to shard n mod
+    ``shards`` whichever shard reads it."""
     seen: set[tuple[str, str]] = set()
     for r in staging.read(directory, "polled"):
         key = (r["feed_url"], r["id"])
-        if zlib.crc32(f"{key[0]}\n{key[1]}".encode()) % shards != shard or key in seen:
+        if key in seen:
             continue
         seen.add(key)
-        yield r
+        if (len(seen) - 1) % shards == shard:
+            yield r
 
 
 def process_stage(
@@ -358,7 +359,12 @@ def cluster_stage(settings: Settings, run_id: str) -> PlanResult:
     # Read-only (once the database exists): analysts' read-only sessions can stay
     # open while it clusters; only the load's transaction needs the file alone.
     with store.connect(settings.database, read_only=settings.database.exists()) as con:
-        return plan(con, settings, run_id)
+        result = plan(con, settings, run_id)
+    if result.already_loaded:
+        # What a stage re-run after the load staged is never loaded (a run id
+        # is loaded once): it goes now rather than wait to be pruned.
+        staging.remove(staging.run_dir(settings.staging, run_id))
+    return result
 
 
 def load_stage(settings: Settings, run_id: str, *, started_at: datetime | None = None,
