@@ -472,11 +472,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from pipeline.config import ConfigError
+    from pipeline.staging import StagingError
     from pipeline.store import StoreError
 
     try:
         return int(args.func(args))
-    except (UserError, ConfigError, StoreError) as exc:
+    except (UserError, ConfigError, StoreError, StagingError) as exc:
         print(f"newsmon: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -20,6 +20,7 @@ retrying the load (an Airflow retry, a crash after commit) changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -567,7 +568,9 @@ def load(
         )
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        # A COMMIT that failed (a full disk) has ended the transaction already.
+        with contextlib.suppress(duckdb.TransactionException):
+            con.execute("ROLLBACK")
         raise
     log.info("loaded run", extra={"run_id": run_id, "articles": articles_new})
     return LoadResult(run_id=run_id, already_loaded=False, feeds=feeds, entries=entries,

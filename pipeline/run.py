@@ -469,13 +469,14 @@ def pass_lock(settings: Settings) -> Iterator[None]:
 
 
 @contextmanager
-def _explained(settings: Settings) -> Iterator[None]:
+def _explained(where: Path) -> Iterator[None]:
     """A full disk or a damaged database file as its sentence (exit 2 in the
-    CLI); any other error as it is."""
+    CLI), naming ``where`` when the error names no file; any other error as
+    it is."""
     try:
         yield
     except Exception as exc:
-        sentence = store.explain(exc, settings.database)
+        sentence = store.explain(exc, where)
         if sentence is None or sentence is exc:
             raise
         raise sentence from exc
@@ -496,14 +497,14 @@ def run_pass(
         ready, pruned = tidy_staging(settings)
         leftovers = []
         for old in ready:
-            with _explained(settings):
+            with _explained(settings.database):
                 cluster_stage(settings, old)
                 leftovers.append(load_stage(settings, old))
         started = datetime.now(UTC)
         deadline = time.monotonic() + settings.fetch.pass_budget_seconds
         run_id = new_run_id(started)
         try:
-            with _explained(settings):
+            with _explained(settings.staging):
                 polled = poll_stage(settings, run_id, now=started, force=force,
                                     progress=progress, deadline=deadline)
                 processed = process_stage(settings, run_id, workers=workers,
@@ -511,7 +512,7 @@ def run_pass(
         except BaseException:
             staging.remove(staging.run_dir(settings.staging, run_id))
             raise
-        with _explained(settings):
+        with _explained(settings.database):
             planned = cluster_stage(settings, run_id)
             loaded = load_stage(settings, run_id, started_at=started)
         sent = send_stage(settings, mailer)

@@ -113,13 +113,17 @@ class StagingWriter:
         done = self.directory / f"{self.shard}{_DONE}"
         done.unlink(missing_ok=True)  # a re-run: the old record must not vouch for new files
         listed: dict[str, dict[str, Any]] = {}
-        for kind, out in self._files.items():
-            out.handle.flush()
-            os.fsync(out.handle.fileno())
-            out.handle.close()
-            os.replace(self._tmp(kind), self._final(kind))
-            listed[self._final(kind).name] = {"lines": out.lines, "bytes": out.size,
-                                              "sha256": out.digest.hexdigest()}
+        try:
+            for kind, out in self._files.items():
+                out.handle.flush()
+                os.fsync(out.handle.fileno())
+                out.handle.close()
+                os.replace(self._tmp(kind), self._final(kind))
+                listed[self._final(kind).name] = {"lines": out.lines, "bytes": out.size,
+                                                  "sha256": out.digest.hexdigest()}
+        except BaseException:
+            self.abort()  # a full disk while flushing: no handle left open, no half file
+            raise
         self._files.clear()
         for kind in KINDS:  # a re-run that wrote no file of a kind leaves none of the old
             name = self._final(kind).name
@@ -136,7 +140,10 @@ class StagingWriter:
 
     def abort(self) -> None:
         for kind, out in self._files.items():
-            out.handle.close()
+            try:
+                out.handle.close()
+            except OSError:
+                pass  # a full disk fails the close's flush too; the file goes anyway
             self._tmp(kind).unlink(missing_ok=True)
         self._files.clear()
 

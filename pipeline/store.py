@@ -294,6 +294,12 @@ def connect(
         if not read_only:
             ensure_schema(con)
         yield con
+    except duckdb.Error as exc:
+        # A damaged block or a full disk found by any statement: its sentence.
+        sentence = explain(exc, path)
+        if sentence is None:
+            raise
+        raise sentence from exc
     finally:
         con.close()
 

@@ -1,0 +1,429 @@
+"""Faults of data and of the machine: nothing lost, nothing doubled, nothing stuck.
+
+Real servers on 127.0.0.1, real DuckDB files, real processes holding locks, a
+real full disk (a small tmpfs; skipped where it cannot be mounted). Each test
+counts what is stored before and after: no article lost or doubled.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from support.feedserver import FeedServer, Reply, article, rss
+
+from pipeline import staging, store
+from pipeline.config import Settings, parse_settings
+from pipeline.run import (
+    cluster_stage,
+    load_stage,
+    new_run_id,
+    poll_stage,
+    process_stage,
+    run_pass,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    with FeedServer() as s:
+        yield s
+
+
+def serve_feed(server: FeedServer, name: str, n: int, *, repeat: int = 0) -> str:
+    """A feed of ``n`` article pages; ``repeat`` more items reuse the first GUIDs."""
+    items = []
+    for i in range(n):
+        path = f"/{name}/{i}"
+        server.route(path, Reply(body=article(f"{name} report {i}", day=f"day {i}").encode(),
+                                 content_type="text/html; charset=utf-8"))
+        items.append({"title": f"{name} report {i}", "link": server.url(path),
+                      "guid": f"{name}-{i}"})
+    for i in range(repeat):  # the same GUID again, another link (a feed's own mistake)
+        path = f"/{name}/again-{i}"
+        server.route(path, Reply(body=article(f"{name} again {i}").encode(),
+                                 content_type="text/html; charset=utf-8"))
+        items.append({"title": f"{name} again {i}", "link": server.url(path),
+                      "guid": f"{name}-{i}"})
+    server.route(f"/{name}.xml", Reply(body=rss(items, title=name).encode()))
+    return server.url(f"/{name}.xml")
+
+
+def make_settings(tmp_path: Path, server: FeedServer, feeds: list[str],
+                  **overrides: Any) -> Settings:
+    data: dict[str, Any] = {
+        "database": str(tmp_path / "db" / "news.duckdb"),
+        "staging_dir": str(tmp_path / "staging"), "outbox_dir": str(tmp_path / "outbox"),
+        "feeds": [{"url": u} for u in feeds],
+        "fetch": {"allow_private": [server.host_port]}, "process": {"workers": 1},
+    }
+    data.update(overrides)
+    return parse_settings(data)
+
+
+def counts(settings: Settings) -> dict[str, int]:
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        row = con.execute(
+            "SELECT (SELECT count(*) FROM articles), (SELECT count(DISTINCT id) FROM articles),"
+            " (SELECT count(*) FROM entries), (SELECT count(*) FROM entries WHERE status ="
+            " 'stored' AND article_id NOT IN (SELECT id FROM articles)),"
+            " (SELECT coalesce(sum(entries_seen), 0) FROM feeds)").fetchone()
+    assert row is not None
+    return dict(zip(("articles", "distinct", "entries", "orphans", "seen"), row, strict=True))
+
+
+def stage_run(settings: Settings) -> str:
+    """Poll and process one run; return its id (not loaded)."""
+    run_id = new_run_id()
+    poll_stage(settings, run_id, force=True)
+    process_stage(settings, run_id)
+    return run_id
+
+
+# -- duplicate entry ids ----------------------------------------------------------------------
+
+
+def test_a_guid_repeated_in_one_feed_stops_nothing(tmp_path: Path, server: FeedServer) -> None:
+    dup = serve_feed(server, "dup", 4, repeat=2)
+    fine = serve_feed(server, "fine", 3)
+    settings = make_settings(tmp_path, server, [dup, fine])
+    result = run_pass(settings)
+    assert result.load.articles_new == 7  # 4 + 3: each GUID once, the first copy
+    after = counts(settings)
+    assert after["articles"] == after["distinct"] == 7 and after["orphans"] == 0
+    assert server.hits["/dup/again-0"] == 0 and server.hits["/dup/0"] == 1
+    again = run_pass(settings, force=True)
+    assert again.load.articles_new == 0 and counts(settings)["articles"] == 7
+
+
+# -- staging that cannot prove it is complete -------------------------------------------------
+
+
+@pytest.mark.parametrize("cut", ["line", "mid-line"])
+def test_a_staged_file_cut_short_is_refused_then_redone(
+    tmp_path: Path, server: FeedServer, cut: str
+) -> None:
+    settings = make_settings(tmp_path, server, [serve_feed(server, "cut", 6)])
+    run_id = stage_run(settings)
+    directory = staging.run_dir(settings.staging, run_id)
+    path = directory / "articles-p000.jsonl"
+    data = path.read_bytes()
+    lines = data.splitlines(keepends=True)
+    assert len(lines) == 6
+    path.write_bytes(b"".join(lines[:4]) if cut == "line" else data[: len(data) - 40])
+    with pytest.raises(staging.StagingError, match="incomplete staged file"):
+        load_stage(settings, run_id)
+    with pytest.raises(staging.StagingError, match="incomplete staged file"):
+        cluster_stage(settings, run_id)
+    before = counts(settings)
+    assert before["articles"] == 0 and before["entries"] == 0  # nothing marked stored
+    process_stage(settings, run_id)  # the stage that wrote it, again
+    assert load_stage(settings, run_id).articles_new == 6
+    assert counts(settings)["articles"] == 6
+
+
+def test_a_damaged_staged_file_of_the_same_length_is_refused(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    settings = make_settings(tmp_path, server, [serve_feed(server, "flip", 2)])
+    run_id = stage_run(settings)
+    path = staging.run_dir(settings.staging, run_id) / "entries-p000.jsonl"
+    data = bytearray(path.read_bytes())
+    data[data.index(b"stored")] = ord("S")
+    path.write_bytes(bytes(data))
+    with pytest.raises(staging.StagingError, match="damaged"):
+        load_stage(settings, run_id)
+
+
+def test_a_missing_staging_folder_is_an_error_and_keeps_the_feed_state(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    url = serve_feed(server, "gone", 3)
+    items = [{"title": f"gone report {i}", "link": server.url(f"/gone/{i}"), "guid": f"gone-{i}"}
+             for i in range(3)]
+    server.route("/gone.xml", Reply(body=rss(items).encode(), etag='"v1"'))
+    settings = make_settings(tmp_path, server, [url])
+    run_id = stage_run(settings)
+    staging.remove(staging.run_dir(settings.staging, run_id))  # "on another host"
+    with pytest.raises(staging.StagingError, match="no staging folder"):
+        load_stage(settings, run_id)
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM feeds WHERE etag IS NOT NULL"
+                           ).fetchone() == (0,)
+    # The next pass gets the whole feed again (no ETag was saved): nothing lost.
+    assert run_pass(settings).load.articles_new == 3
+
+
+def test_polled_entries_no_process_shard_finished_are_refused(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    settings = make_settings(tmp_path, server, [serve_feed(server, "half", 2)])
+    run_id = new_run_id()
+    poll_stage(settings, run_id, force=True)
+    with pytest.raises(staging.StagingError, match="no process shard finished"):
+        load_stage(settings, run_id)
+    # Two shards planned, one finished: the other is named.
+    process_stage(settings, run_id, shard=0, shards=2)
+    with pytest.raises(staging.StagingError, match="p001 of 2 did not finish"):
+        load_stage(settings, run_id)
+    process_stage(settings, run_id, shard=1, shards=2)
+    assert load_stage(settings, run_id).articles_new == 2
+
+
+# -- the database file ------------------------------------------------------------------------
+
+
+def test_a_damaged_database_is_called_damaged_at_once(tmp_path: Path) -> None:
+    db = tmp_path / "news.duckdb"
+    db.write_bytes(b"not a database at all " * 500)
+    started = time.monotonic()
+    with pytest.raises(store.DatabaseDamaged, match="is damaged") as err, store.connect(db):
+        pass
+    assert time.monotonic() - started < 3
+    assert "locked" not in str(err.value)
+
+
+def test_a_damaged_block_is_not_taken_for_a_lock(tmp_path: Path) -> None:
+    db = tmp_path / "news.duckdb"
+    with store.connect(db) as con:
+        con.execute("CREATE TABLE filler AS SELECT range AS i, repeat('x', 200) AS s"
+                    " FROM range(20000)")
+    with open(db, "r+b") as handle:  # overwrite data blocks past the headers
+        handle.seek(3 * 262144)
+        handle.write(b"\xff" * 262144)
+    started = time.monotonic()
+    with pytest.raises(store.StoreError) as err, store.connect(db) as con:
+        con.execute("SELECT sum(i), max(s) FROM filler").fetchall()
+    assert time.monotonic() - started < 3
+    assert isinstance(err.value, store.DatabaseDamaged) or "block" not in str(err.value)
+    assert "locked" not in str(err.value)
+
+
+def _holder(db: Path, *, read_only: bool) -> subprocess.Popen[str]:
+    """A process holding ``db`` open until a line arrives on its stdin."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         f"import duckdb,sys; c=duckdb.connect({str(db)!r}, read_only={read_only}); "
+         "print('ok', flush=True); sys.stdin.readline()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+    return holder
+
+
+def test_a_read_only_session_does_not_stop_polling_and_the_load_waits_for_it(
+    tmp_path: Path, server: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(tmp_path, server, [serve_feed(server, "ro", 3)])
+    run_pass(settings)  # the database exists
+    serve_feed(server, "ro", 5)  # two more reports
+    holder = _holder(settings.database, read_only=True)
+    try:
+        run_id = new_run_id()
+        summary = poll_stage(settings, run_id, force=True)  # read-only beside the session
+        assert summary.entries_new == 2 and summary.feeds_failed == 0
+        process_stage(settings, run_id)
+        cluster_stage(settings, run_id)
+
+        def close_session() -> None:
+            assert holder.stdin is not None
+            holder.stdin.write("done\n")
+            holder.stdin.flush()
+
+        threading.Timer(1.5, close_session).start()  # the analyst closes the session
+        with caplog.at_level(logging.WARNING, logger="pipeline.store"):
+            loaded = load_stage(settings, run_id)  # waits for the session to close
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert loaded.articles_new == 2
+    waits = [r.getMessage() for r in caplog.records if "waiting" in r.getMessage()]
+    assert waits and f"process {holder.pid}" in waits[0] and "read-only" in waits[0]
+    assert counts(settings)["articles"] == 5
+
+
+def test_a_writer_holding_the_file_is_named_with_its_mode(tmp_path: Path) -> None:
+    db = tmp_path / "news.duckdb"
+    with store.connect(db):
+        pass
+    holder = _holder(db, read_only=False)
+    try:
+        retry = store.LockRetry(attempts=2, first_delay=0.05)
+        with pytest.raises(store.DatabaseLocked) as err, store.connect(db, retry=retry):
+            pass
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert f"process {holder.pid}" in str(err.value) and "read-write" in str(err.value)
+
+
+# -- passes -----------------------------------------------------------------------------------
+
+
+def _write_config(tmp_path: Path, settings: Settings, feeds: list[str]) -> Path:
+    import yaml
+
+    path = tmp_path / "newsmon.yaml"
+    path.write_text(yaml.safe_dump({
+        "database": str(settings.database), "staging_dir": str(settings.staging),
+        "outbox_dir": str(tmp_path / "outbox"), "feeds": [{"url": u} for u in feeds],
+        "fetch": {"allow_private": list(settings.fetch.allow_private)},
+        "process": {"workers": 1},
+    }), encoding="utf-8")
+    return path
+
+
+def test_two_passes_at_once_fetch_each_page_once(tmp_path: Path, server: FeedServer) -> None:
+    urls = [serve_feed(server, "twice", 8)]
+    for i in range(8):  # slow pages: the first pass is still running when the second starts
+        path = f"/twice/{i}"
+        server.route(path, Reply(body=article(f"twice report {i}").encode(),
+                                 content_type="text/html; charset=utf-8", trickle=0.0004))
+    settings = make_settings(tmp_path, server, urls)
+    config = _write_config(tmp_path, settings, urls)
+    command = [sys.executable, "-m", "pipeline.cli", "run", "--once", "--quiet",
+               "--config", str(config)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env)
+    deadline = time.monotonic() + 30
+    while server.hits["/twice.xml"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    _out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert second.returncode == 0, second.stderr
+    assert "another newsmon pass is running" in second.stderr
+    assert f"process {first.pid}" in second.stderr
+    assert all(server.hits[f"/twice/{i}"] == 1 for i in range(8)), dict(server.hits)
+    after = counts(settings)
+    assert after["articles"] == after["distinct"] == 8
+    assert after["seen"] == 8  # entries_seen not counted twice
+
+
+def test_a_pass_loads_what_an_earlier_pass_left_and_prunes_the_rest(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    settings = make_settings(tmp_path, server, [serve_feed(server, "left", 3)])
+    run_pass(settings)
+    left = stage_run(make_settings(tmp_path, server, [serve_feed(server, "later", 2)]))
+    root = settings.staging
+    abandoned = root / "20200101T000000Z-abcdef"
+    with staging.StagingWriter(abandoned, "poll") as writer:  # a pass killed mid-process
+        writer.write("polled", {"id": "x", "feed_url": "f", "url": "u"})
+    old = time.time() - 3 * 3600
+    for path in [abandoned, *abandoned.iterdir()]:
+        os.utime(path, (old, old))
+    fresh = root / "20990101T000000Z-abcdef"  # incomplete but recent: maybe still running
+    fresh.mkdir()
+    result = run_pass(settings)
+    assert [r.run_id for r in result.leftovers] == [left]
+    assert result.leftovers[0].articles_new == 2
+    assert not abandoned.exists() and fresh.exists()
+    assert not staging.run_dir(root, left).exists()
+    assert counts(settings)["articles"] == 5
+    assert server.hits["/later/0"] == 1  # loaded from the staging, not fetched again
+
+
+# -- a full disk ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A small tmpfs (3 MiB, or the size the test asks for), as root; skipped
+    where it cannot be mounted."""
+    size = getattr(request, "param", "3m")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path, *, leave: int = 0) -> Path:
+    """Fill ``disk`` up to ``leave`` bytes free; returns the filler file."""
+    filler = disk / "filler"
+    with open(filler, "wb") as handle:
+        try:
+            while True:
+                stat = os.statvfs(disk)
+                free = stat.f_bavail * stat.f_frsize - leave
+                if free <= 0:
+                    break
+                handle.write(b"\0" * min(free, 1 << 16))
+                handle.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_disk_under_the_staging_is_one_sentence_then_recovers(
+    tmp_path: Path, server: FeedServer, small_disk: Path
+) -> None:
+    settings = make_settings(tmp_path, server, [serve_feed(server, "full", 30)],
+                             staging_dir=str(small_disk / "staging"))
+    filler = fill(small_disk, leave=4096)
+    with pytest.raises(store.DiskFull, match="disk full at"):
+        run_pass(settings)
+    assert list((small_disk / "staging").iterdir()) == [small_disk / "staging" / ".pass.lock"]
+    filler.unlink()
+    assert run_pass(settings).load.articles_new == 30
+    after = counts(settings)
+    assert after["articles"] == after["distinct"] == 30 and after["orphans"] == 0
+
+
+# An empty newsmon database is 1 MiB; room for it to grow after the disk is freed.
+@pytest.mark.parametrize("small_disk", ["16m"], indirect=True)
+def test_a_full_disk_under_the_database_keeps_the_pass_for_the_next(
+    tmp_path: Path, server: FeedServer, small_disk: Path
+) -> None:
+    settings = make_settings(tmp_path, server, [serve_feed(server, "dbfull", 3)],
+                             database=str(small_disk / "news.duckdb"))
+    run_pass(settings)
+    serve_feed(server, "dbfull", 40)
+    filler = fill(small_disk)
+    with pytest.raises(store.DiskFull, match="disk full at"):
+        run_pass(settings, force=True)
+    kept = [p for p in settings.staging.iterdir() if not p.name.startswith(".")]
+    assert len(kept) == 1  # the failed pass's extraction, kept for the next pass
+    filler.unlink()
+    result = run_pass(settings, force=True)
+    assert [r.articles_new for r in result.leftovers] == [37]
+    assert result.load.articles_new == 0
+    assert all(server.hits[f"/dbfull/{i}"] == 1 for i in range(40))
+    after = counts(settings)
+    assert after["articles"] == after["distinct"] == 40 and after["orphans"] == 0
+
+
+def test_the_cli_says_disk_full_in_one_line(tmp_path: Path, server: FeedServer,
+                                             small_disk: Path) -> None:
+    settings = make_settings(tmp_path, server, [serve_feed(server, "cli", 20)],
+                             staging_dir=str(small_disk / "staging"))
+    config = _write_config(tmp_path, settings, [f.url for f in settings.feeds])
+    fill(small_disk, leave=4096)
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--once", "--quiet",
+                           "--config", str(config)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"disk full at {small_disk}" in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+
