@@ -109,7 +109,7 @@ def _has_added_feeds(settings: Any) -> bool:
 def _seconds_to_next_poll(settings: Any) -> float:
     from pipeline import store
 
-    with store.connect(settings.database) as con:
+    with store.connect(settings.database, read_only=True) as con:
         row = con.execute(
             "SELECT min(next_poll_at) FROM feeds WHERE status <> 'retired'"
         ).fetchone()

@@ -17,6 +17,7 @@ ETags, and those articles would never come back.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -140,10 +141,9 @@ class StagingWriter:
 
     def abort(self) -> None:
         for kind, out in self._files.items():
-            try:
+            # A full disk fails the close's flush too; the file goes anyway.
+            with contextlib.suppress(OSError):
                 out.handle.close()
-            except OSError:
-                pass  # a full disk fails the close's flush too; the file goes anyway
             self._tmp(kind).unlink(missing_ok=True)
         self._files.clear()
 
