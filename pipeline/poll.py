@@ -84,6 +84,8 @@ _DOCTYPE = re.compile(rb"<!DOCTYPE[^>\[]*", re.IGNORECASE)
 # Declarations that change what an item's bytes mean (entities, default attributes).
 _DECLARATION = re.compile(rb"<!(?:ENTITY|ATTLIST)", re.IGNORECASE)
 _BOM = b"\xef\xbb\xbf"
+# A pass may defer thousands of feeds: the log line names the first few.
+_LOGGED_URLS = 5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -328,16 +330,13 @@ def _parse(
         io.BytesIO(body), sanitize_html=False, resolve_relative_uris=False,
         response_headers=headers,
     )
-    version = parsed.get("version") or ""
-    if not version:
+    if not parsed.get("version") and _root_element(body) != "channel":
         head = body[:1024].lstrip(_BOM + b" \t\r\n").lower()
         if head.startswith((b"<!doctype html", b"<html")) or (
             content_type.split(";")[0].strip().lower() == "text/html"
         ):
             raise FeedParseError("got an HTML page where a feed was expected")
-        problem = parsed.get("bozo_exception")
-        detail = f": {problem}" if problem else ""
-        raise FeedParseError(f"not an RSS or Atom feed{detail}")
+        raise FeedParseError(f"not an RSS or Atom feed: {_why_not(parsed, body)}")
     raw_entries = list(parsed.entries[:max_entries])
     raw_entries, cut = _cut_entries(parsed, raw_entries, body)
     entries: list[FeedEntry] = []
@@ -349,7 +348,8 @@ def _parse(
         rejections.append(Rejection(url=link[:max_url_length], feed_url=url, stage="poll",
                                     reason=reason))
 
-    for raw in raw_entries:
+    kept: set[str] = set()
+    for position, raw in enumerate(raw_entries, start=1):
         title = _text(raw.get("title"), _MAX_TITLE)
         summary = _text(raw.get("summary"), _MAX_SUMMARY)
         link = _text(raw.get("link"), 10 * max_url_length)
@@ -359,7 +359,8 @@ def _parse(
         if when is not None:
             published.append(when)
         if not link:
-            reject(f"{url}#{guid[:200] or title[:80]}", "entry has no link to an article")
+            reject(f"{url}#{guid[:200] or title[:80] or f'entry {position}'}",
+                   "entry has no link to an article")
             continue
         if len(link) > max_url_length:
             reject(link, f"entry link is longer than {max_url_length} characters")
@@ -371,13 +372,20 @@ def _parse(
         if len(link) > max_url_length:  # resolving against the base made it longer
             reject(link, f"entry link is longer than {max_url_length} characters")
             continue
+        entry_id = ids.entry_id(guid=guid if len(guid) <= _MAX_GUID else None, link=link,
+                                title=title, summary=summary)
+        seen[-1] = (entry_id, seen[-1][1])  # a copy's item stands for the entry kept
+        if entry_id in kept:
+            # Real feeds repeat GUIDs (a story updated in place, a CMS bug);
+            # every later stage keys on (feed, id), so one copy goes on.
+            reject(link, f"duplicate entry id: an earlier entry of the feed has the id "
+                         f"{entry_id[:200]!r} (the first one is kept)")
+            continue
+        kept.add(entry_id)
         entries.append(FeedEntry(
-            id=ids.entry_id(guid=guid if len(guid) <= _MAX_GUID else None, link=link,
-                            title=title, summary=summary),
-            feed_url=url, feed_name=name, url=link, title=title, summary=summary,
+            id=entry_id, feed_url=url, feed_name=name, url=link, title=title, summary=summary,
             published_at=when,
         ))
-        seen[-1] = (entries[-1].id, seen[-1][1])
     for raw in cut:
         link = _text(raw.get("link"), max_url_length) or f"{url}#{_text(raw.get('id'), 200)}"
         reject(link, "entry cut off: the feed ends inside it (truncated feed)")
@@ -394,6 +402,74 @@ def _parse(
         update_frequency=_hint(feed.get("sy_updatefrequency")),
         published=tuple(published), truncated=truncated,
     ), len(parsed.entries), _well_formed(parsed), seen
+
+
+# What may come before the root element (XML 1.0 §2.8), and where each ends.
+_PROLOG_ENDS = ((b"<?", b"?>"), (b"<!--", b"-->"))
+_NAME = re.compile(rb"<([A-Za-z_][\w.:-]*)")
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _root_element(body: bytes) -> str | None:
+    """The local name of the document's root element, lower-cased, or None
+    when it cannot be told (no element, a DTD cut off, not ASCII-compatible
+    without a byte order mark).
+
+    feedparser 6 reads CDF (Microsoft's Channel Definition Format: a root
+    ``<CHANNEL>`` of ``<ITEM HREF=...>``) but reports no version for it, as
+    it does for any XML it does not know; the root tells them apart. A scan,
+    not a pattern: a pattern over comments backtracks on hostile input.
+    """
+    if body.startswith(_UTF16_BOMS):
+        body = body[:65536].decode("utf-16", "replace").encode("utf-8", "replace")
+    at = len(_BOM) if body.startswith(_BOM) else 0
+    while True:
+        while at < len(body) and body[at] in b" \t\r\n":
+            at += 1
+        for start, end in _PROLOG_ENDS:
+            if body.startswith(start, at):
+                close = body.find(end, at + len(start))
+                if close < 0:
+                    return None
+                at = close + len(end)
+                break
+        else:
+            if body[at:at + 9].upper() == b"<!DOCTYPE":
+                at = _doctype_end(body, at)
+                if at < 0:
+                    return None
+                continue
+            name = _NAME.match(body, at)
+            return name.group(1).decode("ascii", "replace").rsplit(":", 1)[-1].lower() \
+                if name else None
+
+
+def _doctype_end(body: bytes, at: int) -> int:
+    """Where the document type declaration opening at ``at`` ends, or -1. Its
+    internal subset (``[...]``) may hold ">" in declarations, never "]"
+    outside quotes or comments, which feeds do not put there."""
+    bracket, close = body.find(b"[", at), body.find(b">", at)
+    if close < 0:
+        return -1
+    if 0 <= bracket < close:
+        subset_end = body.find(b"]", bracket)
+        close = body.find(b">", subset_end) if subset_end >= 0 else -1
+    return close + 1 if close >= 0 else -1
+
+
+def _why_not(parsed: Any, body: bytes) -> str:
+    """Why a document feedparser gave no version is not read as a feed."""
+    problem = parsed.get("bozo_exception")
+    if body.lstrip(_BOM + b" \t\r\n").startswith((b"{", b"[")):
+        return "the body is JSON (JSON Feed is not read)"
+    if parsed.get("bozo") and problem is not None and not isinstance(
+            problem, feedparser.NonXMLContentType):
+        return str(problem)
+    root = _root_element(body)
+    if root is None:
+        return "no root element found"
+    return (f"the root element is <{root}> (feeds are <rss>, <feed>, <rdf:RDF>, "
+            "or CDF's <channel>)")
 
 
 def _well_formed(parsed: Any) -> bool:
@@ -629,7 +705,11 @@ async def poll(
     results = [task.result() for task in tasks if task not in pending]
     deferred = tuple(tasks[task].url for task in tasks if task in pending)
     if deferred:
-        log.warning("feeds deferred: time budget spent", extra={"feeds": len(deferred)})
+        # The default formatter drops ``extra``: what and why go in the message.
+        shown = ", ".join(deferred[:_LOGGED_URLS])
+        more = f" and {len(deferred) - _LOGGED_URLS} more" if len(deferred) > _LOGGED_URLS else ""
+        log.warning("%d feed(s) deferred to the next pass, the time budget was spent: %s%s",
+                    len(deferred), shown, more, extra={"feeds": len(deferred)})
     seen = known([(e.feed_url, e.id) for _, parsed in results if parsed is not None
                   for e in parsed.entries])
     entries: list[FeedEntry] = []
@@ -637,7 +717,9 @@ async def poll(
     updates: list[FeedUpdate] = []
     for update, parsed in results:
         if update.last_error:
-            log.warning("feed failed", extra={"feed": update.url, "reason": update.last_error})
+            moved = f" (polled at {update.fetch_url})" if update.fetch_url != update.url else ""
+            log.warning("feed failed: %s%s: %s", update.url, moved, update.last_error,
+                        extra={"feed": update.url, "reason": update.last_error})
         if parsed is None:
             updates.append(update)
             continue
