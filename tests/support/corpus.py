@@ -2,7 +2,7 @@
 files a :class:`~support.feedserver.FeedServer` serves.
 
 feedparser's test files carry the HTTP response headers a test expects as
-``Header:`` lines in a leading comment::
+``Header:`` lines in the comment at the top (after the XML declaration, if any)::
 
     <!--
     Header:      Content-type: application/atom+xml; charset="utf-8"
@@ -31,8 +31,6 @@ ARCHIVE = (Path(__file__).resolve().parents[2] / ".." / "shared" / "feeds"
 # value is read here too ("Last-Modified:" tests a blank header), where
 # feedparser's pattern skips it.
 _HEADER = re.compile(rb"^Header:[ \t]+([^:\r\n]+):[ \t]*(.*?)[ \t]*\r?$", re.MULTILINE)
-# Only the leading comment holds them (a file's content could say "Header:").
-_LEADING_COMMENT = re.compile(rb"\A\s*<!--(.*?)-->", re.DOTALL)
 # feedparser's server guesses with mimetypes, which depends on the machine's
 # /etc/mime.types (text/xml or application/xml); one fixed answer here.
 _CONTENT_TYPES = {".xml": "application/xml", ".json": "application/json"}
@@ -58,9 +56,8 @@ def corpus_files(root: Path) -> list[CorpusFile]:
     files = []
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
         body = file.read_bytes()
-        comment = _LEADING_COMMENT.match(body)
         headers: dict[str, str] = {}
-        for name, value in _HEADER.findall(comment.group(1) if comment else b""):
+        for name, value in _HEADER.findall(body):  # as feedparser's server: the whole file
             headers[name.decode("latin-1").strip()] = value.decode("latin-1")
         content_type = next((v for k, v in headers.items() if k.lower() == "content-type"),
                             _CONTENT_TYPES.get(file.suffix, "application/octet-stream"))
