@@ -22,6 +22,7 @@ from typing import Any
 
 import duckdb
 import feedparser
+import httpx
 import pytest
 from support.corpus import ARCHIVE, CorpusFile, corpus_files, response_headers, serve, unpack
 from support.feedserver import FeedServer
@@ -140,8 +141,6 @@ def test_every_file_is_served_with_its_headers(corpus: list[CorpusFile]) -> None
     assert len(corpus) == 2107
     with FeedServer() as server:
         serve(server, corpus)
-        import httpx
-
         with httpx.Client() as client:
             etag = client.get(server.url("/tests/wellformed/http/headers_etag.xml"))
             typed = client.get(server.url("/tests/encoding/http_text_xml_charset_2.xml"))
