@@ -129,7 +129,7 @@ def test_a_changed_feed_delivers_its_new_items_and_stores_every_items_hash(
     tmp_path: Path, server: FeedServer
 ) -> None:
     """The items whose entries are stored are not parsed again (unit tests in
-    test_poll_parse.py); here: the poll stage passes them, the load stores the
+    test_feed_parsing.py); here: the poll stage passes them, the load stores the
     hashes, and what is delivered is the same."""
     server.route("/grow.xml", Reply(body=rss(items(3, "grow")).encode()))
     settings = make_settings(tmp_path, server, ["/grow.xml"])

@@ -10,7 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.poll import FeedParseError, _item_spans, _items, _root_element, parse_feed
+from pipeline.feed_parsing import (
+    FeedParseError,
+    _item_spans,
+    _items,
+    _root_element,
+    parse_feed,
+)
 
 DATA = Path(__file__).parent / "testdata" / "feeds"
 URL = "https://wire.example.org/feed.xml"
