@@ -299,6 +299,23 @@ def test_root_element(body: bytes, root: str | None) -> None:
     assert _root_element(body) == root
 
 
+_PROLOG_PARTS = [b" ", b"\n", b"<?xml version='1.0'?>", b"<?pi x?>", b"<!-- c -->",
+                 b"<!-- <rss> -->", b"<!DOCTYPE rss>", b"<!DOCTYPE x [<!ENTITY a 'b>c'>]>"]
+
+
+@given(st.lists(st.sampled_from(_PROLOG_PARTS), max_size=8),
+       st.sampled_from(["rss", "feed", "CHANNEL", "rdf:RDF", "opml", "x-y.z"]))
+def test_the_root_is_found_after_any_prolog(prolog: list[bytes], root: str) -> None:
+    body = b"".join(prolog) + f"<{root} a='1'><item/></{root}>".encode()
+    assert _root_element(body) == root.rsplit(":", 1)[-1].lower()
+
+
+@given(st.binary(max_size=200))
+def test_the_root_scan_never_fails_on_any_bytes(body: bytes) -> None:
+    root = _root_element(body)
+    assert root is None or (root and root == root.lower())
+
+
 def test_the_root_scan_is_linear_on_hostile_prologs() -> None:
     # Many comments, then one never closed: a pattern over the prolog would
     # backtrack through every "-->" it passed.
