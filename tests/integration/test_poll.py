@@ -353,6 +353,21 @@ def test_a_failed_feed_is_logged_with_its_url_and_reason(
         "HTTP 404 Not Found"]
 
 
+def test_a_moved_feed_that_fails_is_logged_with_both_addresses(
+    tmp_path: Path, server: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.route("/log-old.xml", Reply(status=301, headers={"Location": "/log-new.xml"}))
+    server.route("/log-new.xml", Reply(body=rss(items(1, "ln")).encode()))
+    settings = make_settings(tmp_path, server, ["/log-old.xml"])
+    poll(settings)
+    server.route("/log-new.xml", Reply(status=503))
+    with caplog.at_level(logging.WARNING, logger="pipeline.poll"):
+        poll(settings, now=NOW + timedelta(hours=1))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"feed failed: {server.url('/log-old.xml')} (polled at {server.url('/log-new.xml')}): "
+        "HTTP 503 Service Unavailable"]
+
+
 def test_deferred_feeds_are_logged_with_their_urls(
     tmp_path: Path, server: FeedServer, caplog: pytest.LogCaptureFixture
 ) -> None:
