@@ -153,7 +153,7 @@ CHANGES = (
      "with its entry id and date in `feeds.item_hashes`; an item unchanged since the last "
      "poll whose entry is stored is cut out of the document before feedparser (the cut "
      "trusted only when feedparser then finds no error and exactly the items left in)",
-     "`pipeline/poll.py` `_items`, `parse_feed`",
+     "`pipeline/feed_parsing.py` `_items`, `parse_feed`",
      "a 20-item feed with 5 new items: 9.2 ms of parsing; 1,000 such feeds on loopback: "
      "165 feeds/s", "3.3 ms (1.2 ms with one new item); ~250 feeds/s"),
     ("`sniffio` is a dependency: httpcore looks for it each time it sets up a lock (about 6 "

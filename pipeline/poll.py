@@ -1,18 +1,7 @@
 """Poll stage: fetch due feeds (conditionally) and emit the entries not seen before.
 
-feedparser is only ever given bytes wrapped in ``io.BytesIO``: given a ``str``
-it treats it as a path or URL and reads it, which would let a feed make us
-read local files. It runs in worker processes under ``fetch.parse_timeout``
-(see :mod:`pipeline.timelimit`: its e-mail regex blows up on a long
-author field). Its dicts never leave this module: entries become
-:class:`~pipeline.models.FeedEntry` at once.
-
-Hostile XML: feedparser's strict parser is expat with external general
-entities off (no XXE: nothing is read from disk or network); before parsing,
-feedparser drops every ENTITY declaration whose value is not plain text, so
-nothing can expand (billion laughs), and expat 2.4+ would refuse the
-amplification anyway. The tests in ``tests/integration/test_hostile_feeds.py``
-hold these to account.
+Feeds are parsed by :mod:`pipeline.feed_parsing` in worker processes, under
+``fetch.parse_timeout``.
 
 Errors are counted in ``feeds.error_count`` in points: a hard error (DNS
 failure, refused address, 404, body too large, not a feed, parse error or
@@ -27,27 +16,18 @@ retires it with its reason; nothing is ever dropped silently.
 from __future__ import annotations
 
 import asyncio
-import bisect
-import calendar
-import functools
-import hashlib
-import io
 import json
 import logging
 import os
-import re
 import time
-import xml.sax
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import urljoin, urlsplit
-
-import feedparser
+from datetime import datetime
+from urllib.parse import urlsplit
 
 from pipeline import ids, schedule
 from pipeline.config import PollConfig
+from pipeline.feed_parsing import FeedParseError, ParsedFeed, parse_feed
 from pipeline.feeds import Feed
 from pipeline.http import Fetcher, FetchError, Response
 from pipeline.models import FeedEntry, Rejection
@@ -63,27 +43,8 @@ FAILING_AT = 6
 # Feed parsing is quick (milliseconds for a typical feed); a few workers keep
 # up with the network, and each costs ~0.5 s to start (importing feedparser).
 PARSE_WORKERS = max(1, min(4, os.cpu_count() or 1))
-# A GUID longer than a URL is no identity but an attack on our index.
-_MAX_GUID = 2048
-_MAX_TITLE = 1000
-_MAX_SUMMARY = 2000
-# An entry is complete when its closing tag is in the body (see _cut_entries).
-_ENTRY_END = re.compile(rb"</(?:[\w.-]+:)?(?:item|entry)\s*>", re.IGNORECASE)
-# Where items (RSS) and entries (Atom) open and close, for parsing only the
-# changed ones (_items).
-_ITEM_OPEN = re.compile(rb"<((?:[\w.-]+:)?(?:item|entry))[\s>]", re.IGNORECASE)
-_ITEM_CLOSE = re.compile(rb"</((?:[\w.-]+:)?(?:item|entry))\s*>", re.IGNORECASE)
-# Tags with attributes before the first item (namespaces, xml:base), except
-# RSS 1.0's list of the items' addresses, which changes with every new item.
-_TAG_WITH_ATTRIBUTES = re.compile(
-    # A quoted value may hold ">", never "<" (XML 1.0 §3.1): each try stops at
-    # the next tag, so a run of unclosed quotes costs linear time.
-    rb"<(?!(?:[\w.-]+:)?li\s)[\w.:-]+\s(?:[^<>\"']|\"[^<\"]*\"|'[^<']*')*>")
-_XML_DECLARATION = re.compile(rb"\s*<\?xml[^>]*>")
-_DOCTYPE = re.compile(rb"<!DOCTYPE[^>\[]*", re.IGNORECASE)
-# Declarations that change what an item's bytes mean (entities, default attributes).
-_DECLARATION = re.compile(rb"<!(?:ENTITY|ATTLIST)", re.IGNORECASE)
-_BOM = b"\xef\xbb\xbf"
+# A pass may defer thousands of feeds: the log line names the first few.
+_LOGGED_URLS = 5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,24 +85,6 @@ class PollResult:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ParsedFeed:
-    title: str | None
-    entries: tuple[FeedEntry, ...]
-    rejections: tuple[Rejection, ...]
-    # Timing hints for pipeline.schedule, as the feed gives them.
-    ttl: str | None = None
-    update_period: str | None = None
-    update_frequency: str | None = None
-    published: tuple[datetime, ...] = ()
-    # Why the feed is incomplete (its complete entries are kept), or None.
-    truncated: str | None = None
-    # The first max_entries items: hash, entry id (None: rejected) and date
-    # (epoch seconds), stored for the next poll (see _items); None when the
-    # items could not be told apart for certain, and the next poll parses all.
-    items: tuple[tuple[str, str | None, int | None], ...] | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ParseJob:
     """What a parse worker needs: pickled across the process boundary."""
 
@@ -153,12 +96,8 @@ class ParseJob:
     max_entries: int
     max_url_length: int
     # Items parsed before whose entries are stored (hash -> (entry id, date)):
-    # not parsed again when unchanged; see _items.
+    # not parsed again when unchanged; see pipeline.feed_parsing._items.
     known_items: dict[str, tuple[str, int | None]] | None = None
-
-
-class FeedParseError(Exception):
-    """The body is not a feed we can read; the message says why."""
 
 
 # Which (feed url, entry id) pairs among these were seen before: one query
@@ -178,254 +117,6 @@ def due_feeds(
         if force or state is None or state.next_poll_at is None or state.next_poll_at <= now:
             due.append(feed)
     return due
-
-
-def _struct_to_datetime(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
-    except (OverflowError, ValueError, TypeError):
-        return None
-
-
-def _text(value: Any, limit: int) -> str:
-    return value.strip()[:limit] if isinstance(value, str) else ""
-
-
-def _items(body: bytes, base: str, content_type: str,
-           max_url_length: int = 0) -> list[tuple[int, int, str]]:
-    """Each item (or entry) of ``body``: where it starts and ends, and a hash of
-    its bytes keyed with what else decides how it parses (the address links
-    resolve against, the declared charset, a byte order mark, the document
-    type, and the attributes of the elements before the first item:
-    namespaces and ``xml:base`` of its ancestors). A document declaring
-    entities or default attributes has no items here (it is parsed whole).
-
-    A changed feed usually has a few new items among many it had before, and
-    feedparser's time is per item (~0.4 ms): an item whose hash was stored at
-    the last poll, and whose entry is in ``entries`` (the load stores it once
-    the process stage has had it; until then it is parsed and delivered
-    again), is cut out of the document before parsing; the entry it gives
-    would be dropped as known anyway. The cut is by pattern, so it is trusted only when
-    feedparser, on the document it gets, finds no error and exactly as many
-    entries as were left in; otherwise the whole document is parsed and
-    nothing is stored (see :func:`parse_feed`).
-    """
-    spans = _item_spans(body)
-    if not spans:
-        return []
-    if _DECLARATION.search(body):  # anywhere: a pattern can be fooled in a DTD's comments
-        return []
-    head = body[: spans[0][0]]
-    key = hashlib.blake2b(f"{base}\n{content_type}\n{max_url_length}\n".encode(),
-                          digest_size=16)
-    if head.startswith(_BOM):
-        key.update(b"bom\n")
-        head = head[len(_BOM):]
-    if declaration := _XML_DECLARATION.match(head):
-        key.update(declaration.group())
-    if doctype := _DOCTYPE.search(head):
-        key.update(doctype.group())
-    for tag in _TAG_WITH_ATTRIBUTES.findall(head):
-        key.update(tag)
-    secret = key.digest()
-    return [(start, end, hashlib.blake2b(body[start:end], digest_size=8, key=secret).hexdigest())
-            for start, end in spans]
-
-
-def _item_spans(body: bytes) -> list[tuple[int, int]]:
-    """Each item from its opening tag to the first closing tag of its name
-    after it, items inside an item skipped: what the pattern
-    ``<item[\\s>].*?</item>`` finds, in time linear in the body (the pattern
-    alone is quadratic on many items that never close)."""
-    closes: dict[bytes, list[int]] = {}
-    ends: dict[bytes, list[int]] = {}
-    for m in _ITEM_CLOSE.finditer(body):
-        name = m.group(1).lower()
-        closes.setdefault(name, []).append(m.start())
-        ends.setdefault(name, []).append(m.end())
-    spans: list[tuple[int, int]] = []
-    at = 0
-    for m in _ITEM_OPEN.finditer(body):
-        if m.start() < at:
-            continue
-        name = m.group(1).lower()
-        k = bisect.bisect_left(closes.get(name, ()), m.end())
-        if k < len(closes.get(name, ())):
-            at = ends[name][k]
-            spans.append((m.start(), at))
-    return spans
-
-
-def _without(body: bytes, items: list[tuple[int, int, str]], drop: set[int]) -> bytes:
-    parts, at = [], 0
-    for k, (start, end, _) in enumerate(items):
-        if k in drop:
-            parts.append(body[at:start])
-            at = end
-    parts.append(body[at:])
-    return b"".join(parts)
-
-
-def _epoch(when: datetime | None) -> int | None:
-    return None if when is None else calendar.timegm(when.utctimetuple())
-
-
-def parse_feed(
-    body: bytes, *, url: str, name: str, max_entries: int, base: str | None = None,
-    content_type: str = "", max_url_length: int = 2048,
-    known_items: Mapping[str, tuple[str, int | None]] | None = None,
-) -> ParsedFeed:
-    """Parse feed bytes into our entries; raise FeedParseError when it is no feed.
-
-    ``known_items``: items of an earlier poll whose entries are stored (hash ->
-    entry id and date, from ``ParsedFeed.items``); those still byte for byte
-    the same are not parsed again (their dates still count for the schedule),
-    see :func:`_items`.
-    """
-    base = base or url
-    if not body.strip():
-        raise FeedParseError("empty response body (expected an RSS or Atom feed)")
-    parse = functools.partial(_parse, url=url, name=name, max_entries=max_entries, base=base,
-                              content_type=content_type, max_url_length=max_url_length)
-    items = _items(body, base, content_type, max_url_length)
-    first = items[:max_entries]
-    skip = {k for k, (_, _, digest) in enumerate(first) if digest in (known_items or {})}
-    if skip and known_items is not None:
-        kept = len(first) - len(skip)
-        drop = skip | set(range(len(first), len(items)))
-        parsed, found, clean, seen = parse(_without(body, items, drop))
-        if clean and found == kept:
-            parsed_now = iter(seen)
-            recorded = tuple(
-                (digest, *(known_items[digest] if k in skip else next(parsed_now)))
-                for k, (_, _, digest) in enumerate(first)
-            )
-            earlier = tuple(datetime.fromtimestamp(when, tz=UTC) for k, (_, _, digest)
-                            in enumerate(first) if k in skip
-                            and (when := known_items[digest][1]) is not None)
-            return replace(parsed, published=parsed.published + earlier, items=recorded)
-    parsed, found, clean, seen = parse(body)
-    if first and clean and found == len(items):
-        return replace(parsed, items=tuple(
-            (digest, *entry) for (_, _, digest), entry in zip(first, seen, strict=True)))
-    return parsed
-
-
-def _parse(
-    body: bytes, /, *, url: str, name: str, max_entries: int, base: str, content_type: str,
-    max_url_length: int,
-) -> tuple[ParsedFeed, int, bool, list[tuple[str | None, int | None]]]:
-    """The feed; how many entries feedparser found; whether it found no error;
-    the entry id (None: rejected) and date (epoch seconds) of each of the
-    first ``max_entries``."""
-    headers = {"content-location": base}
-    if content_type:
-        # The charset of an undeclared feed is in here (RFC 7303 §3).
-        headers["content-type"] = content_type
-    parsed = feedparser.parse(
-        io.BytesIO(body), sanitize_html=False, resolve_relative_uris=False,
-        response_headers=headers,
-    )
-    version = parsed.get("version") or ""
-    if not version:
-        head = body[:1024].lstrip(_BOM + b" \t\r\n").lower()
-        if head.startswith((b"<!doctype html", b"<html")) or (
-            content_type.split(";")[0].strip().lower() == "text/html"
-        ):
-            raise FeedParseError("got an HTML page where a feed was expected")
-        problem = parsed.get("bozo_exception")
-        detail = f": {problem}" if problem else ""
-        raise FeedParseError(f"not an RSS or Atom feed{detail}")
-    raw_entries = list(parsed.entries[:max_entries])
-    raw_entries, cut = _cut_entries(parsed, raw_entries, body)
-    entries: list[FeedEntry] = []
-    rejections: list[Rejection] = []
-    published: list[datetime] = []
-    seen: list[tuple[str | None, int | None]] = []
-
-    def reject(link: str, reason: str) -> None:
-        rejections.append(Rejection(url=link[:max_url_length], feed_url=url, stage="poll",
-                                    reason=reason))
-
-    for raw in raw_entries:
-        title = _text(raw.get("title"), _MAX_TITLE)
-        summary = _text(raw.get("summary"), _MAX_SUMMARY)
-        link = _text(raw.get("link"), 10 * max_url_length)
-        guid = _text(raw.get("id"), _MAX_GUID + 1)
-        when = _struct_to_datetime(raw.get("published_parsed") or raw.get("updated_parsed"))
-        seen.append((None, _epoch(when)))  # the id is set below when the entry is kept
-        if when is not None:
-            published.append(when)
-        if not link:
-            reject(f"{url}#{guid[:200] or title[:80]}", "entry has no link to an article")
-            continue
-        if len(link) > max_url_length:
-            reject(link, f"entry link is longer than {max_url_length} characters")
-            continue
-        link = urljoin(base, link)
-        if urlsplit(link).scheme not in ("http", "https"):
-            reject(link, f"entry link is not http(s): {link[:80]!r}")
-            continue
-        if len(link) > max_url_length:  # resolving against the base made it longer
-            reject(link, f"entry link is longer than {max_url_length} characters")
-            continue
-        entries.append(FeedEntry(
-            id=ids.entry_id(guid=guid if len(guid) <= _MAX_GUID else None, link=link,
-                            title=title, summary=summary),
-            feed_url=url, feed_name=name, url=link, title=title, summary=summary,
-            published_at=when,
-        ))
-        seen[-1] = (entries[-1].id, seen[-1][1])
-    for raw in cut:
-        link = _text(raw.get("link"), max_url_length) or f"{url}#{_text(raw.get('id'), 200)}"
-        reject(link, "entry cut off: the feed ends inside it (truncated feed)")
-    truncated = None
-    if cut:
-        problem = parsed.get("bozo_exception")
-        truncated = (f"feed is truncated ({problem}): kept the {len(raw_entries)} complete "
-                     f"entries, dropped {len(cut)} cut off")
-    feed = parsed.feed
-    return ParsedFeed(
-        title=_text(feed.get("title"), _MAX_TITLE) or None, entries=tuple(entries),
-        rejections=tuple(rejections), ttl=_hint(feed.get("ttl")),
-        update_period=_hint(feed.get("sy_updateperiod")),
-        update_frequency=_hint(feed.get("sy_updatefrequency")),
-        published=tuple(published), truncated=truncated,
-    ), len(parsed.entries), _well_formed(parsed), seen
-
-
-def _well_formed(parsed: Any) -> bool:
-    """Whether expat read the whole document as declared: no error, or only a
-    complaint about the content type (feedparser then still parses strictly).
-    Not a charset it had to override: which one it falls back to depends on
-    all of the document's bytes, so a part of it may decode another way."""
-    return not parsed.get("bozo") or isinstance(
-        parsed.get("bozo_exception"), feedparser.NonXMLContentType)
-
-
-def _hint(value: Any) -> str | None:
-    return value.strip()[:40] if isinstance(value, str) and value.strip() else None
-
-
-def _cut_entries(
-    parsed: Any, entries: list[Any], body: bytes
-) -> tuple[list[Any], list[Any]]:
-    """Split off the entries that the end of a broken document cut through.
-
-    When expat gives up (the document is not well-formed), feedparser re-reads
-    it with its lenient parser, which also returns the entry it was inside
-    when the bytes ran out, with whatever fields it had read by then (a title
-    and a link, but half a summary). The rule: an entry is stored only if its
-    closing tag is in the body, so with N closing tags only the first N
-    entries are kept. A feed with a stray ``&nbsp;`` but every entry closed
-    keeps them all.
-    """
-    if not (parsed.get("bozo") and isinstance(parsed.get("bozo_exception"), xml.sax.SAXException)):
-        return entries, []
-    complete = len(_ENTRY_END.findall(body))
-    return entries[:complete], entries[complete:]
 
 
 def _parse_job(job: ParseJob) -> ParsedFeed:
@@ -599,7 +290,7 @@ async def poll(
     ``known`` is asked once, after the polls, which of the parsed entries were
     delivered before; only the others are returned (and counted in each
     feed's ``new_entries``). It is asked once before too, for the entries of
-    the items stored at the last polls (see :func:`_items`).
+    the items stored at the last polls (see :func:`pipeline.feed_parsing._items`).
 
     ``deadline`` (a :func:`time.monotonic` value): feeds not done by then are
     cancelled and left as they were, due again on the next pass.
@@ -629,7 +320,11 @@ async def poll(
     results = [task.result() for task in tasks if task not in pending]
     deferred = tuple(tasks[task].url for task in tasks if task in pending)
     if deferred:
-        log.warning("feeds deferred: time budget spent", extra={"feeds": len(deferred)})
+        # The default formatter drops ``extra``: what and why go in the message.
+        shown = ", ".join(deferred[:_LOGGED_URLS])
+        more = f" and {len(deferred) - _LOGGED_URLS} more" if len(deferred) > _LOGGED_URLS else ""
+        log.warning("%d feed(s) deferred to the next pass, the time budget was spent: %s%s",
+                    len(deferred), shown, more, extra={"feeds": len(deferred)})
     seen = known([(e.feed_url, e.id) for _, parsed in results if parsed is not None
                   for e in parsed.entries])
     entries: list[FeedEntry] = []
@@ -637,7 +332,9 @@ async def poll(
     updates: list[FeedUpdate] = []
     for update, parsed in results:
         if update.last_error:
-            log.warning("feed failed", extra={"feed": update.url, "reason": update.last_error})
+            moved = f" (polled at {update.fetch_url})" if update.fetch_url != update.url else ""
+            log.warning("feed failed: %s%s: %s", update.url, moved, update.last_error,
+                        extra={"feed": update.url, "reason": update.last_error})
         if parsed is None:
             updates.append(update)
             continue

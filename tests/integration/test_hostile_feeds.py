@@ -27,8 +27,8 @@ from support.feedserver import FeedServer, Reply, article, rss
 
 from pipeline import staging
 from pipeline.config import Settings, parse_settings
+from pipeline.feed_parsing import parse_feed
 from pipeline.models import FeedEntry, FetchedPage, Rejection, TaggedArticle
-from pipeline.poll import parse_feed
 from pipeline.process import Processor
 from pipeline.run import PassResult, load_stage, new_run_id, poll_stage, run_pass
 from pipeline.timelimit import TimeLimitExceeded, WorkerPool

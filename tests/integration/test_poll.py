@@ -5,6 +5,7 @@ address guard, the schedule, the time budget, and the feed registry."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -130,7 +131,7 @@ def test_a_changed_feed_delivers_its_new_items_and_stores_every_items_hash(
     tmp_path: Path, server: FeedServer
 ) -> None:
     """The items whose entries are stored are not parsed again (unit tests in
-    test_poll_parse.py); here: the poll stage passes them, the load stores the
+    test_feed_parsing.py); here: the poll stage passes them, the load stores the
     hashes, and what is delivered is the same."""
     server.route("/grow.xml", Reply(body=rss(items(3, "grow")).encode()))
     settings = make_settings(tmp_path, server, ["/grow.xml"])
@@ -304,6 +305,83 @@ def test_a_too_long_entry_link_is_a_rejected_row(tmp_path: Path, server: FeedSer
     with duckdb.connect(str(settings.database), read_only=True) as con:
         rows = con.execute("SELECT url, stage, reason FROM rejected").fetchall()
     assert rows == [(long_link[:2048], "poll", "entry link is longer than 2048 characters")]
+
+
+def test_a_repeated_entry_id_is_collapsed_by_the_poll_and_the_pass_goes_on(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """Two entries with one GUID in one feed: the poll keeps the first and
+    records the copy; the pages are fetched and loaded as usual, and the other
+    feed of the pass is unaffected."""
+    for name in ("dup-a", "dup-b", "other"):
+        server.route(f"/{name}.html", Reply(body=article(f"Talks {name}").encode(),
+                                            content_type="text/html; charset=utf-8"))
+    guid = "tag:wire.example.org,2024:same"
+    server.route("/dup.xml", Reply(body=rss([
+        {"title": "Talks dup-a", "link": server.url("/dup-a.html"), "guid": guid},
+        {"title": "Talks dup-b", "link": server.url("/dup-b.html"), "guid": guid},
+    ]).encode()))
+    server.route("/dup-other.xml", Reply(body=rss([
+        {"title": "Talks other", "link": server.url("/other.html"), "guid": guid}]).encode()))
+    settings = make_settings(tmp_path, server, ["/dup.xml", "/dup-other.xml"])
+    run_id = new_run_id()
+    summary = poll_stage(settings, run_id, now=NOW)
+    polled = list(staging.read(staging.run_dir(settings.staging, run_id), "polled"))
+    assert summary.entries_new == 2
+    assert sorted((e["feed_url"].rsplit("/", 1)[1], e["url"].rsplit("/", 1)[1])
+                  for e in polled) == [("dup-other.xml", "other.html"), ("dup.xml", "dup-a.html")]
+    processed = process_stage(settings, run_id)
+    load_stage(settings, run_id)
+    assert (processed.articles, processed.rejected) == (2, 0)
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        titles = sorted(r[0] for r in con.execute("SELECT title FROM articles").fetchall())
+        rejected = con.execute("SELECT url, feed_url, stage, reason FROM rejected").fetchall()
+    assert titles == ["Talks dup-a", "Talks other"]
+    assert rejected == [(server.url("/dup-b.html"), server.url("/dup.xml"), "poll",
+                         f"duplicate entry id: an earlier entry of the feed has the id {guid!r} "
+                         "(the first one is kept)")]
+
+
+def test_a_failed_feed_is_logged_with_its_url_and_reason(
+    tmp_path: Path, server: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(tmp_path, server, ["/log-missing.xml"])  # 404
+    with caplog.at_level(logging.WARNING, logger="pipeline.poll"):
+        poll(settings)
+    # The default formatter prints only the message: what and why are in it.
+    assert [logging.Formatter("%(levelname)s %(name)s: %(message)s").format(r)
+            for r in caplog.records] == [
+        f"WARNING pipeline.poll: feed failed: {server.url('/log-missing.xml')}: "
+        "HTTP 404 Not Found"]
+
+
+def test_a_moved_feed_that_fails_is_logged_with_both_addresses(
+    tmp_path: Path, server: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.route("/log-old.xml", Reply(status=301, headers={"Location": "/log-new.xml"}))
+    server.route("/log-new.xml", Reply(body=rss(items(1, "ln")).encode()))
+    settings = make_settings(tmp_path, server, ["/log-old.xml"])
+    poll(settings)
+    server.route("/log-new.xml", Reply(status=503))
+    with caplog.at_level(logging.WARNING, logger="pipeline.poll"):
+        poll(settings, now=NOW + timedelta(hours=1))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"feed failed: {server.url('/log-old.xml')} (polled at {server.url('/log-new.xml')}): "
+        "HTTP 503 Service Unavailable"]
+
+
+def test_deferred_feeds_are_logged_with_their_urls(
+    tmp_path: Path, server: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.route("/log-slow.xml", Reply(body=rss(items(2, "ls")).encode(), trickle=0.02))
+    settings = make_settings(tmp_path, server, ["/log-slow.xml"],
+                             fetch={"pass_budget_seconds": 0.5})
+    with caplog.at_level(logging.WARNING, logger="pipeline.poll"):
+        summary, _ = poll(settings)
+    assert summary.feeds_deferred == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "1 feed(s) deferred to the next pass, the time budget was spent: "
+        + server.url("/log-slow.xml")]
 
 
 # -- the schedule follows the feed ----------------------------------------------------------

@@ -1,6 +1,7 @@
 """The feed boundary: feedparser output becomes FeedEntry, or a clear reason."""
 
 import re
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.poll import FeedParseError, _item_spans, _items, parse_feed
+from pipeline.feed_parsing import (
+    FeedParseError,
+    _item_spans,
+    _items,
+    _root_element,
+    parse_feed,
+)
 
 DATA = Path(__file__).parent / "testdata" / "feeds"
 URL = "https://wire.example.org/feed.xml"
@@ -229,3 +236,122 @@ def test_item_spans_are_what_the_pattern_finds(parts: list[bytes]) -> None:
     pattern = re.compile(rb"<((?:[\w.-]+:)?(?:item|entry))[\s>].*?</\1\s*>",
                          re.DOTALL | re.IGNORECASE)
     assert _item_spans(body) == [m.span() for m in pattern.finditer(body)]
+
+
+# -- CDF, and what is not a feed --------------------------------------------------------------
+
+
+CDF = (b'<?xml version="1.0"?>\n<!-- a channel -->\n<CHANNEL HREF="https://cdf.example.org/">'
+       b"<TITLE>CDF Wire</TITLE>"
+       b'<ITEM HREF="https://cdf.example.org/1" LASTMOD="2024-05-06T10:00"><TITLE>One</TITLE>'
+       b"<ABSTRACT>First.</ABSTRACT></ITEM>"
+       b"<ITEM><TITLE>No address</TITLE></ITEM></CHANNEL>")
+
+
+def test_cdf_is_read_like_any_feed() -> None:
+    """feedparser reads CDF but reports no version for it; newsmon reads it
+    anyway, and its items follow the same rules as RSS items."""
+    parsed = parse_feed(CDF, url=URL, name="W", max_entries=5)
+    assert parsed.title == "CDF Wire"
+    assert [(e.url, e.title, e.summary) for e in parsed.entries] == [
+        ("https://cdf.example.org/1", "One", "First.")]
+    assert [r.reason for r in parsed.rejections] == ["entry has no link to an article"]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'<?xml version="1.0"?><opml version="2.0"><body/></opml>',
+         r"not an RSS or Atom feed: the root element is <opml> \(feeds are <rss>, <feed>, "
+         r"<rdf:RDF>, or CDF's <channel>\)\Z"),
+        # feedparser finds an entry here, but nothing says this is a feed.
+        (b"<catalog><item><link>https://wire.example.org/1</link></item></catalog>",
+         r"not an RSS or Atom feed: the root element is <catalog> "),
+        (b'\xef\xbb\xbf  {"version": "https://jsonfeed.org/version/1.1", "items": []}',
+         r"not an RSS or Atom feed: the body is JSON \(JSON Feed is not read\)\Z"),
+        (b"<?xml version='1.0'?><!-- only a comment -->",
+         r"not an RSS or Atom feed: <unknown>:1:\d+: no element found\Z"),
+    ],
+    ids=["opml", "unknown-root-with-items", "json-feed", "no-element"],
+)
+def test_a_document_that_is_no_feed_says_exactly_why(body: bytes, reason: str) -> None:
+    with pytest.raises(FeedParseError) as raised:
+        parse_feed(body, url=URL, name="W", max_entries=5)
+    assert re.match(reason, str(raised.value)), str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "root"),
+    [
+        (b"<channel/>", "channel"),
+        (b"\xef\xbb\xbf\n <?xml version='1.0'?>\n<!-- <rss> -->\n<CHANNEL>", "channel"),
+        (b"<!DOCTYPE rss [<!ENTITY a 'x>y'>]><rss version='2.0'>", "rss"),
+        (b"<!DOCTYPE rss PUBLIC '-//Netscape//DTD RSS 0.91//EN' 'x.dtd'><rss>", "rss"),
+        (b"<rdf:RDF xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#'>", "rdf"),
+        ('<?xml version="1.0" encoding="utf-16"?><feed>'.encode("utf-16"), "feed"),
+        (b"<!-- never closed <channel>", None),
+        (b"<!DOCTYPE x [ never closed", None),
+        (b"just text", None),
+        (b"", None),
+    ],
+)
+def test_root_element(body: bytes, root: str | None) -> None:
+    assert _root_element(body) == root
+
+
+_PROLOG_PARTS = [b" ", b"\n", b"<?xml version='1.0'?>", b"<?pi x?>", b"<!-- c -->",
+                 b"<!-- <rss> -->", b"<!DOCTYPE rss>", b"<!DOCTYPE x [<!ENTITY a 'b>c'>]>"]
+
+
+@given(st.lists(st.sampled_from(_PROLOG_PARTS), max_size=8),
+       st.sampled_from(["rss", "feed", "CHANNEL", "rdf:RDF", "opml", "x-y.z"]))
+def test_the_root_is_found_after_any_prolog(prolog: list[bytes], root: str) -> None:
+    body = b"".join(prolog) + f"<{root} a='1'><item/></{root}>".encode()
+    assert _root_element(body) == root.rsplit(":", 1)[-1].lower()
+
+
+@given(st.binary(max_size=200))
+def test_the_root_scan_never_fails_on_any_bytes(body: bytes) -> None:
+    root = _root_element(body)
+    assert root is None or (root and root == root.lower())
+
+
+def test_the_root_scan_is_linear_on_hostile_prologs() -> None:
+    # Many comments, then one never closed: a pattern over the prolog would
+    # backtrack through every "-->" it passed.
+    hostile = b"<!-- -- -->" * 200_000 + b"<!--" + b"-" * 2_000_000
+    started = time.perf_counter()
+    assert _root_element(hostile) is None
+    assert _root_element(b"<?x ?>" * 300_000 + b"<channel>") == "channel"
+    assert time.perf_counter() - started < 2
+
+
+# -- duplicate entry ids ------------------------------------------------------------------------
+
+
+def test_a_repeated_id_keeps_the_first_entry_and_records_the_copy() -> None:
+    body = _rss([_item(3), _item(2), _item(2, title="Story 2 again"), _item(1),
+                 _item(3, title="Story 3 again")])
+    parsed = _parse(body)
+    assert [(e.id, e.title) for e in parsed.entries] == [
+        ("story-3", "Story 3"), ("story-2", "Story 2"), ("story-1", "Story 1")]
+    assert [(r.url, r.stage, r.reason) for r in parsed.rejections] == [
+        ("https://wire.example.org/2", "poll", "duplicate entry id: an earlier entry of the "
+         "feed has the id 'story-2' (the first one is kept)"),
+        ("https://wire.example.org/3", "poll", "duplicate entry id: an earlier entry of the "
+         "feed has the id 'story-3' (the first one is kept)"),
+    ]
+    # A copy's item stands for the entry kept: once that is stored, the
+    # copy is cut out of the next parse instead of being rejected again.
+    assert parsed.items is not None
+    assert [entry for _, entry, _ in parsed.items] == [
+        "story-3", "story-2", "story-2", "story-1", "story-3"]
+    again = _parse(body, _delivered(parsed))
+    assert (again.entries, again.rejections) == ((), ())
+
+
+def test_linkless_entries_without_a_guid_or_title_are_told_apart() -> None:
+    body = (b'<feed xmlns="http://www.w3.org/2005/Atom"><title>A</title>'
+            b"<entry><summary>one</summary></entry><entry><summary>two</summary></entry></feed>")
+    parsed = parse_feed(body, url=URL, name="A", max_entries=5)
+    assert [r.url for r in parsed.rejections] == [f"{URL}#entry 1", f"{URL}#entry 2"]
