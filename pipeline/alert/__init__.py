@@ -38,11 +38,12 @@ from pipeline.alert._render import (
     render_digest,
     safe_link,
 )
-from pipeline.alert._send import STALE_CLAIM, SendResult, send_pending
+from pipeline.alert._send import STALE_CLAIM, SendResult, lease_for, send_pending
 
 __all__ = [
     "STALE_CLAIM", "BacktestHit", "Candidate", "DeliveryError", "DigestStory", "EmlMailer",
     "Mailer", "Outgoing", "SendResult", "SmtpMailer", "StoryArticle", "backtest", "candidates",
-    "header_text", "mailer_for", "matching_article", "message_id", "period_bounds", "queue",
-    "render", "render_digest", "safe_link", "send_pending", "story_article", "story_articles",
+    "header_text", "lease_for", "mailer_for", "matching_article", "message_id", "period_bounds",
+    "queue", "render", "render_digest", "safe_link", "send_pending", "story_article",
+    "story_articles",
 ]

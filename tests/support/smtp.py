@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, ClassVar
 
 
 def free_port() -> int:
@@ -46,6 +47,10 @@ class ScriptedInbox(Inbox):
     ``calls`` counts each command the server was asked, scripted or not.
     """
 
+    # A scripted reply that is no reply: the server stalls (the controller's
+    # stop() cancels the wait).
+    STALL: ClassVar[str] = "stall"
+
     replies: dict[str, list[str]] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
 
@@ -54,10 +59,15 @@ class ScriptedInbox(Inbox):
         queue = self.replies.get(command)
         return queue.pop(0) if queue else None
 
+    async def _answer(self, reply: str) -> str:
+        if reply == self.STALL:
+            await asyncio.sleep(3600)
+        return reply
+
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
                           options: list[str]) -> str:
         if (reply := self._scripted("MAIL")) is not None:
-            return reply
+            return await self._answer(reply)
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"
@@ -65,14 +75,14 @@ class ScriptedInbox(Inbox):
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           options: list[str]) -> str:
         if (reply := self._scripted("RCPT")) is not None:
-            return reply
+            return await self._answer(reply)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if (reply := self._scripted("DATA")) is not None:
-            return reply
+            return await self._answer(reply)
         return await super().handle_DATA(server, session, envelope)
 
 
