@@ -1,13 +1,13 @@
 """The sender: claim due outbox rows, deliver, mark them sent.
 
-Claiming is one ``UPDATE ... RETURNING`` (status pending -> sending, with this
-round's token in ``claimed_by`` and a lease in ``next_attempt_at``). DuckDB
-runs concurrent transactions optimistically, so when two senders race for the
-same rows one of them gets a conflict and claims nothing. Before each message
-the sender renews its lease on that message's rows, checking they are still
-its own, so a row is delivered at most once per claim. A row left in
-``sending`` by a sender that died is claimed again once its lease is over and
-re-sent with the same Message-ID: at least once overall, never lost.
+Claiming is one ``UPDATE`` (status pending -> sending, with this round's token
+in ``claimed_by`` and a lease in ``next_attempt_at``). DuckDB runs concurrent
+transactions optimistically, so when two senders race for the same rows one
+of them gets a conflict and claims nothing. The round renews its lease before
+half of it has run out, so nobody takes a row it still holds: a row is
+delivered at most once per claim. A row left in ``sending`` by a sender that
+died is claimed again once its lease is over and re-sent with the same
+Message-ID: at least once overall, never lost.
 
 A 4xx reply leaves the row pending with a backoff, a 5xx reply marks it
 failed (RFC 5321, 4.2.1). When the server itself fails (no connection, no
@@ -40,11 +40,12 @@ from pipeline.store import StoreError
 
 log = logging.getLogger(__name__)
 
-# The shortest claim lease. It is renewed before each message, so it only has
-# to outlast one delivery: a connection and a handful of SMTP commands, each
-# bounded by smtp.timeout (hence at least LEASE_TIMEOUTS of them).
+# The shortest claim lease. The round renews it once half of it has run out,
+# checked before each message, so it has to outlast two deliveries: a
+# connection and a handful of SMTP commands each, every one bounded by
+# smtp.timeout (hence at least LEASE_TIMEOUTS timeouts).
 STALE_CLAIM = timedelta(minutes=10)
-LEASE_TIMEOUTS = 8
+LEASE_TIMEOUTS = 16
 RETRY_BASE = timedelta(minutes=1)
 RETRY_MAX = timedelta(hours=6)
 DEFAULT_SENDER = "newsmon <newsmon@localhost>"
@@ -95,6 +96,7 @@ class _Job:
     keys: tuple[Key, ...]
     article_id: str | None  # instant alerts: the article that fired the rule
     digest: bool
+    attempts: int  # delivery attempts so far (the most of its rows')
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -121,8 +123,15 @@ def _store_error(exc: duckdb.Error, database: Path, doing: str) -> StoreError:
     return StoreError(f"{database}: cannot update the alert outbox while {doing}: {first}")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Claimed:
+    key: Key
+    article_id: str | None
+    attempts: int
+
+
 def _claim(con: duckdb.DuckDBPyConnection, database: Path, now: datetime, lease: timedelta,
-           token: str, *, ignore_backoff: bool) -> list[tuple[Key, str | None]]:
+           token: str, *, ignore_backoff: bool) -> list[_Claimed]:
     stale = con.execute(
         "SELECT claimed_by, count(*) FROM alerts WHERE status = 'sending'"
         " AND next_attempt_at <= ? GROUP BY ALL", [now]).fetchall()
@@ -146,58 +155,80 @@ def _claim(con: duckdb.DuckDBPyConnection, database: Path, now: datetime, lease:
     except duckdb.Error as exc:
         raise _store_error(exc, database, "claiming alerts") from None
     rows = con.execute(
-        "SELECT rule, story_id, recipient, update_no, article_id FROM alerts"
+        "SELECT rule, story_id, recipient, update_no, article_id, attempts FROM alerts"
         " WHERE status = 'sending' AND claimed_by = ?", [token]).fetchall()
     for holder, n in stale:
         log.warning("reclaimed %d alert(s) left in 'sending' by sender %s, whose lease ran"
                     " out (it died mid-round?); sending them again with the same Message-ID",
                     n, holder or "(unknown)")
-    return [((r[0], r[1], r[2], r[3]), r[4]) for r in rows]
+    return [_Claimed(key=(r[0], r[1], r[2], r[3]), article_id=r[4], attempts=r[5])
+            for r in rows]
 
 
-def _jobs(claimed: list[tuple[Key, str | None]], rules: dict[str, AlertRule]) -> list[_Job]:
+def _jobs(claimed: list[_Claimed], rules: dict[str, AlertRule]) -> list[_Job]:
     instant: list[_Job] = []
-    digests: dict[tuple[str, str], list[Key]] = defaultdict(list)
-    for key, article_id in sorted(claimed, key=lambda c: c[0]):
-        rule = rules.get(key[0])
+    digests: dict[tuple[str, str], list[_Claimed]] = defaultdict(list)
+    for c in sorted(claimed, key=lambda c: c.key):
+        rule = rules.get(c.key[0])
         if rule is not None and rule.mode == "digest":
-            digests[(rule.name, key[2])].append(key)
+            digests[(rule.name, c.key[2])].append(c)
         else:
-            instant.append(_Job(rule=key[0], recipient=key[2], keys=(key,),
-                                article_id=article_id, digest=False))
-    return instant + [_Job(rule=r, recipient=to, keys=tuple(keys), article_id=None, digest=True)
-                      for (r, to), keys in sorted(digests.items())]
+            instant.append(_Job(rule=c.key[0], recipient=c.key[2], keys=(c.key,),
+                                article_id=c.article_id, digest=False, attempts=c.attempts))
+    return instant + [
+        _Job(rule=r, recipient=to, keys=tuple(c.key for c in rows), article_id=None,
+             digest=True, attempts=max(c.attempts for c in rows))
+        for (r, to), rows in sorted(digests.items())]
 
 
 _WHERE_KEY = "rule = ? AND story_id = ? AND recipient = ? AND update_no = ?"
 
 
-def _start(con: duckdb.DuckDBPyConnection, database: Path, job: _Job, token: str,
-           lease_until: datetime) -> int | None:
-    """Renew this round's lease on the job's rows and count the attempt; the
-    attempt number, or None when a row is no longer this round's (its lease ran
-    out and another sender claimed it)."""
-    attempts = 0
-    for key in job.keys:
-        try:
-            changed = con.execute(
-                "UPDATE alerts SET attempts = attempts + 1, next_attempt_at = ?"
-                f" WHERE {_WHERE_KEY} AND status = 'sending' AND claimed_by = ?",
-                [lease_until, *key, token]).fetchone()
-        except duckdb.TransactionException as exc:
-            if not _CONFLICT.match(str(exc)):
-                raise _store_error(exc, database, "renewing a claim") from None
-            changed = None
-        except duckdb.Error as exc:
-            raise _store_error(exc, database, "renewing a claim") from None
-        if not changed or not changed[0]:
+class _Lease:
+    """This round's hold on the rows it claimed, renewed before it runs out."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, database: Path, token: str,
+                 lease: timedelta, until: datetime, keys: set[Key]) -> None:
+        self.con, self.database, self.token, self.lease = con, database, token, lease
+        self.until = until
+        self.keys = keys  # the rows this round holds
+        self.lost: set[Key] = set()
+
+    def holds(self, job: _Job, at: datetime) -> bool:
+        """Whether the round may deliver ``job`` now, renewing the lease once
+        half of it is gone. False for a row another sender took over, which
+        only happens if this round's lease ran out (a delivery that took longer
+        than LEASE_TIMEOUTS timeouts)."""
+        if at >= self.until - self.lease / 2:
+            self._renew(at)
+        lost = [k for k in job.keys if k in self.lost]
+        for key in lost:
             log.warning("alert %r (story %s) to %s: this sender's claim ran out and another"
                         " sender took it; leaving it to that sender", key[0], key[1], key[2])
-            return None
-        row = con.execute(f"SELECT attempts FROM alerts WHERE {_WHERE_KEY}", list(key)
-                          ).fetchone()
-        attempts = max(attempts, int(row[0]) if row else 0)
-    return attempts
+        return not lost
+
+    def _renew(self, at: datetime) -> None:
+        expired = at >= self.until
+        try:
+            self.con.execute("UPDATE alerts SET next_attempt_at = ?"
+                             " WHERE status = 'sending' AND claimed_by = ?",
+                             [at + self.lease, self.token])
+        except duckdb.TransactionException as exc:
+            if not _CONFLICT.match(str(exc)):
+                raise _store_error(exc, self.database, "renewing a claim") from None
+            # Another sender is taking rows over right now: hold none of them
+            # any more (they stay 'sending' under this round's token until the
+            # lease ends, then go out again: late, never twice).
+            self.lost = set(self.keys)
+            return
+        except duckdb.Error as exc:
+            raise _store_error(exc, self.database, "renewing a claim") from None
+        self.until = at + self.lease
+        if expired:
+            mine = {(r[0], r[1], r[2], r[3]) for r in self.con.execute(
+                "SELECT rule, story_id, recipient, update_no FROM alerts"
+                " WHERE status = 'sending' AND claimed_by = ?", [self.token]).fetchall()}
+            self.lost |= self.keys - mine
 
 
 def _write(con: duckdb.DuckDBPyConnection, database: Path, doing: str, sql: str,
@@ -214,8 +245,8 @@ def _mark_sent(con: duckdb.DuckDBPyConnection, database: Path, keys: Sequence[Ke
     # (a sender that took the row over then finds it sent and skips it).
     for key in keys:
         _write(con, database, "marking an alert sent",
-               "UPDATE alerts SET status = 'sent', sent_at = ?, message_id = ?, error = NULL"
-               f" WHERE {_WHERE_KEY}", [sent_at, message_id, *key])
+               "UPDATE alerts SET status = 'sent', sent_at = ?, message_id = ?, error = NULL,"
+               f" attempts = attempts + 1 WHERE {_WHERE_KEY}", [sent_at, message_id, *key])
 
 
 def _mark_failed(con: duckdb.DuckDBPyConnection, database: Path, job: _Job, token: str,
@@ -223,8 +254,9 @@ def _mark_failed(con: duckdb.DuckDBPyConnection, database: Path, job: _Job, toke
     status = "failed" if exc.permanent else "pending"
     for key in job.keys:
         _write(con, database, "recording a delivery error",
-               "UPDATE alerts SET status = ?, error = ?, next_attempt_at = ?"
-               f" WHERE {_WHERE_KEY} AND status = 'sending' AND claimed_by = ?",
+               "UPDATE alerts SET status = ?, error = ?, next_attempt_at = ?,"
+               f" attempts = attempts + 1 WHERE {_WHERE_KEY} AND status = 'sending'"
+               " AND claimed_by = ?",
                [status, exc.reason, None if exc.permanent else retry_at, *key, token])
     what = ("digest" if job.digest else "alert") + f" {job.rule!r}"
     stories = ", ".join(k[1] for k in job.keys)
@@ -308,14 +340,16 @@ def send_pending(
     rules = {r.name: r for r in settings.alerts}
     sender = settings.smtp.sender if settings.smtp else DEFAULT_SENDER
     token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-    jobs = _jobs(_claim(con, database, now, lease, token, ignore_backoff=ignore_backoff), rules)
+    claimed = _claim(con, database, now, lease, token, ignore_backoff=ignore_backoff)
+    jobs = _jobs(claimed, rules)
+    held = _Lease(con, database, token, lease, now + lease, {c.key for c in claimed})
     sent = failed = retry = 0
     stopped: str | None = None
     try:
         for i, job in enumerate(jobs):
-            attempt = _start(con, database, job, token, clock() + lease)
-            if attempt is None:
+            if not held.holds(job, clock()):
                 continue
+            attempt = job.attempts + 1
             message, problem = _message(con, rules, job, now, sender)
             if message is not None:
                 try:
@@ -346,11 +380,11 @@ def send_pending(
     except StoreError as exc:
         # Rows this round claimed cannot be put back without writing: they stay
         # 'sending' until their lease ends, then the next send takes them.
-        held = _held(con, token)
-        if held is None:
+        stuck = _stuck(con, token)
+        if stuck is None:
             raise
-        raise StoreError(f"{exc}; {held[0]} alert(s) this round claimed stay 'sending' until"
-                         f" {held[1]:%Y-%m-%d %H:%M:%S} UTC, then go out again") from None
+        raise StoreError(f"{exc}; {stuck[0]} alert(s) this round claimed stay 'sending' until"
+                         f" {stuck[1]:%Y-%m-%d %H:%M:%S} UTC, then go out again") from None
     finally:
         mailer.close()
     return _result(con, sent=sent, failed=failed, retry=retry, stopped=stopped)
@@ -370,7 +404,7 @@ def _message(con: duckdb.DuckDBPyConnection, rules: dict[str, AlertRule], job: _
     return message, None
 
 
-def _held(con: duckdb.DuckDBPyConnection, token: str) -> tuple[int, datetime] | None:
+def _stuck(con: duckdb.DuckDBPyConnection, token: str) -> tuple[int, datetime] | None:
     row = con.execute("SELECT count(*), max(next_attempt_at) FROM alerts"
                       " WHERE status = 'sending' AND claimed_by = ?", [token]).fetchone()
     return (int(row[0]), row[1]) if row and row[0] else None
