@@ -396,3 +396,53 @@ def test_disk_full_while_sending_says_so_exits_2_then_delivers_each_once(
     assert main(["alerts", "send", "--now", "--config", config]) == 0
     assert delivered(scripted) == dict.fromkeys(recipients(3), 1)
     assert [r[1] for r in outbox(settings)] == ["sent"] * 3
+
+
+def test_a_round_whose_lease_ran_out_leaves_the_rows_taken_over_to_their_new_sender(
+    tmp_path: Path, scripted: ScriptedInbox
+) -> None:
+    import threading
+
+    settings = loaded(tmp_path, scripted.url, recipients(4))
+    lease = timedelta(seconds=1)  # shorter than one (slowed) delivery, on purpose
+    results: dict[str, alert.SendResult] = {}
+
+    class Slow:
+        """Sender A's mailer: its first delivery takes longer than the lease."""
+
+        def __init__(self) -> None:
+            self.smtp = alert.SmtpMailer.from_config(settings.smtp)
+            self.first = True
+
+        def send(self, message: Any) -> None:
+            if self.first:
+                self.first = False
+                time.sleep(1.5)
+            self.smtp.send(message)
+
+        def close(self) -> None:
+            self.smtp.close()
+
+    with store.connect(settings.database) as con:
+        def sender_b() -> None:
+            time.sleep(1.1)  # A's lease has run out; A is still in its first delivery
+            cursor = con.cursor()
+            results["b"] = alert.send_pending(cursor, settings, alert.mailer_for(settings),
+                                              lease=lease)
+            cursor.close()
+
+        b = threading.Thread(target=sender_b)
+        b.start()
+        results["a"] = alert.send_pending(con, settings, Slow(), lease=lease)
+        b.join()
+    # B took every row over and sent them. A finished the delivery it was in
+    # (the one duplicate a delivery slower than the lease allows: the same
+    # Message-ID) and left the other three to B.
+    assert results["b"].sent == 4
+    assert results["a"].sent == 1
+    counts = delivered(scripted)
+    assert counts == {"analyst0@example.org": 2, "analyst1@example.org": 1,
+                      "analyst2@example.org": 1, "analyst3@example.org": 1}
+    first = [m["Message-ID"] for m in scripted.messages if m["To"] == "analyst0@example.org"]
+    assert first[0] == first[1]
+    assert [r[1] for r in outbox(settings)] == ["sent"] * 4
