@@ -95,7 +95,7 @@ def _delivery(s: Any, now: datetime | None = None) -> str:
     if s.pending and s.next_attempt_at is not None:
         line += f"\nnext attempt due {_when(s.next_attempt_at, now)}"
         if s.next_attempt_at > now:
-            line += " (`newsmon alerts send --now` skips a retry backoff)"
+            line += "; `newsmon alerts send --now` skips a retry backoff"
     if s.sending and s.reclaim_at is not None:
         line += (f"\n{s.sending} alert(s) claimed by another sender, or by one that died: "
                  f"taken over {_when(s.reclaim_at, now)} if still unsent")
@@ -403,10 +403,16 @@ def _outbox_state(con: Any) -> str:
                       ).fetchone()[0]
     if due is not None:
         line += f"\nnext attempt due {_when(due, now)}"
+    # Read-only, the schema is not brought up to date: a database from before
+    # claimed_by was added has no such column until the next write.
+    column = "claimed_by" if con.execute(
+        "SELECT count(*) FROM information_schema.columns"
+        " WHERE table_name = 'alerts' AND column_name = 'claimed_by'").fetchone()[0] else "NULL"
     for holder, n, until in con.execute(
-            "SELECT claimed_by, count(*), max(next_attempt_at) FROM alerts"
+            f"SELECT {column}, count(*), max(next_attempt_at) FROM alerts"
             " WHERE status = 'sending' GROUP BY ALL ORDER BY 3").fetchall():
-        state = ("its lease has run out: the next send takes them over" if until <= now
+        state = ("its lease has run out: the next send takes them over"
+                 if until is None or until <= now
                  else f"if that sender died, the next send takes them over {_when(until, now)}")
         line += f"\n{n} sending, claimed by {holder or '(unknown)'}; {state}"
     return line

@@ -52,10 +52,10 @@ DEFAULT_SENDER = "newsmon <newsmon@localhost>"
 
 Key = tuple[str, str, str, int]  # rule, story_id, recipient, update_no
 
-# DuckDB's words for two transactions writing the same rows (1.x): the only
-# TransactionException that means "another sender got there first".
-_CONFLICT = re.compile(r"^TransactionContext Error: (Conflict on (tuple deletion|update)"
-                       r"|Catalog write-write conflict)")
+# DuckDB's words (1.5) for two transactions writing the same rows: the only
+# TransactionException that means "another sender got there first". A failed
+# commit (disk full) is a TransactionException too, with other words.
+_CONFLICT = re.compile(r"^TransactionContext Error: Conflict on (tuple deletion|update)!")
 _NO_SPACE = "No space left on device"  # strerror(ENOSPC), as DuckDB quotes it
 _WRITING = re.compile(r'Could not write file "([^"]+)"')
 

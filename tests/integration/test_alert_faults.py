@@ -446,3 +446,19 @@ def test_a_round_whose_lease_ran_out_leaves_the_rows_taken_over_to_their_new_sen
     first = [m["Message-ID"] for m in scripted.messages if m["To"] == "analyst0@example.org"]
     assert first[0] == first[1]
     assert [r[1] for r in outbox(settings)] == ["sent"] * 4
+
+
+def test_alerts_lists_a_database_from_before_claimed_by(
+    tmp_path: Path, scripted: ScriptedInbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = loaded(tmp_path, scripted.url, recipients(2))
+    with store.connect(settings.database) as con:
+        con.execute("ALTER TABLE alerts DROP COLUMN claimed_by")
+        con.execute("UPDATE alerts SET status = 'sending', next_attempt_at = ?"
+                    " WHERE recipient = 'analyst0@example.org'",
+                    [datetime.now(UTC) - timedelta(minutes=1)])
+    # `newsmon alerts` opens read-only: the column is not added for it.
+    assert main(["alerts", "--config", config_file(tmp_path, settings)]) == 0
+    out = capsys.readouterr().out
+    assert "outbox: 1 pending, 1 sending, 0 sent, 0 failed" in out
+    assert "1 sending, claimed by (unknown); its lease has run out" in out
