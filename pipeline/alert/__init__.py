@@ -10,10 +10,13 @@ threaded update when a story grows.
 
 The sender (:func:`send_pending`) claims due rows, delivers, and marks them
 ``sent`` with their Message-ID, derived from the row key. The guarantee:
-nothing is lost (SMTP down: rows stay pending with the error and are retried
-with backoff); two senders never deliver the same row; a duplicate is
-possible only if a sender dies after the SMTP server accepted a message and
-before the row was marked, and the re-send then carries the same Message-ID.
+nothing is lost (a 4xx reply or the server down: rows stay pending with the
+error and are retried with backoff; a 5xx reply: ``failed`` with the reply);
+at most once per claim (two senders never hold the same row while its lease
+runs); at least once overall: a duplicate is possible only if a sender dies
+(or cannot write the database) after the SMTP server accepted a message and
+before the row was marked, or the connection drops after the end of DATA, and
+the re-send then carries the same Message-ID.
 """
 
 from pipeline.alert._deliver import DeliveryError, EmlMailer, Mailer, SmtpMailer, mailer_for
