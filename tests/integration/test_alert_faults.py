@@ -462,3 +462,51 @@ def test_alerts_lists_a_database_from_before_claimed_by(
     out = capsys.readouterr().out
     assert "outbox: 1 pending, 1 sending, 0 sent, 0 failed" in out
     assert "1 sending, claimed by (unknown); its lease has run out" in out
+
+
+def test_disk_full_mid_round_keeps_the_claimed_alerts_sending_then_sends_them(
+    tmp_path: Path, small_disk: Path, scripted: ScriptedInbox
+) -> None:
+    settings = loaded(tmp_path, scripted.url, recipients(20), database=small_disk / "news.duckdb")
+    with store.connect(settings.database) as con:
+        con.execute("CHECKPOINT")
+
+    class Filling:
+        """Delivers, and fills the disk after the first email: the claim went
+        through, marking the emails sent cannot."""
+
+        def __init__(self) -> None:
+            self.smtp = alert.SmtpMailer.from_config(settings.smtp)
+
+        def send(self, message: Any) -> None:
+            self.smtp.send(message)
+            if not (small_disk / "filler").exists():
+                fill(small_disk)
+
+        def close(self) -> None:
+            self.smtp.close()
+
+    with pytest.raises(store.StoreError) as failed:
+        send_stage(settings, Filling())
+    message = str(failed.value)
+    assert message.startswith(f"disk full at {small_disk} (writing news.duckdb.wal) while"
+                              " marking an alert sent")
+    assert re.search(r"; \d+ alert\(s\) this round claimed stay 'sending' until .* UTC, then go"
+                     r" out again$", message)
+    delivered_before = len(scripted.messages)
+    (small_disk / "filler").unlink()
+    statuses = Counter(r[1] for r in outbox(settings))
+    assert statuses["sending"] >= 1 and statuses["sent"] + statuses["sending"] == 20
+
+    after = send_later(settings, alert.lease_for(settings) + timedelta(seconds=1))
+    assert after.sent == statuses["sending"] and after.pending == after.sending == 0
+    assert [r[1] for r in outbox(settings)] == ["sent"] * 20
+    # Every alert arrived; only the one delivered but not marked sent arrived
+    # twice, with the same Message-ID.
+    counts = delivered(scripted)
+    assert set(counts) == set(recipients(20))
+    twice = [to for to, n in counts.items() if n > 1]
+    assert len(twice) == 1 and counts[twice[0]] == 2
+    ids = {m["Message-ID"] for m in scripted.messages if m["To"] == twice[0]}
+    assert len(ids) == 1
+    assert len(scripted.messages) == 21 and delivered_before >= 1
