@@ -518,8 +518,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "alerts", help="list the alert outbox, send pending alerts now, or backtest a rule",
-        description="list: the outbox (pending, sent, failed). send: deliver due alerts now. "
-        "test RULE: the stored stories RULE would have alerted on.")
+        description="list: the outbox (pending, sending, sent, failed), with who holds the "
+        "'sending' ones. send: deliver due alerts now and say when the next attempt is due "
+        "(exit 1 if one was not delivered). test RULE: the stored stories RULE would have "
+        "alerted on.")
     p.add_argument("action", nargs="?", choices=["list", "send", "test"], default="list")
     p.add_argument("rule", nargs="?", help="the rule to backtest (with 'test')")
     p.add_argument("--limit", type=int, default=100, help="at most this many stories (test)")
