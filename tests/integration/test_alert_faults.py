@@ -510,3 +510,22 @@ def test_disk_full_mid_round_keeps_the_claimed_alerts_sending_then_sends_them(
     ids = {m["Message-ID"] for m in scripted.messages if m["To"] == twice[0]}
     assert len(ids) == 1
     assert len(scripted.messages) == 21 and delivered_before >= 1
+
+
+def test_an_eml_outbox_that_cannot_be_written_stops_the_round(tmp_path: Path) -> None:
+    blocked = tmp_path / "outbox"
+    blocked.write_text("a file where the outbox folder should be", encoding="utf-8")
+    rule = {"name": "syria", "query": "topic:syria", "to": recipients(3)}
+    settings = f.settings(tmp_path, alerts=[rule], outbox_dir=str(blocked))
+    f.stage(settings, "run-1", [f.article(1, title="Syria working group", text=TEXT,
+                                          source="One", topics=("syria",))])
+    with store.connect(settings.database) as con:
+        load(con, settings, "run-1")
+    first = send_stage(settings)
+    assert (first.sent, first.retry, first.pending) == (0, 3, 3)
+    assert first.stopped is not None and first.stopped.startswith(f"cannot write {blocked}/")
+    assert sum(r[2] for r in outbox(settings)) == 1  # one attempt, then the round stopped
+
+    blocked.unlink()
+    assert send_later(settings).sent == 3
+    assert len(list(blocked.glob("*.eml"))) == 3
