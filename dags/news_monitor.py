@@ -172,12 +172,13 @@ def news_alerts() -> None:
         settings = settings_from_airflow()
         result = send_stage(settings, connection_mailer(settings))
         counts = {"sent": result.sent, "failed": result.failed, "pending": result.pending}
-        if result.failed:
+        if result.undelivered:
             # The outbox already recorded each error and when to try again;
             # failing the task makes it visible, and Airflow's retry (after
             # the backoff) is the next attempt.
-            raise RuntimeError(f"{result.failed} alert(s) not delivered (see the alerts table,"
-                               f" column error): {counts}")
+            raise RuntimeError(f"{result.undelivered} alert(s) not delivered ({result.failed}"
+                               f" refused for good, {result.retry} to retry; see the alerts"
+                               f" table, column error): {counts}")
         return counts
 
     send()

@@ -74,9 +74,44 @@ def _summary(result: Any) -> str:
         + (f", {pr.retry} to retry later" if pr.retry else "")
         + (f", {pr.deferred} deferred to the next pass (time budget)" if pr.deferred else "")
         + f"\n{ld.stories_new} new story(ies), {ld.stories_touched} updated in all"
-        + f"\n{ld.alerts_queued} alert(s) queued, {s.sent} sent"
-        + (f", {s.failed} failed, {s.pending} pending" if s.failed or s.pending else "")
+        + f"\n{ld.alerts_queued} alert(s) queued; " + _delivery(s)
     )
+
+
+def _delivery(s: Any, now: datetime | None = None) -> str:
+    """A send round in words: this round's emails, then what waits and until when.
+
+    Each alert is counted once: ``pending`` includes the ones that just failed
+    for a temporary reason (``retry``), which are described, not added.
+    """
+    now = now or datetime.now(UTC)
+    line = f"{s.sent} sent, {s.failed} failed, {s.pending} pending"
+    if s.sending:
+        line += f", {s.sending} sending"
+    if s.retry:
+        line += (f"\n{s.retry} email(s) not delivered this round, left pending"
+                 + (f": the round stopped after {s.stopped}" if s.stopped else
+                    " (a temporary refusal: see `newsmon alerts`, column error)"))
+    if s.pending and s.next_attempt_at is not None:
+        line += f"\nnext attempt due {_when(s.next_attempt_at, now)}"
+        if s.next_attempt_at > now:
+            line += "; `newsmon alerts send --now` skips a retry backoff"
+    if s.sending and s.reclaim_at is not None:
+        line += (f"\n{s.sending} alert(s) claimed by another sender, or by one that died: "
+                 f"taken over {_when(s.reclaim_at, now)} if still unsent")
+    return line
+
+
+def _when(moment: datetime, now: datetime) -> str:
+    wait = (moment - now).total_seconds()
+    at = f"at {moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    if wait <= 0:
+        return f"now ({at})"
+    if wait < 90:
+        return f"{at} (in {wait:.0f} s)"
+    if wait < 90 * 60:
+        return f"{at} (in {wait / 60:.0f} min)"
+    return f"{at} (in {wait / 3600:.1f} h)"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -91,7 +126,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = run_pass(settings, force=args.all, workers=args.workers, progress=progress)
         print(_summary(result), flush=True)
         if args.once:
-            return 0
+            # As `alerts send`: an alert not delivered (refused, or to retry) is exit 1.
+            return 1 if result.send.undelivered else 0
         wait = _seconds_to_next_poll(settings)
         print(f"next poll in {wait:.0f} s (Ctrl-C to stop)", file=sys.stderr, flush=True)
         time.sleep(wait)
@@ -336,21 +372,50 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     if args.action != "test" and args.rule:
         raise UserError(f"'alerts {args.action}' takes no rule name (did you mean 'alerts test"
                         f" {args.rule}'?)")
+    if args.now and args.action != "send":
+        raise UserError("--now goes with 'alerts send'")
     if args.action == "send":
-        result = send_stage(settings)
-        print(f"{result.sent} sent, {result.failed} failed, {result.pending} pending")
-        return 0 if result.failed == 0 else 1
+        result = send_stage(settings, ignore_backoff=args.now)
+        print(_delivery(result))
+        return 1 if result.undelivered else 0
     if args.action == "test":
         return _backtest(settings, args)
     with store.connect(settings.database, read_only=True) as con:
         cursor = con.execute(
             "SELECT a.rule, a.recipient, a.update_no AS update, a.status, s.title AS story,"
-            " a.created_at, a.sent_at, a.attempts, a.error"
-            " FROM alerts a LEFT JOIN stories s ON s.id = a.story_id"
+            " a.created_at, a.sent_at, a.attempts, a.next_attempt_at AS next_attempt,"
+            " a.error FROM alerts a LEFT JOIN stories s ON s.id = a.story_id"
             " ORDER BY a.created_at DESC"
         )
         _print_rows([d[0] for d in cursor.description or ()], cursor.fetchall(), _format(args))
+        if _format(args) == "table":
+            print(_outbox_state(con))
     return 0
+
+
+def _outbox_state(con: Any) -> str:
+    """The outbox by status; rows in 'sending' say who holds them and until when."""
+    now = datetime.now(UTC)
+    counts = dict(con.execute("SELECT status, count(*) FROM alerts GROUP BY ALL").fetchall())
+    line = "outbox: " + ", ".join(f"{counts.get(s, 0)} {s}"
+                                  for s in ("pending", "sending", "sent", "failed"))
+    due = con.execute("SELECT min(next_attempt_at) FROM alerts WHERE status = 'pending'"
+                      ).fetchone()[0]
+    if due is not None:
+        line += f"\nnext attempt due {_when(due, now)}"
+    # Read-only, the schema is not brought up to date: a database from before
+    # claimed_by was added has no such column until the next write.
+    column = "claimed_by" if con.execute(
+        "SELECT count(*) FROM information_schema.columns"
+        " WHERE table_name = 'alerts' AND column_name = 'claimed_by'").fetchone()[0] else "NULL"
+    for holder, n, until in con.execute(
+            f"SELECT {column}, count(*), max(next_attempt_at) FROM alerts"
+            " WHERE status = 'sending' GROUP BY ALL ORDER BY 3").fetchall():
+        state = ("its lease has run out: the next send takes them over"
+                 if until is None or until <= now
+                 else f"if that sender died, the next send takes them over {_when(until, now)}")
+        line += f"\n{n} sending, claimed by {holder or '(unknown)'}; {state}"
+    return line
 
 
 def _backtest(settings: Any, args: argparse.Namespace) -> int:
@@ -453,11 +518,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "alerts", help="list the alert outbox, send pending alerts now, or backtest a rule",
-        description="list: the outbox (pending, sent, failed). send: deliver due alerts now. "
-        "test RULE: the stored stories RULE would have alerted on.")
+        description="list: the outbox (pending, sending, sent, failed), with who holds the "
+        "'sending' ones. send: deliver due alerts now and say when the next attempt is due "
+        "(exit 1 if one was not delivered). test RULE: the stored stories RULE would have "
+        "alerted on.")
     p.add_argument("action", nargs="?", choices=["list", "send", "test"], default="list")
     p.add_argument("rule", nargs="?", help="the rule to backtest (with 'test')")
     p.add_argument("--limit", type=int, default=100, help="at most this many stories (test)")
+    p.add_argument("--now", action="store_true",
+                   help="send: also the alerts waiting out a retry backoff (digests still "
+                   "wait for the end of their period)")
     _add_config(p)
     _add_format(p)
     p.set_defaults(func=cmd_alerts)

@@ -376,9 +376,11 @@ def load_stage(settings: Settings, run_id: str, *, started_at: datetime | None =
     return result
 
 
-def send_stage(settings: Settings, mailer: alert.Mailer | None = None) -> alert.SendResult:
+def send_stage(settings: Settings, mailer: alert.Mailer | None = None, *,
+               ignore_backoff: bool = False) -> alert.SendResult:
     with store.connect(settings.database) as con:
-        return alert.send_pending(con, settings, mailer or alert.mailer_for(settings))
+        return alert.send_pending(con, settings, mailer or alert.mailer_for(settings),
+                                  ignore_backoff=ignore_backoff)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

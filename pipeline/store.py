@@ -132,7 +132,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     message_id       VARCHAR,
     error            VARCHAR,
     attempts         INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at  TIMESTAMPTZ,
+    next_attempt_at  TIMESTAMPTZ,             -- pending: when due; sending: when the claim ends
+    claimed_by       VARCHAR,                 -- the sender that claimed it last (host:pid:token)
     PRIMARY KEY (rule, story_id, recipient, update_no)
 );
 
@@ -311,6 +312,7 @@ _ADDED_COLUMNS = (
     "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS origin VARCHAR DEFAULT 'config'",
     "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS poll_interval_minutes DOUBLE",
     "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS item_hashes VARCHAR",
+    "ALTER TABLE alerts ADD COLUMN IF NOT EXISTS claimed_by VARCHAR",
 )
 
 

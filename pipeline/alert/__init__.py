@@ -10,10 +10,13 @@ threaded update when a story grows.
 
 The sender (:func:`send_pending`) claims due rows, delivers, and marks them
 ``sent`` with their Message-ID, derived from the row key. The guarantee:
-nothing is lost (SMTP down: rows stay pending with the error and are retried
-with backoff); two senders never deliver the same row; a duplicate is
-possible only if a sender dies after the SMTP server accepted a message and
-before the row was marked, and the re-send then carries the same Message-ID.
+nothing is lost (a 4xx reply or the server down: rows stay pending with the
+error and are retried with backoff; a 5xx reply: ``failed`` with the reply);
+at most once per claim (two senders never hold the same row while its lease
+runs); at least once overall: a duplicate is possible only if a sender dies
+(or cannot write the database) after the SMTP server accepted a message and
+before the row was marked, or the connection drops after the end of DATA, and
+the re-send then carries the same Message-ID.
 """
 
 from pipeline.alert._deliver import DeliveryError, EmlMailer, Mailer, SmtpMailer, mailer_for
@@ -38,11 +41,12 @@ from pipeline.alert._render import (
     render_digest,
     safe_link,
 )
-from pipeline.alert._send import STALE_CLAIM, SendResult, send_pending
+from pipeline.alert._send import STALE_CLAIM, SendResult, lease_for, send_pending
 
 __all__ = [
     "STALE_CLAIM", "BacktestHit", "Candidate", "DeliveryError", "DigestStory", "EmlMailer",
     "Mailer", "Outgoing", "SendResult", "SmtpMailer", "StoryArticle", "backtest", "candidates",
-    "header_text", "mailer_for", "matching_article", "message_id", "period_bounds", "queue",
-    "render", "render_digest", "safe_link", "send_pending", "story_article", "story_articles",
+    "header_text", "lease_for", "mailer_for", "matching_article", "message_id", "period_bounds",
+    "queue", "render", "render_digest", "safe_link", "send_pending", "story_article",
+    "story_articles",
 ]

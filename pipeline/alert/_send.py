@@ -1,20 +1,34 @@
 """The sender: claim due outbox rows, deliver, mark them sent.
 
-Claiming is one ``UPDATE ... RETURNING`` (status pending -> sending). DuckDB
-runs concurrent transactions optimistically, so when two senders race for
-the same rows one of them gets a conflict and claims nothing: a row is
-delivered by one sender only. A row left in ``sending`` by a sender that died
-is claimed again after :data:`STALE_CLAIM` and re-sent with the same
-Message-ID.
+Claiming is one ``UPDATE`` (status pending -> sending, with this round's token
+in ``claimed_by`` and a lease in ``next_attempt_at``). DuckDB runs concurrent
+transactions optimistically, so when two senders race for the same rows one
+of them gets a conflict and claims nothing. The round renews its lease before
+half of it has run out, so nobody takes a row it still holds: a row is
+delivered at most once per claim. A row left in ``sending`` by a sender that
+died is claimed again once its lease is over and re-sent with the same
+Message-ID: at least once overall, never lost.
+
+A 4xx reply leaves the row pending with a backoff, a 5xx reply marks it
+failed (RFC 5321, 4.2.1). When the server itself fails (no connection, no
+answer within ``smtp.timeout``, 421) the round stops at once and the rest goes
+back to pending with the same backoff: one timeout per round, not one per alert.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import secrets
+import socket
+import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 
 import duckdb
 
@@ -22,23 +36,67 @@ from pipeline.alert._deliver import DeliveryError, Mailer
 from pipeline.alert._queue import period_bounds, story_articles
 from pipeline.alert._render import DigestStory, Outgoing, render, render_digest
 from pipeline.config import AlertRule, Settings
+from pipeline.store import StoreError
 
 log = logging.getLogger(__name__)
 
-# A row left in 'sending' this long was claimed by a sender that died.
+# The shortest claim lease. The round renews it once half of it has run out,
+# checked before each message, so it has to outlast two deliveries: a
+# connection and a handful of SMTP commands each, every one bounded by
+# smtp.timeout (hence at least LEASE_TIMEOUTS timeouts).
 STALE_CLAIM = timedelta(minutes=10)
+LEASE_TIMEOUTS = 16
 RETRY_BASE = timedelta(minutes=1)
 RETRY_MAX = timedelta(hours=6)
 DEFAULT_SENDER = "newsmon <newsmon@localhost>"
 
 Key = tuple[str, str, str, int]  # rule, story_id, recipient, update_no
 
+# DuckDB's words (1.5) for two transactions writing the same rows: the only
+# TransactionException that means "another sender got there first". A failed
+# commit (disk full) is a TransactionException too, with other words.
+_CONFLICT = re.compile(r"^TransactionContext Error: Conflict on (tuple deletion|update)!")
+_NO_SPACE = "No space left on device"  # strerror(ENOSPC), as DuckDB quotes it
+_WRITING = re.compile(r'Could not write file "([^"]+)"')
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SendResult:
+    """One round of the sender, and the outbox after it.
+
+    ``sent``, ``failed`` and ``retry`` are this round's emails (a digest is one
+    email however many stories it holds), each counted once: delivered, refused
+    for good, or to be tried again. ``pending`` and ``sending`` are the outbox
+    rows left in those states afterwards (``pending`` includes the rows of
+    ``retry``; ``sending`` rows are another sender's, or a dead one's until
+    ``reclaim_at``).
+    """
+
     sent: int
     failed: int
     pending: int
+    retry: int = 0
+    sending: int = 0
+    next_attempt_at: datetime | None = None  # when the first pending row is due
+    reclaim_at: datetime | None = None  # when the first 'sending' row's lease ends
+    stopped: str | None = None  # why the round ended early (the server failed)
+
+    @property
+    def undelivered(self) -> int:
+        """Emails this round did not deliver (refused for good or to retry)."""
+        return self.failed + self.retry
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Job:
+    """One email: an instant alert's row, or a digest's rows for one recipient."""
+
+    rule: str
+    recipient: str
+    keys: tuple[Key, ...]
+    article_id: str | None  # instant alerts: the article that fired the rule
+    digest: bool
+    attempts: int  # delivery attempts so far (the most of its rows')
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -46,40 +104,177 @@ def _backoff(attempts: int) -> timedelta:
     return min(delay, RETRY_MAX)
 
 
-def _claim(con: duckdb.DuckDBPyConnection, now: datetime) -> list[tuple[Key, str, int]]:
+def lease_for(settings: Settings) -> timedelta:
+    """How long a claim holds a row: STALE_CLAIM, or longer for a slow smtp.timeout."""
+    if settings.smtp is None:
+        return STALE_CLAIM
+    return max(STALE_CLAIM, timedelta(seconds=settings.smtp.timeout * LEASE_TIMEOUTS))
+
+
+def _store_error(exc: duckdb.Error, database: Path, doing: str) -> StoreError:
+    """One sentence for a failed write to the outbox: disk full says where."""
+    message = str(exc)
+    if _NO_SPACE in message:
+        match = _WRITING.search(message)
+        path = Path(match.group(1)) if match else database
+        return StoreError(f"disk full at {path.parent} (writing {path.name}) while {doing}: "
+                          "free some space and run again")
+    first = message.splitlines()[0] if message else type(exc).__name__
+    return StoreError(f"{database}: cannot update the alert outbox while {doing}: {first}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Claimed:
+    key: Key
+    article_id: str | None
+    attempts: int
+
+
+def _claim(con: duckdb.DuckDBPyConnection, database: Path, now: datetime, lease: timedelta,
+           token: str, *, ignore_backoff: bool) -> list[_Claimed]:
+    stale = con.execute(
+        "SELECT claimed_by, count(*) FROM alerts WHERE status = 'sending'"
+        " AND next_attempt_at <= ? GROUP BY ALL", [now]).fetchall()
+    # No UPDATE ... RETURNING on the outbox: with DuckDB 1.5 a failed commit of
+    # one (disk full) aborts the whole process ("Failed to append to
+    # PRIMARY_alerts": FatalException while reverting); a plain UPDATE raises a
+    # TransactionException. The round's token finds the claimed rows instead.
     try:
-        rows = con.execute(
-            """UPDATE alerts SET status = 'sending', attempts = attempts + 1,
-                next_attempt_at = ?
-            WHERE (status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?))
-               OR (status = 'sending' AND next_attempt_at <= ?)
-            RETURNING rule, story_id, recipient, update_no, article_id, attempts""",
-            [now + STALE_CLAIM, now, now],
-        ).fetchall()
-    except duckdb.TransactionException:
+        con.execute(
+            """UPDATE alerts SET status = 'sending', claimed_by = ?, next_attempt_at = ?
+            WHERE (status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?
+                                           OR (? AND error IS NOT NULL)))
+               OR (status = 'sending' AND next_attempt_at <= ?)""",
+            [token, now + lease, now, ignore_backoff, now],
+        )
+    except duckdb.TransactionException as exc:
+        if not _CONFLICT.match(str(exc)):
+            raise _store_error(exc, database, "claiming alerts") from None
         log.info("another sender is claiming alerts right now; leaving them to it")
         return []
-    return [((r[0], r[1], r[2], r[3]), r[4], r[5]) for r in rows]
+    except duckdb.Error as exc:
+        raise _store_error(exc, database, "claiming alerts") from None
+    rows = con.execute(
+        "SELECT rule, story_id, recipient, update_no, article_id, attempts FROM alerts"
+        " WHERE status = 'sending' AND claimed_by = ?", [token]).fetchall()
+    for holder, n in stale:
+        log.warning("reclaimed %d alert(s) left in 'sending' by sender %s, whose lease ran"
+                    " out (it died mid-round?); sending them again with the same Message-ID",
+                    n, holder or "(unknown)")
+    return [_Claimed(key=(r[0], r[1], r[2], r[3]), article_id=r[4], attempts=r[5])
+            for r in rows]
 
 
-def _mark_sent(con: duckdb.DuckDBPyConnection, keys: list[Key], message_id: str) -> None:
-    sent_at = datetime.now(UTC)
+def _jobs(claimed: list[_Claimed], rules: dict[str, AlertRule]) -> list[_Job]:
+    instant: list[_Job] = []
+    digests: dict[tuple[str, str], list[_Claimed]] = defaultdict(list)
+    for c in sorted(claimed, key=lambda c: c.key):
+        rule = rules.get(c.key[0])
+        if rule is not None and rule.mode == "digest":
+            digests[(rule.name, c.key[2])].append(c)
+        else:
+            instant.append(_Job(rule=c.key[0], recipient=c.key[2], keys=(c.key,),
+                                article_id=c.article_id, digest=False, attempts=c.attempts))
+    return instant + [
+        _Job(rule=r, recipient=to, keys=tuple(c.key for c in rows), article_id=None,
+             digest=True, attempts=max(c.attempts for c in rows))
+        for (r, to), rows in sorted(digests.items())]
+
+
+_WHERE_KEY = "rule = ? AND story_id = ? AND recipient = ? AND update_no = ?"
+
+
+class _Lease:
+    """This round's hold on the rows it claimed, renewed before it runs out."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, database: Path, token: str,
+                 lease: timedelta, until: datetime, keys: set[Key]) -> None:
+        self.con, self.database, self.token, self.lease = con, database, token, lease
+        self.until = until
+        self.keys = keys  # the rows this round holds
+        self.lost: set[Key] = set()
+
+    def holds(self, job: _Job, at: datetime) -> bool:
+        """Whether the round may deliver ``job`` now, renewing the lease once
+        half of it is gone. False for a row another sender took over, which
+        only happens if this round's lease ran out (a delivery that took longer
+        than LEASE_TIMEOUTS timeouts)."""
+        if at >= self.until - self.lease / 2:
+            self._renew(at)
+        lost = [k for k in job.keys if k in self.lost]
+        for key in lost:
+            log.warning("alert %r (story %s) to %s: this sender's claim ran out and another"
+                        " sender took it; leaving it to that sender", key[0], key[1], key[2])
+        return not lost
+
+    def _renew(self, at: datetime) -> None:
+        expired = at >= self.until
+        try:
+            self.con.execute("UPDATE alerts SET next_attempt_at = ?"
+                             " WHERE status = 'sending' AND claimed_by = ?",
+                             [at + self.lease, self.token])
+        except duckdb.TransactionException as exc:
+            if not _CONFLICT.match(str(exc)):
+                raise _store_error(exc, self.database, "renewing a claim") from None
+            # Another sender is taking rows over right now: hold none of them
+            # any more (they stay 'sending' under this round's token until the
+            # lease ends, then go out again: late, never twice).
+            self.lost = set(self.keys)
+            return
+        except duckdb.Error as exc:
+            raise _store_error(exc, self.database, "renewing a claim") from None
+        self.until = at + self.lease
+        if expired:
+            mine = {(r[0], r[1], r[2], r[3]) for r in self.con.execute(
+                "SELECT rule, story_id, recipient, update_no FROM alerts"
+                " WHERE status = 'sending' AND claimed_by = ?", [self.token]).fetchall()}
+            self.lost |= self.keys - mine
+
+
+def _write(con: duckdb.DuckDBPyConnection, database: Path, doing: str, sql: str,
+           params: list[object]) -> None:
+    try:
+        con.execute(sql, params)
+    except duckdb.Error as exc:
+        raise _store_error(exc, database, doing) from None
+
+
+def _mark_sent(con: duckdb.DuckDBPyConnection, database: Path, keys: Sequence[Key],
+               message_id: str, sent_at: datetime) -> None:
+    # Unconditional: delivered is delivered, even if the claim ran out meanwhile
+    # (a sender that took the row over then finds it sent and skips it).
     for key in keys:
-        con.execute(
-            "UPDATE alerts SET status = 'sent', sent_at = ?, message_id = ?, error = NULL"
-            " WHERE rule = ? AND story_id = ? AND recipient = ? AND update_no = ?",
-            [sent_at, message_id, *key])
+        _write(con, database, "marking an alert sent",
+               "UPDATE alerts SET status = 'sent', sent_at = ?, message_id = ?, error = NULL,"
+               f" attempts = attempts + 1 WHERE {_WHERE_KEY}", [sent_at, message_id, *key])
 
 
-def _mark_failed(con: duckdb.DuckDBPyConnection, keys: list[Key], exc: DeliveryError,
-                 retry_at: datetime) -> None:
+def _mark_failed(con: duckdb.DuckDBPyConnection, database: Path, job: _Job, token: str,
+                 exc: DeliveryError, retry_at: datetime, attempt: int) -> None:
     status = "failed" if exc.permanent else "pending"
-    for key in keys:
-        con.execute(
-            "UPDATE alerts SET status = ?, error = ?, next_attempt_at = ?"
-            " WHERE rule = ? AND story_id = ? AND recipient = ? AND update_no = ?",
-            [status, exc.reason, retry_at, *key])
-    log.warning("alert not delivered", extra={"rule": keys[0][0], "reason": exc.reason})
+    for key in job.keys:
+        _write(con, database, "recording a delivery error",
+               "UPDATE alerts SET status = ?, error = ?, next_attempt_at = ?,"
+               f" attempts = attempts + 1 WHERE {_WHERE_KEY} AND status = 'sending'"
+               " AND claimed_by = ?",
+               [status, exc.reason, None if exc.permanent else retry_at, *key, token])
+    what = ("digest" if job.digest else "alert") + f" {job.rule!r}"
+    stories = ", ".join(k[1] for k in job.keys)
+    outcome = ("failed for good (a permanent refusal; not retried)" if exc.permanent
+               else f"attempt {attempt}; next attempt at {retry_at:%Y-%m-%d %H:%M:%S} UTC")
+    log.warning("%s to %s (story %s) not delivered: %s; %s", what, job.recipient, stories,
+                exc.reason, outcome)
+
+
+def _release(con: duckdb.DuckDBPyConnection, database: Path, jobs: Sequence[_Job], token: str,
+             retry_at: datetime, reason: str) -> None:
+    """Put rows this round claimed but never tried back to pending, due with the rest."""
+    for job in jobs:
+        for key in job.keys:
+            _write(con, database, "releasing unsent alerts",
+                   "UPDATE alerts SET status = 'pending', next_attempt_at = ?, error = ?"
+                   f" WHERE {_WHERE_KEY} AND status = 'sending' AND claimed_by = ?",
+                   [retry_at, f"not tried: the round stopped after {reason}", *key, token])
 
 
 def _story_title(con: duckdb.DuckDBPyConnection, story: str) -> tuple[str, datetime | None]:
@@ -111,7 +306,7 @@ def _instant(con: duckdb.DuckDBPyConnection, rule: AlertRule, key: Key, article_
 
 
 def _digest(con: duckdb.DuckDBPyConnection, rule: AlertRule, recipient: str,
-            keys: list[Key], now: datetime, sender: str) -> EmailMessage:
+            keys: Sequence[Key], now: datetime, sender: str) -> EmailMessage:
     stories = []
     for _, story, _, _ in keys:
         title, first_seen = _story_title(con, story)
@@ -126,51 +321,102 @@ def _digest(con: duckdb.DuckDBPyConnection, rule: AlertRule, recipient: str,
 
 def send_pending(
     con: duckdb.DuckDBPyConnection, settings: Settings, mailer: Mailer, *,
-    now: datetime | None = None,
+    now: datetime | None = None, ignore_backoff: bool = False, lease: timedelta | None = None,
 ) -> SendResult:
-    """Deliver every due outbox row; failures stay pending with their error."""
+    """Deliver every due outbox row (with ``ignore_backoff``, also the rows
+    waiting out a retry backoff; never a digest before its period ends).
+
+    Raises StoreError when the outbox cannot be written (disk full, say): rows
+    it claimed stay ``sending`` until their lease ends, then go out again.
+    """
     now = now or datetime.now(UTC)
+    started = time.monotonic()
+
+    def clock() -> datetime:  # ``now`` moved on by the time this round has taken
+        return now + timedelta(seconds=time.monotonic() - started)
+
+    lease = lease or lease_for(settings)
+    database = settings.database
     rules = {r.name: r for r in settings.alerts}
     sender = settings.smtp.sender if settings.smtp else DEFAULT_SENDER
-    claimed = _claim(con, now)
-    sent = failed = 0
-    digests: dict[tuple[str, str], list[Key]] = defaultdict(list)
+    token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    claimed = _claim(con, database, now, lease, token, ignore_backoff=ignore_backoff)
+    jobs = _jobs(claimed, rules)
+    held = _Lease(con, database, token, lease, now + lease, {c.key for c in claimed})
+    sent = failed = retry = 0
+    stopped: str | None = None
     try:
-        for key, article_id, attempts in sorted(claimed):
-            rule = rules.get(key[0])
-            if rule is None:
-                _mark_failed(con, [key], DeliveryError(
-                    f"rule {key[0]!r} is no longer in the config", permanent=True), now)
+        for i, job in enumerate(jobs):
+            if not held.holds(job, clock()):
+                continue
+            attempt = job.attempts + 1
+            message, problem = _message(con, rules, job, now, sender)
+            if message is not None:
+                try:
+                    mailer.send(message)
+                except DeliveryError as exc:
+                    problem = exc
+            if problem is None and message is not None:
+                _mark_sent(con, database, job.keys, str(message["Message-ID"]), clock())
+                sent += 1
+                continue
+            assert problem is not None
+            retry_at = clock() + _backoff(attempt)
+            _mark_failed(con, database, job, token, problem, retry_at, attempt)
+            if problem.permanent:
                 failed += 1
                 continue
-            if rule.mode == "digest":
-                digests[(rule.name, key[2])].append(key)
-                continue
-            message = _instant(con, rule, key, article_id, sender)
-            if message is None:
-                _mark_failed(con, [key], DeliveryError("the story has no articles any more",
-                                                       permanent=True), now)
-                failed += 1
-                continue
-            try:
-                mailer.send(message)
-            except DeliveryError as exc:
-                _mark_failed(con, [key], exc, now + _backoff(attempts))
-                failed += 1
-                continue
-            _mark_sent(con, [key], str(message["Message-ID"]))
-            sent += 1
-        for (rule_name, recipient), keys in sorted(digests.items()):
-            message = _digest(con, rules[rule_name], recipient, keys, now, sender)
-            try:
-                mailer.send(message)
-            except DeliveryError as exc:
-                _mark_failed(con, keys, exc, now + _backoff(1))
-                failed += len(keys)
-                continue
-            _mark_sent(con, keys, str(message["Message-ID"]))
-            sent += 1
+            retry += 1
+            if problem.server:
+                rest = jobs[i + 1:]
+                stopped = problem.reason
+                _release(con, database, rest, token, retry_at, problem.reason)
+                retry += len(rest)
+                if rest:
+                    log.warning("stopped this round after: %s; %d more email(s) not tried, left"
+                                " pending until %s UTC", problem.reason, len(rest),
+                                f"{retry_at:%Y-%m-%d %H:%M:%S}")
+                break
+    except StoreError as exc:
+        # Rows this round claimed cannot be put back without writing: they stay
+        # 'sending' until their lease ends, then the next send takes them.
+        stuck = _stuck(con, token)
+        if stuck is None:
+            raise
+        raise StoreError(f"{exc}; {stuck[0]} alert(s) this round claimed stay 'sending' until"
+                         f" {stuck[1]:%Y-%m-%d %H:%M:%S} UTC, then go out again") from None
     finally:
         mailer.close()
-    row = con.execute("SELECT count(*) FROM alerts WHERE status = 'pending'").fetchone()
-    return SendResult(sent=sent, failed=failed, pending=int(row[0]) if row else 0)
+    return _result(con, sent=sent, failed=failed, retry=retry, stopped=stopped)
+
+
+def _message(con: duckdb.DuckDBPyConnection, rules: dict[str, AlertRule], job: _Job,
+             now: datetime, sender: str) -> tuple[EmailMessage | None, DeliveryError | None]:
+    rule = rules.get(job.rule)
+    if rule is None:
+        return None, DeliveryError(f"rule {job.rule!r} is no longer in the config",
+                                   permanent=True)
+    if job.digest:
+        return _digest(con, rule, job.recipient, job.keys, now, sender), None
+    message = _instant(con, rule, job.keys[0], job.article_id or "", sender)
+    if message is None:
+        return None, DeliveryError("the story has no articles any more", permanent=True)
+    return message, None
+
+
+def _stuck(con: duckdb.DuckDBPyConnection, token: str) -> tuple[int, datetime] | None:
+    row = con.execute("SELECT count(*), max(next_attempt_at) FROM alerts"
+                      " WHERE status = 'sending' AND claimed_by = ?", [token]).fetchone()
+    return (int(row[0]), row[1]) if row and row[0] else None
+
+
+def _result(con: duckdb.DuckDBPyConnection, *, sent: int, failed: int, retry: int,
+            stopped: str | None) -> SendResult:
+    counts = dict.fromkeys(("pending", "sending"), (0, None))
+    for status, n, first in con.execute(
+            "SELECT status, count(*), min(next_attempt_at) FROM alerts"
+            " WHERE status IN ('pending', 'sending') GROUP BY ALL").fetchall():
+        counts[status] = (int(n), first)
+    (pending, next_at), (sending, reclaim_at) = counts["pending"], counts["sending"]
+    return SendResult(sent=sent, failed=failed, retry=retry, pending=pending, sending=sending,
+                      next_attempt_at=next_at, reclaim_at=reclaim_at, stopped=stopped)

@@ -31,6 +31,8 @@ EXPECTED = {
              "the same batch loaded again", "stories formed"],
     "query_matching": ["50 saved queries against 50 articles", "  of which building",
                        "RuleSet against every rule"],
+    "alert_outage": ["10 alerts, SMTP server that never answers: one round",
+                     "  left pending for the next round", "recovery round: delivered, each once"],
     "end_to_end": ["2 feeds x 5 entries: whole pass", "2 feeds x 5 entries: poll / process",
                    "2 feeds x 5 entries: fetch + extract", "2 feeds x 5 entries: peak memory,",
                    "2 feeds x 5 entries: peak memory by stage", "4 feeds x 5 entries: whole pass",

@@ -1,0 +1,531 @@
+"""Alert delivery under faults, against real SMTP servers on 127.0.0.1: replies
+scripted per command (aiosmtpd), a server that never answers, a sender killed
+mid-round, a full disk. Each test counts what arrived: every alert once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from support import factories as f
+from support.smtp import Inbox, RawServer, ScriptedInbox, free_port
+
+from pipeline import alert, store
+from pipeline.cli import main
+from pipeline.load import load
+from pipeline.run import send_stage
+
+TEXT = ("Israel and Russia agreed to set up a working group on the withdrawal of foreign "
+        "forces from Syria, officials said after the talks in Moscow on Wednesday. ") * 3
+LATER = timedelta(days=1)  # past any retry backoff of these tests
+
+
+def recipients(n: int) -> list[str]:
+    return [f"analyst{i}@example.org" for i in range(n)]
+
+
+def loaded(tmp_path: Path, url: str, to: list[str], *, timeout: float = 5,
+           database: Path | None = None) -> Any:
+    """One story, one rule to ``to``: one outbox row (and one email) per recipient."""
+    rule = {"name": "syria", "query": "topic:syria", "to": to}
+    overrides: dict[str, Any] = {"alerts": [rule], "smtp": {"url": url, "timeout": timeout}}
+    if database is not None:
+        overrides["database"] = str(database)
+    settings = f.settings(tmp_path, **overrides)
+    f.stage(settings, "run-1", [f.article(1, title="Syria working group", text=TEXT,
+                                          source="One", topics=("syria",))])
+    with store.connect(settings.database) as con:
+        load(con, settings, "run-1")
+    return settings
+
+
+def config_file(tmp_path: Path, settings: Any) -> str:
+    path = tmp_path / "newsmon.yaml"
+    path.write_text(json.dumps({
+        "database": str(settings.database), "staging_dir": str(settings.staging),
+        "alerts": [r.model_dump(mode="json") for r in settings.alerts],
+        "smtp": settings.smtp.model_dump(mode="json"),
+    }), encoding="utf-8")
+    return str(path)
+
+
+def outbox(settings: Any) -> list[tuple[str, str, int, str | None]]:
+    with store.connect(settings.database, read_only=True) as con:
+        return con.execute("SELECT recipient, status, attempts, error FROM alerts"
+                           " ORDER BY recipient").fetchall()
+
+
+def send_later(settings: Any, delay: timedelta = LATER, **options: Any) -> alert.SendResult:
+    with store.connect(settings.database) as con:
+        return alert.send_pending(con, settings, alert.mailer_for(settings),
+                                  now=datetime.now(UTC) + delay, **options)
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedInbox]:
+    inbox = ScriptedInbox(host="127.0.0.1", port=free_port())
+    controller = Controller(inbox, hostname=inbox.host, port=inbox.port)
+    controller.start()
+    try:
+        yield inbox
+    finally:
+        controller.stop()
+
+
+def delivered(inbox: Inbox) -> Counter[str]:
+    return Counter(str(m["To"]) for m in inbox.messages)
+
+
+# -- RFC 5321 replies --------------------------------------------------------------------
+
+
+def test_greylisted_451_to_rcpt_is_retried_then_delivered_once(
+    tmp_path: Path, scripted: ScriptedInbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    scripted.replies["RCPT"] = ["451 4.7.1 Greylisted, try again later"]
+    settings = loaded(tmp_path, scripted.url, recipients(1))
+    first = send_stage(settings)
+    assert (first.sent, first.failed, first.retry, first.pending) == (0, 0, 1, 1)
+    assert first.stopped is None  # the server is fine; only this message waits
+    ((_, status, attempts, error),) = outbox(settings)
+    assert status == "pending" and attempts == 1
+    assert "answered RCPT TO:<analyst0@example.org> with 451 4.7.1 Greylisted" in error
+    # The log line says what and why in its text (the formatter drops extra=).
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "alert 'syria' to analyst0@example.org" in warning
+    assert "451 4.7.1 Greylisted" in warning and "next attempt at" in warning
+    assert first.next_attempt_at is not None
+    assert timedelta(seconds=50) < first.next_attempt_at - datetime.now(UTC) < timedelta(
+        minutes=2)  # RETRY_BASE: the first retry after a minute
+
+    assert send_stage(settings).sent == 0  # backing off
+    assert scripted.calls["RCPT"] == 1
+    assert send_later(settings).sent == 1
+    assert send_later(settings).sent == 0
+    assert delivered(scripted) == {"analyst0@example.org": 1}
+    assert [row[1] for row in outbox(settings)] == ["sent"]
+
+
+@pytest.mark.parametrize("command", ["MAIL", "RCPT", "DATA"])
+def test_421_at_any_command_stops_the_round_then_each_is_delivered_once(
+    tmp_path: Path, scripted: ScriptedInbox, command: str
+) -> None:
+    scripted.replies[command] = ["421 4.3.2 Service shutting down"]
+    settings = loaded(tmp_path, scripted.url, recipients(4))
+    first = send_stage(settings)
+    # 421 closes the session: one attempt, the other three not tried this round.
+    assert (first.sent, first.failed, first.retry, first.pending) == (0, 0, 4, 4)
+    assert first.stopped is not None and "421 4.3.2" in first.stopped
+    assert scripted.calls[command] == 1
+    rows = outbox(settings)
+    assert [r[2] for r in rows] == [1, 0, 0, 0]  # attempts: only the first was tried
+    assert all(r[1] == "pending" for r in rows)
+    assert all("not tried: the round stopped after" in r[3] for r in rows[1:])
+
+    again = send_later(settings)
+    assert (again.sent, again.pending) == (4, 0)
+    assert send_later(settings).sent == 0
+    assert delivered(scripted) == dict.fromkeys(recipients(4), 1)
+
+
+def test_421_greeting_costs_one_connection_then_delivered_once(tmp_path: Path) -> None:
+    refusing = RawServer(greeting=b"421 4.3.2 Too busy, come back later\r\n", hang_up=True)
+    with refusing:
+        settings = loaded(tmp_path, refusing.url, recipients(5))
+        first = send_stage(settings)
+    assert refusing.connections == 1
+    assert (first.sent, first.failed, first.retry, first.pending) == (0, 0, 5, 5)
+    assert first.stopped is not None and "refused the session: 421 4.3.2" in first.stopped
+
+    inbox = Inbox(host="127.0.0.1", port=refusing.port)  # the server recovers, same port
+    controller = Controller(inbox, hostname=inbox.host, port=inbox.port)
+    controller.start()
+    try:
+        assert send_later(settings).sent == 5
+        assert send_later(settings).sent == 0
+    finally:
+        controller.stop()
+    assert delivered(inbox) == dict.fromkeys(recipients(5), 1)
+
+
+def test_550_to_rcpt_fails_for_good_with_the_reason(
+    tmp_path: Path, scripted: ScriptedInbox
+) -> None:
+    scripted.replies["RCPT"] = ["550 5.1.1 <analyst0@example.org>: no such user"]
+    settings = loaded(tmp_path, scripted.url, recipients(3))
+    result = send_stage(settings)
+    # The refusal is this recipient's: the round goes on for the others.
+    assert (result.sent, result.failed, result.retry, result.pending) == (2, 1, 0, 0)
+    rows = outbox(settings)
+    assert rows[0][1] == "failed" and "550 5.1.1 <analyst0@example.org>: no such user" in rows[0][3]
+    assert [r[1] for r in rows[1:]] == ["sent", "sent"]
+    assert send_later(settings).sent == 0  # never retried
+    assert scripted.calls["RCPT"] == 3
+    assert delivered(scripted) == {"analyst1@example.org": 1, "analyst2@example.org": 1}
+
+
+def test_554_to_data_fails_for_good_with_the_reason(
+    tmp_path: Path, scripted: ScriptedInbox
+) -> None:
+    scripted.replies["DATA"] = ["554 5.6.0 Message content rejected"]
+    settings = loaded(tmp_path, scripted.url, recipients(1))
+    result = send_stage(settings)
+    assert (result.sent, result.failed, result.retry, result.pending) == (0, 1, 0, 0)
+    ((_, status, attempts, error),) = outbox(settings)
+    assert status == "failed" and attempts == 1
+    assert "answered DATA with 554 5.6.0 Message content rejected" in error
+    assert send_later(settings).sent == 0
+    assert send_later(settings, ignore_backoff=True).sent == 0  # --now does not revive it
+    assert scripted.calls["DATA"] == 1
+    assert scripted.messages == []
+
+
+def test_each_alert_is_counted_once(tmp_path: Path, scripted: ScriptedInbox,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    scripted.replies["RCPT"] = ["550 5.1.1 no such user", "451 4.7.1 Greylisted"]
+    settings = loaded(tmp_path, scripted.url, recipients(3))
+    assert main(["alerts", "send", "--config", config_file(tmp_path, settings)]) == 1
+    out = capsys.readouterr().out
+    # Three alerts: one sent, one refused for good, one pending (the greylisted one,
+    # described, not counted a second time as failed).
+    assert out.splitlines()[0] == "1 sent, 1 failed, 1 pending"
+    assert "1 email(s) not delivered this round, left pending" in out
+
+
+# -- a server that does not answer ---------------------------------------------------------
+
+
+def test_a_hanging_server_costs_one_timeout_per_round(tmp_path: Path) -> None:
+    hanging = RawServer()  # accepts the connection, never says a word
+    with hanging:
+        settings = loaded(tmp_path, hanging.url, recipients(50), timeout=0.3)
+        first = send_stage(settings)
+        assert hanging.connections == 1
+        assert (first.sent, first.failed, first.retry, first.pending) == (0, 0, 50, 50)
+        assert first.stopped is not None and "no answer within 0.3 s" in first.stopped
+        rows = outbox(settings)
+        assert sum(r[2] for r in rows) == 1  # one alert attempted, 49 left untried
+        assert {r[1] for r in rows} == {"pending"}
+        # Still hanging on a later round: one more connection, one more attempt.
+        assert send_later(settings, timedelta(hours=1)).sent == 0
+        assert hanging.connections == 2
+        assert sum(r[2] for r in outbox(settings)) == 2
+
+    inbox = Inbox(host="127.0.0.1", port=hanging.port)
+    controller = Controller(inbox, hostname=inbox.host, port=inbox.port)
+    controller.start()
+    try:
+        recovered = send_later(settings)
+        assert (recovered.sent, recovered.pending, recovered.retry) == (50, 0, 0)
+        assert send_later(settings).sent == 0
+    finally:
+        controller.stop()
+    assert delivered(inbox) == dict.fromkeys(recipients(50), 1)
+
+
+def test_a_server_stalling_mid_dialogue_costs_one_timeout(
+    tmp_path: Path, scripted: ScriptedInbox
+) -> None:
+    scripted.replies["DATA"] = [ScriptedInbox.STALL]
+    settings = loaded(tmp_path, scripted.url, recipients(10), timeout=0.3)
+    first = send_stage(settings)
+    assert (first.sent, first.retry, first.pending) == (0, 10, 10)
+    assert first.stopped is not None and "mid-dialogue: no answer within 0.3 s" in first.stopped
+    assert scripted.calls["DATA"] == 1
+    again = send_later(settings)
+    assert (again.sent, again.pending) == (10, 0)
+    assert delivered(scripted) == dict.fromkeys(recipients(10), 1)
+
+
+# -- a sender killed mid-round -------------------------------------------------------------
+
+
+def test_a_killed_sender_leaves_rows_sending_visibly_until_its_lease_ends(
+    tmp_path: Path, scripted: ScriptedInbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scripted.replies["DATA"] = [ScriptedInbox.STALL]
+    settings = loaded(tmp_path, scripted.url, recipients(4), timeout=30)
+    config = config_file(tmp_path, settings)
+    sender = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "alerts", "send",
+                               "--config", config], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while scripted.calls.get("DATA", 0) == 0:  # the first message is in DATA
+            assert sender.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        os.kill(sender.pid, signal.SIGKILL)
+        sender.wait()
+    rows = outbox(settings)
+    assert [r[1] for r in rows] == ["sending"] * 4
+
+    assert main(["alerts", "--config", config]) == 0
+    listing = capsys.readouterr().out
+    assert "outbox: 0 pending, 4 sending, 0 sent, 0 failed" in listing
+    assert f"4 sending, claimed by {os.uname().nodename}:{sender.pid}:" in listing
+    assert "if that sender died, the next send takes them over at" in listing
+
+    # Within the lease: nothing is taken from a sender that may still be at work.
+    assert main(["alerts", "send", "--now", "--config", config]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "0 sent, 0 failed, 0 pending, 4 sending"
+    assert "4 alert(s) claimed by another sender, or by one that died: taken over at" in out
+
+    lease = alert.lease_for(settings)
+    taken_over = send_later(settings, lease + timedelta(seconds=1))
+    assert (taken_over.sent, taken_over.sending, taken_over.pending) == (4, 0, 0)
+    assert delivered(scripted) == dict.fromkeys(recipients(4), 1)
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def test_alerts_send_says_when_the_next_attempt_is_due_and_now_skips_the_backoff(
+    tmp_path: Path, scripted: ScriptedInbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scripted.replies["RCPT"] = ["451 4.7.1 Greylisted"]
+    settings = loaded(tmp_path, scripted.url, recipients(1))
+    config = config_file(tmp_path, settings)
+    assert main(["alerts", "send", "--config", config]) == 1  # not delivered: exit 1
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "0 sent, 0 failed, 1 pending"
+    assert re.search(r"^next attempt due at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in (59|60) s\)",
+                     out, re.MULTILINE)
+    assert "`newsmon alerts send --now` skips a retry backoff" in out
+
+    assert main(["alerts", "send", "--config", config]) == 0  # nothing was due
+    assert capsys.readouterr().out.splitlines()[0] == "0 sent, 0 failed, 1 pending"
+    assert scripted.calls["RCPT"] == 1
+
+    assert main(["alerts", "send", "--now", "--config", config]) == 0
+    assert capsys.readouterr().out.splitlines() == ["1 sent, 0 failed, 0 pending"]
+    assert delivered(scripted) == {"analyst0@example.org": 1}
+    assert main(["alerts", "--now", "--config", config]) == 2  # --now goes with send
+
+
+def test_run_exits_1_when_an_alert_is_not_delivered(
+    tmp_path: Path, seed_site: Any, scripted: ScriptedInbox,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    scripted.replies["RCPT"] = ["550 5.1.1 no such user"]
+    config = tmp_path / "newsmon.yaml"
+    config.write_text(json.dumps({
+        "database": str(tmp_path / "news.duckdb"),
+        "feeds": [{"url": seed_site.feed_url, "name": "Seed outlets"}],
+        "alerts": [{"name": "syria", "query": "topic:syria", "to": ["analyst@example.org"]}],
+        "smtp": {"url": scripted.url},
+        "fetch": {"allow_private": [f"127.0.0.1:{seed_site.port}"]},
+        "process": {"workers": 1},
+    }), encoding="utf-8")
+    assert main(["run", "--once", "--quiet", "--config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert "1 alert(s) queued; 0 sent, 1 failed, 0 pending" in out
+
+
+# -- disk full -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 16 MB tmpfs (root only): big enough for the database, then filled."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+        except OSError:
+            pass
+        try:
+            while True:
+                out.write(b"\0" * 512)
+        except OSError:
+            pass
+    return filler
+
+
+def test_disk_full_while_sending_says_so_exits_2_then_delivers_each_once(
+    tmp_path: Path, small_disk: Path, scripted: ScriptedInbox,
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = loaded(tmp_path, scripted.url, recipients(3), database=small_disk / "news.duckdb")
+    with store.connect(settings.database) as con:
+        con.execute("CHECKPOINT")  # the claim then has to grow the file: it cannot
+    config = config_file(tmp_path, settings)
+    filler = fill(small_disk)
+
+    assert main(["alerts", "send", "--config", config]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"newsmon: disk full at {small_disk} (writing news.duckdb.wal)"
+                          " while claiming alerts")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "another sender" not in caplog.text
+    assert scripted.messages == []
+    assert [r[1] for r in outbox(settings)] == ["pending"] * 3
+
+    filler.unlink()
+    assert main(["alerts", "send", "--config", config]) == 0
+    assert main(["alerts", "send", "--now", "--config", config]) == 0
+    assert delivered(scripted) == dict.fromkeys(recipients(3), 1)
+    assert [r[1] for r in outbox(settings)] == ["sent"] * 3
+
+
+def test_a_round_whose_lease_ran_out_leaves_the_rows_taken_over_to_their_new_sender(
+    tmp_path: Path, scripted: ScriptedInbox
+) -> None:
+    import threading
+
+    settings = loaded(tmp_path, scripted.url, recipients(4))
+    lease = timedelta(seconds=1)  # shorter than one (slowed) delivery, on purpose
+    results: dict[str, alert.SendResult] = {}
+
+    class Slow:
+        """Sender A's mailer: its first delivery takes longer than the lease."""
+
+        def __init__(self) -> None:
+            self.smtp = alert.SmtpMailer.from_config(settings.smtp)
+            self.first = True
+
+        def send(self, message: Any) -> None:
+            if self.first:
+                self.first = False
+                time.sleep(1.5)
+            self.smtp.send(message)
+
+        def close(self) -> None:
+            self.smtp.close()
+
+    with store.connect(settings.database) as con:
+        def sender_b() -> None:
+            time.sleep(1.1)  # A's lease has run out; A is still in its first delivery
+            cursor = con.cursor()
+            results["b"] = alert.send_pending(cursor, settings, alert.mailer_for(settings),
+                                              lease=lease)
+            cursor.close()
+
+        b = threading.Thread(target=sender_b)
+        b.start()
+        results["a"] = alert.send_pending(con, settings, Slow(), lease=lease)
+        b.join()
+    # B took every row over and sent them. A finished the delivery it was in
+    # (the one duplicate a delivery slower than the lease allows: the same
+    # Message-ID) and left the other three to B.
+    assert results["b"].sent == 4
+    assert results["a"].sent == 1
+    counts = delivered(scripted)
+    assert counts == {"analyst0@example.org": 2, "analyst1@example.org": 1,
+                      "analyst2@example.org": 1, "analyst3@example.org": 1}
+    first = [m["Message-ID"] for m in scripted.messages if m["To"] == "analyst0@example.org"]
+    assert first[0] == first[1]
+    assert [r[1] for r in outbox(settings)] == ["sent"] * 4
+
+
+def test_alerts_lists_a_database_from_before_claimed_by(
+    tmp_path: Path, scripted: ScriptedInbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = loaded(tmp_path, scripted.url, recipients(2))
+    with store.connect(settings.database) as con:
+        con.execute("ALTER TABLE alerts DROP COLUMN claimed_by")
+        con.execute("UPDATE alerts SET status = 'sending', next_attempt_at = ?"
+                    " WHERE recipient = 'analyst0@example.org'",
+                    [datetime.now(UTC) - timedelta(minutes=1)])
+    # `newsmon alerts` opens read-only: the column is not added for it.
+    assert main(["alerts", "--config", config_file(tmp_path, settings)]) == 0
+    out = capsys.readouterr().out
+    assert "outbox: 1 pending, 1 sending, 0 sent, 0 failed" in out
+    assert "1 sending, claimed by (unknown); its lease has run out" in out
+
+
+def test_disk_full_mid_round_keeps_the_claimed_alerts_sending_then_sends_them(
+    tmp_path: Path, small_disk: Path, scripted: ScriptedInbox
+) -> None:
+    settings = loaded(tmp_path, scripted.url, recipients(20), database=small_disk / "news.duckdb")
+    with store.connect(settings.database) as con:
+        con.execute("CHECKPOINT")
+
+    class Filling:
+        """Delivers, and fills the disk after the first email: the claim went
+        through, marking the emails sent cannot."""
+
+        def __init__(self) -> None:
+            self.smtp = alert.SmtpMailer.from_config(settings.smtp)
+
+        def send(self, message: Any) -> None:
+            self.smtp.send(message)
+            if not (small_disk / "filler").exists():
+                fill(small_disk)
+
+        def close(self) -> None:
+            self.smtp.close()
+
+    with pytest.raises(store.StoreError) as failed:
+        send_stage(settings, Filling())
+    message = str(failed.value)
+    assert message.startswith(f"disk full at {small_disk} (writing news.duckdb.wal) while"
+                              " marking an alert sent")
+    assert re.search(r"; \d+ alert\(s\) this round claimed stay 'sending' until .* UTC, then go"
+                     r" out again$", message)
+    delivered_before = len(scripted.messages)
+    (small_disk / "filler").unlink()
+    statuses = Counter(r[1] for r in outbox(settings))
+    assert statuses["sending"] >= 1 and statuses["sent"] + statuses["sending"] == 20
+
+    after = send_later(settings, alert.lease_for(settings) + timedelta(seconds=1))
+    assert after.sent == statuses["sending"] and after.pending == after.sending == 0
+    assert [r[1] for r in outbox(settings)] == ["sent"] * 20
+    # Every alert arrived; only the one delivered but not marked sent arrived
+    # twice, with the same Message-ID.
+    counts = delivered(scripted)
+    assert set(counts) == set(recipients(20))
+    twice = [to for to, n in counts.items() if n > 1]
+    assert len(twice) == 1 and counts[twice[0]] == 2
+    ids = {m["Message-ID"] for m in scripted.messages if m["To"] == twice[0]}
+    assert len(ids) == 1
+    assert len(scripted.messages) == 21 and delivered_before >= 1
+
+
+def test_an_eml_outbox_that_cannot_be_written_stops_the_round(tmp_path: Path) -> None:
+    blocked = tmp_path / "outbox"
+    blocked.write_text("a file where the outbox folder should be", encoding="utf-8")
+    rule = {"name": "syria", "query": "topic:syria", "to": recipients(3)}
+    settings = f.settings(tmp_path, alerts=[rule], outbox_dir=str(blocked))
+    f.stage(settings, "run-1", [f.article(1, title="Syria working group", text=TEXT,
+                                          source="One", topics=("syria",))])
+    with store.connect(settings.database) as con:
+        load(con, settings, "run-1")
+    first = send_stage(settings)
+    assert (first.sent, first.retry, first.pending) == (0, 3, 3)
+    assert first.stopped is not None and first.stopped.startswith(f"cannot write {blocked}/")
+    assert sum(r[2] for r in outbox(settings)) == 1  # one attempt, then the round stopped
+
+    blocked.unlink()
+    assert send_later(settings).sent == 3
+    assert len(list(blocked.glob("*.eml"))) == 3
