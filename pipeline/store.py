@@ -214,6 +214,7 @@ _ADDED_COLUMNS = (
     "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS origin VARCHAR DEFAULT 'config'",
     "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS poll_interval_minutes DOUBLE",
     "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS item_hashes VARCHAR",
+    "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS paused_at TIMESTAMPTZ",  # newsmon feeds pause
 )
 
 

@@ -18,6 +18,7 @@ the line and column of the first bad byte.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ import yaml
 from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.reader import ReaderError
 
 __all__ = ["MAX_DEPTH", "StrictYamlError", "decode", "load"]
 
@@ -53,19 +55,30 @@ def decode(data: bytes) -> str:
 
 def load(text: str) -> object:
     """The one YAML document in ``text`` (None when empty), with the checks above."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except ReaderError as exc:  # the reader checks every character up front
+        raise StrictYamlError(_unreadable(text, exc)) from None
     try:
         node = loader.get_single_node()
         if node is None:
             return None
         _check_keys(node)
         return loader.construct_document(node)
+    except ReaderError as exc:
+        raise StrictYamlError(_unreadable(text, exc)) from None
     except yaml.MarkedYAMLError as exc:
         raise StrictYamlError(_describe(exc)) from None
-    except yaml.YAMLError as exc:  # unmarked: reader errors such as a control character
-        raise StrictYamlError(f"invalid YAML: {exc}") from None
     finally:
         loader.dispose()
+
+
+def _unreadable(text: str, exc: ReaderError) -> str:
+    position = exc.position
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    return (f"invalid YAML at line {line}, column {column}: character U+{exc.character:04X}"
+            " is not allowed in YAML (a control character?)")
 
 
 def _describe(exc: yaml.MarkedYAMLError) -> str:
@@ -100,19 +113,48 @@ class _Loader(yaml.SafeLoader):
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                raise _TooDeep(None, None, f"nested more than {MAX_DEPTH} levels deep",
-                               self.peek_event().start_mark)
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise _TooDeep(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
     def construct_object(self, node: Node, deep: bool = False) -> Any:
+        if isinstance(node, ScalarNode) and not _fits_tag(node):
+            # An explicit tag on a value it does not fit (`!!timestamp x`):
+            # PyYAML's constructors assume the resolver's pattern matched and
+            # fail with AttributeError or KeyError otherwise.
+            tag = str(node.tag).rsplit(":", 1)[-1]
+            raise _BadValue(None, None, f"{str(node.value)[:60]!r} is not a valid !!{tag}",
+                            node.start_mark)
         try:
             return super().construct_object(node, deep=deep)
-        except (ValueError, OverflowError) as exc:
-            # A timestamp-shaped scalar that is no date (month 13), say.
-            raise _BadValue(None, None, f"cannot read {node.value!r}: {exc}",
+        except (ValueError, OverflowError, IndexError) as exc:
+            # A timestamp-shaped scalar that is no date (month 13), or an empty
+            # `!!int` (PyYAML indexes its first character).
+            tag = str(node.tag).rsplit(":", 1)[-1]
+            shown = repr(node.value)[:60] if isinstance(node, ScalarNode) else f"this {tag}"
+            raise _BadValue(None, None, f"cannot read {shown} as {tag}: {exc}",
                             node.start_mark) from None
+
+
+def _patterns(tag: str) -> list[re.Pattern[str]]:
+    return [pattern for resolvers in yaml.SafeLoader.yaml_implicit_resolvers.values()
+            for resolved, pattern in resolvers if resolved == tag]
+
+
+_YAML = "tag:yaml.org,2002:"
+# What a value with each typed tag must look like: the patterns SafeLoader
+# itself uses to give plain scalars these types (a float may be written as an int).
+_TAG_PATTERNS = {
+    f"{_YAML}{name}": _patterns(f"{_YAML}{name}") for name in ("bool", "int", "timestamp")
+}
+_TAG_PATTERNS[f"{_YAML}float"] = _patterns(f"{_YAML}float") + _patterns(f"{_YAML}int")
+
+
+def _fits_tag(node: ScalarNode) -> bool:
+    patterns = _TAG_PATTERNS.get(str(node.tag))
+    return patterns is None or any(p.match(str(node.value)) for p in patterns)
 
 
 def _check_keys(root: Node) -> None:
