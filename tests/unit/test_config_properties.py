@@ -62,8 +62,11 @@ def check(path: Path) -> None:
     try:
         result = load_settings(path)
     except ConfigError as exc:
-        first = str(exc).splitlines()[0]
-        assert first.startswith(f"{path}: ") and len(first) > len(f"{path}: "), str(exc)
+        lines = str(exc).splitlines()
+        assert lines[0].startswith(f"{path}: ") and len(lines[0]) > len(f"{path}: "), str(exc)
+        # Each further line is another problem naming the file, or a query
+        # error's echo and caret (indented).
+        assert all(line.startswith((f"{path}: ", "  ")) for line in lines[1:]), str(exc)
         return
     assert isinstance(result, Settings)
 
