@@ -259,6 +259,8 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    import duckdb
+
     from pipeline import store
     from pipeline.query import QuerySyntaxError, parse, to_sql
 
@@ -268,15 +270,25 @@ def cmd_search(args: argparse.Namespace) -> int:
     except QuerySyntaxError as exc:
         raise UserError(f"query: {exc}") from None
     with store.connect(settings.database, read_only=True) as con:
-        cursor = con.execute(
-            "SELECT CAST(coalesce(published_at, fetched_at) AS DATE) AS date, source, title,"
-            " story_id, url FROM articles WHERE " + where
-            + " ORDER BY coalesce(published_at, fetched_at) DESC LIMIT ?",
-            [*params, args.limit],
-        )
+        try:
+            cursor = con.execute(
+                "SELECT CAST(coalesce(published_at, fetched_at) AS DATE) AS date, source, title,"
+                " story_id, url FROM articles WHERE " + where
+                + " ORDER BY coalesce(published_at, fetched_at) DESC LIMIT ?",
+                [*params, args.limit],
+            )
+            rows = cursor.fetchall()
+        except duckdb.Error as exc:
+            raise UserError(_query_failed(exc)) from None
         columns = [d[0] for d in cursor.description or ()]
-        _print_rows(columns, cursor.fetchall(), _format(args))
+        _print_rows(columns, rows, _format(args))
     return 0
+
+
+def _query_failed(exc: Exception) -> str:
+    # The query parsed, so this is a limit of the engine: thousands of words
+    # in one OR make an RE2 pattern over DuckDB's size limit, say.
+    return f"query: DuckDB could not run it ({str(exc).splitlines()[0]}); try a shorter query"
 
 
 def cmd_feeds(args: argparse.Namespace) -> int:
@@ -392,6 +404,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 
 def _backtest(settings: Any, args: argparse.Namespace) -> int:
+    import duckdb
+
     from pipeline import alert, store
 
     rules = {r.name: r for r in settings.alerts}
@@ -399,7 +413,10 @@ def _backtest(settings: Any, args: argparse.Namespace) -> int:
         known = ", ".join(sorted(rules)) or "none configured"
         raise UserError(f"alerts test needs a rule name from the config ({known})")
     with store.connect(settings.database, read_only=True) as con:
-        hits = alert.backtest(con, rules[args.rule], limit=args.limit)
+        try:
+            hits = alert.backtest(con, rules[args.rule], limit=args.limit)
+        except duckdb.Error as exc:
+            raise UserError(f"alert rule {args.rule}: {_query_failed(exc)}") from None
     rows = [(h.first_seen, h.n_sources, h.matching_articles, h.title, h.story_id) for h in hits]
     _print_rows(["first_seen", "sources", "matching", "story", "story_id"], rows, _format(args))
     return 0

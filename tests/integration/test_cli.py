@@ -190,3 +190,11 @@ def test_csv_and_table_print_lists_as_json_not_python(workdir: Path) -> None:
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[2] == '["SY", "RU"]  x'
     assert "['SY'" not in csv_out.stdout + table.stdout
+
+
+def test_a_query_too_large_for_duckdb_is_a_sentence(workdir: Path) -> None:
+    # It parses; RE2 (inside DuckDB) refuses a pattern of 3,000 prefixes.
+    huge = " OR ".join(f"w{i}*" for i in range(3000))
+    assert one_line_error(newsmon("search", huge, cwd=workdir)) == (
+        "newsmon: query: DuckDB could not run it (Invalid Input Error: pattern too large"
+        " - compile failed); try a shorter query")
