@@ -192,8 +192,13 @@ class ClusterConfig(_Model):
     threshold: float = Field(default=0.3, gt=0, le=1)
 
 
+# Each worker is a whole process with its own trafilatura and language detector:
+# a thousand is a typo (or a fork bomb), not a setting.
+MAX_WORKERS = 256
+
+
 class ProcessConfig(_Model):
-    workers: int = Field(default=0, ge=0)  # 0: one per core
+    workers: int = Field(default=0, ge=0, le=MAX_WORKERS)  # 0: one per core
     batch_size: int = Field(default=200, ge=1)
     # trafilatura has no time limit of its own; a page over it is rejected.
     extract_timeout: float = Field(default=30.0, gt=0)

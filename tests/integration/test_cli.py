@@ -198,3 +198,18 @@ def test_a_query_too_large_for_duckdb_is_a_sentence(workdir: Path) -> None:
     assert one_line_error(newsmon("search", huge, cwd=workdir)) == (
         "newsmon: query: DuckDB could not run it (Invalid Input Error: pattern too large"
         " - compile failed); try a shorter query")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["search", "syria", "--limit", "99999999999999999999"],
+         "newsmon search: argument --limit: must be at most 9223372036854775807"),
+        (["run", "--once", "--workers", "100000"],
+         "newsmon run: argument --workers: must be at most 256, got 100000"),
+    ],
+)
+def test_option_values_past_their_maximum_are_refused(
+    workdir: Path, args: Sequence[str], expected: str
+) -> None:
+    assert one_line_error(newsmon(*args, cwd=workdir)).startswith(expected)
