@@ -4,6 +4,7 @@ with its line."""
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +91,13 @@ def test_decode_drops_a_bom_and_names_the_first_bad_byte() -> None:
         decode(b"a: 1\nname: Caf\xe9\n")
     assert str(info.value) == ("not UTF-8 text: byte 0xe9 at line 2, column 10"
                                " (save the file as UTF-8)")
+
+
+# The shipped data files are read with plain safe_load by their modules; a key
+# repeated there (a topic defined twice) would drop one silently, so check here.
+DATA = Path(__file__).resolve().parents[2] / "pipeline" / "data"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DATA.glob("*.yaml")))
+def test_shipped_data_files_have_no_repeated_keys(name: str) -> None:
+    assert load(decode((DATA / name).read_bytes())) is not None
