@@ -154,3 +154,21 @@ def test_feeds_add_lets_an_allow_listed_private_address_through(
 ) -> None:
     assert main(["feeds", "add", server.url("/added.xml"), *cfg]) == 0  # allow_private lists it
     assert "added.xml" in listed(capsys, cfg)
+
+
+def test_a_rename_during_a_pass_survives_that_pass_load(
+    server: FeedServer, cfg: list[str], tmp_path: Path
+) -> None:
+    from pipeline.config import load_settings
+    from pipeline.run import load_stage, new_run_id, poll_stage
+
+    added = server.url("/added.xml")
+    assert main(["feeds", "add", added, *cfg]) == 0
+    settings = load_settings(cfg[1])
+    run_id = new_run_id()
+    poll_stage(settings, run_id, force=True)  # staged with the feed's own title
+    assert main(["feeds", "rename", added, "Mine", *cfg]) == 0
+    load_stage(settings, run_id)
+    with duckdb.connect(str(tmp_path / "news.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT name FROM feeds WHERE url = ?", [added]).fetchone() == (
+            "Mine",)
