@@ -214,3 +214,19 @@ def test_nesting_up_to_the_limit_parses_and_prints_back() -> None:
         node = node.children[-1] if isinstance(node, And) else node.child
         depth += 1
     assert (depth, node) == (MAX_DEPTH + 1, t("c"))
+
+
+@pytest.mark.parametrize(
+    ("text", "echo", "caret"),
+    [
+        ("a " * 100 + ")", "…" + ("a " * 100 + ")")[-100:], 100),  # the problem at the end
+        (") " + "a " * 100, ") " + "a " * 49 + "…", 0),  # at the start
+        ("a " * 100 + ") " + "a " * 100, "…" + ("a " * 100 + ") " + "a " * 100)[150:250] + "…",
+         51),
+    ],
+)
+def test_a_long_query_is_echoed_around_the_problem(text: str, echo: str, caret: int) -> None:
+    lines = str(error(text)).splitlines()
+    assert lines[1] == "  " + echo
+    assert lines[2] == "  " + " " * caret + "^"
+    assert lines[1][2 + caret] in "()"
