@@ -106,7 +106,8 @@ Limits:
   is a QuerySyntaxError, not a RecursionError in one of the engines.
 
 Errors: :class:`QuerySyntaxError` (a ValueError) with ``position``, ``column``
-and ``expected``; ``str()`` shows the query with a caret under the problem.
+and ``expected``; ``str()`` shows the query (at most 100 characters of it,
+around the problem) with a caret under the problem.
 '''
 
 from __future__ import annotations
