@@ -175,42 +175,52 @@ def add(
     return feed
 
 
-def _row(con: duckdb.DuckDBPyConnection, url: str) -> tuple[str, str, object] | None:
-    """(origin, status, paused_at) of the feed's row, if it has one."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Stored:
+    """What the ``feeds`` table says about a feed that remove / pause / resume need."""
+
+    origin: str
+    status: str
+    paused_at: datetime | None
+
+
+def _stored(con: duckdb.DuckDBPyConnection, url: str) -> _Stored | None:
     row = con.execute(
         "SELECT origin, status, paused_at FROM feeds WHERE url = ?", [url]
     ).fetchone()
-    return None if row is None else (str(row[0]), str(row[1]), row[2])
+    return None if row is None else _Stored(origin=row[0], status=row[1], paused_at=row[2])
 
 
-def _known(con: duckdb.DuckDBPyConnection, settings: Settings, url: str
-           ) -> tuple[str, tuple[str, str, object] | None]:
-    """The feed's origin (``config`` or ``added``) and row; FeedError if it is neither."""
-    url = url.strip()
-    row = _row(con, url)
+def _known(
+    con: duckdb.DuckDBPyConnection, settings: Settings, url: str
+) -> tuple[str, _Stored | None]:
+    """The feed's origin (``config`` or ``added``) and its row; FeedError if it is neither."""
+    stored = _stored(con, url)
     if any(f.url == url for f in settings.feeds):
-        return "config", row
-    if row is not None and row[0] == "added":
-        return "added", row
+        return "config", stored
+    if stored is not None and stored.origin == "added":
+        return "added", stored
     raise FeedError(f"{url} is not a feed here (`newsmon feeds` lists them, by url)")
 
 
 def remove(con: duckdb.DuckDBPyConnection, settings: Settings, url: str) -> None:
     """Stop polling an added feed and forget its state (its entries and articles stay)."""
+    url = url.strip()
     origin, _ = _known(con, settings, url)
     if origin == "config":
-        raise ConfiguredFeed(url.strip(), "delete its entry under feeds: there")
-    con.execute("DELETE FROM feeds WHERE url = ?", [url.strip()])
+        raise ConfiguredFeed(url, "delete its entry under feeds: there")
+    con.execute("DELETE FROM feeds WHERE url = ?", [url])
 
 
 def rename(con: duckdb.DuckDBPyConnection, settings: Settings, url: str, name: str) -> None:
     """Give an added feed a new display name (``articles.source`` of new articles)."""
-    if not name.strip():
+    url, name = url.strip(), name.strip()
+    if not name:
         raise FeedError("the new name is empty")
     origin, _ = _known(con, settings, url)
     if origin == "config":
-        raise ConfiguredFeed(url.strip(), "change its name: there")
-    con.execute("UPDATE feeds SET name = ? WHERE url = ?", [name.strip(), url.strip()])
+        raise ConfiguredFeed(url, "change its name: there")
+    con.execute("UPDATE feeds SET name = ? WHERE url = ?", [name, url])
 
 
 def pause(
@@ -218,13 +228,13 @@ def pause(
 ) -> None:
     """Stop polling a feed, config or added, until :func:`resume`; its state is kept."""
     url = url.strip()
-    _, row = _known(con, settings, url)
-    if row is not None and row[2] is not None:
-        raise FeedError(f"{url} is already paused (since {row[2]})")
-    if row is not None and row[1] == "retired":
+    _, stored = _known(con, settings, url)
+    if stored is not None and stored.paused_at is not None:
+        raise FeedError(f"{url} is already paused (since {stored.paused_at:%Y-%m-%d %H:%M} UTC)")
+    if stored is not None and stored.status == "retired":
         raise FeedError(f"{url} is retired (the server said it is gone); it is not polled anyway")
     when = now or datetime.now(UTC)
-    if row is None:  # a config feed never polled yet
+    if stored is None:  # a config feed never polled yet
         con.execute(
             "INSERT INTO feeds (url, origin, status, paused_at) VALUES (?, 'config', 'active', ?)",
             [url, when],
@@ -236,8 +246,8 @@ def pause(
 def resume(con: duckdb.DuckDBPyConnection, settings: Settings, url: str) -> None:
     """Poll a paused feed again, from the next pass on."""
     url = url.strip()
-    _, row = _known(con, settings, url)
-    if row is None or row[2] is None:
+    _, stored = _known(con, settings, url)
+    if stored is None or stored.paused_at is None:
         raise FeedError(f"{url} is not paused")
     con.execute("UPDATE feeds SET paused_at = NULL, next_poll_at = NULL WHERE url = ?", [url])
 
