@@ -7,6 +7,8 @@ PyYAML's ``safe_load`` is lenient where a config file must not be:
   first one without a word;
 - a value that looks like a date but is not one (``2026-13-45``) escapes as a
   ``ValueError`` from ``datetime``, without a line number;
+- an explicit tag on a value it does not fit (``!!timestamp soon``, an empty
+  ``!!int``) ends in ``AttributeError`` or ``IndexError`` from inside PyYAML;
 - nesting is recursive, so ``[[[[...`` a thousand deep ends in
   ``RecursionError``.
 
@@ -129,9 +131,8 @@ class _Loader(yaml.SafeLoader):
                             node.start_mark)
         try:
             return super().construct_object(node, deep=deep)
-        except (ValueError, OverflowError, IndexError) as exc:
-            # A timestamp-shaped scalar that is no date (month 13), or an empty
-            # `!!int` (PyYAML indexes its first character).
+        except (ValueError, OverflowError) as exc:
+            # A value of the right shape that is still no value: month 13.
             tag = str(node.tag).rsplit(":", 1)[-1]
             shown = repr(node.value)[:60] if isinstance(node, ScalarNode) else f"this {tag}"
             raise _BadValue(None, None, f"cannot read {shown} as {tag}: {exc}",
