@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline import strict_yaml
 
 DEFAULT_CONFIG = Path("newsmon.yaml")
 
@@ -30,10 +31,51 @@ class _Model(BaseModel):
 
 
 def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    problem = url_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
+
+
+# Never part of a host name: RFC 3986's delimiters and what it leaves out of
+# URIs altogether. A space is the usual one (`https://exa mple.org`): httpx
+# would percent-encode it into a host no resolver knows, and the feed would
+# fail on every pass with a DNS error instead of being refused once, here.
+_NOT_IN_HOST = frozenset(' "%<>\\^`{|}')
+
+
+def url_problem(value: str) -> str | None:
+    """Why ``value`` is not a feed URL newsmon can poll, or None.
+
+    Only the text is checked (scheme, host, port); where the host points is
+    the address guard's business (``pipeline.http``).
+    """
+    if not value.isprintable():
+        # urlsplit drops tabs and newlines (as browsers do); the stored URL would keep them.
+        return f"{value!r} contains a control character"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:  # "Port out of range 0-65535", "Invalid IPv6 URL"
+        reason = str(exc)
+        return f"{value!r} is not a valid URL: {reason[:1].lower()}{reason[1:]}"
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return f"must be an http:// or https:// URL, got {value!r}"
+    host = parts.hostname or ""
+    if not host:
+        return f"{value!r} has no host"
+    if port == 0:
+        return f"{value!r}: port 0 is not a port a server listens on"
+    bad = sorted({c for c in host if c in _NOT_IN_HOST or not c.isprintable()})
+    if bad:
+        return f"{value!r}: the host {host!r} contains {', '.join(map(repr, bad))}"
+    if parts.netloc.startswith("[") or ":" in host:
+        return None  # an IPv6 literal; urlsplit has parsed it
+    try:
+        host.encode("idna")  # empty labels ("a..b"), labels over 63 characters
+    except UnicodeError:
+        return f"{value!r}: {host!r} is not a valid host name"
+    return None
 
 
 class FeedConfig(_Model):
@@ -150,8 +192,13 @@ class ClusterConfig(_Model):
     threshold: float = Field(default=0.3, gt=0, le=1)
 
 
+# Each worker is a whole process with its own trafilatura and language detector:
+# a thousand is a typo (or a fork bomb), not a setting.
+MAX_WORKERS = 256
+
+
 class ProcessConfig(_Model):
-    workers: int = Field(default=0, ge=0)  # 0: one per core
+    workers: int = Field(default=0, ge=0, le=MAX_WORKERS)  # 0: one per core
     batch_size: int = Field(default=200, ge=1)
     # trafilatura has no time limit of its own; a page over it is rejected.
     extract_timeout: float = Field(default=30.0, gt=0)
@@ -267,17 +314,14 @@ def load_settings(path: Path | str | None = None) -> Settings:
     """Load and validate the YAML file (default ``./newsmon.yaml``)."""
     file = Path(path) if path is not None else DEFAULT_CONFIG
     try:
-        text = file.read_text(encoding="utf-8")
+        raw = file.read_bytes()
     except FileNotFoundError:
         hint = "" if path is not None else " (pass --config PATH, or create newsmon.yaml)"
         raise ConfigError(f"{file}: config file not found{hint}") from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read config file: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{file}: invalid YAML{where}: {problem}") from None
+        data = strict_yaml.load(strict_yaml.decode(raw))
+    except strict_yaml.StrictYamlError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
     return parse_settings(data, source=str(file), base=file.resolve().parent)

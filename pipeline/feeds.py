@@ -12,6 +12,12 @@ Feeds come from two places, and a pass polls both:
 A feed's identity is the URL it was configured or added with; a permanent
 redirect (301/308) moves only ``feeds.fetch_url``, where it is polled from.
 
+An added feed can be removed and renamed here; a config feed only in its
+file (the commands say so). Either kind can be paused: ``feeds.paused_at``
+is state, like the ETag, not configuration, so pausing a config feed that
+breaks at 3 a.m. needs no edit of a reviewed file. A paused feed is not
+polled and keeps its state; resuming makes it due at once.
+
 OPML is untrusted XML (a file someone sent you): entity declarations are
 refused outright, and lxml parses with entity resolution, DTD loading and
 network access off, and its size limits on (``huge_tree=False``), so neither
@@ -26,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 import duckdb
@@ -34,15 +41,26 @@ from pydantic import ValidationError
 
 from pipeline import store
 from pipeline.config import FeedConfig, Settings
+from pipeline.http import check_written_host
 
-__all__ = ["Feed", "FeedError", "FeedHealth", "ImportResult", "OpmlFeed", "add",
-           "all_feeds", "export_opml", "health", "import_opml", "parse_opml"]
+__all__ = ["ConfiguredFeed", "Feed", "FeedError", "FeedHealth", "ImportResult", "OpmlFeed",
+           "add", "all_feeds", "export_opml", "health", "import_opml", "parse_opml", "pause",
+           "remove", "rename", "resume"]
 
 _ENTITY_DECLARATION = re.compile(rb"<!ENTITY", re.IGNORECASE)
 
 
 class FeedError(Exception):
-    """A feed cannot be added or a file cannot be imported; the message says why."""
+    """A feed cannot be added, changed or imported; the message says why."""
+
+
+class ConfiguredFeed(FeedError):
+    """The feed is in the config file, which newsmon never rewrites: edit it there."""
+
+    def __init__(self, url: str, action: str) -> None:
+        super().__init__(f"{url} is in the config file: {action}")
+        self.url = url
+        self.action = action
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,7 +90,7 @@ class FeedHealth:
     url: str
     fetch_url: str | None  # only when a permanent redirect moved it
     origin: str
-    status: str  # new | active | failing | retired
+    status: str  # new | active | failing | retired | paused
     last_success_at: datetime | None
     last_error: str | None
     error_count: int
@@ -81,12 +99,27 @@ class FeedHealth:
 
 
 def all_feeds(settings: Settings, con: duckdb.DuckDBPyConnection) -> list[Feed]:
-    """The feeds a pass polls: the config's, then the added ones."""
+    """The feeds a pass polls: the config's, then the added ones; paused ones left out."""
     feeds = [Feed(url=f.url, name=f.name, origin="config") for f in settings.feeds]
     configured = {f.url for f in feeds}
     feeds += [Feed(url=url, name=name, origin="added")
               for url, name in store.added_feeds(con) if url not in configured]
-    return feeds
+    paused = _paused(con)
+    return [f for f in feeds if f.url not in paused]
+
+
+def _paused(con: duckdb.DuckDBPyConnection) -> set[str]:
+    # A read-only connection to a database from before paused_at has no such
+    # column (only a read-write connect adds it): then nothing is paused.
+    has_column = con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database()"
+        " AND schema_name = current_schema() AND table_name = 'feeds'"
+        " AND column_name = 'paused_at'"
+    ).fetchone()
+    if not has_column or not has_column[0]:
+        return set()
+    rows = con.execute("SELECT url FROM feeds WHERE paused_at IS NOT NULL").fetchall()
+    return {str(r[0]) for r in rows}
 
 
 def _checked(url: str, name: str | None, settings: Settings) -> Feed:
@@ -98,6 +131,16 @@ def _checked(url: str, name: str | None, settings: Settings) -> Feed:
     limit = settings.fetch.max_url_length
     if len(config.url) > limit:
         raise FeedError(f"{config.url[:80]!r}...: longer than {limit} characters")
+    parts = urlsplit(config.url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    refused = check_written_host(host, port, settings.fetch.allow_private)
+    if refused is not None:
+        written = f"[{host}]" if ":" in host else host
+        raise FeedError(
+            f"{config.url}: {refused}; newsmon does not fetch private, loopback or link-local"
+            f" addresses unless fetch.allow_private lists '{written}:{port}'"
+        )
     return Feed(url=config.url, name=config.name, origin="added")
 
 
@@ -130,6 +173,83 @@ def add(
     feed = _checked(url, name, settings)
     _add_one(con, settings, feed)
     return feed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Stored:
+    """What the ``feeds`` table says about a feed that remove / pause / resume need."""
+
+    origin: str
+    status: str
+    paused_at: datetime | None
+
+
+def _stored(con: duckdb.DuckDBPyConnection, url: str) -> _Stored | None:
+    row = con.execute(
+        "SELECT origin, status, paused_at FROM feeds WHERE url = ?", [url]
+    ).fetchone()
+    return None if row is None else _Stored(origin=row[0], status=row[1], paused_at=row[2])
+
+
+def _known(
+    con: duckdb.DuckDBPyConnection, settings: Settings, url: str
+) -> tuple[str, _Stored | None]:
+    """The feed's origin (``config`` or ``added``) and its row; FeedError if it is neither."""
+    stored = _stored(con, url)
+    if any(f.url == url for f in settings.feeds):
+        return "config", stored
+    if stored is not None and stored.origin == "added":
+        return "added", stored
+    raise FeedError(f"{url} is not a feed here (`newsmon feeds` lists them, by url)")
+
+
+def remove(con: duckdb.DuckDBPyConnection, settings: Settings, url: str) -> None:
+    """Stop polling an added feed and forget its state (its entries and articles stay)."""
+    url = url.strip()
+    origin, _ = _known(con, settings, url)
+    if origin == "config":
+        raise ConfiguredFeed(url, "delete its entry under feeds: there")
+    con.execute("DELETE FROM feeds WHERE url = ?", [url])
+
+
+def rename(con: duckdb.DuckDBPyConnection, settings: Settings, url: str, name: str) -> None:
+    """Give an added feed a new display name (``articles.source`` of new articles)."""
+    url, name = url.strip(), name.strip()
+    if not name:
+        raise FeedError("the new name is empty")
+    origin, _ = _known(con, settings, url)
+    if origin == "config":
+        raise ConfiguredFeed(url, "change its name: there")
+    con.execute("UPDATE feeds SET name = ? WHERE url = ?", [name, url])
+
+
+def pause(
+    con: duckdb.DuckDBPyConnection, settings: Settings, url: str, *, now: datetime | None = None
+) -> None:
+    """Stop polling a feed, config or added, until :func:`resume`; its state is kept."""
+    url = url.strip()
+    _, stored = _known(con, settings, url)
+    if stored is not None and stored.paused_at is not None:
+        raise FeedError(f"{url} is already paused (since {stored.paused_at:%Y-%m-%d %H:%M} UTC)")
+    if stored is not None and stored.status == "retired":
+        raise FeedError(f"{url} is retired (the server said it is gone); it is not polled anyway")
+    when = now or datetime.now(UTC)
+    if stored is None:  # a config feed never polled yet
+        con.execute(
+            "INSERT INTO feeds (url, origin, status, paused_at) VALUES (?, 'config', 'active', ?)",
+            [url, when],
+        )
+    else:
+        con.execute("UPDATE feeds SET paused_at = ? WHERE url = ?", [when, url])
+
+
+def resume(con: duckdb.DuckDBPyConnection, settings: Settings, url: str) -> None:
+    """Poll a paused feed again, from the next pass on."""
+    url = url.strip()
+    _, stored = _known(con, settings, url)
+    if stored is None or stored.paused_at is None:
+        raise FeedError(f"{url} is not paused")
+    con.execute("UPDATE feeds SET paused_at = NULL, next_poll_at = NULL WHERE url = ?", [url])
 
 
 def parse_opml(data: bytes) -> list[OpmlFeed]:
@@ -193,7 +313,7 @@ def health(settings: Settings, rows: Sequence[Mapping[str, object]]) -> list[Fee
         result.append(FeedHealth(
             name=feed.name or _str(row.get("name")) or "", url=feed.url,
             fetch_url=fetch_url if fetch_url != feed.url else None, origin=feed.origin,
-            status=_str(row.get("status")) or "new",
+            status="paused" if row.get("paused_at") else _str(row.get("status")) or "new",
             last_success_at=_time(row.get("last_success_at")),
             last_error=_str(row.get("last_error")),
             error_count=_int(row.get("error_count")),

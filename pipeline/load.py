@@ -98,7 +98,10 @@ def _load_feeds(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
             last_modified, content_hash, error_count, last_error, new_entries, fetch_url,
             poll_interval_minutes, item_hashes
         FROM staged_feeds
-        ON CONFLICT (url) DO UPDATE SET name = excluded.name, status = excluded.status,
+        ON CONFLICT (url) DO UPDATE SET status = excluded.status,
+            -- an added feed's name is the user's (feeds rename, even mid-pass)
+            name = CASE WHEN feeds.origin = 'added' THEN coalesce(feeds.name, excluded.name)
+                        ELSE excluded.name END,
             last_polled_at = excluded.last_polled_at, last_success_at = excluded.last_success_at,
             next_poll_at = excluded.next_poll_at, etag = excluded.etag,
             last_modified = excluded.last_modified, content_hash = excluded.content_hash,

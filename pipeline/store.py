@@ -313,6 +313,7 @@ _ADDED_COLUMNS = (
     "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS poll_interval_minutes DOUBLE",
     "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS item_hashes VARCHAR",
     "ALTER TABLE alerts ADD COLUMN IF NOT EXISTS claimed_by VARCHAR",
+    "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS paused_at TIMESTAMPTZ",  # newsmon feeds pause
 )
 
 

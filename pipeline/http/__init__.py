@@ -32,7 +32,7 @@ from ._errors import (
     NetworkError,
     TooManyRedirects,
 )
-from ._guard import check_address
+from ._guard import check_address, check_written_host, is_allowed
 from ._models import FetchLimits, Response
 
 __all__ = [
@@ -51,4 +51,6 @@ __all__ = [
     "Response",
     "TooManyRedirects",
     "check_address",
+    "check_written_host",
+    "is_allowed",
 ]

@@ -30,7 +30,8 @@ import httpx
 
 from ._pools import HostPools
 
-__all__ = ["GuardedBackend", "GuardedTransport", "check_address", "is_allowed"]
+__all__ = ["GuardedBackend", "GuardedTransport", "check_address", "check_written_host",
+           "is_allowed"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -138,6 +139,32 @@ def is_allowed(host: str, port: int, allow: Iterable[str]) -> bool:
     if ":" in host:  # IPv6 literal, written either bare or in brackets
         candidates |= {f"[{host}]", f"[{host}]:{port}"}
     return not candidates.isdisjoint(allow)
+
+
+def check_written_host(host: str, port: int, allow: Iterable[str]) -> str | None:
+    """Why a URL with this host would be refused, judged from the text alone, or None.
+
+    For checks before any fetch (``newsmon feeds add``): the same rule as the
+    backend, applied to what the host *says* without asking DNS: an address
+    literal in any spelling the resolver accepts (``127.1``, ``2130706433``,
+    ``[::1]``) and the names that are loopback by definition (``localhost``,
+    ``*.localhost``, RFC 6761 §6.3). Other names pass here and meet the guard
+    when they are fetched.
+    """
+    if is_allowed(host, port, {entry.lower() for entry in allow}):
+        return None
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return f"{host} is a loopback name (RFC 6761)"
+    try:
+        address: IPAddress = ipaddress.ip_address(name.strip("[]").split("%", 1)[0])
+    except ValueError:
+        try:
+            # inet_aton is the resolver's own reading of IPv4 text: "127.1", "0x7f.1".
+            address = ipaddress.IPv4Address(socket.inet_aton(name))
+        except OSError:
+            return None  # a name: checked after resolution, at connect time
+    return check_address(address)
 
 
 async def resolve_tcp(host: str, port: int) -> list[str]:

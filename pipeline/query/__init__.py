@@ -102,9 +102,12 @@ Limits:
 - No escaping: a query cannot contain a literal ``"``; tag values cannot
   either. ``~`` only follows a closing quote; ``*`` only ends a word.
 - Hits cover title, text and source; tag fields and person: give none.
+- At most ``MAX_DEPTH`` (50) parentheses and NOTs inside one another: deeper
+  is a QuerySyntaxError, not a RecursionError in one of the engines.
 
 Errors: :class:`QuerySyntaxError` (a ValueError) with ``position``, ``column``
-and ``expected``; ``str()`` shows the query with a caret under the problem.
+and ``expected``; ``str()`` shows the query (at most 100 characters of it,
+around the problem) with a caret under the problem.
 '''
 
 from __future__ import annotations
@@ -131,13 +134,14 @@ from ._document import Document
 from ._errors import QuerySyntaxError
 from ._format import format_query
 from ._match import Hit, Matcher, compile
-from ._parser import parse
+from ._parser import MAX_DEPTH, parse
 from ._ruleset import RuleSet
 from ._sql import SqlColumns, to_sql
 from ._words import fold
 
 __all__ = [
     "FACET_FIELDS",
+    "MAX_DEPTH",
     "MAX_DISTANCE",
     "MAX_SLOP_WORDS",
     "TEXT_FIELDS",

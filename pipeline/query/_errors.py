@@ -11,6 +11,9 @@ is a programming error, not a user's typo.)
 
 from __future__ import annotations
 
+# At most this many characters of the query are echoed under the message.
+ECHO_WIDTH = 100
+
 
 class QuerySyntaxError(ValueError):
     """A query that cannot be parsed.
@@ -37,4 +40,12 @@ class QuerySyntaxError(ValueError):
             return head
         # Tabs and newlines would push the caret out of line with the echoed query.
         echo = "".join(" " if c in "\t\r\n" else c for c in self.query)
-        return f"{head}\n  {echo}\n  {' ' * self.position}^"
+        caret = self.position
+        if len(echo) > ECHO_WIDTH:
+            # A generated query can be thousands of characters: show the stretch
+            # around the problem, marking what is cut with "…".
+            start = max(0, min(caret - ECHO_WIDTH // 2, len(echo) - ECHO_WIDTH))
+            end = start + ECHO_WIDTH
+            echo = ("…" if start else "") + echo[start:end] + ("…" if end < len(echo) else "")
+            caret = caret - start + (1 if start else 0)
+        return f"{head}\n  {echo}\n  {' ' * caret}^"

@@ -37,6 +37,12 @@ _TEXTS: dict[str, TextField] = {f: f for f in TEXT_FIELDS}
 _FACETS: dict[str, FacetField] = {f: f for f in FACET_FIELDS}
 _FIELDS: dict[str, TextField | FacetField] = {**_TEXTS, **_FACETS}
 
+# Parentheses and NOTs inside one another, at most. Each level is a few frames
+# of recursion here and in every engine that walks the tree (matcher, SQL,
+# printer); 200 levels of "(" reached Python's recursion limit. People write
+# three or four; 50 leaves generated queries room.
+MAX_DEPTH = 50
+
 
 def parse(text: str) -> Query:
     """Parse a query; raise :class:`QuerySyntaxError` with the position of the problem."""
@@ -48,6 +54,7 @@ class _Parser:
         self.text = text
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0  # open "(" and NOT around the current clause
         # Where each node started, for errors found after the node was built
         # (keyed by id: equal nodes at different places are different entries).
         self.starts: dict[int, int] = {}
@@ -70,6 +77,14 @@ class _Parser:
         if token.kind == "EOF":
             return self.error("unexpected end of query", token.pos, expected)
         return self.error(f"unexpected {_describe(token)}", token.pos, expected)
+
+    def nest(self, token: Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(
+                f"nested too deeply (more than {MAX_DEPTH} levels of parentheses and NOT)",
+                token.pos, "a flatter query",
+            )
 
     def built(self, node: Query, start: int) -> Query:
         self.starts.setdefault(id(node), start)
@@ -116,8 +131,11 @@ class _Parser:
 
     def unary(self, ctx: _Context) -> Query:
         if self.peek().kind in ("NOT", "MINUS"):
-            start = self.advance().pos
-            return self.built(Not(self.unary(ctx)), start)
+            token = self.advance()
+            self.nest(token)
+            node = self.built(Not(self.unary(ctx)), token.pos)
+            self.depth -= 1
+            return node
         return self.near(ctx)
 
     def near(self, ctx: _Context) -> Query:
@@ -164,12 +182,14 @@ class _Parser:
 
     def group(self, ctx: _Context, expected: str) -> Query:
         opening = self.advance()
+        self.nest(opening)
         if self.peek().kind == "RPAREN":
             raise self.unexpected(expected)
         query = self.or_expr(ctx)
         if self.peek().kind != "RPAREN":
             raise self.unexpected(f'")" to close the "(" at column {opening.pos + 1}')
         self.advance()
+        self.depth -= 1
         return query
 
     def text_value(self, ctx: TextField | None) -> Query:

@@ -39,6 +39,7 @@ from pipeline.http import (
     Response,
     TooManyRedirects,
     check_address,
+    check_written_host,
 )
 from pipeline.http._guard import GuardedBackend, RefusedAddress
 
@@ -417,6 +418,31 @@ def test_mock_transport_replaces_network_and_guard() -> None:
 ])
 def test_check_address(address: str, reason: str | None) -> None:
     assert check_address(address) == reason
+
+
+@pytest.mark.parametrize(("host", "port", "reason"), [
+    ("127.0.0.1", 80, "127.0.0.1 is a loopback address"),
+    ("127.1", 80, "127.0.0.1 is a loopback address"),  # spellings the resolver accepts
+    ("2130706433", 80, "127.0.0.1 is a loopback address"),
+    ("0x7f.1", 80, "127.0.0.1 is a loopback address"),
+    ("0", 80, "0.0.0.0 is an unspecified address"),
+    ("169.254.169.254", 80, "169.254.169.254 is a link-local address"),
+    ("10.1.2.3", 443, "10.1.2.3 is a private address"),
+    ("::1", 80, "::1 is a loopback address"),
+    ("[::1]", 80, "::1 is a loopback address"),
+    ("localhost", 80, "localhost is a loopback name (RFC 6761)"),
+    ("Feeds.LOCALHOST.", 80, "Feeds.LOCALHOST. is a loopback name (RFC 6761)"),
+    ("example.org", 80, None),  # a name: judged after resolution, at connect time
+    ("93.184.215.14", 80, None),
+    ("127.0.0.1", 8080, None),  # allow-listed with its port
+    ("LOCALHOST", 8081, None),  # allow-listed as written, case aside
+    ("localhost", 8082, "localhost is a loopback name (RFC 6761)"),  # another port
+])
+def test_check_written_host_judges_the_text_by_the_guards_rule(
+    host: str, port: int, reason: str | None
+) -> None:
+    allow = ["127.0.0.1:8080", "localhost:8081"]
+    assert check_written_host(host, port, allow) == reason
 
 
 # -- time limits ---------------------------------------------------------------

@@ -76,3 +76,68 @@ def test_missing_file_and_bad_yaml_are_one_sentence(tmp_path: Path) -> None:
     path = write(tmp_path, "feeds: [\n")
     with pytest.raises(ConfigError, match=r"invalid YAML at line \d+, column \d+"):
         load_settings(path)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("https://exa mple.org/rss", "the host 'exa mple.org' contains ' '"),
+        ("https://exa%20mple.org/rss", "the host 'exa%20mple.org' contains '%'"),
+        ("https://example.org:99999/rss", "is not a valid URL: port out of range 0-65535"),
+        ("https://example.org:http/rss", "is not a valid URL: port could not be cast"),
+        ("http://example.org:0/rss", "port 0 is not a port a server listens on"),
+        ("http://[::1/rss", "is not a valid URL: invalid IPv6 URL"),
+        ("http://a..b/rss", "'a..b' is not a valid host name"),
+        ("http://exa\tmple.org/rss", "contains a control character"),
+        ("ftp://example.org/rss", "must be an http:// or https:// URL"),
+        ("https:///rss", "must be an http:// or https:// URL"),
+    ],
+)
+def test_feed_urls_that_cannot_be_polled_are_refused_at_load(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_settings({"feeds": [{"url": url}]}, source="x.yaml")
+    assert str(info.value).startswith("x.yaml: feeds[0].url: ")
+    assert problem in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://example.org/rss", "http://127.0.0.1:8080/feed", "http://[::1]:8080/feed",
+     "https://例え.jp/rss", "https://example.org/my feed.xml", "https://ex_ample.org/"],
+)
+def test_feed_urls_that_can_be_polled_load(url: str) -> None:
+    assert parse_settings({"feeds": [{"url": url}]}).feeds[0].url == url
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        ({"topics": {"deep": "(" * 200 + "a" + ")" * 200}}, "topics.deep"),
+        ({"alerts": [{"name": "a", "query": "NOT " * 200 + "a", "to": ["a@x.org"]}]},
+         "alerts[0].query"),
+    ],
+)
+def test_a_query_nested_too_deeply_is_a_config_error(data: dict[str, object], where: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_settings(data, source="x.yaml")
+    assert str(info.value).startswith(
+        f"x.yaml: {where}: nested too deeply (more than 50 levels of parentheses and NOT)")
+
+
+def test_repeated_keys_and_bad_bytes_name_the_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "feeds:\n  - url: https://example.org/a\n"
+                           "    url: https://example.org/b\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(info.value) == f"{path}: line 3: feeds[0].url: repeated key (first at line 2)"
+    path.write_bytes(b"feeds: []\n# caf\xe9\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(info.value) == (f"{path}: not UTF-8 text: byte 0xe9 at line 2, column 6"
+                               " (save the file as UTF-8)")
+
+
+def test_a_utf8_bom_is_not_part_of_the_first_key(tmp_path: Path) -> None:
+    path = tmp_path / "newsmon.yaml"
+    path.write_bytes("\ufeffdefault_topics: false\n".encode())
+    assert load_settings(path).default_topics is False

@@ -153,3 +153,40 @@ def test_import_adds_the_new_and_says_why_it_skipped_the_rest(tmp_path: Path) ->
          "twice in the file"),
     ]
     assert again.added == ()
+
+
+def test_import_skips_private_addresses_unless_allowed(tmp_path: Path) -> None:
+    s = parse_settings({"database": str(tmp_path / "news.duckdb"),
+                        "fetch": {"allow_private": ["10.0.0.8:8080"]}})
+    data = (b'<opml version="2.0"><body>'
+            b'<outline text="metadata" xmlUrl="http://169.254.169.254/latest"/>'
+            b'<outline text="intranet" xmlUrl="http://10.0.0.8:8080/rss"/>'
+            b'<outline text="other port" xmlUrl="http://10.0.0.8:9090/rss"/>'
+            b"</body></opml>")
+    with store.connect(s.database) as con:
+        result = feeds.import_opml(con, s, data)
+    assert [f.url for f in result.added] == ["http://10.0.0.8:8080/rss"]
+    assert [(url, why.split("; ")[0]) for url, why in result.skipped] == [
+        ("http://169.254.169.254/latest",
+         "http://169.254.169.254/latest: 169.254.169.254 is a link-local address"),
+        ("http://10.0.0.8:9090/rss", "http://10.0.0.8:9090/rss: 10.0.0.8 is a private address"),
+    ]
+
+
+def test_paused_feeds_are_left_out_of_a_pass_but_listed(tmp_path: Path) -> None:
+    s = settings(tmp_path, "https://config.example.org/rss")
+    with store.connect(s.database) as con:
+        feeds.add(con, s, "https://added.example.org/rss")
+        feeds.pause(con, s, "https://config.example.org/rss",
+                    now=datetime(2026, 1, 2, tzinfo=UTC))
+        polled = [f.url for f in feeds.all_feeds(s, con)]
+        health = feeds.health(s, store.feed_rows(con))
+    assert polled == ["https://added.example.org/rss"]
+    assert [(h.url, h.status) for h in health] == [
+        ("https://config.example.org/rss", "paused"), ("https://added.example.org/rss", "active")]
+    # A read-only look at a database from before paused_at: nothing is paused.
+    old = tmp_path / "old.duckdb"
+    with store.connect(old) as con:
+        con.execute("ALTER TABLE feeds DROP COLUMN paused_at")
+    with store.connect(old, read_only=True) as con:
+        assert [f.url for f in feeds.all_feeds(s, con)] == ["https://config.example.org/rss"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.query import (
+    MAX_DEPTH,
     And,
     Facet,
     Near,
@@ -182,3 +183,50 @@ def test_negation_is_fine_next_to_a_positive_clause() -> None:
         (t("syria"), Or((Not(t("iraq")), t("lebanon"))))
     )
     assert parse("lang:en -sport") == And((Facet("lang", "en"), Not(t("sport"))))
+
+
+@pytest.mark.parametrize(
+    ("text", "column"),
+    [
+        ("(" * 200 + "a" + ")" * 200, 51),
+        ("a " + "NOT " * 200 + "b", 3 + 4 * 50),
+        ("a " + "-" * 200 + "b", 3 + 50),
+        ("title:" + "(" * 60 + "a" + ")" * 60, 7 + 50),
+        ("a " + "NOT (b " * 30 + ")" * 30, 3 + 7 * 25),
+    ],
+)
+def test_nesting_deeper_than_the_limit_is_a_syntax_error_not_a_recursion_error(
+    text: str, column: int
+) -> None:
+    with pytest.raises(QuerySyntaxError) as info:
+        parse(text)
+    assert info.value.message == (
+        f"nested too deeply (more than {MAX_DEPTH} levels of parentheses and NOT)")
+    assert info.value.column == column
+
+
+def test_nesting_up_to_the_limit_parses_and_prints_back() -> None:
+    text = "a " + "(b " * (MAX_DEPTH - 1) + "NOT c" + ")" * (MAX_DEPTH - 1)
+    query = parse(text)
+    assert parse(format_query(query)) == query
+    depth, node = 0, query
+    while isinstance(node, And | Not):
+        node = node.children[-1] if isinstance(node, And) else node.child
+        depth += 1
+    assert (depth, node) == (MAX_DEPTH + 1, t("c"))
+
+
+@pytest.mark.parametrize(
+    ("text", "echo", "caret"),
+    [
+        ("a " * 100 + ")", "…" + ("a " * 100 + ")")[-100:], 100),  # the problem at the end
+        (") " + "a " * 100, ") " + "a " * 49 + "…", 0),  # at the start
+        ("a " * 100 + ") " + "a " * 100, "…" + ("a " * 100 + ") " + "a " * 100)[150:250] + "…",
+         51),
+    ],
+)
+def test_a_long_query_is_echoed_around_the_problem(text: str, echo: str, caret: int) -> None:
+    lines = str(error(text)).splitlines()
+    assert lines[1] == "  " + echo
+    assert lines[2] == "  " + " " * caret + "^"
+    assert lines[1][2 + caret] in "()"

@@ -30,6 +30,7 @@ from pipeline.query import (
     Phrase,
     Prefix,
     Query,
+    QuerySyntaxError,
     RuleSet,
     Span,
     Term,
@@ -273,3 +274,37 @@ def test_format_query_parses_back_to_the_same_tree(vocabulary: list[str], shape:
     else:  # a query without a positive clause is refused, not silently changed
         with pytest.raises(ValueError, match="only negative"):
             parse(format_query(query))
+
+
+# -- arbitrary text ------------------------------------------------------------------
+# Whatever a user types: a query every engine can run, or a QuerySyntaxError
+# with a position inside the text; never another exception (200 "(" once gave
+# a RecursionError).
+
+SYNTAX = [
+    "(", ")", '"', "AND", "OR", "NOT", "-", "*", "~", "~3", "title:", "lang:", "topic:",
+    "country:", "person:", "source:", "NEAR/3", "NEAR/", "syria", "Zürich", " ", " ", "\t",
+    "\n", "a", "1", "é", "\u0301", "İ", "ß", "_", ":", "x*", "and", "NEAR/" + "9" * 20,
+    "~" + "9" * 12, "\x00", "\U0001d518", "(" * 60, "NOT " * 30,
+]
+typed = st.one_of(st.text(max_size=40), st.lists(st.sampled_from(SYNTAX), max_size=25)
+                  .map("".join))
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(typed)
+def test_any_text_is_a_query_every_engine_runs_or_a_syntax_error(
+    con: duckdb.DuckDBPyConnection, text: str
+) -> None:
+    try:
+        query = parse(text)
+    except QuerySyntaxError as exc:
+        assert 0 <= exc.position <= len(exc.query)
+        assert exc.message and "\n" not in exc.message
+        return
+    load(con, [document(random.Random(0), WORDS)])
+    where, params = to_sql(query)
+    con.execute(f"SELECT count(*) FROM docs WHERE {where}", params).fetchall()
+    compile(query).matches(Document(title="Syria talks", text="forces in Zürich"))
+    RuleSet({"typed": query})
+    assert parse(format_query(query)) == query

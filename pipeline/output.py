@@ -1,0 +1,113 @@
+"""Rows on stdout, as a table, CSV or JSON lines: one rule per value type for all three.
+
+- JSON is strict (RFC 8259): NaN and ±Infinity, which ``json.dumps`` writes
+  by default and most parsers refuse, become ``null``; timestamps and dates
+  are ISO 8601 strings; lists stay arrays and structs objects.
+- In CSV and in the table a list or a struct is written as JSON
+  (``["SY", "RU"]``), the same text ``--json`` gives for it, never a Python
+  repr (``['SY', 'RU']``) that no other tool reads.
+- Column names must be distinct: a JSON object or a CSV reader keyed by the
+  header would keep only one of two columns called ``a``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Literal, TextIO
+from uuid import UUID
+
+__all__ = ["Format", "OutputError", "jsonable", "write_rows"]
+
+Format = Literal["table", "csv", "json"]
+
+# Wider cells are cut in the table (CSV and JSON are never cut).
+TABLE_CELL_WIDTH = 80
+
+
+class OutputError(Exception):
+    """The rows cannot be written as asked; the message says why and what to do."""
+
+
+def jsonable(value: object) -> object:
+    """``value`` as plain JSON data: None, bool, int, finite float, str, list, dict."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Decimal):
+        return float(value) if value.is_finite() else None
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    return str(value)
+
+
+def _json(value: object) -> str:
+    return json.dumps(jsonable(value), ensure_ascii=False, allow_nan=False)
+
+
+def _text(value: object, *, iso: bool = True) -> str:
+    """One cell for CSV and the table (None: the empty string). ``iso``: times
+    as ISO 8601 (``T`` between date and time, for programs), else as people read them."""
+    if value is None:
+        return ""
+    if isinstance(value, Mapping | list | tuple | set | frozenset):
+        return _json(value)
+    if iso and isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    return str(value)
+
+
+def _check_columns(columns: Sequence[str]) -> None:
+    seen: set[str] = set()
+    for name in columns:
+        if name in seen:
+            raise OutputError(
+                f"two columns are named {name!r}: give each its own name"
+                f" (... AS {name}_2), or the output would lose one of them"
+            )
+        seen.add(name)
+
+
+def write_rows(
+    columns: Sequence[str], rows: Sequence[Sequence[object]], fmt: Format, out: TextIO
+) -> None:
+    """Write ``rows`` (with ``columns``' names) to ``out``; OutputError before any output."""
+    _check_columns(columns)
+    if fmt == "json":
+        for row in rows:
+            out.write(_json(dict(zip(columns, row, strict=True))) + "\n")
+    elif fmt == "csv":
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        writer.writerows([[_text(v) for v in row] for row in rows])
+    else:
+        _table(columns, rows, out)
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[object]], out: TextIO) -> None:
+    width = TABLE_CELL_WIDTH
+    cells = [[" ".join(_text(v, iso=False).splitlines()) for v in row] for row in rows]
+    cells = [[c if len(c) <= width else c[:width - 1] + "…" for c in row] for row in cells]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
+    out.write("  ".join("-" * w for w in widths) + "\n")
+    for row in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
+    out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")

@@ -1,0 +1,215 @@
+"""The ``newsmon`` command as users run it: the installed console script in a
+subprocess, its exit code and what it writes on stdout and stderr.
+
+Every user error is exit code 2 with one sentence on stderr and no traceback;
+``--json`` is strict JSON; lists read as lists in every format.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from pipeline import store
+
+# The console script pip installed beside this interpreter (pyproject's
+# [project.scripts]); `python -m pipeline.cli` runs the same main() if the
+# venv was made without scripts.
+_SCRIPT = Path(sys.executable).with_name("newsmon")
+COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "pipeline.cli"]
+
+DEEP = "(" * 200 + "syria" + ")" * 200
+
+
+def newsmon(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*COMMAND, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def user_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The first stderr line of a user error (exit 2, no traceback)."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip(), "an error needs a sentence"
+    return result.stderr.splitlines()[0]
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    line = user_error(result)
+    assert result.stderr.count("\n") == 1, result.stderr
+    return line
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A config with one (never fetched) feed and an empty database with the schema."""
+    (tmp_path / "newsmon.yaml").write_text(
+        "database: news.duckdb\nfeeds:\n  - url: https://example.org/rss\n", encoding="utf-8")
+    with store.connect(tmp_path / "news.duckdb"):
+        pass
+    return tmp_path
+
+
+# -- user errors: one sentence, exit 2 -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["sql", ""], "newsmon: no SQL to run: the statement is empty"),
+        (["sql", "   "], "newsmon: no SQL to run: the statement is empty"),
+        (["sql", ";"], "newsmon: no SQL to run: the text has no statement (only ';' or comments)"),
+        (["sql", "-- x"],
+         "newsmon: no SQL to run: the text has no statement (only ';' or comments)"),
+        (["sql", "SELECT 1 a, 2 a"],
+         "newsmon: two columns are named 'a': give each its own name (... AS a_2), or the"
+         " output would lose one of them"),
+        (["sql", "--json", "SELECT 1 a, 2 a"], "newsmon: two columns are named 'a'"),
+        (["search", "syria", "--limit", "-1"],
+         "newsmon search: argument --limit: must be at least 1, got -1"
+         " (see `newsmon search --help`)"),
+        (["search", "syria", "--limit", "many"],
+         "newsmon search: argument --limit: 'many' is not a whole number"),
+        (["alerts", "test", "x", "--limit", "0"],
+         "newsmon alerts: argument --limit: must be at least 1, got 0"),
+        (["extract", "missing.html"], "newsmon: missing.html: no such file"),
+    ],
+)
+def test_user_errors_are_one_sentence_and_exit_2(
+    workdir: Path, args: Sequence[str], expected: str
+) -> None:
+    assert one_line_error(newsmon(*args, cwd=workdir)).startswith(expected)
+
+
+def test_run_refuses_negative_workers_before_polling(tmp_path: Path) -> None:
+    (tmp_path / "newsmon.yaml").write_text(
+        "database: news.duckdb\nfeeds:\n  - url: https://example.org/rss\n", encoding="utf-8")
+    line = one_line_error(newsmon("run", "--once", "--workers", "-1", cwd=tmp_path))
+    assert line.startswith("newsmon run: argument --workers: must be at least 1, got -1")
+    # Nothing ran: a pass would have created the database and its staging folder.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["newsmon.yaml"]
+
+
+def test_extract_reads_the_other_files_and_still_exits_2(workdir: Path) -> None:
+    page = workdir / "page.html"
+    page.write_text("<html><head><title>Talks</title></head><body><article><p>"
+                    + "Delegations met in Geneva on Monday to discuss the ceasefire. " * 8
+                    + "</p></article></body></html>", encoding="utf-8")
+    result = newsmon("extract", "missing.html", str(page), "--json", cwd=workdir)
+    assert one_line_error(result) == "newsmon: missing.html: no such file"
+    (printed,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert printed["source"] == str(page) and "Geneva" in printed["text"]
+
+
+def test_sql_errors_keep_duckdbs_hint_and_caret(workdir: Path) -> None:
+    result = newsmon("sql", "SELECT * FROM article", cwd=workdir)
+    first = user_error(result)
+    assert first == "newsmon: SQL error: Catalog Error: Table with name article does not exist!"
+    lines = result.stderr.splitlines()
+    assert 'Did you mean "articles"?' in lines
+    statement = lines.index("LINE 1: SELECT * FROM article")
+    # The caret sits under the table name.
+    assert lines[statement + 1].index("^") == lines[statement].index("article")
+
+
+def test_a_query_nested_200_deep_is_refused_in_search(workdir: Path) -> None:
+    first = user_error(newsmon("search", DEEP, cwd=workdir))
+    assert first == ("newsmon: query: nested too deeply (more than 50 levels of parentheses"
+                     " and NOT): expected a flatter query at column 51")
+
+
+@pytest.mark.parametrize(
+    ("config", "where"),
+    [
+        (f'topics:\n  deep: "{DEEP}"\n', "topics.deep"),
+        (f'alerts:\n  - name: deep\n    query: "{DEEP}"\n    to: [a@example.org]\n',
+         "alerts[0].query"),
+    ],
+)
+def test_a_query_nested_200_deep_is_refused_in_the_config(
+    tmp_path: Path, config: str, where: str
+) -> None:
+    (tmp_path / "newsmon.yaml").write_text(config, encoding="utf-8")
+    first = user_error(newsmon("feeds", cwd=tmp_path))
+    assert first == (f"newsmon: newsmon.yaml: {where}: nested too deeply (more than 50 levels"
+                     " of parentheses and NOT): expected a flatter query at column 51")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (b"feeds:\n  - url: https://example.org/rss\n    name: Caf\xe9\n",
+         "newsmon: newsmon.yaml: not UTF-8 text: byte 0xe9 at line 3, column 14"
+         " (save the file as UTF-8)"),
+        (b"feeds:\n  - url: https://example.org/a\nfeeds:\n  - url: https://example.org/b\n",
+         "newsmon: newsmon.yaml: line 3: feeds: repeated key (first at line 1)"),
+        (b"feeds:\n  - url: https://example.org/a\n    url: https://example.org/b\n",
+         "newsmon: newsmon.yaml: line 3: feeds[0].url: repeated key (first at line 2)"),
+        (b"feeds:\n  - url: https://exa mple.org/rss\n",
+         "newsmon: newsmon.yaml: feeds[0].url: 'https://exa mple.org/rss': the host"
+         " 'exa mple.org' contains ' '"),
+    ],
+)
+def test_config_file_problems_are_one_sentence(
+    tmp_path: Path, text: bytes, expected: str
+) -> None:
+    (tmp_path / "newsmon.yaml").write_bytes(text)
+    assert one_line_error(newsmon("feeds", cwd=tmp_path)) == expected
+
+
+# -- output: strict JSON, lists as lists -----------------------------------------------------
+
+
+def test_json_output_is_strict_and_lists_stay_lists(workdir: Path) -> None:
+    result = newsmon(
+        "sql", "--json",
+        "SELECT 'nan'::DOUBLE AS x, 'inf'::DOUBLE AS y, ['SY', 'RU'] AS countries,"
+        " [1.5, 'nan'::DOUBLE] AS scores, {'k': 'v'} AS s,"
+        " TIMESTAMPTZ '2026-01-02 03:04:05+00' AS t",
+        cwd=workdir,
+    )
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip()
+    # json.loads accepts NaN by default: parse refusing the non-standard constants.
+    row = json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in JSON output"))
+    assert row == {"x": None, "y": None, "countries": ["SY", "RU"], "scores": [1.5, None],
+                   "s": {"k": "v"}, "t": "2026-01-02T03:04:05+00:00"}
+
+
+def test_csv_and_table_print_lists_as_json_not_python(workdir: Path) -> None:
+    query = "SELECT ['SY', 'RU'] AS countries, 'x' AS name"
+    csv_out = newsmon("sql", "--csv", query, cwd=workdir)
+    assert csv_out.returncode == 0, csv_out.stderr
+    assert csv_out.stdout.splitlines() == ["countries,name", '"[""SY"", ""RU""]",x']
+    table = newsmon("sql", query, cwd=workdir)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[2] == '["SY", "RU"]  x'
+    assert "['SY'" not in csv_out.stdout + table.stdout
+
+
+def test_a_query_too_large_for_duckdb_is_a_sentence(workdir: Path) -> None:
+    # It parses; RE2 (inside DuckDB) refuses a pattern of 3,000 prefixes.
+    huge = " OR ".join(f"w{i}*" for i in range(3000))
+    assert one_line_error(newsmon("search", huge, cwd=workdir)) == (
+        "newsmon: query: DuckDB could not run it (Invalid Input Error: pattern too large"
+        " - compile failed); try a shorter query")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["search", "syria", "--limit", "99999999999999999999"],
+         "newsmon search: argument --limit: must be at most 9223372036854775807"),
+        (["run", "--once", "--workers", "100000"],
+         "newsmon run: argument --workers: must be at most 256, got 100000"),
+    ],
+)
+def test_option_values_past_their_maximum_are_refused(
+    workdir: Path, args: Sequence[str], expected: str
+) -> None:
+    assert one_line_error(newsmon(*args, cwd=workdir)).startswith(expected)

@@ -1,0 +1,74 @@
+"""write_rows(): one rule per value type for the table, CSV and JSON lines."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from uuid import UUID
+
+import pytest
+
+from pipeline.output import OutputError, jsonable, write_rows
+
+
+def written(columns: list[str], rows: list[list[object]], fmt: str) -> str:
+    out = io.StringIO()
+    write_rows(columns, rows, fmt, out)  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (math.nan, None), (math.inf, None), (-math.inf, None), (1.5, 1.5),
+        (Decimal("NaN"), None), (Decimal("2.50"), 2.5), (True, True), (7, 7),
+        (datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "2026-01-02T03:04:05+00:00"),
+        (date(2026, 1, 2), "2026-01-02"), (timedelta(days=1), 86400.0),
+        (UUID(int=1), "00000000-0000-0000-0000-000000000001"), (b"\x00\xff", "00ff"),
+        ([1.0, math.nan, ["a", math.inf]], [1.0, None, ["a", None]]),
+        ({"k": math.nan, 1: (1, 2)}, {"k": None, "1": [1, 2]}),
+    ],
+)
+def test_jsonable_gives_plain_finite_json_data(value: object, expected: object) -> None:
+    assert jsonable(value) == expected
+
+
+def test_json_lines_never_contain_nan_or_infinity() -> None:
+    text = written(["x", "l"], [[math.nan, [math.inf, 1]], [2.0, []]], "json")
+    rows = [json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in the output"))
+            for line in text.splitlines()]
+    assert rows == [{"x": None, "l": [None, 1]}, {"x": 2.0, "l": []}]
+
+
+def test_lists_and_structs_are_json_in_csv_and_in_the_table() -> None:
+    rows: list[list[object]] = [[["SY", "RU"], {"a": [1]}, None, "Zürich"]]
+    columns = ["countries", "s", "empty", "name"]
+    parsed = list(csv.reader(io.StringIO(written(columns, rows, "csv"))))
+    assert parsed == [columns, ['["SY", "RU"]', '{"a": [1]}', "", "Zürich"]]
+    table = written(columns, rows, "table").splitlines()
+    assert table[2] == '["SY", "RU"]  {"a": [1]}         Zürich'
+    assert table[-1] == "(1 row)"
+
+
+def test_times_are_iso_in_csv_and_readable_in_the_table() -> None:
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert written(["t"], [[when]], "csv").splitlines()[1] == "2026-01-02T03:04:05+00:00"
+    assert written(["t"], [[when]], "table").splitlines()[2] == "2026-01-02 03:04:05+00:00"
+
+
+def test_table_cells_are_one_line_and_cut_at_80_characters() -> None:
+    table = written(["text"], [["line one\nline two"], ["x" * 100]], "table").splitlines()
+    assert table[2] == "line one line two"
+    assert table[3] == "x" * 79 + "…"
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json"])
+def test_duplicate_column_names_are_refused_before_any_output(fmt: str) -> None:
+    out = io.StringIO()
+    with pytest.raises(OutputError, match="two columns are named 'a': give each its own name"):
+        write_rows(["a", "b", "a"], [[1, 2, 3]], fmt, out)  # type: ignore[arg-type]
+    assert out.getvalue() == ""
