@@ -350,7 +350,7 @@ def test_a_failed_feed_is_logged_with_its_url_and_reason(
         poll(settings)
     # The default formatter prints only the message: what and why are in it.
     assert [logging.Formatter("%(levelname)s %(name)s: %(message)s").format(r)
-            for r in caplog.records] == [
+            for r in caplog.records if r.name == "pipeline.poll"] == [
         f"WARNING pipeline.poll: feed failed: {server.url('/log-missing.xml')}: "
         "HTTP 404 Not Found"]
 
@@ -365,7 +365,7 @@ def test_a_moved_feed_that_fails_is_logged_with_both_addresses(
     server.route("/log-new.xml", Reply(status=503))
     with caplog.at_level(logging.WARNING, logger="pipeline.poll"):
         poll(settings, now=NOW + timedelta(hours=1))
-    assert [r.getMessage() for r in caplog.records] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "pipeline.poll"] == [
         f"feed failed: {server.url('/log-old.xml')} (polled at {server.url('/log-new.xml')}): "
         "HTTP 503 Service Unavailable"]
 
@@ -379,7 +379,7 @@ def test_deferred_feeds_are_logged_with_their_urls(
     with caplog.at_level(logging.WARNING, logger="pipeline.poll"):
         summary, _ = poll(settings)
     assert summary.feeds_deferred == 1
-    assert [r.getMessage() for r in caplog.records] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "pipeline.poll"] == [
         "1 feed(s) deferred to the next pass, the time budget was spent: "
         + server.url("/log-slow.xml")]
 
