@@ -90,6 +90,24 @@ CREATE TABLE IF NOT EXISTS articles (
     loaded_at      TIMESTAMPTZ
 );
 
+-- Document frequencies of the clusterer's terms and names ("c:SY", "p:Vladimir
+-- Putin") over every loaded article, updated in the load's transaction; the row
+-- of term '' holds how many articles were counted (pipeline/cluster.py).
+CREATE TABLE IF NOT EXISTS term_stats (
+    term  VARCHAR PRIMARY KEY,
+    df    BIGINT NOT NULL
+);
+
+-- An article that scored with a second story: the stories are related (story
+-- ids never change once given, so stories are linked, never merged).
+CREATE TABLE IF NOT EXISTS story_links (
+    story_id        VARCHAR NOT NULL,   -- the story the article joined
+    other_story_id  VARCHAR NOT NULL,
+    article_id      VARCHAR NOT NULL,
+    score           DOUBLE,
+    PRIMARY KEY (story_id, other_story_id, article_id)
+);
+
 CREATE TABLE IF NOT EXISTS article_tags (
     article_id  VARCHAR NOT NULL,
     kind        VARCHAR NOT NULL,   -- topic | country | person
@@ -214,6 +232,8 @@ _ADDED_COLUMNS = (
     "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS origin VARCHAR DEFAULT 'config'",
     "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS poll_interval_minutes DOUBLE",
     "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS item_hashes VARCHAR",
+    # The multilingual sentence embedding (pipeline/embed.py); NULL for copies.
+    "ALTER TABLE articles ADD COLUMN IF NOT EXISTS embedding FLOAT[]",
 )
 
 
