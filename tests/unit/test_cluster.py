@@ -11,6 +11,7 @@ import pytest
 from benchmarks.story_quality import agreement
 from benchmarks.story_quality import run as run_in_batches
 from pipeline.cluster import ClusterDoc, Clusterer, Options, TermStats, cluster
+from pipeline import embed
 from pipeline.embed import Encoder
 
 SEEDS = Path(__file__).resolve().parents[2] / "seeds" / "expected"
@@ -381,6 +382,7 @@ def test_the_encoder_opens_no_socket(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket, "socket", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+    embed._model.cache_clear()  # loaded here, with the network refused
     vectors = Encoder().encode(["Israel and Russia form a working group on Syria",
                                 "Israël et la Russie forment un groupe de travail sur la Syrie",
                                 "Floods force thousands from their homes in Spain"])
