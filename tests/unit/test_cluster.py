@@ -10,8 +10,8 @@ import pytest
 
 from benchmarks.story_quality import agreement
 from benchmarks.story_quality import run as run_in_batches
-from pipeline.cluster import ClusterDoc, Clusterer, Options, TermStats, cluster
 from pipeline import embed
+from pipeline.cluster import ClusterDoc, Clusterer, Options, TermStats, cluster
 from pipeline.embed import Encoder
 
 SEEDS = Path(__file__).resolve().parents[2] / "seeds" / "expected"
