@@ -56,6 +56,7 @@ leave the indexes as a pass moves on in time.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import zlib
@@ -73,7 +74,6 @@ from pipeline.ids import story_id
 
 TEXT_WEIGHT = 0.85
 NAMED_WEIGHT = 0.15
-EMBEDDING_WEIGHT = 0.0
 LEAD_WORDS = 120
 TITLE_BOOST = 2  # title words count this many times
 SHINGLE_WORDS = 4
@@ -166,11 +166,17 @@ class TermStats:
             added[key] += 1
 
     def idf(self, key: str) -> float:
-        # Counted beside BACKGROUND_DOCS documents of a large corpus
-        # (pipeline/background.py): a new database's first articles do not
-        # decide alone which words are common.
-        df = self.df.get(key, 0) + BACKGROUND_DOCS * background.share(key)
-        return math.log((1 + BACKGROUND_DOCS + self.n) / (1 + df)) + 1.0
+        return self.log_n() - self.log_df(key) + 1.0
+
+    # Counted beside BACKGROUND_DOCS documents of a large corpus
+    # (pipeline/background.py): a new database's first articles do not decide
+    # alone which words are common. idf = log_n - log_df + 1, split so the
+    # clusterer can keep log_df per term and change it only when df does.
+    def log_n(self) -> float:
+        return math.log(1 + BACKGROUND_DOCS + self.n)
+
+    def log_df(self, key: str) -> float:
+        return math.log(1 + self.df.get(key, 0) + BACKGROUND_DOCS * background.share(key))
 
 
 def _word_hashes(words: list[str]) -> np.ndarray:
@@ -238,6 +244,13 @@ def _seconds(t: datetime) -> float:
     return (t - (_EPOCH if t.tzinfo is not None else _NAIVE_EPOCH)) / _SECOND
 
 
+@dataclass(frozen=True, slots=True)
+class _Query:
+    terms: list[str]
+    ids: np.ndarray  # term ids
+    weights: np.ndarray  # tf-idf, unit length
+
+
 @dataclass(slots=True)
 class _Member:
     doc: ClusterDoc  # without its text
@@ -251,7 +264,7 @@ class _Story:
     id: str
     first: float  # seconds
     last: float
-    centroid: dict[str, float] = field(default_factory=dict)
+    centroid: dict[int, float] = field(default_factory=dict)  # term id -> summed weight
     names: Counter[str] = field(default_factory=Counter)
     size: int = 0
     embedding: np.ndarray | None = None  # sum of the members' embeddings (float64)
@@ -259,13 +272,14 @@ class _Story:
     languages: Counter[str] = field(default_factory=Counter)
     members: list[_Member] = field(default_factory=list)
     open: bool = True  # False once out of the horizon of everything still to come
-    _arrays: tuple[list[str], np.ndarray] | None = None
+    _arrays: tuple[np.ndarray, np.ndarray] | None = None
 
-    def arrays(self) -> tuple[list[str], np.ndarray]:
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The centroid's term ids and weights (in the order the terms came)."""
         if self._arrays is None:
-            terms = list(self.centroid)
-            self._arrays = (terms, np.fromiter(self.centroid.values(), dtype=np.float64,
-                                               count=len(terms)))
+            n = len(self.centroid)
+            self._arrays = (np.fromiter(self.centroid.keys(), dtype=np.int64, count=n),
+                            np.fromiter(self.centroid.values(), dtype=np.float64, count=n))
         return self._arrays
 
 
@@ -305,6 +319,9 @@ class Clusterer:
     _vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     _languages: list[str] = field(default_factory=list)  # each story's first language
     _assigned: set[str] = field(default_factory=set)
+    _ids: dict[str, int] = field(default_factory=dict)  # term -> id
+    _log_df: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    _dense: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
 
     # -- stories ------------------------------------------------------------------------
 
@@ -322,13 +339,16 @@ class Clusterer:
         when = _seconds(doc.time)
         story.first, story.last = min(story.first, when), max(story.last, when)
         story.size += 1
-        centroid = story.centroid
+        centroid, ids = story.centroid, self._ids
         for t, v in feats.terms.items():
-            if t not in centroid:
+            k = ids.get(t)
+            if k is None:
+                k = self._term_id(t)
+            if k not in centroid:
                 self._by_term.setdefault(t, []).append(story.index)
-                centroid[t] = v
+                centroid[k] = v
             else:
-                centroid[t] += v
+                centroid[k] += v
         story._arrays = None
         story.names.update(feats.names)
         story.languages[feats.language] += 1
@@ -408,22 +428,40 @@ class Clusterer:
             return 0.0
         return float(0.5 ** (gap / (self.half_life / _SECOND)))
 
-    def _weighted(self, terms: dict[str, float]) -> tuple[list[str], np.ndarray]:
-        keys = list(terms)
-        idf = np.fromiter((self.stats.idf(t) for t in keys), dtype=np.float64, count=len(keys))
-        vals = np.fromiter(terms.values(), dtype=np.float64, count=len(keys)) * idf
-        norm = float(np.sqrt(vals @ vals)) or 1.0
-        return keys, vals / norm
+    def _term_id(self, term: str) -> int:
+        k = self._ids.get(term)
+        if k is None:
+            k = self._ids[term] = len(self._ids)
+            if k >= len(self._log_df):
+                grown = np.zeros(max(1024, 2 * len(self._log_df)), dtype=np.float64)
+                grown[: len(self._log_df)] = self._log_df
+                self._log_df = grown
+                self._dense = np.zeros(len(grown), dtype=np.float64)
+            self._log_df[k] = self.stats.log_df(term)
+        return k
 
-    def _cosine(self, query: dict[str, float], story: _Story) -> float:
-        terms, vals = story.arrays()
-        idf = np.fromiter((self.stats.idf(t) for t in terms), dtype=np.float64,
-                          count=len(terms))
-        weighted = vals * idf
+    def _count(self, feats: _Features) -> None:
+        """Count an article in the statistics; the terms' log df follow."""
+        self.stats.count(feats.keys())
+        for t in feats.terms:
+            k = self._term_id(t)  # first: it may grow the array
+            self._log_df[k] = self.stats.log_df(t)
+
+    def _weighted(self, terms: dict[str, float]) -> _Query:
+        """An article's tf-idf unit vector with the current statistics."""
+        ids = np.fromiter((self._term_id(t) for t in terms), dtype=np.int64, count=len(terms))
+        vals = np.fromiter(terms.values(), dtype=np.float64, count=len(terms))
+        vals = vals * (self.stats.log_n() + 1.0 - self._log_df[ids])
+        norm = float(np.sqrt(vals @ vals)) or 1.0
+        return _Query(terms=list(terms), ids=ids, weights=vals / norm)
+
+    def _cosine(self, query: _Query, story: _Story) -> float:
+        """Cosine of the query with the story's centroid weighted by the current idf
+        (``self._dense`` holds the query's weights while a query is scored)."""
+        ids, vals = story.arrays()
+        weighted = vals * (self.stats.log_n() + 1.0 - self._log_df[ids])
         norm = float(np.sqrt(weighted @ weighted)) or 1.0
-        dot = math.fsum(query[t] * w for t, w in zip(terms, weighted.tolist(), strict=True)
-                        if t in query)
-        return dot / norm
+        return float(self._dense[ids] @ weighted) / norm
 
     def _named(self, names: tuple[str, ...], story: _Story) -> float:
         """Weighted Jaccard of the article's names (weight 1) and the story's
@@ -444,29 +482,31 @@ class Clusterer:
         main = self._languages[story.index]
         return self.cross_language and bool(language and main) and language != main
 
-    def score(self, doc: ClusterDoc, feats: _Features, query: dict[str, float],
-              embedding: np.ndarray | None, story: _Story) -> Similarity:
-        """The article against one story (query: its idf-weighted unit vector)."""
-        decay = self._decay(story, _seconds(doc.time))
+    def score(self, doc: ClusterDoc, feats: _Features, query: _Query,
+              embedding: np.ndarray | None, story: _Story, *, need: float = 0.0
+              ) -> Similarity:
+        """The article against one story (query: its idf-weighted unit vector). A
+        same-language score that cannot reach ``need`` even with every name
+        shared is returned without its names (they are the slow part)."""
+        when = _seconds(doc.time)
+        decay = self._decay(story, when)
         if decay == 0.0:
             return Similarity(0.0, "none", decay=0.0)
-        emb = 0.0
-        if embedding is not None and story.embedding is not None:
-            emb = float(self._vectors[story.index].astype(np.float64) @ embedding)
         if self._cross(feats.language, story):
-            if embedding is None or story.embedding is None or emb < CROSS_EMBEDDING:
+            if embedding is None or story.embedding is None:
+                return Similarity(0.0, "none", decay=decay)
+            emb = float(self._vectors[story.index].astype(np.float64) @ embedding)
+            if emb < CROSS_EMBEDDING:
                 return Similarity(0.0, "none", embedding=emb, decay=decay)
             # Mapped onto the same-language scale: CROSS_EMBEDDING here is `threshold` there.
             return Similarity(self.threshold * emb / CROSS_EMBEDDING * decay, "cross-language",
                               embedding=emb, decay=decay)
         cosine = self._cosine(query, story)
+        if (TEXT_WEIGHT * cosine + NAMED_WEIGHT) * decay < need:
+            return Similarity(TEXT_WEIGHT * cosine * decay, "text", cosine=cosine, decay=decay)
         named = self._named(feats.names, story)
-        if embedding is not None and story.embedding is not None:
-            base = TEXT_WEIGHT * cosine + NAMED_WEIGHT * named + EMBEDDING_WEIGHT * emb
-        else:  # no embedding on one side: the text and names carry its share
-            base = (TEXT_WEIGHT * cosine + NAMED_WEIGHT * named) / (TEXT_WEIGHT + NAMED_WEIGHT)
-        return Similarity(base * decay, "text", cosine=cosine, named=named, embedding=emb,
-                          decay=decay)
+        return Similarity((TEXT_WEIGHT * cosine + NAMED_WEIGHT * named) * decay, "text",
+                          cosine=cosine, named=named, decay=decay)
 
     # -- assigning ----------------------------------------------------------------------
 
@@ -488,15 +528,21 @@ class Clusterer:
                 best, found = jaccard, story
         return found
 
-    def _candidates(self, feats: _Features, query: dict[str, float],
+    def _candidates(self, feats: _Features, query: _Query,
                     embedding: np.ndarray | None) -> list[_Story]:
-        top = sorted(query.items(), key=lambda kv: (-kv[1], kv[0]))[:CANDIDATE_TERMS]
-        weight: dict[int, float] = {}
-        for term, w in top:
-            for s in self._by_term.get(term, ()):
-                weight[s] = weight.get(s, 0.0) + w
-        ranked = sorted(weight.items(), key=lambda kv: (-kv[1], kv[0]))[:CANDIDATE_STORIES]
-        found = {s for s, _ in ranked}
+        top = sorted(zip(query.terms, query.weights.tolist(), strict=True),
+                     key=lambda kv: (-kv[1], kv[0]))[:CANDIDATE_TERMS]
+        postings = [(self._by_term.get(term, ()), w) for term, w in top]
+        hits = np.fromiter(itertools.chain.from_iterable(p for p, _ in postings),
+                           dtype=np.int64)
+        found: set[int] = set()
+        if len(hits):
+            weights = np.repeat([w for _, w in postings], [len(p) for p, _ in postings])
+            total = np.bincount(hits, weights=weights)
+            stories = np.flatnonzero(total)
+            # The most shared weight first, the older story among equals.
+            order = np.lexsort((stories, -total[stories]))[:CANDIDATE_STORIES]
+            found = set(stories[order].tolist())
         if (self.cross_language and feats.language and embedding is not None
                 and len(self._vectors)):
             sims = self._vectors @ embedding.astype(np.float32)
@@ -532,19 +578,22 @@ class Clusterer:
         if doc.id in self._assigned:
             raise ValueError(f"article {doc.id} was already assigned")
         self._assigned.add(doc.id)
-        self.stats.count(feats.keys())
+        self._count(feats)
         copy = self._copy_of(feats, when)
         if copy is not None:
             self._join(copy, doc, feats, None)
             return copy.id, None
         embedding = self._embedding(doc)
-        keys, weights = self._weighted(feats.terms)
-        query = dict(zip(keys, weights.tolist(), strict=True))
+        query = self._weighted(feats.terms)
         scored = []
-        for story in self._candidates(feats, query, embedding):
-            s = self.score(doc, feats, query, embedding, story)
-            if s.score >= self.threshold:
-                scored.append((s.score, story))
+        self._dense[query.ids] = query.weights
+        try:
+            for story in self._candidates(feats, query, embedding):
+                s = self.score(doc, feats, query, embedding, story, need=self.threshold)
+                if s.score >= self.threshold:
+                    scored.append((s.score, story))
+        finally:
+            self._dense[query.ids] = 0.0
         scored.sort(key=lambda x: (-x[0], x[1].index))
         if scored:
             best = scored[0][1]
@@ -570,9 +619,9 @@ class Clusterer:
         fa = features(a)
         if probe._copy_of(fa, _seconds(a.time)) is story:
             return Similarity(1.0, "near-duplicate", decay=probe._decay(story, _seconds(a.time)))
-        keys, weights = probe._weighted(fa.terms)
-        return probe.score(a, fa, dict(zip(keys, weights.tolist(), strict=True)),
-                           probe._embedding(a), story)
+        query = probe._weighted(fa.terms)
+        probe._dense[query.ids] = query.weights
+        return probe.score(a, fa, query, probe._embedding(a), story)
 
     def stories(self) -> dict[str, list[str]]:
         """Each story's article ids (for tests and benchmarks)."""
@@ -590,8 +639,12 @@ class Clusterer:
             return min(members, key=lambda m: (m.doc.time, m.doc.id)).doc
 
         def closeness(m: _Member) -> float:
-            keys, weights = self._weighted(m.terms)
-            return self._cosine(dict(zip(keys, weights.tolist(), strict=True)), story)
+            query = self._weighted(m.terms)
+            self._dense[query.ids] = query.weights
+            try:
+                return self._cosine(query, story)
+            finally:
+                self._dense[query.ids] = 0.0
 
         return max(members, key=lambda m: (round(closeness(m), 9), -_seconds(m.doc.time))).doc
 
