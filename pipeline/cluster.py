@@ -463,6 +463,24 @@ class Clusterer:
         norm = float(np.sqrt(weighted @ weighted)) or 1.0
         return float(self._dense[ids] @ weighted) / norm
 
+    def _cosines(self, stories: list[_Story]) -> np.ndarray:
+        """:meth:`_cosine` with each story, at once (each story's sums are its own
+        segment, so a story scores the same wherever it is in the list)."""
+        if not stories:
+            return np.zeros(0)
+        parts = [s.arrays() for s in stories]
+        lengths = np.fromiter((len(p[0]) for p in parts), dtype=np.int64, count=len(parts))
+        ids = np.concatenate([p[0] for p in parts])
+        weighted = np.concatenate([p[1] for p in parts]) * (
+            self.stats.log_n() + 1.0 - self._log_df[ids])
+        starts = np.cumsum(lengths) - lengths
+        filled = lengths > 0  # reduceat would give an empty segment its neighbour's value
+        dots, norms = np.zeros(len(parts)), np.ones(len(parts))
+        if filled.any():
+            dots[filled] = np.add.reduceat(self._dense[ids] * weighted, starts[filled])
+            norms[filled] = np.sqrt(np.add.reduceat(weighted * weighted, starts[filled]))
+        return dots / np.where(norms > 0, norms, 1.0)
+
     def _named(self, names: tuple[str, ...], story: _Story) -> float:
         """Weighted Jaccard of the article's names (weight 1) and the story's
         (the share of its members naming them), each name weighted by its idf."""
@@ -483,8 +501,8 @@ class Clusterer:
         return self.cross_language and bool(language and main) and language != main
 
     def score(self, doc: ClusterDoc, feats: _Features, query: _Query,
-              embedding: np.ndarray | None, story: _Story, *, need: float = 0.0
-              ) -> Similarity:
+              embedding: np.ndarray | None, story: _Story, *, need: float = 0.0,
+              cosine: float | None = None) -> Similarity:
         """The article against one story (query: its idf-weighted unit vector). A
         same-language score that cannot reach ``need`` even with every name
         shared is returned without its names (they are the slow part)."""
@@ -501,7 +519,8 @@ class Clusterer:
             # Mapped onto the same-language scale: CROSS_EMBEDDING here is `threshold` there.
             return Similarity(self.threshold * emb / CROSS_EMBEDDING * decay, "cross-language",
                               embedding=emb, decay=decay)
-        cosine = self._cosine(query, story)
+        if cosine is None:
+            cosine = self._cosine(query, story)
         if (TEXT_WEIGHT * cosine + NAMED_WEIGHT) * decay < need:
             return Similarity(TEXT_WEIGHT * cosine * decay, "text", cosine=cosine, decay=decay)
         named = self._named(feats.names, story)
@@ -588,8 +607,11 @@ class Clusterer:
         scored = []
         self._dense[query.ids] = query.weights
         try:
-            for story in self._candidates(feats, query, embedding):
-                s = self.score(doc, feats, query, embedding, story, need=self.threshold)
+            candidates = self._candidates(feats, query, embedding)
+            cosines = self._cosines(candidates).tolist()
+            for story, cosine in zip(candidates, cosines, strict=True):
+                s = self.score(doc, feats, query, embedding, story, need=self.threshold,
+                               cosine=cosine)
                 if s.score >= self.threshold:
                     scored.append((s.score, story))
         finally:
