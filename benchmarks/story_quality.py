@@ -129,7 +129,9 @@ def run(docs: Sequence[ClusterDoc], options: Options, batch: int = 0) -> dict[st
         df.update(clusterer.stats.added)
         n += clusterer.stats.added_n
         out.update(assigned)
-        stored.extend(replace(d, story_id=assigned[d.id]) for d in chunk)
+        # As the load stores them: a copy's embedding is not kept (it joined by its text).
+        stored.extend(replace(d, story_id=assigned[d.id],
+                              embedding=clusterer.embeddings.get(d.id)) for d in chunk)
     return out
 
 

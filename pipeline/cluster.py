@@ -488,7 +488,7 @@ class Clusterer:
             return 0.0
         mine = set(names)
         shared = union = 0.0
-        for name in mine | story.names.keys():
+        for name in sorted(mine | story.names.keys()):  # one order: the same sum
             idf = self.stats.idf(name)
             share = story.names.get(name, 0) / story.size if story.size else 0.0
             a = 1.0 if name in mine else 0.0
@@ -565,7 +565,9 @@ class Clusterer:
         if (self.cross_language and feats.language and embedding is not None
                 and len(self._vectors)):
             sims = self._vectors @ embedding.astype(np.float32)
-            for s in np.flatnonzero(sims >= CROSS_EMBEDDING).tolist():
+            # With slack: the matrix product's rounding depends on how many
+            # stories it spans; score() decides with each story's own product.
+            for s in np.flatnonzero(sims >= CROSS_EMBEDDING - 1e-3).tolist():
                 if s < len(self._stories) and self._cross(feats.language, self._stories[s]):
                     found.add(s)
         return [self._stories[s] for s in sorted(found)]
