@@ -33,7 +33,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from pipeline import __version__, alert, staging
+from pipeline import __version__, alert, staging, store
 from pipeline.alert import StoryArticle
 from pipeline.cluster import ClusterDoc, TermStats, cluster
 from pipeline.config import Settings
@@ -307,7 +307,10 @@ def _snapshot(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Pat
     used = json.dumps([settings.cluster.model_dump(mode="json"),
                        [rule.model_dump(mode="json") for rule in settings.alerts]],
                       sort_keys=True, default=str)
-    return hashlib.sha256(f"{__version__}|{row}|{staged}|{used}".encode()).hexdigest()
+    # A database from before the clusterer's tables, read by the cluster stage
+    # read-only, is planned without them; the load adds them, and plans again.
+    ready = store.has_story_statistics(con)
+    return hashlib.sha256(f"{__version__}|{row}|{staged}|{used}|{ready}".encode()).hexdigest()
 
 
 def _write_jsonl(path: Path, columns: dict[str, str], rows: Iterable[tuple[object, ...]]
@@ -348,6 +351,7 @@ def _make_plan(
     ).fetchone()
     if bounds is not None and bounds[0] is not None:
         options = settings.cluster.options()
+        ready = store.has_story_statistics(con)
         # Streamed: the clusterer keeps each article's features, not its text.
         # Known: every member of the stories with a report in the horizon around
         # the new articles (a story is rebuilt whole, as it was when it grew),
@@ -356,14 +360,16 @@ def _make_plan(
             _docs(con, f"SELECT {_DOC_COLUMNS}, NULL, NULL FROM new_articles"),
             # The bounds in SQL: DuckDB's timestamps go beyond Python's year
             # 9999, which a feed's bad date can reach.
-            _docs(con, f"SELECT {_DOC_COLUMNS}, story_id, embedding FROM articles"
+            _docs(con, f"SELECT {_DOC_COLUMNS}, story_id,"
+                       f" {'embedding' if ready else 'NULL'} FROM articles"
                        " WHERE story_id IN (SELECT story_id FROM articles"
                        "   WHERE coalesce(published_at, fetched_at)"
                        "   BETWEEN ?::TIMESTAMPTZ - ? AND ?::TIMESTAMPTZ + ?)"
                        " AND coalesce(published_at, fetched_at) >= ?::TIMESTAMPTZ - ?",
                   [bounds[0], options.horizon, bounds[1], options.horizon,
                    bounds[0], options.max_span]),
-            options=options, stats=lambda keys: _term_stats(con, keys),
+            options=options,
+            stats=(lambda keys: _term_stats(con, keys)) if ready else TermStats(),
             embedder=Encoder() if settings.cluster.embeddings else None,
         )
         for story in sorted(set(assignments.values())):

@@ -338,6 +338,16 @@ def entries_to_retry(con: duckdb.DuckDBPyConnection, max_attempts: int) -> list[
     return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
+def has_story_statistics(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the database has what the clusterer stores (``term_stats`` and
+    ``articles.embedding``): a database made before them and opened read-only
+    (the cluster stage) does not, until the next load adds them."""
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.columns"
+        " WHERE table_name = 'articles' AND column_name = 'embedding'").fetchone()
+    return bool(row and row[0]) and _has_table(con, "term_stats")
+
+
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     row = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]

@@ -127,3 +127,21 @@ def test_an_article_bridging_two_stories_is_stored_as_a_link(tmp_path: Path) -> 
     assert links == [(after[bridge["id"]],
                       ({before[geneva["id"]], before[sochi["id"]]} - {after[bridge["id"]]}).pop(),
                       bridge["id"])]
+
+
+def test_a_database_from_before_the_story_tables_is_planned_read_only_then_loaded(
+        tmp_path: Path) -> None:
+    settings = f.settings(tmp_path, alerts=[RULE])
+    run(settings, "run-1", copies(3))
+    with duckdb.connect(str(settings.database)) as con:  # as an older newsmon left it
+        con.execute("DROP TABLE term_stats")
+        con.execute("DROP TABLE story_links")
+        con.execute("ALTER TABLE articles DROP COLUMN embedding")
+    f.stage(settings, "run-2", copies(2, start=3))
+    with store.connect(settings.database, read_only=True) as con:
+        assert plan(con, settings, "run-2").articles == 2
+    with store.connect(settings.database) as con:
+        load(con, settings, "run-2")
+    assert counts(settings) == (5, 1, 1)
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        assert con.execute("SELECT df FROM term_stats WHERE term = ''").fetchone() == (2,)
