@@ -7,8 +7,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from benchmarks.story_quality import (DATA, Labelled, agreement, bcubed, evaluate, labelled,
-                                      pairwise, read_set)
+from benchmarks.story_quality import (
+    DATA,
+    Labelled,
+    agreement,
+    bcubed,
+    evaluate,
+    labelled,
+    pairwise,
+    read_set,
+)
 from pipeline.cluster import ClusterDoc
 from pipeline.config import Settings
 
