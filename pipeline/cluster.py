@@ -312,6 +312,7 @@ class Clusterer:
     links: list[Link] = field(default_factory=list)
     embed_seconds: float = 0.0  # time spent in the embedder
     embedded: int = 0  # articles embedded here
+    known: int = 0  # stored articles its stories were rebuilt from
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # cluster(): new ones'
     _stories: list[_Story] = field(default_factory=list)
     _by_id: dict[str, _Story] = field(default_factory=dict)
@@ -400,6 +401,7 @@ class Clusterer:
             if doc.id in self._assigned:
                 continue
             self._assigned.add(doc.id)
+            self.known += 1
             story = self._story(doc.story_id, _seconds(doc.time))
             self._join(story, doc, feats, doc.embedding)
 

@@ -377,6 +377,10 @@ def _make_plan(
             if doc is not None:
                 heads.append((story, doc.id, doc.title))
         embeddings = {k: v.tolist() for k, v in clusterer.embeddings.items()}
+        # What the stage holds follows the horizon, not the archive: these counts say so.
+        log.info("clustered", extra={"new": len(assignments), "stored_read": clusterer.known,
+                                     "embedded": clusterer.embedded,
+                                     "embed_seconds": round(clusterer.embed_seconds, 3)})
         added = clusterer.stats.added
         terms = [("", clusterer.stats.added_n), *sorted(added.items())]
         links = [(x.story_id, x.other_story_id, x.article_id, x.score) for x in clusterer.links]

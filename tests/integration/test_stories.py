@@ -145,3 +145,22 @@ def test_a_database_from_before_the_story_tables_is_planned_read_only_then_loade
     assert counts(settings) == (5, 1, 1)
     with duckdb.connect(str(settings.database), read_only=True) as con:
         assert con.execute("SELECT df FROM term_stats WHERE term = ''").fetchone() == (2,)
+
+
+def test_the_plan_reads_the_open_stories_not_the_archive(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = f.settings(tmp_path)
+    old = [f.article(100 + i, title=f"Old story {i}", text=f"Archive report number {i} about "
+                     f"harbour works in town {i}.", source="Old", hours=-24 * 40 + i)
+           for i in range(30)]
+    recent = copies(5)
+    run(settings, "run-1", old)
+    run(settings, "run-2", recent)
+    f.stage(settings, "run-3", copies(3, start=5))
+    caplog.set_level("INFO", logger="pipeline.load")
+    with store.connect(settings.database, read_only=True) as con:
+        plan(con, settings, "run-3")
+    clustered = [r for r in caplog.records if r.getMessage() == "clustered"]
+    assert len(clustered) == 1
+    # The five stored copies of the open story; none of the 30 archive articles.
+    assert clustered[0].stored_read == 5 and clustered[0].new == 3
