@@ -14,6 +14,7 @@ from support import factories as f
 from pipeline import store
 from pipeline.config import Settings
 from pipeline.load import load, plan
+from pipeline.run import send_stage
 
 RULE = {"name": "syria", "query": "topic:syria", "to": ["analyst@example.org"]}
 WIRE = (
@@ -54,10 +55,13 @@ def counts(settings: Settings) -> tuple[int, int, int]:
 
 
 @pytest.mark.parametrize("n", [1, 20, 100, 1000])
-def test_syndicated_copies_are_one_story_and_one_email(tmp_path: Path, n: int) -> None:
-    settings = f.settings(tmp_path, alerts=[RULE])
+def test_syndicated_copies_are_one_story_and_one_email(tmp_path: Path, n: int,
+                                                        smtp_server: Any) -> None:
+    settings = f.settings(tmp_path, alerts=[RULE], smtp={"url": smtp_server.url})
     run(settings, "run-1", copies(n))
     assert counts(settings) == (n, 1, 1)
+    assert send_stage(settings).sent == 1
+    assert len(smtp_server.messages) == 1
 
 
 def test_copies_in_a_later_pass_join_the_story_and_send_nothing_new(tmp_path: Path) -> None:
