@@ -490,6 +490,22 @@ class Clusterer:
             norms[filled] = np.sqrt(np.add.reduceat(weighted * weighted, starts[filled]))
         return dots / np.where(norms > 0, norms, 1.0)
 
+    def _viable(self, stories: list[_Story], cosines: np.ndarray, language: str,
+                when: float) -> np.ndarray:
+        """The positions of the candidates that could reach the threshold: in
+        another language (the embedding decides), or whose cosine and every name
+        shared, times the decay, would (:meth:`score` then decides exactly)."""
+        if not stories:
+            return np.zeros(0, dtype=np.int64)
+        first = np.fromiter((s.first for s in stories), dtype=np.float64, count=len(stories))
+        last = np.fromiter((s.last for s in stories), dtype=np.float64, count=len(stories))
+        gap = np.where(when >= last, when - last, np.maximum(0.0, first - when))
+        decay = 0.5 ** (gap / (self.half_life / _SECOND))
+        cross = np.fromiter((self._cross(language, s) for s in stories), dtype=bool,
+                            count=len(stories))
+        bound = (TEXT_WEIGHT * cosines + NAMED_WEIGHT) * decay
+        return np.flatnonzero(cross | (bound >= self.threshold - 1e-9))
+
     def _named(self, names: tuple[str, ...], story: _Story) -> float:
         """Weighted Jaccard of the article's names (weight 1) and the story's
         (the share of its members naming them), each name weighted by its idf."""
@@ -619,10 +635,11 @@ class Clusterer:
         self._dense[query.ids] = query.weights
         try:
             candidates = self._candidates(feats, query, embedding)
-            cosines = self._cosines(candidates).tolist()
-            for story, cosine in zip(candidates, cosines, strict=True):
+            cosines = self._cosines(candidates)
+            for k in self._viable(candidates, cosines, feats.language, when).tolist():
+                story = candidates[k]
                 s = self.score(doc, feats, query, embedding, story, need=self.threshold,
-                               cosine=cosine)
+                               cosine=float(cosines[k]))
                 if s.score >= self.threshold:
                     scored.append((s.score, story))
         finally:
