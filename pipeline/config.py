@@ -160,6 +160,15 @@ class ClusterConfig(_Model):
     # other languages and adds to the same-language score; off, text and names only.
     embeddings: bool = True
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        # A config written for the 72-hour window: say what replaced it, not "a typo?".
+        if isinstance(data, dict) and "window_hours" in data:
+            raise ValueError("window_hours was replaced by horizon_hours (hours after a "
+                             "story's last report during which it takes new ones; default 168)")
+        return data
+
     def options(self) -> ClusterOptions:
         return ClusterOptions(horizon=timedelta(hours=self.horizon_hours),
                               half_life=timedelta(hours=self.half_life_hours),

@@ -76,3 +76,9 @@ def test_missing_file_and_bad_yaml_are_one_sentence(tmp_path: Path) -> None:
     path = write(tmp_path, "feeds: [\n")
     with pytest.raises(ConfigError, match=r"invalid YAML at line \d+, column \d+"):
         load_settings(path)
+
+
+def test_the_old_cluster_window_setting_names_its_replacement() -> None:
+    with pytest.raises(ConfigError, match="window_hours was replaced by horizon_hours"):
+        parse_settings({"cluster": {"window_hours": 72}})
+    assert parse_settings({"cluster": {"horizon_hours": 72}}).cluster.horizon_hours == 72
