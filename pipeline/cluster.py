@@ -1,106 +1,96 @@
 """Cluster stage: give reports of the same event the same story id, streaming.
 
-A new article joins the most similar story seen within a time window (default
-72 hours) when the similarity reaches a threshold, else it starts a story.
-The similarity of an article to a story is its best similarity to any of the
-story's articles in the window. Two articles are compared in one of three ways:
+Articles are assigned one at a time in publication order (time, then id). A
+new article joins the candidate story it scores best with, if the score reaches
+``threshold``; else it starts a story whose id is derived from its own id and
+never changes (an article that scores with a second story too is recorded as a
+:class:`Link` between them, never by rewriting an id). The answer is a function
+of the articles in that order and of nothing else: not of how they were cut
+into batches (see *Stable statistics*).
 
-**Near-duplicates** (syndicated copies: the same wire text on two sites, a
-headline changed, a paragraph cut): when the 4-word shingles of their leads
-(first ``LEAD_WORDS`` words) overlap by at least ``NEAR_DUPLICATE``
-(Jaccard), the similarity is 1.0.
+**Near-duplicates** (the same wire text on 2 or 10,000 sites): 32 MinHash
+values of the lead's 4-word shingles, looked up in 16 bands of 2 values, so a
+copy finds the story of its original in a dictionary lookup whatever the number
+of copies (no document-frequency cap, no candidate limit); the estimated
+shingle Jaccard must reach ``NEAR_DUPLICATE``. A copy then joins with score 1.
 
-**Same language** (or a language unknown):
+**Same language** (or a language unknown), the article against the story as a
+whole:
 
-    TEXT_WEIGHT * cosine(tf-idf of title + lead)
-      + NAMED_WEIGHT * overlap(countries and people)
-      + NUMBER_WEIGHT * overlap(numbers in the title and lead)
+    (TEXT_WEIGHT * cosine(tf-idf of the article, tf-idf of the story's centroid)
+      + NAMED_WEIGHT * weighted Jaccard of countries and people (idf weights)) * decay
 
-Title and lead carry the event (who did what, where); the rest of a report is
-background that other events share. Countries and people are the tags of the
-tag stage; two reports of one event name the same ones. Numbers ("400
-troops", "15.2 million votes") are the most specific thing a report says, but
-two reports of one event quote different figures as often as the same ones,
-so a shared number adds and a different one costs nothing (the overlap is
-shared / smaller set, at least 2, not Jaccard). IDF is smoothed (sklearn's
-``log((1+n)/(1+df)) + 1``) over the window: the stored articles and the whole
-new batch.
+The centroid is the sum of the members' log-tf unit vectors (title words twice
+plus the first ``LEAD_WORDS`` words), weighted by the current idf when
+compared; a story's names are weighted by the share of its members naming
+them and by their idf, so "United States" (in every other report) says little
+and "Geir Pedersen" says a lot. The sentence embedding is not part of it: on
+the development sets (``benchmarks/story_quality.py``) reports of different
+shootings or earthquakes are as close in it as reports of one.
 
-**Different languages** (both known and different): word overlap is about 0
-across languages, so text cannot decide. The rule is on what does not depend
-on the language, and deliberately conservative:
+**Different languages** (both known and different): word overlap is about 0,
+so the multilingual sentence embedding (USE multilingual v3, title plus the
+first 1,200 characters, :mod:`pipeline.embed`) decides: its cosine with the
+story's mean embedding must reach ``CROSS_EMBEDDING``.
 
-- the countries and people agree: Jaccard >= ``CROSS_MIN_NAMED`` (0.5), with
-  at least one in common;
-- at least ``CROSS_MIN_NUMBERS`` (2) numbers in common anywhere in the title
-  and text (dates, counts, "Il-20", "F-16", "15 servicemen");
+**Time** decays the score: it is multiplied by ``0.5 ** (gap / half_life)``,
+the gap measured from the story's nearest report (its last one, for an article
+that comes after it). A story is closed to an article more than ``horizon``
+from its nearest report, or ``max_span`` after its first: a story stays open
+while reports keep coming, up to that bound.
 
-and then the similarity is ``0.5 * named Jaccard + 0.5 * number Jaccard``,
-which must reach ``CROSS_THRESHOLD`` (its own threshold, not ``threshold``).
-Two Syria stories of one week share "Syria" and "2011" but rarely the people
-and the figures of one event.
+**Stable statistics**: document frequencies of terms and names come from a
+:class:`TermStats` that the caller seeds with what is stored (the
+``term_stats`` table, updated inside the load's transaction) and that counts
+each article as it is assigned. A stored story is rebuilt from its members in
+the same order, so a batch of 300, ten batches of 30 or 300 batches of one give
+the same stories (``tests/unit/test_cluster.py``).
 
-A story's title is the title of its most representative article: among the
-articles in the story's main language, the one most similar to the others.
-
-Speed: articles are indexed by term and by named entity, so an article is
-only compared with those it shares an uncommon word with (or, in another
-language, a country or person). The members' vectors are rows of one sparse
-matrix in numpy arrays (:class:`_Rows`): a new article's cosines with all its
-candidates (hundreds, with thousands of articles in the window) are a few
-array operations, which rule out most of them; the rest are scored one by one
-in Python, exactly as :meth:`Clusterer.compare` scores them. Members that went
-out of the window leave the indexes as a pass moves on in time. One pass of
-synthetic reports (``benchmarks.synthetic``, stories of 1-4 reports, ~2,000 a
-day) takes 4 s for 5,000 and 12 s for 10,000, against 14 s and 50 s when every
-candidate was scored in Python and the bound was Cauchy-Schwarz on the common
-words (measured with ``cluster()`` on the 2-core development machine).
+Speed: candidates are the stories sharing the article's highest-weighted terms
+(an inverted index of story terms; ``CANDIDATE_TERMS`` of the article's terms,
+the ``CANDIDATE_STORIES`` stories with the most weight in common), the stories
+found by the near-duplicate bands and, for an article in a known language, the
+stories in another language found by one matrix product of embeddings. All
+candidates are scored at once with numpy. Stories that went out of the horizon
+leave the indexes as a pass moves on in time.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
-from array import array
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from sys import intern
 
 import numpy as np
 
+from pipeline import background
+from pipeline.background import BACKGROUND_DOCS
 from pipeline.ids import story_id
 
-TEXT_WEIGHT = 0.70
-NAMED_WEIGHT = 0.20
-NUMBER_WEIGHT = 0.10
+TEXT_WEIGHT = 0.85
+NAMED_WEIGHT = 0.15
 LEAD_WORDS = 120
 TITLE_BOOST = 2  # title words count this many times
 SHINGLE_WORDS = 4
-NEAR_DUPLICATE = 0.5  # shingle Jaccard from which two texts are copies of one report
-NEAR_DUPLICATE_COSINE = 0.3  # below this cosine, leads are not copies (shingles not compared)
-# An article is compared only with those sharing a word at most this common
-# (a share of the window, and never fewer articles than the minimum): reports
-# of one event share names and places, and skipping "government" and
-# "president" makes assign() 10x cheaper with 2,000 articles in the window.
-CANDIDATE_DF_SHARE = 0.02
-CANDIDATE_MIN_DF = 20
-FORGET_STEPS = 8  # cluster() drops members gone out of the window this often per window
-CROSS_MIN_NAMED = 0.5
-CROSS_MIN_NUMBERS = 2
-CROSS_THRESHOLD = 0.6
-_EPSILON = 1e-9  # rounding slack for the cosine bound in assign()
+MIN_SHINGLES = 8  # fewer (a one-line text): never treated as a copy
+MINHASHES = 32
+BAND_ROWS = 2  # 16 bands of 2: a copy at Jaccard 0.5 is found with p = 0.99
+NEAR_DUPLICATE = 0.5  # estimated shingle Jaccard from which two texts are copies
+CROSS_EMBEDDING = 0.65  # embedding cosine from which another language's report joins
+CANDIDATE_TERMS = 12  # the article's highest tf-idf terms used to find candidates
+CANDIDATE_STORIES = 64  # stories sharing the most of that weight that are scored
+FORGET_STEPS = 8  # cluster() drops closed stories from the indexes this often per horizon
+EMBED_CHARS = 1200  # of the text, after the title, given to the sentence encoder
+
+Embedder = Callable[[Sequence[str]], np.ndarray]
 
 _WORD = re.compile(r"[^\W\d_]{2,}|\d+(?:[.,]\d+)*")
-_NUMBER = re.compile(r"^\d+(?:[.,]\d+)*$")
-# Numbers anywhere: "2,000", "15.2", "Il-20", "F-16", "18 avril"; thousands
-# separators (",", ".", thin and no-break spaces) are dropped so "2,000",
-# "2.000" and "2 000" are one number.
-_ANY_NUMBER = re.compile(
-    r"(?<![\w.,])(?:\d{1,3}(?:[,.\u202f\xa0 ]\d{3})+(?!\d)|\d+(?:[.,]\d+)?)(?![^\W\d_])"
-)
-_GROUPING = re.compile(r"[,.\u202f\xa0 ](?=\d{3}(?!\d))")
 _STOP = frozenset(
     """a about above after again against all also am an and any are as at be because been
     before being below between both but by can could did do does doing down during each few
@@ -113,6 +103,14 @@ _STOP = frozenset(
     week year years first may might must shall us mr ms le la les de des du et un une der die
     das und ein eine el los las y en""".split()  # noqa: SIM905 (a word list reads better so)
 )
+_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+_rng = np.random.default_rng(20190227)  # fixed: signatures must agree across processes
+_MH_A = _rng.integers(1, 2**63, size=MINHASHES, dtype=np.uint64) | np.uint64(1)
+_MH_B = _rng.integers(0, 2**63, size=MINHASHES, dtype=np.uint64)
+_SHINGLE_MUL = _rng.integers(1, 2**63, size=SHINGLE_WORDS, dtype=np.uint64) | np.uint64(1)
+_BAND_MUL = _rng.integers(1, 2**63, size=BAND_ROWS, dtype=np.uint64) | np.uint64(1)
+_BANDS = MINHASHES // BAND_ROWS
+_BAND_SALT = _rng.integers(0, 2**63, size=_BANDS, dtype=np.uint64)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,491 +126,580 @@ class ClusterDoc:
     people: tuple[str, ...] = ()
     story_id: str | None = None  # set for articles already stored
     language: str = ""  # ISO 639-1 as detected; "" unknown (then compared as same language)
+    # The sentence embedding (float32, unit length) when already computed (stored).
+    embedding: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Link:
+    """An article that scored with a second story: the two stories are related."""
+
+    story_id: str  # the story the article joined
+    other_story_id: str
+    article_id: str
+    score: float
+
+
+def embedding_text(title: str, text: str) -> str:
+    """What the sentence encoder sees of an article."""
+    return f"{title}\n{text[:EMBED_CHARS]}"
+
+
+class TermStats:
+    """Document frequencies of terms and names ("c:SY", "p:Vladimir Putin"), and
+    how many documents were counted: seeded from the database, then counting
+    each article as it is assigned (never the batch or the window alone)."""
+
+    __slots__ = ("added", "added_n", "df", "n")
+
+    def __init__(self, df: dict[str, int] | None = None, n: int = 0) -> None:
+        self.df: dict[str, int] = dict(df or {})
+        self.n = n
+        self.added: Counter[str] = Counter()  # counted here: what the load adds to the table
+        self.added_n = 0
+
+    def count(self, keys: Iterable[str]) -> None:
+        self.n += 1
+        self.added_n += 1
+        df, added = self.df, self.added
+        for key in keys:
+            df[key] = df.get(key, 0) + 1
+            added[key] += 1
+
+    def idf(self, key: str) -> float:
+        return self.log_n() - self.log_df(key) + 1.0
+
+    # Counted beside BACKGROUND_DOCS documents of a large corpus
+    # (pipeline/background.py): a new database's first articles do not decide
+    # alone which words are common. idf = log_n - log_df + 1, split so the
+    # clusterer can keep log_df per term and change it only when df does.
+    def log_n(self) -> float:
+        return math.log(1 + BACKGROUND_DOCS + self.n)
+
+    def log_df(self, key: str) -> float:
+        return math.log(1 + self.df.get(key, 0) + BACKGROUND_DOCS * background.share(key))
+
+
+def _word_hashes(words: list[str]) -> np.ndarray:
+    return np.fromiter((zlib.crc32(w.encode()) for w in words), dtype=np.uint64,
+                       count=len(words))
+
+
+def signature(lead_words: list[str]) -> np.ndarray | None:
+    """The MinHash signature of a lead's shingles (None when too short to tell)."""
+    if len(lead_words) < SHINGLE_WORDS + MIN_SHINGLES - 1:
+        return None
+    h = _word_hashes(lead_words)
+    n = len(h) - SHINGLE_WORDS + 1
+    shingles = np.zeros(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(SHINGLE_WORDS):
+            shingles += h[k:k + n] * _SHINGLE_MUL[k]
+        shingles = np.unique(shingles)
+        values = shingles[None, :] * _MH_A[:, None] + _MH_B[:, None]
+    return np.asarray(values.min(axis=1), dtype=np.uint64)
+
+
+def _band_keys(sig: np.ndarray) -> list[int]:
+    with np.errstate(over="ignore"):
+        rows = sig.reshape(_BANDS, BAND_ROWS)
+        keys = (rows * _BAND_MUL[None, :]).sum(axis=1, dtype=np.uint64) ^ _BAND_SALT
+    return [int(k) for k in keys.tolist()]
 
 
 @dataclass(slots=True)
 class _Features:
-    terms: Counter[str]
-    named: frozenset[str]  # "c:SY", "p:Vladimir Putin"
-    lead_numbers: frozenset[str]
-    numbers: frozenset[str]  # title and the whole text
-    shingles: array[int]  # hashes of the lead's 4-word runs: 8 bytes each, not a set
+    terms: dict[str, float]  # unit log-tf vector (no idf: the idf is applied when compared)
+    names: tuple[str, ...]  # "c:SY", "p:Vladimir Putin"
+    signature: np.ndarray | None
     language: str
 
+    def keys(self) -> list[str]:
+        """What this article adds to the document frequencies."""
+        return [*self.terms, *self.names]
 
-def _number(raw: str) -> str:
-    return _GROUPING.sub("", raw).replace(",", ".")
 
-
-def _features(doc: ClusterDoc) -> _Features:
+def features(doc: ClusterDoc) -> _Features:
     lead = " ".join(doc.text.split()[:LEAD_WORDS])
     title_words = _WORD.findall(doc.title.lower())
     lead_words = _WORD.findall(lead.lower())
-    terms: Counter[str] = Counter()
-    found: set[str] = set()
+    counts: Counter[str] = Counter()
     for w in title_words * TITLE_BOOST + lead_words:
-        if w[0].isdigit() and _NUMBER.match(w):
-            found.add(w)
-        elif w not in _STOP:
-            terms[intern(w)] += 1  # one string per word for every article, vector, index
-    lead_numbers = frozenset(_number(w) for w in found - {"1", "2"})
-    numbers = frozenset(
-        n for n in (_number(m) for m in _ANY_NUMBER.findall(f"{doc.title}\n{doc.text}"))
-        if len(n) > 1  # one digit: "3 of the 5", list numbering; usually spelled out anyway
-    )
-    # Shingles of the lead only: a copy keeps the wire's opening paragraphs, and
-    # tokenising whole texts doubled the cost of loading a 2,000-article window.
-    # They are compared within one process only, so Python's own (salted) hash
-    # of the word tuple will do; it is 5x faster than hashing joined strings.
-    shingles = array("q", set(
-        map(hash, zip(*(lead_words[i:] for i in range(SHINGLE_WORDS)), strict=False))
-    ))
-    named = frozenset({f"c:{c}" for c in doc.countries} | {f"p:{p}" for p in doc.people})
-    return _Features(terms=terms, named=named, lead_numbers=lead_numbers, numbers=numbers,
-                     shingles=shingles, language=doc.language.lower())
+        if w not in _STOP and not w[0].isdigit():
+            counts[intern(w)] += 1
+    vec = {t: 1.0 + math.log(c) for t, c in counts.items()}
+    norm = math.sqrt(math.fsum(v * v for v in vec.values())) or 1.0
+    names = tuple(sorted({f"c:{c}" for c in doc.countries} | {f"p:{p}" for p in doc.people}))
+    return _Features(terms={t: v / norm for t, v in vec.items()}, names=names,
+                     signature=signature(lead_words), language=doc.language.lower())
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAIVE_EPOCH = datetime(1970, 1, 1)  # for naive times only
-_MICROSECOND = timedelta(microseconds=1)
+_SECOND = timedelta(seconds=1)
 
 
-def _micros(t: datetime) -> int:
-    """A time as whole microseconds: exact, unlike a float timestamp. (A naive
-    time counts from a naive epoch: mixing the two is an error, as comparing is.)"""
-    return (t - (_EPOCH if t.tzinfo is not None else _NAIVE_EPOCH)) // _MICROSECOND
+def _seconds(t: datetime) -> float:
+    """A time as seconds since the epoch (a naive time from a naive epoch: mixing
+    the two is an error, as comparing them is)."""
+    return (t - (_EPOCH if t.tzinfo is not None else _NAIVE_EPOCH)) / _SECOND
 
 
-def _micros_of(span: timedelta) -> int:
-    return span // _MICROSECOND
-
-
-def _jaccard(a: frozenset[str] | frozenset[int], b: frozenset[str] | frozenset[int]) -> float:
-    union = len(a | b)
-    return len(a & b) / union if union else 0.0
-
-
-def _copies(shingles: frozenset[int], other: array[int]) -> bool:
-    """Whether two leads are copies: their shingles' Jaccard reaches
-    ``NEAR_DUPLICATE``. ``shingles`` is one lead's as a set, ``other`` the other's
-    as stored (distinct hashes), so nothing is built per pair."""
-    n, m = len(shingles), len(other)
-    if 2 * min(n, m) < max(n, m) or not n:  # the Jaccard is at most min / max
-        return False
-    shared = len(shingles.intersection(other))
-    return shared / (n + m - shared) >= NEAR_DUPLICATE
-
-
-def _overlap(a: frozenset[str], b: frozenset[str]) -> float:
-    # Shared / the smaller set, but never over fewer than two: one number in
-    # common with an article that quotes only one is weak evidence.
-    return len(a & b) / max(2, min(len(a), len(b)))
+@dataclass(frozen=True, slots=True)
+class _Query:
+    terms: list[str]
+    ids: np.ndarray  # term ids
+    weights: np.ndarray  # tf-idf, unit length
 
 
 @dataclass(slots=True)
 class _Member:
-    doc: ClusterDoc
-    features: _Features
-    story: str
-    row: int  # of the unit tf-idf vector in the clusterer's _Rows
+    doc: ClusterDoc  # without its text
+    ids: np.ndarray  # its terms' ids and log-tf weights, for the story's title only:
+    weights: np.ndarray  # 6 bytes a term, against ~70 in a dict
+    language: str
 
 
-def _grown(a: np.ndarray, need: int) -> np.ndarray:
-    if need <= len(a):
-        return a
-    bigger = np.zeros(max(need, 2 * len(a)), dtype=a.dtype)
-    bigger[: len(a)] = a
-    return bigger
+@dataclass(slots=True)
+class _Story:
+    index: int
+    id: str
+    first: float  # seconds
+    last: float
+    centroid: dict[int, float] = field(default_factory=dict)  # term id -> summed weight
+    names: Counter[str] = field(default_factory=Counter)
+    size: int = 0
+    embedding: np.ndarray | None = None  # sum of the members' embeddings (float64)
+    embedded: int = 0
+    languages: Counter[str] = field(default_factory=Counter)
+    members: list[_Member] = field(default_factory=list)
+    open: bool = True  # False once out of the horizon of everything still to come
+    _arrays: tuple[np.ndarray, np.ndarray] | None = None
 
-
-class _Rows:
-    """The members' unit vectors as one sparse matrix of compressed rows (term
-    ids and weights in two numpy arrays: 12 bytes a term, against ~90 in a
-    dict of floats), with each member's time and language, so a new article's
-    dot products with all its candidates are a few array operations."""
-
-    __slots__ = ("cols", "ids", "langs", "languages", "micros", "n", "nnz", "query", "starts",
-                 "vals", "words")
-
-    def __init__(self) -> None:
-        self.ids: dict[str, int] = {}
-        self.words: list[str] = []
-        self.starts = np.zeros(1025, dtype=np.int64)  # row r is cols[starts[r]:starts[r + 1]]
-        self.cols = np.zeros(1 << 16, dtype=np.int32)
-        self.vals = np.zeros(1 << 16, dtype=np.float64)
-        self.micros = np.zeros(1024, dtype=np.int64)
-        self.langs = np.zeros(1024, dtype=np.int32)  # 0: unknown
-        self.languages: dict[str, int] = {"": 0}
-        self.n = self.nnz = 0
-        self.query = np.zeros(1024, dtype=np.float64)  # dense; all zeros between calls
-
-    def term_ids(self, vector: dict[str, float]) -> np.ndarray:
-        ids = self.ids
-        for term in vector:
-            if term not in ids:
-                ids[term] = len(self.words)
-                self.words.append(term)
-        return np.fromiter((ids[t] for t in vector), dtype=np.int32, count=len(vector))
-
-    def language(self, language: str) -> int:
-        return self.languages.setdefault(language, len(self.languages))
-
-    def append(self, ids: np.ndarray, vector: dict[str, float], micros: int,
-               language: str) -> int:
-        row, start, end = self.n, self.nnz, self.nnz + len(ids)
-        self.starts = _grown(self.starts, row + 2)
-        self.micros = _grown(self.micros, row + 1)
-        self.langs = _grown(self.langs, row + 1)
-        self.cols = _grown(self.cols, end)
-        self.vals = _grown(self.vals, end)
-        self.cols[start:end] = ids
-        self.vals[start:end] = np.fromiter(vector.values(), dtype=np.float64, count=len(ids))
-        self.starts[row + 1] = end
-        self.micros[row] = micros
-        self.langs[row] = self.language(language)
-        self.n, self.nnz = row + 1, end
-        return row
-
-    def vector(self, row: int) -> dict[str, float]:
-        start, end = self.starts[row], self.starts[row + 1]
-        words = self.words
-        return dict(zip([words[i] for i in self.cols[start:end].tolist()],
-                        self.vals[start:end].tolist(), strict=True))
-
-    def products(self, rows: np.ndarray, ids: np.ndarray, weights: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Each row's products with the query, term by term (0.0 for its terms
-        the query lacks), laid end to end; where each row's run begins; and
-        each row's dot product with the query (summed by numpy: for bounds)."""
-        starts = self.starts.take(rows)
-        lengths = self.starts.take(rows + 1) - starts
-        offsets = np.cumsum(lengths) - lengths
-        positions = np.repeat(starts - offsets, lengths)  # take() is ~2x faster than [...]
-        positions += np.arange(len(positions))
-        self.query = _grown(self.query, len(self.words))
-        query = self.query
-        query[ids] = weights
-        products = query.take(self.cols.take(positions)) * self.vals.take(positions)
-        query[ids] = 0.0
-        dots = np.zeros(len(rows))
-        filled = lengths > 0  # reduceat() would give an empty row its next row's first term
-        if len(products):
-            dots[filled] = np.add.reduceat(products, offsets[filled])
-        return products, np.append(offsets, len(products)), dots
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The centroid's term ids and weights (in the order the terms came)."""
+        if self._arrays is None:
+            n = len(self.centroid)
+            self._arrays = (np.fromiter(self.centroid.keys(), dtype=np.int64, count=n),
+                            np.fromiter(self.centroid.values(), dtype=np.float64, count=n))
+        return self._arrays
 
 
 @dataclass(frozen=True, slots=True)
 class Similarity:
-    """How two articles compare, part by part (for the benchmark and for tests)."""
+    """How an article compares with a story, part by part (for the benchmark and tests)."""
 
     score: float
     rule: str  # "near-duplicate", "text", "cross-language" or "none"
     cosine: float = 0.0
     named: float = 0.0
-    numbers: float = 0.0
+    embedding: float = 0.0
+    decay: float = 1.0
 
 
 @dataclass(slots=True)
 class Clusterer:
-    """Streaming assignment; feed it the window's stored articles, then new ones."""
+    """Streaming assignment; feed it the stored stories' articles, then new ones."""
 
-    window: timedelta = timedelta(hours=72)
-    threshold: float = 0.3
-    cross_language: bool = True  # the rule for reports in different languages
+    horizon: timedelta = timedelta(days=7)
+    half_life: timedelta = timedelta(days=7)
+    max_span: timedelta = timedelta(days=30)
+    threshold: float = 0.31
+    cross_language: bool = True  # the embedding rule for reports in different languages
     near_duplicates: bool = True  # syndicated copies join whatever their similarity
-    _members: list[_Member] = field(default_factory=list)
-    _by_story: dict[str, list[_Member]] = field(default_factory=dict)
-    _df: Counter[str] = field(default_factory=Counter)
-    _n: int = 0  # documents counted in _df
-    _idf_cache: dict[str, float] = field(default_factory=dict)  # valid for the current _n
-    _observed: set[str] = field(default_factory=set)  # ids counted in _df
-    _pending: dict[str, _Features] = field(default_factory=dict)  # observed, not yet added
-    _by_term: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
-    _by_named: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
-    _rows: _Rows = field(default_factory=_Rows)  # members' vectors, times, languages
+    embedder: Embedder | None = None  # None: only the embeddings the documents bring
+    stats: TermStats = field(default_factory=TermStats)
+    links: list[Link] = field(default_factory=list)
+    embed_seconds: float = 0.0  # time spent in the embedder
+    embedded: int = 0  # articles embedded here
+    known: int = 0  # stored articles its stories were rebuilt from
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # cluster(): new ones'
+    _stories: list[_Story] = field(default_factory=list)
+    _by_id: dict[str, _Story] = field(default_factory=dict)
+    _by_term: dict[str, list[int]] = field(default_factory=dict)  # term -> story indexes
+    _bands: dict[int, tuple[int, int]] = field(default_factory=dict)  # key -> story, signature
+    _signatures: list[np.ndarray] = field(default_factory=list)
+    _vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    _languages: list[str] = field(default_factory=list)  # each story's first language
+    _assigned: set[str] = field(default_factory=set)
+    _ids: dict[str, int] = field(default_factory=dict)  # term -> id
+    _log_df: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    _dense: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
 
-    def observe_one(self, doc: ClusterDoc) -> _Features:
-        """Count one article about to be assigned in the IDF; its features."""
-        features = _features(doc)
-        if doc.id not in self._observed:
-            self._observed.add(doc.id)
-            self._count(features)
-        return features
+    # -- stories ------------------------------------------------------------------------
 
-    def observe(self, docs: Iterable[ClusterDoc]) -> None:
-        """Count documents about to be assigned in the IDF (the whole batch, up front)."""
-        for doc in docs:
-            if doc.id not in self._observed:
-                features = _features(doc)
-                self._observed.add(doc.id)
-                self._count(features)
-                self._pending[doc.id] = features
+    def _story(self, sid: str, when: float) -> _Story:
+        story = self._by_id.get(sid)
+        if story is None:
+            story = _Story(index=len(self._stories), id=sid, first=when, last=when)
+            self._stories.append(story)
+            self._by_id[sid] = story
+            self._languages.append("")
+        return story
+
+    def _join(self, story: _Story, doc: ClusterDoc, feats: _Features,
+              embedding: np.ndarray | None) -> None:
+        when = _seconds(doc.time)
+        story.first, story.last = min(story.first, when), max(story.last, when)
+        story.size += 1
+        centroid, ids = story.centroid, self._ids
+        mine = []
+        for t, v in feats.terms.items():
+            k = ids.get(t)
+            if k is None:
+                k = self._term_id(t)
+            mine.append(k)
+            if k not in centroid:
+                self._by_term.setdefault(t, []).append(story.index)
+                centroid[k] = v
+            else:
+                centroid[k] += v
+        story._arrays = None
+        story.names.update(feats.names)
+        story.languages[feats.language] += 1
+        if not self._languages[story.index]:
+            self._languages[story.index] = feats.language
+        story.members.append(_Member(
+            doc=replace(doc, text="", embedding=None),
+            ids=np.array(mine, dtype=np.int32),
+            weights=np.fromiter(feats.terms.values(), dtype=np.float16, count=len(mine)),
+            language=feats.language))
+        if embedding is not None:
+            e = embedding.astype(np.float64)
+            story.embedding = e if story.embedding is None else story.embedding + e
+            story.embedded += 1
+            self._set_vector(story)
+        if self.near_duplicates and feats.signature is not None:
+            row = len(self._signatures)
+            self._signatures.append(feats.signature)
+            for key in _band_keys(feats.signature):
+                self._bands.setdefault(key, (story.index, row))
+
+    def _set_vector(self, story: _Story) -> None:
+        assert story.embedding is not None
+        vectors = self._vectors
+        if vectors.shape[1] != len(story.embedding) or story.index >= len(vectors):
+            rows = max(story.index + 1, 2 * len(vectors), 64)
+            grown = np.zeros((rows, len(story.embedding)), dtype=np.float32)
+            if vectors.shape[1] == len(story.embedding):
+                grown[: len(vectors)] = vectors
+            self._vectors = vectors = grown
+        norm = float(np.linalg.norm(story.embedding)) or 1.0
+        vectors[story.index] = story.embedding / norm
 
     def add_known(self, docs: Iterable[ClusterDoc]) -> None:
-        """Add stored articles (each with its story id), streaming: every one is
-        counted in the IDF before any is vectorised, and only features are kept."""
-        slim = []
-        for doc in docs:
+        """Add stored articles (each with its story id and, when it has one, its
+        embedding): their stories as they were built. Their terms are already
+        counted in ``stats`` (the database's table)."""
+        self.add_features([(doc, features(doc)) for doc in docs])
+
+    def add_features(self, docs: Iterable[tuple[ClusterDoc, _Features]]) -> None:
+        """:meth:`add_known` with the features already computed."""
+        for doc, feats in sorted(docs, key=lambda d: (d[0].time, d[0].id)):
             if doc.story_id is None:
                 raise ValueError(f"known article {doc.id} has no story id")
-            features = self._features(doc)
-            if doc.id not in self._observed:
-                self._observed.add(doc.id)
-                self._count(features)
-            slim.append((replace(doc, text=""), doc.story_id, features))
-        for doc, story, features in slim:
-            self._add(doc, features, story)
-
-    def _features(self, doc: ClusterDoc) -> _Features:
-        features = self._pending.pop(doc.id, None)
-        return features if features is not None else _features(doc)
-
-    def _count(self, features: _Features) -> None:
-        self._n += 1
-        self._df.update(features.terms.keys())
-        self._idf_cache.clear()
-
-    def _idf(self, term: str) -> float:
-        idf = self._idf_cache.get(term)
-        if idf is None:
-            idf = math.log((1 + self._n) / (1 + self._df.get(term, 0))) + 1.0
-            self._idf_cache[term] = idf
-        return idf
-
-    def _vector(self, features: _Features) -> dict[str, float]:
-        vec = {t: (1 + math.log(c)) * self._idf(t) for t, c in features.terms.items()}
-        norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
-        return {t: v / norm for t, v in vec.items()}
-
-    def _add(self, doc: ClusterDoc, features: _Features, story: str,
-             vector: dict[str, float] | None = None, ids: np.ndarray | None = None
-             ) -> _Member:
-        if doc.id not in self._observed:
-            self._observed.add(doc.id)
-            self._count(features)
-        vector = vector if vector is not None else self._vector(features)
-        ids = ids if ids is not None else self._rows.term_ids(vector)
-        # What a member keeps is what comparing and titling need: not the text
-        # (the features have it), not the term counts (the vector has them), and
-        # the vector as a row of _Rows.
-        features.terms = Counter()
-        index = len(self._members)
-        row = self._rows.append(ids, vector, _micros(doc.time), features.language)
-        assert row == index
-        member = _Member(doc=replace(doc, text=""), features=features, story=story, row=row)
-        self._members.append(member)
-        self._by_story.setdefault(story, []).append(member)
-        for term in vector:
-            self._by_term[term].append(index)
-        for name in features.named:
-            self._by_named[name].append(index)
-        return member
+            if doc.id in self._assigned:
+                continue
+            self._assigned.add(doc.id)
+            self.known += 1
+            story = self._story(doc.story_id, _seconds(doc.time))
+            self._join(story, doc, feats, doc.embedding)
 
     def forget(self, before: datetime) -> None:
-        """Stop offering members older than ``before`` as candidates: the caller
-        promises that no article still to be assigned is earlier than ``before``
-        plus the window, so the window would rule them out anyway. They stay in
-        their stories (for :meth:`representative`); only the term and name
-        indexes drop them, which keeps a pass that spans many windows (a first
-        pass over feeds whose entries go back weeks) from scanning them all
-        again for every new article."""
-        cutoff, micros = _micros(before), self._rows.micros
-        old = set(np.flatnonzero(micros[: self._rows.n] < cutoff).tolist())
-        if not old:
+        """Close the stories whose every report is older than ``before``: the
+        caller promises no article still to come is earlier than ``before`` plus
+        the horizon. They stay (for :meth:`representative`); the indexes drop them."""
+        cutoff = _seconds(before)
+        closed = {s.index for s in self._stories if s.open and s.last < cutoff}
+        if not closed:
             return
-        for index in (self._by_term, self._by_named):
-            for key in list(index):
-                kept = [i for i in index[key] if i not in old]
-                if not kept:
-                    del index[key]
-                elif len(kept) != len(index[key]):
-                    index[key] = kept
+        for s in closed:
+            self._stories[s].open = False
+            if s < len(self._vectors):
+                self._vectors[s] = 0.0
+        for term in list(self._by_term):
+            kept = [i for i in self._by_term[term] if i not in closed]
+            if kept:
+                self._by_term[term] = kept
+            else:
+                del self._by_term[term]
+        self._bands = {k: v for k, v in self._bands.items() if v[0] not in closed}
 
-    # -- comparing two articles ---------------------------------------------------------
+    # -- scoring ------------------------------------------------------------------------
 
-    def _cross(self, a: _Features, b: _Features) -> bool:
-        return self.cross_language and bool(a.language and b.language) and (
-            a.language != b.language
-        )
+    def _decay(self, story: _Story, when: float) -> float:
+        """The time factor, 0.0 when the story is closed to an article at ``when``."""
+        if not story.open:
+            return 0.0
+        gap = when - story.last if when >= story.last else max(0.0, story.first - when)
+        span = max(story.last, when) - min(story.first, when)
+        if gap > self.horizon / _SECOND or span > self.max_span / _SECOND:
+            return 0.0
+        return float(0.5 ** (gap / (self.half_life / _SECOND)))
 
-    def compare(self, a: _Features, b: _Features, va: dict[str, float],
-                vb: dict[str, float], cosine: float | None = None) -> Similarity:
-        """Compare two articles' features; ``cosine`` of ``va`` and ``vb`` if known."""
-        cross = self._cross(a, b)
-        if cosine is None and not cross:
-            # Over the shared words only (a set operation in C), summed exactly
-            # rounded so the order of the words cannot change the last digit.
-            cosine = math.fsum(va[t] * vb[t] for t in va.keys() & vb.keys())
-        # Copies share most of their lead words, so their cosine is high: only
-        # then are the shingles worth comparing.
-        if (self.near_duplicates and (cross or (cosine or 0.0) >= NEAR_DUPLICATE_COSINE)
-                and _copies(frozenset(a.shingles), b.shingles)):
-            return Similarity(1.0, "near-duplicate", cosine=cosine or 0.0)
-        if cross:
-            return self._cross_rule(a, b)
-        assert cosine is not None
-        named = _jaccard(a.named, b.named)
-        numbers = _overlap(a.lead_numbers, b.lead_numbers)
-        score = TEXT_WEIGHT * cosine + NAMED_WEIGHT * named + NUMBER_WEIGHT * numbers
-        return Similarity(score, "text", cosine=cosine, named=named, numbers=numbers)
+    def _term_id(self, term: str) -> int:
+        k = self._ids.get(term)
+        if k is None:
+            k = self._ids[term] = len(self._ids)
+            if k >= len(self._log_df):
+                grown = np.zeros(max(1024, 2 * len(self._log_df)), dtype=np.float64)
+                grown[: len(self._log_df)] = self._log_df
+                self._log_df = grown
+                self._dense = np.zeros(len(grown), dtype=np.float64)
+            self._log_df[k] = self.stats.log_df(term)
+        return k
 
-    def _cross_rule(self, a: _Features, b: _Features) -> Similarity:
-        """Two articles in different languages, unless they are copies."""
-        named = _jaccard(a.named, b.named)
-        shared_numbers = len(a.numbers & b.numbers)
-        numbers = _jaccard(a.numbers, b.numbers)
-        if (named < CROSS_MIN_NAMED or not a.named & b.named
-                or shared_numbers < CROSS_MIN_NUMBERS):
-            return Similarity(0.0, "none", named=named, numbers=numbers)
-        score = 0.5 * named + 0.5 * numbers
-        # Mapped onto the same-language scale: CROSS_THRESHOLD here is `threshold` there.
-        scaled = self.threshold * score / CROSS_THRESHOLD
-        return Similarity(scaled if score >= CROSS_THRESHOLD else 0.0, "cross-language",
-                          named=named, numbers=numbers)
+    def _count(self, feats: _Features) -> None:
+        """Count an article in the statistics; the terms' log df follow."""
+        self.stats.count(feats.keys())
+        for t in feats.terms:
+            k = self._term_id(t)  # first: it may grow the array
+            self._log_df[k] = self.stats.log_df(t)
 
-    def vector_of(self, member: _Member) -> dict[str, float]:
-        """A member's unit tf-idf vector, as :meth:`compare` takes it."""
-        return self._rows.vector(member.row)
+    def _weighted(self, terms: dict[str, float]) -> _Query:
+        """An article's tf-idf unit vector with the current statistics."""
+        ids = np.fromiter((self._term_id(t) for t in terms), dtype=np.int64, count=len(terms))
+        vals = np.fromiter(terms.values(), dtype=np.float64, count=len(terms))
+        vals = vals * (self.stats.log_n() + 1.0 - self._log_df[ids])
+        norm = float(np.sqrt(vals @ vals)) or 1.0
+        return _Query(terms=list(terms), ids=ids, weights=vals / norm)
 
-    def similarity(self, a: ClusterDoc, b: ClusterDoc) -> Similarity:
-        """Compare two articles with this clusterer's IDF (for diagnostics and tests)."""
-        fa, fb = _features(a), _features(b)
-        return self.compare(fa, fb, self._vector(fa), self._vector(fb))
+    def _cosine(self, query: _Query, story: _Story) -> float:
+        """Cosine of the query with the story's centroid weighted by the current idf
+        (``self._dense`` holds the query's weights while a query is scored)."""
+        ids, vals = story.arrays()
+        weighted = vals * (self.stats.log_n() + 1.0 - self._log_df[ids])
+        norm = float(np.sqrt(weighted @ weighted)) or 1.0
+        return float(self._dense[ids] @ weighted) / norm
+
+    def _cosines(self, stories: list[_Story]) -> np.ndarray:
+        """:meth:`_cosine` with each story, at once (each story's sums are its own
+        segment, so a story scores the same wherever it is in the list)."""
+        if not stories:
+            return np.zeros(0)
+        parts = [s.arrays() for s in stories]
+        lengths = np.fromiter((len(p[0]) for p in parts), dtype=np.int64, count=len(parts))
+        ids = np.concatenate([p[0] for p in parts])
+        weighted = np.concatenate([p[1] for p in parts]) * (
+            self.stats.log_n() + 1.0 - self._log_df[ids])
+        starts = np.cumsum(lengths) - lengths
+        filled = lengths > 0  # reduceat would give an empty segment its neighbour's value
+        dots, norms = np.zeros(len(parts)), np.ones(len(parts))
+        if filled.any():
+            dots[filled] = np.add.reduceat(self._dense[ids] * weighted, starts[filled])
+            norms[filled] = np.sqrt(np.add.reduceat(weighted * weighted, starts[filled]))
+        return dots / np.where(norms > 0, norms, 1.0)
+
+    def _viable(self, stories: list[_Story], cosines: np.ndarray, language: str,
+                when: float) -> np.ndarray:
+        """The positions of the candidates that could reach the threshold: in
+        another language (the embedding decides), or whose cosine and every name
+        shared, times the decay, would (:meth:`score` then decides exactly)."""
+        if not stories:
+            return np.zeros(0, dtype=np.int64)
+        first = np.fromiter((s.first for s in stories), dtype=np.float64, count=len(stories))
+        last = np.fromiter((s.last for s in stories), dtype=np.float64, count=len(stories))
+        gap = np.where(when >= last, when - last, np.maximum(0.0, first - when))
+        decay = 0.5 ** (gap / (self.half_life / _SECOND))
+        cross = np.fromiter((self._cross(language, s) for s in stories), dtype=bool,
+                            count=len(stories))
+        bound = (TEXT_WEIGHT * cosines + NAMED_WEIGHT) * decay
+        return np.flatnonzero(cross | (bound >= self.threshold - 1e-9))
+
+    def _named(self, names: tuple[str, ...], story: _Story) -> float:
+        """Weighted Jaccard of the article's names (weight 1) and the story's
+        (the share of its members naming them), each name weighted by its idf."""
+        if not names and not story.names:
+            return 0.0
+        mine = set(names)
+        shared = union = 0.0
+        for name in sorted(mine | story.names.keys()):  # one order: the same sum
+            idf = self.stats.idf(name)
+            share = story.names.get(name, 0) / story.size if story.size else 0.0
+            a = 1.0 if name in mine else 0.0
+            shared += idf * min(a, share)
+            union += idf * max(a, share)
+        return shared / union if union else 0.0
+
+    def _cross(self, language: str, story: _Story) -> bool:
+        main = self._languages[story.index]
+        return self.cross_language and bool(language and main) and language != main
+
+    def score(self, doc: ClusterDoc, feats: _Features, query: _Query,
+              embedding: np.ndarray | None, story: _Story, *, need: float = 0.0,
+              cosine: float | None = None) -> Similarity:
+        """The article against one story (query: its idf-weighted unit vector). A
+        same-language score that cannot reach ``need`` even with every name
+        shared is returned without its names (they are the slow part)."""
+        when = _seconds(doc.time)
+        decay = self._decay(story, when)
+        if decay == 0.0:
+            return Similarity(0.0, "none", decay=0.0)
+        if self._cross(feats.language, story):
+            if embedding is None or story.embedding is None:
+                return Similarity(0.0, "none", decay=decay)
+            emb = float(self._vectors[story.index].astype(np.float64) @ embedding)
+            if emb < CROSS_EMBEDDING:
+                return Similarity(0.0, "none", embedding=emb, decay=decay)
+            # Mapped onto the same-language scale: CROSS_EMBEDDING here is `threshold` there.
+            return Similarity(self.threshold * emb / CROSS_EMBEDDING * decay, "cross-language",
+                              embedding=emb, decay=decay)
+        if cosine is None:
+            cosine = self._cosine(query, story)
+        if (TEXT_WEIGHT * cosine + NAMED_WEIGHT) * decay < need:
+            return Similarity(TEXT_WEIGHT * cosine * decay, "text", cosine=cosine, decay=decay)
+        named = self._named(feats.names, story)
+        return Similarity((TEXT_WEIGHT * cosine + NAMED_WEIGHT * named) * decay, "text",
+                          cosine=cosine, named=named, decay=decay)
 
     # -- assigning ----------------------------------------------------------------------
 
-    def _limit(self) -> float:
-        """Document frequency above which a term is too common to find candidates by."""
-        return max(CANDIDATE_MIN_DF, CANDIDATE_DF_SHARE * self._n)
-
-    def _candidates(self, features: _Features, vector: dict[str, float]
-                    ) -> tuple[set[int], set[int], set[int]]:
-        """Members worth comparing: those sharing a word that is not among the
-        commonest in the window; and, in another language, the members sharing
-        a country or person. Third, all the members sharing one."""
-        limit = self._limit()
-        df, by_term = self._df, self._by_term
-        found: set[int] = set()
-        for term in vector:
-            if df.get(term, 0) <= limit:
-                found.update(by_term.get(term, ()))
-        named: set[int] = set()
-        for name in features.named:
-            named.update(self._by_named.get(name, ()))
-        cross: set[int] = set()
-        if self.cross_language and features.language and named:
-            rows = self._rows
-            sharing = np.fromiter(named, dtype=np.int64, count=len(named))
-            langs = rows.langs[sharing]
-            cross = set(sharing[(langs != 0) & (langs != rows.language(features.language))]
-                        .tolist())
-        return found, cross, named
-
-    def assign(self, doc: ClusterDoc, features: _Features | None = None) -> str:
-        """Return the story id for a new article and remember it.
-
-        The article goes to the story of its most similar member (the lowest
-        index among equals), if that similarity reaches the threshold. The
-        cosines with all candidates are computed at once (:class:`_Rows`),
-        and a candidate that cannot reach the threshold with them (nor the best
-        so far, nor the cosine from which leads are compared as copies), even
-        if it shared every country, person and number, is ruled out there; the
-        others are scored as :meth:`compare` scores them, with the cosine
-        summed exactly (``math.fsum``), so the answer is the one comparing
-        every candidate one by one gives (``tests/unit/test_cluster.py``
-        checks it against that).
-        """
-        features = features if features is not None else self._features(doc)
-        if doc.id not in self._observed:
-            self._observed.add(doc.id)
-            self._count(features)
-        vector = self._vector(features)
-        rows = self._rows
-        ids = rows.term_ids(vector)
-        found, cross, named = self._candidates(features, vector)
-        best_story, best = None, 0.0
-        if found or cross:
-            best_story, best = self._best(doc, features, vector, ids, found | cross, named)
-        if best_story is None or best < self.threshold:
-            best_story = story_id(doc.id)
-        self._add(doc, features, best_story, vector, ids)
-        return best_story
-
-    def _best(self, doc: ClusterDoc, features: _Features, vector: dict[str, float],
-              ids: np.ndarray, found: set[int], sharing: set[int]
-              ) -> tuple[str | None, float]:
-        rows, members = self._rows, self._members
-        index = np.fromiter(sorted(found), dtype=np.int64, count=len(found))
-        index = index[np.abs(rows.micros[index] - _micros(doc.time)) <= _micros_of(self.window)]
-        language = rows.language(features.language)
-        other = (rows.langs[index] != 0) & (rows.langs[index] != language)
-        if not (self.cross_language and features.language):
-            other[:] = False  # compared as the same language
-        products, offsets, dots = rows.products(
-            index, ids, np.fromiter(vector.values(), dtype=np.float64, count=len(vector)))
-        # An upper bound of each cosine (numpy's sum may differ from the exact
-        # one in the last bits) and of what countries, people and numbers add.
-        bound = np.minimum(dots, 1.0) + _EPSILON
-        named = features.named
-        shares = np.fromiter(map(sharing.__contains__, index.tolist()), dtype=bool,
-                             count=len(index))
-        near = NEAR_DUPLICATE_COSINE if self.near_duplicates else math.inf
-        viable = other | (bound >= near) | (
-            TEXT_WEIGHT * bound + NAMED_WEIGHT * shares + NUMBER_WEIGHT >= self.threshold)
-        numbers = features.lead_numbers
-        mine = frozenset(features.shingles)  # compared as copies' (_copies)
-        best_story, best = None, 0.0
-        for k in np.flatnonzero(viable).tolist():
-            i = int(index[k])
-            member = members[i]
-            theirs = member.features
-            if member.doc.id == doc.id:
-                continue
-            if other[k]:  # compared on named entities and numbers: no cosine to bound
-                # As compare() scores it.
-                score = (1.0 if self.near_duplicates and _copies(mine, theirs.shingles)
-                         else self._cross_rule(features, theirs).score)
-            else:
-                high = float(bound[k])
-                # What named entities and numbers must add to reach the target.
-                rest = (best if best > self.threshold else self.threshold) - TEXT_WEIGHT * high
-                # As compare() computes them (_jaccard, _overlap), written out.
-                union = len(named | theirs.named)
-                shared = len(named & theirs.named) / union if union else 0.0
-                figures = len(numbers & theirs.lead_numbers) / max(
-                    2, min(len(numbers), len(theirs.lead_numbers)))
-                if high < near and NAMED_WEIGHT * shared + NUMBER_WEIGHT * figures < rest:
-                    continue
-                # The terms' products, summed exactly: the sum over the shared
-                # words compare() takes (the others add 0.0).
-                cosine = math.fsum(products[offsets[k]:offsets[k + 1]].tolist())
-                # compare()'s score: 1.0 for copies (looked for from a cosine
-                # of `near`), else the "text" score, the same sum in the same order.
-                score = 1.0 if cosine >= near and _copies(mine, theirs.shingles) else (
-                    TEXT_WEIGHT * cosine + NAMED_WEIGHT * shared + NUMBER_WEIGHT * figures)
-            if score > best:
-                best_story, best = member.story, score
-        return best_story, best
-
-    def representative(self, story: str) -> ClusterDoc | None:
-        """The member most similar to the others, in the story's main language."""
-        members = self._by_story.get(story, [])
-        if not members:
+    def _copy_of(self, feats: _Features, when: float) -> _Story | None:
+        """The story holding a copy of this text (the best estimated Jaccard)."""
+        if not self.near_duplicates or feats.signature is None:
             return None
-        languages = Counter(m.features.language for m in members)
-        # Most members; a tie goes to the language of the earliest article.
-        first = min(members, key=lambda m: (m.doc.time, m.doc.id)).features.language
-        main = max(languages, key=lambda lang: (languages[lang], lang == first))
-        members = [m for m in members if m.features.language == main]
+        best, found = NEAR_DUPLICATE, None
+        seen: set[int] = set()
+        for key in _band_keys(feats.signature):
+            hit = self._bands.get(key)
+            if hit is None or hit[1] in seen:
+                continue
+            seen.add(hit[1])
+            story = self._stories[hit[0]]
+            jaccard = float(np.mean(self._signatures[hit[1]] == feats.signature))
+            if jaccard >= best and self._decay(story, when) > 0.0 and (
+                    found is None or jaccard > best or story.index < found.index):
+                best, found = jaccard, story
+        return found
+
+    def _candidates(self, feats: _Features, query: _Query,
+                    embedding: np.ndarray | None) -> list[_Story]:
+        top = sorted(zip(query.terms, query.weights.tolist(), strict=True),
+                     key=lambda kv: (-kv[1], kv[0]))[:CANDIDATE_TERMS]
+        postings = [(self._by_term.get(term, ()), w) for term, w in top]
+        hits = np.fromiter(itertools.chain.from_iterable(p for p, _ in postings),
+                           dtype=np.int64)
+        found: set[int] = set()
+        if len(hits):
+            weights = np.repeat([w for _, w in postings], [len(p) for p, _ in postings])
+            total = np.bincount(hits, weights=weights)
+            stories = np.flatnonzero(total)
+            # The most shared weight first, the older story among equals.
+            order = np.lexsort((stories, -total[stories]))[:CANDIDATE_STORIES]
+            found = set(stories[order].tolist())
+        if (self.cross_language and feats.language and embedding is not None
+                and len(self._vectors)):
+            sims = self._vectors @ embedding.astype(np.float32)
+            # With slack: the matrix product's rounding depends on how many
+            # stories it spans; score() decides with each story's own product.
+            for s in np.flatnonzero(sims >= CROSS_EMBEDDING - 1e-3).tolist():
+                if s < len(self._stories) and self._cross(feats.language, self._stories[s]):
+                    found.add(s)
+        return [self._stories[s] for s in sorted(found)]
+
+    def _embedding(self, doc: ClusterDoc) -> np.ndarray | None:
+        if doc.embedding is not None:
+            return np.asarray(doc.embedding, dtype=np.float32)
+        if self.embedder is None:
+            return None
+        import time
+
+        started = time.perf_counter()
+        vector = np.asarray(self.embedder([embedding_text(doc.title, doc.text)])[0],
+                            dtype=np.float32)
+        self.embed_seconds += time.perf_counter() - started
+        self.embedded += 1
+        return vector
+
+    def assign(self, doc: ClusterDoc, feats: _Features | None = None) -> str:
+        """Return the story id for a new article (given in time order) and remember it."""
+        return self.place(doc, feats)[0]
+
+    def place(self, doc: ClusterDoc, feats: _Features | None = None
+              ) -> tuple[str, np.ndarray | None]:
+        """The story id for a new article, and its embedding (None for a copy,
+        which needs none: it joins by its text)."""
+        feats = feats if feats is not None else features(doc)
+        when = _seconds(doc.time)
+        if doc.id in self._assigned:
+            raise ValueError(f"article {doc.id} was already assigned")
+        self._assigned.add(doc.id)
+        self._count(feats)
+        copy = self._copy_of(feats, when)
+        if copy is not None:
+            self._join(copy, doc, feats, None)
+            return copy.id, None
+        embedding = self._embedding(doc)
+        query = self._weighted(feats.terms)
+        scored = []
+        self._dense[query.ids] = query.weights
+        try:
+            candidates = self._candidates(feats, query, embedding)
+            cosines = self._cosines(candidates)
+            for k in self._viable(candidates, cosines, feats.language, when).tolist():
+                story = candidates[k]
+                s = self.score(doc, feats, query, embedding, story, need=self.threshold,
+                               cosine=float(cosines[k]))
+                if s.score >= self.threshold:
+                    scored.append((s.score, story))
+        finally:
+            self._dense[query.ids] = 0.0
+        scored.sort(key=lambda x: (-x[0], x[1].index))
+        if scored:
+            best = scored[0][1]
+            for value, other in scored[1:]:
+                self.links.append(Link(story_id=best.id, other_story_id=other.id,
+                                       article_id=doc.id, score=value))
+        else:
+            best = self._story(story_id(doc.id), when)
+        self._join(best, doc, feats, embedding)
+        return best.id, embedding
+
+    def similarity(self, a: ClusterDoc, b: ClusterDoc) -> Similarity:
+        """Compare article ``a`` with a story of ``b`` alone, with this clusterer's
+        statistics (for diagnostics and tests); nothing is remembered."""
+        probe = Clusterer(horizon=self.horizon, half_life=self.half_life,
+                          max_span=self.max_span, threshold=self.threshold,
+                          cross_language=self.cross_language,
+                          near_duplicates=self.near_duplicates, embedder=self.embedder,
+                          stats=TermStats(self.stats.df, self.stats.n))
+        fb = features(b)
+        story = probe._story("probe", _seconds(b.time))
+        probe._join(story, b, fb, probe._embedding(b))
+        fa = features(a)
+        if probe._copy_of(fa, _seconds(a.time)) is story:
+            return Similarity(1.0, "near-duplicate", decay=probe._decay(story, _seconds(a.time)))
+        query = probe._weighted(fa.terms)
+        probe._dense[query.ids] = query.weights
+        return probe.score(a, fa, query, probe._embedding(a), story)
+
+    def stories(self) -> dict[str, list[str]]:
+        """Each story's article ids (for tests and benchmarks)."""
+        return {s.id: [m.doc.id for m in s.members] for s in self._stories}
+
+    def representative(self, story_id: str) -> ClusterDoc | None:
+        """The member closest to the story's centroid, in the story's main language."""
+        story = self._by_id.get(story_id)
+        if story is None or not story.members:
+            return None
+        first = min(story.members, key=lambda m: (m.doc.time, m.doc.id)).language
+        main = max(story.languages, key=lambda lang: (story.languages[lang], lang == first))
+        members = [m for m in story.members if m.language == main]
         if len(members) <= 2:
             return min(members, key=lambda m: (m.doc.time, m.doc.id)).doc
-        vectors = {id(m): self.vector_of(m) for m in members}
-        scored = [
-            (sum(self.compare(m.features, o.features, vectors[id(m)], vectors[id(o)]).score
-                 for o in members if o is not m), m)
-            for m in members
-        ]
-        return max(scored, key=lambda s: (s[0], -s[1].doc.time.timestamp()))[1].doc
+
+        def closeness(m: _Member) -> float:
+            ids = m.ids.astype(np.int64)
+            vals = m.weights.astype(np.float64) * (
+                self.stats.log_n() + 1.0 - self._log_df[ids])
+            vals /= float(np.sqrt(vals @ vals)) or 1.0
+            self._dense[ids] = vals
+            try:
+                return self._cosine(_Query(terms=[], ids=ids, weights=vals), story)
+            finally:
+                self._dense[ids] = 0.0
+
+        return max(members, key=lambda m: (round(closeness(m), 9), -_seconds(m.doc.time))).doc
 
 
 def _shifted(when: datetime, by: timedelta) -> datetime | None:
@@ -624,32 +711,61 @@ def _shifted(when: datetime, by: timedelta) -> datetime | None:
         return None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options:
+    """The clustering settings (``cluster`` in the config)."""
+
+    horizon: timedelta = timedelta(days=7)
+    half_life: timedelta = timedelta(days=7)
+    max_span: timedelta = timedelta(days=30)
+    threshold: float = 0.31
+
+
+StatsSource = TermStats | Callable[[set[str]], TermStats]
+
+
 def cluster(
     new: Iterable[ClusterDoc], known: Iterable[ClusterDoc], *,
-    window: timedelta = timedelta(hours=72), threshold: float = 0.3,
+    options: Options | None = None, stats: StatsSource | None = None,
+    embedder: Embedder | None = None,
 ) -> tuple[dict[str, str], Clusterer]:
-    """Assign story ids to ``new`` articles (in time order), given the window's stored ones.
+    """Assign story ids to ``new`` articles (in time order), given the stored
+    articles of the stories still open around them (``known``, with story ids).
 
-    Both are read once, in that order, and may be iterators: an article's text is
-    only needed for its features, so a pass's texts are never all held at once.
+    ``stats`` holds the stored document frequencies (``known`` and older
+    articles already counted), or is a function that returns them for the
+    terms and names these articles use (so a caller reads only those). The new
+    articles are counted as they are assigned: ``clusterer.stats.added`` is what
+    the load adds; ``clusterer.embeddings`` the new articles' embeddings.
     """
-    clusterer = Clusterer(window=window, threshold=threshold)
-    features: dict[str, _Features] = {}
-    slim = []
+    options = options or Options()
+    pending: dict[str, tuple[ClusterDoc, _Features]] = {}
     for doc in new:
-        if doc.id not in features:  # the first copy of an id, as assigning keeps it
-            features[doc.id] = clusterer.observe_one(doc)
-            slim.append(replace(doc, text=""))
-    clusterer.add_known(known)
-    slim.sort(key=lambda d: (d.time, d.id))
+        if doc.id not in pending:  # the first copy of an id
+            pending[doc.id] = (replace(doc, text=doc.text[:EMBED_CHARS]), features(doc))
+    stored = [(replace(doc, text=""), features(doc)) for doc in known]
+    if stats is None:
+        stats = TermStats()
+    elif not isinstance(stats, TermStats):
+        keys: set[str] = set()
+        for _, f in (*pending.values(), *stored):
+            keys.update(f.keys())
+        stats = stats(keys)
+    clusterer = Clusterer(horizon=options.horizon, half_life=options.half_life,
+                          max_span=options.max_span, threshold=options.threshold,
+                          embedder=embedder, stats=stats)
+    clusterer.add_features(stored)
+    docs = sorted(pending.values(), key=lambda d: (d[0].time, d[0].id))
     assignments: dict[str, str] = {}
-    step = window / FORGET_STEPS
-    forget_at = _shifted(slim[0].time, step) if slim else None
-    for doc in slim:
+    step = options.horizon / FORGET_STEPS
+    forget_at = _shifted(docs[0][0].time, step) if docs else None
+    for doc, feats in docs:
         if forget_at is not None and doc.time >= forget_at:
-            # In time order: no article still to come is earlier than this one.
-            if (before := _shifted(doc.time, -window)) is not None:
+            if (before := _shifted(doc.time, -options.horizon)) is not None:
                 clusterer.forget(before)
             forget_at = _shifted(doc.time, step)
-        assignments[doc.id] = clusterer.assign(doc, features.pop(doc.id))
+        story, embedding = clusterer.place(doc, feats)
+        assignments[doc.id] = story
+        if embedding is not None:
+            clusterer.embeddings[doc.id] = embedding
     return assignments, clusterer

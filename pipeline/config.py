@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline import strict_yaml
+from pipeline.cluster import Options as ClusterOptions
 
 DEFAULT_CONFIG = Path("newsmon.yaml")
 
@@ -188,8 +190,31 @@ class PollConfig(_Model):
 
 
 class ClusterConfig(_Model):
-    window_hours: float = Field(default=72.0, gt=0)
-    threshold: float = Field(default=0.3, gt=0, le=1)
+    # A story takes a new report up to horizon_hours after its last one (the
+    # seeds' reports come up to four days apart) and never more than
+    # max_span_days after its first; the score halves every half_life_hours of gap.
+    horizon_hours: float = Field(default=168.0, gt=0, le=24 * 90)
+    half_life_hours: float = Field(default=168.0, gt=0)
+    max_span_days: float = Field(default=30.0, gt=0, le=365)
+    threshold: float = Field(default=0.31, gt=0, le=1)
+    # The multilingual sentence encoder (pipeline/embed.py): joins reports in
+    # other languages and adds to the same-language score; off, text and names only.
+    embeddings: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        # A config written for the 72-hour window: say what replaced it, not "a typo?".
+        if isinstance(data, dict) and "window_hours" in data:
+            raise ValueError("window_hours was replaced by horizon_hours (hours after a "
+                             "story's last report during which it takes new ones; default 168)")
+        return data
+
+    def options(self) -> ClusterOptions:
+        return ClusterOptions(horizon=timedelta(hours=self.horizon_hours),
+                              half_life=timedelta(hours=self.half_life_hours),
+                              max_span=timedelta(days=self.max_span_days),
+                              threshold=self.threshold)
 
 
 # Each worker is a whole process with its own trafilatura and language detector:

@@ -28,15 +28,17 @@ import os
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 
-from pipeline import __version__, alert, staging
+from pipeline import __version__, alert, staging, store
 from pipeline.alert import StoryArticle
-from pipeline.cluster import ClusterDoc, cluster
+from pipeline.cluster import ClusterDoc, TermStats, cluster
 from pipeline.config import Settings
+from pipeline.embed import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +250,20 @@ def _docs(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = (
             yield ClusterDoc(
                 id=str(r[0]), time=r[1], title=str(r[2] or ""), text=str(r[3] or ""),
                 source=str(r[4] or ""), countries=tuple(r[5] or ()), people=tuple(r[6] or ()),
-                language=str(r[7] or ""), story_id=r[8])
+                language=str(r[7] or ""), story_id=r[8],
+                embedding=None if r[9] is None else np.asarray(r[9], dtype=np.float32))
+
+
+def _term_stats(con: duckdb.DuckDBPyConnection, keys: set[str]) -> TermStats:
+    """The stored document frequencies of ``keys`` (only those: the table holds
+    the archive's whole vocabulary) and the number of articles counted."""
+    con.execute("CREATE OR REPLACE TEMP TABLE wanted_terms AS SELECT unnest(?::VARCHAR[]) AS term",
+                [sorted(keys | {""})])
+    df = dict(con.execute("SELECT s.term, s.df FROM term_stats s"
+                          " JOIN wanted_terms w USING (term)").fetchall())
+    con.execute("DROP TABLE wanted_terms")
+    n = int(df.pop("", 0))
+    return TermStats(df, n)
 
 
 _BATCH = 1000
@@ -265,7 +280,10 @@ _DOC_COLUMNS = (
 _PLAN = "plan.json"
 _PLAN_ARTICLES = "plan-articles.parquet"
 _PLAN_TABLES: dict[str, dict[str, str]] = {
-    "assigned": {"id": "VARCHAR", "story_id": "VARCHAR"},
+    "assigned": {"id": "VARCHAR", "story_id": "VARCHAR", "embedding": "FLOAT[]"},
+    "terms": {"term": "VARCHAR", "df": "BIGINT"},  # added to term_stats ('': articles)
+    "links": {"story_id": "VARCHAR", "other_story_id": "VARCHAR", "article_id": "VARCHAR",
+              "score": "DOUBLE"},
     "story_heads": {"story_id": "VARCHAR", "lead_article_id": "VARCHAR", "title": "VARCHAR"},
     "outbox": {"rule": "VARCHAR", "story_id": "VARCHAR", "recipient": "VARCHAR",
                "first_match": "VARCHAR", "latest": "VARCHAR"},
@@ -296,7 +314,10 @@ def _snapshot(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Pat
     used = json.dumps([settings.cluster.model_dump(mode="json"),
                        [rule.model_dump(mode="json") for rule in settings.alerts]],
                       sort_keys=True, default=str)
-    return hashlib.sha256(f"{__version__}|{row}|{staged}|{used}".encode()).hexdigest()
+    # A database from before the clusterer's tables, read by the cluster stage
+    # read-only, is planned without them; the load adds them, and plans again.
+    ready = store.has_story_statistics(con)
+    return hashlib.sha256(f"{__version__}|{row}|{staged}|{used}|{ready}".encode()).hexdigest()
 
 
 def _write_jsonl(path: Path, columns: dict[str, str], rows: Iterable[tuple[object, ...]]
@@ -328,30 +349,53 @@ def _make_plan(
     (directory / _PLAN).unlink(missing_ok=True)  # written last: the plan's commit mark
     assignments: dict[str, str] = {}
     heads: list[tuple[object, ...]] = []
+    embeddings: dict[str, list[float]] = {}
+    terms: list[tuple[object, ...]] = []
+    links: list[tuple[object, ...]] = []
     bounds = con.execute(
         "SELECT min(coalesce(published_at, fetched_at)), max(coalesce(published_at, fetched_at))"
         " FROM new_articles"
     ).fetchone()
     if bounds is not None and bounds[0] is not None:
+        options = settings.cluster.options()
+        ready = store.has_story_statistics(con)
         # Streamed: the clusterer keeps each article's features, not its text.
-        window = timedelta(hours=settings.cluster.window_hours)
+        # Known: every member of the stories with a report in the horizon around
+        # the new articles (a story is rebuilt whole, as it was when it grew),
+        # back to the longest span a story may have.
         assignments, clusterer = cluster(
-            _docs(con, f"SELECT {_DOC_COLUMNS}, NULL FROM new_articles"),
-            # The window around the new articles in SQL: DuckDB's timestamps go
-            # beyond Python's year 9999, which a feed's bad date can reach.
-            _docs(con, f"SELECT {_DOC_COLUMNS}, story_id FROM articles"
-                       " WHERE coalesce(published_at, fetched_at)"
-                       " BETWEEN ?::TIMESTAMPTZ - ? AND ?::TIMESTAMPTZ + ?",
-                  [bounds[0], window, bounds[1], window]),
-            window=window, threshold=settings.cluster.threshold,
+            _docs(con, f"SELECT {_DOC_COLUMNS}, NULL, NULL FROM new_articles"),
+            # The bounds in SQL: DuckDB's timestamps go beyond Python's year
+            # 9999, which a feed's bad date can reach.
+            _docs(con, f"SELECT {_DOC_COLUMNS}, story_id,"
+                       f" {'embedding' if ready else 'NULL'} FROM articles"
+                       " WHERE story_id IN (SELECT story_id FROM articles"
+                       "   WHERE coalesce(published_at, fetched_at)"
+                       "   BETWEEN ?::TIMESTAMPTZ - ? AND ?::TIMESTAMPTZ + ?)"
+                       " AND coalesce(published_at, fetched_at) >= ?::TIMESTAMPTZ - ?",
+                  [bounds[0], options.horizon, bounds[1], options.horizon,
+                   bounds[0], options.max_span]),
+            options=options,
+            stats=(lambda keys: _term_stats(con, keys)) if ready else TermStats(),
+            embedder=Encoder() if settings.cluster.embeddings else None,
         )
         for story in sorted(set(assignments.values())):
             doc = clusterer.representative(story)
             if doc is not None:
                 heads.append((story, doc.id, doc.title))
+        embeddings = {k: v.tolist() for k, v in clusterer.embeddings.items()}
+        # What the stage holds follows the horizon, not the archive: these counts say so.
+        log.info("clustered", extra={"new": len(assignments), "stored_read": clusterer.known,
+                                     "embedded": clusterer.embedded,
+                                     "embed_seconds": round(clusterer.embed_seconds, 3)})
+        added = clusterer.stats.added
+        terms = [("", clusterer.stats.added_n), *sorted(added.items())]
+        links = [(x.story_id, x.other_story_id, x.article_id, x.score) for x in clusterer.links]
     _write_jsonl(_plan_file(directory, "assigned"), _PLAN_TABLES["assigned"],
-                 assignments.items())
+                 ((k, v, embeddings.get(k)) for k, v in assignments.items()))
     _write_jsonl(_plan_file(directory, "story_heads"), _PLAN_TABLES["story_heads"], heads)
+    _write_jsonl(_plan_file(directory, "terms"), _PLAN_TABLES["terms"], terms)
+    _write_jsonl(_plan_file(directory, "links"), _PLAN_TABLES["links"], links)
     _plan_table(con, directory, "assigned")
     candidates = [
         (c.rule, c.story_id, c.recipient, c.first_match, c.latest)
@@ -362,7 +406,8 @@ def _make_plan(
     # reads ~10x faster than the JSON Lines (the load holds the write lock).
     articles = directory / _PLAN_ARTICLES
     tmp = _tmp(articles)
-    con.execute(f"""COPY (SELECT n.*, a.story_id FROM new_articles n JOIN assigned a USING (id))
+    con.execute(f"""COPY (SELECT n.*, a.story_id, a.embedding
+        FROM new_articles n JOIN assigned a USING (id))
         TO '{_quoted(tmp)}' (FORMAT parquet, ROW_GROUP_SIZE {_ROW_GROUP})""")
     fd = os.open(tmp, os.O_RDONLY)
     try:
@@ -498,13 +543,19 @@ def _insert_articles(con: duckdb.DuckDBPyConnection, run_id: str, now: datetime)
     con.execute(
         """INSERT INTO articles (id, url, canonical_url, source, feed_url, entry_id, title, text,
             author, published_at, fetched_at, language, topics, countries, people, story_id,
-            run_id, loaded_at)
+            run_id, loaded_at, embedding)
         SELECT n.id, n.url, n.canonical_url, n.source, n.feed_url, n.entry_id, n.title, n.text,
             n.author, n.published_at, n.fetched_at, n.language, n.topics, n.countries, n.people,
-            n.story_id, ?, ?
+            n.story_id, ?, ?, n.embedding
         FROM planned_articles n""",
         [run_id, now],
     )
+    # The clusterer's statistics grow with what is loaded, in this transaction.
+    con.execute(
+        """INSERT INTO term_stats SELECT term, df FROM terms
+        ON CONFLICT (term) DO UPDATE SET df = term_stats.df + excluded.df"""
+    )
+    con.execute("INSERT INTO story_links SELECT * FROM links ON CONFLICT DO NOTHING")
     con.execute(
         """INSERT INTO article_tags
         SELECT id, e.kind, e.tag, first(e.evidence)

@@ -94,6 +94,24 @@ CREATE TABLE IF NOT EXISTS articles (
     loaded_at      TIMESTAMPTZ
 );
 
+-- Document frequencies of the clusterer's terms and names ("c:SY", "p:Vladimir
+-- Putin") over every loaded article, updated in the load's transaction; the row
+-- of term '' holds how many articles were counted (pipeline/cluster.py).
+CREATE TABLE IF NOT EXISTS term_stats (
+    term  VARCHAR PRIMARY KEY,
+    df    BIGINT NOT NULL
+);
+
+-- An article that scored with a second story: the stories are related (story
+-- ids never change once given, so stories are linked, never merged).
+CREATE TABLE IF NOT EXISTS story_links (
+    story_id        VARCHAR NOT NULL,   -- the story the article joined
+    other_story_id  VARCHAR NOT NULL,
+    article_id      VARCHAR NOT NULL,
+    score           DOUBLE,
+    PRIMARY KEY (story_id, other_story_id, article_id)
+);
+
 CREATE TABLE IF NOT EXISTS article_tags (
     article_id  VARCHAR NOT NULL,
     kind        VARCHAR NOT NULL,   -- topic | country | person
@@ -314,6 +332,8 @@ _ADDED_COLUMNS = (
     "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS item_hashes VARCHAR",
     "ALTER TABLE alerts ADD COLUMN IF NOT EXISTS claimed_by VARCHAR",
     "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS paused_at TIMESTAMPTZ",  # newsmon feeds pause
+    # The multilingual sentence embedding (pipeline/embed.py); NULL for copies.
+    "ALTER TABLE articles ADD COLUMN IF NOT EXISTS embedding FLOAT[]",
 )
 
 
@@ -416,6 +436,16 @@ def entries_to_retry(con: duckdb.DuckDBPyConnection, max_attempts: int) -> list[
     ).fetchall()
     keys = ("feed_url", "id", "url", "title", "published_at", "attempts", "feed_name")
     return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def has_story_statistics(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the database has what the clusterer stores (``term_stats`` and
+    ``articles.embedding``): a database made before them and opened read-only
+    (the cluster stage) does not, until the next load adds them."""
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.columns"
+        " WHERE table_name = 'articles' AND column_name = 'embedding'").fetchone()
+    return bool(row and row[0]) and _has_table(con, "term_stats")
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:

@@ -52,6 +52,12 @@ def test_one_pass_stores_tags_clusters_and_alerts_once(
     for title, _text, topics, _story, _source in rows:
         assert {"syria", "foreign-forces"} <= set(topics), title
     assert len({r[3] for r in rows}) == 1
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        span = con.execute("SELECT min(published_at), max(published_at) FROM articles").fetchone()
+    # The dates the seed texts give: 26 February (the Israeli source) to the
+    # reports of the 3 March cabinet meeting, more than four days apart.
+    assert span is not None and span[0].date().isoformat() == "2019-02-26"
+    assert (span[1] - span[0]).total_seconds() > 4 * 86400
     assert len(story) == 1 and story[0][2] == 5 and story[0][3] == 5
     assert len({r[4] for r in rows}) == 5  # five outlets
 

@@ -251,8 +251,8 @@ def test_changed_settings_make_the_plan_stale(tmp_path: Path) -> None:
     f.stage(settings, "run-1", reports())
     with store.connect(settings.database) as con:
         plan(con, settings, "run-1")
-        # One hour: the second report (5 hours later) is outside the window.
-        stricter = f.settings(tmp_path, cluster={"window_hours": 1})
+        # A one-hour horizon: the second report (5 hours later) is outside it.
+        stricter = f.settings(tmp_path, cluster={"horizon_hours": 1})
         load(con, stricter, "run-1")
         assert table(con, "SELECT count(DISTINCT story_id) FROM articles") == [(3,)]
 

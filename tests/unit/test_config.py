@@ -141,3 +141,9 @@ def test_a_utf8_bom_is_not_part_of_the_first_key(tmp_path: Path) -> None:
     path = tmp_path / "newsmon.yaml"
     path.write_bytes("\ufeffdefault_topics: false\n".encode())
     assert load_settings(path).default_topics is False
+
+
+def test_the_old_cluster_window_setting_names_its_replacement() -> None:
+    with pytest.raises(ConfigError, match="window_hours was replaced by horizon_hours"):
+        parse_settings({"cluster": {"window_hours": 72}})
+    assert parse_settings({"cluster": {"horizon_hours": 72}}).cluster.horizon_hours == 72

@@ -34,7 +34,7 @@ PAGES = [
         title="Russia And Israel To Form Working Group On Withdrawal Of Foreign Forces From Syria",
         site_name="Frontline Digest",
         author=None,
-        published=datetime(2019, 3, 1, 12, 10, tzinfo=UTC),
+        published=datetime(2019, 2, 26, 18, 10, tzinfo=UTC),  # "told reporters on February 26"
     ),
     SeedPage(
         seed="001_2c1bc55939869abd",

@@ -1,0 +1,171 @@
+"""Stories through the real cluster and load stages: plan (read-only) then the one
+load transaction, as `newsmon run` and the DAG run them (issue 13)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from support import factories as f
+
+from pipeline import store
+from pipeline.config import Settings
+from pipeline.load import load, plan
+from pipeline.run import send_stage
+
+RULE = {"name": "syria", "query": "topic:syria", "to": ["analyst@example.org"]}
+WIRE = (
+    "The United States plans to keep about 400 troops in Syria after the bulk of American "
+    "forces leave, roughly double the number the White House announced last week, a senior "
+    "administration official said on Thursday. The troops would be split between a safe zone "
+    "in the northeast, along the border with Turkey, and the al-Tanf garrison near the Iraqi "
+    "and Jordanian borders, the official said, speaking on condition of anonymity. President "
+    "Donald Trump stunned allies in December when he ordered a full pullout of the roughly "
+    "2,000 U.S. troops in Syria."
+)
+
+
+def copies(n: int, *, start: int = 0) -> list[dict[str, Any]]:
+    """One wire report carried by ``n`` outlets within four hours, each copy with its
+    own headline, URL and a line of its site's chrome before and after."""
+    return [f.article(i, title=f"Outlet {i}: U.S. to keep troops in Syria",
+                      text=f"Outlet {i} news desk.\n{WIRE}\nRead more from outlet {i}.",
+                      source=f"Outlet {i}", topics=("syria",), countries=("US", "SY"),
+                      hours=4 * (i % 97) / 97)
+            for i in range(start, start + n)]
+
+
+def run(settings: Settings, run_id: str, articles: list[dict[str, Any]]) -> None:
+    f.stage(settings, run_id, articles)
+    with store.connect(settings.database) as con:
+        plan(con, settings, run_id)
+        load(con, settings, run_id)
+
+
+def counts(settings: Settings) -> tuple[int, int, int]:
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        row = con.execute("SELECT (SELECT count(*) FROM articles),"
+                          " (SELECT count(DISTINCT story_id) FROM articles),"
+                          " (SELECT count(*) FROM alerts)").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+@pytest.mark.parametrize("n", [1, 20, 100, 1000])
+def test_syndicated_copies_are_one_story_and_one_email(tmp_path: Path, n: int,
+                                                        smtp_server: Any) -> None:
+    settings = f.settings(tmp_path, alerts=[RULE], smtp={"url": smtp_server.url})
+    run(settings, "run-1", copies(n))
+    assert counts(settings) == (n, 1, 1)
+    assert send_stage(settings).sent == 1
+    assert len(smtp_server.messages) == 1
+
+
+def test_copies_in_a_later_pass_join_the_story_and_send_nothing_new(tmp_path: Path) -> None:
+    settings = f.settings(tmp_path, alerts=[RULE])
+    run(settings, "run-1", copies(60))
+    run(settings, "run-2", copies(90, start=60))
+    assert counts(settings) == (150, 1, 1)
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        embedded = con.execute("SELECT count(embedding) FROM articles").fetchone()
+        counted = con.execute("SELECT df FROM term_stats WHERE term = ''").fetchone()
+    # Copies join by their text: only the first of them was embedded.
+    assert embedded == (1,)
+    assert counted == (150,)  # every loaded article counted in the statistics
+
+
+def newsroom(n: int) -> list[dict[str, Any]]:
+    from benchmarks.synthetic import Newsroom
+
+    out = []
+    for a in Newsroom(5).articles(n):
+        record = f.article(a.n, title=a.title, text=a.text, source=a.source,
+                           countries=a.countries, people=a.people)
+        record["published_at"] = a.published_at
+        record["fetched_at"] = a.published_at + timedelta(minutes=5)
+        out.append(record)
+    return sorted(out, key=lambda r: (r["published_at"], r["id"]))
+
+
+def partition(settings: Settings) -> dict[str, str]:
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        return dict(con.execute("SELECT id, story_id FROM articles").fetchall())
+
+
+def test_one_batch_ten_at_a_time_and_one_at_a_time_load_the_same_stories(
+        tmp_path: Path) -> None:
+    articles = newsroom(20)
+    results = []
+    for size in (20, 10, 1):
+        settings = f.settings(tmp_path / f"batches-of-{size}")
+        for k, start in enumerate(range(0, len(articles), size)):
+            run(settings, f"run-{k:03d}", articles[start:start + size])
+        results.append(partition(settings))
+    assert results[0] == results[1] == results[2]
+    assert len(results[0]) == 20 and len(set(results[0].values())) < 16
+
+
+def test_an_article_bridging_two_stories_is_stored_as_a_link(tmp_path: Path) -> None:
+    settings = f.settings(tmp_path)
+    geneva = f.article(1, title="Syria constitutional committee talks open in Geneva",
+                       text="Syrian constitutional committee talks opened in Geneva with the "
+                       "envoy.", source="One", countries=("SY",))
+    sochi = f.article(2, title="Russia, Turkey, Iran meet in Sochi on Idlib truce",
+                      text="Russia, Turkey and Iran met in Sochi on the Idlib truce and its "
+                      "observers.", source="Two", countries=("RU", "TR", "IR"), hours=1)
+    bridge = f.article(3, title="Sochi summit backs Syria constitutional committee talks in "
+                       "Geneva", text="Russia, Turkey and Iran in Sochi backed the Syrian "
+                       "constitutional committee talks in Geneva and the Idlib truce.",
+                       source="Three", hours=2)
+    run(settings, "run-1", [geneva, sochi])
+    before = partition(settings)
+    run(settings, "run-2", [bridge])
+    after = partition(settings)
+    assert {k: after[k] for k in before} == before  # no id rewritten
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        links = con.execute("SELECT story_id, other_story_id, article_id FROM story_links"
+                            ).fetchall()
+    assert links == [(after[bridge["id"]],
+                      ({before[geneva["id"]], before[sochi["id"]]} - {after[bridge["id"]]}).pop(),
+                      bridge["id"])]
+
+
+def test_a_database_from_before_the_story_tables_is_planned_read_only_then_loaded(
+        tmp_path: Path) -> None:
+    settings = f.settings(tmp_path, alerts=[RULE])
+    run(settings, "run-1", copies(3))
+    with duckdb.connect(str(settings.database)) as con:  # as an older newsmon left it
+        con.execute("DROP TABLE term_stats")
+        con.execute("DROP TABLE story_links")
+        con.execute("ALTER TABLE articles DROP COLUMN embedding")
+    f.stage(settings, "run-2", copies(2, start=3))
+    with store.connect(settings.database, read_only=True) as con:
+        assert plan(con, settings, "run-2").articles == 2
+    with store.connect(settings.database) as con:
+        load(con, settings, "run-2")
+    assert counts(settings) == (5, 1, 1)
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        assert con.execute("SELECT df FROM term_stats WHERE term = ''").fetchone() == (2,)
+
+
+def test_the_plan_reads_the_open_stories_not_the_archive(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = f.settings(tmp_path)
+    old = [f.article(100 + i, title=f"Old story {i}", text=f"Archive report number {i} about "
+                     f"harbour works in town {i}.", source="Old", hours=-24 * 40 + i)
+           for i in range(30)]
+    recent = copies(5)
+    run(settings, "run-1", old)
+    run(settings, "run-2", recent)
+    f.stage(settings, "run-3", copies(3, start=5))
+    caplog.set_level("INFO", logger="pipeline.load")
+    caplog.clear()  # only this plan's records (the loads above may have logged too)
+    with store.connect(settings.database, read_only=True) as con:
+        plan(con, settings, "run-3")
+    clustered = [r for r in caplog.records if r.getMessage() == "clustered"]
+    assert len(clustered) == 1
+    # The five stored copies of the open story; none of the 30 archive articles.
+    assert clustered[0].stored_read == 5 and clustered[0].new == 3
