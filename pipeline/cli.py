@@ -461,6 +461,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     _add_format(p)
     p.set_defaults(func=cmd_alerts)
+
+    # stories, story, status, init, serve: the analyst's commands (issue 18).
+    from pipeline import cli_browse
+
+    cli_browse.register(sub)
     return parser
 
 
