@@ -140,6 +140,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(_summary(result))
     with store.connect(settings.database, read_only=True) as con:
         _print_demo_report(con, settings)
+    print(demo.serve_hint(config))
     return 0
 
 

@@ -11,6 +11,8 @@ second pass finds nothing new.
 from __future__ import annotations
 
 import hashlib
+import os
+import shlex
 import socket
 import sys
 import threading
@@ -135,6 +137,20 @@ def demo_config(port: int) -> dict[str, Any]:
         "fetch": {"allow_private": [host]},
         "process": {"workers": 1},
     }
+
+
+def serve_hint(config: Path, program: str | None = None) -> str:
+    """The closing lines of ``newsmon demo``: how to look at what it stored."""
+    argv0 = Path(program if program is not None else sys.argv[0])
+    # As it was run (.venv/bin/newsmon under make), else whatever is on PATH.
+    command = "newsmon"
+    if argv0.name == "newsmon" and argv0.parent != Path():
+        command = shlex.quote(os.path.relpath(argv0) if argv0.is_absolute() else str(argv0))
+    config_arg = shlex.quote(str(config))
+    return (f"\nLook at it in the browser (stories, the five reports, feed health, alerts):\n"
+            f"  {command} serve --config {config_arg}\n"
+            f"  then open http://127.0.0.1:8000/\n"
+            f"or in the terminal: {command} stories --config {config_arg}")
 
 
 def prepare(directory: Path) -> tuple[Path, int]:
