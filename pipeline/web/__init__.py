@@ -34,7 +34,9 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
             if settings.database.exists():
                 reader.refresh()  # the first page need not wait for the copy
             app = create_app(settings, reader)
+            # ws="none": no websocket route, and importing a websockets
+            # implementation only brings its deprecation warnings.
             uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                        server_header=False)
+                        server_header=False, ws="none", lifespan="off")
         finally:
             reader.close()
