@@ -96,7 +96,11 @@ def test_pages_answer_during_a_pass_and_show_it_after(config: Path, server: str)
         stop.set()
         asker.join(timeout=30)
 
-    print(f"pass {pass_seconds:.1f} s; {len(answers)} pages, {sum(a.stale for a in answers)} from the last copy, {sum(a.updating for a in answers)} updating, slowest {max(a.seconds for a in answers):.2f} s")
+    # Shown with -s: how the pages fared (the figures in the report of issue 18).
+    print(f"pass {pass_seconds:.1f} s; {len(answers)} pages, "
+          f"{sum(a.stale for a in answers)} from the last copy, "
+          f"{sum(a.updating for a in answers)} updating, "
+          f"slowest {max(a.seconds for a in answers):.2f} s")
     assert result.load.articles_new == 5 and result.load.stories_new == 1
     assert len(answers) >= 20, f"only {len(answers)} pages in a {pass_seconds:.1f} s pass"
     for a in answers:
