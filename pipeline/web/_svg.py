@@ -31,7 +31,8 @@ def bar_chart(counts: Sequence[Count], *, hourly: bool, title: str,
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
-        f'<text x="{left}" y="16" {_FONT} font-size="13">{escape(title)}</text>',
+        f'<text x="{left}" y="16" font-family="sans-serif" font-size="13" fill="#222">'
+        f"{escape(title)}</text>",
         f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" '
         'stroke="#999"/>',
     ]

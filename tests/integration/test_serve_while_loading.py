@@ -3,8 +3,6 @@ same database, and the pass is never kept out of it."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from support.smtp import free_port
+from support.webserver import serve_process
 
 from pipeline import store
 from pipeline.config import load_settings
@@ -50,27 +48,8 @@ def config(tmp_path: Path, seed_site: Any) -> Path:
 def server(config: Path) -> Iterator[str]:
     with store.connect(load_settings(config).database):
         pass  # an empty database: serve refuses a missing one
-    port = free_port()
-    with subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "serve", "--config", str(config),
-         "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    ) as proc:
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    if httpx.get(base + "/", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                assert time.monotonic() < deadline, "newsmon serve did not answer"
-                time.sleep(0.1)
-            yield base
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with serve_process(config) as base:
+        yield base
 
 
 def test_pages_answer_during_a_pass_and_show_it_after(config: Path, server: str) -> None:

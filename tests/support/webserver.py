@@ -1,12 +1,17 @@
-"""An ASGI app served by a real uvicorn on 127.0.0.1, in a thread."""
+"""Real web servers on 127.0.0.1: an ASGI app on uvicorn in a thread, or a whole
+``newsmon serve`` process."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
@@ -32,3 +37,33 @@ def serving(app: ASGIApp) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def serve_process(config: Path, *, timeout: float = 20.0) -> Iterator[str]:
+    """``newsmon serve --config CONFIG`` as its own process; yields its base URL once
+    it answers."""
+    port = free_port()
+    with subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "serve", "--config", str(config),
+         "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    ) as proc:
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    if httpx.get(base + "/", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if proc.poll() is not None:
+                    raise RuntimeError("newsmon serve exited: "
+                                       + (proc.stderr.read() if proc.stderr else ""))
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"newsmon serve did not answer at {base}")
+                time.sleep(0.1)
+            yield base
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
