@@ -100,9 +100,13 @@ img.src = 'data:image/png;base64,' + data;
 def screenshot(driver: Any, name: str, folder: Path, *, readme: bool = True) -> Path:
     """Save the whole page as folder/name.png and check it is a real render
     (``readme``: also copied to $NEWSMON_SCREENSHOTS when set)."""
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1400, min(max(int(height) + 20, 700), 2200))
-    png = driver.get_screenshot_as_png()
+    # The whole page, not only the window (at most 2,400 CSS pixels tall).
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": size["width"],
+                 "height": min(size["height"], 2400), "scale": 1}})
+    png = base64.b64decode(shot["data"])
     path = folder / f"{name}.png"
     path.write_bytes(png)
     url = driver.current_url
@@ -110,7 +114,6 @@ def screenshot(driver: Any, name: str, folder: Path, *, readme: bool = True) -> 
     width, tall, colours = driver.execute_async_script(
         _COLOURS, base64.b64encode(png).decode("ascii"))
     driver.get(url)
-    driver.set_window_size(1400, 1000)
     assert colours > 20, f"{name}: {colours} colours: a blank or single-colour render"
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000, (name, len(png))
     assert width >= 1000 and tall >= 600, (name, width, tall)
@@ -132,10 +135,10 @@ def test_the_seed_story_appears_with_its_five_outlets(browser: Any, site: str,
     outlets = set(seed.find_element("css selector", ".sources").text.split(" · "))
     assert outlets == SEED_OUTLETS
     assert "syria" in seed.text and "Vladimir Putin" in seed.text
-    screenshot(browser, "stories", tmp_path)
+    screenshot(browser, "stories-all", tmp_path, readme=False)
 
 
-def test_a_filter_and_a_search_narrow_the_list(browser: Any, site: str) -> None:
+def test_a_filter_and_a_search_narrow_the_list(browser: Any, site: str, tmp_path: Path) -> None:
     from selenium.webdriver.support.ui import Select
 
     browser.get(site + "/")
@@ -144,6 +147,7 @@ def test_a_filter_and_a_search_narrow_the_list(browser: Any, site: str) -> None:
     css(browser, "#apply")[0].click()
     titles = [e.text for e in css(browser, "li.story a.title")]
     assert titles == [SEED_TITLE] and "topic=syria" in browser.current_url
+    screenshot(browser, "stories", tmp_path)
 
     browser.get(site + "/")
     box = css(browser, "#q")[0]
