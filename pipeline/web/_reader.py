@@ -76,6 +76,7 @@ class Reader:
         self._copy_signature: tuple[int, ...] | None = None
         self._copy_time: datetime | None = None
         self._last_attempt = float("-inf")
+        self._last_ok = True
 
     def refresh(self) -> bool:
         """Copy the database if it changed since the last copy. False: the writer
@@ -89,12 +90,16 @@ class Reader:
                 return True
             now = time.monotonic()
             if self._copy is not None and now - self._last_attempt < self.min_refresh_seconds:
-                return True
+                # Asked again within the second: the last attempt's answer stands
+                # (the writer is not knocked on once per page).
+                return self._last_ok
             self._last_attempt = now
             try:
                 self._take_copy()
             except store.DatabaseLocked:
+                self._last_ok = False
                 return False
+            self._last_ok = True
             return True
 
     def _take_copy(self) -> None:

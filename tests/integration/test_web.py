@@ -15,7 +15,7 @@ from support.lockholder import write_lock
 from support.webserver import serving
 
 from pipeline.config import Settings
-from pipeline.web import Reader, create_app
+from pipeline.web import Reader, View, create_app
 
 
 @pytest.fixture
@@ -132,3 +132,31 @@ def test_no_database_is_an_error_with_its_path(tmp_path: Path) -> None:
         page = httpx.get(base + "/", timeout=10)
     assert page.status_code == 503 and str(settings.database) in page.text
     assert "newsmon run --once" in page.text
+
+
+def test_the_writer_is_asked_at_most_once_a_period(settings: Settings, tmp_path: Path) -> None:
+    reader = Reader(settings.database, tmp_path / "copies", min_refresh_seconds=0)
+
+    def stories(view: View) -> object:
+        return view.con.execute("SELECT count(*) FROM stories").fetchone()
+
+    try:
+        with reader.view() as view:
+            assert not view.stale
+            first = view.as_of
+        add_hostile_story(settings.database)
+        with write_lock(settings.database):
+            with reader.view() as view:  # tries, finds the writer: the last copy
+                assert view.stale and view.as_of == first and stories(view) == (3,)
+            reader.min_refresh_seconds = 60
+            with reader.view() as view:  # within the period: that answer stands
+                assert view.stale and stories(view) == (3,)
+        with reader.view() as view:  # the writer is gone, but no new attempt yet
+            assert view.stale
+        reader.min_refresh_seconds = 0
+        with reader.view() as view:
+            assert not view.stale and view.as_of > first and stories(view) == (4,)
+        assert len(list((tmp_path / "copies").glob("*.duckdb"))) == 2  # the last two copies
+    finally:
+        reader.close()
+    assert list((tmp_path / "copies").glob("*.duckdb")) == []
