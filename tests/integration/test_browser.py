@@ -77,6 +77,16 @@ def css(driver: Any, selector: str) -> list[Any]:
     return list(driver.find_elements(By.CSS_SELECTOR, selector))
 
 
+def arrive(driver: Any, url_part: str) -> None:
+    """Wait for the navigation a click or submit started (a click returns before the
+    next page is there on a busy machine)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 15).until(
+        lambda d: url_part in d.current_url
+        and d.execute_script("return document.readyState") == "complete")
+
+
 # Decoded by the browser itself: the PNG drawn on a canvas, its pixels counted.
 _COLOURS = """
 const [data, done] = arguments;
@@ -145,20 +155,23 @@ def test_a_filter_and_a_search_narrow_the_list(browser: Any, site: str, tmp_path
     assert len(css(browser, "li.story")) == 2
     Select(css(browser, "#topic")[0]).select_by_visible_text("syria")
     css(browser, "#apply")[0].click()
+    arrive(browser, "topic=syria")
     titles = [e.text for e in css(browser, "li.story a.title")]
-    assert titles == [SEED_TITLE] and "topic=syria" in browser.current_url
+    assert titles == [SEED_TITLE]
     screenshot(browser, "stories", tmp_path)
 
     browser.get(site + "/")
     box = css(browser, "#q")[0]
     box.send_keys('"working group" AND person:putin')
     box.submit()
+    arrive(browser, "person%3Aputin")
     assert [e.text for e in css(browser, "li.story a.title")] == [SEED_TITLE]
     assert css(browser, "#count")[0].text.startswith("1 story matches")
 
     browser.get(site + "/")
     css(browser, "#q")[0].send_keys("putin AND (")
     css(browser, "#apply")[0].click()
+    arrive(browser, "AND+%28")
     assert "query:" in css(browser, "#error")[0].text and css(browser, "li.story") == []
 
 
@@ -166,6 +179,7 @@ def test_a_story_page_shows_every_report_and_the_removed_lines(browser: Any, sit
                                                               tmp_path: Path) -> None:
     browser.get(site + "/")
     next(a for a in css(browser, "li.story a.title") if a.text == SEED_TITLE).click()
+    arrive(browser, "/story/")
     assert css(browser, "#story-title")[0].text == SEED_TITLE
     reports = css(browser, "article.report")
     assert len(reports) == 5
@@ -195,6 +209,7 @@ def test_a_hostile_title_renders_as_text(browser: Any, site: str, tmp_path: Path
     titles = [e.text for e in css(browser, "li.story a.title")]
     assert titles == [HOSTILE_TITLE]
     css(browser, "li.story a.title")[0].click()
+    arrive(browser, "/story/s-evil")
     assert css(browser, "#story-title")[0].text == HOSTILE_TITLE
     assert css(browser, ".outlet")[0].text == '<b onmouseover="alert(2)">Evil Outlet</b>'
     assert "<script>alert(4)</script>" in css(browser, ".text")[0].text
