@@ -27,6 +27,8 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
     """Serve until interrupted (Ctrl-C)."""
     import uvicorn
 
+    if snapshot_dir is not None:
+        snapshot_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="newsmon-serve-",
                                      dir=snapshot_dir) as directory:
         reader = Reader(settings.database, Path(directory))

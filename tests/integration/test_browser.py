@@ -234,6 +234,7 @@ def test_feeds_alerts_and_chart_pages(browser: Any, site: str, tmp_path: Path) -
     browser.get(site + "/feeds")
     row = css(browser, "#feeds tr.feed")
     assert len(row) == 1 and "Seed outlets (demo)" in row[0].text and "active" in row[0].text
+    assert "5 articles stored" in css(browser, "#last-pass")[0].text
     screenshot(browser, "feeds", tmp_path)
 
     browser.get(site + "/alerts")
