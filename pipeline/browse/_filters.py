@@ -53,7 +53,7 @@ class StoryFilter:
                               ("a.people", self.person)):
             if value:
                 parts.append(f"list_contains(list_transform(coalesce({column}, []::VARCHAR[]),"
-                             " x -> lower(x)), lower(?))")
+                             " lambda x: lower(x)), lower(?))")
                 params.append(value.strip())
         if self.language:
             parts.append("lower(a.language) = lower(?)")

@@ -55,6 +55,10 @@ def test_other_orders_and_paging(con: duckdb.DuckDBPyConnection) -> None:
     assert titles(outlets)[0] == browse_db.SYRIA_TITLE
     second = browse.list_stories(con, browse.StoryFilter(), limit=2, offset=2)
     assert second.total == 3 and titles(second) == ["Thousands flee floods in southern Spain"]
+    past = browse.list_stories(con, browse.StoryFilter(), limit=2, offset=10)
+    assert past.total == 3 and past.stories == ()
+    none = browse.list_stories(con, browse.StoryFilter(country="FR"))
+    assert none.total == 0 and none.stories == ()
 
 
 @pytest.mark.parametrize(("story_filter", "expected"), [
