@@ -24,7 +24,7 @@ def _label(moment: datetime, hourly: bool) -> str:
 def bar_chart(counts: Sequence[Count], *, hourly: bool, title: str,
               width: int = 820, height: int = 240) -> str:
     """Reports per bucket as bars, with the peak on the y axis and dates below."""
-    left, right, top, bottom = 44, 12, 26, 38
+    left, right, top, bottom = 56, 56, 26, 38  # room for a centred date under each end
     plot_w, plot_h = width - left - right, height - top - bottom
     peak = max((c.reports for c in counts), default=0)
     parts = [
@@ -55,11 +55,11 @@ def bar_chart(counts: Sequence[Count], *, hourly: bool, title: str,
             f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{max(step - gap, 1):.1f}" '
             f'height="{h:.1f}" fill="#2f6f9f"><title>{_label(c.start, hourly)}: '
             f"{c.reports} report{'s' if c.reports != 1 else ''}</title></rect>")
-    marks = sorted({0, len(counts) // 2, len(counts) - 1})
-    for i in marks:
+    for i in sorted({0, len(counts) // 2, len(counts) - 1}):
         x = left + i * step + step / 2
-        anchor = "start" if i == 0 and len(marks) > 1 else "end" if i == marks[-1] else "middle"
-        parts.append(f'<text x="{x:.1f}" y="{height - 14}" text-anchor="{anchor}" {_FONT}>'
+        parts.append(f'<line x1="{x:.1f}" y1="{top + plot_h}" x2="{x:.1f}" '
+                     f'y2="{top + plot_h + 4}" stroke="#999"/>')
+        parts.append(f'<text x="{x:.1f}" y="{height - 14}" text-anchor="middle" {_FONT}>'
                      f"{_label(counts[i].start, hourly)}</text>")
     parts.append("</svg>")
     return "".join(parts)
