@@ -16,10 +16,10 @@ import tempfile
 from pathlib import Path
 
 from pipeline.config import Settings
-from pipeline.web._app import create_app
+from pipeline.web._app import create_app, loopback_hosts
 from pipeline.web._reader import Reader, Updating, View
 
-__all__ = ["Reader", "Updating", "View", "create_app", "serve"]
+__all__ = ["Reader", "Updating", "View", "create_app", "loopback_hosts", "serve"]
 
 
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
@@ -35,7 +35,7 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
         try:
             if settings.database.exists():
                 reader.refresh()  # the first page need not wait for the copy
-            app = create_app(settings, reader)
+            app = create_app(settings, reader, allowed_hosts=loopback_hosts(host))
             # ws="none": no websocket route, and importing a websockets
             # implementation only brings its deprecation warnings.
             uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,

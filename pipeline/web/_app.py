@@ -10,7 +10,8 @@ script at all and nothing from another origin: every asset is ours.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import ipaddress
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ from urllib.parse import urlencode
 import jinja2
 from markupsafe import Markup
 from starlette.applications import Starlette
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
@@ -30,7 +32,7 @@ from pipeline.config import Settings
 from pipeline.web._reader import Reader, Updating, View
 from pipeline.web._svg import bar_chart, timeline
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "loopback_hosts"]
 
 PAGE_SIZE = 50
 SINCE_CHOICES = (("", "any time"), ("24h", "last 24 hours"), ("7d", "last 7 days"),
@@ -126,7 +128,9 @@ class _Filters:
                 if v}
 
 
-def create_app(settings: Settings, reader: Reader) -> ASGIApp:
+def create_app(settings: Settings, reader: Reader, *,
+               allowed_hosts: Sequence[str] | None = None) -> ASGIApp:
+    """The app; ``allowed_hosts``: the Host header values it answers (None: any)."""
     env = _environment()
 
     def render(name: str, view: View | None, status_code: int = 200,
@@ -226,4 +230,20 @@ def create_app(settings: Settings, reader: Reader) -> ASGIApp:
         ],
         exception_handlers={404: not_found},
     )
+    if allowed_hosts is not None:
+        # A page on another site can point a name it controls at 127.0.0.1 (DNS
+        # rebinding) and read a local server's answers; a server on loopback
+        # therefore answers only requests addressed to a loopback name.
+        return _SecurityHeaders(TrustedHostMiddleware(app, allowed_hosts=list(allowed_hosts),
+                                                      www_redirect=False))
     return _SecurityHeaders(app)
+
+
+def loopback_hosts(host: str) -> list[str] | None:
+    """The Host names to accept when listening on ``host``: the loopback names for
+    a loopback address, None (any) otherwise."""
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    return ["127.0.0.1", "localhost", "::1", host.strip("[]")] if loopback else None

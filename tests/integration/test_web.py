@@ -15,7 +15,7 @@ from support.lockholder import write_lock
 from support.webserver import serving
 
 from pipeline.config import Settings
-from pipeline.web import Reader, View, create_app
+from pipeline.web import Reader, View, create_app, loopback_hosts
 
 
 @pytest.fixture
@@ -160,3 +160,22 @@ def test_the_writer_is_asked_at_most_once_a_period(settings: Settings, tmp_path:
     finally:
         reader.close()
     assert list((tmp_path / "copies").glob("*.duckdb")) == []
+
+
+def test_on_loopback_it_answers_only_loopback_names(settings: Settings, reader: Reader) -> None:
+    app = create_app(settings, reader, allowed_hosts=loopback_hosts("127.0.0.1"))
+    with serving(app) as base:
+        assert httpx.get(base + "/", timeout=10).status_code == 200
+        port = base.rsplit(":", 1)[1]
+        local = httpx.get(base + "/", headers={"Host": f"localhost:{port}"}, timeout=10)
+        assert local.status_code == 200
+        # DNS rebinding: a name of the attacker's that resolves to 127.0.0.1.
+        rebound = httpx.get(base + "/", headers={"Host": f"evil.example:{port}"}, timeout=10)
+        assert rebound.status_code == 400 and browse_db.SYRIA_TITLE not in rebound.text
+
+
+def test_which_hosts_a_server_answers() -> None:
+    assert loopback_hosts("127.0.0.1") == ["127.0.0.1", "localhost", "::1", "127.0.0.1"]
+    assert loopback_hosts("::1") is not None and loopback_hosts("localhost") is not None
+    assert loopback_hosts("0.0.0.0") is None and loopback_hosts("192.0.2.10") is None
+    assert loopback_hosts("news.example.org") is None
