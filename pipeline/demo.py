@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+import shutil
 import socket
 import sys
 import threading
@@ -142,10 +143,14 @@ def demo_config(port: int) -> dict[str, Any]:
 def serve_hint(config: Path, program: str | None = None) -> str:
     """The closing lines of ``newsmon demo``: how to look at what it stored."""
     argv0 = Path(program if program is not None else sys.argv[0])
-    # As it was run (.venv/bin/newsmon under make), else whatever is on PATH.
+    # As it was run (.venv/bin/newsmon under make), unless that is the newsmon on
+    # PATH; relative to here when it is below here.
     command = "newsmon"
-    if argv0.name == "newsmon" and argv0.parent != Path():
-        command = shlex.quote(os.path.relpath(argv0) if argv0.is_absolute() else str(argv0))
+    on_path = shutil.which("newsmon")
+    if argv0.name == "newsmon" and argv0.parent != Path() and not (
+            on_path and Path(on_path).resolve() == argv0.resolve()):
+        relative = os.path.relpath(argv0.absolute())
+        command = shlex.quote(argv0.as_posix() if relative.startswith("..") else relative)
     config_arg = shlex.quote(str(config))
     return (f"\nLook at it in the browser (stories, the five reports, feed health, alerts):\n"
             f"  {command} serve --config {config_arg}\n"

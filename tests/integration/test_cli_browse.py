@@ -167,3 +167,18 @@ def test_serve_refuses_a_missing_database(tmp_path: Path,
     config.write_text("database: none.duckdb\n", encoding="utf-8")
     code, _, err = run(capsys, "serve", "--config", str(config))
     assert code == 2 and "none.duckdb: no database here yet" in err
+
+
+def test_the_serve_hint_names_the_program_as_it_was_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.demo import serve_hint
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "")
+    config = Path("newsmon-demo/newsmon.yaml")
+    below = serve_hint(config, str(tmp_path / ".venv" / "bin" / "newsmon"))
+    assert "  .venv/bin/newsmon serve --config newsmon-demo/newsmon.yaml\n" in below
+    elsewhere = serve_hint(config, "/opt/newsmon/bin/newsmon")
+    assert "  /opt/newsmon/bin/newsmon serve --config" in elsewhere
+    assert "  newsmon serve --config" in serve_hint(config, "newsmon")
+    assert "http://127.0.0.1:8000/" in below
