@@ -170,7 +170,7 @@ def create_app(settings: Settings, reader: Reader, *,
             result = browse.list_stories(view.con, story_filter, sort=sort_key,
                                          limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE)
             counts = browse.report_counts(view.con, story_filter, "day")
-            chart = Markup(bar_chart(counts, hourly=False, title="Reports per day"))
+            chart = Markup(bar_chart(counts, hourly=False, title="Reports per day", height=160))
         except browse.FilterError as exc:
             error = str(exc)
         return render("stories.html", view, 400 if error else 200, filters=filters,
