@@ -129,8 +129,10 @@ class _Filters:
 
 
 def create_app(settings: Settings, reader: Reader, *,
-               allowed_hosts: Sequence[str] | None = None) -> ASGIApp:
-    """The app; ``allowed_hosts``: the Host header values it answers (None: any)."""
+               allowed_hosts: Sequence[str] | None = None, page_size: int = PAGE_SIZE,
+               ) -> ASGIApp:
+    """The app; ``allowed_hosts``: the Host header values it answers (None: any);
+    ``page_size``: stories per page."""
     env = _environment()
 
     def render(name: str, view: View | None, status_code: int = 200,
@@ -168,7 +170,7 @@ def create_app(settings: Settings, reader: Reader, *,
         try:
             story_filter = filters.story_filter()
             result = browse.list_stories(view.con, story_filter, sort=sort_key,
-                                         limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE)
+                                         limit=page_size, offset=(page_no - 1) * page_size)
             counts = browse.report_counts(view.con, story_filter, "day")
             chart = Markup(bar_chart(counts, hourly=False, title="Reports per day", height=160))
         except browse.FilterError as exc:
@@ -176,7 +178,7 @@ def create_app(settings: Settings, reader: Reader, *,
         return render("stories.html", view, 400 if error else 200, filters=filters,
                       sort=sort_key, page=page_no, result=result, error=error, chart=chart,
                       facets=browse.facets(view.con), since_choices=SINCE_CHOICES,
-                      sort_choices=SORT_CHOICES, page_size=PAGE_SIZE)
+                      sort_choices=SORT_CHOICES, page_size=page_size)
 
     def story(request: Request, view: View) -> Response:
         detail = browse.find_story(view.con, request.path_params["story_id"])

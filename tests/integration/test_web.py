@@ -179,3 +179,16 @@ def test_which_hosts_a_server_answers() -> None:
     assert loopback_hosts("::1") is not None and loopback_hosts("localhost") is not None
     assert loopback_hosts("0.0.0.0") is None and loopback_hosts("192.0.2.10") is None
     assert loopback_hosts("news.example.org") is None
+
+
+def test_pages_of_stories(settings: Settings, reader: Reader) -> None:
+    with serving(create_app(settings, reader, page_size=2)) as base, \
+            httpx.Client(base_url=base, timeout=10) as client:
+        first = client.get("/", params={"sort": "outlets"}).text
+        assert first.count('class="story"') == 2 and 'id="previous"' not in first
+        assert browse_db.SYRIA_TITLE in first  # most outlets first
+        next_page = first.split('id="next"', 1)[0].rsplit('href="', 1)[1].split('"', 1)[0]
+        second = client.get(next_page.replace("&amp;", "&")).text
+        assert second.count('class="story"') == 1 and 'id="next"' not in second
+        assert 'id="previous"' in second and browse_db.SYRIA_TITLE not in second
+        assert "page 2" in second
