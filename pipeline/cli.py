@@ -176,6 +176,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(_summary(result))
     with store.connect(settings.database, read_only=True) as con:
         _print_demo_report(con, settings)
+    print(demo.serve_hint(config))
     return 0
 
 
@@ -637,6 +638,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     _add_format(p)
     p.set_defaults(func=cmd_alerts)
+
+    # stories, story, status, init, serve: the analyst's commands (issue 18).
+    from pipeline import cli_browse
+
+    cli_browse.register(sub)
     return parser
 
 

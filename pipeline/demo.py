@@ -11,6 +11,9 @@ second pass finds nothing new.
 from __future__ import annotations
 
 import hashlib
+import os
+import shlex
+import shutil
 import socket
 import sys
 import threading
@@ -135,6 +138,24 @@ def demo_config(port: int) -> dict[str, Any]:
         "fetch": {"allow_private": [host]},
         "process": {"workers": 1},
     }
+
+
+def serve_hint(config: Path, program: str | None = None) -> str:
+    """The closing lines of ``newsmon demo``: how to look at what it stored."""
+    argv0 = Path(program if program is not None else sys.argv[0])
+    # As it was run (.venv/bin/newsmon under make), unless that is the newsmon on
+    # PATH; relative to here when it is below here.
+    command = "newsmon"
+    on_path = shutil.which("newsmon")
+    if argv0.name == "newsmon" and argv0.parent != Path() and not (
+            on_path and Path(on_path).resolve() == argv0.resolve()):
+        relative = os.path.relpath(argv0.absolute())
+        command = shlex.quote(argv0.as_posix() if relative.startswith("..") else relative)
+    config_arg = shlex.quote(str(config))
+    return (f"\nLook at it in the browser (stories, the five reports, feed health, alerts):\n"
+            f"  {command} serve --config {config_arg}\n"
+            f"  then open http://127.0.0.1:8000/\n"
+            f"or in the terminal: {command} stories --config {config_arg}")
 
 
 def prepare(directory: Path) -> tuple[Path, int]:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from support.badserver import BadServer
+from support.demo_run import DemoRun, run_demo
 
 
 @pytest.fixture
@@ -18,3 +19,9 @@ def anyio_backend() -> str:
 def bad_server() -> Iterator[BadServer]:
     with BadServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """One real ``newsmon demo`` for the session; tests only read what it made."""
+    return run_demo(tmp_path_factory.mktemp("demo"))

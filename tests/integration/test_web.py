@@ -1,0 +1,194 @@
+"""The web page served by a real uvicorn on 127.0.0.1 over a database built by the
+real load; the writer that holds the file is a real second process."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from support import browse_db
+from support.hostile import add_hostile_story
+from support.lockholder import write_lock
+from support.webserver import serving
+
+from pipeline.config import Settings
+from pipeline.web import Reader, View, create_app, loopback_hosts
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return browse_db.build(tmp_path / "db")
+
+
+@pytest.fixture
+def reader(settings: Settings, tmp_path: Path) -> Iterator[Reader]:
+    reader = Reader(settings.database, tmp_path / "copies", min_refresh_seconds=0)
+    yield reader
+    reader.close()
+
+
+@pytest.fixture
+def client(settings: Settings, reader: Reader) -> Iterator[httpx.Client]:
+    with serving(create_app(settings, reader)) as base, \
+            httpx.Client(base_url=base, timeout=10) as client:
+        yield client
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_every_page_answers(client: httpx.Client) -> None:
+    stories = client.get("/")
+    assert stories.status_code == 200
+    assert browse_db.SYRIA_TITLE in stories.text
+    assert "Earthquake shakes northern Japan" in stories.text
+    assert "3 stories" in stories.text and "<svg" in stories.text
+    story_id = stories.text.split('href="/story/', 1)[1].split('"', 1)[0]
+    story = client.get(f"/story/{story_id}")
+    assert story.status_code == 200 and "Timeline" in story.text
+    assert client.get("/feeds").status_code == 200
+    alerts = client.get("/alerts")
+    assert alerts.status_code == 200 and "topic:syria" in alerts.text and "1 pending" in alerts.text
+    chart = client.get("/chart", params={"country": "SY", "by": "hour"})
+    assert chart.status_code == 200 and chart.text.count('class="bar"') == 6
+    css = client.get("/static/style.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+
+
+def test_filters_and_the_query_language_narrow_the_list(client: httpx.Client) -> None:
+    assert client.get("/").text.count('class="story"') == 3
+    syria = client.get("/", params={"topic": "syria"}).text
+    assert syria.count('class="story"') == 1 and browse_db.SYRIA_TITLE in syria
+    quake = client.get("/", params={"q": "earthquake OR tsunami"}).text
+    assert quake.count('class="story"') == 1 and "Japan" in quake
+    spanish = client.get("/", params={"lang": "es", "from": "2019-02-27", "to": "2019-02-27"})
+    assert spanish.text.count('class="story"') == 1 and "Spain" in spanish.text
+    bad = client.get("/", params={"q": "putin AND (<b>"})
+    assert bad.status_code == 400 and "query: " in bad.text
+    assert "<b>" not in bad.text.split('id="error"', 1)[1]
+
+
+def test_hostile_values_render_as_text(settings: Settings, client: httpx.Client) -> None:
+    story_id = add_hostile_story(settings.database)
+    for path in ("/", f"/story/{story_id}", "/?topic=%3Ci%3Etopic%3C/i%3E"):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        body = page.text
+        assert "<script>alert" not in body and "<img src=x" not in body, path
+        assert "<b onmouseover" not in body and "<i>topic</i>" not in body, path
+        assert "&lt;script&gt;alert(&#34;t&#34;)&lt;/script&gt;" in body, path
+        assert 'href="javascript:' not in body, path
+    story = client.get(f"/story/{story_id}").text
+    assert "&lt;iframe src=//x&gt;" in story and "<iframe" not in story
+    assert "{{ 7*7 }}" in story  # never evaluated as a template
+    policy = client.get("/").headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "script" not in policy
+
+
+def test_unknown_story_and_page(client: httpx.Client) -> None:
+    missing = client.get("/story/s-<nothing>")
+    assert missing.status_code == 404 and "&lt;nothing&gt;" in missing.text
+    assert client.get("/nowhere").status_code == 404
+
+
+def test_the_server_never_writes_the_database(settings: Settings, client: httpx.Client) -> None:
+    before = digest(settings.database)
+    for path in ("/", "/feeds", "/alerts", "/chart", "/?q=syria"):
+        assert client.get(path).status_code == 200
+    assert digest(settings.database) == before
+
+
+def test_locked_before_any_copy_says_updating(settings: Settings, client: httpx.Client) -> None:
+    with write_lock(settings.database):
+        page = client.get("/")
+    assert page.status_code == 503
+    assert "Updating, retry in a moment" in page.text
+    assert page.headers["retry-after"] == "2"
+    assert client.get("/").status_code == 200  # the writer is gone
+
+
+def test_locked_after_a_change_serves_the_last_copy(settings: Settings,
+                                                    client: httpx.Client) -> None:
+    assert "Evil Outlet" not in client.get("/").text  # the copy is taken
+    add_hostile_story(settings.database)  # the file changes
+    with write_lock(settings.database):
+        page = client.get("/")
+        assert page.status_code == 200
+        assert 'id="stale"' in page.text and "Evil Outlet" not in page.text
+    fresh = client.get("/")
+    assert 'id="stale"' not in fresh.text and "Evil Outlet" in fresh.text
+
+
+def test_no_database_is_an_error_with_its_path(tmp_path: Path) -> None:
+    from support import factories
+
+    settings = factories.settings(tmp_path)
+    app = create_app(settings, Reader(settings.database, tmp_path / "copies"))
+    with serving(app) as base:
+        page = httpx.get(base + "/", timeout=10)
+    assert page.status_code == 503 and str(settings.database) in page.text
+    assert "newsmon run --once" in page.text
+
+
+def test_the_writer_is_asked_at_most_once_a_period(settings: Settings, tmp_path: Path) -> None:
+    reader = Reader(settings.database, tmp_path / "copies", min_refresh_seconds=0)
+
+    def stories(view: View) -> object:
+        return view.con.execute("SELECT count(*) FROM stories").fetchone()
+
+    try:
+        with reader.view() as view:
+            assert not view.stale
+            first = view.as_of
+        add_hostile_story(settings.database)
+        with write_lock(settings.database):
+            with reader.view() as view:  # tries, finds the writer: the last copy
+                assert view.stale and view.as_of == first and stories(view) == (3,)
+            reader.min_refresh_seconds = 60
+            with reader.view() as view:  # within the period: that answer stands
+                assert view.stale and stories(view) == (3,)
+        with reader.view() as view:  # the writer is gone, but no new attempt yet
+            assert view.stale
+        reader.min_refresh_seconds = 0
+        with reader.view() as view:
+            assert not view.stale and view.as_of > first and stories(view) == (4,)
+        assert len(list((tmp_path / "copies").glob("*.duckdb"))) == 2  # the last two copies
+    finally:
+        reader.close()
+    assert list((tmp_path / "copies").glob("*.duckdb")) == []
+
+
+def test_on_loopback_it_answers_only_loopback_names(settings: Settings, reader: Reader) -> None:
+    app = create_app(settings, reader, allowed_hosts=loopback_hosts("127.0.0.1"))
+    with serving(app) as base:
+        assert httpx.get(base + "/", timeout=10).status_code == 200
+        port = base.rsplit(":", 1)[1]
+        local = httpx.get(base + "/", headers={"Host": f"localhost:{port}"}, timeout=10)
+        assert local.status_code == 200
+        # DNS rebinding: a name of the attacker's that resolves to 127.0.0.1.
+        rebound = httpx.get(base + "/", headers={"Host": f"evil.example:{port}"}, timeout=10)
+        assert rebound.status_code == 400 and browse_db.SYRIA_TITLE not in rebound.text
+
+
+def test_which_hosts_a_server_answers() -> None:
+    assert loopback_hosts("127.0.0.1") == ["127.0.0.1", "localhost", "::1", "127.0.0.1"]
+    assert loopback_hosts("::1") is not None and loopback_hosts("localhost") is not None
+    assert loopback_hosts("0.0.0.0") is None and loopback_hosts("192.0.2.10") is None
+    assert loopback_hosts("news.example.org") is None
+
+
+def test_pages_of_stories(settings: Settings, reader: Reader) -> None:
+    with serving(create_app(settings, reader, page_size=2)) as base, \
+            httpx.Client(base_url=base, timeout=10) as client:
+        first = client.get("/", params={"sort": "outlets"}).text
+        assert first.count('class="story"') == 2 and 'id="previous"' not in first
+        assert browse_db.SYRIA_TITLE in first  # most outlets first
+        next_page = first.split('id="next"', 1)[0].rsplit('href="', 1)[1].split('"', 1)[0]
+        second = client.get(next_page.replace("&amp;", "&")).text
+        assert second.count('class="story"') == 1 and 'id="next"' not in second
+        assert 'id="previous"' in second and browse_db.SYRIA_TITLE not in second
+        assert "page 2" in second
