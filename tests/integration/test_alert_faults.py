@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from support import factories as f
+from support.disk import fill, tmpfs
 from support.smtp import Inbox, RawServer, ScriptedInbox, free_port
 
 from pipeline import alert, store
@@ -342,34 +343,8 @@ def test_run_exits_1_when_an_alert_is_not_delivered(
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 16 MB tmpfs (root only): big enough for the database, then filled."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "16m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    filler = directory / "filler"
-    with filler.open("wb", buffering=0) as out:
-        try:
-            while True:
-                out.write(b"\0" * 65536)
-        except OSError:
-            pass
-        try:
-            while True:
-                out.write(b"\0" * 512)
-        except OSError:
-            pass
-    return filler
 
 
 def test_disk_full_while_sending_says_so_exits_2_then_delivers_each_once(

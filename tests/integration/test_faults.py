@@ -19,6 +19,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from support.disk import fill, tmpfs
 from support.feedserver import FeedServer, Reply, article, rss
 
 from pipeline import staging, store
@@ -343,36 +344,8 @@ def test_a_pass_loads_what_an_earlier_pass_left_and_prunes_the_rest(
 def small_disk(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
     """A small tmpfs (3 MiB, or the size the test asks for), as root; skipped
     where it cannot be mounted."""
-    size = getattr(request, "param", "3m")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "small", getattr(request, "param", "3m")) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(disk: Path, *, leave: int = 0) -> Path:
-    """Fill ``disk`` up to ``leave`` bytes free; returns the filler file."""
-    filler = disk / "filler"
-    with open(filler, "wb") as handle:
-        try:
-            while True:
-                stat = os.statvfs(disk)
-                free = stat.f_bavail * stat.f_frsize - leave
-                if free <= 0:
-                    break
-                handle.write(b"\0" * min(free, 1 << 16))
-                handle.flush()
-        except OSError:
-            pass
-    return filler
 
 
 def test_a_full_disk_under_the_staging_is_one_sentence_then_recovers(
