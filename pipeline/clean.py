@@ -149,13 +149,15 @@ class Rule:
     # label, a credit): see "Never a sentence" in the module docstring.
     removes_prose: bool = False
 
-    def matches(self, normalized: str, words: int, *, prose: bool) -> bool:
+    def matches(self, normalized: str, words: int) -> bool:
+        """Whether the rule fires on the line, the prose guard included."""
         if self.max_words is not None and words > self.max_words:
             return False
         if self.pattern is not None:
-            if prose and not self.removes_prose:
-                return False
-            return self.pattern.search(normalized) is not None
+            # The guard after the search: few lines match any pattern, so
+            # the sentence test runs on few lines.
+            found = self.pattern.search(normalized) is not None
+            return found and (self.removes_prose or not is_prose(normalized))
         # An exact line is its own proof: the rules file lists it as junk.
         return _exact_key(normalized) in self.lines
 
@@ -233,9 +235,8 @@ def _apply_line_rules(
     candidates: dict[int, Rule] = {}
     for i in nonblank:
         words = _word_count(normalized[i])
-        prose = is_prose(normalized[i])
         in_scope = (r for r in rules if r.where == "any" or i in head)
-        rule = next((r for r in in_scope if r.matches(normalized[i], words, prose=prose)), None)
+        rule = next((r for r in in_scope if r.matches(normalized[i], words)), None)
         if rule is not None:
             candidates[i] = rule
     # min_run: a rule that needs company keeps only the lines that have it.
