@@ -36,7 +36,10 @@ line is kept unless the rule that matched it is an exact-line rule (the rules
 file lists that very line as junk) or says ``on_prose: remove``: the rules
 whose match is itself the proof ("READ MORE: ...", a line opening with "©",
 "Do you like this content?", a photo credit closing a caption). The context
-rules only take labels, and a prose line is never a label.
+rules only take labels, and a prose line is never a label; two have their own
+proof: ``repeated_headline`` the page's title, ``name_caption`` a line with
+no word that could be a verb (a French caption with its lower-case titles
+can have a sentence's shape).
 
 The output keeps one paragraph per line. Lines are kept as they are except for
 whitespace: runs of it (no-break spaces included) become one space, as
@@ -101,10 +104,10 @@ RELATED_LIST_MAX = 8
 # teaser headlines and captions seldom reach (on the two benchmark sets the
 # context rules removed captions and teasers of up to 12 words; the longer
 # lines they took, 17 and 18 words, were a headline the gold text keeps and
-# a reader appeal). Either way, at least
-# PROSE_MIN_LOWER words and a share PROSE_LOWER_SHARE of the words must start
-# lower-case (or in a script without case): running text has verbs, articles
-# and prepositions; a Title Case headline or a list of names has few.
+# a reader appeal). Either way, at least PROSE_MIN_LOWER words and a share
+# PROSE_LOWER_SHARE of the words must start lower-case (or in a script
+# without case): running text has verbs, articles and prepositions; a Title
+# Case headline or a list of names has few.
 PROSE_MIN_WORDS = 6
 PROSE_UNPUNCTUATED_WORDS = 15
 PROSE_MIN_LOWER = 2
