@@ -22,6 +22,24 @@ block come out with the article. This stage removes them, line by line:
      text whose heading the extractor dropped is left alone: on the
      benchmark such lists were as often the article's own, e.g. a list of
      qualified teams.)
+   - ``name_caption``: a photo caption that only names people and places
+     ("Russian President Vladimir Putin with Israeli Prime Minister Benjamin
+     Netanyahu."): it ends like a sentence but has no verb, because every
+     word is capitalised or one of the rules file's connectors ("with",
+     "avec", "mit", "président").
+
+Never a sentence: a rule fires only on a line it can show is not prose. A
+line is *prose* when it has the shape of a sentence (:func:`is_prose`: enough
+words, enough of them lower-case, and a sentence ending; or, unpunctuated,
+the length of running text, like a sentence closed by a parenthesis). A prose
+line is kept unless the rule that matched it is an exact-line rule (the rules
+file lists that very line as junk) or says ``on_prose: remove``: the rules
+whose match is itself the proof ("READ MORE: ...", a line opening with "©",
+"Do you like this content?", a photo credit closing a caption). The context
+rules only take labels, and a prose line is never a label; two have their own
+proof: ``repeated_headline`` the page's title, ``name_caption`` a line with
+no word that could be a verb (a French caption with its lower-case titles
+can have a sentence's shape).
 
 The output keeps one paragraph per line. Lines are kept as they are except for
 whitespace: runs of it (no-break spaces included) become one space, as
@@ -52,7 +70,16 @@ import yaml
 
 from pipeline.models import Cleaned, RemovedLine
 
-__all__ = ["Rule", "RuleError", "RuleSet", "SiteRules", "clean", "load_rules", "parse_rules"]
+__all__ = [
+    "Rule",
+    "RuleError",
+    "RuleSet",
+    "SiteRules",
+    "clean",
+    "is_prose",
+    "load_rules",
+    "parse_rules",
+]
 
 # The head of the text is where header junk sits (site header, headline,
 # byline, donation bar): the lines before the first body paragraph, a line of
@@ -70,10 +97,34 @@ CONTEXT_MAX_WORDS = 20
 HEADLINE_OVERLAP = 0.7
 # "More on this topic:" lists seldom show more than a handful of teasers.
 RELATED_LIST_MAX = 8
+# The shape of a sentence (is_prose). Ending in sentence punctuation: at
+# least PROSE_MIN_WORDS words ("The two leaders last met in Paris." is 7).
+# Without it (a sentence whose closing parenthesis swallowed its full stop,
+# a sentence cut by the extractor): at least PROSE_UNPUNCTUATED_WORDS, which
+# teaser headlines and captions seldom reach (on the two benchmark sets the
+# context rules removed captions and teasers of up to 12 words; the longer
+# lines they took, 17 and 18 words, were a headline the gold text keeps and
+# a reader appeal). Either way, at least PROSE_MIN_LOWER words and a share
+# PROSE_LOWER_SHARE of the words must start lower-case (or in a script
+# without case): running text has verbs, articles and prepositions; a Title
+# Case headline or a list of names has few.
+PROSE_MIN_WORDS = 6
+PROSE_UNPUNCTUATED_WORDS = 15
+PROSE_MIN_LOWER = 2
+PROSE_LOWER_SHARE = 0.3
+# name_caption: "Putin with Netanyahu." is too short to tell from a sentence
+# such as "Putin Resigned." in Title Case; four words are a full name and more.
+NAME_CAPTION_MIN_WORDS = 4
 
 _TERMINAL = frozenset(".!?…")
 _CLOSERS = "\"'\u201d\u2019\u00bb)]*"  # straight and curly closing quotes
 _WORD = re.compile(r"\w+")
+_LETTERS = re.compile(r"[\W\d_]+")
+# Punctuation around a word, and an elided French article: "(Putin,", "d'Israël".
+_WORD_EDGES = re.compile(r"^\W+|\W+$")
+# Hyphen, en and em dashes, bullets.
+_LIST_MARKS = frozenset("-\u2013\u2014\u2022*\u00b7\u25ba\u25aa")
+_ELISION = re.compile(r"^(?:[dl]|qu)['\u2019](?=\w)", re.IGNORECASE)
 _EXACT_TRAILERS = ":.… \t"
 # " | ", " - ", en and em dashes, " : ", middle dots between title and site.
 _TITLE_SEPARATORS = re.compile(r"\s+[|\-\u2013\u2014:\u00b7\u2022]\s+")
@@ -96,12 +147,21 @@ class Rule:
     max_words: int | None = None
     where: Where = "any"
     min_run: int = 1
+    # True for the rules whose match proves the line is not the article's
+    # prose even when it has a sentence's shape (an appeal, a "READ MORE:"
+    # label, a credit): see "Never a sentence" in the module docstring.
+    removes_prose: bool = False
 
     def matches(self, normalized: str, words: int) -> bool:
+        """Whether the rule fires on the line, the prose guard included."""
         if self.max_words is not None and words > self.max_words:
             return False
         if self.pattern is not None:
-            return self.pattern.search(normalized) is not None
+            # The guard after the search: few lines match any pattern, so
+            # the sentence test runs on few lines.
+            found = self.pattern.search(normalized) is not None
+            return found and (self.removes_prose or not is_prose(normalized))
+        # An exact line is its own proof: the rules file lists it as junk.
         return _exact_key(normalized) in self.lines
 
 
@@ -122,6 +182,8 @@ class SiteRules:
 class RuleSet:
     generic: tuple[Rule, ...]
     sites: tuple[SiteRules, ...]
+    # The lower-case words a caption of names may hold (name_caption).
+    name_connectors: frozenset[str] = frozenset()
 
     def for_page(self, url: str, site_name: str | None) -> tuple[Rule, ...]:
         """Site rules first, so their (more specific) name is the one reported."""
@@ -157,6 +219,7 @@ def clean(
     _repeated_headline(title, site_name, nonblank, normalized, head, removed_by)
     _caption_neighbours(nonblank, normalized, verdicts, removed_by)
     _related_lists(nonblank, normalized, verdicts, removed_by)
+    _name_captions(nonblank, normalized, ruleset.name_connectors, removed_by)
 
     kept = [normalized[i] for i in nonblank if i not in removed_by]
     removed = tuple(
@@ -264,6 +327,62 @@ def _related_lists(
             removed_by[j] = "related_list"
 
 
+def _name_captions(
+    nonblank: Sequence[int],
+    normalized: Sequence[str],
+    connectors: frozenset[str],
+    removed_by: dict[int, str],
+) -> None:
+    for i in nonblank:
+        if i not in removed_by and _names_only(normalized[i], connectors):
+            removed_by[i] = "name_caption"
+
+
+def _names_only(line: str, connectors: frozenset[str]) -> bool:
+    """A full stop after nothing but names: "X with Y.", "X et Y à Paris."
+
+    Digits rule a line out: "Arsenal 2 Chelsea 1." is a result the article
+    reports, and a caption with a date is rare enough to keep.
+    """
+    words = line.split()
+    if not NAME_CAPTION_MIN_WORDS <= len(words) <= CONTEXT_MAX_WORDS:
+        return False
+    if line.rstrip(_CLOSERS)[-1:] != "." or any(ch.isdigit() for ch in line):
+        return False
+    # A list item ("- Fort Smith, Ark.") is the article's own list, and a
+    # line with a colon ("Thunder: Host the Lakers on Friday.") may have a
+    # capitalised verb after it.
+    if line[0] in _LIST_MARKS or ":" in line:
+        return False
+    names = 0
+    for raw in words:
+        word = _ELISION.sub("", _WORD_EDGES.sub("", raw))
+        letters = _LETTERS.sub("", word)
+        if not letters:
+            continue
+        if letters[0].isupper():
+            names += 1
+        elif word.casefold() not in connectors:
+            return False
+    return names >= 2
+
+
+def is_prose(line: str) -> bool:
+    """The shape of a sentence of the article; see the PROSE_* constants."""
+    words = line.split()
+    needed = PROSE_MIN_WORDS if _ends_sentence(line) else PROSE_UNPUNCTUATED_WORDS
+    if len(words) < needed:
+        return False
+    lower = 0
+    for word in words:
+        letters = _LETTERS.sub("", word)
+        # A caseless first letter (Korean, Chinese, Arabic) counts as lower:
+        # only a capital can mark a name or a Title Case headline.
+        if letters and not letters[0].isupper():
+            lower += 1
+    return lower >= PROSE_MIN_LOWER and lower >= PROSE_LOWER_SHARE * len(words)
+
+
 def _head(nonblank: Sequence[int], normalized: Sequence[str]) -> frozenset[int]:
     head = []
     for i in nonblank[:HEAD_LINES]:
@@ -279,8 +398,17 @@ def _ends_sentence(line: str) -> bool:
 
 
 def _looks_like_label(line: str) -> bool:
-    """Short and without sentence punctuation: a headline, caption or label."""
-    return bool(line) and _word_count(line) <= CONTEXT_MAX_WORDS and not _ends_sentence(line)
+    """Short and without sentence punctuation: a headline, caption or label.
+
+    An unpunctuated line as long as running text is not a label however it
+    ends (a sentence closed by a parenthesis: "... (in Russian)").
+    """
+    return (
+        bool(line)
+        and _word_count(line) <= CONTEXT_MAX_WORDS
+        and not _ends_sentence(line)
+        and not is_prose(line)
+    )
 
 
 def _title_forms(title: str, site_name: str | None) -> frozenset[tuple[str, ...]]:
@@ -315,7 +443,9 @@ def _exact_key(line: str) -> str:
 
 # --- loading the rules file ---------------------------------------------------
 
-_RULE_KEYS = frozenset({"name", "group", "regex", "lines", "max_words", "where", "min_run", "case"})
+_RULE_KEYS = frozenset(
+    {"name", "group", "regex", "lines", "max_words", "where", "min_run", "case", "on_prose"}
+)
 _GROUPS = frozenset({"caption", "related", "heading", "widget", "promo", "header"})
 
 
@@ -347,7 +477,16 @@ def parse_rules(data: object) -> RuleSet:
             )
         )
     _check_unique(r.name for r in (*generic, *(r for s in sites for r in s.rules)))
-    return RuleSet(generic=generic, sites=tuple(sites))
+    connectors = _as_list(data.get("name_caption_connectors", []), "name_caption_connectors")
+    for word in connectors:
+        # YAML reads a bare `on` or `y` as a boolean: quote such words.
+        if not isinstance(word, str) or word != word.casefold():
+            raise RuleError(f"name_caption_connectors: {word!r} is not a lower-case word")
+    return RuleSet(
+        generic=generic,
+        sites=tuple(sites),
+        name_connectors=frozenset(str(c) for c in connectors),
+    )
 
 
 def _parse_rule(raw: object, *, prefix: str) -> Rule:
@@ -365,6 +504,9 @@ def _parse_rule(raw: object, *, prefix: str) -> Rule:
     where = raw.get("where", "any")
     if where not in ("any", "head"):
         raise RuleError(f"rule {name}: where must be any or head, not {where!r}")
+    on_prose = raw.get("on_prose", "keep")
+    if on_prose not in ("keep", "remove"):
+        raise RuleError(f"rule {name}: on_prose must be keep or remove, not {on_prose!r}")
     pattern = None
     if "regex" in raw:
         flags = 0 if raw.get("case") == "sensitive" else re.IGNORECASE
@@ -383,6 +525,7 @@ def _parse_rule(raw: object, *, prefix: str) -> Rule:
         max_words=_optional_int(raw.get("max_words"), name, "max_words"),
         where="head" if where == "head" else "any",
         min_run=_optional_int(raw.get("min_run"), name, "min_run") or 1,
+        removes_prose=on_prose == "remove",
     )
 
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.clean import RuleError, clean, load_rules, parse_rules
+from pipeline.clean import RuleError, clean, is_prose, load_rules, parse_rules
 
 TESTDATA = Path(__file__).parent / "testdata" / "clean"
 SEEDS = Path(__file__).resolve().parents[2] / "seeds"
@@ -117,7 +117,14 @@ def test_packaged_rules_load_once_and_have_unique_names() -> None:
     assert load_rules() is rules
     names = [r.name for r in rules.generic] + [r.name for s in rules.sites for r in s.rules]
     assert len(names) == len(set(names))
-    expected = {"photo_credit_label", "read_more", "subscribe_banner", "sputnik.image_alt"}
+    expected = {
+        "photo_credit_label",
+        "read_more",
+        "read_also",
+        "read_also_headline",
+        "subscribe_banner",
+        "sputnik.image_alt",
+    }
     assert expected <= set(names)
 
 
@@ -134,6 +141,9 @@ def _rule(**fields: object) -> dict[str, object]:
         (_rule(regex="a", group="nope"), "group must be"),
         (_rule(regex="a", colour=1), "unknown"),
         (_rule(regex="a", max_words=0), "max_words"),
+        (_rule(regex="a", on_prose="sometimes"), "on_prose must be keep or remove"),
+        ({"generic": [], "name_caption_connectors": ["with", True]}, "True is not a lower-case"),
+        ({"generic": [], "name_caption_connectors": ["With"]}, "'With' is not a lower-case"),
         (
             {"generic": [{"name": "x", "group": "caption", "regex": "a"}] * 2},
             "duplicate rule name x",
@@ -188,3 +198,88 @@ def test_every_non_blank_line_is_either_kept_or_reported(
         else:
             rebuilt.append(" ".join(line.split()))
     assert kept == rebuilt
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "The two leaders last met in Paris in November.",
+        # A sentence whose parenthesis took the place of its full stop.
+        "The official said the group would meet for the first time in Moscow next month "
+        "with several other countries (Reuters)",
+        "Путин встретился с Нетаньяху в Москве в понедельник.",  # noqa: RUF001 (Cyrillic on purpose)
+        "Die Bundesregierung begrüßte den Vorschlag am Mittwoch in Berlin ausdrücklich.",
+        "“It was decided to create a group with the participation of Russia,” he said.",
+    ],
+)
+def test_sentences_are_prose(line: str) -> None:
+    assert is_prose(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Israeli soldiers near the ceasefire line",
+        "Russian President Vladimir Putin with Israeli Prime Minister Benjamin Netanyahu.",
+        "Nintendo Reveals New Details About Upcoming New Super Mario Bros. U for Wii U",
+        "Israel says Iran tried to hack its missile warning system",
+        "Photograph: Ronen Zvulun/Reuters",
+        "Putin met Netanyahu.",
+    ],
+)
+def test_labels_headlines_and_captions_are_not_prose(line: str) -> None:
+    assert not is_prose(line)
+
+
+_PROSE = st.sampled_from(
+    [
+        "The two leaders last met in Paris in November.",
+        "READ MORE: the talks were said to be very important by the officials.",
+        "Lesen Sie auch Merkels Rede, die sie am Dienstag im Bundestag gehalten hat.",
+        "© the author of this line is writing a sentence in the body.",
+        "The official said the group would meet for the first time in Moscow next month "
+        "with several other countries (Reuters)",
+    ]
+) | st.builds(
+    lambda words, end: " ".join(words) + end,
+    st.lists(
+        st.sampled_from(["the", "talks", "READ", "MORE:", "©", "Putin", "said", "in", "Moscow"]),
+        min_size=6,
+        max_size=30,
+    ),
+    st.sampled_from([".", "!", "?", ".)", ".”", ""]),
+).filter(is_prose)
+
+
+@given(line=_PROSE)
+def test_no_regex_rule_removes_prose_unless_it_says_so(line: str) -> None:
+    """The guarantee of the rules file: a rule that matches every line still
+    cannot remove a sentence, unless it declares ``on_prose: remove``."""
+    assert is_prose(line)
+    text = f"Short label\n{line}\nAnother label"
+    every = {"name": "every", "group": "caption", "regex": "."}
+    kept = clean(
+        text,
+        title=None,
+        url="https://example.org/a",
+        site_name=None,
+        rules=parse_rules({"generic": [every]}),
+    )
+    assert [r.line for r in kept.removed] == ["Short label", "Another label"]
+    assert kept.text == " ".join(line.split())
+    proof = parse_rules({"generic": [{**every, "on_prose": "remove"}]})
+    removed = clean(text, title=None, url="https://example.org/a", site_name=None, rules=proof)
+    assert removed.text == ""
+    # An exact line is its own proof: the rules file names that very line.
+    listed = parse_rules({"generic": [{"name": "x", "group": "promo", "lines": [line]}]})
+    exact = clean(text, title=None, url="https://example.org/a", site_name=None, rules=listed)
+    assert [r.rule for r in exact.removed] == ["x"]
+
+
+def test_a_caption_of_names_needs_the_rules_files_connectors() -> None:
+    text = "Le président Emmanuel Macron avec la chancelière Angela Merkel.\n"
+    packaged = clean(text, title=None, url="https://example.org/a", site_name=None)
+    assert [r.rule for r in packaged.removed] == ["name_caption"]
+    bare = parse_rules({"generic": []})
+    kept = clean(text, title=None, url="https://example.org/a", site_name=None, rules=bare)
+    assert kept.removed == ()
