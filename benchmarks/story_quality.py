@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.signal_quality import Counts
 from pipeline.cluster import ClusterDoc, Options, TermStats, cluster, embedding_text
 from pipeline.config import Settings
 from pipeline.models import Article
@@ -137,32 +138,12 @@ def run(docs: Sequence[ClusterDoc], options: Options, batch: int = 0) -> dict[st
     return out
 
 
-@dataclass(slots=True)
-class Scores:
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-
-    @property
-    def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
-
-    @property
-    def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
-
-    @property
-    def f1(self) -> float:
-        p, r = self.precision, self.recall
-        return 2 * p * r / (p + r) if p + r else 0.0
-
-
 def pairwise(items: Sequence[Labelled], predicted: dict[str, str],
-             keep: Iterable[str] | None = None, *, cross: bool = False) -> Scores:
+             keep: Iterable[str] | None = None, *, cross: bool = False) -> Counts:
     """Pairwise counts over the pairs whose two articles are in ``keep`` languages
     (all when None), of one language (``cross`` False) or of two (True)."""
     languages = set(keep) if keep is not None else None
-    s = Scores()
+    s = Counts()
     for a, b in itertools.combinations(items, 2):
         if (a.language != b.language) != cross:
             continue
@@ -194,7 +175,7 @@ def bcubed(items: Sequence[Labelled], predicted: dict[str, str]) -> tuple[float,
 def agreement(a: dict[str, str], b: dict[str, str]) -> float:
     """Pairwise F1 of partition ``b`` against partition ``a`` (1.0: the same stories)."""
     ids = sorted(a)
-    s = Scores()
+    s = Counts()
     for x, y in itertools.combinations(ids, 2):
         sa, sb = a[x] == a[y], b[x] == b[y]
         s.tp += sa and sb
@@ -210,7 +191,7 @@ class Row:
     articles: int
     stories: int
     pairs: int
-    pairwise: Scores
+    pairwise: Counts
     b3: tuple[float, float, float]
 
 
@@ -245,7 +226,7 @@ def evaluate(name: str, items: list[Labelled], options: Options, split: str
         english = [i for i in chosen if i.language == "en"]
         for language in ("fr", "ru", "zh", "pt"):  # English with each of four languages
             other = [i for i in chosen if i.language == language]
-            pw = Scores()
+            pw = Counts()
             for a, b in itertools.product(english, other):
                 gold, pred = a.story == b.story, predicted[a.doc.id] == predicted[b.doc.id]
                 pw.tp += gold and pred

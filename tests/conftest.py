@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from support.smtp import Inbox, free_port
+from support.smtp import Inbox, free_port, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "seeds"
@@ -16,13 +15,8 @@ SEEDS = ROOT / "seeds"
 
 @pytest.fixture
 def smtp_server() -> Iterator[Inbox]:
-    inbox = Inbox(host="127.0.0.1", port=free_port())
-    controller = Controller(inbox, hostname=inbox.host, port=inbox.port)
-    controller.start()
-    try:
+    with serving(Inbox(host="127.0.0.1", port=free_port())) as inbox:
         yield inbox
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

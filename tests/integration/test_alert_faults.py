@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from support import factories as f
 from support.disk import fill, tmpfs
-from support.smtp import Inbox, RawServer, ScriptedInbox, free_port
+from support.smtp import Inbox, RawServer, ScriptedInbox, free_port, serving
 
 from pipeline import alert, store
 from pipeline.cli import main
@@ -77,13 +76,8 @@ def send_later(settings: Any, delay: timedelta = LATER, **options: Any) -> alert
 
 @pytest.fixture
 def scripted() -> Iterator[ScriptedInbox]:
-    inbox = ScriptedInbox(host="127.0.0.1", port=free_port())
-    controller = Controller(inbox, hostname=inbox.host, port=inbox.port)
-    controller.start()
-    try:
+    with serving(ScriptedInbox(host="127.0.0.1", port=free_port())) as inbox:
         yield inbox
-    finally:
-        controller.stop()
 
 
 def delivered(inbox: Inbox) -> Counter[str]:
@@ -151,14 +145,10 @@ def test_421_greeting_costs_one_connection_then_delivered_once(tmp_path: Path) -
     assert (first.sent, first.failed, first.retry, first.pending) == (0, 0, 5, 5)
     assert first.stopped is not None and "refused the session: 421 4.3.2" in first.stopped
 
-    inbox = Inbox(host="127.0.0.1", port=refusing.port)  # the server recovers, same port
-    controller = Controller(inbox, hostname=inbox.host, port=inbox.port)
-    controller.start()
-    try:
+    # The server recovers, same port.
+    with serving(Inbox(host="127.0.0.1", port=refusing.port)) as inbox:
         assert send_later(settings).sent == 5
         assert send_later(settings).sent == 0
-    finally:
-        controller.stop()
     assert delivered(inbox) == dict.fromkeys(recipients(5), 1)
 
 
@@ -225,15 +215,10 @@ def test_a_hanging_server_costs_one_timeout_per_round(tmp_path: Path) -> None:
         assert hanging.connections == 2
         assert sum(r[2] for r in outbox(settings)) == 2
 
-    inbox = Inbox(host="127.0.0.1", port=hanging.port)
-    controller = Controller(inbox, hostname=inbox.host, port=inbox.port)
-    controller.start()
-    try:
+    with serving(Inbox(host="127.0.0.1", port=hanging.port)) as inbox:
         recovered = send_later(settings)
         assert (recovered.sent, recovered.pending, recovered.retry) == (50, 0, 0)
         assert send_later(settings).sent == 0
-    finally:
-        controller.stop()
     assert delivered(inbox) == dict.fromkeys(recipients(50), 1)
 
 

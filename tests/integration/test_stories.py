@@ -10,6 +10,7 @@ from typing import Any
 import duckdb
 import pytest
 from support import factories as f
+from support.factories import WIRE
 
 from pipeline import store
 from pipeline.config import Settings
@@ -17,15 +18,6 @@ from pipeline.load import load, plan
 from pipeline.run import send_stage
 
 RULE = {"name": "syria", "query": "topic:syria", "to": ["analyst@example.org"]}
-WIRE = (
-    "The United States plans to keep about 400 troops in Syria after the bulk of American "
-    "forces leave, roughly double the number the White House announced last week, a senior "
-    "administration official said on Thursday. The troops would be split between a safe zone "
-    "in the northeast, along the border with Turkey, and the al-Tanf garrison near the Iraqi "
-    "and Jordanian borders, the official said, speaking on condition of anonymity. President "
-    "Donald Trump stunned allies in December when he ordered a full pullout of the roughly "
-    "2,000 U.S. troops in Syria."
-)
 
 
 def copies(n: int, *, start: int = 0) -> list[dict[str, Any]]:

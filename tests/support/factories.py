@@ -11,6 +11,17 @@ from pipeline.config import Settings, parse_settings
 
 T0 = datetime(2019, 2, 27, 12, tzinfo=UTC)
 
+# One wire report (Reuters-style, ~90 words): the text syndicated copies share.
+WIRE = (
+    "The United States plans to keep about 400 troops in Syria after the bulk of American "
+    "forces leave, roughly double the number the White House announced last week, a senior "
+    "administration official said on Thursday. The troops would be split between a safe zone "
+    "in the northeast, along the border with Turkey, and the al-Tanf garrison near the Iraqi "
+    "and Jordanian borders, the official said, speaking on condition of anonymity. President "
+    "Donald Trump stunned allies in December when he ordered a full pullout of the roughly "
+    "2,000 U.S. troops in Syria."
+)
+
 
 def settings(tmp_path: Path, **overrides: Any) -> Settings:
     data: dict[str, Any] = {"database": str(tmp_path / "news.duckdb"),

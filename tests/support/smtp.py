@@ -6,10 +6,13 @@ import asyncio
 import contextlib
 import socket
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
+
+from aiosmtpd.controller import Controller
 
 
 def free_port() -> int:
@@ -137,3 +140,17 @@ class RawServer:
         self._thread.join(timeout=5)
         for conn in self._open:
             conn.close()
+
+
+Handler = TypeVar("Handler", bound="Inbox")
+
+
+@contextlib.contextmanager
+def serving(inbox: Handler) -> Iterator[Handler]:
+    """A real aiosmtpd server for ``inbox`` on its host and port, for the block."""
+    controller = Controller(inbox, hostname=inbox.host, port=inbox.port)
+    controller.start()
+    try:
+        yield inbox
+    finally:
+        controller.stop()

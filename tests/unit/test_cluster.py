@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.factories import WIRE
 
 from benchmarks.story_quality import agreement
 from benchmarks.story_quality import run as run_in_batches
@@ -80,15 +81,6 @@ def _fields(doc: ClusterDoc) -> dict[str, object]:
 
 # -- near-duplicates at any scale ---------------------------------------------------------
 
-WIRE = (
-    "The United States plans to keep about 400 troops in Syria after the bulk of American "
-    "forces leave, roughly double the number the White House announced last week, a senior "
-    "administration official said on Thursday. The troops would be split between a safe zone "
-    "in the northeast, along the border with Turkey, and the al-Tanf garrison near the Iraqi "
-    "and Jordanian borders, the official said, speaking on condition of anonymity. President "
-    "Donald Trump stunned allies in December when he ordered a full pullout of the roughly "
-    "2,000 U.S. troops in Syria."
-)
 
 
 def doc(id: str, *, hours: float = 0, title: str = "", text: str = "", language: str = "",
