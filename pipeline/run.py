@@ -288,20 +288,15 @@ async def _download(
     defer: Callable[[Iterable[dict[str, Any]]], None],
 ) -> None:
     """Fetch one batch: pages into ``queue``, failures recorded, the rest deferred.
-
-    An entry id twice in one feed (a duplicate GUID: common in real feeds) is
-    one entry: the first copy is fetched, the others are dropped here."""
-    unfetched: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in batch:
-        unfetched.setdefault((r["feed_url"], r["id"]), r)
+    Each (feed, entry id) is in a batch once (:func:`_shard_records`)."""
+    unfetched = {(r["feed_url"], r["id"]): r for r in batch}
     if time.monotonic() >= until:
         defer(unfetched.values())
         return
     budget = asyncio.timeout_at(until)  # loop.time() is time.monotonic()
-    entries = [_entry_from(r) for r in unfetched.values()]
     try:
         async with budget:
-            async for entry, result in fetch(entries, fetcher=fetcher):
+            async for entry, result in fetch([_entry_from(r) for r in batch], fetcher=fetcher):
                 key = (entry.feed_url, entry.id)
                 row = unfetched[key]
                 if isinstance(result, FetchedPage):
