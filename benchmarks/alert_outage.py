@@ -29,9 +29,10 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from benchmarks.report import Row, Section, x
-from pipeline import alert, ids, staging, store
+from pipeline import alert, ids, store
 from pipeline.config import Settings, parse_settings
-from pipeline.load import load
+from pipeline.store import staging
+from pipeline.store.load import load
 
 COMMAND = ".venv/bin/python -m benchmarks.alert_outage"
 TEXT = ("Israel and Russia agreed to set up a working group on the withdrawal of foreign "

@@ -6,13 +6,13 @@ Synthetic reports (``benchmarks.synthetic.Newsroom``: stories of one to four
 reports) fill the default seven-day horizon with ``--known`` stored articles,
 each with its story id and counted in the document frequencies, as the cluster
 stage reads them from DuckDB; then ``--new`` articles, later in time, go
-through :func:`pipeline.cluster.cluster` as the plan sends them. Timed apart:
+through :func:`pipeline.signal.cluster.cluster` as the plan sends them. Timed apart:
 
 - rebuilding the open stories from the stored articles (every plan does it);
 - assigning the new articles (the goal: >= 500 articles/s with 50,000 in the
   horizon), against the same new articles with an empty horizon (the baseline);
-- the sentence embedding (:mod:`pipeline.embed`) of one article, as a ratio to
-  the extraction call (:func:`pipeline.extract.extract`) on its page;
+- the sentence embedding (:mod:`pipeline.signal.embed`) of one article, as a ratio to
+  the extraction call (:func:`pipeline.content.extract.extract`) on its page;
 - memory: the clusterer's peak (tracemalloc) per article in the horizon. What is
   read is the horizon's stories only (``pipeline/load.py`` selects the members
   of the stories with a report in it), so the archive beyond does not count.
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from benchmarks.report import Row, Section, x
 from benchmarks.synthetic import Newsroom, page_html
-from pipeline.cluster import ClusterDoc, Clusterer, Options, TermStats, cluster, features
+from pipeline.signal.cluster import ClusterDoc, Clusterer, Options, TermStats, cluster, features
 
 COMMAND = ".venv/bin/python -m benchmarks.cluster_speed"
 GOAL = 500.0  # articles/s with 50,000 articles in the horizon
@@ -98,8 +98,8 @@ def measure(known_n: int, new_n: int, *, embed_n: int = 40) -> Figures:
     tracemalloc.stop()
     del small
 
-    from pipeline.embed import Encoder
-    from pipeline.extract import extract
+    from pipeline.content.extract import extract
+    from pipeline.signal.embed import Encoder
 
     sample = [room.article(known_n + new_n + i) for i in range(embed_n)]
     encoder = Encoder()

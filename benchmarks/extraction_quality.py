@@ -7,8 +7,8 @@ Compares, on the same pages and in the same run:
 - trafilatura alone: ``bare_extraction`` with its defaults (the baseline; the
   one place outside pipeline/extract.py that imports trafilatura, because
   measuring the dependency itself is the point);
-- newsmon extract: :func:`pipeline.extract.extract` with our settings;
-- newsmon extract+clean: the same, then :func:`pipeline.clean.clean`.
+- newsmon extract: :func:`pipeline.content.extract.extract` with our settings;
+- newsmon extract+clean: the same, then :func:`pipeline.content.clean.clean`.
 
 It prints precision, recall and F1 (see :mod:`benchmarks.scoring`), pages per
 second, and our time as a multiple of trafilatura's. The project's goals are
@@ -35,8 +35,8 @@ from trafilatura.settings import Document
 
 from benchmarks.report import Row, Section
 from benchmarks.scoring import PageScore, Summary, score_page, summarize
-from pipeline.clean import clean
-from pipeline.extract import ExtractionError, extract
+from pipeline.content.clean import clean
+from pipeline.content.extract import ExtractionError, extract
 from pipeline.models import Cleaned, Extracted
 
 DEFAULT_DATA = Path(

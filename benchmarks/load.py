@@ -12,7 +12,7 @@ holds a few thousand), with tags, evidence and removed lines like real ones.
 every other and they formed a few giant stories: clustering then cost
 quadratic time that production never sees.)
 
-Two stages are timed, part by part: the cluster stage (``pipeline.load.plan``:
+Two stages are timed, part by part: the cluster stage (``pipeline.store.load.plan``:
 story ids for the new articles against the stored window, and the alert
 outbox's candidates, written beside the staging) and the load stage (one
 transaction: feed state, entries, rejections, articles with their story ids,
@@ -37,10 +37,12 @@ import duckdb
 
 from benchmarks.report import Row, Section, x
 from benchmarks.synthetic import Newsroom
-from pipeline import alert, cluster, ids, staging, store
-from pipeline import load as load_module
+from pipeline import alert, ids, store
 from pipeline.config import Settings, parse_settings
-from pipeline.load import load
+from pipeline.signal import cluster
+from pipeline.store import load as load_module
+from pipeline.store import staging
+from pipeline.store.load import load
 
 COMMAND = ".venv/bin/python -m benchmarks.load"
 SPEEDUP_GOAL = 50.0
@@ -332,7 +334,7 @@ def section(size: str) -> Section:
             "task starts a fresh one and pays the imports once. Part by part (the functions "
             f"of `pipeline/load.py`, in the best runs): cluster stage {plan_parts}; "
             f"load stage {load_parts}.",
-            "The cluster stage (`pipeline.load.plan`, its own Airflow task before `load`) "
+            "The cluster stage (`pipeline.store.load.plan`, its own Airflow task before `load`) "
             "reads the stored window and this run's staged articles, and writes the story ids, "
             "the story titles and the outbox candidates beside the staging, tagged with a "
             "snapshot of what it read. The load uses them when the snapshot still matches and "

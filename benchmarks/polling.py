@@ -41,8 +41,9 @@ import feedparser
 from benchmarks.localsite import CpuMeter, LocalSite
 from benchmarks.report import Row, Section, x
 from pipeline import run as pipeline_run
-from pipeline import staging, store
+from pipeline import store
 from pipeline.config import Settings, parse_settings
+from pipeline.store import staging
 
 COMMAND = ".venv/bin/python -m benchmarks.polling"
 SPEEDUP_GOAL = 20.0

@@ -41,15 +41,15 @@ from typing import TypeVar
 
 from benchmarks.extraction_quality import DEFAULT_DATA, Page, load_pages, trafilatura_alone
 from benchmarks.report import Row, Section, x
-from pipeline.clean import clean
 from pipeline.config import Settings
-from pipeline.extract import ExtractionError, extract
-from pipeline.fetch import utf8_html
+from pipeline.content.clean import clean
+from pipeline.content.extract import ExtractionError, extract
 from pipeline.models import Article, Cleaned, Extracted, FeedEntry, FetchedPage
-from pipeline.people import tag_people
-from pipeline.places import tag_countries
 from pipeline.process import Context, Processor, build_context, process_page
-from pipeline.tag import tag
+from pipeline.signal.people import tag_people
+from pipeline.signal.places import tag_countries
+from pipeline.signal.tag import tag
+from pipeline.sources.pages import utf8_html
 
 COMMAND = ".venv/bin/python -m benchmarks.processing"
 ADDITIONS_GOAL = 0.10

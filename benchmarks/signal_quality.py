@@ -2,10 +2,10 @@
 
     .venv/bin/python -m benchmarks.signal_quality [--gold FILE] [--out FILE] [--no-write]
 
-Runs the real tag stage (:func:`pipeline.tag.build_tagger` with the default
-settings, then :func:`pipeline.tag.tag` on each :class:`~pipeline.models.Article`,
+Runs the real tag stage (:func:`pipeline.signal.tag.build_tagger` with the default
+settings, then :func:`pipeline.signal.tag.tag` on each :class:`~pipeline.models.Article`,
 language detected as the process stage detects it) and the real clusterer
-(:func:`pipeline.cluster.cluster`, default window and threshold, articles in
+(:func:`pipeline.signal.cluster.cluster`, default window and threshold, articles in
 publication order) over the labelled set in ``benchmarks/signal/`` and prints:
 
 - micro precision, recall and F1 per tag kind (topics, countries, people) and
@@ -40,12 +40,12 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.cluster import ClusterDoc, Clusterer
 from pipeline.config import Settings
-from pipeline.embed import Encoder
-from pipeline.language import load_detector
+from pipeline.content.language import load_detector
 from pipeline.models import Article, TaggedArticle
-from pipeline.tag import Tagger, build_tagger, tag
+from pipeline.signal.cluster import ClusterDoc, Clusterer
+from pipeline.signal.embed import Encoder
+from pipeline.signal.tag import Tagger, build_tagger, tag
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLD = ROOT / "benchmarks" / "signal" / "gold.yaml"
@@ -236,7 +236,8 @@ def cluster_doc(tagged: TaggedArticle) -> ClusterDoc:
 def run_clusterer(docs: Sequence[ClusterDoc], make: Callable[[], Clusterer]) -> tuple[
         dict[str, str], dict[str, str], float]:
     """Stream the docs in publication order through one clusterer, as
-    :func:`pipeline.cluster.cluster` does for a load with nothing stored; mean ms per article."""
+    :func:`pipeline.signal.cluster.cluster` does for a load with nothing stored;
+    mean ms per article."""
     clusterer = make()
     started = time.perf_counter()
     observe = getattr(clusterer, "observe", None)
@@ -379,8 +380,8 @@ def synthetic_window(items: Sequence[Item], n: int, *, seed: int = 5) -> list[Cl
 def time_window(items: Sequence[Item], docs: Sequence[ClusterDoc], settings: Settings, *,
                 known: int = 2000, repeat: int = 3) -> tuple[float, float]:
     """Best of ``repeat``: ms to load ``known`` stored articles into a clusterer (with the
-    new batch observed, as :func:`pipeline.cluster.cluster` does), and mean ms per
-    :meth:`~pipeline.cluster.Clusterer.assign` of the set's articles after them."""
+    new batch observed, as :func:`pipeline.signal.cluster.cluster` does), and mean ms per
+    :meth:`~pipeline.signal.cluster.Clusterer.assign` of the set's articles after them."""
     stored = synthetic_window(items, known)
     ordered = sorted(docs, key=lambda d: (d.time, d.id))
     setup, per_article = math.inf, math.inf

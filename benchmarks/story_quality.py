@@ -7,8 +7,8 @@ Reads ``../shared/clustering-data`` (ECB+, GVC, ITN multilingual; see its
 README for sources and licences; it is never copied into the repository),
 tags each article with the real tag stage (default settings: countries and the
 default people), embeds it as the cluster stage does (title + the first 1,200
-characters, :mod:`pipeline.embed`) and feeds the articles through
-:func:`pipeline.cluster.cluster` in timestamp order, as the load would: the
+characters, :mod:`pipeline.signal.embed`) and feeds the articles through
+:func:`pipeline.signal.cluster.cluster` in timestamp order, as the load would: the
 stored articles of the open stories and the document frequencies of what was
 loaded before each batch. ECB+ has no dates: file order, one minute apart.
 
@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.signal_quality import Counts
-from pipeline.cluster import ClusterDoc, Options, TermStats, cluster, embedding_text
 from pipeline.config import Settings
 from pipeline.models import Article
-from pipeline.tag import build_tagger, tag
+from pipeline.signal.cluster import ClusterDoc, Options, TermStats, cluster, embedding_text
+from pipeline.signal.tag import build_tagger, tag
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "clustering-data"
@@ -92,7 +92,7 @@ def labelled(name: str, rows: Sequence[dict[str, object]], settings: Settings
 
 def embed_all(items: list[Labelled], cache: Path | None) -> tuple[list[Labelled], float]:
     """Each doc with its embedding; seconds spent embedding (0 from the cache)."""
-    from pipeline.embed import Encoder
+    from pipeline.signal.embed import Encoder
 
     texts = [embedding_text(i.doc.title, i.doc.text) for i in items]
     key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]

@@ -38,7 +38,7 @@ from benchmarks.load import ALERT_RULES, records, stage
 from benchmarks.report import Row, Section, x
 from pipeline import browse, store
 from pipeline.config import Settings, parse_settings
-from pipeline.load import load
+from pipeline.store.load import load
 from pipeline.web import Reader
 
 COMMAND = "python -m benchmarks.web"

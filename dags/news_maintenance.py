@@ -50,7 +50,7 @@ def news_maintenance() -> None:
     def feed_health() -> dict[str, int]:
         from pipeline import store
         from pipeline.airflow_support import settings_from_airflow
-        from pipeline.maintenance import feed_health
+        from pipeline.store.maintenance import feed_health
 
         with store.connect(settings_from_airflow().database) as con:
             return feed_health(con).counts()
@@ -59,7 +59,7 @@ def news_maintenance() -> None:
     def retention(dag_run: Any = None) -> dict[str, Any]:
         from pipeline import store
         from pipeline.airflow_support import run_time, settings_from_airflow
-        from pipeline.maintenance import apply_retention
+        from pipeline.store.maintenance import apply_retention
 
         settings = settings_from_airflow()
         if settings.retention_days is None:
@@ -72,7 +72,7 @@ def news_maintenance() -> None:
     def checkpoint() -> None:
         from pipeline import store
         from pipeline.airflow_support import settings_from_airflow
-        from pipeline.maintenance import checkpoint
+        from pipeline.store.maintenance import checkpoint
 
         with store.connect(settings_from_airflow().database) as con:
             checkpoint(con)
@@ -80,7 +80,7 @@ def news_maintenance() -> None:
     @task
     def prune_staging(dag_run: Any = None) -> int:
         from pipeline.airflow_support import run_time, settings_from_airflow
-        from pipeline.maintenance import prune_staging
+        from pipeline.store.maintenance import prune_staging
 
         return prune_staging(settings_from_airflow().staging, now=run_time(dag_run),
                              max_age=timedelta(days=3))

@@ -53,7 +53,7 @@ def pipeline_run_id(airflow_run_id: str) -> str:
 
     Airflow run ids look like ``scheduled__2025-01-01T00:05:00+00:00`` and may
     be anything a user typed when triggering. Staging folders are named by run
-    id, so '/' and a leading '.' are refused (:func:`pipeline.staging.run_dir`).
+    id, so '/' and a leading '.' are refused (:func:`pipeline.store.staging.run_dir`).
     The readable part keeps the letters, digits, '_', '.', '-'; the hash of the
     raw id keeps two ids that differ only in dropped characters apart.
     """

@@ -209,10 +209,10 @@ def _print_demo_report(con: Any, settings: Any) -> None:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from pipeline.clean import clean
-    from pipeline.extract import ExtractionError, extract
+    from pipeline.content.clean import clean
+    from pipeline.content.extract import ExtractionError, extract
+    from pipeline.content.language import load_detector
     from pipeline.http import Fetcher, FetchError, FetchLimits
-    from pipeline.language import load_detector
 
     detector = load_detector()
     limits = FetchLimits(allow_private=frozenset(args.allow_private or ()))
@@ -329,7 +329,8 @@ def _query_failed(exc: Exception) -> str:
 
 
 def cmd_feeds(args: argparse.Namespace) -> int:
-    from pipeline import feeds, store
+    from pipeline import store
+    from pipeline.sources import feeds
 
     settings = _settings(args)
     action = getattr(args, "action", None) or "list"
@@ -382,28 +383,28 @@ def _config_name(args: argparse.Namespace) -> str:
 
 
 def _feeds_remove(con: Any, settings: Any, args: argparse.Namespace) -> str:
-    from pipeline import feeds
+    from pipeline.sources import feeds
 
     feeds.remove(con, settings, args.url)
     return f"removed {args.url.strip()}; its articles stay in the database"
 
 
 def _feeds_pause(con: Any, settings: Any, args: argparse.Namespace) -> str:
-    from pipeline import feeds
+    from pipeline.sources import feeds
 
     feeds.pause(con, settings, args.url)
     return f"paused {args.url.strip()}; `newsmon feeds resume URL` polls it again"
 
 
 def _feeds_resume(con: Any, settings: Any, args: argparse.Namespace) -> str:
-    from pipeline import feeds
+    from pipeline.sources import feeds
 
     feeds.resume(con, settings, args.url)
     return f"resumed {args.url.strip()}; it is polled on the next pass"
 
 
 def _feeds_rename(con: Any, settings: Any, args: argparse.Namespace) -> str:
-    from pipeline import feeds
+    from pipeline.sources import feeds
 
     feeds.rename(con, settings, args.url, args.name)
     return f"renamed {args.url.strip()} to {args.name.strip()!r}"
@@ -654,8 +655,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from pipeline.config import ConfigError
-    from pipeline.staging import StagingError
     from pipeline.store import StoreError
+    from pipeline.store.staging import StagingError
 
     try:
         return int(args.func(args))

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline import strict_yaml
-from pipeline.cluster import Options as ClusterOptions
+from pipeline.signal.cluster import Options as ClusterOptions
 
 DEFAULT_CONFIG = Path("newsmon.yaml")
 
@@ -170,7 +170,7 @@ class FetchConfig(_Model):
     per_host_concurrency: int = Field(default=2, ge=1)
     host_spacing: float = Field(default=0.0, ge=0)
     max_entries_per_feed: int = Field(default=200, ge=1)
-    # feedparser has no time limit of its own (see pipeline.timelimit).
+    # feedparser has no time limit of its own (see pipeline.workers).
     parse_timeout: float = Field(default=20.0, gt=0)
     # Feeds and pages not done within this many seconds of a pass (or of a
     # stage, when Airflow runs the stages as tasks) wait for the next one.

@@ -7,7 +7,7 @@ worker-local slot: rebuilding per page would cost more than extracting it.
 Every page runs under ``process.extract_timeout``: trafilatura has no time
 limit of its own, and a page that overruns is rejected ("extraction took
 longer than N s") and its worker killed and replaced (see
-:mod:`pipeline.timelimit`). So even one worker is a child process: a limit
+:mod:`pipeline.workers`). So even one worker is a child process: a limit
 cannot be enforced on work running in our own process. That costs about 1 s
 per stage over the former in-process mode (the child imports trafilatura
 again; both build the tagger once).
@@ -23,14 +23,14 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 from pipeline import ids
-from pipeline.clean import clean
 from pipeline.config import Settings
-from pipeline.extract import ExtractionError, extract
-from pipeline.fetch import utf8_html
-from pipeline.language import LanguageDetector, load_detector
+from pipeline.content.clean import clean
+from pipeline.content.extract import ExtractionError, extract
+from pipeline.content.language import LanguageDetector, load_detector
 from pipeline.models import Article, FetchedPage, Rejection, TaggedArticle
-from pipeline.tag import Tagger, build_tagger, tag
-from pipeline.timelimit import TimeLimitExceeded, WorkerDied, WorkerPool
+from pipeline.signal.tag import Tagger, build_tagger, tag
+from pipeline.sources.pages import utf8_html
+from pipeline.workers import TimeLimitExceeded, WorkerDied, WorkerPool
 
 # Fewer words than this after cleaning is a stub, a paywall or an index page.
 MIN_WORDS = 40

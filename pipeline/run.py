@@ -26,13 +26,15 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from pipeline import alert, feeds, poll, staging, store
+from pipeline import alert, store
 from pipeline.config import Settings
-from pipeline.fetch import fetch
 from pipeline.http import Fetcher, FetchLimits
-from pipeline.load import LoadResult, PlanResult, load, plan
 from pipeline.models import FeedEntry, FetchedPage, Rejection, TaggedArticle
 from pipeline.process import Processor, worker_count
+from pipeline.sources import feeds, poll
+from pipeline.sources.pages import fetch
+from pipeline.store import staging
+from pipeline.store.load import LoadResult, PlanResult, load, plan
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +352,7 @@ def _record(
 
 def cluster_stage(settings: Settings, run_id: str) -> PlanResult:
     """Story ids and outbox candidates for the run, planned beside its staging
-    (reads the database, writes nothing to it; see :mod:`pipeline.load`)."""
+    (reads the database, writes nothing to it; see :mod:`pipeline.store.load`)."""
     # Read-only (once the database exists): analysts' read-only sessions can stay
     # open while it clusters; only the load's transaction needs the file alone.
     with store.connect(settings.database, read_only=settings.database.exists()) as con:

@@ -11,7 +11,7 @@ import duckdb
 
 from pipeline import store
 from pipeline.config import Settings
-from pipeline.feeds import FeedHealth, health
+from pipeline.sources.feeds import FeedHealth, health
 
 __all__ = ["OutboxRow", "RunFigures", "Status", "outbox", "status"]
 

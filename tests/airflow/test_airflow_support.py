@@ -17,7 +17,6 @@ pytest.importorskip("airflow", reason="needs the airflow extra: pip install -e '
 
 from airflow_env import smtp_connection_json
 
-from pipeline import staging
 from pipeline.airflow_support import (
     ConnectionMailer,
     config_path,
@@ -30,6 +29,7 @@ from pipeline.airflow_support import (
 )
 from pipeline.alert import EmlMailer
 from pipeline.config import ConfigError, parse_settings
+from pipeline.store import staging
 
 
 @pytest.mark.parametrize("airflow_run_id", [

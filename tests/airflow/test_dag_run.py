@@ -36,7 +36,7 @@ from support.smtp import free_port
 
 from pipeline import store
 from pipeline.demo import SeedServer
-from pipeline.load import load
+from pipeline.store.load import load
 
 
 def test_news_monitor_and_alerts_under_dag_test(

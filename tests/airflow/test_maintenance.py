@@ -1,4 +1,4 @@
-"""pipeline.maintenance on real DuckDB files (no Airflow needed; the DAG is
+"""pipeline.store.maintenance on real DuckDB files (no Airflow needed; the DAG is
 exercised in test_dag_run.py)."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 from support import factories as f
 
 from pipeline import store
-from pipeline.load import load
-from pipeline.maintenance import apply_retention, checkpoint, feed_health, prune_staging
+from pipeline.store.load import load
+from pipeline.store.maintenance import apply_retention, checkpoint, feed_health, prune_staging
 
 TEXT = ("Israel and Russia agreed to set up a working group on the withdrawal of foreign "
         "forces from Syria, officials said after the talks in Moscow on Wednesday. ") * 3
@@ -92,7 +92,7 @@ def test_feed_health_counts_and_logs_the_problem_feeds(
                     " ('https://gone.example/rss', 'Gone', 'retired', 3, 'HTTP 410 Gone'),"
                     " ('https://flaky.example/rss', 'Flaky', 'failing', 4, 'timed out'),"
                     " ('https://ok.example/rss', 'Fine', 'active', 0, NULL)")
-        with caplog.at_level(logging.INFO, logger="pipeline.maintenance"):
+        with caplog.at_level(logging.INFO, logger="pipeline.store.maintenance"):
             health = feed_health(con)
     assert health.counts() == {"total": 3, "active": 1, "failing": 1, "dead": 1}
     assert [p.url for p in health.dead] == ["https://gone.example/rss"]

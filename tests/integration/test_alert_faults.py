@@ -25,8 +25,8 @@ from support.smtp import Inbox, RawServer, ScriptedInbox, free_port, serving
 
 from pipeline import alert, store
 from pipeline.cli import main
-from pipeline.load import load
 from pipeline.run import send_stage
+from pipeline.store.load import load
 
 TEXT = ("Israel and Russia agreed to set up a working group on the withdrawal of foreign "
         "forces from Syria, officials said after the talks in Moscow on Wednesday. ") * 3

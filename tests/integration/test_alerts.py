@@ -11,8 +11,8 @@ from support import factories as f
 from support.smtp import Inbox, free_port
 
 from pipeline import alert, store
-from pipeline.load import load
 from pipeline.run import send_stage
+from pipeline.store.load import load
 
 RULE = {"name": "syria", "query": "topic:syria", "to": ["analyst@example.org"]}
 TEXT = ("Israel and Russia agreed to set up a working group on the withdrawal of foreign "

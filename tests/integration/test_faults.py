@@ -22,7 +22,7 @@ import pytest
 from support.disk import fill, tmpfs
 from support.feedserver import FeedServer, Reply, article, rss
 
-from pipeline import staging, store
+from pipeline import store
 from pipeline.config import Settings, parse_settings
 from pipeline.run import (
     cluster_stage,
@@ -32,6 +32,7 @@ from pipeline.run import (
     process_stage,
     run_pass,
 )
+from pipeline.store import staging
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -28,9 +28,9 @@ from support.corpus import ARCHIVE, CorpusFile, corpus_files, response_headers, 
 from support.factories import skip_processing
 from support.feedserver import FeedServer
 
-from pipeline import staging
 from pipeline.config import parse_settings
 from pipeline.run import PollSummary, load_stage, new_run_id, poll_stage
+from pipeline.store import staging
 
 # The documented rules: why an entry feedparser returns is not kept (a
 # ``rejected`` row, stage ``poll``) ...

@@ -25,13 +25,13 @@ import pytest
 from support.factories import skip_processing
 from support.feedserver import FeedServer, Reply, article, rss
 
-from pipeline import staging
 from pipeline.config import Settings, parse_settings
-from pipeline.feed_parsing import parse_feed
 from pipeline.models import FeedEntry, FetchedPage, Rejection, TaggedArticle
 from pipeline.process import Processor
 from pipeline.run import PassResult, load_stage, new_run_id, poll_stage, run_pass
-from pipeline.timelimit import TimeLimitExceeded, WorkerPool
+from pipeline.sources.parsing import parse_feed
+from pipeline.store import staging
+from pipeline.workers import TimeLimitExceeded, WorkerPool
 
 NOW = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)
 

@@ -11,8 +11,9 @@ import duckdb
 import pytest
 from support import factories as f
 
-from pipeline import staging, store
-from pipeline.load import _plan_files, load, plan
+from pipeline import store
+from pipeline.store import staging
+from pipeline.store.load import _plan_files, load, plan
 
 EVENT = ("Israel and Russia agreed to set up a working group on the withdrawal of foreign "
          "forces from Syria, Prime Minister Benjamin Netanyahu said after meeting President "

@@ -19,10 +19,10 @@ from support.badserver import gzip_bomb
 from support.factories import skip_processing
 from support.feedserver import FeedServer, Reply, article, rss
 
-from pipeline import staging
 from pipeline.cli import main
 from pipeline.config import Settings, parse_settings
 from pipeline.run import PollSummary, load_stage, new_run_id, poll_stage, process_stage
+from pipeline.store import staging
 
 NOW = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)
 
@@ -346,12 +346,12 @@ def test_a_failed_feed_is_logged_with_its_url_and_reason(
     tmp_path: Path, server: FeedServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = make_settings(tmp_path, server, ["/log-missing.xml"])  # 404
-    with caplog.at_level(logging.WARNING, logger="pipeline.poll"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.sources.poll"):
         poll(settings)
     # The default formatter prints only the message: what and why are in it.
     assert [logging.Formatter("%(levelname)s %(name)s: %(message)s").format(r)
-            for r in caplog.records if r.name == "pipeline.poll"] == [
-        f"WARNING pipeline.poll: feed failed: {server.url('/log-missing.xml')}: "
+            for r in caplog.records if r.name == "pipeline.sources.poll"] == [
+        f"WARNING pipeline.sources.poll: feed failed: {server.url('/log-missing.xml')}: "
         "HTTP 404 Not Found"]
 
 
@@ -363,9 +363,9 @@ def test_a_moved_feed_that_fails_is_logged_with_both_addresses(
     settings = make_settings(tmp_path, server, ["/log-old.xml"])
     poll(settings)
     server.route("/log-new.xml", Reply(status=503))
-    with caplog.at_level(logging.WARNING, logger="pipeline.poll"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.sources.poll"):
         poll(settings, now=NOW + timedelta(hours=1))
-    assert [r.getMessage() for r in caplog.records if r.name == "pipeline.poll"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "pipeline.sources.poll"] == [
         f"feed failed: {server.url('/log-old.xml')} (polled at {server.url('/log-new.xml')}): "
         "HTTP 503 Service Unavailable"]
 
@@ -376,10 +376,10 @@ def test_deferred_feeds_are_logged_with_their_urls(
     server.route("/log-slow.xml", Reply(body=rss(items(2, "ls")).encode(), trickle=0.02))
     settings = make_settings(tmp_path, server, ["/log-slow.xml"],
                              fetch={"pass_budget_seconds": 0.5})
-    with caplog.at_level(logging.WARNING, logger="pipeline.poll"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.sources.poll"):
         summary, _ = poll(settings)
     assert summary.feeds_deferred == 1
-    assert [r.getMessage() for r in caplog.records if r.name == "pipeline.poll"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "pipeline.sources.poll"] == [
         "1 feed(s) deferred to the next pass, the time budget was spent: "
         + server.url("/log-slow.xml")]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pipeline import store
 from pipeline.config import Settings
-from pipeline.load import load
+from pipeline.store.load import load
 from support import factories as f
 
 EVENT = ("Israel and Russia agreed to set up a working group on the withdrawal of foreign "

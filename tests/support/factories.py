@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pipeline import staging
 from pipeline.config import Settings, parse_settings
+from pipeline.store import staging
 
 T0 = datetime(2019, 2, 27, 12, tzinfo=UTC)
 

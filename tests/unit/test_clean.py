@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.clean import RuleError, clean, is_prose, load_rules, parse_rules
+from pipeline.content.clean import RuleError, clean, is_prose, load_rules, parse_rules
 
 TESTDATA = Path(__file__).parent / "testdata" / "clean"
 SEEDS = Path(__file__).resolve().parents[2] / "seeds"

@@ -11,9 +11,9 @@ from support.factories import WIRE
 
 from benchmarks.story_quality import agreement
 from benchmarks.story_quality import run as run_in_batches
-from pipeline import embed
-from pipeline.cluster import ClusterDoc, Clusterer, Options, TermStats, cluster
-from pipeline.embed import Encoder
+from pipeline.signal import embed
+from pipeline.signal.cluster import ClusterDoc, Clusterer, Options, TermStats, cluster
+from pipeline.signal.embed import Encoder
 
 SEEDS = Path(__file__).resolve().parents[2] / "seeds" / "expected"
 T0 = datetime(2019, 2, 27, tzinfo=UTC)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.clean import clean
-from pipeline.extract import ExtractionError, extract
+from pipeline.content.clean import clean
+from pipeline.content.extract import ExtractionError, extract
 from pipeline.models import Cleaned, Extracted
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.feed_parsing import (
+from pipeline.sources.parsing import (
     FeedParseError,
     _item_spans,
     _items,

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import feeds, store
+from pipeline import store
 from pipeline.config import Settings, parse_settings
-from pipeline.feeds import FeedError, FeedHealth, OpmlFeed, export_opml, parse_opml
+from pipeline.sources import feeds
+from pipeline.sources.feeds import FeedError, FeedHealth, OpmlFeed, export_opml, parse_opml
 
 OPML = b"""<?xml version="1.0" encoding="UTF-8"?>
 <opml version="2.0">

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.people import (
+from pipeline.content.sentences import split_sentences
+from pipeline.signal.people import (
     PersonSpec,
     PersonTag,
     Watchlist,
@@ -25,7 +26,6 @@ from pipeline.people import (
     tag_people,
     variants,
 )
-from pipeline.sentences import split_sentences
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = Path(__file__).parent / "testdata" / "tagging" / "people_cases.yaml"
@@ -81,7 +81,7 @@ def test_seeds_003_and_004_name_assad(stem: str, watchlist: Watchlist) -> None:
 @pytest.mark.parametrize("path", SEED_FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_sentences_given_by_the_caller_give_the_same_tags(path: Path, watchlist: Watchlist
                                                           ) -> None:
-    # pipeline.tag splits the body once and passes the spans to every tagger.
+    # pipeline.signal.tag splits the body once and passes the spans to every tagger.
     text = path.read_text("utf-8")
     found = tag_people(title="Putin", text=text, watchlist=watchlist)
     assert found

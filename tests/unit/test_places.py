@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.places import (
+from pipeline.content.sentences import split_sentences
+from pipeline.signal.places import (
     CountryTag,
     Gazetteer,
     GazetteerError,
@@ -24,7 +25,6 @@ from pipeline.places import (
     load_gazetteer,
     tag_countries,
 )
-from pipeline.sentences import split_sentences
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = Path(__file__).parent / "testdata" / "tagging" / "places_cases.yaml"
@@ -106,7 +106,7 @@ def test_seeds_passing_mentions_are_not_tagged(path: Path, gazetteer: Gazetteer)
 @pytest.mark.parametrize("path", SEED_FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_sentences_given_by_the_caller_give_the_same_tags(path: Path, gazetteer: Gazetteer
                                                           ) -> None:
-    # pipeline.tag splits the body once and passes the spans to every tagger.
+    # pipeline.signal.tag splits the body once and passes the spans to every tagger.
     text = path.read_text("utf-8")
     found = tag_countries(title="Syria", text=text, gazetteer=gazetteer)
     assert found

@@ -1,4 +1,4 @@
-"""The next-poll rule (pipeline.schedule), as a table of cases."""
+"""The next-poll rule (pipeline.sources.schedule), as a table of cases."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipeline.config import PollConfig
-from pipeline.schedule import Hints, next_poll
+from pipeline.sources.schedule import Hints, next_poll
 
 NOW = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)
 OPTIONS = PollConfig(interval_minutes=15, min_interval_minutes=5, max_interval_minutes=1440)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.sentences import split_sentences
+from pipeline.content.sentences import split_sentences
 
 
 def sentences(text: str) -> list[str]:

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import staging
+from pipeline.store import staging
 
 
 def test_files_appear_only_when_committed(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from benchmarks.story_quality import (
     pairwise,
     read_set,
 )
-from pipeline.cluster import ClusterDoc
 from pipeline.config import Settings
+from pipeline.signal.cluster import ClusterDoc
 
 
 def item(id: str, story: str, language: str = "en") -> Labelled:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import people, places
-from pipeline import tag as tag_module
 from pipeline.config import Settings, parse_settings
+from pipeline.content.sentences import split_sentences
 from pipeline.models import Article, TaggedArticle
-from pipeline.sentences import split_sentences
-from pipeline.tag import Tagger, TopicRule, build_tagger, tag
+from pipeline.signal import people, places
+from pipeline.signal import tag as tag_module
+from pipeline.signal.tag import Tagger, TopicRule, build_tagger, tag
 
 SEEDS = Path(__file__).resolve().parents[2] / "seeds" / "expected"
 T0 = datetime(2019, 2, 27, tzinfo=UTC)

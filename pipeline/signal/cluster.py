@@ -30,7 +30,7 @@ shootings or earthquakes are as close in it as reports of one.
 
 **Different languages** (both known and different): word overlap is about 0,
 so the multilingual sentence embedding (USE multilingual v3, title plus the
-first 1,200 characters, :mod:`pipeline.embed`) decides: its cosine with the
+first 1,200 characters, :mod:`pipeline.signal.embed`) decides: its cosine with the
 story's mean embedding must reach ``CROSS_EMBEDDING``.
 
 **Time** decays the score: it is multiplied by ``0.5 ** (gap / half_life)``,
@@ -69,9 +69,9 @@ from sys import intern
 
 import numpy as np
 
-from pipeline import background
-from pipeline.background import BACKGROUND_DOCS
 from pipeline.ids import story_id
+from pipeline.signal import background
+from pipeline.signal.background import BACKGROUND_DOCS
 
 TEXT_WEIGHT = 0.85
 NAMED_WEIGHT = 0.15

@@ -1,6 +1,6 @@
 """Poll stage: fetch due feeds (conditionally) and emit the entries not seen before.
 
-Feeds are parsed by :mod:`pipeline.feed_parsing` in worker processes, under
+Feeds are parsed by :mod:`pipeline.sources.parsing` in worker processes, under
 ``fetch.parse_timeout``.
 
 Errors are counted in ``feeds.error_count`` in points: a hard error (DNS
@@ -8,7 +8,7 @@ failure, refused address, 404, body too large, not a feed, parse error or
 parse timeout) adds :data:`HARD_POINTS`, a soft one (timeout, connection
 failure, 429, 5xx, a truncated feed) :data:`SOFT_POINTS`; a successful poll
 resets it to 0. Each point backs the next poll off (see
-:mod:`pipeline.schedule`); from :data:`FAILING_AT` points the feed is shown
+:mod:`pipeline.sources.schedule`); from :data:`FAILING_AT` points the feed is shown
 as ``failing`` and, soon after, polled at the maximum interval. A 410 Gone
 retires it with its reason; nothing is ever dropped silently.
 """
@@ -25,14 +25,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from pipeline import ids, schedule
+from pipeline import ids
 from pipeline.config import PollConfig
-from pipeline.feed_parsing import FeedParseError, ParsedFeed, parse_feed
-from pipeline.feeds import Feed
 from pipeline.http import Fetcher, FetchError, Response
 from pipeline.models import FeedEntry, Rejection
+from pipeline.sources import schedule
+from pipeline.sources.feeds import Feed
+from pipeline.sources.parsing import FeedParseError, ParsedFeed, parse_feed
 from pipeline.store import FeedState
-from pipeline.timelimit import TimeLimitExceeded, WorkerDied, WorkerPool
+from pipeline.workers import TimeLimitExceeded, WorkerDied, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class ParseJob:
     max_entries: int
     max_url_length: int
     # Items parsed before whose entries are stored (hash -> (entry id, date)):
-    # not parsed again when unchanged; see pipeline.feed_parsing._items.
+    # not parsed again when unchanged; see pipeline.sources.parsing._items.
     known_items: dict[str, tuple[str, int | None]] | None = None
 
 
@@ -290,7 +291,7 @@ async def poll(
     ``known`` is asked once, after the polls, which of the parsed entries were
     delivered before; only the others are returned (and counted in each
     feed's ``new_entries``). It is asked once before too, for the entries of
-    the items stored at the last polls (see :func:`pipeline.feed_parsing._items`).
+    the items stored at the last polls (see :func:`pipeline.sources.parsing._items`).
 
     ``deadline`` (a :func:`time.monotonic` value): feeds not done by then are
     cancelled and left as they were, due again on the next pass.

@@ -1,7 +1,7 @@
 """The DuckDB file: schema, connections, and the reads other stages need.
 
 DuckDB allows one writing process at a time. Parallel stages write staging
-files; only :mod:`pipeline.load` (and the alert sender, marking rows sent)
+files; only :mod:`pipeline.store.load` (and the alert sender, marking rows sent)
 open the file for writing. A lock held by someone else, say an analyst's open
 ``duckdb`` shell, is retried with backoff and then reported in one sentence.
 
@@ -46,8 +46,8 @@ CREATE TABLE IF NOT EXISTS feeds (
     entries_seen     BIGINT NOT NULL DEFAULT 0,
     fetch_url        VARCHAR,                 -- where a 301/308 moved it; polled from then on
     origin           VARCHAR NOT NULL DEFAULT 'config',   -- config | added (feeds add / import)
-    poll_interval_minutes DOUBLE,             -- its natural interval (see pipeline.schedule)
-    item_hashes      VARCHAR                  -- JSON: the items parsed last (pipeline.poll)
+    poll_interval_minutes DOUBLE,             -- its natural interval (sources.schedule)
+    item_hashes      VARCHAR                  -- JSON: the items parsed last (pipeline.sources.poll)
 );
 
 CREATE TABLE IF NOT EXISTS entries (
@@ -477,7 +477,7 @@ def insert_values(
 
     Every value is still bound from Python, ~0.2 ms each (DuckDB's binding tries
     to import pandas per value): for more than a few hundred values, stage a
-    JSON Lines file and let DuckDB read it (``pipeline.load``)."""
+    JSON Lines file and let DuckDB read it (``pipeline.store.load``)."""
     n = 0
     placeholders = "(" + ", ".join("?" for _ in columns) + ")"
     for batch in chunked(rows):

@@ -35,7 +35,7 @@ class FeedProblem:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FeedHealth:
     """Feeds by status: ``dead`` are retired (the server said 410 Gone), ``failing``
-    have failed repeatedly and are polled less and less often (see pipeline.poll)."""
+    have failed repeatedly and are polled less and less often (see pipeline.sources.poll)."""
 
     total: int
     active: int

@@ -28,7 +28,7 @@ al-Assad", "Bashar al Assad", "Bashar Assad"; "al-Assad", "Assad").
 ``PersonTag.mentions`` counts full and surname mentions in title and body;
 ``evidence`` is the sentence of the first full-name mention (the title if it
 is there), else of the first mention. Tags are in order of first mention.
-Matching uses the same compiled phrase index as :mod:`pipeline.places`: about
+Matching uses the same compiled phrase index as :mod:`pipeline.signal.places`: about
 0.45 ms per 5 KB article for the default watchlist (~1,000 forms), best of 7
 runs on the 2-core development machine.
 """
@@ -47,8 +47,8 @@ from typing import Literal
 
 import yaml
 
-from pipeline.places import PhraseIndex
-from pipeline.sentences import split_sentences
+from pipeline.content.sentences import split_sentences
+from pipeline.signal.places import PhraseIndex
 
 __all__ = [
     "PersonSpec",
@@ -260,7 +260,7 @@ def tag_people(
     """The watchlist people the article names (rules in the module doc).
 
     *sentences* are ``split_sentences(text)``, for a caller that has them
-    already (:func:`pipeline.tag.tag` splits once for all its taggers).
+    already (:func:`pipeline.signal.tag.tag` splits once for all its taggers).
     """
     # Title hits get negative positions so they sort before the body.
     hits = [(h.start - len(title) - 1, h) for h in watchlist.index.find(title)]

@@ -34,11 +34,12 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from pipeline import __version__, alert, staging, store
+from pipeline import __version__, alert, store
 from pipeline.alert import StoryArticle
-from pipeline.cluster import ClusterDoc, TermStats, cluster
 from pipeline.config import Settings
-from pipeline.embed import Encoder
+from pipeline.signal.cluster import ClusterDoc, TermStats, cluster
+from pipeline.signal.embed import Encoder
+from pipeline.store import staging
 
 log = logging.getLogger(__name__)
 

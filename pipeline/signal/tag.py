@@ -15,7 +15,7 @@ be prominent (:class:`TopicRule`), at least one of:
    match, :meth:`pipeline.query.Matcher.hits`) is in the **title**;
 3. a hit is in the **lead**: the first two sentences of the body that have at
    least five words (the same lead as the country rule in
-   :mod:`pipeline.places`);
+   :mod:`pipeline.signal.places`);
 4. hits are in at least **two different body sentences**.
 
 So one passing clause outside the lead ("... the election campaign in Israel
@@ -42,11 +42,11 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from pipeline.content.sentences import split_sentences
 from pipeline.models import Article, TagEvidence, TaggedArticle
-from pipeline.people import PersonSpec, PersonTag, Watchlist, load_watchlist, tag_people
-from pipeline.places import CountryTag, Gazetteer, load_gazetteer, tag_countries
 from pipeline.query import Document, Hit, Matcher, RuleSet, compile, parse
-from pipeline.sentences import split_sentences
+from pipeline.signal.people import PersonSpec, PersonTag, Watchlist, load_watchlist, tag_people
+from pipeline.signal.places import CountryTag, Gazetteer, load_gazetteer, tag_countries
 
 if TYPE_CHECKING:
     from pipeline.config import Settings

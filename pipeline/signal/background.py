@@ -16,7 +16,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 BACKGROUND_DOCS = 20_000
-_LEAD_WORDS = 120  # pipeline.cluster.LEAD_WORDS: the words a document is counted over
+_LEAD_WORDS = 120  # pipeline.signal.cluster.LEAD_WORDS: the words a document is counted over
 
 
 @lru_cache(maxsize=1 << 18)

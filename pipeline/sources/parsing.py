@@ -3,12 +3,12 @@
 :func:`parse_feed` turns a feed's body into :class:`ParsedFeed` (its
 :class:`~pipeline.models.FeedEntry` items, the entries refused and why, its
 timing hints), or raises :class:`FeedParseError` with the reason the body is
-no feed. The poll stage (:mod:`pipeline.poll`) runs it in worker processes.
+no feed. The poll stage (:mod:`pipeline.sources.poll`) runs it in worker processes.
 
 feedparser is only ever given bytes wrapped in ``io.BytesIO``: given a ``str``
 it treats it as a path or URL and reads it, which would let a feed make us
 read local files. It runs in worker processes under ``fetch.parse_timeout``
-(see :mod:`pipeline.timelimit`: its e-mail regex blows up on a long
+(see :mod:`pipeline.workers`: its e-mail regex blows up on a long
 author field). Its dicts never leave this module: entries become
 :class:`~pipeline.models.FeedEntry` at once.
 
@@ -76,7 +76,7 @@ class ParsedFeed:
     title: str | None
     entries: tuple[FeedEntry, ...]
     rejections: tuple[Rejection, ...]
-    # Timing hints for pipeline.schedule, as the feed gives them.
+    # Timing hints for pipeline.sources.schedule, as the feed gives them.
     ttl: str | None = None
     update_period: str | None = None
     update_frequency: str | None = None

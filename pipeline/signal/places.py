@@ -66,7 +66,7 @@ from typing import Any, Generic, TypeVar
 
 import yaml
 
-from pipeline.sentences import split_sentences
+from pipeline.content.sentences import split_sentences
 
 __all__ = [
     "CountryTag",
@@ -109,7 +109,7 @@ class GazetteerError(ValueError):
 
 # --------------------------------------------------------------------------
 # Phrase index: many phrases, one regex, longest match, case rule.
-# Shared with pipeline.people, which matches names the same way.
+# Shared with pipeline.signal.people, which matches names the same way.
 # --------------------------------------------------------------------------
 
 
@@ -513,7 +513,7 @@ def tag_countries(
     """The countries the article is substantially about (rule in the module doc).
 
     *sentences* are ``split_sentences(text)``, for a caller that has them
-    already (:func:`pipeline.tag.tag` splits once for all its taggers).
+    already (:func:`pipeline.signal.tag.tag` splits once for all its taggers).
     """
     if sentences is None:
         sentences = split_sentences(text)

@@ -1,0 +1,1 @@
+"""What an article is about: topics, places, people, and the story it belongs to."""
