@@ -27,8 +27,9 @@ class UserError(Exception):
 # -- progress ------------------------------------------------------------------------------
 
 
-class Progress:
-    """Counts on stderr: a live line on a terminal, a line every few seconds otherwise."""
+class ProgressLine:
+    """A :data:`pipeline.run.Progress` callback writing counts on stderr: a live
+    line on a terminal, a line every few seconds otherwise."""
 
     def __init__(self, *, enabled: bool = True, interval: float = 2.0) -> None:
         self.enabled = enabled
@@ -121,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not settings.feeds and not _has_added_feeds(settings):
         raise UserError(f"{args.config or 'newsmon.yaml'}: no feeds configured (add 'feeds:' "
                         "or run `newsmon feeds add URL`)")
-    progress = Progress(enabled=not args.quiet)
+    progress = ProgressLine(enabled=not args.quiet)
     while True:
         result = run_pass(settings, force=args.all, workers=args.workers, progress=progress)
         print(_summary(result), flush=True)
@@ -172,7 +173,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"database": database})
     with demo.SeedServer(seeds, port=port) as server:
         print(f"serving {seeds} at {server.base}; config {config}", file=sys.stderr)
-        result = run_pass(settings, force=True, progress=Progress(enabled=not args.quiet))
+        result = run_pass(settings, force=True, progress=ProgressLine(enabled=not args.quiet))
     print(_summary(result))
     with store.connect(settings.database, read_only=True) as con:
         _print_demo_report(con, settings)

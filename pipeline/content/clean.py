@@ -71,9 +71,9 @@ import yaml
 from pipeline.models import Cleaned, RemovedLine
 
 __all__ = [
+    "CleanRules",
     "Rule",
     "RuleError",
-    "RuleSet",
     "SiteRules",
     "clean",
     "is_prose",
@@ -179,7 +179,10 @@ class SiteRules:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RuleSet:
+class CleanRules:
+    """The clean stage's line rules (``data/clean_rules.yaml``), compiled; not a
+    set of saved queries (that is :class:`pipeline.query.RuleSet`)."""
+
     generic: tuple[Rule, ...]
     sites: tuple[SiteRules, ...]
     # The lower-case words a caption of names may hold (name_caption).
@@ -198,7 +201,7 @@ def clean(
     title: str | None,
     url: str,
     site_name: str | None,
-    rules: RuleSet | None = None,
+    rules: CleanRules | None = None,
 ) -> Cleaned:
     """Remove boilerplate lines from extracted ``text``.
 
@@ -450,13 +453,13 @@ _GROUPS = frozenset({"caption", "related", "heading", "widget", "promo", "header
 
 
 @cache
-def load_rules() -> RuleSet:
+def load_rules() -> CleanRules:
     """The packaged rules, parsed and compiled once per process."""
     source = resources.files("pipeline").joinpath("data/clean_rules.yaml").read_text("utf-8")
     return parse_rules(yaml.safe_load(source))
 
 
-def parse_rules(data: object) -> RuleSet:
+def parse_rules(data: object) -> CleanRules:
     """Validate the YAML structure; raise :class:`RuleError` naming the culprit."""
     if not isinstance(data, dict):
         raise RuleError("rules file: top level must be a mapping")
@@ -482,7 +485,7 @@ def parse_rules(data: object) -> RuleSet:
         # YAML reads a bare `on` or `y` as a boolean: quote such words.
         if not isinstance(word, str) or word != word.casefold():
             raise RuleError(f"name_caption_connectors: {word!r} is not a lower-case word")
-    return RuleSet(
+    return CleanRules(
         generic=generic,
         sites=tuple(sites),
         name_connectors=frozenset(str(c) for c in connectors),

@@ -72,7 +72,7 @@ __all__ = [
     "CountryTag",
     "Gazetteer",
     "GazetteerError",
-    "Hit",
+    "PhraseHit",
     "PhraseIndex",
     "expand_form",
     "load_gazetteer",
@@ -114,7 +114,10 @@ class GazetteerError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Hit(Generic[T]):
+class PhraseHit(Generic[T]):
+    """A phrase of a :class:`PhraseIndex` found in a text (a query's hit is
+    :class:`pipeline.query.Hit`)."""
+
     start: int
     end: int
     payload: T
@@ -157,13 +160,13 @@ class PhraseIndex(Generic[T]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def find(self, text: str) -> list[Hit[T]]:
+    def find(self, text: str) -> list[PhraseHit[T]]:
         """Non-overlapping hits, left to right, longest accepted form first."""
         text = _normalise(text)
         lowered = text.lower()
         if len(lowered) != len(text):  # "İ".lower() is two characters
             lowered = "".join(ch.lower()[0] for ch in text)
-        hits: list[Hit[T]] = []
+        hits: list[PhraseHit[T]] = []
         search = self._pattern.search
         pos = 0
         while (m := search(lowered, pos)) is not None:
@@ -178,7 +181,7 @@ class PhraseIndex(Generic[T]):
             pos = hit.end
         return hits
 
-    def _accept(self, text: str, lowered: str, start: int, end: int) -> Hit[T] | None:
+    def _accept(self, text: str, lowered: str, start: int, end: int) -> PhraseHit[T] | None:
         key = lowered[start:end]
         found, at = text, start  # where the capitals are checked
         if "  " in key:  # several spaces: compare with the single-spaced form
@@ -189,10 +192,10 @@ class PhraseIndex(Generic[T]):
                 if not found[at + i].isupper():
                     break
             else:
-                return Hit(start, end, entry.payload)
+                return PhraseHit(start, end, entry.payload)
         return None
 
-    def _shorter(self, text: str, lowered: str, start: int, end: int) -> Hit[T] | None:
+    def _shorter(self, text: str, lowered: str, start: int, end: int) -> PhraseHit[T] | None:
         # Rare path: the longest form failed the capitals rule ("us" is not
         # "US"); a shorter form at the same start may still pass.
         for cut in range(end - 1, start, -1):

@@ -33,9 +33,11 @@ class FeedProblem:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FeedHealth:
-    """Feeds by status: ``dead`` are retired (the server said 410 Gone), ``failing``
-    have failed repeatedly and are polled less and less often (see pipeline.sources.poll)."""
+class FeedHealthSummary:
+    """All feeds counted by status (one feed's line of ``newsmon feeds`` is
+    :class:`pipeline.sources.feeds.FeedHealth`): ``dead`` are retired (the server
+    said 410 Gone), ``failing`` have failed repeatedly and are polled less and
+    less often (see pipeline.sources.poll)."""
 
     total: int
     active: int
@@ -51,7 +53,7 @@ class FeedHealth:
         }
 
 
-def feed_health(con: duckdb.DuckDBPyConnection) -> FeedHealth:
+def feed_health(con: duckdb.DuckDBPyConnection) -> FeedHealthSummary:
     """Summarise the ``feeds`` table and log every feed that needs a look."""
     rows = con.execute(
         "SELECT url, name, status, error_count, last_error, last_success_at FROM feeds"
@@ -69,7 +71,7 @@ def feed_health(con: duckdb.DuckDBPyConnection) -> FeedHealth:
         for r in rows
         if r[2] != "active"
     ]
-    health = FeedHealth(
+    health = FeedHealthSummary(
         total=len(rows),
         active=sum(1 for r in rows if r[2] == "active"),
         failing=tuple(p for p in problems if p.status == "failing"),
