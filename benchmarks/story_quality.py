@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.signal_quality import Counts
+from pipeline.batches import batched
 from pipeline.config import Settings
 from pipeline.models import Article
 from pipeline.signal.cluster import ClusterDoc, Options, TermStats, cluster, embedding_text
@@ -122,8 +123,7 @@ def run(docs: Sequence[ClusterDoc], options: Options, batch: int = 0) -> dict[st
     df: Counter[str] = Counter()
     n = 0
     out: dict[str, str] = {}
-    for start in range(0, len(ordered), batch):
-        chunk = ordered[start:start + batch]
+    for chunk in batched(ordered, batch):
         stats = TermStats(dict(df), n)
         low = chunk[0].time - options.horizon
         open_stories = {d.story_id for d in stored if d.time >= low}

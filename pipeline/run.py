@@ -22,11 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from pipeline import alert, store
+from pipeline.batches import batched
 from pipeline.config import Settings
 from pipeline.http import Fetcher, FetchLimits
 from pipeline.models import FeedEntry, FetchedPage, Rejection, TaggedArticle
@@ -186,11 +186,6 @@ def shard_count(settings: Settings, run_id: str, max_shards: int) -> int:
     return max(1, min(max_shards, -(-n // settings.process.batch_size)))
 
 
-def _batches(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    while batch := list(islice(items, size)):
-        yield batch
-
-
 def _shard_records(directory: Path, shard: int, shards: int) -> Iterator[dict[str, Any]]:
     """This shard's polled entries, each (feed, entry id) once: a feed that
     repeats a GUID (common in real feeds) gives one entry, the first copy. Every
@@ -259,7 +254,7 @@ def process_stage(
 
         async def download(queue: Waiting) -> None:
             async with Fetcher(fetch_limits(settings)) as fetcher:
-                for batch in _batches(records, settings.process.batch_size):
+                for batch in batched(records, settings.process.batch_size):
                     await _download(batch, fetcher, until, queue, record, defer)
             for _ in range(parallel):
                 await queue.put(None)  # no more pages (after an error, asyncio.run cancels all)

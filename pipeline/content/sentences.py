@@ -32,7 +32,18 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["split_sentences"]
+__all__ = ["EVIDENCE_MAX_CHARS", "LEAD_MIN_WORDS", "LEAD_SENTENCES", "clip", "lead",
+           "split_sentences"]
+
+# A news lead states what the story is about: its first two sentences of at
+# least five words (the floor skips headings, prices and captions left by
+# extraction). The country and topic taggers both use it (pipeline.signal).
+LEAD_SENTENCES = 2
+LEAD_MIN_WORDS = 5
+# Evidence quoted beside a tag: one sentence, white space collapsed, cut here.
+EVIDENCE_MAX_CHARS = 400
+
+_LEAD_WORD = re.compile(r"[^\W\d_]{2,}")  # a word of two letters or more
 
 # A candidate end: terminal punctuation, then closing quotes/brackets, then
 # space; or a line break.
@@ -127,3 +138,25 @@ def _add(spans: list[tuple[int, int]], text: str, start: int, end: int) -> None:
         end -= 1
     if start < end:
         spans.append((start, end))
+
+
+def lead(text: str, spans: list[tuple[int, int]], *, sentences: int = LEAD_SENTENCES,
+         min_words: int = LEAD_MIN_WORDS) -> set[int]:
+    """Indices into ``spans`` (:func:`split_sentences`) of the lead: the first
+    ``sentences`` sentences with at least ``min_words`` words."""
+    found: set[int] = set()
+    for i, (start, end) in enumerate(spans):
+        if len(found) >= sentences:
+            break
+        if len(_LEAD_WORD.findall(text, start, end)) >= min_words:
+            found.add(i)
+    return found
+
+
+def clip(sentence: str, limit: int = EVIDENCE_MAX_CHARS) -> str:
+    """``sentence`` on one line, white space collapsed, cut to ``limit`` characters
+    with "…" marking the cut."""
+    flat = " ".join(sentence.split())
+    if len(flat) > limit:
+        return flat[: limit - 1].rstrip() + "…"
+    return flat

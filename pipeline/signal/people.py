@@ -47,7 +47,7 @@ from typing import Literal
 
 import yaml
 
-from pipeline.content.sentences import split_sentences
+from pipeline.content.sentences import clip, split_sentences
 from pipeline.signal.places import PhraseIndex
 
 __all__ = [
@@ -59,8 +59,6 @@ __all__ = [
     "tag_people",
     "variants",
 ]
-
-EVIDENCE_MAX_CHARS = 400
 
 
 class WatchlistError(ValueError):
@@ -323,7 +321,4 @@ def _evidence(
     else:
         start, end = sentences[max(0, bisect.bisect_right(starts, pos) - 1)]
         sentence = text[start:end]
-    flat = " ".join(sentence.split())
-    if len(flat) > EVIDENCE_MAX_CHARS:
-        return flat[: EVIDENCE_MAX_CHARS - 1].rstrip() + "…"
-    return flat
+    return clip(sentence)

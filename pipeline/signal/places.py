@@ -66,7 +66,7 @@ from typing import Any, Generic, TypeVar
 
 import yaml
 
-from pipeline.content.sentences import split_sentences
+from pipeline.content.sentences import clip, lead, split_sentences
 
 __all__ = [
     "CountryTag",
@@ -81,11 +81,8 @@ __all__ = [
 
 T = TypeVar("T")
 
-LEAD_SENTENCES = 2
-LEAD_MIN_WORDS = 5
 MIN_BODY_SENTENCES = 2
 SENTENCES_PER_EXTRA_MENTION = 30
-EVIDENCE_MAX_CHARS = 400
 
 # Same-length substitutions, so offsets in the normalised text are offsets in
 # the original: typographic apostrophes (Côte d’Ivoire) and Russian ё, which
@@ -541,13 +538,13 @@ def tag_countries(
                 tally.by_sentence[sentence] = tally.by_sentence.get(sentence, 0) + 1
                 tally.supported = tally.supported or not place.ambiguous
 
-    lead = _lead(text, sentences)
+    in_the_lead = lead(text, sentences)
     needed = max(MIN_BODY_SENTENCES, len(sentences) // SENTENCES_PER_EXTRA_MENTION)
     tags: list[tuple[tuple[int, int, int, str], CountryTag]] = []
     for code, tally in tallies.items():
         if not tally.supported:
             continue  # only ambiguous forms ("Georgia" alone): not this country
-        in_lead = not lead.isdisjoint(tally.by_sentence)
+        in_lead = not in_the_lead.isdisjoint(tally.by_sentence)
         if not (tally.title or in_lead or len(tally.by_sentence) >= needed):
             continue
         mentions = tally.title + sum(tally.by_sentence.values())
@@ -565,30 +562,10 @@ class _Tally:
     by_sentence: dict[int, int] = field(default_factory=dict)  # sentence -> mentions
 
 
-_WORD = re.compile(r"[^\W\d_]{2,}")
-
-
-def _lead(text: str, sentences: list[tuple[int, int]]) -> set[int]:
-    lead: set[int] = set()
-    for i, (start, end) in enumerate(sentences):
-        if len(_WORD.findall(text, start, end)) >= LEAD_MIN_WORDS:
-            lead.add(i)
-            if len(lead) == LEAD_SENTENCES:
-                break
-    return lead
-
-
 def _evidence(title: str, text: str, sentences: list[tuple[int, int]], tally: _Tally) -> str:
     best = max(tally.by_sentence.items(), key=lambda kv: (kv[1], -kv[0]), default=None)
     if tally.title and (best is None or tally.title >= best[1]):
-        return _clip(title)
+        return clip(title)
     assert best is not None
     start, end = sentences[best[0]]
-    return _clip(text[start:end])
-
-
-def _clip(sentence: str) -> str:
-    flat = " ".join(sentence.split())
-    if len(flat) > EVIDENCE_MAX_CHARS:
-        return flat[: EVIDENCE_MAX_CHARS - 1].rstrip() + "…"
-    return flat
+    return clip(text[start:end])

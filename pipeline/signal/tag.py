@@ -33,7 +33,6 @@ else (a tag-only match) the evidence of the matching country or person.
 from __future__ import annotations
 
 import bisect
-import re
 import sys
 from dataclasses import dataclass, field
 from functools import cache
@@ -42,7 +41,13 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from pipeline.content.sentences import split_sentences
+from pipeline.content.sentences import (
+    LEAD_MIN_WORDS,
+    LEAD_SENTENCES,
+    clip,
+    lead,
+    split_sentences,
+)
 from pipeline.models import Article, TagEvidence, TaggedArticle
 from pipeline.query import Document, Hit, Matcher, RuleSet, compile, parse
 from pipeline.signal.people import PersonSpec, PersonTag, Watchlist, load_watchlist, tag_people
@@ -50,8 +55,6 @@ from pipeline.signal.places import CountryTag, Gazetteer, load_gazetteer, tag_co
 
 if TYPE_CHECKING:
     from pipeline.config import Settings
-
-EVIDENCE_MAX_CHARS = 400
 
 
 @cache
@@ -65,8 +68,8 @@ def default_topics() -> dict[str, str]:
 class TopicRule:
     """How prominent a topic's match must be (rules in the module doc)."""
 
-    lead_sentences: int = 2  # the lead: this many first sentences ...
-    lead_min_words: int = 5  # ... of at least this many words
+    lead_sentences: int = LEAD_SENTENCES  # the lead: this many first sentences ...
+    lead_min_words: int = LEAD_MIN_WORDS  # ... of at least this many words
     # Body sentences with a hit needed outside title and lead. 0 turns the rule
     # off: any match anywhere tags (the behaviour before the rule, kept for the
     # benchmark's baseline).
@@ -109,15 +112,7 @@ def document(article: Article, *, topics: tuple[str, ...] = (),
     )
 
 
-_WORD = re.compile(r"[^\W\d_]{2,}")
 _END = sys.maxsize
-
-
-def _clip(sentence: str) -> str:
-    flat = " ".join(sentence.split())
-    if len(flat) > EVIDENCE_MAX_CHARS:
-        return flat[: EVIDENCE_MAX_CHARS - 1].rstrip() + "…"
-    return flat
 
 
 @dataclass(slots=True)
@@ -130,11 +125,8 @@ class _Body:
     lead: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        for i, (start, end) in enumerate(self.spans):
-            if len(self.lead) >= self.rule.lead_sentences:
-                break
-            if len(_WORD.findall(self.text, start, end)) >= self.rule.lead_min_words:
-                self.lead.add(i)
+        self.lead = lead(self.text, self.spans, sentences=self.rule.lead_sentences,
+                         min_words=self.rule.lead_min_words)
 
     def sentence_of(self, offset: int) -> int | None:
         i = bisect.bisect_right(self.spans, (offset, _END)) - 1
@@ -193,7 +185,7 @@ def tag(article: Article, tagger: Tagger) -> TaggedArticle:
         hits = matcher.hits(doc)
         if any(h.field == "title" for h in hits):
             topics.append(topic)
-            evidence.append(TagEvidence(kind="topic", tag=topic, evidence=_clip(article.title)))
+            evidence.append(TagEvidence(kind="topic", tag=topic, evidence=clip(article.title)))
             continue
         body = body if body is not None else _Body(article.text, rule, spans)
         about, first = _prominent(hits, body, rule)
@@ -207,7 +199,7 @@ def tag(article: Article, tagger: Tagger) -> TaggedArticle:
         topics.append(topic)
         if first is not None:
             start, end = body.spans[first]
-            sentence = _clip(article.text[start:end])
+            sentence = clip(article.text[start:end])
         else:  # matched through country:/person:, whose evidence is recorded above
             sentence = _tag_evidence(matcher, article, countries, people)
         evidence.append(TagEvidence(kind="topic", tag=topic, evidence=sentence))

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline.batches import batched
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
@@ -455,19 +457,6 @@ def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(row and row[0])
 
 
-def chunked(
-    rows: Iterable[tuple[object, ...]], size: int = 500
-) -> Iterator[list[tuple[object, ...]]]:
-    batch: list[tuple[object, ...]] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def insert_values(
     con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str],
     rows: Iterable[tuple[object, ...]], *, suffix: str = "",
@@ -480,7 +469,7 @@ def insert_values(
     JSON Lines file and let DuckDB read it (``pipeline.store.load``)."""
     n = 0
     placeholders = "(" + ", ".join("?" for _ in columns) + ")"
-    for batch in chunked(rows):
+    for batch in batched(rows, 500):
         sql = (
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
             + ", ".join(placeholders for _ in batch)

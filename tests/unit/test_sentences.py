@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.content.sentences import split_sentences
+from pipeline.content.sentences import clip, lead, split_sentences
 
 
 def sentences(text: str) -> list[str]:
@@ -106,3 +106,21 @@ def test_spans_are_ordered_trimmed_and_cover_all_text(text: str) -> None:
         previous_end = end
     # every character outside the spans is white space
     assert all(text[i].isspace() for i in range(len(text)) if i not in covered)
+
+
+def test_the_lead_is_the_first_two_sentences_of_five_words_or_more() -> None:
+    text = ("BREAKING\nPrice: 3 USD.\nRussia and Israel agreed on a plan today. "
+            "Both sides signed it in Moscow on Monday. A third sentence follows here too.")
+    spans = split_sentences(text)
+    assert [text[slice(*spans[i])] for i in sorted(lead(text, spans))] == [
+        "Russia and Israel agreed on a plan today.", "Both sides signed it in Moscow on Monday."]
+    assert lead(text, spans, sentences=1) == {2}
+    assert lead(text, spans, sentences=0) == set()
+    assert lead(text, spans, min_words=1) == {0, 1}
+
+
+def test_clip_collapses_white_space_and_marks_a_cut() -> None:
+    assert clip("  Russia\n and\tIsrael  ") == "Russia and Israel"
+    assert clip("word " * 100, limit=12) == "word word w…"  # 12 characters
+    assert len(clip("x" * 1000)) == 400
+    assert clip("x" * 400) == "x" * 400
