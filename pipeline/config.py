@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline import strict_yaml
+from pipeline.http import FetchLimits
 from pipeline.signal.cluster import Options as ClusterOptions
 
 DEFAULT_CONFIG = Path("newsmon.yaml")
@@ -154,27 +155,40 @@ class SmtpConfig(_Model):
         return None
 
 
+# The fetcher's own defaults (pipeline.http.FetchLimits) are the config's: one
+# definition, so `newsmon extract` and a pass fetch with the same limits.
+_LIMITS = FetchLimits()
+
+
 class FetchConfig(_Model):
     allow_private: tuple[str, ...] = ()
-    timeout: float = Field(default=60.0, gt=0)
-    connect_timeout: float = Field(default=10.0, gt=0)
-    read_timeout: float = Field(default=20.0, gt=0)
-    max_feed_bytes: int = Field(default=5 * 2**20, gt=0)
-    max_page_bytes: int = Field(default=10 * 2**20, gt=0)
-    max_redirects: int = Field(default=5, ge=0)
-    max_url_length: int = Field(default=2048, gt=0)
-    # In flight at once, over all hosts (each host: per_host_concurrency). With a
-    # network's 50 ms, 64 checked 1,000 unchanged feeds in 1.4 s against 2.0 s
-    # with 32 (benchmarks/polling.py); beyond that a pass is CPU-bound on 2 cores.
-    concurrency: int = Field(default=64, ge=1)
-    per_host_concurrency: int = Field(default=2, ge=1)
-    host_spacing: float = Field(default=0.0, ge=0)
+    timeout: float = Field(default=_LIMITS.total_timeout, gt=0)
+    connect_timeout: float = Field(default=_LIMITS.connect_timeout, gt=0)
+    read_timeout: float = Field(default=_LIMITS.read_timeout, gt=0)
+    max_feed_bytes: int = Field(default=_LIMITS.max_feed_bytes, gt=0)
+    max_page_bytes: int = Field(default=_LIMITS.max_page_bytes, gt=0)
+    max_redirects: int = Field(default=_LIMITS.max_redirects, ge=0)
+    max_url_length: int = Field(default=_LIMITS.max_url_length, gt=0)
+    concurrency: int = Field(default=_LIMITS.global_concurrency, ge=1)
+    per_host_concurrency: int = Field(default=_LIMITS.per_host_concurrency, ge=1)
+    host_spacing: float = Field(default=_LIMITS.host_spacing, ge=0)
     max_entries_per_feed: int = Field(default=200, ge=1)
     # feedparser has no time limit of its own (see pipeline.workers).
     parse_timeout: float = Field(default=20.0, gt=0)
     # Feeds and pages not done within this many seconds of a pass (or of a
     # stage, when Airflow runs the stages as tasks) wait for the next one.
     pass_budget_seconds: float = Field(default=600.0, gt=0)
+
+    def limits(self) -> FetchLimits:
+        """These settings as the fetcher's limits."""
+        return FetchLimits(
+            max_feed_bytes=self.max_feed_bytes, max_page_bytes=self.max_page_bytes,
+            connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
+            total_timeout=self.timeout, max_redirects=self.max_redirects,
+            max_url_length=self.max_url_length, global_concurrency=self.concurrency,
+            per_host_concurrency=self.per_host_concurrency, host_spacing=self.host_spacing,
+            allow_private=frozenset(self.allow_private),
+        )
 
 
 class PollConfig(_Model):
@@ -189,14 +203,19 @@ class PollConfig(_Model):
         return self
 
 
+# The clusterer's defaults (pipeline.signal.cluster.Options), in the config's units.
+_CLUSTER = ClusterOptions()
+_HOUR, _DAY = timedelta(hours=1), timedelta(days=1)
+
+
 class ClusterConfig(_Model):
     # A story takes a new report up to horizon_hours after its last one (the
     # seeds' reports come up to four days apart) and never more than
     # max_span_days after its first; the score halves every half_life_hours of gap.
-    horizon_hours: float = Field(default=168.0, gt=0, le=24 * 90)
-    half_life_hours: float = Field(default=168.0, gt=0)
-    max_span_days: float = Field(default=30.0, gt=0, le=365)
-    threshold: float = Field(default=0.31, gt=0, le=1)
+    horizon_hours: float = Field(default=_CLUSTER.horizon / _HOUR, gt=0, le=24 * 90)
+    half_life_hours: float = Field(default=_CLUSTER.half_life / _HOUR, gt=0)
+    max_span_days: float = Field(default=_CLUSTER.max_span / _DAY, gt=0, le=365)
+    threshold: float = Field(default=_CLUSTER.threshold, gt=0, le=1)
     # The multilingual sentence encoder (pipeline/embed.py): the only way a report
     # in another language joins a story (within one language it is not used:
     # different shootings are as close in it as two reports of one); off, a

@@ -147,3 +147,26 @@ def test_the_old_cluster_window_setting_names_its_replacement() -> None:
     with pytest.raises(ConfigError, match="window_hours was replaced by horizon_hours"):
         parse_settings({"cluster": {"window_hours": 72}})
     assert parse_settings({"cluster": {"horizon_hours": 72}}).cluster.horizon_hours == 72
+
+
+def test_fetch_and_cluster_defaults_are_the_libraries_own() -> None:
+    from pipeline.http import FetchLimits
+    from pipeline.signal.cluster import Options
+
+    settings = parse_settings({})
+    assert settings.fetch.limits() == FetchLimits()
+    assert settings.cluster.options() == Options()
+
+
+def test_fetch_settings_reach_the_fetcher_each_under_its_own_name() -> None:
+    fetch = parse_settings({"fetch": {
+        "timeout": 7, "connect_timeout": 2, "read_timeout": 3, "max_feed_bytes": 11,
+        "max_page_bytes": 12, "max_redirects": 1, "max_url_length": 99, "concurrency": 9,
+        "per_host_concurrency": 4, "host_spacing": 0.5, "allow_private": ["127.0.0.1:8"],
+    }}).fetch.limits()
+    assert (fetch.total_timeout, fetch.connect_timeout, fetch.read_timeout) == (7, 2, 3)
+    assert (fetch.max_feed_bytes, fetch.max_page_bytes, fetch.max_redirects) == (11, 12, 1)
+    assert (fetch.max_url_length, fetch.global_concurrency, fetch.per_host_concurrency) == (
+        99, 9, 4)
+    assert fetch.host_spacing == 0.5
+    assert fetch.allow_private == frozenset({"127.0.0.1:8"})
