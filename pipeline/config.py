@@ -1,8 +1,8 @@
 """Configuration is data: one YAML file, validated when loaded.
 
-Errors name the file, the key and what is wrong; unknown keys are errors
-(they are usually typos). Secrets never live in the file: the SMTP password
-comes from ``NEWSMON_SMTP_PASSWORD`` or the file named by
+Errors name the file, the line, the key and what is wrong; unknown keys are
+errors (they are usually typos): see :mod:`pipeline.datafile`. Secrets never
+live in the file: the SMTP password comes from ``NEWSMON_SMTP_PASSWORD`` or the file named by
 ``NEWSMON_SMTP_PASSWORD_FILE`` (or, under Airflow, the ``smtp_default``
 connection).
 """
@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from pipeline import strict_yaml
+from pipeline.datafile import Strict, Text, validate
 from pipeline.http import FetchLimits
 from pipeline.signal.cluster import Options as ClusterOptions
 
@@ -27,10 +28,6 @@ DEFAULT_CONFIG = Path("newsmon.yaml")
 
 class ConfigError(Exception):
     """The configuration file is missing, unreadable or invalid."""
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _http_url(value: str) -> str:
@@ -81,7 +78,33 @@ def url_problem(value: str) -> str | None:
     return None
 
 
-class FeedConfig(_Model):
+def _query(value: str) -> str:
+    # Imported here: the query package is only needed once a config is loaded.
+    from pipeline.query import QuerySyntaxError, parse
+
+    if not value.strip():
+        raise ValueError("needs a query, not an empty string")
+    try:
+        parse(value)
+    except QuerySyntaxError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+def _topic_name(name: str) -> str:
+    if not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise ValueError(f"topic name {name!r} may use letters, digits, '-' and '_'")
+    return name
+
+
+Query = Annotated[str, AfterValidator(_query)]
+"""A query in newsmon's query language (README, "Query language") that parses."""
+TopicName = Annotated[str, AfterValidator(_topic_name)]
+Topics = dict[TopicName, Query]
+"""Topic name -> query: the config's ``topics`` and ``pipeline/data/topics.yaml``."""
+
+
+class FeedConfig(Strict):
     url: str
     name: str | None = None
 
@@ -91,14 +114,14 @@ class FeedConfig(_Model):
         return _http_url(value)
 
 
-class PersonConfig(_Model):
-    name: str = Field(min_length=1)
-    aliases: tuple[str, ...] = ()
+class PersonConfig(Strict):
+    name: Text
+    aliases: tuple[Text, ...] = ()
 
 
-class AlertRule(_Model):
+class AlertRule(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    query: str = Field(min_length=1)
+    query: Query
     to: tuple[str, ...] = Field(min_length=1)
     mode: Literal["instant", "digest"] = "instant"
     period: Literal["hourly", "daily", "weekly"] | None = None
@@ -123,7 +146,7 @@ class AlertRule(_Model):
         return self
 
 
-class SmtpConfig(_Model):
+class SmtpConfig(Strict):
     url: str
     username: str | None = None
     sender: str = "newsmon <newsmon@localhost>"
@@ -160,7 +183,7 @@ class SmtpConfig(_Model):
 _LIMITS = FetchLimits()
 
 
-class FetchConfig(_Model):
+class FetchConfig(Strict):
     allow_private: tuple[str, ...] = ()
     timeout: float = Field(default=_LIMITS.total_timeout, gt=0)
     connect_timeout: float = Field(default=_LIMITS.connect_timeout, gt=0)
@@ -191,7 +214,7 @@ class FetchConfig(_Model):
         )
 
 
-class PollConfig(_Model):
+class PollConfig(Strict):
     interval_minutes: float = Field(default=15.0, gt=0)
     min_interval_minutes: float = Field(default=5.0, gt=0)
     max_interval_minutes: float = Field(default=24 * 60.0, gt=0)
@@ -208,7 +231,7 @@ _CLUSTER = ClusterOptions()
 _HOUR, _DAY = timedelta(hours=1), timedelta(days=1)
 
 
-class ClusterConfig(_Model):
+class ClusterConfig(Strict):
     # A story takes a new report up to horizon_hours after its last one (the
     # seeds' reports come up to four days apart) and never more than
     # max_span_days after its first; the score halves every half_life_hours of gap.
@@ -243,21 +266,21 @@ class ClusterConfig(_Model):
 MAX_WORKERS = 256
 
 
-class ProcessConfig(_Model):
+class ProcessConfig(Strict):
     workers: int = Field(default=0, ge=0, le=MAX_WORKERS)  # 0: one per core
     batch_size: int = Field(default=200, ge=1)
     # trafilatura has no time limit of its own; a page over it is rejected.
     extract_timeout: float = Field(default=30.0, gt=0)
 
 
-class Settings(_Model):
+class Settings(Strict):
     """Everything newsmon needs, loaded once and passed explicitly."""
 
     database: Path = Path("news.duckdb")
     staging_dir: Path | None = None  # default: <database dir>/staging
     outbox_dir: Path | None = None  # default: <database dir>/outbox (when smtp is absent)
     feeds: tuple[FeedConfig, ...] = ()
-    topics: dict[str, str] = Field(default_factory=dict)
+    topics: Topics = Field(default_factory=dict)
     default_topics: bool = True
     people: tuple[PersonConfig, ...] = ()
     alerts: tuple[AlertRule, ...] = ()
@@ -267,16 +290,6 @@ class Settings(_Model):
     cluster: ClusterConfig = ClusterConfig()
     process: ProcessConfig = ProcessConfig()
     retention_days: Annotated[int, Field(ge=1)] | None = None
-
-    @field_validator("topics")
-    @classmethod
-    def _topic_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, query in value.items():
-            if not name or not all(c.isalnum() or c in "-_" for c in name):
-                raise ValueError(f"topic name {name!r} may use letters, digits, '-' and '_'")
-            if not isinstance(query, str) or not query.strip():
-                raise ValueError(f"topic {name!r} needs a query string")
-        return value
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
@@ -312,48 +325,13 @@ class Settings(_Model):
         return self.model_copy(update=updates)
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _describe(error: ValidationError, source: str) -> str:
-    lines = []
-    for item in error.errors():
-        message = str(item["msg"]).removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key (a typo?)"
-        lines.append(f"{source}: {_location(tuple(item['loc']))}: {message}")
-    return "\n".join(lines)
-
-
-def parse_settings(data: object, *, source: str = "<config>", base: Path | None = None) -> Settings:
-    """Validate already-parsed YAML data; raise ConfigError naming key and problem."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of keys at the top level")
-    try:
-        settings = Settings.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from None
-    _check_queries(settings, source)
+def parse_settings(data: object, *, source: str = "<config>", base: Path | None = None,
+                   lines: strict_yaml.Lines | None = None) -> Settings:
+    """Validate already-parsed YAML data; raise ConfigError naming key and problem
+    (and its line, given the ``lines`` of the document)."""
+    settings = validate(Settings, {} if data is None else data, origin=source,
+                        error=ConfigError, lines=lines)
     return settings.resolved(base) if base is not None else settings
-
-
-def _check_queries(settings: Settings, source: str) -> None:
-    # Imported here: the query package is only needed once a config is loaded.
-    from pipeline.query import QuerySyntaxError, parse
-
-    checks = [(f"topics.{n}", q) for n, q in settings.topics.items()]
-    checks += [(f"alerts[{i}].query", a.query) for i, a in enumerate(settings.alerts)]
-    for where, query in checks:
-        try:
-            parse(query)
-        except QuerySyntaxError as exc:
-            raise ConfigError(f"{source}: {where}: {exc}") from None
 
 
 def load_settings(path: Path | str | None = None) -> Settings:
@@ -367,7 +345,7 @@ def load_settings(path: Path | str | None = None) -> Settings:
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read config file: {exc.strerror}") from None
     try:
-        data = strict_yaml.load(strict_yaml.decode(raw))
+        data, lines = strict_yaml.load_with_lines(strict_yaml.decode(raw))
     except strict_yaml.StrictYamlError as exc:
         raise ConfigError(f"{file}: {exc}") from None
-    return parse_settings(data, source=str(file), base=file.resolve().parent)
+    return parse_settings(data, source=str(file), base=file.resolve().parent, lines=lines)

@@ -15,13 +15,16 @@ PyYAML's ``safe_load`` is lenient where a config file must not be:
 :func:`load` turns each of these into :class:`StrictYamlError` with a one-line
 message naming the line (and, for a repeated key, the key's path and where it
 first appeared). Bytes that are not UTF-8 are refused by :func:`decode` with
-the line and column of the first bad byte.
+the line and column of the first bad byte. :func:`load_with_lines` also says
+on which line each key and list item stands, so that a later validation error
+(:mod:`pipeline.datafile`) can name the line as well as the key.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -30,7 +33,9 @@ from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.reader import ReaderError
 
-__all__ = ["MAX_DEPTH", "StrictYamlError", "decode", "load"]
+__all__ = ["MAX_DEPTH", "Lines", "StrictYamlError", "decode", "load", "load_with_lines"]
+
+Loc = tuple[str | int, ...]
 
 # A config file nests four or five levels (alerts[0].to[1]); 64 leaves room
 # for anchors and hand-written lists while staying far below Python's
@@ -55,8 +60,29 @@ def decode(data: bytes) -> str:
         ) from None
 
 
+@dataclass(frozen=True, slots=True)
+class Lines:
+    """Where each key and list item of a document stands: ``("feeds", 0, "url")``
+    is the line of the ``url`` key in the first feed (1-based)."""
+
+    at: Mapping[Loc, int]
+
+    def line(self, loc: Sequence[str | int]) -> int | None:
+        """The line of ``loc``, or of the nearest enclosing key or item it is under."""
+        for end in range(len(loc), 0, -1):
+            found = self.at.get(tuple(loc[:end]))
+            if found is not None:
+                return found
+        return None
+
+
 def load(text: str) -> object:
     """The one YAML document in ``text`` (None when empty), with the checks above."""
+    return load_with_lines(text)[0]
+
+
+def load_with_lines(text: str) -> tuple[object, Lines]:
+    """:func:`load`, and the line of every key and list item in the document."""
     try:
         loader = _Loader(text)
     except ReaderError as exc:  # the reader checks every character up front
@@ -64,9 +90,9 @@ def load(text: str) -> object:
     try:
         node = loader.get_single_node()
         if node is None:
-            return None
-        _check_keys(node)
-        return loader.construct_document(node)
+            return None, Lines({})
+        lines = _check_keys(node)
+        return loader.construct_document(node), lines
     except ReaderError as exc:
         raise StrictYamlError(_unreadable(text, exc)) from None
     except yaml.MarkedYAMLError as exc:
@@ -158,38 +184,56 @@ def _fits_tag(node: ScalarNode) -> bool:
     return patterns is None or any(p.match(str(node.value)) for p in patterns)
 
 
-def _check_keys(root: Node) -> None:
-    """Refuse a key repeated in one mapping, naming its path and both lines."""
-    for node, path in _mappings(root):
+def _check_keys(root: Node) -> Lines:
+    """Refuse a key repeated in one mapping, naming its path and both lines;
+    return the line of every key and item."""
+    at: dict[Loc, int] = {}
+    for node, loc in _nodes(root):
+        at.setdefault(loc, node.start_mark.line + 1)
+        if not isinstance(node, MappingNode):
+            continue
         first: dict[tuple[str, str], ScalarNode] = {}
         for key, _ in node.value:
             if not isinstance(key, ScalarNode):
                 continue  # a complex key: PyYAML refuses it as unhashable when building
             if key.tag == "tag:yaml.org,2002:merge":
                 continue  # `<<: *defaults` is how YAML spells "these keys, unless overridden"
+            at[(*loc, str(key.value))] = key.start_mark.line + 1
             seen = first.setdefault((key.tag, key.value), key)
             if seen is not key:
-                where = f"{path}.{key.value}" if path else str(key.value)
                 raise _RepeatedKey(
                     None, None,
-                    f"{where}: repeated key (first at line {seen.start_mark.line + 1})",
+                    f"{_path((*loc, str(key.value)))}: repeated key "
+                    f"(first at line {seen.start_mark.line + 1})",
                     key.start_mark,
                 )
+    return Lines(at)
 
 
-def _mappings(root: Node) -> Iterator[tuple[MappingNode, str]]:
-    """Every mapping under ``root`` with its path (``feeds[1]``), without recursion."""
-    stack: list[tuple[Node, str]] = [(root, "")]
+def _path(loc: Loc) -> str:
+    """``("feeds", 1, "url")`` as ``feeds[1].url``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _nodes(root: Node) -> Iterator[tuple[Node, Loc]]:
+    """Every mapping and sequence under ``root`` with its place, without recursion."""
+    stack: list[tuple[Node, Loc]] = [(root, ())]
     seen: set[int] = set()  # aliases point back at nodes already visited
     while stack:
-        node, path = stack.pop()
+        node, loc = stack.pop()
         if id(node) in seen:
             continue
         seen.add(id(node))
         if isinstance(node, MappingNode):
-            yield node, path
+            yield node, loc
             for key, value in node.value:
                 name = str(key.value) if isinstance(key, ScalarNode) else "?"
-                stack.append((value, f"{path}.{name}" if path else name))
+                stack.append((value, (*loc, name)))
         elif isinstance(node, SequenceNode):
-            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node.value))
+            yield node, loc
+            stack.extend((item, (*loc, i)) for i, item in enumerate(node.value))
+        else:
+            yield node, loc

@@ -126,9 +126,9 @@ def test_a_query_nested_200_deep_is_refused_in_search(workdir: Path) -> None:
 @pytest.mark.parametrize(
     ("config", "where"),
     [
-        (f'topics:\n  deep: "{DEEP}"\n', "topics.deep"),
+        (f'topics:\n  deep: "{DEEP}"\n', "line 2: topics.deep"),
         (f'alerts:\n  - name: deep\n    query: "{DEEP}"\n    to: [a@example.org]\n',
-         "alerts[0].query"),
+         "line 3: alerts[0].query"),
     ],
 )
 def test_a_query_nested_200_deep_is_refused_in_the_config(
@@ -151,7 +151,7 @@ def test_a_query_nested_200_deep_is_refused_in_the_config(
         (b"feeds:\n  - url: https://example.org/a\n    url: https://example.org/b\n",
          "newsmon: newsmon.yaml: line 3: feeds[0].url: repeated key (first at line 2)"),
         (b"feeds:\n  - url: https://exa mple.org/rss\n",
-         "newsmon: newsmon.yaml: feeds[0].url: 'https://exa mple.org/rss': the host"
+         "newsmon: newsmon.yaml: line 2: feeds[0].url: 'https://exa mple.org/rss': the host"
          " 'exa mple.org' contains ' '"),
     ],
 )

@@ -36,11 +36,11 @@ fetch:
     assert settings.outbox == tmp_path / "data" / "outbox"
 
 
-def test_unknown_key_is_named_with_file_and_path(tmp_path: Path) -> None:
+def test_unknown_key_is_named_with_file_line_and_path(tmp_path: Path) -> None:
     path = write(tmp_path, "feeds:\n  - url: https://example.org/rss\n    nmae: typo\n")
     with pytest.raises(ConfigError) as err:
         load_settings(path)
-    assert str(err.value) == f"{path}: feeds[0].nmae: unknown key (a typo?)"
+    assert str(err.value) == f"{path}: line 3: feeds[0].nmae: unknown key (a typo?)"
 
 
 def test_bad_url_and_bad_address_are_explained(tmp_path: Path) -> None:
@@ -170,3 +170,44 @@ def test_fetch_settings_reach_the_fetcher_each_under_its_own_name() -> None:
         99, 9, 4)
     assert fetch.host_spacing == 0.5
     assert fetch.allow_private == frozenset({"127.0.0.1:8"})
+
+
+def test_every_problem_names_its_line_the_key_and_the_value(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+feeds:
+  - name: no url
+fetch:
+  timeout: -1
+alerts:
+  - name: a
+    query: 'syria AND (x'
+    to: [a@example.org]
+    mode: often
+people:
+  - name: '  '
+""")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    lines = str(err.value).splitlines()
+    assert f"{path}: line 3: feeds[0]: needs a 'url' key" in lines
+    assert f"{path}: line 5: fetch.timeout: should be greater than 0, not -1" in lines
+    assert f"{path}: line 10: alerts[0].mode: must be 'instant' or 'digest', not 'often'" in lines
+    assert f"{path}: line 12: people[0].name: must be a non-empty string" in lines
+    query = lines.index(f"{path}: line 8: alerts[0].query: unexpected end of query: "
+                        'expected ")" to close the "(" at column 11 at column 13')
+    assert lines[query + 1:query + 3] == ["  syria AND (x", "              ^"]
+    assert len(lines) == 7
+
+
+def test_a_config_that_is_not_a_mapping_says_what_it_is(tmp_path: Path) -> None:
+    path = write(tmp_path, "- url: https://example.org/rss\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert str(err.value) == f"{path}: expected a mapping of keys at the top level, not a list"
+
+
+def test_a_topic_name_is_checked_as_a_key() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_settings({"topics": {"my topic": "syria"}}, source="x.yaml")
+    assert str(err.value) == (
+        "x.yaml: topics.my topic: topic name 'my topic' may use letters, digits, '-' and '_'")
