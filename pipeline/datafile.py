@@ -79,14 +79,16 @@ def describe(exc: ValidationError, data: object, *, origin: str,
         loc, message = _problem(item)
         line = lines.line(loc) if lines is not None else None
         where = f"line {line}: " if line is not None else ""
-        out.append(f"{origin}: {where}{_location(loc, data if named else None)}: {message}")
+        out.append(f"{origin}: {where}{_location(loc, data, named=named)}: {message}")
     return "\n".join(out)
 
 
 # Pydantic's words for the types a YAML value can have.
 _SHAPES = {"dict_type": "a mapping", "model_type": "a mapping", "list_type": "a list",
            "tuple_type": "a list", "string_type": "a string", "int_type": "a whole number",
-           "float_type": "a number", "bool_type": "true or false"}
+           "int_parsing": "a whole number", "int_from_float": "a whole number",
+           "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
+           "bool_parsing": "true or false"}
 
 
 def _problem(item: ErrorDetails) -> tuple[tuple[str | int, ...], str]:
@@ -116,18 +118,24 @@ def _shown(value: object) -> str:
     return text if len(text) <= 60 else text[:59] + "…"
 
 
-def _location(loc: Sequence[str | int], data: object) -> str:
-    """``feeds[0].url``; with ``data``, a list item's name beside its index."""
+def _location(loc: Sequence[str | int], data: object, *, named: bool) -> str:
+    """``feeds[0].url``, following ``data`` so that a mapping's key is never shown
+    as a list index (YAML's unquoted ``NO:`` is the key False, pydantic's 0);
+    ``named``: a list item's name beside its index."""
     out = ""
     node: Any = data
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(node, list) and isinstance(part, int):
             out += f"[{part}]"
-            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+            node = node[part] if 0 <= part < len(node) else None
             name = node.get("name") if isinstance(node, dict) else None
-            if isinstance(name, str) and name.strip():
+            if named and isinstance(name, str) and name.strip():
                 out += f" ({name})"
+            continue
+        if isinstance(node, dict):
+            key = next((k for k in node if k == part and type(k) is not type(part)), part)
+            node = node.get(key)
         else:
-            out += f".{part}" if out else str(part)
-            node = node.get(part) if isinstance(node, dict) else None
+            key, node = part, None
+        out += f".{key}" if out else str(key)
     return out or "(top level)"

@@ -59,15 +59,17 @@ real paragraph.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-import yaml
+from pydantic import BeforeValidator, Field, model_validator
+from pydantic import Strict as Strict_
 
+from pipeline.datafile import Strict, Text, load, validate
 from pipeline.models import Cleaned, RemovedLine
 
 __all__ = [
@@ -446,109 +448,110 @@ def _exact_key(line: str) -> str:
 
 # --- loading the rules file ---------------------------------------------------
 
-_RULE_KEYS = frozenset(
-    {"name", "group", "regex", "lines", "max_words", "where", "min_run", "case", "on_prose"}
-)
-_GROUPS = frozenset({"caption", "related", "heading", "widget", "promo", "header"})
+def _connector(value: object) -> object:
+    # YAML reads a bare `on` or `y` as a boolean: quote such words.
+    if not isinstance(value, str) or value != value.casefold():
+        raise ValueError(f"{value!r} is not a lower-case word (quote words YAML reads as "
+                         "true or false: 'on', 'y')")
+    return value
+
+
+Group = Literal["caption", "related", "heading", "widget", "promo", "header"]
+Count = Annotated[int, Strict_(), Field(ge=1)]  # a bool is no count
+
+
+class RuleEntry(Strict):
+    """One line rule as the rules file writes it (keys explained in its header)."""
+
+    name: Text
+    group: Group
+    regex: str | None = None
+    lines: tuple[str, ...] | None = None
+    max_words: Count | None = None
+    where: Where = "any"
+    min_run: Count = 1
+    case: Literal["sensitive", "insensitive"] = "insensitive"
+    on_prose: Literal["keep", "remove"] = "keep"
+
+    @model_validator(mode="after")
+    def _one_matcher(self) -> RuleEntry:
+        if (self.regex is None) == (self.lines is None):
+            raise ValueError("give exactly one of regex or lines")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as err:
+                raise ValueError(f"bad regex: {err}") from None
+        return self
+
+    def rule(self, prefix: str) -> Rule:
+        pattern = None
+        if self.regex is not None:
+            pattern = re.compile(self.regex, 0 if self.case == "sensitive" else re.IGNORECASE)
+        return Rule(
+            name=prefix + self.name,
+            group=self.group,
+            pattern=pattern,
+            lines=frozenset(_exact_key(" ".join(line.split())) for line in self.lines or ()),
+            max_words=self.max_words,
+            where=self.where,
+            min_run=self.min_run,
+            removes_prose=self.on_prose == "remove",
+        )
+
+
+class SiteEntry(Strict):
+    """One site's rules: matched on the page's domain or its og:site_name."""
+
+    key: Text
+    domains: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    rules: tuple[RuleEntry, ...]
+
+
+class RulesFile(Strict):
+    """clean_rules.yaml."""
+
+    generic: tuple[RuleEntry, ...]
+    sites: tuple[SiteEntry, ...] = ()
+    name_caption_connectors: tuple[Annotated[str, BeforeValidator(_connector)], ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> RulesFile:
+        seen: set[str] = set()
+        names = [r.name for r in self.generic]
+        names += [f"{s.key}.{r.name}" for s in self.sites for r in s.rules]
+        for name in names:
+            if name in seen:
+                raise ValueError(f"duplicate rule name {name}")
+            seen.add(name)
+        return self
 
 
 @cache
 def load_rules() -> CleanRules:
     """The packaged rules, parsed and compiled once per process."""
-    source = resources.files("pipeline").joinpath("data/clean_rules.yaml").read_text("utf-8")
-    return parse_rules(yaml.safe_load(source))
+    source = resources.files("pipeline").joinpath("data/clean_rules.yaml")
+    return _compile(load(source.read_bytes(), RulesFile, origin=str(source), error=RuleError,
+                         named=True))
 
 
-def parse_rules(data: object) -> CleanRules:
-    """Validate the YAML structure; raise :class:`RuleError` naming the culprit."""
-    if not isinstance(data, dict):
-        raise RuleError("rules file: top level must be a mapping")
-    generic = tuple(_parse_rule(r, prefix="") for r in _as_list(data.get("generic"), "generic"))
-    sites = []
-    for site in _as_list(data.get("sites", []), "sites"):
-        if not isinstance(site, dict) or not isinstance(site.get("key"), str):
-            raise RuleError(f"site entry without a key: {site!r}")
-        key = site["key"]
-        sites.append(
-            SiteRules(
-                key=key,
-                domains=tuple(str(d).lower() for d in _as_list(site.get("domains", []), key)),
-                names=frozenset(str(n).casefold() for n in _as_list(site.get("names", []), key)),
-                rules=tuple(
-                    _parse_rule(r, prefix=key + ".") for r in _as_list(site.get("rules"), key)
-                ),
-            )
-        )
-    _check_unique(r.name for r in (*generic, *(r for s in sites for r in s.rules)))
-    connectors = _as_list(data.get("name_caption_connectors", []), "name_caption_connectors")
-    for word in connectors:
-        # YAML reads a bare `on` or `y` as a boolean: quote such words.
-        if not isinstance(word, str) or word != word.casefold():
-            raise RuleError(f"name_caption_connectors: {word!r} is not a lower-case word")
+def parse_rules(data: object, *, origin: str = "rules file") -> CleanRules:
+    """Validate already-parsed rules; raise :class:`RuleError` naming the culprit."""
+    return _compile(validate(RulesFile, data, origin=origin, error=RuleError, named=True))
+
+
+def _compile(rules: RulesFile) -> CleanRules:
     return CleanRules(
-        generic=generic,
-        sites=tuple(sites),
-        name_connectors=frozenset(str(c) for c in connectors),
+        generic=tuple(r.rule("") for r in rules.generic),
+        sites=tuple(
+            SiteRules(
+                key=site.key,
+                domains=tuple(d.lower() for d in site.domains),
+                names=frozenset(n.casefold() for n in site.names),
+                rules=tuple(r.rule(site.key + ".") for r in site.rules),
+            )
+            for site in rules.sites
+        ),
+        name_connectors=frozenset(rules.name_caption_connectors),
     )
-
-
-def _parse_rule(raw: object, *, prefix: str) -> Rule:
-    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-        raise RuleError(f"{prefix or 'generic'}: rule without a name: {raw!r}")
-    name = prefix + raw["name"]
-    unknown = set(raw) - _RULE_KEYS
-    if unknown:
-        raise RuleError(f"rule {name}: unknown keys {sorted(unknown)}")
-    group = raw.get("group")
-    if group not in _GROUPS:
-        raise RuleError(f"rule {name}: group must be one of {sorted(_GROUPS)}, not {group!r}")
-    if ("regex" in raw) == ("lines" in raw):
-        raise RuleError(f"rule {name}: give exactly one of regex or lines")
-    where = raw.get("where", "any")
-    if where not in ("any", "head"):
-        raise RuleError(f"rule {name}: where must be any or head, not {where!r}")
-    on_prose = raw.get("on_prose", "keep")
-    if on_prose not in ("keep", "remove"):
-        raise RuleError(f"rule {name}: on_prose must be keep or remove, not {on_prose!r}")
-    pattern = None
-    if "regex" in raw:
-        flags = 0 if raw.get("case") == "sensitive" else re.IGNORECASE
-        try:
-            pattern = re.compile(str(raw["regex"]), flags)
-        except re.error as err:
-            raise RuleError(f"rule {name}: bad regex: {err}") from err
-    lines = frozenset(
-        _exact_key(" ".join(str(line).split())) for line in _as_list(raw.get("lines", []), name)
-    )
-    return Rule(
-        name=name,
-        group=group,
-        pattern=pattern,
-        lines=lines,
-        max_words=_optional_int(raw.get("max_words"), name, "max_words"),
-        where="head" if where == "head" else "any",
-        min_run=_optional_int(raw.get("min_run"), name, "min_run") or 1,
-        removes_prose=on_prose == "remove",
-    )
-
-
-def _as_list(value: object, where: str) -> list[object]:
-    if not isinstance(value, list):
-        raise RuleError(f"{where}: expected a list, got {value!r}")
-    return value
-
-
-def _optional_int(value: object, name: str, key: str) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise RuleError(f"rule {name}: {key} must be a positive integer, not {value!r}")
-    return value
-
-
-def _check_unique(names: Iterable[str]) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise RuleError(f"duplicate rule name {name}")
-        seen.add(name)

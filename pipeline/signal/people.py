@@ -45,9 +45,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
-
 from pipeline.content.sentences import clip, split_sentences
+from pipeline.datafile import Strict, Text, load
 from pipeline.signal.places import PhraseIndex
 
 __all__ = [
@@ -103,7 +102,26 @@ class Watchlist:
 # Loading
 # --------------------------------------------------------------------------
 
-_PERSON_KEYS = frozenset({"name", "aliases", "surnames", "weak_surnames", "country", "role"})
+class PersonEntry(Strict):
+    """One person in people.yaml (the fields are explained in its header)."""
+
+    name: Text
+    aliases: tuple[Text, ...] = ()
+    surnames: tuple[Text, ...] | None = None
+    weak_surnames: tuple[Text, ...] = ()
+    country: str | None = None  # for people reading the file
+    role: str | None = None  # for people reading the file
+
+    def spec(self) -> PersonSpec:
+        return PersonSpec(name=self.name, aliases=self.aliases, surnames=self.surnames,
+                          weak_surnames=self.weak_surnames)
+
+
+class WatchlistFile(Strict):
+    """people.yaml: the people, and phrases that hold a surname but are no person."""
+
+    people: tuple[PersonEntry, ...]
+    not_people: tuple[Text, ...] = ()
 
 
 def load_watchlist(path: str | Path | None = None, extra: Iterable[PersonSpec] = ()) -> Watchlist:
@@ -115,48 +133,23 @@ def load_watchlist(path: str | Path | None = None, extra: Iterable[PersonSpec] =
     if path is None:
         specs, blocked = _default_specs()
     else:
-        specs, blocked = _parse(Path(path).read_text(encoding="utf-8"), str(path))
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            raise WatchlistError(f"{path}: cannot read the watchlist: {exc.strerror}") from None
+        specs, blocked = _parse(raw, str(path))
     return _compile(_merge(specs, tuple(extra)), blocked)
 
 
 @functools.cache
 def _default_specs() -> tuple[tuple[PersonSpec, ...], tuple[str, ...]]:
     source = resources.files("pipeline").joinpath("data/people.yaml")
-    return _parse(source.read_text(encoding="utf-8"), "people.yaml")
+    return _parse(source.read_bytes(), str(source))
 
 
-def _parse(raw: str, origin: str) -> tuple[tuple[PersonSpec, ...], tuple[str, ...]]:
-    data = yaml.safe_load(raw)
-    if not isinstance(data, dict) or not isinstance(data.get("people"), list):
-        raise WatchlistError(f"{origin}: expected a mapping with a 'people' list")
-    specs = []
-    for n, entry in enumerate(data["people"]):
-        where = f"{origin}: people[{n}]"
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise WatchlistError(f"{where}: needs a 'name'")
-        where = f"{where} ({entry['name']})"
-        unknown = set(entry) - _PERSON_KEYS
-        if unknown:
-            raise WatchlistError(f"{where}: unknown keys {sorted(unknown)}")
-        surnames = entry.get("surnames")
-        specs.append(
-            PersonSpec(
-                name=entry["name"],
-                aliases=_strings(entry.get("aliases"), f"{where}.aliases"),
-                surnames=None if surnames is None else _strings(surnames, f"{where}.surnames"),
-                weak_surnames=_strings(entry.get("weak_surnames"), f"{where}.weak_surnames"),
-            )
-        )
-    blocked = _strings(data.get("not_people"), f"{origin}: not_people")
-    return tuple(specs), blocked
-
-
-def _strings(value: object, where: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value):
-        return tuple(value)
-    raise WatchlistError(f"{where}: expected a list of non-empty strings")
+def _parse(raw: bytes, origin: str) -> tuple[tuple[PersonSpec, ...], tuple[str, ...]]:
+    data = load(raw, WatchlistFile, origin=origin, error=WatchlistError, named=True)
+    return tuple(p.spec() for p in data.people), data.not_people
 
 
 def _merge(base: tuple[PersonSpec, ...], extra: tuple[PersonSpec, ...]) -> list[PersonSpec]:

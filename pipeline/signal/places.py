@@ -58,15 +58,16 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-import yaml
+from pydantic import BeforeValidator
 
 from pipeline.content.sentences import clip, lead, split_sentences
+from pipeline.datafile import Strict, Text, load
 
 __all__ = [
     "CountryTag",
@@ -256,29 +257,81 @@ class Gazetteer:
     index: PhraseIndex[tuple[_Place, ...]]
 
 
-_FIELDS_EN = ("name", "names", "demonyms", "capital", "places")
-_LANGS = ("fr", "de", "es", "ru")
-_KNOWN_KEYS = frozenset((*_FIELDS_EN, *_LANGS, "ambiguous"))
+def _code(value: object) -> str:
+    if not isinstance(value, str) or not _CODE.fullmatch(value):
+        # YAML reads an unquoted NO (Norway) as false: quote every code.
+        raise ValueError(f"{value!r} is not a country code: a code must be two capital "
+                         'letters, in quotes ("NO")')
+    return value
+
+
+def _one_or_more(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
 _CODE = re.compile(r"[A-Z]{2}")
+Code = Annotated[str, BeforeValidator(_code)]
+Forms = Annotated[tuple[Text, ...], BeforeValidator(_one_or_more)]
+"""One form or a list of them, as written (see countries.yaml's header)."""
+
+
+class CountryEntry(Strict):
+    """One country in countries.yaml; every field but ``name`` is a list of forms."""
+
+    name: Text  # English short name (also a matchable form)
+    names: Forms = ()
+    demonyms: Forms = ()
+    capital: Forms = ()
+    places: Forms = ()
+    fr: Forms = ()
+    de: Forms = ()
+    es: Forms = ()
+    ru: Forms = ()
+    ambiguous: Forms = ()  # forms above that count only beside an unambiguous one
+
+    def written(self) -> Iterator[tuple[str, str]]:
+        """Each form as written, with its language."""
+        yield self.name, "en"
+        for field_name in ("names", "demonyms", "capital", "places"):
+            for form in getattr(self, field_name):
+                yield form, "en"
+        for lang in _LANGS:
+            for form in getattr(self, lang):
+                yield form, lang
+
+
+_LANGS = ("fr", "de", "es", "ru")
+
+
+class GazetteerFile(Strict):
+    """countries.yaml: ISO code -> names, and the phrases that are no place."""
+
+    countries: dict[Code, CountryEntry]
+    not_places: Forms = ()
 
 
 def load_gazetteer(path: str | Path | None = None) -> Gazetteer:
     """Parse and compile a gazetteer file; ``None`` is the shipped default (cached)."""
     if path is None:
         return _default_gazetteer()
-    return _build_gazetteer(Path(path).read_text(encoding="utf-8"), str(path))
+    return _build_gazetteer(_read(Path(path)), str(path))
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise GazetteerError(f"{path}: cannot read the gazetteer: {exc.strerror}") from None
 
 
 @functools.cache
 def _default_gazetteer() -> Gazetteer:
     source = resources.files("pipeline").joinpath("data/countries.yaml")
-    return _build_gazetteer(source.read_text(encoding="utf-8"), "countries.yaml")
+    return _build_gazetteer(source.read_bytes(), str(source))
 
 
-def _build_gazetteer(raw: str, origin: str) -> Gazetteer:
-    data = yaml.safe_load(raw)
-    if not isinstance(data, dict) or not isinstance(data.get("countries"), dict):
-        raise GazetteerError(f"{origin}: expected a mapping with a 'countries' mapping")
+def _build_gazetteer(raw: bytes, origin: str) -> Gazetteer:
+    data = load(raw, GazetteerFile, origin=origin, error=GazetteerError)
     forms: dict[tuple[str, str | None], bool] = {}  # (form, code) -> ambiguous
 
     def add(form: str, code: str | None, ambiguous: bool) -> None:
@@ -287,41 +340,20 @@ def _build_gazetteer(raw: str, origin: str) -> Gazetteer:
         # ambiguous if either listing says so.
         forms[key] = forms.get(key, False) or ambiguous
 
-    names: dict[str, str] = {}
-    for code, entry in data["countries"].items():
-        where = f"{origin}: countries.{code}"
-        if not isinstance(code, str) or not _CODE.fullmatch(code):
-            raise GazetteerError(f"{where}: a code must be two capital letters")
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise GazetteerError(f"{where}: needs a 'name'")
-        unknown = set(entry) - _KNOWN_KEYS
-        if unknown:
-            raise GazetteerError(f"{where}: unknown keys {sorted(unknown)}")
-        names[code] = entry["name"]
-        flagged = set(_strings(entry.get("ambiguous"), f"{where}.ambiguous"))
-        for key in (*_FIELDS_EN, *_LANGS):
-            lang = key if key in _LANGS else "en"
-            for written in _strings(entry.get(key), f"{where}.{key}"):
-                for form in expand_form(written, lang):
-                    add(form, code, written in flagged)
-    for phrase in _strings(data.get("not_places"), f"{origin}: not_places"):
+    for code, entry in data.countries.items():
+        flagged = set(entry.ambiguous)
+        for written, lang in entry.written():
+            for form in expand_form(written, lang):
+                add(form, code, written in flagged)
+    for phrase in data.not_places:
         add(phrase, None, False)
 
     merged: dict[str, list[_Place]] = {}
-    for (form, code), ambiguous in forms.items():
-        merged.setdefault(form, []).append(_Place(code, ambiguous))
+    for (form, country), ambiguous in forms.items():
+        merged.setdefault(form, []).append(_Place(country, ambiguous))
     index = PhraseIndex((form, tuple(places)) for form, places in merged.items())
+    names = {code: entry.name for code, entry in data.countries.items()}
     return Gazetteer(names=names, index=index)
-
-
-def _strings(value: object, where: str) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise GazetteerError(f"{where}: expected a string or a list of strings")
 
 
 # --------------------------------------------------------------------------

@@ -39,8 +39,9 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING
 
-import yaml
+from pydantic import RootModel
 
+from pipeline.config import Topics
 from pipeline.content.sentences import (
     LEAD_MIN_WORDS,
     LEAD_SENTENCES,
@@ -48,6 +49,7 @@ from pipeline.content.sentences import (
     lead,
     split_sentences,
 )
+from pipeline.datafile import load
 from pipeline.models import Article, TagEvidence, TaggedArticle
 from pipeline.query import Document, Hit, Matcher, RuleSet, compile, parse
 from pipeline.signal.people import PersonSpec, PersonTag, Watchlist, load_watchlist, tag_people
@@ -57,11 +59,19 @@ if TYPE_CHECKING:
     from pipeline.config import Settings
 
 
+class TopicsFileError(ValueError):
+    """The topics file is malformed (the message says where)."""
+
+
+class TopicsFile(RootModel[Topics]):
+    """``pipeline/data/topics.yaml``: topic name -> query, as in the config's ``topics``."""
+
+
 @cache
 def default_topics() -> dict[str, str]:
-    text = resources.files("pipeline.data").joinpath("topics.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
-    return {str(k): " ".join(str(v).split()) for k, v in data.items()}
+    source = resources.files("pipeline.data").joinpath("topics.yaml")
+    topics = load(source.read_bytes(), TopicsFile, origin=str(source), error=TopicsFileError)
+    return {name: " ".join(query.split()) for name, query in topics.root.items()}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -227,11 +227,15 @@ def test_load_from_a_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("people: {}\n", "'people' list"),
-        ("people:\n  - {aliases: [X]}\n", "needs a 'name'"),
-        ("people:\n  - {name: X, alias: [Y]}\n", "unknown keys"),
-        ("people:\n  - {name: X, aliases: Y}\n", "list of non-empty strings"),
-        ("people:\n  - {name: X, aliases: ['']}\n", "list of non-empty strings"),
+        ("people: {}\n", r"w\.yaml: line 1: people: must be a list, not a mapping"),
+        ("people:\n  - {aliases: [X]}\n", r"line 2: people\[0\]: needs a 'name'"),
+        ("people:\n  - {name: X, alias: [Y]}\n", r"line 2: people\[0\] \(X\)\.alias: unknown key"),
+        ("people:\n  - {name: X, aliases: Y}\n",
+         r"line 2: people\[0\] \(X\)\.aliases: must be a list, not 'Y'"),
+        ("people:\n  - {name: X, aliases: ['']}\n",
+         r"line 2: people\[0\] \(X\)\.aliases\[0\]: must be a non-empty string"),
+        ("people:\n  - {name: X}\nnot_people: [Y, 2]\n",
+         r"line 3: not_people\[1\]: must be a string, not 2"),
     ],
 )
 def test_malformed_watchlist(tmp_path: Path, body: str, message: str) -> None:
@@ -278,3 +282,8 @@ def test_countries_are_iso_codes() -> None:
     assert all(
         isinstance(p.get("country"), str) and len(str(p["country"])) == 2 for p in shipped_people()
     )
+
+
+def test_a_missing_watchlist_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(WatchlistError, match=r"nope\.yaml: cannot read the watchlist: No such"):
+        load_watchlist(tmp_path / "nope.yaml")

@@ -285,12 +285,19 @@ def test_load_from_a_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("countries: []\n", "'countries' mapping"),
-        ('countries:\n  "xa": {name: X}\n', "two capital letters"),
-        ("countries:\n  NO: {name: Norway}\n", "two capital letters"),  # YAML reads NO as false
-        ('countries:\n  "XA": {names: [X]}\n', "needs a 'name'"),
-        ('countries:\n  "XA": {name: X, capitol: Y}\n', "unknown keys"),
-        ('countries:\n  "XA": {name: X, names: [1]}\n', "list of strings"),
+        ("countries: []\n", r"g\.yaml: line 1: countries: must be a mapping, not a list"),
+        ('countries:\n  "xa": {name: X}\n', r"line 2: countries\.xa: 'xa' .*two capital letters"),
+        # YAML reads NO as false
+        ("countries:\n  NO: {name: Norway}\n", r"countries\.False: False .*two capital letters"),
+        ('countries:\n  "XA": {names: [X]}\n', r"line 2: countries\.XA: needs a 'name'"),
+        ('countries:\n  "XA": {name: X, capitol: Y}\n',
+         r"line 2: countries\.XA\.capitol: unknown key"),
+        ('countries:\n  "XA": {name: X, names: [1]}\n',
+         r"line 2: countries\.XA\.names\[0\]: must be a string, not 1"),
+        ('countries:\n  "XA": {name: X, names: [""]}\n',
+         r"countries\.XA\.names\[0\]: must be a non-empty string"),
+        ("- a\n", "expected a mapping of keys at the top level, not a list"),
+        ("countries: {XA: {name: X}}\ncountries: {}\n", "line 2: countries: repeated key"),
     ],
 )
 def test_malformed_gazetteer(tmp_path: Path, body: str, message: str) -> None:
@@ -367,3 +374,8 @@ def test_ambiguous_flags_name_real_forms() -> None:
 )
 def test_inflection_rules(written: str, lang: str, expected: set[str]) -> None:
     assert expected <= set(expand_form(written, lang))
+
+
+def test_a_missing_gazetteer_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(GazetteerError, match=r"nope\.yaml: cannot read the gazetteer: No such"):
+        load_gazetteer(tmp_path / "nope.yaml")

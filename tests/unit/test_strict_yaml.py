@@ -93,8 +93,9 @@ def test_decode_drops_a_bom_and_names_the_first_bad_byte() -> None:
                                " (save the file as UTF-8)")
 
 
-# The shipped data files are read with plain safe_load by their modules; a key
-# repeated there (a topic defined twice) would drop one silently, so check here.
+# The shipped data files are read through strict_yaml by their modules
+# (pipeline.datafile); a key repeated there (a topic defined twice) would stop
+# every process that tags, so check here too.
 DATA = Path(__file__).resolve().parents[2] / "pipeline" / "data"
 
 
