@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from pipeline.config import load_settings
+
 DEMO_DIR = Path("newsmon-demo")
 FEED_NAME = "feed.xml"
 
@@ -163,8 +165,7 @@ def prepare(directory: Path) -> tuple[Path, int]:
     config = directory / "newsmon.yaml"
     port = 0
     if config.exists():
-        data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        allowed = (data.get("fetch") or {}).get("allow_private") or []
+        allowed = load_settings(config).fetch.allow_private
         if allowed and ":" in str(allowed[0]):
             port = int(str(allowed[0]).rsplit(":", 1)[1])
             if port_is_free(port):
