@@ -11,6 +11,7 @@ import duckdb
 
 from pipeline.alert import safe_link
 from pipeline.browse._filters import REPORT_TIME, StoryFilter
+from pipeline.models import RemovedLine
 
 __all__ = ["SORTS", "Bucket", "Count", "Facets", "RemovedLine", "Report", "Sort",
            "StoryDetail", "StoryPage", "StorySummary", "facets", "find_story", "list_stories",
@@ -49,12 +50,6 @@ class StoryPage:
     total: int  # stories that pass the filter, over all pages
     offset: int
     limit: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RemovedLine:
-    line: str
-    rule: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,7 +170,8 @@ def find_story(con: duckdb.DuckDBPyConnection, story_id: str) -> StoryDetail | N
         f"""SELECT a.id, coalesce(a.source, ''), coalesce(a.title, ''), a.url, a.author,
             a.published_at, a.fetched_at, a.language, coalesce(a.text, ''), a.topics,
             a.countries, a.people,
-            (SELECT list({{'line': r.line, 'rule': r.rule}} ORDER BY r.position)
+            (SELECT list({{'position': r.position, 'line': r.line, 'rule': r.rule}}
+                    ORDER BY r.position)
              FROM removed_lines r WHERE r.article_id = a.id)
         FROM articles a WHERE a.story_id = ? ORDER BY {REPORT_TIME}, a.source, a.id""",
         [ids[0]],
@@ -184,7 +180,7 @@ def find_story(con: duckdb.DuckDBPyConnection, story_id: str) -> StoryDetail | N
         Report(id=r[0], source=r[1], title=r[2], url=r[3], link=safe_link(r[3] or ""),
                author=r[4], published_at=r[5], fetched_at=r[6], language=r[7], text=r[8],
                topics=tuple(r[9] or ()), countries=tuple(r[10] or ()), people=tuple(r[11] or ()),
-               removed=tuple(RemovedLine(line=x["line"], rule=x["rule"]) for x in r[12] or ()))
+               removed=tuple(RemovedLine(**x) for x in r[12] or ()))
         for r in articles
     )
     return StoryDetail(summary=_summary(row), reports=reports)

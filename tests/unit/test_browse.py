@@ -13,6 +13,7 @@ from support import browse_db
 
 from pipeline import browse, store
 from pipeline.config import Settings
+from pipeline.models import RemovedLine
 
 T0 = datetime(2019, 2, 27, 12, tzinfo=UTC)
 
@@ -99,7 +100,9 @@ def test_one_story_has_every_report_and_what_was_removed(
     first = detail.reports[0]
     assert first.link == "https://outlet1.example.org/story-1" == first.url
     assert first.text.startswith("Israel and Russia agreed")
-    assert first.removed == (browse.RemovedLine(line="0 $", rule="donation-amount"),)
+    assert first.removed == (
+        browse.RemovedLine(position=0, line="0 $", rule="donation-amount"),)
+    assert browse.RemovedLine is RemovedLine  # the cleaner's record, not a second one
     assert first.time == T0
     # The unique start of an id finds it; too short or unknown does not.
     assert browse.find_story(con, syria.id[:8]) == detail
