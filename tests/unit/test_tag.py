@@ -10,6 +10,7 @@ import pytest
 
 from pipeline.config import Settings, parse_settings
 from pipeline.content.sentences import split_sentences
+from pipeline.datafile import load
 from pipeline.models import Article, TaggedArticle
 from pipeline.signal import people, places
 from pipeline.signal import tag as tag_module
@@ -215,3 +216,14 @@ def test_the_body_is_split_into_sentences_once(tagger: Tagger, monkeypatch: pyte
     assert {"syria", "foreign-forces"} <= set(result.topics)
     assert result.countries and result.people
     assert calls == [text]
+
+
+def test_the_topics_file_is_checked_like_the_configs_topics() -> None:
+    raw = b"syria: country:SY\n'bad name': x\nbroken: 'a AND (b'\n"
+    with pytest.raises(tag_module.TopicsFileError) as info:
+        load(raw, tag_module.TopicsFile, origin="topics.yaml", error=tag_module.TopicsFileError)
+    lines = str(info.value).splitlines()
+    assert ("topics.yaml: line 2: bad name: topic name 'bad name' may use letters, digits, "
+            "'-' and '_'") in lines
+    assert any(line.startswith("topics.yaml: line 3: broken: unexpected end of query")
+               for line in lines)
