@@ -89,11 +89,11 @@ def _git() -> str:
 CHANGES = (
     ("one query for the known entries of the whole pass, the ids passed as one JSON string "
      "(was: one query per feed, binding its list of ids value by value)",
-     "`pipeline/poll.py`, `pipeline/store.py` `seen_entries`",
+     "`pipeline/sources/poll.py`, `pipeline/store/__init__.py` `seen_entries`",
      "1,000 changed feeds: 23.1 s poll, 40 feeds/s", "6.6 s, 150 feeds/s (with the rows below)"),
     ("feed state loaded by DuckDB from the staged `feeds-*.jsonl` (`read_json`), not bound "
      "value by value (DuckDB's Python binding tries to `import pandas` for every bound value: "
-     "~0.2 ms each)", "`pipeline/load.py` `_load_feeds`",
+     "~0.2 ms each)", "`pipeline/store/load.py` `_load_feeds`",
      "1,000 feeds: 1.9-2.1 s (10,000: ~21 s)", "0.1-0.2 s for either"),
     ("the empty body of a 304 (and of a small redirect) is read before the response is closed, "
      "so the connection goes back to the pool (httpcore drops a connection whose response was "
@@ -113,10 +113,10 @@ CHANGES = (
      "fetching is CPU and not waiting, no difference beyond noise). The time budget is now "
      "overrun by one page per worker at most (was one chunk of 4)"),
     ("the load counts the stories it touched through its `assigned` temp table, not a list "
-     "parameter", "`pipeline/load.py` `_cluster`", "3,300 stories: ~0.7 s", "~0 s"),
+     "parameter", "`pipeline/store/load.py` `_cluster`", "3,300 stories: ~0.7 s", "~0 s"),
     ("clustering compares an article only with articles sharing a term of document frequency "
      "<= 2% of the window (was 10%): from this benchmark's figures, committed with the "
-     "clustering code", "`pipeline/cluster.py` `CANDIDATE_DF_SHARE`",
+     "clustering code", "`pipeline/signal/cluster.py` `CANDIDATE_DF_SHARE`",
      "5,000 articles: 104 s", "~35-49 s (the same stories on the generator's events)"),
     ("the load benchmark's articles: distinct events over 6,000 words (was 40 words: all alike, "
      "a few giant stories); 3 saved searches, so the outbox is part of the load as it is in a "
@@ -126,13 +126,13 @@ CHANGES = (
      "the uncommon words, known from the index, plus the product of the norms over the common "
      "ones) before computing it, and computes it over the shared words only (`math.fsum`); "
      "the same assignments as comparing every candidate (tested)",
-     "`pipeline/cluster.py` `Clusterer.assign`", "5,000 articles: 33 s of clustering",
+     "`pipeline/signal/cluster.py` `Clusterer.assign`", "5,000 articles: 33 s of clustering",
      "~14 s"),
     ("a cluster stage before the load: story ids, story titles and the outbox's candidates are "
      "planned with the database open read-only and written beside the staging (the new "
      "articles as Parquet), tagged with a snapshot; the load applies them in one short "
      "transaction, and plans again inside it only if the snapshot no longer matches",
-     "`pipeline/load.py` `plan`, `pipeline/run.py` `cluster_stage`, the DAG's `cluster` task",
+     "`pipeline/store/load.py` `plan`, `pipeline/run.py` `cluster_stage`, the DAG's `cluster` task",
      "5,000 articles: load stage 39.6 s (clustering 32.9 s, outbox 5.8 s inside it), 0.53x "
      "row-by-row INSERT", "load stage ~0.2-0.4 s (see loading); cluster stage ~15 s"),
     ("the outbox: one tokenised Document per article shared by all rules, candidates computed "
@@ -143,7 +143,8 @@ CHANGES = (
      "the load"),
     ("tagging splits each body into sentences once (was three times: countries, people, "
      "topics); language detection reads the first 1,000 characters (was 3,000; the same "
-     "language on 245 texts in four languages)", "`pipeline/tag.py`, `pipeline/language.py`",
+     "language on 245 texts in four languages)",
+     "`pipeline/signal/tag.py`, `pipeline/content/language.py`",
      "our additions 9.8% of our extraction call", "7.0%"),
     ("64 requests in flight by default (was 32; 2 per host as before)",
      "`pipeline/config.py` `fetch.concurrency`",
@@ -153,7 +154,7 @@ CHANGES = (
      "with its entry id and date in `feeds.item_hashes`; an item unchanged since the last "
      "poll whose entry is stored is cut out of the document before feedparser (the cut "
      "trusted only when feedparser then finds no error and exactly the items left in)",
-     "`pipeline/feed_parsing.py` `_items`, `parse_feed`",
+     "`pipeline/sources/parsing.py` `_items`, `parse_feed`",
      "a 20-item feed with 5 new items: 9.2 ms of parsing; 1,000 such feeds on loopback: "
      "165 feeds/s", "3.3 ms (1.2 ms with one new item); ~250 feeds/s"),
     ("`sniffio` is a dependency: httpcore looks for it each time it sets up a lock (about 6 "
@@ -163,21 +164,21 @@ CHANGES = (
     ("the cluster stage streams: the new articles and the stored window are read a batch at "
      "a time, a member keeps its features without its text or term counts, shingles as "
      "8-byte hashes, words interned; the saved searches read one story at a time",
-     "`pipeline/load.py` `plan`, `pipeline/cluster.py`",
+     "`pipeline/store/load.py` `plan`, `pipeline/signal/cluster.py`",
      "~22 KiB an article held by the clusterer", "~7 KiB"),
     ("clustering: the members' vectors are rows of one sparse matrix in numpy arrays, so a "
      "new article's cosines with all its candidates are a few array operations that rule "
      "most of them out (the rest are scored one by one exactly as before: the same stories, "
      "tested); articles that went out of the window leave the indexes as a pass moves on; "
      "copies are found without building a set of shingles per pair",
-     "`pipeline/cluster.py` `_Rows`, `Clusterer._best`, `forget`, `_copies`",
+     "`pipeline/signal/cluster.py` `_Rows`, `Clusterer._best`, `forget`, `_copies`",
      "`cluster()` on 5,000 / 10,000 / 20,000 synthetic articles: 14.7 / ~50 / - s; "
      "1,000 feeds x 20 entries end to end: cluster stage 189 s",
      "4.8 / ~15 / ~40 s, ~5 KiB an article; end to end: see that table"),
     ("the stages' new articles are a view over a Parquet copy of the staging (row groups of "
      "2,048 rows), not a temp table of whole rows: a temp table keeps only the row numbers "
      "of the copies to use",
-     "`pipeline/load.py` `_stage_articles`",
+     "`pipeline/store/load.py` `_stage_articles`",
      "cluster stage on 20,000 articles: peak 535 MB; end to end at 1,000 feeds: main "
      "process 562 MiB, 1.22x with children at 4x the articles",
      "428 MB; 411 MiB, 1.05x"),

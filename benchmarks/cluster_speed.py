@@ -14,7 +14,7 @@ through :func:`pipeline.signal.cluster.cluster` as the plan sends them. Timed ap
 - the sentence embedding (:mod:`pipeline.signal.embed`) of one article, as a ratio to
   the extraction call (:func:`pipeline.content.extract.extract`) on its page;
 - memory: the clusterer's peak (tracemalloc) per article in the horizon. What is
-  read is the horizon's stories only (``pipeline/load.py`` selects the members
+  read is the horizon's stories only (``pipeline/store/load.py`` selects the members
   of the stories with a report in it), so the archive beyond does not count.
 """
 

@@ -236,7 +236,7 @@ def section(size: str) -> Section:
             "Clustering time grows faster than the number of articles: a new article is "
             "compared with the window's articles sharing a word that at most 2% of them "
             "use, and both the window and 2% of it grow with the pass (here 20,000 "
-            "articles published over 9 days). `pipeline/cluster.py` computes each new "
+            "articles published over 9 days). `pipeline/signal/cluster.py` computes each new "
             "article's cosines with all its candidates at once in numpy and drops articles "
             "that went out of the window from its indexes as the pass moves on in time.",
         ],

@@ -5,7 +5,7 @@
 Compares, on the same pages and in the same run:
 
 - trafilatura alone: ``bare_extraction`` with its defaults (the baseline; the
-  one place outside pipeline/extract.py that imports trafilatura, because
+  one place outside pipeline/content/extract.py that imports trafilatura, because
   measuring the dependency itself is the point);
 - newsmon extract: :func:`pipeline.content.extract.extract` with our settings;
 - newsmon extract+clean: the same, then :func:`pipeline.content.clean.clean`.
@@ -261,7 +261,8 @@ def section(size: str) -> Section:
             "`benchmarks/scoring.py`). Scores are deterministic; pages/s depends on the "
             "machine's load. `newsmon extract` costs more than trafilatura's defaults "
             "because of our settings (favor_precision, metadata, a balanced-mode retry on "
-            "short results: `pipeline/extract.py`); the per-part costs are in the processing "
+            "short results: `pipeline/content/extract.py`); the per-part costs are in the "
+            "processing "
             "section.",
         ],
     )

@@ -306,7 +306,7 @@ def section(size: str) -> Section:
             value=f"{f.load_parts.get('alert.queue', 0.0):.2f} s ({f.alerts:,} alerts)"),
         Row(measure=f"cluster stage, {n:,} new articles (no goal of its own)",
             value=f"{n / f.plan_s:,.0f} articles/s ({f.plan_s:.2f} s)"),
-        Row(measure="  of which clustering (pipeline/cluster.py `cluster`)",
+        Row(measure="  of which clustering (pipeline/signal/cluster.py `cluster`)",
             value=f"{clustering:.2f} s ({clustering / f.plan_s:.0%})"),
         Row(measure=f"  of which matching {len(ALERT_RULES)} saved searches "
                     "(`alert.candidates`)",
@@ -332,7 +332,7 @@ def section(size: str) -> Section:
             "48.7x and 74.4x within the same hour, one run each); the load without a plan runs "
             "once. Runs after the first are in a warm process (modules imported); an Airflow "
             "task starts a fresh one and pays the imports once. Part by part (the functions "
-            f"of `pipeline/load.py`, in the best runs): cluster stage {plan_parts}; "
+            f"of `pipeline/store/load.py`, in the best runs): cluster stage {plan_parts}; "
             f"load stage {load_parts}.",
             "The cluster stage (`pipeline.store.load.plan`, its own Airflow task before `load`) "
             "reads the stored window and this run's staged articles, and writes the story ids, "

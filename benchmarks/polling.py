@@ -299,7 +299,7 @@ def section(size: str) -> Section:
             "parses all 20 entries of a changed feed with feedparser (~9 ms); we parse only "
             "the 5 whose bytes are new (~3.3 ms: the items unchanged since the last poll, "
             "whose entries are stored, are cut out of the document first; see "
-            "`pipeline/feed_parsing.py` `_items`), which gives ~2x on the changed pass. An "
+            "`pipeline/sources/parsing.py` `_items`), which gives ~2x on the changed pass. An "
             "unchanged feed costs more CPU in our process (httpx, httpcore and anyio are "
             "Python, and each feed's new state is computed, staged and loaded) than "
             "urllib's bare request in the baseline, and the second core does not make up "

@@ -22,7 +22,7 @@ Two goals, and which is which:
    same against trafilatura's defaults, and the whole stage (decode +
    extract + clean + language + tag) against trafilatura's defaults, which
    includes our extraction settings (favor_precision, metadata, a retry:
-   see pipeline/extract.py and benchmarks/extraction_quality.py).
+   see pipeline/content/extract.py and benchmarks/extraction_quality.py).
 2. **parallel speed-up**: the pool on all cores at least 1.8x the pool with
    one worker.
 """
@@ -276,10 +276,12 @@ def section(size: str) -> Section:
             f"on {os.cpu_count()} CPUs.",
             "Goal 1 is about what newsmon adds on top of its own trafilatura call; the 1.6x "
             "of that call over trafilatura's defaults is the price of our extraction settings "
-            "(+0.016 F1: see the extraction section and pipeline/extract.py). Tagging is the "
+            "(+0.016 F1: see the extraction section and pipeline/content/extract.py). Tagging "
+            "is the "
             "largest addition; it splits each body into sentences once, shared by countries, "
             "people and topics (it was three times). Language detection is py3langid over "
-            "the first 1,000 characters (`pipeline/language.py` SAMPLE_CHARS; 3,000 before: "
+            "the first 1,000 characters (`pipeline/content/language.py` SAMPLE_CHARS; "
+            "3,000 before: "
             "the same language on all 245 texts checked, the 181 pages, the seeds and the "
             "signal set in four languages, in half the time).",
         ],

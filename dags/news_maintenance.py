@@ -12,7 +12,7 @@
 
 The DuckDB tasks share the one-slot pool `newsmon_duckdb` with the load and
 the alert sender, so they never contend for the file. Functions live in
-`pipeline/maintenance.py`.
+`pipeline/store/maintenance.py`.
 """
 
 from __future__ import annotations

@@ -239,7 +239,7 @@ class ClusterConfig(Strict):
     half_life_hours: float = Field(default=_CLUSTER.half_life / _HOUR, gt=0)
     max_span_days: float = Field(default=_CLUSTER.max_span / _DAY, gt=0, le=365)
     threshold: float = Field(default=_CLUSTER.threshold, gt=0, le=1)
-    # The multilingual sentence encoder (pipeline/embed.py): the only way a report
+    # The multilingual sentence encoder (pipeline/signal/embed.py): the only way a report
     # in another language joins a story (within one language it is not used:
     # different shootings are as close in it as two reports of one); off, a
     # report never joins a story in another language.

@@ -170,7 +170,7 @@ class TermStats:
         return self.log_n() - self.log_df(key) + 1.0
 
     # Counted beside BACKGROUND_DOCS documents of a large corpus
-    # (pipeline/background.py): a new database's first articles do not decide
+    # (pipeline/signal/background.py): a new database's first articles do not decide
     # alone which words are common. idf = log_n - log_df + 1, split so the
     # clusterer can keep log_df per term and change it only when df does.
     def log_n(self) -> float:

@@ -98,7 +98,7 @@ CREATE TABLE IF NOT EXISTS articles (
 
 -- Document frequencies of the clusterer's terms and names ("c:SY", "p:Vladimir
 -- Putin") over every loaded article, updated in the load's transaction; the row
--- of term '' holds how many articles were counted (pipeline/cluster.py).
+-- of term '' holds how many articles were counted (pipeline/signal/cluster.py).
 CREATE TABLE IF NOT EXISTS term_stats (
     term  VARCHAR PRIMARY KEY,
     df    BIGINT NOT NULL
@@ -334,7 +334,7 @@ _ADDED_COLUMNS = (
     "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS item_hashes VARCHAR",
     "ALTER TABLE alerts ADD COLUMN IF NOT EXISTS claimed_by VARCHAR",
     "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS paused_at TIMESTAMPTZ",  # newsmon feeds pause
-    # The multilingual sentence embedding (pipeline/embed.py); NULL for copies.
+    # The multilingual sentence embedding (pipeline/signal/embed.py); NULL for copies.
     "ALTER TABLE articles ADD COLUMN IF NOT EXISTS embedding FLOAT[]",
 )
 

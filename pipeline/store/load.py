@@ -271,7 +271,7 @@ _BATCH = 1000
 
 
 # The language lets the clusterer join reports of one event in two languages
-# (pipeline/cluster.py, "Different languages").
+# (pipeline/signal/cluster.py, "Different languages").
 _DOC_COLUMNS = (
     "id, coalesce(published_at, fetched_at), title, left(text, 3000), source, countries, people,"
     " language"
