@@ -15,7 +15,8 @@ The systems, run on the same pages in the same process:
 - ``trafilatura defaults``: ``bare_extraction`` with nothing changed;
 - ``trafilatura comments off``: the same with ``include_comments=False``;
 - ``readability``: the readability-lxml fork that ships with trafilatura (its
-  first fallback), on its own;
+  first fallback), on its own, as newsmon's extract runs it
+  (:func:`pipeline.content.extract.readability_text`);
 - ``jusText``: the jusText library (trafilatura's second fallback), on its
   own, with the stop words of every language it knows (the pages are in
   several).
@@ -51,14 +52,12 @@ from functools import cache
 from pathlib import Path
 
 import justext  # type: ignore[import-untyped]
-import lxml.html
 import trafilatura
-from trafilatura.readability_lxml import Document as ReadabilityDocument
 from trafilatura.settings import Document
 
 from benchmarks.scoring import PageScore, Summary, score_page, summarize
 from pipeline.content.clean import clean
-from pipeline.content.extract import ExtractionError, extract
+from pipeline.content.extract import ExtractionError, extract, readability_text
 from pipeline.models import Cleaned
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
@@ -123,13 +122,7 @@ def trafilatura_no_comments(page: Page) -> str:
 
 def readability(page: Page) -> str:
     tree = trafilatura.load_html(page.html)
-    if tree is None:
-        return ""
-    try:
-        summary = ReadabilityDocument(tree, min_text_length=25).summary()
-    except Exception:  # noqa: BLE001 - a system failing on a page scores an empty text
-        return ""
-    return _block_text(lxml.html.fromstring(summary)) if summary.strip() else ""
+    return readability_text(tree) if tree is not None else ""
 
 
 @cache
@@ -146,23 +139,6 @@ def jus_text(page: Page) -> str:
     except Exception:  # noqa: BLE001 - as above
         return ""
     return "\n".join(p.text for p in paragraphs if not p.is_boilerplate)
-
-
-_BLOCKS = frozenset({"p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote",
-                     "tr", "pre", "br", "article", "section", "td"})
-
-
-def _block_text(root: lxml.html.HtmlElement) -> str:
-    parts: list[str] = []
-    for element in root.iter():
-        if isinstance(element.tag, str) and element.tag in _BLOCKS:
-            parts.append("\n")
-        if element.text:
-            parts.append(element.text)
-        if element.tail:
-            parts.append(element.tail)
-    return "\n".join(" ".join(line.split()) for line in "".join(parts).split("\n")
-                     if line.strip())
 
 
 OTHERS: dict[str, Callable[[Page], str]] = {

@@ -226,4 +226,4 @@ def test_trafilatura_stays_behind_the_extract_module() -> None:
         for path in (ROOT / "pipeline").rglob("*.py")
         if re.search(r"^\s*(?:import|from)\s+trafilatura\b", path.read_text("utf-8"), re.M)
     )
-    assert importers == ["pipeline/extract.py"]
+    assert importers == ["pipeline/content/extract.py"]
