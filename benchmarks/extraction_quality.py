@@ -259,10 +259,10 @@ def section(size: str) -> Section:
         notes=[
             "Shingle precision, recall and F1 against the hand-made bodies (see "
             "`benchmarks/scoring.py`). Scores are deterministic; pages/s depends on the "
-            "machine's load. `newsmon extract` costs more than trafilatura's defaults "
-            "because of our settings (favor_precision, metadata, a balanced-mode retry on "
-            "short results: `pipeline/content/extract.py`); the per-part costs are in the "
-            "processing "
-            "section.",
+            "machine's load. `newsmon extract` runs more than one extractor (trafilatura's "
+            "precision mode and readability, and trafilatura's balanced mode on the pages "
+            "where those two disagree: `pipeline/content/extract.py`) and extracts the "
+            "metadata; the per-part costs are in the processing section, the comparison "
+            "with other extractors on two page sets in the next section.",
         ],
     )

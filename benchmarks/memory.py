@@ -64,6 +64,13 @@ def rss_kib(pid: int) -> int:
     return _status_kib(pid, "VmRSS")
 
 
+def worker_peaks_kib(pid: int) -> list[int]:
+    """The peak resident set (VmHWM, exact) of each leaf process below ``pid``:
+    the workers of a pool, not the fork server that started them."""
+    tree = _children_map()
+    return [_status_kib(p, "VmHWM") for p in descendants(pid) if not tree.get(p)]
+
+
 class TreeMemory:
     def __init__(self, *, exclude: Iterable[int] = (), interval: float = 0.1) -> None:
         self.pid = os.getpid()

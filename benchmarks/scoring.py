@@ -72,8 +72,9 @@ def shingles(text: str, size: int = SHINGLE_SIZE) -> Counter[tuple[str, ...]]:
     return Counter(tuple(tokens[i : i + size]) for i in range(last))
 
 
-def score_page(*, truth: str, predicted: str) -> PageScore:
-    true_sh, pred_sh = shingles(truth), shingles(predicted)
+def score_page(*, truth: str, predicted: str, size: int = SHINGLE_SIZE) -> PageScore:
+    """``size`` 1 is the bag of words (the metric of Bevendorff et al., 2023)."""
+    true_sh, pred_sh = shingles(truth, size), shingles(predicted, size)
     tp = sum((true_sh & pred_sh).values())
     return PageScore(
         tp=tp,

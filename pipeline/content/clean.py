@@ -22,6 +22,15 @@ block come out with the article. This stage removes them, line by line:
      text whose heading the extractor dropped is left alone: on the
      benchmark such lists were as often the article's own, e.g. a list of
      qualified teams.)
+   - ``glued_credit``: a credit glued to the lead that follows it. In a
+     ``<br>``-separated body the extractor joins an inline credit and the
+     text after it into one line ("© ReutersThe bridge will stay closed
+     until Friday, ..."), which a credit rule would remove whole, lead and
+     all. Where a lower-case letter, digit or closing bracket meets a
+     capitalised word with no space between, and the part before matches a
+     caption rule while the part after is prose, only the part before is
+     removed (reported under the caption rule's name, ``+glued``) and the
+     sentence stays;
    - ``name_caption``: a photo caption that only names people and places
      ("Russian President Vladimir Putin with Israeli Prime Minister Benjamin
      Netanyahu."): it ends like a sentence but has no verb, because every
@@ -130,6 +139,11 @@ _ELISION = re.compile(r"^(?:[dl]|qu)['\u2019](?=\w)", re.IGNORECASE)
 _EXACT_TRAILERS = ":.… \t"
 # " | ", " - ", en and em dashes, " : ", middle dots between title and site.
 _TITLE_SEPARATORS = re.compile(r"\s+[|\-\u2013\u2014:\u00b7\u2022]\s+")
+# Where two texts were glued with no space: "ReutersThe", "AFPThe", "2019The".
+_GLUE = re.compile(r"(?<=[A-Za-z\d)\]])(?=[A-Z][a-z])")
+# The part before the glue must end in a word of at least this many letters,
+# so a name such as "McDonald" (glue after "Mc") is never split.
+GLUED_HEAD_MIN_LETTERS = 3
 
 Where = Literal["any", "head"]
 
@@ -216,21 +230,51 @@ def clean(
     # so they can be written with plain spaces; the output uses it too.
     normalized = [" ".join(line.split()) for line in lines]
     nonblank = [i for i, line in enumerate(lines) if line]
+    page_rules = ruleset.for_page(url, site_name)
+    glued = _glued_credits(page_rules, nonblank, normalized)
     head = _head(nonblank, normalized)
 
     verdicts: dict[int, Rule] = {}
-    _apply_line_rules(ruleset.for_page(url, site_name), nonblank, normalized, head, verdicts)
+    _apply_line_rules(page_rules, nonblank, normalized, head, verdicts)
     removed_by = {i: rule.name for i, rule in verdicts.items()}
     _repeated_headline(title, site_name, nonblank, normalized, head, removed_by)
-    _caption_neighbours(nonblank, normalized, verdicts, removed_by)
+    _caption_neighbours(nonblank, normalized, verdicts, removed_by,
+                        glued={r.position for r in glued})
     _related_lists(nonblank, normalized, verdicts, removed_by)
     _name_captions(nonblank, normalized, ruleset.name_connectors, removed_by)
 
     kept = [normalized[i] for i in nonblank if i not in removed_by]
-    removed = tuple(
-        RemovedLine(position=i, line=lines[i], rule=removed_by[i]) for i in sorted(removed_by)
+    removed = sorted(
+        [*glued, *(RemovedLine(position=i, line=lines[i], rule=removed_by[i])
+                   for i in removed_by)],
+        key=lambda r: r.position,
     )
-    return Cleaned(text="\n".join(kept), removed=removed)
+    return Cleaned(text="\n".join(kept), removed=tuple(removed))
+
+
+def _glued_credits(
+    rules: Sequence[Rule], nonblank: Sequence[int], normalized: list[str]
+) -> list[RemovedLine]:
+    """Cut a caption glued to the sentence after it; the sentence stays (see the docstring).
+
+    ``normalized`` is edited in place: the line becomes the sentence alone.
+    """
+    captions = [r for r in rules if r.group == "caption"]
+    cut: list[RemovedLine] = []
+    for i in nonblank:
+        line = normalized[i]
+        for glue in _GLUE.finditer(line):
+            before, after = line[: glue.start()].rstrip(), line[glue.start() :]
+            last_word = _LETTERS.sub("", before.split()[-1]) if before.split() else ""
+            if len(last_word) < GLUED_HEAD_MIN_LETTERS or not is_prose(after):
+                continue
+            words = _word_count(before)
+            rule = next((r for r in captions if r.matches(before, words)), None)
+            if rule is not None and not is_prose(before):
+                cut.append(RemovedLine(position=i, line=before, rule=f"{rule.name}+glued"))
+                normalized[i] = after
+                break
+    return cut
 
 
 def _apply_line_rules(
@@ -295,18 +339,25 @@ def _caption_neighbours(
     normalized: Sequence[str],
     verdicts: Mapping[int, Rule],
     removed_by: dict[int, str],
+    glued: set[int],
 ) -> None:
     """The caption text beside a credit, the teaser headline under its image.
 
     Only direct neighbours of a caption-rule removal, one hop, never chained:
     a neighbour that a context rule removed does not pull in its own
-    neighbour.
+    neighbour. A credit cut from the front of a sentence (``glued``) has
+    only the line above it for a neighbour: the line below follows the
+    sentence, not the credit.
     """
     for pos, i in enumerate(nonblank):
         rule = verdicts.get(i)
-        if rule is None or rule.group != "caption":
+        if i in glued:
+            neighbours: tuple[int, ...] = (pos - 1,)
+        elif rule is not None and rule.group == "caption":
+            neighbours = (pos - 1, pos + 1)
+        else:
             continue
-        for npos in (pos - 1, pos + 1):
+        for npos in neighbours:
             if 0 <= npos < len(nonblank):
                 j = nonblank[npos]
                 if j not in removed_by and _looks_like_label(normalized[j]):

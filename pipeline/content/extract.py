@@ -1,10 +1,12 @@
 """The extract stage: the main text and metadata of an article page.
 
 This is the only module that imports trafilatura. It gets the bytes our own
-HTTP client fetched (trafilatura's downloader is never used), runs
-``bare_extraction`` once, and converts trafilatura's ``Document`` into our
-:class:`~pipeline.models.Extracted` right here, so no trafilatura type travels
-further.
+HTTP client fetched (trafilatura's downloader is never used), parses it once,
+extracts candidate bodies from that tree (trafilatura's precision mode,
+readability, and on doubtful pages trafilatura's balanced mode), keeps the
+one the evidence favours (:func:`choose`), and converts trafilatura's
+``Document`` into our :class:`~pipeline.models.Extracted` right here, so no
+trafilatura type travels further.
 
 A page with nothing usable raises :class:`ExtractionError` rather than
 returning None: the caller records ``error.reason`` in the ``rejected`` table,
@@ -19,38 +21,62 @@ clean stage works on lines.
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from copy import deepcopy
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import lxml.html
 import trafilatura
+from trafilatura.readability_lxml import Document as ReadabilityDocument
 from trafilatura.settings import Document
 
 from pipeline.models import Extracted
 
-__all__ = ["MIN_WORDS", "RETRY_BELOW_CHARS", "RETRY_GAIN", "ExtractionError", "extract"]
+__all__ = [
+    "DOUBT_BELOW",
+    "MIN_WORDS",
+    "Candidate",
+    "ExtractionError",
+    "agreement",
+    "choose",
+    "extract",
+    "readability_text",
+]
 
-# Settings chosen with benchmarks/extraction_quality.py on the 181 pages of the
-# ScrapingHub article-extraction benchmark (trafilatura 2.3.1). F1 of
-# extract+clean, trafilatura's defaults alone being 0.958:
+# How a page is extracted (issue 17), chosen with benchmarks/extraction_compare.py
+# on both page sets (the ScrapingHub 181 and 400 Dragnet pages), tuned on their
+# even halves and checked on the odd ones; the figures are in the README.
 #
-#   balanced (default) mode                      0.966
-#   fast=True (no fallback extractors)           0.969, 1.25x quicker
-#   favor_precision=True                         0.971
-#   favor_precision=True + balanced retry below  0.974  <- chosen
+# 1. The primary: trafilatura's precision mode without its fallback
+#    extractors (fast=True), metadata included. Its fallbacks (readability,
+#    jusText) replaced a result by length alone; we run readability ourselves
+#    and use it as evidence instead.
+# 2. readability on the same parsed tree (about a third of a trafilatura
+#    call): a second opinion. When its words agree with the primary's
+#    (agreement >= DOUBT_BELOW), the primary stands: most pages end here.
+# 3. Doubt: trafilatura's balanced mode (fallbacks included) gives a third
+#    candidate, and the candidate that agrees most with the other two wins,
+#    less its share of link text, plus the share of the page's description
+#    it contains (see choose()). A wrong block -- an author biography, a
+#    sidebar list -- agrees with nobody; the article agrees with one other.
 #
-#   favor_precision=True   precision 0.942 -> 0.958 before cleaning, recall
-#                          0.978 -> 0.971; the retry below wins most of
-#                          that recall back.
+# Other settings (measured on the ScrapingHub set):
 #   include_comments=False reader comments are not the article (precision
 #                          +0.003; the benchmark's bodies leave them out).
 #   include_tables=True    (default) off costs 0.012 of recall: tables in
 #                          news articles are content (results, figures).
 #   deduplicate=False      (default) on costs 0.017 of recall: it drops
 #                          repeated paragraphs that belong to the body.
-#   with_metadata=True     title, author, date, site name: most of our extra
-#                          time over trafilatura's defaults (~25%).
+#   with_metadata=True     title, author, date, site name, description; with
+#                          fast=True metadata costs a third of what it did
+#                          (htmldate's extensive search is kept: the same
+#                          dates on every page of a 146-page sample).
 _EXTRACTION_OPTIONS: Final[dict[str, Any]] = {
     "favor_precision": True,
+    "fast": True,
     "include_comments": False,
     "include_tables": True,
     "include_images": False,
@@ -66,21 +92,36 @@ _EXTRACTION_OPTIONS: Final[dict[str, Any]] = {
         "extensive_search": True,
     },
 }
+# The doubtful pages' third candidate: balanced mode with trafilatura's own
+# fallbacks, no metadata (the primary has it).
+_BALANCED_OPTIONS: Final[dict[str, Any]] = {
+    **_EXTRACTION_OPTIONS,
+    "favor_precision": False,
+    "fast": False,
+    "with_metadata": False,
+}
 
 # Fewer words than this is not an article but a stub (consent wall, "page not
 # found", a section front that only lists links). The shortest of the 181
 # benchmark articles has 18 words.
 MIN_WORDS: Final = 15
 
-# The fallback to balanced mode: below this many characters of text, and only
-# if balanced mode gives this many times more. On the benchmark any threshold
-# from 300 to 2,000 characters picks the same single page (F1 +0.003); a
-# lower ratio (1.5) also swaps in pages where the extra text is boilerplate.
-RETRY_BELOW_CHARS: Final = 1000
-RETRY_GAIN: Final = 2.0
+# Below this agreement between the primary and readability, the page is
+# doubtful and a third candidate is extracted. On the tuning halves 0.5 and
+# 0.7 score alike (0.7 fetches the third candidate on a third more pages);
+# about one page in five is doubtful.
+DOUBT_BELOW: Final = 0.5
+# A candidate's score: mean agreement with the others, minus LINK_WEIGHT
+# times the share of its text that is link text (a menu, a list of
+# headlines), plus DESCRIPTION_WEIGHT times the share of the page's
+# description (og:description, at least DESCRIPTION_MIN_WORDS words) found in
+# it: the lead usually restates it. Each adds about 0.001-0.002 of F1 on
+# the tuning halves; agreement does the rest.
+LINK_WEIGHT: Final = 1.0
+DESCRIPTION_WEIGHT: Final = 0.1
+DESCRIPTION_MIN_WORDS: Final = 5
 
-# Some prose: 30 characters without a full stop, then one (CJK ones too).
-_SENTENCE = re.compile(r"\w[^.!?\u2026\u3002\uff01\uff1f\n]{30,}[.!?\u2026\u3002\uff01\uff1f]")
+_WORD = re.compile(r"\w+")
 _LANG_TAG = re.compile(r"([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*")
 _LANG_XPATHS: Final = (
     "/html/@lang",
@@ -89,6 +130,11 @@ _LANG_XPATHS: Final = (
     "='content-language']/@content",
     "//meta[@property='og:locale']/@content",
 )
+# readability's HTML to lines: a new line at each of these elements.
+_BLOCKS: Final = frozenset({
+    "p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "tr", "pre", "br",
+    "article", "section", "td", "dd", "dt", "figcaption", "table", "ul", "ol",
+})
 
 
 class ExtractionError(Exception):
@@ -97,6 +143,14 @@ class ExtractionError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One extractor's body for a page: ``name`` for reports, ``text`` one paragraph a line."""
+
+    name: str
+    text: str
 
 
 def extract(body: bytes, *, url: str) -> Extracted:
@@ -108,52 +162,123 @@ def extract(body: bytes, *, url: str) -> Extracted:
     """
     if not body.strip():
         raise ExtractionError("empty body")
-    # Parse once: the same tree gives the declared language and feeds the
-    # extractor (bare_extraction copies a tree it is given, we keep ours).
+    # Parse once: the same tree gives the declared language, the link texts
+    # and every candidate (bare_extraction copies a tree it is given;
+    # readability, which edits its input, gets a copy).
     tree = trafilatura.load_html(body)
     if tree is None:
         raise ExtractionError("not an HTML document")
-    document = _bare_extraction(tree, url=url, precision=True)
-    if _length(document) < RETRY_BELOW_CHARS:
-        # Precision mode sometimes keeps only a fragment of the page (on the
-        # benchmark: a print notice instead of a whole barrons.com article).
-        # The balanced mode is tried on such short results only, and wins
-        # only if it finds clearly more, and prose: on a section front it
-        # returns the menu and the list of headlines.
-        retry = _bare_extraction(tree, url=url, precision=False)
-        if (
-            retry is not None
-            and _length(retry) > RETRY_GAIN * _length(document)
-            and _SENTENCE.search(retry.text or "")
-        ):
-            document = retry
-    if document is None:
+    document = _bare_extraction(tree, url=url, options=_EXTRACTION_OPTIONS)
+    primary = Candidate("precision", _text(document.text if document else None))
+    second = Candidate("readability", readability_text(deepcopy(tree)))
+    chosen = primary
+    if agreement(primary.text, second.text) < DOUBT_BELOW:
+        balanced = _bare_extraction(tree, url=url, options=_BALANCED_OPTIONS)
+        third = Candidate("balanced", _text(balanced.text if balanced else None))
+        description = document.description if document else None
+        chosen = choose([primary, second, third], links=_link_texts(tree),
+                        description=_optional(description))
+    text = chosen.text
+    if not text:
         raise ExtractionError("no main text found")
-    text = _text(document.text)
     words = len(text.split())
     if words < MIN_WORDS:
         raise ExtractionError(f"main text too short: {words} of at least {MIN_WORDS} words")
     return Extracted(
-        title=_optional(document.title),
+        title=_optional(document.title) if document else None,
         text=text,
-        author=_optional(document.author),
-        published=_utc(document.date),
+        author=_optional(document.author) if document else None,
+        published=_utc(document.date) if document else None,
         language=_declared_language(tree),
-        site_name=_optional(document.sitename),
+        site_name=_optional(document.sitename) if document else None,
     )
 
 
-def _bare_extraction(tree: Any, *, url: str, precision: bool) -> Document | None:
-    document = trafilatura.bare_extraction(
-        tree, url=url, **{**_EXTRACTION_OPTIONS, "favor_precision": precision}
+def choose(
+    candidates: Sequence[Candidate], *, links: frozenset[str], description: str | None
+) -> Candidate:
+    """The candidate the evidence favours; the first one (the primary) on a tie.
+
+    Evidence, per candidate: its mean :func:`agreement` with the others, less
+    :data:`LINK_WEIGHT` times the share of its characters in lines that are
+    the text of a link of the page (``links``, whitespace-collapsed), plus
+    :data:`DESCRIPTION_WEIGHT` times the share of the description's words it
+    contains. Not its length: a long wrong block is as long as an article.
+    """
+    if len(candidates) < 2:
+        return candidates[0]
+    use_description = (
+        description is not None and len(_WORD.findall(description)) >= DESCRIPTION_MIN_WORDS
     )
+    bags = [_bag(c.text) for c in candidates]
+    best, best_score = candidates[0], float("-inf")
+    for i, candidate in enumerate(candidates):
+        if not candidate.text:
+            continue
+        others = [_similarity(bags[i], bag) for j, bag in enumerate(bags) if j != i]
+        score = sum(others) / len(others) - LINK_WEIGHT * _link_share(candidate.text, links)
+        if use_description and description is not None:
+            score += DESCRIPTION_WEIGHT * _containment(_bag(description), bags[i])
+        if score > best_score:
+            best, best_score = candidate, score
+    return best
+
+
+def agreement(a: str, b: str) -> float:
+    """Shared words (a multiset, case-folded) over the words of the longer text: 0 to 1."""
+    return _similarity(_bag(a), _bag(b))
+
+
+def readability_text(tree: Any) -> str:
+    """The body readability-lxml (trafilatura's fork) finds in ``tree``, one block a line.
+
+    It edits ``tree``: pass a copy of a tree that is used again.
+    """
+    try:
+        summary = ReadabilityDocument(tree, min_text_length=25).summary()
+    except Exception:  # noqa: BLE001 - its own failures (an empty page, odd markup) are no body
+        return ""
+    if not summary.strip():
+        return ""
+    parts: list[str] = []
+    for element in lxml.html.fromstring(summary).iter():
+        if isinstance(element.tag, str) and element.tag in _BLOCKS:
+            parts.append("\n")
+        parts.extend(t for t in (element.text, element.tail) if t)
+    return _text("".join(parts))
+
+
+def _bag(text: str) -> Counter[str]:
+    return Counter(w.casefold() for w in _WORD.findall(text))
+
+
+def _similarity(a: Counter[str], b: Counter[str]) -> float:
+    longest = max(a.total(), b.total())
+    return (a & b).total() / longest if longest else 0.0
+
+
+def _containment(part: Counter[str], whole: Counter[str]) -> float:
+    size = part.total()
+    return (part & whole).total() / size if size else 0.0
+
+
+def _link_texts(tree: Any) -> frozenset[str]:
+    texts = (" ".join(a.text_content().split()) for a in tree.iter("a"))
+    return frozenset(t for t in texts if t)
+
+
+def _link_share(text: str, links: frozenset[str]) -> float:
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    total = sum(len(line) for line in lines)
+    linked = sum(len(line) for line in lines if line in links)
+    return linked / total if total else 1.0
+
+
+def _bare_extraction(tree: Any, *, url: str, options: Mapping[str, Any]) -> Document | None:
+    document = trafilatura.bare_extraction(tree, url=url, **options)
     # None: trafilatura found no main text. It returns a dict only when asked
     # to (as_dict), which we never do.
     return document if isinstance(document, Document) else None
-
-
-def _length(document: Document | None) -> int:
-    return len(document.text or "") if document is not None else 0
 
 
 def _text(value: object) -> str:

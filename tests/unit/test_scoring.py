@@ -80,3 +80,13 @@ def test_summary_averages_pages_then_takes_the_harmonic_mean() -> None:
 def test_summary_of_nothing_is_zero() -> None:
     summary = summarize([])
     assert (summary.precision, summary.recall, summary.f1, summary.pages) == (0.0, 0.0, 0.0, 0)
+
+
+def test_the_bag_of_words_ignores_order_but_counts_repeats() -> None:
+    # The same words reordered: no 4-gram in common, every word in common.
+    truth, predicted = "the cat sat on the mat", "on the mat the cat sat"
+    assert score_page(truth=truth, predicted=predicted, size=1) == PageScore(tp=6, fp=0, fn=0)
+    assert score_page(truth=truth, predicted=predicted).tp < 3
+    # "the" twice in the truth, once predicted: one word missing.
+    assert score_page(truth=truth, predicted="the cat sat on mat", size=1) == PageScore(
+        tp=5, fp=0, fn=1)
