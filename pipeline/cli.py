@@ -273,12 +273,12 @@ def _format(args: argparse.Namespace) -> Format:
 def cmd_sql(args: argparse.Namespace) -> int:
     import duckdb
 
-    from pipeline import store
+    from pipeline.store.backend import open_store
 
     settings = _settings(args)
     if not args.query.strip():
         raise UserError("no SQL to run: the statement is empty")
-    with store.connect(settings.database, read_only=True) as con:
+    with open_store(settings, read_only=True) as con:
         try:
             cursor = con.execute(args.query)
         except duckdb.Error as exc:
@@ -298,15 +298,15 @@ def cmd_sql(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     import duckdb
 
-    from pipeline import store
     from pipeline.query import QuerySyntaxError, parse, to_sql
+    from pipeline.store.backend import open_store
 
     settings = _settings(args)
     try:
         where, params = to_sql(parse(args.query))
     except QuerySyntaxError as exc:
         raise UserError(f"query: {exc}") from None
-    with store.connect(settings.database, read_only=True) as con:
+    with open_store(settings, read_only=True) as con:
         try:
             cursor = con.execute(
                 "SELECT CAST(coalesce(published_at, fetched_at) AS DATE) AS date, source, title,"
@@ -473,13 +473,14 @@ def _outbox_state(con: Any) -> str:
 def _backtest(settings: Any, args: argparse.Namespace) -> int:
     import duckdb
 
-    from pipeline import alert, store
+    from pipeline import alert
+    from pipeline.store.backend import open_store
 
     rules = {r.name: r for r in settings.alerts}
     if not args.rule or args.rule not in rules:
         known = ", ".join(sorted(rules)) or "none configured"
         raise UserError(f"alerts test needs a rule name from the config ({known})")
-    with store.connect(settings.database, read_only=True) as con:
+    with open_store(settings, read_only=True) as con:
         try:
             hits = alert.backtest(con, rules[args.rule], limit=args.limit)
         except duckdb.Error as exc:
