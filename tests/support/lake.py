@@ -92,3 +92,25 @@ def store_section(dsn: str, data_path: str | Path, *, endpoint: str | None = Non
     if endpoint:
         section["s3"] = {"endpoint": endpoint, "use_ssl": False, "url_style": "path"}
     return section
+
+
+def host_task(settings_json: str, task: str, run_id: str, shard: int = 0,
+              shards: int = 1) -> int:
+    """One pipeline task as a host runs it (in a process of its own): the
+    stage functions the DAG calls, on this host's settings."""
+    from pipeline import run
+    from pipeline.config import Settings
+
+    settings = Settings.model_validate_json(settings_json)
+    if task == "poll":
+        return run.poll_stage(settings, run_id).entries_new
+    if task == "shards":
+        return run.shard_count(settings, run_id, shards)
+    if task == "process":
+        return run.process_stage(settings, run_id, shard=shard, shards=shards,
+                                 workers=1).articles
+    if task == "cluster":
+        return run.cluster_stage(settings, run_id).articles
+    if task == "load":
+        return run.load_stage(settings, run_id).articles_new
+    raise ValueError(f"no task {task!r}")
