@@ -407,7 +407,9 @@ def load_stage(settings: Settings, run_id: str, *, started_at: datetime | None =
 
 def send_stage(settings: Settings, mailer: alert.Mailer | None = None, *,
                ignore_backoff: bool = False) -> alert.SendResult:
-    with store.connect(settings.database) as con:
+    # A lake's sender holds the writer lock for its round: one sender (and no
+    # load) at a time across hosts, so each row is claimed and marked by one.
+    with backend(settings).writer() as con:
         return alert.send_pending(con, settings, mailer or alert.mailer_for(settings),
                                   ignore_backoff=ignore_backoff)
 

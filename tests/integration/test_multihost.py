@@ -30,12 +30,17 @@ RULE = {"name": "syria-foreign-forces", "query": "topic:syria AND topic:foreign-
         "to": ["analyst@example.org"]}
 
 
-def base(tmp: Path, site: Any) -> dict[str, Any]:
-    return {"database": str(tmp / "news.duckdb"), "staging_dir": str(tmp / "staging"),
-            "outbox_dir": str(tmp / "outbox"),
+def base(tmp: Path, site: Any, smtp: Any) -> dict[str, Any]:
+    return {"smtp": {"url": smtp.url}, "database": str(tmp / "news.duckdb"),
+            "staging_dir": str(tmp / "staging"), "outbox_dir": str(tmp / "outbox"),
             "feeds": [{"url": site.feed_url, "name": "Seed outlets"}], "alerts": [RULE],
             "fetch": {"allow_private": [f"127.0.0.1:{site.port}"]},
             "process": {"workers": 1, "batch_size": 3}}
+
+
+def on_s3(dsn: str, endpoint: str) -> dict[str, Any]:
+    return lake.store_section(dsn, "s3://newsmon/lake/", endpoint=endpoint,
+                              staging_url="s3://newsmon/staging/")
 
 
 def snapshot(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
@@ -53,8 +58,8 @@ def snapshot(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "entries": con.execute("SELECT feed_url, id, status FROM entries ORDER BY ALL"
                                ).fetchall(),
         "feeds": con.execute("SELECT url, status, etag IS NOT NULL FROM feeds").fetchall(),
-        "alerts": con.execute("SELECT rule, recipient, update_no FROM alerts ORDER BY ALL"
-                              ).fetchall(),
+        "alerts": con.execute("SELECT rule, recipient, update_no, status FROM alerts"
+                              " ORDER BY ALL").fetchall(),
         "tags": con.execute("SELECT count(*) FROM article_tags").fetchall(),
     }
 
@@ -68,21 +73,22 @@ def hosts() -> Iterator[list[ProcessPoolExecutor]]:
 
 
 def test_tasks_on_random_hosts_store_what_one_host_stores(
-        tmp_path: Path, seed_site: Any, hosts: list[ProcessPoolExecutor]) -> None:
-    alone = parse_settings(base(tmp_path / "alone", seed_site))
+        tmp_path: Path, seed_site: Any, smtp_server: Any,
+        hosts: list[ProcessPoolExecutor]) -> None:
+    alone = parse_settings(base(tmp_path / "alone", seed_site, smtp_server))
     for _ in range(PASSES):
         run_pass(alone)
     with duckdb.connect(str(alone.database), read_only=True) as con:
         expected = snapshot(con)
     assert len(expected["articles"]) == 5 and len(expected["alerts"]) == 1
+    assert len(smtp_server.messages) == 1
 
     chance = random.Random(15)
     with lake.catalog_database() as dsn, lake.s3_server() as endpoint:
         def host_settings(n: int) -> Settings:
             folder = tmp_path / f"host-{n}"
-            return parse_settings({**base(folder, seed_site), "store": lake.store_section(
-                dsn, "s3://newsmon/lake/", endpoint=endpoint,
-                staging_url="s3://newsmon/staging/")})
+            return parse_settings({**base(folder, seed_site, smtp_server),
+                                   "store": on_s3(dsn, endpoint)})
 
         settings = [host_settings(n).model_dump_json() for n in range(HOSTS)]
 
@@ -100,7 +106,13 @@ def test_tasks_on_random_hosts_store_what_one_host_stores(
                 on_some_host("process", run_id, shard, shards)
             on_some_host("cluster", run_id)
             loaded += on_some_host("load", run_id)
+            # Two senders at once on two hosts: the alert goes out once.
+            two = chance.sample(range(HOSTS), 2)
+            sends = [hosts[n].submit(lake.host_task, settings[n], "send", run_id) for n in two]
+            sent = sum(int(x.result(timeout=240)) for x in sends)
+            assert sent == (1 if number == 0 else 0)
         assert loaded == 5
+        assert len(smtp_server.messages) == 2  # one from the single host, one from the lake
         with open_store(host_settings(0), read_only=True) as con:
             got = snapshot(con)
     assert got == expected
@@ -111,10 +123,11 @@ def test_tasks_on_random_hosts_store_what_one_host_stores(
 
 
 def test_a_run_whose_staging_never_reached_s3_is_an_error_not_an_empty_load(
-        tmp_path: Path, seed_site: Any, hosts: list[ProcessPoolExecutor]) -> None:
+        tmp_path: Path, seed_site: Any, smtp_server: Any,
+        hosts: list[ProcessPoolExecutor]) -> None:
     with lake.catalog_database() as dsn, lake.s3_server() as endpoint:
-        settings = parse_settings({**base(tmp_path, seed_site), "store": lake.store_section(
-            dsn, "s3://newsmon/lake/", endpoint=endpoint, staging_url="s3://newsmon/staging/")})
+        settings = parse_settings({**base(tmp_path, seed_site, smtp_server),
+                                   "store": on_s3(dsn, endpoint)})
         with pytest.raises(staging.StagingError, match="no staging folder for this run"):
             lake.host_task(settings.model_dump_json(), "load", "never-polled")
         with open_store(settings, read_only=True) as con:

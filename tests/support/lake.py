@@ -113,4 +113,6 @@ def host_task(settings_json: str, task: str, run_id: str, shard: int = 0,
         return run.cluster_stage(settings, run_id).articles
     if task == "load":
         return run.load_stage(settings, run_id).articles_new
+    if task == "send":
+        return run.send_stage(settings).sent
     raise ValueError(f"no task {task!r}")
