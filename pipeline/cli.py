@@ -322,6 +322,27 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    """Maintenance under the writer lock: what the maintenance DAG runs daily."""
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.store import maintenance
+    from pipeline.store.backend import backend
+
+    settings = _settings(args)
+    with backend(settings).writer() as con:
+        if settings.store.mode != "lake":
+            maintenance.checkpoint(con)
+            print(f"checkpointed {settings.database}")
+            return 0
+        from pipeline.store.lake import compact
+
+        done = compact(con, now=datetime.now(UTC), keep=timedelta(days=args.keep_days))
+    print(f"data files {done.files_before} -> {done.files_after}; "
+          f"{done.snapshots_expired} snapshots expired, {done.files_deleted} old files deleted")
+    return 0
+
+
 def _query_failed(exc: Exception) -> str:
     # The query parsed, so this is a limit of the engine: thousands of words
     # in one OR make an RE2 pattern over DuckDB's size limit, say.
@@ -640,6 +661,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     _add_format(p)
     p.set_defaults(func=cmd_alerts)
+
+    p = sub.add_parser("compact", help="lake mode: merge small data files and expire old "
+                       "snapshots; file mode: checkpoint the database")
+    _add_config(p)
+    p.add_argument("--keep-days", type=_whole_number(0, 3650), default=7,
+                   help="lake mode: keep this many days of snapshots (time travel); default 7")
+    p.set_defaults(func=cmd_compact)
 
     # stories, story, status, init, serve: the analyst's commands (issue 18).
     from pipeline import cli_browse

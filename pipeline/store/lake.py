@@ -27,6 +27,8 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -216,3 +218,41 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 def _version(con: duckdb.DuckDBPyConnection) -> str | None:
     row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     return str(row[0]) if row else None
+
+
+# -- maintenance ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Compaction:
+    files_before: int  # live data files before
+    files_after: int
+    snapshots_expired: int
+    files_deleted: int  # files of expired snapshots removed from the data path
+
+
+def _live_files(con: duckdb.DuckDBPyConnection) -> int:
+    row = con.execute(f"SELECT count(*) FROM __ducklake_metadata_{LAKE_ALIAS}.ducklake_data_file"
+                      " WHERE end_snapshot IS NULL").fetchone()
+    return int(row[0]) if row else 0
+
+
+def compact(con: duckdb.DuckDBPyConnection, *, now: datetime, keep: timedelta) -> Compaction:
+    """Merge each table's small data files (every load adds a few), expire the
+    snapshots older than ``keep`` (time travel reaches back that far) and delete
+    the files only they used. Run it under the writer lock
+    (:meth:`LakeBackend.writer`): a compaction racing a load's update can
+    duplicate a row."""
+    before = _live_files(con)
+    con.execute(f"CALL ducklake_merge_adjacent_files('{LAKE_ALIAS}')").fetchall()
+    expired = con.execute(f"CALL ducklake_expire_snapshots('{LAKE_ALIAS}', older_than => ?)",
+                          [now - keep]).fetchall()
+    deleted = con.execute(f"CALL ducklake_cleanup_old_files('{LAKE_ALIAS}', older_than => ?)",
+                          [now]).fetchall()
+    result = Compaction(files_before=before, files_after=_live_files(con),
+                        snapshots_expired=len(expired), files_deleted=len(deleted))
+    log.info("compacted the lake", extra={"files_before": result.files_before,
+                                          "files_after": result.files_after,
+                                          "snapshots_expired": result.snapshots_expired,
+                                          "files_deleted": result.files_deleted})
+    return result

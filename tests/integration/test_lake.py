@@ -4,6 +4,7 @@ loads serialized across processes by the catalog's advisory lock."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import subprocess
 import sys
@@ -149,3 +150,59 @@ def test_sql_and_search_work_on_the_lake(tmp_path: Path, catalog: str) -> None:
     assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
     assert wrong.stderr.startswith("newsmon: SQL error: Catalog Error")
     assert not (tmp_path / "news.duckdb").exists()
+
+
+def batch(run: int, n: int = 4) -> list[dict[str, Any]]:
+    """``n`` articles of their own for run ``run``."""
+    return [f.article(100 * run + i, title=f"Report {run}-{i} on the floods",
+                      text=f"Report {run}-{i}. " + reports()[2]["text"], source=f"Outlet {i}",
+                      countries=("ES",), hours=i) for i in range(n)]
+
+
+def _task_in_process(settings_json: str, task: str) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.store.lake import compact
+
+    settings = Settings.model_validate_json(settings_json)
+    with backend(settings).writer() as con:
+        if task == "compact":
+            return compact(con, now=datetime.now(UTC), keep=timedelta(0)).files_after
+        return load(con, settings, task).articles_new
+
+
+def test_compaction_merges_files_and_keeps_every_row_even_beside_loads(
+        tmp_path: Path, catalog: str) -> None:
+    settings = lake_settings(tmp_path, catalog)
+    for run in range(3):
+        f.stage(settings, f"run-{run}", batch(run))
+        with backend(settings).writer() as con:
+            load(con, settings, f"run-{run}")
+    before = contents(settings)
+    for run in range(3, 6):
+        f.stage(settings, f"run-{run}", batch(run))
+    tasks = ["run-3", "compact", "run-4", "compact", "run-5", "compact"]
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(3) as pool:
+        done = pool.starmap(_task_in_process, [(settings.model_dump_json(), t) for t in tasks])
+    assert [done[i] for i in (0, 2, 4)] == [4, 4, 4]
+    config = tmp_path / "newsmon.yaml"
+    config.write_text(yaml.safe_dump(json.loads(settings.model_dump_json())), encoding="utf-8")
+    cli = subprocess.run([sys.executable, "-m", "pipeline.cli", "compact", "--config",
+                          str(config), "--keep-days", "0"], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout.startswith("data files ")
+    files_before, files_after = (int(x) for x in cli.stdout.split(";")[0][11:].split(" -> "))
+    assert files_after <= files_before
+    after = contents(settings)
+    assert len(after["articles"]) == 24 == len({a[0] for a in after["articles"]})
+    assert all(article in after["articles"] for article in before["articles"])
+    with open_store(settings, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM entries").fetchall() == [(24,)]
+        assert con.execute("SELECT count(*), count(DISTINCT id) FROM runs").fetchall() == [
+            (6, 6)]
+        files = con.execute("SELECT count(*) FROM __ducklake_metadata_newsmon_lake"
+                            ".ducklake_data_file WHERE end_snapshot IS NULL").fetchone()
+    # merged: fewer live files than the loads wrote (each load adds several per table)
+    assert files is not None and files[0] == files_after < 6 * 5
