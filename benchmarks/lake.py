@@ -1,0 +1,124 @@
+"""Lake mode against the DuckDB file, in the same process: load throughput,
+commit latency and query latency (issue 15).
+
+    python -m benchmarks.lake [--articles 2000] [--runs 3]
+
+The same :mod:`benchmarks.load` articles are loaded in ``--runs`` runs (each
+its own articles) into a fresh DuckDB file and into a fresh lake: a new
+PostgreSQL catalog database at 127.0.0.1:5432 (created and dropped here), data
+files in a temporary folder. Each run is planned (cluster stage) and then
+loaded under the backend's writer (the lake's: its advisory lock). Commit
+latency is a load of a run with one new article into the filled store (the
+median of five). Query latency: the README's example queries, best of five.
+The file is the baseline of every ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from benchmarks.load import ALERT_RULES, records, stage
+from pipeline.config import Settings, parse_settings
+from pipeline.store import load as load_module
+from pipeline.store.backend import backend, open_store
+
+COMMAND = ".venv/bin/python -m benchmarks.lake"
+QUERIES = {
+    "articles per source": "SELECT source, count(*) FROM articles GROUP BY source"
+                           " ORDER BY 2 DESC LIMIT 10",
+    "largest stories": "SELECT title, n_articles, n_sources FROM stories"
+                       " ORDER BY n_articles DESC LIMIT 10",
+    "articles by country": "SELECT c, count(*) FROM (SELECT unnest(countries) AS c"
+                           " FROM articles) GROUP BY c ORDER BY 2 DESC",
+}
+
+
+@contextmanager
+def catalog() -> Iterator[str]:
+    import psycopg2
+
+    name = f"newsmon_bench_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        yield f"dbname={name} host=127.0.0.1 port=5432 user=postgres"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def _load_run(settings: Settings, run_id: str, rows: list[dict[str, Any]]) -> float:
+    stage(settings, run_id, rows)
+    with open_store(settings) as con:
+        load_module.plan(con, settings, run_id)
+    started = time.perf_counter()
+    with backend(settings).writer() as con:
+        result = load_module.load(con, settings, run_id)
+    elapsed = time.perf_counter() - started
+    if result.articles_new != len(rows):
+        raise RuntimeError(f"{run_id}: loaded {result.articles_new} of {len(rows)}")
+    return elapsed
+
+
+def measure_one(settings: Settings, n: int, runs: int) -> dict[str, float]:
+    rows = records(n * runs + 5)
+    load_s = sum(_load_run(settings, f"run-{k}", rows[k * n:(k + 1) * n]) for k in range(runs))
+    commits = [_load_run(settings, f"one-{k}", [rows[n * runs + k]]) for k in range(5)]
+    figures = {"rows_per_s": n * runs / load_s, "commit_s": statistics.median(commits)}
+    with open_store(settings, read_only=True) as con:
+        for name, sql in QUERIES.items():
+            times = []
+            for _ in range(5):
+                started = time.perf_counter()
+                con.execute(sql).fetchall()
+                times.append(time.perf_counter() - started)
+            figures[name] = min(times)
+    return figures
+
+
+def measure(n: int, runs: int) -> dict[str, dict[str, float]]:
+    with tempfile.TemporaryDirectory(prefix="newsmon-bench-lake-") as tmp, catalog() as dsn:
+        root = Path(tmp)
+
+        def settings(mode: str) -> Settings:
+            data: dict[str, Any] = {
+                "database": str(root / mode / "news.duckdb"),
+                "staging_dir": str(root / mode / "staging"), "alerts": ALERT_RULES,
+                "cluster": {"embeddings": False}}
+            if mode == "lake":
+                data["store"] = {"mode": "lake", "catalog": dsn,
+                                 "data_path": str(root / "lake-data")}
+            return parse_settings(data)
+
+        return {mode: measure_one(settings(mode), n, runs) for mode in ("file", "lake")}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--articles", type=int, default=2000, help="articles a run")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv)
+    got = measure(args.articles, args.runs)
+    file, lake = got["file"], got["lake"]
+    print(f"{args.runs} runs of {args.articles} articles; the file is the baseline")
+    print(f"{'measure':<34}{'file':>12}{'lake':>12}{'lake/file':>11}")
+    print(f"{'load throughput (rows/s)':<34}{file['rows_per_s']:>12,.0f}"
+          f"{lake['rows_per_s']:>12,.0f}{lake['rows_per_s'] / file['rows_per_s']:>10.2f}x")
+    for key, label in [("commit_s", "commit latency, 1 article (s)"),
+                       *((q, f"query: {q} (s)") for q in QUERIES)]:
+        print(f"{label:<34}{file[key]:>12.3f}{lake[key]:>12.3f}{lake[key] / file[key]:>10.2f}x")
+
+
+if __name__ == "__main__":
+    main()
