@@ -19,9 +19,8 @@ import argparse
 import statistics
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from benchmarks.load import ALERT_RULES, records, stage
 from pipeline.config import Settings, parse_settings
 from pipeline.store import load as load_module
 from pipeline.store.backend import backend, open_store
+from pipeline.store.lake import scratch_catalog
 
 COMMAND = ".venv/bin/python -m benchmarks.lake"
 QUERIES = {
@@ -41,21 +41,9 @@ QUERIES = {
 }
 
 
-@contextmanager
-def catalog() -> Iterator[str]:
-    import psycopg2
-
-    name = f"newsmon_bench_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        yield f"dbname={name} host=127.0.0.1 port=5432 user=postgres"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+def catalog() -> AbstractContextManager[str]:
+    return scratch_catalog("dbname=postgres host=127.0.0.1 port=5432 user=postgres",
+                           prefix="newsmon_bench")
 
 
 def _load_run(settings: Settings, run_id: str, rows: list[dict[str, Any]]) -> float:

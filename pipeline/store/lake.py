@@ -25,6 +25,7 @@ import importlib.util
 import logging
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -256,3 +257,25 @@ def compact(con: duckdb.DuckDBPyConnection, *, now: datetime, keep: timedelta) -
                                           "snapshots_expired": result.snapshots_expired,
                                           "files_deleted": result.files_deleted})
     return result
+
+
+@contextmanager
+def scratch_catalog(server: str, prefix: str = "newsmon_scratch") -> Iterator[str]:
+    """A new, empty catalog database on the PostgreSQL server that ``server``
+    (a libpq DSN of a database there, e.g. ``dbname=postgres host=...``)
+    reaches, named uniquely; yields its DSN and drops it after. For tests,
+    benchmarks and trying lake mode out."""
+    import psycopg2
+
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(server, connect_timeout=10)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        dsn = " ".join(part for part in server.split() if not part.startswith("dbname="))
+        yield f"dbname={name} {dsn}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

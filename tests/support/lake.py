@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,16 +38,13 @@ def _admin() -> tuple[Any, str]:
 @contextmanager
 def catalog_database() -> Iterator[str]:
     """A new, empty catalog database; yields its libpq DSN; dropped after."""
+    from pipeline.store.lake import scratch_catalog
+
     pg, user = _admin()
-    name = f"newsmon_test_{os.getpid()}_{uuid.uuid4().hex[:10]}"
-    try:
-        with pg.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        yield f"dbname={name} host=127.0.0.1 port=5432 user={user}"
-    finally:
-        with pg.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        pg.close()
+    pg.close()
+    server = f"dbname=postgres host=127.0.0.1 port=5432 user={user}"
+    with scratch_catalog(server, prefix="newsmon_test") as dsn:
+        yield dsn
 
 
 def free_port() -> int:
