@@ -192,7 +192,13 @@ class LakeBackend:
                 raise store.StoreError(
                     f"{self.describe()}: no lake here yet; run `newsmon run --once` first")
             return self._connection(read_only=True)
-        return self.writer()
+        # The schema under the lock, then a connection without it: a stage that
+        # only reads (the poll on a first run) must not hold the loads up.
+        # Writes go through writer().
+        if not self.exists():
+            with self.writer():
+                pass
+        return self._connection(read_only=False)
 
     @contextmanager
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -206,3 +206,15 @@ def test_compaction_merges_files_and_keeps_every_row_even_beside_loads(
                             ".ducklake_data_file WHERE end_snapshot IS NULL").fetchone()
     # merged: fewer live files than the loads wrote (each load adds several per table)
     assert files is not None and files[0] == files_after < 6 * 5
+
+
+def test_a_reading_stage_on_a_new_lake_creates_it_without_holding_the_lock(
+        tmp_path: Path, catalog: str) -> None:
+    settings = lake_settings(tmp_path, catalog)
+    lake_backend = LakeBackend(settings)
+    assert not lake_backend.exists()
+    with open_store(settings) as con:  # the poll's connection on a first run
+        assert con.execute("SELECT count(*) FROM feeds").fetchall() == [(0,)]
+        with lake_backend.writer_lock(wait=0.5):  # a load elsewhere is not held up
+            pass
+    assert lake_backend.exists()
