@@ -135,17 +135,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _has_added_feeds(settings: Any) -> bool:
     from pipeline import store
+    from pipeline.store.backend import backend, open_store
 
-    if not settings.database.exists():
+    if not backend(settings).exists():
         return False
-    with store.connect(settings.database, read_only=True) as con:
+    with open_store(settings, read_only=True) as con:
         return any(r.get("origin") == "added" for r in store.feed_rows(con))
 
 
 def _seconds_to_next_poll(settings: Any) -> float:
-    from pipeline import store
+    from pipeline.store.backend import open_store
 
-    with store.connect(settings.database, read_only=True) as con:
+    with open_store(settings, read_only=True) as con:
         row = con.execute(
             "SELECT min(next_poll_at) FROM feeds WHERE status <> 'retired' AND paused_at IS NULL"
         ).fetchone()
@@ -352,12 +353,13 @@ def _query_failed(exc: Exception) -> str:
 def cmd_feeds(args: argparse.Namespace) -> int:
     from pipeline import store
     from pipeline.sources import feeds
+    from pipeline.store.backend import backend, open_store
 
     settings = _settings(args)
     action = getattr(args, "action", None) or "list"
     try:
         if action == "add":
-            with store.connect(settings.database) as con:
+            with backend(settings).writer() as con:
                 feed = feeds.add(con, settings, args.url, name=args.name)
             print(f"added {feed.url}; it is polled on the next pass")
             return 0
@@ -366,14 +368,14 @@ def cmd_feeds(args: argparse.Namespace) -> int:
                 data = Path(args.file).read_bytes()
             except OSError as exc:
                 raise UserError(f"{args.file}: cannot read: {exc.strerror}") from None
-            with store.connect(settings.database) as con:
+            with backend(settings).writer() as con:
                 result = feeds.import_opml(con, settings, data)
             for url, why in result.skipped:
                 print(f"skipped {url[:200]}: {why}", file=sys.stderr)
             print(f"added {len(result.added)} feed(s), skipped {len(result.skipped)}")
             return 0
         if action in _FEED_CHANGES:
-            with store.connect(settings.database) as con:
+            with backend(settings).writer() as con:
                 print(_FEED_CHANGES[action](con, settings, args))
             return 0
     except feeds.ConfiguredFeed as exc:
@@ -382,8 +384,8 @@ def cmd_feeds(args: argparse.Namespace) -> int:
     except feeds.FeedError as exc:
         raise UserError(str(exc)) from None
     rows: list[dict[str, object]] = []
-    if settings.database.exists():
-        with store.connect(settings.database, read_only=True) as con:
+    if backend(settings).exists():
+        with open_store(settings, read_only=True) as con:
             rows = store.feed_rows(con)
     health = feeds.health(settings, rows)
     if action == "export":

@@ -218,3 +218,26 @@ def test_a_reading_stage_on_a_new_lake_creates_it_without_holding_the_lock(
         with lake_backend.writer_lock(wait=0.5):  # a load elsewhere is not held up
             pass
     assert lake_backend.exists()
+
+
+def test_feeds_are_added_paused_and_listed_in_the_lake(tmp_path: Path, catalog: str) -> None:
+    config = tmp_path / "newsmon.yaml"
+    config.write_text(yaml.safe_dump({
+        "database": "news.duckdb",
+        "store": lake.store_section(catalog, tmp_path / "lake-data")}), encoding="utf-8")
+
+    def newsmon(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "pipeline.cli", "feeds", "--config",
+                               str(config), *args], capture_output=True, text=True,
+                              timeout=120, check=False, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    newsmon("add", "https://news.example.org/feed.xml")
+    newsmon("pause", "https://news.example.org/feed.xml")
+    listed = newsmon("list", "--csv").stdout
+    assert "https://news.example.org/feed.xml" in listed and ",added," in listed
+    with open_store(lake_settings(tmp_path, catalog), read_only=True) as con:
+        assert con.execute("SELECT url, origin, paused_at IS NOT NULL FROM feeds").fetchall() == [
+            ("https://news.example.org/feed.xml", "added", True)]
+    assert not (tmp_path / "news.duckdb").exists()
