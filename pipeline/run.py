@@ -407,10 +407,12 @@ def load_stage(settings: Settings, run_id: str, *, started_at: datetime | None =
 
 def send_stage(settings: Settings, mailer: alert.Mailer | None = None, *,
                ignore_backoff: bool = False) -> alert.SendResult:
-    # A lake's sender holds the writer lock for its round: one sender (and no
-    # load) at a time across hosts, so each row is claimed and marked by one.
-    with backend(settings).writer() as con:
+    # A lake's sender takes the writer lock for each write to the outbox (its
+    # claim, each mark), never while an email is on its way.
+    store_backend = backend(settings)
+    with store_backend.connect() as con:
         return alert.send_pending(con, settings, mailer or alert.mailer_for(settings),
+                                  write_lock=store_backend.lock,
                                   ignore_backoff=ignore_backoff)
 
 

@@ -13,7 +13,7 @@ with ``MERGE INTO`` instead (serialized across hosts by the lake's writer lock).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Protocol
 
 import duckdb
@@ -41,6 +41,11 @@ class Backend(Protocol):
         at a time (the load, the alert sender's marks, maintenance)."""
         ...
 
+    def lock(self) -> AbstractContextManager[object]:
+        """The writer lock alone, for writers that hold it write by write (the
+        alert sender: not while an email is on its way)."""
+        ...
+
     def describe(self) -> str:
         """Where the tables are, for messages."""
         ...
@@ -61,6 +66,9 @@ class FileBackend:
 
     def writer(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         return store.connect(self.path)
+
+    def lock(self) -> AbstractContextManager[object]:
+        return nullcontext()  # the connection holds DuckDB's lock on the file
 
     def describe(self) -> str:
         return str(self.path)

@@ -151,6 +151,9 @@ class LakeBackend:
         finally:
             pg.close()  # ends the session: the lock goes with it
 
+    def lock(self) -> AbstractContextManager[object]:
+        return self.writer_lock()
+
     # -- DuckDB connections ----------------------------------------------------------------
 
     def _open(self, *, read_only: bool) -> duckdb.DuckDBPyConnection:

@@ -241,3 +241,37 @@ def test_feeds_are_added_paused_and_listed_in_the_lake(tmp_path: Path, catalog: 
         assert con.execute("SELECT url, origin, paused_at IS NOT NULL FROM feeds").fetchall() == [
             ("https://news.example.org/feed.xml", "added", True)]
     assert not (tmp_path / "news.duckdb").exists()
+
+
+class _ProbeMailer:
+    """Delivers nowhere; while each email is "on its way", checks that another
+    host could take the lake's writer lock (a load would not wait for it)."""
+
+    def __init__(self, lake_backend: LakeBackend) -> None:
+        self.lake_backend = lake_backend
+        self.sent: list[str] = []
+
+    def send(self, message: Any) -> None:
+        with self.lake_backend.writer_lock(wait=2):
+            self.sent.append(str(message["Subject"]))
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_sender_does_not_hold_the_writer_lock_while_an_email_is_on_its_way(
+        tmp_path: Path, catalog: str) -> None:
+    from pipeline.run import send_stage
+
+    settings = lake_settings(tmp_path, catalog, alerts=[
+        {"name": "syria", "query": "topic:syria", "to": ["analyst@example.org"]}])
+    f.stage(settings, "run-1", reports())
+    with backend(settings).writer() as con:
+        assert load(con, settings, "run-1").alerts_queued == 1
+    mailer = _ProbeMailer(LakeBackend(settings))
+    assert send_stage(settings, mailer).sent == 1
+    assert len(mailer.sent) == 1 and "Syria" in mailer.sent[0]
+    assert send_stage(settings, _ProbeMailer(LakeBackend(settings))).sent == 0  # sent once
+    with open_store(settings, read_only=True) as con:
+        assert con.execute("SELECT status, attempts, message_id IS NOT NULL FROM alerts"
+                           ).fetchall() == [("sent", 1, True)]
