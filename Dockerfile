@@ -19,8 +19,9 @@ COPY --chown=airflow:0 pipeline /opt/newsmon/pipeline
 # Naming apache-airflow==AIRFLOW_VERSION in the same pip call is how Airflow's
 # image docs say to add packages: the resolver may not up- or downgrade the
 # Airflow the image was built with. The `airflow` extra brings the smtp and
-# standard providers (already in the image) and the PostgreSQL drivers.
-RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" "/opt/newsmon[airflow]" \
+# standard providers (already in the image) and the PostgreSQL drivers; the
+# `lake` extra, lake mode (docker-compose.lake.yml): DuckLake and S3.
+RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" "/opt/newsmon[airflow,lake]" \
     && python -c "import pipeline.run, pipeline.airflow_support"
 
 # docker-compose.yml mounts the named volume newsmon-data here; Docker seeds a

@@ -69,13 +69,21 @@ def news_maintenance() -> None:
         return {"retention_days": settings.retention_days, **result.counts()}
 
     @task(pool=DUCKDB_POOL)
-    def checkpoint() -> None:
-        from pipeline import store
-        from pipeline.airflow_support import settings_from_airflow
+    def checkpoint(dag_run: Any = None) -> None:
+        from datetime import timedelta
+
+        from pipeline.airflow_support import run_time, settings_from_airflow
+        from pipeline.store.backend import backend
         from pipeline.store.maintenance import checkpoint
 
-        with store.connect(settings_from_airflow().database) as con:
-            checkpoint(con)
+        settings = settings_from_airflow()
+        with backend(settings).writer() as con:  # a lake: under its writer lock
+            if settings.store.mode == "lake":
+                from pipeline.store.lake import compact
+
+                compact(con, now=run_time(dag_run), keep=timedelta(days=7))
+            else:
+                checkpoint(con)
 
     @task
     def prune_staging(dag_run: Any = None) -> int:

@@ -136,17 +136,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _has_added_feeds(settings: Any) -> bool:
     from pipeline import store
+    from pipeline.store.backend import backend, open_store
 
-    if not settings.database.exists():
+    if not backend(settings).exists():
         return False
-    with store.connect(settings.database, read_only=True) as con:
+    with open_store(settings, read_only=True) as con:
         return any(r.get("origin") == "added" for r in store.feed_rows(con))
 
 
 def _seconds_to_next_poll(settings: Any) -> float:
-    from pipeline import store
+    from pipeline.store.backend import open_store
 
-    with store.connect(settings.database, read_only=True) as con:
+    with open_store(settings, read_only=True) as con:
         row = con.execute(
             "SELECT min(next_poll_at) FROM feeds WHERE status <> 'retired' AND paused_at IS NULL"
         ).fetchone()
@@ -274,12 +275,12 @@ def _format(args: argparse.Namespace) -> Format:
 def cmd_sql(args: argparse.Namespace) -> int:
     import duckdb
 
-    from pipeline import store
+    from pipeline.store.backend import open_store
 
     settings = _settings(args)
     if not args.query.strip():
         raise UserError("no SQL to run: the statement is empty")
-    with store.connect(settings.database, read_only=True) as con:
+    with open_store(settings, read_only=True) as con:
         try:
             cursor = con.execute(args.query)
         except duckdb.Error as exc:
@@ -299,15 +300,15 @@ def cmd_sql(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     import duckdb
 
-    from pipeline import store
     from pipeline.query import QuerySyntaxError, parse, to_sql
+    from pipeline.store.backend import open_store
 
     settings = _settings(args)
     try:
         where, params = to_sql(parse(args.query))
     except QuerySyntaxError as exc:
         raise UserError(f"query: {exc}") from None
-    with store.connect(settings.database, read_only=True) as con:
+    with open_store(settings, read_only=True) as con:
         try:
             cursor = con.execute(
                 "SELECT CAST(coalesce(published_at, fetched_at) AS DATE) AS date, source, title,"
@@ -323,6 +324,27 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    """Maintenance under the writer lock: what the maintenance DAG runs daily."""
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.store import maintenance
+    from pipeline.store.backend import backend
+
+    settings = _settings(args)
+    with backend(settings).writer() as con:
+        if settings.store.mode != "lake":
+            maintenance.checkpoint(con)
+            print(f"checkpointed {settings.database}")
+            return 0
+        from pipeline.store.lake import compact
+
+        done = compact(con, now=datetime.now(UTC), keep=timedelta(days=args.keep_days))
+    print(f"data files {done.files_before} -> {done.files_after}; "
+          f"{done.snapshots_expired} snapshots expired, {done.files_deleted} old files deleted")
+    return 0
+
+
 def _query_failed(exc: Exception) -> str:
     # The query parsed, so this is a limit of the engine: thousands of words
     # in one OR make an RE2 pattern over DuckDB's size limit, say.
@@ -332,12 +354,13 @@ def _query_failed(exc: Exception) -> str:
 def cmd_feeds(args: argparse.Namespace) -> int:
     from pipeline import store
     from pipeline.sources import feeds
+    from pipeline.store.backend import backend, open_store
 
     settings = _settings(args)
     action = getattr(args, "action", None) or "list"
     try:
         if action == "add":
-            with store.connect(settings.database) as con:
+            with backend(settings).writer() as con:
                 feed = feeds.add(con, settings, args.url, name=args.name)
             print(f"added {feed.url}; it is polled on the next pass")
             return 0
@@ -346,14 +369,14 @@ def cmd_feeds(args: argparse.Namespace) -> int:
                 data = Path(args.file).read_bytes()
             except OSError as exc:
                 raise UserError(f"{args.file}: cannot read: {exc.strerror}") from None
-            with store.connect(settings.database) as con:
+            with backend(settings).writer() as con:
                 result = feeds.import_opml(con, settings, data)
             for url, why in result.skipped:
                 print(f"skipped {url[:200]}: {why}", file=sys.stderr)
             print(f"added {len(result.added)} feed(s), skipped {len(result.skipped)}")
             return 0
         if action in _FEED_CHANGES:
-            with store.connect(settings.database) as con:
+            with backend(settings).writer() as con:
                 print(_FEED_CHANGES[action](con, settings, args))
             return 0
     except feeds.ConfiguredFeed as exc:
@@ -362,8 +385,8 @@ def cmd_feeds(args: argparse.Namespace) -> int:
     except feeds.FeedError as exc:
         raise UserError(str(exc)) from None
     rows: list[dict[str, object]] = []
-    if settings.database.exists():
-        with store.connect(settings.database, read_only=True) as con:
+    if backend(settings).exists():
+        with open_store(settings, read_only=True) as con:
             rows = store.feed_rows(con)
     health = feeds.health(settings, rows)
     if action == "export":
@@ -474,13 +497,14 @@ def _outbox_state(con: Any) -> str:
 def _backtest(settings: Any, args: argparse.Namespace) -> int:
     import duckdb
 
-    from pipeline import alert, store
+    from pipeline import alert
+    from pipeline.store.backend import open_store
 
     rules = {r.name: r for r in settings.alerts}
     if not args.rule or args.rule not in rules:
         known = ", ".join(sorted(rules)) or "none configured"
         raise UserError(f"alerts test needs a rule name from the config ({known})")
-    with store.connect(settings.database, read_only=True) as con:
+    with open_store(settings, read_only=True) as con:
         try:
             hits = alert.backtest(con, rules[args.rule], limit=args.limit)
         except duckdb.Error as exc:
@@ -640,6 +664,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     _add_format(p)
     p.set_defaults(func=cmd_alerts)
+
+    p = sub.add_parser("compact", help="lake mode: merge small data files and expire old "
+                       "snapshots; file mode: checkpoint the database")
+    _add_config(p)
+    p.add_argument("--keep-days", type=_whole_number(0, 3650), default=7,
+                   help="lake mode: keep this many days of snapshots (time travel); default 7")
+    p.set_defaults(func=cmd_compact)
 
     # stories, story, status, init, serve: the analyst's commands (issue 18).
     from pipeline import cli_browse

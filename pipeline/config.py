@@ -10,6 +10,7 @@ connection).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -273,6 +274,52 @@ class ProcessConfig(Strict):
     extract_timeout: float = Field(default=30.0, gt=0)
 
 
+class S3Config(Strict):
+    """Where an S3-compatible store answers; the keys come from the environment
+    (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``), never from the file."""
+
+    endpoint: str | None = None  # host:port of an S3-compatible store; None: AWS
+    region: str = "us-east-1"
+    use_ssl: bool = True
+    url_style: Literal["path", "vhost"] = "path"
+
+
+class StoreConfig(Strict):
+    """Where the tables live (pipeline.store.backend): ``file`` (the DuckDB file
+    at ``database``, the default) or ``lake`` (DuckLake: catalog in PostgreSQL,
+    data files on S3 or a shared path, staging there too)."""
+
+    mode: Literal["file", "lake"] = "file"
+    # A libpq DSN of the catalog database, without a password: it comes from
+    # PGPASSWORD (or ~/.pgpass), as for psql.
+    catalog: str | None = None
+    data_path: str | None = None  # s3://bucket/prefix/ or a folder every host mounts
+    # The runs' staging folders, reachable from every host: s3://bucket/prefix/
+    # (each host keeps a local copy under staging_dir) or a shared folder.
+    staging_url: str | None = None
+    s3: S3Config = S3Config()
+
+    @field_validator("catalog")
+    @classmethod
+    def _no_password(cls, value: str | None) -> str | None:
+        if value is not None and re.search(r"(^|\s)password\s*=", value):
+            raise ValueError("must not contain a password: set PGPASSWORD (or use ~/.pgpass)")
+        return value
+
+    @model_validator(mode="after")
+    def _lake_needs(self) -> StoreConfig:
+        if self.mode == "lake":
+            missing = [k for k in ("catalog", "data_path") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"mode lake needs {' and '.join(missing)} "
+                                 "(see README, Scaling out)")
+        for key in ("data_path", "staging_url"):
+            value = getattr(self, key)
+            if value is not None and "://" in value and not value.startswith("s3://"):
+                raise ValueError(f"{key}: must be an s3:// URL or a folder, got {value!r}")
+        return self
+
+
 class Settings(Strict):
     """Everything newsmon needs, loaded once and passed explicitly."""
 
@@ -290,6 +337,7 @@ class Settings(Strict):
     cluster: ClusterConfig = ClusterConfig()
     process: ProcessConfig = ProcessConfig()
     retention_days: Annotated[int, Field(ge=1)] | None = None
+    store: StoreConfig = StoreConfig()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
@@ -305,6 +353,9 @@ class Settings(Strict):
 
     @property
     def staging(self) -> Path:
+        shared = self.store.staging_url
+        if shared is not None and "://" not in shared:
+            return Path(shared)  # a folder every host mounts (lake mode)
         return self.staging_dir or self.database.parent / "staging"
 
     @property

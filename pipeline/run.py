@@ -33,7 +33,8 @@ from pipeline.models import FeedEntry, FetchedPage, Rejection, TaggedArticle
 from pipeline.process import Processor, worker_count
 from pipeline.sources import feeds, poll
 from pipeline.sources.pages import fetch
-from pipeline.store import staging
+from pipeline.store import shared_staging, staging
+from pipeline.store.backend import backend, open_store
 from pipeline.store.load import LoadResult, PlanResult, load, plan
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,18 @@ def poll_stage(
     settings: Settings, run_id: str, *, now: datetime | None = None, force: bool = False,
     progress: Progress = _quiet, deadline: float | None = None,
 ) -> PollSummary:
+    """:func:`_poll`; with staging on S3 (lake mode), its folder replaces the run's there."""
+    with shared_staging.workspace(settings, run_id, pull=False) as local:
+        summary = _poll(local, run_id, now=now, force=force, progress=progress,
+                        deadline=deadline)
+        shared_staging.replace(local, run_id, staging.POLL_SHARD)
+    return summary
+
+
+def _poll(
+    settings: Settings, run_id: str, *, now: datetime | None = None, force: bool = False,
+    progress: Progress = _quiet, deadline: float | None = None,
+) -> PollSummary:
     """Poll the due feeds (the config's and the added ones); stage their new
     entries and new feed state. Feeds not done by ``deadline`` (a
     ``time.monotonic()`` value; default: ``fetch.pass_budget_seconds`` from
@@ -108,7 +121,7 @@ def poll_stage(
     directory = staging.run_dir(settings.staging, run_id)
     # Polling only reads the database: read-only (once it exists), so an
     # analyst's read-only session does not hold it up.
-    with store.connect(settings.database, read_only=settings.database.exists()) as con:
+    with open_store(settings) as con:
         states = store.feed_states(con)
         due = poll.due_feeds(feeds.all_feeds(settings, con), states, now, force=force)
         retry = store.entries_to_retry(con, MAX_PAGE_ATTEMPTS)
@@ -174,7 +187,8 @@ class ProcessSummary:
 
 def shard_count(settings: Settings, run_id: str, max_shards: int) -> int:
     """How many process shards this run's entries fill (at least 1)."""
-    n = sum(1 for _ in staging.read(staging.run_dir(settings.staging, run_id), "polled"))
+    with shared_staging.workspace(settings, run_id) as local:
+        n = sum(1 for _ in staging.read(staging.run_dir(local.staging, run_id), "polled"))
     return max(1, min(max_shards, -(-n // settings.process.batch_size)))
 
 
@@ -194,6 +208,19 @@ def _shard_records(directory: Path, shard: int, shards: int) -> Iterator[dict[st
 
 
 def process_stage(
+    settings: Settings, run_id: str, *, shard: int = 0, shards: int = 1,
+    workers: int | None = None, progress: Progress = _quiet, deadline: float | None = None,
+) -> ProcessSummary:
+    """:func:`_process_shard`; with staging on S3 (lake mode), on the run's folder
+    from there, the shard sent back."""
+    with shared_staging.workspace(settings, run_id) as local:
+        summary = _process_shard(local, run_id, shard=shard, shards=shards, workers=workers,
+                                 progress=progress, deadline=deadline)
+        shared_staging.push(local, run_id, staging.process_shard(shard))
+    return summary
+
+
+def _process_shard(
     settings: Settings, run_id: str, *, shard: int = 0, shards: int = 1,
     workers: int | None = None, progress: Progress = _quiet, deadline: float | None = None,
 ) -> ProcessSummary:
@@ -342,28 +369,37 @@ def cluster_stage(settings: Settings, run_id: str) -> PlanResult:
     (reads the database, writes nothing to it; see :mod:`pipeline.store.load`)."""
     # Read-only (once the database exists): analysts' read-only sessions can stay
     # open while it clusters; only the load's transaction needs the file alone.
-    with store.connect(settings.database, read_only=settings.database.exists()) as con:
-        result = plan(con, settings, run_id)
+    with shared_staging.workspace(settings, run_id) as local, open_store(local) as con:
+        result = plan(con, local, run_id)
     if result.already_loaded:
         # What a stage re-run after the load staged is never loaded (a run id
         # is loaded once): it goes now rather than wait to be pruned.
         staging.remove(staging.run_dir(settings.staging, run_id))
+        shared_staging.discard(settings, run_id)
     return result
 
 
 def load_stage(settings: Settings, run_id: str, *, started_at: datetime | None = None,
                keep_staging: bool = False) -> LoadResult:
-    with store.connect(settings.database) as con:
-        result = load(con, settings, run_id, started_at=started_at)
+    # Pulled under the writer lock: a poll re-run on another host meanwhile
+    # (an Airflow retry) cannot change the folder between pull and load.
+    with backend(settings).writer() as con, \
+            shared_staging.workspace(settings, run_id) as local:
+        result = load(con, local, run_id, started_at=started_at)
     if not keep_staging:
         staging.remove(staging.run_dir(settings.staging, run_id))
+        shared_staging.discard(settings, run_id)
     return result
 
 
 def send_stage(settings: Settings, mailer: alert.Mailer | None = None, *,
                ignore_backoff: bool = False) -> alert.SendResult:
-    with store.connect(settings.database) as con:
+    # A lake's sender takes the writer lock for each write to the outbox (its
+    # claim, each mark), never while an email is on its way.
+    store_backend = backend(settings)
+    with store_backend.connect() as con:
         return alert.send_pending(con, settings, mailer or alert.mailer_for(settings),
+                                  write_lock=store_backend.lock,
                                   ignore_backoff=ignore_backoff)
 
 
@@ -384,9 +420,9 @@ ABANDONED_AFTER = timedelta(hours=1)
 
 
 def _loaded_runs(settings: Settings, run_ids: list[str]) -> set[str]:
-    if not run_ids or not settings.database.exists():
+    if not run_ids or not backend(settings).exists():
         return set()
-    with store.connect(settings.database, read_only=True) as con:
+    with open_store(settings, read_only=True) as con:
         rows = con.execute(
             "SELECT id FROM runs WHERE loaded_at IS NOT NULL AND list_contains(?, id)",
             [run_ids]).fetchall()

@@ -19,6 +19,7 @@ import duckdb
 from pipeline.config import AlertRule
 from pipeline.query import Document, Matcher, SqlColumns, compile, parse, to_sql
 from pipeline.store import insert_values
+from pipeline.store.backend import upsert
 
 _ARTICLE_COLUMNS = SqlColumns(
     title="a.title", text="a.text", source="a.source", language="a.language",
@@ -168,10 +169,10 @@ def queue(
         (rule.name, period_bounds(now, rule.period)[1] if rule.period else now, _updates(rule))
         for rule in rules
     ])
-    rows = con.execute(
-        f"""INSERT INTO alerts (rule, story_id, recipient, update_no, article_id, status,
-            created_at, next_attempt_at)
-        SELECT c.rule, c.story_id, c.recipient, coalesce(e.last_no + 1, 0),
+    return upsert(
+        con, "alerts", ("rule", "story_id", "recipient", "update_no", "article_id", "status",
+                        "created_at", "next_attempt_at"),
+        f"""SELECT c.rule, c.story_id, c.recipient, coalesce(e.last_no + 1, 0),
             CASE WHEN e.last_no IS NULL THEN c.first_match ELSE c.latest END,
             'pending', ?, r.due
         FROM {table} c JOIN alert_rules r USING (rule)
@@ -181,12 +182,9 @@ def queue(
             FROM alerts WHERE story_id IN (SELECT story_id FROM {table}) GROUP BY ALL
         ) e USING (rule, story_id, recipient)
         WHERE (e.last_no IS NULL AND c.first_match IS NOT NULL)
-            OR (e.last_no IS NOT NULL AND r.updates AND e.done)
-        ON CONFLICT DO NOTHING
-        RETURNING rule""",
-        [now],
-    ).fetchall()
-    return len(rows)
+            OR (e.last_no IS NOT NULL AND r.updates AND e.done)""",
+        key=("rule", "story_id", "recipient", "update_no"), params=[now], count=True,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

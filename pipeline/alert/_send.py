@@ -24,7 +24,9 @@ import secrets
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -111,6 +113,13 @@ def lease_for(settings: Settings) -> timedelta:
     return max(STALE_CLAIM, timedelta(seconds=settings.smtp.timeout * LEASE_TIMEOUTS))
 
 
+# Held around each write to the outbox (the claim, a renewal, a mark): a
+# lake's writer lock (pipeline.store.lake), so a write never races a load's
+# transaction, and is not held while an email is on its way. The file: nothing.
+WriteLock = Callable[[], AbstractContextManager[object]]
+_WRITE_LOCK: ContextVar[WriteLock] = ContextVar("write_lock", default=nullcontext)
+
+
 def _store_error(exc: duckdb.Error, database: Path, doing: str) -> StoreError:
     """One sentence for a failed write to the outbox: disk full says where."""
     message = str(exc)
@@ -140,13 +149,14 @@ def _claim(con: duckdb.DuckDBPyConnection, database: Path, now: datetime, lease:
     # PRIMARY_alerts": FatalException while reverting); a plain UPDATE raises a
     # TransactionException. The round's token finds the claimed rows instead.
     try:
-        con.execute(
-            """UPDATE alerts SET status = 'sending', claimed_by = ?, next_attempt_at = ?
-            WHERE (status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?
-                                           OR (? AND error IS NOT NULL)))
-               OR (status = 'sending' AND next_attempt_at <= ?)""",
-            [token, now + lease, now, ignore_backoff, now],
-        )
+        with _WRITE_LOCK.get()():
+            con.execute(
+                """UPDATE alerts SET status = 'sending', claimed_by = ?, next_attempt_at = ?
+                WHERE (status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?
+                                               OR (? AND error IS NOT NULL)))
+                   OR (status = 'sending' AND next_attempt_at <= ?)""",
+                [token, now + lease, now, ignore_backoff, now],
+            )
     except duckdb.TransactionException as exc:
         if not _CONFLICT.match(str(exc)):
             raise _store_error(exc, database, "claiming alerts") from None
@@ -210,9 +220,10 @@ class _Lease:
     def _renew(self, at: datetime) -> None:
         expired = at >= self.until
         try:
-            self.con.execute("UPDATE alerts SET next_attempt_at = ?"
-                             " WHERE status = 'sending' AND claimed_by = ?",
-                             [at + self.lease, self.token])
+            with _WRITE_LOCK.get()():
+                self.con.execute("UPDATE alerts SET next_attempt_at = ?"
+                                 " WHERE status = 'sending' AND claimed_by = ?",
+                                 [at + self.lease, self.token])
         except duckdb.TransactionException as exc:
             if not _CONFLICT.match(str(exc)):
                 raise _store_error(exc, self.database, "renewing a claim") from None
@@ -234,7 +245,8 @@ class _Lease:
 def _write(con: duckdb.DuckDBPyConnection, database: Path, doing: str, sql: str,
            params: list[object]) -> None:
     try:
-        con.execute(sql, params)
+        with _WRITE_LOCK.get()():
+            con.execute(sql, params)
     except duckdb.Error as exc:
         raise _store_error(exc, database, doing) from None
 
@@ -322,13 +334,27 @@ def _digest(con: duckdb.DuckDBPyConnection, rule: AlertRule, recipient: str,
 def send_pending(
     con: duckdb.DuckDBPyConnection, settings: Settings, mailer: Mailer, *,
     now: datetime | None = None, ignore_backoff: bool = False, lease: timedelta | None = None,
+    write_lock: WriteLock | None = None,
 ) -> SendResult:
     """Deliver every due outbox row (with ``ignore_backoff``, also the rows
     waiting out a retry backoff; never a digest before its period ends).
+    ``write_lock``: held around each write to the outbox (a lake's writer lock).
 
     Raises StoreError when the outbox cannot be written (disk full, say): rows
     it claimed stay ``sending`` until their lease ends, then go out again.
     """
+    reset = _WRITE_LOCK.set(write_lock or nullcontext)
+    try:
+        return _send_pending(con, settings, mailer, now=now, ignore_backoff=ignore_backoff,
+                             lease=lease)
+    finally:
+        _WRITE_LOCK.reset(reset)
+
+
+def _send_pending(
+    con: duckdb.DuckDBPyConnection, settings: Settings, mailer: Mailer, *,
+    now: datetime | None, ignore_backoff: bool, lease: timedelta | None,
+) -> SendResult:
     now = now or datetime.now(UTC)
     started = time.monotonic()
 

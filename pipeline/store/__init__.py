@@ -327,7 +327,7 @@ def connect(
 
 # Columns added to tables after their first release: a database created
 # before them gets them here (CREATE TABLE IF NOT EXISTS leaves it as it was).
-_ADDED_COLUMNS = (
+ADDED_COLUMNS = (
     "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS fetch_url VARCHAR",
     "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS origin VARCHAR DEFAULT 'config'",
     "ALTER TABLE feeds ADD COLUMN IF NOT EXISTS poll_interval_minutes DOUBLE",
@@ -341,7 +341,7 @@ _ADDED_COLUMNS = (
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(SCHEMA)
-    for statement in _ADDED_COLUMNS:
+    for statement in ADDED_COLUMNS:
         con.execute(statement)
     con.execute(
         "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",

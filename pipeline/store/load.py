@@ -40,6 +40,7 @@ from pipeline.config import Settings
 from pipeline.signal.cluster import ClusterDoc, TermStats, cluster
 from pipeline.signal.embed import Encoder
 from pipeline.store import staging
+from pipeline.store.backend import upsert
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +94,16 @@ def _load_feeds(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
     n = _staged(con, directory, "feeds", _FEED_COLUMNS, key="url",
                 latest_first="last_polled_at DESC")
     # origin is not touched: a row made by `newsmon feeds add` stays 'added'.
-    con.execute(
-        """INSERT INTO feeds (url, name, status, last_polled_at, last_success_at, next_poll_at,
-            etag, last_modified, content_hash, error_count, last_error, entries_seen,
-            fetch_url, poll_interval_minutes, item_hashes)
-        SELECT url, name, status, last_polled_at, last_success_at, next_poll_at, etag,
+    upsert(
+        con, "feeds", ("url", "name", "status", "last_polled_at", "last_success_at",
+                       "next_poll_at", "etag", "last_modified", "content_hash", "error_count",
+                       "last_error", "entries_seen", "fetch_url", "poll_interval_minutes",
+                       "item_hashes"),
+        """SELECT url, name, status, last_polled_at, last_success_at, next_poll_at, etag,
             last_modified, content_hash, error_count, last_error, new_entries, fetch_url,
             poll_interval_minutes, item_hashes
-        FROM staged_feeds
-        ON CONFLICT (url) DO UPDATE SET status = excluded.status,
+        FROM staged_feeds""", key=("url",),
+        update="""status = excluded.status,
             -- an added feed's name is the user's (feeds rename, even mid-pass)
             name = CASE WHEN feeds.origin = 'added' THEN coalesce(feeds.name, excluded.name)
                         ELSE excluded.name END,
@@ -113,10 +115,10 @@ def _load_feeds(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
             fetch_url = coalesce(excluded.fetch_url, feeds.fetch_url),
             poll_interval_minutes = coalesce(excluded.poll_interval_minutes,
                                              feeds.poll_interval_minutes),
-            item_hashes = excluded.item_hashes
-        -- A run loaded late (its first load failed) never puts back older state.
-        WHERE feeds.last_polled_at IS NULL OR excluded.last_polled_at IS NULL
-            OR excluded.last_polled_at >= feeds.last_polled_at"""
+            item_hashes = excluded.item_hashes""",
+        # A run loaded late (its first load failed) never puts back older state.
+        where="""feeds.last_polled_at IS NULL OR excluded.last_polled_at IS NULL
+            OR excluded.last_polled_at >= feeds.last_polled_at""",
     )
     return n
 
@@ -151,14 +153,14 @@ def _load_entries(con: duckdb.DuckDBPyConnection, directory: Path, now: datetime
         "published_at": "TIMESTAMPTZ", "status": "VARCHAR", "attempts": "INTEGER",
         "article_id": "VARCHAR",
     }, key="feed_url, id", latest_first="attempts DESC, status = 'stored' DESC")
-    con.execute(
-        """INSERT INTO entries (feed_url, id, url, title, published_at, first_seen, status,
-            attempts, article_id)
-        SELECT feed_url, id, url, title, published_at, ?, status, attempts, article_id
-        FROM staged_entries
-        ON CONFLICT (feed_url, id) DO UPDATE SET status = excluded.status,
+    upsert(
+        con, "entries", ("feed_url", "id", "url", "title", "published_at", "first_seen",
+                         "status", "attempts", "article_id"),
+        """SELECT feed_url, id, url, title, published_at, ?, status, attempts, article_id
+        FROM staged_entries""", key=("feed_url", "id"),
+        update="""status = excluded.status,
             attempts = excluded.attempts, article_id = excluded.article_id""",
-        [now],
+        params=[now],
     )
     return n
 
@@ -168,11 +170,11 @@ def _load_rejected(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
         "url": "VARCHAR", "feed_url": "VARCHAR", "stage": "VARCHAR", "reason": "VARCHAR",
         "seen_at": "TIMESTAMPTZ",
     }, key="url, stage", latest_first="seen_at DESC")
-    con.execute(
-        """INSERT INTO rejected (url, feed_url, stage, reason, seen_at)
-        SELECT url, feed_url, stage, reason, seen_at FROM staged_rejected
-        ON CONFLICT (url, stage) DO UPDATE SET reason = excluded.reason,
-            seen_at = excluded.seen_at, attempts = rejected.attempts + 1"""
+    upsert(
+        con, "rejected", ("url", "feed_url", "stage", "reason", "seen_at"),
+        "SELECT url, feed_url, stage, reason, seen_at FROM staged_rejected",
+        key=("url", "stage"), update="""reason = excluded.reason,
+            seen_at = excluded.seen_at, attempts = rejected.attempts + 1""",
     )
     return n
 
@@ -552,36 +554,31 @@ def _insert_articles(con: duckdb.DuckDBPyConnection, run_id: str, now: datetime)
         [run_id, now],
     )
     # The clusterer's statistics grow with what is loaded, in this transaction.
-    con.execute(
-        """INSERT INTO term_stats SELECT term, df FROM terms
-        ON CONFLICT (term) DO UPDATE SET df = term_stats.df + excluded.df"""
-    )
-    con.execute("INSERT INTO story_links SELECT * FROM links ON CONFLICT DO NOTHING")
-    con.execute(
-        """INSERT INTO article_tags
-        SELECT id, e.kind, e.tag, first(e.evidence)
+    upsert(con, "term_stats", ("term", "df"), "SELECT term, df FROM terms", key=("term",),
+           update="df = term_stats.df + excluded.df")
+    upsert(con, "story_links", ("story_id", "other_story_id", "article_id", "score"),
+           "SELECT * FROM links", key=("story_id", "other_story_id", "article_id"))
+    upsert(con, "article_tags", ("article_id", "kind", "tag", "evidence"),
+           """SELECT id, e.kind, e.tag, first(e.evidence)
         FROM (SELECT id, unnest(evidence) AS e FROM planned_articles)
-        GROUP BY ALL ON CONFLICT DO NOTHING"""
-    )
-    con.execute(
-        """INSERT INTO removed_lines
-        SELECT id, r.position, r.line, r.rule FROM (SELECT id, unnest(removed) AS r
-        FROM planned_articles) ON CONFLICT DO NOTHING"""
-    )
+        GROUP BY ALL""", key=("article_id", "kind", "tag"))
+    upsert(con, "removed_lines", ("article_id", "position", "line", "rule"),
+           """SELECT id, r.position, r.line, r.rule FROM (SELECT id, unnest(removed) AS r
+        FROM planned_articles)""", key=("article_id", "position"))
 
 
 def _upsert_stories(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(
-        """INSERT INTO stories (id, title, first_seen, last_seen, n_articles, n_sources,
-            lead_article_id)
-        SELECT a.story_id, any_value(h.title), min(coalesce(a.published_at, a.fetched_at)),
+    upsert(
+        con, "stories", ("id", "title", "first_seen", "last_seen", "n_articles", "n_sources",
+                         "lead_article_id"),
+        """SELECT a.story_id, any_value(h.title), min(coalesce(a.published_at, a.fetched_at)),
             max(coalesce(a.published_at, a.fetched_at)), count(*), count(DISTINCT a.source),
             any_value(h.lead_article_id)
         FROM articles a JOIN story_heads h ON h.story_id = a.story_id
-        GROUP BY a.story_id
-        ON CONFLICT (id) DO UPDATE SET title = excluded.title, first_seen = excluded.first_seen,
+        GROUP BY a.story_id""", key=("id",),
+        update="""title = excluded.title, first_seen = excluded.first_seen,
             last_seen = excluded.last_seen, n_articles = excluded.n_articles,
-            n_sources = excluded.n_sources, lead_article_id = excluded.lead_article_id"""
+            n_sources = excluded.n_sources, lead_article_id = excluded.lead_article_id""",
     )
 
 

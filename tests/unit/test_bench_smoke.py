@@ -47,6 +47,9 @@ EXPECTED = {
                    "2 feeds x 5 entries: peak memory by stage", "4 feeds x 5 entries: whole pass",
                    "peak memory with children", "  process stage (fetch + extract)",
                    "peak memory of the main process", "local server's CPU"],
+    "lake": ["load throughput, 1 runs of 50 articles", "commit latency, a run of 1 article",
+             "query: articles per source", "query: largest stories",
+             "query: articles by country"],
 }
 
 

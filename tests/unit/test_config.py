@@ -211,3 +211,22 @@ def test_a_topic_name_is_checked_as_a_key() -> None:
         parse_settings({"topics": {"my topic": "syria"}}, source="x.yaml")
     assert str(err.value) == (
         "x.yaml: topics.my topic: topic name 'my topic' may use letters, digits, '-' and '_'")
+
+
+def test_the_store_section_defaults_to_the_file_and_checks_a_lake() -> None:
+    assert parse_settings({}).store.mode == "file"
+    with pytest.raises(ConfigError, match=r"store: mode lake needs catalog and data_path"):
+        parse_settings({"store": {"mode": "lake"}})
+    with pytest.raises(ConfigError, match=r"store\.catalog: must not contain a password: set "
+                                          r"PGPASSWORD"):
+        parse_settings({"store": {"mode": "lake", "catalog": "dbname=x password=hunter2",
+                                  "data_path": "/shared/lake"}})
+    with pytest.raises(ConfigError, match=r"staging_url: must be an s3:// URL or a folder"):
+        parse_settings({"store": {"staging_url": "gs://bucket/staging"}})
+    lake = parse_settings({"store": {"mode": "lake", "catalog": "dbname=x host=db",
+                                     "data_path": "s3://b/lake/",
+                                     "staging_url": "/shared/staging"}})
+    assert lake.staging == Path("/shared/staging")  # a shared folder is the staging itself
+    on_s3 = parse_settings({"database": "/data/news.duckdb",
+                            "store": {"staging_url": "s3://b/staging/"}})
+    assert on_s3.staging == Path("/data/staging")  # S3: each host's copies stay local

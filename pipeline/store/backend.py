@@ -1,0 +1,139 @@
+"""Where the tables live: one interface, two implementations.
+
+``file`` (the default) is the DuckDB file at ``settings.database``, exactly as
+:mod:`pipeline.store` opens it. ``lake`` (:mod:`pipeline.store.lake`) is a
+DuckLake: its catalog in PostgreSQL, its data files on S3 or a shared path, so
+any task can run on any host. Both hand out a plain DuckDB connection whose
+unqualified table names are the documented tables; the stages do not know
+which one they got, except for writes, which go through :func:`upsert`:
+DuckLake has no primary keys, so no ``ON CONFLICT``, and a lake is written
+with ``MERGE INTO`` instead (serialized across hosts by the lake's writer lock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import TYPE_CHECKING, Protocol
+
+import duckdb
+
+from pipeline import store
+
+if TYPE_CHECKING:
+    from pipeline.config import Settings
+
+
+class Backend(Protocol):
+    """What the stages need from the place the tables live."""
+
+    def exists(self) -> bool:
+        """Whether there is a database yet (a read-only connection needs one)."""
+        ...
+
+    def connect(self, *, read_only: bool = False
+                ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A connection; a writing one creates the schema if needed."""
+        ...
+
+    def writer(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A connection for the single writer: held by one process on any host
+        at a time (the load, the alert sender's marks, maintenance)."""
+        ...
+
+    def lock(self) -> AbstractContextManager[object]:
+        """The writer lock alone, for writers that hold it write by write (the
+        alert sender: not while an email is on its way)."""
+        ...
+
+    def describe(self) -> str:
+        """Where the tables are, for messages."""
+        ...
+
+
+class FileBackend:
+    """The DuckDB file: DuckDB's own file lock makes its writer single."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.path = settings.database
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def connect(self, *, read_only: bool = False
+                ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        return store.connect(self.path, read_only=read_only)
+
+    def writer(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        return store.connect(self.path)
+
+    def lock(self) -> AbstractContextManager[object]:
+        return nullcontext()  # the connection holds DuckDB's lock on the file
+
+    def describe(self) -> str:
+        return str(self.path)
+
+
+def backend(settings: Settings) -> Backend:
+    """The backend ``settings.store.mode`` names."""
+    if settings.store.mode == "lake":
+        from pipeline.store.lake import LakeBackend  # the extensions load only when used
+
+        return LakeBackend(settings)
+    return FileBackend(settings)
+
+
+@contextmanager
+def open_store(settings: Settings, *, read_only: bool | None = None
+               ) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to the configured store. ``read_only=None``: read-only when
+    the store exists, else a writing connection that creates it (the poll and
+    cluster stages on a first run)."""
+    chosen = backend(settings)
+    if read_only is None:
+        read_only = chosen.exists()
+    with chosen.connect(read_only=read_only) as con:
+        yield con
+
+
+# The alias a lake is attached under (pipeline.store.lake); a name no DuckDB
+# file gets by accident, so the dialect is known from the connection itself.
+LAKE_ALIAS = "newsmon_lake"
+
+
+def is_lake(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute("SELECT current_database()").fetchone()
+    return bool(row and row[0] == LAKE_ALIAS)
+
+
+def upsert(
+    con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str], select: str, *,
+    key: Sequence[str], update: str | None = None, where: str | None = None,
+    params: Sequence[object] = (), count: bool = False,
+) -> int:
+    """Insert the rows of ``select`` (its columns in the order of ``columns``)
+    into ``table``; a row whose ``key`` is stored already is updated with
+    ``update`` (a SET list that names the new row ``excluded`` and the stored
+    one by the table's name), when ``where`` holds, or left alone when there is
+    no ``update``. Returns how many rows were written when ``count`` is set.
+
+    The file: ``INSERT ... ON CONFLICT``. A lake: ``MERGE INTO``, the source
+    first made one row per key (``ON CONFLICT`` refuses a key twice in one
+    statement; a merge would insert both)."""
+    names = ", ".join(columns)
+    if not is_lake(con):
+        action = (f"DO UPDATE SET {update}" + (f" WHERE {where}" if where else "")
+                  if update else "DO NOTHING")
+        sql = (f"INSERT INTO {table} ({names}) {select} ON CONFLICT ({', '.join(key)}) {action}"
+               + (" RETURNING 1" if count else ""))
+        rows = con.execute(sql, list(params)).fetchall()
+        return len(rows) if count else 0
+    match = " AND ".join(f"{table}.{k} = excluded.{k}" for k in key)
+    when_matched = (f" WHEN MATCHED{f' AND ({where})' if where else ''} THEN UPDATE SET {update}"
+                    if update else "")
+    sql = (f"MERGE INTO {table} USING (SELECT DISTINCT ON ({', '.join(key)}) * FROM ({select})"
+           f" AS s({names})) AS excluded ON {match}{when_matched}"
+           f" WHEN NOT MATCHED THEN INSERT ({names})"
+           f" VALUES ({', '.join(f'excluded.{c}' for c in columns)})")
+    row = con.execute(sql, list(params)).fetchone()
+    return int(row[0]) if count and row else 0

@@ -1,0 +1,295 @@
+"""The lake: DuckLake with its catalog in PostgreSQL and its data files on S3
+(or a folder every host mounts), for when one machine is not enough.
+
+Every connection is an in-memory DuckDB that attaches the lake as
+``newsmon_lake`` and makes it the default database, so the documented tables
+keep their names; temp tables (the load's staging) stay in the process.
+
+The extensions come from the pip wheels ``duckdb-extension-ducklake``,
+``-postgres-scanner`` and ``-httpfs`` and are loaded from their files: loading
+them by name would try to download them.
+
+The writer is single across hosts: :meth:`LakeBackend.writer` holds a
+PostgreSQL advisory lock on the catalog database for as long as the
+connection is open. DuckLake's optimistic commits would otherwise let two
+loads both insert an article neither saw stored (DuckLake has no primary keys).
+
+Secrets come from the environment: the catalog's password from ``PGPASSWORD``
+(or ``~/.pgpass``), as libpq reads it; the S3 keys from ``AWS_ACCESS_KEY_ID``
+and ``AWS_SECRET_ACCESS_KEY``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from pipeline import store
+from pipeline.store.backend import LAKE_ALIAS, upsert
+
+if TYPE_CHECKING:
+    from pipeline.config import S3Config, Settings
+
+log = logging.getLogger(__name__)
+
+_EXTENSIONS = ("ducklake", "postgres_scanner", "httpfs")
+
+# pg_advisory_lock's key: the lake's single writer ("newsmon" in ASCII).
+WRITER_LOCK = 0x6E6577736D6F6E
+# How long a writer waits for another host's load before it says so.
+LOCK_WAIT_SECONDS = 600.0
+
+
+def extension_file(name: str) -> Path:
+    """The extension file inside the pip wheel ``duckdb-extension-<name>``."""
+    module = f"duckdb_extension_{name}"
+    spec = importlib.util.find_spec(module)
+    folders = list(spec.submodule_search_locations or ()) if spec else []
+    for folder in folders:
+        for found in sorted(Path(folder).glob(f"extensions/*/{name}.duckdb_extension")):
+            return found
+    raise store.StoreError(
+        f"the DuckDB extension {name} is not installed: lake mode needs the lake extra "
+        "(pip install 'newsmon[lake]')")
+
+
+def _quoted(value: str) -> str:
+    return value.replace("'", "''")
+
+
+def lake_schema() -> str:
+    """The documented tables for a lake: the file's schema without its primary
+    keys (DuckLake has none; :func:`pipeline.store.backend.upsert` keeps keys
+    unique by merging)."""
+    # ",  -- a comment\n    PRIMARY KEY (a, b)": the comma goes, the comment stays
+    sql = re.sub(r",([ \t]*(?:--[^\n]*)?\n)\s*PRIMARY KEY \([^)]*\)", r"\1", store.SCHEMA)
+    return sql.replace(" PRIMARY KEY", "")
+
+
+def s3_secret(con: duckdb.DuckDBPyConnection, s3: S3Config) -> None:
+    """DuckDB's S3 secret from the environment's keys and the config's endpoint."""
+    options = [f"REGION '{_quoted(s3.region)}'", f"URL_STYLE '{s3.url_style}'",
+               f"USE_SSL {'true' if s3.use_ssl else 'false'}"]
+    if s3.endpoint:
+        options.append(f"ENDPOINT '{_quoted(s3.endpoint)}'")
+    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if key and secret:
+        options += [f"KEY_ID '{_quoted(key)}'", f"SECRET '{_quoted(secret)}'"]
+    else:
+        options.append("PROVIDER credential_chain")
+    con.execute(f"CREATE OR REPLACE SECRET newsmon_s3 (TYPE s3, {', '.join(options)})")
+
+
+class LakeBackend:
+    def __init__(self, settings: Settings) -> None:
+        config = settings.store
+        assert config.catalog is not None and config.data_path is not None  # validated
+        self.catalog = config.catalog
+        self.data_path = config.data_path
+        self.s3 = config.s3
+
+    def describe(self) -> str:
+        return f"the lake (catalog {self.catalog!r})"
+
+    # -- the catalog database itself (psycopg2) ------------------------------------------
+
+    def _pg(self) -> Any:
+        import psycopg2
+
+        try:
+            return psycopg2.connect(self.catalog, connect_timeout=10)
+        except psycopg2.Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise store.StoreError(
+                f"cannot reach the lake's catalog database ({self.catalog!r}: {first}); "
+                "check store.catalog and that PostgreSQL is running (password: PGPASSWORD)"
+            ) from None
+
+    def exists(self) -> bool:
+        pg = self._pg()
+        try:
+            with pg.cursor() as cur:
+                cur.execute("SELECT to_regclass('ducklake_table') IS NOT NULL")
+                if not cur.fetchone()[0]:
+                    return False
+                cur.execute("SELECT count(*) FROM ducklake_table"
+                            " WHERE table_name = 'runs' AND end_snapshot IS NULL")
+                return bool(cur.fetchone()[0])
+        finally:
+            pg.close()
+
+    @contextmanager
+    def writer_lock(self, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
+        """Hold the lake's writer lock (a PostgreSQL advisory lock of this
+        session: released when the session ends, even if the process dies)."""
+        import psycopg2
+
+        pg = self._pg()
+        try:
+            pg.autocommit = True
+            with pg.cursor() as cur:
+                cur.execute(f"SET lock_timeout = '{int(wait * 1000)}ms'")
+                cur.execute("SELECT pg_try_advisory_lock(%s)", [WRITER_LOCK])
+                if not cur.fetchone()[0]:
+                    log.warning("another host holds the lake's writer lock (a load, the "
+                                "alert sender or maintenance); waiting for it (up to %.0f s)",
+                                wait)
+                    try:
+                        cur.execute("SELECT pg_advisory_lock(%s)", [WRITER_LOCK])
+                    except psycopg2.errors.LockNotAvailable:
+                        raise store.DatabaseLocked(
+                            f"another host has held the lake's writer lock for over {wait:.0f}"
+                            " s (a load, the alert sender or maintenance); let it finish, or "
+                            "end the stuck process, and run again") from None
+            yield
+        finally:
+            pg.close()  # ends the session: the lock goes with it
+
+    def lock(self) -> AbstractContextManager[object]:
+        return self.writer_lock()
+
+    # -- DuckDB connections ----------------------------------------------------------------
+
+    def _open(self, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect()
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            for name in _EXTENSIONS:
+                con.execute(f"LOAD '{_quoted(str(extension_file(name)))}'")
+            if self.data_path.startswith("s3://"):
+                s3_secret(con, self.s3)
+            options = [f"DATA_PATH '{_quoted(self.data_path)}'"]
+            if read_only:
+                options.append("READ_ONLY")
+            con.execute(f"ATTACH 'ducklake:postgres:{_quoted(self.catalog)}' AS {LAKE_ALIAS}"
+                        f" ({', '.join(options)})")
+            con.execute(f"USE {LAKE_ALIAS}")
+        except duckdb.Error as exc:
+            con.close()
+            raise store.StoreError(
+                f"cannot open the lake ({str(exc).splitlines()[0]}); check store.catalog, "
+                "store.data_path and the S3 settings and keys") from None
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    @contextmanager
+    def _connection(self, *, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = self._open(read_only=read_only)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def connect(self, *, read_only: bool = False
+                ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        if read_only:
+            if not self.exists():
+                raise store.StoreError(
+                    f"{self.describe()}: no lake here yet; run `newsmon run --once` first")
+            return self._connection(read_only=True)
+        # The schema under the lock, then a connection without it: a stage that
+        # only reads (the poll on a first run) must not hold the loads up.
+        # Writes go through writer().
+        if not self.exists():
+            with self.writer():
+                pass
+        return self._connection(read_only=False)
+
+    @contextmanager
+    def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self.writer_lock(), self._connection(read_only=False) as con:
+            ensure_schema(con)
+            yield con
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the documented tables in the lake, or add the columns added since
+    (no-ops on a lake that has them, which commit nothing)."""
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database()"
+        " AND table_name = 'articles' AND column_name = 'embedding'").fetchone()
+    if row and row[0] and _version(con) == str(store.SCHEMA_VERSION):
+        return  # the last column added is there: nothing to do
+    con.execute(lake_schema())
+    for statement in store.ADDED_COLUMNS:
+        con.execute(statement)
+    upsert(con, "meta", ("key", "value"), "SELECT 'schema_version', ?", key=("key",),
+           params=[str(store.SCHEMA_VERSION)])
+
+
+def _version(con: duckdb.DuckDBPyConnection) -> str | None:
+    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return str(row[0]) if row else None
+
+
+# -- maintenance ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Compaction:
+    files_before: int  # live data files before
+    files_after: int
+    snapshots_expired: int
+    files_deleted: int  # files of expired snapshots removed from the data path
+
+
+def _live_files(con: duckdb.DuckDBPyConnection) -> int:
+    row = con.execute(f"SELECT count(*) FROM __ducklake_metadata_{LAKE_ALIAS}.ducklake_data_file"
+                      " WHERE end_snapshot IS NULL").fetchone()
+    return int(row[0]) if row else 0
+
+
+def compact(con: duckdb.DuckDBPyConnection, *, now: datetime, keep: timedelta) -> Compaction:
+    """Merge each table's small data files (every load adds a few), expire the
+    snapshots older than ``keep`` (time travel reaches back that far) and delete
+    the files only they used. Run it under the writer lock
+    (:meth:`LakeBackend.writer`): a compaction racing a load's update can
+    duplicate a row."""
+    before = _live_files(con)
+    con.execute(f"CALL ducklake_merge_adjacent_files('{LAKE_ALIAS}')").fetchall()
+    expired = con.execute(f"CALL ducklake_expire_snapshots('{LAKE_ALIAS}', older_than => ?)",
+                          [now - keep]).fetchall()
+    deleted = con.execute(f"CALL ducklake_cleanup_old_files('{LAKE_ALIAS}', older_than => ?)",
+                          [now]).fetchall()
+    result = Compaction(files_before=before, files_after=_live_files(con),
+                        snapshots_expired=len(expired), files_deleted=len(deleted))
+    log.info("compacted the lake", extra={"files_before": result.files_before,
+                                          "files_after": result.files_after,
+                                          "snapshots_expired": result.snapshots_expired,
+                                          "files_deleted": result.files_deleted})
+    return result
+
+
+@contextmanager
+def scratch_catalog(server: str, prefix: str = "newsmon_scratch") -> Iterator[str]:
+    """A new, empty catalog database on the PostgreSQL server that ``server``
+    (a libpq DSN of a database there, e.g. ``dbname=postgres host=...``)
+    reaches, named uniquely; yields its DSN and drops it after. For tests,
+    benchmarks and trying lake mode out."""
+    import psycopg2
+
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(server, connect_timeout=10)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        dsn = " ".join(part for part in server.split() if not part.startswith("dbname="))
+        yield f"dbname={name} {dsn}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
