@@ -231,6 +231,14 @@ class ProcessConfig(_Model):
     extract_timeout: float = Field(default=30.0, gt=0)
 
 
+class StreamConfig(_Model):
+    # The pipelined pass (pipeline/stream.py) loads and alerts finished articles
+    # in micro-batches: this many articles, or this many seconds after the
+    # batch's first record, whichever comes first.
+    batch_articles: int = Field(default=50, ge=1)
+    batch_seconds: float = Field(default=2.0, gt=0)
+
+
 class Settings(_Model):
     """Everything newsmon needs, loaded once and passed explicitly."""
 
@@ -247,6 +255,7 @@ class Settings(_Model):
     poll: PollConfig = PollConfig()
     cluster: ClusterConfig = ClusterConfig()
     process: ProcessConfig = ProcessConfig()
+    stream: StreamConfig = StreamConfig()
     retention_days: Annotated[int, Field(ge=1)] | None = None
 
     @field_validator("topics")

@@ -111,6 +111,12 @@ class Processor:
         # One thread per worker feeds it pages and waits on its pipe.
         self._threads = ThreadPoolExecutor(self._workers) if self._workers > 1 else None
 
+    def start(self) -> None:
+        """Start the workers now (each builds its tagger): the pipelined pass
+        does it while the feeds are polled, not when the first page arrives."""
+        if self._pool is not None:
+            self._pool.start()
+
     def process(self, page: FetchedPage) -> TaggedArticle | Rejection:
         """One page, in the next free worker (thread-safe: call it from several threads)."""
         if self._pool is None:

@@ -140,6 +140,10 @@ class _Worker:
             raise detail if isinstance(detail, BaseException) else WorkerDied(str(detail))
         return parent
 
+    def ready(self) -> None:
+        if self._conn is None:
+            self._start()
+
     def call(self, arg: Any, timeout: float) -> tuple[str, Any]:
         conn = self._conn or self._start()
         try:
@@ -204,6 +208,23 @@ class WorkerPool(Generic[A, R]):
     @property
     def size(self) -> int:
         return len(self._workers)
+
+    def start(self) -> None:
+        """Start the idle workers now rather than on their first call, so the
+        first call does not wait for the start-up (thread-safe)."""
+        taken: list[_Worker] = []
+        try:
+            while len(taken) < len(self._workers):
+                try:
+                    taken.append(self._idle.get_nowait())
+                except queue.Empty:
+                    break  # the others are busy, so started
+            for worker in taken:
+                if not self._closed:
+                    worker.ready()
+        finally:
+            for worker in taken:
+                self._idle.put(worker)
 
     def call(self, arg: A, *, timeout: float) -> R:
         """``function(arg)`` in a worker; its exception is re-raised here.

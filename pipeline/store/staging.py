@@ -27,13 +27,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Protocol
 
 Kind = Literal["feeds", "polled", "entries", "articles", "rejected"]
 KINDS: tuple[Kind, ...] = ("feeds", "polled", "entries", "articles", "rejected")
 
 POLL_SHARD = "poll"
 _DONE = ".done.json"
+
+
+class Sink(Protocol):
+    """Where a stage puts its records: a :class:`StagingWriter`, or a batch
+    held in memory until it is written by one."""
+
+    def write(self, kind: Kind, record: dict[str, Any]) -> None: ...
 
 
 class StagingError(Exception):

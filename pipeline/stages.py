@@ -1,0 +1,408 @@
+"""The stages as whole-run steps, one Airflow task each.
+
+    poll -> (fetch -> extract -> clean -> tag) -> cluster (stories, outbox plan)
+         -> load (one transaction) -> send
+
+The DAG calls :func:`poll_stage`, :func:`process_stage` per shard,
+:func:`cluster_stage`, :func:`load_stage` and :func:`send_stage`; stages hand
+over through staging files named by run id, so every stage can be retried on
+its own. The CLI's pipelined pass (:mod:`pipeline.stream`) runs the same
+cluster, load and send steps on each micro-batch, and stages its records with
+the same helpers (:func:`record_outcome`, :func:`deferred_record`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from pipeline import alert, store
+from pipeline.config import Settings
+from pipeline.http import Fetcher, FetchLimits
+from pipeline.models import FeedEntry, FetchedPage, Rejection, TaggedArticle
+from pipeline.process import Processor, worker_count
+from pipeline.sources import feeds, poll
+from pipeline.sources.pages import fetch
+from pipeline.store import staging
+from pipeline.store.load import LoadResult, PlanResult, load, plan
+
+log = logging.getLogger(__name__)
+
+# A page that failed for a transient reason (timeout, 503) is tried on this
+# many passes before it is recorded as rejected for good.
+MAX_PAGE_ATTEMPTS = 3
+
+# Below this many pages a process pool costs more to start (each worker
+# imports trafilatura and compiles the tagger) than it saves.
+SMALL_SHARD = 50
+
+Progress = Callable[[str, int, int], None]
+
+
+def quiet(stage: str, done: int, total: int) -> None:
+    return None
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def fetch_limits(settings: Settings) -> FetchLimits:
+    f = settings.fetch
+    return FetchLimits(
+        max_feed_bytes=f.max_feed_bytes, max_page_bytes=f.max_page_bytes,
+        connect_timeout=f.connect_timeout, read_timeout=f.read_timeout,
+        total_timeout=f.timeout, max_redirects=f.max_redirects,
+        max_url_length=f.max_url_length, global_concurrency=f.concurrency,
+        per_host_concurrency=f.per_host_concurrency, host_spacing=f.host_spacing,
+        allow_private=frozenset(f.allow_private),
+    )
+
+
+def rejection_record(r: Rejection, now: datetime) -> dict[str, Any]:
+    return {"url": r.url, "feed_url": r.feed_url, "stage": r.stage, "reason": r.reason,
+            "seen_at": now}
+
+
+# -- poll ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollSummary:
+    run_id: str
+    feeds_polled: int
+    feeds_failed: int
+    entries_new: int
+    entries_retry: int
+    feeds_deferred: int = 0  # not done within fetch.pass_budget_seconds: next pass
+
+
+def _deadline(settings: Settings, deadline: float | None) -> float:
+    """A time.monotonic() value: the pass's, or this stage's own budget."""
+    if deadline is not None:
+        return deadline
+    return time.monotonic() + settings.fetch.pass_budget_seconds
+
+
+def poll_options(settings: Settings) -> poll.PollOptions:
+    f = settings.fetch
+    return poll.PollOptions(
+        schedule=settings.poll, max_entries=f.max_entries_per_feed,
+        max_url_length=f.max_url_length, parse_timeout=f.parse_timeout,
+    )
+
+
+def poll_stage(
+    settings: Settings, run_id: str, *, now: datetime | None = None, force: bool = False,
+    progress: Progress = quiet, deadline: float | None = None,
+) -> PollSummary:
+    """Poll the due feeds (the config's and the added ones); stage their new
+    entries and new feed state. Feeds not done by ``deadline`` (a
+    ``time.monotonic()`` value; default: ``fetch.pass_budget_seconds`` from
+    now) stay due for the next pass."""
+    now = now or datetime.now(UTC)
+    until = _deadline(settings, deadline)
+    directory = staging.run_dir(settings.staging, run_id)
+    # Polling only reads the database: read-only (once it exists), so an
+    # analyst's read-only session does not hold it up.
+    with store.connect(settings.database, read_only=settings.database.exists()) as con:
+        states = store.feed_states(con)
+        due = poll.due_feeds(feeds.all_feeds(settings, con), states, now, force=force)
+        retry = store.entries_to_retry(con, MAX_PAGE_ATTEMPTS)
+
+        async def go() -> poll.PollResult:
+            async with Fetcher(fetch_limits(settings)) as fetcher:
+                return await poll.poll(
+                    due, states=states, fetcher=fetcher,
+                    known=lambda pairs: store.seen_entries(con, pairs), now=now,
+                    options=poll_options(settings), deadline=until,
+                    progress=lambda d, t: progress("poll", d, t),
+                )
+
+        result = asyncio.run(go())
+    staging.remove(directory)  # a re-run of the poll replaces the whole run's staging
+    with staging.StagingWriter(directory, "poll") as writer:
+        for update in result.updates:
+            writer.write("feeds", feed_record(update))
+        for entry in result.entries:
+            writer.write("polled", {**_entry_record(entry), "attempts": 0})
+        for row in retry:
+            writer.write("polled", {**row, "summary": "", "attempts": row["attempts"]})
+        for rejection in result.rejections:
+            writer.write("rejected", rejection_record(rejection, now))
+    return PollSummary(
+        run_id=run_id, feeds_polled=len(result.updates),
+        feeds_failed=sum(1 for u in result.updates if u.last_error),
+        entries_new=len(result.entries), entries_retry=len(retry),
+        feeds_deferred=len(result.deferred),
+    )
+
+
+def feed_record(update: poll.FeedUpdate) -> dict[str, Any]:
+    return {k: getattr(update, k) for k in update.__slots__}
+
+
+def _entry_record(entry: FeedEntry) -> dict[str, Any]:
+    return {"id": entry.id, "feed_url": entry.feed_url, "feed_name": entry.feed_name,
+            "url": entry.url, "title": entry.title, "summary": entry.summary,
+            "published_at": entry.published_at}
+
+
+def entry_from(record: dict[str, Any]) -> FeedEntry:
+    published = record.get("published_at")
+    if isinstance(published, str):
+        published = datetime.fromisoformat(published)
+    return FeedEntry(
+        id=record["id"], feed_url=record["feed_url"], feed_name=record.get("feed_name") or "",
+        url=record["url"], title=record.get("title") or "", summary=record.get("summary") or "",
+        published_at=published,
+    )
+
+
+# -- process -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessSummary:
+    run_id: str
+    shard: int
+    entries: int
+    articles: int
+    rejected: int
+    retry: int
+    deferred: int = 0  # not reached within the time budget: left for the next pass
+
+
+def shard_count(settings: Settings, run_id: str, max_shards: int) -> int:
+    """How many process shards this run's entries fill (at least 1)."""
+    n = sum(1 for _ in staging.read(staging.run_dir(settings.staging, run_id), "polled"))
+    return max(1, min(max_shards, -(-n // settings.process.batch_size)))
+
+
+def _batches(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    while batch := list(islice(items, size)):
+        yield batch
+
+
+def _shard_records(directory: Path, shard: int, shards: int) -> Iterator[dict[str, Any]]:
+    """This shard's polled entries, each (feed, entry id) once: a feed that
+    repeats a GUID (common in real feeds) gives one entry, the first copy. Every
+    shard drops the same copies, so the n-th distinct entry goes to shard n mod
+    ``shards`` whichever shard reads it."""
+    seen: set[tuple[str, str]] = set()
+    for r in staging.read(directory, "polled"):
+        key = (r["feed_url"], r["id"])
+        if key in seen:
+            continue
+        seen.add(key)
+        if (len(seen) - 1) % shards == shard:
+            yield r
+
+
+def process_stage(
+    settings: Settings, run_id: str, *, shard: int = 0, shards: int = 1,
+    workers: int | None = None, progress: Progress = quiet, deadline: float | None = None,
+) -> ProcessSummary:
+    """Fetch, extract, clean and tag this shard's entries; stage the results.
+
+    Fetching and extraction overlap: pages go from the fetcher into a queue
+    (at most ``process.batch_size`` waiting, so memory does not grow with
+    the shard) and each extraction worker takes the next one as soon as it
+    is free. Fetching batch by batch and then extracting it left the workers
+    idle while a batch downloaded, and the network idle while it was
+    extracted (benchmarks/end_to_end.py).
+
+    Entries whose page is not fetched and extracted by ``deadline`` (default:
+    ``fetch.pass_budget_seconds`` from now) are staged as ``retry`` without
+    counting an attempt, so the next pass picks them up.
+    """
+    directory = staging.run_dir(settings.staging, run_id)
+    records = _shard_records(directory, shard, shards)
+    total = sum(1 for _ in _shard_records(directory, shard, shards))
+    counts = {"entries": 0, "articles": 0, "rejected": 0, "retry": 0, "deferred": 0}
+    if total == 0:
+        # The completion record still says this shard finished (with nothing).
+        staging.StagingWriter(directory, staging.process_shard(shard), of=shards).commit()
+        return ProcessSummary(run_id=run_id, shard=shard, **counts)
+    until = _deadline(settings, deadline)
+    if workers is None and total < SMALL_SHARD:
+        workers = 1
+    parallel = workers if workers is not None else worker_count(settings)
+    now = datetime.now(UTC)
+    with Processor(settings, workers=workers) as processor, \
+            ThreadPoolExecutor(parallel, thread_name_prefix="newsmon-extract") as threads, \
+            staging.StagingWriter(directory, staging.process_shard(shard),
+                                  of=shards) as writer:
+
+        def defer(later: Iterable[dict[str, Any]]) -> None:
+            for r in later:
+                writer.write("entries", deferred_record(entry_from(r), int(r["attempts"])))
+                counts["deferred"] += 1
+
+        def record(entry: FeedEntry, row: dict[str, Any],
+                   outcome: TaggedArticle | Rejection) -> None:
+            record_outcome(writer, entry, outcome, int(row["attempts"]) + 1, counts, now)
+            progress("process", counts["entries"] + counts["deferred"], total)
+
+        Waiting = asyncio.Queue[tuple[FetchedPage, dict[str, Any]] | None]
+
+        async def download(queue: Waiting) -> None:
+            async with Fetcher(fetch_limits(settings)) as fetcher:
+                for batch in _batches(records, settings.process.batch_size):
+                    await _download(batch, fetcher, until, queue, record, defer)
+            for _ in range(parallel):
+                await queue.put(None)  # no more pages (after an error, asyncio.run cancels all)
+
+        async def extract(queue: Waiting) -> None:
+            loop = asyncio.get_running_loop()
+            while (item := await queue.get()) is not None:
+                page, row = item
+                if time.monotonic() >= until:
+                    defer([row])
+                    continue
+                outcome = await loop.run_in_executor(threads, processor.process, page)
+                record(page.entry, row, outcome)
+
+        async def go() -> None:
+            # Pages fetched and waiting for a worker; None: no more pages.
+            queue: Waiting = asyncio.Queue(maxsize=settings.process.batch_size)
+            await asyncio.gather(download(queue), *(extract(queue) for _ in range(parallel)))
+
+        asyncio.run(go())
+    return ProcessSummary(run_id=run_id, shard=shard, **counts)
+
+
+async def _download(
+    batch: list[dict[str, Any]], fetcher: Fetcher, until: float,
+    queue: asyncio.Queue[tuple[FetchedPage, dict[str, Any]] | None],
+    record: Callable[[FeedEntry, dict[str, Any], TaggedArticle | Rejection], None],
+    defer: Callable[[Iterable[dict[str, Any]]], None],
+) -> None:
+    """Fetch one batch: pages into ``queue``, failures recorded, the rest deferred.
+    Each (feed, entry id) is in a batch once (:func:`_shard_records`)."""
+    unfetched = {(r["feed_url"], r["id"]): r for r in batch}
+    if time.monotonic() >= until:
+        defer(unfetched.values())
+        return
+    budget = asyncio.timeout_at(until)  # loop.time() is time.monotonic()
+    try:
+        async with budget:
+            async for entry, result in fetch([entry_from(r) for r in batch], fetcher=fetcher):
+                key = (entry.feed_url, entry.id)
+                row = unfetched[key]
+                if isinstance(result, FetchedPage):
+                    await queue.put((result, row))
+                else:
+                    record(entry, row, result)
+                del unfetched[key]  # only once handed on: a page cut off here is deferred
+    except TimeoutError:
+        if not budget.expired():
+            raise
+    defer(unfetched.values())  # not fetched in time
+
+
+def _entry_status(entry: FeedEntry, *, status: str, attempts: int,
+                  article_id: str | None = None) -> dict[str, Any]:
+    return {"feed_url": entry.feed_url, "id": entry.id, "url": entry.url,
+            "title": entry.title, "published_at": entry.published_at, "status": status,
+            "attempts": attempts, "article_id": article_id}
+
+
+def deferred_record(entry: FeedEntry, attempts: int) -> dict[str, Any]:
+    """An entry not reached within the time budget: tried again next pass,
+    with no attempt counted."""
+    return _entry_status(entry, status="retry", attempts=attempts)
+
+
+def record_outcome(
+    sink: staging.Sink, entry: FeedEntry, outcome: TaggedArticle | Rejection,
+    tries: int, counts: dict[str, int], now: datetime,
+) -> None:
+    """Stage what became of one entry's page (``tries``: attempts so far, this
+    one included) and count it in ``counts``."""
+    counts["entries"] += 1
+    if isinstance(outcome, TaggedArticle):
+        a = outcome.article
+        sink.write("articles", {
+            "id": a.id, "entry_id": a.entry_id, "feed_url": a.feed_url, "url": a.url,
+            "canonical_url": a.canonical_url, "source": a.source, "title": a.title,
+            "text": a.text, "author": a.author, "published_at": a.published_at,
+            "fetched_at": a.fetched_at, "language": a.language, "topics": outcome.topics,
+            "countries": outcome.countries, "people": outcome.people,
+            "evidence": [{"kind": e.kind, "tag": e.tag, "evidence": e.evidence}
+                         for e in outcome.evidence],
+            "removed": [{"position": r.position, "line": r.line, "rule": r.rule}
+                        for r in a.removed],
+        })
+        sink.write("entries", _entry_status(entry, status="stored", attempts=tries,
+                                            article_id=a.id))
+        counts["articles"] += 1
+        return
+    if outcome.transient and tries < MAX_PAGE_ATTEMPTS:
+        sink.write("entries", _entry_status(entry, status="retry", attempts=tries))
+        counts["retry"] += 1
+    else:
+        sink.write("entries", _entry_status(entry, status="rejected", attempts=tries))
+        counts["rejected"] += 1
+    reason = outcome.reason
+    if outcome.transient:
+        reason = f"{reason} (attempt {tries} of {MAX_PAGE_ATTEMPTS})"
+    sink.write("rejected", {**rejection_record(outcome, now), "reason": reason})
+
+
+# -- load and send -------------------------------------------------------------------------
+
+
+def cluster_stage(settings: Settings, run_id: str) -> PlanResult:
+    """Story ids and outbox candidates for the run, planned beside its staging
+    (reads the database, writes nothing to it; see :mod:`pipeline.store.load`)."""
+    # Read-only (once the database exists): analysts' read-only sessions can stay
+    # open while it clusters; only the load's transaction needs the file alone.
+    with store.connect(settings.database, read_only=settings.database.exists()) as con:
+        result = plan(con, settings, run_id)
+    if result.already_loaded:
+        # What a stage re-run after the load staged is never loaded (a run id
+        # is loaded once): it goes now rather than wait to be pruned.
+        staging.remove(staging.run_dir(settings.staging, run_id))
+    return result
+
+
+def load_stage(settings: Settings, run_id: str, *, started_at: datetime | None = None,
+               keep_staging: bool = False) -> LoadResult:
+    with store.connect(settings.database) as con:
+        result = load(con, settings, run_id, started_at=started_at)
+    if not keep_staging:
+        staging.remove(staging.run_dir(settings.staging, run_id))
+    return result
+
+
+def send_stage(settings: Settings, mailer: alert.Mailer | None = None, *,
+               ignore_backoff: bool = False) -> alert.SendResult:
+    with store.connect(settings.database) as con:
+        return alert.send_pending(con, settings, mailer or alert.mailer_for(settings),
+                                  ignore_backoff=ignore_backoff)
+
+
+@contextmanager
+def explained(where: Path) -> Iterator[None]:
+    """A full disk or a damaged database file as its sentence (exit 2 in the
+    CLI), naming ``where`` when the error names no file; any other error as
+    it is."""
+    try:
+        yield
+    except Exception as exc:
+        sentence = store.explain(exc, where)
+        if sentence is None or sentence is exc:
+            raise
+        raise sentence from exc
