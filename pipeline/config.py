@@ -156,7 +156,9 @@ class SmtpConfig(_Model):
 
 class FetchConfig(_Model):
     allow_private: tuple[str, ...] = ()
-    timeout: float = Field(default=60.0, gt=0)
+    # A whole request, body included (20 s as Miniflux): a server trickling
+    # its bytes holds one request that long at most.
+    timeout: float = Field(default=20.0, gt=0)
     connect_timeout: float = Field(default=10.0, gt=0)
     read_timeout: float = Field(default=20.0, gt=0)
     max_feed_bytes: int = Field(default=5 * 2**20, gt=0)
@@ -175,6 +177,10 @@ class FetchConfig(_Model):
     # Feeds and pages not done within this many seconds of a pass (or of a
     # stage, when Airflow runs the stages as tasks) wait for the next one.
     pass_budget_seconds: float = Field(default=600.0, gt=0)
+    # A pipelined pass gives each host this long from its first page request:
+    # its pages still queued then (behind a slow server's own) wait for the next
+    # poll, and the rest of the pass does not wait for them.
+    host_budget_seconds: float = Field(default=120.0, gt=0)
 
 
 class PollConfig(_Model):

@@ -41,11 +41,13 @@ import asyncio
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from pipeline import alert, store
 from pipeline.config import Settings
@@ -197,6 +199,8 @@ class _Stream:
         self.due = 0
         self.entries_total = 0
         self.extracting = 0  # pages waiting for or in extraction
+        self.host_deadlines: dict[str, float] = {}  # time.monotonic() values
+        self.host_pages: Counter[str] = Counter()  # pages in flight per host
 
     # -- the database thread ---------------------------------------------------------------
 
@@ -270,6 +274,17 @@ class _Stream:
             started.append(loop.run_in_executor(None, embed.warm_up))
         return started
 
+    def _page_deadline(self, host: str) -> float | None:
+        """The pass's deadline, or the host's, whichever comes first: a host
+        gets ``fetch.host_budget_seconds`` from the first of its pages in
+        flight, so a slow server's queue of pages delays only itself (the rest
+        wait for the next poll, with no attempt counted)."""
+        until = self.host_deadlines.get(host)
+        if until is None:
+            until = time.monotonic() + self.settings.fetch.host_budget_seconds
+            self.host_deadlines[host] = until
+        return until if self.deadline is None else min(until, self.deadline)
+
     def _expired(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
@@ -336,12 +351,18 @@ class _Stream:
         if self._expired():
             self._settle(work, deferred=True)
             return
+        host = urlsplit(entry.url).hostname or ""
+        self.host_pages[host] += 1
         try:
-            async with asyncio.timeout_at(self.deadline):
+            async with asyncio.timeout_at(self._page_deadline(host)):
                 page = await fetch_page(entry, self.fetcher)
         except TimeoutError:
             self._settle(work, deferred=True)
             return
+        finally:
+            self.host_pages[host] -= 1
+            if not self.host_pages[host]:  # the next page starts a new budget
+                del self.host_pages[host], self.host_deadlines[host]
         if isinstance(page, FetchedPage):
             self.extracting += 1
             try:

@@ -34,6 +34,8 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 _MAIN_LOCK = threading.Lock()
+# What the process's fork server imports when it starts (see WorkerPool).
+_PRELOAD: set[str] = set()
 
 
 @contextmanager
@@ -194,10 +196,12 @@ class WorkerPool(Generic[A, R]):
         # The fork server imports these once and every worker forked from it
         # inherits them: a feed parser worker then starts in 15 ms instead of
         # 0.5 s (re-importing feedparser, pydantic, httpx, duckdb). There is
-        # one fork server per process, so only the first pool's list counts;
-        # the workers of later pools import their modules themselves.
-        modules = {function.__module__} | ({initializer.__module__} if initializer else set())
-        context.set_forkserver_preload(sorted(modules))
+        # one fork server per process, started with the first worker: the
+        # modules of every pool made before then (a pipelined pass makes its
+        # parser and extraction pools first) are preloaded; the workers of
+        # later pools import their modules themselves.
+        _PRELOAD.update({function.__module__}, {initializer.__module__} if initializer else ())
+        context.set_forkserver_preload(sorted(_PRELOAD))
         self._workers = [_Worker(context, function, initializer, initargs)
                          for _ in range(workers)]
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()

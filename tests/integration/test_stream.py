@@ -146,3 +146,91 @@ def test_alerts_arrive_within_seconds_of_their_page_while_slow_servers_trickle(
                                     [slow_server.url("/slow.xml")]).fetchone() or ("",)
     assert "timed out" in reason and "timed out" in feed_error
     assert len(result.batches) >= 2  # the slow feed's state came in a later batch
+
+
+def test_a_slow_hosts_queue_of_pages_waits_for_the_next_poll_not_the_pass(
+    tmp_path: Path, server: FeedServer, slow_server: FeedServer
+) -> None:
+    # Five pages on a host that trickles, one request at a time to it: the
+    # host's budget ends its queue instead of five timeouts in a row.
+    items = [{"title": f"late report {i}", "link": slow_server.url(f"/late/{i}"),
+              "guid": f"late-{i}"} for i in range(5)]
+    for i in range(5):
+        slow_server.route(f"/late/{i}", Reply(body=article(f"late report {i}").encode(),
+                                              content_type="text/html; charset=utf-8",
+                                              trickle=TRICKLE))
+    items.append({"title": "Negotiators meet on the border", "link": server.url("/on-time"),
+                  "guid": "on-time"})
+    server.route("/on-time", Reply(body=article("Negotiators meet on the border").encode(),
+                                   content_type="text/html; charset=utf-8"))
+    server.route("/mixed.xml", Reply(body=rss(items, title="mixed").encode()))
+    settings = parse_settings({
+        "database": str(tmp_path / "news.duckdb"), "staging_dir": str(tmp_path / "staging"),
+        "feeds": [{"url": server.url("/mixed.xml")}],
+        "fetch": {"allow_private": [server.host_port, slow_server.host_port],
+                  "timeout": 60, "per_host_concurrency": 1, "host_budget_seconds": 2},
+        "process": {"workers": 1},
+    })
+    result = run_pass(settings)
+    assert result.load.articles_new == 1
+    assert result.process.deferred == 5 and result.process.rejected == 0
+    # Only the first page was asked for before the host's budget ran out.
+    assert sum(slow_server.hits[f"/late/{i}"] for i in range(5)) == 1
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        rows = con.execute("SELECT status, attempts FROM entries WHERE url <> ?",
+                           [server.url("/on-time")]).fetchall()
+    assert rows == [("retry", 0)] * 5  # tried again next poll, no attempt counted
+
+
+def test_continuous_mode_polls_again_when_due_and_stops_cleanly(
+    tmp_path: Path, server: FeedServer, slow_server: FeedServer, smtp_server: Inbox
+) -> None:
+    import threading
+
+    from pipeline.run import run_continuous
+
+    def publish(n: int) -> None:
+        items = [{"title": EVENTS[name][0], "link": server.url(f"/{name}/1"),
+                  "guid": f"{name}-1"} for name in list(EVENTS)[:n]]
+        server.route("/news.xml", Reply(body=rss(items, title="news").encode()))
+
+    for name, (title, text) in EVENTS.items():
+        server.route(f"/{name}/1", Reply(body=page(title, text),
+                                         content_type="text/html; charset=utf-8"))
+    publish(1)
+    settings = parse_settings({
+        "database": str(tmp_path / "news.duckdb"), "staging_dir": str(tmp_path / "staging"),
+        "feeds": [{"url": server.url("/news.xml")}], "alerts": [RULE],
+        "smtp": {"url": smtp_server.url},
+        "fetch": {"allow_private": [server.host_port]}, "process": {"workers": 1},
+        # Due again within seconds (the feed sends no caching hints).
+        "poll": {"interval_minutes": 0.02, "min_interval_minutes": 0.01},
+    })
+    stop = threading.Event()
+    stored: list[int] = []
+    loaded = threading.Condition()
+
+    def on_batch(batch: Any) -> None:
+        with loaded:
+            stored.append(batch.load.articles_new)
+            loaded.notify_all()
+
+    outcome: list[Any] = []
+    worker = threading.Thread(target=lambda: outcome.append(run_continuous(
+        settings, stop=stop, on_batch=on_batch)))
+    worker.start()
+    try:
+        with loaded:
+            assert loaded.wait_for(lambda: sum(stored) == 1, timeout=60), stored
+        publish(3)  # two more reports, found at the next poll
+        with loaded:
+            assert loaded.wait_for(lambda: sum(stored) == 3, timeout=60), stored
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+    assert not worker.is_alive()
+    (result,) = outcome
+    assert result.load.articles_new == 3 and result.poll.feeds_polled >= 2
+    assert server.hits["/news.xml"] >= 2
+    assert len(smtp_server.messages) == 3  # one per story, each sent once
+    assert all(server.hits[f"/{name}/1"] == 1 for name in EVENTS)
