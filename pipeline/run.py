@@ -62,7 +62,7 @@ class PassResult:
     process: ProcessSummary
     cluster: PlanResult  # the batches' plans, summed
     load: LoadResult  # the batches' loads, summed
-    send: alert.SendResult  # the last send round
+    send: alert.SendResult  # the batches' send rounds as one (the outbox as left)
     leftovers: tuple[LoadResult, ...] = ()  # earlier passes' runs loaded first
     pruned: int = 0  # staging folders removed (loaded or abandoned)
     batches: tuple[BatchResult, ...] = ()  # each micro-batch, in the order loaded

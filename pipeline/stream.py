@@ -44,7 +44,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -117,7 +117,7 @@ class StreamResult:
     poll: PollSummary
     process: ProcessSummary
     batches: tuple[BatchResult, ...]
-    send: alert.SendResult  # the last send round
+    send: alert.SendResult  # every send round of the run as one
 
 
 @dataclass(slots=True)
@@ -538,8 +538,19 @@ class _Stream:
                              feeds_deferred=f["deferred"]),
             process=ProcessSummary(run_id=run_id, shard=0, **self.counts),
             batches=tuple(self.results),
-            send=self.last_send or alert.SendResult(sent=0, failed=0, pending=0),
+            send=self._sends(),
         )
+
+    def _sends(self) -> alert.SendResult:
+        """The pass's send rounds as one: this pass's emails summed, the outbox
+        as the last round left it."""
+        rounds = [b.send for b in self.results if b.send is not None]
+        last = self.last_send or alert.SendResult(sent=0, failed=0, pending=0)
+        if not any(r is last for r in rounds):  # the final round, after the batches
+            rounds.append(last)
+        return replace(last, sent=sum(r.sent for r in rounds),
+                       failed=sum(r.failed for r in rounds),
+                       retry=sum(r.retry for r in rounds))
 
 
 async def _run(settings: Settings, stream_of: Callable[[Fetcher], _Stream], *, force: bool,
