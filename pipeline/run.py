@@ -44,7 +44,8 @@ from pipeline.stages import (
     shard_count,
 )
 from pipeline.store import staging
-from pipeline.store.load import LoadResult, PlanResult
+from pipeline.store.load import LoadResult
+from pipeline.store.plan import PlanResult
 from pipeline.stream import Batching, BatchResult, StreamResult, stream_pass
 
 __all__ = [

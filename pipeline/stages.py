@@ -34,7 +34,8 @@ from pipeline.process import Processor, worker_count
 from pipeline.sources import feeds, poll
 from pipeline.sources.pages import fetch
 from pipeline.store import staging
-from pipeline.store.load import LoadResult, PlanResult, load, plan
+from pipeline.store.load import LoadResult, load
+from pipeline.store.plan import PlanResult, plan
 
 log = logging.getLogger(__name__)
 
@@ -366,7 +367,7 @@ def record_outcome(
 
 def cluster_stage(settings: Settings, run_id: str) -> PlanResult:
     """Story ids and outbox candidates for the run, planned beside its staging
-    (reads the database, writes nothing to it; see :mod:`pipeline.store.load`)."""
+    (reads the database, writes nothing to it; see :mod:`pipeline.store.plan`)."""
     # Read-only (once the database exists): analysts' read-only sessions can stay
     # open while it clusters; only the load's transaction needs the file alone.
     with store.connect(settings.database, read_only=settings.database.exists()) as con:

@@ -78,7 +78,8 @@ from pipeline.stages import (
     send_stage,
 )
 from pipeline.store import staging
-from pipeline.store.load import LoadResult, PlanResult
+from pipeline.store.load import LoadResult
+from pipeline.store.plan import PlanResult
 
 log = logging.getLogger(__name__)
 
