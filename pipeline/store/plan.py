@@ -324,25 +324,25 @@ def _story_articles(con: duckdb.DuckDBPyConnection
     story at a time (in time order within it)."""
     cursor = con.execute(
         """SELECT story_id, id, title, url, source, text, language, topics, countries, people,
-            published_at, loaded_at, t FROM (
+            published_at, loaded_at FROM (
             SELECT story_id, id, title, url, source, text, language, topics, countries,
                 people, published_at, loaded_at, coalesce(published_at, fetched_at) AS t
             FROM articles WHERE story_id IN (SELECT story_id FROM assigned)
             UNION ALL
             SELECT a.story_id, n.id, n.title, n.url, n.source, n.text, n.language, n.topics,
-                n.countries, n.people, n.published_at, NULL::TIMESTAMPTZ,
+                n.countries, n.people, n.published_at, NULL::TIMESTAMPTZ AS loaded_at,
                 coalesce(n.published_at, n.fetched_at)
             FROM new_articles n JOIN assigned a USING (id))
         ORDER BY story_id, t, id"""
     )
     story, articles = "", list[StoryArticle]()
     while rows := cursor.fetchmany(_BATCH):
-        for r in rows:
-            if r[0] != story:
+        for row in alert.named_rows(cursor, rows):
+            if row["story_id"] != story:
                 if articles:
                     yield story, articles
-                story, articles = r[0], []
-            articles.append(alert.story_article(r[1:12]))
+                story, articles = row["story_id"], []
+            articles.append(alert.story_article(row))
     if articles:
         yield story, articles
 
