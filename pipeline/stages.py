@@ -29,7 +29,15 @@ from typing import Any
 from pipeline import alert, store
 from pipeline.config import Settings
 from pipeline.http import Fetcher, FetchLimits
-from pipeline.models import FeedEntry, FetchedPage, Rejection, TaggedArticle
+from pipeline.models import (
+    ArticleRecord,
+    EntryOutcome,
+    FeedEntry,
+    FeedUpdate,
+    FetchedPage,
+    Rejection,
+    TaggedArticle,
+)
 from pipeline.process import Processor, worker_count
 from pipeline.sources import feeds, poll
 from pipeline.sources.pages import fetch
@@ -150,8 +158,8 @@ def poll_stage(
     )
 
 
-def feed_record(update: poll.FeedUpdate) -> dict[str, Any]:
-    return {k: getattr(update, k) for k in update.__slots__}
+def feed_record(update: FeedUpdate) -> dict[str, Any]:
+    return staging.record(update)
 
 
 def _entry_record(entry: FeedEntry) -> dict[str, Any]:
@@ -315,9 +323,10 @@ async def _download(
 
 def _entry_status(entry: FeedEntry, *, status: str, attempts: int,
                   article_id: str | None = None) -> dict[str, Any]:
-    return {"feed_url": entry.feed_url, "id": entry.id, "url": entry.url,
-            "title": entry.title, "published_at": entry.published_at, "status": status,
-            "attempts": attempts, "article_id": article_id}
+    return staging.record(EntryOutcome(
+        feed_url=entry.feed_url, id=entry.id, url=entry.url, title=entry.title,
+        published_at=entry.published_at, status=status, attempts=attempts,
+        article_id=article_id))
 
 
 def deferred_record(entry: FeedEntry, attempts: int) -> dict[str, Any]:
@@ -335,17 +344,7 @@ def record_outcome(
     counts["entries"] += 1
     if isinstance(outcome, TaggedArticle):
         a = outcome.article
-        sink.write("articles", {
-            "id": a.id, "entry_id": a.entry_id, "feed_url": a.feed_url, "url": a.url,
-            "canonical_url": a.canonical_url, "source": a.source, "title": a.title,
-            "text": a.text, "author": a.author, "published_at": a.published_at,
-            "fetched_at": a.fetched_at, "language": a.language, "topics": outcome.topics,
-            "countries": outcome.countries, "people": outcome.people,
-            "evidence": [{"kind": e.kind, "tag": e.tag, "evidence": e.evidence}
-                         for e in outcome.evidence],
-            "removed": [{"position": r.position, "line": r.line, "rule": r.rule}
-                        for r in a.removed],
-        })
+        sink.write("articles", staging.record(ArticleRecord.of(outcome)))
         sink.write("entries", _entry_status(entry, status="stored", attempts=tries,
                                             article_id=a.id))
         counts["articles"] += 1

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from pipeline import ids
 from pipeline.config import PollConfig
 from pipeline.http import Fetcher, FetchError, Response
-from pipeline.models import FeedEntry, Rejection
+from pipeline.models import FeedEntry, FeedUpdate, Rejection
 from pipeline.sources import schedule
 from pipeline.sources.feeds import Feed
 from pipeline.sources.parsing import FeedParseError, ParsedFeed, parse_feed
@@ -54,27 +54,6 @@ class PollOptions:
     max_entries: int = 200
     max_url_length: int = 2048
     parse_timeout: float = 20.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FeedUpdate:
-    """The new state of one feed after a poll; applied by the load step."""
-
-    url: str
-    fetch_url: str
-    name: str
-    status: str
-    last_polled_at: datetime
-    last_success_at: datetime | None
-    next_poll_at: datetime
-    poll_interval_minutes: float
-    etag: str | None
-    last_modified: str | None
-    content_hash: str | None
-    error_count: int
-    last_error: str | None
-    new_entries: int
-    item_hashes: str | None = None  # JSON {hash: [entry id, date]}: ParsedFeed.items
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

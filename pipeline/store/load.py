@@ -24,6 +24,7 @@ import duckdb
 
 from pipeline import alert
 from pipeline.config import Settings
+from pipeline.models import EntryOutcome, FeedUpdate
 from pipeline.store import staging
 from pipeline.store.plan import drop_unreadable_plan, json_source, paths, run_loaded, use_plan
 
@@ -43,13 +44,7 @@ class LoadResult:
     alerts_queued: int
 
 
-_FEED_COLUMNS = {
-    "url": "VARCHAR", "name": "VARCHAR", "status": "VARCHAR", "last_polled_at": "TIMESTAMPTZ",
-    "last_success_at": "TIMESTAMPTZ", "next_poll_at": "TIMESTAMPTZ", "etag": "VARCHAR",
-    "last_modified": "VARCHAR", "content_hash": "VARCHAR", "error_count": "INTEGER",
-    "last_error": "VARCHAR", "new_entries": "BIGINT", "fetch_url": "VARCHAR",
-    "poll_interval_minutes": "DOUBLE", "item_hashes": "VARCHAR",
-}
+_FEED_COLUMNS = staging.columns(FeedUpdate)
 
 
 def _load_feeds(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
@@ -112,11 +107,8 @@ def _staged(
 
 
 def _load_entries(con: duckdb.DuckDBPyConnection, directory: Path, now: datetime) -> int:
-    n = _staged(con, directory, "entries", {
-        "feed_url": "VARCHAR", "id": "VARCHAR", "url": "VARCHAR", "title": "VARCHAR",
-        "published_at": "TIMESTAMPTZ", "status": "VARCHAR", "attempts": "INTEGER",
-        "article_id": "VARCHAR",
-    }, key="feed_url, id", latest_first="attempts DESC, status = 'stored' DESC")
+    n = _staged(con, directory, "entries", staging.columns(EntryOutcome),
+                key="feed_url, id", latest_first="attempts DESC, status = 'stored' DESC")
     con.execute(
         """INSERT INTO entries (feed_url, id, url, title, published_at, first_seen, status,
             attempts, article_id)

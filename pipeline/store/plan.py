@@ -33,6 +33,7 @@ import numpy as np
 from pipeline import __version__, alert, store
 from pipeline.alert import StoryArticle
 from pipeline.config import Settings
+from pipeline.models import ArticleRecord
 from pipeline.signal.cluster import ClusterDoc, TermStats, cluster
 from pipeline.signal.embed import Encoder
 from pipeline.store import staging
@@ -46,15 +47,7 @@ def _literal(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-_ARTICLE_COLUMNS = {
-    "id": "VARCHAR", "entry_id": "VARCHAR", "feed_url": "VARCHAR", "url": "VARCHAR",
-    "canonical_url": "VARCHAR", "source": "VARCHAR", "title": "VARCHAR", "text": "VARCHAR",
-    "author": "VARCHAR", "published_at": "TIMESTAMPTZ", "fetched_at": "TIMESTAMPTZ",
-    "language": "VARCHAR", "topics": "VARCHAR[]", "countries": "VARCHAR[]",
-    "people": "VARCHAR[]",
-    "evidence": "STRUCT(kind VARCHAR, tag VARCHAR, evidence VARCHAR)[]",
-    "removed": "STRUCT(position INTEGER, line VARCHAR, rule VARCHAR)[]",
-}
+_ARTICLE_COLUMNS = staging.columns(ArticleRecord)
 
 
 def json_source(columns: dict[str, str]) -> str:
