@@ -13,7 +13,7 @@ its reason and the run goes on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 
@@ -151,35 +151,17 @@ class EntryOutcome:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ArticleRecord:
+class ArticleRecord(Article):
     """A tagged article as staged (``articles`` records) and read by the cluster
-    stage and the load: the article's fields, its tags and what was removed."""
+    stage and the load: the article's fields, its tags and their evidence."""
 
-    id: str
-    entry_id: str
-    feed_url: str
-    url: str
-    canonical_url: str
-    source: str
-    title: str
-    text: str
-    author: str | None
-    published_at: datetime | None
-    fetched_at: datetime
-    language: str | None
     topics: tuple[str, ...]
     countries: tuple[str, ...]
     people: tuple[str, ...]
-    evidence: tuple[TagEvidence, ...]
-    removed: tuple[RemovedLine, ...]
+    evidence: tuple[TagEvidence, ...] = ()
 
     @classmethod
     def of(cls, tagged: TaggedArticle) -> ArticleRecord:
-        a = tagged.article
-        return cls(
-            id=a.id, entry_id=a.entry_id, feed_url=a.feed_url, url=a.url,
-            canonical_url=a.canonical_url, source=a.source, title=a.title, text=a.text,
-            author=a.author, published_at=a.published_at, fetched_at=a.fetched_at,
-            language=a.language, topics=tagged.topics, countries=tagged.countries,
-            people=tagged.people, evidence=tagged.evidence, removed=a.removed,
-        )
+        article = {f.name: getattr(tagged.article, f.name) for f in fields(Article)}
+        return cls(**article, topics=tagged.topics, countries=tagged.countries,
+                   people=tagged.people, evidence=tagged.evidence)
