@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any
 
 import duckdb
 import numpy as np
@@ -34,7 +35,7 @@ from pipeline import __version__, alert, store
 from pipeline.alert import StoryArticle
 from pipeline.config import Settings
 from pipeline.models import ArticleRecord
-from pipeline.signal.cluster import ClusterDoc, TermStats, cluster
+from pipeline.signal.cluster import ClusterDoc, Link, TermStats, cluster
 from pipeline.signal.embed import Encoder
 from pipeline.store import staging
 
@@ -170,14 +171,37 @@ _PLAN = "plan.json"
 _PLAN_ARTICLES = "plan-articles.parquet"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Assignment:
+    """A new article's story (and its embedding, kept with it in ``articles``)."""
+
+    id: str
+    story_id: str
+    embedding: Annotated[tuple[float, ...] | None, "FLOAT[]"] = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TermCount:
+    """Added to ``term_stats`` by the load (term '': how many articles)."""
+
+    term: str
+    df: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoryHead:
+    story_id: str
+    lead_article_id: str
+    title: str
+
+
+# The plan's rows, one file each: the records the clusterer and the saved
+# searches make (Link, Candidate) or this module does; their columns derive
+# from them (staging.columns).
 _PLAN_TABLES: dict[str, dict[str, str]] = {
-    "assigned": {"id": "VARCHAR", "story_id": "VARCHAR", "embedding": "FLOAT[]"},
-    "terms": {"term": "VARCHAR", "df": "BIGINT"},  # added to term_stats ('': articles)
-    "links": {"story_id": "VARCHAR", "other_story_id": "VARCHAR", "article_id": "VARCHAR",
-              "score": "DOUBLE"},
-    "story_heads": {"story_id": "VARCHAR", "lead_article_id": "VARCHAR", "title": "VARCHAR"},
-    "outbox": {"rule": "VARCHAR", "story_id": "VARCHAR", "recipient": "VARCHAR",
-               "first_match": "VARCHAR", "latest": "VARCHAR"},
+    "assigned": staging.columns(Assignment), "terms": staging.columns(TermCount),
+    "links": staging.columns(Link), "story_heads": staging.columns(StoryHead),
+    "outbox": staging.columns(alert.Candidate),
 }
 
 
@@ -211,15 +235,18 @@ def _snapshot(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Pat
     return hashlib.sha256(f"{__version__}|{row}|{staged}|{used}|{ready}".encode()).hexdigest()
 
 
-def _write_jsonl(path: Path, columns: dict[str, str], rows: Iterable[tuple[object, ...]]
-                 ) -> None:
+def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     tmp = _tmp(path)
     with open(tmp, "w", encoding="utf-8") as handle:
         for row in rows:
-            handle.write(json.dumps(dict(zip(columns, row, strict=True)), default=str) + "\n")
+            handle.write(json.dumps(row, default=str) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def _write_plan_rows(directory: Path, table: str, rows: Iterable[Any]) -> None:
+    _write_jsonl(_plan_file(directory, table), (staging.record(r) for r in rows))
 
 
 def _tmp(path: Path) -> Path:
@@ -239,10 +266,10 @@ def _make_plan(
     directory.mkdir(parents=True, exist_ok=True)
     (directory / _PLAN).unlink(missing_ok=True)  # written last: the plan's commit mark
     assignments: dict[str, str] = {}
-    heads: list[tuple[object, ...]] = []
-    embeddings: dict[str, list[float]] = {}
-    terms: list[tuple[object, ...]] = []
-    links: list[tuple[object, ...]] = []
+    heads: list[StoryHead] = []
+    embeddings: dict[str, tuple[float, ...]] = {}
+    terms: list[TermCount] = []
+    links: list[Link] = []
     bounds = con.execute(
         "SELECT min(coalesce(published_at, fetched_at)), max(coalesce(published_at, fetched_at))"
         " FROM new_articles"
@@ -273,26 +300,25 @@ def _make_plan(
         for story in sorted(set(assignments.values())):
             doc = clusterer.representative(story)
             if doc is not None:
-                heads.append((story, doc.id, doc.title))
-        embeddings = {k: v.tolist() for k, v in clusterer.embeddings.items()}
+                heads.append(StoryHead(story_id=story, lead_article_id=doc.id, title=doc.title))
+        embeddings = {k: tuple(v.tolist()) for k, v in clusterer.embeddings.items()}
         # What the stage holds follows the horizon, not the archive: these counts say so.
         log.info("clustered", extra={"new": len(assignments), "stored_read": clusterer.known,
                                      "embedded": clusterer.embedded,
                                      "embed_seconds": round(clusterer.embed_seconds, 3)})
         added = clusterer.stats.added
-        terms = [("", clusterer.stats.added_n), *sorted(added.items())]
-        links = [(x.story_id, x.other_story_id, x.article_id, x.score) for x in clusterer.links]
-    _write_jsonl(_plan_file(directory, "assigned"), _PLAN_TABLES["assigned"],
-                 ((k, v, embeddings.get(k)) for k, v in assignments.items()))
-    _write_jsonl(_plan_file(directory, "story_heads"), _PLAN_TABLES["story_heads"], heads)
-    _write_jsonl(_plan_file(directory, "terms"), _PLAN_TABLES["terms"], terms)
-    _write_jsonl(_plan_file(directory, "links"), _PLAN_TABLES["links"], links)
+        terms = [TermCount(term=t, df=n)
+                 for t, n in [("", clusterer.stats.added_n), *sorted(added.items())]]
+        links = list(clusterer.links)
+    _write_plan_rows(directory, "assigned", (
+        Assignment(id=k, story_id=v, embedding=embeddings.get(k))
+        for k, v in assignments.items()))
+    _write_plan_rows(directory, "story_heads", heads)
+    _write_plan_rows(directory, "terms", terms)
+    _write_plan_rows(directory, "links", links)
     _plan_table(con, directory, "assigned")
-    candidates = [
-        (c.rule, c.story_id, c.recipient, c.first_match, c.latest)
-        for c in alert.candidates(settings.alerts, _story_articles(con))
-    ]
-    _write_jsonl(_plan_file(directory, "outbox"), _PLAN_TABLES["outbox"], candidates)
+    candidates = list(alert.candidates(settings.alerts, _story_articles(con)))
+    _write_plan_rows(directory, "outbox", candidates)
     # The new articles as the load will insert them, in a columnar file DuckDB
     # reads ~10x faster than the JSON Lines (the load holds the write lock).
     articles = directory / _PLAN_ARTICLES
@@ -306,8 +332,7 @@ def _make_plan(
     finally:
         os.close(fd)
     os.replace(tmp, articles)
-    _write_jsonl(directory / _PLAN, {"snapshot": "VARCHAR", "files": "JSON"},
-                 [(snapshot, _plan_files(directory))])
+    _write_jsonl(directory / _PLAN, [{"snapshot": snapshot, "files": _plan_files(directory)}])
     return len(heads), len(candidates)
 
 

@@ -53,6 +53,8 @@ _SQL_TYPES: dict[object, str] = {str: "VARCHAR", int: "BIGINT", float: "DOUBLE",
 def _sql_type(hint: object) -> str:
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     origin = typing.get_origin(hint)
+    if origin is typing.Annotated:  # Annotated[X, "FLOAT[]"]: the type named
+        return next(m for m in getattr(hint, "__metadata__", ()) if isinstance(m, str))
     if origin in (types.UnionType, typing.Union) and len(args) == 1:
         return _sql_type(args[0])  # X | None: NULL is any column's
     if origin in (tuple, list) and args:
@@ -67,7 +69,7 @@ def _sql_type(hint: object) -> str:
 
 def columns(cls: type) -> dict[str, str]:
     """The DuckDB columns of a staged record: its fields, typed from their hints."""
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     return {f.name: _sql_type(hints[f.name]) for f in dataclasses.fields(cls)}
 
 
