@@ -28,20 +28,18 @@ from types import FrameType
 
 from pipeline import alert, store
 from pipeline.config import Settings
+from pipeline.process import ProcessSummary, process_stage, shard_count
 from pipeline.stages import (
     MAX_PAGE_ATTEMPTS,
     PollSummary,
-    ProcessSummary,
     Progress,
     cluster_stage,
     explained,
     load_stage,
     new_run_id,
     poll_stage,
-    process_stage,
     quiet,
     send_stage,
-    shard_count,
 )
 from pipeline.store import staging
 from pipeline.store.load import LoadResult

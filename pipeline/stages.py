@@ -3,12 +3,13 @@
     poll -> (fetch -> extract -> clean -> tag) -> cluster (stories, outbox plan)
          -> load (one transaction) -> send
 
-The DAG calls :func:`poll_stage`, :func:`process_stage` per shard,
-:func:`cluster_stage`, :func:`load_stage` and :func:`send_stage`; stages hand
-over through staging files named by run id, so every stage can be retried on
-its own. The CLI's pipelined pass (:mod:`pipeline.stream`) runs the same
-cluster, load and send steps on each micro-batch, and stages its records with
-the same helpers (:func:`record_outcome`, :func:`deferred_record`).
+The DAG calls :func:`poll_stage`, ``process_stage`` per shard (with the
+worker pool, in :mod:`pipeline.process`), :func:`cluster_stage`,
+:func:`load_stage` and :func:`send_stage`; stages hand over through staging
+files named by run id, so every stage can be retried on its own. The CLI's
+pipelined pass (:mod:`pipeline.stream`) runs the same cluster, load and send
+steps on each micro-batch, and stages its records with the same helpers
+(:func:`record_outcome`, :func:`deferred_record`).
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +33,10 @@ from pipeline.models import (
     EntryOutcome,
     FeedEntry,
     FeedUpdate,
-    FetchedPage,
     Rejection,
     TaggedArticle,
 )
-from pipeline.process import Processor, worker_count
 from pipeline.sources import feeds, poll
-from pipeline.sources.pages import fetch
 from pipeline.store import staging
 from pipeline.store.load import LoadResult, load
 from pipeline.store.plan import PlanResult, plan
@@ -50,10 +46,6 @@ log = logging.getLogger(__name__)
 # A page that failed for a transient reason (timeout, 503) is tried on this
 # many passes before it is recorded as rejected for good.
 MAX_PAGE_ATTEMPTS = 3
-
-# Below this many pages a process pool costs more to start (each worker
-# imports trafilatura and compiles the tagger) than it saves.
-SMALL_SHARD = 50
 
 Progress = Callable[[str, int, int], None]
 
@@ -97,7 +89,7 @@ class PollSummary:
     feeds_deferred: int = 0  # not done within fetch.pass_budget_seconds: next pass
 
 
-def _deadline(settings: Settings, deadline: float | None) -> float:
+def deadline_of(settings: Settings, deadline: float | None) -> float:
     """A time.monotonic() value: the pass's, or this stage's own budget."""
     if deadline is not None:
         return deadline
@@ -121,7 +113,7 @@ def poll_stage(
     ``time.monotonic()`` value; default: ``fetch.pass_budget_seconds`` from
     now) stay due for the next pass."""
     now = now or datetime.now(UTC)
-    until = _deadline(settings, deadline)
+    until = deadline_of(settings, deadline)
     directory = staging.run_dir(settings.staging, run_id)
     # Polling only reads the database: read-only (once it exists), so an
     # analyst's read-only session does not hold it up.
@@ -179,146 +171,7 @@ def entry_from(record: dict[str, Any]) -> FeedEntry:
     )
 
 
-# -- process -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProcessSummary:
-    run_id: str
-    shard: int
-    entries: int
-    articles: int
-    rejected: int
-    retry: int
-    deferred: int = 0  # not reached within the time budget: left for the next pass
-
-
-def shard_count(settings: Settings, run_id: str, max_shards: int) -> int:
-    """How many process shards this run's entries fill (at least 1)."""
-    n = sum(1 for _ in staging.read(staging.run_dir(settings.staging, run_id), "polled"))
-    return max(1, min(max_shards, -(-n // settings.process.batch_size)))
-
-
-def _batches(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    while batch := list(islice(items, size)):
-        yield batch
-
-
-def _shard_records(directory: Path, shard: int, shards: int) -> Iterator[dict[str, Any]]:
-    """This shard's polled entries, each (feed, entry id) once: a feed that
-    repeats a GUID (common in real feeds) gives one entry, the first copy. Every
-    shard drops the same copies, so the n-th distinct entry goes to shard n mod
-    ``shards`` whichever shard reads it."""
-    seen: set[tuple[str, str]] = set()
-    for r in staging.read(directory, "polled"):
-        key = (r["feed_url"], r["id"])
-        if key in seen:
-            continue
-        seen.add(key)
-        if (len(seen) - 1) % shards == shard:
-            yield r
-
-
-def process_stage(
-    settings: Settings, run_id: str, *, shard: int = 0, shards: int = 1,
-    workers: int | None = None, progress: Progress = quiet, deadline: float | None = None,
-) -> ProcessSummary:
-    """Fetch, extract, clean and tag this shard's entries; stage the results.
-
-    Fetching and extraction overlap: pages go from the fetcher into a queue
-    (at most ``process.batch_size`` waiting, so memory does not grow with
-    the shard) and each extraction worker takes the next one as soon as it
-    is free. Fetching batch by batch and then extracting it left the workers
-    idle while a batch downloaded, and the network idle while it was
-    extracted (benchmarks/end_to_end.py).
-
-    Entries whose page is not fetched and extracted by ``deadline`` (default:
-    ``fetch.pass_budget_seconds`` from now) are staged as ``retry`` without
-    counting an attempt, so the next pass picks them up.
-    """
-    directory = staging.run_dir(settings.staging, run_id)
-    records = _shard_records(directory, shard, shards)
-    total = sum(1 for _ in _shard_records(directory, shard, shards))
-    counts = {"entries": 0, "articles": 0, "rejected": 0, "retry": 0, "deferred": 0}
-    if total == 0:
-        # The completion record still says this shard finished (with nothing).
-        staging.StagingWriter(directory, staging.process_shard(shard), of=shards).commit()
-        return ProcessSummary(run_id=run_id, shard=shard, **counts)
-    until = _deadline(settings, deadline)
-    if workers is None and total < SMALL_SHARD:
-        workers = 1
-    parallel = workers if workers is not None else worker_count(settings)
-    now = datetime.now(UTC)
-    with Processor(settings, workers=workers) as processor, \
-            ThreadPoolExecutor(parallel, thread_name_prefix="newsmon-extract") as threads, \
-            staging.StagingWriter(directory, staging.process_shard(shard),
-                                  of=shards) as writer:
-
-        def defer(later: Iterable[dict[str, Any]]) -> None:
-            for r in later:
-                writer.write("entries", deferred_record(entry_from(r), int(r["attempts"])))
-                counts["deferred"] += 1
-
-        def record(entry: FeedEntry, row: dict[str, Any],
-                   outcome: TaggedArticle | Rejection) -> None:
-            record_outcome(writer, entry, outcome, int(row["attempts"]) + 1, counts, now)
-            progress("process", counts["entries"] + counts["deferred"], total)
-
-        Waiting = asyncio.Queue[tuple[FetchedPage, dict[str, Any]] | None]
-
-        async def download(queue: Waiting) -> None:
-            async with Fetcher(fetch_limits(settings)) as fetcher:
-                for batch in _batches(records, settings.process.batch_size):
-                    await _download(batch, fetcher, until, queue, record, defer)
-            for _ in range(parallel):
-                await queue.put(None)  # no more pages (after an error, asyncio.run cancels all)
-
-        async def extract(queue: Waiting) -> None:
-            loop = asyncio.get_running_loop()
-            while (item := await queue.get()) is not None:
-                page, row = item
-                if time.monotonic() >= until:
-                    defer([row])
-                    continue
-                outcome = await loop.run_in_executor(threads, processor.process, page)
-                record(page.entry, row, outcome)
-
-        async def go() -> None:
-            # Pages fetched and waiting for a worker; None: no more pages.
-            queue: Waiting = asyncio.Queue(maxsize=settings.process.batch_size)
-            await asyncio.gather(download(queue), *(extract(queue) for _ in range(parallel)))
-
-        asyncio.run(go())
-    return ProcessSummary(run_id=run_id, shard=shard, **counts)
-
-
-async def _download(
-    batch: list[dict[str, Any]], fetcher: Fetcher, until: float,
-    queue: asyncio.Queue[tuple[FetchedPage, dict[str, Any]] | None],
-    record: Callable[[FeedEntry, dict[str, Any], TaggedArticle | Rejection], None],
-    defer: Callable[[Iterable[dict[str, Any]]], None],
-) -> None:
-    """Fetch one batch: pages into ``queue``, failures recorded, the rest deferred.
-    Each (feed, entry id) is in a batch once (:func:`_shard_records`)."""
-    unfetched = {(r["feed_url"], r["id"]): r for r in batch}
-    if time.monotonic() >= until:
-        defer(unfetched.values())
-        return
-    budget = asyncio.timeout_at(until)  # loop.time() is time.monotonic()
-    try:
-        async with budget:
-            async for entry, result in fetch([entry_from(r) for r in batch], fetcher=fetcher):
-                key = (entry.feed_url, entry.id)
-                row = unfetched[key]
-                if isinstance(result, FetchedPage):
-                    await queue.put((result, row))
-                else:
-                    record(entry, row, result)
-                del unfetched[key]  # only once handed on: a page cut off here is deferred
-    except TimeoutError:
-        if not budget.expired():
-            raise
-    defer(unfetched.values())  # not fetched in time
+# -- records of the process stage --------------------------------------------------------
 
 
 def _entry_status(entry: FeedEntry, *, status: str, attempts: int,

@@ -53,7 +53,7 @@ from pipeline import alert, store
 from pipeline.config import Settings
 from pipeline.http import Fetcher
 from pipeline.models import FeedEntry, FetchedPage, Rejection, TaggedArticle
-from pipeline.process import Processor, worker_count
+from pipeline.process import Processor, ProcessSummary, worker_count
 from pipeline.signal import background, embed
 from pipeline.sources import feeds, poll
 from pipeline.sources.feeds import Feed
@@ -61,7 +61,6 @@ from pipeline.sources.pages import fetch_page
 from pipeline.stages import (
     MAX_PAGE_ATTEMPTS,
     PollSummary,
-    ProcessSummary,
     Progress,
     cluster_stage,
     deferred_record,
