@@ -234,3 +234,41 @@ def test_continuous_mode_polls_again_when_due_and_stops_cleanly(
     assert server.hits["/news.xml"] >= 2
     assert len(smtp_server.messages) == 3  # one per story, each sent once
     assert all(server.hits[f"/{name}/1"] == 1 for name in EVENTS)
+
+
+def test_newsmon_run_keeps_running_until_sigterm_then_finishes_cleanly(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    title, text = EVENTS["quake"]
+    server.route("/quake/1", Reply(body=page(title, text),
+                                   content_type="text/html; charset=utf-8"))
+    items = [{"title": title, "link": server.url("/quake/1"), "guid": "quake-1"}]
+    server.route("/quake.xml", Reply(body=rss(items, title="quake").encode()))
+    config = tmp_path / "newsmon.yaml"
+    config.write_text(json.dumps({
+        "database": str(tmp_path / "news.duckdb"), "feeds": [{"url": server.url("/quake.xml")}],
+        "fetch": {"allow_private": [server.host_port]}, "process": {"workers": 1},
+    }), encoding="utf-8")
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "run", "--quiet", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(repo)})
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the first batch loaded: still running after it
+        assert "stored 1 article(s)" in line, line
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "stored 1 article(s)" in out  # the run's summary, printed on the way out
