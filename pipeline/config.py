@@ -186,6 +186,8 @@ _LIMITS = FetchLimits()
 
 class FetchConfig(Strict):
     allow_private: tuple[str, ...] = ()
+    # A whole request, body included (20 s as Miniflux): a server trickling
+    # its bytes holds one request that long at most.
     timeout: float = Field(default=_LIMITS.total_timeout, gt=0)
     connect_timeout: float = Field(default=_LIMITS.connect_timeout, gt=0)
     read_timeout: float = Field(default=_LIMITS.read_timeout, gt=0)
@@ -202,6 +204,10 @@ class FetchConfig(Strict):
     # Feeds and pages not done within this many seconds of a pass (or of a
     # stage, when Airflow runs the stages as tasks) wait for the next one.
     pass_budget_seconds: float = Field(default=600.0, gt=0)
+    # A pipelined pass gives each host this long from its first page request:
+    # its pages still queued then (behind a slow server's own) wait for the next
+    # poll, and the rest of the pass does not wait for them.
+    host_budget_seconds: float = Field(default=120.0, gt=0)
 
     def limits(self) -> FetchLimits:
         """These settings as the fetcher's limits."""
@@ -320,6 +326,14 @@ class StoreConfig(Strict):
         return self
 
 
+class StreamConfig(Strict):
+    # The pipelined pass (pipeline/stream.py) loads and alerts finished articles
+    # in micro-batches: this many articles, or this many seconds after the
+    # batch's first record, whichever comes first.
+    batch_articles: int = Field(default=50, ge=1)
+    batch_seconds: float = Field(default=2.0, gt=0)
+
+
 class Settings(Strict):
     """Everything newsmon needs, loaded once and passed explicitly."""
 
@@ -336,6 +350,7 @@ class Settings(Strict):
     poll: PollConfig = PollConfig()
     cluster: ClusterConfig = ClusterConfig()
     process: ProcessConfig = ProcessConfig()
+    stream: StreamConfig = StreamConfig()
     retention_days: Annotated[int, Field(ge=1)] | None = None
     store: StoreConfig = StoreConfig()
 

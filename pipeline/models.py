@@ -13,7 +13,7 @@ its reason and the run goes on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 
@@ -111,3 +111,57 @@ class Rejection:
     stage: str  # "poll" | "fetch" | "extract" | "clean" | ...
     reason: str
     transient: bool = False  # True: worth retrying on a later pass (timeout, 503)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedUpdate:
+    """The new state of one feed after a poll; applied by the load step. The
+    staged ``feeds`` record (its columns: ``staging.columns(FeedUpdate)``)."""
+
+    url: str
+    fetch_url: str
+    name: str
+    status: str
+    last_polled_at: datetime
+    last_success_at: datetime | None
+    next_poll_at: datetime
+    poll_interval_minutes: float
+    etag: str | None
+    last_modified: str | None
+    content_hash: str | None
+    error_count: int
+    last_error: str | None
+    new_entries: int
+    item_hashes: str | None = None  # JSON {hash: [entry id, date]}: ParsedFeed.items
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntryOutcome:
+    """What became of one entry's page: the staged ``entries`` record, and its
+    row of the ``entries`` table."""
+
+    feed_url: str
+    id: str
+    url: str
+    title: str
+    published_at: datetime | None
+    status: str  # stored | rejected | retry
+    attempts: int
+    article_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArticleRecord(Article):
+    """A tagged article as staged (``articles`` records) and read by the cluster
+    stage and the load: the article's fields, its tags and their evidence."""
+
+    topics: tuple[str, ...]
+    countries: tuple[str, ...]
+    people: tuple[str, ...]
+    evidence: tuple[TagEvidence, ...] = ()
+
+    @classmethod
+    def of(cls, tagged: TaggedArticle) -> ArticleRecord:
+        article = {f.name: getattr(tagged.article, f.name) for f in fields(Article)}
+        return cls(**article, topics=tagged.topics, countries=tagged.countries,
+                   people=tagged.people, evidence=tagged.evidence)

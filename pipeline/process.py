@@ -1,5 +1,10 @@
 """Process stage: extract, clean and tag fetched pages, in worker processes.
 
+:class:`Processor` turns a page into a tagged article (or why not) in a
+worker; the pipelined pass (:mod:`pipeline.stream`) hands it each page as it
+arrives, and :func:`process_stage`, one Airflow task per shard, fetches and
+processes a run's staged entries with it.
+
 Each worker builds its :class:`Tagger` (compiled rules, gazetteer, watchlist)
 and language model once, in the pool initializer, and keeps it in a
 worker-local slot: rebuilding per page would cost more than extracting it.
@@ -15,11 +20,17 @@ again; both build the tagger once).
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import urlsplit
 
 from pipeline import ids
@@ -27,9 +38,20 @@ from pipeline.config import Settings
 from pipeline.content.clean import clean
 from pipeline.content.extract import ExtractionError, extract
 from pipeline.content.language import LanguageDetector, load_detector
-from pipeline.models import Article, FetchedPage, Rejection, TaggedArticle
+from pipeline.http import Fetcher
+from pipeline.models import Article, FeedEntry, FetchedPage, Rejection, TaggedArticle
 from pipeline.signal.tag import Tagger, build_tagger, tag
-from pipeline.sources.pages import utf8_html
+from pipeline.sources.pages import fetch, utf8_html
+from pipeline.stages import (
+    Progress,
+    deadline_of,
+    deferred_record,
+    entry_from,
+    fetch_limits,
+    quiet,
+    record_outcome,
+)
+from pipeline.store import shared_staging, staging
 from pipeline.workers import TimeLimitExceeded, WorkerDied, WorkerPool
 
 # Fewer words than this after cleaning is a stub, a paywall or an index page.
@@ -111,6 +133,12 @@ class Processor:
         # One thread per worker feeds it pages and waits on its pipe.
         self._threads = ThreadPoolExecutor(self._workers) if self._workers > 1 else None
 
+    def start(self) -> None:
+        """Start the workers now (each builds its tagger): the pipelined pass
+        does it while the feeds are polled, not when the first page arrives."""
+        if self._pool is not None:
+            self._pool.start()
+
     def process(self, page: FetchedPage) -> TaggedArticle | Rejection:
         """One page, in the next free worker (thread-safe: call it from several threads)."""
         if self._pool is None:
@@ -148,3 +176,163 @@ class Processor:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+# -- the stage over a run's staged entries (one Airflow task per shard) -------------------
+
+# Below this many pages a process pool costs more to start (each worker
+# imports trafilatura and compiles the tagger) than it saves.
+SMALL_SHARD = 50
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessSummary:
+    run_id: str
+    shard: int
+    entries: int
+    articles: int
+    rejected: int
+    retry: int
+    deferred: int = 0  # not reached within the time budget: left for the next pass
+
+
+def shard_count(settings: Settings, run_id: str, max_shards: int) -> int:
+    """How many process shards this run's entries fill (at least 1)."""
+    with shared_staging.workspace(settings, run_id) as local:
+        n = sum(1 for _ in staging.read(staging.run_dir(local.staging, run_id), "polled"))
+    return max(1, min(max_shards, -(-n // settings.process.batch_size)))
+
+
+def _batches(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    while batch := list(islice(items, size)):
+        yield batch
+
+
+def _shard_records(directory: Path, shard: int, shards: int) -> Iterator[dict[str, Any]]:
+    """This shard's polled entries, each (feed, entry id) once: a feed that
+    repeats a GUID (common in real feeds) gives one entry, the first copy. Every
+    shard drops the same copies, so the n-th distinct entry goes to shard n mod
+    ``shards`` whichever shard reads it."""
+    seen: set[tuple[str, str]] = set()
+    for r in staging.read(directory, "polled"):
+        key = (r["feed_url"], r["id"])
+        if key in seen:
+            continue
+        seen.add(key)
+        if (len(seen) - 1) % shards == shard:
+            yield r
+
+
+def process_stage(
+    settings: Settings, run_id: str, *, shard: int = 0, shards: int = 1,
+    workers: int | None = None, progress: Progress = quiet, deadline: float | None = None,
+) -> ProcessSummary:
+    """:func:`_process_shard`; with staging on S3 (lake mode), on the run's folder
+    from there, the shard sent back."""
+    with shared_staging.workspace(settings, run_id) as local:
+        summary = _process_shard(local, run_id, shard=shard, shards=shards, workers=workers,
+                                 progress=progress, deadline=deadline)
+        shared_staging.push(local, run_id, staging.process_shard(shard))
+    return summary
+
+
+def _process_shard(
+    settings: Settings, run_id: str, *, shard: int = 0, shards: int = 1,
+    workers: int | None = None, progress: Progress = quiet, deadline: float | None = None,
+) -> ProcessSummary:
+    """Fetch, extract, clean and tag this shard's entries; stage the results.
+
+    Fetching and extraction overlap: pages go from the fetcher into a queue
+    (at most ``process.batch_size`` waiting, so memory does not grow with
+    the shard) and each extraction worker takes the next one as soon as it
+    is free. Fetching batch by batch and then extracting it left the workers
+    idle while a batch downloaded, and the network idle while it was
+    extracted (benchmarks/end_to_end.py).
+
+    Entries whose page is not fetched and extracted by ``deadline`` (default:
+    ``fetch.pass_budget_seconds`` from now) are staged as ``retry`` without
+    counting an attempt, so the next pass picks them up.
+    """
+    directory = staging.run_dir(settings.staging, run_id)
+    records = _shard_records(directory, shard, shards)
+    total = sum(1 for _ in _shard_records(directory, shard, shards))
+    counts = {"entries": 0, "articles": 0, "rejected": 0, "retry": 0, "deferred": 0}
+    if total == 0:
+        # The completion record still says this shard finished (with nothing).
+        staging.StagingWriter(directory, staging.process_shard(shard), of=shards).commit()
+        return ProcessSummary(run_id=run_id, shard=shard, **counts)
+    until = deadline_of(settings, deadline)
+    if workers is None and total < SMALL_SHARD:
+        workers = 1
+    parallel = workers if workers is not None else worker_count(settings)
+    now = datetime.now(UTC)
+    with Processor(settings, workers=workers) as processor, \
+            ThreadPoolExecutor(parallel, thread_name_prefix="newsmon-extract") as threads, \
+            staging.StagingWriter(directory, staging.process_shard(shard),
+                                  of=shards) as writer:
+
+        def defer(later: Iterable[dict[str, Any]]) -> None:
+            for r in later:
+                writer.write("entries", deferred_record(entry_from(r), int(r["attempts"])))
+                counts["deferred"] += 1
+
+        def record(entry: FeedEntry, row: dict[str, Any],
+                   outcome: TaggedArticle | Rejection) -> None:
+            record_outcome(writer, entry, outcome, int(row["attempts"]) + 1, counts, now)
+            progress("process", counts["entries"] + counts["deferred"], total)
+
+        Waiting = asyncio.Queue[tuple[FetchedPage, dict[str, Any]] | None]
+
+        async def download(queue: Waiting) -> None:
+            async with Fetcher(fetch_limits(settings)) as fetcher:
+                for batch in _batches(records, settings.process.batch_size):
+                    await _download(batch, fetcher, until, queue, record, defer)
+            for _ in range(parallel):
+                await queue.put(None)  # no more pages (after an error, asyncio.run cancels all)
+
+        async def extract(queue: Waiting) -> None:
+            loop = asyncio.get_running_loop()
+            while (item := await queue.get()) is not None:
+                page, row = item
+                if time.monotonic() >= until:
+                    defer([row])
+                    continue
+                outcome = await loop.run_in_executor(threads, processor.process, page)
+                record(page.entry, row, outcome)
+
+        async def go() -> None:
+            # Pages fetched and waiting for a worker; None: no more pages.
+            queue: Waiting = asyncio.Queue(maxsize=settings.process.batch_size)
+            await asyncio.gather(download(queue), *(extract(queue) for _ in range(parallel)))
+
+        asyncio.run(go())
+    return ProcessSummary(run_id=run_id, shard=shard, **counts)
+
+
+async def _download(
+    batch: list[dict[str, Any]], fetcher: Fetcher, until: float,
+    queue: asyncio.Queue[tuple[FetchedPage, dict[str, Any]] | None],
+    record: Callable[[FeedEntry, dict[str, Any], TaggedArticle | Rejection], None],
+    defer: Callable[[Iterable[dict[str, Any]]], None],
+) -> None:
+    """Fetch one batch: pages into ``queue``, failures recorded, the rest deferred.
+    Each (feed, entry id) is in a batch once (:func:`_shard_records`)."""
+    unfetched = {(r["feed_url"], r["id"]): r for r in batch}
+    if time.monotonic() >= until:
+        defer(unfetched.values())
+        return
+    budget = asyncio.timeout_at(until)  # loop.time() is time.monotonic()
+    try:
+        async with budget:
+            async for entry, result in fetch([entry_from(r) for r in batch], fetcher=fetcher):
+                key = (entry.feed_url, entry.id)
+                row = unfetched[key]
+                if isinstance(result, FetchedPage):
+                    await queue.put((result, row))
+                else:
+                    record(entry, row, result)
+                del unfetched[key]  # only once handed on: a page cut off here is deferred
+    except TimeoutError:
+        if not budget.expired():
+            raise
+    defer(unfetched.values())  # not fetched in time

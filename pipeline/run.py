@@ -1,417 +1,71 @@
 """The orchestrator: the only module that knows the order of the stages.
 
-    poll -> (fetch -> extract -> clean -> tag) -> cluster (stories, outbox plan)
-         -> load (one transaction) -> send
+    poll each feed -> fetch each page -> extract, clean, tag (worker processes)
+        -> micro-batch -> cluster (stories, outbox plan) -> load (one transaction) -> send
 
-The CLI calls :func:`run_pass`; the Airflow DAG calls the same stage
-functions one task each (:func:`poll_stage`, :func:`process_stage` per shard,
-:func:`cluster_stage`, :func:`load_stage`, :func:`send_stage`). Stages hand over through staging
-files named by run id, so every stage can be retried on its own.
+``newsmon run --once`` is :func:`run_pass`: the staging left by an earlier
+pass is loaded first, then the pipelined pass of :mod:`pipeline.stream` runs
+over the due feeds. ``newsmon run`` is :func:`run_continuous`: the same
+pipeline kept running, each feed polled when it is due. The Airflow DAG runs
+the stages as tasks of their own (:mod:`pipeline.stages`, re-exported here);
+a micro-batch is loaded by the very ``cluster_stage`` and ``load_stage`` the
+DAG's tasks call.
 """
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import logging
 import os
-import secrets
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from types import FrameType
 
-from pipeline import alert, store
-from pipeline.batches import batched
+from pipeline import alert
 from pipeline.config import Settings
-from pipeline.http import Fetcher, FetchLimits
-from pipeline.models import FeedEntry, FetchedPage, Rejection, TaggedArticle
-from pipeline.process import Processor, worker_count
-from pipeline.sources import feeds, poll
-from pipeline.sources.pages import fetch
-from pipeline.store import shared_staging, staging
+from pipeline.process import ProcessSummary, process_stage, shard_count
+from pipeline.stages import (
+    MAX_PAGE_ATTEMPTS,
+    PollSummary,
+    Progress,
+    cluster_stage,
+    explained,
+    load_stage,
+    new_run_id,
+    poll_stage,
+    quiet,
+    send_stage,
+)
+from pipeline.store import staging
 from pipeline.store.backend import backend, open_store
-from pipeline.store.load import LoadResult, PlanResult, load, plan
+from pipeline.store.load import LoadResult
+from pipeline.store.plan import PlanResult
+from pipeline.stream import Batching, BatchResult, StreamResult, stream_pass
+
+__all__ = [
+    "MAX_PAGE_ATTEMPTS", "PassResult", "PollSummary", "ProcessSummary", "cluster_stage",
+    "load_stage", "new_run_id", "pass_lock", "poll_stage", "process_stage", "run_continuous",
+    "run_pass", "send_stage", "shard_count", "tidy_staging",
+]
 
 log = logging.getLogger(__name__)
-
-# A page that failed for a transient reason (timeout, 503) is tried on this
-# many passes before it is recorded as rejected for good.
-MAX_PAGE_ATTEMPTS = 3
-
-# Below this many pages a process pool costs more to start (each worker
-# imports trafilatura and compiles the tagger) than it saves.
-SMALL_SHARD = 50
-
-Progress = Callable[[str, int, int], None]
-
-
-def _quiet(stage: str, done: int, total: int) -> None:
-    return None
-
-
-def new_run_id(now: datetime | None = None) -> str:
-    now = now or datetime.now(UTC)
-    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
-def fetch_limits(settings: Settings) -> FetchLimits:
-    return settings.fetch.limits()
-
-
-def _rejection_record(r: Rejection, now: datetime) -> dict[str, Any]:
-    return {"url": r.url, "feed_url": r.feed_url, "stage": r.stage, "reason": r.reason,
-            "seen_at": now}
-
-
-# -- poll ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PollSummary:
-    run_id: str
-    feeds_polled: int
-    feeds_failed: int
-    entries_new: int
-    entries_retry: int
-    feeds_deferred: int = 0  # not done within fetch.pass_budget_seconds: next pass
-
-
-def _deadline(settings: Settings, deadline: float | None) -> float:
-    """A time.monotonic() value: the pass's, or this stage's own budget."""
-    if deadline is not None:
-        return deadline
-    return time.monotonic() + settings.fetch.pass_budget_seconds
-
-
-def poll_options(settings: Settings) -> poll.PollOptions:
-    f = settings.fetch
-    return poll.PollOptions(
-        schedule=settings.poll, max_entries=f.max_entries_per_feed,
-        max_url_length=f.max_url_length, parse_timeout=f.parse_timeout,
-    )
-
-
-def poll_stage(
-    settings: Settings, run_id: str, *, now: datetime | None = None, force: bool = False,
-    progress: Progress = _quiet, deadline: float | None = None,
-) -> PollSummary:
-    """:func:`_poll`; with staging on S3 (lake mode), its folder replaces the run's there."""
-    with shared_staging.workspace(settings, run_id, pull=False) as local:
-        summary = _poll(local, run_id, now=now, force=force, progress=progress,
-                        deadline=deadline)
-        shared_staging.replace(local, run_id, staging.POLL_SHARD)
-    return summary
-
-
-def _poll(
-    settings: Settings, run_id: str, *, now: datetime | None = None, force: bool = False,
-    progress: Progress = _quiet, deadline: float | None = None,
-) -> PollSummary:
-    """Poll the due feeds (the config's and the added ones); stage their new
-    entries and new feed state. Feeds not done by ``deadline`` (a
-    ``time.monotonic()`` value; default: ``fetch.pass_budget_seconds`` from
-    now) stay due for the next pass."""
-    now = now or datetime.now(UTC)
-    until = _deadline(settings, deadline)
-    directory = staging.run_dir(settings.staging, run_id)
-    # Polling only reads the database: read-only (once it exists), so an
-    # analyst's read-only session does not hold it up.
-    with open_store(settings) as con:
-        states = store.feed_states(con)
-        due = poll.due_feeds(feeds.all_feeds(settings, con), states, now, force=force)
-        retry = store.entries_to_retry(con, MAX_PAGE_ATTEMPTS)
-
-        async def go() -> poll.PollResult:
-            async with Fetcher(fetch_limits(settings)) as fetcher:
-                return await poll.poll(
-                    due, states=states, fetcher=fetcher,
-                    known=lambda pairs: store.seen_entries(con, pairs), now=now,
-                    options=poll_options(settings), deadline=until,
-                    progress=lambda d, t: progress("poll", d, t),
-                )
-
-        result = asyncio.run(go())
-    staging.remove(directory)  # a re-run of the poll replaces the whole run's staging
-    with staging.StagingWriter(directory, "poll") as writer:
-        for update in result.updates:
-            writer.write("feeds", {k: getattr(update, k) for k in update.__slots__})
-        for entry in result.entries:
-            writer.write("polled", {**_entry_record(entry), "attempts": 0})
-        for row in retry:
-            writer.write("polled", {**row, "summary": "", "attempts": row["attempts"]})
-        for rejection in result.rejections:
-            writer.write("rejected", _rejection_record(rejection, now))
-    return PollSummary(
-        run_id=run_id, feeds_polled=len(result.updates),
-        feeds_failed=sum(1 for u in result.updates if u.last_error),
-        entries_new=len(result.entries), entries_retry=len(retry),
-        feeds_deferred=len(result.deferred),
-    )
-
-
-def _entry_record(entry: FeedEntry) -> dict[str, Any]:
-    return {"id": entry.id, "feed_url": entry.feed_url, "feed_name": entry.feed_name,
-            "url": entry.url, "title": entry.title, "summary": entry.summary,
-            "published_at": entry.published_at}
-
-
-def _entry_from(record: dict[str, Any]) -> FeedEntry:
-    published = record.get("published_at")
-    if isinstance(published, str):
-        published = datetime.fromisoformat(published)
-    return FeedEntry(
-        id=record["id"], feed_url=record["feed_url"], feed_name=record.get("feed_name") or "",
-        url=record["url"], title=record.get("title") or "", summary=record.get("summary") or "",
-        published_at=published,
-    )
-
-
-# -- process -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProcessSummary:
-    run_id: str
-    shard: int
-    entries: int
-    articles: int
-    rejected: int
-    retry: int
-    deferred: int = 0  # not reached within the time budget: left for the next pass
-
-
-def shard_count(settings: Settings, run_id: str, max_shards: int) -> int:
-    """How many process shards this run's entries fill (at least 1)."""
-    with shared_staging.workspace(settings, run_id) as local:
-        n = sum(1 for _ in staging.read(staging.run_dir(local.staging, run_id), "polled"))
-    return max(1, min(max_shards, -(-n // settings.process.batch_size)))
-
-
-def _shard_records(directory: Path, shard: int, shards: int) -> Iterator[dict[str, Any]]:
-    """This shard's polled entries, each (feed, entry id) once: a feed that
-    repeats a GUID (common in real feeds) gives one entry, the first copy. Every
-    shard drops the same copies, so the n-th distinct entry goes to shard n mod
-    ``shards`` whichever shard reads it."""
-    seen: set[tuple[str, str]] = set()
-    for r in staging.read(directory, "polled"):
-        key = (r["feed_url"], r["id"])
-        if key in seen:
-            continue
-        seen.add(key)
-        if (len(seen) - 1) % shards == shard:
-            yield r
-
-
-def process_stage(
-    settings: Settings, run_id: str, *, shard: int = 0, shards: int = 1,
-    workers: int | None = None, progress: Progress = _quiet, deadline: float | None = None,
-) -> ProcessSummary:
-    """:func:`_process_shard`; with staging on S3 (lake mode), on the run's folder
-    from there, the shard sent back."""
-    with shared_staging.workspace(settings, run_id) as local:
-        summary = _process_shard(local, run_id, shard=shard, shards=shards, workers=workers,
-                                 progress=progress, deadline=deadline)
-        shared_staging.push(local, run_id, staging.process_shard(shard))
-    return summary
-
-
-def _process_shard(
-    settings: Settings, run_id: str, *, shard: int = 0, shards: int = 1,
-    workers: int | None = None, progress: Progress = _quiet, deadline: float | None = None,
-) -> ProcessSummary:
-    """Fetch, extract, clean and tag this shard's entries; stage the results.
-
-    Fetching and extraction overlap: pages go from the fetcher into a queue
-    (at most ``process.batch_size`` waiting, so memory does not grow with
-    the shard) and each extraction worker takes the next one as soon as it
-    is free. Fetching batch by batch and then extracting it left the workers
-    idle while a batch downloaded, and the network idle while it was
-    extracted (benchmarks/end_to_end.py).
-
-    Entries whose page is not fetched and extracted by ``deadline`` (default:
-    ``fetch.pass_budget_seconds`` from now) are staged as ``retry`` without
-    counting an attempt, so the next pass picks them up.
-    """
-    directory = staging.run_dir(settings.staging, run_id)
-    records = _shard_records(directory, shard, shards)
-    total = sum(1 for _ in _shard_records(directory, shard, shards))
-    counts = {"entries": 0, "articles": 0, "rejected": 0, "retry": 0, "deferred": 0}
-    if total == 0:
-        # The completion record still says this shard finished (with nothing).
-        staging.StagingWriter(directory, staging.process_shard(shard), of=shards).commit()
-        return ProcessSummary(run_id=run_id, shard=shard, **counts)
-    until = _deadline(settings, deadline)
-    if workers is None and total < SMALL_SHARD:
-        workers = 1
-    parallel = workers if workers is not None else worker_count(settings)
-    now = datetime.now(UTC)
-    with Processor(settings, workers=workers) as processor, \
-            ThreadPoolExecutor(parallel, thread_name_prefix="newsmon-extract") as threads, \
-            staging.StagingWriter(directory, staging.process_shard(shard),
-                                  of=shards) as writer:
-
-        def defer(later: Iterable[dict[str, Any]]) -> None:
-            for r in later:
-                writer.write("entries", {
-                    "feed_url": r["feed_url"], "id": r["id"], "url": r["url"],
-                    "title": r.get("title"), "published_at": r.get("published_at"),
-                    "status": "retry", "attempts": int(r["attempts"]), "article_id": None,
-                })
-                counts["deferred"] += 1
-
-        def record(entry: FeedEntry, row: dict[str, Any],
-                   outcome: TaggedArticle | Rejection) -> None:
-            _record(writer, entry, outcome, int(row["attempts"]) + 1, counts, now)
-            progress("process", counts["entries"] + counts["deferred"], total)
-
-        Waiting = asyncio.Queue[tuple[FetchedPage, dict[str, Any]] | None]
-
-        async def download(queue: Waiting) -> None:
-            async with Fetcher(fetch_limits(settings)) as fetcher:
-                for batch in batched(records, settings.process.batch_size):
-                    await _download(batch, fetcher, until, queue, record, defer)
-            for _ in range(parallel):
-                await queue.put(None)  # no more pages (after an error, asyncio.run cancels all)
-
-        async def extract(queue: Waiting) -> None:
-            loop = asyncio.get_running_loop()
-            while (item := await queue.get()) is not None:
-                page, row = item
-                if time.monotonic() >= until:
-                    defer([row])
-                    continue
-                outcome = await loop.run_in_executor(threads, processor.process, page)
-                record(page.entry, row, outcome)
-
-        async def go() -> None:
-            # Pages fetched and waiting for a worker; None: no more pages.
-            queue: Waiting = asyncio.Queue(maxsize=settings.process.batch_size)
-            await asyncio.gather(download(queue), *(extract(queue) for _ in range(parallel)))
-
-        asyncio.run(go())
-    return ProcessSummary(run_id=run_id, shard=shard, **counts)
-
-
-async def _download(
-    batch: list[dict[str, Any]], fetcher: Fetcher, until: float,
-    queue: asyncio.Queue[tuple[FetchedPage, dict[str, Any]] | None],
-    record: Callable[[FeedEntry, dict[str, Any], TaggedArticle | Rejection], None],
-    defer: Callable[[Iterable[dict[str, Any]]], None],
-) -> None:
-    """Fetch one batch: pages into ``queue``, failures recorded, the rest deferred.
-    Each (feed, entry id) is in a batch once (:func:`_shard_records`)."""
-    unfetched = {(r["feed_url"], r["id"]): r for r in batch}
-    if time.monotonic() >= until:
-        defer(unfetched.values())
-        return
-    budget = asyncio.timeout_at(until)  # loop.time() is time.monotonic()
-    try:
-        async with budget:
-            async for entry, result in fetch([_entry_from(r) for r in batch], fetcher=fetcher):
-                key = (entry.feed_url, entry.id)
-                row = unfetched[key]
-                if isinstance(result, FetchedPage):
-                    await queue.put((result, row))
-                else:
-                    record(entry, row, result)
-                del unfetched[key]  # only once handed on: a page cut off here is deferred
-    except TimeoutError:
-        if not budget.expired():
-            raise
-    defer(unfetched.values())  # not fetched in time
-
-
-def _record(
-    writer: staging.StagingWriter, entry: FeedEntry, outcome: TaggedArticle | Rejection,
-    tries: int, counts: dict[str, int], now: datetime,
-) -> None:
-    record = {"feed_url": entry.feed_url, "id": entry.id, "url": entry.url,
-              "title": entry.title, "published_at": entry.published_at, "attempts": tries}
-    counts["entries"] += 1
-    if isinstance(outcome, TaggedArticle):
-        a = outcome.article
-        writer.write("articles", {
-            "id": a.id, "entry_id": a.entry_id, "feed_url": a.feed_url, "url": a.url,
-            "canonical_url": a.canonical_url, "source": a.source, "title": a.title,
-            "text": a.text, "author": a.author, "published_at": a.published_at,
-            "fetched_at": a.fetched_at, "language": a.language, "topics": outcome.topics,
-            "countries": outcome.countries, "people": outcome.people,
-            "evidence": [{"kind": e.kind, "tag": e.tag, "evidence": e.evidence}
-                         for e in outcome.evidence],
-            "removed": [{"position": r.position, "line": r.line, "rule": r.rule}
-                        for r in a.removed],
-        })
-        writer.write("entries", {**record, "status": "stored", "article_id": a.id})
-        counts["articles"] += 1
-        return
-    if outcome.transient and tries < MAX_PAGE_ATTEMPTS:
-        writer.write("entries", {**record, "status": "retry", "article_id": None})
-        counts["retry"] += 1
-    else:
-        writer.write("entries", {**record, "status": "rejected", "article_id": None})
-        counts["rejected"] += 1
-    reason = outcome.reason
-    if outcome.transient:
-        reason = f"{reason} (attempt {tries} of {MAX_PAGE_ATTEMPTS})"
-    writer.write("rejected", {**_rejection_record(outcome, now), "reason": reason})
-
-
-# -- load and send -------------------------------------------------------------------------
-
-
-def cluster_stage(settings: Settings, run_id: str) -> PlanResult:
-    """Story ids and outbox candidates for the run, planned beside its staging
-    (reads the database, writes nothing to it; see :mod:`pipeline.store.load`)."""
-    # Read-only (once the database exists): analysts' read-only sessions can stay
-    # open while it clusters; only the load's transaction needs the file alone.
-    with shared_staging.workspace(settings, run_id) as local, open_store(local) as con:
-        result = plan(con, local, run_id)
-    if result.already_loaded:
-        # What a stage re-run after the load staged is never loaded (a run id
-        # is loaded once): it goes now rather than wait to be pruned.
-        staging.remove(staging.run_dir(settings.staging, run_id))
-        shared_staging.discard(settings, run_id)
-    return result
-
-
-def load_stage(settings: Settings, run_id: str, *, started_at: datetime | None = None,
-               keep_staging: bool = False) -> LoadResult:
-    # Pulled under the writer lock: a poll re-run on another host meanwhile
-    # (an Airflow retry) cannot change the folder between pull and load.
-    with backend(settings).writer() as con, \
-            shared_staging.workspace(settings, run_id) as local:
-        result = load(con, local, run_id, started_at=started_at)
-    if not keep_staging:
-        staging.remove(staging.run_dir(settings.staging, run_id))
-        shared_staging.discard(settings, run_id)
-    return result
-
-
-def send_stage(settings: Settings, mailer: alert.Mailer | None = None, *,
-               ignore_backoff: bool = False) -> alert.SendResult:
-    # A lake's sender takes the writer lock for each write to the outbox (its
-    # claim, each mark), never while an email is on its way.
-    store_backend = backend(settings)
-    with store_backend.connect() as con:
-        return alert.send_pending(con, settings, mailer or alert.mailer_for(settings),
-                                  write_lock=store_backend.lock,
-                                  ignore_backoff=ignore_backoff)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PassResult:
     poll: PollSummary
     process: ProcessSummary
-    cluster: PlanResult
-    load: LoadResult
-    send: alert.SendResult
+    cluster: PlanResult  # the batches' plans, summed
+    load: LoadResult  # the batches' loads, summed
+    send: alert.SendResult  # the batches' send rounds as one (the outbox as left)
     leftovers: tuple[LoadResult, ...] = ()  # earlier passes' runs loaded first
     pruned: int = 0  # staging folders removed (loaded or abandoned)
+    batches: tuple[BatchResult, ...] = ()  # each micro-batch, in the order loaded
 
 
 # An incomplete run folder untouched this long is abandoned (a pass killed
@@ -490,53 +144,100 @@ def pass_lock(settings: Settings) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-@contextmanager
-def _explained(where: Path) -> Iterator[None]:
-    """A full disk or a damaged database file as its sentence (exit 2 in the
-    CLI), naming ``where`` when the error names no file; any other error as
-    it is."""
-    try:
-        yield
-    except Exception as exc:
-        sentence = store.explain(exc, where)
-        if sentence is None or sentence is exc:
-            raise
-        raise sentence from exc
+def _summed(run_id: str, batches: tuple[BatchResult, ...]) -> tuple[PlanResult, LoadResult]:
+    plans = [b.plan for b in batches]
+    loads = [b.load for b in batches]
+    plan = PlanResult(run_id=run_id, already_loaded=False,
+                      articles=sum(p.articles for p in plans),
+                      stories=sum(p.stories for p in plans),
+                      candidates=sum(p.candidates for p in plans))
+    load = LoadResult(run_id=run_id, already_loaded=False,
+                      feeds=sum(x.feeds for x in loads), entries=sum(x.entries for x in loads),
+                      articles_new=sum(x.articles_new for x in loads),
+                      rejected=sum(x.rejected for x in loads),
+                      stories_new=sum(x.stories_new for x in loads),
+                      stories_touched=sum(x.stories_touched for x in loads),
+                      alerts_queued=sum(x.alerts_queued for x in loads))
+    return plan, load
+
+
+def _pass_result(streamed: StreamResult, leftovers: list[LoadResult], pruned: int
+                 ) -> PassResult:
+    plan, load = _summed(streamed.poll.run_id, streamed.batches)
+    return PassResult(poll=streamed.poll, process=streamed.process, cluster=plan, load=load,
+                      send=streamed.send, leftovers=tuple(leftovers), pruned=pruned,
+                      batches=streamed.batches)
+
+
+def _load_leftovers(settings: Settings) -> tuple[list[LoadResult], int]:
+    """Load what an earlier pass staged but did not load (its load failed), oldest
+    first, so its entries count as seen before the feeds are polled again."""
+    ready, pruned = tidy_staging(settings)
+    leftovers = []
+    for old in ready:
+        with explained(settings.database):
+            cluster_stage(settings, old)
+            leftovers.append(load_stage(settings, old))
+    return leftovers, pruned
 
 
 def run_pass(
     settings: Settings, *, force: bool = False, workers: int | None = None,
-    progress: Progress = _quiet, mailer: alert.Mailer | None = None,
+    progress: Progress = quiet, mailer: alert.Mailer | None = None,
+    batching: Batching | None = None,
 ) -> PassResult:
-    """One whole pass: the same stages the DAG runs, in one process.
+    """One pass over the due feeds, pipelined (:mod:`pipeline.stream`): each
+    micro-batch of finished articles is loaded and alerted while slower feeds
+    and pages are still in flight.
 
-    Runs left ready by an earlier pass whose load failed are loaded first (so
-    their entries count as seen before the feeds are polled again); a pass
-    that fails before its load removes its own staging (its entries were not
-    stored, so they come back), one that fails in the load keeps it for the
-    next pass."""
+    Runs left ready by an earlier pass whose load failed are loaded first; a
+    batch that cannot be staged ends the pass and leaves nothing behind (its
+    entries were not stored, so they come back), a load that fails keeps its
+    batch, and the rest of the pass beside it, for the next pass."""
     with pass_lock(settings):
-        ready, pruned = tidy_staging(settings)
-        leftovers = []
-        for old in ready:
-            with _explained(settings.database):
-                cluster_stage(settings, old)
-                leftovers.append(load_stage(settings, old))
-        started = datetime.now(UTC)
+        leftovers, pruned = _load_leftovers(settings)
         deadline = time.monotonic() + settings.fetch.pass_budget_seconds
-        run_id = new_run_id(started)
-        try:
-            with _explained(settings.staging):
-                polled = poll_stage(settings, run_id, now=started, force=force,
-                                    progress=progress, deadline=deadline)
-                processed = process_stage(settings, run_id, workers=workers,
-                                          progress=progress, deadline=deadline)
-        except BaseException:
-            staging.remove(staging.run_dir(settings.staging, run_id))
-            raise
-        with _explained(settings.database):
-            planned = cluster_stage(settings, run_id)
-            loaded = load_stage(settings, run_id, started_at=started)
-        sent = send_stage(settings, mailer)
-    return PassResult(poll=polled, process=processed, cluster=planned, load=loaded, send=sent,
-                      leftovers=tuple(leftovers), pruned=pruned)
+        streamed = stream_pass(settings, force=force, workers=workers, progress=progress,
+                               mailer=mailer, batching=batching, deadline=deadline)
+    return _pass_result(streamed, leftovers, pruned)
+
+
+@contextmanager
+def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT (Ctrl-C) and SIGTERM set ``stop`` once: what is in flight
+    finishes and is loaded. A second signal interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only; the caller sets ``stop``
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.warning("stopping: finishing the pages in flight (again to stop at once)")
+        stop.set()
+
+    for sig in previous:
+        signal.signal(sig, handle)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_continuous(
+    settings: Settings, *, force: bool = False, workers: int | None = None,
+    progress: Progress = quiet, mailer: alert.Mailer | None = None,
+    stop: threading.Event | None = None, on_batch: Callable[[BatchResult], None] | None = None,
+) -> PassResult:
+    """Keep the pipeline running: each feed polled when it is due, each batch
+    loaded and alerted as it fills, until ``stop`` is set (or SIGINT / SIGTERM
+    in the main thread). Returns the whole run's counts."""
+    stop = stop or threading.Event()
+    with pass_lock(settings), _stopped_by_signals(stop):
+        leftovers, pruned = _load_leftovers(settings)
+        streamed = stream_pass(settings, force=force, workers=workers, progress=progress,
+                               mailer=mailer, stop=stop, on_batch=on_batch)
+    return _pass_result(streamed, leftovers, pruned)
+

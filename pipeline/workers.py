@@ -34,6 +34,8 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 _MAIN_LOCK = threading.Lock()
+# What the process's fork server imports when it starts (see WorkerPool).
+_PRELOAD: set[str] = set()
 
 
 @contextmanager
@@ -140,6 +142,10 @@ class _Worker:
             raise detail if isinstance(detail, BaseException) else WorkerDied(str(detail))
         return parent
 
+    def ready(self) -> None:
+        if self._conn is None:
+            self._start()
+
     def call(self, arg: Any, timeout: float) -> tuple[str, Any]:
         conn = self._conn or self._start()
         try:
@@ -190,10 +196,12 @@ class WorkerPool(Generic[A, R]):
         # The fork server imports these once and every worker forked from it
         # inherits them: a feed parser worker then starts in 15 ms instead of
         # 0.5 s (re-importing feedparser, pydantic, httpx, duckdb). There is
-        # one fork server per process, so only the first pool's list counts;
-        # the workers of later pools import their modules themselves.
-        modules = {function.__module__} | ({initializer.__module__} if initializer else set())
-        context.set_forkserver_preload(sorted(modules))
+        # one fork server per process, started with the first worker: the
+        # modules of every pool made before then (a pipelined pass makes its
+        # parser and extraction pools first) are preloaded; the workers of
+        # later pools import their modules themselves.
+        _PRELOAD.update({function.__module__}, {initializer.__module__} if initializer else ())
+        context.set_forkserver_preload(sorted(_PRELOAD))
         self._workers = [_Worker(context, function, initializer, initargs)
                          for _ in range(workers)]
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
@@ -204,6 +212,23 @@ class WorkerPool(Generic[A, R]):
     @property
     def size(self) -> int:
         return len(self._workers)
+
+    def start(self) -> None:
+        """Start the idle workers now rather than on their first call, so the
+        first call does not wait for the start-up (thread-safe)."""
+        taken: list[_Worker] = []
+        try:
+            while len(taken) < len(self._workers):
+                try:
+                    taken.append(self._idle.get_nowait())
+                except queue.Empty:
+                    break  # the others are busy, so started
+            for worker in taken:
+                if not self._closed:
+                    worker.ready()
+        finally:
+            for worker in taken:
+                self._idle.put(worker)
 
     def call(self, arg: A, *, timeout: float) -> R:
         """``function(arg)`` in a worker; its exception is re-raised here.

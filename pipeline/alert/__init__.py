@@ -21,12 +21,14 @@ the re-send then carries the same Message-ID.
 
 from pipeline.alert._deliver import DeliveryError, EmlMailer, Mailer, SmtpMailer, mailer_for
 from pipeline.alert._queue import (
+    STORY_ARTICLE_COLUMNS,
     BacktestHit,
     Candidate,
     StoryArticle,
     backtest,
     candidates,
     matching_article,
+    named_rows,
     period_bounds,
     queue,
     story_article,
@@ -44,9 +46,9 @@ from pipeline.alert._render import (
 from pipeline.alert._send import STALE_CLAIM, SendResult, lease_for, send_pending
 
 __all__ = [
-    "STALE_CLAIM", "BacktestHit", "Candidate", "DeliveryError", "DigestStory", "EmlMailer",
-    "Mailer", "Outgoing", "SendResult", "SmtpMailer", "StoryArticle", "backtest", "candidates",
-    "header_text", "lease_for", "mailer_for", "matching_article", "message_id", "period_bounds",
-    "queue", "render", "render_digest", "safe_link", "send_pending", "story_article",
-    "story_articles",
+    "STALE_CLAIM", "STORY_ARTICLE_COLUMNS", "BacktestHit", "Candidate", "DeliveryError",
+    "DigestStory", "EmlMailer", "Mailer", "Outgoing", "SendResult", "SmtpMailer",
+    "StoryArticle", "backtest", "candidates", "header_text", "lease_for", "mailer_for",
+    "matching_article", "message_id", "named_rows", "period_bounds", "queue", "render",
+    "render_digest", "safe_link", "send_pending", "story_article", "story_articles",
 ]

@@ -9,8 +9,8 @@ rows wait until the end of their period (UTC-aligned hours, days, ISO weeks).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,21 +50,33 @@ class StoryArticle:
 
 
 def story_articles(con: duckdb.DuckDBPyConnection, story_id: str) -> list[StoryArticle]:
-    rows = con.execute(
-        "SELECT id, title, url, source, text, language, topics, countries, people,"
-        " published_at, loaded_at FROM articles WHERE story_id = ?"
+    cursor = con.execute(
+        f"SELECT {', '.join(STORY_ARTICLE_COLUMNS)} FROM articles WHERE story_id = ?"
         " ORDER BY coalesce(published_at, fetched_at), id",
         [story_id],
-    ).fetchall()
-    return [story_article(r) for r in rows]
+    )
+    return [story_article(row) for row in named_rows(cursor, cursor.fetchall())]
 
 
-def story_article(r: Sequence[Any]) -> StoryArticle:
-    """A StoryArticle from a row (id, title, url, source, text, language, topics,
-    countries, people, published_at, loaded_at)."""
-    return StoryArticle(id=r[0], title=r[1] or "", url=r[2], source=r[3] or "", text=r[4] or "",
-                        language=r[5], topics=tuple(r[6] or ()), countries=tuple(r[7] or ()),
-                        people=tuple(r[8] or ()), published_at=r[9], loaded_at=r[10])
+# The articles columns a StoryArticle is made of: its fields, by name.
+STORY_ARTICLE_COLUMNS = tuple(f.name for f in fields(StoryArticle))
+
+
+def named_rows(cursor: duckdb.DuckDBPyConnection, rows: Iterable[Sequence[Any]]
+               ) -> Iterator[dict[str, Any]]:
+    """Rows of ``cursor``'s result as {column name: value}."""
+    names = [d[0] for d in cursor.description or ()]
+    for row in rows:
+        yield dict(zip(names, row, strict=True))
+
+
+def story_article(row: Mapping[str, Any]) -> StoryArticle:
+    """A StoryArticle from a row by column name (those of :data:`STORY_ARTICLE_COLUMNS`)."""
+    return StoryArticle(
+        id=row["id"], title=row["title"] or "", url=row["url"], source=row["source"] or "",
+        text=row["text"] or "", language=row["language"], topics=tuple(row["topics"] or ()),
+        countries=tuple(row["countries"] or ()), people=tuple(row["people"] or ()),
+        published_at=row["published_at"], loaded_at=row["loaded_at"])
 
 
 def period_bounds(moment: datetime, period: str) -> tuple[datetime, datetime]:

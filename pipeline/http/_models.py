@@ -22,7 +22,8 @@ class FetchLimits:
     read_timeout: float = 20.0  # between two reads
     # The whole request incl. redirects and body, not counting time queued
     # behind our own concurrency limits: stops a server trickling 1 byte/s.
-    total_timeout: float = 60.0
+    # 20 s as Miniflux: a news page that takes longer is late news anyway.
+    total_timeout: float = 20.0
     max_redirects: int = 5
     max_url_length: int = 2048
     global_concurrency: int = 64

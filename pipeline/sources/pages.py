@@ -120,10 +120,11 @@ def utf8_html(body: bytes, content_type: str) -> bytes:
 async def _fetch_one(
     entry: FeedEntry, fetcher: Fetcher
 ) -> tuple[FeedEntry, FetchedPage | Rejection]:
-    return entry, await _page(entry, fetcher)
+    return entry, await fetch_page(entry, fetcher)
 
 
-async def _page(entry: FeedEntry, fetcher: Fetcher) -> FetchedPage | Rejection:
+async def fetch_page(entry: FeedEntry, fetcher: Fetcher) -> FetchedPage | Rejection:
+    """One entry's page, or why not (a transient rejection may be tried again)."""
     try:
         response = await fetcher.get(entry.url, kind="page")
     except FetchError as exc:

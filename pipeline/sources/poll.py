@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from pipeline import ids
 from pipeline.config import PollConfig
 from pipeline.http import Fetcher, FetchError, Response
-from pipeline.models import FeedEntry, Rejection
+from pipeline.models import FeedEntry, FeedUpdate, Rejection
 from pipeline.sources import schedule
 from pipeline.sources.feeds import Feed
 from pipeline.sources.parsing import FeedParseError, ParsedFeed, parse_feed
@@ -54,27 +54,6 @@ class PollOptions:
     max_entries: int = 200
     max_url_length: int = 2048
     parse_timeout: float = 20.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FeedUpdate:
-    """The new state of one feed after a poll; applied by the load step."""
-
-    url: str
-    fetch_url: str
-    name: str
-    status: str
-    last_polled_at: datetime
-    last_success_at: datetime | None
-    next_poll_at: datetime
-    poll_interval_minutes: float
-    etag: str | None
-    last_modified: str | None
-    content_hash: str | None
-    error_count: int
-    last_error: str | None
-    new_entries: int
-    item_hashes: str | None = None  # JSON {hash: [entry id, date]}: ParsedFeed.items
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,10 +124,11 @@ def _stored_items(stored: str | None) -> dict[str, tuple[str, int | None]]:
     }
 
 
-def _skippable(
+def skippable_items(
     feeds: Sequence[Feed], states: Mapping[str, FeedState], known: KnownLookup
 ) -> dict[str, dict[str, tuple[str, int | None]]]:
-    """Per feed, the stored items whose entries are stored too (one query)."""
+    """Per feed, the stored items whose entries are stored too (one query):
+    the ``known_items`` of :meth:`FeedPoller.poll`."""
     stored = {}
     for feed in feeds:
         state = states.get(feed.url)
@@ -281,12 +261,72 @@ class _Poller:
         )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedPolled:
+    """One feed's poll: its new state and its entries not seen before."""
+
+    update: FeedUpdate  # new_entries counts ``entries``
+    entries: tuple[FeedEntry, ...]
+    rejections: tuple[Rejection, ...]
+
+
+def _settle(update: FeedUpdate, parsed: ParsedFeed | None,
+            seen: set[tuple[str, str]]) -> FeedPolled:
+    """Drop the entries seen before (``seen``), count the rest, log a failure."""
+    if update.last_error:
+        moved = f" (polled at {update.fetch_url})" if update.fetch_url != update.url else ""
+        log.warning("feed failed: %s%s: %s", update.url, moved, update.last_error,
+                    extra={"feed": update.url, "reason": update.last_error})
+    if parsed is None:
+        return FeedPolled(update=update, entries=(), rejections=())
+    new = tuple(e if e.feed_name == update.name else replace(e, feed_name=update.name)
+                for e in parsed.entries if (e.feed_url, e.id) not in seen)
+    return FeedPolled(update=replace(update, new_entries=len(new)), entries=new,
+                      rejections=parsed.rejections)
+
+
+def _parsed_pairs(parsed: ParsedFeed | None) -> list[tuple[str, str]]:
+    return [] if parsed is None else [(e.feed_url, e.id) for e in parsed.entries]
+
+
+# The streaming pass asks for the seen entries of one feed at a time, through
+# the one thread that opens the database (pipeline.stream).
+AsyncKnownLookup = Callable[[Sequence[tuple[str, str]]], Awaitable[set[tuple[str, str]]]]
+
+
+class FeedPoller:
+    """Polls feeds one at a time, as the pipelined pass wants them: each feed's
+    new entries are known as soon as that feed is parsed. The parser pool
+    lives as long as the poller (``with FeedPoller(...) as poller``)."""
+
+    def __init__(self, *, fetcher: Fetcher, options: PollOptions, known: AsyncKnownLookup
+                 ) -> None:
+        self._fetcher, self._options, self._known = fetcher, options, known
+        self._parser = WorkerPool(_parse_job, workers=PARSE_WORKERS)
+
+    async def poll(self, feed: Feed, state: FeedState | None, *, now: datetime,
+                   known_items: dict[str, tuple[str, int | None]] | None = None) -> FeedPolled:
+        poller = _Poller(fetcher=self._fetcher, parser=self._parser, now=now,
+                         options=self._options)
+        update, parsed = await poller.poll(feed, state, known_items)
+        pairs = _parsed_pairs(parsed)
+        seen = await self._known(pairs) if pairs else set()
+        return _settle(update, parsed, seen)
+
+    def __enter__(self) -> FeedPoller:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._parser.close()
+
+
 async def poll(
     feeds: Sequence[Feed], *, states: Mapping[str, FeedState], fetcher: Fetcher,
     known: KnownLookup, now: datetime, options: PollOptions, deadline: float | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> PollResult:
-    """Poll ``feeds`` concurrently (the fetcher enforces the limits).
+    """Poll ``feeds`` concurrently (the fetcher enforces the limits), all of
+    them before any entry goes on: the Airflow DAG's poll task.
 
     ``known`` is asked once, after the polls, which of the parsed entries were
     delivered before; only the others are returned (and counted in each
@@ -297,7 +337,7 @@ async def poll(
     cancelled and left as they were, due again on the next pass.
     """
     done = 0
-    skippable = _skippable(feeds, states, known)
+    skippable = skippable_items(feeds, states, known)
 
     with WorkerPool(_parse_job, workers=PARSE_WORKERS) as parser:
         poller = _Poller(fetcher=fetcher, parser=parser, now=now, options=options)
@@ -320,31 +360,23 @@ async def poll(
             await asyncio.gather(*pending, return_exceptions=True)
     results = [task.result() for task in tasks if task not in pending]
     deferred = tuple(tasks[task].url for task in tasks if task in pending)
-    if deferred:
-        # The default formatter drops ``extra``: what and why go in the message.
-        shown = ", ".join(deferred[:_LOGGED_URLS])
-        more = f" and {len(deferred) - _LOGGED_URLS} more" if len(deferred) > _LOGGED_URLS else ""
-        log.warning("%d feed(s) deferred to the next pass, the time budget was spent: %s%s",
-                    len(deferred), shown, more, extra={"feeds": len(deferred)})
-    seen = known([(e.feed_url, e.id) for _, parsed in results if parsed is not None
-                  for e in parsed.entries])
-    entries: list[FeedEntry] = []
-    rejections: list[Rejection] = []
-    updates: list[FeedUpdate] = []
-    for update, parsed in results:
-        if update.last_error:
-            moved = f" (polled at {update.fetch_url})" if update.fetch_url != update.url else ""
-            log.warning("feed failed: %s%s: %s", update.url, moved, update.last_error,
-                        extra={"feed": update.url, "reason": update.last_error})
-        if parsed is None:
-            updates.append(update)
-            continue
-        new = [e if e.feed_name == update.name else replace(e, feed_name=update.name)
-               for e in parsed.entries if (e.feed_url, e.id) not in seen]
-        updates.append(replace(update, new_entries=len(new)))
-        entries.extend(new)
-        rejections.extend(parsed.rejections)
+    log_deferred(deferred)
+    seen = known([pair for _, parsed in results for pair in _parsed_pairs(parsed)])
+    polled = [_settle(update, parsed, seen) for update, parsed in results]
     return PollResult(
-        entries=tuple(entries), updates=tuple(updates), rejections=tuple(rejections),
+        entries=tuple(e for p in polled for e in p.entries),
+        updates=tuple(p.update for p in polled),
+        rejections=tuple(r for p in polled for r in p.rejections),
         deferred=deferred,
     )
+
+
+def log_deferred(deferred: Sequence[str]) -> None:
+    """Say which feeds the time budget left for the next pass."""
+    if not deferred:
+        return
+    # The default formatter drops ``extra``: what and why go in the message.
+    shown = ", ".join(deferred[:_LOGGED_URLS])
+    more = f" and {len(deferred) - _LOGGED_URLS} more" if len(deferred) > _LOGGED_URLS else ""
+    log.warning("%d feed(s) deferred to the next pass, the time budget was spent: %s%s",
+                len(deferred), shown, more, extra={"feeds": len(deferred)})

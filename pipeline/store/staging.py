@@ -18,22 +18,79 @@ ETags, and those articles would never come back.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
+import types
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Protocol
 
 Kind = Literal["feeds", "polled", "entries", "articles", "rejected"]
 KINDS: tuple[Kind, ...] = ("feeds", "polled", "entries", "articles", "rejected")
 
 POLL_SHARD = "poll"
 _DONE = ".done.json"
+
+
+# -- one definition per staged record -----------------------------------------------------
+#
+# A staged record is a dataclass (FeedUpdate, EntryOutcome, ArticleRecord, the
+# plan's rows): the staging writer writes its fields by name (record), and the
+# load reads the file with DuckDB columns derived from its field types
+# (columns). Neither spells the fields again.
+
+_SQL_TYPES: dict[object, str] = {str: "VARCHAR", int: "BIGINT", float: "DOUBLE",
+                                 bool: "BOOLEAN", datetime: "TIMESTAMPTZ"}
+
+
+def _sql_type(hint: object) -> str:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    origin = typing.get_origin(hint)
+    if origin is typing.Annotated:  # Annotated[X, "FLOAT[]"]: the type named
+        return next(m for m in getattr(hint, "__metadata__", ()) if isinstance(m, str))
+    if origin in (types.UnionType, typing.Union) and len(args) == 1:
+        return _sql_type(args[0])  # X | None: NULL is any column's
+    if origin in (tuple, list) and args:
+        return f"{_sql_type(args[0])}[]"  # tuple[X, ...], list[X]
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        inner = ", ".join(f"{name} {kind}" for name, kind in columns(hint).items())
+        return f"STRUCT({inner})"
+    if hint in _SQL_TYPES:
+        return _SQL_TYPES[hint]
+    raise TypeError(f"no DuckDB type for a staged field of type {hint!r}")
+
+
+def columns(cls: type) -> dict[str, str]:
+    """The DuckDB columns of a staged record: its fields, typed from their hints."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return {f.name: _sql_type(hints[f.name]) for f in dataclasses.fields(cls)}
+
+
+def record(obj: Any) -> dict[str, Any]:
+    """A staged record's fields by name, nested records as mappings (JSON objects)."""
+    return {f.name: _value(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+
+
+def _value(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return record(value)
+    if isinstance(value, (tuple, list)):
+        return [_value(v) for v in value]
+    return value
+
+
+class Sink(Protocol):
+    """Where a stage puts its records: a :class:`StagingWriter`, or a batch
+    held in memory until it is written by one."""
+
+    def write(self, kind: Kind, record: dict[str, Any]) -> None: ...
 
 
 class StagingError(Exception):

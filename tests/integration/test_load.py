@@ -13,7 +13,8 @@ from support import factories as f
 
 from pipeline import store
 from pipeline.store import staging
-from pipeline.store.load import _plan_files, load, plan
+from pipeline.store.load import load
+from pipeline.store.plan import _plan_files, plan
 
 EVENT = ("Israel and Russia agreed to set up a working group on the withdrawal of foreign "
          "forces from Syria, Prime Minister Benjamin Netanyahu said after meeting President "

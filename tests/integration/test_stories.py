@@ -15,7 +15,8 @@ from support.factories import WIRE
 from pipeline import store
 from pipeline.config import Settings
 from pipeline.run import send_stage
-from pipeline.store.load import load, plan
+from pipeline.store.load import load
+from pipeline.store.plan import plan
 
 RULE = {"name": "syria", "query": "topic:syria", "to": ["analyst@example.org"]}
 
@@ -153,7 +154,7 @@ def test_the_plan_reads_the_open_stories_not_the_archive(
     run(settings, "run-1", old)
     run(settings, "run-2", recent)
     f.stage(settings, "run-3", copies(3, start=5))
-    caplog.set_level("INFO", logger="pipeline.store.load")
+    caplog.set_level("INFO", logger="pipeline.store.plan")
     caplog.clear()  # only this plan's records (the loads above may have logged too)
     with store.connect(settings.database, read_only=True) as con:
         plan(con, settings, "run-3")

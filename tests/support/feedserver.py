@@ -118,13 +118,16 @@ class _Server(ThreadingHTTPServer):
 class FeedServer:
     """``with FeedServer() as server:``; ``server.url("/feed.xml")``."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        # Another loopback address (127.0.0.2) is another host to the fetcher:
+        # its per-host limits and deadlines apply apart.
+        self.host = host
         self.closing = threading.Event()
         self._lock = threading.Lock()
         self._routes: dict[str, Route] = {}
         self.hits: Counter[str] = Counter()
         self.requests: list[tuple[str, dict[str, str]]] = []
-        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        self._httpd = _Server((host, 0), _Handler)
         self._httpd.owner = self
         self.port: int = self._httpd.server_address[1]
         self._thread = threading.Thread(
@@ -133,10 +136,10 @@ class FeedServer:
 
     @property
     def host_port(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
-    def url(self, path: str, *, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+    def url(self, path: str, *, host: str | None = None) -> str:
+        return f"http://{host or self.host}:{self.port}{path}"
 
     def route(self, path: str, reply: Route) -> None:
         with self._lock:

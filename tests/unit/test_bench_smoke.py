@@ -42,6 +42,8 @@ EXPECTED = {
                        "RuleSet against every rule"],
     "alert_outage": ["10 alerts, SMTP server that never answers: one round",
                      "  left pending for the next round", "recovery round: delivered, each once"],
+    "latency": ["page arrival to email, healthy feeds only: pipelined",
+                "page arrival to email, 1 slow feeds (1 s delays): pipelined"],
     "end_to_end": ["2 feeds x 5 entries: whole pass", "2 feeds x 5 entries: poll / process",
                    "2 feeds x 5 entries: fetch + extract", "2 feeds x 5 entries: peak memory,",
                    "2 feeds x 5 entries: peak memory by stage", "4 feeds x 5 entries: whole pass",

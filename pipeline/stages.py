@@ -1,0 +1,283 @@
+"""The stages as whole-run steps, one Airflow task each.
+
+    poll -> (fetch -> extract -> clean -> tag) -> cluster (stories, outbox plan)
+         -> load (one transaction) -> send
+
+The DAG calls :func:`poll_stage`, ``process_stage`` per shard (with the
+worker pool, in :mod:`pipeline.process`), :func:`cluster_stage`,
+:func:`load_stage` and :func:`send_stage`; stages hand over through staging
+files named by run id, so every stage can be retried on its own. The CLI's
+pipelined pass (:mod:`pipeline.stream`) runs the same cluster, load and send
+steps on each micro-batch, and stages its records with the same helpers
+(:func:`record_outcome`, :func:`deferred_record`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline import alert, store
+from pipeline.config import Settings
+from pipeline.http import Fetcher, FetchLimits
+from pipeline.models import (
+    ArticleRecord,
+    EntryOutcome,
+    FeedEntry,
+    FeedUpdate,
+    Rejection,
+    TaggedArticle,
+)
+from pipeline.sources import feeds, poll
+from pipeline.store import shared_staging, staging
+from pipeline.store.backend import backend, open_store
+from pipeline.store.load import LoadResult, load
+from pipeline.store.plan import PlanResult, plan
+
+log = logging.getLogger(__name__)
+
+# A page that failed for a transient reason (timeout, 503) is tried on this
+# many passes before it is recorded as rejected for good.
+MAX_PAGE_ATTEMPTS = 3
+
+Progress = Callable[[str, int, int], None]
+
+
+def quiet(stage: str, done: int, total: int) -> None:
+    return None
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def fetch_limits(settings: Settings) -> FetchLimits:
+    f = settings.fetch
+    return FetchLimits(
+        max_feed_bytes=f.max_feed_bytes, max_page_bytes=f.max_page_bytes,
+        connect_timeout=f.connect_timeout, read_timeout=f.read_timeout,
+        total_timeout=f.timeout, max_redirects=f.max_redirects,
+        max_url_length=f.max_url_length, global_concurrency=f.concurrency,
+        per_host_concurrency=f.per_host_concurrency, host_spacing=f.host_spacing,
+        allow_private=frozenset(f.allow_private),
+    )
+
+
+def rejection_record(r: Rejection, now: datetime) -> dict[str, Any]:
+    return {"url": r.url, "feed_url": r.feed_url, "stage": r.stage, "reason": r.reason,
+            "seen_at": now}
+
+
+# -- poll ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollSummary:
+    run_id: str
+    feeds_polled: int
+    feeds_failed: int
+    entries_new: int
+    entries_retry: int
+    feeds_deferred: int = 0  # not done within fetch.pass_budget_seconds: next pass
+
+
+def deadline_of(settings: Settings, deadline: float | None) -> float:
+    """A time.monotonic() value: the pass's, or this stage's own budget."""
+    if deadline is not None:
+        return deadline
+    return time.monotonic() + settings.fetch.pass_budget_seconds
+
+
+def poll_options(settings: Settings) -> poll.PollOptions:
+    f = settings.fetch
+    return poll.PollOptions(
+        schedule=settings.poll, max_entries=f.max_entries_per_feed,
+        max_url_length=f.max_url_length, parse_timeout=f.parse_timeout,
+    )
+
+
+def poll_stage(
+    settings: Settings, run_id: str, *, now: datetime | None = None, force: bool = False,
+    progress: Progress = quiet, deadline: float | None = None,
+) -> PollSummary:
+    """:func:`_poll`; with staging on S3 (lake mode), its folder replaces the run's there."""
+    with shared_staging.workspace(settings, run_id, pull=False) as local:
+        summary = _poll(local, run_id, now=now, force=force, progress=progress,
+                        deadline=deadline)
+        shared_staging.replace(local, run_id, staging.POLL_SHARD)
+    return summary
+
+
+def _poll(
+    settings: Settings, run_id: str, *, now: datetime | None = None, force: bool = False,
+    progress: Progress = quiet, deadline: float | None = None,
+) -> PollSummary:
+    """Poll the due feeds (the config's and the added ones); stage their new
+    entries and new feed state. Feeds not done by ``deadline`` (a
+    ``time.monotonic()`` value; default: ``fetch.pass_budget_seconds`` from
+    now) stay due for the next pass."""
+    now = now or datetime.now(UTC)
+    until = deadline_of(settings, deadline)
+    directory = staging.run_dir(settings.staging, run_id)
+    # Polling only reads the database: read-only (once it exists), so an
+    # analyst's read-only session does not hold it up.
+    with open_store(settings) as con:
+        states = store.feed_states(con)
+        due = poll.due_feeds(feeds.all_feeds(settings, con), states, now, force=force)
+        retry = store.entries_to_retry(con, MAX_PAGE_ATTEMPTS)
+
+        async def go() -> poll.PollResult:
+            async with Fetcher(fetch_limits(settings)) as fetcher:
+                return await poll.poll(
+                    due, states=states, fetcher=fetcher,
+                    known=lambda pairs: store.seen_entries(con, pairs), now=now,
+                    options=poll_options(settings), deadline=until,
+                    progress=lambda d, t: progress("poll", d, t),
+                )
+
+        result = asyncio.run(go())
+    staging.remove(directory)  # a re-run of the poll replaces the whole run's staging
+    with staging.StagingWriter(directory, "poll") as writer:
+        for update in result.updates:
+            writer.write("feeds", feed_record(update))
+        for entry in result.entries:
+            writer.write("polled", {**_entry_record(entry), "attempts": 0})
+        for row in retry:
+            writer.write("polled", {**row, "summary": "", "attempts": row["attempts"]})
+        for rejection in result.rejections:
+            writer.write("rejected", rejection_record(rejection, now))
+    return PollSummary(
+        run_id=run_id, feeds_polled=len(result.updates),
+        feeds_failed=sum(1 for u in result.updates if u.last_error),
+        entries_new=len(result.entries), entries_retry=len(retry),
+        feeds_deferred=len(result.deferred),
+    )
+
+
+def feed_record(update: FeedUpdate) -> dict[str, Any]:
+    return staging.record(update)
+
+
+def _entry_record(entry: FeedEntry) -> dict[str, Any]:
+    return {"id": entry.id, "feed_url": entry.feed_url, "feed_name": entry.feed_name,
+            "url": entry.url, "title": entry.title, "summary": entry.summary,
+            "published_at": entry.published_at}
+
+
+def entry_from(record: dict[str, Any]) -> FeedEntry:
+    published = record.get("published_at")
+    if isinstance(published, str):
+        published = datetime.fromisoformat(published)
+    return FeedEntry(
+        id=record["id"], feed_url=record["feed_url"], feed_name=record.get("feed_name") or "",
+        url=record["url"], title=record.get("title") or "", summary=record.get("summary") or "",
+        published_at=published,
+    )
+
+
+# -- records of the process stage --------------------------------------------------------
+
+
+def _entry_status(entry: FeedEntry, *, status: str, attempts: int,
+                  article_id: str | None = None) -> dict[str, Any]:
+    return staging.record(EntryOutcome(
+        feed_url=entry.feed_url, id=entry.id, url=entry.url, title=entry.title,
+        published_at=entry.published_at, status=status, attempts=attempts,
+        article_id=article_id))
+
+
+def deferred_record(entry: FeedEntry, attempts: int) -> dict[str, Any]:
+    """An entry not reached within the time budget: tried again next pass,
+    with no attempt counted."""
+    return _entry_status(entry, status="retry", attempts=attempts)
+
+
+def record_outcome(
+    sink: staging.Sink, entry: FeedEntry, outcome: TaggedArticle | Rejection,
+    tries: int, counts: dict[str, int], now: datetime,
+) -> None:
+    """Stage what became of one entry's page (``tries``: attempts so far, this
+    one included) and count it in ``counts``."""
+    counts["entries"] += 1
+    if isinstance(outcome, TaggedArticle):
+        a = outcome.article
+        sink.write("articles", staging.record(ArticleRecord.of(outcome)))
+        sink.write("entries", _entry_status(entry, status="stored", attempts=tries,
+                                            article_id=a.id))
+        counts["articles"] += 1
+        return
+    if outcome.transient and tries < MAX_PAGE_ATTEMPTS:
+        sink.write("entries", _entry_status(entry, status="retry", attempts=tries))
+        counts["retry"] += 1
+    else:
+        sink.write("entries", _entry_status(entry, status="rejected", attempts=tries))
+        counts["rejected"] += 1
+    reason = outcome.reason
+    if outcome.transient:
+        reason = f"{reason} (attempt {tries} of {MAX_PAGE_ATTEMPTS})"
+    sink.write("rejected", {**rejection_record(outcome, now), "reason": reason})
+
+
+# -- load and send -------------------------------------------------------------------------
+
+
+def cluster_stage(settings: Settings, run_id: str) -> PlanResult:
+    """Story ids and outbox candidates for the run, planned beside its staging
+    (reads the database, writes nothing to it; see :mod:`pipeline.store.plan`)."""
+    # Read-only (once the database exists): analysts' read-only sessions can stay
+    # open while it clusters; only the load's transaction needs the file alone.
+    with shared_staging.workspace(settings, run_id) as local, open_store(local) as con:
+        result = plan(con, local, run_id)
+    if result.already_loaded:
+        # What a stage re-run after the load staged is never loaded (a run id
+        # is loaded once): it goes now rather than wait to be pruned.
+        staging.remove(staging.run_dir(settings.staging, run_id))
+        shared_staging.discard(settings, run_id)
+    return result
+
+
+def load_stage(settings: Settings, run_id: str, *, started_at: datetime | None = None,
+               keep_staging: bool = False) -> LoadResult:
+    # Pulled under the writer lock: a poll re-run on another host meanwhile
+    # (an Airflow retry) cannot change the folder between pull and load.
+    with backend(settings).writer() as con, \
+            shared_staging.workspace(settings, run_id) as local:
+        result = load(con, local, run_id, started_at=started_at)
+    if not keep_staging:
+        staging.remove(staging.run_dir(settings.staging, run_id))
+        shared_staging.discard(settings, run_id)
+    return result
+
+
+def send_stage(settings: Settings, mailer: alert.Mailer | None = None, *,
+               ignore_backoff: bool = False) -> alert.SendResult:
+    # A lake's sender takes the writer lock for each write to the outbox (its
+    # claim, each mark), never while an email is on its way.
+    store_backend = backend(settings)
+    with store_backend.connect() as con:
+        return alert.send_pending(con, settings, mailer or alert.mailer_for(settings),
+                                  write_lock=store_backend.lock,
+                                  ignore_backoff=ignore_backoff)
+
+
+@contextmanager
+def explained(where: Path) -> Iterator[None]:
+    """A full disk or a damaged database file as its sentence (exit 2 in the
+    CLI), naming ``where`` when the error names no file; any other error as
+    it is."""
+    try:
+        yield
+    except Exception as exc:
+        sentence = store.explain(exc, where)
+        if sentence is None or sentence is exc:
+            raise
+        raise sentence from exc

@@ -1,0 +1,463 @@
+"""The cluster stage: story ids and alert candidates planned beside a run's staging.
+
+:func:`plan` gives the run's new articles their story ids and works out the
+alert outbox's candidates (which saved search fires on which story, and on
+which article), reading what is stored but writing nothing to the database:
+the plan goes beside the run's staging files (the new articles as Parquet,
+the rest as JSON Lines), with a commit mark tagged with a snapshot of what it
+read (the loaded runs, the stored articles, the staged files, the clustering
+and alert settings, the code). The load (:mod:`pipeline.store.load`) applies
+a plan whose snapshot still matches, and plans again inside its transaction
+(:func:`use_plan`) when it does not, so the outcome never depends on the plan
+being there or current.
+
+File paths go to DuckDB as parameters; only a view's definition and a COPY's
+target, which DuckDB 1.x cannot take as parameters (a COPY whose query has
+one fails inside DuckDB), hold one as a quoted literal (:func:`_literal`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import duckdb
+import numpy as np
+
+from pipeline import __version__, alert, store
+from pipeline.alert import StoryArticle
+from pipeline.config import Settings
+from pipeline.models import ArticleRecord
+from pipeline.signal.cluster import ClusterDoc, Link, TermStats, cluster
+from pipeline.signal.embed import Encoder
+from pipeline.store import staging
+
+log = logging.getLogger(__name__)
+
+
+def _literal(path: Path) -> str:
+    """A path as a single-quoted SQL string: for a view's definition or a COPY's
+    target only."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+_ARTICLE_COLUMNS = staging.columns(ArticleRecord)
+
+
+def json_source(columns: dict[str, str]) -> str:
+    """``read_json`` of the JSON Lines files the statement gets as its parameter
+    (a list of paths), with these columns."""
+    spec = ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items())
+    return f"read_json(?, format='newline_delimited', columns={{{spec}}})"
+
+
+def paths(files: Iterable[Path]) -> list[str]:
+    """Files as a list parameter of :func:`json_source`."""
+    return [str(f) for f in files]
+
+
+# Rows per row group of the Parquet files the stages write: DuckDB buffers a
+# row group before writing it, and its default (122,880 rows) is a whole pass.
+_ROW_GROUP = 2048
+
+
+_BATCH = 1000
+
+
+def _stage_articles(con: duckdb.DuckDBPyConnection, directory: Path, copied: Path) -> int:
+    """``new_articles``: this run's staged articles, each id once and none already
+    stored; how many. ``copied``: the file behind it (the caller deletes it).
+
+    A view, not a table: a pass's articles are never all held in memory. The
+    staged JSON Lines are copied once into a Parquet file of small row groups
+    (DuckDB writes it streaming); a temp table keeps only the row numbers of
+    the copies to use, found reading the three columns the choice needs; each
+    statement that reads the view then streams the file, columns it does not
+    use unread. (A temp table of the whole rows was ~140 MB at 20,000 articles.)
+    """
+    staged = staging.files(directory, "articles")
+    _drop_new_articles(con)
+    if not staged:
+        columns = ", ".join(f"NULL::{kind} AS {name}" for name, kind in _ARTICLE_COLUMNS.items())
+        con.execute(f"CREATE TEMP VIEW new_articles AS SELECT {columns} LIMIT 0")
+        return 0
+    con.execute(f"COPY (SELECT * FROM {json_source(_ARTICLE_COLUMNS)}) TO {_literal(copied)}"
+                f" (FORMAT parquet, ROW_GROUP_SIZE {_ROW_GROUP})", [paths(staged)])
+    # The same page can arrive through two feeds (or twice in one feed): keep
+    # the first copy, and nothing already stored.
+    con.execute(
+        """CREATE TEMP TABLE new_rows AS
+        SELECT s.file_row_number FROM read_parquet(?, file_row_number = true) s
+        WHERE NOT EXISTS (SELECT 1 FROM articles a WHERE a.id = s.id)
+        QUALIFY row_number() OVER (
+            PARTITION BY s.id ORDER BY s.fetched_at, s.url, s.file_row_number) = 1""",
+        [str(copied)],
+    )
+    con.execute(f"""CREATE TEMP VIEW new_articles AS SELECT * EXCLUDE (file_row_number)
+        FROM read_parquet({_literal(copied)}, file_row_number = true)
+        WHERE file_row_number IN (SELECT file_row_number FROM new_rows)""")
+    row = con.execute("SELECT count(*) FROM new_rows").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _new_articles_file(directory: Path) -> Path:
+    # Each planning its own file: two planners of one run (a retry beside a
+    # task thought dead, on this host or another) never read each other's.
+    return directory / f".new-articles.{uuid.uuid4().hex}.parquet"
+
+
+def _drop_new_articles(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("DROP VIEW IF EXISTS new_articles")
+    con.execute("DROP TABLE IF EXISTS new_rows")
+
+
+def _plan_new(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path,
+              snapshot: str) -> tuple[int, int, int]:
+    """Stage the new articles and plan them; (articles, stories, candidates)."""
+    copied = _new_articles_file(directory)
+    try:
+        articles = _stage_articles(con, directory, copied)
+        stories, candidates = _make_plan(con, settings, directory, snapshot)
+        _drop_new_articles(con)  # not on an error: in an aborted transaction it would fail too
+    finally:
+        copied.unlink(missing_ok=True)
+    return articles, stories, candidates
+
+
+def _docs(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()
+          ) -> Iterator[ClusterDoc]:
+    """The query's articles, a batch at a time (run when first iterated: the
+    clusterer reads one query to the end before it starts the next)."""
+    cursor = con.execute(sql, params)
+    while rows := cursor.fetchmany(_BATCH):
+        for r in rows:
+            yield ClusterDoc(
+                id=str(r[0]), time=r[1], title=str(r[2] or ""), text=str(r[3] or ""),
+                source=str(r[4] or ""), countries=tuple(r[5] or ()), people=tuple(r[6] or ()),
+                language=str(r[7] or ""), story_id=r[8],
+                embedding=None if r[9] is None else np.asarray(r[9], dtype=np.float32))
+
+
+def _term_stats(con: duckdb.DuckDBPyConnection, keys: set[str]) -> TermStats:
+    """The stored document frequencies of ``keys`` (only those: the table holds
+    the archive's whole vocabulary) and the number of articles counted."""
+    con.execute("CREATE OR REPLACE TEMP TABLE wanted_terms AS SELECT unnest(?::VARCHAR[]) AS term",
+                [sorted(keys | {""})])
+    df = dict(con.execute("SELECT s.term, s.df FROM term_stats s"
+                          " JOIN wanted_terms w USING (term)").fetchall())
+    con.execute("DROP TABLE wanted_terms")
+    n = int(df.pop("", 0))
+    return TermStats(df, n)
+
+
+# The language lets the clusterer join reports of one event in two languages
+# (pipeline/cluster.py, "Different languages").
+_DOC_COLUMNS = (
+    "id, coalesce(published_at, fetched_at), title, left(text, 3000), source, countries, people,"
+    " language"
+)
+
+
+_PLAN = "plan.json"
+
+
+_PLAN_ARTICLES = "plan-articles.parquet"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Assignment:
+    """A new article's story (and its embedding, kept with it in ``articles``)."""
+
+    id: str
+    story_id: str
+    embedding: Annotated[tuple[float, ...] | None, "FLOAT[]"] = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TermCount:
+    """Added to ``term_stats`` by the load (term '': how many articles)."""
+
+    term: str
+    df: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoryHead:
+    story_id: str
+    lead_article_id: str
+    title: str
+
+
+# The plan's rows, one file each: the records the clusterer and the saved
+# searches make (Link, Candidate) or this module does; their columns derive
+# from them (staging.columns).
+_PLAN_TABLES: dict[str, dict[str, str]] = {
+    "assigned": staging.columns(Assignment), "terms": staging.columns(TermCount),
+    "links": staging.columns(Link), "story_heads": staging.columns(StoryHead),
+    "outbox": staging.columns(alert.Candidate),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanResult:
+    run_id: str
+    already_loaded: bool
+    articles: int  # new articles planned
+    stories: int  # stories they go to (new or stored)
+    candidates: int  # (rule, story, recipient) outbox candidates
+
+
+def _snapshot(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path) -> str:
+    """What a plan depends on: the stored articles, the run's staged articles (a
+    process shard run again after the plan rewrites its file), the settings and
+    the code (a deploy between the two stages)."""
+    row = con.execute(
+        "SELECT (SELECT count(*) FROM runs WHERE loaded_at IS NOT NULL),"
+        " count(*), max(loaded_at), min(loaded_at) FROM articles"
+    ).fetchone()
+    staged = []
+    for path in staging.files(directory, "articles"):
+        stat = path.stat()
+        staged.append((path.name, stat.st_ino, stat.st_size, stat.st_mtime_ns))
+    used = json.dumps([settings.cluster.model_dump(mode="json"),
+                       [rule.model_dump(mode="json") for rule in settings.alerts]],
+                      sort_keys=True, default=str)
+    # A database from before the clusterer's tables, read by the cluster stage
+    # read-only, is planned without them; the load adds them, and plans again.
+    ready = store.has_story_statistics(con)
+    return hashlib.sha256(f"{__version__}|{row}|{staged}|{used}|{ready}".encode()).hexdigest()
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    tmp = _tmp(path)
+    with open(tmp, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, default=str) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _write_plan_rows(directory: Path, table: str, rows: Iterable[Any]) -> None:
+    _write_jsonl(_plan_file(directory, table), (staging.record(r) for r in rows))
+
+
+def _tmp(path: Path) -> Path:
+    """A temporary name beside ``path``, this process's own (two planners of one
+    run, a retry beside a task thought dead, never write into each other's file)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _plan_file(directory: Path, table: str) -> Path:
+    return directory / f"plan-{table}.jsonl"
+
+
+def _make_plan(
+    con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path, snapshot: str
+) -> tuple[int, int]:
+    """Cluster ``new_articles`` and write the plan files; (stories, candidates)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / _PLAN).unlink(missing_ok=True)  # written last: the plan's commit mark
+    assignments: dict[str, str] = {}
+    heads: list[StoryHead] = []
+    embeddings: dict[str, tuple[float, ...]] = {}
+    terms: list[TermCount] = []
+    links: list[Link] = []
+    bounds = con.execute(
+        "SELECT min(coalesce(published_at, fetched_at)), max(coalesce(published_at, fetched_at))"
+        " FROM new_articles"
+    ).fetchone()
+    if bounds is not None and bounds[0] is not None:
+        options = settings.cluster.options()
+        ready = store.has_story_statistics(con)
+        # Streamed: the clusterer keeps each article's features, not its text.
+        # Known: every member of the stories with a report in the horizon around
+        # the new articles (a story is rebuilt whole, as it was when it grew),
+        # back to the longest span a story may have.
+        assignments, clusterer = cluster(
+            _docs(con, f"SELECT {_DOC_COLUMNS}, NULL, NULL FROM new_articles"),
+            # The bounds in SQL: DuckDB's timestamps go beyond Python's year
+            # 9999, which a feed's bad date can reach.
+            _docs(con, f"SELECT {_DOC_COLUMNS}, story_id,"
+                       f" {'embedding' if ready else 'NULL'} FROM articles"
+                       " WHERE story_id IN (SELECT story_id FROM articles"
+                       "   WHERE coalesce(published_at, fetched_at)"
+                       "   BETWEEN ?::TIMESTAMPTZ - ? AND ?::TIMESTAMPTZ + ?)"
+                       " AND coalesce(published_at, fetched_at) >= ?::TIMESTAMPTZ - ?",
+                  [bounds[0], options.horizon, bounds[1], options.horizon,
+                   bounds[0], options.max_span]),
+            options=options,
+            stats=(lambda keys: _term_stats(con, keys)) if ready else TermStats(),
+            embedder=Encoder() if settings.cluster.embeddings else None,
+        )
+        for story in sorted(set(assignments.values())):
+            doc = clusterer.representative(story)
+            if doc is not None:
+                heads.append(StoryHead(story_id=story, lead_article_id=doc.id, title=doc.title))
+        embeddings = {k: tuple(v.tolist()) for k, v in clusterer.embeddings.items()}
+        # What the stage holds follows the horizon, not the archive: these counts say so.
+        log.info("clustered", extra={"new": len(assignments), "stored_read": clusterer.known,
+                                     "embedded": clusterer.embedded,
+                                     "embed_seconds": round(clusterer.embed_seconds, 3)})
+        added = clusterer.stats.added
+        terms = [TermCount(term=t, df=n)
+                 for t, n in [("", clusterer.stats.added_n), *sorted(added.items())]]
+        links = list(clusterer.links)
+    _write_plan_rows(directory, "assigned", (
+        Assignment(id=k, story_id=v, embedding=embeddings.get(k))
+        for k, v in assignments.items()))
+    _write_plan_rows(directory, "story_heads", heads)
+    _write_plan_rows(directory, "terms", terms)
+    _write_plan_rows(directory, "links", links)
+    _plan_table(con, directory, "assigned")
+    candidates = list(alert.candidates(settings.alerts, _story_articles(con)))
+    _write_plan_rows(directory, "outbox", candidates)
+    # The new articles as the load will insert them, in a columnar file DuckDB
+    # reads ~10x faster than the JSON Lines (the load holds the write lock).
+    articles = directory / _PLAN_ARTICLES
+    tmp = _tmp(articles)
+    con.execute(f"""COPY (SELECT n.*, a.story_id, a.embedding
+        FROM new_articles n JOIN assigned a USING (id))
+        TO {_literal(tmp)} (FORMAT parquet, ROW_GROUP_SIZE {_ROW_GROUP})""")
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, articles)
+    _write_jsonl(directory / _PLAN, [{"snapshot": snapshot, "files": _plan_files(directory)}])
+    return len(heads), len(candidates)
+
+
+def _story_articles(con: duckdb.DuckDBPyConnection
+                    ) -> Iterator[tuple[str, list[StoryArticle]]]:
+    """The articles of each story in ``assigned``, stored ones and this run's, one
+    story at a time (in time order within it)."""
+    cursor = con.execute(
+        """SELECT story_id, id, title, url, source, text, language, topics, countries, people,
+            published_at, loaded_at FROM (
+            SELECT story_id, id, title, url, source, text, language, topics, countries,
+                people, published_at, loaded_at, coalesce(published_at, fetched_at) AS t
+            FROM articles WHERE story_id IN (SELECT story_id FROM assigned)
+            UNION ALL
+            SELECT a.story_id, n.id, n.title, n.url, n.source, n.text, n.language, n.topics,
+                n.countries, n.people, n.published_at, NULL::TIMESTAMPTZ AS loaded_at,
+                coalesce(n.published_at, n.fetched_at)
+            FROM new_articles n JOIN assigned a USING (id))
+        ORDER BY story_id, t, id"""
+    )
+    story, articles = "", list[StoryArticle]()
+    while rows := cursor.fetchmany(_BATCH):
+        for row in alert.named_rows(cursor, rows):
+            if row["story_id"] != story:
+                if articles:
+                    yield story, articles
+                story, articles = row["story_id"], []
+            articles.append(alert.story_article(row))
+    if articles:
+        yield story, articles
+
+
+def _plan_table(con: duckdb.DuckDBPyConnection, directory: Path, table: str) -> None:
+    con.execute(f"DROP TABLE IF EXISTS {table}")
+    con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM "
+                f"{json_source(_PLAN_TABLES[table])}", [paths([_plan_file(directory, table)])])
+
+
+def _plan_files(directory: Path) -> dict[str, dict[str, object]]:
+    """Size and SHA-256 of each plan file: the commit mark lists them, so a plan
+    file cut short or damaged after it was written is noticed, not read as
+    fewer alerts or stories (the load then plans again)."""
+    listed: dict[str, dict[str, object]] = {}
+    for name in [_PLAN_ARTICLES, *(_plan_file(directory, t).name for t in _PLAN_TABLES)]:
+        digest = hashlib.sha256()
+        with open(directory / name, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        listed[name] = {"bytes": (directory / name).stat().st_size,
+                        "sha256": digest.hexdigest()}
+    return listed
+
+
+def _current_plan(directory: Path, snapshot: str) -> bool:
+    try:
+        with open(directory / _PLAN, encoding="utf-8") as handle:
+            mark = json.loads(handle.readline())
+        if mark.get("snapshot") != snapshot:
+            return False
+        if mark.get("files") != _plan_files(directory):
+            log.warning("plan files in %s differ from their commit mark (cut short or "
+                        "damaged); planning again in the load", directory)
+            return False
+        return True
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def run_loaded(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[int, ...] | None:
+    row = con.execute(
+        "SELECT feeds_polled, entries_new, articles_new, rejected, stories_new, alerts_queued"
+        " FROM runs WHERE id = ? AND loaded_at IS NOT NULL", [run_id],
+    ).fetchone()
+    return tuple(row) if row is not None else None
+
+
+def plan(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> PlanResult:
+    """The cluster stage: plan story ids and outbox candidates for ``run_id``'s load."""
+    directory = staging.run_dir(settings.staging, run_id)
+    if run_loaded(con, run_id) is not None:
+        return PlanResult(run_id=run_id, already_loaded=True, articles=0, stories=0,
+                          candidates=0)
+    staging.verify(directory)
+    # The snapshot first: a shard rewritten while this reads it makes the plan stale.
+    snapshot = _snapshot(con, settings, directory)
+    articles, stories, candidates = _plan_new(con, settings, directory, snapshot)
+    log.info("planned run", extra={"run_id": run_id, "articles": articles, "stories": stories})
+    return PlanResult(run_id=run_id, already_loaded=False, articles=articles, stories=stories,
+                      candidates=candidates)
+
+
+def drop_unreadable_plan(con: duckdb.DuckDBPyConnection, directory: Path) -> None:
+    """Forget a plan whose files cannot be read (a crash or a full disk while it
+    was written): the load then plans again. Checked before the transaction,
+    because an error inside it would abort the load."""
+    if not (directory / _PLAN).exists():
+        return
+    try:
+        con.execute("SELECT count(*) FROM read_parquet(?)",
+                    [str(directory / _PLAN_ARTICLES)]).fetchall()
+        for table, columns in _PLAN_TABLES.items():
+            con.execute(f"SELECT count(*) FROM {json_source(columns)}",
+                        [paths([_plan_file(directory, table)])]).fetchall()
+    except duckdb.Error as exc:
+        log.warning("plan unreadable, planning again in the load",
+                    extra={"directory": str(directory), "error": str(exc)})
+        (directory / _PLAN).unlink(missing_ok=True)
+
+
+def use_plan(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path
+              ) -> tuple[int, int, int]:
+    """The plan as temp tables and the view ``planned_articles`` (planned here if
+    there is none or it is stale); (new articles, stories touched, new stories)."""
+    snapshot = _snapshot(con, settings, directory)
+    if not _current_plan(directory, snapshot):
+        _plan_new(con, settings, directory, snapshot)
+    # A view: each statement reads only the columns it needs from the file.
+    con.execute("CREATE OR REPLACE TEMP VIEW planned_articles AS SELECT * FROM read_parquet("
+                f"{_literal(directory / _PLAN_ARTICLES)})")
+    row = con.execute("SELECT count(*) FROM planned_articles").fetchone()
+    articles = int(row[0]) if row else 0
+    for table in _PLAN_TABLES:
+        _plan_table(con, directory, table)
+    row = con.execute(
+        "SELECT count(DISTINCT story_id), count(DISTINCT story_id) FILTER (WHERE story_id"
+        " NOT IN (SELECT id FROM stories)) FROM assigned"
+    ).fetchone()
+    return (articles, int(row[0]), int(row[1])) if row else (articles, 0, 0)

@@ -1,0 +1,636 @@
+"""The pipelined pass: alerts seconds after a page arrives, whatever the slowest server does.
+
+    poll each feed ─▶ fetch each page ─▶ extract, clean, tag ─▶ micro-batch ─▶ cluster, load, send
+    (concurrently)    (as soon as its     (worker processes,    (N articles or   (one thread opens
+                       feed is parsed)     as soon as fetched)   T seconds)       the database)
+
+A feed's new entries go to fetching as soon as that feed is parsed, a page to
+extraction as soon as it is downloaded, and finished articles collect into a
+micro-batch (``stream.batch_articles`` articles, or ``stream.batch_seconds``
+after its first record) that is staged as a run of its own, with its
+completion record, then clustered, loaded in one transaction and its alerts
+sent, while slow feeds and pages are still in flight. A slow server delays
+only its own articles.
+
+The single-writer rule holds inside the process too: one thread does all the
+database work in order (the seen-entry lookups, and for each batch the plan,
+the load and the send). A batch is staged only once the one before it is
+loaded, so a slow load merges the batches behind it instead of queueing them.
+
+A feed's new state (ETag, content hash, the items it was parsed to) is staged
+with the batch that settles its last new entry, never before: a pass that
+dies half way leaves the feed as it was, and its next poll delivers those
+entries again. Each batch is idempotent by its run id, as whole passes are.
+
+When a load fails (a full disk, a database locked for too long), the pass
+stops loading but not fetching: the rest of its records are staged as further
+shards of the failed batch's run, which the next pass loads first (see
+:func:`pipeline.run.tidy_staging`), and the error is raised once all of it is
+staged. A failure to stage (a full disk under the staging) ends the pass at
+once; what was not staged comes back with the next poll.
+
+Continuous mode keeps the same pipeline running: feeds are polled when they
+are due (:mod:`pipeline.sources.schedule`), not in whole passes, until the
+``stop`` event is set (Ctrl-C, SIGTERM); then what is in flight finishes and
+is loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from pipeline import alert, store
+from pipeline.config import Settings
+from pipeline.http import Fetcher
+from pipeline.models import FeedEntry, FetchedPage, Rejection, TaggedArticle
+from pipeline.process import Processor, ProcessSummary, worker_count
+from pipeline.signal import background, embed
+from pipeline.sources import feeds, poll
+from pipeline.sources.feeds import Feed
+from pipeline.sources.pages import fetch_page
+from pipeline.stages import (
+    MAX_PAGE_ATTEMPTS,
+    PollSummary,
+    Progress,
+    cluster_stage,
+    deferred_record,
+    entry_from,
+    explained,
+    feed_record,
+    fetch_limits,
+    load_stage,
+    new_run_id,
+    poll_options,
+    quiet,
+    record_outcome,
+    rejection_record,
+    send_stage,
+)
+from pipeline.store import shared_staging, staging
+from pipeline.store.backend import open_store
+from pipeline.store.load import LoadResult
+from pipeline.store.plan import PlanResult
+
+log = logging.getLogger(__name__)
+
+# How often the batcher looks at the batch being filled: well under the
+# batch interval, and nothing next to a page's fetch and extraction.
+_TICK = 0.05
+# Continuous mode looks for due feeds at least this often (a feed added with
+# `newsmon feeds add` is picked up within it).
+_MAX_SLEEP = 60.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Batching:
+    """When a micro-batch is staged and loaded: ``articles`` articles, or
+    ``seconds`` after its first record, whichever comes first."""
+
+    articles: int = 50
+    seconds: float = 2.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> Batching:
+        return cls(articles=settings.stream.batch_articles, seconds=settings.stream.batch_seconds)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchResult:
+    """One micro-batch loaded (and its alerts sent)."""
+
+    plan: PlanResult
+    load: LoadResult
+    send: alert.SendResult | None  # None: nothing was queued, no send round
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamResult:
+    poll: PollSummary
+    process: ProcessSummary
+    batches: tuple[BatchResult, ...]
+    send: alert.SendResult  # every send round of the run as one
+
+
+@dataclass(slots=True)
+class _Batch:
+    """The micro-batch being filled: its records, in memory until staged."""
+
+    records: list[tuple[staging.Kind, dict[str, Any]]] = field(default_factory=list)
+    articles: int = 0
+    opened: float = 0.0  # time.monotonic() of its first record
+    feeds: list[str] = field(default_factory=list)  # feeds whose state it carries
+    keys: list[tuple[str, str]] = field(default_factory=list)  # entries it settles
+
+    def write(self, kind: staging.Kind, record: dict[str, Any]) -> None:
+        if not self.records:
+            self.opened = time.monotonic()
+        self.records.append((kind, record))
+        if kind == "articles":
+            self.articles += 1
+
+
+@dataclass(slots=True)
+class _Polled:
+    """A polled feed whose new entries are not all settled yet."""
+
+    polled: poll.FeedPolled
+    left: int
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Work:
+    """One entry on its way: its page's attempts before this one, and the feed
+    it settles (None: a retry of an earlier pass's entry)."""
+
+    entry: FeedEntry
+    attempts: int
+    feed: str | None
+
+
+AnyTask = asyncio.Task[Any]
+T = TypeVar("T")
+
+
+class _Stream:
+    """One pipelined run: a pass (``continuous`` False) or continuous mode."""
+
+    def __init__(
+        self, settings: Settings, *, fetcher: Fetcher, processor: Processor,
+        extractors: ThreadPoolExecutor, parallel: int, database: ThreadPoolExecutor,
+        batching: Batching, mailer: alert.Mailer, progress: Progress,
+        deadline: float | None, started: datetime,
+        on_batch: Callable[[BatchResult], None] | None = None,
+    ) -> None:
+        self.settings, self.fetcher, self.processor = settings, fetcher, processor
+        self.extractors, self.database = extractors, database
+        self.batching, self.mailer, self.progress = batching, mailer, progress
+        self.deadline, self.started, self.on_batch = deadline, started, on_batch
+        self.extract_slots = asyncio.Semaphore(parallel)
+        self.batch = _Batch()
+        self.polled: dict[str, _Polled] = {}
+        self.busy_feeds: set[str] = set()  # polled, state not loaded yet
+        self.keys: set[tuple[str, str]] = set()  # entries in flight or staged, not loaded
+        self.tasks: set[AnyTask] = set()
+        self.wake = asyncio.Event()
+        self.fatal: BaseException | None = None
+        self.loading: asyncio.Future[None] | None = None
+        self.failed: BaseException | None = None  # a load failed: stage the rest for later
+        self.failed_run: str | None = None
+        self.shard = 0
+        self.send_error: BaseException | None = None
+        self.lookups: list[tuple[Sequence[tuple[str, str]],
+                                 asyncio.Future[set[tuple[str, str]]]]] = []
+        self.lookup_task: AnyTask | None = None
+        self.results: list[BatchResult] = []
+        self.last_send: alert.SendResult | None = None
+        self.first_run: str | None = None
+        self.counts = {"entries": 0, "articles": 0, "rejected": 0, "retry": 0, "deferred": 0}
+        self.feed_counts = {"polled": 0, "failed": 0, "new": 0, "retry": 0, "deferred": 0}
+        self.due = 0
+        self.entries_total = 0
+        self.extracting = 0  # pages waiting for or in extraction
+        self.host_deadlines: dict[str, float] = {}  # time.monotonic() values
+        self.host_pages: Counter[str] = Counter()  # pages in flight per host
+
+    # -- the database thread ---------------------------------------------------------------
+
+    async def db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.database, fn, *args)
+
+    def _seen(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        with explained(self.settings.database), \
+                open_store(self.settings, read_only=True) as con:
+            return store.seen_entries(con, pairs)
+
+    async def known(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of ``pairs`` were delivered before. Feeds parsed while a lookup
+        (or a load) runs share the next one: one query each costs 10-20 ms."""
+        future: asyncio.Future[set[tuple[str, str]]] = asyncio.get_running_loop().create_future()
+        self.lookups.append((pairs, future))
+        if self.lookup_task is None or self.lookup_task.done():
+            self.lookup_task = asyncio.ensure_future(self._look_up())
+        return await future
+
+    async def _look_up(self) -> None:
+        while self.lookups:
+            waiting, self.lookups = self.lookups, []
+            try:
+                seen = await self.db(self._seen, [p for pairs, _ in waiting for p in pairs])
+            except Exception as exc:  # noqa: BLE001 - each waiting feed's task raises it
+                for _, future in waiting:
+                    future.set_exception(exc)
+                continue
+            for _, future in waiting:
+                future.set_result(seen)
+
+    def _read_due(self, now: datetime, force: bool, retries: bool
+                  ) -> tuple[list[Feed], dict[str, store.FeedState], list[dict[str, Any]],
+                             dict[str, dict[str, tuple[str, int | None]]]]:
+        settings = self.settings
+        # Read-only once the database exists: an analyst's read-only session
+        # does not hold the poll up (only each load needs the file alone).
+        with explained(settings.database), \
+                open_store(settings) as con:
+            states = store.feed_states(con)
+            candidates = [f for f in feeds.all_feeds(settings, con)
+                          if f.url not in self.busy_feeds]
+            due = poll.due_feeds(candidates, states, now, force=force)
+            retry = store.entries_to_retry(con, MAX_PAGE_ATTEMPTS) if retries else []
+            skippable = poll.skippable_items(
+                due, states, lambda pairs: store.seen_entries(con, pairs))
+        return due, states, retry, skippable
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: AnyTask) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and self.fatal is None:
+            self.fatal = task.exception()
+        self.wake.set()
+
+    def warm_up(self) -> list[asyncio.Future[None]]:
+        """Start the extraction workers and load the sentence encoder while the
+        feeds are polled: the first batch's latency would otherwise include
+        all of it (2-4 s each here)."""
+        loop = asyncio.get_running_loop()
+        started = [loop.run_in_executor(self.extractors, self.processor.start)]
+        started.append(loop.run_in_executor(None, background.warm_up))
+        if self.settings.cluster.embeddings:
+            started.append(loop.run_in_executor(None, embed.warm_up))
+        return started
+
+    def _page_deadline(self, host: str) -> float | None:
+        """The pass's deadline, or the host's, whichever comes first: a host
+        gets ``fetch.host_budget_seconds`` from the first of its pages in
+        flight, so a slow server's queue of pages delays only itself (the rest
+        wait for the next poll, with no attempt counted)."""
+        until = self.host_deadlines.get(host)
+        if until is None:
+            until = time.monotonic() + self.settings.fetch.host_budget_seconds
+            self.host_deadlines[host] = until
+        return until if self.deadline is None else min(until, self.deadline)
+
+    def _expired(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    async def start_polls(self, poller: poll.FeedPoller, *, force: bool, retries: bool
+                          ) -> datetime | None:
+        """Start polling the due feeds (and retrying earlier passes' entries);
+        when the next feed not in flight is due (None: none known)."""
+        now = datetime.now(UTC)
+        due, states, retry, skippable = await self.db(self._read_due, now, force, retries)
+        for row in retry:
+            work = _Work(entry=entry_from(row), attempts=int(row["attempts"]), feed=None)
+            if self._claim(work.entry):
+                self.feed_counts["retry"] += 1
+                self.entries_total += 1
+                self.spawn(self._entry(work))
+        self.due += len(due)
+        for feed in due:
+            self.busy_feeds.add(feed.url)
+            self.spawn(self._poll(poller, feed, states.get(feed.url), skippable.get(feed.url),
+                                  now))
+        upcoming = [s.next_poll_at for url, s in states.items()
+                    if url not in self.busy_feeds and s.status != "retired"
+                    and s.next_poll_at is not None]
+        return min(upcoming, default=None)
+
+    def _claim(self, entry: FeedEntry) -> bool:
+        """Each (feed, entry id) once in flight: a feed that repeats a GUID
+        (common in real feeds) gives one entry, the first copy."""
+        key = (entry.feed_url, entry.id)
+        if key in self.keys:
+            return False
+        self.keys.add(key)
+        return True
+
+    async def _poll(self, poller: poll.FeedPoller, feed: Feed, state: store.FeedState | None,
+                    known_items: dict[str, tuple[str, int | None]] | None,
+                    now: datetime) -> None:
+        try:
+            async with asyncio.timeout_at(self.deadline):  # loop.time() is time.monotonic()
+                polled = await poller.poll(feed, state, now=now, known_items=known_items)
+        except TimeoutError:
+            # Not done within the pass's budget: left as it was, due next pass.
+            self.feed_counts["deferred"] += 1
+            self.busy_feeds.discard(feed.url)
+            log.warning("feed deferred to the next pass, the time budget was spent: %s",
+                        feed.url, extra={"feed": feed.url})
+            return
+        self.feed_counts["polled"] += 1
+        self.feed_counts["failed"] += bool(polled.update.last_error)
+        self.progress("poll", self.feed_counts["polled"] + self.feed_counts["deferred"],
+                      self.due)
+        works = [_Work(entry=e, attempts=0, feed=feed.url) for e in polled.entries
+                 if self._claim(e)]
+        self.feed_counts["new"] += len(works)
+        self.entries_total += len(works)
+        self.polled[feed.url] = _Polled(polled=polled, left=len(works), now=now)
+        if not works:
+            self._feed_settled(feed.url)
+        for work in works:
+            self.spawn(self._entry(work))
+
+    async def _entry(self, work: _Work) -> None:
+        entry = work.entry
+        if self._expired():
+            self._settle(work, deferred=True)
+            return
+        host = urlsplit(entry.url).hostname or ""
+        self.host_pages[host] += 1
+        try:
+            async with asyncio.timeout_at(self._page_deadline(host)):
+                page = await fetch_page(entry, self.fetcher)
+        except TimeoutError:
+            self._settle(work, deferred=True)
+            return
+        finally:
+            self.host_pages[host] -= 1
+            if not self.host_pages[host]:  # the next page starts a new budget
+                del self.host_pages[host], self.host_deadlines[host]
+        if isinstance(page, FetchedPage):
+            self.extracting += 1
+            try:
+                outcome = await self._extract(work, page)
+            finally:
+                self.extracting -= 1
+            if outcome is None:
+                return
+        else:
+            outcome = page
+        self._settle(work, outcome=outcome)
+
+    async def _extract(self, work: _Work, page: FetchedPage) -> TaggedArticle | Rejection | None:
+        """The page's article (or why not); None: deferred, the budget was spent."""
+        async with self.extract_slots:
+            if self._expired():
+                self._settle(work, deferred=True)
+                return None
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.extractors, self.processor.process, page)
+
+    # -- settling: records into the batch --------------------------------------------------
+
+    def _settle(self, work: _Work, *, outcome: TaggedArticle | Rejection | None = None,
+                deferred: bool = False) -> None:
+        batch = self.batch
+        if deferred or outcome is None:
+            batch.write("entries", deferred_record(work.entry, work.attempts))
+            self.counts["deferred"] += 1
+        else:
+            record_outcome(batch, work.entry, outcome, work.attempts + 1, self.counts,
+                           datetime.now(UTC))
+        batch.keys.append((work.entry.feed_url, work.entry.id))
+        self.progress("process", self.counts["entries"] + self.counts["deferred"],
+                      self.entries_total)
+        if work.feed is not None:
+            polled = self.polled[work.feed]
+            polled.left -= 1
+            if polled.left == 0:
+                self._feed_settled(work.feed)
+
+    def _feed_settled(self, url: str) -> None:
+        """Every new entry of the feed is in the batch: its new state goes too."""
+        done = self.polled.pop(url)
+        self.batch.write("feeds", feed_record(done.polled.update))
+        for rejection in done.polled.rejections:
+            self.batch.write("rejected", rejection_record(rejection, done.now))
+        self.batch.feeds.append(url)
+
+    # -- batches: staged, planned, loaded, sent --------------------------------------------
+
+    def flush(self, *, final: bool = False) -> None:
+        """Stage the batch when it is due and the one before it is loaded."""
+        batch = self.batch
+        if not batch.records:
+            return
+        if self.failed is not None:
+            if final or batch.articles >= self.batching.articles:
+                self._stage(batch)  # beside the failed run, for the next pass
+            return
+        if self.loading is not None and not self.loading.done():
+            return
+        # Nothing waiting for or in extraction: no article would join the
+        # batch soon, so waiting out the interval would only add latency.
+        idle = self.extracting == 0
+        due = (final or idle or batch.articles >= self.batching.articles
+               or time.monotonic() - batch.opened >= self.batching.seconds)
+        if due:
+            run_id = self._stage(batch)
+            self.loading = asyncio.ensure_future(self._load(run_id, batch))
+
+    def _stage(self, batch: _Batch) -> str:
+        self.batch = _Batch()
+        if self.failed_run is not None:
+            run_id = self.failed_run
+            self.shard += 1
+        else:
+            run_id, self.shard = new_run_id(), 0
+            self.first_run = self.first_run or run_id
+        directory = staging.run_dir(self.settings.staging, run_id)
+        try:
+            with explained(self.settings.staging), \
+                    staging.StagingWriter(directory, staging.process_shard(self.shard)) as writer:
+                for kind, record in batch.records:
+                    writer.write(kind, record)
+            # With staging on S3 (lake mode) the load reads the run from there.
+            shared_staging.push(self.settings, run_id, staging.process_shard(self.shard))
+        except BaseException:
+            if self.shard == 0:
+                staging.remove(directory)
+            raise
+        return run_id
+
+    def _plan_and_load(self, run_id: str) -> tuple[PlanResult, LoadResult]:
+        with explained(self.settings.database):
+            planned = cluster_stage(self.settings, run_id)
+            loaded = load_stage(self.settings, run_id, started_at=self.started)
+        return planned, loaded
+
+    async def _load(self, run_id: str, batch: _Batch) -> None:
+        try:
+            planned, loaded = await self.db(self._plan_and_load, run_id)
+        except Exception as exc:  # noqa: BLE001 - raised by finish(), once all is staged
+            # Kept for the next pass, with what is still in flight beside it.
+            log.error("loading batch %s failed; its staging is kept for the next pass: %s",
+                      run_id, exc, extra={"run_id": run_id})
+            self.failed, self.failed_run = exc, run_id
+            return
+        for url in batch.feeds:
+            self.busy_feeds.discard(url)
+        self.keys.difference_update(batch.keys)
+        sent = await self.send() if loaded.alerts_queued else None
+        self.results.append(BatchResult(plan=planned, load=loaded, send=sent))
+        if self.on_batch is not None:
+            self.on_batch(self.results[-1])
+        self.wake.set()
+
+    async def send(self) -> alert.SendResult | None:
+        if self.send_error is not None:
+            return None
+        try:
+            result = await self.db(send_stage, self.settings, self.mailer)
+        except Exception as exc:  # noqa: BLE001 - raised by finish(); loads go on
+            self.send_error = exc
+            return None
+        self.last_send = result
+        return result
+
+    async def batcher(self) -> None:
+        while True:
+            try:
+                self.flush()
+            except BaseException as exc:
+                self.fatal = self.fatal or exc
+                self.wake.set()
+                raise
+            await asyncio.sleep(_TICK)
+
+    async def drain(self) -> None:
+        """Wait until nothing is in flight; raise what ended a task."""
+        while self.tasks:
+            await self.wake.wait()
+            self.wake.clear()
+            if self.fatal is not None:
+                raise self.fatal
+
+    async def finish(self) -> None:
+        """Stage and load what is left; then raise a load's or a send's failure."""
+        while self.batch.records or (self.loading is not None and not self.loading.done()):
+            if self.loading is not None:
+                await self.loading
+            self.flush(final=True)
+        if self.loading is not None:
+            await self.loading
+        if self.failed is not None:
+            raise self.failed
+        await self.send()  # earlier passes' alerts due again, even with none queued now
+        if self.send_error is not None:
+            raise self.send_error
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.loading is not None:
+            await asyncio.gather(self.loading, return_exceptions=True)
+        if self.lookup_task is not None:
+            await asyncio.gather(self.lookup_task, return_exceptions=True)
+
+    def result(self) -> StreamResult:
+        f, run_id = self.feed_counts, self.first_run or ""
+        return StreamResult(
+            poll=PollSummary(run_id=run_id, feeds_polled=f["polled"], feeds_failed=f["failed"],
+                             entries_new=f["new"], entries_retry=f["retry"],
+                             feeds_deferred=f["deferred"]),
+            process=ProcessSummary(run_id=run_id, shard=0, **self.counts),
+            batches=tuple(self.results),
+            send=self._sends(),
+        )
+
+    def _sends(self) -> alert.SendResult:
+        """The pass's send rounds as one: this pass's emails summed, the outbox
+        as the last round left it."""
+        rounds = [b.send for b in self.results if b.send is not None]
+        last = self.last_send or alert.SendResult(sent=0, failed=0, pending=0)
+        if not any(r is last for r in rounds):  # the final round, after the batches
+            rounds.append(last)
+        return replace(last, sent=sum(r.sent for r in rounds),
+                       failed=sum(r.failed for r in rounds),
+                       retry=sum(r.retry for r in rounds))
+
+
+async def _run(settings: Settings, stream_of: Callable[[Fetcher], _Stream], *, force: bool,
+               stop: threading.Event | None) -> StreamResult:
+    async with Fetcher(fetch_limits(settings)) as fetcher:
+        stream = stream_of(fetcher)
+        warming = stream.warm_up()
+        batcher = asyncio.ensure_future(stream.batcher())
+        try:
+            with poll.FeedPoller(fetcher=fetcher, options=poll_options(settings),
+                                 known=stream.known) as poller:
+                next_due = await stream.start_polls(poller, force=force, retries=True)
+                if stop is not None:
+                    await _keep_polling(stream, poller, stop, next_due)
+                await stream.drain()
+            batcher.cancel()
+            await stream.finish()
+        finally:
+            batcher.cancel()
+            await asyncio.gather(batcher, *warming, return_exceptions=True)
+            await stream.close()
+        return stream.result()
+
+
+async def _nap(stream: _Stream, stop: threading.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or until ``stop`` is set or the stream failed."""
+    until = time.monotonic() + seconds
+    while not stop.is_set() and stream.fatal is None and time.monotonic() < until:
+        await asyncio.sleep(0.2)
+
+
+async def _keep_polling(stream: _Stream, poller: poll.FeedPoller, stop: threading.Event,
+                        next_due: datetime | None) -> None:
+    """Continuous mode: poll each feed again when it is due, retry earlier
+    pages every poll interval, send alerts whose backoff ended, until ``stop``."""
+    settings = stream.settings
+    retry_every = settings.poll.interval_minutes * 60
+    last_retry = time.monotonic()
+    # As the whole-pass loop did: never look more often than this.
+    floor = min(_MAX_SLEEP, settings.poll.min_interval_minutes * 60 / 5)
+    while True:
+        wait = _MAX_SLEEP if next_due is None else (next_due - datetime.now(UTC)).total_seconds()
+        await _nap(stream, stop, min(_MAX_SLEEP, max(floor, wait)))
+        if stream.fatal is not None:
+            raise stream.fatal
+        if stop.is_set() or stream.failed is not None:
+            return  # a failed load: the rest is staged for the next run; finish() says why
+        retries = time.monotonic() - last_retry >= retry_every
+        if retries:
+            last_retry = time.monotonic()
+        next_due = await stream.start_polls(poller, force=False, retries=retries)
+        if stream.loading is None or stream.loading.done():
+            await stream.send()
+
+
+def stream_pass(
+    settings: Settings, *, force: bool = False, workers: int | None = None,
+    progress: Progress = quiet, mailer: alert.Mailer | None = None,
+    batching: Batching | None = None, stop: threading.Event | None = None,
+    deadline: float | None = None, on_batch: Callable[[BatchResult], None] | None = None,
+) -> StreamResult:
+    """Run the pipeline: one pass over the due feeds (``stop`` None), or
+    continuously until ``stop`` is set (by a signal handler, or another thread).
+
+    ``deadline`` (a :func:`time.monotonic` value): feeds and pages not done by
+    then wait for the next pass (continuous mode has none)."""
+    parallel = max(1, workers if workers is not None else worker_count(settings))
+    started = datetime.now(UTC)
+    with Processor(settings, workers=parallel) as processor, \
+            ThreadPoolExecutor(parallel, thread_name_prefix="newsmon-extract") as extractors, \
+            ThreadPoolExecutor(1, thread_name_prefix="newsmon-database") as database:
+
+        def stream_of(fetcher: Fetcher) -> _Stream:
+            return _Stream(settings, fetcher=fetcher, processor=processor,
+                           extractors=extractors, parallel=parallel, database=database,
+                           batching=batching or Batching.of(settings),
+                           mailer=mailer or alert.mailer_for(settings), progress=progress,
+                           deadline=deadline, started=started, on_batch=on_batch)
+
+        return asyncio.run(_run(settings, stream_of, force=force, stop=stop))
