@@ -274,6 +274,11 @@ class _Story:
     languages: Counter[str] = field(default_factory=Counter)
     members: list[_Member] = field(default_factory=list)
     open: bool = True  # False once out of the horizon of everything still to come
+    # What the encoder sees of the first member, kept while the story has no
+    # embedding: it is embedded only when a report in another language needs it.
+    founder_text: str = ""
+    founder_id: str = ""  # a new article's id ("" for a stored one: nothing to stage)
+    founder_vector: np.ndarray | None = None  # the founder's embedding, when it came with one
     _arrays: tuple[np.ndarray, np.ndarray] | None = None
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
@@ -321,6 +326,12 @@ class Clusterer:
     _signatures: list[np.ndarray] = field(default_factory=list)
     _vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     _languages: list[str] = field(default_factory=list)  # each story's first language
+    # Each main language's latest report (seconds): whether a story in another
+    # language may be open to an article, the one case that needs the embedding.
+    _language_last: dict[str, float] = field(default_factory=dict)
+    # Stories with no embedding yet, by main language: their founders are
+    # embedded when an article in another language arrives while they are open.
+    _unembedded: dict[str, set[int]] = field(default_factory=dict)
     _assigned: set[str] = field(default_factory=set)
     _ids: dict[str, int] = field(default_factory=dict)  # term -> id
     _log_df: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
@@ -338,7 +349,7 @@ class Clusterer:
         return story
 
     def _join(self, story: _Story, doc: ClusterDoc, feats: _Features,
-              embedding: np.ndarray | None) -> None:
+              embedding: np.ndarray | None, *, new: bool = True) -> None:
         when = _seconds(doc.time)
         story.first, story.last = min(story.first, when), max(story.last, when)
         story.size += 1
@@ -359,21 +370,38 @@ class Clusterer:
         story.languages[feats.language] += 1
         if not self._languages[story.index]:
             self._languages[story.index] = feats.language
+        main = self._languages[story.index]
+        if main:
+            self._language_last[main] = max(self._language_last.get(main, when), when)
+        if story.size == 1 and embedding is None and story.embedding is None:
+            story.founder_text = embedding_text(doc.title, doc.text)
+            story.founder_id = doc.id if new else ""
+            story.founder_vector = doc.embedding
+            self._unembedded.setdefault(main, set()).add(story.index)
         story.members.append(_Member(
             doc=replace(doc, text="", embedding=None),
             ids=np.array(mine, dtype=np.int32),
             weights=np.fromiter(feats.terms.values(), dtype=np.float16, count=len(mine)),
             language=feats.language))
         if embedding is not None:
-            e = embedding.astype(np.float64)
-            story.embedding = e if story.embedding is None else story.embedding + e
-            story.embedded += 1
-            self._set_vector(story)
+            self._add_embedding(story, embedding)
         if self.near_duplicates and feats.signature is not None:
             row = len(self._signatures)
             self._signatures.append(feats.signature)
             for key in _band_keys(feats.signature):
                 self._bands.setdefault(key, (story.index, row))
+
+    def _add_embedding(self, story: _Story, embedding: np.ndarray) -> None:
+        e = embedding.astype(np.float64)
+        story.embedding = e if story.embedding is None else story.embedding + e
+        story.embedded += 1
+        self._drop_founder(story)
+        self._set_vector(story)
+
+    def _drop_founder(self, story: _Story) -> None:
+        story.founder_text, story.founder_vector = "", None
+        for waiting in self._unembedded.values():
+            waiting.discard(story.index)
 
     def _set_vector(self, story: _Story) -> None:
         assert story.embedding is not None
@@ -403,7 +431,7 @@ class Clusterer:
             self._assigned.add(doc.id)
             self.known += 1
             story = self._story(doc.story_id, _seconds(doc.time))
-            self._join(story, doc, feats, doc.embedding)
+            self._join(story, doc, feats, doc.embedding, new=False)
 
     def forget(self, before: datetime) -> None:
         """Close the stories whose every report is older than ``before``: the
@@ -415,6 +443,7 @@ class Clusterer:
             return
         for s in closed:
             self._stories[s].open = False
+            self._drop_founder(self._stories[s])
             if s < len(self._vectors):
                 self._vectors[s] = 0.0
         for term in list(self._by_term):
@@ -600,16 +629,51 @@ class Clusterer:
     def _embedding(self, doc: ClusterDoc) -> np.ndarray | None:
         if doc.embedding is not None:
             return np.asarray(doc.embedding, dtype=np.float32)
+        vectors = self._encode([embedding_text(doc.title, doc.text)])
+        return None if vectors is None else vectors[0]
+
+    def _encode(self, texts: list[str]) -> np.ndarray | None:
         if self.embedder is None:
             return None
         import time
 
         started = time.perf_counter()
-        vector = np.asarray(self.embedder([embedding_text(doc.title, doc.text)])[0],
-                            dtype=np.float32)
+        vectors = np.asarray(self.embedder(texts), dtype=np.float32)
         self.embed_seconds += time.perf_counter() - started
-        self.embedded += 1
-        return vector
+        self.embedded += len(texts)
+        return vectors
+
+    def _needs_embedding(self, language: str, when: float) -> bool:
+        """Whether a story in another language may be open to an article at
+        ``when``: only then can the embedding change where it goes. A stream in
+        one language is never embedded (15 ms an article, 2.6x the extraction)."""
+        if not (self.cross_language and language):
+            return False
+        since = when - self.horizon / _SECOND
+        return any(last >= since for main, last in self._language_last.items()
+                   if main and main != language)
+
+    def _embed_founders(self, language: str, when: float) -> None:
+        """Give the open stories in another language that have no embedding yet
+        their first report's (one call to the encoder for all of them)."""
+        waiting = sorted(i for main, stories in self._unembedded.items() if main != language
+                         for i in stories)
+        todo = [self._stories[i] for i in waiting
+                if self._cross(language, self._stories[i])
+                and self._decay(self._stories[i], when) > 0.0]
+        texts = [s.founder_text for s in todo if s.founder_vector is None]
+        encoded = self._encode(texts) if texts else None
+        k = 0
+        for story in todo:
+            if story.founder_vector is not None:
+                vector = np.asarray(story.founder_vector, dtype=np.float32)
+            elif encoded is not None:
+                vector, k = encoded[k], k + 1
+            else:  # no encoder: the story stays without an embedding
+                continue
+            if story.founder_id:
+                self.embeddings[story.founder_id] = vector
+            self._add_embedding(story, vector)
 
     def assign(self, doc: ClusterDoc, feats: _Features | None = None) -> str:
         """Return the story id for a new article (given in time order) and remember it."""
@@ -629,7 +693,10 @@ class Clusterer:
         if copy is not None:
             self._join(copy, doc, feats, None)
             return copy.id, None
-        embedding = self._embedding(doc)
+        embedding = None
+        if self._needs_embedding(feats.language, when):
+            embedding = self._embedding(doc)
+            self._embed_founders(feats.language, when)
         query = self._weighted(feats.terms)
         scored = []
         self._dense[query.ids] = query.weights
@@ -743,7 +810,8 @@ def cluster(
     for doc in new:
         if doc.id not in pending:  # the first copy of an id
             pending[doc.id] = (replace(doc, text=doc.text[:EMBED_CHARS]), features(doc))
-    stored = [(replace(doc, text=""), features(doc)) for doc in known]
+    # A stored text is kept only as far as the encoder reads it (a founder's).
+    stored = [(replace(doc, text=doc.text[:EMBED_CHARS]), features(doc)) for doc in known]
     if stats is None:
         stats = TermStats()
     elif not isinstance(stats, TermStats):

@@ -1,6 +1,7 @@
 import dataclasses
 import random
 import socket
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -382,6 +383,55 @@ def test_the_encoder_opens_no_socket(monkeypatch: pytest.MonkeyPatch) -> None:
     assert vectors.shape == (3, 512)
     assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2]) + 0.2
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+
+class CountingEncoder:
+    """The real encoder, counting the texts it is given."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        self.texts.extend(texts)
+        return encoder()(texts)
+
+
+def test_a_stream_in_one_language_is_never_embedded() -> None:
+    counting = CountingEncoder()
+    assignments, clusterer = cluster(english_seeds(), [], embedder=counting)
+    assert len(set(assignments.values())) == 1
+    assert counting.texts == [] and clusterer.embedded == 0 and clusterer.embeddings == {}
+
+
+def test_a_report_in_another_language_embeds_itself_and_the_open_stories_founders() -> None:
+    """The French report needs the English story's embedding: its first report
+    is embedded then, once, and stored with the new articles' embeddings."""
+    counting = CountingEncoder()
+    seeds = english_seeds()
+    assignments, clusterer = cluster([*seeds, FRENCH_SEED, FRENCH_OTHER], [],
+                                     embedder=counting)
+    assert assignments["fr-seed"] == assignments[seeds[0].id]
+    assert assignments["fr-idlib"] != assignments[seeds[0].id]
+    founder = min(seeds, key=lambda d: (d.time, d.id))
+    assert len(counting.texts) == len(clusterer.embeddings) < len(seeds) + 2
+    assert {founder.id, "fr-seed", "fr-idlib"} <= clusterer.embeddings.keys()
+
+
+def test_lazy_embeddings_give_the_same_stories_in_one_batch_and_one_at_a_time() -> None:
+    docs = sorted([*english_seeds(), FRENCH_SEED, FRENCH_OTHER], key=lambda d: (d.time, d.id))
+    one, _ = cluster(docs, [], embedder=encoder())
+    stored: list[ClusterDoc] = []
+    stats = TermStats()
+    ones: dict[str, str] = {}
+    for d in docs:
+        got, clusterer = cluster([d], stored, stats=TermStats(stats.df, stats.n),
+                                 embedder=encoder())
+        stats = clusterer.stats
+        ones.update(got)
+        stored.append(dataclasses.replace(d, story_id=got[d.id],
+                                          embedding=clusterer.embeddings.get(d.id)))
+    assert agreement(one, ones) == 1.0
 
 
 # -- odd times ---------------------------------------------------------------------------------
