@@ -140,6 +140,40 @@ class Link:
     score: float
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoryState:
+    """A story as the clusterer keeps it between passes (a row of ``story_state``):
+    enough to go on assigning to it without reading its articles again."""
+
+    story_id: str
+    first: float  # seconds since the epoch
+    last: float
+    size: int
+    terms: str  # the centroid's terms, space-separated, in the order they came
+    weights: bytes  # float64 summed log-tf weights, one per term
+    names: tuple[str, ...]
+    name_counts: tuple[int, ...]
+    languages: tuple[str, ...]
+    language_counts: tuple[int, ...]
+    main_language: str
+    embedding: bytes | None  # float64 sum of the embedded members' embeddings
+    embedded: int
+    # What the encoder would see of its first report ("" once embedded; None: as
+    # stored, not read: a plan reads it only when it needs it).
+    founder_text: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StorySignature:
+    """The MinHash signature of one member (a row of ``story_signatures``): how
+    copies of any member find the story."""
+
+    story_id: str
+    article_id: str
+    seconds: float  # its time, seconds since the epoch
+    signature: bytes  # MINHASHES uint64
+
+
 def embedding_text(title: str, text: str) -> str:
     """What the sentence encoder sees of an article."""
     return f"{title}\n{text[:EMBED_CHARS]}"
@@ -201,10 +235,15 @@ def signature(lead_words: list[str]) -> np.ndarray | None:
 
 
 def _band_keys(sig: np.ndarray) -> list[int]:
+    return [int(k) for k in _band_key_rows(sig[None, :])[0].tolist()]
+
+
+def _band_key_rows(sigs: np.ndarray) -> np.ndarray:
+    """The band keys of each row of signatures, at once."""
     with np.errstate(over="ignore"):
-        rows = sig.reshape(_BANDS, BAND_ROWS)
-        keys = (rows * _BAND_MUL[None, :]).sum(axis=1, dtype=np.uint64) ^ _BAND_SALT
-    return [int(k) for k in keys.tolist()]
+        rows = sigs.reshape(len(sigs), _BANDS, BAND_ROWS)
+        keys = (rows * _BAND_MUL[None, None, :]).sum(axis=2, dtype=np.uint64) ^ _BAND_SALT
+    return np.asarray(keys, dtype=np.uint64)
 
 
 @dataclass(slots=True)
@@ -279,6 +318,7 @@ class _Story:
     founder_text: str = ""
     founder_id: str = ""  # a new article's id ("" for a stored one: nothing to stage)
     founder_vector: np.ndarray | None = None  # the founder's embedding, when it came with one
+    founder_stored: bool = False  # its founder_text is in the database, not read yet
     _arrays: tuple[np.ndarray, np.ndarray] | None = None
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
@@ -313,11 +353,14 @@ class Clusterer:
     cross_language: bool = True  # the embedding rule for reports in different languages
     near_duplicates: bool = True  # syndicated copies join whatever their similarity
     embedder: Embedder | None = None  # None: only the embeddings the documents bring
+    # The stored founder_text of restored stories, by story id, read when needed.
+    founder_texts: Callable[[list[str]], dict[str, str]] | None = None
     stats: TermStats = field(default_factory=TermStats)
     links: list[Link] = field(default_factory=list)
     embed_seconds: float = 0.0  # time spent in the embedder
     embedded: int = 0  # articles embedded here
     known: int = 0  # stored articles its stories were rebuilt from
+    restored: int = 0  # stored stories restored from their saved state
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # cluster(): new ones'
     _stories: list[_Story] = field(default_factory=list)
     _by_id: dict[str, _Story] = field(default_factory=dict)
@@ -333,6 +376,8 @@ class Clusterer:
     # embedded when an article in another language arrives while they are open.
     _unembedded: dict[str, set[int]] = field(default_factory=dict)
     _assigned: set[str] = field(default_factory=set)
+    _changed: set[int] = field(default_factory=set)  # stories whose state to save
+    _new_signatures: list[StorySignature] = field(default_factory=list)
     _ids: dict[str, int] = field(default_factory=dict)  # term -> id
     _log_df: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     _dense: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
@@ -353,6 +398,9 @@ class Clusterer:
         when = _seconds(doc.time)
         story.first, story.last = min(story.first, when), max(story.last, when)
         story.size += 1
+        if story._arrays is not None and not story.centroid:  # restored: unpack it
+            story.centroid = dict(zip(story._arrays[0].tolist(), story._arrays[1].tolist(),
+                                      strict=True))
         centroid, ids = story.centroid, self._ids
         mine = []
         for t, v in feats.terms.items():
@@ -385,10 +433,18 @@ class Clusterer:
             language=feats.language))
         if embedding is not None:
             self._add_embedding(story, embedding)
-        if self.near_duplicates and feats.signature is not None:
+        self._changed.add(story.index)
+        if feats.signature is not None:
+            self._new_signatures.append(StorySignature(
+                story_id=story.id, article_id=doc.id, seconds=when,
+                signature=feats.signature.tobytes()))
+            self._add_signature(story, feats.signature)
+
+    def _add_signature(self, story: _Story, signature: np.ndarray) -> None:
+        if self.near_duplicates:
             row = len(self._signatures)
-            self._signatures.append(feats.signature)
-            for key in _band_keys(feats.signature):
+            self._signatures.append(signature)
+            for key in _band_keys(signature):
                 self._bands.setdefault(key, (story.index, row))
 
     def _add_embedding(self, story: _Story, embedding: np.ndarray) -> None:
@@ -397,9 +453,10 @@ class Clusterer:
         story.embedded += 1
         self._drop_founder(story)
         self._set_vector(story)
+        self._changed.add(story.index)
 
     def _drop_founder(self, story: _Story) -> None:
-        story.founder_text, story.founder_vector = "", None
+        story.founder_text, story.founder_vector, story.founder_stored = "", None, False
         for waiting in self._unembedded.values():
             waiting.discard(story.index)
 
@@ -432,6 +489,130 @@ class Clusterer:
             self.known += 1
             story = self._story(doc.story_id, _seconds(doc.time))
             self._join(story, doc, feats, doc.embedding, new=False)
+
+    def restore(self, states: Iterable[StoryState],
+                signatures: Iterable[StorySignature] = ()) -> None:
+        """Add stored stories from their saved state (the ``story_state`` and
+        ``story_signatures`` tables), as they were after their last member, in
+        the order they were started; their terms are counted in ``stats``.
+        Their centroids stay packed arrays until a new member joins (most never
+        do), and their terms and signatures are indexed a batch at a time."""
+        todo = [x for x in sorted(states, key=lambda x: (x.first, x.story_id))
+                if x.story_id not in self._by_id]
+        words = " ".join(x.terms for x in todo).split()
+        for term in sorted(set(words).difference(self._ids)):
+            self._term_id(term)
+        ids = np.fromiter(map(self._ids.__getitem__, words), dtype=np.int64, count=len(words))
+        lengths = np.zeros(len(todo), dtype=np.int64)
+        at = 0
+        for n, state in enumerate(todo):
+            story = self._story(state.story_id, state.first)
+            story.first, story.last, story.size = state.first, state.last, state.size
+            weights = np.frombuffer(state.weights, dtype=np.float64)
+            lengths[n] = len(weights)
+            story._arrays = (ids[at:at + len(weights)], weights)
+            at += len(weights)
+            story.names.update(dict(zip(state.names, state.name_counts, strict=True)))
+            story.languages.update(dict(zip(state.languages, state.language_counts,
+                                            strict=True)))
+            main = self._languages[story.index] = state.main_language
+            if main:
+                self._language_last[main] = max(self._language_last.get(main, story.last),
+                                                story.last)
+            if state.embedding is not None:
+                story.embedding = np.frombuffer(state.embedding, dtype=np.float64).copy()
+                story.embedded = state.embedded
+                self._set_vector(story)
+            elif state.founder_text is None or state.founder_text:
+                story.founder_text = state.founder_text or ""
+                story.founder_stored = state.founder_text is None
+                self._unembedded.setdefault(main, set()).add(story.index)
+            self.restored += 1
+        if at != len(ids):
+            raise ValueError("a saved story's terms and weights differ in number")
+        if todo:
+            self._index_terms(ids, np.repeat(
+                [self._by_id[x.story_id].index for x in todo], lengths))
+        self._index_signatures(sorted(signatures, key=lambda x: (x.seconds, x.article_id)))
+
+    def _index_terms(self, ids: np.ndarray, stories: np.ndarray) -> None:
+        """Add (term id, story index) pairs to the inverted index of story terms."""
+        order = np.argsort(ids, kind="stable")
+        ids, stories = ids[order], stories[order]
+        cuts = np.flatnonzero(np.diff(ids)) + 1
+        terms = self._terms()
+        by_term = self._by_term
+        for k, part in zip(ids[np.r_[0, cuts]].tolist(), np.split(stories, cuts), strict=True):
+            by_term.setdefault(terms[k], []).extend(part.tolist())
+
+    def _index_signatures(self, signatures: list[StorySignature]) -> None:
+        """:meth:`_add_signature` for many members, in their order, at once."""
+        known = [x for x in signatures if x.story_id in self._by_id]
+        if not self.near_duplicates or not known:
+            return
+        sigs = np.frombuffer(b"".join(x.signature for x in known),
+                             dtype=np.uint64).reshape(len(known), MINHASHES)
+        first = len(self._signatures)
+        self._signatures.extend(sigs)
+        owners = [self._by_id[x.story_id].index for x in known]
+        keys = _band_key_rows(sigs).tolist()
+        # The first member holding a key keeps it, as setdefault in order would.
+        found: dict[int, tuple[int, int]] = {}
+        for row in range(len(known) - 1, -1, -1):
+            hit = (owners[row], first + row)
+            found.update(dict.fromkeys(keys[row], hit))
+        self._bands = {**found, **self._bands}
+
+    def saved(self) -> tuple[list[StoryState], list[StorySignature]]:
+        """The state of every story that changed here, and the signatures of the
+        members added here: what the load writes."""
+        states = []
+        terms = self._terms()
+        for index in sorted(self._changed):
+            story = self._stories[index]
+            ids, weights = story.arrays()
+            names = sorted(story.names.items())
+            languages = sorted(story.languages.items())
+            states.append(StoryState(
+                story_id=story.id, first=story.first, last=story.last, size=story.size,
+                terms=" ".join(terms[k] for k in ids.tolist()),
+                weights=weights.astype(np.float64).tobytes(),
+                names=tuple(n for n, _ in names), name_counts=tuple(c for _, c in names),
+                languages=tuple(x for x, _ in languages),
+                language_counts=tuple(c for _, c in languages),
+                main_language=self._languages[story.index],
+                embedding=None if story.embedding is None else story.embedding.tobytes(),
+                embedded=story.embedded,
+                founder_text=None if story.founder_stored else story.founder_text))
+        return states, list(self._new_signatures)
+
+    def _terms(self) -> list[str]:
+        """Term ids to terms."""
+        out = [""] * len(self._ids)
+        for term, k in self._ids.items():
+            out[k] = term
+        return out
+
+    def add_members(self, docs: Iterable[ClusterDoc]) -> None:
+        """Attach stored articles to their restored stories for :meth:`representative`
+        only (the stories' state already holds them)."""
+        touched = set()
+        held = {m.doc.id for story in self._stories for m in story.members}
+        for doc in docs:
+            story = self._by_id.get(doc.story_id or "")
+            if story is None or doc.id in held:
+                continue
+            held.add(doc.id)
+            feats = features(doc)
+            ids = np.fromiter((self._term_id(t) for t in feats.terms), dtype=np.int32,
+                              count=len(feats.terms))
+            story.members.append(_Member(
+                doc=replace(doc, text="", embedding=None), ids=ids,
+                weights=np.fromiter(feats.terms.values(), dtype=np.float16, count=len(ids)),
+                language=feats.language))
+            touched.add(story.index)
+        for index in touched:
+            self._stories[index].members.sort(key=lambda m: (m.doc.time, m.doc.id))
 
     def forget(self, before: datetime) -> None:
         """Close the stories whose every report is older than ``before``: the
@@ -661,6 +842,12 @@ class Clusterer:
         todo = [self._stories[i] for i in waiting
                 if self._cross(language, self._stories[i])
                 and self._decay(self._stories[i], when) > 0.0]
+        stored = [s.id for s in todo if s.founder_stored]
+        if stored and self.founder_texts is not None:
+            found = self.founder_texts(stored)
+            for story in todo:
+                if story.founder_stored:
+                    story.founder_text = found.get(story.id, "")
         texts = [s.founder_text for s in todo if s.founder_vector is None]
         encoded = self._encode(texts) if texts else None
         k = 0
@@ -794,10 +981,14 @@ StatsSource = TermStats | Callable[[set[str]], TermStats]
 def cluster(
     new: Iterable[ClusterDoc], known: Iterable[ClusterDoc], *,
     options: Options | None = None, stats: StatsSource | None = None,
-    embedder: Embedder | None = None,
+    embedder: Embedder | None = None, states: Iterable[StoryState] = (),
+    signatures: Iterable[StorySignature] = (),
+    founder_texts: Callable[[list[str]], dict[str, str]] | None = None,
 ) -> tuple[dict[str, str], Clusterer]:
-    """Assign story ids to ``new`` articles (in time order), given the stored
-    articles of the stories still open around them (``known``, with story ids).
+    """Assign story ids to ``new`` articles (in time order), given the stories
+    still open around them: saved (``states`` and their members' ``signatures``)
+    or as their stored articles (``known``, with story ids; a story with no
+    saved state, from before the ``story_state`` table).
 
     ``stats`` holds the stored document frequencies (``known`` and older
     articles already counted), or is a function that returns them for the
@@ -812,16 +1003,21 @@ def cluster(
             pending[doc.id] = (replace(doc, text=doc.text[:EMBED_CHARS]), features(doc))
     # A stored text is kept only as far as the encoder reads it (a founder's).
     stored = [(replace(doc, text=doc.text[:EMBED_CHARS]), features(doc)) for doc in known]
+    saved = list(states)
     if stats is None:
         stats = TermStats()
     elif not isinstance(stats, TermStats):
         keys: set[str] = set()
         for _, f in (*pending.values(), *stored):
             keys.update(f.keys())
+        for state in saved:
+            keys.update(state.terms.split())
+            keys.update(state.names)
         stats = stats(keys)
     clusterer = Clusterer(horizon=options.horizon, half_life=options.half_life,
                           max_span=options.max_span, threshold=options.threshold,
-                          embedder=embedder, stats=stats)
+                          embedder=embedder, stats=stats, founder_texts=founder_texts)
+    clusterer.restore(saved, signatures)
     clusterer.add_features(stored)
     docs = sorted(pending.values(), key=lambda d: (d[0].time, d[0].id))
     assignments: dict[str, str] = {}

@@ -37,9 +37,16 @@ import numpy as np
 from pipeline import __version__, alert, store
 from pipeline.alert import StoryArticle
 from pipeline.config import Settings
-from pipeline.signal.cluster import ClusterDoc, TermStats, cluster
+from pipeline.signal.cluster import (
+    ClusterDoc,
+    Clusterer,
+    StorySignature,
+    StoryState,
+    TermStats,
+    cluster,
+)
 from pipeline.signal.embed import Encoder
-from pipeline.store import staging
+from pipeline.store import staging, story_state
 
 log = logging.getLogger(__name__)
 
@@ -286,6 +293,8 @@ _PLAN_TABLES: dict[str, dict[str, str]] = {
     "links": {"story_id": "VARCHAR", "other_story_id": "VARCHAR", "article_id": "VARCHAR",
               "score": "DOUBLE"},
     "story_heads": {"story_id": "VARCHAR", "lead_article_id": "VARCHAR", "title": "VARCHAR"},
+    "states": story_state.STATE_COLUMNS,  # the stories that changed, saved by the load
+    "signatures": story_state.SIGNATURE_COLUMNS,
     "outbox": {"rule": "VARCHAR", "story_id": "VARCHAR", "recipient": "VARCHAR",
                "first_match": "VARCHAR", "latest": "VARCHAR"},
 }
@@ -353,6 +362,8 @@ def _make_plan(
     embeddings: dict[str, list[float]] = {}
     terms: list[tuple[object, ...]] = []
     links: list[tuple[object, ...]] = []
+    saved: tuple[list[StoryState], list[StorySignature]] = ([], [])
+    clusterer: Clusterer | None = None
     bounds = con.execute(
         "SELECT min(coalesce(published_at, fetched_at)), max(coalesce(published_at, fetched_at))"
         " FROM new_articles"
@@ -360,10 +371,13 @@ def _make_plan(
     if bounds is not None and bounds[0] is not None:
         options = settings.cluster.options()
         ready = store.has_story_statistics(con)
-        # Streamed: the clusterer keeps each article's features, not its text.
-        # Known: every member of the stories with a report in the horizon around
-        # the new articles (a story is rebuilt whole, as it was when it grew),
-        # back to the longest span a story may have.
+        # The open stories as saved (story_state), and the ones saved before that
+        # table rebuilt from their members: streamed, the clusterer keeps each
+        # article's features, not its text; every member of the stories with a
+        # report in the horizon around the new articles (a story is rebuilt
+        # whole, as it was when it grew), back to the longest span a story may have.
+        states, signatures = (story_state.read_open(con, (bounds[0], bounds[1]), options)
+                              if ready else ([], []))
         assignments, clusterer = cluster(
             _docs(con, f"SELECT {_DOC_COLUMNS}, NULL, NULL FROM new_articles"),
             # The bounds in SQL: DuckDB's timestamps go beyond Python's year
@@ -373,20 +387,22 @@ def _make_plan(
                        " WHERE story_id IN (SELECT story_id FROM articles"
                        "   WHERE coalesce(published_at, fetched_at)"
                        "   BETWEEN ?::TIMESTAMPTZ - ? AND ?::TIMESTAMPTZ + ?)"
-                       " AND coalesce(published_at, fetched_at) >= ?::TIMESTAMPTZ - ?",
+                       " AND coalesce(published_at, fetched_at) >= ?::TIMESTAMPTZ - ?"
+                       + (story_state.UNSAVED if ready else ""),
                   [bounds[0], options.horizon, bounds[1], options.horizon,
                    bounds[0], options.max_span]),
             options=options,
             stats=(lambda keys: _term_stats(con, keys)) if ready else TermStats(),
             embedder=Encoder() if settings.cluster.embeddings else None,
+            states=states, signatures=signatures,
+            founder_texts=lambda ids: story_state.founder_texts(con, ids),
         )
-        for story in sorted(set(assignments.values())):
-            doc = clusterer.representative(story)
-            if doc is not None:
-                heads.append((story, doc.id, doc.title))
+        del states, signatures
+        saved = clusterer.saved()
         embeddings = {k: v.tolist() for k, v in clusterer.embeddings.items()}
         # What the stage holds follows the horizon, not the archive: these counts say so.
         log.info("clustered", extra={"new": len(assignments), "stored_read": clusterer.known,
+                                     "stories_restored": clusterer.restored,
                                      "embedded": clusterer.embedded,
                                      "embed_seconds": round(clusterer.embed_seconds, 3)})
         added = clusterer.stats.added
@@ -394,10 +410,23 @@ def _make_plan(
         links = [(x.story_id, x.other_story_id, x.article_id, x.score) for x in clusterer.links]
     _write_jsonl(_plan_file(directory, "assigned"), _PLAN_TABLES["assigned"],
                  ((k, v, embeddings.get(k)) for k, v in assignments.items()))
+    _plan_table(con, directory, "assigned")
+    if clusterer is not None:
+        # The titles: the members of the restored stories new articles joined too.
+        clusterer.add_members(_docs(
+            con, f"SELECT {_DOC_COLUMNS}, story_id, NULL FROM articles"
+                 " WHERE story_id IN (SELECT story_id FROM assigned)"))
+        for story in sorted(set(assignments.values())):
+            doc = clusterer.representative(story)
+            if doc is not None:
+                heads.append((story, doc.id, doc.title))
     _write_jsonl(_plan_file(directory, "story_heads"), _PLAN_TABLES["story_heads"], heads)
     _write_jsonl(_plan_file(directory, "terms"), _PLAN_TABLES["terms"], terms)
     _write_jsonl(_plan_file(directory, "links"), _PLAN_TABLES["links"], links)
-    _plan_table(con, directory, "assigned")
+    _write_jsonl(_plan_file(directory, "states"), _PLAN_TABLES["states"],
+                 story_state.plan_rows(saved[0]))
+    _write_jsonl(_plan_file(directory, "signatures"), _PLAN_TABLES["signatures"],
+                 story_state.plan_rows(saved[1]))
     candidates = [
         (c.rule, c.story_id, c.recipient, c.first_match, c.latest)
         for c in alert.candidates(settings.alerts, _story_articles(con))
@@ -557,6 +586,7 @@ def _insert_articles(con: duckdb.DuckDBPyConnection, run_id: str, now: datetime)
         ON CONFLICT (term) DO UPDATE SET df = term_stats.df + excluded.df"""
     )
     con.execute("INSERT INTO story_links SELECT * FROM links ON CONFLICT DO NOTHING")
+    story_state.save(con)
     con.execute(
         """INSERT INTO article_tags
         SELECT id, e.kind, e.tag, first(e.evidence)
