@@ -73,8 +73,9 @@ from pipeline.ids import story_id
 from pipeline.signal import background
 from pipeline.signal.background import BACKGROUND_DOCS
 
-TEXT_WEIGHT = 0.85
-NAMED_WEIGHT = 0.15
+TEXT_WEIGHT = 0.75
+NAMED_WEIGHT = 0.10
+HEADLINE_WEIGHT = 0.15  # the weighted Jaccard of headline words ("t:" keys)
 LEAD_WORDS = 120
 TITLE_BOOST = 2  # title words count this many times
 SHINGLE_WORDS = 4
@@ -254,8 +255,9 @@ class _Features:
     language: str
 
     def keys(self) -> list[str]:
-        """What this article adds to the document frequencies."""
-        return [*self.terms, *self.names]
+        """What this article adds to the document frequencies (a headline word
+        is counted as its term)."""
+        return [*self.terms, *(n for n in self.names if not n.startswith("t:"))]
 
 
 def features(doc: ClusterDoc) -> _Features:
@@ -264,11 +266,14 @@ def features(doc: ClusterDoc) -> _Features:
     lead_words = _WORD.findall(lead.lower())
     counts: Counter[str] = Counter()
     for w in title_words * TITLE_BOOST + lead_words:
-        if w not in _STOP and not w[0].isdigit():
+        if w not in _STOP:
             counts[intern(w)] += 1
     vec = {t: 1.0 + math.log(c) for t, c in counts.items()}
     norm = math.sqrt(math.fsum(v * v for v in vec.values())) or 1.0
-    names = tuple(sorted({f"c:{c}" for c in doc.countries} | {f"p:{p}" for p in doc.people}))
+    # The headline's words are evidence of the event beside the tagged names:
+    # weighted by rarity, "Waterbury" or "26" shared says a lot, "shooting" little.
+    names = tuple(sorted({f"c:{c}" for c in doc.countries} | {f"p:{p}" for p in doc.people}
+                         | {f"t:{w}" for w in title_words if w not in _STOP}))
     return _Features(terms={t: v / norm for t, v in vec.items()}, names=names,
                      signature=signature(lead_words), language=doc.language.lower())
 
@@ -338,6 +343,7 @@ class Similarity:
     rule: str  # "near-duplicate", "text", "cross-language" or "none"
     cosine: float = 0.0
     named: float = 0.0
+    headline: float = 0.0
     embedding: float = 0.0
     decay: float = 1.0
 
@@ -349,7 +355,7 @@ class Clusterer:
     horizon: timedelta = timedelta(days=7)
     half_life: timedelta = timedelta(days=7)
     max_span: timedelta = timedelta(days=30)
-    threshold: float = 0.31
+    threshold: float = 0.28
     cross_language: bool = True  # the embedding rule for reports in different languages
     near_duplicates: bool = True  # syndicated copies join whatever their similarity
     embedder: Embedder | None = None  # None: only the embeddings the documents bring
@@ -713,23 +719,25 @@ class Clusterer:
         decay = 0.5 ** (gap / (self.half_life / _SECOND))
         cross = np.fromiter((self._cross(language, s) for s in stories), dtype=bool,
                             count=len(stories))
-        bound = (TEXT_WEIGHT * cosines + NAMED_WEIGHT) * decay
+        bound = (TEXT_WEIGHT * cosines + NAMED_WEIGHT + HEADLINE_WEIGHT) * decay
         return np.flatnonzero(cross | (bound >= self.threshold - 1e-9))
 
-    def _named(self, names: tuple[str, ...], story: _Story) -> float:
+    def _named(self, names: tuple[str, ...], story: _Story) -> tuple[float, float]:
         """Weighted Jaccard of the article's names (weight 1) and the story's
-        (the share of its members naming them), each name weighted by its idf."""
-        if not names and not story.names:
-            return 0.0
+        (the share of its members naming them), each name weighted by its idf:
+        of the tagged countries and people, and of the headline words ("t:")."""
+        shared, union = [0.0, 0.0], [0.0, 0.0]
         mine = set(names)
-        shared = union = 0.0
         for name in sorted(mine | story.names.keys()):  # one order: the same sum
-            idf = self.stats.idf(name)
+            # A headline word is as rare as the word (its df is the term's).
+            idf = self.stats.idf(name[2:] if name.startswith("t:") else name)
             share = story.names.get(name, 0) / story.size if story.size else 0.0
             a = 1.0 if name in mine else 0.0
-            shared += idf * min(a, share)
-            union += idf * max(a, share)
-        return shared / union if union else 0.0
+            k = 1 if name.startswith("t:") else 0
+            shared[k] += idf * min(a, share)
+            union[k] += idf * max(a, share)
+        named, headline = (x / u if u else 0.0 for x, u in zip(shared, union, strict=True))
+        return named, headline
 
     def _cross(self, language: str, story: _Story) -> bool:
         main = self._languages[story.index]
@@ -756,11 +764,12 @@ class Clusterer:
                               embedding=emb, decay=decay)
         if cosine is None:
             cosine = self._cosine(query, story)
-        if (TEXT_WEIGHT * cosine + NAMED_WEIGHT) * decay < need:
+        if (TEXT_WEIGHT * cosine + NAMED_WEIGHT + HEADLINE_WEIGHT) * decay < need:
             return Similarity(TEXT_WEIGHT * cosine * decay, "text", cosine=cosine, decay=decay)
-        named = self._named(feats.names, story)
-        return Similarity((TEXT_WEIGHT * cosine + NAMED_WEIGHT * named) * decay, "text",
-                          cosine=cosine, named=named, decay=decay)
+        named, headline = self._named(feats.names, story)
+        return Similarity(
+            (TEXT_WEIGHT * cosine + NAMED_WEIGHT * named + HEADLINE_WEIGHT * headline) * decay,
+            "text", cosine=cosine, named=named, headline=headline, decay=decay)
 
     # -- assigning ----------------------------------------------------------------------
 
@@ -972,7 +981,7 @@ class Options:
     horizon: timedelta = timedelta(days=7)
     half_life: timedelta = timedelta(days=7)
     max_span: timedelta = timedelta(days=30)
-    threshold: float = 0.31
+    threshold: float = 0.28
 
 
 StatsSource = TermStats | Callable[[set[str]], TermStats]
