@@ -18,20 +18,26 @@ shingle Jaccard must reach ``NEAR_DUPLICATE``. A copy then joins with score 1.
 whole:
 
     (TEXT_WEIGHT * cosine(tf-idf of the article, tf-idf of the story's centroid)
-      + NAMED_WEIGHT * weighted Jaccard of countries and people (idf weights)) * decay
+      + NAMED_WEIGHT * weighted Jaccard of countries and people (idf weights)
+      + HEADLINE_WEIGHT * weighted Jaccard of headline words (idf weights)) * decay
 
 The centroid is the sum of the members' log-tf unit vectors (title words twice
-plus the first ``LEAD_WORDS`` words), weighted by the current idf when
-compared; a story's names are weighted by the share of its members naming
-them and by their idf, so "United States" (in every other report) says little
-and "Geir Pedersen" says a lot. The sentence embedding is not part of it: on
+plus the first ``LEAD_WORDS`` words, numbers included), weighted by the current
+idf when compared; a story's names are weighted by the share of its members
+naming them and by their idf, so "United States" (in every other report) says
+little and "Geir Pedersen" says a lot. Headline words ("t:" keys) are weighted
+the same way, each as rare as the word: two reports of one shooting share the
+town in their headlines, two DUI arrests of one team's players do not share
+the player (the errors of the development sets). The sentence embedding is not part of it: on
 the development sets (``benchmarks/story_quality.py``) reports of different
 shootings or earthquakes are as close in it as reports of one.
 
 **Different languages** (both known and different): word overlap is about 0,
 so the multilingual sentence embedding (USE multilingual v3, title plus the
 first 1,200 characters, :mod:`pipeline.signal.embed`) decides: its cosine with the
-story's mean embedding must reach ``CROSS_EMBEDDING``.
+story's mean embedding must reach ``CROSS_EMBEDDING``. It is computed only when
+it can matter: for an article that a story in another language may be open to,
+and then for such stories that have none yet (their first report's).
 
 **Time** decays the score: it is multiplied by ``0.5 ** (gap / half_life)``,
 the gap measured from the story's nearest report (its last one, for an article
@@ -42,9 +48,10 @@ while reports keep coming, up to that bound.
 **Stable statistics**: document frequencies of terms and names come from a
 :class:`TermStats` that the caller seeds with what is stored (the
 ``term_stats`` table, updated inside the load's transaction) and that counts
-each article as it is assigned. A stored story is rebuilt from its members in
-the same order, so a batch of 300, ten batches of 30 or 300 batches of one give
-the same stories (``tests/unit/test_cluster.py``).
+each article as it is assigned. A stored story is restored from its saved
+:class:`StoryState` (or rebuilt from its members in the same order), exactly as
+it was, so a batch of 300, ten batches of 30 or 300 batches of one give the
+same stories (``tests/unit/test_cluster.py``).
 
 Speed: candidates are the stories sharing the article's highest-weighted terms
 (an inverted index of story terms; ``CANDIDATE_TERMS`` of the article's terms,
