@@ -260,6 +260,7 @@ class _Features:
     names: tuple[str, ...]  # "c:SY", "p:Vladimir Putin"
     signature: np.ndarray | None
     language: str
+    name_ids: tuple[np.ndarray, np.ndarray] | None = None  # set by the clusterer
 
     def keys(self) -> list[str]:
         """What this article adds to the document frequencies (a headline word
@@ -332,6 +333,7 @@ class _Story:
     founder_vector: np.ndarray | None = None  # the founder's embedding, when it came with one
     founder_stored: bool = False  # its founder_text is in the database, not read yet
     _arrays: tuple[np.ndarray, np.ndarray] | None = None
+    _names: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # ids, counts, headline
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """The centroid's term ids and weights (in the order the terms came)."""
@@ -394,6 +396,7 @@ class Clusterer:
     _ids: dict[str, int] = field(default_factory=dict)  # term -> id
     _log_df: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     _dense: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    _mark: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))  # scratch
 
     # -- stories ------------------------------------------------------------------------
 
@@ -426,7 +429,7 @@ class Clusterer:
                 centroid[k] = v
             else:
                 centroid[k] += v
-        story._arrays = None
+        story._arrays = story._names = None
         story.names.update(feats.names)
         story.languages[feats.language] += 1
         if not self._languages[story.index]:
@@ -669,15 +672,33 @@ class Clusterer:
                 grown[: len(self._log_df)] = self._log_df
                 self._log_df = grown
                 self._dense = np.zeros(len(grown), dtype=np.float64)
+                self._mark = np.zeros(len(grown), dtype=np.float64)
             self._log_df[k] = self.stats.log_df(term)
         return k
 
     def _count(self, feats: _Features) -> None:
-        """Count an article in the statistics; the terms' log df follow."""
-        self.stats.count(feats.keys())
-        for t in feats.terms:
+        """Count an article in the statistics; the terms' and names' log df follow."""
+        keys = feats.keys()
+        self.stats.count(keys)
+        for t in keys:
             k = self._term_id(t)  # first: it may grow the array
             self._log_df[k] = self.stats.log_df(t)
+
+    def _name_ids(self, names: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Names' ids in the term space (a headline word's is its word's: its df)
+        and which of them are headline words."""
+        keys = list(names)
+        ids = np.fromiter((self._term_id(n[2:] if n.startswith("t:") else n) for n in keys),
+                          dtype=np.int64, count=len(keys))
+        return ids, np.fromiter((n.startswith("t:") for n in keys), dtype=bool,
+                                count=len(keys))
+
+    def _story_names(self, story: _Story) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if story._names is None:
+            ids, head = self._name_ids(story.names)
+            counts = np.fromiter(story.names.values(), dtype=np.float64, count=len(ids))
+            story._names = (ids, counts, head)
+        return story._names
 
     def _weighted(self, terms: dict[str, float]) -> _Query:
         """An article's tf-idf unit vector with the current statistics."""
@@ -729,22 +750,33 @@ class Clusterer:
         bound = (TEXT_WEIGHT * cosines + NAMED_WEIGHT + HEADLINE_WEIGHT) * decay
         return np.flatnonzero(cross | (bound >= self.threshold - 1e-9))
 
-    def _named(self, names: tuple[str, ...], story: _Story) -> tuple[float, float]:
+    def _named(self, feats: _Features, story: _Story) -> tuple[float, float]:
         """Weighted Jaccard of the article's names (weight 1) and the story's
         (the share of its members naming them), each name weighted by its idf:
-        of the tagged countries and people, and of the headline words ("t:")."""
-        shared, union = [0.0, 0.0], [0.0, 0.0]
-        mine = set(names)
-        for name in sorted(mine | story.names.keys()):  # one order: the same sum
-            # A headline word is as rare as the word (its df is the term's).
-            idf = self.stats.idf(name[2:] if name.startswith("t:") else name)
-            share = story.names.get(name, 0) / story.size if story.size else 0.0
-            a = 1.0 if name in mine else 0.0
-            k = 1 if name.startswith("t:") else 0
-            shared[k] += idf * min(a, share)
-            union[k] += idf * max(a, share)
-        named, headline = (x / u if u else 0.0 for x, u in zip(shared, union, strict=True))
-        return named, headline
+        of the tagged countries and people, and of the headline words ("t:"),
+        each as rare as its word. Exact sums (fsum): the same in any order."""
+        if feats.name_ids is None:
+            feats.name_ids = self._name_ids(feats.names)
+        mine, mine_head = feats.name_ids
+        ids, counts, head = self._story_names(story)
+        base = self.stats.log_n() + 1.0
+        idf = base - self._log_df[ids]
+        share = counts / story.size if story.size else np.zeros(len(ids))
+        mark = self._mark  # all zeros between calls
+        mark[mine] = 1.0
+        a = mark[ids]  # 1.0 for the story's names the article has
+        mark[mine] = 0.0
+        mark[ids] = 1.0
+        only = mark[mine] == 0.0  # the article's names the story lacks
+        mark[ids] = 0.0
+        shared, union = idf * np.minimum(a, share), idf * np.maximum(a, share)
+        alone, alone_head = base - self._log_df[mine[only]], mine_head[only]
+        out = []
+        for part in (False, True):
+            total = math.fsum([*union[head == part].tolist(),
+                               *alone[alone_head == part].tolist()])
+            out.append(math.fsum(shared[head == part].tolist()) / total if total else 0.0)
+        return out[0], out[1]
 
     def _cross(self, language: str, story: _Story) -> bool:
         main = self._languages[story.index]
@@ -773,7 +805,7 @@ class Clusterer:
             cosine = self._cosine(query, story)
         if (TEXT_WEIGHT * cosine + NAMED_WEIGHT + HEADLINE_WEIGHT) * decay < need:
             return Similarity(TEXT_WEIGHT * cosine * decay, "text", cosine=cosine, decay=decay)
-        named, headline = self._named(feats.names, story)
+        named, headline = self._named(feats, story)
         return Similarity(
             (TEXT_WEIGHT * cosine + NAMED_WEIGHT * named + HEADLINE_WEIGHT * headline) * decay,
             "text", cosine=cosine, named=named, headline=headline, decay=decay)
