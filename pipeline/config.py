@@ -196,7 +196,7 @@ class ClusterConfig(_Model):
     horizon_hours: float = Field(default=168.0, gt=0, le=24 * 90)
     half_life_hours: float = Field(default=168.0, gt=0)
     max_span_days: float = Field(default=30.0, gt=0, le=365)
-    threshold: float = Field(default=0.28, gt=0, le=1)
+    threshold: float = Field(default=0.285, gt=0, le=1)
     # The multilingual sentence encoder (pipeline/embed.py): the only way a report
     # in another language joins a story (within one language it is not used:
     # different shootings are as close in it as two reports of one); off, a

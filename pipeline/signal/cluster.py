@@ -19,7 +19,7 @@ whole:
 
     (TEXT_WEIGHT * cosine(tf-idf of the article, tf-idf of the story's centroid)
       + NAMED_WEIGHT * weighted Jaccard of countries and people (idf weights)
-      + HEADLINE_WEIGHT * weighted Jaccard of headline words (idf weights)) * decay
+      + HEADLINE_WEIGHT * weighted share of the headline words the story holds) * decay
 
 The centroid is the sum of the members' log-tf unit vectors (title words twice
 plus the first ``LEAD_WORDS`` words, numbers included), weighted by the current
@@ -82,7 +82,7 @@ from pipeline.signal.background import BACKGROUND_DOCS
 
 TEXT_WEIGHT = 0.75
 NAMED_WEIGHT = 0.10
-HEADLINE_WEIGHT = 0.15  # the weighted Jaccard of headline words ("t:" keys)
+HEADLINE_WEIGHT = 0.15  # the share of the article's headline words the story holds
 LEAD_WORDS = 120
 TITLE_BOOST = 2  # title words count this many times
 SHINGLE_WORDS = 4
@@ -364,7 +364,7 @@ class Clusterer:
     horizon: timedelta = timedelta(days=7)
     half_life: timedelta = timedelta(days=7)
     max_span: timedelta = timedelta(days=30)
-    threshold: float = 0.28
+    threshold: float = 0.285
     cross_language: bool = True  # the embedding rule for reports in different languages
     near_duplicates: bool = True  # syndicated copies join whatever their similarity
     embedder: Embedder | None = None  # None: only the embeddings the documents bring
@@ -752,9 +752,10 @@ class Clusterer:
 
     def _named(self, feats: _Features, story: _Story) -> tuple[float, float]:
         """Weighted Jaccard of the article's names (weight 1) and the story's
-        (the share of its members naming them), each name weighted by its idf:
-        of the tagged countries and people, and of the headline words ("t:"),
-        each as rare as its word. Exact sums (fsum): the same in any order."""
+        (the share of its members naming them), each name weighted by its idf;
+        and the weighted containment of the article's headline words ("t:",
+        each as rare as its word) in the story's. Exact sums (fsum): the same
+        in any order of the names."""
         if feats.name_ids is None:
             feats.name_ids = self._name_ids(feats.names)
         mine, mine_head = feats.name_ids
@@ -771,12 +772,14 @@ class Clusterer:
         mark[ids] = 0.0
         shared, union = idf * np.minimum(a, share), idf * np.maximum(a, share)
         alone, alone_head = base - self._log_df[mine[only]], mine_head[only]
-        out = []
-        for part in (False, True):
-            total = math.fsum([*union[head == part].tolist(),
-                               *alone[alone_head == part].tolist()])
-            out.append(math.fsum(shared[head == part].tolist()) / total if total else 0.0)
-        return out[0], out[1]
+        total = math.fsum([*union[~head].tolist(), *alone[~alone_head].tolist()])
+        named = math.fsum(shared[~head].tolist()) / total if total else 0.0
+        # Headline words: how much of the article's (by idf) the story's headlines
+        # hold, not a Jaccard: a story grown over days, or with reports in other
+        # languages, holds many headline words no one report has.
+        total = math.fsum((base - self._log_df[mine[mine_head]]).tolist())
+        headline = math.fsum(shared[head].tolist()) / total if total else 0.0
+        return named, headline
 
     def _cross(self, language: str, story: _Story) -> bool:
         main = self._languages[story.index]
@@ -1020,7 +1023,7 @@ class Options:
     horizon: timedelta = timedelta(days=7)
     half_life: timedelta = timedelta(days=7)
     max_span: timedelta = timedelta(days=30)
-    threshold: float = 0.28
+    threshold: float = 0.285
 
 
 StatsSource = TermStats | Callable[[set[str]], TermStats]
