@@ -114,6 +114,34 @@ CREATE TABLE IF NOT EXISTS story_links (
     PRIMARY KEY (story_id, other_story_id, article_id)
 );
 
+-- Each story as the clusterer keeps it between passes (pipeline/signal/cluster.py
+-- StoryState): its centroid, names, languages and embedding, updated in the load's
+-- transaction, so a plan restores the open stories without reading their articles.
+CREATE TABLE IF NOT EXISTS story_state (
+    story_id         VARCHAR PRIMARY KEY,
+    first            DOUBLE NOT NULL,    -- seconds since the epoch, as the clusterer counts
+    last             DOUBLE NOT NULL,
+    size             INTEGER NOT NULL,
+    terms            VARCHAR NOT NULL,   -- space-separated, in the centroid's order
+    weights          BLOB NOT NULL,      -- float64, one per term
+    names            VARCHAR[] NOT NULL,
+    name_counts      INTEGER[] NOT NULL,
+    languages        VARCHAR[] NOT NULL,
+    language_counts  INTEGER[] NOT NULL,
+    main_language    VARCHAR NOT NULL,
+    embedding        BLOB,               -- float64 sum of the embedded members'
+    embedded         INTEGER NOT NULL,
+    founder_text     VARCHAR             -- what the encoder would see, "" once embedded
+);
+
+-- The MinHash signature of each member: copies of any member find its story.
+CREATE TABLE IF NOT EXISTS story_signatures (
+    article_id  VARCHAR PRIMARY KEY,
+    story_id    VARCHAR NOT NULL,
+    seconds     DOUBLE NOT NULL,
+    signature   BLOB NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS article_tags (
     article_id  VARCHAR NOT NULL,
     kind        VARCHAR NOT NULL,   -- topic | country | person
@@ -441,13 +469,15 @@ def entries_to_retry(con: duckdb.DuckDBPyConnection, max_attempts: int) -> list[
 
 
 def has_story_statistics(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the database has what the clusterer stores (``term_stats`` and
-    ``articles.embedding``): a database made before them and opened read-only
+    """Whether the database has what the clusterer stores (``term_stats``,
+    ``story_state``, ``story_signatures`` and ``articles.embedding``): a database
+    made before them and opened read-only
     (the cluster stage) does not, until the next load adds them."""
     row = con.execute(
         "SELECT count(*) FROM information_schema.columns"
         " WHERE table_name = 'articles' AND column_name = 'embedding'").fetchone()
-    return bool(row and row[0]) and _has_table(con, "term_stats")
+    return bool(row and row[0]) and all(
+        _has_table(con, t) for t in ("term_stats", "story_state", "story_signatures"))
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:

@@ -25,7 +25,7 @@ import duckdb
 from pipeline import alert
 from pipeline.config import Settings
 from pipeline.models import EntryOutcome, FeedUpdate
-from pipeline.store import staging
+from pipeline.store import staging, story_state
 from pipeline.store.backend import upsert
 from pipeline.store.plan import drop_unreadable_plan, json_source, paths, run_loaded, use_plan
 
@@ -153,6 +153,7 @@ def _insert_articles(con: duckdb.DuckDBPyConnection, run_id: str, now: datetime)
            update="df = term_stats.df + excluded.df")
     upsert(con, "story_links", ("story_id", "other_story_id", "article_id", "score"),
            "SELECT * FROM links", key=("story_id", "other_story_id", "article_id"))
+    story_state.save(con)
     upsert(con, "article_tags", ("article_id", "kind", "tag", "evidence"),
            """SELECT id, e.kind, e.tag, first(e.evidence)
         FROM (SELECT id, unnest(evidence) AS e FROM planned_articles)

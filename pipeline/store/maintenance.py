@@ -170,6 +170,11 @@ def apply_retention(con: duckdb.DuckDBPyConnection, days: int, *, now: datetime)
         )
         con.execute(f"""DELETE FROM stories WHERE id IN ({touched})
             AND NOT EXISTS (SELECT 1 FROM articles a WHERE a.story_id = stories.id)""")
+        # The clusterer's saved state of a story gone, and the expired members'
+        # signatures (a story that keeps members is long past any horizon).
+        con.execute(f"""DELETE FROM story_state WHERE story_id IN ({touched})
+            AND story_id NOT IN (SELECT id FROM stories)""")
+        con.execute("DELETE FROM story_signatures WHERE article_id IN (SELECT id FROM expired)")
         updated = _count(con, f"SELECT count(*) FROM stories WHERE id IN ({touched})")
         con.execute(f"""UPDATE stories SET
                 n_articles = s.n_articles, n_sources = s.n_sources,

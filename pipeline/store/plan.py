@@ -35,9 +35,17 @@ from pipeline import __version__, alert, store
 from pipeline.alert import StoryArticle
 from pipeline.config import Settings
 from pipeline.models import ArticleRecord
-from pipeline.signal.cluster import ClusterDoc, Link, TermStats, cluster
+from pipeline.signal.cluster import (
+    ClusterDoc,
+    Clusterer,
+    Link,
+    StorySignature,
+    StoryState,
+    TermStats,
+    cluster,
+)
 from pipeline.signal.embed import Encoder
-from pipeline.store import staging
+from pipeline.store import staging, story_state
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +210,8 @@ _PLAN_TABLES: dict[str, dict[str, str]] = {
     "assigned": staging.columns(Assignment), "terms": staging.columns(TermCount),
     "links": staging.columns(Link), "story_heads": staging.columns(StoryHead),
     "outbox": staging.columns(alert.Candidate),
+    # The stories that changed and their new members' signatures, saved by the load.
+    "states": story_state.STATE_COLUMNS, "signatures": story_state.SIGNATURE_COLUMNS,
 }
 
 
@@ -270,6 +280,8 @@ def _make_plan(
     embeddings: dict[str, tuple[float, ...]] = {}
     terms: list[TermCount] = []
     links: list[Link] = []
+    saved: tuple[list[StoryState], list[StorySignature]] = ([], [])
+    clusterer: Clusterer | None = None
     bounds = con.execute(
         "SELECT min(coalesce(published_at, fetched_at)), max(coalesce(published_at, fetched_at))"
         " FROM new_articles"
@@ -277,10 +289,13 @@ def _make_plan(
     if bounds is not None and bounds[0] is not None:
         options = settings.cluster.options()
         ready = store.has_story_statistics(con)
-        # Streamed: the clusterer keeps each article's features, not its text.
-        # Known: every member of the stories with a report in the horizon around
-        # the new articles (a story is rebuilt whole, as it was when it grew),
-        # back to the longest span a story may have.
+        # The open stories as saved (story_state), and the ones saved before that
+        # table rebuilt from their members: streamed, the clusterer keeps each
+        # article's features, not its text; every member of the stories with a
+        # report in the horizon around the new articles (a story is rebuilt
+        # whole, as it was when it grew), back to the longest span a story may have.
+        states, signatures = (story_state.read_open(con, (bounds[0], bounds[1]), options)
+                              if ready else ([], []))
         assignments, clusterer = cluster(
             _docs(con, f"SELECT {_DOC_COLUMNS}, NULL, NULL FROM new_articles"),
             # The bounds in SQL: DuckDB's timestamps go beyond Python's year
@@ -290,20 +305,22 @@ def _make_plan(
                        " WHERE story_id IN (SELECT story_id FROM articles"
                        "   WHERE coalesce(published_at, fetched_at)"
                        "   BETWEEN ?::TIMESTAMPTZ - ? AND ?::TIMESTAMPTZ + ?)"
-                       " AND coalesce(published_at, fetched_at) >= ?::TIMESTAMPTZ - ?",
+                       " AND coalesce(published_at, fetched_at) >= ?::TIMESTAMPTZ - ?"
+                       + (story_state.UNSAVED if ready else ""),
                   [bounds[0], options.horizon, bounds[1], options.horizon,
                    bounds[0], options.max_span]),
             options=options,
             stats=(lambda keys: _term_stats(con, keys)) if ready else TermStats(),
             embedder=Encoder() if settings.cluster.embeddings else None,
+            states=states, signatures=signatures,
+            founder_texts=lambda ids: story_state.founder_texts(con, ids),
         )
-        for story in sorted(set(assignments.values())):
-            doc = clusterer.representative(story)
-            if doc is not None:
-                heads.append(StoryHead(story_id=story, lead_article_id=doc.id, title=doc.title))
+        del states, signatures
+        saved = clusterer.saved()
         embeddings = {k: tuple(v.tolist()) for k, v in clusterer.embeddings.items()}
         # What the stage holds follows the horizon, not the archive: these counts say so.
         log.info("clustered", extra={"new": len(assignments), "stored_read": clusterer.known,
+                                     "stories_restored": clusterer.restored,
                                      "embedded": clusterer.embedded,
                                      "embed_seconds": round(clusterer.embed_seconds, 3)})
         added = clusterer.stats.added
@@ -313,10 +330,24 @@ def _make_plan(
     _write_plan_rows(directory, "assigned", (
         Assignment(id=k, story_id=v, embedding=embeddings.get(k))
         for k, v in assignments.items()))
+    _plan_table(con, directory, "assigned")
+    if clusterer is not None:
+        # The titles: the members of the restored stories new articles joined too.
+        clusterer.add_members(_docs(
+            con, f"SELECT {_DOC_COLUMNS}, story_id, NULL FROM articles"
+                 " WHERE story_id IN (SELECT story_id FROM assigned)"))
+        for story in sorted(set(assignments.values())):
+            doc = clusterer.representative(story)
+            if doc is not None:
+                heads.append(StoryHead(story_id=story, lead_article_id=doc.id, title=doc.title))
     _write_plan_rows(directory, "story_heads", heads)
     _write_plan_rows(directory, "terms", terms)
     _write_plan_rows(directory, "links", links)
-    _plan_table(con, directory, "assigned")
+    for table, records in (("states", saved[0]), ("signatures", saved[1])):
+        columns = _PLAN_TABLES[table]
+        _write_jsonl(_plan_file(directory, table),
+                     (dict(zip(columns, row, strict=True))
+                      for row in story_state.plan_rows(records)))
     candidates = list(alert.candidates(settings.alerts, _story_articles(con)))
     _write_plan_rows(directory, "outbox", candidates)
     # The new articles as the load will insert them, in a columnar file DuckDB

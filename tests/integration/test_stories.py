@@ -65,9 +65,17 @@ def test_copies_in_a_later_pass_join_the_story_and_send_nothing_new(tmp_path: Pa
     with duckdb.connect(str(settings.database), read_only=True) as con:
         embedded = con.execute("SELECT count(embedding) FROM articles").fetchone()
         counted = con.execute("SELECT df FROM term_stats WHERE term = ''").fetchone()
-    # Copies join by their text: only the first of them was embedded.
-    assert embedded == (1,)
+    # Copies join by their text, and a stream in one language needs no embedding.
+    assert embedded == (0,)
     assert counted == (150,)  # every loaded article counted in the statistics
+
+
+def events(n: int) -> dict[str, int]:
+    """The event each of the newsroom's articles reports (the truth), by article id."""
+    from benchmarks.synthetic import Newsroom
+
+    return {f.article(a.n, title=a.title, text=a.text, source=a.source)["id"]: a.event
+            for a in Newsroom(5).articles(n)}
 
 
 def newsroom(n: int) -> list[dict[str, Any]]:
@@ -98,7 +106,12 @@ def test_one_batch_ten_at_a_time_and_one_at_a_time_load_the_same_stories(
             run(settings, f"run-{k:03d}", articles[start:start + size])
         results.append(partition(settings))
     assert results[0] == results[1] == results[2]
-    assert len(results[0]) == 20 and len(set(results[0].values())) < 16
+    # Real choices: reports joined stories, and the stories are the newsroom's events.
+    assert len(results[0]) == 20 and len(set(results[0].values())) < 20
+    truth = events(20)
+    story_of = {truth[r["id"]]: results[0][r["id"]] for r in articles}
+    assert all(results[0][r["id"]] == story_of[truth[r["id"]]] for r in articles)
+    assert len(story_of) == len(set(results[0].values()))
 
 
 def test_an_article_bridging_two_stories_is_stored_as_a_link(tmp_path: Path) -> None:
@@ -160,5 +173,65 @@ def test_the_plan_reads_the_open_stories_not_the_archive(
         plan(con, settings, "run-3")
     clustered = [r for r in caplog.records if r.getMessage() == "clustered"]
     assert len(clustered) == 1
-    # The five stored copies of the open story; none of the 30 archive articles.
-    assert clustered[0].stored_read == 5 and clustered[0].new == 3
+    # The open story, from its saved state (not its five stored copies); none of
+    # the 30 archive stories.
+    assert clustered[0].stories_restored == 1 and clustered[0].new == 3
+    assert clustered[0].stored_read == 0
+
+
+def test_a_story_saved_before_its_state_was_kept_is_rebuilt_once_then_restored(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = f.settings(tmp_path, alerts=[RULE])
+    run(settings, "run-1", copies(5))
+    with store.connect(settings.database) as con:  # as a database from before the tables
+        con.execute("DELETE FROM story_state")
+        con.execute("DELETE FROM story_signatures")
+    caplog.set_level("INFO", logger="pipeline.store.load")
+    read = []
+    for k, start in enumerate((5, 8), start=2):
+        caplog.clear()
+        run(settings, f"run-{k}", copies(3, start=start))
+        (record,) = [r for r in caplog.records if r.getMessage() == "clustered"]
+        read.append((record.stored_read, record.stories_restored))
+    assert read == [(5, 0), (0, 1)]  # rebuilt from its articles once, then its saved state
+    assert counts(settings) == (11, 1, 1)
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        state = con.execute("SELECT count(*), max(size) FROM story_state").fetchone()
+        signatures = con.execute("SELECT count(*) FROM story_signatures").fetchone()
+    assert state == (1, 11) and signatures == (11,)
+
+
+SEEDS = Path(__file__).resolve().parents[2] / "seeds" / "expected"
+FRENCH = ("Israël et la Russie vont créer un groupe de travail sur le retrait des forces "
+          "étrangères de Syrie",
+          "Israël et la Russie ont convenu de mettre en place un groupe de travail conjoint, "
+          "avec la participation d'autres pays, pour étudier le retrait de toutes les forces "
+          "étrangères de Syrie, a déclaré le Premier ministre israélien Benjamin Netanyahu "
+          "après sa rencontre avec le président russe Vladimir Poutine à Moscou. Selon une "
+          "source gouvernementale israélienne, l'objectif est le départ des forces iraniennes "
+          "du territoire syrien.")
+
+
+def test_a_french_report_in_a_later_pass_joins_the_saved_english_story(tmp_path: Path) -> None:
+    """The English story was never embedded (nothing in another language was
+    open); the French report's plan reads its first report's text then, embeds
+    it once and saves the story's embedding."""
+    settings = f.settings(tmp_path)
+    english = []
+    for i, path in enumerate(sorted(SEEDS.glob("*.txt"))):
+        text = path.read_text(encoding="utf-8")
+        english.append(f.article(i, title=text.splitlines()[0][:120], text=text,
+                                 source=f"Outlet {i}", countries=("IL", "RU", "SY"),
+                                 people=("Benjamin Netanyahu", "Vladimir Putin"), hours=6 * i))
+    run(settings, "run-1", english)
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        assert con.execute("SELECT count(*), count(embedding), max(founder_text) <> ''"
+                           " FROM story_state").fetchone() == (1, 0, True)
+    french = f.article(50, title=FRENCH[0], text=FRENCH[1], source="Le Monde", hours=30,
+                       countries=("IL", "RU", "SY"), language="fr",
+                       people=("Benjamin Netanyahu", "Vladimir Putin"))
+    run(settings, "run-2", [french])
+    assert counts(settings) == (6, 1, 0)
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        assert con.execute("SELECT size, embedding IS NOT NULL, embedded, founder_text"
+                           " FROM story_state").fetchone() == (6, True, 2, "")

@@ -1,6 +1,7 @@
 import dataclasses
 import random
 import socket
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -12,7 +13,16 @@ from support.factories import WIRE
 from benchmarks.story_quality import agreement
 from benchmarks.story_quality import run as run_in_batches
 from pipeline.signal import embed
-from pipeline.signal.cluster import ClusterDoc, Clusterer, Options, TermStats, cluster
+from pipeline.signal.cluster import (
+    ClusterDoc,
+    Clusterer,
+    Options,
+    StorySignature,
+    StoryState,
+    TermStats,
+    _seconds,
+    cluster,
+)
 from pipeline.signal.embed import Encoder
 
 SEEDS = Path(__file__).resolve().parents[2] / "seeds" / "expected"
@@ -382,6 +392,113 @@ def test_the_encoder_opens_no_socket(monkeypatch: pytest.MonkeyPatch) -> None:
     assert vectors.shape == (3, 512)
     assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2]) + 0.2
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+
+class CountingEncoder:
+    """The real encoder, counting the texts it is given."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        self.texts.extend(texts)
+        return encoder()(texts)
+
+
+def test_a_stream_in_one_language_is_never_embedded() -> None:
+    counting = CountingEncoder()
+    assignments, clusterer = cluster(english_seeds(), [], embedder=counting)
+    assert len(set(assignments.values())) == 1
+    assert counting.texts == [] and clusterer.embedded == 0 and clusterer.embeddings == {}
+
+
+def test_a_report_in_another_language_embeds_itself_and_the_open_stories_founders() -> None:
+    """The French report needs the English story's embedding: its first report
+    is embedded then, once, and stored with the new articles' embeddings."""
+    counting = CountingEncoder()
+    seeds = english_seeds()
+    assignments, clusterer = cluster([*seeds, FRENCH_SEED, FRENCH_OTHER], [],
+                                     embedder=counting)
+    assert assignments["fr-seed"] == assignments[seeds[0].id]
+    assert assignments["fr-idlib"] != assignments[seeds[0].id]
+    founder = min(seeds, key=lambda d: (d.time, d.id))
+    assert len(counting.texts) == len(clusterer.embeddings) < len(seeds) + 2
+    assert {founder.id, "fr-seed", "fr-idlib"} <= clusterer.embeddings.keys()
+
+
+def test_lazy_embeddings_give_the_same_stories_in_one_batch_and_one_at_a_time() -> None:
+    docs = sorted([*english_seeds(), FRENCH_SEED, FRENCH_OTHER], key=lambda d: (d.time, d.id))
+    one, _ = cluster(docs, [], embedder=encoder())
+    stored: list[ClusterDoc] = []
+    stats = TermStats()
+    ones: dict[str, str] = {}
+    for d in docs:
+        got, clusterer = cluster([d], stored, stats=TermStats(stats.df, stats.n),
+                                 embedder=encoder())
+        stats = clusterer.stats
+        ones.update(got)
+        stored.append(dataclasses.replace(d, story_id=got[d.id],
+                                          embedding=clusterer.embeddings.get(d.id)))
+    assert agreement(one, ones) == 1.0
+
+
+
+def run_with_saved_states(docs: list[ClusterDoc], batch: int, options: Options,
+                          embedder: Encoder | None = None) -> tuple[dict[str, str], int]:
+    """As the plan and load do it: each batch restores the stories saved by the
+    ones before (never their articles); the stories; the most restored at once."""
+    ordered = sorted(docs, key=lambda d: (d.time, d.id))
+    states: dict[str, StoryState] = {}
+    signatures: list[StorySignature] = []
+    stats = TermStats()
+    out: dict[str, str] = {}
+    most = 0
+    for start in range(0, len(ordered), batch):
+        chunk = ordered[start:start + batch]
+        low = _seconds(chunk[0].time) - options.horizon.total_seconds()
+        open_ = [x for x in states.values() if x.last >= low]
+        got, clusterer = cluster(chunk, [], options=options, embedder=embedder,
+                                 stats=TermStats(stats.df, stats.n), states=open_,
+                                 signatures=[x for x in signatures
+                                             if x.story_id in {o.story_id for o in open_}])
+        most = max(most, clusterer.restored)
+        assert clusterer.known == 0
+        stats = TermStats(clusterer.stats.df, clusterer.stats.n)
+        saved, new_signatures = clusterer.saved()
+        states.update((x.story_id, x) for x in saved)
+        signatures.extend(new_signatures)
+        out.update(got)
+    return out, most
+
+
+def test_stories_restored_from_their_saved_state_assign_as_one_pass_does() -> None:
+    docs = _newsroom_docs(150, seed=3)
+    options = Options()
+    one = run_in_batches(docs, options)
+    for size in (10, 1):
+        got, most = run_with_saved_states(docs, size, options)
+        assert got == one
+        assert most > 0  # the later batches went on from saved stories
+    assert len(set(one.values())) < len(docs) * 0.8
+
+
+def test_copies_find_a_restored_story_through_its_saved_signatures() -> None:
+    original = doc("wire", title="U.S. to keep about 400 troops in Syria", text=WIRE,
+                   language="en")
+    copies = [doc(f"copy-{i}", hours=1 + i, title=f"Outlet {i}: troops stay", text=WIRE,
+                  language="en") for i in range(3)]
+    # At a threshold no text score reaches, only the near-duplicate rule joins.
+    got, _ = run_with_saved_states([original, *copies], 1, Options(threshold=0.99))
+    assert set(got.values()) == {"s-wire"}
+
+
+def test_restored_stories_with_lazy_embeddings_assign_as_one_pass_does() -> None:
+    docs = [*english_seeds(), FRENCH_SEED, FRENCH_OTHER]
+    one, _ = cluster(sorted(docs, key=lambda d: (d.time, d.id)), [], embedder=encoder())
+    got, _ = run_with_saved_states(docs, 1, Options(), embedder=encoder())
+    assert got == one
+    assert one["fr-seed"] == one[english_seeds()[0].id]
 
 
 # -- odd times ---------------------------------------------------------------------------------
