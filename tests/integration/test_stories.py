@@ -186,7 +186,7 @@ def test_a_story_saved_before_its_state_was_kept_is_rebuilt_once_then_restored(
     with store.connect(settings.database) as con:  # as a database from before the tables
         con.execute("DELETE FROM story_state")
         con.execute("DELETE FROM story_signatures")
-    caplog.set_level("INFO", logger="pipeline.store.load")
+    caplog.set_level("INFO", logger="pipeline.store.plan")
     read = []
     for k, start in enumerate((5, 8), start=2):
         caplog.clear()
