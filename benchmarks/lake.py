@@ -28,6 +28,7 @@ from benchmarks.load import ALERT_RULES, records, stage
 from benchmarks.report import Row, Section, x
 from pipeline.config import Settings, parse_settings
 from pipeline.store import load as load_module
+from pipeline.store import plan as plan_module
 from pipeline.store.backend import backend, open_store
 from pipeline.store.lake import scratch_catalog
 
@@ -50,7 +51,7 @@ def catalog() -> AbstractContextManager[str]:
 def _load_run(settings: Settings, run_id: str, rows: list[dict[str, Any]]) -> float:
     stage(settings, run_id, rows)
     with open_store(settings) as con:
-        load_module.plan(con, settings, run_id)
+        plan_module.plan(con, settings, run_id)
     started = time.perf_counter()
     with backend(settings).writer() as con:
         result = load_module.load(con, settings, run_id)
