@@ -61,15 +61,7 @@ def new_run_id(now: datetime | None = None) -> str:
 
 
 def fetch_limits(settings: Settings) -> FetchLimits:
-    f = settings.fetch
-    return FetchLimits(
-        max_feed_bytes=f.max_feed_bytes, max_page_bytes=f.max_page_bytes,
-        connect_timeout=f.connect_timeout, read_timeout=f.read_timeout,
-        total_timeout=f.timeout, max_redirects=f.max_redirects,
-        max_url_length=f.max_url_length, global_concurrency=f.concurrency,
-        per_host_concurrency=f.per_host_concurrency, host_spacing=f.host_spacing,
-        allow_private=frozenset(f.allow_private),
-    )
+    return settings.fetch.limits()
 
 
 def rejection_record(r: Rejection, now: datetime) -> dict[str, Any]:
