@@ -193,3 +193,30 @@ def test_newsmon_sql_shows_the_sent_state_of_lake_alerts(
     assert status_counts() == ["status,n,ids", f"pending,{len(RECIPIENTS)},0"]
     assert send_stage(settings).sent == len(RECIPIENTS)
     assert status_counts() == ["status,n,ids", f"sent,{len(RECIPIENTS)},{len(RECIPIENTS)}"]
+
+
+def test_a_grown_lake_story_is_an_update_once_its_alert_was_sent(
+        tmp_path: Path, catalog: str, smtp_server: Any) -> None:
+    from integration.test_alerts import RULE, TEXT
+
+    # The load decides on an update from the delivery state in PostgreSQL
+    # (the view alert_state): the lake's own rows stay 'pending'.
+    rules = [RULE, {**RULE, "name": "syria-updates", "updates": True}]
+    settings = f.settings(tmp_path, alerts=rules, smtp={"url": smtp_server.url},
+                          store=lake.store_section(catalog, tmp_path / "lake-data"))
+    f.stage(settings, "run-1", [f.article(1, title="Syria working group agreed", text=TEXT,
+                                          source="One", topics=("syria",))])
+    with backend(settings).writer() as con:
+        load(con, settings, "run-1")
+    assert send_stage(settings).sent == 2  # one per rule
+    f.stage(settings, "run-2", [
+        f.article(n, title=f"Report {n}: Syria working group agreed", text=TEXT,
+                  source=f"Outlet {n}", topics=("syria",), hours=n) for n in (2, 3)])
+    with backend(settings).writer() as con:
+        assert load(con, settings, "run-2").alerts_queued == 1
+    assert send_stage(settings).sent == 1  # only the rule with updates: true
+    first = next(m for m in smtp_server.messages
+                 if m["X-Newsmon-Rule"] == "syria-updates" and "In-Reply-To" not in m)
+    assert smtp_server.messages[-1]["In-Reply-To"] == first["Message-ID"]
+    text = str(smtp_server.messages[-1].get_body(preferencelist=("plain",)).get_content())
+    assert text.count("(new)") == 2
