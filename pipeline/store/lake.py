@@ -144,15 +144,15 @@ class LakeBackend:
                 cur.execute(f"SET lock_timeout = '{int(wait * 1000)}ms'")
                 cur.execute("SELECT pg_try_advisory_lock(%s)", [WRITER_LOCK])
                 if not cur.fetchone()[0]:
-                    log.warning("another host holds the lake's writer lock (a load, the "
-                                "alert sender or maintenance); waiting for it (up to %.0f s)",
+                    log.warning("another host holds the lake's writer lock (a load, a feeds "
+                                "change or maintenance); waiting for it (up to %.0f s)",
                                 wait)
                     try:
                         cur.execute("SELECT pg_advisory_lock(%s)", [WRITER_LOCK])
                     except psycopg2.errors.LockNotAvailable:
                         raise store.DatabaseLocked(
                             f"another host has held the lake's writer lock for over {wait:.0f}"
-                            " s (a load, the alert sender or maintenance); let it finish, or "
+                            " s (a load, a feeds change or maintenance); let it finish, or "
                             "end the stuck process, and run again") from None
             yield
         finally:
