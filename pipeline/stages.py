@@ -37,7 +37,7 @@ from pipeline.models import (
     TaggedArticle,
 )
 from pipeline.sources import feeds, poll
-from pipeline.store import shared_staging, staging
+from pipeline.store import delivery, shared_staging, staging
 from pipeline.store.backend import backend, open_store
 from pipeline.store.load import LoadResult, load
 from pipeline.store.plan import PlanResult, plan
@@ -252,13 +252,23 @@ def load_stage(settings: Settings, run_id: str, *, started_at: datetime | None =
 
 def send_stage(settings: Settings, mailer: alert.Mailer | None = None, *,
                ignore_backoff: bool = False) -> alert.SendResult:
-    # A lake's sender takes the writer lock for each write to the outbox (its
-    # claim, each mark), never while an email is on its way.
-    store_backend = backend(settings)
-    with store_backend.connect() as con:
-        return alert.send_pending(con, settings, mailer or alert.mailer_for(settings),
-                                  write_lock=store_backend.lock,
-                                  ignore_backoff=ignore_backoff)
+    mailer = mailer or alert.mailer_for(settings)
+    if settings.store.mode != "lake":
+        with backend(settings).connect() as con:
+            return alert.send_pending(con, settings, mailer, ignore_backoff=ignore_backoff)
+    # A lake's sender never writes the lake (a lake commit per mark aborts the
+    # loads): it reads the outbox rows and stories read-only and keeps the
+    # delivery state in the catalog's PostgreSQL (pipeline.store.delivery).
+    assert settings.store.catalog is not None  # validated
+    pg = delivery.connect(settings.store.catalog)
+    try:
+        with open_store(settings) as con:
+            outbox = delivery.PgOutbox(pg)
+            outbox.add(delivery.lake_outbox_rows(con))
+            return alert.send_pending(con, settings, mailer, ignore_backoff=ignore_backoff,
+                                      outbox=outbox)
+    finally:
+        pg.close()
 
 
 @contextmanager

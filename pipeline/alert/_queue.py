@@ -19,7 +19,7 @@ import duckdb
 from pipeline.config import AlertRule
 from pipeline.query import Document, Matcher, SqlColumns, compile, parse, to_sql
 from pipeline.store import insert_values
-from pipeline.store.backend import upsert
+from pipeline.store.backend import is_lake, upsert
 
 _ARTICLE_COLUMNS = SqlColumns(
     title="a.title", text="a.text", source="a.source", language="a.language",
@@ -175,6 +175,8 @@ def queue(
     """
     if not rules:
         return 0
+    # A lake's delivery state is in PostgreSQL: its view (pipeline.store.delivery).
+    stored = "alert_state" if is_lake(con) else "alerts"
     con.execute("DROP TABLE IF EXISTS alert_rules")
     con.execute("CREATE TEMP TABLE alert_rules (rule VARCHAR, due TIMESTAMPTZ, updates BOOLEAN)")
     insert_values(con, "alert_rules", ("rule", "due", "updates"), [
@@ -191,7 +193,7 @@ def queue(
         LEFT JOIN (
             SELECT rule, story_id, recipient, max(update_no) AS last_no,
                 bool_and(status IN ('sent', 'failed')) AS done
-            FROM alerts WHERE story_id IN (SELECT story_id FROM {table}) GROUP BY ALL
+            FROM {stored} WHERE story_id IN (SELECT story_id FROM {table}) GROUP BY ALL
         ) e USING (rule, story_id, recipient)
         WHERE (e.last_no IS NULL AND c.first_match IS NOT NULL)
             OR (e.last_no IS NOT NULL AND r.updates AND e.done)""",

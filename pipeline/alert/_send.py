@@ -1,9 +1,12 @@
 """The sender: claim due outbox rows, deliver, mark them sent.
 
 Claiming is one ``UPDATE`` (status pending -> sending, with this round's token
-in ``claimed_by`` and a lease in ``next_attempt_at``). DuckDB runs concurrent
-transactions optimistically, so when two senders race for the same rows one
-of them gets a conflict and claims nothing. The round renews its lease before
+in ``claimed_by`` and a lease in ``next_attempt_at``), on an :class:`Outbox`:
+the DuckDB file's ``alerts`` table, where DuckDB runs concurrent transactions
+optimistically, so when two senders race for the same rows one of them gets a
+conflict and claims nothing; or, in lake mode, the delivery table in the
+catalog's PostgreSQL (:mod:`pipeline.store.delivery`), where claims skip the
+rows another sender has locked (``FOR UPDATE SKIP LOCKED``). The round renews its lease before
 half of it has run out, so nobody takes a row it still holds: a row is
 delivered at most once per claim. A row left in ``sending`` by a sender that
 died is claimed again once its lease is over and re-sent with the same
@@ -24,13 +27,12 @@ import secrets
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from contextvars import ContextVar
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 
@@ -39,6 +41,7 @@ from pipeline.alert._queue import period_bounds, story_articles
 from pipeline.alert._render import DigestStory, Outgoing, render, render_digest
 from pipeline.config import AlertRule, Settings
 from pipeline.store import StoreError
+from pipeline.store.delivery import Claimed, Key, Reclaimed
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +54,6 @@ LEASE_TIMEOUTS = 16
 RETRY_BASE = timedelta(minutes=1)
 RETRY_MAX = timedelta(hours=6)
 DEFAULT_SENDER = "newsmon <newsmon@localhost>"
-
-Key = tuple[str, str, str, int]  # rule, story_id, recipient, update_no
 
 # DuckDB's words (1.5) for two transactions writing the same rows: the only
 # TransactionException that means "another sender got there first". A failed
@@ -113,11 +114,21 @@ def lease_for(settings: Settings) -> timedelta:
     return max(STALE_CLAIM, timedelta(seconds=settings.smtp.timeout * LEASE_TIMEOUTS))
 
 
-# Held around each write to the outbox (the claim, a renewal, a mark): a
-# lake's writer lock (pipeline.store.lake), so a write never races a load's
-# transaction, and is not held while an email is on its way. The file: nothing.
-WriteLock = Callable[[], AbstractContextManager[object]]
-_WRITE_LOCK: ContextVar[WriteLock] = ContextVar("write_lock", default=nullcontext)
+class Outbox(Protocol):
+    """Where the sender keeps delivery state: the DuckDB outbox (the file), or
+    the lake's delivery table in PostgreSQL (:class:`pipeline.store.delivery.PgOutbox`).
+    Each method is one write (or read) of its own."""
+
+    def claim(self, now: datetime, until: datetime, token: str, *, ignore_backoff: bool
+              ) -> tuple[list[Claimed], list[Reclaimed]]: ...
+    def renew(self, token: str, until: datetime) -> set[Key]: ...
+    def mark_sent(self, keys: Sequence[Key], message_id: str, sent_at: datetime) -> None: ...
+    def mark_failed(self, keys: Sequence[Key], token: str, *, status: str, error: str,
+                    retry_at: datetime | None) -> None: ...
+    def release(self, keys: Sequence[Key], token: str, *, error: str,
+                retry_at: datetime) -> None: ...
+    def stuck(self, token: str) -> tuple[int, datetime] | None: ...
+    def waiting(self) -> dict[str, tuple[int, datetime | None]]: ...
 
 
 def _store_error(exc: duckdb.Error, database: Path, doing: str) -> StoreError:
@@ -132,52 +143,108 @@ def _store_error(exc: duckdb.Error, database: Path, doing: str) -> StoreError:
     return StoreError(f"{database}: cannot update the alert outbox while {doing}: {first}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Claimed:
-    key: Key
-    article_id: str | None
-    attempts: int
+_WHERE_KEY = "rule = ? AND story_id = ? AND recipient = ? AND update_no = ?"
 
 
-def _claim(con: duckdb.DuckDBPyConnection, database: Path, now: datetime, lease: timedelta,
-           token: str, *, ignore_backoff: bool) -> list[_Claimed]:
-    stale = con.execute(
-        "SELECT claimed_by, count(*) FROM alerts WHERE status = 'sending'"
-        " AND next_attempt_at <= ? GROUP BY ALL", [now]).fetchall()
-    # No UPDATE ... RETURNING on the outbox: with DuckDB 1.5 a failed commit of
-    # one (disk full) aborts the whole process ("Failed to append to
-    # PRIMARY_alerts": FatalException while reverting); a plain UPDATE raises a
-    # TransactionException. The round's token finds the claimed rows instead.
-    try:
-        with _WRITE_LOCK.get()():
-            con.execute(
+class _FileOutbox:
+    """The ``alerts`` table of the DuckDB file. DuckDB runs concurrent
+    transactions optimistically: of two senders racing for the same rows, one
+    gets a conflict and claims nothing."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, database: Path) -> None:
+        self.con, self.database = con, database
+
+    def claim(self, now: datetime, until: datetime, token: str, *, ignore_backoff: bool
+              ) -> tuple[list[Claimed], list[Reclaimed]]:
+        stale = self.con.execute(
+            "SELECT claimed_by, count(*) FROM alerts WHERE status = 'sending'"
+            " AND next_attempt_at <= ? GROUP BY ALL", [now]).fetchall()
+        # No UPDATE ... RETURNING on the outbox: with DuckDB 1.5 a failed commit of
+        # one (disk full) aborts the whole process ("Failed to append to
+        # PRIMARY_alerts": FatalException while reverting); a plain UPDATE raises a
+        # TransactionException. The round's token finds the claimed rows instead.
+        try:
+            self.con.execute(
                 """UPDATE alerts SET status = 'sending', claimed_by = ?, next_attempt_at = ?
                 WHERE (status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?
                                                OR (? AND error IS NOT NULL)))
                    OR (status = 'sending' AND next_attempt_at <= ?)""",
-                [token, now + lease, now, ignore_backoff, now],
+                [token, until, now, ignore_backoff, now],
             )
-    except duckdb.TransactionException as exc:
-        if not _CONFLICT.match(str(exc)):
-            raise _store_error(exc, database, "claiming alerts") from None
-        log.info("another sender is claiming alerts right now; leaving them to it")
-        return []
-    except duckdb.Error as exc:
-        raise _store_error(exc, database, "claiming alerts") from None
-    rows = con.execute(
-        "SELECT rule, story_id, recipient, update_no, article_id, attempts FROM alerts"
-        " WHERE status = 'sending' AND claimed_by = ?", [token]).fetchall()
-    for holder, n in stale:
-        log.warning("reclaimed %d alert(s) left in 'sending' by sender %s, whose lease ran"
-                    " out (it died mid-round?); sending them again with the same Message-ID",
-                    n, holder or "(unknown)")
-    return [_Claimed(key=(r[0], r[1], r[2], r[3]), article_id=r[4], attempts=r[5])
-            for r in rows]
+        except duckdb.TransactionException as exc:
+            if not _CONFLICT.match(str(exc)):
+                raise _store_error(exc, self.database, "claiming alerts") from None
+            log.info("another sender is claiming alerts right now; leaving them to it")
+            return [], []
+        except duckdb.Error as exc:
+            raise _store_error(exc, self.database, "claiming alerts") from None
+        rows = self.con.execute(
+            "SELECT rule, story_id, recipient, update_no, article_id, attempts FROM alerts"
+            " WHERE status = 'sending' AND claimed_by = ?", [token]).fetchall()
+        return ([Claimed(key=(r[0], r[1], r[2], r[3]), article_id=r[4], attempts=r[5])
+                 for r in rows],
+                [Reclaimed(holder=holder, count=n) for holder, n in stale])
+
+    def renew(self, token: str, until: datetime) -> set[Key]:
+        try:
+            self.con.execute("UPDATE alerts SET next_attempt_at = ?"
+                             " WHERE status = 'sending' AND claimed_by = ?", [until, token])
+        except duckdb.TransactionException as exc:
+            if not _CONFLICT.match(str(exc)):
+                raise _store_error(exc, self.database, "renewing a claim") from None
+            # Another sender is taking rows over right now: hold none of them
+            # any more (they stay 'sending' under this round's token until the
+            # lease ends, then go out again: late, never twice).
+            return set()
+        except duckdb.Error as exc:
+            raise _store_error(exc, self.database, "renewing a claim") from None
+        return {(r[0], r[1], r[2], r[3]) for r in self.con.execute(
+            "SELECT rule, story_id, recipient, update_no FROM alerts"
+            " WHERE status = 'sending' AND claimed_by = ?", [token]).fetchall()}
+
+    def _write(self, doing: str, sql: str, params: list[object]) -> None:
+        try:
+            self.con.execute(sql, params)
+        except duckdb.Error as exc:
+            raise _store_error(exc, self.database, doing) from None
+
+    def mark_sent(self, keys: Sequence[Key], message_id: str, sent_at: datetime) -> None:
+        for key in keys:
+            self._write("marking an alert sent",
+                        "UPDATE alerts SET status = 'sent', sent_at = ?, message_id = ?,"
+                        f" error = NULL, attempts = attempts + 1 WHERE {_WHERE_KEY}",
+                        [sent_at, message_id, *key])
+
+    def mark_failed(self, keys: Sequence[Key], token: str, *, status: str, error: str,
+                    retry_at: datetime | None) -> None:
+        for key in keys:
+            self._write("recording a delivery error",
+                        "UPDATE alerts SET status = ?, error = ?, next_attempt_at = ?,"
+                        f" attempts = attempts + 1 WHERE {_WHERE_KEY} AND status = 'sending'"
+                        " AND claimed_by = ?", [status, error, retry_at, *key, token])
+
+    def release(self, keys: Sequence[Key], token: str, *, error: str,
+                retry_at: datetime) -> None:
+        for key in keys:
+            self._write("releasing unsent alerts",
+                        "UPDATE alerts SET status = 'pending', next_attempt_at = ?, error = ?"
+                        f" WHERE {_WHERE_KEY} AND status = 'sending' AND claimed_by = ?",
+                        [retry_at, error, *key, token])
+
+    def stuck(self, token: str) -> tuple[int, datetime] | None:
+        row = self.con.execute("SELECT count(*), max(next_attempt_at) FROM alerts"
+                               " WHERE status = 'sending' AND claimed_by = ?", [token]).fetchone()
+        return (int(row[0]), row[1]) if row and row[0] else None
+
+    def waiting(self) -> dict[str, tuple[int, datetime | None]]:
+        return {status: (int(n), first) for status, n, first in self.con.execute(
+            "SELECT status, count(*), min(next_attempt_at) FROM alerts"
+            " WHERE status IN ('pending', 'sending') GROUP BY ALL").fetchall()}
 
 
-def _jobs(claimed: list[_Claimed], rules: dict[str, AlertRule]) -> list[_Job]:
+def _jobs(claimed: list[Claimed], rules: dict[str, AlertRule]) -> list[_Job]:
     instant: list[_Job] = []
-    digests: dict[tuple[str, str], list[_Claimed]] = defaultdict(list)
+    digests: dict[tuple[str, str], list[Claimed]] = defaultdict(list)
     for c in sorted(claimed, key=lambda c: c.key):
         rule = rules.get(c.key[0])
         if rule is not None and rule.mode == "digest":
@@ -191,15 +258,12 @@ def _jobs(claimed: list[_Claimed], rules: dict[str, AlertRule]) -> list[_Job]:
         for (r, to), rows in sorted(digests.items())]
 
 
-_WHERE_KEY = "rule = ? AND story_id = ? AND recipient = ? AND update_no = ?"
-
-
 class _Lease:
     """This round's hold on the rows it claimed, renewed before it runs out."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, database: Path, token: str,
-                 lease: timedelta, until: datetime, keys: set[Key]) -> None:
-        self.con, self.database, self.token, self.lease = con, database, token, lease
+    def __init__(self, outbox: Outbox, token: str, lease: timedelta, until: datetime,
+                 keys: set[Key]) -> None:
+        self.outbox, self.token, self.lease = outbox, token, lease
         self.until = until
         self.keys = keys  # the rows this round holds
         self.lost: set[Key] = set()
@@ -218,58 +282,15 @@ class _Lease:
         return not lost
 
     def _renew(self, at: datetime) -> None:
-        expired = at >= self.until
-        try:
-            with _WRITE_LOCK.get()():
-                self.con.execute("UPDATE alerts SET next_attempt_at = ?"
-                                 " WHERE status = 'sending' AND claimed_by = ?",
-                                 [at + self.lease, self.token])
-        except duckdb.TransactionException as exc:
-            if not _CONFLICT.match(str(exc)):
-                raise _store_error(exc, self.database, "renewing a claim") from None
-            # Another sender is taking rows over right now: hold none of them
-            # any more (they stay 'sending' under this round's token until the
-            # lease ends, then go out again: late, never twice).
-            self.lost = set(self.keys)
-            return
-        except duckdb.Error as exc:
-            raise _store_error(exc, self.database, "renewing a claim") from None
+        # Rows already marked are no longer held, and no longer asked about.
+        self.lost |= self.keys - self.outbox.renew(self.token, at + self.lease)
         self.until = at + self.lease
-        if expired:
-            mine = {(r[0], r[1], r[2], r[3]) for r in self.con.execute(
-                "SELECT rule, story_id, recipient, update_no FROM alerts"
-                " WHERE status = 'sending' AND claimed_by = ?", [self.token]).fetchall()}
-            self.lost |= self.keys - mine
 
 
-def _write(con: duckdb.DuckDBPyConnection, database: Path, doing: str, sql: str,
-           params: list[object]) -> None:
-    try:
-        with _WRITE_LOCK.get()():
-            con.execute(sql, params)
-    except duckdb.Error as exc:
-        raise _store_error(exc, database, doing) from None
-
-
-def _mark_sent(con: duckdb.DuckDBPyConnection, database: Path, keys: Sequence[Key],
-               message_id: str, sent_at: datetime) -> None:
-    # Unconditional: delivered is delivered, even if the claim ran out meanwhile
-    # (a sender that took the row over then finds it sent and skips it).
-    for key in keys:
-        _write(con, database, "marking an alert sent",
-               "UPDATE alerts SET status = 'sent', sent_at = ?, message_id = ?, error = NULL,"
-               f" attempts = attempts + 1 WHERE {_WHERE_KEY}", [sent_at, message_id, *key])
-
-
-def _mark_failed(con: duckdb.DuckDBPyConnection, database: Path, job: _Job, token: str,
-                 exc: DeliveryError, retry_at: datetime, attempt: int) -> None:
-    status = "failed" if exc.permanent else "pending"
-    for key in job.keys:
-        _write(con, database, "recording a delivery error",
-               "UPDATE alerts SET status = ?, error = ?, next_attempt_at = ?,"
-               f" attempts = attempts + 1 WHERE {_WHERE_KEY} AND status = 'sending'"
-               " AND claimed_by = ?",
-               [status, exc.reason, None if exc.permanent else retry_at, *key, token])
+def _mark_failed(outbox: Outbox, job: _Job, token: str, exc: DeliveryError,
+                 retry_at: datetime, attempt: int) -> None:
+    outbox.mark_failed(job.keys, token, status="failed" if exc.permanent else "pending",
+                       error=exc.reason, retry_at=None if exc.permanent else retry_at)
     what = ("digest" if job.digest else "alert") + f" {job.rule!r}"
     stories = ", ".join(k[1] for k in job.keys)
     outcome = ("failed for good (a permanent refusal; not retried)" if exc.permanent
@@ -278,15 +299,11 @@ def _mark_failed(con: duckdb.DuckDBPyConnection, database: Path, job: _Job, toke
                 exc.reason, outcome)
 
 
-def _release(con: duckdb.DuckDBPyConnection, database: Path, jobs: Sequence[_Job], token: str,
-             retry_at: datetime, reason: str) -> None:
+def _release(outbox: Outbox, jobs: Sequence[_Job], token: str, retry_at: datetime,
+             reason: str) -> None:
     """Put rows this round claimed but never tried back to pending, due with the rest."""
-    for job in jobs:
-        for key in job.keys:
-            _write(con, database, "releasing unsent alerts",
-                   "UPDATE alerts SET status = 'pending', next_attempt_at = ?, error = ?"
-                   f" WHERE {_WHERE_KEY} AND status = 'sending' AND claimed_by = ?",
-                   [retry_at, f"not tried: the round stopped after {reason}", *key, token])
+    outbox.release([key for job in jobs for key in job.keys], token,
+                   error=f"not tried: the round stopped after {reason}", retry_at=retry_at)
 
 
 def _story_title(con: duckdb.DuckDBPyConnection, story: str) -> tuple[str, datetime | None]:
@@ -334,41 +351,34 @@ def _digest(con: duckdb.DuckDBPyConnection, rule: AlertRule, recipient: str,
 def send_pending(
     con: duckdb.DuckDBPyConnection, settings: Settings, mailer: Mailer, *,
     now: datetime | None = None, ignore_backoff: bool = False, lease: timedelta | None = None,
-    write_lock: WriteLock | None = None,
+    outbox: Outbox | None = None,
 ) -> SendResult:
     """Deliver every due outbox row (with ``ignore_backoff``, also the rows
     waiting out a retry backoff; never a digest before its period ends).
-    ``write_lock``: held around each write to the outbox (a lake's writer lock).
+    ``con`` is read for the stories; ``outbox`` keeps the delivery state
+    (default: the ``alerts`` table of ``con``, the DuckDB file).
 
     Raises StoreError when the outbox cannot be written (disk full, say): rows
     it claimed stay ``sending`` until their lease ends, then go out again.
     """
-    reset = _WRITE_LOCK.set(write_lock or nullcontext)
-    try:
-        return _send_pending(con, settings, mailer, now=now, ignore_backoff=ignore_backoff,
-                             lease=lease)
-    finally:
-        _WRITE_LOCK.reset(reset)
-
-
-def _send_pending(
-    con: duckdb.DuckDBPyConnection, settings: Settings, mailer: Mailer, *,
-    now: datetime | None, ignore_backoff: bool, lease: timedelta | None,
-) -> SendResult:
     now = now or datetime.now(UTC)
     started = time.monotonic()
 
     def clock() -> datetime:  # ``now`` moved on by the time this round has taken
         return now + timedelta(seconds=time.monotonic() - started)
 
+    outbox = outbox or _FileOutbox(con, settings.database)
     lease = lease or lease_for(settings)
-    database = settings.database
     rules = {r.name: r for r in settings.alerts}
     sender = settings.smtp.sender if settings.smtp else DEFAULT_SENDER
     token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-    claimed = _claim(con, database, now, lease, token, ignore_backoff=ignore_backoff)
+    claimed, reclaimed = outbox.claim(now, now + lease, token, ignore_backoff=ignore_backoff)
+    for r in reclaimed:
+        log.warning("reclaimed %d alert(s) left in 'sending' by sender %s, whose lease ran"
+                    " out (it died mid-round?); sending them again with the same Message-ID",
+                    r.count, r.holder or "(unknown)")
     jobs = _jobs(claimed, rules)
-    held = _Lease(con, database, token, lease, now + lease, {c.key for c in claimed})
+    held = _Lease(outbox, token, lease, now + lease, {c.key for c in claimed})
     sent = failed = retry = 0
     stopped: str | None = None
     try:
@@ -383,12 +393,15 @@ def _send_pending(
                 except DeliveryError as exc:
                     problem = exc
             if problem is None and message is not None:
-                _mark_sent(con, database, job.keys, str(message["Message-ID"]), clock())
+                # Unconditional: delivered is delivered, even if the claim ran
+                # out meanwhile (a sender that took the row over then finds it
+                # sent and skips it).
+                outbox.mark_sent(job.keys, str(message["Message-ID"]), clock())
                 sent += 1
                 continue
             assert problem is not None
             retry_at = clock() + _backoff(attempt)
-            _mark_failed(con, database, job, token, problem, retry_at, attempt)
+            _mark_failed(outbox, job, token, problem, retry_at, attempt)
             if problem.permanent:
                 failed += 1
                 continue
@@ -396,7 +409,7 @@ def _send_pending(
             if problem.server:
                 rest = jobs[i + 1:]
                 stopped = problem.reason
-                _release(con, database, rest, token, retry_at, problem.reason)
+                _release(outbox, rest, token, retry_at, problem.reason)
                 retry += len(rest)
                 if rest:
                     log.warning("stopped this round after: %s; %d more email(s) not tried, left"
@@ -406,14 +419,18 @@ def _send_pending(
     except StoreError as exc:
         # Rows this round claimed cannot be put back without writing: they stay
         # 'sending' until their lease ends, then the next send takes them.
-        stuck = _stuck(con, token)
+        stuck = outbox.stuck(token)
         if stuck is None:
             raise
         raise StoreError(f"{exc}; {stuck[0]} alert(s) this round claimed stay 'sending' until"
                          f" {stuck[1]:%Y-%m-%d %H:%M:%S} UTC, then go out again") from None
     finally:
         mailer.close()
-    return _result(con, sent=sent, failed=failed, retry=retry, stopped=stopped)
+    counts = outbox.waiting()
+    (pending, next_at), (sending, reclaim_at) = (counts.get(s, (0, None))
+                                                 for s in ("pending", "sending"))
+    return SendResult(sent=sent, failed=failed, retry=retry, pending=pending, sending=sending,
+                      next_attempt_at=next_at, reclaim_at=reclaim_at, stopped=stopped)
 
 
 def _message(con: duckdb.DuckDBPyConnection, rules: dict[str, AlertRule], job: _Job,
@@ -428,21 +445,3 @@ def _message(con: duckdb.DuckDBPyConnection, rules: dict[str, AlertRule], job: _
     if message is None:
         return None, DeliveryError("the story has no articles any more", permanent=True)
     return message, None
-
-
-def _stuck(con: duckdb.DuckDBPyConnection, token: str) -> tuple[int, datetime] | None:
-    row = con.execute("SELECT count(*), max(next_attempt_at) FROM alerts"
-                      " WHERE status = 'sending' AND claimed_by = ?", [token]).fetchone()
-    return (int(row[0]), row[1]) if row and row[0] else None
-
-
-def _result(con: duckdb.DuckDBPyConnection, *, sent: int, failed: int, retry: int,
-            stopped: str | None) -> SendResult:
-    counts = dict.fromkeys(("pending", "sending"), (0, None))
-    for status, n, first in con.execute(
-            "SELECT status, count(*), min(next_attempt_at) FROM alerts"
-            " WHERE status IN ('pending', 'sending') GROUP BY ALL").fetchall():
-        counts[status] = (int(n), first)
-    (pending, next_at), (sending, reclaim_at) = counts["pending"], counts["sending"]
-    return SendResult(sent=sent, failed=failed, retry=retry, pending=pending, sending=sending,
-                      next_attempt_at=next_at, reclaim_at=reclaim_at, stopped=stopped)

@@ -38,12 +38,11 @@ class Backend(Protocol):
 
     def writer(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         """A connection for the single writer: held by one process on any host
-        at a time (the load, the alert sender's marks, maintenance)."""
+        at a time (the load, feeds changes, maintenance)."""
         ...
 
     def lock(self) -> AbstractContextManager[object]:
-        """The writer lock alone, for writers that hold it write by write (the
-        alert sender: not while an email is on its way)."""
+        """The writer lock alone, without a connection."""
         ...
 
     def describe(self) -> str:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from pipeline import store
+from pipeline.store import delivery
 from pipeline.store.backend import LAKE_ALIAS, upsert
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ class LakeBackend:
         self.catalog = config.catalog
         self.data_path = config.data_path
         self.s3 = config.s3
+        self._delivery_ready = False  # the delivery table is known to exist
 
     def describe(self) -> str:
         return f"the lake (catalog {self.catalog!r})"
@@ -142,15 +144,15 @@ class LakeBackend:
                 cur.execute(f"SET lock_timeout = '{int(wait * 1000)}ms'")
                 cur.execute("SELECT pg_try_advisory_lock(%s)", [WRITER_LOCK])
                 if not cur.fetchone()[0]:
-                    log.warning("another host holds the lake's writer lock (a load, the "
-                                "alert sender or maintenance); waiting for it (up to %.0f s)",
+                    log.warning("another host holds the lake's writer lock (a load, a feeds "
+                                "change or maintenance); waiting for it (up to %.0f s)",
                                 wait)
                     try:
                         cur.execute("SELECT pg_advisory_lock(%s)", [WRITER_LOCK])
                     except psycopg2.errors.LockNotAvailable:
                         raise store.DatabaseLocked(
                             f"another host has held the lake's writer lock for over {wait:.0f}"
-                            " s (a load, the alert sender or maintenance); let it finish, or "
+                            " s (a load, a feeds change or maintenance); let it finish, or "
                             "end the stuck process, and run again") from None
             yield
         finally:
@@ -186,9 +188,19 @@ class LakeBackend:
         return con
 
     @contextmanager
-    def _connection(self, *, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _connection(self, *, read_only: bool, writer: bool = False
+                    ) -> Iterator[duckdb.DuckDBPyConnection]:
         con = self._open(read_only=read_only)
         try:
+            if writer:
+                ensure_schema(con)
+            # Delivery state lives in PostgreSQL (pipeline.store.delivery): a
+            # connection that never writes the lake's outbox reads ``alerts``
+            # with it; the writer's load reads it as ``alert_state``.
+            if not self._delivery_ready:
+                delivery.connect(self.catalog).close()
+                self._delivery_ready = True
+            delivery.state_view(con, self.catalog, as_alerts=not writer)
             yield con
         finally:
             con.close()
@@ -210,8 +222,7 @@ class LakeBackend:
 
     @contextmanager
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self.writer_lock(), self._connection(read_only=False) as con:
-            ensure_schema(con)
+        with self.writer_lock(), self._connection(read_only=False, writer=True) as con:
             yield con
 
 

@@ -1,0 +1,234 @@
+"""Alert delivery state of a lake, in its catalog's PostgreSQL database.
+
+In lake mode the load appends outbox rows to the lake's ``alerts`` table (in
+its transaction, as in the file) and nobody writes them again: a lake commit
+per "claimed" or "sent" aborts the loader's commits (issue 15 measured 0 of 51
+loads committed in 30 s). The sender keeps each row's delivery state here
+instead, in ``newsmon_delivery.deliveries``, keyed like the outbox; it copies
+new keys from the lake (``ON CONFLICT DO NOTHING``), claims due rows with
+``SELECT ... FOR UPDATE SKIP LOCKED`` (two senders never wait for, nor take,
+each other's rows), delivers, and marks them, all in PostgreSQL.
+
+Lake connections see both joined: :func:`state_view` makes the temp view
+``alert_state`` (and ``alerts`` on read-only connections), the lake's rows with
+this table's status, attempts, Message-ID and error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from pipeline import store
+
+Key = tuple[str, str, str, int]  # rule, story_id, recipient, update_no
+
+SCHEMA = "newsmon_delivery"
+TABLE = f"{SCHEMA}.deliveries"
+# The alias DuckDB attaches the catalog database under, read-only, for the view.
+PG_ALIAS = "newsmon_delivery_pg"
+
+# Two senders starting at once would race CREATE TABLE IF NOT EXISTS (a
+# unique violation in pg_type): the DDL runs under a transaction-level lock.
+_DDL_LOCK = 0x6E6D_616C_6572  # "nmaler"
+_DDL = f"""
+SELECT pg_advisory_xact_lock({_DDL_LOCK});
+CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    rule             TEXT NOT NULL,
+    story_id         TEXT NOT NULL,
+    recipient        TEXT NOT NULL,
+    update_no        INTEGER NOT NULL,
+    article_id       TEXT,
+    status           TEXT NOT NULL DEFAULT 'pending',  -- pending | sending | sent | failed
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  TIMESTAMPTZ,   -- pending: when due; sending: when the claim ends
+    claimed_by       TEXT,
+    sent_at          TIMESTAMPTZ,
+    message_id       TEXT,
+    error            TEXT,
+    PRIMARY KEY (rule, story_id, recipient, update_no)
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON {TABLE} (status, next_attempt_at);
+"""
+
+_WHERE_KEY = "rule = %s AND story_id = %s AND recipient = %s AND update_no = %s"
+_STATE_COLUMNS = ("status", "attempts", "next_attempt_at", "claimed_by", "sent_at",
+                  "message_id", "error")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claimed:
+    """An outbox row a sender's round holds."""
+
+    key: Key
+    article_id: str | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reclaimed:
+    """Rows a round took over from a sender whose lease ran out."""
+
+    holder: str | None
+    count: int
+
+
+def connect(dsn: str) -> Any:
+    """A psycopg2 connection to the catalog database, the delivery table made."""
+    import psycopg2
+
+    try:
+        pg = psycopg2.connect(dsn, connect_timeout=10)
+    except psycopg2.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise store.StoreError(
+            f"cannot reach the lake's catalog database for alert delivery ({dsn!r}: {first});"
+            " check store.catalog and that PostgreSQL is running") from None
+    with pg, pg.cursor() as cur:
+        cur.execute(_DDL)
+    return pg
+
+
+class PgOutbox:
+    """The sender's writes (claim, renew, marks) on the delivery table; every
+    method is one PostgreSQL transaction."""
+
+    def __init__(self, pg: Any) -> None:
+        self.pg = pg
+
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        import psycopg2
+
+        try:
+            with self.pg, self.pg.cursor() as cur:
+                yield cur
+        except psycopg2.Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise store.StoreError(
+                f"cannot update the lake's alert delivery table {TABLE} ({first}); check that"
+                " the catalog's PostgreSQL is running and run the send again") from None
+
+    def add(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Copy outbox rows (key, article_id, due) from the lake; keys already
+        here are left alone. Returns how many were new."""
+        from psycopg2.extras import execute_values
+
+        if not rows:
+            return 0
+        with self._cursor() as cur:
+            added = execute_values(cur, f"""INSERT INTO {TABLE}
+                (rule, story_id, recipient, update_no, article_id, next_attempt_at)
+                VALUES %s ON CONFLICT DO NOTHING RETURNING 1""", list(rows), page_size=500,
+                           fetch=True)
+            return len(added)
+
+    def claim(self, now: datetime, until: datetime, token: str, *, ignore_backoff: bool
+              ) -> tuple[list[Claimed], list[Reclaimed]]:
+        with self._cursor() as cur:
+            cur.execute(f"""
+                WITH due AS (
+                    SELECT rule, story_id, recipient, update_no, status AS was, claimed_by AS held
+                    FROM {TABLE}
+                    WHERE (status = 'pending' AND (next_attempt_at IS NULL
+                           OR next_attempt_at <= %(now)s OR (%(ignore)s AND error IS NOT NULL)))
+                       OR (status = 'sending' AND next_attempt_at <= %(now)s)
+                    FOR UPDATE SKIP LOCKED)
+                UPDATE {TABLE} d SET status = 'sending', claimed_by = %(token)s,
+                    next_attempt_at = %(until)s
+                FROM due WHERE (d.rule, d.story_id, d.recipient, d.update_no)
+                             = (due.rule, due.story_id, due.recipient, due.update_no)
+                RETURNING d.rule, d.story_id, d.recipient, d.update_no, d.article_id,
+                          d.attempts, due.was, due.held""",
+                        {"now": now, "until": until, "token": token, "ignore": ignore_backoff})
+            rows = cur.fetchall()
+        claimed = [Claimed(key=(r[0], r[1], r[2], r[3]), article_id=r[4], attempts=r[5])
+                   for r in rows]
+        stale: dict[str | None, int] = {}
+        for r in rows:
+            if r[6] == "sending":
+                stale[r[7]] = stale.get(r[7], 0) + 1
+        return claimed, [Reclaimed(holder=h, count=n) for h, n in stale.items()]
+
+    def renew(self, token: str, until: datetime) -> set[Key]:
+        """Extend this round's claim; returns the keys it still holds."""
+        with self._cursor() as cur:
+            cur.execute(f"UPDATE {TABLE} SET next_attempt_at = %s"
+                        " WHERE status = 'sending' AND claimed_by = %s"
+                        " RETURNING rule, story_id, recipient, update_no", [until, token])
+            return {(r[0], r[1], r[2], r[3]) for r in cur.fetchall()}
+
+    def mark_sent(self, keys: Sequence[Key], message_id: str, sent_at: datetime) -> None:
+        with self._cursor() as cur:
+            for key in keys:
+                cur.execute(f"UPDATE {TABLE} SET status = 'sent', sent_at = %s, message_id = %s,"
+                            f" error = NULL, attempts = attempts + 1 WHERE {_WHERE_KEY}",
+                            [sent_at, message_id, *key])
+
+    def mark_failed(self, keys: Sequence[Key], token: str, *, status: str, error: str,
+                    retry_at: datetime | None) -> None:
+        with self._cursor() as cur:
+            for key in keys:
+                cur.execute(f"UPDATE {TABLE} SET status = %s, error = %s, next_attempt_at = %s,"
+                            f" attempts = attempts + 1 WHERE {_WHERE_KEY}"
+                            " AND status = 'sending' AND claimed_by = %s",
+                            [status, error, retry_at, *key, token])
+
+    def release(self, keys: Sequence[Key], token: str, *, error: str,
+                retry_at: datetime) -> None:
+        with self._cursor() as cur:
+            for key in keys:
+                cur.execute(f"UPDATE {TABLE} SET status = 'pending', next_attempt_at = %s,"
+                            f" error = %s WHERE {_WHERE_KEY} AND status = 'sending'"
+                            " AND claimed_by = %s", [retry_at, error, *key, token])
+
+    def stuck(self, token: str) -> tuple[int, datetime] | None:
+        with self._cursor() as cur:
+            cur.execute(f"SELECT count(*), max(next_attempt_at) FROM {TABLE}"
+                        " WHERE status = 'sending' AND claimed_by = %s", [token])
+            row = cur.fetchone()
+        return (int(row[0]), row[1]) if row and row[0] else None
+
+    def waiting(self) -> dict[str, tuple[int, datetime | None]]:
+        """{'pending' | 'sending': (rows, the earliest next_attempt_at)}."""
+        with self._cursor() as cur:
+            cur.execute(f"SELECT status, count(*), min(next_attempt_at) FROM {TABLE}"
+                        " WHERE status IN ('pending', 'sending') GROUP BY status")
+            return {r[0]: (int(r[1]), r[2]) for r in cur.fetchall()}
+
+
+def lake_outbox_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+    """The lake's outbox rows as :meth:`PgOutbox.add` takes them."""
+    return con.execute("SELECT rule, story_id, recipient, update_no, article_id,"
+                       f" next_attempt_at FROM {_lake_alerts()}").fetchall()
+
+
+def _lake_alerts() -> str:
+    from pipeline.store.backend import LAKE_ALIAS
+
+    return f"{LAKE_ALIAS}.main.alerts"
+
+
+def state_view(con: duckdb.DuckDBPyConnection, dsn: str, *, as_alerts: bool) -> None:
+    """Attach the catalog database read-only and make the temp view
+    ``alert_state``: the lake's outbox rows with their delivery state (a row no
+    sender has copied yet is pending, as the load wrote it). ``as_alerts``:
+    also the temp view ``alerts`` over it, which hides the lake's table of that
+    name (for connections that never write it: analysts, the sender)."""
+    con.execute(f"ATTACH '{dsn.replace(chr(39), chr(39) * 2)}' AS {PG_ALIAS}"
+                " (TYPE postgres, READ_ONLY)")
+    picked = ", ".join(f"coalesce(d.{c}, a.{c}) AS {c}" if c in ("status", "attempts")
+                       else f"CASE WHEN d.rule IS NULL THEN a.{c} ELSE d.{c} END AS {c}"
+                       for c in _STATE_COLUMNS)
+    con.execute(f"""CREATE OR REPLACE TEMP VIEW alert_state AS
+        SELECT a.* REPLACE ({picked})
+        FROM {_lake_alerts()} a LEFT JOIN {PG_ALIAS}.{TABLE} d
+        USING (rule, story_id, recipient, update_no)""")
+    if as_alerts:
+        con.execute("CREATE OR REPLACE TEMP VIEW alerts AS SELECT * FROM alert_state")
