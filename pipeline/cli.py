@@ -437,7 +437,6 @@ _FEED_CHANGES: dict[str, Callable[[Any, Any, argparse.Namespace], str]] = {
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    from pipeline import store
     from pipeline.run import send_stage
 
     settings = _settings(args)
@@ -452,7 +451,11 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         return 1 if result.undelivered else 0
     if args.action == "test":
         return _backtest(settings, args)
-    with store.connect(settings.database, read_only=True) as con:
+    from pipeline.store.backend import open_store
+
+    # In lake mode `alerts` is the view joining the lake's rows and their
+    # delivery state in PostgreSQL.
+    with open_store(settings, read_only=True) as con:
         cursor = con.execute(
             "SELECT a.rule, a.recipient, a.update_no AS update, a.status, s.title AS story,"
             " a.created_at, a.sent_at, a.attempts, a.next_attempt_at AS next_attempt,"

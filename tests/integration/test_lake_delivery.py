@@ -193,6 +193,12 @@ def test_newsmon_sql_shows_the_sent_state_of_lake_alerts(
     assert status_counts() == ["status,n,ids", f"pending,{len(RECIPIENTS)},0"]
     assert send_stage(settings).sent == len(RECIPIENTS)
     assert status_counts() == ["status,n,ids", f"sent,{len(RECIPIENTS)},{len(RECIPIENTS)}"]
+    # `newsmon alerts` lists the same state (it reads the view, not a DuckDB file).
+    listed = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "alerts", "--config", str(config)],
+        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert f"outbox: 0 pending, 0 sending, {len(RECIPIENTS)} sent, 0 failed" in listed.stdout
 
 
 def test_a_grown_lake_story_is_an_update_once_its_alert_was_sent(
