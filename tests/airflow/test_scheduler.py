@@ -33,12 +33,14 @@ import pytest
 
 pytest.importorskip("airflow", reason="needs the airflow extra: pip install -e '.[airflow]'")
 
-import duckdb
 import httpx
-from airflow_env import NewsmonEnv, counts
+from airflow_env import TABLES, NewsmonEnv
+from support import lake
 from support.smtp import free_port
 
+from pipeline.config import load_settings
 from pipeline.demo import SeedServer
+from pipeline.store.backend import open_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(280)]
 
@@ -205,12 +207,37 @@ def stack(tmp_path: Path, metadata_db: str) -> Iterator[Stack]:
         stack.stop()
 
 
+def _rows(env: NewsmonEnv, sql: str) -> list[tuple[Any, ...]]:
+    """What the configured store holds (the DuckDB file, or the lake)."""
+    with open_store(load_settings(env.config), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def _counts(env: NewsmonEnv) -> dict[str, int]:
+    return {t: int(_rows(env, f"SELECT count(*) FROM {t}")[0][0]) for t in TABLES}
+
+
+@contextlib.contextmanager
+def _store(mode: str, stack: Stack) -> Iterator[dict[str, Any]]:
+    """The config's store section: the file (none), or a lake on a fresh
+    PostgreSQL catalog with data and staging on a moto S3 (issue 15)."""
+    if mode == "file":
+        yield {}
+        return
+    with lake.catalog_database() as dsn, lake.s3_server() as endpoint:
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            stack.env[key] = os.environ[key]  # the task processes reach the S3 too
+        yield {"store": lake.store_section(dsn, "s3://newsmon/lake/", endpoint=endpoint,
+                                           staging_url="s3://newsmon/staging/")}
+
+
+@pytest.mark.parametrize("mode", ["file", "lake"])
 def test_news_monitor_and_alerts_on_the_real_scheduler(
-    stack: Stack, tmp_path: Path, smtp_server: Any
+    stack: Stack, tmp_path: Path, smtp_server: Any, mode: str
 ) -> None:
     env = NewsmonEnv(root=tmp_path, inbox=smtp_server)
-    with SeedServer(ROOT / "seeds" / "site") as site:
-        env.write(site)
+    with SeedServer(ROOT / "seeds" / "site") as site, _store(mode, stack) as store_config:
+        env.write(site, **store_config)
         stack.env["NEWSMON_CONFIG"] = str(env.config)
         stack.env["AIRFLOW_CONN_SMTP_DEFAULT"] = env.connection_json("unused-password")
         stack.start("api-server", "api-server")
@@ -254,9 +281,8 @@ def test_news_monitor_and_alerts_on_the_real_scheduler(
 
         # Whatever went wrong inside the tasks shows in the feeds table and in
         # the poll's XCom before it shows in the counts.
-        with duckdb.connect(str(env.database), read_only=True) as con:
-            feed_errors = con.execute("SELECT url, last_error FROM feeds"
-                                      " WHERE last_error IS NOT NULL").fetchall()
+        feed_errors = _rows(env, "SELECT url, last_error FROM feeds"
+                                 " WHERE last_error IS NOT NULL")
         assert feed_errors == [], f"{feed_errors}\n{stack.report()}"
         polled = client.get(f"/dags/news_monitor/dagRuns/{run_id}/taskInstances/poll"
                             "/xcomEntries/return_value").json()["value"]
@@ -270,7 +296,7 @@ def test_news_monitor_and_alerts_on_the_real_scheduler(
         (alert_run,) = alert_runs()
         assert alert_run["run_type"] == "asset_triggered"
 
-        first = counts(env.database)
+        first = _counts(env)
         assert first["articles"] == 5
         assert first["stories"] == 1
         assert len(smtp_server.messages) == 1
@@ -290,6 +316,8 @@ def test_news_monitor_and_alerts_on_the_real_scheduler(
         _wait("the cleared load to run again",
               lambda: load_tries() >= 2 and finished(2), stack,
               time.monotonic() + RUN_DEADLINE)
-        assert counts(env.database) == first
+        assert _counts(env) == first
         assert len(smtp_server.messages) == 1
         client.close()
+        # A lake run leaves no DuckDB file on the side.
+        assert env.database.exists() == (mode == "file")
