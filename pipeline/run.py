@@ -28,7 +28,7 @@ from types import FrameType
 
 from pipeline import alert
 from pipeline.config import Settings
-from pipeline.process import ProcessSummary, process_stage, shard_count
+from pipeline.process import ProcessSummary, ShardPart, process_stage, shard_count, shard_parts
 from pipeline.stages import (
     MAX_PAGE_ATTEMPTS,
     PollSummary,
@@ -48,9 +48,9 @@ from pipeline.store.plan import PlanResult
 from pipeline.stream import Batching, BatchResult, StreamResult, stream_pass
 
 __all__ = [
-    "MAX_PAGE_ATTEMPTS", "PassResult", "PollSummary", "ProcessSummary", "cluster_stage",
-    "load_stage", "new_run_id", "pass_lock", "poll_stage", "process_stage", "run_continuous",
-    "run_pass", "send_stage", "shard_count", "tidy_staging",
+    "MAX_PAGE_ATTEMPTS", "PassResult", "PollSummary", "ProcessSummary", "ShardPart",
+    "cluster_stage", "load_stage", "new_run_id", "pass_lock", "poll_stage", "process_stage",
+    "run_continuous", "run_pass", "send_stage", "shard_count", "shard_parts", "tidy_staging",
 ]
 
 log = logging.getLogger(__name__)
