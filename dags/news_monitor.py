@@ -82,6 +82,7 @@ def news_monitor() -> None:
     @task(pool=DUCKDB_POOL, multiple_outputs=False)
     def poll(run_id: str | None = None, dag_run: Any = None, params: Any = None) -> dict[str, Any]:
         from pipeline.airflow_support import (
+            as_xcom,
             pipeline_run_id,
             run_time,
             settings_from_airflow,
@@ -92,57 +93,51 @@ def news_monitor() -> None:
         with worker_processes_allowed():
             summary = poll_stage(settings_from_airflow(), pipeline_run_id(run_id or ""),
                                  now=run_time(dag_run), force=bool(params and params["force"]))
-        return {"run_id": summary.run_id, "feeds_polled": summary.feeds_polled,
-                "feeds_failed": summary.feeds_failed, "entries_new": summary.entries_new,
-                "entries_retry": summary.entries_retry}
+        return as_xcom(summary)
 
     @task
     def plan_shards(polled: dict[str, Any]) -> list[dict[str, Any]]:
-        from pipeline.airflow_support import max_shards, settings_from_airflow
-        from pipeline.run import shard_count
+        from pipeline.airflow_support import as_xcom, max_shards, settings_from_airflow
+        from pipeline.run import shard_parts
 
-        n = shard_count(settings_from_airflow(), polled["run_id"], max_shards())
-        return [{"run_id": polled["run_id"], "shard": i, "shards": n} for i in range(n)]
+        return [as_xcom(part)
+                for part in shard_parts(settings_from_airflow(), polled["run_id"], max_shards())]
 
     @task(multiple_outputs=False,
           map_index_template="shard {{ task.op_kwargs['part']['shard'] }}")
     def process(part: dict[str, Any]) -> dict[str, Any]:
-        from pipeline.airflow_support import settings_from_airflow, worker_processes_allowed
-        from pipeline.run import process_stage
+        from pipeline.airflow_support import (
+            as_xcom,
+            settings_from_airflow,
+            worker_processes_allowed,
+        )
+        from pipeline.run import ShardPart, process_stage
 
-        settings = settings_from_airflow()
+        settings, shard = settings_from_airflow(), ShardPart(**part)
         # The shards are the parallelism here; more than one worker process
         # per shard only when the config asks for it (process.workers).
         with worker_processes_allowed():
-            summary = process_stage(settings, part["run_id"], shard=part["shard"],
-                                    shards=part["shards"],
-                                    workers=settings.process.workers or 1)
-        return {"shard": summary.shard, "entries": summary.entries,
-                "articles": summary.articles, "rejected": summary.rejected,
-                "retry": summary.retry}
+            summary = process_stage(settings, shard.run_id, shard=shard.shard,
+                                    shards=shard.shards, workers=settings.process.workers or 1)
+        return as_xcom(summary)
 
     @task(pool=DUCKDB_POOL, multiple_outputs=False)
     def cluster(polled: dict[str, Any], processed: Any) -> dict[str, Any]:
-        from pipeline.airflow_support import settings_from_airflow
+        from pipeline.airflow_support import as_xcom, settings_from_airflow
         from pipeline.run import cluster_stage
 
         result = cluster_stage(settings_from_airflow(), polled["run_id"])
-        return {"run_id": result.run_id, "already_loaded": result.already_loaded,
-                "articles": result.articles, "stories": result.stories,
-                "candidates": result.candidates, "shards": len(processed)}
+        return {**as_xcom(result), "shards": len(processed)}
 
     @task(pool=DUCKDB_POOL, outlets=[ARTICLES], multiple_outputs=False)
     def load(polled: dict[str, Any], planned: dict[str, Any], dag_run: Any = None,
              outlet_events: Any = None) -> dict[str, Any]:
-        from pipeline.airflow_support import run_time, settings_from_airflow
+        from pipeline.airflow_support import as_xcom, run_time, settings_from_airflow
         from pipeline.run import load_stage
 
         result = load_stage(settings_from_airflow(), polled["run_id"],
                             started_at=run_time(dag_run))
-        counts = {"run_id": result.run_id, "already_loaded": result.already_loaded,
-                  "articles_new": result.articles_new, "stories_new": result.stories_new,
-                  "alerts_queued": result.alerts_queued, "rejected": result.rejected,
-                  "shards": planned["shards"]}
+        counts = {**as_xcom(result), "shards": planned["shards"]}
         if outlet_events is not None:
             outlet_events[ARTICLES].extra = counts
         return counts
@@ -165,13 +160,18 @@ def news_monitor() -> None:
 )
 def news_alerts() -> None:
     @task(pool=DUCKDB_POOL, multiple_outputs=False)
-    def send() -> dict[str, int]:
-        from pipeline.airflow_support import connection_mailer, settings_from_airflow
+    def send() -> dict[str, Any]:
+        from pipeline.airflow_support import (
+            SEND_XCOM,
+            as_xcom,
+            connection_mailer,
+            settings_from_airflow,
+        )
         from pipeline.run import send_stage
 
         settings = settings_from_airflow()
         result = send_stage(settings, connection_mailer(settings))
-        counts = {"sent": result.sent, "failed": result.failed, "pending": result.pending}
+        counts = as_xcom(result, only=SEND_XCOM)
         if result.undelivered:
             # The outbox already recorded each error and when to try again;
             # failing the task makes it visible, and Airflow's retry (after

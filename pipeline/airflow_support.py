@@ -15,6 +15,10 @@ pure parts tested) without it.
   extras.
 - :func:`worker_processes_allowed` lets a task start the pipeline's
   forkserver workers (feed parsing and extraction run in child processes).
+- :func:`as_xcom` is what a task returns: its stage's summary record
+  (``PollSummary``, ``ShardPart``, ``ProcessSummary``, ``PlanResult``,
+  ``LoadResult``) by field name, so the record's dataclass is the one
+  definition of its XCom.
 """
 
 from __future__ import annotations
@@ -24,16 +28,19 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pipeline import alert
 from pipeline.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,29 @@ def pipeline_run_id(airflow_run_id: str) -> str:
     readable = _UNSAFE.sub("-", airflow_run_id).strip(".-")[:80] or "run"
     digest = hashlib.sha256(airflow_run_id.encode("utf-8")).hexdigest()[:10]
     return f"af-{readable}-{digest}"
+
+
+XComValue = str | int | bool | None
+# A send round's XCom: its emails. When the next attempt is due and why a
+# round stopped are the outbox's (the alerts table), not the DAG's.
+SEND_XCOM = ("sent", "failed", "pending")
+
+
+def as_xcom(result: DataclassInstance, *, only: Collection[str] | None = None
+            ) -> dict[str, XComValue]:
+    """A stage's summary record as a task's XCom: its fields by name (``only``
+    those when given). XCom carries ids and counts, never article text or
+    other payload: a field of any other type is an error."""
+    out: dict[str, XComValue] = {}
+    for f in fields(result):
+        if only is not None and f.name not in only:
+            continue
+        value = getattr(result, f.name)
+        if value is not None and not isinstance(value, str | int):  # bool is an int
+            raise TypeError(f"{type(result).__name__}.{f.name} is a {type(value).__name__}:"
+                            " an XCom carries ids and counts only; leave the field out")
+        out[f.name] = value
+    return out
 
 
 class _HasRunAfter(Protocol):

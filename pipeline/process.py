@@ -203,6 +203,21 @@ def shard_count(settings: Settings, run_id: str, max_shards: int) -> int:
     return max(1, min(max_shards, -(-n // settings.process.batch_size)))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShardPart:
+    """One process shard of a run: what each mapped ``process`` task is given."""
+
+    run_id: str
+    shard: int
+    shards: int
+
+
+def shard_parts(settings: Settings, run_id: str, max_shards: int) -> list[ShardPart]:
+    """The run's process shards (at least one, see :func:`shard_count`)."""
+    n = shard_count(settings, run_id, max_shards)
+    return [ShardPart(run_id=run_id, shard=i, shards=n) for i in range(n)]
+
+
 def _batches(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
     while batch := list(islice(items, size)):
         yield batch

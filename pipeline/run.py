@@ -28,7 +28,7 @@ from types import FrameType
 
 from pipeline import alert
 from pipeline.config import Settings
-from pipeline.process import ProcessSummary, process_stage, shard_count
+from pipeline.process import ProcessSummary, ShardPart, process_stage, shard_count, shard_parts
 from pipeline.stages import (
     MAX_PAGE_ATTEMPTS,
     PollSummary,
@@ -48,9 +48,9 @@ from pipeline.store.plan import PlanResult
 from pipeline.stream import Batching, BatchResult, StreamResult, stream_pass
 
 __all__ = [
-    "MAX_PAGE_ATTEMPTS", "PassResult", "PollSummary", "ProcessSummary", "cluster_stage",
-    "load_stage", "new_run_id", "pass_lock", "poll_stage", "process_stage", "run_continuous",
-    "run_pass", "send_stage", "shard_count", "tidy_staging",
+    "MAX_PAGE_ATTEMPTS", "PassResult", "PollSummary", "ProcessSummary", "ShardPart",
+    "cluster_stage", "load_stage", "new_run_id", "pass_lock", "poll_stage", "process_stage",
+    "run_continuous", "run_pass", "send_stage", "shard_count", "shard_parts", "tidy_staging",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class PassResult:
     send: alert.SendResult  # the batches' send rounds as one (the outbox as left)
     leftovers: tuple[LoadResult, ...] = ()  # earlier passes' runs loaded first
     pruned: int = 0  # staging folders removed (loaded or abandoned)
-    batches: tuple[BatchResult, ...] = ()  # each micro-batch, in the order loaded
+    batches: int = 0  # micro-batches loaded
 
 
 # An incomplete run folder untouched this long is abandoned (a pass killed
@@ -144,29 +144,11 @@ def pass_lock(settings: Settings) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _summed(run_id: str, batches: tuple[BatchResult, ...]) -> tuple[PlanResult, LoadResult]:
-    plans = [b.plan for b in batches]
-    loads = [b.load for b in batches]
-    plan = PlanResult(run_id=run_id, already_loaded=False,
-                      articles=sum(p.articles for p in plans),
-                      stories=sum(p.stories for p in plans),
-                      candidates=sum(p.candidates for p in plans))
-    load = LoadResult(run_id=run_id, already_loaded=False,
-                      feeds=sum(x.feeds for x in loads), entries=sum(x.entries for x in loads),
-                      articles_new=sum(x.articles_new for x in loads),
-                      rejected=sum(x.rejected for x in loads),
-                      stories_new=sum(x.stories_new for x in loads),
-                      stories_touched=sum(x.stories_touched for x in loads),
-                      alerts_queued=sum(x.alerts_queued for x in loads))
-    return plan, load
-
-
 def _pass_result(streamed: StreamResult, leftovers: list[LoadResult], pruned: int
                  ) -> PassResult:
-    plan, load = _summed(streamed.poll.run_id, streamed.batches)
-    return PassResult(poll=streamed.poll, process=streamed.process, cluster=plan, load=load,
-                      send=streamed.send, leftovers=tuple(leftovers), pruned=pruned,
-                      batches=streamed.batches)
+    return PassResult(poll=streamed.poll, process=streamed.process, cluster=streamed.plan,
+                      load=streamed.load, send=streamed.send, leftovers=tuple(leftovers),
+                      pruned=pruned, batches=streamed.batches)
 
 
 def _load_leftovers(settings: Settings) -> tuple[list[LoadResult], int]:

@@ -44,9 +44,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from pipeline import alert, store
@@ -80,6 +80,9 @@ from pipeline.store import shared_staging, staging
 from pipeline.store.backend import open_store
 from pipeline.store.load import LoadResult
 from pipeline.store.plan import PlanResult
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +120,49 @@ class BatchResult:
 class StreamResult:
     poll: PollSummary
     process: ProcessSummary
-    batches: tuple[BatchResult, ...]
+    batches: int  # micro-batches loaded
+    plan: PlanResult  # the batches' plans, summed
+    load: LoadResult  # the batches' loads, summed
     send: alert.SendResult  # every send round of the run as one
+
+
+Counted = TypeVar("Counted", bound="DataclassInstance")
+
+
+def _added(total: Counted, more: Counted) -> Counted:
+    """``total`` with each count (int field) of ``more`` added; the rest is ``total``'s."""
+    return replace(total, **{f.name: getattr(total, f.name) + getattr(more, f.name)
+                             for f in fields(total) if type(getattr(total, f.name)) is int})
+
+
+def _nothing(kind: type[Counted]) -> Counted:
+    """A result with every count 0, for a run that loaded no batch."""
+    return kind(**{f.name: "" if f.name == "run_id" else False if f.name == "already_loaded"
+                   else 0 for f in fields(kind)})
+
+
+@dataclass(slots=True)
+class RunTotals:
+    """The run's batches and send rounds, summed as they come: a continuous run
+    of weeks holds these few counts, never a record per batch."""
+
+    batches: int = 0
+    plan: PlanResult = field(default_factory=lambda: _nothing(PlanResult))
+    load: LoadResult = field(default_factory=lambda: _nothing(LoadResult))
+    # This run's emails summed; the outbox (pending, sending, when) as the
+    # last round left it.
+    send: alert.SendResult = field(
+        default_factory=lambda: alert.SendResult(sent=0, failed=0, pending=0))
+
+    def add_batch(self, batch: BatchResult) -> None:
+        self.batches += 1
+        self.plan = _added(self.plan, batch.plan)
+        self.load = _added(self.load, batch.load)
+
+    def add_send(self, round_: alert.SendResult) -> None:
+        self.send = replace(round_, sent=self.send.sent + round_.sent,
+                            failed=self.send.failed + round_.failed,
+                            retry=self.send.retry + round_.retry)
 
 
 @dataclass(slots=True)
@@ -192,8 +236,7 @@ class _Stream:
         self.lookups: list[tuple[Sequence[tuple[str, str]],
                                  asyncio.Future[set[tuple[str, str]]]]] = []
         self.lookup_task: AnyTask | None = None
-        self.results: list[BatchResult] = []
-        self.last_send: alert.SendResult | None = None
+        self.totals = RunTotals()
         self.first_run: str | None = None
         self.counts = {"entries": 0, "articles": 0, "rejected": 0, "retry": 0, "deferred": 0}
         self.feed_counts = {"polled": 0, "failed": 0, "new": 0, "retry": 0, "deferred": 0}
@@ -476,9 +519,10 @@ class _Stream:
             self.busy_feeds.discard(url)
         self.keys.difference_update(batch.keys)
         sent = await self.send() if loaded.alerts_queued else None
-        self.results.append(BatchResult(plan=planned, load=loaded, send=sent))
+        result = BatchResult(plan=planned, load=loaded, send=sent)
+        self.totals.add_batch(result)
         if self.on_batch is not None:
-            self.on_batch(self.results[-1])
+            self.on_batch(result)
         self.wake.set()
 
     async def send(self) -> alert.SendResult | None:
@@ -489,7 +533,7 @@ class _Stream:
         except Exception as exc:  # noqa: BLE001 - raised by finish(); loads go on
             self.send_error = exc
             return None
-        self.last_send = result
+        self.totals.add_send(result)
         return result
 
     async def batcher(self) -> None:
@@ -534,26 +578,17 @@ class _Stream:
             await asyncio.gather(self.lookup_task, return_exceptions=True)
 
     def result(self) -> StreamResult:
-        f, run_id = self.feed_counts, self.first_run or ""
+        f, run_id, totals = self.feed_counts, self.first_run or "", self.totals
         return StreamResult(
             poll=PollSummary(run_id=run_id, feeds_polled=f["polled"], feeds_failed=f["failed"],
                              entries_new=f["new"], entries_retry=f["retry"],
                              feeds_deferred=f["deferred"]),
             process=ProcessSummary(run_id=run_id, shard=0, **self.counts),
-            batches=tuple(self.results),
-            send=self._sends(),
+            batches=totals.batches,
+            plan=replace(totals.plan, run_id=run_id, already_loaded=False),
+            load=replace(totals.load, run_id=run_id, already_loaded=False),
+            send=totals.send,
         )
-
-    def _sends(self) -> alert.SendResult:
-        """The pass's send rounds as one: this pass's emails summed, the outbox
-        as the last round left it."""
-        rounds = [b.send for b in self.results if b.send is not None]
-        last = self.last_send or alert.SendResult(sent=0, failed=0, pending=0)
-        if not any(r is last for r in rounds):  # the final round, after the batches
-            rounds.append(last)
-        return replace(last, sent=sum(r.sent for r in rounds),
-                       failed=sum(r.failed for r in rounds),
-                       retry=sum(r.retry for r in rounds))
 
 
 async def _run(settings: Settings, stream_of: Callable[[Fetcher], _Stream], *, force: bool,
@@ -578,10 +613,15 @@ async def _run(settings: Settings, stream_of: Callable[[Fetcher], _Stream], *, f
         return stream.result()
 
 
-async def _nap(stream: _Stream, stop: threading.Event, seconds: float) -> None:
-    """Sleep ``seconds``, or until ``stop`` is set or the stream failed."""
-    until = time.monotonic() + seconds
+async def _nap(stream: _Stream, stop: threading.Event, seconds: float, floor: float) -> None:
+    """Sleep ``seconds``, or until ``stop`` is set or the stream failed, or
+    (``floor`` seconds at least) until a batch is loaded: the feeds it carried
+    are no longer in flight, and one may be due before ``seconds``."""
+    start = time.monotonic()
+    until, loaded = start + seconds, stream.totals.batches
     while not stop.is_set() and stream.fatal is None and time.monotonic() < until:
+        if stream.totals.batches != loaded and time.monotonic() - start >= floor:
+            return
         await asyncio.sleep(0.2)
 
 
@@ -596,7 +636,7 @@ async def _keep_polling(stream: _Stream, poller: poll.FeedPoller, stop: threadin
     floor = min(_MAX_SLEEP, settings.poll.min_interval_minutes * 60 / 5)
     while True:
         wait = _MAX_SLEEP if next_due is None else (next_due - datetime.now(UTC)).total_seconds()
-        await _nap(stream, stop, min(_MAX_SLEEP, max(floor, wait)))
+        await _nap(stream, stop, min(_MAX_SLEEP, max(floor, wait)), floor)
         if stream.fatal is not None:
             raise stream.fatal
         if stop.is_set() or stream.failed is not None:

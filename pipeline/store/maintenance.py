@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -104,14 +104,8 @@ class RetentionResult:
     alerts_cancelled: int
 
     def counts(self) -> dict[str, int]:
-        return {
-            "articles": self.articles,
-            "article_tags": self.article_tags,
-            "removed_lines": self.removed_lines,
-            "stories_deleted": self.stories_deleted,
-            "stories_updated": self.stories_updated,
-            "alerts_cancelled": self.alerts_cancelled,
-        }
+        """Every count by field name (the task's XCom): all but the cutoff."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "cutoff"}
 
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -18,7 +18,9 @@ pytest.importorskip("airflow", reason="needs the airflow extra: pip install -e '
 from airflow_env import smtp_connection_json
 
 from pipeline.airflow_support import (
+    SEND_XCOM,
     ConnectionMailer,
+    as_xcom,
     config_path,
     connection_mailer,
     mailer_from_connection,
@@ -27,9 +29,12 @@ from pipeline.airflow_support import (
     run_time,
     worker_processes_allowed,
 )
-from pipeline.alert import EmlMailer
+from pipeline.alert import EmlMailer, SendResult
 from pipeline.config import ConfigError, parse_settings
+from pipeline.run import PollSummary, ProcessSummary, ShardPart
 from pipeline.store import staging
+from pipeline.store.load import LoadResult
+from pipeline.store.plan import PlanResult
 
 
 @pytest.mark.parametrize("airflow_run_id", [
@@ -168,3 +173,40 @@ def test_without_the_connection_the_config_decides(
     assert isinstance(mailer, EmlMailer)
     assert mailer.directory == tmp_path / "outbox"
     assert "smtp_default" in caplog.text and "outbox" in caplog.text
+
+
+# -- XCom: each task's summary record by field name ----------------------------------------
+
+
+@pytest.mark.parametrize("result", [
+    PollSummary(run_id="r", feeds_polled=2, feeds_failed=1, entries_new=5, entries_retry=0),
+    ShardPart(run_id="r", shard=1, shards=2),
+    ProcessSummary(run_id="r", shard=1, entries=3, articles=2, rejected=1, retry=0),
+    PlanResult(run_id="r", already_loaded=False, articles=2, stories=1, candidates=1),
+    LoadResult(run_id="r", already_loaded=True, feeds=1, entries=3, articles_new=2,
+               rejected=1, stories_new=1, stories_touched=0, alerts_queued=1),
+], ids=lambda r: type(r).__name__)
+def test_each_summary_record_is_its_tasks_xcom(result: Any) -> None:
+    # The dataclass is the XCom's one definition: every field, by name, as is.
+    xcom = as_xcom(result)
+    assert xcom == {f.name: getattr(result, f.name) for f in fields(result)}
+    assert type(result)(**xcom) == result  # and back, as a mapped task reads its part
+
+
+def test_a_send_rounds_xcom_is_its_emails_not_its_times() -> None:
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    result = SendResult(sent=2, failed=1, pending=3, retry=1, next_attempt_at=when,
+                        stopped="the server closed the connection")
+    assert as_xcom(result, only=SEND_XCOM) == {"sent": 2, "failed": 1, "pending": 3}
+    with pytest.raises(TypeError, match=r"SendResult.next_attempt_at is a datetime"):
+        as_xcom(result)
+
+
+def test_an_xcom_never_carries_text_payloads() -> None:
+    @dataclass(frozen=True)
+    class Leaky:
+        run_id: str
+        titles: tuple[str, ...]
+
+    with pytest.raises(TypeError, match=r"Leaky.titles is a tuple: an XCom carries ids and"):
+        as_xcom(Leaky(run_id="r", titles=("a headline",)))

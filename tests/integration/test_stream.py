@@ -145,7 +145,7 @@ def test_alerts_arrive_within_seconds_of_their_page_while_slow_servers_trickle(
         (feed_error,) = con.execute("SELECT last_error FROM feeds WHERE url = ?",
                                     [slow_server.url("/slow.xml")]).fetchone() or ("",)
     assert "timed out" in reason and "timed out" in feed_error
-    assert len(result.batches) >= 2  # the slow feed's state came in a later batch
+    assert result.batches >= 2  # the slow feed's state came in a later batch
 
 
 def test_a_slow_hosts_queue_of_pages_waits_for_the_next_poll_not_the_pass(
@@ -236,6 +236,18 @@ def test_continuous_mode_polls_again_when_due_and_stops_cleanly(
     assert all(server.hits[f"/{name}/1"] == 1 for name in EVENTS)
 
 
+def one_feed(tmp_path: Path, server: FeedServer) -> dict[str, Any]:
+    """Settings for one feed of one report (the quake), served by ``server``."""
+    title, text = EVENTS["quake"]
+    server.route("/quake/1", Reply(body=page(title, text),
+                                   content_type="text/html; charset=utf-8"))
+    items = [{"title": title, "link": server.url("/quake/1"), "guid": "quake-1"}]
+    server.route("/quake.xml", Reply(body=rss(items, title="quake").encode()))
+    return {"database": str(tmp_path / "news.duckdb"),
+            "feeds": [{"url": server.url("/quake.xml")}],
+            "fetch": {"allow_private": [server.host_port]}, "process": {"workers": 1}}
+
+
 def test_newsmon_run_keeps_running_until_sigterm_then_finishes_cleanly(
     tmp_path: Path, server: FeedServer
 ) -> None:
@@ -245,16 +257,8 @@ def test_newsmon_run_keeps_running_until_sigterm_then_finishes_cleanly(
     import subprocess
     import sys
 
-    title, text = EVENTS["quake"]
-    server.route("/quake/1", Reply(body=page(title, text),
-                                   content_type="text/html; charset=utf-8"))
-    items = [{"title": title, "link": server.url("/quake/1"), "guid": "quake-1"}]
-    server.route("/quake.xml", Reply(body=rss(items, title="quake").encode()))
     config = tmp_path / "newsmon.yaml"
-    config.write_text(json.dumps({
-        "database": str(tmp_path / "news.duckdb"), "feeds": [{"url": server.url("/quake.xml")}],
-        "fetch": {"allow_private": [server.host_port]}, "process": {"workers": 1},
-    }), encoding="utf-8")
+    config.write_text(json.dumps(one_feed(tmp_path, server)), encoding="utf-8")
     repo = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "run", "--quiet", "--config", str(config)],
@@ -272,3 +276,48 @@ def test_newsmon_run_keeps_running_until_sigterm_then_finishes_cleanly(
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert "stored 1 article(s)" in out  # the run's summary, printed on the way out
+
+
+def test_a_long_continuous_run_keeps_no_record_per_batch(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    import gc
+    import threading
+
+    from pipeline.run import run_continuous
+    from pipeline.stream import BatchResult
+
+    settings = parse_settings({
+        **one_feed(tmp_path, server), "staging_dir": str(tmp_path / "staging"),
+        # Polled again every second or so: each poll's feed state is a batch.
+        "poll": {"interval_minutes": 0.01, "min_interval_minutes": 0.01,
+                 "max_interval_minutes": 0.02},
+    })
+    stop = threading.Event()
+    seen = threading.Condition()
+    batches: list[int] = []  # each batch's articles, not the batch itself
+    held: list[int] = []  # batch records alive after each of the later batches
+
+    def on_batch(batch: Any) -> None:
+        with seen:
+            batches.append(batch.load.articles_new)
+            if len(batches) > 3:
+                gc.collect()
+                held.append(sum(isinstance(o, BatchResult) for o in gc.get_objects()))
+            seen.notify_all()
+
+    outcome: list[Any] = []
+    worker = threading.Thread(target=lambda: outcome.append(run_continuous(
+        settings, stop=stop, on_batch=on_batch)))
+    worker.start()
+    try:
+        with seen:
+            assert seen.wait_for(lambda: len(batches) >= 8, timeout=90), batches
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+    assert not worker.is_alive()
+    (result,) = outcome
+    # Only the batch being reported is alive, however many came before it.
+    assert held and max(held) <= 1, held
+    assert result.batches == len(batches) and result.load.articles_new == sum(batches) == 1

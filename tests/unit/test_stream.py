@@ -1,0 +1,71 @@
+"""The pipelined run's totals: what a long continuous run keeps of its batches."""
+
+from __future__ import annotations
+
+import gc
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.alert import SendResult
+from pipeline.store.load import LoadResult
+from pipeline.store.plan import PlanResult
+from pipeline.stream import BatchResult, RunTotals
+
+
+def batch(i: int) -> BatchResult:
+    return BatchResult(
+        plan=PlanResult(run_id=f"run-{i}", already_loaded=False, articles=2, stories=1,
+                        candidates=3),
+        load=LoadResult(run_id=f"run-{i}", already_loaded=False, feeds=1, entries=2,
+                        articles_new=2, rejected=1, stories_new=1, stories_touched=1,
+                        alerts_queued=3),
+        send=None)
+
+
+def deep_size(root: object) -> int:
+    """Bytes held by ``root`` and everything it refers to (each object once;
+    types and modules are shared, not held)."""
+    seen: set[int] = set()
+    todo: list[Any] = [root]
+    total = 0
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, type) or type(obj).__name__ == "module":
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        todo.extend(gc.get_referents(obj))
+    return total
+
+
+def test_totals_sum_each_count_of_the_batches_and_send_rounds() -> None:
+    totals = RunTotals()
+    for i in range(3):
+        totals.add_batch(batch(i))
+    later = datetime(2026, 1, 2, tzinfo=UTC)
+    totals.add_send(SendResult(sent=2, failed=1, pending=4, retry=1))
+    totals.add_send(SendResult(sent=3, failed=0, pending=1, sending=2, next_attempt_at=later))
+    assert totals.batches == 3
+    assert (totals.plan.articles, totals.plan.stories, totals.plan.candidates) == (6, 3, 9)
+    ld = totals.load
+    assert (ld.feeds, ld.entries, ld.articles_new, ld.rejected, ld.stories_new,
+            ld.stories_touched, ld.alerts_queued) == (3, 6, 6, 3, 3, 3, 9)
+    # This run's emails summed; the outbox as the last round left it.
+    assert (totals.send.sent, totals.send.failed, totals.send.retry) == (5, 1, 1)
+    assert (totals.send.pending, totals.send.sending) == (1, 2)
+    assert totals.send.next_attempt_at == later
+
+
+def test_totals_do_not_grow_with_the_number_of_batches() -> None:
+    # Past 256 batches every count is an int object of its own (CPython caches
+    # the small ones), so both hold the same objects of the same sizes.
+    few, many = RunTotals(), RunTotals()
+    for i in range(300):
+        few.add_batch(batch(i))
+        few.add_send(SendResult(sent=1, failed=1, pending=1, retry=1))
+    for i in range(30_000):
+        many.add_batch(batch(i))
+        many.add_send(SendResult(sent=1, failed=1, pending=1, retry=1))
+    assert many.batches == 30_000 and many.load.articles_new == 60_000
+    assert deep_size(many) == deep_size(few)
