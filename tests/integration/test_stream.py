@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,25 @@ from support.smtp import Inbox
 
 from pipeline.config import Settings, parse_settings
 from pipeline.run import run_pass
+
+
+@contextlib.contextmanager
+def continuous(settings: Settings, on_batch: Callable[[Any], None]) -> Iterator[list[Any]]:
+    """``run_continuous`` in a thread until the block ends; then stopped (as by
+    SIGTERM), joined, and its result in the list this yields."""
+    from pipeline.run import run_continuous
+
+    stop = threading.Event()
+    outcome: list[Any] = []
+    worker = threading.Thread(target=lambda: outcome.append(run_continuous(
+        settings, stop=stop, on_batch=on_batch)))
+    worker.start()
+    try:
+        yield outcome
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+    assert not worker.is_alive()
 
 # Three unrelated events, so each is a story of its own and gets its own email.
 EVENTS = {
@@ -185,9 +206,7 @@ def test_a_slow_hosts_queue_of_pages_waits_for_the_next_poll_not_the_pass(
 def test_continuous_mode_polls_again_when_due_and_stops_cleanly(
     tmp_path: Path, server: FeedServer, slow_server: FeedServer, smtp_server: Inbox
 ) -> None:
-    import threading
 
-    from pipeline.run import run_continuous
 
     def publish(n: int) -> None:
         items = [{"title": EVENTS[name][0], "link": server.url(f"/{name}/1"),
@@ -206,7 +225,6 @@ def test_continuous_mode_polls_again_when_due_and_stops_cleanly(
         # Due again within seconds (the feed sends no caching hints).
         "poll": {"interval_minutes": 0.02, "min_interval_minutes": 0.01},
     })
-    stop = threading.Event()
     stored: list[int] = []
     loaded = threading.Condition()
 
@@ -215,20 +233,12 @@ def test_continuous_mode_polls_again_when_due_and_stops_cleanly(
             stored.append(batch.load.articles_new)
             loaded.notify_all()
 
-    outcome: list[Any] = []
-    worker = threading.Thread(target=lambda: outcome.append(run_continuous(
-        settings, stop=stop, on_batch=on_batch)))
-    worker.start()
-    try:
+    with continuous(settings, on_batch) as outcome:
         with loaded:
             assert loaded.wait_for(lambda: sum(stored) == 1, timeout=60), stored
         publish(3)  # two more reports, found at the next poll
         with loaded:
             assert loaded.wait_for(lambda: sum(stored) == 3, timeout=60), stored
-    finally:
-        stop.set()
-        worker.join(timeout=60)
-    assert not worker.is_alive()
     (result,) = outcome
     assert result.load.articles_new == 3 and result.poll.feeds_polled >= 2
     assert server.hits["/news.xml"] >= 2
@@ -282,9 +292,7 @@ def test_a_long_continuous_run_keeps_no_record_per_batch(
     tmp_path: Path, server: FeedServer
 ) -> None:
     import gc
-    import threading
 
-    from pipeline.run import run_continuous
     from pipeline.stream import BatchResult
 
     settings = parse_settings({
@@ -293,7 +301,6 @@ def test_a_long_continuous_run_keeps_no_record_per_batch(
         "poll": {"interval_minutes": 0.01, "min_interval_minutes": 0.01,
                  "max_interval_minutes": 0.02},
     })
-    stop = threading.Event()
     seen = threading.Condition()
     batches: list[int] = []  # each batch's articles, not the batch itself
     held: list[int] = []  # batch records alive after each of the later batches
@@ -308,17 +315,8 @@ def test_a_long_continuous_run_keeps_no_record_per_batch(
                 held.append(sum(type(o) is BatchResult for o in gc.get_objects()))
             seen.notify_all()
 
-    outcome: list[Any] = []
-    worker = threading.Thread(target=lambda: outcome.append(run_continuous(
-        settings, stop=stop, on_batch=on_batch)))
-    worker.start()
-    try:
-        with seen:
-            assert seen.wait_for(lambda: len(batches) >= 8, timeout=90), batches
-    finally:
-        stop.set()
-        worker.join(timeout=60)
-    assert not worker.is_alive()
+    with continuous(settings, on_batch) as outcome, seen:
+        assert seen.wait_for(lambda: len(batches) >= 8, timeout=90), batches
     (result,) = outcome
     # Only the batch being reported is alive, however many came before it.
     assert held and max(held) <= 1, held
