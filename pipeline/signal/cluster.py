@@ -113,10 +113,12 @@ CROSS_EMBEDDING = 0.70  # the cross-language score from which a report joins
 CROSS_FLOOR = 0.30  # below this embedding cosine a story in another language is no candidate
 CROSS_NEIGHBOURS = 4  # the article's nearest open stories in other languages set the level
 CROSS_BACKGROUND = 0.20  # the level's filler when fewer are open (a typical unrelated cosine)
-CROSS_MARGIN_WEIGHT = 0.65  # of the cosine above the level
+CROSS_MARGIN_WEIGHT = 1.0  # of the cosine above the level
 CROSS_HEADLINE_WEIGHT = 2.0  # of the headline words (names, numbers) the story holds
 CROSS_NAMED_WEIGHT = 0.2  # of the countries and people shared
 CROSS_TEXT_WEIGHT = 0.35  # of the tf-idf cosine (names and numbers in the lead)
+CROSS_MIN = 0.45  # and the embedding cosine must reach this, whatever the rest
+CROSS_CONFLICT = 0.3  # taken off when the two could share names and share none
 CANDIDATE_TERMS = 12  # the article's highest tf-idf terms used to find candidates
 CANDIDATE_STORIES = 64  # stories sharing the most of that weight that are scored
 FORGET_STEPS = 8  # cluster() drops closed stories from the indexes this often per horizon
@@ -875,15 +877,26 @@ class Clusterer:
         """The article's embedding cosines with the open stories in another
         language than its own: the candidates, and the level a cosine is judged
         against (the mean of the ``CROSS_NEIGHBOURS`` highest)."""
+        code = self._codes.get(language, -1)
+        main = self._main[:len(self._stories)]
+        rows = np.flatnonzero(self._open_vectors(when) & (main != 0) & (main != code))
+        exact = self._nearest(rows, embedding)
+        top = sorted(exact.values(), reverse=True)[:CROSS_NEIGHBOURS]
+        top += [CROSS_BACKGROUND] * (CROSS_NEIGHBOURS - len(top))
+        return _Neighbourhood(cosines=exact, level=math.fsum(top) / len(top))
+
+    def _open_vectors(self, when: float) -> np.ndarray:
+        """Which stories have an embedding and are open to an article at ``when``."""
         n = len(self._stories)
         first, last = self._times[:n, 0], self._times[:n, 1]
         gap = np.where(when >= last, when - last, np.maximum(0.0, first - when))
         span = np.maximum(last, when) - np.minimum(first, when)
-        code = self._codes.get(language, -1)
-        main = self._main[:n]
-        open_ = (self._has_vector[:n] & (main != 0) & (main != code)
-                 & (gap <= self.horizon / _SECOND) & (span <= self.max_span / _SECOND))
-        rows = np.flatnonzero(open_)
+        return np.asarray(self._has_vector[:n] & (gap <= self.horizon / _SECOND)
+                          & (span <= self.max_span / _SECOND))
+
+    def _nearest(self, rows: np.ndarray, embedding: np.ndarray) -> dict[int, float]:
+        """Exact cosines of the embedding with the stories of ``rows`` whose
+        cosine may be among the ``CROSS_NEIGHBOURS`` highest or reach ``CROSS_FLOOR``."""
         exact: dict[int, float] = {}
         if len(rows):
             sims = self._vectors[rows] @ embedding.astype(np.float32)
@@ -895,9 +908,7 @@ class Clusterer:
             vector = embedding.astype(np.float64)
             for s in rows[sims >= low].tolist():
                 exact[s] = float(self._vectors[s].astype(np.float64) @ vector)
-        top = sorted(exact.values(), reverse=True)[:CROSS_NEIGHBOURS]
-        top += [CROSS_BACKGROUND] * (CROSS_NEIGHBOURS - len(top))
-        return _Neighbourhood(cosines=exact, level=math.fsum(top) / len(top))
+        return exact
 
     def _cross_score(self, doc: ClusterDoc, feats: _Features, query: _Query,
                      embedding: np.ndarray | None, story: _Story,
@@ -917,13 +928,26 @@ class Clusterer:
         named, headline = self._named(feats, story)
         value = (emb + CROSS_MARGIN_WEIGHT * (emb - hood.level) + CROSS_HEADLINE_WEIGHT * headline
                  + CROSS_NAMED_WEIGHT * named + CROSS_TEXT_WEIGHT * cosine)
+        if self._nothing_shared(feats, story, named, headline):
+            value -= CROSS_CONFLICT
         parts = {"cosine": cosine, "named": named, "headline": headline, "embedding": emb,
                  "decay": decay}
-        if value * decay < CROSS_EMBEDDING:
+        if emb < CROSS_MIN or value * decay < CROSS_EMBEDDING:
             return Similarity(0.0, "none", **parts)
         # Mapped onto the same-language scale: CROSS_EMBEDDING here is `threshold` there.
         return Similarity(self.threshold * value / CROSS_EMBEDDING * decay, "cross-language",
                           **parts)
+
+    @staticmethod
+    def _nothing_shared(feats: _Features, story: _Story, named: float,
+                        headline: float) -> bool:
+        """Whether the two sides could have shared evidence and share none: both
+        name countries or people and none in common, or both have headlines in
+        Latin script (where a name is spelled the same in every language) with
+        no word in common."""
+        if named == 0.0 and _tagged(feats.names) and _tagged(story.names):
+            return True
+        return headline == 0.0 and _latin(feats.names) and _latin(story.names)
 
     # -- assigning ----------------------------------------------------------------------
 
@@ -1113,6 +1137,16 @@ class Clusterer:
                 self._dense[ids] = 0.0
 
         return max(members, key=lambda m: (round(closeness(m), 9), -_seconds(m.doc.time))).doc
+
+
+def _tagged(names: Iterable[str]) -> bool:
+    """Whether any of these names is a country or a person (not a headline word)."""
+    return any(not n.startswith("t:") for n in names)
+
+
+def _latin(names: Iterable[str]) -> bool:
+    """Whether any headline word ("t:") is written in the Latin alphabet."""
+    return any(n.startswith("t:") and n[2:].isalpha() and n[2].isascii() for n in names)
 
 
 def _shifted(when: datetime, by: timedelta) -> datetime | None:
