@@ -39,8 +39,9 @@ neighbourhood as in bitext mining (Artetxe & Schwenk 2019), and helped by what
 text carries across languages:
 
     (e + CROSS_MARGIN_WEIGHT * (e - level) + CROSS_HEADLINE_WEIGHT * headline
-       + CROSS_NAMED_WEIGHT * names + CROSS_TEXT_WEIGHT * text cosine) * decay
-       >= CROSS_EMBEDDING
+       + CROSS_NAMED_WEIGHT * names + CROSS_TEXT_WEIGHT * text cosine
+       - CROSS_CONFLICT if nothing is shared) * decay >= CROSS_EMBEDDING,
+    and e >= CROSS_MIN
 
 ``e`` is the cosine of the article's embedding with the story's mean embedding;
 ``level`` the mean of the article's ``CROSS_NEIGHBOURS`` highest cosines with
@@ -51,7 +52,11 @@ different events reach 0.5 one pair in 350): a cosine well above the
 article's own neighbourhood is what marks its event. *headline*, *names* and
 the text cosine are the same-language parts: proper names spelled alike in
 Latin script ("Kristersson", "Milatović"), numbers ("31", "7.6") and the
-tagger's countries and people (language-independent ids). The score is
+tagger's countries and people (language-independent ids). *Nothing is
+shared* when both sides name countries or people and share none, or both have
+Latin-script headlines with no word in common: two hurricanes the same week
+are as close in the embedding (0.50) as many reports of one event, but not in
+their names. The score is
 mapped onto the same-language scale (``CROSS_EMBEDDING`` here is
 ``threshold`` there). The embedding is computed only when it can matter: for
 an article that a story in another language may be open to, and then for such
