@@ -12,6 +12,11 @@ characters, :mod:`pipeline.signal.embed`) and feeds the articles through
 stored articles of the open stories and the document frequencies of what was
 loaded before each batch. ECB+ has no dates: file order, one minute apart.
 
+ITN has no splits: ``--split train`` and ``--split dev`` are halves by a hash of
+the story label (tune on one, report the other). Its labels are the Wikidata
+items a blurb links, so one blurb can stand under two labels; a second row
+counts its pairs with the labels that share a blurb joined.
+
 Prints pairwise and B-cubed precision, recall and F1 per data set and language
 and across languages (pairs of two languages, ITN), and the batching
 agreement: the pairwise F1 between the stories of one pass and those of
