@@ -930,7 +930,7 @@ class Clusterer:
             emb = float(self._vectors[story.index].astype(np.float64) @ embedding)
         if cosine is None:
             cosine = self._cosine(query, story)
-        named, headline = self._named(feats, story)
+        named, headline = self._shared_names(feats, story)
         value = (emb + CROSS_MARGIN_WEIGHT * (emb - hood.level) + CROSS_HEADLINE_WEIGHT * headline
                  + CROSS_NAMED_WEIGHT * named + CROSS_TEXT_WEIGHT * cosine)
         if self._nothing_shared(feats, story, named, headline):
@@ -942,6 +942,12 @@ class Clusterer:
         # Mapped onto the same-language scale: CROSS_EMBEDDING here is `threshold` there.
         return Similarity(self.threshold * value / CROSS_EMBEDDING * decay, "cross-language",
                           **parts)
+
+    def _shared_names(self, feats: _Features, story: _Story) -> tuple[float, float]:
+        """The same-language score's evidence for a story in another language:
+        the weighted Jaccard of countries and people, and the share of the
+        article's headline words the story's headlines hold."""
+        return self._named(feats, story)
 
     @staticmethod
     def _nothing_shared(feats: _Features, story: _Story, named: float,
@@ -1145,8 +1151,8 @@ class Clusterer:
 
 
 def _tagged(names: Iterable[str]) -> bool:
-    """Whether any of these names is a country or a person (not a headline word)."""
-    return any(not n.startswith("t:") for n in names)
+    """Whether any of these names is a tagged country or person."""
+    return any(n.startswith(("c:", "p:")) for n in names)
 
 
 def _latin(names: Iterable[str]) -> bool:
