@@ -3,8 +3,7 @@
 This is the only module that imports trafilatura. It gets the bytes our own
 HTTP client fetched (trafilatura's downloader is never used), parses it once,
 extracts candidate bodies from that tree (trafilatura's precision mode,
-readability, and on doubtful pages trafilatura's balanced mode and jusText),
-keeps the
+readability, and on doubtful pages trafilatura's balanced mode), keeps the
 one the evidence favours (:func:`choose`), and converts trafilatura's
 ``Document`` into our :class:`~pipeline.models.Extracted` right here, so no
 trafilatura type travels further.
@@ -27,10 +26,8 @@ from collections.abc import Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any, Final
 
-import justext  # type: ignore[import-untyped]
 import lxml.html
 import trafilatura
 from trafilatura.readability_lxml import Document as ReadabilityDocument
@@ -46,7 +43,6 @@ __all__ = [
     "agreement",
     "choose",
     "extract",
-    "justext_text",
     "readability_text",
 ]
 
@@ -62,16 +58,10 @@ __all__ = [
 #    call): a second opinion. When its words agree with the primary's
 #    (agreement >= DOUBT_BELOW), the primary stands: most pages end here.
 # 3. Doubt: trafilatura's balanced mode (fallbacks included) gives a third
-#    candidate and jusText (paragraph classification by stop words and link
-#    density, on the same tree) a fourth, and the candidate that agrees most
-#    with the others wins, less its share of link text, plus the share of
-#    the page's description it contains (see choose()). A wrong block -- an
-#    author biography, a sidebar list -- agrees with nobody; the article
-#    agrees with at least one other. jusText is a voter more than a winner:
-#    a third opinion that is not trafilatura's splits the ties between
-#    precision and balanced mode, which share their mistakes (BoW F1 +0.002
-#    on the 400 Dragnet pages, +0.001 on the 181 ScrapingHub ones; it is
-#    computed on doubtful pages only, about one in five).
+#    candidate, and the candidate that agrees most with the other two wins,
+#    less its share of link text, plus the share of the page's description
+#    it contains (see choose()). A wrong block -- an author biography, a
+#    sidebar list -- agrees with nobody; the article agrees with one other.
 #
 # Other settings (measured on the ScrapingHub set):
 #   include_comments=False reader comments are not the article (precision
@@ -185,9 +175,8 @@ def extract(body: bytes, *, url: str) -> Extracted:
     if agreement(primary.text, second.text) < DOUBT_BELOW:
         balanced = _bare_extraction(tree, url=url, options=_BALANCED_OPTIONS)
         third = Candidate("balanced", _text(balanced.text if balanced else None))
-        fourth = Candidate("justext", justext_text(tree))
         description = document.description if document else None
-        chosen = choose([primary, second, third, fourth], links=_link_texts(tree),
+        chosen = choose([primary, second, third], links=_link_texts(tree),
                         description=_optional(description))
     text = chosen.text
     if not text:
@@ -257,32 +246,6 @@ def readability_text(tree: Any) -> str:
             parts.append("\n")
         parts.extend(t for t in (element.text, element.tail) if t)
     return _text("".join(parts))
-
-
-def justext_text(tree: Any) -> str:
-    """The paragraphs jusText keeps in ``tree``, one a line (``tree`` is left as it is).
-
-    jusText's own defaults, with the stop words of every language it knows:
-    a page's declared language is often missing or wrong, and a candidate
-    that drops a whole article for want of the right stop list loses the
-    vote anyway. Its preprocessor cleans a copy of the tree.
-    """
-    try:
-        dom = justext.core.preprocessor(tree)
-        paragraphs = justext.core.ParagraphMaker.make_paragraphs(dom)
-        justext.core.classify_paragraphs(paragraphs, _justext_stopwords())
-        justext.core.revise_paragraph_classification(paragraphs)
-    except Exception:  # noqa: BLE001 - its own failures (odd markup) are no body
-        return ""
-    return _text("\n".join(p.text for p in paragraphs if not p.is_boilerplate))
-
-
-@cache
-def _justext_stopwords() -> frozenset[str]:
-    words: set[str] = set()
-    for language in justext.get_stoplists():
-        words |= justext.get_stoplist(language)
-    return frozenset(words)
 
 
 def _bag(text: str) -> Counter[str]:
