@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import lxml.etree
 import lxml.html
 import trafilatura
 from trafilatura.readability_lxml import Document as ReadabilityDocument
@@ -122,6 +123,7 @@ DESCRIPTION_WEIGHT: Final = 0.1
 DESCRIPTION_MIN_WORDS: Final = 5
 
 _WORD = re.compile(r"\w+")
+_SPACE = re.compile(r"\s+")
 _LANG_TAG = re.compile(r"([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*")
 _LANG_XPATHS: Final = (
     "/html/@lang",
@@ -241,10 +243,19 @@ def readability_text(tree: Any) -> str:
     if not summary.strip():
         return ""
     parts: list[str] = []
-    for element in lxml.html.fromstring(summary).iter():
-        if isinstance(element.tag, str) and element.tag in _BLOCKS:
+    # Reading order: an element's text, its children, then its tail. The
+    # source's own line breaks are layout, not paragraphs: whitespace runs
+    # become one space, so a paragraph wrapped at 80 columns in the HTML
+    # stays one line (the cleaner works on lines); blocks start and end lines.
+    for event, element in lxml.etree.iterwalk(lxml.html.fromstring(summary),
+                                              events=("start", "end")):
+        tag = element.tag
+        if isinstance(tag, str) and tag in _BLOCKS:
             parts.append("\n")
-        parts.extend(t for t in (element.text, element.tail) if t)
+        text = element.text if event == "start" else element.tail
+        # A comment's "text" is the comment itself, not page text.
+        if text and (event == "end" or isinstance(tag, str)):
+            parts.append(_SPACE.sub(" ", text))
     return _text("".join(parts))
 
 
