@@ -132,6 +132,8 @@ _LANG_XPATHS: Final = (
     "='content-language']/@content",
     "//meta[@property='og:locale']/@content",
 )
+# Elements whose text keeps its line breaks.
+_VERBATIM: Final = ("pre", "textarea")
 # readability's HTML to lines: a new line at each of these elements.
 _BLOCKS: Final = frozenset({
     "p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "tr", "pre", "br",
@@ -170,6 +172,7 @@ def extract(body: bytes, *, url: str) -> Extracted:
     tree = trafilatura.load_html(body)
     if tree is None:
         raise ExtractionError("not an HTML document")
+    _collapse_source_breaks(tree)
     document = _bare_extraction(tree, url=url, options=_EXTRACTION_OPTIONS)
     primary = Candidate("precision", _text(document.text if document else None))
     second = Candidate("readability", readability_text(deepcopy(tree)))
@@ -257,6 +260,28 @@ def readability_text(tree: Any) -> str:
         if text and (event == "end" or isinstance(tag, str)):
             parts.append(_SPACE.sub(" ", text))
     return _text("".join(parts))
+
+
+def _collapse_source_breaks(tree: Any) -> None:
+    """Turn the line breaks of the HTML source into spaces, outside ``<pre>``.
+
+    A browser shows a paragraph wrapped at 80 columns in the source as one
+    paragraph; trafilatura keeps those breaks in text that sits in a
+    ``<div>`` between ``<br>`` tags, and a paragraph would reach the cleaner
+    (which works on lines) in pieces. ``<br>`` and block tags still make the
+    lines.
+    """
+    # The elements themselves, not their id(): lxml makes a new proxy (and may
+    # reuse an id) each time a node is visited, unless one is kept alive.
+    verbatim = {e for pre in tree.iter(*_VERBATIM) for e in pre.iter()}
+    for element in tree.iter():
+        inside = element in verbatim
+        text, tail = element.text, element.tail
+        if text and "\n" in text and not inside and isinstance(element.tag, str):
+            element.text = _SPACE.sub(" ", text)
+        # A <pre>'s own tail is outside it; its children's tails are inside.
+        if tail and "\n" in tail and not (inside and element.tag not in _VERBATIM):
+            element.tail = _SPACE.sub(" ", tail)
 
 
 def _bag(text: str) -> Counter[str]:
