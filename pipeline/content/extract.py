@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import lxml.etree
 import lxml.html
 import trafilatura
 from trafilatura.readability_lxml import Document as ReadabilityDocument
@@ -124,6 +123,7 @@ DESCRIPTION_MIN_WORDS: Final = 5
 
 _WORD = re.compile(r"\w+")
 _SPACE = re.compile(r"\s+")
+_SPACES_IN_LINE = re.compile(r"[^\S\n]{2,}")
 _LANG_TAG = re.compile(r"([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*")
 _LANG_XPATHS: Final = (
     "/html/@lang",
@@ -246,20 +246,26 @@ def readability_text(tree: Any) -> str:
     if not summary.strip():
         return ""
     parts: list[str] = []
-    # Reading order: an element's text, its children, then its tail. The
+    # Reading order: an element's text, its children, then its tail (a
+    # comment's tail too: its "text" is the comment, not page text). The
     # source's own line breaks are layout, not paragraphs: whitespace runs
     # become one space, so a paragraph wrapped at 80 columns in the HTML
     # stays one line (the cleaner works on lines); blocks start and end lines.
-    for event, element in lxml.etree.iterwalk(lxml.html.fromstring(summary),
-                                              events=("start", "end")):
+    stack: list[tuple[Any, bool]] = [(lxml.html.fromstring(summary), False)]
+    while stack:
+        element, closing = stack.pop()
         tag = element.tag
         if isinstance(tag, str) and tag in _BLOCKS:
             parts.append("\n")
-        text = element.text if event == "start" else element.tail
-        # A comment's "text" is the comment itself, not page text.
-        if text and (event == "end" or isinstance(tag, str)):
-            parts.append(_SPACE.sub(" ", text))
-    return _text("".join(parts))
+        if closing:
+            if element.tail:
+                parts.append(_SPACE.sub(" ", element.tail))
+            continue
+        if element.text and isinstance(tag, str):
+            parts.append(_SPACE.sub(" ", element.text))
+        stack.append((element, True))
+        stack.extend((child, False) for child in reversed(element))
+    return _text(_SPACES_IN_LINE.sub(" ", "".join(parts)))
 
 
 def _collapse_source_breaks(tree: Any) -> None:
