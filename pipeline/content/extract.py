@@ -305,7 +305,7 @@ def readability_text(tree: Any) -> str:
 
 
 def _collapse_source_breaks(tree: Any, breaks: lxml.etree.XPath | None = None) -> None:
-    """Turn the line breaks of the HTML source into spaces, outside ``<pre>``.
+    """Turn the line breaks of the HTML source into spaces, outside ``<pre>`` and ``<textarea>``.
 
     A browser shows a paragraph wrapped at 80 columns in the source as one
     paragraph; trafilatura keeps those breaks in text that sits in a
