@@ -6,20 +6,24 @@ extract + clean must give for it (served as http://127.0.0.1:8000/<name>):
 - ``wrong_block``: the article is bare text with ``<br>`` breaks, beside an
   author biography in ``<p>`` paragraphs, the block precision mode likes;
 - ``lead_after_caption``: a ``<br>``-separated body opening with a photo
-  caption and an inline credit glued to the lead sentence.
+  caption and an inline credit glued to the lead sentence;
+- ``wrapped_body``: a ``<br>``-separated body whose paragraphs are wrapped
+  in the HTML source, with inline links and emphasis: one line each.
 
 The choice between candidates is tested on its own below with bodies of the
-kinds issue 17 lists (a wrong block, a menu, a fragment).
+kinds issue 17 lists (a wrong block, a menu, a fragment), and so is the way
+readability's HTML becomes lines.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import lxml.html
 import pytest
 
 from pipeline.content.clean import clean
-from pipeline.content.extract import Candidate, agreement, choose, extract
+from pipeline.content.extract import Candidate, agreement, choose, extract, readability_text
 
 TESTDATA = Path(__file__).parent / "testdata" / "extract"
 CASES = sorted(p.stem for p in TESTDATA.glob("*.html"))
@@ -40,7 +44,7 @@ MENU = "\n".join(["Council approves new harbour wall", "Fishing quotas cut again
 
 
 def test_there_are_golden_pages() -> None:
-    assert CASES == ["lead_after_caption", "wrong_block"]
+    assert CASES == ["lead_after_caption", "wrapped_body", "wrong_block"]
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -103,3 +107,31 @@ def test_agreement_is_the_shared_share_of_the_longer_text() -> None:
     assert agreement(ARTICLE, "") == 0.0
     assert agreement("a b c d", "A B") == 0.5
     assert agreement(ARTICLE, BIOGRAPHY) < 0.5
+
+
+def test_readability_lines_follow_blocks_not_the_source_layout() -> None:
+    # A paragraph wrapped in the source, with a link holding bold text (its
+    # tail must follow the bold text, not precede it), a comment, and text
+    # after a block, which starts a line of its own.
+    page = b"""<html><body><div id="story">
+<p>The harbour board met on Friday and agreed to\nrepair the old pier before the
+summer, after <a href="/vote">a vote <b>of nine</b> to two</a> in favour of the plan.</p>
+<p>Work starts in April <!-- ad slot --> and should take about six weeks, the board said.</p>
+The ferry will use the north landing until the repairs are finished in June.
+</div></body></html>"""
+    tree = lxml.html.document_fromstring(page)
+    assert readability_text(tree).splitlines() == [
+        "The harbour board met on Friday and agreed to repair the old pier before the summer, "
+        "after a vote of nine to two in favour of the plan.",
+        "Work starts in April and should take about six weeks, the board said.",
+        "The ferry will use the north landing until the repairs are finished in June.",
+    ]
+
+
+def test_preformatted_text_keeps_its_lines() -> None:
+    paragraphs = "".join(f"<p>{line}</p>" for line in ARTICLE.splitlines())
+    page = (f"<html><body><article><h1>Ferry timetable</h1>{paragraphs}"
+            "<pre>Monday   07:00\nTuesday  07:30\nFriday   08:00</pre>"
+            f"<p>{BIOGRAPHY.splitlines()[0]}</p></article></body></html>").encode()
+    text = extract(page, url="http://127.0.0.1:8000/timetable").text
+    assert "Monday   07:00\nTuesday  07:30\nFriday   08:00" in text
