@@ -481,6 +481,9 @@ class Clusterer:
     _signatures: list[np.ndarray] = field(default_factory=list)
     _vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     _languages: list[str] = field(default_factory=list)  # each story's first language
+    # Each story's first and last report (seconds), by index: which stories an
+    # article can still reach, before the candidates are cut to the best ones.
+    _span: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.float64))
     # Each main language's latest report (seconds): whether a story in another
     # language may be open to an article, the one case that needs the embedding.
     _language_last: dict[str, float] = field(default_factory=dict)
@@ -502,6 +505,11 @@ class Clusterer:
         if story is None:
             story = _Story(index=len(self._stories), id=sid, first=when, last=when)
             self._stories.append(story)
+            if story.index >= len(self._span):
+                grown = np.zeros((max(64, 2 * len(self._span)), 2), dtype=np.float64)
+                grown[: len(self._span)] = self._span
+                self._span = grown
+            self._span[story.index] = (when, when)
             self._by_id[sid] = story
             self._languages.append("")
         return story
@@ -510,6 +518,7 @@ class Clusterer:
               embedding: np.ndarray | None, *, new: bool = True) -> None:
         when = _seconds(doc.time)
         story.first, story.last = min(story.first, when), max(story.last, when)
+        self._span[story.index] = (story.first, story.last)
         story.size += 1
         if story._arrays is not None and not story.centroid:  # restored: unpack it
             story.centroid = dict(zip(story._arrays[0].tolist(), story._arrays[1].tolist(),
@@ -621,6 +630,7 @@ class Clusterer:
         for n, state in enumerate(todo):
             story = self._story(state.story_id, state.first)
             story.first, story.last, story.size = state.first, state.last, state.size
+            self._span[story.index] = (story.first, story.last)
             weights = np.frombuffer(state.weights, dtype=np.float64)
             lengths[n] = len(weights)
             story._arrays = (ids[at:at + len(weights)], weights)
@@ -937,7 +947,7 @@ class Clusterer:
         return found
 
     def _candidates(self, feats: _Features, query: _Query,
-                    embedding: np.ndarray | None) -> list[_Story]:
+                    embedding: np.ndarray | None, when: float) -> list[_Story]:
         top = sorted(zip(query.terms, query.weights.tolist(), strict=True),
                      key=lambda kv: (-kv[1], kv[0]))[:CANDIDATE_TERMS]
         postings = [(self._by_term.get(term, ()), w) for term, w in top]
@@ -948,6 +958,13 @@ class Clusterer:
             weights = np.repeat([w for _, w in postings], [len(p) for p, _ in postings])
             total = np.bincount(hits, weights=weights)
             stories = np.flatnonzero(total)
+            # Only the stories still open to the article compete for the places
+            # (as _decay says): the answer must not depend on whether the closed
+            # ones were dropped from the index yet.
+            first, last = self._span[stories, 0], self._span[stories, 1]
+            gap = np.where(when >= last, when - last, np.maximum(0.0, first - when))
+            span = np.maximum(last, when) - np.minimum(first, when)
+            stories = stories[(gap <= self.horizon / _SECOND) & (span <= self.max_span / _SECOND)]
             # The most shared weight first, the older story among equals.
             order = np.lexsort((stories, -total[stories]))[:CANDIDATE_STORIES]
             found = set(stories[order].tolist())
@@ -1042,7 +1059,7 @@ class Clusterer:
         scored = []
         self._dense[query.ids] = query.weights
         try:
-            candidates = self._candidates(feats, query, embedding)
+            candidates = self._candidates(feats, query, embedding, when)
             cosines = self._cosines(candidates)
             same = []
             for k in self._viable(candidates, cosines, feats.language, when).tolist():

@@ -294,6 +294,27 @@ def test_the_lead_s_proper_names_and_figures_are_evidence() -> None:
     assert text_only.similarity(other_count, pirates).figure == 0.0
 
 
+SHOOTING = doc("shooting", title="Man shot dead in Akron apartment",
+               text="A man was shot dead on Thursday in an apartment on Kimlyn Circle in "
+               "Akron. Police identified him as Ronald Roberts, 24. Officers said Roberts was "
+               "found in the basement by a friend.", language="en")
+FOLLOW_UP = doc("follow-up", hours=48, title="Suspect held without bail",
+                text="A 31-year-old suspect was held without bail in Akron on Monday, charged "
+                "with murder over the death of Ronald Roberts, whose body a friend found in a "
+                "basement on Kimlyn Circle last week.", language="en")
+
+
+def test_a_follow_up_two_days_later_sharing_the_victim_and_street_joins() -> None:
+    assignments, _ = cluster([SHOOTING, FOLLOW_UP], [])
+    assert assignments["follow-up"] == assignments["shooting"]
+    # The same follow-up about another victim in another town stays apart.
+    other = dataclasses.replace(FOLLOW_UP, text=FOLLOW_UP.text.replace(
+        "Ronald Roberts", "Tyrell Mason").replace("Kimlyn Circle", "Dayton Avenue").replace(
+        "Akron", "Canton"))
+    assignments, _ = cluster([SHOOTING, other], [])
+    assert assignments["follow-up"] != assignments["shooting"]
+
+
 # -- stable statistics: batching changes nothing ---------------------------------------------
 
 
