@@ -64,11 +64,12 @@ same stories (``tests/unit/test_cluster.py``).
 
 Speed: candidates are the stories sharing the article's highest-weighted terms
 (an inverted index of story terms; ``CANDIDATE_TERMS`` of the article's terms,
-the ``CANDIDATE_STORIES`` stories with the most weight in common), the stories
-found by the near-duplicate bands and, for an article in a known language, the
-stories in another language found by one matrix product of embeddings. All
-candidates are scored at once with numpy. Stories that went out of the horizon
-leave the indexes as a pass moves on in time.
+the ``CANDIDATE_STORIES`` stories still open to it with the most weight in
+common), the stories found by the near-duplicate bands and, for an article in a
+known language, the stories in another language found by one matrix product of
+embeddings. All
+candidates are scored at once with numpy, their names too. Stories that went
+out of the horizon leave the indexes as a pass moves on in time.
 """
 
 from __future__ import annotations
