@@ -394,7 +394,7 @@ class _Story:
     founder_vector: np.ndarray | None = None  # the founder's embedding, when it came with one
     founder_stored: bool = False  # its founder_text is in the database, not read yet
     _arrays: tuple[np.ndarray, np.ndarray] | None = None
-    _names: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # ids, counts, slots
+    _names: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # ids, shares, slots
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """The centroid's term ids and weights (in the order the terms came)."""
@@ -771,6 +771,16 @@ class Clusterer:
             return 0.0
         return float(0.5 ** (gap / (self.half_life / _SECOND)))
 
+    def _decays(self, stories: np.ndarray, when: float) -> np.ndarray:
+        """:meth:`_decay` for these story indexes at once (0.0 where closed by
+        time; an index the pass has closed is not a candidate)."""
+        first, last = self._span[stories, 0], self._span[stories, 1]
+        gap = np.where(when >= last, when - last, np.maximum(0.0, first - when))
+        span = np.maximum(last, when) - np.minimum(first, when)
+        decay = 0.5 ** (gap / (self.half_life / _SECOND))
+        return np.where((gap > self.horizon / _SECOND) | (span > self.max_span / _SECOND),
+                        0.0, decay)
+
     def _term_id(self, term: str) -> int:
         k = self._ids.get(term)
         if k is None:
@@ -808,7 +818,7 @@ class Clusterer:
             names = sorted(story.names.items())
             ids, slots = self._name_ids(n for n, _ in names)
             counts = np.fromiter((c for _, c in names), dtype=np.float64, count=len(ids))
-            story._names = (ids, counts, slots)
+            story._names = (ids, counts / story.size if story.size else counts * 0.0, slots)
         return story._names
 
     def _weighted(self, terms: dict[str, float]) -> _Query:
@@ -873,8 +883,7 @@ class Clusterer:
         parts = [self._story_names(s) for s in stories]
         lengths = np.fromiter((len(p[0]) for p in parts), dtype=np.int64, count=len(parts))
         ids = np.concatenate([p[0] for p in parts])
-        share = np.concatenate([p[1] / s.size if s.size else p[1] * 0.0
-                                for p, s in zip(parts, stories, strict=True)])
+        share = np.concatenate([p[1] for p in parts])
         slots = np.concatenate([p[2] for p in parts])
         base = self.stats.log_n() + 1.0
         idf = base - self._log_df[ids]
@@ -1062,20 +1071,21 @@ class Clusterer:
         try:
             candidates = self._candidates(feats, query, embedding, when)
             cosines = self._cosines(candidates)
-            same = []
+            same, same_ids = [], []
             for k in self._viable(candidates, cosines, feats.language, when).tolist():
                 story = candidates[k]
                 if not self._cross(feats.language, story):
                     same.append(k)
+                    same_ids.append(story.index)
                     continue
                 s = self.score(doc, feats, query, embedding, story, cosine=float(cosines[k]))
                 if s.score >= self.threshold:
                     scored.append((s.score, story))
             if same:  # the names of all same-language candidates at once
                 stories = [candidates[k] for k in same]
-                values = self._evidence(feats, stories).value(cosines[same]).tolist()
-                for story, value in zip(stories, values, strict=True):
-                    score = value * self._decay(story, when)
+                values = self._evidence(feats, stories).value(cosines[same])
+                scores = (values * self._decays(np.array(same_ids), when)).tolist()
+                for story, score in zip(stories, scores, strict=True):
                     if score >= self.threshold:
                         scored.append((score, story))
         finally:
