@@ -102,6 +102,10 @@ NAMED_WEIGHT = 0.10  # weighted Jaccard of the tagged countries and people
 HEADLINE_WEIGHT = 0.15  # the share of the article's headline words the story holds
 PROPER_WEIGHT = 0.20  # weighted Jaccard of the words of the proper names in the leads
 FIGURE_WEIGHT = 0.10  # of the figures in the leads
+# A story sharing less of the article's words than this is not compared by
+# names: it cannot be the same event (a name shared is a word shared), and most
+# candidates are such stories (they share a common word or two).
+NAME_COSINE = 0.10
 LEAD_WORDS = 120
 TITLE_BOOST = 2  # title words count this many times
 SHINGLE_WORDS = 4
@@ -495,6 +499,7 @@ class Clusterer:
     _changed: set[int] = field(default_factory=set)  # stories whose state to save
     _new_signatures: list[StorySignature] = field(default_factory=list)
     _ids: dict[str, int] = field(default_factory=dict)  # term -> id
+    _slots: dict[str, int] = field(default_factory=dict)  # name -> 4 * its term's id + kind
     _log_df: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     _dense: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     _mark: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))  # scratch
@@ -807,11 +812,12 @@ class Clusterer:
         and a figure's are their word's: its df), and their slots (4 * id + kind:
         one word as a headline word and as a proper name are two names)."""
         keys = list(names)
-        kinds = np.fromiter((_kind(n) for n in keys), dtype=np.int64, count=len(keys))
-        ids = np.fromiter((self._term_id(n if k == _TAGGED else n[2:])
-                           for n, k in zip(keys, kinds.tolist(), strict=True)),
-                          dtype=np.int64, count=len(keys))
-        return ids, 4 * ids + kinds
+        slot_of = self._slots
+        for n in sorted(set(keys).difference(slot_of)):  # sorted: ids in a fixed order
+            kind = _kind(n)
+            slot_of[n] = 4 * self._term_id(n if kind == _TAGGED else n[2:]) + kind
+        slots = np.fromiter(map(slot_of.__getitem__, keys), dtype=np.int64, count=len(keys))
+        return slots >> 2, slots
 
     def _story_names(self, story: _Story) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if story._names is None:
@@ -869,7 +875,8 @@ class Clusterer:
         cross = np.fromiter((self._cross(language, s) for s in stories), dtype=bool,
                             count=len(stories))
         bound = (TEXT_WEIGHT * cosines + _evidence_max()) / _weights() * decay
-        return np.flatnonzero(cross | (bound >= self.threshold - 1e-9))
+        return np.flatnonzero(cross | ((bound >= self.threshold - 1e-9)
+                                       & (cosines >= NAME_COSINE)))
 
     def _evidence(self, feats: _Features, stories: list[_Story]) -> _Evidence:
         """The article's names (weight 1) against each story's (the share of its
@@ -927,7 +934,8 @@ class Clusterer:
                               embedding=emb, decay=decay)
         if cosine is None:
             cosine = self._cosine(query, story)
-        if (TEXT_WEIGHT * cosine + _evidence_max()) / _weights() * decay < need:
+        if (TEXT_WEIGHT * cosine + _evidence_max()) / _weights() * decay < need or (
+                cosine < NAME_COSINE):
             return Similarity(TEXT_WEIGHT * cosine / _weights() * decay, "text", cosine=cosine,
                               decay=decay)
         e = self._evidence(feats, [story])
