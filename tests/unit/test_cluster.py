@@ -259,6 +259,62 @@ def test_an_article_is_compared_with_the_story_not_its_nearest_member() -> None:
     assert whole["chain"] != whole["day-0"]
 
 
+# -- event evidence from the text: proper names and figures ---------------------------------
+
+TWO_ARRESTS = [  # two DUI arrests of one team's players on one day
+    doc("jackson-1", hours=1,
+        title="Chargers receiver Vincent Jackson arrested on suspicion of DUI",
+        text="San Diego Chargers receiver Vincent Jackson, 26, was arrested at 2:30 a.m. on "
+        "suspicion of drunken driving after the California Highway Patrol stopped his car on "
+        "Interstate 15 in Mission Valley. Jackson was released on $5,000 bail.", language="en"),
+    doc("williams-1", hours=2, title="Chargers lineman Jamal Williams arrested on suspicion of DUI",
+        text="San Diego Chargers defensive tackle Jamal Williams, 32, was arrested late on "
+        "Sunday on suspicion of drunken driving after a traffic stop near his home in Poway. "
+        "Williams was booked into the Vista jail and released.", language="en"),
+    doc("jackson-2", hours=4, title="Chargers player held for drunken driving",
+        text="The team said it was aware that Vincent Jackson had been held by the Highway "
+        "Patrol in Mission Valley and released on $5,000 bail.", language="en"),
+    doc("williams-2", hours=5, title="Chargers player held for drunken driving",
+        text="The team said it was aware that Jamal Williams had been booked into the Vista "
+        "jail after the traffic stop in Poway.", language="en"),
+]
+
+
+def test_the_lead_s_proper_names_and_figures_are_evidence() -> None:
+    jackson, _, jackson_2, williams_2 = TWO_ARRESTS
+    same = Clusterer().similarity(jackson_2, jackson)
+    other = Clusterer().similarity(williams_2, jackson)
+    assert same.proper > 0.3 > other.proper and same.score > other.score
+    pirates = doc("p", title="Navy captures pirates",
+                  text="The Navy said its warship captured 23 pirates in the Gulf of Aden.")
+    same_count = doc("q", hours=1, title=pirates.title, text=pirates.text)
+    other_count = dataclasses.replace(same_count, text=pirates.text.replace("23", "26"))
+    text_only = Clusterer(near_duplicates=False)
+    assert text_only.similarity(same_count, pirates).figure == 1.0
+    assert text_only.similarity(other_count, pirates).figure == 0.0
+
+
+SHOOTING = doc("shooting", title="Man shot dead in Akron apartment",
+               text="A man was shot dead on Thursday in an apartment on Kimlyn Circle in "
+               "Akron. Police identified him as Ronald Roberts, 24. Officers said Roberts was "
+               "found in the basement by a friend.", language="en")
+FOLLOW_UP = doc("follow-up", hours=48, title="Suspect held without bail",
+                text="A 31-year-old suspect was held without bail in Akron on Monday, charged "
+                "with murder over the death of Ronald Roberts, whose body a friend found in a "
+                "basement on Kimlyn Circle last week.", language="en")
+
+
+def test_a_follow_up_two_days_later_sharing_the_victim_and_street_joins() -> None:
+    assignments, _ = cluster([SHOOTING, FOLLOW_UP], [])
+    assert assignments["follow-up"] == assignments["shooting"]
+    # The same follow-up about another victim in another town stays apart.
+    other = dataclasses.replace(FOLLOW_UP, text=FOLLOW_UP.text.replace(
+        "Ronald Roberts", "Tyrell Mason").replace("Kimlyn Circle", "Dayton Avenue").replace(
+        "Akron", "Canton"))
+    assignments, _ = cluster([SHOOTING, other], [])
+    assert assignments["follow-up"] != assignments["shooting"]
+
+
 # -- stable statistics: batching changes nothing ---------------------------------------------
 
 
