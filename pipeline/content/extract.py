@@ -47,6 +47,7 @@ __all__ = [
     "evidence",
     "extract",
     "readability_text",
+    "refuse_form_lines",
 ]
 
 # How a page is extracted (issue 17), chosen with benchmarks/extraction_compare.py
@@ -148,6 +149,18 @@ _SOURCE_BREAKS: Final = lxml.etree.XPath(
 _ALL_SOURCE_BREAKS: Final = lxml.etree.XPath(
     "//text()[contains(., '\n')][not(ancestor::pre or ancestor::textarea)]"
 )
+# Where a page keeps what readers write and the forms they fill in: a form,
+# or an element whose class or id names comments or replies. Matched on the
+# lower-cased attribute; "comment" also finds "comments", "commentlist",
+# "comment-body", "addcommentform".
+_FORM_WORDS: Final = ("comment", "respond", "reply", "disqus")
+_LOWER: Final = "translate(@{},'ABCDEFGHIJKLMNOPQRSTUVWXYZ','abcdefghijklmnopqrstuvwxyz')"
+_FORM_REGIONS: Final = lxml.etree.XPath(
+    "//*[self::form or "
+    + " or ".join(f"contains({_LOWER.format(attribute)},'{word}')"
+                  for attribute in ("class", "id") for word in _FORM_WORDS)
+    + "]"
+)
 # readability's HTML to lines: a new line at each of these elements.
 _BLOCKS: Final = frozenset({
     "p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "tr", "pre", "br",
@@ -180,6 +193,7 @@ class Evidence:
     """
 
     candidates: tuple[Candidate, ...]  # precision, readability, balanced
+    tree: Any  # the parsed page, for refuse_form_lines()
     links: frozenset[str]
     description: str | None
     title: str | None
@@ -198,6 +212,7 @@ def evidence(body: bytes, *, url: str) -> Evidence | None:
         candidates=(Candidate("precision", _text(document.text if document else None)),
                     Candidate("readability", readability_text(deepcopy(tree))),
                     Candidate("balanced", _text(balanced.text if balanced else None))),
+        tree=tree,
         links=_link_texts(tree),
         description=_optional(document.description) if document else None,
         title=_optional(document.title) if document else None,
@@ -231,7 +246,7 @@ def extract(body: bytes, *, url: str) -> Extracted:
         description = document.description if document else None
         chosen = choose([primary, second, third], links=_link_texts(tree),
                         description=_optional(description))
-    text = chosen.text
+    text = refuse_form_lines(chosen.text, tree)
     if not text:
         raise ExtractionError("no main text found")
     words = len(text.split())
@@ -275,6 +290,45 @@ def choose(
         if score > best_score:
             best, best_score = candidate, score
     return best
+
+
+def refuse_form_lines(text: str, tree: Any) -> str:
+    """``text`` without the lines that are, whole, an element of a comment section or a form.
+
+    Structure, not wording: a line goes when some element inside a form or
+    inside an element whose class or id names comments or replies
+    (:data:`_FORM_REGIONS`) has exactly that text -- a comment form's
+    labels ("Name (required)", "Website"), its notice, "RSS feed for
+    comments", a reader's comment. A region that holds the text itself (its
+    longest line, or its first and last) is the page's wrapper -- many sites
+    put the whole page in one ``<form>`` -- and is not evidence. Only
+    whole-element matches count: an article line quoted inside a longer
+    comment stays.
+    """
+    lines = text.splitlines()
+    if not lines:
+        return text
+    normalized = [" ".join(line.split()) for line in lines]
+    wanted = frozenset(normalized)
+    longest = max(normalized, key=len)
+    refused: set[str] = set()
+    seen: set[Any] = set()
+    for region in _FORM_REGIONS(tree):
+        if any(ancestor in seen for ancestor in region.iterancestors()):
+            continue  # inside a region already searched
+        content = " ".join(region.text_content().split())
+        if longest in content or (normalized[0] in content and normalized[-1] in content):
+            continue  # it holds the text: the page's wrapper, not a comment section
+        seen.add(region)
+        for element in region.iter():
+            if isinstance(element.tag, str):
+                block = " ".join(element.text_content().split())
+                if block in wanted:
+                    refused.add(block)
+    if not refused:
+        return text
+    return "\n".join(line for line, key in zip(lines, normalized, strict=True)
+                     if key not in refused)
 
 
 def agreement(a: str, b: str) -> float:
