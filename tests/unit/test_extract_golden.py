@@ -158,15 +158,17 @@ def test_the_comment_heading_after_the_article_is_refused() -> None:
     assert extracted.text.splitlines()[-1].startswith("Shopkeepers on the largest island")
 
 
-def test_lines_that_are_an_element_of_a_comment_section_or_a_form_are_refused() -> None:
+def test_lines_that_are_an_element_of_a_comment_section_a_form_or_a_box_are_refused() -> None:
     lines = ARTICLE.splitlines()
     tree = _page(
         "<div class='story'>" + "".join(f"<p>{line}</p>" for line in lines) + "</div>"
         "<div id='comments'><h3>2 Comments</h3>"
         "<div class='comment-body'><p>Good news for the islands at last.</p></div></div>"
         "<form><label>Website</label></form>"
+        "<div class='newsletter-box'><p>Sign up for our weekly newsletter</p></div>"
     )
-    text = "\n".join([*lines, "2 Comments", "Good news for the islands at last.", "Website"])
+    text = "\n".join([*lines, "2 Comments", "Good news for the islands at last.", "Website",
+                      "Sign up for our weekly newsletter"])
     assert refuse_form_lines(text, tree) == ARTICLE
 
 
