@@ -4,7 +4,8 @@ This is the only module that imports trafilatura. It gets the bytes our own
 HTTP client fetched (trafilatura's downloader is never used), parses it once,
 extracts candidate bodies from that tree (trafilatura's precision mode,
 readability, and on doubtful pages trafilatura's balanced mode), keeps the
-one the evidence favours (:func:`choose`), and converts trafilatura's
+one the evidence favours (:func:`choose`), drops the lines that are a
+comment section's or a form's (:func:`refuse_form_lines`), and converts trafilatura's
 ``Document`` into our :class:`~pipeline.models.Extracted` right here, so no
 trafilatura type travels further.
 
@@ -66,6 +67,9 @@ __all__ = [
 #    less its share of link text, plus the share of the page's description
 #    it contains (see choose()). A wrong block -- an author biography, a
 #    sidebar list -- agrees with nobody; the article agrees with one other.
+# 4. The chosen text loses the lines that are, whole, an element of a form or
+#    of a box named as comments, sign-up, widget, tags (refuse_form_lines):
+#    what trafilatura leaves of a comment section or a newsletter box.
 #
 # Other settings (measured on the ScrapingHub set):
 #   include_comments=False reader comments are not the article (precision
