@@ -41,7 +41,15 @@ import numpy.typing as npt
 from benchmarks.extraction_compare import SETS, Page, load_set
 from benchmarks.scoring import PageScore, score_page, summarize
 from pipeline.content.clean import clean
-from pipeline.content.extract import DOUBT_BELOW, MIN_WORDS, Evidence, agreement, choose, evidence
+from pipeline.content.extract import (
+    DOUBT_BELOW,
+    MIN_WORDS,
+    Evidence,
+    agreement,
+    choose,
+    evidence,
+    refuse_form_lines,
+)
 
 _WORD = re.compile(r"\w+")
 _ENDS_SENTENCE = re.compile(r"[.!?\u2026\"'\u201d\u2019)]$")
@@ -70,7 +78,8 @@ def newsmon_choice(ev: Evidence) -> str:
     chosen = primary
     if agreement(primary.text, second.text) < DOUBT_BELOW:
         chosen = choose([primary, second, third], links=ev.links, description=ev.description)
-    return chosen.text if len(chosen.text.split()) >= MIN_WORDS else ""
+    text = refuse_form_lines(chosen.text, ev.tree)
+    return text if len(text.split()) >= MIN_WORDS else ""
 
 
 def score_set(name: str, limit: int | None) -> list[Scored]:

@@ -8,7 +8,10 @@ extract + clean must give for it (served as http://127.0.0.1:8000/<name>):
 - ``lead_after_caption``: a ``<br>``-separated body opening with a photo
   caption and an inline credit glued to the lead sentence;
 - ``wrapped_body``: a ``<br>``-separated body whose paragraphs are wrapped
-  in the HTML source, with inline links and emphasis: one line each.
+  in the HTML source, with inline links and emphasis: one line each;
+- ``comment_form``: a ``<br>``-separated body whose comment section (a
+  "0 Comments" heading and a comment form) sits in the article's own
+  container, after its end: the heading precision mode keeps is refused.
 
 The choice between candidates is tested on its own below with bodies of the
 kinds issue 17 lists (a wrong block, a menu, a fragment), and so is the way
@@ -23,7 +26,14 @@ import lxml.html
 import pytest
 
 from pipeline.content.clean import clean
-from pipeline.content.extract import Candidate, agreement, choose, extract, readability_text
+from pipeline.content.extract import (
+    Candidate,
+    agreement,
+    choose,
+    extract,
+    readability_text,
+    refuse_form_lines,
+)
 
 TESTDATA = Path(__file__).parent / "testdata" / "extract"
 CASES = sorted(p.stem for p in TESTDATA.glob("*.html"))
@@ -44,7 +54,7 @@ MENU = "\n".join(["Council approves new harbour wall", "Fishing quotas cut again
 
 
 def test_there_are_golden_pages() -> None:
-    assert CASES == ["lead_after_caption", "wrapped_body", "wrong_block"]
+    assert CASES == ["comment_form", "lead_after_caption", "wrapped_body", "wrong_block"]
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -135,3 +145,50 @@ def test_preformatted_text_keeps_its_lines() -> None:
             f"<p>{BIOGRAPHY.splitlines()[0]}</p></article></body></html>").encode()
     text = extract(page, url="http://127.0.0.1:8000/timetable").text
     assert "Monday   07:00\nTuesday  07:30\nFriday   08:00" in text
+
+
+def _page(body: str) -> object:
+    return lxml.html.fromstring(f"<html><body>{body}</body></html>")
+
+
+def test_the_comment_heading_after_the_article_is_refused() -> None:
+    url = "http://127.0.0.1:8000/comment_form"
+    extracted = extract((TESTDATA / "comment_form.html").read_bytes(), url=url)
+    assert "0 Comments" not in extracted.text.splitlines()
+    assert extracted.text.splitlines()[-1].startswith("Shopkeepers on the largest island")
+
+
+def test_lines_that_are_an_element_of_a_comment_section_a_form_or_a_box_are_refused() -> None:
+    lines = ARTICLE.splitlines()
+    tree = _page(
+        "<div class='story'>" + "".join(f"<p>{line}</p>" for line in lines) + "</div>"
+        "<div id='comments'><h3>2 Comments</h3>"
+        "<div class='comment-body'><p>Good news for the islands at last.</p></div></div>"
+        "<form><label>Website</label></form>"
+        "<div class='newsletter-box'><p>Sign up for our weekly newsletter</p></div>"
+    )
+    text = "\n".join([*lines, "2 Comments", "Good news for the islands at last.", "Website",
+                      "Sign up for our weekly newsletter"])
+    assert refuse_form_lines(text, tree) == ARTICLE
+
+
+def test_a_form_that_holds_the_whole_page_is_not_evidence() -> None:
+    lines = ARTICLE.splitlines()
+    tree = _page(
+        "<form id='aspnetForm'><div class='story'>"
+        + "".join(f"<p>{line}</p>" for line in lines) + "</div>"
+        "<div class='comments'><p>Nothing here yet.</p></div></form>"
+    )
+    assert refuse_form_lines(ARTICLE, tree) == ARTICLE
+    # inside the wrapper, a comment section is still one
+    assert refuse_form_lines(ARTICLE + "\nNothing here yet.", tree) == ARTICLE
+
+
+def test_an_article_line_quoted_in_a_longer_comment_stays() -> None:
+    lines = ARTICLE.splitlines()
+    quoted = lines[1]
+    tree = _page(
+        "<div class='story'>" + "".join(f"<p>{line}</p>" for line in lines) + "</div>"
+        f"<div class='comment'><p>You wrote: {quoted} Not quite: it was December.</p></div>"
+    )
+    assert refuse_form_lines(ARTICLE, tree) == ARTICLE
