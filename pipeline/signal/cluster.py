@@ -64,7 +64,7 @@ leave the indexes as a pass moves on in time.
 
 from __future__ import annotations
 
-import itertools
+import gc
 import math
 import re
 import zlib
@@ -180,6 +180,76 @@ class StorySignature:
     article_id: str
     seconds: float  # its time, seconds since the epoch
     signature: bytes  # MINHASHES uint64
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SavedStories:
+    """Saved stories column-wise, as a plan reads them (``story_state`` and
+    ``story_signatures``): :meth:`Clusterer.restore_saved` builds its indexes
+    from these arrays in bulk, with no record object per row. The stories are
+    in the order they were started (first, story id)."""
+
+    story_ids: list[str]
+    first: np.ndarray  # float64 seconds
+    last: np.ndarray
+    size: np.ndarray  # int64
+    terms: list[str]  # each story's terms, space-separated
+    weights: np.ndarray  # float64: every story's weights, one after the other
+    name_story: np.ndarray  # int64: the position of each name's story
+    names: list[str]
+    name_counts: np.ndarray
+    language_story: np.ndarray
+    languages: list[str]
+    language_counts: np.ndarray
+    main_language: list[str]
+    embeddings: list[bytes | None]
+    embedded: np.ndarray
+    founder_texts: list[str | None]
+    sig_story_ids: list[str]  # the signatures, in their members' order (time, id)
+    sig_article_ids: list[str]
+    sig_seconds: np.ndarray
+    signatures: np.ndarray  # uint64, one row of MINHASHES a member
+
+    @classmethod
+    def of(cls, states: Iterable[StoryState],
+           signatures: Iterable[StorySignature] = ()) -> SavedStories:
+        """The records as columns (for callers holding records, and tests)."""
+        rows = sorted(states, key=lambda x: (x.first, x.story_id))
+        sigs = sorted(signatures, key=lambda x: (x.seconds, x.article_id))
+        names = [(k, n, c) for k, x in enumerate(rows)
+                 for n, c in zip(x.names, x.name_counts, strict=True)]
+        langs = [(k, n, c) for k, x in enumerate(rows)
+                 for n, c in zip(x.languages, x.language_counts, strict=True)]
+        return cls(
+            story_ids=[x.story_id for x in rows],
+            first=np.array([x.first for x in rows], dtype=np.float64),
+            last=np.array([x.last for x in rows], dtype=np.float64),
+            size=np.array([x.size for x in rows], dtype=np.int64),
+            terms=[x.terms for x in rows],
+            weights=np.frombuffer(b"".join(x.weights for x in rows), dtype=np.float64),
+            name_story=np.array([k for k, _, _ in names], dtype=np.int64),
+            names=[n for _, n, _ in names],
+            name_counts=np.array([c for _, _, c in names], dtype=np.int64),
+            language_story=np.array([k for k, _, _ in langs], dtype=np.int64),
+            languages=[n for _, n, _ in langs],
+            language_counts=np.array([c for _, _, c in langs], dtype=np.int64),
+            main_language=[x.main_language for x in rows],
+            embeddings=[x.embedding for x in rows],
+            embedded=np.array([x.embedded for x in rows], dtype=np.int64),
+            founder_texts=[x.founder_text for x in rows],
+            sig_story_ids=[x.story_id for x in sigs],
+            sig_article_ids=[x.article_id for x in sigs],
+            sig_seconds=np.array([x.seconds for x in sigs], dtype=np.float64),
+            signatures=np.frombuffer(b"".join(x.signature for x in sigs),
+                                     dtype=np.uint64).reshape(len(sigs), MINHASHES))
+
+
+def _key64(text: str) -> int:
+    """A fixed 64-bit number for an id: the tie-break among equals that does not
+    depend on the order things were added in (a warm clusterer and a restored
+    one add the same stories in different orders)."""
+    raw = text.encode()
+    return (zlib.crc32(raw) << 32) | zlib.adler32(raw)
 
 
 def embedding_text(title: str, text: str) -> str:
@@ -334,6 +404,9 @@ class _Story:
     founder_stored: bool = False  # its founder_text is in the database, not read yet
     _arrays: tuple[np.ndarray, np.ndarray] | None = None
     _names: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # ids, counts, headline
+    # Restored: the centroid and names are only the packed arrays above until a
+    # member joins or the state is saved (most restored stories get neither).
+    packed: bool = False
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """The centroid's term ids and weights (in the order the terms came)."""
@@ -379,9 +452,34 @@ class Clusterer:
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # cluster(): new ones'
     _stories: list[_Story] = field(default_factory=list)
     _by_id: dict[str, _Story] = field(default_factory=dict)
-    _by_term: dict[str, list[int]] = field(default_factory=dict)  # term -> story indexes
-    _bands: dict[int, tuple[int, int]] = field(default_factory=dict)  # key -> story, signature
+    # The inverted index of story terms: the restored stories' as arrays (term id
+    # -> story indexes, _post_story[_post_ptr[k]:_post_ptr[k + 1]]), the terms
+    # stories took since in _by_term (term id -> story indexes).
+    _by_term: dict[int, list[int]] = field(default_factory=dict)
+    _post_ptr: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    _post_story: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # Each story's first and last report, whether it is open, and its tie-break
+    # (by story index): "the older story among equals" is the one with the
+    # earlier first report, then the lower _key64 of its id, never the order
+    # the stories were added in.
+    _first: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    _last: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    _open: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    _tie: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    # Members' signatures (by row), their story, time and tie-break (_key64 of the
+    # article id). A band key's owner is its earliest (time, tie) holder in an
+    # open story: the band table holds the rows of the signatures indexed in
+    # bulk, sorted by (key, time, tie); _band_extra the rows added one at a time.
     _signatures: list[np.ndarray] = field(default_factory=list)
+    _sig_story: list[int] = field(default_factory=list)
+    _sig_seconds: list[float] = field(default_factory=list)
+    _sig_tie: list[int] = field(default_factory=list)
+    _band_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    _band_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _band_owner_story: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # key -> its earliest row added since the table was built (the table is
+    # built again when such a row's story closes, so the next one is found).
+    _band_extra: dict[int, int] = field(default_factory=dict)
     _vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     _languages: list[str] = field(default_factory=list)  # each story's first language
     # Each main language's latest report (seconds): whether a story in another
@@ -392,6 +490,7 @@ class Clusterer:
     _unembedded: dict[str, set[int]] = field(default_factory=dict)
     _assigned: set[str] = field(default_factory=set)
     _changed: set[int] = field(default_factory=set)  # stories whose state to save
+    _touched: set[int] = field(default_factory=set)  # stories with members or a new founder
     _new_signatures: list[StorySignature] = field(default_factory=list)
     _ids: dict[str, int] = field(default_factory=dict)  # term -> id
     _log_df: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
@@ -407,16 +506,52 @@ class Clusterer:
             self._stories.append(story)
             self._by_id[sid] = story
             self._languages.append("")
+            self._grow(len(self._stories))
+            self._first[story.index] = self._last[story.index] = when
+            self._open[story.index] = True
+            self._tie[story.index] = _key64(sid)
         return story
+
+    def _grow(self, n: int) -> None:
+        """Room in the per-story arrays for ``n`` stories."""
+        if n <= len(self._open):
+            return
+        rows = max(n, 2 * len(self._open), 64)
+
+        def grown(a: np.ndarray) -> np.ndarray:
+            out = np.zeros(rows, dtype=a.dtype)
+            out[: len(a)] = a
+            return out
+
+        self._first, self._last = grown(self._first), grown(self._last)
+        self._open, self._tie = grown(self._open), grown(self._tie)
+
+    def _rank(self, story: _Story) -> tuple[float, int]:
+        """The tie-break among equals: the older story first."""
+        return story.first, int(self._tie[story.index])
+
+    def _unpack(self, story: _Story) -> None:
+        """A restored story's centroid and names as dicts (a member joins, or its
+        state is saved)."""
+        if not story.packed:
+            return
+        story.packed = False
+        if story._arrays is not None and not story.centroid:
+            story.centroid = dict(zip(story._arrays[0].tolist(), story._arrays[1].tolist(),
+                                      strict=True))
+        if story._names is not None:
+            terms = self._terms()
+            ids, counts, head = story._names
+            story.names.update({("t:" + terms[k]) if h else terms[k]: int(c) for k, c, h in
+                                zip(ids.tolist(), counts.tolist(), head.tolist(), strict=True)})
 
     def _join(self, story: _Story, doc: ClusterDoc, feats: _Features,
               embedding: np.ndarray | None, *, new: bool = True) -> None:
         when = _seconds(doc.time)
         story.first, story.last = min(story.first, when), max(story.last, when)
+        self._first[story.index], self._last[story.index] = story.first, story.last
         story.size += 1
-        if story._arrays is not None and not story.centroid:  # restored: unpack it
-            story.centroid = dict(zip(story._arrays[0].tolist(), story._arrays[1].tolist(),
-                                      strict=True))
+        self._unpack(story)
         centroid, ids = story.centroid, self._ids
         mine = []
         for t, v in feats.terms.items():
@@ -425,11 +560,12 @@ class Clusterer:
                 k = self._term_id(t)
             mine.append(k)
             if k not in centroid:
-                self._by_term.setdefault(t, []).append(story.index)
+                self._by_term.setdefault(k, []).append(story.index)
                 centroid[k] = v
             else:
                 centroid[k] += v
         story._arrays = story._names = None
+        self._touched.add(story.index)
         story.names.update(feats.names)
         story.languages[feats.language] += 1
         if not self._languages[story.index]:
@@ -454,14 +590,37 @@ class Clusterer:
             self._new_signatures.append(StorySignature(
                 story_id=story.id, article_id=doc.id, seconds=when,
                 signature=feats.signature.tobytes()))
-            self._add_signature(story, feats.signature)
+            self._add_signature(story, feats.signature, when, doc.id)
 
-    def _add_signature(self, story: _Story, signature: np.ndarray) -> None:
+    def _add_signature(self, story: _Story, signature: np.ndarray, when: float,
+                       article_id: str) -> None:
         if self.near_duplicates:
             row = len(self._signatures)
             self._signatures.append(signature)
+            self._sig_story.append(story.index)
+            self._sig_seconds.append(when)
+            self._sig_tie.append(_key64(article_id))
+            mine = (when, self._sig_tie[row])
+            extra = self._band_extra
             for key in _band_keys(signature):
-                self._bands.setdefault(key, (story.index, row))
+                held = extra.get(key)
+                if held is None or mine < (self._sig_seconds[held], self._sig_tie[held]):
+                    extra[key] = row
+
+    def _band_owner(self, key: int, lo: int, hi: int) -> int | None:
+        """The signature row that owns a band key: its earliest holder (time,
+        then tie-break) in an open story. ``lo:hi``: the key's rows in the table."""
+        best = None
+        if hi > lo:
+            held = np.flatnonzero(self._open[self._band_owner_story[lo:hi]])
+            if len(held):
+                best = int(self._band_rows[lo + int(held[0])])
+        row = self._band_extra.get(key)
+        if row is not None and self._open[self._sig_story[row]] and (best is None or (
+                self._sig_seconds[row], self._sig_tie[row])
+                < (self._sig_seconds[best], self._sig_tie[best])):
+            best = row
+        return best
 
     def _add_embedding(self, story: _Story, embedding: np.ndarray) -> None:
         e = embedding.astype(np.float64)
@@ -509,75 +668,158 @@ class Clusterer:
     def restore(self, states: Iterable[StoryState],
                 signatures: Iterable[StorySignature] = ()) -> None:
         """Add stored stories from their saved state (the ``story_state`` and
-        ``story_signatures`` tables), as they were after their last member, in
-        the order they were started; their terms are counted in ``stats``.
-        Their centroids stay packed arrays until a new member joins (most never
-        do), and their terms and signatures are indexed a batch at a time."""
-        todo = [x for x in sorted(states, key=lambda x: (x.first, x.story_id))
-                if x.story_id not in self._by_id]
-        words = " ".join(x.terms for x in todo).split()
+        ``story_signatures`` tables), as they were after their last member;
+        their terms are counted in ``stats``."""
+        self.restore_saved(SavedStories.of(states, signatures))
+
+    def restore_saved(self, saved: SavedStories) -> None:
+        """:meth:`restore` from the columns. The centroids and names stay packed
+        arrays until a new member joins (most never do), and the term index and
+        the signature bands are built with numpy, a restore at a time: this is
+        what every plan pays before its first article."""
+        gc_was = gc.isenabled()
+        gc.disable()  # ~10 objects a story: the collector would walk them again and again
+        try:
+            self._restore_saved(saved)
+        finally:
+            if gc_was:
+                gc.enable()
+
+    def _restore_saved(self, saved: SavedStories) -> None:
+        n = len(saved.story_ids)
+        lengths = np.fromiter((t.count(" ") + 1 if t else 0 for t in saved.terms),
+                              dtype=np.int64, count=n)
+        if int(lengths.sum()) != len(saved.weights):
+            raise ValueError("a saved story's terms and weights differ in number")
+        keep = np.fromiter((sid not in self._by_id for sid in saved.story_ids), dtype=bool,
+                           count=n)
+        todo = np.flatnonzero(keep)
+        words = " ".join([saved.terms[k] for k in todo.tolist()]).split()
         for term in sorted(set(words).difference(self._ids)):
             self._term_id(term)
         ids = np.fromiter(map(self._ids.__getitem__, words), dtype=np.int64, count=len(words))
-        lengths = np.zeros(len(todo), dtype=np.int64)
-        at = 0
-        for n, state in enumerate(todo):
-            story = self._story(state.story_id, state.first)
-            story.first, story.last, story.size = state.first, state.last, state.size
-            weights = np.frombuffer(state.weights, dtype=np.float64)
-            lengths[n] = len(weights)
-            story._arrays = (ids[at:at + len(weights)], weights)
-            at += len(weights)
-            story.names.update(dict(zip(state.names, state.name_counts, strict=True)))
-            story.languages.update(dict(zip(state.languages, state.language_counts,
-                                            strict=True)))
-            main = self._languages[story.index] = state.main_language
+        weights = saved.weights[np.repeat(keep, lengths)]
+        lengths = lengths[todo]
+        ends = np.cumsum(lengths)
+        starts = ends - lengths
+        # Names: ids in the term space (a headline word's is its word's), counts.
+        kept_name = keep[saved.name_story] if len(saved.names) else np.zeros(0, dtype=bool)
+        names = [saved.names[k] for k in np.flatnonzero(kept_name).tolist()]
+        distinct = list(dict.fromkeys(names))
+        ids_of, head_of = self._name_ids(distinct)
+        at = dict(zip(distinct, range(len(distinct)), strict=True))
+        where = np.fromiter(map(at.__getitem__, names), dtype=np.int64, count=len(names))
+        name_ids, name_head = ids_of[where], head_of[where]
+        name_counts = saved.name_counts[kept_name].astype(np.float64)
+        name_story = saved.name_story[kept_name]
+        name_ends = np.searchsorted(name_story, todo, side="right")
+        name_starts = np.searchsorted(name_story, todo, side="left")
+        first = len(self._stories)
+        self._grow(first + len(todo))
+        stories = self._stories
+        by_id, languages = self._by_id, self._languages
+        for j, k in enumerate(todo.tolist()):
+            sid = saved.story_ids[k]
+            story = _Story(index=first + j, id=sid, first=float(saved.first[k]),
+                           last=float(saved.last[k]), size=int(saved.size[k]), packed=True)
+            a, b = int(starts[j]), int(ends[j])
+            story._arrays = (ids[a:b], weights[a:b])
+            a, b = int(name_starts[j]), int(name_ends[j])
+            story._names = (name_ids[a:b], name_counts[a:b], name_head[a:b])
+            stories.append(story)
+            by_id[sid] = story
+            languages.append(saved.main_language[k])
+        index = np.arange(first, first + len(todo))
+        self._first[index] = saved.first[todo]
+        self._last[index] = saved.last[todo]
+        self._open[index] = True
+        self._tie[index] = np.fromiter((_key64(saved.story_ids[k]) for k in todo.tolist()),
+                                       dtype=np.uint64, count=len(todo))
+        for at, lang, count in zip(saved.language_story.tolist(), saved.languages,
+                                   saved.language_counts.tolist(), strict=True):
+            if keep[at]:
+                self._stories[first + int(np.searchsorted(todo, at))].languages[lang] = count
+        last_by_language = self._language_last
+        for j, k in enumerate(todo.tolist()):
+            story = stories[first + j]
+            main = saved.main_language[k]
             if main:
-                self._language_last[main] = max(self._language_last.get(main, story.last),
-                                                story.last)
-            if state.embedding is not None:
-                story.embedding = np.frombuffer(state.embedding, dtype=np.float64).copy()
-                story.embedded = state.embedded
+                last_by_language[main] = max(last_by_language.get(main, story.last),
+                                             story.last)
+            raw = saved.embeddings[k]
+            if raw is not None:
+                story.embedding = np.frombuffer(raw, dtype=np.float64).copy()
+                story.embedded = int(saved.embedded[k])
                 self._set_vector(story)
-            elif state.founder_text is None or state.founder_text:
-                story.founder_text = state.founder_text or ""
-                story.founder_stored = state.founder_text is None
-                self._unembedded.setdefault(main, set()).add(story.index)
-            self.restored += 1
-        if at != len(ids):
-            raise ValueError("a saved story's terms and weights differ in number")
-        if todo:
-            self._index_terms(ids, np.repeat(
-                [self._by_id[x.story_id].index for x in todo], lengths))
-        self._index_signatures(sorted(signatures, key=lambda x: (x.seconds, x.article_id)))
+            else:
+                founder = saved.founder_texts[k]
+                if founder is None or founder:
+                    story.founder_text = founder or ""
+                    story.founder_stored = founder is None
+                    self._unembedded.setdefault(main, set()).add(story.index)
+        self.restored += len(todo)
+        if len(todo):
+            self._index_terms(ids, np.repeat(index, lengths))
+        self._index_signatures(saved)
 
     def _index_terms(self, ids: np.ndarray, stories: np.ndarray) -> None:
-        """Add (term id, story index) pairs to the inverted index of story terms."""
-        order = np.argsort(ids, kind="stable")
-        ids, stories = ids[order], stories[order]
-        cuts = np.flatnonzero(np.diff(ids)) + 1
-        terms = self._terms()
-        by_term = self._by_term
-        for k, part in zip(ids[np.r_[0, cuts]].tolist(), np.split(stories, cuts), strict=True):
-            by_term.setdefault(terms[k], []).extend(part.tolist())
-
-    def _index_signatures(self, signatures: list[StorySignature]) -> None:
-        """:meth:`_add_signature` for many members, in their order, at once."""
-        known = [x for x in signatures if x.story_id in self._by_id]
-        if not self.near_duplicates or not known:
+        """Add (term id, story index) pairs to the inverted index of story terms:
+        as the index's arrays when it has none yet (a restore), else one by one."""
+        if len(self._post_story) == 0 and not self._by_term:
+            # One sort of (term, story) packed in an int64: a story's place among
+            # a term's stories does not matter.
+            width = int(stories.max()) + 1 if len(stories) else 1
+            self._post_story = np.sort(ids * width + stories) % width
+            self._post_ptr = np.zeros(len(self._ids) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(ids, minlength=len(self._ids)), out=self._post_ptr[1:])
             return
-        sigs = np.frombuffer(b"".join(x.signature for x in known),
-                             dtype=np.uint64).reshape(len(known), MINHASHES)
-        first = len(self._signatures)
-        self._signatures.extend(sigs)
-        owners = [self._by_id[x.story_id].index for x in known]
-        keys = _band_key_rows(sigs).tolist()
-        # The first member holding a key keeps it, as setdefault in order would.
-        found: dict[int, tuple[int, int]] = {}
-        for row in range(len(known) - 1, -1, -1):
-            hit = (owners[row], first + row)
-            found.update(dict.fromkeys(keys[row], hit))
-        self._bands = {**found, **self._bands}
+        by_term = self._by_term
+        for k, s in zip(ids.tolist(), stories.tolist(), strict=True):
+            by_term.setdefault(k, []).append(s)
+
+    def _postings(self, k: int) -> np.ndarray:
+        """The stories holding term id ``k``."""
+        ptr = self._post_ptr
+        held = self._post_story[ptr[k]:ptr[k + 1]] if k + 1 < len(ptr) else self._post_story[:0]
+        extra = self._by_term.get(k)
+        if extra:
+            return np.concatenate([held, np.asarray(extra, dtype=np.int64)])
+        return held
+
+    def _index_signatures(self, saved: SavedStories) -> None:
+        """:meth:`_add_signature` for the members of the stories known here, at
+        once; then the band table is built again over every open story's rows."""
+        if not self.near_duplicates or not saved.sig_story_ids:
+            return
+        by_id = self._by_id
+        known = [k for k, sid in enumerate(saved.sig_story_ids) if sid in by_id]
+        if not known:
+            return
+        self._signatures.extend(saved.signatures[known])
+        self._sig_story.extend(by_id[saved.sig_story_ids[k]].index for k in known)
+        self._sig_seconds.extend(saved.sig_seconds[known].tolist())
+        self._sig_tie.extend(_key64(saved.sig_article_ids[k]) for k in known)
+        self._build_bands()
+
+    def _build_bands(self) -> None:
+        """The band table over the signatures of the open stories, each key's rows
+        sorted by (time, tie-break): its owner is the first in an open story."""
+        owners = np.asarray(self._sig_story, dtype=np.int64)
+        rows = np.flatnonzero(self._open[owners]) if len(owners) else owners
+        self._band_extra = {}
+        if not len(rows):
+            self._band_keys = np.zeros(0, dtype=np.uint64)
+            self._band_rows = self._band_owner_story = np.zeros(0, dtype=np.int64)
+            return
+        seconds = np.asarray(self._sig_seconds)[rows]
+        tie = np.asarray(self._sig_tie, dtype=np.uint64)[rows]
+        rows = rows[np.lexsort((tie, seconds))]
+        keys = _band_key_rows(np.stack([self._signatures[r] for r in rows.tolist()]))
+        flat = keys.ravel()
+        order = np.argsort(flat, kind="stable")  # stable: (time, tie) order within a key
+        self._band_keys = flat[order]
+        self._band_rows = np.repeat(rows, _BANDS)[order]
+        self._band_owner_story = owners[self._band_rows]
 
     def saved(self) -> tuple[list[StoryState], list[StorySignature]]:
         """The state of every story that changed here, and the signatures of the
@@ -586,6 +828,7 @@ class Clusterer:
         terms = self._terms()
         for index in sorted(self._changed):
             story = self._stories[index]
+            self._unpack(story)
             ids, weights = story.arrays()
             names = sorted(story.names.items())
             languages = sorted(story.languages.items())
@@ -627,6 +870,7 @@ class Clusterer:
                 weights=np.fromiter(feats.terms.values(), dtype=np.float16, count=len(ids)),
                 language=feats.language))
             touched.add(story.index)
+        self._touched |= touched
         for index in touched:
             self._stories[index].members.sort(key=lambda m: (m.doc.time, m.doc.id))
 
@@ -634,22 +878,95 @@ class Clusterer:
         """Close the stories whose every report is older than ``before``: the
         caller promises no article still to come is earlier than ``before`` plus
         the horizon. They stay (for :meth:`representative`); the indexes drop them."""
-        cutoff = _seconds(before)
-        closed = {s.index for s in self._stories if s.open and s.last < cutoff}
-        if not closed:
+        n = len(self._stories)
+        self._close(np.flatnonzero(self._open[:n] & (self._last[:n] < _seconds(before))))
+
+    def _close(self, closed: np.ndarray) -> None:
+        """Take these stories (indexes) out of the indexes."""
+        if not len(closed):
             return
-        for s in closed:
+        for s in closed.tolist():
             self._stories[s].open = False
             self._drop_founder(self._stories[s])
             if s < len(self._vectors):
                 self._vectors[s] = 0.0
+        self._open[closed] = False
+        if len(self._post_story):
+            kept = self._open[self._post_story]
+            ptr = self._post_ptr
+            terms = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
+            self._post_story = self._post_story[kept]
+            self._post_ptr = np.zeros_like(ptr)
+            np.cumsum(np.bincount(terms[kept], minlength=len(ptr) - 1), out=self._post_ptr[1:])
+        gone = set(closed.tolist())
         for term in list(self._by_term):
-            kept = [i for i in self._by_term[term] if i not in closed]
-            if kept:
-                self._by_term[term] = kept
+            kept_ = [i for i in self._by_term[term] if i not in gone]
+            if kept_:
+                self._by_term[term] = kept_
             else:
                 del self._by_term[term]
-        self._bands = {k: v for k, v in self._bands.items() if v[0] not in closed}
+        # The table skips closed stories as it is read: built again when most
+        # of it is closed, or when an added row that owned a key is.
+        if any(self._sig_story[r] in gone for r in self._band_extra.values()) or (
+                len(self._band_keys) and np.count_nonzero(
+                    self._open[self._band_owner_story]) * 2 < len(self._band_keys)):
+            self._build_bands()
+
+    # -- going on from one plan to the next (a warm clusterer) ---------------------------
+
+    def narrow(self, earliest: datetime, latest: datetime) -> bool:
+        """Get ready for the next plan, whose new articles lie between ``earliest``
+        and ``latest``: close the stories a restore would not read for them
+        (as :func:`pipeline.store.story_state.read_open` selects), and forget
+        what the last plan staged. False, and nothing changed, when a story it
+        would read was closed here (then only a restore gives the same)."""
+        n = len(self._stories)
+        low, high = _seconds(earliest), _seconds(latest)
+        horizon, span = self.horizon / _SECOND, self.max_span / _SECOND
+        first, last, open_ = self._first[:n], self._last[:n], self._open[:n]
+        inside = (last >= low - horizon) & (first <= high + horizon) & (first >= low - span)
+        if np.any(inside & ~open_):
+            return False
+        self._close(np.flatnonzero(open_ & ~inside))
+        self.links, self.embeddings = [], {}
+        self._changed, self._new_signatures, self._assigned = set(), [], set()
+        self.known = self.restored = self.embedded = 0
+        self.embed_seconds = 0.0
+        self.stats.added, self.stats.added_n = Counter(), 0
+        for index in self._touched:
+            story = self._stories[index]
+            # As restored: its members are read again for its title, its founder
+            # is a stored article (nothing to stage) and its text is what is kept.
+            story.members, story.founder_id, story.founder_vector = [], "", None
+        self._touched = set()
+        latest: dict[str, float] = {}
+        for index in np.flatnonzero(self._open[:n]).tolist():
+            main = self._languages[index]
+            if main:
+                latest[main] = max(latest.get(main, -math.inf), self._stories[index].last)
+        self._language_last = latest
+        return True
+
+    def read_stats(self, keys: set[str], source: Callable[[set[str]], TermStats]) -> None:
+        """Add the stored document frequencies of the keys not counted here yet
+        (the database holds what this clusterer counted, and these)."""
+        missing = keys.difference(self.stats.df)
+        if not missing:
+            return
+        found = source(missing)
+        if found.n != self.stats.n:
+            raise ValueError(f"the stored statistics count {found.n} articles, "
+                             f"the warm clusterer {self.stats.n}")
+        for key, df in found.df.items():
+            self.stats.df[key] = df
+            k = self._ids.get(key)
+            if k is not None:
+                self._log_df[k] = self.stats.log_df(key)
+
+    def closed_share(self) -> float:
+        """The share of the stories held that are closed (held only until a restore)."""
+        n = len(self._stories)
+        return 1.0 - float(np.count_nonzero(self._open[:n])) / n if n else 0.0
 
     # -- scoring ------------------------------------------------------------------------
 
@@ -821,32 +1138,35 @@ class Clusterer:
             return None
         best, found = NEAR_DUPLICATE, None
         seen: set[int] = set()
-        for key in _band_keys(feats.signature):
-            hit = self._bands.get(key)
-            if hit is None or hit[1] in seen:
+        keys = _band_key_rows(feats.signature[None, :])[0]
+        los = np.searchsorted(self._band_keys, keys, side="left").tolist()
+        his = np.searchsorted(self._band_keys, keys, side="right").tolist()
+        for key, lo, hi in zip(keys.tolist(), los, his, strict=True):
+            row = self._band_owner(key, lo, hi)
+            if row is None or row in seen:
                 continue
-            seen.add(hit[1])
-            story = self._stories[hit[0]]
-            jaccard = float(np.mean(self._signatures[hit[1]] == feats.signature))
+            seen.add(row)
+            story = self._stories[self._sig_story[row]]
+            jaccard = float(np.mean(self._signatures[row] == feats.signature))
             if jaccard >= best and self._decay(story, when) > 0.0 and (
-                    found is None or jaccard > best or story.index < found.index):
+                    found is None or jaccard > best or self._rank(story) < self._rank(found)):
                 best, found = jaccard, story
         return found
 
     def _candidates(self, feats: _Features, query: _Query,
                     embedding: np.ndarray | None) -> list[_Story]:
-        top = sorted(zip(query.terms, query.weights.tolist(), strict=True),
-                     key=lambda kv: (-kv[1], kv[0]))[:CANDIDATE_TERMS]
-        postings = [(self._by_term.get(term, ()), w) for term, w in top]
-        hits = np.fromiter(itertools.chain.from_iterable(p for p, _ in postings),
-                           dtype=np.int64)
+        top = sorted(zip(query.terms, query.ids.tolist(), query.weights.tolist(), strict=True),
+                     key=lambda kv: (-kv[2], kv[0]))[:CANDIDATE_TERMS]
+        postings = [self._postings(k) for _, k, _ in top]
+        hits = np.concatenate(postings) if postings else np.zeros(0, dtype=np.int64)
         found: set[int] = set()
         if len(hits):
-            weights = np.repeat([w for _, w in postings], [len(p) for p, _ in postings])
+            weights = np.repeat([w for _, _, w in top], [len(p) for p in postings])
             total = np.bincount(hits, weights=weights)
             stories = np.flatnonzero(total)
             # The most shared weight first, the older story among equals.
-            order = np.lexsort((stories, -total[stories]))[:CANDIDATE_STORIES]
+            order = np.lexsort((self._tie[stories], self._first[stories],
+                                -total[stories]))[:CANDIDATE_STORIES]
             found = set(stories[order].tolist())
         if (self.cross_language and feats.language and embedding is not None
                 and len(self._vectors)):
@@ -888,8 +1208,8 @@ class Clusterer:
     def _embed_founders(self, language: str, when: float) -> None:
         """Give the open stories in another language that have no embedding yet
         their first report's (one call to the encoder for all of them)."""
-        waiting = sorted(i for main, stories in self._unembedded.items() if main != language
-                         for i in stories)
+        waiting = sorted((i for main, stories in self._unembedded.items() if main != language
+                          for i in stories), key=lambda i: self._rank(self._stories[i]))
         todo = [self._stories[i] for i in waiting
                 if self._cross(language, self._stories[i])
                 and self._decay(self._stories[i], when) > 0.0]
@@ -949,7 +1269,7 @@ class Clusterer:
                     scored.append((s.score, story))
         finally:
             self._dense[query.ids] = 0.0
-        scored.sort(key=lambda x: (-x[0], x[1].index))
+        scored.sort(key=lambda x: (-x[0], *self._rank(x[1])))
         if scored:
             best = scored[0][1]
             for value, other in scored[1:]:
@@ -1035,6 +1355,7 @@ def cluster(
     embedder: Embedder | None = None, states: Iterable[StoryState] = (),
     signatures: Iterable[StorySignature] = (),
     founder_texts: Callable[[list[str]], dict[str, str]] | None = None,
+    saved: SavedStories | None = None, warm: Clusterer | None = None,
 ) -> tuple[dict[str, str], Clusterer]:
     """Assign story ids to ``new`` articles (in time order), given the stories
     still open around them: saved (``states`` and their members' ``signatures``)
@@ -1046,6 +1367,13 @@ def cluster(
     terms and names these articles use (so a caller reads only those). The new
     articles are counted as they are assigned: ``clusterer.stats.added`` is what
     the load adds; ``clusterer.embeddings`` the new articles' embeddings.
+
+    ``saved``: saved stories as columns (beside or instead of ``states``).
+    ``warm``: the clusterer of the plan before, whose decisions the database
+    holds and no one else changed since, already narrowed to the stories open
+    to these articles (:meth:`Clusterer.narrow`); ``saved`` then holds only
+    the open stories it lacks. It goes on from there, as a clusterer restored
+    from the database would.
     """
     options = options or Options()
     pending: dict[str, tuple[ClusterDoc, _Features]] = {}
@@ -1054,21 +1382,31 @@ def cluster(
             pending[doc.id] = (replace(doc, text=doc.text[:EMBED_CHARS]), features(doc))
     # A stored text is kept only as far as the encoder reads it (a founder's).
     stored = [(replace(doc, text=doc.text[:EMBED_CHARS]), features(doc)) for doc in known]
-    saved = list(states)
-    if stats is None:
-        stats = TermStats()
-    elif not isinstance(stats, TermStats):
-        keys: set[str] = set()
+    columns = [SavedStories.of(states, signatures)] if states or signatures else []
+    if saved is not None:
+        columns.append(saved)
+    keys: set[str] = set()
+    if stats is not None and not isinstance(stats, TermStats):
         for _, f in (*pending.values(), *stored):
             keys.update(f.keys())
-        for state in saved:
-            keys.update(state.terms.split())
-            keys.update(state.names)
-        stats = stats(keys)
-    clusterer = Clusterer(horizon=options.horizon, half_life=options.half_life,
-                          max_span=options.max_span, threshold=options.threshold,
-                          embedder=embedder, stats=stats, founder_texts=founder_texts)
-    clusterer.restore(saved, signatures)
+        for part in columns:
+            keys.update(" ".join(part.terms).split())
+            keys.update(part.names)
+    if warm is not None:
+        clusterer = warm
+        clusterer.founder_texts = founder_texts
+        if stats is not None and not isinstance(stats, TermStats):
+            clusterer.read_stats(keys, stats)
+    else:
+        if stats is None:
+            stats = TermStats()
+        elif not isinstance(stats, TermStats):
+            stats = stats(keys)
+        clusterer = Clusterer(horizon=options.horizon, half_life=options.half_life,
+                              max_span=options.max_span, threshold=options.threshold,
+                              embedder=embedder, stats=stats, founder_texts=founder_texts)
+    for part in columns:
+        clusterer.restore_saved(part)
     clusterer.add_features(stored)
     docs = sorted(pending.values(), key=lambda d: (d[0].time, d[0].id))
     assignments: dict[str, str] = {}
