@@ -939,12 +939,12 @@ class Clusterer:
             # is a stored article (nothing to stage) and its text is what is kept.
             story.members, story.founder_id, story.founder_vector = [], "", None
         self._touched = set()
-        latest: dict[str, float] = {}
+        by_language: dict[str, float] = {}
         for index in np.flatnonzero(self._open[:n]).tolist():
             main = self._languages[index]
             if main:
-                latest[main] = max(latest.get(main, -math.inf), self._stories[index].last)
-        self._language_last = latest
+                by_language[main] = max(by_language.get(main, -math.inf), self._stories[index].last)
+        self._language_last = by_language
         return True
 
     def read_stats(self, keys: set[str], source: Callable[[set[str]], TermStats]) -> None:
