@@ -39,10 +39,11 @@ MAX_CLOSED = 0.5
 
 def version(con: duckdb.DuckDBPyConnection) -> str:
     """What every load changes: the loaded runs, and the stored articles (which
-    retention deletes). Read inside a plan's read, or a load's transaction."""
+    retention deletes). Read inside a plan's read, or a load's transaction; the
+    times as numbers, the same whatever the connection's time zone."""
     row = con.execute(
         "SELECT (SELECT count(*) FROM runs WHERE loaded_at IS NOT NULL),"
-        " count(*), max(loaded_at), min(loaded_at) FROM articles"
+        " count(*), epoch_us(max(loaded_at)), epoch_us(min(loaded_at)) FROM articles"
     ).fetchone()
     return repr(row)
 
