@@ -98,7 +98,9 @@ def test_warm_plans_forget_the_stories_the_horizon_leaves(tmp_path: Path) -> Non
     for k, batch in enumerate(batches(newsroom(180, seed=9), 10)):
         plan_and_load(warm_settings, f"run-{k:03d}", batch, warm)
         plan_and_load(cold_settings, f"run-{k:03d}", batch, None)
-    assert warm.reused >= 10
+    # Some plans restore: a batch reaching back to a story closed here, or most
+    # of what is held closed (it is then given back).
+    assert warm.reused >= 3
     assert dump(warm_settings) == dump(cold_settings)
 
 
