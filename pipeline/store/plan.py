@@ -157,8 +157,11 @@ def _docs(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = (
 def _term_stats(con: duckdb.DuckDBPyConnection, keys: set[str]) -> TermStats:
     """The stored document frequencies of ``keys`` (only those: the table holds
     the archive's whole vocabulary) and the number of articles counted."""
-    con.execute("CREATE OR REPLACE TEMP TABLE wanted_terms AS SELECT unnest(?::VARCHAR[]) AS term",
-                [sorted(keys | {""})])
+    # One string, split in SQL: a list parameter is converted an element at a time
+    # (~0.4 ms each: most of a warm micro-batch's plan).
+    con.execute("CREATE OR REPLACE TEMP TABLE wanted_terms AS"
+                " SELECT unnest(string_split(?, chr(31))) AS term",
+                ["\x1f".join(sorted(keys | {""}))])
     df = dict(con.execute("SELECT s.term, s.df FROM term_stats s"
                           " JOIN wanted_terms w USING (term)").fetchall())
     con.execute("DROP TABLE wanted_terms")
