@@ -104,7 +104,7 @@ def measure(known_n: int, new_n: int, *, embed_n: int = 40) -> Figures:
         bounds = (ordered[0].time, ordered[-1].time)
         started = time.perf_counter()
         clusterer = _clusterer(options, stats)
-        clusterer.restore(*story_state.read_open(con, bounds, options))
+        clusterer.restore_saved(story_state.read_open(con, bounds, options))
         restore_s = time.perf_counter() - started
         started = time.perf_counter()
         assigned = {d.id: clusterer.assign(d) for d in ordered}
@@ -112,17 +112,17 @@ def measure(known_n: int, new_n: int, *, embed_n: int = 40) -> Figures:
         del clusterer
         # Memory on a tenth of the horizon (tracemalloc slows Python down ~2x).
         part = known[: max(1, known_n // 10)]
-        states, signatures = story_state.read_open(con, bounds, options)
-        kept = {d.story_id for d in part}
-        states = [x for x in states if x.story_id in kept]
-        signatures = [x for x in signatures if x.story_id in kept]
+        kept = sorted({str(d.story_id) for d in part})
+        con.execute("CREATE TEMP TABLE kept AS SELECT unnest(string_split(?, ' ')) AS story_id",
+                    [" ".join(kept)])
+        con.execute("DELETE FROM story_state WHERE story_id NOT IN (SELECT story_id FROM kept)")
         gc.collect()
         tracemalloc.start()
         small = _clusterer(options, stats)
-        small.restore(states, signatures)
+        small.restore_saved(story_state.read_open(con, bounds, options))
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        del small, states, signatures
+        del small
     check = _clusterer(options, stats)
     check.add_known(known)
     same = assigned == {d.id: check.assign(d) for d in ordered}
