@@ -338,7 +338,8 @@ class _Features:
         return [*self.terms, *(n for n in self.names if not n.startswith("t:"))]
 
 
-def features(doc: ClusterDoc) -> _Features:
+def _words(doc: ClusterDoc) -> tuple[dict[str, float], list[str], list[str]]:
+    """An article's unit log-tf vector, its title's words and its lead's."""
     lead = " ".join(doc.text.split()[:LEAD_WORDS])
     title_words = _WORD.findall(doc.title.lower())
     lead_words = _WORD.findall(lead.lower())
@@ -348,11 +349,16 @@ def features(doc: ClusterDoc) -> _Features:
             counts[intern(w)] += 1
     vec = {t: 1.0 + math.log(c) for t, c in counts.items()}
     norm = math.sqrt(math.fsum(v * v for v in vec.values())) or 1.0
+    return {t: v / norm for t, v in vec.items()}, title_words, lead_words
+
+
+def features(doc: ClusterDoc) -> _Features:
+    terms, title_words, lead_words = _words(doc)
     # The headline's words are evidence of the event beside the tagged names:
     # weighted by rarity, "Waterbury" or "26" shared says a lot, "shooting" little.
     names = tuple(sorted({f"c:{c}" for c in doc.countries} | {f"p:{p}" for p in doc.people}
                          | {f"t:{w}" for w in title_words if w not in _STOP}))
-    return _Features(terms={t: v / norm for t, v in vec.items()}, names=names,
+    return _Features(terms=terms, names=names,
                      signature=signature(lead_words), language=doc.language.lower())
 
 
@@ -862,13 +868,13 @@ class Clusterer:
             if story is None or doc.id in held:
                 continue
             held.add(doc.id)
-            feats = features(doc)
-            ids = np.fromiter((self._term_id(t) for t in feats.terms), dtype=np.int32,
-                              count=len(feats.terms))
+            terms = _words(doc)[0]  # a title needs no signature nor names: half the time
+            ids = np.fromiter((self._term_id(t) for t in terms), dtype=np.int32,
+                              count=len(terms))
             story.members.append(_Member(
                 doc=replace(doc, text="", embedding=None), ids=ids,
-                weights=np.fromiter(feats.terms.values(), dtype=np.float16, count=len(ids)),
-                language=feats.language))
+                weights=np.fromiter(terms.values(), dtype=np.float16, count=len(ids)),
+                language=doc.language.lower()))
             touched.add(story.index)
         self._touched |= touched
         for index in touched:
