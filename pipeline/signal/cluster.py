@@ -496,7 +496,7 @@ class Clusterer:
     _unembedded: dict[str, set[int]] = field(default_factory=dict)
     _assigned: set[str] = field(default_factory=set)
     _changed: set[int] = field(default_factory=set)  # stories whose state to save
-    _touched: set[int] = field(default_factory=set)  # stories with members or a new founder
+    _touched: set[int] = field(default_factory=set)  # stories holding members
     _new_signatures: list[StorySignature] = field(default_factory=list)
     _ids: dict[str, int] = field(default_factory=dict)  # term -> id
     _log_df: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
@@ -865,7 +865,10 @@ class Clusterer:
         held = {m.doc.id for story in self._stories for m in story.members}
         for doc in docs:
             story = self._by_id.get(doc.story_id or "")
-            if story is None or doc.id in held:
+            if story is None:
+                continue
+            touched.add(story.index)  # sorted, held before or not
+            if doc.id in held:
                 continue
             held.add(doc.id)
             terms = _words(doc)[0]  # a title needs no signature nor names: half the time
@@ -875,7 +878,6 @@ class Clusterer:
                 doc=replace(doc, text="", embedding=None), ids=ids,
                 weights=np.fromiter(terms.values(), dtype=np.float16, count=len(ids)),
                 language=doc.language.lower()))
-            touched.add(story.index)
         self._touched |= touched
         for index in touched:
             self._stories[index].members.sort(key=lambda m: (m.doc.time, m.doc.id))
@@ -939,12 +941,15 @@ class Clusterer:
         self.known = self.restored = self.embedded = 0
         self.embed_seconds = 0.0
         self.stats.added, self.stats.added_n = Counter(), 0
-        for index in self._touched:
+        for index in list(self._touched):
             story = self._stories[index]
-            # As restored: its members are read again for its title, its founder
-            # is a stored article (nothing to stage) and its text is what is kept.
-            story.members, story.founder_id, story.founder_vector = [], "", None
-        self._touched = set()
+            # As restored: its founder is a stored article (nothing to stage), and
+            # its text is what is kept. An open story's members stay (the same as
+            # read again for its title: sorted by :meth:`add_members`).
+            story.founder_id, story.founder_vector = "", None
+            if not story.open:
+                story.members = []
+                self._touched.discard(index)
         by_language: dict[str, float] = {}
         for index in np.flatnonzero(self._open[:n]).tolist():
             main = self._languages[index]
