@@ -1175,6 +1175,12 @@ class Clusterer:
             weights = np.repeat([w for _, _, w in top], [len(p) for p in postings])
             total = np.bincount(hits, weights=weights)
             stories = np.flatnonzero(total)
+            if len(stories) > CANDIDATE_STORIES:
+                # Only those that can be among the first: a common term's stories
+                # run to thousands, and sorting them all was most of the retrieval.
+                shared = total[stories]
+                cut = len(shared) - CANDIDATE_STORIES
+                stories = stories[shared >= np.partition(shared, cut)[cut]]
             # The most shared weight first, the older story among equals.
             order = np.lexsort((self._tie[stories], self._first[stories],
                                 -total[stories]))[:CANDIDATE_STORIES]
