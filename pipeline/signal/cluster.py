@@ -471,6 +471,7 @@ class Clusterer:
     _first: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     _last: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     _open: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    _dead: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # closed for good
     _tie: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
     # Members' signatures (by row), their story, time and tie-break (_key64 of the
     # article id). A band key's owner is its earliest (time, tie) holder in an
@@ -531,6 +532,7 @@ class Clusterer:
 
         self._first, self._last = grown(self._first), grown(self._last)
         self._open, self._tie = grown(self._open), grown(self._tie)
+        self._dead = grown(self._dead)
 
     def _rank(self, story: _Story) -> tuple[float, int]:
         """The tie-break among equals: the older story first."""
@@ -808,10 +810,11 @@ class Clusterer:
         self._build_bands()
 
     def _build_bands(self) -> None:
-        """The band table over the signatures of the open stories, each key's rows
-        sorted by (time, tie-break): its owner is the first in an open story."""
+        """The band table over the signatures of the stories not closed for good,
+        each key's rows sorted by (time, tie-break): its owner is the first in an
+        open story (one set aside between plans keeps its rows)."""
         owners = np.asarray(self._sig_story, dtype=np.int64)
-        rows = np.flatnonzero(self._open[owners]) if len(owners) else owners
+        rows = np.flatnonzero(~self._dead[owners]) if len(owners) else owners
         self._band_extra = {}
         if not len(rows):
             self._band_keys = np.zeros(0, dtype=np.uint64)
@@ -899,6 +902,7 @@ class Clusterer:
             if s < len(self._vectors):
                 self._vectors[s] = 0.0
         self._open[closed] = False
+        self._dead[closed] = True
         if len(self._post_story):
             kept = self._open[self._post_story]
             ptr = self._post_ptr
@@ -917,7 +921,7 @@ class Clusterer:
         # of it is closed, or when an added row that owned a key is.
         if any(self._sig_story[r] in gone for r in self._band_extra.values()) or (
                 len(self._band_keys) and np.count_nonzero(
-                    self._open[self._band_owner_story]) * 2 < len(self._band_keys)):
+                    ~self._dead[self._band_owner_story]) * 2 < len(self._band_keys)):
             self._build_bands()
 
     # -- going on from one plan to the next (a warm clusterer) ---------------------------
@@ -933,9 +937,22 @@ class Clusterer:
         horizon, span = self.horizon / _SECOND, self.max_span / _SECOND
         first, last, open_ = self._first[:n], self._last[:n], self._open[:n]
         inside = (last >= low - horizon) & (first <= high + horizon) & (first >= low - span)
-        if np.any(inside & ~open_):
+        dead = self._dead[:n]
+        if np.any(inside & dead):
             return False
-        self._close(np.flatnonzero(open_ & ~inside))
+        # Out of reach of these articles: set aside (out of every index, as a
+        # restore would not read it), given back to a later plan that reaches
+        # it (a batch's articles go back and forth in time); closed for good
+        # once older than two horizons.
+        self._close(np.flatnonzero(~dead & (last < low - 2 * horizon)))
+        dead = self._dead[:n]
+        for s in np.flatnonzero(~dead & (inside != open_)).tolist():
+            self._stories[s].open = bool(inside[s])
+        self._open[:n] = inside & ~dead
+        # A row added since the table was built owns its key only while its story
+        # is open: the table (which skips the stories set aside) finds the next.
+        if any(not self._open[self._sig_story[r]] for r in self._band_extra.values()):
+            self._build_bands()
         self.links, self.embeddings = [], {}
         self._changed, self._new_signatures, self._assigned = set(), [], set()
         self.known = self.restored = self.embedded = 0
@@ -975,9 +992,10 @@ class Clusterer:
                 self._log_df[k] = self.stats.log_df(key)
 
     def closed_share(self) -> float:
-        """The share of the stories held that are closed (held only until a restore)."""
+        """The share of the stories held that are closed for good (held only until
+        a restore)."""
         n = len(self._stories)
-        return 1.0 - float(np.count_nonzero(self._open[:n])) / n if n else 0.0
+        return float(np.count_nonzero(self._dead[:n])) / n if n else 0.0
 
     # -- scoring ------------------------------------------------------------------------
 
@@ -1170,9 +1188,12 @@ class Clusterer:
                      key=lambda kv: (-kv[2], kv[0]))[:CANDIDATE_TERMS]
         postings = [self._postings(k) for _, k, _ in top]
         hits = np.concatenate(postings) if postings else np.zeros(0, dtype=np.int64)
+        weights = np.repeat([w for _, _, w in top], [len(p) for p in postings])
+        # Stories set aside between plans keep their postings: not candidates.
+        held = self._open[hits]
+        hits, weights = hits[held], weights[held]
         found: set[int] = set()
         if len(hits):
-            weights = np.repeat([w for _, _, w in top], [len(p) for p in postings])
             total = np.bincount(hits, weights=weights)
             stories = np.flatnonzero(total)
             if len(stories) > CANDIDATE_STORIES:
@@ -1191,7 +1212,8 @@ class Clusterer:
             # With slack: the matrix product's rounding depends on how many
             # stories it spans; score() decides with each story's own product.
             for s in np.flatnonzero(sims >= CROSS_EMBEDDING - 1e-3).tolist():
-                if s < len(self._stories) and self._cross(feats.language, self._stories[s]):
+                if s < len(self._stories) and self._open[s] and self._cross(
+                        feats.language, self._stories[s]):
                     found.add(s)
         return [self._stories[s] for s in sorted(found)]
 
