@@ -304,6 +304,8 @@ def _make_plan(
         since: tuple[Any, Any] | None = None
         if taken is not None and taken[0].narrow(bounds[0], bounds[1]):
             went_on, since = taken
+        elif warm is not None and taken is not None:
+            warm.unusable()
         # The open stories as saved (story_state), and the ones saved before that
         # table rebuilt from their members: streamed, the clusterer keeps each
         # article's features, not its text; every member of the stories with a

@@ -83,6 +83,12 @@ class WarmClusterer:
         self.reused += 1
         return held.clusterer, held.bounds
 
+    def unusable(self) -> None:
+        """The clusterer taken could not go on (a story it closed is needed):
+        the plan restores."""
+        self.reused -= 1
+        self.restored += 1
+
     def planned(self, clusterer: Clusterer, *, key: str, bounds: tuple[datetime, datetime],
                 store_version: str, run_id: str, snapshot: str) -> None:
         """A plan was made with ``clusterer``: held until its load commits."""
