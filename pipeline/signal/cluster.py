@@ -861,11 +861,16 @@ class Clusterer:
             out[k] = term
         return out
 
-    def add_members(self, docs: Iterable[ClusterDoc]) -> None:
+    def held_members(self) -> set[str]:
+        """The ids of the members held (for :meth:`representative`)."""
+        return {m.doc.id for story in self._stories for m in story.members}
+
+    def add_members(self, docs: Iterable[ClusterDoc], stories: Iterable[str] = ()) -> None:
         """Attach stored articles to their restored stories for :meth:`representative`
-        only (the stories' state already holds them)."""
-        touched = set()
-        held = {m.doc.id for story in self._stories for m in story.members}
+        only (the stories' state already holds them); their members, and those
+        of ``stories``, in time order."""
+        touched = {self._by_id[s].index for s in stories if s in self._by_id}
+        held = self.held_members()
         for doc in docs:
             story = self._by_id.get(doc.story_id or "")
             if story is None:

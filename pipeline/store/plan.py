@@ -351,10 +351,16 @@ def _make_plan(
         for k, v in assignments.items()))
     _plan_table(con, directory, "assigned")
     if clusterer is not None:
-        # The titles: the members of the restored stories new articles joined too.
+        # The titles: the members of the restored stories new articles joined too,
+        # read only when not held already (a warm clusterer holds most).
+        held = clusterer.held_members()
+        wanted = [str(r[0]) for r in con.execute(
+            "SELECT id FROM articles WHERE story_id IN (SELECT story_id FROM assigned)"
+        ).fetchall() if r[0] not in held]
         clusterer.add_members(_docs(
             con, f"SELECT {_DOC_COLUMNS}, story_id, NULL FROM articles"
-                 " WHERE story_id IN (SELECT story_id FROM assigned)"))
+                 " WHERE id IN (SELECT unnest(string_split(?, chr(31))))",
+            ["\x1f".join(wanted)]), stories=set(assignments.values()))
         for story in sorted(set(assignments.values())):
             doc = clusterer.representative(story)
             if doc is not None:

@@ -51,12 +51,13 @@ def newsroom(n: int, *, seed: int = 5, hours: float = 0.0) -> list[dict[str, Any
     return sorted(out, key=lambda r: (r["published_at"], r["id"]))
 
 
-def batches(articles: list[dict[str, Any]], size: int, *, seed: int = 1
+def batches(articles: list[dict[str, Any]], size: int, *, seed: int = 1, jitter: float = 2.5
             ) -> list[list[dict[str, Any]]]:
     """Micro-batches as a stream makes them: in arrival order, which is not quite
     time order (a batch may hold reports older than stories already stored)."""
     rng = random.Random(seed)
-    order = sorted(range(len(articles)), key=lambda i: i + rng.uniform(-2.5 * size, 2.5 * size))
+    order = sorted(range(len(articles)),
+                   key=lambda i: i + rng.uniform(-jitter * size, jitter * size))
     shuffled = [articles[i] for i in order]
     return [shuffled[k:k + size] for k in range(0, len(shuffled), size)]
 
@@ -95,12 +96,12 @@ def test_warm_plans_forget_the_stories_the_horizon_leaves(tmp_path: Path) -> Non
     # Six hours of horizon over ~30 hours of reports: stories close between plans.
     warm_settings, cold_settings = both(tmp_path, horizon_hours=6, max_span_days=0.5)
     warm = WarmClusterer()
-    for k, batch in enumerate(batches(newsroom(180, seed=9), 10)):
+    for k, batch in enumerate(batches(newsroom(180, seed=9), 10, jitter=0.0)):
         plan_and_load(warm_settings, f"run-{k:03d}", batch, warm)
         plan_and_load(cold_settings, f"run-{k:03d}", batch, None)
-    # Some plans restore: a batch reaching back to a story closed here, or most
-    # of what is held closed (it is then given back).
-    assert warm.reused >= 3
+    # Warm plans closed stories as the horizon moved on; once most of what it
+    # held was closed, the clusterer was given up and a plan restored afresh.
+    assert warm.reused >= 3 and warm.restored >= 2
     assert dump(warm_settings) == dump(cold_settings)
 
 
