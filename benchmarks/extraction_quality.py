@@ -2,6 +2,9 @@
 
     .venv/bin/python -m benchmarks.extraction_quality [--data DIR] [--limit N] [--audit]
 
+``--data ../shared/benchmarks/dragnet-dev`` runs it on the Dragnet pages
+(the goals below are the ScrapingHub set's).
+
 Compares, on the same pages and in the same run:
 
 - trafilatura alone: ``bare_extraction`` with its defaults (the baseline; the
@@ -73,17 +76,19 @@ class Run:
 
 
 def load_pages(data: Path, limit: int | None) -> list[Page]:
+    """``html/*.html.gz`` keyed by stem (ScrapingHub) or ``html/*.html`` by name (Dragnet)."""
     truth = json.loads((data / "ground-truth.json").read_text("utf-8"))
-    paths = sorted((data / "html").glob("*.html.gz"))[:limit]
-    return [
-        Page(
-            id=(key := path.name.split(".")[0]),
-            url=truth[key]["url"],
-            html=gzip.decompress(path.read_bytes()),
-            truth=truth[key].get("articleBody", ""),
-        )
-        for path in paths
-    ]
+    pages = []
+    for path in sorted((data / "html").iterdir()):
+        if path.name.endswith(".html.gz"):
+            key, html = path.name.split(".")[0], gzip.decompress(path.read_bytes())
+        elif path.name.endswith(".html"):
+            key, html = path.name, path.read_bytes()
+        else:
+            continue
+        pages.append(Page(id=key, url=truth[key].get("url") or "https://unknown.example/",
+                          html=html, truth=truth[key].get("articleBody") or ""))
+    return pages[:limit]
 
 
 def trafilatura_alone(page: Page) -> str:

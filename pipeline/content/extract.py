@@ -4,7 +4,8 @@ This is the only module that imports trafilatura. It gets the bytes our own
 HTTP client fetched (trafilatura's downloader is never used), parses it once,
 extracts candidate bodies from that tree (trafilatura's precision mode,
 readability, and on doubtful pages trafilatura's balanced mode), keeps the
-one the evidence favours (:func:`choose`), and converts trafilatura's
+one the evidence favours (:func:`choose`), drops the lines that are a
+comment section's or a form's (:func:`refuse_form_lines`), and converts trafilatura's
 ``Document`` into our :class:`~pipeline.models.Extracted` right here, so no
 trafilatura type travels further.
 
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import lxml.etree
 import lxml.html
 import trafilatura
 from trafilatura.readability_lxml import Document as ReadabilityDocument
@@ -39,11 +41,14 @@ __all__ = [
     "DOUBT_BELOW",
     "MIN_WORDS",
     "Candidate",
+    "Evidence",
     "ExtractionError",
     "agreement",
     "choose",
+    "evidence",
     "extract",
     "readability_text",
+    "refuse_form_lines",
 ]
 
 # How a page is extracted (issue 17), chosen with benchmarks/extraction_compare.py
@@ -62,6 +67,9 @@ __all__ = [
 #    less its share of link text, plus the share of the page's description
 #    it contains (see choose()). A wrong block -- an author biography, a
 #    sidebar list -- agrees with nobody; the article agrees with one other.
+# 4. The chosen text loses the lines that are, whole, an element of a form or
+#    of a box named as comments, sign-up, widget, tags (refuse_form_lines):
+#    what trafilatura leaves of a comment section or a newsletter box.
 #
 # Other settings (measured on the ScrapingHub set):
 #   include_comments=False reader comments are not the article (precision
@@ -122,6 +130,8 @@ DESCRIPTION_WEIGHT: Final = 0.1
 DESCRIPTION_MIN_WORDS: Final = 5
 
 _WORD = re.compile(r"\w+")
+_SPACE = re.compile(r"\s+")
+_SPACES_IN_LINE = re.compile(r"[^\S\n]+")
 _LANG_TAG = re.compile(r"([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*")
 _LANG_XPATHS: Final = (
     "/html/@lang",
@@ -129,6 +139,29 @@ _LANG_XPATHS: Final = (
     "//meta[translate(@http-equiv,'CONTENT-LANGUAGE','content-language')"
     "='content-language']/@content",
     "//meta[@property='og:locale']/@content",
+)
+# The page's text with a line break in it, except where it is kept. Only
+# text with words in it: whitespace between tags is most of a page's text
+# nodes (the indentation) and checking them all costs 0.08 of a trafilatura
+# call; this costs 0.03.
+_SOURCE_BREAKS: Final = lxml.etree.XPath(
+    "//text()[not(parent::script or parent::style)][contains(., '\n')][normalize-space()]"
+    "[not(ancestor::pre or ancestor::textarea)]"
+)
+# In readability's summary (a small tree) the whitespace between inline tags
+# too: it is joined into lines where a break in it would split a sentence.
+_ALL_SOURCE_BREAKS: Final = lxml.etree.XPath(
+    "//text()[contains(., '\n')][not(ancestor::pre or ancestor::textarea)]"
+)
+# Where a page keeps what is not the article around it: a form, or an
+# element whose class or id names comments and replies, sign-up and
+# promotion boxes, widgets, tag lists or breadcrumbs. Searched in the
+# lower-cased attribute ("comment" also finds "comments", "commentlist",
+# "comment-body"). Chosen on the tuning halves, word group by word group:
+# footer, sidebar and bio cost ScrapingHub's pages; related, share, social,
+# advert and sponsor change nothing.
+_FORM_CLASSES: Final = re.compile(
+    r"comment|respond|reply|disqus|subscribe|newsletter|signup|promo|widget|tags|breadcrumb"
 )
 # readability's HTML to lines: a new line at each of these elements.
 _BLOCKS: Final = frozenset({
@@ -153,6 +186,42 @@ class Candidate:
     text: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Evidence:
+    """Every candidate :func:`extract` may weigh for a page, and what :func:`choose` uses.
+
+    For measuring the choice (benchmarks/extraction_choice.py): extract()
+    itself computes the third candidate on doubtful pages only.
+    """
+
+    candidates: tuple[Candidate, ...]  # precision, readability, balanced
+    tree: Any  # the parsed page, for refuse_form_lines()
+    links: frozenset[str]
+    description: str | None
+    title: str | None
+    site_name: str | None
+
+
+def evidence(body: bytes, *, url: str) -> Evidence | None:
+    """The candidates of ``body`` as :func:`extract` makes them; None if it is not HTML."""
+    tree = trafilatura.load_html(body) if body.strip() else None
+    if tree is None:
+        return None
+    _collapse_source_breaks(tree)
+    document = _bare_extraction(tree, url=url, options=_EXTRACTION_OPTIONS)
+    balanced = _bare_extraction(tree, url=url, options=_BALANCED_OPTIONS)
+    return Evidence(
+        candidates=(Candidate("precision", _text(document.text if document else None)),
+                    Candidate("readability", readability_text(deepcopy(tree))),
+                    Candidate("balanced", _text(balanced.text if balanced else None))),
+        tree=tree,
+        links=_link_texts(tree),
+        description=_optional(document.description) if document else None,
+        title=_optional(document.title) if document else None,
+        site_name=_optional(document.sitename) if document else None,
+    )
+
+
 def extract(body: bytes, *, url: str) -> Extracted:
     """Extract the article in ``body``, the raw bytes of the page at ``url``.
 
@@ -168,6 +237,7 @@ def extract(body: bytes, *, url: str) -> Extracted:
     tree = trafilatura.load_html(body)
     if tree is None:
         raise ExtractionError("not an HTML document")
+    _collapse_source_breaks(tree)
     document = _bare_extraction(tree, url=url, options=_EXTRACTION_OPTIONS)
     primary = Candidate("precision", _text(document.text if document else None))
     second = Candidate("readability", readability_text(deepcopy(tree)))
@@ -178,7 +248,7 @@ def extract(body: bytes, *, url: str) -> Extracted:
         description = document.description if document else None
         chosen = choose([primary, second, third], links=_link_texts(tree),
                         description=_optional(description))
-    text = chosen.text
+    text = refuse_form_lines(chosen.text, tree)
     if not text:
         raise ExtractionError("no main text found")
     words = len(text.split())
@@ -224,6 +294,66 @@ def choose(
     return best
 
 
+def refuse_form_lines(text: str, tree: Any) -> str:
+    """``text`` without the lines that are, whole, an element of a form or a boilerplate box.
+
+    Structure, not wording: a line goes when an element inside a ``<form>``
+    or inside an element whose class or id says what it is
+    (:data:`_FORM_CLASSES`: comments, sign-up boxes, widgets, tag lists)
+    has exactly that text -- a comment heading, a comment form's labels,
+    "Sign up for our newsletter". A region that holds the text itself (its
+    longest line, or its first and last) is the page's wrapper -- many sites
+    put the whole page in one ``<form>`` -- and is no evidence. Only
+    whole-element matches count: an article line quoted inside a longer
+    comment stays.
+    """
+    lines = text.splitlines()
+    if not lines:
+        return text
+    normalized = [" ".join(line.split()) for line in lines]
+    longest = max(normalized, key=len)
+    refused: set[str] = set()
+    searched: set[Any] = set()
+    for region in _form_regions(tree):
+        if any(ancestor in searched for ancestor in region.iterancestors()):
+            continue  # inside a region already searched
+        content = " ".join(region.text_content().split())
+        if longest in content or (normalized[0] in content and normalized[-1] in content):
+            continue  # it holds the text: the page's wrapper, not a box beside it
+        searched.add(region)
+        inside = {line for line in normalized if line in content}
+        if not inside:
+            continue
+        for element in region.iter():
+            if isinstance(element.tag, str):
+                block = " ".join(element.text_content().split())
+                if block in inside:
+                    refused.add(block)
+    if not refused:
+        return text
+    return "\n".join(line for line, key in zip(lines, normalized, strict=True)
+                     if key not in refused)
+
+
+def _form_regions(tree: Any) -> list[Any]:
+    """The forms and named boxes of :func:`refuse_form_lines`, in document order.
+
+    A walk with a regular expression: an XPath ``translate()`` test on every
+    element costs five times as much.
+    """
+    regions = []
+    for element in tree.iter():
+        if not isinstance(element.tag, str):
+            continue
+        if element.tag == "form":
+            regions.append(element)
+            continue
+        names = f"{element.get('class') or ''} {element.get('id') or ''}"
+        if names != " " and _FORM_CLASSES.search(names.lower()):
+            regions.append(element)
+    return regions
+
+
 def agreement(a: str, b: str) -> float:
     """Shared words (a multiset, case-folded) over the words of the longer text: 0 to 1."""
     return _similarity(_bag(a), _bag(b))
@@ -240,12 +370,32 @@ def readability_text(tree: Any) -> str:
         return ""
     if not summary.strip():
         return ""
-    parts: list[str] = []
-    for element in lxml.html.fromstring(summary).iter():
-        if isinstance(element.tag, str) and element.tag in _BLOCKS:
-            parts.append("\n")
-        parts.extend(t for t in (element.text, element.tail) if t)
-    return _text("".join(parts))
+    # A block starts and ends a line; the source's own line breaks do not
+    # (see _collapse_source_breaks). itertext() gives the text in reading
+    # order, a comment's tail but not the comment.
+    root = lxml.html.fromstring(summary)
+    _collapse_source_breaks(root, _ALL_SOURCE_BREAKS)
+    for element in root.iter(*_BLOCKS):
+        element.text = "\n" + (element.text or "")
+        element.tail = "\n" + (element.tail or "")
+    return _text(_SPACES_IN_LINE.sub(" ", "".join(root.itertext())))
+
+
+def _collapse_source_breaks(tree: Any, breaks: lxml.etree.XPath | None = None) -> None:
+    """Turn the line breaks of the HTML source into spaces, outside ``<pre>`` and ``<textarea>``.
+
+    A browser shows a paragraph wrapped at 80 columns in the source as one
+    paragraph; trafilatura keeps those breaks in text that sits in a
+    ``<div>`` between ``<br>`` tags, and a paragraph would reach the cleaner
+    (which works on lines) in pieces. ``<br>`` and block tags still make the
+    lines. ``breaks`` selects the text nodes (default: those with words).
+    """
+    for text in (breaks or _SOURCE_BREAKS)(tree):
+        parent = text.getparent()
+        if text.is_tail:
+            parent.tail = _SPACE.sub(" ", text)
+        else:
+            parent.text = _SPACE.sub(" ", text)
 
 
 def _bag(text: str) -> Counter[str]:

@@ -259,6 +259,73 @@ def test_an_article_is_compared_with_the_story_not_its_nearest_member() -> None:
     assert whole["chain"] != whole["day-0"]
 
 
+# -- event evidence from the text: proper names and figures ---------------------------------
+
+TWO_ARRESTS = [  # two DUI arrests of one team's players on one day
+    doc("jackson-1", hours=1,
+        title="Chargers receiver Vincent Jackson arrested on suspicion of DUI",
+        text="San Diego Chargers receiver Vincent Jackson, 26, was arrested at 2:30 a.m. on "
+        "suspicion of drunken driving after the California Highway Patrol stopped his car on "
+        "Interstate 15 in Mission Valley. Jackson was released on $5,000 bail.", language="en"),
+    doc("williams-1", hours=2, title="Chargers lineman Jamal Williams arrested on suspicion of DUI",
+        text="San Diego Chargers defensive tackle Jamal Williams, 32, was arrested late on "
+        "Sunday on suspicion of drunken driving after a traffic stop near his home in Poway. "
+        "Williams was booked into the Vista jail and released.", language="en"),
+    doc("jackson-2", hours=4, title="Chargers player held for drunken driving",
+        text="The team said it was aware that Vincent Jackson had been held by the Highway "
+        "Patrol in Mission Valley and released on $5,000 bail.", language="en"),
+    doc("williams-2", hours=5, title="Chargers player held for drunken driving",
+        text="The team said it was aware that Jamal Williams had been booked into the Vista "
+        "jail after the traffic stop in Poway.", language="en"),
+]
+
+
+def test_the_lead_s_proper_names_and_figures_are_evidence() -> None:
+    jackson, _, jackson_2, williams_2 = TWO_ARRESTS
+    same = Clusterer().similarity(jackson_2, jackson)
+    other = Clusterer().similarity(williams_2, jackson)
+    assert same.proper > 0.3 > other.proper and same.score > other.score
+    pirates = doc("p", title="Navy captures pirates",
+                  text="The Navy said its warship captured 23 pirates in the Gulf of Aden.")
+    same_count = doc("q", hours=1, title=pirates.title, text=pirates.text)
+    other_count = dataclasses.replace(same_count, text=pirates.text.replace("23", "26"))
+    text_only = Clusterer(near_duplicates=False)
+    assert text_only.similarity(same_count, pirates).figure == 1.0
+    assert text_only.similarity(other_count, pirates).figure == 0.0
+
+
+SHOOTING = doc("shooting", title="Man shot dead in Akron apartment",
+               text="A man was shot dead on Thursday in an apartment on Kimlyn Circle in "
+               "Akron. Police identified him as Ronald Roberts, 24. Officers said Roberts was "
+               "found in the basement by a friend.", language="en")
+FOLLOW_UP = doc("follow-up", hours=48, title="Suspect held without bail",
+                text="A 31-year-old suspect was held without bail in Akron on Monday, charged "
+                "with murder over the death of Ronald Roberts, whose body a friend found in a "
+                "basement on Kimlyn Circle last week.", language="en")
+
+
+def test_a_follow_up_two_days_later_sharing_the_victim_and_street_joins() -> None:
+    assignments, _ = cluster([SHOOTING, FOLLOW_UP], [])
+    assert assignments["follow-up"] == assignments["shooting"]
+    # The same follow-up about another victim in another town stays apart.
+    other = dataclasses.replace(FOLLOW_UP, text=FOLLOW_UP.text.replace(
+        "Ronald Roberts", "Tyrell Mason").replace("Kimlyn Circle", "Dayton Avenue").replace(
+        "Akron", "Canton"))
+    assignments, _ = cluster([SHOOTING, other], [])
+    assert assignments["follow-up"] != assignments["shooting"]
+
+
+def test_a_restored_story_keeps_every_kind_of_name_and_scores_as_the_live_one() -> None:
+    live = Clusterer()
+    live.place(SHOOTING)
+    states, signatures = live.saved()
+    assert {n[:2] for n in states[0].names} >= {"t:", "e:", "n:"}
+    restored = Clusterer(stats=TermStats(live.stats.df, live.stats.n))
+    restored.restore(states, signatures)
+    assert live.place(FOLLOW_UP)[0] == restored.place(FOLLOW_UP)[0] == "s-shooting"
+    assert live.saved()[0] == restored.saved()[0]
+
+
 # -- stable statistics: batching changes nothing ---------------------------------------------
 
 
@@ -500,6 +567,93 @@ def test_restored_stories_with_lazy_embeddings_assign_as_one_pass_does() -> None
     assert got == one
     assert one["fr-seed"] == one[english_seeds()[0].id]
 
+
+
+# -- across languages: the neighbourhood, short items, events of one kind -------------------
+
+# One day's English stories; the countries are those the tag stage finds in each text.
+DAY = [
+    doc("en-ian", title="Hurricane Ian makes landfall in Florida", language="en",
+        text="Hurricane Ian made landfall on the south-west coast of Florida on Wednesday as a "
+        "Category 4 storm, flooding Fort Myers and Naples and leaving more than two million "
+        "homes without power. At least 16 people were killed, officials said."),
+    doc("en-sweden", hours=1, language="en",
+        title="Ulf Kristersson is elected Prime Minister of Sweden.",
+        text="Ulf Kristersson is elected Prime Minister of Sweden."),
+    doc("en-nato", hours=2, language="en", title="Finland becomes the 31st member of NATO",
+        text="Finland formally joined NATO on Tuesday, becoming the alliance's 31st member, as "
+        "its foreign minister handed the accession documents to the United States in Brussels. "
+        "Russia said it would take counter-measures."),
+    doc("en-quake", hours=3, language="en", countries=("PG",),
+        title="A magnitude 7.6 earthquake strikes Papua New Guinea, killing at least seven.",
+        text="A magnitude 7.6 earthquake strikes Papua New Guinea, killing at least seven."),
+]
+RU_SWEDEN = doc("ru-sweden", hours=5, language="ru",
+                title="Ульф Кристерссон избран премьер-министром Швеции.",
+                text="Ульф Кристерссон избран премьер-министром Швеции.")
+FR_NATO = doc(
+    "fr-nato", hours=7, language="fr", title="La Finlande devient le 31e membre de l'OTAN",
+    text="La Finlande a officiellement rejoint l'OTAN mardi, devenant le 31e membre de "
+    "l'Alliance, lorsque son ministre des Affaires étrangères a remis les documents "
+    "d'adhésion aux États-Unis à Bruxelles. La Russie a promis des contre-mesures.")
+FR_FIONA = doc(
+    "fr-fiona", hours=6, language="fr", countries=("CA", "GB"),
+    title="L'ouragan Fiona frappe l'est du Canada",
+    text="L'ouragan Fiona s'est abattu samedi sur la Nouvelle-Écosse et Terre-Neuve, dans "
+    "l'est du Canada, arrachant des toits et privant d'électricité plus de 500 000 foyers. "
+    "Trois personnes sont mortes, selon la police.")
+FR_QUAKE = doc("fr-quake", hours=8, language="fr", countries=("ID",),
+               title="Un séisme de magnitude 6,1 frappe l'Indonésie, au moins trois morts.",
+               text="Un séisme de magnitude 6,1 frappe l'Indonésie, au moins trois morts.")
+
+
+def test_a_french_report_joins_the_english_story_of_its_event_among_the_days_stories() -> None:
+    assignments, _ = cluster([*DAY, FR_NATO], [], embedder=encoder())
+    assert assignments["fr-nato"] == "s-en-nato"
+
+
+def test_a_short_russian_item_joins_the_short_english_item_of_its_event() -> None:
+    """Two one-line items (~50 characters), no word in common: the embedding
+    against the article's neighbourhood decides."""
+    assignments, clusterer = cluster([*DAY, RU_SWEDEN], [], embedder=encoder())
+    assert assignments["ru-sweden"] == "s-en-sweden"
+    assert clusterer.similarity(RU_SWEDEN, DAY[1]).rule == "cross-language"
+
+
+def test_two_blurbs_told_differently_join_on_the_names_they_share() -> None:
+    """~100 characters each, one event told two ways: an embedding cosine of
+    0.47, below what any absolute threshold could take, but far above the
+    French item's other neighbours, and both name Pedro Castillo."""
+    english = doc("en-castillo", hours=4, language="en",
+                  title="Following an attempted self-coup, Pedro Castillo is removed from "
+                  "office and arrested.",
+                  text="Following an attempted self-coup, Pedro Castillo is removed from "
+                  "office and arrested.")
+    french = doc("fr-castillo", hours=9, language="fr",
+                 title="Dina Boluarte remplace Pedro Castillo à la présidence du Pérou après "
+                 "sa tentative de coup d'État.",
+                 text="Dina Boluarte remplace Pedro Castillo à la présidence du Pérou après "
+                 "sa tentative de coup d'État.")
+    assignments, clusterer = cluster([*DAY, english, french], [], embedder=encoder())
+    assert assignments["fr-castillo"] == "s-en-castillo"
+    assert clusterer.similarity(french, english).embedding < 0.5
+
+
+def test_a_french_report_of_another_event_of_the_same_kind_stays_apart() -> None:
+    """Another hurricane, another earthquake, the same day: as close in the
+    embedding as many reports of one event, told apart by what they do not share
+    (their names, their countries)."""
+    assignments, _ = cluster([*DAY, FR_FIONA, FR_QUAKE], [], embedder=encoder())
+    assert assignments["fr-fiona"] == "s-fr-fiona"
+    assert assignments["fr-quake"] == "s-fr-quake"
+
+
+def test_the_cross_language_rule_is_the_same_in_one_pass_and_one_article_at_a_time() -> None:
+    docs = [*DAY, RU_SWEDEN, FR_FIONA, FR_NATO, FR_QUAKE]
+    one, _ = cluster(sorted(docs, key=lambda d: (d.time, d.id)), [], embedder=encoder())
+    got, most = run_with_saved_states(docs, 1, Options(), embedder=encoder())
+    assert got == one and most > 0
+    assert one["fr-nato"] == "s-en-nato" and one["ru-sweden"] == "s-en-sweden"
 
 # -- odd times ---------------------------------------------------------------------------------
 
