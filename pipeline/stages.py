@@ -41,6 +41,7 @@ from pipeline.store import delivery, shared_staging, staging
 from pipeline.store.backend import backend, open_store
 from pipeline.store.load import LoadResult, load
 from pipeline.store.plan import PlanResult, plan
+from pipeline.store.warm import WarmClusterer
 
 log = logging.getLogger(__name__)
 
@@ -222,13 +223,16 @@ def record_outcome(
 # -- load and send -------------------------------------------------------------------------
 
 
-def cluster_stage(settings: Settings, run_id: str) -> PlanResult:
+def cluster_stage(settings: Settings, run_id: str, *,
+                  warm: WarmClusterer | None = None) -> PlanResult:
     """Story ids and outbox candidates for the run, planned beside its staging
-    (reads the database, writes nothing to it; see :mod:`pipeline.store.plan`)."""
+    (reads the database, writes nothing to it; see :mod:`pipeline.store.plan`).
+    ``warm``: a process's clusterer kept between its plans and loads
+    (:mod:`pipeline.store.warm`), given to :func:`load_stage` too."""
     # Read-only (once the database exists): analysts' read-only sessions can stay
     # open while it clusters; only the load's transaction needs the file alone.
     with shared_staging.workspace(settings, run_id) as local, open_store(local) as con:
-        result = plan(con, local, run_id)
+        result = plan(con, local, run_id, warm=warm)
     if result.already_loaded:
         # What a stage re-run after the load staged is never loaded (a run id
         # is loaded once): it goes now rather than wait to be pruned.
@@ -238,12 +242,12 @@ def cluster_stage(settings: Settings, run_id: str) -> PlanResult:
 
 
 def load_stage(settings: Settings, run_id: str, *, started_at: datetime | None = None,
-               keep_staging: bool = False) -> LoadResult:
+               keep_staging: bool = False, warm: WarmClusterer | None = None) -> LoadResult:
     # Pulled under the writer lock: a poll re-run on another host meanwhile
     # (an Airflow retry) cannot change the folder between pull and load.
     with backend(settings).writer() as con, \
             shared_staging.workspace(settings, run_id) as local:
-        result = load(con, local, run_id, started_at=started_at)
+        result = load(con, local, run_id, started_at=started_at, warm=warm)
     if not keep_staging:
         staging.remove(staging.run_dir(settings.staging, run_id))
         shared_staging.discard(settings, run_id)

@@ -80,6 +80,7 @@ from pipeline.store import shared_staging, staging
 from pipeline.store.backend import open_store
 from pipeline.store.load import LoadResult
 from pipeline.store.plan import PlanResult
+from pipeline.store.warm import WarmClusterer
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -245,6 +246,9 @@ class _Stream:
         self.extracting = 0  # pages waiting for or in extraction
         self.host_deadlines: dict[str, float] = {}  # time.monotonic() values
         self.host_pages: Counter[str] = Counter()  # pages in flight per host
+        # The clusterer goes on from one batch's plan to the next (while no other
+        # process writes the database): no restore of the open stories a batch.
+        self.warm = WarmClusterer()
 
     # -- the database thread ---------------------------------------------------------------
 
@@ -502,8 +506,8 @@ class _Stream:
 
     def _plan_and_load(self, run_id: str) -> tuple[PlanResult, LoadResult]:
         with explained(self.settings.database):
-            planned = cluster_stage(self.settings, run_id)
-            loaded = load_stage(self.settings, run_id, started_at=self.started)
+            planned = cluster_stage(self.settings, run_id, warm=self.warm)
+            loaded = load_stage(self.settings, run_id, started_at=self.started, warm=self.warm)
         return planned, loaded
 
     async def _load(self, run_id: str, batch: _Batch) -> None:

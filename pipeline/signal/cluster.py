@@ -97,7 +97,7 @@ out of the horizon leave the indexes as a pass moves on in time.
 
 from __future__ import annotations
 
-import itertools
+import gc
 import math
 import re
 import zlib
@@ -238,6 +238,76 @@ class StorySignature:
     signature: bytes  # MINHASHES uint64
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SavedStories:
+    """Saved stories column-wise, as a plan reads them (``story_state`` and
+    ``story_signatures``): :meth:`Clusterer.restore_saved` builds its indexes
+    from these arrays in bulk, with no record object per row. The stories are
+    in the order they were started (first, story id)."""
+
+    story_ids: list[str]
+    first: np.ndarray  # float64 seconds
+    last: np.ndarray
+    size: np.ndarray  # int64
+    terms: list[str]  # each story's terms, space-separated
+    weights: np.ndarray  # float64: every story's weights, one after the other
+    name_story: np.ndarray  # int64: the position of each name's story
+    names: list[str]
+    name_counts: np.ndarray
+    language_story: np.ndarray
+    languages: list[str]
+    language_counts: np.ndarray
+    main_language: list[str]
+    embeddings: list[bytes | None]
+    embedded: np.ndarray
+    founder_texts: list[str | None]
+    sig_story_ids: list[str]  # the signatures, in their members' order (time, id)
+    sig_article_ids: list[str]
+    sig_seconds: np.ndarray
+    signatures: np.ndarray  # uint64, one row of MINHASHES a member
+
+    @classmethod
+    def of(cls, states: Iterable[StoryState],
+           signatures: Iterable[StorySignature] = ()) -> SavedStories:
+        """The records as columns (for callers holding records, and tests)."""
+        rows = sorted(states, key=lambda x: (x.first, x.story_id))
+        sigs = sorted(signatures, key=lambda x: (x.seconds, x.article_id))
+        names = [(k, n, c) for k, x in enumerate(rows)
+                 for n, c in zip(x.names, x.name_counts, strict=True)]
+        langs = [(k, n, c) for k, x in enumerate(rows)
+                 for n, c in zip(x.languages, x.language_counts, strict=True)]
+        return cls(
+            story_ids=[x.story_id for x in rows],
+            first=np.array([x.first for x in rows], dtype=np.float64),
+            last=np.array([x.last for x in rows], dtype=np.float64),
+            size=np.array([x.size for x in rows], dtype=np.int64),
+            terms=[x.terms for x in rows],
+            weights=np.frombuffer(b"".join(x.weights for x in rows), dtype=np.float64),
+            name_story=np.array([k for k, _, _ in names], dtype=np.int64),
+            names=[n for _, n, _ in names],
+            name_counts=np.array([c for _, _, c in names], dtype=np.int64),
+            language_story=np.array([k for k, _, _ in langs], dtype=np.int64),
+            languages=[n for _, n, _ in langs],
+            language_counts=np.array([c for _, _, c in langs], dtype=np.int64),
+            main_language=[x.main_language for x in rows],
+            embeddings=[x.embedding for x in rows],
+            embedded=np.array([x.embedded for x in rows], dtype=np.int64),
+            founder_texts=[x.founder_text for x in rows],
+            sig_story_ids=[x.story_id for x in sigs],
+            sig_article_ids=[x.article_id for x in sigs],
+            sig_seconds=np.array([x.seconds for x in sigs], dtype=np.float64),
+            signatures=np.frombuffer(b"".join(x.signature for x in sigs),
+                                     dtype=np.uint64).reshape(len(sigs), MINHASHES))
+
+
+def _key64(text: str) -> int:
+    """A fixed 64-bit number for an id: the tie-break among equals that does not
+    depend on the order things were added in (a warm clusterer and a restored
+    one add the same stories in different orders)."""
+    raw = text.encode()
+    return (zlib.crc32(raw) << 32) | zlib.adler32(raw)
+
+
 def embedding_text(title: str, text: str) -> str:
     """What the sentence encoder sees of an article."""
     return f"{title}\n{text[:EMBED_CHARS]}"
@@ -329,6 +399,7 @@ class _Features:
 # ("n:"); all but the tagged ones are weighed by the document frequency of their word.
 _TAGGED, _HEADLINE, _PROPER, _FIGURE = 0, 1, 2, 3
 _KINDS = {"t": _HEADLINE, "e": _PROPER, "n": _FIGURE}
+_PREFIXES = ("", "t:", "e:", "n:")  # by kind: a tagged name's term is the whole name
 
 
 def _kind(name: str) -> int:
@@ -364,7 +435,8 @@ def _event_names(lead: str, tagged: Iterable[str] = ()) -> set[str]:
     return out
 
 
-def features(doc: ClusterDoc) -> _Features:
+def _words(doc: ClusterDoc) -> tuple[dict[str, float], list[str], list[str], str]:
+    """An article's unit log-tf vector, its title's words, its lead's words and its lead."""
     lead = " ".join(doc.text.split()[:LEAD_WORDS])
     title_words = _WORD.findall(doc.title.lower())
     lead_words = _WORD.findall(lead.lower())
@@ -374,13 +446,18 @@ def features(doc: ClusterDoc) -> _Features:
             counts[intern(w)] += 1
     vec = {t: 1.0 + math.log(c) for t, c in counts.items()}
     norm = math.sqrt(math.fsum(v * v for v in vec.values())) or 1.0
+    return {t: v / norm for t, v in vec.items()}, title_words, lead_words, lead
+
+
+def features(doc: ClusterDoc) -> _Features:
+    terms, title_words, lead_words, lead = _words(doc)
     # The headline's words are evidence of the event beside the tagged names:
     # weighted by rarity, "Waterbury" or "26" shared says a lot, "shooting" little.
     names = tuple(sorted({f"c:{c}" for c in doc.countries} | {f"p:{p}" for p in doc.people}
                          | {f"t:{w}" for w in title_words if w not in _STOP}
                          | _event_names(lead, _WORD.findall(
                              " ".join((*doc.countries, *doc.people)).lower()))))
-    return _Features(terms={t: v / norm for t, v in vec.items()}, names=names,
+    return _Features(terms=terms, names=names,
                      signature=signature(lead_words), language=doc.language.lower())
 
 
@@ -432,6 +509,9 @@ class _Story:
     founder_stored: bool = False  # its founder_text is in the database, not read yet
     _arrays: tuple[np.ndarray, np.ndarray] | None = None
     _names: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # ids, shares, slots
+    # Restored: the centroid and names are only the packed arrays above until a
+    # member joins or the state is saved (most restored stories get neither).
+    packed: bool = False
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """The centroid's term ids and weights (in the order the terms came)."""
@@ -522,14 +602,37 @@ class Clusterer:
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # cluster(): new ones'
     _stories: list[_Story] = field(default_factory=list)
     _by_id: dict[str, _Story] = field(default_factory=dict)
-    _by_term: dict[str, list[int]] = field(default_factory=dict)  # term -> story indexes
-    _bands: dict[int, tuple[int, int]] = field(default_factory=dict)  # key -> story, signature
+    # The inverted index of story terms: the restored stories' as arrays (term id
+    # -> story indexes, _post_story[_post_ptr[k]:_post_ptr[k + 1]]), the terms
+    # stories took since in _by_term (term id -> story indexes).
+    _by_term: dict[int, list[int]] = field(default_factory=dict)
+    _post_ptr: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    _post_story: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # Each story's first and last report, whether it is open, and its tie-break
+    # (by story index): "the older story among equals" is the one with the
+    # earlier first report, then the lower _key64 of its id, never the order
+    # the stories were added in.
+    _first: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    _last: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    _open: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    _dead: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # closed for good
+    _tie: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    # Members' signatures (by row), their story, time and tie-break (_key64 of the
+    # article id). A band key's owner is its earliest (time, tie) holder in an
+    # open story: the band table holds the rows of the signatures indexed in
+    # bulk, sorted by (key, time, tie); _band_extra the rows added one at a time.
     _signatures: list[np.ndarray] = field(default_factory=list)
+    _sig_story: list[int] = field(default_factory=list)
+    _sig_seconds: list[float] = field(default_factory=list)
+    _sig_tie: list[int] = field(default_factory=list)
+    _band_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    _band_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _band_owner_story: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # key -> its earliest row added since the table was built (the table is
+    # built again when such a row's story closes, so the next one is found).
+    _band_extra: dict[int, int] = field(default_factory=dict)
     _vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     _languages: list[str] = field(default_factory=list)  # each story's first language
-    # Each story's first and last report (seconds), by index: which stories an
-    # article can still reach, before the candidates are cut to the best ones.
-    _span: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.float64))
     # Each main language's latest report (seconds): whether a story in another
     # language may be open to an article, the one case that needs the embedding.
     _language_last: dict[str, float] = field(default_factory=dict)
@@ -537,15 +640,18 @@ class Clusterer:
     # embedded when an article in another language arrives while they are open.
     _unembedded: dict[str, set[int]] = field(default_factory=dict)
     # Each story's main language (a code from _codes, 0 unknown) and whether it
-    # has an embedding, by story index (with _span: the cross-language
-    # neighbourhood is found among all open stories at once).
+    # has an embedding and is not closed for good, by story index (with _first,
+    # _last and _open: the cross-language neighbourhood is found among all open
+    # stories at once).
     _main: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     _has_vector: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     _codes: dict[str, int] = field(default_factory=lambda: {"": 0})
     _assigned: set[str] = field(default_factory=set)
     _changed: set[int] = field(default_factory=set)  # stories whose state to save
+    _touched: set[int] = field(default_factory=set)  # stories holding members
     _new_signatures: list[StorySignature] = field(default_factory=list)
     _ids: dict[str, int] = field(default_factory=dict)  # term -> id
+    _term_list: list[str] = field(default_factory=list)  # id -> term
     _slots: dict[str, int] = field(default_factory=dict)  # name -> 4 * its term's id + kind
     _log_df: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     _dense: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
@@ -558,38 +664,65 @@ class Clusterer:
         if story is None:
             story = _Story(index=len(self._stories), id=sid, first=when, last=when)
             self._stories.append(story)
-            if story.index >= len(self._span):
-                grown = np.zeros((max(64, 2 * len(self._span)), 2), dtype=np.float64)
-                grown[: len(self._span)] = self._span
-                self._span = grown
-            self._span[story.index] = (when, when)
             self._by_id[sid] = story
             self._languages.append("")
+            self._grow(len(self._stories))
+            self._first[story.index] = self._last[story.index] = when
+            self._open[story.index] = True
+            self._tie[story.index] = _key64(sid)
             self._track(story)
         return story
+
+    def _grow(self, n: int) -> None:
+        """Room in the per-story arrays for ``n`` stories."""
+        if n <= len(self._open):
+            return
+        rows = max(n, 2 * len(self._open), 64)
+
+        def grown(a: np.ndarray) -> np.ndarray:
+            out = np.zeros(rows, dtype=a.dtype)
+            out[: len(a)] = a
+            return out
+
+        self._first, self._last = grown(self._first), grown(self._last)
+        self._open, self._tie = grown(self._open), grown(self._tie)
+        self._dead = grown(self._dead)
+        self._main, self._has_vector = grown(self._main), grown(self._has_vector)
 
     def _track(self, story: _Story) -> None:
         """Keep the story's row of the arrays the neighbourhood is found with."""
         i = story.index
-        if i >= len(self._main):
-            rows = max(i + 1, 2 * len(self._main), 64)
-            main = np.zeros(rows, dtype=np.int32)
-            main[: len(self._main)] = self._main
-            has = np.zeros(rows, dtype=bool)
-            has[: len(self._has_vector)] = self._has_vector
-            self._main, self._has_vector = main, has
         self._main[i] = self._codes.setdefault(self._languages[i], len(self._codes))
-        self._has_vector[i] = story.embedding is not None and story.open
+        self._has_vector[i] = story.embedding is not None and not self._dead[i]
+
+    def _rank(self, story: _Story) -> tuple[float, int]:
+        """The tie-break among equals: the older story first."""
+        return story.first, int(self._tie[story.index])
+
+    def _unpack(self, story: _Story) -> None:
+        """A restored story's centroid and names as dicts (a member joins, its
+        state is saved, or its names are read as strings)."""
+        if not story.packed:
+            return
+        story.packed = False
+        if story._arrays is not None and not story.centroid:
+            story.centroid = dict(zip(story._arrays[0].tolist(), story._arrays[1].tolist(),
+                                      strict=True))
+        if story._names is not None:
+            terms = self._terms()
+            _, shares, slots = story._names
+            # A name's slot is 4 * its term's id + its kind; its count, its share
+            # of the story's members.
+            story.names.update({_PREFIXES[k & 3] + terms[k >> 2]: round(c * story.size)
+                                for k, c in zip(slots.tolist(), shares.tolist(), strict=True)})
 
     def _join(self, story: _Story, doc: ClusterDoc, feats: _Features,
               embedding: np.ndarray | None, *, new: bool = True) -> None:
         when = _seconds(doc.time)
         story.first, story.last = min(story.first, when), max(story.last, when)
-        self._span[story.index] = (story.first, story.last)
+        self._first[story.index], self._last[story.index] = story.first, story.last
+        self._unpack(story)  # before the size changes: the packed names are shares of it
         story.size += 1
-        if story._arrays is not None and not story.centroid:  # restored: unpack it
-            story.centroid = dict(zip(story._arrays[0].tolist(), story._arrays[1].tolist(),
-                                      strict=True))
         centroid, ids = story.centroid, self._ids
         mine = []
         for t, v in feats.terms.items():
@@ -598,11 +731,12 @@ class Clusterer:
                 k = self._term_id(t)
             mine.append(k)
             if k not in centroid:
-                self._by_term.setdefault(t, []).append(story.index)
+                self._by_term.setdefault(k, []).append(story.index)
                 centroid[k] = v
             else:
                 centroid[k] += v
         story._arrays = story._names = None
+        self._touched.add(story.index)
         story.names.update(feats.names)
         story.languages[feats.language] += 1
         if not self._languages[story.index]:
@@ -628,14 +762,37 @@ class Clusterer:
             self._new_signatures.append(StorySignature(
                 story_id=story.id, article_id=doc.id, seconds=when,
                 signature=feats.signature.tobytes()))
-            self._add_signature(story, feats.signature)
+            self._add_signature(story, feats.signature, when, doc.id)
 
-    def _add_signature(self, story: _Story, signature: np.ndarray) -> None:
+    def _add_signature(self, story: _Story, signature: np.ndarray, when: float,
+                       article_id: str) -> None:
         if self.near_duplicates:
             row = len(self._signatures)
             self._signatures.append(signature)
+            self._sig_story.append(story.index)
+            self._sig_seconds.append(when)
+            self._sig_tie.append(_key64(article_id))
+            mine = (when, self._sig_tie[row])
+            extra = self._band_extra
             for key in _band_keys(signature):
-                self._bands.setdefault(key, (story.index, row))
+                held = extra.get(key)
+                if held is None or mine < (self._sig_seconds[held], self._sig_tie[held]):
+                    extra[key] = row
+
+    def _band_owner(self, key: int, lo: int, hi: int) -> int | None:
+        """The signature row that owns a band key: its earliest holder (time,
+        then tie-break) in an open story. ``lo:hi``: the key's rows in the table."""
+        best = None
+        if hi > lo:
+            held = np.flatnonzero(self._open[self._band_owner_story[lo:hi]])
+            if len(held):
+                best = int(self._band_rows[lo + int(held[0])])
+        row = self._band_extra.get(key)
+        if row is not None and self._open[self._sig_story[row]] and (best is None or (
+                self._sig_seconds[row], self._sig_tie[row])
+                < (self._sig_seconds[best], self._sig_tie[best])):
+            best = row
+        return best
 
     def _add_embedding(self, story: _Story, embedding: np.ndarray) -> None:
         e = embedding.astype(np.float64)
@@ -684,77 +841,169 @@ class Clusterer:
     def restore(self, states: Iterable[StoryState],
                 signatures: Iterable[StorySignature] = ()) -> None:
         """Add stored stories from their saved state (the ``story_state`` and
-        ``story_signatures`` tables), as they were after their last member, in
-        the order they were started; their terms are counted in ``stats``.
-        Their centroids stay packed arrays until a new member joins (most never
-        do), and their terms and signatures are indexed a batch at a time."""
-        todo = [x for x in sorted(states, key=lambda x: (x.first, x.story_id))
-                if x.story_id not in self._by_id]
-        words = " ".join(x.terms for x in todo).split()
+        ``story_signatures`` tables), as they were after their last member;
+        their terms are counted in ``stats``."""
+        self.restore_saved(SavedStories.of(states, signatures))
+
+    def restore_saved(self, saved: SavedStories) -> None:
+        """:meth:`restore` from the columns. The centroids and names stay packed
+        arrays until a new member joins (most never do), and the term index and
+        the signature bands are built with numpy, a restore at a time: this is
+        what every plan pays before its first article."""
+        gc_was = gc.isenabled()
+        gc.disable()  # ~10 objects a story: the collector would walk them again and again
+        try:
+            self._restore_saved(saved)
+        finally:
+            if gc_was:
+                gc.enable()
+
+    def _restore_saved(self, saved: SavedStories) -> None:
+        n = len(saved.story_ids)
+        lengths = np.fromiter((t.count(" ") + 1 if t else 0 for t in saved.terms),
+                              dtype=np.int64, count=n)
+        if int(lengths.sum()) != len(saved.weights):
+            raise ValueError("a saved story's terms and weights differ in number")
+        keep = np.fromiter((sid not in self._by_id for sid in saved.story_ids), dtype=bool,
+                           count=n)
+        todo = np.flatnonzero(keep)
+        words = " ".join([saved.terms[k] for k in todo.tolist()]).split()
         for term in sorted(set(words).difference(self._ids)):
             self._term_id(term)
         ids = np.fromiter(map(self._ids.__getitem__, words), dtype=np.int64, count=len(words))
-        lengths = np.zeros(len(todo), dtype=np.int64)
-        at = 0
-        for n, state in enumerate(todo):
-            story = self._story(state.story_id, state.first)
-            story.first, story.last, story.size = state.first, state.last, state.size
-            self._span[story.index] = (story.first, story.last)
-            weights = np.frombuffer(state.weights, dtype=np.float64)
-            lengths[n] = len(weights)
-            story._arrays = (ids[at:at + len(weights)], weights)
-            at += len(weights)
-            story.names.update(dict(zip(state.names, state.name_counts, strict=True)))
-            story.languages.update(dict(zip(state.languages, state.language_counts,
-                                            strict=True)))
-            main = self._languages[story.index] = state.main_language
+        weights = saved.weights[np.repeat(keep, lengths)]
+        lengths = lengths[todo]
+        ends = np.cumsum(lengths)
+        starts = ends - lengths
+        # Names: as _story_names builds them (each story's in sorted order: ids
+        # in the term space, shares of its members, slots), so a restored story
+        # scores as the story it was.
+        kept_name = np.flatnonzero(keep[saved.name_story]) if len(saved.names) else (
+            np.zeros(0, dtype=np.int64))
+        names = [saved.names[k] for k in kept_name.tolist()]
+        distinct = sorted(set(names))
+        ids_of, slots_of = self._name_ids(distinct)
+        rank = dict(zip(distinct, range(len(distinct)), strict=True))
+        where = np.fromiter(map(rank.__getitem__, names), dtype=np.int64, count=len(names))
+        name_story = saved.name_story[kept_name]
+        order = np.lexsort((where, name_story))
+        where, name_story = where[order], name_story[order]
+        name_ids, name_slots = ids_of[where], slots_of[where]
+        sizes = saved.size[name_story].astype(np.float64)
+        name_shares = _ratio(saved.name_counts[kept_name][order].astype(np.float64), sizes)
+        name_ends = np.searchsorted(name_story, todo, side="right")
+        name_starts = np.searchsorted(name_story, todo, side="left")
+        first = len(self._stories)
+        self._grow(first + len(todo))
+        stories = self._stories
+        by_id, languages = self._by_id, self._languages
+        for j, k in enumerate(todo.tolist()):
+            sid = saved.story_ids[k]
+            story = _Story(index=first + j, id=sid, first=float(saved.first[k]),
+                           last=float(saved.last[k]), size=int(saved.size[k]), packed=True)
+            a, b = int(starts[j]), int(ends[j])
+            story._arrays = (ids[a:b], weights[a:b])
+            a, b = int(name_starts[j]), int(name_ends[j])
+            story._names = (name_ids[a:b], name_shares[a:b], name_slots[a:b])
+            stories.append(story)
+            by_id[sid] = story
+            languages.append(saved.main_language[k])
+        index = np.arange(first, first + len(todo))
+        self._first[index] = saved.first[todo]
+        self._last[index] = saved.last[todo]
+        self._open[index] = True
+        self._tie[index] = np.fromiter((_key64(saved.story_ids[k]) for k in todo.tolist()),
+                                       dtype=np.uint64, count=len(todo))
+        codes = self._codes
+        self._main[index] = np.fromiter(
+            (codes.setdefault(saved.main_language[k], len(codes)) for k in todo.tolist()),
+            dtype=np.int32, count=len(todo))
+        for at, lang, count in zip(saved.language_story.tolist(), saved.languages,
+                                   saved.language_counts.tolist(), strict=True):
+            if keep[at]:
+                self._stories[first + int(np.searchsorted(todo, at))].languages[lang] = count
+        last_by_language = self._language_last
+        for j, k in enumerate(todo.tolist()):
+            story = stories[first + j]
+            main = saved.main_language[k]
             if main:
-                self._language_last[main] = max(self._language_last.get(main, story.last),
-                                                story.last)
-            if state.embedding is not None:
-                story.embedding = np.frombuffer(state.embedding, dtype=np.float64).copy()
-                story.embedded = state.embedded
+                last_by_language[main] = max(last_by_language.get(main, story.last),
+                                             story.last)
+            raw = saved.embeddings[k]
+            if raw is not None:
+                story.embedding = np.frombuffer(raw, dtype=np.float64).copy()
+                story.embedded = int(saved.embedded[k])
                 self._set_vector(story)
-            elif state.founder_text is None or state.founder_text:
-                story.founder_text = state.founder_text or ""
-                story.founder_stored = state.founder_text is None
-                self._unembedded.setdefault(main, set()).add(story.index)
-            self._track(story)
-            self.restored += 1
-        if at != len(ids):
-            raise ValueError("a saved story's terms and weights differ in number")
-        if todo:
-            self._index_terms(ids, np.repeat(
-                [self._by_id[x.story_id].index for x in todo], lengths))
-        self._index_signatures(sorted(signatures, key=lambda x: (x.seconds, x.article_id)))
+            else:
+                founder = saved.founder_texts[k]
+                if founder is None or founder:
+                    story.founder_text = founder or ""
+                    story.founder_stored = founder is None
+                    self._unembedded.setdefault(main, set()).add(story.index)
+        self.restored += len(todo)
+        if len(todo):
+            self._index_terms(ids, np.repeat(index, lengths))
+        self._index_signatures(saved)
 
     def _index_terms(self, ids: np.ndarray, stories: np.ndarray) -> None:
-        """Add (term id, story index) pairs to the inverted index of story terms."""
-        order = np.argsort(ids, kind="stable")
-        ids, stories = ids[order], stories[order]
-        cuts = np.flatnonzero(np.diff(ids)) + 1
-        terms = self._terms()
-        by_term = self._by_term
-        for k, part in zip(ids[np.r_[0, cuts]].tolist(), np.split(stories, cuts), strict=True):
-            by_term.setdefault(terms[k], []).extend(part.tolist())
-
-    def _index_signatures(self, signatures: list[StorySignature]) -> None:
-        """:meth:`_add_signature` for many members, in their order, at once."""
-        known = [x for x in signatures if x.story_id in self._by_id]
-        if not self.near_duplicates or not known:
+        """Add (term id, story index) pairs to the inverted index of story terms:
+        as the index's arrays when it has none yet (a restore), else one by one."""
+        if len(self._post_story) == 0 and not self._by_term:
+            # One sort of (term, story) packed in an int64: a story's place among
+            # a term's stories does not matter.
+            width = int(stories.max()) + 1 if len(stories) else 1
+            self._post_story = np.sort(ids * width + stories) % width
+            self._post_ptr = np.zeros(len(self._ids) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(ids, minlength=len(self._ids)), out=self._post_ptr[1:])
             return
-        sigs = np.frombuffer(b"".join(x.signature for x in known),
-                             dtype=np.uint64).reshape(len(known), MINHASHES)
-        first = len(self._signatures)
-        self._signatures.extend(sigs)
-        owners = [self._by_id[x.story_id].index for x in known]
-        keys = _band_key_rows(sigs).tolist()
-        # The first member holding a key keeps it, as setdefault in order would.
-        found: dict[int, tuple[int, int]] = {}
-        for row in range(len(known) - 1, -1, -1):
-            hit = (owners[row], first + row)
-            found.update(dict.fromkeys(keys[row], hit))
-        self._bands = {**found, **self._bands}
+        by_term = self._by_term
+        for k, s in zip(ids.tolist(), stories.tolist(), strict=True):
+            by_term.setdefault(k, []).append(s)
+
+    def _postings(self, k: int) -> np.ndarray:
+        """The stories holding term id ``k``."""
+        ptr = self._post_ptr
+        held = self._post_story[ptr[k]:ptr[k + 1]] if k + 1 < len(ptr) else self._post_story[:0]
+        extra = self._by_term.get(k)
+        if extra:
+            return np.concatenate([held, np.asarray(extra, dtype=np.int64)])
+        return held
+
+    def _index_signatures(self, saved: SavedStories) -> None:
+        """:meth:`_add_signature` for the members of the stories known here, at
+        once; then the band table is built again over every open story's rows."""
+        if not self.near_duplicates or not saved.sig_story_ids:
+            return
+        by_id = self._by_id
+        known = [k for k, sid in enumerate(saved.sig_story_ids) if sid in by_id]
+        if not known:
+            return
+        self._signatures.extend(saved.signatures[known])
+        self._sig_story.extend(by_id[saved.sig_story_ids[k]].index for k in known)
+        self._sig_seconds.extend(saved.sig_seconds[known].tolist())
+        self._sig_tie.extend(_key64(saved.sig_article_ids[k]) for k in known)
+        self._build_bands()
+
+    def _build_bands(self) -> None:
+        """The band table over the signatures of the stories not closed for good,
+        each key's rows sorted by (time, tie-break): its owner is the first in an
+        open story (one set aside between plans keeps its rows)."""
+        owners = np.asarray(self._sig_story, dtype=np.int64)
+        rows = np.flatnonzero(~self._dead[owners]) if len(owners) else owners
+        self._band_extra = {}
+        if not len(rows):
+            self._band_keys = np.zeros(0, dtype=np.uint64)
+            self._band_rows = self._band_owner_story = np.zeros(0, dtype=np.int64)
+            return
+        seconds = np.asarray(self._sig_seconds)[rows]
+        tie = np.asarray(self._sig_tie, dtype=np.uint64)[rows]
+        rows = rows[np.lexsort((tie, seconds))]
+        keys = _band_key_rows(np.stack([self._signatures[r] for r in rows.tolist()]))
+        flat = keys.ravel()
+        order = np.argsort(flat, kind="stable")  # stable: (time, tie) order within a key
+        self._band_keys = flat[order]
+        self._band_rows = np.repeat(rows, _BANDS)[order]
+        self._band_owner_story = owners[self._band_rows]
 
     def saved(self) -> tuple[list[StoryState], list[StorySignature]]:
         """The state of every story that changed here, and the signatures of the
@@ -763,6 +1012,7 @@ class Clusterer:
         terms = self._terms()
         for index in sorted(self._changed):
             story = self._stories[index]
+            self._unpack(story)
             ids, weights = story.arrays()
             names = sorted(story.names.items())
             languages = sorted(story.languages.items())
@@ -780,30 +1030,35 @@ class Clusterer:
         return states, list(self._new_signatures)
 
     def _terms(self) -> list[str]:
-        """Term ids to terms."""
-        out = [""] * len(self._ids)
-        for term, k in self._ids.items():
-            out[k] = term
-        return out
+        """Term ids to terms (not to be changed)."""
+        return self._term_list
 
-    def add_members(self, docs: Iterable[ClusterDoc]) -> None:
+    def held_members(self) -> set[str]:
+        """The ids of the members held (for :meth:`representative`)."""
+        return {m.doc.id for story in self._stories for m in story.members}
+
+    def add_members(self, docs: Iterable[ClusterDoc], stories: Iterable[str] = ()) -> None:
         """Attach stored articles to their restored stories for :meth:`representative`
-        only (the stories' state already holds them)."""
-        touched = set()
-        held = {m.doc.id for story in self._stories for m in story.members}
+        only (the stories' state already holds them); their members, and those
+        of ``stories``, in time order."""
+        touched = {self._by_id[s].index for s in stories if s in self._by_id}
+        held = self.held_members()
         for doc in docs:
             story = self._by_id.get(doc.story_id or "")
-            if story is None or doc.id in held:
+            if story is None:
+                continue
+            touched.add(story.index)  # sorted, held before or not
+            if doc.id in held:
                 continue
             held.add(doc.id)
-            feats = features(doc)
-            ids = np.fromiter((self._term_id(t) for t in feats.terms), dtype=np.int32,
-                              count=len(feats.terms))
+            terms = _words(doc)[0]  # a title needs no signature nor names: half the time
+            ids = np.fromiter((self._term_id(t) for t in terms), dtype=np.int32,
+                              count=len(terms))
             story.members.append(_Member(
                 doc=replace(doc, text="", embedding=None), ids=ids,
-                weights=np.fromiter(feats.terms.values(), dtype=np.float16, count=len(ids)),
-                language=feats.language))
-            touched.add(story.index)
+                weights=np.fromiter(terms.values(), dtype=np.float16, count=len(ids)),
+                language=doc.language.lower()))
+        self._touched |= touched
         for index in touched:
             self._stories[index].members.sort(key=lambda m: (m.doc.time, m.doc.id))
 
@@ -811,23 +1066,114 @@ class Clusterer:
         """Close the stories whose every report is older than ``before``: the
         caller promises no article still to come is earlier than ``before`` plus
         the horizon. They stay (for :meth:`representative`); the indexes drop them."""
-        cutoff = _seconds(before)
-        closed = {s.index for s in self._stories if s.open and s.last < cutoff}
-        if not closed:
+        n = len(self._stories)
+        self._close(np.flatnonzero(self._open[:n] & (self._last[:n] < _seconds(before))))
+
+    def _close(self, closed: np.ndarray) -> None:
+        """Take these stories (indexes) out of the indexes."""
+        if not len(closed):
             return
-        for s in closed:
+        for s in closed.tolist():
             self._stories[s].open = False
             self._drop_founder(self._stories[s])
             if s < len(self._vectors):
                 self._vectors[s] = 0.0
             self._has_vector[s] = False
+        self._open[closed] = False
+        self._dead[closed] = True
+        if len(self._post_story):
+            kept = self._open[self._post_story]
+            ptr = self._post_ptr
+            terms = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
+            self._post_story = self._post_story[kept]
+            self._post_ptr = np.zeros_like(ptr)
+            np.cumsum(np.bincount(terms[kept], minlength=len(ptr) - 1), out=self._post_ptr[1:])
+        gone = set(closed.tolist())
         for term in list(self._by_term):
-            kept = [i for i in self._by_term[term] if i not in closed]
-            if kept:
-                self._by_term[term] = kept
+            kept_ = [i for i in self._by_term[term] if i not in gone]
+            if kept_:
+                self._by_term[term] = kept_
             else:
                 del self._by_term[term]
-        self._bands = {k: v for k, v in self._bands.items() if v[0] not in closed}
+        # The table skips closed stories as it is read: built again when most
+        # of it is closed, or when an added row that owned a key is.
+        if any(self._sig_story[r] in gone for r in self._band_extra.values()) or (
+                len(self._band_keys) and np.count_nonzero(
+                    ~self._dead[self._band_owner_story]) * 2 < len(self._band_keys)):
+            self._build_bands()
+
+    # -- going on from one plan to the next (a warm clusterer) ---------------------------
+
+    def narrow(self, earliest: datetime, latest: datetime) -> bool:
+        """Get ready for the next plan, whose new articles lie between ``earliest``
+        and ``latest``: close the stories a restore would not read for them
+        (as :func:`pipeline.store.story_state.read_open` selects), and forget
+        what the last plan staged. False, and nothing changed, when a story it
+        would read was closed here (then only a restore gives the same)."""
+        n = len(self._stories)
+        low, high = _seconds(earliest), _seconds(latest)
+        horizon, span = self.horizon / _SECOND, self.max_span / _SECOND
+        first, last, open_ = self._first[:n], self._last[:n], self._open[:n]
+        inside = (last >= low - horizon) & (first <= high + horizon) & (first >= low - span)
+        dead = self._dead[:n]
+        if np.any(inside & dead):
+            return False
+        # Out of reach of these articles: set aside (out of every index, as a
+        # restore would not read it), given back to a later plan that reaches
+        # it (a batch's articles go back and forth in time); closed for good
+        # once older than two horizons.
+        self._close(np.flatnonzero(~dead & (last < low - 2 * horizon)))
+        dead = self._dead[:n]
+        for s in np.flatnonzero(~dead & (inside != open_)).tolist():
+            self._stories[s].open = bool(inside[s])
+        self._open[:n] = inside & ~dead
+        # A row added since the table was built owns its key only while its story
+        # is open: the table (which skips the stories set aside) finds the next.
+        if any(not self._open[self._sig_story[r]] for r in self._band_extra.values()):
+            self._build_bands()
+        self.links, self.embeddings = [], {}
+        self._changed, self._new_signatures, self._assigned = set(), [], set()
+        self.known = self.restored = self.embedded = 0
+        self.embed_seconds = 0.0
+        self.stats.added, self.stats.added_n = Counter(), 0
+        for index in list(self._touched):
+            story = self._stories[index]
+            # As restored: its founder is a stored article (nothing to stage), and
+            # its text is what is kept. An open story's members stay (the same as
+            # read again for its title: sorted by :meth:`add_members`).
+            story.founder_id, story.founder_vector = "", None
+            if not story.open:
+                story.members = []
+                self._touched.discard(index)
+        by_language: dict[str, float] = {}
+        for index in np.flatnonzero(self._open[:n]).tolist():
+            main = self._languages[index]
+            if main:
+                by_language[main] = max(by_language.get(main, -math.inf), self._stories[index].last)
+        self._language_last = by_language
+        return True
+
+    def read_stats(self, keys: set[str], source: Callable[[set[str]], TermStats]) -> None:
+        """Add the stored document frequencies of the keys not counted here yet
+        (the database holds what this clusterer counted, and these)."""
+        missing = keys.difference(self.stats.df)
+        if not missing:
+            return
+        found = source(missing)
+        if found.n != self.stats.n:
+            raise ValueError(f"the stored statistics count {found.n} articles, "
+                             f"the warm clusterer {self.stats.n}")
+        for key, df in found.df.items():
+            self.stats.df[key] = df
+            k = self._ids.get(key)
+            if k is not None:
+                self._log_df[k] = self.stats.log_df(key)
+
+    def closed_share(self) -> float:
+        """The share of the stories held that are closed for good (held only until
+        a restore)."""
+        n = len(self._stories)
+        return float(np.count_nonzero(self._dead[:n])) / n if n else 0.0
 
     # -- scoring ------------------------------------------------------------------------
 
@@ -844,7 +1190,7 @@ class Clusterer:
     def _decays(self, stories: np.ndarray, when: float) -> np.ndarray:
         """:meth:`_decay` for these story indexes at once (0.0 where closed by
         time; an index the pass has closed is not a candidate)."""
-        first, last = self._span[stories, 0], self._span[stories, 1]
+        first, last = self._first[stories], self._last[stories]
         gap = np.where(when >= last, when - last, np.maximum(0.0, first - when))
         span = np.maximum(last, when) - np.minimum(first, when)
         decay = 0.5 ** (gap / (self.half_life / _SECOND))
@@ -855,6 +1201,7 @@ class Clusterer:
         k = self._ids.get(term)
         if k is None:
             k = self._ids[term] = len(self._ids)
+            self._term_list.append(term)
             if k >= len(self._log_df):
                 grown = np.zeros(max(1024, 2 * len(self._log_df)), dtype=np.float64)
                 grown[: len(self._log_df)] = self._log_df
@@ -1020,10 +1367,11 @@ class Clusterer:
     def _open_vectors(self, when: float) -> np.ndarray:
         """Which stories have an embedding and are open to an article at ``when``."""
         n = len(self._stories)
-        first, last = self._span[:n, 0], self._span[:n, 1]
+        first, last = self._first[:n], self._last[:n]
         gap = np.where(when >= last, when - last, np.maximum(0.0, first - when))
         span = np.maximum(last, when) - np.minimum(first, when)
-        return np.asarray(self._has_vector[:n] & (gap <= self.horizon / _SECOND)
+        # _open: not set aside between plans (see narrow).
+        return np.asarray(self._has_vector[:n] & self._open[:n] & (gap <= self.horizon / _SECOND)
                           & (span <= self.max_span / _SECOND))
 
     def _nearest(self, rows: np.ndarray, embedding: np.ndarray) -> dict[int, float]:
@@ -1077,13 +1425,13 @@ class Clusterer:
         e = self._evidence(feats, [story])
         return float(e.named[0]), float(e.headline[0])
 
-    @staticmethod
-    def _nothing_shared(feats: _Features, story: _Story, named: float,
+    def _nothing_shared(self, feats: _Features, story: _Story, named: float,
                         headline: float) -> bool:
         """Whether the two sides could have shared evidence and share none: both
         name countries or people and none in common, or both have headlines in
         Latin script (where a name is spelled the same in every language) with
         no word in common."""
+        self._unpack(story)  # its names as strings
         if named == 0.0 and _tagged(feats.names) and _tagged(story.names):
             return True
         return headline == 0.0 and _latin(feats.names) and _latin(story.names)
@@ -1096,39 +1444,51 @@ class Clusterer:
             return None
         best, found = NEAR_DUPLICATE, None
         seen: set[int] = set()
-        for key in _band_keys(feats.signature):
-            hit = self._bands.get(key)
-            if hit is None or hit[1] in seen:
+        keys = _band_key_rows(feats.signature[None, :])[0]
+        los = np.searchsorted(self._band_keys, keys, side="left").tolist()
+        his = np.searchsorted(self._band_keys, keys, side="right").tolist()
+        for key, lo, hi in zip(keys.tolist(), los, his, strict=True):
+            row = self._band_owner(key, lo, hi)
+            if row is None or row in seen:
                 continue
-            seen.add(hit[1])
-            story = self._stories[hit[0]]
-            jaccard = float(np.mean(self._signatures[hit[1]] == feats.signature))
+            seen.add(row)
+            story = self._stories[self._sig_story[row]]
+            jaccard = float(np.mean(self._signatures[row] == feats.signature))
             if jaccard >= best and self._decay(story, when) > 0.0 and (
-                    found is None or jaccard > best or story.index < found.index):
+                    found is None or jaccard > best or self._rank(story) < self._rank(found)):
                 best, found = jaccard, story
         return found
 
     def _candidates(self, feats: _Features, query: _Query,
                     hood: _Neighbourhood | None, when: float) -> list[_Story]:
-        top = sorted(zip(query.terms, query.weights.tolist(), strict=True),
-                     key=lambda kv: (-kv[1], kv[0]))[:CANDIDATE_TERMS]
-        postings = [(self._by_term.get(term, ()), w) for term, w in top]
-        hits = np.fromiter(itertools.chain.from_iterable(p for p, _ in postings),
-                           dtype=np.int64)
+        top = sorted(zip(query.terms, query.ids.tolist(), query.weights.tolist(), strict=True),
+                     key=lambda kv: (-kv[2], kv[0]))[:CANDIDATE_TERMS]
+        postings = [self._postings(k) for _, k, _ in top]
+        hits = np.concatenate(postings) if postings else np.zeros(0, dtype=np.int64)
+        weights = np.repeat([w for _, _, w in top], [len(p) for p in postings])
+        # Stories set aside between plans keep their postings: not candidates.
+        held = self._open[hits]
+        hits, weights = hits[held], weights[held]
         found: set[int] = set()
         if len(hits):
-            weights = np.repeat([w for _, w in postings], [len(p) for p, _ in postings])
             total = np.bincount(hits, weights=weights)
             stories = np.flatnonzero(total)
             # Only the stories still open to the article compete for the places
             # (as _decay says): the answer must not depend on whether the closed
             # ones were dropped from the index yet.
-            first, last = self._span[stories, 0], self._span[stories, 1]
+            first, last = self._first[stories], self._last[stories]
             gap = np.where(when >= last, when - last, np.maximum(0.0, first - when))
             span = np.maximum(last, when) - np.minimum(first, when)
             stories = stories[(gap <= self.horizon / _SECOND) & (span <= self.max_span / _SECOND)]
+            if len(stories) > CANDIDATE_STORIES:
+                # Only those that can be among the first: a common term's stories
+                # run to thousands, and sorting them all was most of the retrieval.
+                shared = total[stories]
+                cut = len(shared) - CANDIDATE_STORIES
+                stories = stories[shared >= np.partition(shared, cut)[cut]]
             # The most shared weight first, the older story among equals.
-            order = np.lexsort((stories, -total[stories]))[:CANDIDATE_STORIES]
+            order = np.lexsort((self._tie[stories], self._first[stories],
+                                -total[stories]))[:CANDIDATE_STORIES]
             found = set(stories[order].tolist())
         if hood is not None:
             found.update(s for s, c in hood.cosines.items() if c >= CROSS_FLOOR)
@@ -1164,8 +1524,8 @@ class Clusterer:
     def _embed_founders(self, language: str, when: float) -> None:
         """Give the open stories in another language that have no embedding yet
         their first report's (one call to the encoder for all of them)."""
-        waiting = sorted(i for main, stories in self._unembedded.items() if main != language
-                         for i in stories)
+        waiting = sorted((i for main, stories in self._unembedded.items() if main != language
+                          for i in stories), key=lambda i: self._rank(self._stories[i]))
         todo = [self._stories[i] for i in waiting
                 if self._cross(language, self._stories[i])
                 and self._decay(self._stories[i], when) > 0.0]
@@ -1239,7 +1599,7 @@ class Clusterer:
                         scored.append((score, story))
         finally:
             self._dense[query.ids] = 0.0
-        scored.sort(key=lambda x: (-x[0], x[1].index))
+        scored.sort(key=lambda x: (-x[0], *self._rank(x[1])))
         if scored:
             best = scored[0][1]
             for value, other in scored[1:]:
@@ -1335,6 +1695,7 @@ def cluster(
     embedder: Embedder | None = None, states: Iterable[StoryState] = (),
     signatures: Iterable[StorySignature] = (),
     founder_texts: Callable[[list[str]], dict[str, str]] | None = None,
+    saved: SavedStories | None = None, warm: Clusterer | None = None,
 ) -> tuple[dict[str, str], Clusterer]:
     """Assign story ids to ``new`` articles (in time order), given the stories
     still open around them: saved (``states`` and their members' ``signatures``)
@@ -1346,6 +1707,13 @@ def cluster(
     terms and names these articles use (so a caller reads only those). The new
     articles are counted as they are assigned: ``clusterer.stats.added`` is what
     the load adds; ``clusterer.embeddings`` the new articles' embeddings.
+
+    ``saved``: saved stories as columns (beside or instead of ``states``).
+    ``warm``: the clusterer of the plan before, whose decisions the database
+    holds and no one else changed since, already narrowed to the stories open
+    to these articles (:meth:`Clusterer.narrow`); ``saved`` then holds only
+    the open stories it lacks. It goes on from there, as a clusterer restored
+    from the database would.
     """
     options = options or Options()
     pending: dict[str, tuple[ClusterDoc, _Features]] = {}
@@ -1354,21 +1722,31 @@ def cluster(
             pending[doc.id] = (replace(doc, text=doc.text[:EMBED_CHARS]), features(doc))
     # A stored text is kept only as far as the encoder reads it (a founder's).
     stored = [(replace(doc, text=doc.text[:EMBED_CHARS]), features(doc)) for doc in known]
-    saved = list(states)
-    if stats is None:
-        stats = TermStats()
-    elif not isinstance(stats, TermStats):
-        keys: set[str] = set()
+    columns = [SavedStories.of(states, signatures)] if states or signatures else []
+    if saved is not None:
+        columns.append(saved)
+    keys: set[str] = set()
+    if stats is not None and not isinstance(stats, TermStats):
         for _, f in (*pending.values(), *stored):
             keys.update(f.keys())
-        for state in saved:
-            keys.update(state.terms.split())
-            keys.update(state.names)
-        stats = stats(keys)
-    clusterer = Clusterer(horizon=options.horizon, half_life=options.half_life,
-                          max_span=options.max_span, threshold=options.threshold,
-                          embedder=embedder, stats=stats, founder_texts=founder_texts)
-    clusterer.restore(saved, signatures)
+        for part in columns:
+            keys.update(" ".join(part.terms).split())
+            keys.update(part.names)
+    if warm is not None:
+        clusterer = warm
+        clusterer.founder_texts = founder_texts
+        if stats is not None and not isinstance(stats, TermStats):
+            clusterer.read_stats(keys, stats)
+    else:
+        if stats is None:
+            stats = TermStats()
+        elif not isinstance(stats, TermStats):
+            stats = stats(keys)
+        clusterer = Clusterer(horizon=options.horizon, half_life=options.half_life,
+                              max_span=options.max_span, threshold=options.threshold,
+                              embedder=embedder, stats=stats, founder_texts=founder_texts)
+    for part in columns:
+        clusterer.restore_saved(part)
     clusterer.add_features(stored)
     docs = sorted(pending.values(), key=lambda d: (d[0].time, d[0].id))
     assignments: dict[str, str] = {}

@@ -28,6 +28,7 @@ from pipeline.models import EntryOutcome, FeedUpdate
 from pipeline.store import staging, story_state
 from pipeline.store.backend import upsert
 from pipeline.store.plan import drop_unreadable_plan, json_source, paths, run_loaded, use_plan
+from pipeline.store.warm import WarmClusterer, version
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +182,10 @@ def _upsert_stories(con: duckdb.DuckDBPyConnection) -> None:
 def load(
     con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str, *,
     now: datetime | None = None, started_at: datetime | None = None,
+    warm: WarmClusterer | None = None,
 ) -> LoadResult:
-    """Ingest the staging files of ``run_id`` in one transaction."""
+    """Ingest the staging files of ``run_id`` in one transaction (``warm``: the
+    process's warm clusterer, kept for the next plan once this commits its plan)."""
     now = now or datetime.now(UTC)
     directory = staging.run_dir(settings.staging, run_id)
     done = run_loaded(con, run_id)
@@ -197,7 +200,7 @@ def load(
         feeds = _load_feeds(con, directory)
         entries = _load_entries(con, directory, now)
         rejected = _load_rejected(con, directory)
-        articles_new, touched, stories_new = use_plan(con, settings, directory)
+        articles_new, touched, stories_new = use_plan(con, settings, directory, warm=warm)
         _insert_articles(con, run_id, now)
         _upsert_stories(con)
         queued = alert.queue(con, settings.alerts, "outbox", now=now)
@@ -206,12 +209,17 @@ def load(
             [run_id, started_at or now, now, feeds, entries, articles_new, rejected,
              stories_new, queued],
         )
+        store_version = version(con) if warm is not None else ""
         con.execute("COMMIT")
     except BaseException:
+        if warm is not None:
+            warm.drop()
         # A COMMIT that failed (a full disk) has ended the transaction already.
         with contextlib.suppress(duckdb.TransactionException):
             con.execute("ROLLBACK")
         raise
+    if warm is not None:
+        warm.loaded(directory.name, store_version)
     log.info("loaded run", extra={"run_id": run_id, "articles": articles_new})
     return LoadResult(run_id=run_id, already_loaded=False, feeds=feeds, entries=entries,
                       articles_new=articles_new, rejected=rejected, stories_new=stories_new,

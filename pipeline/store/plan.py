@@ -46,6 +46,7 @@ from pipeline.signal.cluster import (
 )
 from pipeline.signal.embed import Encoder
 from pipeline.store import staging, story_state
+from pipeline.store.warm import WarmClusterer, version
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +128,12 @@ def _drop_new_articles(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _plan_new(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path,
-              snapshot: str) -> tuple[int, int, int]:
+              snapshot: str, warm: WarmClusterer | None = None) -> tuple[int, int, int]:
     """Stage the new articles and plan them; (articles, stories, candidates)."""
     copied = _new_articles_file(directory)
     try:
         articles = _stage_articles(con, directory, copied)
-        stories, candidates = _make_plan(con, settings, directory, snapshot)
+        stories, candidates = _make_plan(con, settings, directory, snapshot, warm)
         _drop_new_articles(con)  # not on an error: in an aborted transaction it would fail too
     finally:
         copied.unlink(missing_ok=True)
@@ -156,8 +157,11 @@ def _docs(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = (
 def _term_stats(con: duckdb.DuckDBPyConnection, keys: set[str]) -> TermStats:
     """The stored document frequencies of ``keys`` (only those: the table holds
     the archive's whole vocabulary) and the number of articles counted."""
-    con.execute("CREATE OR REPLACE TEMP TABLE wanted_terms AS SELECT unnest(?::VARCHAR[]) AS term",
-                [sorted(keys | {""})])
+    # One string, split in SQL: a list parameter is converted an element at a time
+    # (~0.4 ms each: most of a warm micro-batch's plan).
+    con.execute("CREATE OR REPLACE TEMP TABLE wanted_terms AS"
+                " SELECT unnest(string_split(?, chr(31))) AS term",
+                ["\x1f".join(sorted(keys | {""}))])
     df = dict(con.execute("SELECT s.term, s.df FROM term_stats s"
                           " JOIN wanted_terms w USING (term)").fetchall())
     con.execute("DROP TABLE wanted_terms")
@@ -228,10 +232,7 @@ def _snapshot(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Pat
     """What a plan depends on: the stored articles, the run's staged articles (a
     process shard run again after the plan rewrites its file), the settings and
     the code (a deploy between the two stages)."""
-    row = con.execute(
-        "SELECT (SELECT count(*) FROM runs WHERE loaded_at IS NOT NULL),"
-        " count(*), max(loaded_at), min(loaded_at) FROM articles"
-    ).fetchone()
+    row = version(con)
     staged = []
     for path in staging.files(directory, "articles"):
         stat = path.stat()
@@ -269,8 +270,14 @@ def _plan_file(directory: Path, table: str) -> Path:
     return directory / f"plan-{table}.jsonl"
 
 
+def _warm_key(settings: Settings) -> str:
+    """What a warm clusterer must have been made with to be used again."""
+    return f"{__version__}|{json.dumps(settings.cluster.model_dump(mode='json'), sort_keys=True)}"
+
+
 def _make_plan(
-    con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path, snapshot: str
+    con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path, snapshot: str,
+    warm: WarmClusterer | None = None,
 ) -> tuple[int, int]:
     """Cluster ``new_articles`` and write the plan files; (stories, candidates)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -286,16 +293,26 @@ def _make_plan(
         "SELECT min(coalesce(published_at, fetched_at)), max(coalesce(published_at, fetched_at))"
         " FROM new_articles"
     ).fetchone()
+    ready = store.has_story_statistics(con)
+    # The clusterer of this process's last plan, when the store is as its load
+    # left it (no other writer since): it holds the open stories already.
+    key, store_version = _warm_key(settings), version(con)
+    taken = warm.take(store_version, key) if warm is not None and ready else None
     if bounds is not None and bounds[0] is not None:
         options = settings.cluster.options()
-        ready = store.has_story_statistics(con)
+        went_on: Clusterer | None = None
+        since: tuple[Any, Any] | None = None
+        if taken is not None and taken[0].narrow(bounds[0], bounds[1]):
+            went_on, since = taken
+        elif warm is not None and taken is not None:
+            warm.unusable()
         # The open stories as saved (story_state), and the ones saved before that
         # table rebuilt from their members: streamed, the clusterer keeps each
         # article's features, not its text; every member of the stories with a
         # report in the horizon around the new articles (a story is rebuilt
         # whole, as it was when it grew), back to the longest span a story may have.
-        states, signatures = (story_state.read_open(con, (bounds[0], bounds[1]), options)
-                              if ready else ([], []))
+        saved_stories = (story_state.read_open(con, (bounds[0], bounds[1]), options,
+                                               since=since) if ready else None)
         assignments, clusterer = cluster(
             _docs(con, f"SELECT {_DOC_COLUMNS}, NULL, NULL FROM new_articles"),
             # The bounds in SQL: DuckDB's timestamps go beyond Python's year
@@ -311,16 +328,18 @@ def _make_plan(
                    bounds[0], options.max_span]),
             options=options,
             stats=(lambda keys: _term_stats(con, keys)) if ready else TermStats(),
-            embedder=Encoder() if settings.cluster.embeddings else None,
-            states=states, signatures=signatures,
+            embedder=(went_on.embedder if went_on is not None
+                      else Encoder() if settings.cluster.embeddings else None),
+            saved=saved_stories, warm=went_on,
             founder_texts=lambda ids: story_state.founder_texts(con, ids),
         )
-        del states, signatures
+        del saved_stories
         saved = clusterer.saved()
         embeddings = {k: tuple(v.tolist()) for k, v in clusterer.embeddings.items()}
         # What the stage holds follows the horizon, not the archive: these counts say so.
         log.info("clustered", extra={"new": len(assignments), "stored_read": clusterer.known,
                                      "stories_restored": clusterer.restored,
+                                     "warm": went_on is not None,
                                      "embedded": clusterer.embedded,
                                      "embed_seconds": round(clusterer.embed_seconds, 3)})
         added = clusterer.stats.added
@@ -332,10 +351,16 @@ def _make_plan(
         for k, v in assignments.items()))
     _plan_table(con, directory, "assigned")
     if clusterer is not None:
-        # The titles: the members of the restored stories new articles joined too.
+        # The titles: the members of the restored stories new articles joined too,
+        # read only when not held already (a warm clusterer holds most).
+        held = clusterer.held_members()
+        wanted = [str(r[0]) for r in con.execute(
+            "SELECT id FROM articles WHERE story_id IN (SELECT story_id FROM assigned)"
+        ).fetchall() if r[0] not in held]
         clusterer.add_members(_docs(
             con, f"SELECT {_DOC_COLUMNS}, story_id, NULL FROM articles"
-                 " WHERE story_id IN (SELECT story_id FROM assigned)"))
+                 " WHERE id IN (SELECT unnest(string_split(?, chr(31))))",
+            ["\x1f".join(wanted)]), stories=set(assignments.values()))
         for story in sorted(set(assignments.values())):
             doc = clusterer.representative(story)
             if doc is not None:
@@ -364,6 +389,15 @@ def _make_plan(
         os.close(fd)
     os.replace(tmp, articles)
     _write_jsonl(directory / _PLAN, [{"snapshot": snapshot, "files": _plan_files(directory)}])
+    if warm is not None and ready:
+        # Held until the load commits this plan (an empty plan changes no story:
+        # the clusterer taken goes on as it was).
+        if clusterer is not None and bounds is not None:
+            warm.planned(clusterer, key=key, bounds=(bounds[0], bounds[1]),
+                         store_version=store_version, run_id=directory.name, snapshot=snapshot)
+        elif taken is not None:
+            warm.planned(taken[0], key=key, bounds=taken[1], store_version=store_version,
+                         run_id=directory.name, snapshot=snapshot)
     return len(heads), len(candidates)
 
 
@@ -440,8 +474,10 @@ def run_loaded(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[int, ...] |
     return tuple(row) if row is not None else None
 
 
-def plan(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> PlanResult:
-    """The cluster stage: plan story ids and outbox candidates for ``run_id``'s load."""
+def plan(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str, *,
+         warm: WarmClusterer | None = None) -> PlanResult:
+    """The cluster stage: plan story ids and outbox candidates for ``run_id``'s load
+    (going on from ``warm``'s clusterer when the store is as it left it)."""
     directory = staging.run_dir(settings.staging, run_id)
     if run_loaded(con, run_id) is not None:
         return PlanResult(run_id=run_id, already_loaded=True, articles=0, stories=0,
@@ -449,7 +485,7 @@ def plan(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> Pla
     staging.verify(directory)
     # The snapshot first: a shard rewritten while this reads it makes the plan stale.
     snapshot = _snapshot(con, settings, directory)
-    articles, stories, candidates = _plan_new(con, settings, directory, snapshot)
+    articles, stories, candidates = _plan_new(con, settings, directory, snapshot, warm)
     log.info("planned run", extra={"run_id": run_id, "articles": articles, "stories": stories})
     return PlanResult(run_id=run_id, already_loaded=False, articles=articles, stories=stories,
                       candidates=candidates)
@@ -473,12 +509,16 @@ def drop_unreadable_plan(con: duckdb.DuckDBPyConnection, directory: Path) -> Non
         (directory / _PLAN).unlink(missing_ok=True)
 
 
-def use_plan(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path
-              ) -> tuple[int, int, int]:
+def use_plan(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path, *,
+             warm: WarmClusterer | None = None) -> tuple[int, int, int]:
     """The plan as temp tables and the view ``planned_articles`` (planned here if
-    there is none or it is stale); (new articles, stories touched, new stories)."""
+    there is none or it is stale); (new articles, stories touched, new stories).
+    ``warm`` is dropped unless the plan used is the one its clusterer made."""
     snapshot = _snapshot(con, settings, directory)
-    if not _current_plan(directory, snapshot):
+    current = _current_plan(directory, snapshot)
+    if warm is not None and not (current and warm.applies(directory.name, snapshot)):
+        warm.drop()
+    if not current:
         _plan_new(con, settings, directory, snapshot)
     # A view: each statement reads only the columns it needs from the file.
     con.execute("CREATE OR REPLACE TEMP VIEW planned_articles AS SELECT * FROM read_parquet("

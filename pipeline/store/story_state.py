@@ -22,8 +22,15 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
+import numpy as np
 
-from pipeline.signal.cluster import Options, StorySignature, StoryState
+from pipeline.signal.cluster import (
+    MINHASHES,
+    Options,
+    SavedStories,
+    StorySignature,
+    StoryState,
+)
 from pipeline.store.backend import upsert
 
 # The plan's JSON Lines carry bytes as base64 (decoded by the load's INSERT).
@@ -76,8 +83,7 @@ def save(con: duckdb.DuckDBPyConnection) -> None:
 
 # The saved stories that may be open to an article between the bounds: a report
 # within the horizon of them, started no longer than the longest span before.
-_OPEN = """SELECT story_id FROM story_state
-    WHERE last >= epoch(?::TIMESTAMPTZ) - ? AND first <= epoch(?::TIMESTAMPTZ) + ?
+_OPEN_WHERE = """last >= epoch(?::TIMESTAMPTZ) - ? AND first <= epoch(?::TIMESTAMPTZ) + ?
     AND first >= epoch(?::TIMESTAMPTZ) - ?"""
 
 
@@ -87,22 +93,77 @@ def _open_params(bounds: tuple[datetime, datetime], options: Options) -> list[ob
 
 
 def read_open(con: duckdb.DuckDBPyConnection, bounds: tuple[datetime, datetime],
-              options: Options) -> tuple[list[StoryState], list[StorySignature]]:
+              options: Options, *, since: tuple[datetime, datetime] | None = None
+              ) -> SavedStories:
     """The saved stories open around ``bounds`` (the new articles' first and last
-    times) and their members' signatures."""
+    times) and their members' signatures, column-wise. ``since``: the bounds of
+    a plan whose open stories the caller holds already; only the others are read.
+
+    Each column comes as one numpy array or list (a story's names and languages
+    unnested, one row each): no Python record a story, which at 50,000 stored
+    articles cost more than the clusterer's restore itself."""
+    # The predicate inline, not as a story_id IN (...) join: one filtered scan.
+    where = f"({_OPEN_WHERE})"
     params = _open_params(bounds, options)
-    # Without the founders' texts (up to 1,300 characters a story): read only
-    # when a report in another language needs them (founder_texts).
-    columns = ", ".join("NULL" if c == "founder_text" else c for c in STATE_COLUMNS)
-    rows = con.execute(f"SELECT {columns} FROM story_state"
-                       f" WHERE story_id IN ({_OPEN})", params).fetchall()
-    states = [StoryState(**{c: _tuple(v) for c, v in zip(STATE_COLUMNS, row, strict=True)})
-              for row in rows]
-    rows = con.execute(f"SELECT {', '.join(SIGNATURE_COLUMNS)} FROM story_signatures"
-                       f" WHERE story_id IN ({_OPEN})", params).fetchall()
-    signatures = [StorySignature(**dict(zip(SIGNATURE_COLUMNS, row, strict=True)))
-                  for row in rows]
-    return states, signatures
+    if since is not None:
+        where += f" AND NOT ({_OPEN_WHERE})"
+        params += _open_params(since, options)
+    con.execute("CREATE OR REPLACE TEMP TABLE open_stories AS SELECT story_id, first, last,"
+                " size, terms, weights, names, name_counts, languages, language_counts,"
+                " main_language, embedding, embedded, row_number() OVER"
+                " (ORDER BY first, story_id) - 1 AS position"
+                f" FROM story_state WHERE {where}", params)
+    try:
+        # Without the founders' texts (up to 1,300 characters a story): read only
+        # when a report in another language needs them (founder_texts).
+        rows = con.execute("SELECT story_id, first, last, size, terms, weights, main_language,"
+                           " embedding, embedded FROM open_stories ORDER BY position"
+                           ).fetchnumpy()
+        names = con.execute("SELECT position, unnest(names) AS name,"
+                            " unnest(name_counts) AS n FROM open_stories ORDER BY position"
+                            ).fetchnumpy()
+        languages = con.execute("SELECT position, unnest(languages) AS language,"
+                                " unnest(language_counts) AS n FROM open_stories"
+                                " ORDER BY position").fetchnumpy()
+        sigs = con.execute("SELECT g.story_id, g.article_id, g.seconds, g.signature"
+                           " FROM story_signatures g JOIN open_stories USING (story_id)"
+                           " ORDER BY g.seconds, g.article_id").fetchnumpy()
+    finally:
+        con.execute("DROP TABLE open_stories")
+    n = len(rows["story_id"])
+    weights = rows["weights"].tolist()
+    return SavedStories(
+        story_ids=rows["story_id"].tolist(),
+        first=np.asarray(rows["first"], dtype=np.float64),
+        last=np.asarray(rows["last"], dtype=np.float64),
+        size=np.asarray(rows["size"], dtype=np.int64),
+        terms=rows["terms"].tolist(),
+        weights=np.frombuffer(b"".join(weights), dtype=np.float64) if weights
+        else np.zeros(0, dtype=np.float64),
+        name_story=np.asarray(names["position"], dtype=np.int64),
+        names=names["name"].tolist(),
+        name_counts=np.asarray(names["n"], dtype=np.int64),
+        language_story=np.asarray(languages["position"], dtype=np.int64),
+        languages=languages["language"].tolist(),
+        language_counts=np.asarray(languages["n"], dtype=np.int64),
+        main_language=rows["main_language"].tolist(),
+        embeddings=[None if e is None or e is np.ma.masked else bytes(e)
+                    for e in _column(rows["embedding"])],
+        embedded=np.asarray(_column(rows["embedded"]), dtype=np.int64),
+        founder_texts=[None] * n,
+        sig_story_ids=sigs["story_id"].tolist(),
+        sig_article_ids=sigs["article_id"].tolist(),
+        sig_seconds=np.asarray(sigs["seconds"], dtype=np.float64),
+        signatures=np.frombuffer(b"".join(sigs["signature"].tolist()), dtype=np.uint64
+                                 ).reshape(len(sigs["story_id"]), MINHASHES))
+
+
+def _column(values: np.ndarray) -> list[Any]:
+    """A column that may hold NULLs (a masked array) as a list with None."""
+    if isinstance(values, np.ma.MaskedArray):
+        return [None if m else v for v, m in
+                zip(values.data.tolist(), np.ma.getmaskarray(values).tolist(), strict=True)]
+    return list(values.tolist())
 
 
 def founder_texts(con: duckdb.DuckDBPyConnection, story_ids: list[str]) -> dict[str, str]:

@@ -315,6 +315,17 @@ def test_a_follow_up_two_days_later_sharing_the_victim_and_street_joins() -> Non
     assert assignments["follow-up"] != assignments["shooting"]
 
 
+def test_a_restored_story_keeps_every_kind_of_name_and_scores_as_the_live_one() -> None:
+    live = Clusterer()
+    live.place(SHOOTING)
+    states, signatures = live.saved()
+    assert {n[:2] for n in states[0].names} >= {"t:", "e:", "n:"}
+    restored = Clusterer(stats=TermStats(live.stats.df, live.stats.n))
+    restored.restore(states, signatures)
+    assert live.place(FOLLOW_UP)[0] == restored.place(FOLLOW_UP)[0] == "s-shooting"
+    assert live.saved()[0] == restored.saved()[0]
+
+
 # -- stable statistics: batching changes nothing ---------------------------------------------
 
 
