@@ -41,7 +41,7 @@ change while newsmon is tuned); without it everything runs.
 from __future__ import annotations
 
 import argparse
-import gzip
+import itertools
 import json
 import re
 import sys
@@ -55,6 +55,7 @@ import justext  # type: ignore[import-untyped]
 import trafilatura
 from trafilatura.settings import Document
 
+from benchmarks.extraction_quality import read_pages
 from benchmarks.report import Row, Section
 from benchmarks.scoring import PageScore, Summary, score_page, summarize
 from pipeline.content.clean import clean
@@ -81,19 +82,8 @@ def load_set(name: str, limit: int | None = None, root: Path = SHARED) -> list[P
     truth_file = data / "ground-truth.json"
     if not truth_file.is_file():
         raise FileNotFoundError(f"no ground-truth.json in {data}: is ../shared/benchmarks there?")
-    truth = json.loads(truth_file.read_text("utf-8"))
-    pages = []
-    for path in sorted((data / "html").iterdir())[:limit]:
-        if path.name.endswith(".html.gz"):
-            key, html = path.name.split(".")[0], gzip.decompress(path.read_bytes())
-        elif path.name.endswith(".html"):
-            key, html = path.name, path.read_bytes()
-        else:
-            continue
-        entry = truth[key]
-        pages.append(Page(id=key, url=entry.get("url"), html=html,
-                          truth=entry.get("articleBody") or ""))
-    return pages
+    return [Page(id=key, url=entry.get("url"), html=html, truth=entry.get("articleBody") or "")
+            for key, html, entry in itertools.islice(read_pages(data), limit)]
 
 
 # -- the systems -------------------------------------------------------------------------

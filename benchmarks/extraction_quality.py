@@ -29,9 +29,10 @@ import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trafilatura
 from trafilatura.settings import Document
@@ -75,10 +76,10 @@ class Run:
         return [score_page(truth=page.truth, predicted=text) for page, text in pairs]
 
 
-def load_pages(data: Path, limit: int | None) -> list[Page]:
-    """``html/*.html.gz`` keyed by stem (ScrapingHub) or ``html/*.html`` by name (Dragnet)."""
+def read_pages(data: Path) -> Iterator[tuple[str, bytes, dict[str, Any]]]:
+    """Each page of a set as (key, html, its ground-truth entry): ``html/*.html.gz``
+    keyed by stem (ScrapingHub) or ``html/*.html`` by name (Dragnet)."""
     truth = json.loads((data / "ground-truth.json").read_text("utf-8"))
-    pages = []
     for path in sorted((data / "html").iterdir()):
         if path.name.endswith(".html.gz"):
             key, html = path.name.split(".")[0], gzip.decompress(path.read_bytes())
@@ -86,8 +87,12 @@ def load_pages(data: Path, limit: int | None) -> list[Page]:
             key, html = path.name, path.read_bytes()
         else:
             continue
-        pages.append(Page(id=key, url=truth[key].get("url") or "https://unknown.example/",
-                          html=html, truth=truth[key].get("articleBody") or ""))
+        yield key, html, truth[key]
+
+
+def load_pages(data: Path, limit: int | None) -> list[Page]:
+    pages = [Page(id=key, url=entry.get("url") or "https://unknown.example/", html=html,
+                  truth=entry.get("articleBody") or "") for key, html, entry in read_pages(data)]
     return pages[:limit]
 
 
