@@ -1190,12 +1190,17 @@ class Clusterer:
     def _decays(self, stories: np.ndarray, when: float) -> np.ndarray:
         """:meth:`_decay` for these story indexes at once (0.0 where closed by
         time; an index the pass has closed is not a candidate)."""
-        first, last = self._first[stories], self._last[stories]
+        gap, reachable = self._reach(self._first[stories], self._last[stories], when)
+        return np.where(reachable, 0.5 ** (gap / (self.half_life / _SECOND)), 0.0)
+
+    def _reach(self, first: np.ndarray, last: np.ndarray, when: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """For stories reported from ``first`` to ``last`` (seconds): the gap to
+        an article at ``when`` (from the nearest report) and whether they are
+        still open to it (:meth:`_decay`'s horizon and maximum span)."""
         gap = np.where(when >= last, when - last, np.maximum(0.0, first - when))
         span = np.maximum(last, when) - np.minimum(first, when)
-        decay = 0.5 ** (gap / (self.half_life / _SECOND))
-        return np.where((gap > self.horizon / _SECOND) | (span > self.max_span / _SECOND),
-                        0.0, decay)
+        return gap, (gap <= self.horizon / _SECOND) & (span <= self.max_span / _SECOND)
 
     def _term_id(self, term: str) -> int:
         k = self._ids.get(term)
@@ -1282,7 +1287,7 @@ class Clusterer:
             return np.zeros(0, dtype=np.int64)
         first = np.fromiter((s.first for s in stories), dtype=np.float64, count=len(stories))
         last = np.fromiter((s.last for s in stories), dtype=np.float64, count=len(stories))
-        gap = np.where(when >= last, when - last, np.maximum(0.0, first - when))
+        gap, _ = self._reach(first, last, when)
         decay = 0.5 ** (gap / (self.half_life / _SECOND))
         cross = np.fromiter((self._cross(language, s) for s in stories), dtype=bool,
                             count=len(stories))
@@ -1367,12 +1372,9 @@ class Clusterer:
     def _open_vectors(self, when: float) -> np.ndarray:
         """Which stories have an embedding and are open to an article at ``when``."""
         n = len(self._stories)
-        first, last = self._first[:n], self._last[:n]
-        gap = np.where(when >= last, when - last, np.maximum(0.0, first - when))
-        span = np.maximum(last, when) - np.minimum(first, when)
+        _, reachable = self._reach(self._first[:n], self._last[:n], when)
         # _open: not set aside between plans (see narrow).
-        return np.asarray(self._has_vector[:n] & self._open[:n] & (gap <= self.horizon / _SECOND)
-                          & (span <= self.max_span / _SECOND))
+        return np.asarray(self._has_vector[:n] & self._open[:n] & reachable)
 
     def _nearest(self, rows: np.ndarray, embedding: np.ndarray) -> dict[int, float]:
         """Exact cosines of the embedding with the stories of ``rows`` whose
@@ -1476,10 +1478,7 @@ class Clusterer:
             # Only the stories still open to the article compete for the places
             # (as _decay says): the answer must not depend on whether the closed
             # ones were dropped from the index yet.
-            first, last = self._first[stories], self._last[stories]
-            gap = np.where(when >= last, when - last, np.maximum(0.0, first - when))
-            span = np.maximum(last, when) - np.minimum(first, when)
-            stories = stories[(gap <= self.horizon / _SECOND) & (span <= self.max_span / _SECOND)]
+            stories = stories[self._reach(self._first[stories], self._last[stories], when)[1]]
             if len(stories) > CANDIDATE_STORIES:
                 # Only those that can be among the first: a common term's stories
                 # run to thousands, and sorting them all was most of the retrieval.
