@@ -420,21 +420,38 @@ def readability_text(tree: Any) -> str:
 
     It edits ``tree``: pass a copy of a tree that is used again.
     """
+    document = _Readability(tree, min_text_length=25)
     try:
-        summary = ReadabilityDocument(tree, min_text_length=25).summary()
+        summary = document.summary()
     except Exception:  # noqa: BLE001 - its own failures (an empty page, odd markup) are no body
         return ""
-    if not summary.strip():
+    if not summary.strip() or document.article is None:
         return ""
     # A block starts and ends a line; the source's own line breaks do not
     # (see _collapse_source_breaks). itertext() gives the text in reading
     # order, a comment's tail but not the comment.
-    root = lxml.html.fromstring(summary)
+    root = document.article
+    root.tail = None
     _collapse_source_breaks(root, _ALL_SOURCE_BREAKS)
     for element in root.iter(*_BLOCKS):
         element.text = "\n" + (element.text or "")
         element.tail = "\n" + (element.tail or "")
     return _text(_SPACES_IN_LINE.sub(" ", "".join(root.itertext())))
+
+
+class _Readability(ReadabilityDocument):
+    """readability that keeps the article it serialises: reading it back costs a parse."""
+
+    __slots__ = ("article",)
+
+    def __init__(self, doc: Any, min_text_length: int = 25) -> None:
+        super().__init__(doc, min_text_length=min_text_length)
+        self.article: Any = None
+
+    def sanitize(self, node: Any, candidates: Any) -> str:
+        summary: str = super().sanitize(node, candidates)
+        self.article = node
+        return summary
 
 
 def _collapse_source_breaks(tree: Any, breaks: lxml.etree.XPath | None = None) -> None:
