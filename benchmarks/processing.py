@@ -25,10 +25,12 @@ Three goals, and which is which:
    see pipeline/content/extract.py and benchmarks/extraction_quality.py).
 2. **parallel speed-up**: the pool on all cores at least 1.8x the pool with
    one worker.
-3. **the stage's cost** (issue 17): the whole stage in one process (decode +
-   extract + clean + language + tag) at most 1.5 times trafilatura's
-   defaults, page for page. Also reported: the peak memory (VmHWM) of each
-   worker of the pool, the largest of them.
+3. **the stage's cost** (issue 17): the whole stage in one process
+   (:func:`~pipeline.process.process_page`: decode + extract + clean +
+   language + tag) at most 1.5 times trafilatura's defaults, page for page:
+   each page goes through both, one right after the other, and keeps its
+   best time of ``--repeat`` for each (:func:`side_by_side`). Also reported:
+   the peak memory (VmHWM) of each worker of the pool, the largest of them.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class Figures:
     pool_1: float  # wall seconds, Processor(workers=1)
     pool_n: float  # wall seconds, Processor(workers=n)
     workers: int
+    repeat: int
     load_average: float
     worker_peak_mib: float  # the largest VmHWM of the pool's workers
 
@@ -81,6 +84,12 @@ class Figures:
     @property
     def stage(self) -> float:
         return self.seconds["decode"] + self.seconds["extract"] + self.additions
+
+    @property
+    def side_by_side(self) -> float:
+        """The stage's cost over trafilatura's defaults, page for page (the goal's figure)."""
+        s = self.seconds
+        return s["side by side: process_page"] / s["side by side: trafilatura defaults"]
 
     def rate(self, seconds: float) -> float:
         return self.pages / seconds if seconds else float("inf")
@@ -169,6 +178,38 @@ def by_part(raw_pages: Sequence[Page], pages: Sequence[FetchedPage], ctx: Contex
     return seconds
 
 
+def side_by_side(raw_pages: Sequence[Page], pages: Sequence[FetchedPage], ctx: Context,
+                 repeat: int) -> tuple[float, float]:
+    """CPU seconds of trafilatura's defaults and of :func:`process_page`, page for page.
+
+    Each page is run by both, one right after the other (which goes first
+    alternates), ``repeat`` times; each page counts with its best time for
+    each. A whole run of one then a whole run of the other lets a burst of
+    load on this shared machine fall on one side only: run against run the
+    ratio swung from 1.2x to 1.6x on unchanged code. Returns (trafilatura,
+    stage) seconds summed over the pages.
+    """
+    best_base = [float("inf")] * len(pages)
+    best_stage = [float("inf")] * len(pages)
+    clock = time.process_time
+    gc.collect()
+    gc.freeze()
+    try:
+        for round_ in range(repeat):
+            for i, (raw, page) in enumerate(zip(raw_pages, pages, strict=True)):
+                for side in ((0, 1) if (i + round_) % 2 else (1, 0)):
+                    started = clock()
+                    if side == 0:
+                        trafilatura_alone(raw)
+                        best_base[i] = min(best_base[i], clock() - started)
+                    else:
+                        process_page(page, ctx)
+                        best_stage[i] = min(best_stage[i], clock() - started)
+    finally:
+        gc.unfreeze()
+    return sum(best_base), sum(best_stage)
+
+
 def pool_seconds(settings: Settings, pages: Sequence[FetchedPage], workers: int
                  ) -> tuple[float, float]:
     """Wall seconds for all pages, and the largest worker's peak memory in MiB."""
@@ -190,11 +231,14 @@ def measure(data: Path, limit: int | None, repeat: int, workers: int | None = No
     process_page(fetched_pages[0], ctx)  # warm up: lazy imports, compiled XPaths
     trafilatura_alone(pages[0])
     seconds = by_part(pages, fetched_pages, ctx, repeat)
+    base, stage = side_by_side(pages, fetched_pages, ctx, repeat)
+    seconds["side by side: trafilatura defaults"] = base
+    seconds["side by side: process_page"] = stage
     n = workers or os.cpu_count() or 1
     pool_1, _ = pool_seconds(settings, fetched_pages, 1)
     pool_n, peak_mib = pool_seconds(settings, fetched_pages, n)
     return Figures(
-        pages=len(pages), seconds=seconds, pool_1=pool_1, pool_n=pool_n, workers=n,
+        pages=len(pages), seconds=seconds, pool_1=pool_1, pool_n=pool_n, workers=n, repeat=repeat,
         load_average=os.getloadavg()[0], worker_peak_mib=peak_mib,
     )
 
@@ -219,9 +263,10 @@ def print_table(f: Figures) -> None:
     print(f"\nour additions (clean + language + tag): {f.additions / extract_s:.1%} of our "
           f"extraction call, {f.additions / base:.1%} of trafilatura defaults "
           f"(goal <= {ADDITIONS_GOAL:.0%} of the extraction call)")
-    print(f"whole stage over trafilatura defaults: {f.stage / base:.2f}x "
-          f"(goal <= {STAGE_GOAL}x); process_page as one call: "
-          f"{f.seconds['process_page (whole, one process)'] / base:.2f}x")
+    print(f"the stage's cost, page for page (each page through both, one after the other, "
+          f"best of {f.repeat}): {f.side_by_side:.2f}x trafilatura defaults (goal <= "
+          f"{STAGE_GOAL}x); run after run: the parts summed {f.stage / base:.2f}x, "
+          f"process_page as one call {f.seconds['process_page (whole, one process)'] / base:.2f}x")
     print(f"peak memory per worker (largest VmHWM of {f.workers}): {f.worker_peak_mib:.0f} MiB")
     print(f"pool, 1 worker: {f.rate(f.pool_1):.1f} pages/s; {f.workers} workers: "
           f"{f.rate(f.pool_n):.1f} pages/s; speed-up {f.pool_1 / f.pool_n:.2f}x "
@@ -269,10 +314,14 @@ def section(size: str) -> Section:
             goal=f"<= {ADDITIONS_GOAL:.0%}", met=additions <= ADDITIONS_GOAL),
         Row(measure="our additions over trafilatura defaults (no goal)",
             value=f"{f.additions / base:.1%} of its time"),
-        Row(measure="goal 3: whole stage (decode+extract+clean+language+tag) over "
-                    "trafilatura defaults",
-            value=f"{f.stage / base:.2f}x the time", baseline=f"{f.rate(base):.1f} pages/s "
-            "(trafilatura defaults)", goal=f"<= {STAGE_GOAL}x", met=f.stage / base <= STAGE_GOAL),
+        Row(measure="goal 3: whole stage (process_page: decode+extract+clean+language+tag) "
+                    "over trafilatura defaults, page for page (side by side)",
+            value=f"{f.side_by_side:.2f}x the time",
+            baseline=f"{f.rate(f.seconds['side by side: trafilatura defaults']):.1f} pages/s "
+            "(trafilatura defaults)", goal=f"<= {STAGE_GOAL}x",
+            met=f.side_by_side <= STAGE_GOAL),
+        Row(measure="the same, run after run (the parts summed; no goal: load falls unevenly)",
+            value=f"{f.stage / base:.2f}x the time"),
         Row(measure="peak memory per worker process (largest VmHWM)",
             value=f"{f.worker_peak_mib:.0f} MiB"),
         Row(measure="Processor, 1 worker process", value=f"{f.rate(f.pool_1):.1f} pages/s"),

@@ -21,6 +21,7 @@ clean stage works on lines.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,7 @@ import trafilatura
 from htmldate import find_date
 from trafilatura import metadata as trafilatura_metadata
 from trafilatura.htmlprocessing import prune_unwanted_nodes
+from trafilatura.json_metadata import normalize_authors
 from trafilatura.readability_lxml import Document as ReadabilityDocument
 from trafilatura.settings import Document
 
@@ -509,10 +511,9 @@ def _metadata(tree: Any, *, url: str) -> Document:
     meta = trafilatura_metadata.examine_meta(tree)
     if meta.author and " " not in meta.author:
         meta.author = None  # a bare handle, as trafilatura judges it
-    try:
+    # trafilatura's own JSON-LD bugs leave the meta tags standing, as in its version.
+    with contextlib.suppress(Exception):
         meta = trafilatura_metadata.extract_meta_json(tree, meta)
-    except Exception:  # noqa: BLE001 - trafilatura's own JSON-LD bugs: the meta tags stand
-        pass
     meta.title = meta.title or trafilatura_metadata.extract_title(tree)
     meta.author = meta.author or _page_author(tree)
     meta.url = meta.url or trafilatura_metadata.extract_url(tree, url)
@@ -532,7 +533,7 @@ def _page_author(tree: Any) -> str | None:
     """trafilatura's ``extract_author`` with its XPaths in XPath 1.0 (:data:`_AUTHOR_XPATHS`)."""
     subtree = prune_unwanted_nodes(deepcopy(tree), _AUTHOR_DISCARD_XPATHS)
     author = trafilatura_metadata.extract_metainfo(subtree, _AUTHOR_XPATHS, len_limit=120)
-    return trafilatura_metadata.normalize_authors(None, author) if author else None
+    return normalize_authors(None, author) if author else None
 
 
 def _bare_extraction(tree: Any, *, url: str, options: Mapping[str, Any]) -> Document | None:
