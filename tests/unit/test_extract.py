@@ -227,3 +227,55 @@ def test_trafilatura_stays_behind_the_extract_module() -> None:
         if re.search(r"^\s*(?:import|from)\s+trafilatura\b", path.read_text("utf-8"), re.M)
     )
     assert importers == ["pipeline/content/extract.py"]
+
+
+# -- metadata: trafilatura's fields, by its own functions, without what we do not keep ----------
+
+_BYLINE_PAGE = b"""<html><head><title>Ceasefire holds in the north - The Levant Ledger</title>
+<meta property="og:description" content="Both sides kept to the truce overnight, observers said.">
+</head><body>
+<div class="sidebar"><span class="author">Sidebar Columnist</span></div>
+<article><h1>Ceasefire holds in the north</h1>
+<p class="byline">By <span class="author-name">Amira Haddad</span>
+<time datetime="2025-03-02T08:30:00+02:00">2 March 2025</time></p>
+<p>The ceasefire held overnight in the north, observers said on Sunday, the first quiet night
+in a week of shelling along the frontier between the two sides of the valley.</p>
+<p>Residents returned to the market in the morning, and the council reopened two schools
+that had been closed since the start of the fighting.</p></article>
+<div class="tags"><a href="/category/politics/">Politics</a></div></body></html>"""
+
+
+def _seed_and_golden_pages() -> list[tuple[str, bytes]]:
+    site = SEEDS / "site"
+    pages = [(p.name, p.read_bytes()) for p in sorted(site.glob("*.html"))]
+    golden = Path(__file__).parent / "testdata" / "extract"
+    pages += [(p.name, p.read_bytes()) for p in sorted(golden.glob("*.html"))]
+    return [*pages, ("byline", _BYLINE_PAGE)]
+
+
+@pytest.mark.parametrize(("name", "body"), _seed_and_golden_pages(),
+                         ids=[n for n, _ in _seed_and_golden_pages()])
+def test_metadata_is_trafilaturas_for_the_fields_we_keep(name: str, body: bytes) -> None:
+    # extract() reads metadata with trafilatura's own functions but skips the
+    # categories, tags and licence it does not keep, and searches the page for
+    # an author with trafilatura's XPaths rewritten without re:test(): every
+    # field we keep must be what trafilatura's extract_metadata gives.
+    import trafilatura
+    from trafilatura.metadata import extract_metadata
+
+    from pipeline.content import extract as module
+
+    url = "https://ledger.example/2025/03/ceasefire"
+    theirs = extract_metadata(trafilatura.load_html(body), url,
+                              {**module._DATE_OPTIONS}, True)
+    ours = module._metadata(trafilatura.load_html(body), url=url)
+    for field in ("title", "author", "date", "sitename", "description"):
+        assert getattr(ours, field) == getattr(theirs, field), (name, field)
+
+
+def test_the_author_from_the_byline_not_from_the_sidebar() -> None:
+    extracted = extract(_BYLINE_PAGE, url="https://ledger.example/2025/03/ceasefire")
+    assert extracted.author == "Amira Haddad"
+    assert extracted.published is not None
+    assert extracted.published.date() == datetime(2025, 3, 2, tzinfo=UTC).date()
+    assert extracted.title == "Ceasefire holds in the north"
