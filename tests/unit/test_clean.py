@@ -313,6 +313,16 @@ def test_a_caption_of_names_needs_the_rules_files_connectors() -> None:
         ("| Share | « Previous | Next » | Email Print |", "link_bar"),
         ("By Jane Doe | Comments (3)", "link_bar"),
         ("Imprimer | Envoyer | « Article précédent", "link_bar"),
+        # the labels of teaser blocks, an empty comment box, a follow line
+        ("More world stories from Example News:", "more_stories_heading"),
+        ("Related content from Example.com:", "more_stories_heading"),
+        ("Plus d'articles sur ce sujet :", "more_stories_heading"),
+        ("Weitere Artikel:", "more_stories_heading"),
+        ("Más noticias:", "more_stories_heading"),
+        ("Другие новости:", "more_stories_heading"),
+        ("The comments to this entry are closed.", "comment_widget"),
+        ("Kommentare sind geschlossen", "comment_widget"),
+        ("Follow World News on Example.com on Twitter and Facebook", "follow_us"),
     ],
 )
 def test_post_meta_and_link_bars_are_removed_by_their_rule(line: str, rule: str) -> None:
@@ -334,6 +344,8 @@ def test_post_meta_and_link_bars_are_removed_by_their_rule(line: str, rule: str)
         # French quotes are not the link to a previous post
         "« Le pont restera fermé », a déclaré le maire.",
         "Tags are sold at the door.",
+        "More stories said the same thing about the bridge in the last weeks of the long campaign:",
+        "Follow the money. The report traced it on Twitter and Facebook.",
     ],
 )
 def test_sentences_and_tables_are_not_post_meta_or_link_bars(line: str) -> None:
