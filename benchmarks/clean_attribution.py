@@ -142,7 +142,8 @@ def extraction_gap(
                 found.append((len(_WORDS.findall(line)), i, line))
     found.sort(reverse=True)
     return ExtractionGap(gold_lost=gold_lost, junk_avoided=junk_avoided, junk_added=junk_added,
-                         pages_losing=losing, examples=[(i, line) for _, i, line in found[:examples]])
+                         pages_losing=losing,
+                         examples=[(i, line) for _, i, line in found[:examples]])
 
 
 def shape(line: str) -> str:
