@@ -119,6 +119,11 @@ class ExtractionGap:
     junk_avoided: int  # junk tokens the baseline keeps and newsmon's extraction does not
     junk_added: int  # junk tokens newsmon's extraction keeps and the baseline does not
     pages_losing: int  # pages losing more than 0.05 recall against the baseline
+    # tokens of the baseline's gold lines newsmon lacks, by where they sit in the
+    # baseline's text: before the first line both keep (a lead, headline or byline),
+    # after the last (the tail), between (a paragraph dropped), or on a page where
+    # the two share no line (another block)
+    lost_where: dict[str, int]
     examples: list[tuple[int, str]]  # (page, a gold line of the baseline newsmon lacks)
 
 
@@ -127,6 +132,7 @@ def extraction_gap(
 ) -> ExtractionGap:
     gold_lost = junk_avoided = junk_added = losing = 0
     found: list[tuple[int, int, str]] = []
+    where: Counter[str] = Counter()
     for i, (truth, ours, theirs) in enumerate(zip(truths, extracted, baseline, strict=True)):
         t, o, b = bag(truth), bag(ours), bag(theirs)
         gold_lost += ((t & b) - (t & o)).total()
@@ -137,12 +143,23 @@ def extraction_gap(
             losing += 1
         ours_words = padded_words(ours)
         truth_words = padded_words(truth)
-        for line in theirs.splitlines():
+        lines = theirs.splitlines()
+        shared = [k for k, line in enumerate(lines) if words_in(line, ours_words)]
+        for k, line in enumerate(lines):
             if words_in(line, truth_words) and not words_in(line, ours_words):
                 found.append((len(_WORDS.findall(line)), i, line))
+                if not shared:
+                    kind = "another block"
+                elif k < shared[0]:
+                    kind = "before"
+                elif k > shared[-1]:
+                    kind = "after"
+                else:
+                    kind = "between"
+                where[kind] += len(_WORDS.findall(line))
     found.sort(reverse=True)
     return ExtractionGap(gold_lost=gold_lost, junk_avoided=junk_avoided, junk_added=junk_added,
-                         pages_losing=losing,
+                         pages_losing=losing, lost_where=dict(where),
                          examples=[(i, line) for _, i, line in found[:examples]])
 
 
@@ -226,6 +243,8 @@ def report(run: SetRun, half: str, examples: int) -> None:
     print(f"junk tokens {BASELINE} keeps and newsmon avoids: {gap.junk_avoided}")
     print(f"junk tokens newsmon keeps and {BASELINE} does not: {gap.junk_added}")
     print(f"pages losing > 0.05 of the gold against {BASELINE}: {gap.pages_losing}")
+    print("tokens of its gold lines newsmon lacks, by place: "
+          + ", ".join(f"{k} {v}" for k, v in sorted(gap.lost_where.items())))
     for i, line in gap.examples:
         print(f"   {run.pages[keep[i]].id[:12]:<12} {line[:100]!r}")
 

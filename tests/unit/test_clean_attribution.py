@@ -26,6 +26,7 @@ def test_the_extraction_gap_counts_what_the_baseline_keeps_and_we_lose() -> None
     gap = extraction_gap([truth], ["One two three."], ["One two three.\nFour five six.\nMenu"], 5)
     assert (gap.gold_lost, gap.junk_avoided, gap.junk_added, gap.pages_losing) == (3, 1, 0, 1)
     assert gap.examples == [(0, "Four five six.")]
+    assert gap.lost_where == {"after": 3}
 
 
 def test_survivors_are_the_lines_the_gold_lacks_by_shape() -> None:
