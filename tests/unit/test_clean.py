@@ -353,3 +353,20 @@ def test_sentences_and_tables_are_not_post_meta_or_link_bars(line: str) -> None:
     cleaned = clean(text, title=None, url="https://example.org/a", site_name=None)
     assert cleaned.removed == ()
     assert cleaned.text.splitlines()[-1] == line
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["Cross-posted from the Daily Example Blog.", "Re-elected President Vladimir Putin in Moscow."],
+)
+def test_a_capitalised_compound_with_a_lower_case_part_is_no_name(line: str) -> None:
+    """name_caption: "Cross-posted" is a verb in a sentence's first place."""
+    cleaned = clean(line, title=None, url="https://example.org/a", site_name=None)
+    assert cleaned.removed == ()
+    assert cleaned.text == line
+
+
+def test_a_hyphenated_name_still_makes_a_caption() -> None:
+    line = "President Jean-Pierre Dupont with Mayor Anne Hidalgo in Saint-Denis."
+    cleaned = clean(line, title=None, url="https://example.org/a", site_name=None)
+    assert [r.rule for r in cleaned.removed] == ["name_caption"]
