@@ -323,6 +323,9 @@ def test_a_caption_of_names_needs_the_rules_files_connectors() -> None:
         ("The comments to this entry are closed.", "comment_widget"),
         ("Kommentare sind geschlossen", "comment_widget"),
         ("Follow World News on Example.com on Twitter and Facebook", "follow_us"),
+        # machine data alone on its line
+        ("2019-11-19T08:57:40+01:00", "machine_data"),
+        ("https://static.example.org/images/logo-og-image.png", "machine_data"),
     ],
 )
 def test_post_meta_and_link_bars_are_removed_by_their_rule(line: str, rule: str) -> None:
@@ -346,6 +349,8 @@ def test_post_meta_and_link_bars_are_removed_by_their_rule(line: str, rule: str)
         "Tags are sold at the door.",
         "More stories said the same thing about the bridge in the last weeks of the long campaign:",
         "Follow the money. The report traced it on Twitter and Facebook.",
+        "https://example.org/reports/bridge-2019",
+        "2019-11-19",
     ],
 )
 def test_sentences_and_tables_are_not_post_meta_or_link_bars(line: str) -> None:
