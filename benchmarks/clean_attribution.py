@@ -15,8 +15,10 @@ as in :mod:`benchmarks.extraction_compare`, whose runner and cache it uses):
    had not fired. A rule whose *gold* exceeds its *junk* costs the article
    more than it saves; ``dF1 if off`` > 0 says the set scores better without it.
 2. **Extraction against trafilatura's defaults**, before cleaning: the gold
-   tokens trafilatura's defaults keep that newsmon's extraction lost, and the
-   junk tokens each keeps that the other does not.
+   tokens trafilatura's defaults keep that newsmon's extraction lost (and
+   where the lost lines sit in the defaults' text: before, between or after
+   the lines both keep), and the junk tokens each keeps that the other does
+   not.
 3. **Survivors**: lines of newsmon's cleaned text that are not in the gold
    text (their words are not a run of the gold's words), grouped by shape
    (:func:`shape`), with their tokens and pages: the junk no rule caught.
