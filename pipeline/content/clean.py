@@ -35,7 +35,8 @@ block come out with the article. This stage removes them, line by line:
      ("Russian President Vladimir Putin with Israeli Prime Minister Benjamin
      Netanyahu."): it ends like a sentence but has no verb, because every
      word is capitalised or one of the rules file's connectors ("with",
-     "avec", "mit", "président").
+     "avec", "mit", "président"); a capitalised word with a lower-case part
+     after a hyphen ("Cross-posted", "Re-elected") is no name.
 
 Never a sentence: a rule fires only on a line it can show is not prose. A
 line is *prose* when it has the shape of a sentence (:func:`is_prose`: enough
@@ -417,6 +418,11 @@ def _names_only(line: str, connectors: frozenset[str]) -> bool:
         if not letters:
             continue
         if letters[0].isupper():
+            # A capitalised compound with a lower-case part is a common word
+            # in a sentence's first place ("Cross-posted from the Daily Example Blog.",
+            # "Re-elected ..."), not a name ("Jean-Pierre", "Saint-Denis").
+            if any(part[:1].islower() for part in word.split("-")[1:]):
+                return False
             names += 1
         elif word.casefold() not in connectors:
             return False

@@ -290,3 +290,88 @@ def test_a_caption_of_names_needs_the_rules_files_connectors() -> None:
     bare = parse_rules({"generic": []})
     kept = clean(text, title=None, url="https://example.org/a", site_name=None, rules=bare)
     assert kept.removed == ()
+
+
+@pytest.mark.parametrize(
+    ("line", "rule"),
+    [
+        # a post's dateline, in the five languages newsmon tags
+        ("Posted by Jane Doe on April 6, 2019", "post_meta"),
+        ("Updated 11:04 AM EST, Wed November 7, 2018", "post_meta"),
+        ("Publié le 12/03/2019 à 10h30", "post_meta"),
+        ("Veröffentlicht am 12.03.2019 um 10:30 Uhr", "post_meta"),
+        ("Publicado el 12 de marzo de 2019", "post_meta"),
+        ("Опубликовано 12.03.2019 10:30", "post_meta"),
+        # category labels as a cell of a meta row or a list item
+        ("Staff writer | Tags: Bridges, Transport", "filed_under"),
+        ("by Staff , Filed under: Interview,Events , trackback", "filed_under"),
+        ("- Tags:", "filed_under"),
+        ("Par la rédaction | Mots-clés : pont, mairie", "filed_under"),
+        # bars of utility links
+        ("« Previous post: the budget vote | Main | Next post: the recount »", "link_bar"),
+        ("Jane Doe, April 6, 2019 | Permalink", "link_bar"),
+        ("| Share | « Previous | Next » | Email Print |", "link_bar"),
+        ("By Jane Doe | Comments (3)", "link_bar"),
+        ("Imprimer | Envoyer | « Article précédent", "link_bar"),
+        # the labels of teaser blocks, an empty comment box, a follow line
+        ("More world stories from Example News:", "more_stories_heading"),
+        ("Related content from Example.com:", "more_stories_heading"),
+        ("Plus d'articles sur ce sujet :", "more_stories_heading"),
+        ("Weitere Artikel:", "more_stories_heading"),
+        ("Más noticias:", "more_stories_heading"),
+        ("Другие новости:", "more_stories_heading"),
+        ("The comments to this entry are closed.", "comment_widget"),
+        ("Kommentare sind geschlossen", "comment_widget"),
+        ("Follow World News on Example.com on Twitter and Facebook", "follow_us"),
+        # machine data alone on its line
+        ("2019-11-19T08:57:40+01:00", "machine_data"),
+        ("https://static.example.org/images/logo-og-image.png", "machine_data"),
+    ],
+)
+def test_post_meta_and_link_bars_are_removed_by_their_rule(line: str, rule: str) -> None:
+    text = f"The council voted on Tuesday to close the old bridge, the mayor said.\n{line}\n"
+    cleaned = clean(text, title=None, url="https://example.org/a", site_name=None)
+    assert [r.rule for r in cleaned.removed] == [rule]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # a sentence that opens like a dateline is prose
+        "Published in 1998, the report on the bridge sold thousands of copies in its first year.",
+        "Updated figures released on March 4, 2019 show the bridge carries 40,000 cars a day.",
+        # table rows: a "|" alone, or one cell that can head a column, is no bar
+        "| Party | Votes | Share |",
+        "| Main | Print run | Email |",
+        "Trackback",
+        # French quotes are not the link to a previous post
+        "« Le pont restera fermé », a déclaré le maire.",
+        "Tags are sold at the door.",
+        "More stories said the same thing about the bridge in the last weeks of the long campaign:",
+        "Follow the money. The report traced it on Twitter and Facebook.",
+        "https://example.org/reports/bridge-2019",
+        "2019-11-19",
+    ],
+)
+def test_sentences_and_tables_are_not_post_meta_or_link_bars(line: str) -> None:
+    text = f"The council voted on Tuesday to close the old bridge, the mayor said.\n{line}\n"
+    cleaned = clean(text, title=None, url="https://example.org/a", site_name=None)
+    assert cleaned.removed == ()
+    assert cleaned.text.splitlines()[-1] == line
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["Cross-posted from the Daily Example Blog.", "Re-elected President Vladimir Putin in Moscow."],
+)
+def test_a_capitalised_compound_with_a_lower_case_part_is_no_name(line: str) -> None:
+    """name_caption: "Cross-posted" is a verb in a sentence's first place."""
+    cleaned = clean(line, title=None, url="https://example.org/a", site_name=None)
+    assert cleaned.removed == ()
+    assert cleaned.text == line
+
+
+def test_a_hyphenated_name_still_makes_a_caption() -> None:
+    line = "President Jean-Pierre Dupont with Mayor Anne Hidalgo in Saint-Denis."
+    cleaned = clean(line, title=None, url="https://example.org/a", site_name=None)
+    assert [r.rule for r in cleaned.removed] == ["name_caption"]
