@@ -35,11 +35,11 @@ import lxml.html
 import trafilatura
 from htmldate import find_date
 from trafilatura import metadata as trafilatura_metadata
-from trafilatura.htmlprocessing import prune_unwanted_nodes
 from trafilatura.json_metadata import normalize_authors
 from trafilatura.readability_lxml import Document as ReadabilityDocument
 from trafilatura.settings import Document
 
+from pipeline.content.byline import UNDECIDED, byline
 from pipeline.models import Extracted
 
 __all__ = [
@@ -171,54 +171,6 @@ _ALL_SOURCE_BREAKS: Final = lxml.etree.XPath(
 _FORM_CLASSES: Final = re.compile(
     r"comment|respond|reply|disqus|subscribe|newsletter|signup|promo|widget|tags|breadcrumb"
 )
-# Where a page names its author when its meta tags and JSON-LD do not, and
-# what to leave out of that search: trafilatura's own XPaths (its
-# xpaths.AUTHOR_XPATHS and AUTHOR_DISCARD_XPATHS, 2.3), each regular
-# expression written out as XPath 1.0 contains() and starts-with() tests that
-# select the same elements. Their EXSLT re:test() calls back into Python for
-# every element of the page: half of the metadata's cost.
-_AUTHOR_XPATHS: Final = [
-    lxml.etree.XPath(
-        "//*[self::a or self::address or self::div or self::link or self::p or self::span"
-        " or self::strong][@rel='author' or @id='author' or @class='author'"
-        " or @itemprop='author name' or rel='me' or @data-testid='AuthorCard'"
-        " or @data-testid='AuthorURL' or contains(@class, 'authorname')"
-        " or contains(@class, 'author-name') or contains(@class, 'AuthorName')"
-        " or contains(@class, 'authorName')]|//author"
-    ),
-    lxml.etree.XPath(
-        "//*[self::a or self::div or self::h3 or self::h4 or self::p or self::span]["
-        "@class='byline' or @class='username' or @class='byl' or @class='BBL'"
-        " or contains(@itemprop, 'author')"
-        + "".join(f" or contains(@id, '{w}')" for w in ("author", "zuozhe", "bianji", "xiaobian"))
-        + "".join(f" or contains(@class, '{w}')" for w in (
-            "author", "channel-name", "zuozhe", "bianji", "xiaobian", "submitted-by",
-            "posted-by", "journalist-name"))
-        + "]"
-    ),
-    lxml.etree.XPath(
-        "//*[contains(@data-component, 'Byline') or contains(@itemprop, 'author')"
-        " or contains(@id, 'author') or contains(@id, 'Author')"
-        + "".join(f" or contains(@class, '{w}')" for w in (
-            "author", "Author", "screenname", "writer", "byline", "Byline"))
-        + "]"
-    ),
-]
-_AUTHOR_DISCARD_XPATHS: Final = [
-    lxml.etree.XPath(
-        ".//*[self::a or self::div or self::section or self::span]["
-        "@id='comments' or @class='comments' or @class='title' or @class='date'"
-        " or starts-with(@id, 'comments') or contains(@id, 'commentlist')"
-        " or contains(@id, 'comment-list') or contains(@id, 'ProductReviews')"
-        " or starts-with(@class, 'comments') or starts-with(@class, 'Comments')"
-        + "".join(f" or contains(@class, '{w}')" for w in (
-            "commentlist", "comments-list", "sidebar", "is-hidden", "quote",
-            "embedly-instagram", "article-share", "article-support", "print", "category",
-            "meta-date", "meta-reviewer"))
-        + " or contains(@data-component, 'Figure')]"
-    ),
-    lxml.etree.XPath("//time|//figure"),
-]
 # readability's HTML to lines: a new line at each of these elements.
 _BLOCKS: Final = frozenset({
     "p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "tr", "pre", "br",
@@ -530,10 +482,12 @@ def _metadata(tree: Any, *, url: str) -> Document:
 
 
 def _page_author(tree: Any) -> str | None:
-    """trafilatura's ``extract_author`` with its XPaths in XPath 1.0 (:data:`_AUTHOR_XPATHS`)."""
-    subtree = prune_unwanted_nodes(deepcopy(tree), _AUTHOR_DISCARD_XPATHS)
-    author = trafilatura_metadata.extract_metainfo(subtree, _AUTHOR_XPATHS, len_limit=120)
-    return normalize_authors(None, author) if author else None
+    """trafilatura's ``extract_author``: from one walk (:func:`byline`) when that can decide."""
+    found = byline(tree)
+    if found is UNDECIDED:
+        author: str | None = trafilatura_metadata.extract_author(tree)
+        return author
+    return normalize_authors(None, found) if isinstance(found, str) else None
 
 
 def _bare_extraction(tree: Any, *, url: str, options: Mapping[str, Any]) -> Document | None:
