@@ -3,8 +3,9 @@
 This is the only module that imports trafilatura. It gets the bytes our own
 HTTP client fetched (trafilatura's downloader is never used), parses it once,
 extracts candidate bodies from that tree (trafilatura's precision mode,
-readability, and on doubtful pages trafilatura's balanced mode), keeps the
-one the evidence favours (:func:`choose`), drops the lines that are a
+readability, on doubtful pages trafilatura's balanced mode, and on a text
+that ends on a colon its recall mode), keeps the one the evidence favours
+(:func:`choose`, :func:`fuller`), drops the lines that are a
 comment section's or a form's (:func:`refuse_form_lines`), and converts trafilatura's
 ``Document`` into our :class:`~pipeline.models.Extracted` right here, so no
 trafilatura type travels further.
@@ -44,6 +45,8 @@ from pipeline.models import Extracted
 
 __all__ = [
     "DOUBT_BELOW",
+    "FULLER_MAX_LINK_SHARE",
+    "FULLER_MIN_CONTAINED",
     "MIN_WORDS",
     "Candidate",
     "Evidence",
@@ -52,8 +55,10 @@ __all__ = [
     "choose",
     "evidence",
     "extract",
+    "fuller",
     "readability_text",
     "refuse_form_lines",
+    "unfinished",
 ]
 
 # How a page is extracted (issue 17), chosen with benchmarks/extraction_compare.py
@@ -72,7 +77,14 @@ __all__ = [
 #    less its share of link text, plus the share of the page's description
 #    it contains (see choose()). A wrong block -- an author biography, a
 #    sidebar list -- agrees with nobody; the article agrees with one other.
-# 4. The chosen text loses the lines that are, whole, an element of a form or
+# 4. Unfinished: when the chosen text ends on a colon ("... on the following
+#    devices:"), what it announces was left out -- precision mode prunes the
+#    list or the paragraphs that follow. Then trafilatura's recall mode
+#    (fast, no metadata) gives one more candidate, kept when it contains the
+#    chosen text and adds lines that are not link text (fuller()). One page
+#    in 30-60 ends on a colon; a page's own end ("Related posts:") over a
+#    list of headline links adds nothing.
+# 5. The chosen text loses the lines that are, whole, an element of a form or
 #    of a box named as comments, sign-up, widget, tags (refuse_form_lines):
 #    what trafilatura leaves of a comment section or a newsletter box.
 #
@@ -117,6 +129,15 @@ _BALANCED_OPTIONS: Final[dict[str, Any]] = {
     "with_metadata": False,
 }
 
+# The unfinished page's candidate: recall mode, without the fallbacks (on
+# the tuning half they add nothing there) or metadata.
+_RECALL_OPTIONS: Final[dict[str, Any]] = {
+    **_EXTRACTION_OPTIONS,
+    "favor_precision": False,
+    "favor_recall": True,
+    "with_metadata": False,
+}
+
 # Fewer words than this is not an article but a stub (consent wall, "page not
 # found", a section front that only lists links). The shortest of the 181
 # benchmark articles has 18 words.
@@ -136,6 +157,12 @@ DOUBT_BELOW: Final = 0.5
 LINK_WEIGHT: Final = 1.0
 DESCRIPTION_WEIGHT: Final = 0.1
 DESCRIPTION_MIN_WORDS: Final = 5
+# The recall-mode text replaces an unfinished one when it holds at least
+# this share of the unfinished text's words (it continues the same text,
+# not another block) and at most FULLER_MAX_LINK_SHARE of what it adds is
+# link text (a list of headlines is no continuation).
+FULLER_MIN_CONTAINED: Final = 0.9
+FULLER_MAX_LINK_SHARE: Final = 0.5
 
 _WORD = re.compile(r"\w+")
 _SPACE = re.compile(r"\s+")
@@ -257,6 +284,10 @@ def extract(body: bytes, *, url: str) -> Extracted:
         third = Candidate("balanced", _text(balanced.text if balanced else None))
         chosen = choose([primary, second, third], links=_link_texts(tree),
                         description=_optional(meta.description))
+    if unfinished(chosen.text):
+        recall = _bare_extraction(tree, url=url, options=_RECALL_OPTIONS)
+        chosen = fuller(chosen, Candidate("recall", _text(recall.text if recall else None)),
+                        links=_link_texts(tree))
     text = refuse_form_lines(chosen.text, tree)
     if not text:
         raise ExtractionError("no main text found")
@@ -301,6 +332,36 @@ def choose(
         if score > best_score:
             best, best_score = candidate, score
     return best
+
+
+def unfinished(text: str) -> bool:
+    """True when ``text`` ends on a colon: it announces something that is not there.
+
+    "... in the following devices:" as the last line means the list was
+    pruned; an article does not end that way. Punctuation, not wording:
+    the same in every language that uses the colon.
+    """
+    end = text.rstrip()
+    return end.endswith((":", "\uff1a"))
+
+
+def fuller(chosen: Candidate, other: Candidate, *, links: frozenset[str]) -> Candidate:
+    """``other`` when it continues ``chosen``; else ``chosen``.
+
+    It continues when it is longer, holds at least
+    :data:`FULLER_MIN_CONTAINED` of ``chosen``'s words (the same text, not
+    another block), and its lines that ``chosen`` lacks are at most
+    :data:`FULLER_MAX_LINK_SHARE` link text (not a list of headlines).
+    """
+    mine, theirs = _bag(chosen.text), _bag(other.text)
+    if theirs.total() <= mine.total() or _containment(mine, theirs) < FULLER_MIN_CONTAINED:
+        return chosen
+    have = {" ".join(line.split()) for line in chosen.text.splitlines()}
+    added = "\n".join(line for line in other.text.splitlines()
+                      if " ".join(line.split()) not in have)
+    if _link_share(added, links) > FULLER_MAX_LINK_SHARE:
+        return chosen
+    return other
 
 
 def refuse_form_lines(text: str, tree: Any) -> str:

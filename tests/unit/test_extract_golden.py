@@ -13,6 +13,12 @@ extract + clean must give for it (served as http://127.0.0.1:8000/<name>):
   "0 Comments" heading and a comment form) sits in the article's own
   container, after its end: the heading precision mode keeps is refused.
 
+Two more constructed pages sit in this file (they test one rule each): a
+post whose text announces a list with a colon and whose list and closing
+paragraph precision mode prunes (``UNFINISHED_POST``), and a post that ends
+on "Related posts:" over paragraphs of headline links, which recall mode
+keeps (``RELATED_LIST_POST``).
+
 The choice between candidates is tested on its own below with bodies of the
 kinds issue 17 lists (a wrong block, a menu, a fragment), and so is the way
 readability's HTML becomes lines.
@@ -27,12 +33,16 @@ import pytest
 
 from pipeline.content.clean import clean
 from pipeline.content.extract import (
+    DOUBT_BELOW,
     Candidate,
     agreement,
     choose,
+    evidence,
     extract,
+    fuller,
     readability_text,
     refuse_form_lines,
+    unfinished,
 )
 
 TESTDATA = Path(__file__).parent / "testdata" / "extract"
@@ -192,3 +202,123 @@ def test_an_article_line_quoted_in_a_longer_comment_stays() -> None:
         f"<div class='comment'><p>You wrote: {quoted} Not quite: it was December.</p></div>"
     )
     assert refuse_form_lines(ARTICLE, tree) == ARTICLE
+
+
+# A post like Dragnet's page 415: the paragraph announces a list ("at the
+# following stops:"), and precision mode drops the list and the paragraph
+# after it (they sit in plain <div>s, the last one mostly links). readability
+# stops after the first item, so the two agree and raise no doubt.
+UNFINISHED_POST = """<html><head><title>Island ferry</title></head><body>
+<div id="wrapper"><div class="container rounded"><div id="home">
+  <div id="post">
+    <h2>The island ferry sails again with five harbours on its spring timetable</h2>
+    <div class="date"><span>By Maria Olsen, 8 March 2026</span></div>
+    <p>As promised in our<a href="/repairs.html"> report on the repairs</a>, the landing stage is
+    ready. And what's more, thanks to <a href="http://islandferry.example">the island ferry
+    company</a>, you can now reach the outer islands (and all the small harbours) at the
+    following stops:</p>
+<div>\u2022 North Quay, the main harbour</div>
+<div>
+<div>\u2022 Fishermen's Landing on the west island</div>
+<div>\u2022 The old pier at Skarholm</div>
+<div>\u2022 Lighthouse Bay, when the weather allows</div>
+<div>\u2022 South Point, on request only</div>
+<p />
+<div>
+<a href="/fares">Tickets are sold on board</a>. Children under twelve <a href="/free">travel
+free</a> (see the <a href="/spring">spring timetable</a>).</div>
+<p />
+</div>
+  </div>
+</div></div></div>
+<div class="sidebar"><h3>Most read</h3><ul>
+<li><a href="/wall">Council approves new harbour wall</a></li>
+<li><a href="/quotas">Fishing quotas cut again</a></li></ul></div>
+</body></html>"""
+
+RELATED_LIST_POST = """<html><head><title>Harbour wall</title></head><body>
+<div id="wrapper"><div class="container rounded"><div id="home">
+  <div id="post">
+    <h2>The council approves a new harbour wall after the winter storms</h2>
+    <p>The council approved a new harbour wall on Thursday, three months after a storm tore
+    away part of the landing stage and closed the pier for the winter.</p>
+    <p>The wall will be built of granite from the quarry on the west island, and the work is to
+    start in May, when the ferry timetable allows it.</p>
+    <p>Fishermen said the wall was overdue: the old one had been patched for thirty years and
+    gave no shelter from the north-westerly gales.</p>
+    <p>Related posts:</p>
+<p><a href="/quotas">Fishing quotas cut again for the third year</a></p>
+<p><a href="/lighthouse">Lighthouse open to visitors this summer</a></p>
+<p><a href="/ferry">The island ferry sails again on Monday</a></p>
+  </div>
+</div></div></div>
+</body></html>"""
+
+
+def test_a_text_that_ends_on_a_colon_gets_what_it_announces() -> None:
+    url = "http://127.0.0.1:8000/unfinished"
+    body = UNFINISHED_POST.encode()
+    found = evidence(body, url=url)
+    assert found is not None
+    primary = found.candidates[0].text
+    # The page's premise: precision mode stops at the colon.
+    assert primary.endswith("following stops:")
+    assert "South Point" not in primary
+    assert "South Point" not in found.candidates[1].text  # readability: no doubt
+    assert agreement(primary, found.candidates[1].text) >= DOUBT_BELOW
+    extracted = extract(body, url=url)
+    cleaned = clean(extracted.text, title=extracted.title, url=url,
+                    site_name=extracted.site_name)
+    lines = cleaned.text.splitlines()
+    # The list it announces; the link line after it is recall mode's to judge.
+    assert lines[-6:] == [
+        "As promised in our report on the repairs, the landing stage is ready. And what's more,"
+        " thanks to the island ferry company, you can now reach the outer islands (and all the"
+        " small harbours) at the following stops:",
+        "\u2022 North Quay, the main harbour",
+        "\u2022 Fishermen's Landing on the west island",
+        "\u2022 The old pier at Skarholm",
+        "\u2022 Lighthouse Bay, when the weather allows",
+        "\u2022 South Point, on request only",
+    ]
+    assert "Most read" not in cleaned.text
+    assert "harbour wall" not in cleaned.text
+
+
+def test_a_related_list_after_the_colon_is_not_added() -> None:
+    url = "http://127.0.0.1:8000/related"
+    body = RELATED_LIST_POST.encode()
+    found = evidence(body, url=url)
+    assert found is not None
+    assert unfinished(found.candidates[0].text)  # the rule fires ...
+    extracted = extract(body, url=url)
+    assert extracted.text.splitlines()[-2].startswith("Fishermen said the wall was overdue")
+    # ... and recall mode's text, which has the headlines (links of the
+    # page), is no continuation.
+    for headline in ("Fishing quotas", "Lighthouse open", "island ferry sails"):
+        assert headline not in extracted.text
+
+
+def test_only_a_text_that_ends_on_a_colon_is_unfinished() -> None:
+    assert unfinished(ARTICLE + "\nThe ferry calls at these harbours:")
+    assert unfinished("Die F\u00e4hre h\u00e4lt hier:  \n")
+    assert not unfinished(ARTICLE)
+    assert not unfinished("The harbour master said: the pier is safe again.")
+    assert not unfinished("")
+
+
+def test_the_fuller_text_replaces_an_unfinished_one_only_when_it_continues_it() -> None:
+    announced = ARTICLE + "\nThe ferry calls at these harbours:"
+    chosen = Candidate("precision", announced)
+    harbours = "North Quay\nFishermen's Landing\nSouth Point, on request only"
+    continued = Candidate("recall", announced + "\n" + harbours)
+    assert fuller(chosen, continued, links=frozenset()) is continued
+    # Another block, even a longer one, is no continuation.
+    other = Candidate("recall", BIOGRAPHY + "\n" + MENU + "\n" + ARTICLE.splitlines()[0])
+    assert fuller(chosen, other, links=frozenset()) is chosen
+    # What it adds is the page's link text (a list of headlines): no continuation.
+    with_menu = Candidate("recall", announced + "\n" + MENU)
+    assert fuller(chosen, with_menu, links=frozenset(MENU.splitlines())) is chosen
+    assert fuller(chosen, with_menu, links=frozenset()) is with_menu
+    # Not longer: nothing to gain.
+    assert fuller(chosen, Candidate("recall", ARTICLE), links=frozenset()) is chosen
