@@ -125,6 +125,20 @@ NAMED_WEIGHT = 0.10  # weighted Jaccard of the tagged countries and people
 HEADLINE_WEIGHT = 0.15  # the share of the article's headline words the story holds
 PROPER_WEIGHT = 0.20  # weighted Jaccard of the words of the proper names in the leads
 FIGURE_WEIGHT = 0.10  # of the figures in the leads
+# An established story (NOVEL_REPORTS reports or more) asks that the article's
+# heaviest words be its words: NOVEL_WEIGHT times the share (by squared tf-idf
+# weight) of the article's NOVEL_TERMS heaviest terms that the story holds at
+# less than NOVEL_SHARE of weight per report (about one report in five) is taken
+# off. The first report of a second event of one kind (a boxer's next fight, a
+# team's next win) shares the kind's words and names with the story of the
+# first but its own heaviest words (the opponent, the other team) are rare or
+# absent there; a later report of the same event mostly repeats what the story
+# holds. Chosen on ECB+'s training part (BENCHMARKS.md); small stories (GVC's
+# shootings, a developing story's first days) are not affected.
+NOVEL_WEIGHT = 0.15
+NOVEL_TERMS = 20
+NOVEL_SHARE = 0.02  # summed log-tf unit weight per report (a word in one report in ~5)
+NOVEL_REPORTS = 8
 # A story sharing less of the article's words than this is not compared by
 # names: it cannot be the same event (a name shared is a word shared), and most
 # candidates are such stories (they share a common word or two).
@@ -538,12 +552,16 @@ class _Evidence:
     headline: np.ndarray  # the share of the article's headline words the story holds
     proper: np.ndarray  # weighted Jaccard of the words of the leads' proper names
     figure: np.ndarray  # weighted Jaccard of the leads' figures
+    # The share of the article's heaviest terms an established story hardly
+    # holds (0 for a story of fewer than NOVEL_REPORTS reports).
+    novel: np.ndarray
 
     def value(self, cosines: np.ndarray) -> np.ndarray:
         """The same-language score before the time decay."""
         return np.asarray((TEXT_WEIGHT * cosines + NAMED_WEIGHT * self.named
                            + HEADLINE_WEIGHT * self.headline + PROPER_WEIGHT * self.proper
-                           + FIGURE_WEIGHT * self.figure) / _weights(), dtype=np.float64)
+                           + FIGURE_WEIGHT * self.figure - NOVEL_WEIGHT * self.novel)
+                          / _weights(), dtype=np.float64)
 
 
 def _evidence_max() -> float:
@@ -576,6 +594,7 @@ class Similarity:
     headline: float = 0.0
     proper: float = 0.0
     figure: float = 0.0
+    novel: float = 0.0
     embedding: float = 0.0
     decay: float = 1.0
 
@@ -1295,7 +1314,8 @@ class Clusterer:
         return np.flatnonzero(cross | ((bound >= self.threshold - 1e-9)
                                        & (cosines >= NAME_COSINE)))
 
-    def _evidence(self, feats: _Features, stories: list[_Story]) -> _Evidence:
+    def _evidence(self, feats: _Features, stories: list[_Story],
+                  query: _Query | None = None) -> _Evidence:
         """The article's names (weight 1) against each story's (the share of its
         members naming them), each weighted by its idf and summed kind by kind.
         A story's names are in sorted order and its sums are its own bins, so a
@@ -1324,7 +1344,36 @@ class Clusterer:
         held = _ratio(shared, np.broadcast_to(own, shared.shape))
         jaccard = _ratio(shared, own + theirs - shared)
         return _Evidence(named=jaccard[:, _TAGGED], headline=held[:, _HEADLINE],
-                         proper=jaccard[:, _PROPER], figure=jaccard[:, _FIGURE])
+                         proper=jaccard[:, _PROPER], figure=jaccard[:, _FIGURE],
+                         novel=self._novel(query, stories))
+
+    def _novel(self, query: _Query | None, stories: list[_Story]) -> np.ndarray:
+        """For each story of NOVEL_REPORTS reports or more, the share (by squared
+        weight) of the article's NOVEL_TERMS heaviest terms it holds at less than
+        NOVEL_SHARE per report; 0 for the others. Each story's sum is its own
+        segment, in its terms' order, so it is the same however it was built."""
+        out = np.zeros(len(stories))
+        big = [j for j, s in enumerate(stories) if s.size >= NOVEL_REPORTS]
+        if query is None or not big or not len(query.ids):
+            return out
+        top = np.argsort(-query.weights, kind="stable")[:NOVEL_TERMS]
+        top_ids, w2 = query.ids[top], query.weights[top] ** 2
+        total = float(w2.sum())
+        if total <= 0.0:
+            return out
+        parts = [stories[j].arrays() for j in big]
+        lengths = np.fromiter((len(p[0]) for p in parts), dtype=np.int64, count=len(parts))
+        ids = np.concatenate([p[0] for p in parts])
+        sizes = np.repeat(np.fromiter((stories[j].size for j in big), dtype=np.float64,
+                                      count=len(big)), lengths)
+        holds = np.concatenate([p[1] for p in parts]) >= NOVEL_SHARE * sizes
+        mark = self._mark  # all zeros between calls
+        mark[top_ids] = w2
+        covered = np.bincount(np.repeat(np.arange(len(big)), lengths),
+                              weights=mark[ids] * holds, minlength=len(big))
+        mark[top_ids] = 0.0
+        out[big] = np.maximum(0.0, 1.0 - covered / total)
+        return out
 
     def _cross(self, language: str, story: _Story) -> bool:
         main = self._languages[story.index]
@@ -1348,11 +1397,11 @@ class Clusterer:
                 cosine < NAME_COSINE):
             return Similarity(TEXT_WEIGHT * cosine / _weights() * decay, "text", cosine=cosine,
                               decay=decay)
-        e = self._evidence(feats, [story])
+        e = self._evidence(feats, [story], query)
         value = float(e.value(np.array([cosine]))[0])
         return Similarity(value * decay, "text", cosine=cosine, named=float(e.named[0]),
                           headline=float(e.headline[0]), proper=float(e.proper[0]),
-                          figure=float(e.figure[0]), decay=decay)
+                          figure=float(e.figure[0]), novel=float(e.novel[0]), decay=decay)
 
     # -- across languages ---------------------------------------------------------------
 
@@ -1591,7 +1640,7 @@ class Clusterer:
                     scored.append((s.score, story))
             if same:  # the names of all same-language candidates at once
                 stories = [candidates[k] for k in same]
-                values = self._evidence(feats, stories).value(cosines[same])
+                values = self._evidence(feats, stories, query).value(cosines[same])
                 scores = (values * self._decays(np.array(same_ids), when)).tolist()
                 for story, score in zip(stories, scores, strict=True):
                     if score >= self.threshold:
