@@ -21,7 +21,8 @@ whole:
       + NAMED_WEIGHT * weighted Jaccard of countries and people (idf weights)
       + HEADLINE_WEIGHT * weighted share of the headline words the story holds
       + PROPER_WEIGHT * weighted Jaccard of the words of the leads' proper names
-      + FIGURE_WEIGHT * weighted Jaccard of the leads' figures) / (sum of the weights)
+      + FIGURE_WEIGHT * weighted Jaccard of the leads' figures
+      - NOVEL_WEIGHT * novelty) / (sum of the weights but NOVEL_WEIGHT)
       * decay
 
 The centroid is the sum of the members' log-tf unit vectors (title words twice
@@ -37,7 +38,13 @@ country's: "e:") and its figures ("n:"), each as rare as its word: a later
 report sharing the victim's name and the street ("Kimlyn"), or "26 pirates",
 says a lot, "Police" little. All viable candidates' names are summed in one
 numpy pass, each story in its own bins and its names in sorted order, so a
-story scores the same however it was built. The sentence embedding is not part
+story scores the same however it was built. *Novelty* is asked of established
+stories only (``NOVEL_REPORTS`` reports or more): the share, by squared tf-idf
+weight, of the article's ``NOVEL_TERMS`` heaviest terms that the story's
+centroid holds at less than ``NOVEL_SHARE`` per report. The first report of a
+second event of one kind (a boxer's next fight) shares the kind's words and
+names with the story of the first, but not its own heaviest words (the other
+opponent, the other town). The sentence embedding is not part
 of it: on the development sets (``benchmarks/story_quality.py``) reports of different
 shootings or earthquakes are as close in it as reports of one.
 
@@ -1279,23 +1286,54 @@ class Clusterer:
         norm = float(np.sqrt(weighted @ weighted)) or 1.0
         return float(self._dense[ids] @ weighted) / norm
 
-    def _cosines(self, stories: list[_Story]) -> np.ndarray:
+    def _cosines(self, stories: list[_Story], query: _Query | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`_cosine` with each story, at once (each story's sums are its own
-        segment, so a story scores the same wherever it is in the list)."""
+        segment, so a story scores the same wherever it is in the list); and,
+        given the query, each story's novelty (:meth:`_novelty`), 0 without."""
+        novel = np.zeros(len(stories))
         if not stories:
-            return np.zeros(0)
+            return novel, novel
         parts = [s.arrays() for s in stories]
         lengths = np.fromiter((len(p[0]) for p in parts), dtype=np.int64, count=len(parts))
         ids = np.concatenate([p[0] for p in parts])
-        weighted = np.concatenate([p[1] for p in parts]) * (
-            self.stats.log_n() + 1.0 - self._log_df[ids])
+        raw = np.concatenate([p[1] for p in parts])
+        weighted = raw * (self.stats.log_n() + 1.0 - self._log_df[ids])
+        dense = self._dense[ids]
         starts = np.cumsum(lengths) - lengths
         filled = lengths > 0  # reduceat would give an empty segment its neighbour's value
         dots, norms = np.zeros(len(parts)), np.ones(len(parts))
         if filled.any():
-            dots[filled] = np.add.reduceat(self._dense[ids] * weighted, starts[filled])
+            dots[filled] = np.add.reduceat(dense * weighted, starts[filled])
             norms[filled] = np.sqrt(np.add.reduceat(weighted * weighted, starts[filled]))
-        return dots / np.where(norms > 0, norms, 1.0)
+        if query is not None:
+            sizes = np.fromiter((s.size for s in stories), dtype=np.float64, count=len(stories))
+            if np.any(sizes >= NOVEL_REPORTS):
+                novel = self._novelty(query, ids, raw, lengths, sizes, dense)
+        return dots / np.where(norms > 0, norms, 1.0), novel
+
+    def _novelty(self, query: _Query, ids: np.ndarray, raw: np.ndarray, lengths: np.ndarray,
+                 sizes: np.ndarray, dense: np.ndarray) -> np.ndarray:
+        """For each story of NOVEL_REPORTS reports or more, the share (by squared
+        weight) of the article's NOVEL_TERMS heaviest terms its centroid holds at
+        less than NOVEL_SHARE per report; 0 for the others. ``ids`` and ``raw``:
+        the stories' centroids one after the other (``lengths`` each), ``dense``
+        the query's weights at ``ids`` (only those elements are looked at)."""
+        top = np.argsort(-query.weights, kind="stable")[:NOVEL_TERMS]
+        top_ids, w2 = query.ids[top], query.weights[top] ** 2
+        total = float(w2.sum())
+        big = sizes >= NOVEL_REPORTS
+        if total <= 0.0:
+            return np.zeros(len(sizes))
+        at = np.flatnonzero(dense)  # the stories' terms the article has
+        story = np.searchsorted(np.cumsum(lengths), at, side="right")
+        mark = self._mark  # all zeros between calls
+        mark[top_ids] = w2
+        heavy = mark[ids[at]]
+        mark[top_ids] = 0.0
+        holds = raw[at] >= NOVEL_SHARE * sizes[story]
+        covered = np.bincount(story, weights=heavy * holds, minlength=len(sizes))
+        return np.where(big, np.maximum(0.0, 1.0 - covered / total), 0.0)
 
     def _viable(self, stories: list[_Story], cosines: np.ndarray, language: str,
                 when: float) -> np.ndarray:
@@ -1315,7 +1353,8 @@ class Clusterer:
                                        & (cosines >= NAME_COSINE)))
 
     def _evidence(self, feats: _Features, stories: list[_Story],
-                  query: _Query | None = None) -> _Evidence:
+                  query: _Query | None = None, novel: np.ndarray | None = None
+                  ) -> _Evidence:
         """The article's names (weight 1) against each story's (the share of its
         members naming them), each weighted by its idf and summed kind by kind.
         A story's names are in sorted order and its sums are its own bins, so a
@@ -1345,35 +1384,18 @@ class Clusterer:
         jaccard = _ratio(shared, own + theirs - shared)
         return _Evidence(named=jaccard[:, _TAGGED], headline=held[:, _HEADLINE],
                          proper=jaccard[:, _PROPER], figure=jaccard[:, _FIGURE],
-                         novel=self._novel(query, stories))
+                         novel=novel if novel is not None else self._novel(query, stories))
 
     def _novel(self, query: _Query | None, stories: list[_Story]) -> np.ndarray:
-        """For each story of NOVEL_REPORTS reports or more, the share (by squared
-        weight) of the article's NOVEL_TERMS heaviest terms it holds at less than
-        NOVEL_SHARE per report; 0 for the others. Each story's sum is its own
-        segment, in its terms' order, so it is the same however it was built."""
-        out = np.zeros(len(stories))
-        big = [j for j, s in enumerate(stories) if s.size >= NOVEL_REPORTS]
-        if query is None or not big or not len(query.ids):
-            return out
-        top = np.argsort(-query.weights, kind="stable")[:NOVEL_TERMS]
-        top_ids, w2 = query.ids[top], query.weights[top] ** 2
-        total = float(w2.sum())
-        if total <= 0.0:
-            return out
-        parts = [stories[j].arrays() for j in big]
-        lengths = np.fromiter((len(p[0]) for p in parts), dtype=np.int64, count=len(parts))
-        ids = np.concatenate([p[0] for p in parts])
-        sizes = np.repeat(np.fromiter((stories[j].size for j in big), dtype=np.float64,
-                                      count=len(big)), lengths)
-        holds = np.concatenate([p[1] for p in parts]) >= NOVEL_SHARE * sizes
-        mark = self._mark  # all zeros between calls
-        mark[top_ids] = w2
-        covered = np.bincount(np.repeat(np.arange(len(big)), lengths),
-                              weights=mark[ids] * holds, minlength=len(big))
-        mark[top_ids] = 0.0
-        out[big] = np.maximum(0.0, 1.0 - covered / total)
-        return out
+        """:meth:`_novelty` of these stories (0 without a query)."""
+        if query is None:
+            return np.zeros(len(stories))
+        held = self._dense[query.ids]  # as while an article is scored, or zeros
+        self._dense[query.ids] = query.weights
+        try:
+            return self._cosines(stories, query)[1]
+        finally:
+            self._dense[query.ids] = held
 
     def _cross(self, language: str, story: _Story) -> bool:
         main = self._languages[story.index]
@@ -1626,7 +1648,7 @@ class Clusterer:
         self._dense[query.ids] = query.weights
         try:
             candidates = self._candidates(feats, query, hood, when)
-            cosines = self._cosines(candidates)
+            cosines, novel = self._cosines(candidates, query)
             same, same_ids = [], []
             for k in self._viable(candidates, cosines, feats.language, when).tolist():
                 story = candidates[k]
@@ -1640,7 +1662,7 @@ class Clusterer:
                     scored.append((s.score, story))
             if same:  # the names of all same-language candidates at once
                 stories = [candidates[k] for k in same]
-                values = self._evidence(feats, stories, query).value(cosines[same])
+                values = self._evidence(feats, stories, novel=novel[same]).value(cosines[same])
                 scores = (values * self._decays(np.array(same_ids), when)).tolist()
                 for story, score in zip(stories, scores, strict=True):
                     if score >= self.threshold:
