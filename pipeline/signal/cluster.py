@@ -21,7 +21,8 @@ whole:
       + NAMED_WEIGHT * weighted Jaccard of countries and people (idf weights)
       + HEADLINE_WEIGHT * weighted share of the headline words the story holds
       + PROPER_WEIGHT * weighted Jaccard of the words of the leads' proper names
-      + FIGURE_WEIGHT * weighted Jaccard of the leads' figures) / (sum of the weights)
+      + FIGURE_WEIGHT * weighted Jaccard of the leads' figures
+      - NOVEL_WEIGHT * novelty) / (sum of the weights but NOVEL_WEIGHT)
       * decay
 
 The centroid is the sum of the members' log-tf unit vectors (title words twice
@@ -37,7 +38,13 @@ country's: "e:") and its figures ("n:"), each as rare as its word: a later
 report sharing the victim's name and the street ("Kimlyn"), or "26 pirates",
 says a lot, "Police" little. All viable candidates' names are summed in one
 numpy pass, each story in its own bins and its names in sorted order, so a
-story scores the same however it was built. The sentence embedding is not part
+story scores the same however it was built. *Novelty* is asked of established
+stories only (``NOVEL_REPORTS`` reports or more): the share, by squared tf-idf
+weight, of the article's ``NOVEL_TERMS`` heaviest terms that the story's
+centroid holds at less than ``NOVEL_SHARE`` per report. The first report of a
+second event of one kind (a boxer's next fight) shares the kind's words and
+names with the story of the first, but not its own heaviest words (the other
+opponent, the other town). The sentence embedding is not part
 of it: on the development sets (``benchmarks/story_quality.py``) reports of different
 shootings or earthquakes are as close in it as reports of one.
 
@@ -125,6 +132,20 @@ NAMED_WEIGHT = 0.10  # weighted Jaccard of the tagged countries and people
 HEADLINE_WEIGHT = 0.15  # the share of the article's headline words the story holds
 PROPER_WEIGHT = 0.20  # weighted Jaccard of the words of the proper names in the leads
 FIGURE_WEIGHT = 0.10  # of the figures in the leads
+# An established story (NOVEL_REPORTS reports or more) asks that the article's
+# heaviest words be its words: NOVEL_WEIGHT times the share (by squared tf-idf
+# weight) of the article's NOVEL_TERMS heaviest terms that the story holds at
+# less than NOVEL_SHARE of weight per report (about one report in five) is taken
+# off. The first report of a second event of one kind (a boxer's next fight, a
+# team's next win) shares the kind's words and names with the story of the
+# first but its own heaviest words (the opponent, the other team) are rare or
+# absent there; a later report of the same event mostly repeats what the story
+# holds. Chosen on ECB+'s training part (BENCHMARKS.md); small stories (GVC's
+# shootings, a developing story's first days) are not affected.
+NOVEL_WEIGHT = 0.15
+NOVEL_TERMS = 20
+NOVEL_SHARE = 0.02  # summed log-tf unit weight per report (a word in one report in ~5)
+NOVEL_REPORTS = 8
 # A story sharing less of the article's words than this is not compared by
 # names: it cannot be the same event (a name shared is a word shared), and most
 # candidates are such stories (they share a common word or two).
@@ -538,12 +559,16 @@ class _Evidence:
     headline: np.ndarray  # the share of the article's headline words the story holds
     proper: np.ndarray  # weighted Jaccard of the words of the leads' proper names
     figure: np.ndarray  # weighted Jaccard of the leads' figures
+    # The share of the article's heaviest terms an established story hardly
+    # holds (0 for a story of fewer than NOVEL_REPORTS reports).
+    novel: np.ndarray
 
     def value(self, cosines: np.ndarray) -> np.ndarray:
         """The same-language score before the time decay."""
         return np.asarray((TEXT_WEIGHT * cosines + NAMED_WEIGHT * self.named
                            + HEADLINE_WEIGHT * self.headline + PROPER_WEIGHT * self.proper
-                           + FIGURE_WEIGHT * self.figure) / _weights(), dtype=np.float64)
+                           + FIGURE_WEIGHT * self.figure - NOVEL_WEIGHT * self.novel)
+                          / _weights(), dtype=np.float64)
 
 
 def _evidence_max() -> float:
@@ -576,6 +601,7 @@ class Similarity:
     headline: float = 0.0
     proper: float = 0.0
     figure: float = 0.0
+    novel: float = 0.0
     embedding: float = 0.0
     decay: float = 1.0
 
@@ -585,7 +611,7 @@ class Clusterer:
     """Streaming assignment; feed it the stored stories' articles, then new ones."""
 
     horizon: timedelta = timedelta(days=7)
-    half_life: timedelta = timedelta(days=7)
+    half_life: timedelta = timedelta(days=14)
     max_span: timedelta = timedelta(days=30)
     threshold: float = 0.23
     cross_language: bool = True  # the embedding rule for reports in different languages
@@ -1260,23 +1286,54 @@ class Clusterer:
         norm = float(np.sqrt(weighted @ weighted)) or 1.0
         return float(self._dense[ids] @ weighted) / norm
 
-    def _cosines(self, stories: list[_Story]) -> np.ndarray:
+    def _cosines(self, stories: list[_Story], query: _Query | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`_cosine` with each story, at once (each story's sums are its own
-        segment, so a story scores the same wherever it is in the list)."""
+        segment, so a story scores the same wherever it is in the list); and,
+        given the query, each story's novelty (:meth:`_novelty`), 0 without."""
+        novel = np.zeros(len(stories))
         if not stories:
-            return np.zeros(0)
+            return novel, novel
         parts = [s.arrays() for s in stories]
         lengths = np.fromiter((len(p[0]) for p in parts), dtype=np.int64, count=len(parts))
         ids = np.concatenate([p[0] for p in parts])
-        weighted = np.concatenate([p[1] for p in parts]) * (
-            self.stats.log_n() + 1.0 - self._log_df[ids])
+        raw = np.concatenate([p[1] for p in parts])
+        weighted = raw * (self.stats.log_n() + 1.0 - self._log_df[ids])
+        dense = self._dense[ids]
         starts = np.cumsum(lengths) - lengths
         filled = lengths > 0  # reduceat would give an empty segment its neighbour's value
         dots, norms = np.zeros(len(parts)), np.ones(len(parts))
         if filled.any():
-            dots[filled] = np.add.reduceat(self._dense[ids] * weighted, starts[filled])
+            dots[filled] = np.add.reduceat(dense * weighted, starts[filled])
             norms[filled] = np.sqrt(np.add.reduceat(weighted * weighted, starts[filled]))
-        return dots / np.where(norms > 0, norms, 1.0)
+        if query is not None:
+            sizes = np.fromiter((s.size for s in stories), dtype=np.float64, count=len(stories))
+            if np.any(sizes >= NOVEL_REPORTS):
+                novel = self._novelty(query, ids, raw, lengths, sizes, dense)
+        return dots / np.where(norms > 0, norms, 1.0), novel
+
+    def _novelty(self, query: _Query, ids: np.ndarray, raw: np.ndarray, lengths: np.ndarray,
+                 sizes: np.ndarray, dense: np.ndarray) -> np.ndarray:
+        """For each story of NOVEL_REPORTS reports or more, the share (by squared
+        weight) of the article's NOVEL_TERMS heaviest terms its centroid holds at
+        less than NOVEL_SHARE per report; 0 for the others. ``ids`` and ``raw``:
+        the stories' centroids one after the other (``lengths`` each), ``dense``
+        the query's weights at ``ids`` (only those elements are looked at)."""
+        top = np.argsort(-query.weights, kind="stable")[:NOVEL_TERMS]
+        top_ids, w2 = query.ids[top], query.weights[top] ** 2
+        total = float(w2.sum())
+        big = sizes >= NOVEL_REPORTS
+        if total <= 0.0:
+            return np.zeros(len(sizes))
+        at = np.flatnonzero(dense)  # the stories' terms the article has
+        story = np.searchsorted(np.cumsum(lengths), at, side="right")
+        mark = self._mark  # all zeros between calls
+        mark[top_ids] = w2
+        heavy = mark[ids[at]]
+        mark[top_ids] = 0.0
+        holds = raw[at] >= NOVEL_SHARE * sizes[story]
+        covered = np.bincount(story, weights=heavy * holds, minlength=len(sizes))
+        return np.where(big, np.maximum(0.0, 1.0 - covered / total), 0.0)
 
     def _viable(self, stories: list[_Story], cosines: np.ndarray, language: str,
                 when: float) -> np.ndarray:
@@ -1295,7 +1352,9 @@ class Clusterer:
         return np.flatnonzero(cross | ((bound >= self.threshold - 1e-9)
                                        & (cosines >= NAME_COSINE)))
 
-    def _evidence(self, feats: _Features, stories: list[_Story]) -> _Evidence:
+    def _evidence(self, feats: _Features, stories: list[_Story],
+                  query: _Query | None = None, novel: np.ndarray | None = None
+                  ) -> _Evidence:
         """The article's names (weight 1) against each story's (the share of its
         members naming them), each weighted by its idf and summed kind by kind.
         A story's names are in sorted order and its sums are its own bins, so a
@@ -1324,7 +1383,19 @@ class Clusterer:
         held = _ratio(shared, np.broadcast_to(own, shared.shape))
         jaccard = _ratio(shared, own + theirs - shared)
         return _Evidence(named=jaccard[:, _TAGGED], headline=held[:, _HEADLINE],
-                         proper=jaccard[:, _PROPER], figure=jaccard[:, _FIGURE])
+                         proper=jaccard[:, _PROPER], figure=jaccard[:, _FIGURE],
+                         novel=novel if novel is not None else self._novel(query, stories))
+
+    def _novel(self, query: _Query | None, stories: list[_Story]) -> np.ndarray:
+        """:meth:`_novelty` of these stories (0 without a query)."""
+        if query is None:
+            return np.zeros(len(stories))
+        held = self._dense[query.ids]  # as while an article is scored, or zeros
+        self._dense[query.ids] = query.weights
+        try:
+            return self._cosines(stories, query)[1]
+        finally:
+            self._dense[query.ids] = held
 
     def _cross(self, language: str, story: _Story) -> bool:
         main = self._languages[story.index]
@@ -1348,11 +1419,11 @@ class Clusterer:
                 cosine < NAME_COSINE):
             return Similarity(TEXT_WEIGHT * cosine / _weights() * decay, "text", cosine=cosine,
                               decay=decay)
-        e = self._evidence(feats, [story])
+        e = self._evidence(feats, [story], query)
         value = float(e.value(np.array([cosine]))[0])
         return Similarity(value * decay, "text", cosine=cosine, named=float(e.named[0]),
                           headline=float(e.headline[0]), proper=float(e.proper[0]),
-                          figure=float(e.figure[0]), decay=decay)
+                          figure=float(e.figure[0]), novel=float(e.novel[0]), decay=decay)
 
     # -- across languages ---------------------------------------------------------------
 
@@ -1577,7 +1648,7 @@ class Clusterer:
         self._dense[query.ids] = query.weights
         try:
             candidates = self._candidates(feats, query, hood, when)
-            cosines = self._cosines(candidates)
+            cosines, novel = self._cosines(candidates, query)
             same, same_ids = [], []
             for k in self._viable(candidates, cosines, feats.language, when).tolist():
                 story = candidates[k]
@@ -1591,7 +1662,7 @@ class Clusterer:
                     scored.append((s.score, story))
             if same:  # the names of all same-language candidates at once
                 stories = [candidates[k] for k in same]
-                values = self._evidence(feats, stories).value(cosines[same])
+                values = self._evidence(feats, stories, novel=novel[same]).value(cosines[same])
                 scores = (values * self._decays(np.array(same_ids), when)).tolist()
                 for story, score in zip(stories, scores, strict=True):
                     if score >= self.threshold:
@@ -1680,7 +1751,7 @@ class Options:
     """The clustering settings (``cluster`` in the config)."""
 
     horizon: timedelta = timedelta(days=7)
-    half_life: timedelta = timedelta(days=7)
+    half_life: timedelta = timedelta(days=14)
     max_span: timedelta = timedelta(days=30)
     threshold: float = 0.23
 

@@ -69,9 +69,10 @@ def test_labels_that_share_a_blurb_are_joined_and_no_others() -> None:
     assert len({joined["Q1"], joined["Q4"], joined["Q5"]}) == 3  # same text, other language
 
 
-# Measured (README, "Stories on public labelled news"): ECB+ dev 0.736 / 0.919,
+# Measured (README, "Stories on public labelled news"): ECB+ dev 0.907 / 0.883
+# (0.736 / 0.919 before the novelty penalty traded recall for precision),
 # GVC dev 1.000 / 0.725. The floors sit just below so they cannot slide back.
-FLOORS = {"ecbplus": (0.71, 0.89), "gvc": (0.97, 0.70)}
+FLOORS = {"ecbplus": (0.88, 0.86), "gvc": (0.97, 0.70)}
 
 
 @pytest.mark.parametrize("name", sorted(FLOORS))
