@@ -72,7 +72,11 @@ def test_labels_that_share_a_blurb_are_joined_and_no_others() -> None:
 # Measured (README, "Stories on public labelled news"): ECB+ dev 0.907 / 0.883
 # (0.736 / 0.919 before the novelty penalty traded recall for precision),
 # GVC dev 1.000 / 0.725. The floors sit just below so they cannot slide back.
+# The ECB+ recall floor came down from 0.89 with that trade (recall -0.036,
+# precision +0.171); the F1 floors (0.818 -> 0.895 on ECB+) hold the trade
+# itself: a change that gives precision back for less recall fails them.
 FLOORS = {"ecbplus": (0.88, 0.86), "gvc": (0.97, 0.70)}
+F1_FLOORS = {"ecbplus": 0.88, "gvc": 0.82}
 
 
 @pytest.mark.parametrize("name", sorted(FLOORS))
@@ -85,3 +89,4 @@ def test_the_development_sets_hold_their_measured_figures(name: str) -> None:
     precision, recall = FLOORS[name]
     assert rows[0].pairwise.precision >= precision
     assert rows[0].pairwise.recall >= recall
+    assert rows[0].pairwise.f1 >= F1_FLOORS[name]
