@@ -83,6 +83,14 @@ class WarmClusterer:
         self.reused += 1
         return held.clusterer, held.bounds
 
+    def holds(self, store_version: str) -> bool:
+        """Whether a clusterer is held for this version of the store (loaded, or
+        planned and not loaded yet). One is held only for a store with the
+        clusterer's tables (``store.has_story_statistics``): a plan that finds
+        one for its version need not read the catalog to know it has them."""
+        return any(held is not None and held.version == store_version
+                   for held in (self._loaded, self._planned))
+
     def unusable(self) -> None:
         """The clusterer taken could not go on (a story it closed is needed):
         the plan restores."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import pytest
@@ -15,6 +15,7 @@ from support import factories as f
 
 from pipeline import alert, store
 from pipeline.config import Settings
+from pipeline.store import story_state
 from pipeline.store.load import load
 from pipeline.store.plan import plan
 from pipeline.store.warm import WarmClusterer
@@ -158,3 +159,45 @@ def test_a_failed_or_abandoned_load_drops_the_warm_clusterer(
         plan_and_load(cold_settings, f"run-{k:03d}", parts[k], None)
     assert warm.restored >= restored + 2  # run-005's plan and run-006's restored
     assert dump(warm_settings) == dump(cold_settings)
+
+
+class _Recorded:
+    """A connection that keeps the SQL of every statement run through it."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con, self.sql = con, list[str]()
+
+    def execute(self, sql: str, *params: Any) -> duckdb.DuckDBPyConnection:
+        self.sql.append(" ".join(sql.split()))
+        return self.con.execute(sql, *params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.con, name)
+
+
+def test_a_warm_plan_skips_the_reads_that_find_nothing(tmp_path: Path) -> None:
+    """Issue 13: a micro-batch's plan is mostly fixed work. With every stored
+    story saved and no saved search, a warm plan asks the catalog nothing,
+    reads no member of an unsaved story (a narrow EXISTS finds none) and no
+    story's stored texts for the alert candidates; it stores what a
+    restoring plan stores (test_warm_plans_store_what_cold_plans_store)."""
+    settings = f.settings(tmp_path)
+    assert not settings.alerts
+    warm = WarmClusterer()
+    parts = batches(newsroom(72), 12)
+    for k, batch in enumerate(parts[:-1]):
+        plan_and_load(settings, f"run-{k:03d}", batch, warm)
+    f.stage(settings, "last", parts[-1])
+    reused = warm.reused
+    with store.connect(settings.database, read_only=True) as con:
+        recorded = _Recorded(con)
+        result = plan(cast(duckdb.DuckDBPyConnection, recorded), settings, "last", warm=warm)
+    assert result.articles == len(parts[-1]) and warm.reused == reused + 1
+    assert not [sql for sql in recorded.sql if "information_schema" in sql]
+    unsaved = " ".join(story_state.UNSAVED.split())
+    members = [sql for sql in recorded.sql if unsaved in sql]
+    assert members and all(sql.startswith("SELECT EXISTS") for sql in members)
+    assert not [sql for sql in recorded.sql if "loaded_at FROM (" in sql]
+    with store.connect(settings.database) as con:
+        loaded = load(con, settings, "last", warm=warm)
+    assert loaded.articles_new == len(parts[-1])
