@@ -611,7 +611,7 @@ class Clusterer:
     """Streaming assignment; feed it the stored stories' articles, then new ones."""
 
     horizon: timedelta = timedelta(days=7)
-    half_life: timedelta = timedelta(days=14)
+    half_life: timedelta = timedelta(days=7)
     max_span: timedelta = timedelta(days=30)
     threshold: float = 0.23
     cross_language: bool = True  # the embedding rule for reports in different languages
@@ -1751,7 +1751,7 @@ class Options:
     """The clustering settings (``cluster`` in the config)."""
 
     horizon: timedelta = timedelta(days=7)
-    half_life: timedelta = timedelta(days=14)
+    half_life: timedelta = timedelta(days=7)
     max_span: timedelta = timedelta(days=30)
     threshold: float = 0.23
 
