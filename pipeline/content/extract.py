@@ -32,7 +32,6 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import lxml.etree
-import lxml.html
 import trafilatura
 from htmldate import find_date
 from trafilatura import metadata as trafilatura_metadata
@@ -519,7 +518,8 @@ def _metadata(tree: Any, *, url: str) -> Document:
     and with its functions (meta tags, then JSON-LD, then the page itself),
     without the categories, tags and licence it also searches for (a fifth
     of an extraction call, for fields newsmon does not store). Read-only:
-    the author search prunes a copy.
+    the page's author comes from a walk (:func:`_page_author`), and when that
+    cannot decide, from trafilatura's search on a copy.
     """
     meta = trafilatura_metadata.examine_meta(tree)
     if meta.author and " " not in meta.author:
