@@ -197,6 +197,19 @@ _ALL_SOURCE_BREAKS: Final = lxml.etree.XPath(
 _FORM_CLASSES: Final = re.compile(
     r"comment|respond|reply|disqus|subscribe|newsletter|signup|promo|widget|tags|breadcrumb"
 )
+# A block whose text is bare runs between <br> tags (2+ of them): the run
+# before the first <br>, and a run right after a block child (a photo
+# caption), gets a <br> of its own (_break_before_runs). The inline elements
+# that do not end a run (trafilatura strips or keeps them inside the line).
+_BREAK_HOSTS: Final = frozenset({
+    "div", "section", "article", "main", "center", "span", "font", "body", "form",
+})
+_INLINE: Final = frozenset({
+    "a", "abbr", "b", "bdi", "bdo", "cite", "code", "data", "dfn", "em", "font", "i", "img",
+    "kbd", "mark", "q", "s", "samp", "small", "span", "strike", "strong", "sub", "sup", "time",
+    "tt", "u", "var", "wbr",
+})
+_MIN_BREAKS: Final = 2
 # readability's HTML to lines: a new line at each of these elements.
 _BLOCKS: Final = frozenset({
     "p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "tr", "pre", "br",
@@ -242,6 +255,7 @@ def evidence(body: bytes, *, url: str) -> Evidence | None:
     if tree is None:
         return None
     _collapse_source_breaks(tree)
+    _break_before_runs(tree)
     meta = _metadata(tree, url=url)
     document = _bare_extraction(tree, url=url, options=_EXTRACTION_OPTIONS)
     balanced = _bare_extraction(tree, url=url, options=_BALANCED_OPTIONS)
@@ -273,6 +287,7 @@ def extract(body: bytes, *, url: str) -> Extracted:
     if tree is None:
         raise ExtractionError("not an HTML document")
     _collapse_source_breaks(tree)
+    _break_before_runs(tree)
     meta = _metadata(tree, url=url)
     document = _bare_extraction(tree, url=url, options=_EXTRACTION_OPTIONS)
     primary = Candidate("precision", _text(document.text if document else None))
@@ -483,6 +498,42 @@ def _collapse_source_breaks(tree: Any, breaks: lxml.etree.XPath | None = None) -
             parent.tail = _SPACE.sub(" ", text)
         else:
             parent.text = _SPACE.sub(" ", text)
+
+
+def _break_before_runs(tree: Any) -> None:
+    """Give each bare text run of a ``<br>``-separated block the ``<br>`` it lacks.
+
+    A post written as text between ``<br>`` tags (not in ``<p>``) reaches
+    trafilatura as line breaks with paragraphs in their tails, and it keeps
+    those; but the run before the first ``<br>`` is the block's own text, and
+    a run right after a photo caption is that caption's tail, and it keeps
+    neither unless the page has almost no ``<p>`` text (then it takes whole
+    ``<div>`` elements). That run is the lead, the most important sentence
+    of a news report. A ``<br>`` before it makes it one more line like the
+    others; wrapping the runs in ``<p>`` instead changes which block
+    trafilatura picks (the page's ``<p>`` text decides whether it reads
+    ``<div>`` text at all) and lost whole posts. One pass over the ``<br>``
+    elements, then the children of the blocks with :data:`_MIN_BREAKS` or more.
+    """
+    counts: Counter[Any] = Counter(br.getparent() for br in tree.iter("br"))
+    for host, count in counts.items():
+        if count < _MIN_BREAKS or host is None or host.tag not in _BREAK_HOSTS:
+            continue
+        if _has_words(host.text):
+            br = host.makeelement("br", {})
+            br.tail, host.text = host.text, None
+            host.insert(0, br)
+        for child in list(host):
+            if not isinstance(child.tag, str) or child.tag == "br" or child.tag in _INLINE:
+                continue
+            if _has_words(child.tail):
+                br = host.makeelement("br", {})
+                br.tail, child.tail = child.tail, None
+                child.addnext(br)
+
+
+def _has_words(text: str | None) -> bool:
+    return bool(text and not text.isspace())
 
 
 def _bag(text: str) -> Counter[str]:
