@@ -197,10 +197,11 @@ _ALL_SOURCE_BREAKS: Final = lxml.etree.XPath(
 _FORM_CLASSES: Final = re.compile(
     r"comment|respond|reply|disqus|subscribe|newsletter|signup|promo|widget|tags|breadcrumb"
 )
-# A block whose text is bare runs between <br> tags (2+ of them): the run
-# before the first <br>, and a run right after a block child (a photo
-# caption), gets a <br> of its own (_break_before_runs). The inline elements
-# that do not end a run (trafilatura strips or keeps them inside the line).
+# A block of paragraphs -- 2+ <br> or <p> children -- whose bare text run
+# (its own text before the first child, or the tail of a block child such as
+# a photo caption) trafilatura would drop gets a <br> before it
+# (_break_before_runs). The inline elements do not end a run (trafilatura
+# strips them or keeps them inside the line).
 _BREAK_HOSTS: Final = frozenset({
     "div", "section", "article", "main", "center", "span", "font", "body", "form",
 })
@@ -209,7 +210,7 @@ _INLINE: Final = frozenset({
     "kbd", "mark", "q", "s", "samp", "small", "span", "strike", "strong", "sub", "sup", "time",
     "tt", "u", "var", "wbr",
 })
-_MIN_BREAKS: Final = 2
+_MIN_PARAGRAPH_MARKS: Final = 2
 # readability's HTML to lines: a new line at each of these elements.
 _BLOCKS: Final = frozenset({
     "p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "tr", "pre", "br",
@@ -501,23 +502,25 @@ def _collapse_source_breaks(tree: Any, breaks: lxml.etree.XPath | None = None) -
 
 
 def _break_before_runs(tree: Any) -> None:
-    """Give each bare text run of a ``<br>``-separated block the ``<br>`` it lacks.
+    """Give each bare text run of a block of paragraphs the ``<br>`` it lacks.
 
     A post written as text between ``<br>`` tags (not in ``<p>``) reaches
     trafilatura as line breaks with paragraphs in their tails, and it keeps
     those; but the run before the first ``<br>`` is the block's own text, and
     a run right after a photo caption is that caption's tail, and it keeps
-    neither unless the page has almost no ``<p>`` text (then it takes whole
-    ``<div>`` elements). That run is the lead, the most important sentence
-    of a news report. A ``<br>`` before it makes it one more line like the
-    others; wrapping the runs in ``<p>`` instead changes which block
+    neither unless the page has almost no ``<p>`` text (then it reads whole
+    ``<div>`` elements). That run is the lead, the most important sentence of
+    a news report. The same holds for a bare paragraph between the ``<p>``
+    paragraphs of a body. A ``<br>`` before it makes it one more line like
+    the others. Wrapping the runs in ``<p>`` instead changes which block
     trafilatura picks (the page's ``<p>`` text decides whether it reads
-    ``<div>`` text at all) and lost whole posts. One pass over the ``<br>``
-    elements, then the children of the blocks with :data:`_MIN_BREAKS` or more.
+    ``<div>`` text at all) and lost whole posts. A block qualifies with
+    :data:`_MIN_PARAGRAPH_MARKS` ``<br>`` or ``<p>`` children: one pass over
+    those elements, then the children of the blocks found.
     """
-    counts: Counter[Any] = Counter(br.getparent() for br in tree.iter("br"))
-    for host, count in counts.items():
-        if count < _MIN_BREAKS or host is None or host.tag not in _BREAK_HOSTS:
+    marks: Counter[Any] = Counter(mark.getparent() for mark in tree.iter("br", "p"))
+    for host, count in marks.items():
+        if count < _MIN_PARAGRAPH_MARKS or host is None or host.tag not in _BREAK_HOSTS:
             continue
         if _has_words(host.text):
             br = host.makeelement("br", {})

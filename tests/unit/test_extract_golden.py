@@ -17,7 +17,9 @@ extract + clean must give for it (served as http://127.0.0.1:8000/<name>):
   ``<p>``-formatted teaser box: the lead is the photo block's tail;
 - ``bare_post_beside_sidebar``: a blog post of bare ``<br>``-separated text
   beside a ``<p>``-formatted "About me" sidebar: its first paragraph is the
-  post container's own text, before the first ``<br>``.
+  post container's own text, before the first ``<br>``;
+- ``bare_lead_before_paragraphs``: a news report in ``<p>`` paragraphs whose
+  lead is bare text between a photo block and the first ``<p>``.
 
 Two more constructed pages sit in this file (they test one rule each): a
 post whose text announces a list with a colon and whose list and closing
@@ -70,8 +72,8 @@ MENU = "\n".join(["Council approves new harbour wall", "Fishing quotas cut again
 
 
 def test_there_are_golden_pages() -> None:
-    assert CASES == ["bare_post_beside_sidebar", "comment_form", "lead_after_caption",
-                     "lead_after_photo_block", "wrapped_body", "wrong_block"]
+    assert CASES == ["bare_lead_before_paragraphs", "bare_post_beside_sidebar", "comment_form",
+                     "lead_after_caption", "lead_after_photo_block", "wrapped_body", "wrong_block"]
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -95,10 +97,12 @@ def test_the_lead_after_a_glued_credit_is_kept_and_the_credit_reported() -> None
 @pytest.mark.parametrize(("name", "lead"), [
     ("lead_after_photo_block", "The harbour flooded on Monday morning after the sea wall failed"),
     ("bare_post_beside_sidebar", "Last spring I sold the car I had driven for eleven years"),
+    ("bare_lead_before_paragraphs", "The owners of the packing plant on the river road"),
 ])
-def test_the_first_run_of_a_br_separated_body_is_kept(name: str, lead: str) -> None:
-    # trafilatura keeps the text after each <br> but not the block's own text
-    # before the first one, nor the tail of a photo block: the lead.
+def test_the_bare_lead_of_a_block_of_paragraphs_is_kept(name: str, lead: str) -> None:
+    # trafilatura keeps the text after each <br> and the <p> paragraphs, but
+    # not the block's own text before the first one, nor the tail of a photo
+    # block: the lead.
     extracted = extract((TESTDATA / f"{name}.html").read_bytes(),
                         url=f"http://127.0.0.1:8000/{name}")
     assert any(line.startswith(lead) for line in extracted.text.splitlines())
