@@ -37,7 +37,7 @@ from htmldate import find_date
 from trafilatura import metadata as trafilatura_metadata
 from trafilatura.json_metadata import normalize_authors
 from trafilatura.readability_lxml import Document as ReadabilityDocument
-from trafilatura.settings import Document
+from trafilatura.settings import CUT_EMPTY_ELEMS, Document
 
 from pipeline.content.byline import UNDECIDED, byline
 from pipeline.models import Extracted
@@ -197,6 +197,9 @@ _ALL_SOURCE_BREAKS: Final = lxml.etree.XPath(
 _FORM_CLASSES: Final = re.compile(
     r"comment|respond|reply|disqus|subscribe|newsletter|signup|promo|widget|tags|breadcrumb"
 )
+# The elements trafilatura deletes when empty (CUT_EMPTY_ELEMS); in precision
+# mode with their tails (_free_tails_of_empty_elements).
+_EMPTY_CUT: Final = tuple(sorted(CUT_EMPTY_ELEMS))
 # A block of paragraphs -- 2+ <br> or <p> children -- whose bare text run
 # (its own text before the first child, or the tail of a block child such as
 # a photo caption) trafilatura would drop gets a <br> before it
@@ -256,6 +259,7 @@ def evidence(body: bytes, *, url: str) -> Evidence | None:
     if tree is None:
         return None
     _collapse_source_breaks(tree)
+    _free_tails_of_empty_elements(tree)
     _break_before_runs(tree)
     meta = _metadata(tree, url=url)
     document = _bare_extraction(tree, url=url, options=_EXTRACTION_OPTIONS)
@@ -288,6 +292,7 @@ def extract(body: bytes, *, url: str) -> Extracted:
     if tree is None:
         raise ExtractionError("not an HTML document")
     _collapse_source_breaks(tree)
+    _free_tails_of_empty_elements(tree)
     _break_before_runs(tree)
     meta = _metadata(tree, url=url)
     document = _bare_extraction(tree, url=url, options=_EXTRACTION_OPTIONS)
@@ -499,6 +504,34 @@ def _collapse_source_breaks(tree: Any, breaks: lxml.etree.XPath | None = None) -
             parent.tail = _SPACE.sub(" ", text)
         else:
             parent.text = _SPACE.sub(" ", text)
+
+
+def _free_tails_of_empty_elements(tree: Any) -> None:
+    """Delete the empty elements trafilatura deletes, but keep the text that follows them.
+
+    trafilatura's first pass deletes empty ``<span>``, ``<strong>``,
+    ``<div>`` and the like (:data:`_EMPTY_CUT`), and in precision mode their
+    tails go with them: the text that follows in the source. A paragraph that
+    starts after an empty element (``<p><strong></strong>It was ...``, a
+    WordPress ``<span id="more-7770"></span>`` marker) was lost whole. The
+    other modes keep the tail (joined to the text before it), as this does
+    for every mode: one walk over those elements. All the empty ones go, not
+    only those with words after them: a tail joined to an empty neighbour
+    that stayed would be lost with it.
+    """
+    empty = [element for element in tree.iter(*_EMPTY_CUT)
+             if element.text is None and len(element) == 0]
+    for element in empty:
+        parent = element.getparent()
+        if parent is None:
+            continue
+        if element.tail:
+            previous = element.getprevious()
+            if previous is None:
+                parent.text = (parent.text or "") + element.tail
+            else:
+                previous.tail = (previous.tail or "") + element.tail
+        parent.remove(element)
 
 
 def _break_before_runs(tree: Any) -> None:
