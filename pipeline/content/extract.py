@@ -64,6 +64,10 @@ __all__ = [
 # on both page sets (the ScrapingHub 181 and 400 Dragnet pages), tuned on their
 # even halves and checked on the odd ones; the figures are in the README.
 #
+# 0. The tree, before any extractor: the source's line breaks become spaces,
+#    empty elements go with their tails kept (precision mode would drop the
+#    text after them), and a bare text run that starts a block of paragraphs
+#    or follows a photo caption in it gets a <br> (trafilatura drops it).
 # 1. The primary: trafilatura's precision mode without its fallback
 #    extractors (fast=True), metadata included. Its fallbacks (readability,
 #    jusText) replaced a result by length alone; we run readability ourselves
@@ -545,9 +549,9 @@ def _break_before_runs(tree: Any) -> None:
     ``<div>`` elements). That run is the lead, the most important sentence of
     a news report. The same holds for a bare paragraph between the ``<p>``
     paragraphs of a body. A ``<br>`` before it makes it one more line like
-    the others. Wrapping the runs in ``<p>`` instead changes which block
-    trafilatura picks (the page's ``<p>`` text decides whether it reads
-    ``<div>`` text at all) and lost whole posts. A block qualifies with
+    the others. Wrapping the runs in ``<p>`` instead changes what
+    trafilatura reads (the page's ``<p>`` text decides whether it reads
+    ``<div>`` text at all) and lost most of two posts. A block qualifies with
     :data:`_MIN_PARAGRAPH_MARKS` ``<br>`` or ``<p>`` children: one pass over
     those elements, then the children of the blocks found.
     """
