@@ -37,7 +37,7 @@ from htmldate import find_date
 from trafilatura import metadata as trafilatura_metadata
 from trafilatura.json_metadata import normalize_authors
 from trafilatura.readability_lxml import Document as ReadabilityDocument
-from trafilatura.settings import Document
+from trafilatura.settings import CUT_EMPTY_ELEMS, Document
 
 from pipeline.content.byline import UNDECIDED, byline
 from pipeline.models import Extracted
@@ -64,6 +64,10 @@ __all__ = [
 # on both page sets (the ScrapingHub 181 and 400 Dragnet pages), tuned on their
 # even halves and checked on the odd ones; the figures are in the README.
 #
+# 0. The tree, before any extractor: the source's line breaks become spaces,
+#    empty elements go with their tails kept (precision mode would drop the
+#    text after them), and a bare text run that starts a block of paragraphs
+#    or follows a photo caption in it gets a <br> (trafilatura drops it).
 # 1. The primary: trafilatura's precision mode without its fallback
 #    extractors (fast=True), metadata included. Its fallbacks (readability,
 #    jusText) replaced a result by length alone; we run readability ourselves
@@ -197,6 +201,23 @@ _ALL_SOURCE_BREAKS: Final = lxml.etree.XPath(
 _FORM_CLASSES: Final = re.compile(
     r"comment|respond|reply|disqus|subscribe|newsletter|signup|promo|widget|tags|breadcrumb"
 )
+# The elements trafilatura deletes when empty (CUT_EMPTY_ELEMS); in precision
+# mode with their tails (_free_tails_of_empty_elements).
+_EMPTY_CUT: Final = tuple(sorted(CUT_EMPTY_ELEMS))
+# A block of paragraphs -- 2+ <br> or <p> children -- whose bare text run
+# (its own text before the first child, or the tail of a block child such as
+# a photo caption) trafilatura would drop gets a <br> before it
+# (_break_before_runs). The inline elements do not end a run (trafilatura
+# strips them or keeps them inside the line).
+_BREAK_HOSTS: Final = frozenset({
+    "div", "section", "article", "main", "center", "span", "font", "body", "form",
+})
+_INLINE: Final = frozenset({
+    "a", "abbr", "b", "bdi", "bdo", "cite", "code", "data", "dfn", "em", "font", "i", "img",
+    "kbd", "mark", "q", "s", "samp", "small", "span", "strike", "strong", "sub", "sup", "time",
+    "tt", "u", "var", "wbr",
+})
+_MIN_PARAGRAPH_MARKS: Final = 2
 # readability's HTML to lines: a new line at each of these elements.
 _BLOCKS: Final = frozenset({
     "p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "tr", "pre", "br",
@@ -242,6 +263,8 @@ def evidence(body: bytes, *, url: str) -> Evidence | None:
     if tree is None:
         return None
     _collapse_source_breaks(tree)
+    _free_tails_of_empty_elements(tree)
+    _break_before_runs(tree)
     meta = _metadata(tree, url=url)
     document = _bare_extraction(tree, url=url, options=_EXTRACTION_OPTIONS)
     balanced = _bare_extraction(tree, url=url, options=_BALANCED_OPTIONS)
@@ -273,6 +296,8 @@ def extract(body: bytes, *, url: str) -> Extracted:
     if tree is None:
         raise ExtractionError("not an HTML document")
     _collapse_source_breaks(tree)
+    _free_tails_of_empty_elements(tree)
+    _break_before_runs(tree)
     meta = _metadata(tree, url=url)
     document = _bare_extraction(tree, url=url, options=_EXTRACTION_OPTIONS)
     primary = Candidate("precision", _text(document.text if document else None))
@@ -483,6 +508,72 @@ def _collapse_source_breaks(tree: Any, breaks: lxml.etree.XPath | None = None) -
             parent.tail = _SPACE.sub(" ", text)
         else:
             parent.text = _SPACE.sub(" ", text)
+
+
+def _free_tails_of_empty_elements(tree: Any) -> None:
+    """Delete the empty elements trafilatura deletes, but keep the text that follows them.
+
+    trafilatura's first pass deletes empty ``<span>``, ``<strong>``,
+    ``<div>`` and the like (:data:`_EMPTY_CUT`), and in precision mode their
+    tails go with them: the text that follows in the source. A paragraph that
+    starts after an empty element (``<p><strong></strong>It was ...``, a
+    WordPress ``<span id="more-7770"></span>`` marker) was lost whole. The
+    other modes keep the tail (joined to the text before it), as this does
+    for every mode: one walk over those elements. All the empty ones go, not
+    only those with words after them: a tail joined to an empty neighbour
+    that stayed would be lost with it.
+    """
+    empty = [element for element in tree.iter(*_EMPTY_CUT)
+             if element.text is None and len(element) == 0]
+    for element in empty:
+        parent = element.getparent()
+        if parent is None:
+            continue
+        if element.tail:
+            previous = element.getprevious()
+            if previous is None:
+                parent.text = (parent.text or "") + element.tail
+            else:
+                previous.tail = (previous.tail or "") + element.tail
+        parent.remove(element)
+
+
+def _break_before_runs(tree: Any) -> None:
+    """Give each bare text run of a block of paragraphs the ``<br>`` it lacks.
+
+    A post written as text between ``<br>`` tags (not in ``<p>``) reaches
+    trafilatura as line breaks with paragraphs in their tails, and it keeps
+    those; but the run before the first ``<br>`` is the block's own text, and
+    a run right after a photo caption is that caption's tail, and it keeps
+    neither unless the page has almost no ``<p>`` text (then it reads whole
+    ``<div>`` elements). That run is the lead, the most important sentence of
+    a news report. The same holds for a bare paragraph between the ``<p>``
+    paragraphs of a body. A ``<br>`` before it makes it one more line like
+    the others. Wrapping the runs in ``<p>`` instead changes what
+    trafilatura reads (the page's ``<p>`` text decides whether it reads
+    ``<div>`` text at all) and lost most of two posts. A block qualifies with
+    :data:`_MIN_PARAGRAPH_MARKS` ``<br>`` or ``<p>`` children: one pass over
+    those elements, then the children of the blocks found.
+    """
+    marks: Counter[Any] = Counter(mark.getparent() for mark in tree.iter("br", "p"))
+    for host, count in marks.items():
+        if count < _MIN_PARAGRAPH_MARKS or host is None or host.tag not in _BREAK_HOSTS:
+            continue
+        if _has_words(host.text):
+            br = host.makeelement("br", {})
+            br.tail, host.text = host.text, None
+            host.insert(0, br)
+        for child in list(host):
+            if not isinstance(child.tag, str) or child.tag == "br" or child.tag in _INLINE:
+                continue
+            if _has_words(child.tail):
+                br = host.makeelement("br", {})
+                br.tail, child.tail = child.tail, None
+                child.addnext(br)
+
+
+def _has_words(text: str | None) -> bool:
+    return bool(text and not text.isspace())
 
 
 def _bag(text: str) -> Counter[str]:

@@ -11,7 +11,19 @@ extract + clean must give for it (served as http://127.0.0.1:8000/<name>):
   in the HTML source, with inline links and emphasis: one line each;
 - ``comment_form``: a ``<br>``-separated body whose comment section (a
   "0 Comments" heading and a comment form) sits in the article's own
-  container, after its end: the heading precision mode keeps is refused.
+  container, after its end: the heading precision mode keeps is refused;
+- ``lead_after_photo_block``: a ``<br>``-separated news report whose lead
+  follows a photo block (image, caption, credit) inside the body, beside a
+  ``<p>``-formatted teaser box: the lead is the photo block's tail;
+- ``bare_post_beside_sidebar``: a blog post of bare ``<br>``-separated text
+  beside a ``<p>``-formatted "About me" sidebar: its first paragraph is the
+  post container's own text, before the first ``<br>``;
+- ``bare_lead_before_paragraphs``: a news report in ``<p>`` paragraphs whose
+  lead is bare text between a photo block and the first ``<p>``;
+- ``paragraph_after_empty_element``: a post whose paragraphs start after an
+  empty element (a WordPress ``<span id="more-N">`` marker, an empty
+  ``<strong>``, two empty ones in a row), whose text precision mode deletes
+  with the element.
 
 Two more constructed pages sit in this file (they test one rule each): a
 post whose text announces a list with a colon and whose list and closing
@@ -64,7 +76,9 @@ MENU = "\n".join(["Council approves new harbour wall", "Fishing quotas cut again
 
 
 def test_there_are_golden_pages() -> None:
-    assert CASES == ["comment_form", "lead_after_caption", "wrapped_body", "wrong_block"]
+    assert CASES == ["bare_lead_before_paragraphs", "bare_post_beside_sidebar", "comment_form",
+                     "lead_after_caption", "lead_after_photo_block",
+                     "paragraph_after_empty_element", "wrapped_body", "wrong_block"]
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -83,6 +97,24 @@ def test_the_lead_after_a_glued_credit_is_kept_and_the_credit_reported() -> None
                     site_name=extracted.site_name)
     assert cleaned.text.startswith("The Mill Street bridge will stay closed until Friday")
     assert ("© Reuters", "copyright_credit+glued") in {(r.line, r.rule) for r in cleaned.removed}
+
+
+@pytest.mark.parametrize(("name", "lead"), [
+    ("lead_after_photo_block", "The harbour flooded on Monday morning after the sea wall failed"),
+    ("bare_post_beside_sidebar", "Last spring I sold the car I had driven for eleven years"),
+    ("bare_lead_before_paragraphs", "The owners of the packing plant on the river road"),
+    ("paragraph_after_empty_element", "Then one morning the removal van stood in the street"),
+    ("paragraph_after_empty_element", "It was cowardly, and I knew it even then"),
+    ("paragraph_after_empty_element", "My mother says that a letter is never too late"),
+])
+def test_text_that_trafilatura_drops_is_kept(name: str, lead: str) -> None:
+    # trafilatura keeps the text after each <br> and the <p> paragraphs, but
+    # not a block's own text before the first one, nor the tail of a photo
+    # block (the lead); precision mode deletes an empty element with the
+    # text that follows it.
+    extracted = extract((TESTDATA / f"{name}.html").read_bytes(),
+                        url=f"http://127.0.0.1:8000/{name}")
+    assert any(line.startswith(lead) for line in extracted.text.splitlines())
 
 
 def test_a_wrong_block_agrees_with_nobody_and_loses() -> None:
