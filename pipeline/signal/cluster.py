@@ -80,9 +80,13 @@ stories that have none yet (their first report's).
 
 **Time** decays the score: it is multiplied by ``0.5 ** (gap / half_life)``,
 the gap measured from the story's nearest report (its last one, for an article
-that comes after it). A story is closed to an article more than ``horizon``
-from its nearest report, or ``max_span`` after its first: a story stays open
-while reports keep coming, up to that bound.
+that comes after it); ``RARE_SLOWER`` times more slowly when the article and the
+story share a *rare* word, a word of the leads' proper names or a figure found
+almost nowhere else (a victim's name, a street: its document frequency at most
+the story's reports naming it, the article and ``RARE_SLACK`` more). A story
+is closed to an article more than ``horizon`` from its nearest report, or
+``max_span`` after its first: a story stays open while reports keep coming, up
+to that bound.
 
 **Stable statistics**: document frequencies of terms and names come from a
 :class:`TermStats` that the caller seeds with what is stored (the
@@ -146,6 +150,19 @@ NOVEL_WEIGHT = 0.15
 NOVEL_TERMS = 20
 NOVEL_SHARE = 0.02  # summed log-tf unit weight per report (a word in one report in ~5)
 NOVEL_REPORTS = 8
+# A word the article shares with a story (a word of the leads' proper names, or
+# a figure) is *rare* when its document frequency, background included, is at
+# most the story's reports naming it, the article and RARE_SLACK more: it is
+# found almost nowhere but there (a victim's name, a street, a small town, a
+# house number). Time says less between them: the score decays RARE_SLOWER times
+# more slowly (a half-life of four weeks for the default one), so a report days
+# later that names the victim in other words joins; the horizon still closes the
+# story. Chosen on GVC's training part (benchmarks/story_quality.py,
+# BENCHMARKS.md): reports of one shooting days apart that the decay alone kept
+# apart. Headline words are left out: in a language the background does not
+# cover, a common headline word of a few stored reports looks as rare.
+RARE_SLACK = 3
+RARE_SLOWER = 4.0
 # A story sharing less of the article's words than this is not compared by
 # names: it cannot be the same event (a name shared is a word shared), and most
 # candidates are such stories (they share a common word or two).
@@ -562,6 +579,7 @@ class _Evidence:
     # The share of the article's heaviest terms an established story hardly
     # holds (0 for a story of fewer than NOVEL_REPORTS reports).
     novel: np.ndarray
+    rare: np.ndarray  # whether the story shares a rare word with the article: a slower decay
 
     def value(self, cosines: np.ndarray) -> np.ndarray:
         """The same-language score before the time decay."""
@@ -602,6 +620,7 @@ class Similarity:
     proper: float = 0.0
     figure: float = 0.0
     novel: float = 0.0
+    rare: float = 0.0  # 1.0: a rare word shared, the slower decay
     embedding: float = 0.0
     decay: float = 1.0
 
@@ -1203,21 +1222,25 @@ class Clusterer:
 
     # -- scoring ------------------------------------------------------------------------
 
-    def _decay(self, story: _Story, when: float) -> float:
-        """The time factor, 0.0 when the story is closed to an article at ``when``."""
+    def _decay(self, story: _Story, when: float, *, rare: bool = False) -> float:
+        """The time factor, 0.0 when the story is closed to an article at ``when``
+        (``rare``: the story shares a rare word with it, the decay is slower)."""
         if not story.open:
             return 0.0
         gap = when - story.last if when >= story.last else max(0.0, story.first - when)
         span = max(story.last, when) - min(story.first, when)
         if gap > self.horizon / _SECOND or span > self.max_span / _SECOND:
             return 0.0
-        return float(0.5 ** (gap / (self.half_life / _SECOND)))
+        slower = RARE_SLOWER if rare else 1.0
+        return float(0.5 ** (gap / (self.half_life * slower / _SECOND)))
 
-    def _decays(self, stories: np.ndarray, when: float) -> np.ndarray:
+    def _decays(self, stories: np.ndarray, when: float, rare: np.ndarray | None = None
+                ) -> np.ndarray:
         """:meth:`_decay` for these story indexes at once (0.0 where closed by
         time; an index the pass has closed is not a candidate)."""
         gap, reachable = self._reach(self._first[stories], self._last[stories], when)
-        return np.where(reachable, 0.5 ** (gap / (self.half_life / _SECOND)), 0.0)
+        slower = np.where(rare, RARE_SLOWER, 1.0) if rare is not None else 1.0
+        return np.where(reachable, 0.5 ** (gap / (self.half_life * slower / _SECOND)), 0.0)
 
     def _reach(self, first: np.ndarray, last: np.ndarray, when: float
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -1345,7 +1368,7 @@ class Clusterer:
         first = np.fromiter((s.first for s in stories), dtype=np.float64, count=len(stories))
         last = np.fromiter((s.last for s in stories), dtype=np.float64, count=len(stories))
         gap, _ = self._reach(first, last, when)
-        decay = 0.5 ** (gap / (self.half_life / _SECOND))
+        decay = 0.5 ** (gap / (self.half_life * RARE_SLOWER / _SECOND))  # a rare word's, at most
         cross = np.fromiter((self._cross(language, s) for s in stories), dtype=bool,
                             count=len(stories))
         bound = (TEXT_WEIGHT * cosines + _evidence_max()) / _weights() * decay
@@ -1384,7 +1407,24 @@ class Clusterer:
         jaccard = _ratio(shared, own + theirs - shared)
         return _Evidence(named=jaccard[:, _TAGGED], headline=held[:, _HEADLINE],
                          proper=jaccard[:, _PROPER], figure=jaccard[:, _FIGURE],
-                         novel=novel if novel is not None else self._novel(query, stories))
+                         novel=novel if novel is not None else self._novel(query, stories),
+                         rare=self._rare(stories, lengths, ids, share, slots, a))
+
+    def _rare(self, stories: list[_Story], lengths: np.ndarray, ids: np.ndarray,
+              share: np.ndarray, slots: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """Whether each story shares a rare word with the article: a word of the
+        leads' proper names or a figure whose document frequency (background
+        included) is at most the story's reports naming it, the article and
+        RARE_SLACK more. ``ids``, ``share``, ``slots``: the stories' names one
+        after the other (``lengths`` each); ``a``: 1.0 where the article has it."""
+        sizes = np.fromiter((s.size for s in stories), dtype=np.float64, count=len(stories))
+        owner = np.repeat(np.arange(len(stories)), lengths)
+        holders = share * sizes[owner]  # the story's reports naming it
+        df = np.expm1(self._log_df[ids])  # counted and background documents
+        kind = slots & 3
+        rare = ((a > 0) & ((kind == _PROPER) | (kind == _FIGURE))
+                & (df <= holders + 1.0 + RARE_SLACK + 1e-6))
+        return np.bincount(owner[rare], minlength=len(stories)) > 0
 
     def _novel(self, query: _Query | None, stories: list[_Story]) -> np.ndarray:
         """:meth:`_novelty` of these stories (0 without a query)."""
@@ -1415,15 +1455,18 @@ class Clusterer:
             return self._cross_score(doc, feats, query, embedding, story, hood, cosine)
         if cosine is None:
             cosine = self._cosine(query, story)
-        if (TEXT_WEIGHT * cosine + _evidence_max()) / _weights() * decay < need or (
+        most = self._decay(story, when, rare=True)  # the decay with a rare word shared
+        if (TEXT_WEIGHT * cosine + _evidence_max()) / _weights() * most < need or (
                 cosine < NAME_COSINE):
             return Similarity(TEXT_WEIGHT * cosine / _weights() * decay, "text", cosine=cosine,
                               decay=decay)
         e = self._evidence(feats, [story], query)
         value = float(e.value(np.array([cosine]))[0])
+        decay = most if e.rare[0] else decay
         return Similarity(value * decay, "text", cosine=cosine, named=float(e.named[0]),
                           headline=float(e.headline[0]), proper=float(e.proper[0]),
-                          figure=float(e.figure[0]), novel=float(e.novel[0]), decay=decay)
+                          figure=float(e.figure[0]), novel=float(e.novel[0]),
+                          rare=float(e.rare[0]), decay=decay)
 
     # -- across languages ---------------------------------------------------------------
 
@@ -1662,8 +1705,9 @@ class Clusterer:
                     scored.append((s.score, story))
             if same:  # the names of all same-language candidates at once
                 stories = [candidates[k] for k in same]
-                values = self._evidence(feats, stories, novel=novel[same]).value(cosines[same])
-                scores = (values * self._decays(np.array(same_ids), when)).tolist()
+                evidence = self._evidence(feats, stories, novel=novel[same])
+                values = evidence.value(cosines[same])
+                scores = (values * self._decays(np.array(same_ids), when, evidence.rare)).tolist()
                 for story, score in zip(stories, scores, strict=True):
                     if score >= self.threshold:
                         scored.append((score, story))

@@ -317,6 +317,39 @@ def test_a_follow_up_two_days_later_sharing_the_victim_and_street_joins() -> Non
     assert assignments["follow-up"] != assignments["shooting"]
 
 
+def test_a_report_days_later_sharing_a_rare_name_joins_through_a_slower_decay() -> None:
+    # GVC's misses: a later report of one shooting, in other words, whose score
+    # only the decay took under the threshold. Kimlyn (the street) and the
+    # victim's name are found nowhere else: the story decays four times more
+    # slowly for it, still decays, and the horizon still closes it.
+    five_days = SHOOTING.time + timedelta(days=5)
+    later = dataclasses.replace(FOLLOW_UP, time=five_days)
+    assignments, _ = cluster([SHOOTING, later], [])
+    assert assignments["follow-up"] == assignments["shooting"]
+    joined = Clusterer().similarity(later, SHOOTING)
+    assert joined.rare and 0.5 ** (5 / 7) < joined.decay < 1.0
+    # The same report about another victim in another town shares no rare word:
+    # the decay as before, and it stays apart.
+    other = dataclasses.replace(later, text=later.text.replace(
+        "Ronald Roberts", "Tyrell Mason").replace("Kimlyn Circle", "Dayton Avenue").replace(
+        "Akron", "Canton"))
+    apart = Clusterer().similarity(other, SHOOTING)
+    assert not apart.rare and apart.decay == pytest.approx(0.5 ** (5 / 7))
+    assert cluster([SHOOTING, other], [])[0]["follow-up"] != assignments["shooting"]
+
+
+def test_a_name_found_in_many_stored_reports_is_not_rare() -> None:
+    # The same names, already in fifty stored reports each: they tie nothing,
+    # and the report five days later decays as any other (it stays apart).
+    later = dataclasses.replace(FOLLOW_UP, time=SHOOTING.time + timedelta(days=5))
+    common = TermStats({w: 50 for w in ("kimlyn", "circle", "akron", "ronald", "roberts",
+                                        "basement", "friend")}, 3000)
+    probe = Clusterer(stats=TermStats(common.df, common.n))
+    assert not probe.similarity(later, SHOOTING).rare
+    assignments, _ = cluster([SHOOTING, later], [], stats=TermStats(common.df, common.n))
+    assert assignments["follow-up"] != assignments["shooting"]
+
+
 RAHMAN_OPENINGS = [  # one fight told eight ways, then a ninth report of it
     "Wladimir Klitschko stopped Hasim Rahman in the seventh round in Mannheim on Saturday "
     "to retain his heavyweight titles.",

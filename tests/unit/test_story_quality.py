@@ -71,12 +71,13 @@ def test_labels_that_share_a_blurb_are_joined_and_no_others() -> None:
 
 # Measured (README, "Stories on public labelled news"): ECB+ dev 0.907 / 0.883
 # (0.736 / 0.919 before the novelty penalty traded recall for precision),
-# GVC dev 1.000 / 0.725. The floors sit just below so they cannot slide back.
+# GVC dev 1.000 / 0.765 / 0.867 (0.725 / 0.841 before a rare shared word slowed
+# the decay). The floors sit just below so they cannot slide back.
 # The ECB+ recall floor came down from 0.89 with that trade (recall -0.036,
 # precision +0.171); the F1 floors (0.818 -> 0.895 on ECB+) hold the trade
 # itself: a change that gives precision back for less recall fails them.
-FLOORS = {"ecbplus": (0.88, 0.86), "gvc": (0.97, 0.70)}
-F1_FLOORS = {"ecbplus": 0.88, "gvc": 0.82}
+FLOORS = {"ecbplus": (0.88, 0.86), "gvc": (0.97, 0.75)}
+F1_FLOORS = {"ecbplus": 0.88, "gvc": 0.85}
 
 
 @pytest.mark.parametrize("name", sorted(FLOORS))
