@@ -83,6 +83,8 @@ __all__ = [
 #    less its share of link text, plus the share of the page's description
 #    it contains (see choose()). A wrong block -- an author biography, a
 #    sidebar list -- agrees with nobody; the article agrees with one other.
+#    A candidate that is two others' blocks together (a post and a sidebar)
+#    is no vote; the choice is between the blocks (_union_of()).
 # 4. Unfinished: when the chosen text ends on a colon ("... on the following
 #    devices:"), what it announces was left out -- precision mode prunes the
 #    list or the paragraphs that follow. Then trafilatura's recall mode
