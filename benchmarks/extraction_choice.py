@@ -77,7 +77,8 @@ def newsmon_choice(ev: Evidence) -> str:
     primary, second, third = ev.candidates
     chosen = primary
     if agreement(primary.text, second.text) < DOUBT_BELOW:
-        chosen = choose([primary, second, third], links=ev.links, description=ev.description)
+        chosen = choose([primary, second, third], links=ev.links, description=ev.description,
+                        descriptions=ev.descriptions)
     text = refuse_form_lines(chosen.text, ev.tree)
     return text if len(text.split()) >= MIN_WORDS else ""
 

@@ -47,11 +47,14 @@ __all__ = [
     "FULLER_MAX_LINK_SHARE",
     "FULLER_MIN_CONTAINED",
     "MIN_WORDS",
+    "UNION_CONTAINS",
+    "UNION_PARTS_BELOW",
     "Candidate",
     "Evidence",
     "ExtractionError",
     "agreement",
     "choose",
+    "declared_descriptions",
     "evidence",
     "extract",
     "fuller",
@@ -80,6 +83,8 @@ __all__ = [
 #    less its share of link text, plus the share of the page's description
 #    it contains (see choose()). A wrong block -- an author biography, a
 #    sidebar list -- agrees with nobody; the article agrees with one other.
+#    A candidate that is two others' blocks together (a post and a sidebar)
+#    is no vote; the choice is between the blocks (_union_of()).
 # 4. Unfinished: when the chosen text ends on a colon ("... on the following
 #    devices:"), what it announces was left out -- precision mode prunes the
 #    list or the paragraphs that follow. Then trafilatura's recall mode
@@ -160,6 +165,16 @@ DOUBT_BELOW: Final = 0.5
 LINK_WEIGHT: Final = 1.0
 DESCRIPTION_WEIGHT: Final = 0.1
 DESCRIPTION_MIN_WORDS: Final = 5
+# Two blocks in one: a candidate that holds at least UNION_CONTAINS of each
+# other candidate's words, where those others share less than UNION_PARTS_BELOW
+# (they found different blocks of the page: a post and a sidebar), is the
+# two blocks together; it agrees with both only because it is both, so it
+# is no vote, and choose() picks between the blocks. Two parts of one
+# article share its topic's words (0.3 on the one such page of the tuning
+# halves); a post and a sidebar share function words (0.02-0.15). Any bound
+# from 0.16 to 0.29 gives the same figures, and 0.8-0.95 for the containment.
+UNION_CONTAINS: Final = 0.9
+UNION_PARTS_BELOW: Final = 0.25
 # The recall-mode text replaces an unfinished one when it holds at least
 # this share of the unfinished text's words (it continues the same text,
 # not another block) and at most FULLER_MAX_LINK_SHARE of what it adds is
@@ -177,6 +192,15 @@ _LANG_XPATHS: Final = (
     "//meta[translate(@http-equiv,'CONTENT-LANGUAGE','content-language')"
     "='content-language']/@content",
     "//meta[@property='og:locale']/@content",
+)
+# Every description the page declares: trafilatura's metadata keeps one (an
+# itemprop "description" of the blog's name can hide the post's own
+# <meta name="description">), and any of them restating a candidate's lead is
+# evidence for it (choose()).
+_DESCRIPTIONS: Final = lxml.etree.XPath(
+    "//meta[@name='description' or @property='og:description' or @name='og:description'"
+    " or @name='twitter:description' or @property='twitter:description'"
+    " or @itemprop='description']/@content"
 )
 # The page's text with a line break in it, except where it is kept. Only
 # text with words in it: whitespace between tags is most of a page's text
@@ -253,6 +277,7 @@ class Evidence:
     tree: Any  # the parsed page, for refuse_form_lines()
     links: frozenset[str]
     description: str | None
+    descriptions: tuple[str, ...]  # every one the page declares (declared_descriptions())
     title: str | None
     site_name: str | None
 
@@ -275,6 +300,7 @@ def evidence(body: bytes, *, url: str) -> Evidence | None:
         tree=tree,
         links=_link_texts(tree),
         description=_optional(meta.description),
+        descriptions=declared_descriptions(tree),
         title=_optional(meta.title),
         site_name=_optional(meta.sitename),
     )
@@ -307,7 +333,8 @@ def extract(body: bytes, *, url: str) -> Extracted:
         balanced = _bare_extraction(tree, url=url, options=_BALANCED_OPTIONS)
         third = Candidate("balanced", _text(balanced.text if balanced else None))
         chosen = choose([primary, second, third], links=_link_texts(tree),
-                        description=_optional(meta.description))
+                        description=_optional(meta.description),
+                        descriptions=declared_descriptions(tree))
     if unfinished(chosen.text):
         recall = _bare_extraction(tree, url=url, options=_RECALL_OPTIONS)
         chosen = fuller(chosen, Candidate("recall", _text(recall.text if recall else None)),
@@ -329,33 +356,81 @@ def extract(body: bytes, *, url: str) -> Extracted:
 
 
 def choose(
-    candidates: Sequence[Candidate], *, links: frozenset[str], description: str | None
+    candidates: Sequence[Candidate],
+    *,
+    links: frozenset[str],
+    description: str | None,
+    descriptions: Sequence[str] = (),
 ) -> Candidate:
     """The candidate the evidence favours; the first one (the primary) on a tie.
 
     Evidence, per candidate: its mean :func:`agreement` with the others, less
     :data:`LINK_WEIGHT` times the share of its characters in lines that are
     the text of a link of the page (``links``, whitespace-collapsed), plus
-    :data:`DESCRIPTION_WEIGHT` times the share of the description's words it
-    contains. Not its length: a long wrong block is as long as an article.
+    :data:`DESCRIPTION_WEIGHT` times the largest share of a description's
+    words it contains (``description``, trafilatura's, and ``descriptions``,
+    the others the page declares). Not its length: a long wrong block is as
+    long as an article.
+
+    A candidate that is two others together (:func:`_union_of`) is no vote:
+    it agrees with both only because it holds both blocks, a post and the
+    sidebar beside it, and would win by that alone. The choice is then
+    between the blocks.
     """
     if len(candidates) < 2:
         return candidates[0]
-    use_description = (
-        description is not None and len(_WORD.findall(description)) >= DESCRIPTION_MIN_WORDS
-    )
     bags = [_bag(c.text) for c in candidates]
+    union = _union_of(bags)
+    if union is not None:
+        rest = [i for i in range(len(candidates)) if i != union]
+        candidates, bags = [candidates[i] for i in rest], [bags[i] for i in rest]
+    stated = [_bag(d) for d in (description, *descriptions)
+              if d is not None and len(_WORD.findall(d)) >= DESCRIPTION_MIN_WORDS]
     best, best_score = candidates[0], float("-inf")
     for i, candidate in enumerate(candidates):
         if not candidate.text:
             continue
         others = [_similarity(bags[i], bag) for j, bag in enumerate(bags) if j != i]
         score = sum(others) / len(others) - LINK_WEIGHT * _link_share(candidate.text, links)
-        if use_description and description is not None:
-            score += DESCRIPTION_WEIGHT * _containment(_bag(description), bags[i])
+        if stated:
+            score += DESCRIPTION_WEIGHT * max(_containment(bag, bags[i]) for bag in stated)
         if score > best_score:
             best, best_score = candidate, score
     return best
+
+
+def _union_of(bags: Sequence[Counter[str]]) -> int | None:
+    """The index of the bag that holds all the others when they are different blocks.
+
+    Only the longest bag can be it (it holds the others). It holds each
+    other one (:data:`UNION_CONTAINS` of its words) and is more than each (a
+    twin of one is no union: two extractors that agree), and those share
+    less than :data:`UNION_PARTS_BELOW` with each other: two extractors found
+    two blocks, a third took both. None otherwise (fewer than three bags, an
+    empty one, or no such bag). The cheap test first: most doubtful pages'
+    other two agree.
+    """
+    if len(bags) < 3 or any(not bag for bag in bags):
+        return None
+    whole = max(range(len(bags)), key=lambda i: bags[i].total())
+    parts = [bag for i, bag in enumerate(bags) if i != whole]
+    if any(_similarity(a, b) >= UNION_PARTS_BELOW
+           for k, a in enumerate(parts) for b in parts[k + 1:]):
+        return None
+    if all(_containment(part, bags[whole]) >= UNION_CONTAINS
+           and _containment(bags[whole], part) < UNION_CONTAINS for part in parts):
+        return whole
+    return None
+
+
+def declared_descriptions(tree: Any) -> tuple[str, ...]:
+    """Every description the page's meta tags declare, whitespace-collapsed, each once."""
+    seen: dict[str, None] = {}
+    for value in _DESCRIPTIONS(tree):
+        text = " ".join(str(value).split())
+        if text:
+            seen.setdefault(text)
+    return tuple(seen)
 
 
 def unfinished(text: str) -> bool:

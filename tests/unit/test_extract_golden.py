@@ -23,7 +23,11 @@ extract + clean must give for it (served as http://127.0.0.1:8000/<name>):
 - ``paragraph_after_empty_element``: a post whose paragraphs start after an
   empty element (a WordPress ``<span id="more-N">`` marker, an empty
   ``<strong>``, two empty ones in a row), whose text precision mode deletes
-  with the element.
+  with the element;
+- ``post_beside_bookshelf``: a two-line blog post beside a table of the
+  author's books; precision mode takes the table, readability the post,
+  balanced mode both. The page's ``<meta name="description">`` restates the
+  post, while the description trafilatura keeps is the blog's name.
 
 Two more constructed pages sit in this file (they test one rule each): a
 post whose text announces a list with a colon and whose list and closing
@@ -49,6 +53,7 @@ from pipeline.content.extract import (
     Candidate,
     agreement,
     choose,
+    declared_descriptions,
     evidence,
     extract,
     fuller,
@@ -78,7 +83,8 @@ MENU = "\n".join(["Council approves new harbour wall", "Fishing quotas cut again
 def test_there_are_golden_pages() -> None:
     assert CASES == ["bare_lead_before_paragraphs", "bare_post_beside_sidebar", "comment_form",
                      "lead_after_caption", "lead_after_photo_block",
-                     "paragraph_after_empty_element", "wrapped_body", "wrong_block"]
+                     "paragraph_after_empty_element", "post_beside_bookshelf", "wrapped_body",
+                     "wrong_block"]
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -144,6 +150,34 @@ def test_the_description_favours_the_body_that_restates_it() -> None:
     description = "The ferry to the outer islands sails again on Monday after repairs."
     assert choose(candidates, links=frozenset(), description=None).name == "precision"
     assert choose(candidates, links=frozenset(), description=description).name == "readability"
+
+
+def test_two_blocks_together_are_no_vote() -> None:
+    # Balanced mode took the biography and the article: it agrees with both
+    # only because it is both, and would win by that. It is left out, and
+    # the description decides between the two blocks.
+    candidates = [Candidate("precision", BIOGRAPHY), Candidate("readability", ARTICLE),
+                  Candidate("balanced", BIOGRAPHY + "\n" + ARTICLE)]
+    description = "The ferry to the outer islands sails again on Monday after repairs."
+    assert choose(candidates, links=frozenset(), description=description).name == "readability"
+
+
+def test_every_declared_description_is_evidence() -> None:
+    first_half = "\n".join(ARTICLE.splitlines()[:2])
+    second_half = "\n".join(ARTICLE.splitlines()[2:])
+    candidates = [Candidate("precision", second_half), Candidate("readability", first_half)]
+    declared = ("Island News", "The ferry to the outer islands sails again on Monday.")
+    # trafilatura kept the site's name as the description; the page's own
+    # meta description restates the lead.
+    assert choose(candidates, links=frozenset(), description="Island News").name == "precision"
+    assert choose(candidates, links=frozenset(), description="Island News",
+                  descriptions=declared).name == "readability"
+    page = lxml.html.fromstring(
+        '<html><head><meta itemprop="description" content="Island News">'
+        '<meta name="description" content="The ferry  sails again.">'
+        '<meta property="og:description" content="The ferry sails again.">'
+        "</head><body><p>x</p></body></html>")
+    assert declared_descriptions(page) == ("Island News", "The ferry sails again.")
 
 
 def test_the_primary_wins_a_tie_and_an_empty_candidate_never_wins() -> None:
