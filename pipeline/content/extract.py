@@ -288,9 +288,9 @@ def evidence(body: bytes, *, url: str) -> Evidence | None:
     if tree is None:
         return None
     _collapse_source_breaks(tree)
+    meta = _metadata(tree, url=url)  # before the repairs: a date can sit on an empty element
     _free_tails_of_empty_elements(tree)
     _break_before_runs(tree)
-    meta = _metadata(tree, url=url)
     document = _bare_extraction(tree, url=url, options=_EXTRACTION_OPTIONS)
     balanced = _bare_extraction(tree, url=url, options=_BALANCED_OPTIONS)
     return Evidence(
@@ -322,9 +322,9 @@ def extract(body: bytes, *, url: str) -> Extracted:
     if tree is None:
         raise ExtractionError("not an HTML document")
     _collapse_source_breaks(tree)
+    meta = _metadata(tree, url=url)  # before the repairs: a date can sit on an empty element
     _free_tails_of_empty_elements(tree)
     _break_before_runs(tree)
-    meta = _metadata(tree, url=url)
     document = _bare_extraction(tree, url=url, options=_EXTRACTION_OPTIONS)
     primary = Candidate("precision", _text(document.text if document else None))
     second = Candidate("readability", readability_text(deepcopy(tree)))
@@ -594,15 +594,24 @@ def _free_tails_of_empty_elements(tree: Any) -> None:
     starts after an empty element (``<p><strong></strong>It was ...``, a
     WordPress ``<span id="more-7770"></span>`` marker) was lost whole. The
     other modes keep the tail (joined to the text before it), as this does
-    for every mode: one walk over those elements. All the empty ones go, not
-    only those with words after them: a tail joined to an empty neighbour
-    that stayed would be lost with it.
+    for every mode: one walk over those elements. An inline one's tail joins
+    the text before it; an empty block's (``<p></p>``, a ``<div
+    class="clear">``) starts a line after a ``<br>`` in its place, as the
+    browser shows it. All the empty ones go, not only those with words after
+    them: a tail joined to an empty neighbour that stayed would be lost with it.
     """
     empty = [element for element in tree.iter(*_EMPTY_CUT)
              if element.text is None and len(element) == 0]
     for element in empty:
         parent = element.getparent()
         if parent is None:
+            continue
+        if element.tag not in _INLINE and _has_words(element.tail):
+            # An empty block (<p></p>, a <div class="clear">) ends a line: the
+            # text after it starts the next one, as a <br> would.
+            br = parent.makeelement("br", {})
+            br.tail = element.tail
+            parent.replace(element, br)
             continue
         if element.tail:
             previous = element.getprevious()
@@ -634,7 +643,8 @@ def _break_before_runs(tree: Any) -> None:
     for host, count in marks.items():
         if count < _MIN_PARAGRAPH_MARKS or host is None or host.tag not in _BREAK_HOSTS:
             continue
-        if _has_words(host.text):
+        if host.tag not in _INLINE and _has_words(host.text):
+            # Not in a <span> or <font>: its text continues the line before it.
             br = host.makeelement("br", {})
             br.tail, host.text = host.text, None
             host.insert(0, br)

@@ -279,3 +279,47 @@ def test_the_author_from_the_byline_not_from_the_sidebar() -> None:
     assert extracted.published is not None
     assert extracted.published.date() == datetime(2025, 3, 2, tzinfo=UTC).date()
     assert extracted.title == "Ceasefire holds in the north"
+
+
+# -- the tree's repairs before extraction keep what was there ----------------------------------
+
+def _article_page(body: str, head: str = "") -> bytes:
+    return (f"<!DOCTYPE html><html><head><title>Council vote</title>{head}</head>"
+            f"<body><article>{body}</article></body></html>").encode()
+
+
+_PARAGRAPH = ("The council voted on Tuesday to rebuild the harbour wall that the winter storms"
+              " broke in two places, after a debate that lasted most of the afternoon.")
+
+
+def test_a_date_on_an_empty_element_is_read_before_the_repairs_remove_it() -> None:
+    # htmldate reads itemprop="datePublished" on an empty <span>; the repair
+    # that removes empty elements must come after the metadata.
+    page = _article_page('<span itemprop="datePublished" content="2021-03-04T10:00:00"></span>'
+                         + f"<p>{_PARAGRAPH}</p>" * 3)
+    extracted = extract(page, url="http://127.0.0.1:8000/x")
+    assert extracted.published is not None
+    assert extracted.published.date() == datetime(2021, 3, 4, tzinfo=UTC).date()
+
+
+def test_text_after_an_empty_block_starts_a_line() -> None:
+    # An empty <p> or <div class="clear"> ends a line in the browser: its tail
+    # is the next paragraph, not glued to the one before.
+    runs = [f"Paragraph {n}. {_PARAGRAPH}" for n in range(1, 4)]
+    page = _article_page(f'<div>{runs[0]}<p></p>{runs[1]}<div class="clear"></div>{runs[2]}'
+                         "</div>")
+    lines = extract(page, url="http://127.0.0.1:8000/x").text.splitlines()
+    for run in runs:
+        assert run in lines
+    assert not any("afternoon.Paragraph" in line for line in lines)
+
+
+def test_a_span_inside_a_sentence_is_not_broken_off() -> None:
+    # A <span> holding line breaks inside a paragraph continues the sentence
+    # before it: no line break is put before its text.
+    page = _article_page(
+        f"<p>{_PARAGRAPH}</p><p>The mayor said that <span>the wall would be rebuilt before the"
+        " next winter storms reach the harbour<br>with money from the regional fund<br>and from"
+        f" the port's own reserves</span>, and left the meeting.</p><p>{_PARAGRAPH}</p>")
+    text = extract(page, url="http://127.0.0.1:8000/x").text
+    assert "The mayor said that the wall would be rebuilt" in text
