@@ -197,10 +197,14 @@ _LANG_XPATHS: Final = (
 # itemprop "description" of the blog's name can hide the post's own
 # <meta name="description">), and any of them restating a candidate's lead is
 # evidence for it (choose()).
+_KEYS: Final = (
+    "concat(' ', translate(concat(@name, ' ', @property, ' ', @itemprop),"
+    " 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), ' ')"
+)
 _DESCRIPTIONS: Final = lxml.etree.XPath(
-    "//meta[@name='description' or @property='og:description' or @name='og:description'"
-    " or @name='twitter:description' or @property='twitter:description'"
-    " or @itemprop='description']/@content"
+    "//meta[" + " or ".join(f"contains({_KEYS}, ' {key} ')" for key in
+                            ("description", "og:description", "twitter:description"))
+    + "]/@content"
 )
 # The page's text with a line break in it, except where it is kept. Only
 # text with words in it: whitespace between tags is most of a page's text
@@ -362,7 +366,8 @@ def choose(
     description: str | None,
     descriptions: Sequence[str] = (),
 ) -> Candidate:
-    """The candidate the evidence favours; the first one (the primary) on a tie.
+    """The candidate the evidence favours; on a tie the first one in play (the primary,
+    unless it is set aside as two blocks together).
 
     Evidence, per candidate: its mean :func:`agreement` with the others, less
     :data:`LINK_WEIGHT` times the share of its characters in lines that are

@@ -178,6 +178,13 @@ def test_every_declared_description_is_evidence() -> None:
         '<meta property="og:description" content="The ferry sails again.">'
         "</head><body><p>x</p></body></html>")
     assert declared_descriptions(page) == ("Island News", "The ferry sails again.")
+    # Attribute values in any case, as pages write them.
+    shouting = lxml.html.fromstring(
+        '<html><head><meta name="Description" content="The ferry sails again.">'
+        '<meta property="OG:Description" content="It sails on Monday.">'
+        '<meta name="description-extra" content="Not a description.">'
+        "</head><body><p>x</p></body></html>")
+    assert declared_descriptions(shouting) == ("The ferry sails again.", "It sails on Monday.")
 
 
 def test_the_primary_wins_a_tie_and_an_empty_candidate_never_wins() -> None:
