@@ -1310,10 +1310,14 @@ class Clusterer:
         dense = self._dense[ids]
         starts = np.cumsum(lengths) - lengths
         filled = lengths > 0  # reduceat would give an empty segment its neighbour's value
-        dots, norms = np.zeros(len(stories)), np.ones(len(stories))
-        if filled.any():
-            dots[filled] = np.add.reduceat(dense * weighted, starts[filled])
-            norms[filled] = np.sqrt(np.add.reduceat(weighted * weighted, starts[filled]))
+        if filled.all():
+            dots = np.add.reduceat(dense * weighted, starts)
+            norms = np.sqrt(np.add.reduceat(weighted * weighted, starts))
+        else:
+            dots, norms = np.zeros(len(stories)), np.ones(len(stories))
+            if filled.any():
+                dots[filled] = np.add.reduceat(dense * weighted, starts[filled])
+                norms[filled] = np.sqrt(np.add.reduceat(weighted * weighted, starts[filled]))
         if query is not None:
             sizes = np.fromiter(map(_SIZE, stories), dtype=np.float64, count=len(stories))
             if np.any(sizes >= NOVEL_REPORTS):
