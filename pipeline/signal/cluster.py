@@ -99,7 +99,14 @@ common), the stories found by the near-duplicate bands and, for an article in a
 known language, the stories in another language found by one matrix product of
 embeddings. All
 candidates are scored at once with numpy, their names too. Stories that went
-out of the horizon leave the indexes as a pass moves on in time.
+out of the horizon leave the indexes as a pass moves on in time. What grows
+with the horizon is kept to array operations over the stories an article's
+terms reach: whether a story is still open is asked only of the few hundred
+with the most weight in common when enough of them are (the same candidates as
+asking all of them, :meth:`Clusterer._open_among`), and the per-candidate
+inputs (times, languages) are read from per-story arrays. None of it changes a
+score's arithmetic: each story's sums are formed as before, so the stories,
+links and states are the same to the bit.
 """
 
 from __future__ import annotations
