@@ -399,7 +399,7 @@ def signature(lead_words: list[str]) -> np.ndarray | None:
     with np.errstate(over="ignore"):
         for k in range(SHINGLE_WORDS):
             shingles += h[k:k + n] * _SHINGLE_MUL[k]
-        # A shingle twice changes no minimum: not made unique (a sort).
+        # A shingle twice changes no minimum: no np.unique (a sort) needed.
         values = shingles[None, :] * _MH_A[:, None] + _MH_B[:, None]
     return np.asarray(values.min(axis=1), dtype=np.uint64)
 
