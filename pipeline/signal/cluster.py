@@ -81,9 +81,10 @@ stories that have none yet (their first report's).
 **Time** decays the score: it is multiplied by ``0.5 ** (gap / half_life)``,
 the gap measured from the story's nearest report (its last one, for an article
 that comes after it); in the same-language score ``RARE_SLOWER`` times more
-slowly when the article and the story share a *rare* word, a word of the leads' proper names or a figure found
-almost nowhere else (a victim's name, a street: its document frequency at most
-the story's reports naming it, the article and ``RARE_SLACK`` more). A story
+slowly when the article and the story share a *rare* word, a word of the leads'
+proper names or a figure found almost nowhere else (a victim's name, a street:
+its document frequency at most the story's reports naming it, the article and
+``RARE_SLACK`` more). A story
 is closed to an article more than ``horizon`` from its nearest report, or
 ``max_span`` after its first: a story stays open while reports keep coming, up
 to that bound.
@@ -1804,7 +1805,10 @@ class Clusterer:
 
     def similarity(self, a: ClusterDoc, b: ClusterDoc) -> Similarity:
         """Compare article ``a`` with a story of ``b`` alone, with this clusterer's
-        statistics (for diagnostics and tests); nothing is remembered."""
+        statistics (for diagnostics and tests); nothing is remembered. Neither
+        article is counted in the statistics, as a pass counts each as it places
+        it: weights, and whether a word is rare (its document frequency against
+        ``RARE_SLACK``), can differ slightly from :func:`cluster` on ``[b, a]``."""
         probe = Clusterer(horizon=self.horizon, half_life=self.half_life,
                           max_span=self.max_span, threshold=self.threshold,
                           cross_language=self.cross_language,
