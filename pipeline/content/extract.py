@@ -286,15 +286,24 @@ class Evidence:
     site_name: str | None
 
 
+def _prepare(tree: Any, *, url: str) -> Document:
+    """The page's metadata, then the tree made ready for the extractors (in place).
+
+    The metadata first: a date can sit on an empty element the repairs remove.
+    """
+    _collapse_source_breaks(tree)
+    meta = _metadata(tree, url=url)
+    _free_tails_of_empty_elements(tree)
+    _break_before_runs(tree)
+    return meta
+
+
 def evidence(body: bytes, *, url: str) -> Evidence | None:
     """The candidates of ``body`` as :func:`extract` makes them; None if it is not HTML."""
     tree = trafilatura.load_html(body) if body.strip() else None
     if tree is None:
         return None
-    _collapse_source_breaks(tree)
-    meta = _metadata(tree, url=url)  # before the repairs: a date can sit on an empty element
-    _free_tails_of_empty_elements(tree)
-    _break_before_runs(tree)
+    meta = _prepare(tree, url=url)
     document = _bare_extraction(tree, url=url, options=_EXTRACTION_OPTIONS)
     balanced = _bare_extraction(tree, url=url, options=_BALANCED_OPTIONS)
     return Evidence(
@@ -325,10 +334,7 @@ def extract(body: bytes, *, url: str) -> Extracted:
     tree = trafilatura.load_html(body)
     if tree is None:
         raise ExtractionError("not an HTML document")
-    _collapse_source_breaks(tree)
-    meta = _metadata(tree, url=url)  # before the repairs: a date can sit on an empty element
-    _free_tails_of_empty_elements(tree)
-    _break_before_runs(tree)
+    meta = _prepare(tree, url=url)
     document = _bare_extraction(tree, url=url, options=_EXTRACTION_OPTIONS)
     primary = Candidate("precision", _text(document.text if document else None))
     second = Candidate("readability", readability_text(deepcopy(tree)))

@@ -84,10 +84,9 @@ that comes after it); in the same-language score ``RARE_SLOWER`` times more
 slowly when the article and the story share a *rare* word, a word of the leads'
 proper names or a figure found almost nowhere else (a victim's name, a street:
 its document frequency at most the story's reports naming it, the article and
-``RARE_SLACK`` more). A story
-is closed to an article more than ``horizon`` from its nearest report, or
-``max_span`` after its first: a story stays open while reports keep coming, up
-to that bound.
+``RARE_SLACK`` more). A story is closed to an article more than ``horizon``
+from its nearest report, or ``max_span`` after its first: a story stays open
+while reports keep coming, up to that bound.
 
 **Stable statistics**: document frequencies of terms and names come from a
 :class:`TermStats` that the caller seeds with what is stored (the
@@ -1242,8 +1241,7 @@ class Clusterer:
         span = max(story.last, when) - min(story.first, when)
         if gap > self.horizon / _SECOND or span > self.max_span / _SECOND:
             return 0.0
-        slower = RARE_SLOWER if rare else 1.0
-        return float(0.5 ** (gap / (self.half_life / _SECOND * slower)))
+        return float(self._halving(gap, RARE_SLOWER if rare else 1.0))
 
     def _decays(self, stories: np.ndarray, when: float, rare: np.ndarray | None = None
                 ) -> np.ndarray:
@@ -1251,9 +1249,15 @@ class Clusterer:
         time; an index the pass has closed is not a candidate)."""
         gap, reachable = self._reach(self._first[stories], self._last[stories], when)
         slower = np.where(rare, RARE_SLOWER, 1.0) if rare is not None else 1.0
-        # Seconds first, then the factor: a timedelta times an array is an
-        # array of objects (slow); the same expression as _decay's, bit for bit.
-        return np.where(reachable, 0.5 ** (gap / (self.half_life / _SECOND * slower)), 0.0)
+        return np.where(reachable, self._halving(gap, slower), 0.0)
+
+    def _halving(self, gap: float | np.ndarray, slower: float | np.ndarray
+                 ) -> float | np.ndarray:
+        """``0.5 ** (gap / half-life)``, the half-life ``slower`` times longer, for a
+        float or an array alike (one expression: both paths round the same).
+        Seconds first, then the factor: a timedelta times an array would be an
+        array of objects."""
+        return 0.5 ** (gap / (self.half_life / _SECOND * slower))
 
     def _reach(self, first: np.ndarray, last: np.ndarray, when: float
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -1387,7 +1391,7 @@ class Clusterer:
         whose cosine and every name shared, times the decay, would (:meth:`score`
         then decides exactly); and which candidates are in another language."""
         gap, _ = self._reach(self._first[index], self._last[index], when)
-        decay = 0.5 ** (gap / (self.half_life / _SECOND * RARE_SLOWER))  # a rare word's, at most
+        decay = self._halving(gap, RARE_SLOWER)  # a rare word's, the slowest
         cross = self._crosses(language, index)
         bound = (TEXT_WEIGHT * cosines + _evidence_max()) / _weights() * decay
         return np.flatnonzero(cross | ((bound >= self.threshold - 1e-9)
@@ -1437,7 +1441,7 @@ class Clusterer:
         included) is at most the story's reports naming it, the article and
         RARE_SLACK more. ``ids``, ``share``, ``slots``: the stories' names one
         after the other (``lengths`` each); ``a``: 1.0 where the article has it."""
-        sizes = np.fromiter((s.size for s in stories), dtype=np.float64, count=len(stories))
+        sizes = np.fromiter(map(_SIZE, stories), dtype=np.float64, count=len(stories))
         owner = np.repeat(np.arange(len(stories)), lengths)
         holders = share * sizes[owner]  # the story's reports naming it
         df = np.expm1(self._log_df[ids])  # counted and background documents
@@ -1665,7 +1669,6 @@ class Clusterer:
         from the index yet), and of those, when more than CANDIDATE_STORIES,
         only the ones whose shared weight (``total``) can place them among the
         first CANDIDATE_STORIES: a common term's stories run to thousands."""
-        reach = self._reach
         if len(stories) > _CANDIDATE_POOL:
             # The open ones among the _CANDIDATE_POOL with the most weight (ties
             # included): when they are CANDIDATE_STORIES or more, the
@@ -1674,19 +1677,20 @@ class Clusterer:
             # and the open test need not look at the thousands below.
             shared = total[stories]
             cut = len(shared) - _CANDIDATE_POOL
-            pool = stories[shared >= np.partition(shared, cut)[cut]]
-            pool = pool[reach(self._first[pool], self._last[pool], when)[1]]
-            if len(pool) >= CANDIDATE_STORIES:
-                stories = pool
-            else:
-                stories = stories[reach(self._first[stories], self._last[stories], when)[1]]
+            pool = self._open_to(stories[shared >= np.partition(shared, cut)[cut]], when)
+            stories = pool if len(pool) >= CANDIDATE_STORIES else self._open_to(stories, when)
         else:
-            stories = stories[reach(self._first[stories], self._last[stories], when)[1]]
+            stories = self._open_to(stories, when)
         if len(stories) > CANDIDATE_STORIES:
             shared = total[stories]
             cut = len(shared) - CANDIDATE_STORIES
             stories = stories[shared >= np.partition(shared, cut)[cut]]
         return stories
+
+    def _open_to(self, stories: np.ndarray, when: float) -> np.ndarray:
+        """Those of these story indexes still open to an article at ``when``."""
+        _, reachable = self._reach(self._first[stories], self._last[stories], when)
+        return np.asarray(stories[reachable])
 
     def _embedding(self, doc: ClusterDoc) -> np.ndarray | None:
         if doc.embedding is not None:
