@@ -47,6 +47,8 @@ __all__ = [
     "FULLER_MAX_LINK_SHARE",
     "FULLER_MIN_CONTAINED",
     "MIN_WORDS",
+    "NESTED_CONTAINS",
+    "TWIN_AGREEMENT",
     "UNION_CONTAINS",
     "UNION_PARTS_BELOW",
     "Candidate",
@@ -84,7 +86,9 @@ __all__ = [
 #    it contains (see choose()). A wrong block -- an author biography, a
 #    sidebar list -- agrees with nobody; the article agrees with one other.
 #    A candidate that is two others' blocks together (a post and a sidebar)
-#    is no vote; the choice is between the blocks (_union_of()).
+#    is no vote; the choice is between the blocks (_union_of()). Nor is
+#    balanced mode handing back readability's text (its fallback) when the
+#    primary lies whole inside it: one opinion, counted once (_twin_of()).
 # 4. Unfinished: when the chosen text ends on a colon ("... on the following
 #    devices:"), what it announces was left out -- precision mode prunes the
 #    list or the paragraphs that follow. Then trafilatura's recall mode
@@ -175,6 +179,21 @@ DESCRIPTION_MIN_WORDS: Final = 5
 # from 0.16 to 0.29 gives the same figures, and 0.8-0.95 for the containment.
 UNION_CONTAINS: Final = 0.9
 UNION_PARTS_BELOW: Final = 0.25
+# One opinion counted twice: balanced mode (fast=False) replaces its own text
+# by readability's -- the same algorithm on the same tree -- when that is
+# more than twice as long (trafilatura's fallback), and the two then agree
+# word for word. When the primary lies whole inside readability's text
+# (NESTED_CONTAINS of its words: no word of another block), nothing says it
+# is a wrong block; the only question is whether readability's extra text is
+# article, and a copy of readability cannot answer it. The twin (agreement
+# >= TWIN_AGREEMENT with an earlier candidate) is then left out, and the
+# choice is the primary's against readability's on link text and the
+# description, the primary winning a tie, as when they agree. Any twin bound
+# from 0.7 to 0.99 gives the same figures; the nesting bound is the tuning
+# halves' (at 0.9 one more page changes: a primary holding a headline
+# readability lacks).
+TWIN_AGREEMENT: Final = 0.95
+NESTED_CONTAINS: Final = 0.99
 # The recall-mode text replaces an unfinished one when it holds at least
 # this share of the unfinished text's words (it continues the same text,
 # not another block) and at most FULLER_MAX_LINK_SHARE of what it adds is
@@ -386,11 +405,17 @@ def choose(
     A candidate that is two others together (:func:`_union_of`) is no vote:
     it agrees with both only because it holds both blocks, a post and the
     sidebar beside it, and would win by that alone. The choice is then
-    between the blocks.
+    between the blocks. Nor is a twin of another candidate when the first
+    one (the primary) lies whole inside it (:func:`_twin_of`): balanced mode
+    handing back readability's text is one opinion, not two.
     """
     if len(candidates) < 2:
         return candidates[0]
     bags = [_bag(c.text) for c in candidates]
+    twin = _twin_of(bags)
+    if twin is not None:
+        candidates = [c for i, c in enumerate(candidates) if i != twin]
+        bags = [b for i, b in enumerate(bags) if i != twin]
     union = _union_of(bags)
     if union is not None:
         rest = [i for i in range(len(candidates)) if i != union]
@@ -408,6 +433,27 @@ def choose(
         if score > best_score:
             best, best_score = candidate, score
     return best
+
+
+def _twin_of(bags: Sequence[Counter[str]]) -> int | None:
+    """The index of a later bag that repeats an earlier one holding the first bag whole.
+
+    Of three or more bags: bag ``j`` agrees with an earlier bag ``i`` (both
+    after the first) at least :data:`TWIN_AGREEMENT`, and ``i`` holds at
+    least :data:`NESTED_CONTAINS` of the first bag's words. Balanced mode's
+    fallback hands back readability's text when it is more than twice its
+    own; counted as a second vote, it outvotes a primary that is all inside
+    it. None otherwise (an empty first bag is inside nothing).
+    """
+    if len(bags) < 3 or not bags[0]:
+        return None
+    for i in range(1, len(bags)):
+        if _containment(bags[0], bags[i]) < NESTED_CONTAINS:
+            continue
+        for j in range(i + 1, len(bags)):
+            if _similarity(bags[i], bags[j]) >= TWIN_AGREEMENT:
+                return j
+    return None
 
 
 def _union_of(bags: Sequence[Counter[str]]) -> int | None:

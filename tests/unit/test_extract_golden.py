@@ -27,7 +27,13 @@ extract + clean must give for it (served as http://127.0.0.1:8000/<name>):
 - ``post_beside_bookshelf``: a two-line blog post beside a table of the
   author's books; precision mode takes the table, readability the post,
   balanced mode both. The page's ``<meta name="description">`` restates the
-  post, while the description trafilatura keeps is the blog's name.
+  post, while the description trafilatura keeps is the blog's name;
+- ``article_with_hidden_slideshow``: a news report with a slideshow in its
+  body whose captions, all but the first, are hidden (``display:none``);
+  precision mode takes the report, readability the report and every
+  caption, three times as long, and balanced mode hands back readability's
+  text (its fallback, for a text more than twice its own): one opinion
+  counted twice would outvote the report.
 
 Two more constructed pages sit in this file (they test one rule each): a
 post whose text announces a list with a colon and whose list and closing
@@ -81,7 +87,8 @@ MENU = "\n".join(["Council approves new harbour wall", "Fishing quotas cut again
 
 
 def test_there_are_golden_pages() -> None:
-    assert CASES == ["bare_lead_before_paragraphs", "bare_post_beside_sidebar", "comment_form",
+    assert CASES == ["article_with_hidden_slideshow", "bare_lead_before_paragraphs",
+                     "bare_post_beside_sidebar", "comment_form",
                      "lead_after_caption", "lead_after_photo_block",
                      "paragraph_after_empty_element", "post_beside_bookshelf", "wrapped_body",
                      "wrong_block"]
@@ -160,6 +167,33 @@ def test_two_blocks_together_are_no_vote() -> None:
                   Candidate("balanced", BIOGRAPHY + "\n" + ARTICLE)]
     description = "The ferry to the outer islands sails again on Monday after repairs."
     assert choose(candidates, links=frozenset(), description=description).name == "readability"
+
+
+def test_a_twin_of_readability_is_one_vote_when_the_primary_lies_inside_it() -> None:
+    # Balanced mode fell back to readability's text: the two agree word for
+    # word. The primary is all inside it, so it is no wrong block; the twin
+    # is one opinion, and the primary stands on a tie.
+    slideshow = "\n".join(f"Photo {n}: boats, nets and gulls at the quay on a grey morning."
+                          for n in range(12))
+    whole = ARTICLE + "\n" + slideshow
+    candidates = [Candidate("precision", ARTICLE), Candidate("readability", whole),
+                  Candidate("balanced", whole)]
+    assert choose(candidates, links=frozenset(), description=None).name == "precision"
+    # Balanced mode's own text (half the captions, not readability's text)
+    # is a second opinion: the vote stands, and the text between the other
+    # two agrees most.
+    half = "\n".join(whole.splitlines()[:-6])
+    own = [*candidates[:2], Candidate("balanced", half)]
+    assert choose(own, links=frozenset(), description=None).name == "balanced"
+    # A primary with words outside readability's text is not inside it: the
+    # vote stands, and the twins win it.
+    outside = [Candidate("precision", ARTICLE + "\nIn collaboration with the Coast Gazette"),
+               *candidates[1:]]
+    assert choose(outside, links=frozenset(), description=None).name == "readability"
+    # And the description still decides between the primary and readability.
+    description = "Photo 3: boats, nets and gulls at the quay."
+    assert choose(candidates, links=frozenset(),
+                  description=description).name == "readability"
 
 
 def test_every_declared_description_is_evidence() -> None:
