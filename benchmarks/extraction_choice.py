@@ -49,6 +49,7 @@ from pipeline.content.extract import (
     choose,
     evidence,
     refuse_form_lines,
+    refuse_teaser_cards,
 )
 
 _WORD = re.compile(r"\w+")
@@ -79,7 +80,7 @@ def newsmon_choice(ev: Evidence) -> str:
     if agreement(primary.text, second.text) < DOUBT_BELOW:
         chosen = choose([primary, second, third], links=ev.links, description=ev.description,
                         descriptions=ev.descriptions)
-    text = refuse_form_lines(chosen.text, ev.tree)
+    text = refuse_teaser_cards(refuse_form_lines(chosen.text, ev.tree), ev.tree)
     return text if len(text.split()) >= MIN_WORDS else ""
 
 

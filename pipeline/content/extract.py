@@ -46,6 +46,7 @@ __all__ = [
     "DOUBT_BELOW",
     "FULLER_MAX_LINK_SHARE",
     "FULLER_MIN_CONTAINED",
+    "MIN_CARDS",
     "MIN_WORDS",
     "NESTED_CONTAINS",
     "TWIN_AGREEMENT",
@@ -62,6 +63,7 @@ __all__ = [
     "fuller",
     "readability_text",
     "refuse_form_lines",
+    "refuse_teaser_cards",
     "unfinished",
 ]
 
@@ -99,6 +101,8 @@ __all__ = [
 # 5. The chosen text loses the lines that are, whole, an element of a form or
 #    of a box named as comments, sign-up, widget, tags (refuse_form_lines):
 #    what trafilatura leaves of a comment section or a newsletter box.
+#    And it loses the cards it ends with: list items that each hold a heading
+#    (refuse_teaser_cards), other articles' headlines and summaries.
 #
 # Other settings (measured on the ScrapingHub set):
 #   include_comments=False reader comments are not the article (precision
@@ -200,6 +204,11 @@ NESTED_CONTAINS: Final = 0.99
 # link text (a list of headlines is no continuation).
 FULLER_MIN_CONTAINED: Final = 0.9
 FULLER_MAX_LINK_SHARE: Final = 0.5
+# A list whose items each hold a heading is a list of cards: other articles'
+# headlines and summaries ("latest news", "more from this site"). The text's
+# closing run of at least MIN_CARDS such items, from a list of at least
+# MIN_CARDS of them, goes (refuse_teaser_cards).
+MIN_CARDS: Final = 2
 
 _WORD = re.compile(r"\w+")
 _SPACE = re.compile(r"\s+")
@@ -265,6 +274,7 @@ _INLINE: Final = frozenset({
     "tt", "u", "var", "wbr",
 })
 _MIN_PARAGRAPH_MARKS: Final = 2
+_HEADINGS: Final = ("h1", "h2", "h3", "h4", "h5", "h6")
 # readability's HTML to lines: a new line at each of these elements.
 _BLOCKS: Final = frozenset({
     "p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "tr", "pre", "br",
@@ -368,7 +378,7 @@ def extract(body: bytes, *, url: str) -> Extracted:
         recall = _bare_extraction(tree, url=url, options=_RECALL_OPTIONS)
         chosen = fuller(chosen, Candidate("recall", _text(recall.text if recall else None)),
                         links=_link_texts(tree))
-    text = refuse_form_lines(chosen.text, tree)
+    text = refuse_teaser_cards(refuse_form_lines(chosen.text, tree), tree)
     if not text:
         raise ExtractionError("no main text found")
     words = len(text.split())
@@ -559,6 +569,53 @@ def refuse_form_lines(text: str, tree: Any) -> str:
         return text
     return "\n".join(line for line, key in zip(lines, normalized, strict=True)
                      if key not in refused)
+
+
+def refuse_teaser_cards(text: str, tree: Any) -> str:
+    """``text`` without the teaser cards it ends with.
+
+    A card is a list item that holds a heading (``<h1>``-``<h6>``): a list
+    of them, at least :data:`MIN_CARDS`, is a list of other articles'
+    headlines and summaries (the site's latest news beside a post), which
+    precision mode keeps when it sits in the article's container. An
+    article's own lists hold words, not headings. Structure, not wording:
+    a line goes when it is, whole, the text of such an item (trafilatura's
+    "- " before a list item aside), and only in the run of at least
+    :data:`MIN_CARDS` such lines that ends the text after other lines; a
+    headed list inside the text, or one that is all of it, stays.
+    """
+    lines = text.splitlines()
+    if len(lines) <= MIN_CARDS:
+        return text
+    cards = _card_texts(tree)
+    if not cards:
+        return text
+    end = len(lines)
+    while end > 0 and _list_item_text(lines[end - 1]) in cards:
+        end -= 1
+    if end == 0 or len(lines) - end < MIN_CARDS:
+        return text
+    return "\n".join(lines[:end])
+
+
+def _card_texts(tree: Any) -> set[str]:
+    """The texts of the items of every list of :data:`MIN_CARDS`+ cards, without whitespace.
+
+    Without any: a heading and the paragraph after it are one line of the
+    text, with or without a space between them in the page's source.
+    """
+    lists: dict[Any, list[str]] = {}
+    for item in tree.iter("li"):
+        if next(item.iter(*_HEADINGS), None) is not None:
+            lists.setdefault(item.getparent(), []).append("".join(item.text_content().split()))
+    return {text for items in lists.values() if len(items) >= MIN_CARDS
+            for text in items if text}
+
+
+def _list_item_text(line: str) -> str:
+    """A line as :func:`_card_texts` keys an item: no list mark ("- "), no whitespace."""
+    text = line.strip()
+    return "".join((text[2:] if text.startswith("- ") else text).split())
 
 
 def _form_regions(tree: Any) -> list[Any]:

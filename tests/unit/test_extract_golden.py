@@ -33,7 +33,11 @@ extract + clean must give for it (served as http://127.0.0.1:8000/<name>):
   precision mode takes the report, readability the report and every
   caption, three times as long, and balanced mode hands back readability's
   text (its fallback, for a text more than twice its own): one opinion
-  counted twice would outvote the report.
+  counted twice would outvote the report;
+- ``latest_news_cards_after_article``: a council report followed, in the
+  same container, by a "Latest news" list whose items each hold a heading,
+  a summary with a "Read more" link and a date: cards of other articles,
+  which precision mode keeps after the report.
 
 Two more constructed pages sit in this file (they test one rule each): a
 post whose text announces a list with a colon and whose list and closing
@@ -65,6 +69,7 @@ from pipeline.content.extract import (
     fuller,
     readability_text,
     refuse_form_lines,
+    refuse_teaser_cards,
     unfinished,
 )
 
@@ -88,7 +93,7 @@ MENU = "\n".join(["Council approves new harbour wall", "Fishing quotas cut again
 
 def test_there_are_golden_pages() -> None:
     assert CASES == ["article_with_hidden_slideshow", "bare_lead_before_paragraphs",
-                     "bare_post_beside_sidebar", "comment_form",
+                     "bare_post_beside_sidebar", "comment_form", "latest_news_cards_after_article",
                      "lead_after_caption", "lead_after_photo_block",
                      "paragraph_after_empty_element", "post_beside_bookshelf", "wrapped_body",
                      "wrong_block"]
@@ -167,6 +172,46 @@ def test_two_blocks_together_are_no_vote() -> None:
                   Candidate("balanced", BIOGRAPHY + "\n" + ARTICLE)]
     description = "The ferry to the outer islands sails again on Monday after repairs."
     assert choose(candidates, links=frozenset(), description=description).name == "readability"
+
+
+CARDS_PAGE = """<html><body><div class="content">
+<p>The rope works will become a library, the council decided.</p>
+<ol>
+<li><h3>Step one</h3><p>Mend the roof before the winter.</p></li>
+<li><h3>Step two</h3><p>Open the reading room in the spring.</p></li>
+</ol>
+<p>Work starts in May.</p>
+<ul>
+<li><h3>Ferry timetable changes</h3><p>Two crossings are cancelled.</p></li>
+<li><h3>Choir wins the cup</h3><p>Forty children sang.</p></li>
+<li><h3>New bus shelter</h3><p>The old one was damaged.</p></li>
+</ul>
+<ul><li><h3>A lone card</h3><p>With no other.</p></li></ul>
+</div></body></html>"""
+
+
+def test_the_cards_a_text_ends_with_are_refused() -> None:
+    tree = lxml.html.fromstring(CARDS_PAGE)
+    body = ["The rope works will become a library, the council decided.",
+            "- Step one Mend the roof before the winter.",
+            "- Step two Open the reading room in the spring.",
+            "Work starts in May."]
+    cards = ["- Ferry timetable changes Two crossings are cancelled.",
+             "- Choir wins the cup Forty children sang.",
+             "- New bus shelter The old one was damaged."]
+    # The closing run of cards goes; the headed list inside the text stays.
+    assert refuse_teaser_cards("\n".join(body + cards), tree) == "\n".join(body)
+    # One card at the end is no run; cards that are the whole text stay.
+    assert refuse_teaser_cards("\n".join(body + cards[:1]), tree) == "\n".join(body + cards[:1])
+    assert refuse_teaser_cards("\n".join(cards), tree) == "\n".join(cards)
+    # An item of a list with one headed item is no card.
+    lone = "- A lone card With no other."
+    lones = "\n".join([*body, lone, lone])
+    assert refuse_teaser_cards(lones, tree) == lones
+    # A list item with no heading is no card.
+    plain = lxml.html.fromstring("<ul><li>Ferry timetable changes</li><li>Choir wins</li></ul>")
+    text = "Work starts in May.\n- Ferry timetable changes\n- Choir wins"
+    assert refuse_teaser_cards(text, plain) == text
 
 
 def test_a_twin_of_readability_is_one_vote_when_the_primary_lies_inside_it() -> None:
