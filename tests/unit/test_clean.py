@@ -375,3 +375,61 @@ def test_a_hyphenated_name_still_makes_a_caption() -> None:
     line = "President Jean-Pierre Dupont with Mayor Anne Hidalgo in Saint-Denis."
     cleaned = clean(line, title=None, url="https://example.org/a", site_name=None)
     assert [r.rule for r in cleaned.removed] == ["name_caption"]
+
+
+@pytest.mark.parametrize(
+    ("line", "rule"),
+    [
+        # a teaser's excerpt, closed by its link to the rest (and its date)
+        ("- Example Rolls Out 5,000 Kiosks Before Launch Day Holiday shoppers will soon get "
+         "a firsthand look at the new console. Read more... 2012-11-05", "teaser_more_link"),
+        ("- Example to Celebrate the Launch with a Midnight Gathering First consoles go on "
+         "sale on Nov. 18 with a launch event Read more... 2012-11-09", "teaser_more_link"),
+        ("| If you prefer a monthly digest, subscribe to the sister newsletter. read more |",
+         "teaser_more_link"),
+        ("Le maire a présenté mardi le nouveau plan de circulation du centre-ville. "
+         "Lire la suite »", "teaser_more_link"),
+        ("Der Stadtrat hat am Dienstag die Schließung der alten Brücke beschlossen. "
+         "Weiterlesen", "teaser_more_link"),
+        ("El ayuntamiento cerrará el viejo puente durante tres semanas de obras. Leer más...",
+         "teaser_more_link"),
+        ("Городской совет во вторник решил закрыть старый мост на ремонт. Читать далее →",
+         "teaser_more_link"),
+        # the controls of a gallery or of a series of posts
+        ("Previous 1 / 6 Next", "pager"),
+        ("‹ Back to Story", "pager"),
+        ("Previous Post", "pager"),
+        ("Next »", "pager"),
+        ("Make Financing Cars Cheap and Easy < Prev", "pager"),
+        ("« Précédent", "pager"),
+        ("Weiter »", "pager"),
+        ("Siguiente", "pager"),
+        ("Назад", "pager"),
+    ],
+)
+def test_teasers_and_pagers_are_removed_by_their_rule(line: str, rule: str) -> None:
+    text = f"The council voted on Tuesday to close the old bridge, the mayor said.\n{line}\n"
+    cleaned = clean(text, title=None, url="https://example.org/a", site_name=None)
+    assert [r.rule for r in cleaned.removed] == [rule]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # "read more" inside a sentence, or lower-case after a lower-case word
+        "Read more about the plan in the ministry's report on the bridge.",
+        "Residents who want to know what happens next will have to read more...",
+        "Voters said they wanted to read more about the bridge before the vote",
+        "Il faut lire la suite du rapport avant de voter sur le pont.",
+        # a word of a pager in a heading or a sentence
+        "Next year's budget",
+        "Previous positions:",
+        "UP NEXT",
+        "The next council meeting is on Friday, the mayor said on Tuesday.",
+    ],
+)
+def test_sentences_and_headings_are_not_teasers_or_pagers(line: str) -> None:
+    text = f"The council voted on Tuesday to close the old bridge, the mayor said.\n{line}\n"
+    cleaned = clean(text, title=None, url="https://example.org/a", site_name=None)
+    assert cleaned.removed == ()
+    assert cleaned.text.splitlines()[-1] == line
