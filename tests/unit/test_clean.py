@@ -433,3 +433,65 @@ def test_sentences_and_headings_are_not_teasers_or_pagers(line: str) -> None:
     cleaned = clean(text, title=None, url="https://example.org/a", site_name=None)
     assert cleaned.removed == ()
     assert cleaned.text.splitlines()[-1] == line
+
+
+_POST = (
+    "Death threats against bloggers are not protected speech\n"
+    "I have cancelled my talks at the conference this week, and I will not be blogging again "
+    "until the police have found the people who wrote the threats against me.\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("signatures", "comments"),
+    [
+        (["Posted by Kathy on April 6, 2007 | Permalink",
+          "Posted by: Andrew | Mar 26, 2007 2:00:18 PM",
+          "Posted by: Tim Bray | Mar 26, 2007 2:16:31 PM"],
+         ["Wow, that is terrible. I just found your blog recently and it is an amazing read.",
+          "Hang in there Kathy."]),
+        (["Publié par Claire le 12/03/2019 à 10h30",
+          "Publié par Jean Dupont le 12/03/2019 à 11h02",
+          "Publié par Marie le 12/03/2019 à 11h40"],
+         ["C'est honteux, je suis de tout cœur avec vous et j'espère vous relire bientôt.",
+          "Courage !"]),
+    ],
+)
+def test_comments_between_signatures_of_different_writers_are_a_thread(
+    signatures: list[str], comments: list[str]
+) -> None:
+    own, *others = signatures
+    text = _POST + f"{own}\n{comments[0]}\n{others[0]}\n{comments[1]}\n{others[1]}\n"
+    cleaned = clean(text, title=None, url="https://example.org/a", site_name=None)
+    assert [(r.line, r.rule) for r in cleaned.removed] == [
+        (own, "post_meta"), (comments[0], "comment_thread"), (others[0], "post_meta"),
+        (comments[1], "comment_thread"), (others[1], "post_meta"),
+    ]
+    assert cleaned.text == _POST.strip()
+
+
+def test_a_live_blog_signed_by_one_writer_is_no_thread() -> None:
+    entries = [
+        "Posted by Jane Doe at 10:32 on November 6, 2012",
+        "Polls have closed in Virginia, and the first results show a close race there.",
+        "Posted by Jane Doe at 10:47 on November 6, 2012",
+        "Ohio is too close to call, the networks say, with a third of the votes counted.",
+        "Posted by Jane Doe at 11:05 on November 6, 2012",
+    ]
+    cleaned = clean(_POST + "\n".join(entries), title=None, url="https://example.org/a",
+                    site_name=None)
+    assert {r.rule for r in cleaned.removed} == {"post_meta"}
+    assert entries[1] in cleaned.text.splitlines() and entries[3] in cleaned.text.splitlines()
+
+
+def test_two_writers_or_a_dateline_in_the_head_make_no_thread() -> None:
+    head = "Posted by Editor on November 6, 2012\n"
+    lines = [
+        "Posted by: Andrew | Nov 6, 2012 2:00 PM",
+        "The bridge was closed for three weeks in the spring, the council said.",
+        "Posted by: Tim Bray | Nov 6, 2012 2:16 PM",
+    ]
+    cleaned = clean(head + _POST + "\n".join(lines), title=None, url="https://example.org/a",
+                    site_name=None)
+    assert {r.rule for r in cleaned.removed} == {"post_meta"}
+    assert lines[1] in cleaned.text.splitlines()
