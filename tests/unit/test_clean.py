@@ -397,7 +397,7 @@ def test_a_hyphenated_name_still_makes_a_caption() -> None:
          "teaser_more_link"),
         # the controls of a gallery or of a series of posts
         ("Previous 1 / 6 Next", "pager"),
-        ("‹ Back to Story", "pager"),
+        ("\u2039 Back to Story", "pager"),
         ("Previous Post", "pager"),
         ("Next »", "pager"),
         ("Make Financing Cars Cheap and Easy < Prev", "pager"),
