@@ -405,9 +405,25 @@ def test_a_hyphenated_name_still_makes_a_caption() -> None:
         ("Weiter »", "pager"),
         ("Siguiente", "pager"),
         ("Назад", "pager"),
+        # the label over a post's trackbacks
+        ("Other blogs that reference Preview of my talk at the bridge conference:",
+         "backlinks_heading"),
+        ("Trackbacks (2):", "backlinks_heading"),
+        ("Links to this post:", "backlinks_heading"),
+        ("Rétroliens :", "backlinks_heading"),
+        ("Liens vers cet article :", "backlinks_heading"),
+        ("Enlaces a esta entrada:", "backlinks_heading"),
+        # the fallback text of a player or a script
+        ("Get the Flash Player to see this player.", "plugin_fallback"),
+        ("You need to upgrade your Adobe Flash Player to watch this video.", "plugin_fallback"),
+        ("Please enable JavaScript to view the comments powered by Disqus.", "plugin_fallback"),
+        ("Veuillez activer JavaScript pour voir cette vidéo.", "plugin_fallback"),
+        ("Bitte aktivieren Sie JavaScript, um dieses Video zu sehen.", "plugin_fallback"),
+        ("Por favor, habilita JavaScript para ver los comentarios.", "plugin_fallback"),
+        ("Включите JavaScript, чтобы посмотреть видео.", "plugin_fallback"),
     ],
 )
-def test_teasers_and_pagers_are_removed_by_their_rule(line: str, rule: str) -> None:
+def test_teasers_pagers_and_plugin_texts_are_removed_by_their_rule(line: str, rule: str) -> None:
     text = f"The council voted on Tuesday to close the old bridge, the mayor said.\n{line}\n"
     cleaned = clean(text, title=None, url="https://example.org/a", site_name=None)
     assert [r.rule for r in cleaned.removed] == [rule]
@@ -426,9 +442,15 @@ def test_teasers_and_pagers_are_removed_by_their_rule(line: str, rule: str) -> N
         "Previous positions:",
         "UP NEXT",
         "The next council meeting is on Friday, the mayor said on Tuesday.",
+        # trackbacks and plugins named in sentences or meta rows
+        "trackback",
+        "Other blogs that reference the study said the same about the bridge.",
+        "Adobe urged users to update Flash Player to fix the flaw, the company said.",
+        "Update Flash Player now, security experts warn.",
+        "Le ministère demande d'installer la mise à jour de Flash au plus vite.",
     ],
 )
-def test_sentences_and_headings_are_not_teasers_or_pagers(line: str) -> None:
+def test_sentences_and_headings_are_not_teasers_pagers_or_plugin_texts(line: str) -> None:
     text = f"The council voted on Tuesday to close the old bridge, the mayor said.\n{line}\n"
     cleaned = clean(text, title=None, url="https://example.org/a", site_name=None)
     assert cleaned.removed == ()
