@@ -421,6 +421,11 @@ def test_a_hyphenated_name_still_makes_a_caption() -> None:
         ("Bitte aktivieren Sie JavaScript, um dieses Video zu sehen.", "plugin_fallback"),
         ("Por favor, habilita JavaScript para ver los comentarios.", "plugin_fallback"),
         ("Включите JavaScript, чтобы посмотреть видео.", "plugin_fallback"),
+        # a shortcode the page never rendered
+        ('[button link="http://example.org/submit/" type="big"] Send us YOUR review[/button]',
+         "shortcode"),
+        ("[caption id=”attachment_12” align=”alignleft”] The old bridge[/caption]",
+         "shortcode"),
     ],
 )
 def test_teasers_pagers_and_plugin_texts_are_removed_by_their_rule(line: str, rule: str) -> None:
@@ -448,6 +453,11 @@ def test_teasers_pagers_and_plugin_texts_are_removed_by_their_rule(line: str, ru
         "Adobe urged users to update Flash Player to fix the flaw, the company said.",
         "Update Flash Player now, security experts warn.",
         "Le ministère demande d'installer la mise à jour de Flash au plus vite.",
+        # an editor's brackets in a quotation, a shortcode around a sentence
+        '"[The] company will not close the bridge," the mayor said on Tuesday.',
+        "[Update]",
+        '[quote author="Jane Doe"]The bridge will stay closed until the repairs are done, and the '
+        'ferry will run every hour in the meantime, the council said.[/quote]',
     ],
 )
 def test_sentences_and_headings_are_not_teasers_pagers_or_plugin_texts(line: str) -> None:
