@@ -36,7 +36,18 @@ block come out with the article. This stage removes them, line by line:
      Netanyahu."): it ends like a sentence but has no verb, because every
      word is capitalised or one of the rules file's connectors ("with",
      "avec", "mit", "président"); a capitalised word with a lower-case part
-     after a hyphen ("Cross-posted", "Re-elected") is no name.
+     after a hyphen ("Cross-posted", "Re-elected") is no name;
+   - ``comment_thread``: the readers' comments under a blog post. A blog
+     signs each comment with a dateline naming its writer ("Posted by: Tim
+     Bray | Mar 26, 2007 2:16:31 PM"), as it signs the post ("Posted by
+     Kathy on April 6, 2007 | Permalink"). Where the body (past the head)
+     holds datelines (a ``dateline`` rule's removals) signed by at least
+     COMMENT_MIN_AUTHORS different names, the lines between the first and
+     the last of them are the comments, and go, prose or not: the proof is
+     their place, after the post's own signature and between signatures of
+     other writers. A live blog's entries sit between timestamps too, but
+     under one name or none, and a dateline in the head (the article's own)
+     never counts.
 
 Never a sentence: a rule fires only on a line it can show is not prose. A
 line is *prose* when it has the shape of a sentence (:func:`is_prose`: enough
@@ -127,6 +138,10 @@ PROSE_LOWER_SHARE = 0.3
 # name_caption: "Putin with Netanyahu." is too short to tell from a sentence
 # such as "Putin Resigned." in Title Case; four words are a full name and more.
 NAME_CAPTION_MIN_WORDS = 4
+# comment_thread: datelines signed by this many different names after the head
+# are a post's signature and its readers' (a live blog signs under one name;
+# a post and one reply are too little to tell a thread).
+COMMENT_MIN_AUTHORS = 3
 
 _TERMINAL = frozenset(".!?…")
 _CLOSERS = "\"'\u201d\u2019\u00bb)]*"  # straight and curly closing quotes
@@ -142,6 +157,14 @@ _EXACT_TRAILERS = ":.… \t"
 _TITLE_SEPARATORS = re.compile(r"\s+[|\-\u2013\u2014:\u00b7\u2022]\s+")
 # Where two texts were glued with no space: "ReutersThe", "AFPThe", "2019The".
 _GLUE = re.compile(r"(?<=[A-Za-z\d)\]])(?=[A-Z][a-z])")
+# The writer a dateline names: "Posted by: Tim Bray | Mar 26, 2007", "Posted by
+# Kathy on April 6, 2007", "Publié par Jean Dupont le 12/03/2019", "Veröffentlicht
+# von Max Muster am ...", "Publicado por Ana el ...", "Автор: Иван Петров | ...".
+_SIGNED_BY = re.compile(
+    r"\b(?:by|par|von|por|автор)\s*:?\s+(?P<name>[^|·,]{1,40}?)\s*"
+    r"(?:[|·,]|\s(?:on|at|le|à|am|um|el|en|в)\s|\s\d|$)",
+    re.IGNORECASE,
+)
 # The part before the glue must end in a word of at least this many letters,
 # so a name such as "McDonald" (glue after "Mc") is never split.
 GLUED_HEAD_MIN_LETTERS = 3
@@ -243,6 +266,7 @@ def clean(
                         glued={r.position for r in glued})
     _related_lists(nonblank, normalized, verdicts, removed_by)
     _name_captions(nonblank, normalized, ruleset.name_connectors, removed_by)
+    _comment_thread(nonblank, normalized, head, verdicts, removed_by)
 
     kept = [normalized[i] for i in nonblank if i not in removed_by]
     removed = sorted(
@@ -395,6 +419,30 @@ def _name_captions(
             removed_by[i] = "name_caption"
 
 
+def _comment_thread(
+    nonblank: Sequence[int],
+    normalized: Sequence[str],
+    head: frozenset[int],
+    verdicts: Mapping[int, Rule],
+    removed_by: dict[int, str],
+) -> None:
+    """The comments between datelines signed by different writers (see the docstring)."""
+    signed: list[tuple[int, str]] = []
+    for i in nonblank:
+        rule = verdicts.get(i)
+        if rule is None or rule.group != "dateline" or i in head:
+            continue
+        found = _SIGNED_BY.search(normalized[i])
+        if found is not None:
+            signed.append((i, " ".join(found["name"].casefold().split())))
+    if len({name for _, name in signed}) < COMMENT_MIN_AUTHORS:
+        return
+    first, last = signed[0][0], signed[-1][0]
+    for i in nonblank:
+        if first < i < last and i not in removed_by:
+            removed_by[i] = "comment_thread"
+
+
 def _names_only(line: str, connectors: frozenset[str]) -> bool:
     """A full stop after nothing but names: "X with Y.", "X et Y à Paris."
 
@@ -513,7 +561,7 @@ def _connector(value: object) -> object:
     return value
 
 
-Group = Literal["caption", "related", "heading", "widget", "promo", "header"]
+Group = Literal["caption", "related", "heading", "widget", "promo", "header", "dateline"]
 Count = Annotated[int, Strict_(), Field(ge=1)]  # a bool is no count
 
 

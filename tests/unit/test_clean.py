@@ -375,3 +375,155 @@ def test_a_hyphenated_name_still_makes_a_caption() -> None:
     line = "President Jean-Pierre Dupont with Mayor Anne Hidalgo in Saint-Denis."
     cleaned = clean(line, title=None, url="https://example.org/a", site_name=None)
     assert [r.rule for r in cleaned.removed] == ["name_caption"]
+
+
+@pytest.mark.parametrize(
+    ("line", "rule"),
+    [
+        # a teaser's excerpt, closed by its link to the rest (and its date)
+        ("- Example Rolls Out 5,000 Kiosks Before Launch Day Holiday shoppers will soon get "
+         "a firsthand look at the new console. Read more... 2012-11-05", "teaser_more_link"),
+        ("- Example to Celebrate the Launch with a Midnight Gathering First consoles go on "
+         "sale on Nov. 18 with a launch event Read more... 2012-11-09", "teaser_more_link"),
+        ("| If you prefer a monthly digest, subscribe to the sister newsletter. read more |",
+         "teaser_more_link"),
+        ("Le maire a présenté mardi le nouveau plan de circulation du centre-ville. "
+         "Lire la suite »", "teaser_more_link"),
+        ("Der Stadtrat hat am Dienstag die Schließung der alten Brücke beschlossen. "
+         "Weiterlesen", "teaser_more_link"),
+        ("El ayuntamiento cerrará el viejo puente durante tres semanas de obras. Leer más...",
+         "teaser_more_link"),
+        ("Городской совет во вторник решил закрыть старый мост на ремонт. Читать далее →",
+         "teaser_more_link"),
+        # the controls of a gallery or of a series of posts
+        ("Previous 1 / 6 Next", "pager"),
+        ("\u2039 Back to Story", "pager"),
+        ("Previous Post", "pager"),
+        ("Next »", "pager"),
+        ("Make Financing Cars Cheap and Easy < Prev", "pager"),
+        ("« Précédent", "pager"),
+        ("Weiter »", "pager"),
+        ("Siguiente", "pager"),
+        ("Назад", "pager"),
+        # the label over a post's trackbacks
+        ("Other blogs that reference Preview of my talk at the bridge conference:",
+         "backlinks_heading"),
+        ("Trackbacks (2):", "backlinks_heading"),
+        ("Links to this post:", "backlinks_heading"),
+        ("Rétroliens :", "backlinks_heading"),
+        ("Liens vers cet article :", "backlinks_heading"),
+        ("Enlaces a esta entrada:", "backlinks_heading"),
+        # the fallback text of a player or a script
+        ("Get the Flash Player to see this player.", "plugin_fallback"),
+        ("You need to upgrade your Adobe Flash Player to watch this video.", "plugin_fallback"),
+        ("Please enable JavaScript to view the comments powered by Disqus.", "plugin_fallback"),
+        ("Veuillez activer JavaScript pour voir cette vidéo.", "plugin_fallback"),
+        ("Bitte aktivieren Sie JavaScript, um dieses Video zu sehen.", "plugin_fallback"),
+        ("Por favor, habilita JavaScript para ver los comentarios.", "plugin_fallback"),
+        ("Включите JavaScript, чтобы посмотреть видео.", "plugin_fallback"),
+        # a shortcode the page never rendered
+        ('[button link="http://example.org/submit/" type="big"] Send us YOUR review[/button]',
+         "shortcode"),
+        ("[caption id=”attachment_12” align=”alignleft”] The old bridge[/caption]",
+         "shortcode"),
+    ],
+)
+def test_teasers_pagers_and_plugin_texts_are_removed_by_their_rule(line: str, rule: str) -> None:
+    text = f"The council voted on Tuesday to close the old bridge, the mayor said.\n{line}\n"
+    cleaned = clean(text, title=None, url="https://example.org/a", site_name=None)
+    assert [r.rule for r in cleaned.removed] == [rule]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # "read more" inside a sentence, or lower-case after a lower-case word
+        "Read more about the plan in the ministry's report on the bridge.",
+        "Residents who want to know what happens next will have to read more...",
+        "Voters said they wanted to read more about the bridge before the vote",
+        "Il faut lire la suite du rapport avant de voter sur le pont.",
+        # a word of a pager in a heading or a sentence
+        "Next year's budget",
+        "Previous positions:",
+        "UP NEXT",
+        "The next council meeting is on Friday, the mayor said on Tuesday.",
+        # trackbacks and plugins named in sentences or meta rows
+        "trackback",
+        "Other blogs that reference the study said the same about the bridge.",
+        "Adobe urged users to update Flash Player to fix the flaw, the company said.",
+        "Update Flash Player now, security experts warn.",
+        "Le ministère demande d'installer la mise à jour de Flash au plus vite.",
+        # an editor's brackets in a quotation, a shortcode around a sentence
+        '"[The] company will not close the bridge," the mayor said on Tuesday.',
+        "[Update]",
+        '[quote author="Jane Doe"]The bridge will stay closed until the repairs are done, and the '
+        'ferry will run every hour in the meantime, the council said.[/quote]',
+    ],
+)
+def test_sentences_and_headings_are_not_teasers_pagers_or_plugin_texts(line: str) -> None:
+    text = f"The council voted on Tuesday to close the old bridge, the mayor said.\n{line}\n"
+    cleaned = clean(text, title=None, url="https://example.org/a", site_name=None)
+    assert cleaned.removed == ()
+    assert cleaned.text.splitlines()[-1] == line
+
+
+_POST = (
+    "Death threats against bloggers are not protected speech\n"
+    "I have cancelled my talks at the conference this week, and I will not be blogging again "
+    "until the police have found the people who wrote the threats against me.\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("signatures", "comments"),
+    [
+        (["Posted by Kathy on April 6, 2007 | Permalink",
+          "Posted by: Andrew | Mar 26, 2007 2:00:18 PM",
+          "Posted by: Tim Bray | Mar 26, 2007 2:16:31 PM"],
+         ["Wow, that is terrible. I just found your blog recently and it is an amazing read.",
+          "Hang in there Kathy."]),
+        (["Publié par Claire le 12/03/2019 à 10h30",
+          "Publié par Jean Dupont le 12/03/2019 à 11h02",
+          "Publié par Marie le 12/03/2019 à 11h40"],
+         ["C'est honteux, je suis de tout cœur avec vous et j'espère vous relire bientôt.",
+          "Courage !"]),
+    ],
+)
+def test_comments_between_signatures_of_different_writers_are_a_thread(
+    signatures: list[str], comments: list[str]
+) -> None:
+    own, *others = signatures
+    text = _POST + f"{own}\n{comments[0]}\n{others[0]}\n{comments[1]}\n{others[1]}\n"
+    cleaned = clean(text, title=None, url="https://example.org/a", site_name=None)
+    assert [(r.line, r.rule) for r in cleaned.removed] == [
+        (own, "post_meta"), (comments[0], "comment_thread"), (others[0], "post_meta"),
+        (comments[1], "comment_thread"), (others[1], "post_meta"),
+    ]
+    assert cleaned.text == _POST.strip()
+
+
+def test_a_live_blog_signed_by_one_writer_is_no_thread() -> None:
+    entries = [
+        "Posted by Jane Doe at 10:32 on November 6, 2012",
+        "Polls have closed in Virginia, and the first results show a close race there.",
+        "Posted by Jane Doe at 10:47 on November 6, 2012",
+        "Ohio is too close to call, the networks say, with a third of the votes counted.",
+        "Posted by Jane Doe at 11:05 on November 6, 2012",
+    ]
+    cleaned = clean(_POST + "\n".join(entries), title=None, url="https://example.org/a",
+                    site_name=None)
+    assert {r.rule for r in cleaned.removed} == {"post_meta"}
+    assert entries[1] in cleaned.text.splitlines() and entries[3] in cleaned.text.splitlines()
+
+
+def test_two_writers_or_a_dateline_in_the_head_make_no_thread() -> None:
+    head = "Posted by Editor on November 6, 2012\n"
+    lines = [
+        "Posted by: Andrew | Nov 6, 2012 2:00 PM",
+        "The bridge was closed for three weeks in the spring, the council said.",
+        "Posted by: Tim Bray | Nov 6, 2012 2:16 PM",
+    ]
+    cleaned = clean(head + _POST + "\n".join(lines), title=None, url="https://example.org/a",
+                    site_name=None)
+    assert {r.rule for r in cleaned.removed} == {"post_meta"}
+    assert lines[1] in cleaned.text.splitlines()
