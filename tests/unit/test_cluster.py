@@ -400,7 +400,10 @@ def test_a_second_fight_of_one_boxer_stays_apart_from_the_story_of_the_first() -
 
 def test_without_the_novelty_penalty_the_second_fight_joins(monkeypatch: pytest.MonkeyPatch
                                                             ) -> None:
+    # Both the novelty penalty and the apart rule (APART_*) keep it out now:
+    # without either, it joins.
     monkeypatch.setattr(cluster_module, "NOVEL_WEIGHT", 0.0)
+    monkeypatch.setattr(cluster_module, "APART_NOVEL", 2.0)
     assignments, _ = cluster([*RAHMAN, RAHMAN_LATER, THOMPSON], [])
     assert assignments["thompson"] == assignments["rahman-0"]
 
