@@ -23,7 +23,7 @@ whole:
       + PROPER_WEIGHT * weighted Jaccard of the words of the leads' proper names
       + FIGURE_WEIGHT * weighted Jaccard of the leads' figures
       - NOVEL_WEIGHT * novelty) / (sum of the weights but NOVEL_WEIGHT)
-      * decay
+      * decay, and 0 when the article stands apart from an established story
 
 The centroid is the sum of the members' log-tf unit vectors (title words twice
 plus the first ``LEAD_WORDS`` words, numbers included), weighted by the current
@@ -44,7 +44,14 @@ weight, of the article's ``NOVEL_TERMS`` heaviest terms that the story's
 centroid holds at less than ``NOVEL_SHARE`` per report. The first report of a
 second event of one kind (a boxer's next fight) shares the kind's words and
 names with the story of the first, but not its own heaviest words (the other
-opponent, the other town). The sentence embedding is not part
+opponent, the other town). Such a story also knows how alike its own reports
+are (the mean log-tf cosine of a report with the rest, estimated from the
+centroid alone): an article with a novelty of ``APART_NOVEL`` or more whose
+log-tf cosine with the centroid is ``APART_GAP`` or more below that stands
+apart and does not join. The proper names' and figures' Jaccards are raised to
+``OVERLAP_WEIGHT`` times their overlap coefficient (shared over the smaller
+side) when that is more: a later report is not diluted by the names it adds.
+The sentence embedding is not part
 of it: on the development sets (``benchmarks/story_quality.py``) reports of different
 shootings or earthquakes are as close in it as reports of one.
 
