@@ -339,6 +339,38 @@ def test_a_report_days_later_sharing_a_rare_name_joins_through_a_slower_decay() 
     assert cluster([SHOOTING, other], [])[0]["follow-up"] != assignments["shooting"]
 
 
+WALKER = doc("walker", title="Woman killed in Dayton shooting",
+             text="A woman was shot and killed on Friday night outside a home on Hoover Avenue "
+             "in Dayton. Police named her as Shantai Walker, 34. Neighbours heard several "
+             "shots.", language="en")
+WALKER_ARREST = doc(
+    "walker-arrest", hours=50, title="Arrest made in killing",
+    text="Detectives arrested Marcus Delaney Pruitt, 27, on Sunday and charged him with murder "
+    "in the death of Shantai Walker, 34, who was shot on Hoover Avenue. Judge Eleanor Whitcomb "
+    "of the Montgomery County Common Pleas Court set bond at $500,000; prosecutors said Pruitt "
+    "and Walker had argued at a Riverside gas station on Friday.", language="en")
+
+
+def test_a_follow_up_that_adds_the_suspect_and_the_court_joins_by_what_it_repeats() -> None:
+    # Two days later, in other words: it repeats the victim, her age and the
+    # street, and adds the suspect, the judge, the court. As a Jaccard its names
+    # are diluted by what it adds (0.215 with the Jaccard alone); the overlap
+    # coefficient (OVERLAP_WEIGHT) counts what it repeats of the story.
+    assignments, _ = cluster([WALKER, WALKER_ARREST], [])
+    assert assignments["walker-arrest"] == assignments["walker"]
+    # The same report about another victim on another street stays apart.
+    other = dataclasses.replace(WALKER_ARREST, text=WALKER_ARREST.text.replace(
+        "Shantai Walker, 34", "Keisha Dunbar, 29").replace("Walker", "Dunbar").replace(
+        "Hoover Avenue", "Salem Avenue"))
+    assert cluster([WALKER, other], [])[0]["walker-arrest"] != assignments["walker"]
+
+
+def test_without_the_overlap_the_follow_up_stays_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster_module, "OVERLAP_WEIGHT", 0.0)
+    assignments, _ = cluster([WALKER, WALKER_ARREST], [])
+    assert assignments["walker-arrest"] != assignments["walker"]
+
+
 def test_a_name_found_in_many_stored_reports_is_not_rare() -> None:
     # The same names, already in fifty stored reports each: they tie nothing,
     # and the report five days later decays as any other (it stays apart).
@@ -400,9 +432,101 @@ def test_a_second_fight_of_one_boxer_stays_apart_from_the_story_of_the_first() -
 
 def test_without_the_novelty_penalty_the_second_fight_joins(monkeypatch: pytest.MonkeyPatch
                                                             ) -> None:
+    # Both the novelty penalty and the apart rule (APART_*) keep it out now:
+    # without either, it joins.
     monkeypatch.setattr(cluster_module, "NOVEL_WEIGHT", 0.0)
+    monkeypatch.setattr(cluster_module, "APART_NOVEL", 2.0)
     assignments, _ = cluster([*RAHMAN, RAHMAN_LATER, THOMPSON], [])
     assert assignments["thompson"] == assignments["rahman-0"]
+
+
+QESHM_OPENINGS = [  # one earthquake told eight ways
+    "A magnitude 5.6 earthquake struck Qeshm island off southern Iran on Sunday, injuring five "
+    "people near the town of Dargahan.",
+    "An earthquake measuring 5.6 jolted Qeshm island in the Gulf on Sunday, damaging buildings "
+    "around Dargahan and injuring five.",
+    "Five people were hurt when a 5.6 magnitude quake shook Dargahan on Qeshm island, Iranian "
+    "state media said.",
+    "The quake of magnitude 5.6 hit the outskirts of Dargahan on Qeshm island on Sunday "
+    "afternoon, the ISNA agency reported.",
+    "Buildings were damaged in villages around Dargahan after a 5.6 earthquake struck Qeshm "
+    "island, injuring five people.",
+    "Iranian media said a 5.6 magnitude tremor hit Qeshm island near Dargahan, at the entrance "
+    "to the Gulf, hurting five.",
+    "A moderate earthquake of magnitude 5.6 shook Qeshm island on Sunday; five villagers near "
+    "Dargahan were slightly injured.",
+    "Qeshm island was jolted by a 5.6 quake on Sunday that injured five people and damaged "
+    "homes in Dargahan villages.",
+]
+QESHM_TAILS = ["Several aftershocks followed on Monday.", "Officials said no one was killed.",
+               "The island lies at the entrance to the Gulf, through which much of the "
+               "world's oil passes.", "Rescue teams were sent from Bandar Abbas."]
+QESHM = [doc(f"qeshm-{i}", hours=i, title=text.split(",")[0][:70],
+             text=f"{text} {QESHM_TAILS[i % 4]}", countries=("IR",), language="en")
+         for i, text in enumerate(QESHM_OPENINGS)]
+# A later report of the same earthquake: more injured than the story's reports say.
+QESHM_TOLL = doc("qeshm-toll", hours=9, title="Qeshm quake injuries rise to seven",
+                 text="The number of people injured by Sunday's 5.6 magnitude earthquake on "
+                 "Qeshm island rose to seven, officials in Dargahan said. Several aftershocks "
+                 "followed on Monday.", countries=("IR",), language="en")
+# Another earthquake in the same region: the kind's words and the island are shared,
+# its own heaviest words (the villages, the dead, the governor) are not.
+SECOND_QUAKE = doc(
+    "second-quake", hours=10, title="Ten dead as strong quake hits Qeshm island in southern Iran",
+    text="A powerful earthquake of magnitude 6.1 struck Qeshm island in southern Iran, killing "
+    "at least ten people and flattening homes in Tourian, Kani and Zirang villages. Governor "
+    "Hossein Nazari said 70 were hurt. The Red Crescent pitched tents for homeless families. "
+    "Several aftershocks followed.", countries=("IR",), language="en")
+
+
+def test_a_second_earthquake_in_one_region_stays_apart_from_the_established_story() -> None:
+    # ECB+'s errors: a second event of one kind joining the story of the first.
+    # Its heaviest words are new to the story (novelty 0.57) and its log-tf
+    # cosine with the centroid is far below the story's own reports' (the
+    # apart rule, APART_*); the novelty penalty alone leaves it at 0.265.
+    assignments, _ = cluster([*QESHM, QESHM_TOLL, SECOND_QUAKE], [])
+    assert len({assignments[d.id] for d in QESHM}) == 1
+    assert assignments["second-quake"] != assignments["qeshm-0"]
+
+
+def test_a_report_whose_toll_rises_still_joins_the_established_story() -> None:
+    # A developing story: the later report's figures differ (seven injured, not
+    # five) but its words are the story's, so it is not apart.
+    assignments, _ = cluster([*QESHM, QESHM_TOLL, SECOND_QUAKE], [])
+    assert assignments["qeshm-toll"] == assignments["qeshm-0"]
+    big = Clusterer()
+    for report in QESHM:
+        big.place(report)
+    (story,) = big._stories
+    for article, apart in ((QESHM_TOLL, False), (SECOND_QUAKE, True)):
+        feats = cluster_features(article)
+        query = big._weighted(feats.terms)
+        assert bool(big._evidence(feats, [story], query).apart[0]) is apart
+
+
+def test_without_the_apart_rule_the_second_earthquake_joins(monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    monkeypatch.setattr(cluster_module, "APART_NOVEL", 2.0)
+    assignments, _ = cluster([*QESHM, QESHM_TOLL, SECOND_QUAKE], [])
+    assert assignments["second-quake"] == assignments["qeshm-0"]
+
+
+def test_a_storys_own_likeness_is_estimated_from_its_centroid_alone() -> None:
+    # The apart rule's estimate, (|S|^2 / n - 1) / sqrt(|S|^2 - 2 |S|^2 / n + 1),
+    # against the exact mean log-tf cosine of each report with the rest.
+    vectors = [cluster_features(d).terms for d in QESHM]
+    total: dict[str, float] = {}
+    for v in vectors:
+        for t, w in v.items():
+            total[t] = total.get(t, 0.0) + w
+    exact = []
+    for v in vectors:
+        rest = {t: w - v.get(t, 0.0) for t, w in total.items()}
+        norm = float(np.sqrt(sum(w * w for w in rest.values())))
+        exact.append(sum(w * rest[t] for t, w in v.items()) / norm)
+    squares, n = sum(w * w for w in total.values()), len(vectors)
+    estimate = (squares / n - 1) / np.sqrt(squares - 2 * squares / n + 1)
+    assert estimate == pytest.approx(float(np.mean(exact)), abs=0.02)
 
 
 def test_the_novelty_penalty_leaves_small_stories_alone() -> None:

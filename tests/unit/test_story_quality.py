@@ -76,8 +76,10 @@ def test_labels_that_share_a_blurb_are_joined_and_no_others() -> None:
 # The ECB+ recall floor came down from 0.89 with that trade (recall -0.036,
 # precision +0.171); the F1 floors (0.818 -> 0.895 on ECB+) hold the trade
 # itself: a change that gives precision back for less recall fails them.
-FLOORS = {"ecbplus": (0.88, 0.86), "gvc": (0.97, 0.75)}
-F1_FLOORS = {"ecbplus": 0.88, "gvc": 0.85}
+# The apart rule and the names' overlap (branch q13) raised ECB+ dev to
+# 0.960 / 0.870 / 0.913: its precision and F1 floors went up with it.
+FLOORS = {"ecbplus": (0.95, 0.86), "gvc": (0.97, 0.75)}
+F1_FLOORS = {"ecbplus": 0.90, "gvc": 0.85}
 
 
 @pytest.mark.parametrize("name", sorted(FLOORS))
