@@ -10,7 +10,9 @@ removed lines with their rules, language, author, date, site name), its
 topics, countries and people with their evidence, and each country's and
 person's mention count (:func:`~pipeline.signal.places.tag_countries`,
 :func:`~pipeline.signal.people.tag_people`, which the article does not keep).
-The labelled signal articles and the seeds' texts are tagged too.
+The seeds' pages go through :func:`~pipeline.process.process_page` too; the
+labelled signal articles and the seeds' texts are tagged and their language
+detected.
 
 ``compare`` lists every page and field that differs between two dumps and
 exits 1 if any does. To compare against an older commit, run ``dump`` from an
@@ -27,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.extraction_quality import DEFAULT_DATA, load_pages
+from benchmarks.extraction_quality import DEFAULT_DATA, Page, load_pages
 from benchmarks.processing import fetched
 from pipeline.config import Settings
 from pipeline.models import Article, Rejection
@@ -88,10 +90,22 @@ def dump(data: Sequence[Path]) -> dict[str, Any]:
                 "evidence": [[e.kind, e.tag, e.evidence] for e in result.evidence],
                 **_tags(a.title, a.text, ctx.tagger),
             }
+    seeds = sorted((ROOT / "seeds" / "site").glob("*.html"))
+    for path, page in zip(seeds, fetched([_seed_page(path) for path in seeds]), strict=True):
+        result = process_page(page, ctx)
+        out[str(path.relative_to(ROOT))] = (
+            {"rejected": result.reason} if isinstance(result, Rejection)
+            else {**_article(result.article), "topics": list(result.topics),
+                  "evidence": [[e.kind, e.tag, e.evidence] for e in result.evidence]})
     for key, title, text in _extra_texts():
         out[key] = {**_tags(title, text, ctx.tagger), "language": ctx.language.detect(text),
                     "topics": list(tag(_plain(title, text), ctx.tagger).topics)}
     return out
+
+
+def _seed_page(path: Path) -> Page:
+    return Page(id=path.stem, url=f"https://seeds.example/{path.name}", html=path.read_bytes(),
+                truth="")
 
 
 def _plain(title: str, text: str) -> Article:
