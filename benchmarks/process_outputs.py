@@ -91,8 +91,8 @@ def dump(data: Sequence[Path]) -> dict[str, Any]:
                 **_tags(a.title, a.text, ctx.tagger),
             }
     seeds = sorted((ROOT / "seeds" / "site").glob("*.html"))
-    for path, page in zip(seeds, fetched([_seed_page(path) for path in seeds]), strict=True):
-        result = process_page(page, ctx)
+    for path, seed in zip(seeds, fetched([_seed_page(path) for path in seeds]), strict=True):
+        result = process_page(seed, ctx)
         out[str(path.relative_to(ROOT))] = (
             {"rejected": result.reason} if isinstance(result, Rejection)
             else {**_article(result.article), "topics": list(result.topics),
