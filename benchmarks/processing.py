@@ -23,6 +23,9 @@ Three goals, and which is which:
    extract + clean + language + tag) against trafilatura's defaults, which
    includes our extraction settings (favor_precision, metadata, a retry:
    see pipeline/content/extract.py and benchmarks/extraction_quality.py).
+   Also printed: goal 1's ratio page for page (:func:`additions_side_by_side`:
+   each page's extraction call, then its additions, best of ``--repeat``
+   per page), steadier than two whole runs under load, and higher.
 2. **parallel speed-up**: the pool on all cores at least 1.8x the pool with
    one worker.
 3. **the stage's cost** (issue 17): the whole stage in one process
