@@ -153,7 +153,12 @@ class PhraseIndex(Generic[T]):
         # the trie with re.IGNORECASE, 1.5 ms; the trie on lower-cased text
         # without IGNORECASE, 0.26 ms. Capitals are then checked per hit.
         body = _trie_regex(sorted(entries)) if entries else "(?!)"
-        self._pattern = re.compile(rf"(?<!\w)(?:{body})(?!\w)")
+        # A phrase starts a word: the pattern starts with the character before
+        # it, a non-word one, searched in the text behind one space (so a
+        # phrase can start the text). A character set first lets re skip the
+        # letters inside words in C; a lookbehind first ((?<!\w)) made it try
+        # the trie at every character: 10% slower, the same hits.
+        self._pattern = re.compile(rf"\W(?:{body})(?!\w)")
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -166,9 +171,13 @@ class PhraseIndex(Generic[T]):
             lowered = "".join(ch.lower()[0] for ch in text)
         hits: list[PhraseHit[T]] = []
         search = self._pattern.search
+        # Behind one space, offset i of the text is offset i + 1: a match there
+        # spans the non-word character before the phrase, so its start is the
+        # phrase's start in the text.
+        spaced = " " + lowered
         pos = 0
-        while (m := search(lowered, pos)) is not None:
-            start, end = m.span()
+        while (m := search(spaced, pos)) is not None:
+            start, end = m.start(), m.end() - 1
             hit = self._accept(text, lowered, start, end) or self._shorter(
                 text, lowered, start, end
             )

@@ -1,0 +1,72 @@
+"""pipeline.content.extract.load_html: trafilatura's tree, with lxml's element class lookup in C."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import lxml.etree
+import lxml.html
+import pytest
+import trafilatura
+
+from pipeline.content.extract import load_html
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = sorted((ROOT / "seeds" / "site").glob("*.html")) + sorted(
+    (ROOT / "tests" / "unit" / "testdata" / "extract").glob("*.html"))
+
+CRAFTED = {
+    "plain": b"<html><head><title>T</title></head><body><p>One.</p><p>Two.</p></body></html>",
+    "form and inputs": (b"<html><body><form action='/x'><label for='e'>Mail</label>"
+                        b"<input id='e' name='e' value='v'><select><option>a</option></select>"
+                        b"<textarea>t</textarea></form><p>Text</p></body></html>"),
+    # an encoding declaration: lxml refuses the str, both parse the bytes instead
+    "xml declaration": (b"<?xml version='1.0' encoding='utf-8'?><html><body><p>\xc3\xa9t\xc3\xa9"
+                        b"</p></body></html>"),
+    "self-closed html": b"<html lang='en' /><body><p>Faulty but readable.</p></body>",
+    "control characters": b"<html><body><p>a\x00b\x07c</p><!-- gone --></body></html>",
+    "latin-1": "<html><head><meta charset='iso-8859-1'></head><body><p>Gr\xfc\xdfe</p></body>"
+               "</html>".encode("latin-1"),
+    "fragment": b"<div><p>Just a fragment with <b>html</b> words.</p><p>Two.</p></div>",
+    "not html": b"just some words, no markup at all",
+    "one element": b"<p>one paragraph</p>",
+}
+
+
+def _serialised(tree: object) -> bytes | None:
+    return None if tree is None else lxml.etree.tostring(tree, encoding="utf-8")
+
+
+@pytest.mark.parametrize("body", [*CRAFTED.values(), *(p.read_bytes() for p in PAGES)],
+                         ids=[*CRAFTED, *(p.name for p in PAGES)])
+def test_the_same_tree_as_trafilatura(body: bytes) -> None:
+    assert _serialised(load_html(body)) == _serialised(trafilatura.load_html(body))
+
+
+def test_the_pages_are_there() -> None:
+    assert len(PAGES) >= 5  # the seeds' pages and the extraction test pages
+
+
+def test_not_html_is_none_as_in_trafilatura() -> None:
+    assert trafilatura.load_html(CRAFTED["not html"]) is None
+    assert load_html(CRAFTED["not html"]) is None
+
+
+def test_every_element_is_a_plain_html_element() -> None:
+    tree = load_html(CRAFTED["form and inputs"])
+    elements = [e for e in tree.iter() if isinstance(e.tag, str)]
+    assert {e.tag for e in elements} >= {"form", "label", "input", "select", "textarea", "p"}
+    # lxml.html's own parser makes FormElement, InputElement ...: the lookup in Python
+    assert all(type(e) is lxml.html.HtmlElement for e in elements)
+    assert type(trafilatura.load_html(CRAFTED["form and inputs"]).find(".//form")) \
+        is lxml.html.FormElement
+    # what trafilatura and readability use is there
+    assert tree.find(".//form").text_content() == "Mailat"
+
+
+def test_copies_keep_the_lookup() -> None:
+    # trafilatura and readability work on copies of the tree: the parser goes with them
+    tree = copy.deepcopy(load_html(CRAFTED["form and inputs"]))
+    assert type(tree.find(".//form")) is lxml.html.HtmlElement
+    assert type(tree.find(".//input")) is lxml.html.HtmlElement
