@@ -313,6 +313,40 @@ def test_a_caption_of_names_needs_the_rules_files_connectors() -> None:
         ("| Share | « Previous | Next » | Email Print |", "link_bar"),
         ("By Jane Doe | Comments (3)", "link_bar"),
         ("Imprimer | Envoyer | « Article précédent", "link_bar"),
+        # a blog theme's comment, feed and author-archive links in the meta row
+        ("Posted in Fuel Economy, New Trucks | Post a Comment | RSS Feed", "link_bar"),
+        ("Posted by Becky | View all posts by Becky", "link_bar"),
+        ("| Weekly Piracy Update \\| Login/Create an account \\| 0 Comments |", "link_bar"),
+        ("Publié dans Politique, Transports | Laisser un commentaire", "link_bar"),
+        ("Veröffentlicht in Politik | Kommentar schreiben | RSS-Feed", "link_bar"),
+        ("Publicado en Política | Deja un comentario", "link_bar"),
+        ("Опубликовано в рубрике Политика | Оставить комментарий", "link_bar"),
+        # a long tag row, over filed_under's word limit
+        ("Tags: Bridges, Transport, City Council, Anne Example, Budget 2019, Ferry Service, "
+         "Old Town, Public Works, River Crossing, Traffic, Mayor John Doe, Road Works, Local "
+         "Elections, Harbour, Night Buses, Cycle Lanes", "tag_row"),
+        ("Mots-clés : pont, mairie, conseil municipal, budget 2019, travaux publics, "
+         "circulation, Anne Hidalgo, élections municipales, bac, vieille ville, pistes "
+         "cyclables, bus de nuit, quais de Seine, périphérique", "tag_row"),
+        ("Schlagwörter: Brücke, Stadtrat, Haushalt 2019, Bauarbeiten, Verkehr, "
+         "Bürgermeisterin Anna Beispiel, Fähre, Altstadt, Radwege, Nachtbusse, Kommunalwahl, "
+         "Rheinufer, Umleitung, Baustelle, Stau, Parkhaus, ÖPNV, Fußgänger, Brückensanierung, "
+         "Lkw-Verbot, Tempo 30", "tag_row"),
+        # the comment-feed note of WordPress's Kubrick theme and its translations
+        ("You can follow any responses to this entry through the RSS 2.0 feed. You can leave "
+         "a response, or trackback from your own site.", "comment_feed_note"),
+        ("You can follow any responses to this entry through the RSS 2.0 feed. Both comments "
+         "and pings are currently closed.", "comment_feed_note"),
+        ("Vous pouvez suivre les réponses à cet article grâce au flux RSS 2.0. Vous pouvez "
+         "laisser une réponse, ou faire un trackback depuis votre propre site.",
+         "comment_feed_note"),
+        ("Du kannst die Kommentare zu diesem Eintrag durch den RSS 2.0 Feed verfolgen. Du "
+         "kannst einen Kommentar schreiben, oder einen Trackback auf deiner Seite einrichten.",
+         "comment_feed_note"),
+        ("Puedes seguir las respuestas a esta entrada a través del feed RSS 2.0. Puedes dejar "
+         "una respuesta, o hacer trackback desde tu propio sitio.", "comment_feed_note"),
+        ("Вы можете следить за ответами к этой записи через RSS 2.0 ленту. Вы можете оставить "
+         "ответ или трекбэк на своём сайте.", "comment_feed_note"),
         # the labels of teaser blocks, an empty comment box, a follow line
         ("More world stories from Example News:", "more_stories_heading"),
         ("Related content from Example.com:", "more_stories_heading"),
@@ -351,6 +385,25 @@ def test_post_meta_and_link_bars_are_removed_by_their_rule(line: str, rule: str)
         "Follow the money. The report traced it on Twitter and Facebook.",
         "https://example.org/reports/bridge-2019",
         "2019-11-19",
+        # a bare "RSS" or a count of responses can fill a table's cell
+        "| Format | RSS | Atom |",
+        "| Week | 12 responses | 40% |",
+        "Leave a comment below and tell us what you think of the bridge, the mayor said.",
+        # a list with a clause in it, or ending in a full stop, is no tag row
+        "Tags: the editors of the paper attach them to every story about the bridge, the "
+        "council, the mayor, the ferry, the budget vote and the elections of this month",
+        "Tags: Bridges, Transport, City Council, Anne Example, Budget 2019, Ferry Service, Old "
+        "Town, Public Works, River Crossing, Traffic, Mayor John Doe, Road Works, Local Elections, "
+        "Harbour, Night Buses, Cycle Lanes.",
+        # a long list under another label can be the article's (over filed_under's limit)
+        "Categories: Best Film, Best Director, Best Actress, Best Actor, Best Screenplay, Best "
+        "Documentary, Best Short Film, Best Score, Best Editing, Best Sound, Best Costumes, Best "
+        "Animated Film",
+        # a sentence about a feed, or the other themes' meta line with the post's categories
+        "You can follow the debate through the RSS 2.0 feed of the council's website.",
+        "Readers can follow any responses to this entry through the RSS 2.0 feed, he said.",
+        "This entry was posted in Nikon Lenses and tagged Nikkor. Bookmark the permalink. "
+        "Trackbacks are closed, but you can post a comment.",
     ],
 )
 def test_sentences_and_tables_are_not_post_meta_or_link_bars(line: str) -> None:
