@@ -46,8 +46,10 @@ block come out with the article. This stage removes them, line by line:
      the last of them are the comments, and go, prose or not: the proof is
      their place, after the post's own signature and between signatures of
      other writers. A live blog's entries sit between timestamps too, but
-     under one name or none, and a dateline in the head (the article's own)
-     never counts.
+     stamped with the time of day or as updates ("Updated 10:32 by Jane
+     Smith"), while a comment's signature carries its day (a year) and is
+     never an update: only such signatures count. A dateline in the head
+     (the article's own) never counts.
 
 Never a sentence: a rule fires only on a line it can show is not prose. A
 line is *prose* when it has the shape of a sentence (:func:`is_prose`: enough
@@ -139,9 +141,9 @@ PROSE_LOWER_SHARE = 0.3
 # name_caption: "Putin with Netanyahu." is too short to tell from a sentence
 # such as "Putin Resigned." in Title Case; four words are a full name and more.
 NAME_CAPTION_MIN_WORDS = 4
-# comment_thread: datelines signed by this many different names after the head
-# are a post's signature and its readers' (a live blog signs under one name;
-# a post and one reply are too little to tell a thread).
+# comment_thread: datelines signed by this many different names after the head,
+# each with its day and none an update, are a post's signature and its
+# readers' (a post and one reply are too little to tell a thread).
 COMMENT_MIN_AUTHORS = 3
 
 _TERMINAL = frozenset(".!?…")
@@ -168,6 +170,15 @@ _GLUE = re.compile(r"[A-Z](?<=[A-Za-z\d)\]][A-Z])(?=[a-z])")
 _SIGNED_BY = re.compile(
     r"\b(?:by|par|von|por|автор)\s*:?\s+(?P<name>[^|·,]{1,40}?)\s*"
     r"(?:[|·,]|\s(?:on|at|le|à|am|um|el|en|в)\s|\s\d|$)",
+    re.IGNORECASE,
+)
+# comment_thread: a reader's comment is signed with its day (a year in the
+# line: comments come over days, and a signature says when), never as an
+# update; a live blog's entries are stamped with the time of day ("10:32 by
+# Jane Smith") or as updates ("Updated 10:32 by ..."), the article's own.
+_SIGNATURE_YEAR = re.compile(r"\b(?:1[89]|20)\d\d\b")
+_UPDATE_STAMP = re.compile(
+    r"^(?:last )?(?:updated|mis à jour|modifié|aktualisiert|actualizado|обновлено)\b",
     re.IGNORECASE,
 )
 # The part before the glue must end in a word of at least this many letters,
@@ -469,7 +480,10 @@ def _comment_thread(
         rule = verdicts.get(i)
         if rule is None or rule.group != "dateline" or i in head:
             continue
-        found = _SIGNED_BY.search(normalized[i])
+        line = normalized[i]
+        if _UPDATE_STAMP.match(line) or not _SIGNATURE_YEAR.search(line):
+            continue  # a live blog's stamp, not a comment's signature
+        found = _SIGNED_BY.search(line)
         if found is not None:
             signed.append((i, " ".join(found["name"].casefold().split())))
     if len({name for _, name in signed}) < COMMENT_MIN_AUTHORS:

@@ -580,3 +580,33 @@ def test_two_writers_or_a_dateline_in_the_head_make_no_thread() -> None:
                     site_name=None)
     assert {r.rule for r in cleaned.removed} == {"post_meta"}
     assert lines[1] in cleaned.text.splitlines()
+
+
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        # a live blog's entries, signed by their reporters with the time of day
+        ["Updated 10:32 by Jane Smith", "Updated 10:45 by John Doe",
+         "Updated 11:02 by Maria Garcia", "Updated 11:20 by Jane Smith"],
+        ["Posted 10:32 by Jane Smith", "Posted 10:45 by John Doe",
+         "Posted 11:02 by Maria Garcia", "Posted 11:20 by Jane Smith"],
+        # an update stamp is the article's, whatever it names: a comment is never updated
+        ["Updated by Jane Smith on November 6, 2012 at 10:32",
+         "Updated by John Doe on November 6, 2012 at 10:45",
+         "Updated by Maria Garcia on November 6, 2012 at 11:02",
+         "Updated by Jane Smith on November 6, 2012 at 11:20"],
+    ],
+)
+def test_a_live_blog_signed_by_several_reporters_is_no_thread(stamps: list[str]) -> None:
+    entries = [
+        "Polls have closed in Virginia, and the first results show a close race there.",
+        "Ohio is too close to call, the networks say, with a third of the votes counted.",
+        "Turnout in Florida was the highest in twenty years, election officials said.",
+    ]
+    lines = [stamps[0]]
+    for entry, stamp in zip(entries, stamps[1:], strict=True):
+        lines += [entry, stamp]
+    cleaned = clean(_POST + "\n".join(lines), title=None, url="https://example.org/a",
+                    site_name=None)
+    assert "comment_thread" not in {r.rule for r in cleaned.removed}
+    assert all(entry in cleaned.text.splitlines() for entry in entries)
