@@ -46,8 +46,10 @@ block come out with the article. This stage removes them, line by line:
      the last of them are the comments, and go, prose or not: the proof is
      their place, after the post's own signature and between signatures of
      other writers. A live blog's entries sit between timestamps too, but
-     under one name or none, and a dateline in the head (the article's own)
-     never counts.
+     stamped with the time of day or as updates ("Updated 10:32 by Jane
+     Smith"), while a comment's signature carries its day (a year) and is
+     never an update: only such signatures count. A dateline in the head
+     (the article's own) never counts.
 
 Never a sentence: a rule fires only on a line it can show is not prose. A
 line is *prose* when it has the shape of a sentence (:func:`is_prose`: enough
@@ -139,14 +141,15 @@ PROSE_LOWER_SHARE = 0.3
 # name_caption: "Putin with Netanyahu." is too short to tell from a sentence
 # such as "Putin Resigned." in Title Case; four words are a full name and more.
 NAME_CAPTION_MIN_WORDS = 4
-# comment_thread: datelines signed by this many different names after the head
-# are a post's signature and its readers' (a live blog signs under one name;
-# a post and one reply are too little to tell a thread).
+# comment_thread: datelines signed by this many different names after the head,
+# each with its day and none an update, are a post's signature and its
+# readers' (a post and one reply are too little to tell a thread).
 COMMENT_MIN_AUTHORS = 3
 
 _TERMINAL = frozenset(".!?…")
 _CLOSERS = "\"'\u201d\u2019\u00bb)]*"  # straight and curly closing quotes
 _WORD = re.compile(r"\w+")
+_FIRST_WORD_CHARACTER = re.compile(r"\w")
 _LETTERS = re.compile(r"[\W\d_]+")
 # Punctuation around a word, and an elided French article: "(Putin,", "d'Israël".
 _WORD_EDGES = re.compile(r"^\W+|\W+$")
@@ -168,6 +171,15 @@ _GLUE = re.compile(r"[A-Z](?<=[A-Za-z\d)\]][A-Z])(?=[a-z])")
 _SIGNED_BY = re.compile(
     r"\b(?:by|par|von|por|автор)\s*:?\s+(?P<name>[^|·,]{1,40}?)\s*"
     r"(?:[|·,]|\s(?:on|at|le|à|am|um|el|en|в)\s|\s\d|$)",
+    re.IGNORECASE,
+)
+# comment_thread: a reader's comment is signed with its day (a year in the
+# line: comments come over days, and a signature says when), never as an
+# update; a live blog's entries are stamped with the time of day ("10:32 by
+# Jane Smith") or as updates ("Updated 10:32 by ..."), the article's own.
+_SIGNATURE_YEAR = re.compile(r"\b(?:1[89]|20)\d\d\b")
+_UPDATE_STAMP = re.compile(
+    r"^(?:last )?(?:updated|mis à jour|modifié|aktualisiert|actualizado|обновлено)\b",
     re.IGNORECASE,
 )
 # The part before the glue must end in a word of at least this many letters,
@@ -196,6 +208,9 @@ class Rule:
     # prose even when it has a sentence's shape (an appeal, a "READ MORE:"
     # label, a credit): see "Never a sentence" in the module docstring.
     removes_prose: bool = False
+    # True (``cut: match``) for a rule whose match closes a line that is a
+    # sentence without it: there only the match goes (_cut_match).
+    cuts_match: bool = False
 
     def matches(self, normalized: str, words: int) -> bool:
         """Whether the rule fires on the line, the prose guard included."""
@@ -264,7 +279,7 @@ def clean(
     head = _head(nonblank, normalized)
 
     verdicts: dict[int, Rule] = {}
-    _apply_line_rules(page_rules, nonblank, normalized, head, verdicts)
+    cuts = _apply_line_rules(page_rules, nonblank, normalized, head, verdicts)
     removed_by = {i: rule.name for i, rule in verdicts.items()}
     _repeated_headline(title, site_name, nonblank, normalized, head, removed_by)
     _caption_neighbours(nonblank, normalized, verdicts, removed_by,
@@ -275,8 +290,8 @@ def clean(
 
     kept = [normalized[i] for i in nonblank if i not in removed_by]
     removed = sorted(
-        [*glued, *(RemovedLine(position=i, line=lines[i], rule=removed_by[i])
-                   for i in removed_by)],
+        [*glued, *cuts,
+         *(RemovedLine(position=i, line=lines[i], rule=removed_by[i]) for i in removed_by)],
         key=lambda r: r.position,
     )
     return Cleaned(text="\n".join(kept), removed=tuple(removed))
@@ -312,35 +327,54 @@ def _glued_credits(
     return cut
 
 
+def _cut_match(rule: Rule, line: str) -> tuple[str, str] | None:
+    """(the match, the sentence before it) when ``rule`` cuts only its match from ``line``.
+
+    A paragraph of the article that ends in a "Read more »" link keeps its
+    sentence; the label goes (``cut: match``). The cut starts at the match's
+    first letter (the punctuation it opens with ends the sentence). None
+    when the line is no sentence without the match, or a listing's entry (a
+    list item, a table row: another page's excerpt with its link): the rule
+    removes it whole.
+    """
+    if not rule.cuts_match or rule.pattern is None or line[0] in _LIST_MARKS or line[0] == "|":
+        return None
+    found = rule.pattern.search(line)
+    if found is None:
+        return None
+    letter = _FIRST_WORD_CHARACTER.search(line, found.start(), found.end())
+    start = letter.start() if letter is not None else found.start()
+    before = line[:start].rstrip()
+    return (line[start:], before) if is_prose(before) else None
+
+
 def _apply_line_rules(
     rules: Sequence[Rule],
     nonblank: Sequence[int],
-    normalized: Sequence[str],
+    normalized: list[str],
     head: frozenset[int],
     verdicts: dict[int, Rule],
-) -> None:
-    # Rule.matches() written out, each rule's parts fetched once per page, not
-    # once per line; the rules of the head and of the rest listed once.
+) -> list[RemovedLine]:
+    """The line rules' verdicts, and the matches cut from sentences (:func:`_cut_match`).
+
+    A cut edits ``normalized`` in place: the line becomes the sentence, which
+    the rules then see as any other line.
+    """
     head_plan = _plan(rules)
     body_plan = _plan(r for r in rules if r.where == "any")
     candidates: dict[int, Rule] = {}
+    cuts: list[RemovedLine] = []
     for i in nonblank:
-        line = normalized[i]
-        words = _word_count(line)
-        key = None  # the exact-line key, made for the first exact rule reached
-        for rule, limit, search, removes_prose, lines in (head_plan if i in head else body_plan):
-            if words > limit:
-                continue
-            if search is not None:
-                if search(line) is None or (not removes_prose and is_prose(line)):
-                    continue
-            else:
-                if key is None:
-                    key = _exact_key(line)
-                if key not in lines:
-                    continue
+        plan = head_plan if i in head else body_plan
+        rule = _first_rule(normalized[i], plan)
+        if rule is not None and rule.cuts_match:
+            cut = _cut_match(rule, normalized[i])
+            if cut is not None:
+                cuts.append(RemovedLine(position=i, line=cut[0], rule=rule.name))
+                normalized[i] = cut[1]
+                rule = _first_rule(cut[1], plan)
+        if rule is not None:
             candidates[i] = rule
-            break
     # min_run: a rule that needs company keeps only the lines that have it.
     run: list[int] = []
     for i in [*nonblank, -1]:
@@ -352,9 +386,30 @@ def _apply_line_rules(
             run = []
         if current is not None:
             run.append(i)
+    return cuts
 
 
 _Step = tuple[Rule, float, Callable[[str], object] | None, bool, frozenset[str]]
+
+
+def _first_rule(line: str, plan: Sequence[_Step]) -> Rule | None:
+    """The first rule of ``plan`` that fires on ``line``: Rule.matches() written out,
+    each rule's parts fetched once per page, not once per line."""
+    words = _word_count(line)
+    key = None  # the exact-line key, made for the first exact rule reached
+    for rule, limit, search, removes_prose, lines in plan:
+        if words > limit:
+            continue
+        if search is not None:
+            if search(line) is None or (not removes_prose and is_prose(line)):
+                continue
+        else:
+            if key is None:
+                key = _exact_key(line)
+            if key not in lines:
+                continue
+        return rule
+    return None
 
 
 def _plan(rules: Iterable[Rule]) -> tuple[_Step, ...]:
@@ -469,7 +524,10 @@ def _comment_thread(
         rule = verdicts.get(i)
         if rule is None or rule.group != "dateline" or i in head:
             continue
-        found = _SIGNED_BY.search(normalized[i])
+        line = normalized[i]
+        if _UPDATE_STAMP.match(line) or not _SIGNATURE_YEAR.search(line):
+            continue  # a live blog's stamp, not a comment's signature
+        found = _SIGNED_BY.search(line)
         if found is not None:
             signed.append((i, " ".join(found["name"].casefold().split())))
     if len({name for _, name in signed}) < COMMENT_MIN_AUTHORS:
@@ -619,11 +677,14 @@ class RuleEntry(Strict):
     min_run: Count = 1
     case: Literal["sensitive", "insensitive"] = "insensitive"
     on_prose: Literal["keep", "remove"] = "keep"
+    cut: Literal["line", "match"] = "line"
 
     @model_validator(mode="after")
     def _one_matcher(self) -> RuleEntry:
         if (self.regex is None) == (self.lines is None):
             raise ValueError("give exactly one of regex or lines")
+        if self.cut == "match" and self.regex is None:
+            raise ValueError("cut: match needs a regex (an exact line is cut whole)")
         if self.regex is not None:
             try:
                 re.compile(self.regex)
@@ -644,6 +705,7 @@ class RuleEntry(Strict):
             where=self.where,
             min_run=self.min_run,
             removes_prose=self.on_prose == "remove",
+            cuts_match=self.cut == "match",
         )
 
 

@@ -105,7 +105,8 @@ __all__ = [
 #    of a box named as comments, sign-up, widget, tags (refuse_form_lines):
 #    what trafilatura leaves of a comment section or a newsletter box.
 #    And it loses the cards it ends with: list items that each hold a heading
-#    (refuse_teaser_cards), other articles' headlines and summaries.
+#    (refuse_teaser_cards), other articles' headlines and summaries; in a
+#    numbered list only items that link out (a listicle's entries stay).
 #
 # Other settings (measured on the ScrapingHub set):
 #   include_comments=False reader comments are not the article (precision
@@ -195,11 +196,14 @@ UNION_PARTS_BELOW: Final = 0.25
 # article, and a copy of readability cannot answer it. The twin (agreement
 # >= TWIN_AGREEMENT with an earlier candidate) is then left out, and the
 # choice is the primary's against readability's on link text and the
-# description, the primary winning a tie, as when they agree. Any twin bound
-# from 0.7 to 0.99 gives the same figures; the nesting bound is the tuning
-# halves' (at 0.9 one more page changes: a primary holding a headline
-# readability lacks).
-TWIN_AGREEMENT: Final = 0.95
+# description, the primary winning a tie, as when they agree. The twin is
+# word for word readability's text (agreement 1: the same words, however
+# split into lines); a candidate that merely agrees at 0.95 (ScrapingHub
+# b3c19dd5: readability less a breadcrumb, 0.966) is another opinion and
+# keeps its vote. On both sets every twin caught at 0.95 that changed a
+# choice agrees at exactly 1. The nesting bound is the tuning halves' (at
+# 0.9 one more page changes: a primary holding a headline readability lacks).
+TWIN_AGREEMENT: Final = 1.0
 NESTED_CONTAINS: Final = 0.99
 # The recall-mode text replaces an unfinished one when it holds at least
 # this share of the unfinished text's words (it continues the same text,
@@ -210,7 +214,8 @@ FULLER_MAX_LINK_SHARE: Final = 0.5
 # A list whose items each hold a heading is a list of cards: other articles'
 # headlines and summaries ("latest news", "more from this site"). The text's
 # closing run of at least MIN_CARDS such items, from a list of at least
-# MIN_CARDS of them, goes (refuse_teaser_cards).
+# MIN_CARDS of them, goes (refuse_teaser_cards). In a numbered list only the
+# items that link out count: a listicle's entries are numbered and headed too.
 MIN_CARDS: Final = 2
 
 _WORD = re.compile(r"\w+")
@@ -506,11 +511,12 @@ def _twin_of(bags: Sequence[Counter[str]]) -> int | None:
     """The index of a later bag that repeats an earlier one holding the first bag whole.
 
     Of three or more bags: bag ``j`` agrees with an earlier bag ``i`` (both
-    after the first) at least :data:`TWIN_AGREEMENT`, and ``i`` holds at
-    least :data:`NESTED_CONTAINS` of the first bag's words. Balanced mode's
-    fallback hands back readability's text when it is more than twice its
-    own; counted as a second vote, it outvotes a primary that is all inside
-    it. None otherwise (an empty first bag is inside nothing).
+    after the first) at least :data:`TWIN_AGREEMENT` (1: the same words),
+    and ``i`` holds at least :data:`NESTED_CONTAINS` of the first bag's
+    words. Balanced mode's fallback hands back readability's text when it is
+    more than twice its own; counted as a second vote, it outvotes a primary
+    that is all inside it. A bag that only comes close is another opinion.
+    None otherwise (an empty first bag is inside nothing).
     """
     if len(bags) < 3 or not bags[0]:
         return None
@@ -635,7 +641,11 @@ def refuse_teaser_cards(text: str, tree: Any) -> str:
     of them, at least :data:`MIN_CARDS`, is a list of other articles'
     headlines and summaries (the site's latest news beside a post), which
     precision mode keeps when it sits in the article's container. An
-    article's own lists hold words, not headings. Structure, not wording:
+    article's own lists hold words, not headings, but for one: a numbered
+    list (``<ol>``) of headed entries, a listicle's ("Ten best laptops":
+    each a name and the article's review). There a card is an item that
+    links out (an ``<a href>`` in it: its headline or a "Read more" leads
+    to the other article). Structure, not wording:
     a line goes when it is, whole, the text of such an item (trafilatura's
     "- " before a list item aside), and only in the run of at least
     :data:`MIN_CARDS` such lines that ends the text after other lines; a
@@ -659,14 +669,28 @@ def _card_texts(tree: Any) -> set[str]:
     """The texts of the items of every list of :data:`MIN_CARDS`+ cards, without whitespace.
 
     Without any: a heading and the paragraph after it are one line of the
-    text, with or without a space between them in the page's source.
+    text, with or without a space between them in the page's source. In a
+    numbered list (``<ol>``) only the items that link out are cards: the
+    author numbered the article's own entries (a listicle's reviews, steps),
+    while a ranked list of other articles ("most read") links each one.
     """
-    lists: dict[Any, list[str]] = {}
+    lists: dict[Any, list[Any]] = {}
     for item in tree.iter("li"):
         if next(item.iter(*_HEADINGS), None) is not None:
-            lists.setdefault(item.getparent(), []).append("".join(item.text_content().split()))
-    return {text for items in lists.values() if len(items) >= MIN_CARDS
-            for text in items if text}
+            lists.setdefault(item.getparent(), []).append(item)
+    texts: set[str] = set()
+    for parent, items in lists.items():
+        if parent is not None and parent.tag == "ol":
+            items = [item for item in items if _links_out(item)]
+        if len(items) >= MIN_CARDS:
+            texts.update(text for item in items if (text := "".join(item.text_content().split())))
+    return texts
+
+
+def _links_out(item: Any) -> bool:
+    """Whether a list item holds a link (``<a href>``) or sits inside one."""
+    return any(a.get("href") for a in item.iter("a")) or any(
+        a.get("href") for a in item.iterancestors("a"))
 
 
 def _list_item_text(line: str) -> str:

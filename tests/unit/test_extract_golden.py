@@ -474,3 +474,81 @@ def test_the_fuller_text_replaces_an_unfinished_one_only_when_it_continues_it() 
     assert fuller(chosen, with_menu, links=frozenset()) is with_menu
     # Not longer: nothing to gain.
     assert fuller(chosen, Candidate("recall", ARTICLE), links=frozenset()) is chosen
+
+
+LISTICLE_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>The four best laptops of the year | Gadget Desk</title></head>
+<body><div id="nav"><a href="/">Gadget Desk</a> <a href="/reviews">Reviews</a></div>
+<div class="content">
+<h1>The four best laptops of the year</h1>
+<p>We tested thirty laptops over the summer, running each through a week of office work, a day
+of video editing and a battery test that played films until the screen went dark.</p>
+<p>These four stood out, and each suits a different kind of buyer, so read the short reviews
+below before you spend your money.</p>
+<ol>
+<li><h2>The Aster 14</h2><p>The best laptop for most people: its keyboard is a pleasure to type
+on, the battery lasted eleven hours in our test, and it weighs little more than a kilogram.</p></li>
+<li><h2>The Borealis Pro</h2><p>The fastest machine we tested exported our video project in half
+the time of the others, though its fans were loud and its battery lasted six hours.</p></li>
+<li><h2>The Cirrus Air</h2><p>A budget choice that does not feel cheap: the screen is dim outdoors,
+but the case and the trackpad are as good as those of laptops twice its price.</p></li>
+<li><h2>The Delta Flip</h2><p>Its screen folds back into a tablet, which makes it the best choice
+for students who take notes by hand, and its pen comes in the box.</p></li>
+</ol>
+</div>
+<div id="footer"><a href="/about">About us</a></div>
+</body></html>"""
+LISTICLE_ENTRIES = [
+    "- The Aster 14 The best laptop for most people: its keyboard is a pleasure to type on, the "
+    "battery lasted eleven hours in our test, and it weighs little more than a kilogram.",
+    "- The Borealis Pro The fastest machine we tested exported our video project in half the time "
+    "of the others, though its fans were loud and its battery lasted six hours.",
+    "- The Cirrus Air A budget choice that does not feel cheap: the screen is dim outdoors, but "
+    "the case and the trackpad are as good as those of laptops twice its price.",
+    "- The Delta Flip Its screen folds back into a tablet, which makes it the best choice for "
+    "students who take notes by hand, and its pen comes in the box.",
+]
+
+
+def test_a_listicle_keeps_its_numbered_entries() -> None:
+    # "The four best laptops": the article ends with a numbered list whose
+    # items each hold a heading and the article's own review. They link
+    # nowhere: they are no teaser cards, and all four stay.
+    extracted = extract(LISTICLE_PAGE.encode(), url="http://127.0.0.1:8000/listicle")
+    assert extracted.text.splitlines()[-4:] == LISTICLE_ENTRIES
+
+
+def test_numbered_cards_that_link_out_are_refused() -> None:
+    # A ranked list of other articles ("most read") links each headline: cards.
+    page = lxml.html.fromstring(
+        '<div><p>Work starts in May.</p><ol>'
+        '<li><h3><a href="/news/1">Ferry timetable changes</a></h3><p>Two are cancelled.</p></li>'
+        '<li><h3><a href="/news/2">Choir wins the cup</a></h3><p>Forty children sang.</p></li>'
+        '</ol></div>')
+    text = ("Work starts in May.\n- Ferry timetable changes Two are cancelled.\n"
+            "- Choir wins the cup Forty children sang.")
+    assert refuse_teaser_cards(text, page) == "Work starts in May."
+    # The same numbered items without their links are the article's own entries.
+    for anchor in page.iter("a"):
+        anchor.drop_tag()
+    assert refuse_teaser_cards(text, page) == text
+
+
+def test_a_candidate_close_to_readability_is_no_twin() -> None:
+    # Balanced mode's own text that differs from readability's by one
+    # caption (agreement 0.97) is a second opinion, not readability's text
+    # handed back: it keeps its vote, and the text between the other two
+    # agrees most. Only the same words make a twin.
+    slideshow = [f"Photo {n}: boats, nets and gulls at the quay on a grey morning."
+                 for n in range(30)]
+    whole = "\n".join([ARTICLE, *slideshow])
+    close = "\n".join([ARTICLE, *slideshow[:-1]])
+    assert 0.95 <= agreement(whole, close) < 1.0
+    candidates = [Candidate("precision", ARTICLE), Candidate("readability", whole),
+                  Candidate("balanced", close)]
+    assert choose(candidates, links=frozenset(), description=None).name == "balanced"
+    # The same words in other lines are still readability's text: one vote.
+    relined = " ".join(whole.splitlines())
+    twins = [*candidates[:2], Candidate("balanced", relined)]
+    assert choose(twins, links=frozenset(), description=None).name == "precision"
