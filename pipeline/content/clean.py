@@ -209,7 +209,7 @@ class Rule:
     # label, a credit): see "Never a sentence" in the module docstring.
     removes_prose: bool = False
     # True (``cut: match``) for a rule whose match closes a line that is a
-    # sentence without it: there only the match goes (_cut_match).
+    # sentence without it: there only the match goes (_cut_matches).
     cuts_match: bool = False
 
     def matches(self, normalized: str, words: int) -> bool:
@@ -276,10 +276,11 @@ def clean(
     nonblank = [i for i, line in enumerate(lines) if line]
     page_rules = ruleset.for_page(url, site_name)
     glued = _glued_credits(page_rules, nonblank, normalized)
+    glued += _cut_matches(page_rules, nonblank, normalized)
     head = _head(nonblank, normalized)
 
     verdicts: dict[int, Rule] = {}
-    cuts = _apply_line_rules(page_rules, nonblank, normalized, head, verdicts)
+    _apply_line_rules(page_rules, nonblank, normalized, head, verdicts)
     removed_by = {i: rule.name for i, rule in verdicts.items()}
     _repeated_headline(title, site_name, nonblank, normalized, head, removed_by)
     _caption_neighbours(nonblank, normalized, verdicts, removed_by,
@@ -290,8 +291,8 @@ def clean(
 
     kept = [normalized[i] for i in nonblank if i not in removed_by]
     removed = sorted(
-        [*glued, *cuts,
-         *(RemovedLine(position=i, line=lines[i], rule=removed_by[i]) for i in removed_by)],
+        [*glued, *(RemovedLine(position=i, line=lines[i], rule=removed_by[i])
+                   for i in removed_by)],
         key=lambda r: r.position,
     )
     return Cleaned(text="\n".join(kept), removed=tuple(removed))
@@ -327,54 +328,72 @@ def _glued_credits(
     return cut
 
 
-def _cut_match(rule: Rule, line: str) -> tuple[str, str] | None:
-    """(the match, the sentence before it) when ``rule`` cuts only its match from ``line``.
+def _cut_matches(
+    rules: Sequence[Rule], nonblank: Sequence[int], normalized: list[str]
+) -> list[RemovedLine]:
+    """Cut a ``cut: match`` rule's match from a paragraph that is a sentence without it.
 
     A paragraph of the article that ends in a "Read more »" link keeps its
-    sentence; the label goes (``cut: match``). The cut starts at the match's
-    first letter (the punctuation it opens with ends the sentence). None
-    when the line is no sentence without the match, or a listing's entry (a
-    list item, a table row: another page's excerpt with its link): the rule
-    removes it whole.
+    sentence; the label goes. The cut starts at the match's first letter
+    (the punctuation it opens with ends the sentence). A line that is no
+    sentence without the match, or a listing's entry (a list item, a table
+    row: an excerpt of another page with its link), is left to the line
+    rules, which remove it whole. ``normalized`` is edited in place.
     """
-    if not rule.cuts_match or rule.pattern is None or line[0] in _LIST_MARKS or line[0] == "|":
-        return None
-    found = rule.pattern.search(line)
-    if found is None:
-        return None
-    letter = _FIRST_WORD_CHARACTER.search(line, found.start(), found.end())
-    start = letter.start() if letter is not None else found.start()
-    before = line[:start].rstrip()
-    return (line[start:], before) if is_prose(before) else None
+    cutters = [(r, r.pattern) for r in rules if r.cuts_match and r.pattern is not None]
+    if not cutters:
+        return []
+    cut: list[RemovedLine] = []
+    for i in nonblank:
+        line = normalized[i]
+        if line[0] in _LIST_MARKS or line[0] == "|":
+            continue
+        words = _word_count(line)
+        for rule, pattern in cutters:
+            if rule.max_words is not None and words > rule.max_words:
+                continue
+            found = pattern.search(line)
+            if found is None:
+                continue
+            letter = _FIRST_WORD_CHARACTER.search(line, found.start(), found.end())
+            start = letter.start() if letter is not None else found.start()
+            before = line[:start].rstrip()
+            if is_prose(before):
+                cut.append(RemovedLine(position=i, line=line[start:], rule=rule.name))
+                normalized[i] = before
+                break
+    return cut
 
 
 def _apply_line_rules(
     rules: Sequence[Rule],
     nonblank: Sequence[int],
-    normalized: list[str],
+    normalized: Sequence[str],
     head: frozenset[int],
     verdicts: dict[int, Rule],
-) -> list[RemovedLine]:
-    """The line rules' verdicts, and the matches cut from sentences (:func:`_cut_match`).
-
-    A cut edits ``normalized`` in place: the line becomes the sentence, which
-    the rules then see as any other line.
-    """
+) -> None:
+    # Rule.matches() written out, each rule's parts fetched once per page, not
+    # once per line; the rules of the head and of the rest listed once.
     head_plan = _plan(rules)
     body_plan = _plan(r for r in rules if r.where == "any")
     candidates: dict[int, Rule] = {}
-    cuts: list[RemovedLine] = []
     for i in nonblank:
-        plan = head_plan if i in head else body_plan
-        rule = _first_rule(normalized[i], plan)
-        if rule is not None and rule.cuts_match:
-            cut = _cut_match(rule, normalized[i])
-            if cut is not None:
-                cuts.append(RemovedLine(position=i, line=cut[0], rule=rule.name))
-                normalized[i] = cut[1]
-                rule = _first_rule(cut[1], plan)
-        if rule is not None:
+        line = normalized[i]
+        words = _word_count(line)
+        key = None  # the exact-line key, made for the first exact rule reached
+        for rule, limit, search, removes_prose, lines in (head_plan if i in head else body_plan):
+            if words > limit:
+                continue
+            if search is not None:
+                if search(line) is None or (not removes_prose and is_prose(line)):
+                    continue
+            else:
+                if key is None:
+                    key = _exact_key(line)
+                if key not in lines:
+                    continue
             candidates[i] = rule
+            break
     # min_run: a rule that needs company keeps only the lines that have it.
     run: list[int] = []
     for i in [*nonblank, -1]:
@@ -386,30 +405,9 @@ def _apply_line_rules(
             run = []
         if current is not None:
             run.append(i)
-    return cuts
 
 
 _Step = tuple[Rule, float, Callable[[str], object] | None, bool, frozenset[str]]
-
-
-def _first_rule(line: str, plan: Sequence[_Step]) -> Rule | None:
-    """The first rule of ``plan`` that fires on ``line``: Rule.matches() written out,
-    each rule's parts fetched once per page, not once per line."""
-    words = _word_count(line)
-    key = None  # the exact-line key, made for the first exact rule reached
-    for rule, limit, search, removes_prose, lines in plan:
-        if words > limit:
-            continue
-        if search is not None:
-            if search(line) is None or (not removes_prose and is_prose(line)):
-                continue
-        else:
-            if key is None:
-                key = _exact_key(line)
-            if key not in lines:
-                continue
-        return rule
-    return None
 
 
 def _plan(rules: Iterable[Rule]) -> tuple[_Step, ...]:
