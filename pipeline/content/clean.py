@@ -149,7 +149,6 @@ COMMENT_MIN_AUTHORS = 3
 _TERMINAL = frozenset(".!?…")
 _CLOSERS = "\"'\u201d\u2019\u00bb)]*"  # straight and curly closing quotes
 _WORD = re.compile(r"\w+")
-_FIRST_WORD_CHARACTER = re.compile(r"\w")
 _LETTERS = re.compile(r"[\W\d_]+")
 # Punctuation around a word, and an elided French article: "(Putin,", "d'Israël".
 _WORD_EDGES = re.compile(r"^\W+|\W+$")
@@ -208,9 +207,6 @@ class Rule:
     # prose even when it has a sentence's shape (an appeal, a "READ MORE:"
     # label, a credit): see "Never a sentence" in the module docstring.
     removes_prose: bool = False
-    # True (``cut: match``) for a rule whose match closes a line that is a
-    # sentence without it: there only the match goes (_cut_matches).
-    cuts_match: bool = False
 
     def matches(self, normalized: str, words: int) -> bool:
         """Whether the rule fires on the line, the prose guard included."""
@@ -276,7 +272,6 @@ def clean(
     nonblank = [i for i, line in enumerate(lines) if line]
     page_rules = ruleset.for_page(url, site_name)
     glued = _glued_credits(page_rules, nonblank, normalized)
-    glued += _cut_matches(page_rules, nonblank, normalized)
     head = _head(nonblank, normalized)
 
     verdicts: dict[int, Rule] = {}
@@ -324,43 +319,6 @@ def _glued_credits(
             if rule is not None and not is_prose(before):
                 cut.append(RemovedLine(position=i, line=before, rule=f"{rule.name}+glued"))
                 normalized[i] = after
-                break
-    return cut
-
-
-def _cut_matches(
-    rules: Sequence[Rule], nonblank: Sequence[int], normalized: list[str]
-) -> list[RemovedLine]:
-    """Cut a ``cut: match`` rule's match from a paragraph that is a sentence without it.
-
-    A paragraph of the article that ends in a "Read more »" link keeps its
-    sentence; the label goes. The cut starts at the match's first letter
-    (the punctuation it opens with ends the sentence). A line that is no
-    sentence without the match, or a listing's entry (a list item, a table
-    row: an excerpt of another page with its link), is left to the line
-    rules, which remove it whole. ``normalized`` is edited in place.
-    """
-    cutters = [(r, r.pattern) for r in rules if r.cuts_match and r.pattern is not None]
-    if not cutters:
-        return []
-    cut: list[RemovedLine] = []
-    for i in nonblank:
-        line = normalized[i]
-        if line[0] in _LIST_MARKS or line[0] == "|":
-            continue
-        words = _word_count(line)
-        for rule, pattern in cutters:
-            if rule.max_words is not None and words > rule.max_words:
-                continue
-            found = pattern.search(line)
-            if found is None:
-                continue
-            letter = _FIRST_WORD_CHARACTER.search(line, found.start(), found.end())
-            start = letter.start() if letter is not None else found.start()
-            before = line[:start].rstrip()
-            if is_prose(before):
-                cut.append(RemovedLine(position=i, line=line[start:], rule=rule.name))
-                normalized[i] = before
                 break
     return cut
 
@@ -675,14 +633,11 @@ class RuleEntry(Strict):
     min_run: Count = 1
     case: Literal["sensitive", "insensitive"] = "insensitive"
     on_prose: Literal["keep", "remove"] = "keep"
-    cut: Literal["line", "match"] = "line"
 
     @model_validator(mode="after")
     def _one_matcher(self) -> RuleEntry:
         if (self.regex is None) == (self.lines is None):
             raise ValueError("give exactly one of regex or lines")
-        if self.cut == "match" and self.regex is None:
-            raise ValueError("cut: match needs a regex (an exact line is cut whole)")
         if self.regex is not None:
             try:
                 re.compile(self.regex)
@@ -703,7 +658,6 @@ class RuleEntry(Strict):
             where=self.where,
             min_run=self.min_run,
             removes_prose=self.on_prose == "remove",
-            cuts_match=self.cut == "match",
         )
 
 

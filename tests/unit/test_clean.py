@@ -610,38 +610,3 @@ def test_a_live_blog_signed_by_several_reporters_is_no_thread(stamps: list[str])
                     site_name=None)
     assert "comment_thread" not in {r.rule for r in cleaned.removed}
     assert all(entry in cleaned.text.splitlines() for entry in entries)
-
-
-@pytest.mark.parametrize(
-    ("sentence", "label"),
-    [
-        ("The council published its full report on the bridge repairs on Monday.",
-         "Read more »"),
-        ("Le maire a présenté mardi le nouveau plan de circulation du centre-ville.",
-         "Lire la suite »"),
-        ("Der Stadtrat hat am Dienstag die Schließung der alten Brücke beschlossen.",
-         "Weiterlesen"),
-    ],
-)
-def test_a_read_more_link_costs_a_paragraph_its_label_and_a_teaser_its_line(
-    sentence: str, label: str
-) -> None:
-    lead = "The council voted on Tuesday to close the old bridge, the mayor said.\n"
-    # A paragraph closed by the link keeps its sentence; the label goes.
-    cleaned = clean(f"{lead}{sentence} {label}\n", title=None, url="https://example.org/a",
-                    site_name=None)
-    assert cleaned.text.splitlines()[-1] == sentence
-    assert [(r.line, r.rule) for r in cleaned.removed] == [(label, "teaser_more_link")]
-    # A listing's entry (a list item, a table row) is another page's excerpt
-    # with its link, and a line that is no sentence without the label a
-    # teaser's headline: they go whole.
-    for line in (f"- {sentence} {label}", f"| {sentence} {label} |",
-                 f"Council Publishes Bridge Report {label}"):
-        teaser = clean(f"{lead}{line}\n", title=None, url="https://example.org/a",
-                       site_name=None)
-        assert [(r.line, r.rule) for r in teaser.removed] == [(line, "teaser_more_link")]
-
-
-def test_a_cut_needs_a_regex() -> None:
-    with pytest.raises(RuleError, match="cut: match needs a regex"):
-        parse_rules(_rule(lines=["Read more"], cut="match"))
