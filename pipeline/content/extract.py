@@ -688,9 +688,22 @@ def _card_texts(tree: Any) -> set[str]:
 
 
 def _links_out(item: Any) -> bool:
-    """Whether a list item holds a link (``<a href>``) or sits inside one."""
-    return any(a.get("href") for a in item.iter("a")) or any(
-        a.get("href") for a in item.iterancestors("a"))
+    """Whether a list item's heading links to another page, or the item sits inside a link.
+
+    A card's headline is the link to its article. A link elsewhere in the
+    item (a review's shop link) or a heading's anchor to itself
+    (``href="#..."``, a CMS's permalink) leads to no other article.
+    """
+    heading = next(item.iter(*_HEADINGS), None)
+    anchors = [*(heading.iter("a") if heading is not None else ()), *item.iterancestors("a")]
+    return any(_leads_away(a.get("href")) for a in anchors)
+
+
+def _leads_away(href: str | None) -> bool:
+    """A link's target is another page: not empty, not an anchor in this one, not a script."""
+    target = (href or "").strip()
+    return bool(target) and not target.startswith("#") and not target.lower().startswith(
+        "javascript:")
 
 
 def _list_item_text(line: str) -> str:

@@ -519,6 +519,23 @@ def test_a_listicle_keeps_its_numbered_entries() -> None:
     assert extracted.text.splitlines()[-4:] == LISTICLE_ENTRIES
 
 
+def test_a_listicle_with_shop_links_and_permalinks_keeps_its_entries() -> None:
+    # A review links to a shop and a CMS anchors each heading (href="#..."):
+    # those links lead to no other article, and the entries stay.
+    shop = LISTICLE_PAGE.replace(
+        "</p></li>", ' <a href="https://shop.example/deal">See the price at Best Buy</a></p></li>')
+    anchored = shop
+    for name in ("Aster 14", "Borealis Pro", "Cirrus Air", "Delta Flip"):
+        slug = name.split()[0].lower()
+        anchored = anchored.replace(f"<h2>The {name}</h2>",
+                                    f'<h2><a href="#{slug}" id="{slug}">The {name}</a></h2>')
+    for page in (shop, anchored):
+        text = extract(page.encode(), url="http://127.0.0.1:8000/listicle").text
+        for entry in LISTICLE_ENTRIES:
+            review = entry.split(" ", 4)[4]  # after "- The <name> <name>"
+            assert review.removesuffix(".") in text
+
+
 def test_numbered_cards_that_link_out_are_refused() -> None:
     # A ranked list of other articles ("most read") links each headline: cards.
     page = lxml.html.fromstring(
