@@ -23,6 +23,7 @@ clean stage works on lines.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -75,9 +76,11 @@ __all__ = [
 # even halves and checked on the odd ones; the figures are in the README.
 #
 # 0. The tree, before any extractor: the source's line breaks become spaces,
-#    empty elements go with their tails kept (precision mode would drop the
-#    text after them), and a bare text run that starts a block of paragraphs
-#    or follows a photo caption in it gets a <br> (trafilatura drops it).
+#    a table that lays the page out becomes blocks (trafilatura reads a table
+#    as rows of data cells), empty elements go with their tails kept
+#    (precision mode would drop the text after them), and a bare text run
+#    that starts a block of paragraphs or follows a photo caption in it gets
+#    a <br> (trafilatura drops it).
 # 1. The primary: trafilatura's precision mode without its fallback
 #    extractors (fast=True), metadata included. Its fallbacks (readability,
 #    jusText) replaced a result by length alone; we run readability ourselves
@@ -277,6 +280,12 @@ _INLINE: Final = frozenset({
     "tt", "u", "var", "wbr",
 })
 _MIN_PARAGRAPH_MARKS: Final = 2
+# A layout table's cell holds a table or a block of text: at least
+# _LAYOUT_MIN_BLOCKS of these elements and _LAYOUT_MIN_WORDS words
+# (_unwrap_layout_tables).
+_LAYOUT_BLOCKS: Final = ("p", "br", "div", "ul", "ol", "blockquote", *("h1", "h2", "h3", "h4"))
+_LAYOUT_MIN_BLOCKS: Final = 2
+_LAYOUT_MIN_WORDS: Final = 30
 _HEADINGS: Final = ("h1", "h2", "h3", "h4", "h5", "h6")
 # readability's HTML to lines: a new line at each of these elements.
 _BLOCKS: Final = frozenset({
@@ -379,6 +388,7 @@ def _prepare(tree: Any, *, url: str) -> Document:
     """
     _collapse_source_breaks(tree)
     meta = _metadata(tree, url=url)
+    _unwrap_layout_tables(tree)
     _free_tails_of_empty_elements(tree)
     _break_before_runs(tree)
     return meta
@@ -754,6 +764,47 @@ def _collapse_source_breaks(tree: Any, breaks: lxml.etree.XPath | None = None) -
             parent.tail = _SPACE.sub(" ", text)
         else:
             parent.text = _SPACE.sub(" ", text)
+
+
+def _unwrap_layout_tables(tree: Any) -> None:
+    """Turn the tables that lay a page out into the blocks they stand for.
+
+    A page laid out with ``<table>`` puts its article in a cell (one big cell,
+    often a table inside a table) as paragraphs, ``<br>`` runs and lists.
+    trafilatura reads every table as data: a row becomes one line of cells
+    joined by "|", the paragraphs of a cell run together, and a list in a
+    cell is dropped outside recall mode. A table is layout when none of its
+    own cells is a header (``<th>``) and one of them holds a table or a block
+    of text: :data:`_LAYOUT_MIN_BLOCKS` paragraphs, ``<br>`` or lists and
+    :data:`_LAYOUT_MIN_WORDS` words. A data table's cells hold a figure or a
+    name each. Its own rows and cells become ``<div>`` (a nested data table
+    stays a table): one walk over the cells.
+    """
+    cells: dict[Any, list[Any]] = {}
+    for cell in tree.iter("td", "th"):
+        table = next(cell.iterancestors("table"), None)
+        if table is not None:
+            cells.setdefault(table, []).append(cell)
+    for table, own in cells.items():
+        if any(cell.tag == "th" for cell in own) or not any(_holds_blocks(c) for c in own):
+            continue
+        rows = [row for row in table.iter("tr")
+                if next(row.iterancestors("table"), None) is table]
+        for element in (table, *rows, *own):
+            element.tag = "div"
+        for child in table:
+            if child.tag in ("tbody", "thead", "tfoot"):
+                child.tag = "div"
+
+
+def _holds_blocks(cell: Any) -> bool:
+    """A cell that holds a table, or a block of text (:func:`_unwrap_layout_tables`)."""
+    if next(cell.iter("table"), None) is not None:
+        return True
+    marks = itertools.islice(cell.iter(*_LAYOUT_BLOCKS), _LAYOUT_MIN_BLOCKS)
+    if sum(1 for _ in marks) < _LAYOUT_MIN_BLOCKS:
+        return False
+    return len(cell.text_content().split()) >= _LAYOUT_MIN_WORDS
 
 
 def _free_tails_of_empty_elements(tree: Any) -> None:
