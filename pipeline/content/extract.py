@@ -291,6 +291,7 @@ _MIN_PARAGRAPH_MARKS: Final = 2
 _LAYOUT_BLOCKS: Final = ("p", "br", "div", "ul", "ol", "blockquote", *("h1", "h2", "h3", "h4"))
 _LAYOUT_MIN_BLOCKS: Final = 2
 _LAYOUT_MIN_WORDS: Final = 30
+_ROW_GROUPS: Final = frozenset({"tbody", "thead", "tfoot"})
 _HEADINGS: Final = ("h1", "h2", "h3", "h4", "h5", "h6")
 # readability's HTML to lines: a new line at each of these elements.
 _BLOCKS: Final = frozenset({
@@ -812,23 +813,20 @@ def _unwrap_layout_tables(tree: Any) -> None:
     of text: :data:`_LAYOUT_MIN_BLOCKS` paragraphs, ``<br>`` or lists and
     :data:`_LAYOUT_MIN_WORDS` words. A data table's cells hold a figure or a
     name each. Its own rows and cells become ``<div>`` (a nested data table
-    stays a table): one walk over the cells.
+    stays a table): one pass over the tables, their rows and cells.
     """
-    cells: dict[Any, list[Any]] = {}
-    for cell in tree.iter("td", "th"):
-        table = next(cell.iterancestors("table"), None)
-        if table is not None:
-            cells.setdefault(table, []).append(cell)
-    for table, own in cells.items():
-        if any(cell.tag == "th" for cell in own) or not any(_holds_blocks(c) for c in own):
+    for table in list(tree.iter("table")):
+        rows = [child for child in table if child.tag == "tr"]
+        groups = [child for child in table if child.tag in _ROW_GROUPS]
+        for group in groups:
+            rows.extend(child for child in group if child.tag == "tr")
+        cells = [cell for row in rows for cell in row if cell.tag in ("td", "th")]
+        if not cells or any(cell.tag == "th" for cell in cells):
             continue
-        rows = [row for row in table.iter("tr")
-                if next(row.iterancestors("table"), None) is table]
-        for element in (table, *rows, *own):
+        if not any(_holds_blocks(cell) for cell in cells):
+            continue
+        for element in (table, *groups, *rows, *cells):
             element.tag = "div"
-        for child in table:
-            if child.tag in ("tbody", "thead", "tfoot"):
-                child.tag = "div"
 
 
 def _holds_blocks(cell: Any) -> bool:
