@@ -23,6 +23,7 @@ clean stage works on lines.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -75,9 +76,11 @@ __all__ = [
 # even halves and checked on the odd ones; the figures are in the README.
 #
 # 0. The tree, before any extractor: the source's line breaks become spaces,
-#    empty elements go with their tails kept (precision mode would drop the
-#    text after them), and a bare text run that starts a block of paragraphs
-#    or follows a photo caption in it gets a <br> (trafilatura drops it).
+#    a table that lays the page out becomes blocks (trafilatura reads a table
+#    as rows of data cells), empty elements go with their tails kept
+#    (precision mode would drop the text after them), and a bare text run
+#    that starts a block of paragraphs or follows a photo caption in it gets
+#    a <br> (trafilatura drops it).
 # 1. The primary: trafilatura's precision mode without its fallback
 #    extractors (fast=True), metadata included. Its fallbacks (readability,
 #    jusText) replaced a result by length alone; we run readability ourselves
@@ -219,6 +222,11 @@ FULLER_MAX_LINK_SHARE: Final = 0.5
 MIN_CARDS: Final = 2
 
 _WORD = re.compile(r"\w+")
+# A page's own declaration that it is UTF-8: <meta charset="utf-8"> or the
+# http-equiv Content-Type's charset (_decode). Searched in the head, or in the
+# first _HEAD_BYTES when the page has no </head>.
+_DECLARES_UTF8: Final = re.compile(rb"<meta\b[^>]*\bcharset\s*=\s*[\"']?\s*utf-?8\b", re.IGNORECASE)
+_HEAD_BYTES: Final = 16384
 _SPACE = re.compile(r"\s+")
 _SPACES_IN_LINE = re.compile(r"[^\S\n]+")
 _LANG_TAG = re.compile(r"([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*")
@@ -282,6 +290,13 @@ _INLINE: Final = frozenset({
     "tt", "u", "var", "wbr",
 })
 _MIN_PARAGRAPH_MARKS: Final = 2
+# A layout table's cell holds a table or a block of text: at least
+# _LAYOUT_MIN_BLOCKS of these elements and _LAYOUT_MIN_WORDS words
+# (_unwrap_layout_tables).
+_LAYOUT_BLOCKS: Final = ("p", "br", "div", "ul", "ol", "blockquote", *("h1", "h2", "h3", "h4"))
+_LAYOUT_MIN_BLOCKS: Final = 2
+_LAYOUT_MIN_WORDS: Final = 30
+_ROW_GROUPS: Final = frozenset({"tbody", "thead", "tfoot"})
 _HEADINGS: Final = ("h1", "h2", "h3", "h4", "h5", "h6")
 # readability's HTML to lines: a new line at each of these elements.
 _BLOCKS: Final = frozenset({
@@ -337,8 +352,10 @@ def load_html(body: bytes) -> Any:
     """The page's tree as ``trafilatura.load_html(body)`` makes it, or None when it is no HTML.
 
     trafilatura's steps for bytes, one by one (the same decoding, repairs,
-    parser settings, fallback to bytes and "not HTML" test), with one
-    difference: the parser's element class lookup. lxml.html's parser gives
+    parser settings, fallback to bytes and "not HTML" test), with two
+    differences. A page that is not valid UTF-8 but declares it is decoded
+    as UTF-8, as a browser does (:func:`_decode`), not by a detector's
+    guess. And the parser's element class lookup: lxml.html's parser gives
     each element its Python class through ``HtmlElementClassLookup.lookup``,
     a method written in Python that lxml calls whenever Python code meets an
     element without a live proxy: each step of a walk, each XPath result, in
@@ -351,7 +368,7 @@ def load_html(body: bytes) -> Any:
     extraction path uses. Copies of the tree keep the parser, so
     trafilatura's and readability's copies walk as cheaply.
     """
-    text = trafilatura_utils.decode_file(body)
+    text = _decode(body)
     beginning = text[:50].lower()
     dubious = trafilatura_utils.is_dubious_html(beginning)
     text = trafilatura_utils.repair_faulty_html(text, beginning)
@@ -370,6 +387,33 @@ def load_html(body: bytes) -> Any:
     return tree
 
 
+def _decode(body: bytes) -> str:
+    """The page's text: trafilatura's ``decode_file``, but a page that declares UTF-8 is UTF-8.
+
+    trafilatura decodes bytes that are valid UTF-8 as UTF-8 and otherwise
+    takes a charset detector's guess for the whole page. One stray byte (a
+    character pasted in from another encoding, a mangled entity) then turns
+    every accented letter and curly quote of a UTF-8 article into mojibake
+    (a curly apostrophe as three Mac Roman letters, which split the word it
+    sits in). A browser follows the page's
+    ``<meta charset>`` declaration and shows a replacement character for the
+    stray byte; so does this, when the page's head declares UTF-8
+    (:data:`_DECLARES_UTF8`, searched in the bytes before ``</head>``). Only
+    pages that are not valid UTF-8 pay for the search.
+    """
+    content = trafilatura_utils.handle_compressed_file(body)
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    end = content.find(b"</head")
+    head = content[: end if end >= 0 else _HEAD_BYTES]
+    if _DECLARES_UTF8.search(head):
+        return content.decode("utf-8", errors="replace")
+    text: str = trafilatura_utils.decode_file(content)
+    return text
+
+
 def _parse_bytes(text: str) -> Any:
     try:
         return lxml.html.fromstring(text.encode("utf8", "surrogatepass"), parser=_PARSER)
@@ -384,6 +428,7 @@ def _prepare(tree: Any, *, url: str) -> Document:
     """
     _collapse_source_breaks(tree)
     meta = _metadata(tree, url=url)
+    _unwrap_layout_tables(tree)
     _free_tails_of_empty_elements(tree)
     _break_before_runs(tree)
     return meta
@@ -791,6 +836,44 @@ def _collapse_source_breaks(tree: Any, breaks: lxml.etree.XPath | None = None) -
             parent.tail = _SPACE.sub(" ", text)
         else:
             parent.text = _SPACE.sub(" ", text)
+
+
+def _unwrap_layout_tables(tree: Any) -> None:
+    """Turn the tables that lay a page out into the blocks they stand for.
+
+    A page laid out with ``<table>`` puts its article in a cell (one big cell,
+    often a table inside a table) as paragraphs, ``<br>`` runs and lists.
+    trafilatura reads every table as data: a row becomes one line of cells
+    joined by "|", the paragraphs of a cell run together, and a list in a
+    cell is dropped outside recall mode. A table is layout when none of its
+    own cells is a header (``<th>``) and one of them holds a table or a block
+    of text: :data:`_LAYOUT_MIN_BLOCKS` paragraphs, ``<br>`` or lists and
+    :data:`_LAYOUT_MIN_WORDS` words. A data table's cells hold a figure or a
+    name each. Its own rows and cells become ``<div>`` (a nested data table
+    stays a table): one pass over the tables, their rows and cells.
+    """
+    for table in list(tree.iter("table")):
+        rows = [child for child in table if child.tag == "tr"]
+        groups = [child for child in table if child.tag in _ROW_GROUPS]
+        for group in groups:
+            rows.extend(child for child in group if child.tag == "tr")
+        cells = [cell for row in rows for cell in row if cell.tag in ("td", "th")]
+        if not cells or any(cell.tag == "th" for cell in cells):
+            continue
+        if not any(_holds_blocks(cell) for cell in cells):
+            continue
+        for element in (table, *groups, *rows, *cells):
+            element.tag = "div"
+
+
+def _holds_blocks(cell: Any) -> bool:
+    """A cell that holds a table, or a block of text (:func:`_unwrap_layout_tables`)."""
+    if next(cell.iter("table"), None) is not None:
+        return True
+    marks = itertools.islice(cell.iter(*_LAYOUT_BLOCKS), _LAYOUT_MIN_BLOCKS)
+    if sum(1 for _ in marks) < _LAYOUT_MIN_BLOCKS:
+        return False
+    return len(cell.text_content().split()) >= _LAYOUT_MIN_WORDS
 
 
 def _free_tails_of_empty_elements(tree: Any) -> None:

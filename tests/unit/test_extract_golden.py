@@ -37,7 +37,12 @@ extract + clean must give for it (served as http://127.0.0.1:8000/<name>):
 - ``latest_news_cards_after_article``: a council report followed, in the
   same container, by a "Latest news" list whose items each hold a heading,
   a summary with a "Read more" link and a date: cards of other articles,
-  which precision mode keeps after the report.
+  which precision mode keeps after the report;
+- ``article_in_layout_table``: a software release note laid out with
+  ``<table>``: a header row (logo, links), a menu cell (a table of links)
+  and a cell holding the note's heading, paragraphs (one with a ``<br>``)
+  and a small data table with a header row. trafilatura read every row as
+  one line of cells: the note in one line with the menu's rows beside it.
 
 Two more constructed pages sit in this file (they test one rule each): a
 post whose text announces a list with a colon and whose list and closing
@@ -92,7 +97,8 @@ MENU = "\n".join(["Council approves new harbour wall", "Fishing quotas cut again
 
 
 def test_there_are_golden_pages() -> None:
-    assert CASES == ["article_with_hidden_slideshow", "bare_lead_before_paragraphs",
+    assert CASES == ["article_in_layout_table", "article_with_hidden_slideshow",
+                     "bare_lead_before_paragraphs",
                      "bare_post_beside_sidebar", "comment_form", "latest_news_cards_after_article",
                      "lead_after_caption", "lead_after_photo_block",
                      "paragraph_after_empty_element", "post_beside_bookshelf", "wrapped_body",

@@ -70,3 +70,20 @@ def test_copies_keep_the_lookup() -> None:
     tree = copy.deepcopy(load_html(CRAFTED["form and inputs"]))
     assert type(tree.find(".//form")) is lxml.html.HtmlElement
     assert type(tree.find(".//input")) is lxml.html.HtmlElement
+
+
+def test_a_page_that_declares_utf8_is_utf8_despite_a_stray_byte() -> None:
+    # One byte of another encoding (a Windows-1252 apostrophe, 0x92) makes
+    # the page invalid UTF-8; trafilatura then decodes all of it by a
+    # detector's guess, and every UTF-8 curly quote and accent becomes
+    # mojibake. The page declares UTF-8, as a browser reads it.
+    body = ("<html><head><meta http-equiv='Content-Type' content='text/html; charset=UTF-8'>"
+            "<title>Caf\u00e9</title></head><body><p>The caf\u00e9\u2019s owner said "
+            "\u201cwe stay open\u201d on Monday, and the council agreed.</p>"
+            "<p>Comment: it\u2019s good news for the street's shops.</p>"
+            "</body></html>").encode("utf-8").replace(b"street's", b"street\x92s")
+    tree = load_html(body)
+    assert tree is not None
+    text = tree.text_content()
+    assert "The caf\u00e9\u2019s owner said \u201cwe stay open\u201d" in text
+    assert "it\u2019s good news for the street\ufffds shops" in text
