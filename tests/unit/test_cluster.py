@@ -365,6 +365,29 @@ def test_a_follow_up_that_adds_the_suspect_and_the_court_joins_by_what_it_repeat
     assert cluster([WALKER, other], [])[0]["walker-arrest"] != assignments["walker"]
 
 
+def test_one_shared_name_is_a_full_overlap_only_as_far_as_it_is_rare() -> None:
+    # An article whose lead names a single proper name that the story holds
+    # has, as an overlap coefficient, full overlap: the name's idf is on both
+    # sides of the ratio, so "United States" would count as much as the street
+    # of the shooting. The smaller side weighs at least OVERLAP_NAMES names
+    # found nowhere: a common name shared alone counts little.
+    story = dataclasses.replace(SHOOTING, text=SHOOTING.text.replace(
+        "Akron.", "Akron, a city in the United States."))
+    lead = "A man was found hurt in a basement apartment in {} by a friend, officers said."
+
+    def proper(place: str) -> float:
+        article = doc("fall", hours=2, title="Woman hurt in fall", text=lead.format(place),
+                      language="en")
+        assert {n for n in cluster_features(article).names if n.startswith("e:")} == {
+            f"e:{w.lower()}" for w in place.split() if w[0].isupper()}
+        return Clusterer().similarity(article, story).proper
+
+    common, rare = proper("the United States"), proper("Kimlyn Circle")
+    # Two words found nowhere else are a full overlap; "United States" not.
+    assert rare == pytest.approx(cluster_module.OVERLAP_WEIGHT)
+    assert 0.0 < common < 0.6 * rare
+
+
 def test_without_the_overlap_the_follow_up_stays_apart(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cluster_module, "OVERLAP_WEIGHT", 0.0)
     assignments, _ = cluster([WALKER, WALKER_ARREST], [])
@@ -511,9 +534,57 @@ def test_without_the_apart_rule_the_second_earthquake_joins(monkeypatch: pytest.
     assert assignments["second-quake"] == assignments["qeshm-0"]
 
 
-def test_a_storys_own_likeness_is_estimated_from_its_centroid_alone() -> None:
-    # The apart rule's estimate, (|S|^2 / n - 1) / sqrt(|S|^2 - 2 |S|^2 / n + 1),
-    # against the exact mean log-tf cosine of each report with the rest.
+# A later report of the same earthquake, days on, in other words: the
+# rebuilding and the aftershocks. Its heaviest words are new to the story and
+# its log-tf cosine with the centroid is low, but it names the story's island,
+# town and magnitude and nothing else.
+QESHM_REBUILD = doc(
+    "qeshm-rebuild", hours=48, title="Dargahan rebuilds after the Qeshm quake",
+    text="Families in Dargahan on Qeshm island began rebuilding cracked homes as aftershocks of "
+    "the 5.6 magnitude earthquake kept rattling nerves. Engineers inspected walls, schools "
+    "stayed shut and tents were handed out to households whose houses were declared unsafe. "
+    "Masons, bricks and cement arrived by ferry, and volunteers cleared rubble from the "
+    "narrow lanes.", countries=("IR",), language="en")
+
+
+def test_a_drifting_follow_up_that_names_the_storys_places_and_figures_joins() -> None:
+    # The apart rule fires only when the lead's names disagree too
+    # (APART_PROPER, APART_FIGURE): this report's words drifted (novelty above
+    # APART_NOVEL, cosine APART_GAP below the story's own), its names did not.
+    big = Clusterer()
+    for report in QESHM:
+        big.place(report)
+    (story,) = big._stories
+    feats = cluster_features(QESHM_REBUILD)
+    evidence = big._evidence(feats, [story], big._weighted(feats.terms))
+    assert evidence.novel[0] >= cluster_module.APART_NOVEL
+    assert evidence.proper[0] >= cluster_module.APART_PROPER
+    assert evidence.figure[0] == 1.0
+    assert not evidence.apart[0]
+    assignments, _ = cluster([*QESHM, QESHM_REBUILD, SECOND_QUAKE], [])
+    assert assignments["qeshm-rebuild"] == assignments["qeshm-0"]
+    assert assignments["second-quake"] != assignments["qeshm-0"]
+
+
+def test_without_the_names_the_drifting_follow_up_stands_apart(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster_module, "APART_PROPER", 2.0)
+    monkeypatch.setattr(cluster_module, "APART_FIGURE", 2.0)
+    assignments, _ = cluster([*QESHM, QESHM_REBUILD], [])
+    assert assignments["qeshm-rebuild"] != assignments["qeshm-0"]
+
+
+def _rule_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The apart rule's cosine test alone: any novelty, whatever the names."""
+    monkeypatch.setattr(cluster_module, "APART_NOVEL", 0.0)
+    monkeypatch.setattr(cluster_module, "APART_PROPER", 2.0)
+    monkeypatch.setattr(cluster_module, "APART_FIGURE", 2.0)
+
+
+def test_a_storys_own_likeness_is_estimated_from_its_centroid_alone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The apart rule's estimate (the code's value), against the exact mean
+    # log-tf cosine of each report with the rest.
     vectors = [cluster_features(d).terms for d in QESHM]
     total: dict[str, float] = {}
     for v in vectors:
@@ -524,9 +595,40 @@ def test_a_storys_own_likeness_is_estimated_from_its_centroid_alone() -> None:
         rest = {t: w - v.get(t, 0.0) for t, w in total.items()}
         norm = float(np.sqrt(sum(w * w for w in rest.values())))
         exact.append(sum(w * rest[t] for t, w in v.items()) / norm)
-    squares, n = sum(w * w for w in total.values()), len(vectors)
-    estimate = (squares / n - 1) / np.sqrt(squares - 2 * squares / n + 1)
+    big = Clusterer()
+    for report in QESHM:
+        big.place(report)
+    (story,) = big._stories
+    estimate = big.likeness(story.id)
     assert estimate == pytest.approx(float(np.mean(exact)), abs=0.02)
+    # And it is the value the rule compares with: an article is apart exactly
+    # when its log-tf cosine with the centroid is APART_GAP below it.
+    _rule_alone(monkeypatch)
+    feats = cluster_features(QESHM_TOLL)
+    cosine = (sum(w * total.get(t, 0.0) for t, w in feats.terms.items())
+              / float(np.sqrt(sum(w * w for w in total.values()))))
+    gap = estimate - cosine
+    query = big._weighted(feats.terms)
+    for shift, apart in ((-1e-6, True), (1e-6, False)):
+        monkeypatch.setattr(cluster_module, "APART_GAP", gap + shift)
+        assert bool(big._evidence(feats, [story], query).apart[0]) is apart
+
+
+def test_the_apart_rule_needs_no_log_tf_values_in_the_query(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A query built without its log-tf values (raw) is judged as the same query
+    # with them: it is never apart by a cosine with zeros.
+    _rule_alone(monkeypatch)
+    big = Clusterer()
+    for report in QESHM:
+        big.place(report)
+    (story,) = big._stories
+    for article, apart in ((QESHM_TOLL, False), (SECOND_QUAKE, True), (QESHM_REBUILD, True)):
+        feats = cluster_features(article)
+        query = big._weighted(feats.terms)
+        bare = dataclasses.replace(query, raw=None)
+        assert bool(big._evidence(feats, [story], query).apart[0]) is apart
+        assert bool(big._evidence(feats, [story], bare).apart[0]) is apart
 
 
 def test_the_novelty_penalty_leaves_small_stories_alone() -> None:
