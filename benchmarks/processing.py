@@ -51,6 +51,7 @@ from typing import TypeVar
 from benchmarks.extraction_quality import DEFAULT_DATA, Page, load_pages, trafilatura_alone
 from benchmarks.memory import worker_peaks_kib
 from benchmarks.report import Row, Section, x
+from pipeline.charset import utf8_html
 from pipeline.config import Settings
 from pipeline.content.clean import clean
 from pipeline.content.extract import ExtractionError, extract
@@ -59,7 +60,6 @@ from pipeline.process import Context, Processor, build_context, process_page
 from pipeline.signal.people import tag_people
 from pipeline.signal.places import tag_countries
 from pipeline.signal.tag import tag
-from pipeline.sources.pages import utf8_html
 
 COMMAND = ".venv/bin/python -m benchmarks.processing"
 ADDITIONS_GOAL = 0.10

@@ -207,6 +207,7 @@ def _print_demo_report(con: Any, settings: Any) -> None:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    from pipeline.charset import utf8_html
     from pipeline.content.clean import clean
     from pipeline.content.extract import ExtractionError, extract
     from pipeline.content.language import load_detector
@@ -217,8 +218,11 @@ def cmd_extract(args: argparse.Namespace) -> int:
     failures = unreadable = 0
 
     async def fetch_url(url: str) -> bytes:
+        # Decoded with the charset the server or the page declares, as the
+        # pipeline's fetch stage does (pipeline.charset.utf8_html).
         async with Fetcher(limits) as fetcher:
-            return (await fetcher.get(url, kind="page")).body
+            response = await fetcher.get(url, kind="page")
+        return utf8_html(response.body, response.headers.get("content-type", ""))
 
     for source in args.sources:
         try:

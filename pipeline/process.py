@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pipeline import ids
+from pipeline.charset import utf8_html
 from pipeline.config import Settings
 from pipeline.content.clean import clean
 from pipeline.content.extract import ExtractionError, extract
@@ -41,7 +42,7 @@ from pipeline.content.language import LanguageDetector, load_detector
 from pipeline.http import Fetcher
 from pipeline.models import Article, FeedEntry, FetchedPage, Rejection, TaggedArticle
 from pipeline.signal.tag import Tagger, build_tagger, tag
-from pipeline.sources.pages import fetch, utf8_html
+from pipeline.sources.pages import fetch
 from pipeline.stages import (
     Progress,
     deadline_of,

@@ -42,6 +42,7 @@ from trafilatura.json_metadata import normalize_authors
 from trafilatura.readability_lxml import Document as ReadabilityDocument
 from trafilatura.settings import CUT_EMPTY_ELEMS, Document
 
+from pipeline.charset import declared_charset
 from pipeline.content.byline import UNDECIDED, byline
 from pipeline.models import Extracted
 
@@ -222,11 +223,6 @@ FULLER_MAX_LINK_SHARE: Final = 0.5
 MIN_CARDS: Final = 2
 
 _WORD = re.compile(r"\w+")
-# A page's own declaration that it is UTF-8: <meta charset="utf-8"> or the
-# http-equiv Content-Type's charset (_decode). Searched in the head, or in the
-# first _HEAD_BYTES when the page has no </head>.
-_DECLARES_UTF8: Final = re.compile(rb"<meta\b[^>]*\bcharset\s*=\s*[\"']?\s*utf-?8\b", re.IGNORECASE)
-_HEAD_BYTES: Final = 16384
 _SPACE = re.compile(r"\s+")
 _SPACES_IN_LINE = re.compile(r"[^\S\n]+")
 _LANG_TAG = re.compile(r"([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*")
@@ -297,6 +293,8 @@ _LAYOUT_BLOCKS: Final = ("p", "br", "div", "ul", "ol", "blockquote", *("h1", "h2
 _LAYOUT_MIN_BLOCKS: Final = 2
 _LAYOUT_MIN_WORDS: Final = 30
 _ROW_GROUPS: Final = frozenset({"tbody", "thead", "tfoot"})
+# A table with this many rows of two or more cells that hold no block is data.
+_LAYOUT_MAX_DATA_ROWS: Final = 2
 _HEADINGS: Final = ("h1", "h2", "h3", "h4", "h5", "h6")
 # readability's HTML to lines: a new line at each of these elements.
 _BLOCKS: Final = frozenset({
@@ -388,30 +386,43 @@ def load_html(body: bytes) -> Any:
 
 
 def _decode(body: bytes) -> str:
-    """The page's text: trafilatura's ``decode_file``, but a page that declares UTF-8 is UTF-8.
+    """The page's text: trafilatura's ``decode_file``, but a UTF-8 page with a stray byte is UTF-8.
 
     trafilatura decodes bytes that are valid UTF-8 as UTF-8 and otherwise
     takes a charset detector's guess for the whole page. One stray byte (a
     character pasted in from another encoding, a mangled entity) then turns
     every accented letter and curly quote of a UTF-8 article into mojibake
     (a curly apostrophe as three Mac Roman letters, which split the word it
-    sits in). A browser follows the page's
-    ``<meta charset>`` declaration and shows a replacement character for the
-    stray byte; so does this, when the page's head declares UTF-8
-    (:data:`_DECLARES_UTF8`, searched in the bytes before ``</head>``). Only
-    pages that are not valid UTF-8 pay for the search.
+    sits in). When the page declares UTF-8 (:func:`pipeline.charset.declared_charset`:
+    a byte-order mark, else the first ``<meta>`` charset, as a browser's
+    prescan reads it) and its bytes are mostly UTF-8 (:func:`_mostly_utf8`),
+    it is decoded as UTF-8 with a replacement character for each stray byte,
+    as a browser shows it. A template that declares UTF-8 over a Latin-1 or
+    windows-1251 body is not mostly UTF-8 and keeps the detector's guess.
+    Only pages that are not valid UTF-8 pay for the check.
     """
     content = trafilatura_utils.handle_compressed_file(body)
     try:
         return content.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    end = content.find(b"</head")
-    head = content[: end if end >= 0 else _HEAD_BYTES]
-    if _DECLARES_UTF8.search(head):
-        return content.decode("utf-8", errors="replace")
+    if declared_charset("", content) in ("utf-8", "utf-8-sig") and _mostly_utf8(content):
+        return content.decode("utf-8", errors="replace").removeprefix("\ufeff")
     text: str = trafilatura_utils.decode_file(content)
     return text
+
+
+def _mostly_utf8(content: bytes) -> bool:
+    """More valid UTF-8 multibyte sequences than bytes that are no UTF-8.
+
+    A UTF-8 page with a few stray bytes has many valid sequences (every
+    accented letter, curly quote and dash); a Latin-1 or windows-1251 page
+    has almost none, since its letters are single bytes that UTF-8 rejects.
+    """
+    text = content.decode("utf-8", errors="replace")
+    stray = text.count("\ufffd") - content.count(b"\xef\xbf\xbd")
+    multibyte = sum(1 for char in text if char > "\x7f") - text.count("\ufffd")
+    return multibyte > stray
 
 
 def _parse_bytes(text: str) -> Any:
@@ -848,9 +859,11 @@ def _unwrap_layout_tables(tree: Any) -> None:
     cell is dropped outside recall mode. A table is layout when none of its
     own cells is a header (``<th>``) and one of them holds a table or a block
     of text: :data:`_LAYOUT_MIN_BLOCKS` paragraphs, ``<br>`` or lists and
-    :data:`_LAYOUT_MIN_WORDS` words. A data table's cells hold a figure or a
-    name each. Its own rows and cells become ``<div>`` (a nested data table
-    stays a table): one pass over the tables, their rows and cells.
+    :data:`_LAYOUT_MIN_WORDS` words, and fewer than
+    :data:`_LAYOUT_MAX_DATA_ROWS` of its rows are two or more cells holding
+    no block (a results table keeps its rows of scores when one cell holds a
+    referee's note). Its own rows and cells become ``<div>`` (a nested data
+    table stays a table): one pass over the tables, their rows and cells.
     """
     for table in list(tree.iter("table")):
         rows = [child for child in table if child.tag == "tr"]
@@ -860,7 +873,17 @@ def _unwrap_layout_tables(tree: Any) -> None:
         cells = [cell for row in rows for cell in row if cell.tag in ("td", "th")]
         if not cells or any(cell.tag == "th" for cell in cells):
             continue
-        if not any(_holds_blocks(cell) for cell in cells):
+        holds = {cell: _holds_blocks(cell) for cell in cells if cell.tag == "td"}
+        if not any(holds.values()):
+            continue
+        # Rows of two or more short cells are data, whatever one cell holds:
+        # a results table with a referee's note, a price list with a nested
+        # table of cash and card prices.
+        data_rows = sum(
+            1 for row in rows
+            if sum(1 for cell in row if cell.tag == "td") >= 2
+            and not any(holds.get(cell, False) for cell in row))
+        if data_rows >= _LAYOUT_MAX_DATA_ROWS:
             continue
         for element in (table, *groups, *rows, *cells):
             element.tag = "div"

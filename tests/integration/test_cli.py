@@ -213,3 +213,40 @@ def test_option_values_past_their_maximum_are_refused(
     workdir: Path, args: Sequence[str], expected: str
 ) -> None:
     assert one_line_error(newsmon(*args, cwd=workdir)).startswith(expected)
+
+
+def test_extract_decodes_a_url_with_the_charset_its_server_declares(workdir: Path) -> None:
+    # The page declares no charset; its server says ISO-8859-2 (Polish). The
+    # fetch stage decodes so, and `newsmon extract URL` must too: a detector's
+    # guess reads the bytes as Latin-1 ("zatwierdzi\u00b3a" for "zatwierdzi\u0142a").
+    import http.server
+    import threading
+
+    sentence = ("Rada miasta zatwierdzi\u0142a w poniedzia\u0142ek bud\u017cet na przysz\u0142y "
+                "rok, a \u015bciana ratusza zostanie odnowiona.")
+    body = ("<html><head><title>Bud\u017cet</title></head><body><article><p>"
+            + " ".join([sentence] * 8) + "</p></article></body></html>").encode("iso-8859-2")
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=iso-8859-2")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        host = f"127.0.0.1:{server.server_address[1]}"
+        result = newsmon("extract", f"http://{host}/budget", "--allow-private", host, "--json",
+                         cwd=workdir)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.stderr
+    (printed,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sentence in printed["text"]

@@ -575,3 +575,42 @@ def test_a_candidate_close_to_readability_is_no_twin() -> None:
     relined = " ".join(whole.splitlines())
     twins = [*candidates[:2], Candidate("balanced", relined)]
     assert choose(twins, links=frozenset(), description=None).name == "precision"
+
+
+_RESULTS_PAGE = """<html><head><meta charset="utf-8"><title>Regional league: results</title></head>
+<body><div class="nav"><a href="/">Home</a> <a href="/sport">Sport</a></div>
+<article><h1>Regional league: Saturday's results</h1>
+<p>Harbour Town stayed top of the regional league on Saturday after a narrow win away at
+Millbrook, while Eastcliff's poor run continued with a home defeat against the newly promoted
+side from Westford.</p>
+<p>The full results from the afternoon's fixtures are below, with notes from the referees'
+reports where matches were interrupted or abandoned.</p>
+<table class="results">
+<tr><td>Millbrook</td><td>1-2</td><td>Harbour Town</td><td>Attendance 412</td></tr>
+<tr><td>Eastcliff</td><td>0-3</td><td>Westford</td><td>Attendance 288</td></tr>
+<tr><td>Northgate</td><td>2-2</td><td>Southend Rovers</td><td>Match stopped for twenty minutes
+in the second half after a floodlight failed.<br>Play resumed once the power came back and the
+referee added the lost time.<br>The league will review the incident at its next meeting on
+Tuesday.</td></tr>
+<tr><td>Kingsbridge</td><td>4-0</td><td>Old Quay</td><td>{last}</td></tr>
+</table>
+<p>Harbour Town play Westford at home next Saturday in what is now the match of the season,
+with three points separating the sides at the top of the table.</p>
+</article></body></html>"""
+
+
+@pytest.mark.parametrize("last", [
+    "Attendance 530",
+    # one small table nested in a data cell is no layout either
+    "<table><tr><td>Attendance</td><td>530</td></tr><tr><td>Receipts</td><td>2,100</td></tr></table>",
+])
+def test_a_data_table_with_a_long_notes_cell_keeps_its_rows(last: str) -> None:
+    # A results table without <th> whose one cell holds a referee's note in
+    # three <br> lines (or a nested table) is still data: its rows of short
+    # cells are the scores. Unwrapped as layout, precision mode dropped them.
+    text = extract(_RESULTS_PAGE.format(last=last).encode(),
+                   url="http://127.0.0.1:8000/results").text
+    for home, score, away in (("Millbrook", "1-2", "Harbour Town"),
+                              ("Eastcliff", "0-3", "Westford"),
+                              ("Kingsbridge", "4-0", "Old Quay")):
+        assert f"{home} | {score} | {away}" in text

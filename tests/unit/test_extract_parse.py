@@ -87,3 +87,43 @@ def test_a_page_that_declares_utf8_is_utf8_despite_a_stray_byte() -> None:
     text = tree.text_content()
     assert "The caf\u00e9\u2019s owner said \u201cwe stay open\u201d" in text
     assert "it\u2019s good news for the street\ufffds shops" in text
+
+
+_MARKET = ("<p>Le maire de Montréal a annoncé jeudi que la rénovation du marché "
+           "Jean-Talon commencera à l'été, après des années de débats "
+           "à l'hôtel de ville.</p><p>Les commerçants craignent une baisse de "
+           "fréquentation pendant les travaux.</p>")
+
+
+def _market_page(head: str) -> str:
+    return (f"<html><head>{head}<title>Marché</title></head><body><article>"
+            f"{_MARKET}</article></body></html>")
+
+
+@pytest.mark.parametrize("head", [
+    # A CMS template that declares UTF-8 over a Latin-1 (windows-1252) body.
+    '<meta charset="utf-8">',
+    # The first declaration wins, as in a browser: a later one is ignored.
+    '<meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1">'
+    '<meta name="viewport" content="width=device-width"><meta charset="utf-8">',
+])
+def test_a_latin1_page_is_not_read_as_utf8_because_a_meta_tag_says_so(head: str) -> None:
+    tree = load_html(_market_page(head).encode("cp1252"))
+    assert tree is not None
+    text = tree.text_content()
+    assert "Le maire de Montréal a annoncé jeudi" in text
+    assert "\ufffd" not in text
+
+
+def test_a_windows_1251_page_declared_utf8_keeps_its_letters() -> None:
+    russian = ("<p>Городской совет "
+               "в понедельник "
+               "утвердил бюджет "
+               "на следующий "
+               "год.</p>") * 3
+    body = (f'<html><head><meta charset="utf-8"><title>Бюджет</title>'
+            f"</head><body><article>{russian}</article></body></html>").encode("cp1251")
+    tree = load_html(body)
+    assert tree is not None
+    assert "Городской совет" in (
+        tree.text_content())

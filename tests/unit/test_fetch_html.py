@@ -11,7 +11,8 @@ import codecs
 import pytest
 from trafilatura.utils import decode_file
 
-from pipeline.sources.pages import declared_charset, html_problem, utf8_html
+from pipeline.charset import declared_charset, utf8_html
+from pipeline.sources.pages import html_problem
 
 PAGE = b"<!DOCTYPE html><html><head><title>t</title></head><body><p>text</p></body></html>"
 
