@@ -610,3 +610,116 @@ def test_a_live_blog_signed_by_several_reporters_is_no_thread(stamps: list[str])
                     site_name=None)
     assert "comment_thread" not in {r.rule for r in cleaned.removed}
     assert all(entry in cleaned.text.splitlines() for entry in entries)
+
+
+_BODY = "The council voted on Tuesday to close the old bridge, the mayor said.\n"
+# Sentences that name what the new rules look for and stay.
+_COVERAGE_AND_VIMEO_SENTENCES = [
+    "The full coverage of the insurance ends in May, the council said on Tuesday.",
+    "Complete coverage of the city by the new network will take three more years.",
+    "Follow the full coverage of the vote in our live blog on Tuesday.",
+    "We found the clip from the opening festival on Vimeo.",
+    "Le maire a publié la vidéo de la fermeture sur Vimeo.",
+]
+
+
+@pytest.mark.parametrize(
+    ("line", "rule"),
+    [
+        # the link to an outlet's page of all its stories on the topic
+        ("CBSNews.com Complete Coverage: 2012 London Olympics", "coverage_link"),
+        ("Follow AP's full coverage of the bridge works at https://apnews.example/bridge",
+         "coverage_link"),
+        ("Tout notre dossier : la fermeture du vieux pont", "coverage_link"),
+        ("Alle Artikel zum Thema: Die Schließung der alten Brücke", "coverage_link"),
+        ("Cobertura completa: el cierre del viejo puente", "coverage_link"),
+        ("Все материалы по теме: закрытие старого моста", "coverage_link"),  # noqa: RUF001
+        # the label Vimeo's embed code prints under its player
+        ("Bridge Works: Closing Day from Example Films on Vimeo.", "video_embed_credit"),
+        ("Le Vieux Pont de Example Films sur Vimeo.", "video_embed_credit"),
+        ("Die Alte Brücke von Example Films auf Vimeo.", "video_embed_credit"),
+        ("El Puente Viejo de Example Films en Vimeo.", "video_embed_credit"),
+        ("Старый Мост от Example Films на Vimeo.", "video_embed_credit"),
+    ],
+)
+def test_coverage_links_and_video_embed_labels_go_and_sentences_about_them_stay(
+    line: str, rule: str
+) -> None:
+    text = "\n".join([_BODY.strip(), *_COVERAGE_AND_VIMEO_SENTENCES, line]) + "\n"
+    cleaned = clean(text, title=None, url="https://example.org/a", site_name=None)
+    assert [(r.line, r.rule) for r in cleaned.removed] == [(line, rule)]
+    assert cleaned.text.splitlines() == [_BODY.strip(), *_COVERAGE_AND_VIMEO_SENTENCES]
+
+
+@pytest.mark.parametrize(
+    ("heading", "profiles"),
+    [
+        ("Follow us!", ["Twitter: @examplenomads", "Facebook Fan Page: www.facebook.com/ex"]),
+        ("Connect with us:", ["Twitter: @examplenomads", "Youtube: www.youtube.com/user/ex"]),
+        ("Suivez-nous", ["Twitter : @exemple", "Facebook : www.facebook.com/exemple"]),
+        ("Folgen Sie uns", ["Twitter: @beispiel", "Instagram: @beispiel"]),
+        ("Síguenos", ["Twitter: @ejemplo", "Facebook: www.facebook.com/ejemplo"]),
+        ("Подписывайтесь на нас", ["Twitter: @primer", "ВКонтакте: vk.com/primer"]),
+    ],
+)
+def test_the_profiles_under_a_follow_us_label_go_with_it(
+    heading: str, profiles: list[str]
+) -> None:
+    # A sentence that opens with the call is prose, no label: the profile
+    # after it stays.
+    sentence = ["Follow us on the road as we travel across the country this summer.",
+                "Twitter: @examplenomads", _BODY.strip()]
+    text = "\n".join([*sentence, heading, *profiles]) + "\n"
+    cleaned = clean(text, title=None, url="https://example.org/a", site_name=None)
+    assert [r.rule for r in cleaned.removed] == ["follow_heading"] + ["related_list"] * len(
+        profiles
+    )
+    assert cleaned.text.splitlines() == sentence
+
+
+@pytest.mark.parametrize(
+    "heading",
+    ["Related Content", "Related post:", "Don't miss",
+     "DON’T MISS",  # noqa: RUF001 (the typographic apostrophe on purpose)
+     "À ne pas manquer", "Contenus associés", "Ähnliche Inhalte", "Nicht verpassen",
+     "Contenido relacionado", "No te lo pierdas", "Похожие материалы",
+     "Не пропустите"],  # noqa: RUF001 (Cyrillic on purpose)
+)
+def test_more_labels_head_a_list_of_teasers(heading: str) -> None:
+    teasers = ["Bridge Works: A Photo Essay", "The Ferry Timetable Explained"]
+    text = "\n".join([_BODY.strip(), heading, *teasers]) + "\n"
+    cleaned = clean(text, title=None, url="https://example.org/a", site_name=None)
+    assert [r.rule for r in cleaned.removed] == ["related_heading", "related_list", "related_list"]
+    assert cleaned.text == _BODY.strip()
+
+
+def test_a_teaser_headline_phrased_as_a_question_stays_in_its_list() -> None:
+    # A question in a headline's form (Title Case, or a few words) is a teaser
+    # like the others: the list under the heading goes on past it.
+    lines = ["More from Example Magazine…", "If You Touch a Baby Bird, Will Its Mother Abandon It?",
+             "*", "Why Do People Feel Phantom Vibrations?", "*",
+             "Dude, Where’s My Bike?",  # noqa: RUF001 (the typographic apostrophe)
+             "What Makes Fancy Ketchup So Fancy?"]
+    text = "\n".join([_BODY.strip(), *lines]) + "\n"
+    cleaned = clean(text, title=None, url="https://example.org/a", site_name=None)
+    assert [r.rule for r in cleaned.removed] == ["most_read_heading"] + ["related_list"] * 6
+    assert cleaned.text == _BODY.strip()
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        # a question in a sentence's case, or with a sentence's shape, may be
+        # the article's own, even under a heading: the list ends there
+        "When do the council's binomial models have integer roots?",
+        "Is the bridge safe? The engineers are not sure.",
+        "What do you think?",
+    ],
+)
+def test_a_question_in_a_sentences_case_ends_the_list(question: str) -> None:
+    lines = ["Related posts:", "How the Bridge Was Built", "Why Do Bridges Close?", question,
+             "The Ferry Timetable"]
+    text = "\n".join([_BODY.strip(), *lines]) + "\n"
+    cleaned = clean(text, title=None, url="https://example.org/a", site_name=None)
+    assert [r.line for r in cleaned.removed] == lines[:3]
+    assert cleaned.text.splitlines()[1:] == [question, "The Ferry Timetable"]
