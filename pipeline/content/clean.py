@@ -18,12 +18,10 @@ block come out with the article. This stage removes them, line by line:
      a caption rule removed (the caption above a credit, the headline of a
      teaser card under its image);
    - ``related_list``: the short, unpunctuated headlines that follow a "More
-     on this topic:" style heading, and those phrased as one short question
-     in a headline's case ("Why Do People Feel Phantom Vibrations?"; a
-     question in a sentence's case, "What do you think?", ends the list).
-     (A list of headlines at the end of the text whose heading the
-     extractor dropped is left alone: on the benchmark such lists were as
-     often the article's own, e.g. a list of qualified teams.)
+     on this topic:" style heading. (A list of headlines at the end of the
+     text whose heading the extractor dropped is left alone: on the
+     benchmark such lists were as often the article's own, e.g. a list of
+     qualified teams.)
    - ``glued_credit``: a credit glued to the lead that follows it. In a
      ``<br>``-separated body the extractor joins an inline credit and the
      text after it into one line ("© ReutersThe bridge will stay closed
@@ -125,11 +123,6 @@ CONTEXT_MAX_WORDS = 20
 HEADLINE_OVERLAP = 0.7
 # "More on this topic:" lists seldom show more than a handful of teasers.
 RELATED_LIST_MAX = 8
-# A teaser headline can be a question ("Will Its Mother Really Abandon It?"):
-# in a related list, a question of up to this many words in a headline's case
-# is a teaser too (_teaser_question); the teasers on the two benchmark sets
-# are 4-12 words.
-RELATED_QUESTION_MAX_WORDS = 15
 # The shape of a sentence (is_prose). Ending in sentence punctuation: at
 # least PROSE_MIN_WORDS words ("The two leaders last met in Paris." is 7).
 # Without it (a sentence whose closing parenthesis swallowed its full stop,
@@ -458,7 +451,7 @@ def _related_lists(
         for j in nonblank[pos + 1 : pos + 1 + RELATED_LIST_MAX]:
             if j in removed_by:
                 continue
-            if not (_looks_like_label(normalized[j]) or _teaser_question(normalized[j])):
+            if not _looks_like_label(normalized[j]):
                 break
             removed_by[j] = "related_list"
 
@@ -499,24 +492,6 @@ def _comment_thread(
     for i in nonblank:
         if first < i < last and i not in removed_by:
             removed_by[i] = "comment_thread"
-
-
-def _teaser_question(line: str) -> bool:
-    """A teaser headline phrased as one question ("If You Touch a Baby Bird, Will
-    Its Mother Abandon It?", "Dude, Where's My Bike?"): short, one sentence, and
-    in a headline's case, more words capitalised than not. A question in a
-    sentence's case ("What do you think?", "When do the roots exist?") may be
-    the article's own and ends the list; so does one with a sentence's shape.
-    """
-    words = line.split()
-    if not 2 <= len(words) <= RELATED_QUESTION_MAX_WORDS:
-        return False
-    body = line.rstrip(_CLOSERS)
-    if body[-1:] != "?" or any(mark in body[:-1] for mark in (". ", "! ", "? ")):
-        return False
-    firsts = [letters[0] for letters in (_LETTERS.sub("", w) for w in words) if letters]
-    capitals = sum(1 for first in firsts if first.isupper())
-    return capitals > len(firsts) - capitals and not is_prose(line)
 
 
 def _names_only(line: str, connectors: frozenset[str]) -> bool:
