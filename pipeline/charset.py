@@ -44,8 +44,11 @@ def _codec(label: str, *, from_meta: bool = False) -> str | None:
     return codec
 
 
-def declared_charset(content_type: str, body: bytes) -> str | None:
-    """The Python codec for the page's declared encoding, or None if it declares none."""
+def declared_charset(content_type: str, body: bytes, *, scan: int = _META_SCAN) -> str | None:
+    """The Python codec for the page's declared encoding, or None if it declares none.
+
+    ``scan``: how many of the body's first bytes to search for ``<meta>``.
+    """
     for bom, bom_codec in _BOMS:
         if body.startswith(bom):
             return bom_codec
@@ -53,7 +56,7 @@ def declared_charset(content_type: str, body: bytes) -> str | None:
     header_codec = _codec(match.group(1)) if match else None
     if header_codec is not None:
         return header_codec
-    meta = _META_CHARSET.search(body[:_META_SCAN])
+    meta = _META_CHARSET.search(body[:scan])
     if meta:
         return _codec(meta.group(1).decode("ascii", "replace"), from_meta=True)
     return None

@@ -76,7 +76,7 @@ def process_page(page: FetchedPage, ctx: Context) -> TaggedArticle | Rejection:
         return Rejection(url=entry.url, feed_url=entry.feed_url, stage="extract", reason=reason)
 
     try:
-        # Decoded with the charset the server or the page declares: see fetch.utf8_html.
+        # Decoded with the charset the server or the page declares: see pipeline.charset.utf8_html.
         extracted = extract(utf8_html(page.body, page.content_type), url=page.url)
     except ExtractionError as exc:
         return reject(str(exc))

@@ -22,6 +22,7 @@ clean stage works on lines.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import itertools
 import re
@@ -223,6 +224,15 @@ FULLER_MAX_LINK_SHARE: Final = 0.5
 MIN_CARDS: Final = 2
 
 _WORD = re.compile(r"\w+")
+# _decode: a page's head ends here (or by _HEAD_BYTES); a run of ASCII, a
+# whole UTF-8 sequence, or (group 1) one byte that is neither.
+_HEAD_END: Final = re.compile(rb"</head\s*>", re.IGNORECASE)
+_HEAD_BYTES: Final = 16384
+_UTF8_OR_STRAY: Final = re.compile(
+    rb"[\x00-\x7f]+|[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]"
+    rb"|[\xe1-\xec\xee\xef][\x80-\xbf]{2}|\xed[\x80-\x9f][\x80-\xbf]"
+    rb"|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2}"
+    rb"|(.)", re.DOTALL)
 _SPACE = re.compile(r"\s+")
 _SPACES_IN_LINE = re.compile(r"[^\S\n]+")
 _LANG_TAG = re.compile(r"([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*")
@@ -295,6 +305,8 @@ _LAYOUT_MIN_WORDS: Final = 30
 _ROW_GROUPS: Final = frozenset({"tbody", "thead", "tfoot"})
 # A table with this many rows of two or more cells that hold no block is data.
 _LAYOUT_MAX_DATA_ROWS: Final = 2
+# ... unless one of its cells holds a heading or this many words: an article.
+_LAYOUT_ARTICLE_WORDS: Final = 100
 _HEADINGS: Final = ("h1", "h2", "h3", "h4", "h5", "h6")
 # readability's HTML to lines: a new line at each of these elements.
 _BLOCKS: Final = frozenset({
@@ -386,43 +398,64 @@ def load_html(body: bytes) -> Any:
 
 
 def _decode(body: bytes) -> str:
-    """The page's text: trafilatura's ``decode_file``, but a UTF-8 page with a stray byte is UTF-8.
+    """The page's text: trafilatura's ``decode_file``, but a UTF-8 page with stray bytes is UTF-8.
 
     trafilatura decodes bytes that are valid UTF-8 as UTF-8 and otherwise
     takes a charset detector's guess for the whole page. One stray byte (a
-    character pasted in from another encoding, a mangled entity) then turns
-    every accented letter and curly quote of a UTF-8 article into mojibake
-    (a curly apostrophe as three Mac Roman letters, which split the word it
-    sits in). When the page declares UTF-8 (:func:`pipeline.charset.declared_charset`:
-    a byte-order mark, else the first ``<meta>`` charset, as a browser's
-    prescan reads it) and its bytes are mostly UTF-8 (:func:`_mostly_utf8`),
-    it is decoded as UTF-8 with a replacement character for each stray byte,
-    as a browser shows it. A template that declares UTF-8 over a Latin-1 or
-    windows-1251 body is not mostly UTF-8 and keeps the detector's guess.
-    Only pages that are not valid UTF-8 pay for the check.
+    quote pasted from Word as one windows-1252 byte, a mangled entity) then
+    turns every accented letter and curly quote of a UTF-8 article into
+    mojibake (a curly apostrophe as three Mac Roman letters, which split the
+    word it sits in), and on a page of plain ASCII the guess can be a CJK
+    codec that swallows the next letter. When the page declares UTF-8 (a
+    byte-order mark, else its first ``<meta>`` charset in its head:
+    :func:`pipeline.charset.declared_charset`) and its invalid bytes stand
+    alone between valid text (:func:`_stray_bytes_stand_alone`), it is
+    decoded as UTF-8 and each stray byte as the windows-1252 character it
+    was typed as (BeautifulSoup's ``UnicodeDammit.detwingle`` does the same
+    for Word's quotes). That also reads a Latin-1 page whose template
+    declares UTF-8, whose accented letters stand alone too. A page in
+    another single-byte script under a UTF-8 declaration (windows-1251:
+    words written in high bytes, which come in runs) keeps the detector's
+    guess. Only pages that are not valid UTF-8 pay for the checks.
     """
     content = trafilatura_utils.handle_compressed_file(body)
     try:
         return content.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    if declared_charset("", content) in ("utf-8", "utf-8-sig") and _mostly_utf8(content):
-        return content.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    end = _HEAD_END.search(content, 0, _HEAD_BYTES)
+    declared = declared_charset("", content, scan=end.start() if end else _HEAD_BYTES)
+    if declared in ("utf-8", "utf-8-sig") and _stray_bytes_stand_alone(content):
+        return content.decode("utf-8", errors=_STRAYS_AS_CP1252).removeprefix("\ufeff")
     text: str = trafilatura_utils.decode_file(content)
     return text
 
 
-def _mostly_utf8(content: bytes) -> bool:
-    """More valid UTF-8 multibyte sequences than bytes that are no UTF-8.
+def _stray_as_cp1252(error: UnicodeError) -> tuple[str, int]:
+    """A decoding error handler: the invalid bytes read as windows-1252."""
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    return error.object[error.start : error.end].decode("cp1252", errors="replace"), error.end
 
-    A UTF-8 page with a few stray bytes has many valid sequences (every
-    accented letter, curly quote and dash); a Latin-1 or windows-1251 page
-    has almost none, since its letters are single bytes that UTF-8 rejects.
+
+_STRAYS_AS_CP1252: Final = "newsmon-strays-as-cp1252"
+codecs.register_error(_STRAYS_AS_CP1252, _stray_as_cp1252)
+
+
+def _stray_bytes_stand_alone(content: bytes) -> bool:
+    """Most bytes that are no UTF-8 stand between bytes that are (ASCII or a whole sequence).
+
+    A UTF-8 page's stray bytes are pasted characters, one at a time: a quote,
+    a dash, an accented letter. A page written in a single-byte encoding of
+    another script has whole words of high bytes: its invalid bytes come in
+    runs. More than half of them next to another one is such a page.
     """
-    text = content.decode("utf-8", errors="replace")
-    stray = text.count("\ufffd") - content.count(b"\xef\xbf\xbd")
-    multibyte = sum(1 for char in text if char > "\x7f") - text.count("\ufffd")
-    return multibyte > stray
+    invalid = [m.start() for m in _UTF8_OR_STRAY.finditer(content) if m.lastindex]
+    if not invalid:
+        return True
+    positions = set(invalid)
+    in_runs = sum(1 for p in invalid if p - 1 in positions or p + 1 in positions)
+    return in_runs * 2 <= len(invalid)
 
 
 def _parse_bytes(text: str) -> Any:
@@ -878,15 +911,25 @@ def _unwrap_layout_tables(tree: Any) -> None:
             continue
         # Rows of two or more short cells are data, whatever one cell holds:
         # a results table with a referee's note, a price list with a nested
-        # table of cash and card prices.
+        # table of cash and card prices. Unless a cell holds a whole text (a
+        # heading, or _LAYOUT_ARTICLE_WORDS words): then the short rows are
+        # the page's banner and footer (logo | menu, copyright | contact).
         data_rows = sum(
             1 for row in rows
             if sum(1 for cell in row if cell.tag == "td") >= 2
             and not any(holds.get(cell, False) for cell in row))
-        if data_rows >= _LAYOUT_MAX_DATA_ROWS:
+        if data_rows >= _LAYOUT_MAX_DATA_ROWS and not any(
+                _holds_article(cell) for cell, held in holds.items() if held):
             continue
         for element in (table, *groups, *rows, *cells):
             element.tag = "div"
+
+
+def _holds_article(cell: Any) -> bool:
+    """A cell that holds a heading or :data:`_LAYOUT_ARTICLE_WORDS` words: a page's text."""
+    if next(cell.iter("h1", "h2", "h3", "h4", "h5", "h6"), None) is not None:
+        return True
+    return len(cell.text_content().split()) >= _LAYOUT_ARTICLE_WORDS
 
 
 def _holds_blocks(cell: Any) -> bool:

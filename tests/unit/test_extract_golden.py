@@ -614,3 +614,25 @@ def test_a_data_table_with_a_long_notes_cell_keeps_its_rows(last: str) -> None:
                               ("Eastcliff", "0-3", "Westford"),
                               ("Kingsbridge", "4-0", "Old Quay")):
         assert f"{home} | {score} | {away}" in text
+
+
+def test_a_page_laid_out_in_a_three_row_table_is_read_as_blocks() -> None:
+    # Logo | menu, side menu | article, copyright | contact: two rows of two
+    # short cells look like data, but the article's cell holds a headline
+    # and six paragraphs: the table is the page's layout.
+    paras = "".join(
+        f"<p>Paragraph {i}: the regional council voted on Tuesday to close the old harbour "
+        "bridge for repairs, which engineers say will take most of the coming year.</p>"
+        for i in range(6))
+    page = f"""<html><head><meta charset="utf-8"><title>Harbour bridge to close</title></head>
+<body><table width="100%">
+<tr><td><img src="logo.gif"> Harbour Gazette</td>
+<td><a href="/">Home</a> | <a href="/news">News</a></td></tr>
+<tr><td><a href="/a">Local</a><br><a href="/b">Sport</a></td>
+<td><h1>Harbour bridge to close</h1>{paras}
+<p>The council said the closure was unavoidable.</p></td></tr>
+<tr><td>&copy; 2004 Harbour Gazette</td><td><a href="/contact">Contact us</a></td></tr>
+</table></body></html>"""
+    lines = extract(page.encode(), url="http://127.0.0.1:8000/bridge").text.splitlines()
+    assert [line[:11] for line in lines if "Paragraph" in line] == [
+        f"Paragraph {i}" for i in range(6)]

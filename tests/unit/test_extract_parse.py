@@ -76,7 +76,8 @@ def test_a_page_that_declares_utf8_is_utf8_despite_a_stray_byte() -> None:
     # One byte of another encoding (a Windows-1252 apostrophe, 0x92) makes
     # the page invalid UTF-8; trafilatura then decodes all of it by a
     # detector's guess, and every UTF-8 curly quote and accent becomes
-    # mojibake. The page declares UTF-8, as a browser reads it.
+    # mojibake. The page declares UTF-8, and the stray byte is read as the
+    # windows-1252 character it was typed as.
     body = ("<html><head><meta http-equiv='Content-Type' content='text/html; charset=UTF-8'>"
             "<title>Caf\u00e9</title></head><body><p>The caf\u00e9\u2019s owner said "
             "\u201cwe stay open\u201d on Monday, and the council agreed.</p>"
@@ -86,7 +87,7 @@ def test_a_page_that_declares_utf8_is_utf8_despite_a_stray_byte() -> None:
     assert tree is not None
     text = tree.text_content()
     assert "The caf\u00e9\u2019s owner said \u201cwe stay open\u201d" in text
-    assert "it\u2019s good news for the street\ufffds shops" in text
+    assert "it\u2019s good news for the street\u2019s shops" in text
 
 
 _MARKET = ("<p>Le maire de Montréal a annoncé jeudi que la rénovation du marché "
@@ -127,3 +128,38 @@ def test_a_windows_1251_page_declared_utf8_keeps_its_letters() -> None:
     assert tree is not None
     assert "Городской совет" in (
         tree.text_content())
+
+
+def test_quotes_pasted_from_word_into_a_utf8_page_are_read_as_windows_1252() -> None:
+    # German quotes pasted from Word as single windows-1252 bytes („ 0x84,
+    # “ 0x93) outnumber the page's UTF-8 umlauts; the page is still UTF-8,
+    # and the stray bytes are the quotes they were typed as.
+    sentence = "Das Büro des Bürgermeisters sagte am Montag: „Gut“."
+    body = ('<html><head><meta charset="utf-8"></head><body>'
+            + f"<p>{sentence}</p>" * 5 + "</body></html>").encode("utf-8")
+    body = body.replace("„".encode(), b"\x84").replace("“".encode(), b"\x93")
+    tree = load_html(body)
+    assert tree is not None
+    assert tree.text_content().count(sentence) == 5
+
+
+@pytest.mark.parametrize("stray", [b"\x92", b"\x81", b"\xdc"])
+def test_an_ascii_page_declared_utf8_with_one_stray_byte_keeps_its_letters(stray: bytes) -> None:
+    body = (b'<html><head><meta charset="utf-8"></head><body><p>It' + stray
+            + b"s good news for the street, the council said.</p></body></html>")
+    tree = load_html(body)
+    assert tree is not None
+    text = tree.text_content()
+    assert text.startswith("It") and text.endswith("s good news for the street, the council said.")
+    assert len(text) == len("It_s good news for the street, the council said.")
+
+
+def test_a_utf8_declaration_after_a_long_script_still_counts() -> None:
+    script = "<script>var config = {" + "'key': 'value', " * 400 + "};</script>"
+    body = (f'<html><head>{script}<meta charset="utf-8"><title>Café</title></head><body>'
+            "<p>The caf\u00e9\u2019s owner said \u201cwe stay open\u201d, and the street "
+            "agreed.</p></body></html>").encode().replace(b"agreed", b"agr\xe9ed")
+    tree = load_html(body)
+    assert tree is not None
+    assert ("The caf\u00e9\u2019s owner said \u201cwe stay open\u201d, and the street "
+            "agr\u00e9ed.") in tree.text_content()

@@ -1,5 +1,5 @@
 """What goes on to extraction (fetch.html_problem) and how its bytes are decoded
-(fetch.utf8_html)."""
+(pipeline.charset.utf8_html)."""
 
 # Russian test text: its Cyrillic letters are meant, not look-alikes.
 # ruff: noqa: RUF001
