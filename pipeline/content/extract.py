@@ -446,16 +446,20 @@ def _stray_bytes_stand_alone(content: bytes) -> bool:
     """Most bytes that are no UTF-8 stand between bytes that are (ASCII or a whole sequence).
 
     A UTF-8 page's stray bytes are pasted characters, one at a time: a quote,
-    a dash, an accented letter. A page written in a single-byte encoding of
-    another script has whole words of high bytes: its invalid bytes come in
-    runs. More than half of them next to another one is such a page.
+    a dash, an accented letter, or the continuation bytes a mangled entity
+    left behind (``&acirc;\x80\x99`` for a curly apostrophe). A page written
+    in a single-byte encoding of another script has whole words of letters
+    in the upper half (0xC0 and above in windows-1251, -1253, ISO-8859-2 and
+    -5): its invalid bytes come in runs of such letters. More than half of
+    them in such runs is such a page.
     """
     invalid = [m.start() for m in _UTF8_OR_STRAY.finditer(content) if m.lastindex]
     if not invalid:
         return True
     positions = set(invalid)
-    in_runs = sum(1 for p in invalid if p - 1 in positions or p + 1 in positions)
-    return in_runs * 2 <= len(invalid)
+    in_words = sum(1 for p in invalid if content[p] >= 0xC0
+                   and (p - 1 in positions or p + 1 in positions))
+    return in_words * 2 <= len(invalid)
 
 
 def _parse_bytes(text: str) -> Any:

@@ -163,3 +163,17 @@ def test_a_utf8_declaration_after_a_long_script_still_counts() -> None:
     assert tree is not None
     assert ("The caf\u00e9\u2019s owner said \u201cwe stay open\u201d, and the street "
             "agr\u00e9ed.") in tree.text_content()
+
+
+def test_a_mangled_entitys_leftover_bytes_do_not_make_a_utf8_page_foreign() -> None:
+    # A CMS wrote a curly apostrophe's first byte as the entity &acirc; and
+    # left its two continuation bytes raw: pairs of stray bytes, but no
+    # letters of another script. The page's other UTF-8 text stays right.
+    body = ('<html><head><meta charset="utf-8"></head><body>'
+            "<p>The caf\u00e9 on the corner and the cr\u00e8che next door reopen on Monday.</p>"
+            "<p>The owner&acirc;XXs plan was approved.</p>" * 3
+            + "</body></html>").encode().replace(b"XX", b"\x80\x99")
+    tree = load_html(body)
+    assert tree is not None
+    text = tree.text_content()
+    assert text.count("The caf\u00e9 on the corner and the cr\u00e8che next door") == 3
