@@ -55,8 +55,9 @@ even when it cites the first's town or magnitude in passing. The
 proper names' and figures' Jaccards are raised to ``OVERLAP_WEIGHT`` times
 their overlap coefficient (shared over the smaller side, for proper names at
 least ``OVERLAP_NAMES`` words found nowhere) when that is more: a later report
-is not diluted by the names it adds, and one common name shared alone is no
-full overlap.
+is not diluted by the names it adds, and one common name, the only one shared
+with a story that names more, is no full overlap (when neither side names
+anything else their Jaccard is 1.0 all the same).
 The sentence embedding is not part
 of it: on the development sets (``benchmarks/story_quality.py``) reports of different
 shootings or earthquakes are as close in it as reports of one.
