@@ -188,7 +188,7 @@ APART_GAP = 0.07
 # holds under APART_PROPER of them (by idf, each at the share of the story's
 # reports naming it; :func:`_held`). A later report of the same event whose
 # words drifted (the rebuilding, the aftershocks, days on) names the story's
-# island and town and little else (0.74-0.94 held in tests/unit/test_cluster.py);
+# island and town and little else (0.74-1.0 held in tests/unit/test_cluster.py);
 # the second event of one kind names its own villages and officials even when
 # it cites the first's town in passing (0.11-0.22). A similarity (Jaccard or
 # overlap) would not do: one name of the story's cited among seven new ones is
@@ -196,7 +196,7 @@ APART_GAP = 0.07
 # first's magnitude ("6.1, after Sunday's 5.6") holds half its figures, and one
 # that gives only the first's holds all. Chosen on ECB+'s training part
 # (BENCHMARKS.md, Session 18: issue 13): a plateau of 0.48-0.68 (0.46 and under
-# and 0.7 and over split more).
+# lets second events join, 0.7 and over splits follow-ups).
 APART_PROPER = 0.55
 # The proper names' words and the figures are the larger of their weighted
 # Jaccard and OVERLAP_WEIGHT times their weighted overlap coefficient (shared
