@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -547,16 +548,21 @@ QESHM_REBUILD = doc(
     "narrow lanes.", countries=("IR",), language="en")
 
 
-def test_a_drifting_follow_up_that_names_the_storys_places_and_figures_joins() -> None:
-    # The apart rule fires only when the lead's proper names are mostly the
-    # article's own too (APART_PROPER): this report's words drifted (novelty
-    # above APART_NOVEL, cosine APART_GAP below the story's own), its names did not.
+def _evidence_against_qeshm(article: ClusterDoc) -> Any:
+    """The evidence for ``article`` against the one story QESHM's reports make."""
     big = Clusterer()
     for report in QESHM:
         big.place(report)
     (story,) = big._stories
-    feats = cluster_features(QESHM_REBUILD)
-    evidence = big._evidence(feats, [story], big._weighted(feats.terms))
+    feats = cluster_features(article)
+    return big._evidence(feats, [story], big._weighted(feats.terms))
+
+
+def test_a_drifting_follow_up_that_names_the_storys_places_and_figures_joins() -> None:
+    # The apart rule fires only when the lead's proper names are mostly the
+    # article's own too (APART_PROPER): this report's words drifted (novelty
+    # above APART_NOVEL, cosine APART_GAP below the story's own), its names did not.
+    evidence = _evidence_against_qeshm(QESHM_REBUILD)
     assert evidence.novel[0] >= cluster_module.APART_NOVEL
     assert evidence.held_proper[0] >= cluster_module.APART_PROPER
     assert evidence.figure[0] == 1.0
@@ -588,12 +594,7 @@ def test_a_drifting_follow_up_agreeing_on_proper_names_only_joins() -> None:
     assignments, _ = cluster([*QESHM, QESHM_REBUILD_NAMES_ONLY, SECOND_QUAKE], [])
     assert assignments["qeshm-rebuild-names"] == assignments["qeshm-0"]
     assert assignments["second-quake"] != assignments["qeshm-0"]
-    big = Clusterer()
-    for report in QESHM:
-        big.place(report)
-    (story,) = big._stories
-    feats = cluster_features(QESHM_REBUILD_NAMES_ONLY)
-    evidence = big._evidence(feats, [story], big._weighted(feats.terms))
+    evidence = _evidence_against_qeshm(QESHM_REBUILD_NAMES_ONLY)
     assert evidence.novel[0] >= cluster_module.APART_NOVEL
     assert evidence.figure[0] == 0.0
     assert evidence.proper[0] < 0.3  # the similarity is low ...
@@ -621,12 +622,7 @@ def test_a_second_earthquake_citing_the_first_stays_apart(cited: str) -> None:
     assignments, _ = cluster([*QESHM, QESHM_TOLL, article], [])
     assert assignments["qeshm-toll"] == assignments["qeshm-0"]
     assert assignments[article.id] != assignments["qeshm-0"]
-    big = Clusterer()
-    for report in QESHM:
-        big.place(report)
-    (story,) = big._stories
-    feats = cluster_features(article)
-    evidence = big._evidence(feats, [story], big._weighted(feats.terms))
+    evidence = _evidence_against_qeshm(article)
     assert evidence.held_proper[0] < cluster_module.APART_PROPER
     assert evidence.apart[0]
 
