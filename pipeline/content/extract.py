@@ -224,15 +224,18 @@ FULLER_MAX_LINK_SHARE: Final = 0.5
 MIN_CARDS: Final = 2
 
 _WORD = re.compile(r"\w+")
-# _decode: a page's head ends here (or by _HEAD_BYTES); a run of ASCII, a
-# whole UTF-8 sequence, or (group 1) one byte that is neither.
+# _decode: a page's head ends here (or by _HEAD_BYTES); a run of ASCII and
+# whole UTF-8 sequences, or (group 1) one byte that is neither.
 _HEAD_END: Final = re.compile(rb"</head\s*>", re.IGNORECASE)
 _HEAD_BYTES: Final = 16384
 _UTF8_OR_STRAY: Final = re.compile(
-    rb"[\x00-\x7f]+|[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]"
+    rb"(?:[\x00-\x7f]+|[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]"
     rb"|[\xe1-\xec\xee\xef][\x80-\xbf]{2}|\xed[\x80-\x9f][\x80-\xbf]"
-    rb"|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2}"
+    rb"|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2})+"
     rb"|(.)", re.DOTALL)
+# _stray_bytes_stand_alone: how many stray bytes a UTF-8 page may have.
+_FEW_STRAYS: Final = 3
+_PASTED_STRAYS: Final = 300
 _SPACE = re.compile(r"\s+")
 _SPACES_IN_LINE = re.compile(r"[^\S\n]+")
 _LANG_TAG = re.compile(r"([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*")
@@ -305,7 +308,9 @@ _LAYOUT_MIN_WORDS: Final = 30
 _ROW_GROUPS: Final = frozenset({"tbody", "thead", "tfoot"})
 # A table with this many rows of two or more cells that hold no block is data.
 _LAYOUT_MAX_DATA_ROWS: Final = 2
-# ... unless one of its cells holds a heading or this many words: an article.
+# ... unless those rows are at most _LAYOUT_FRAME_ROWS (a banner and a footer)
+# and one of its cells holds a heading or _LAYOUT_ARTICLE_WORDS words: an article.
+_LAYOUT_FRAME_ROWS: Final = 2
 _LAYOUT_ARTICLE_WORDS: Final = 100
 _HEADINGS: Final = ("h1", "h2", "h3", "h4", "h5", "h6")
 # readability's HTML to lines: a new line at each of these elements.
@@ -443,23 +448,35 @@ codecs.register_error(_STRAYS_AS_CP1252, _stray_as_cp1252)
 
 
 def _stray_bytes_stand_alone(content: bytes) -> bool:
-    """Most bytes that are no UTF-8 stand between bytes that are (ASCII or a whole sequence).
+    """The bytes that are no UTF-8 are a few pasted characters, not another encoding's text.
 
-    A UTF-8 page's stray bytes are pasted characters, one at a time: a quote,
-    a dash, an accented letter, or the continuation bytes a mangled entity
-    left behind (``&acirc;\x80\x99`` for a curly apostrophe). A page written
-    in a single-byte encoding of another script has whole words of letters
-    in the upper half (0xC0 and above in windows-1251, -1253, ISO-8859-2 and
-    -5): its invalid bytes come in runs of such letters. More than half of
-    them in such runs is such a page.
+    A UTF-8 page's stray bytes are characters pasted one at a time: Word's
+    quotes and dashes (windows-1252's 0x80-0x9F, control codes in every
+    ISO-8859 encoding, so never another script's letters), or the two
+    continuation bytes a mangled entity left behind (``&acirc;\x80\x99`` for
+    a curly apostrophe). So: at most :data:`_FEW_STRAYS` of them (one stray
+    byte on a plain ASCII page, where the detector can pick a CJK codec that
+    swallows the next letter), or at most :data:`_PASTED_STRAYS`, nine in ten
+    of them in 0x80-0x9F and none in a run of more than two. A page in another
+    encoding under a UTF-8 declaration (Latin-1, windows-1250/1251, Shift_JIS,
+    Big5, EUC-KR) has every non-ASCII letter invalid, most in 0xA0-0xFF or in
+    longer runs, and keeps the detector's guess. The walk stops past
+    :data:`_PASTED_STRAYS`, so a page full of stray bytes costs no more.
     """
-    invalid = [m.start() for m in _UTF8_OR_STRAY.finditer(content) if m.lastindex]
-    if not invalid:
-        return True
-    positions = set(invalid)
-    in_words = sum(1 for p in invalid if content[p] >= 0xC0
-                   and (p - 1 in positions or p + 1 in positions))
-    return in_words * 2 <= len(invalid)
+    count = pasted = longest = run = 0
+    last = -2
+    for match in _UTF8_OR_STRAY.finditer(content):
+        if match.lastindex is None:
+            continue
+        count += 1
+        if count > _PASTED_STRAYS:
+            return False
+        at = match.start()
+        run = run + 1 if at == last + 1 else 1
+        longest = max(longest, run)
+        last = at
+        pasted += content[at] < 0xA0
+    return count <= _FEW_STRAYS or (pasted * 10 >= count * 9 and longest <= 2)
 
 
 def _parse_bytes(text: str) -> Any:
@@ -916,21 +933,29 @@ def _unwrap_layout_tables(tree: Any) -> None:
         # Rows of two or more short cells are data, whatever one cell holds:
         # a results table with a referee's note, a price list with a nested
         # table of cash and card prices. Unless a cell holds a whole text (a
-        # heading, or _LAYOUT_ARTICLE_WORDS words): then the short rows are
-        # the page's banner and footer (logo | menu, copyright | contact).
+        # heading, or _LAYOUT_ARTICLE_WORDS words) and the short rows are no
+        # more than a banner and a footer (logo | menu, copyright | contact).
         data_rows = sum(
             1 for row in rows
             if sum(1 for cell in row if cell.tag == "td") >= 2
             and not any(holds.get(cell, False) for cell in row))
-        if data_rows >= _LAYOUT_MAX_DATA_ROWS and not any(
-                _holds_article(cell) for cell, held in holds.items() if held):
+        if data_rows >= _LAYOUT_MAX_DATA_ROWS and not (
+                data_rows <= _LAYOUT_FRAME_ROWS
+                and any(_holds_article(cell) for cell, held in holds.items() if held)):
             continue
         for element in (table, *groups, *rows, *cells):
             element.tag = "div"
 
 
 def _holds_article(cell: Any) -> bool:
-    """A cell that holds a heading or :data:`_LAYOUT_ARTICLE_WORDS` words: a page's text."""
+    """A cell that holds a heading or :data:`_LAYOUT_ARTICLE_WORDS` words: a page's text.
+
+    Beside at most one other cell (a side menu): a cell beside two or more
+    (a home side, a score, an away side) is a data row's notes.
+    """
+    row = cell.getparent()
+    if row is not None and sum(1 for other in row if other.tag == "td") > 2:
+        return False
     if next(cell.iter("h1", "h2", "h3", "h4", "h5", "h6"), None) is not None:
         return True
     return len(cell.text_content().split()) >= _LAYOUT_ARTICLE_WORDS

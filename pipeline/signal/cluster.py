@@ -198,6 +198,13 @@ APART_GAP = 0.07
 # (BENCHMARKS.md, Session 18: issue 13): a plateau of 0.48-0.68 (0.46 and under
 # lets second events join, 0.7 and over splits follow-ups).
 APART_PROPER = 0.55
+# ... and only when the article brings names of its own: at least this many
+# names found nowhere (idf log n + 1) worth of proper names the story lacks. A
+# follow-up that quotes one new official or body brings one or two; a second
+# event brings its own places, people and bodies. An article with no proper
+# names (a script without capitals, or none named) is judged by the share of
+# its figures the story holds instead; with no figures either, it joins.
+APART_NEW_NAMES = 3.0
 # The proper names' words and the figures are the larger of their weighted
 # Jaccard and OVERLAP_WEIGHT times their weighted overlap coefficient (shared
 # over the smaller side): a later report that repeats the victim, the street and
@@ -676,6 +683,7 @@ class _Evidence:
     # The share of the article's own proper names the story holds (:func:`_held`,
     # the apart rule's gate).
     held_proper: np.ndarray
+    brought: np.ndarray  # the idf of the article's proper names the story lacks, over base
 
     def value(self, cosines: np.ndarray) -> np.ndarray:
         """The same-language score before the time decay."""
@@ -1562,11 +1570,18 @@ class Clusterer:
         # drifted (the rebuilding, the aftershocks) names little the story does
         # not; a second event that cites the first's town in passing brings its own.
         held_proper = _held(shared, own, _PROPER)
-        apart = apart & (held_proper < APART_PROPER)
+        brought = (own[_PROPER] - shared[:, _PROPER]) / base
+        if own[_PROPER] > 0:
+            apart = apart & (held_proper < APART_PROPER) & (brought >= APART_NEW_NAMES)
+        else:
+            # No proper names (a script without capitals, or none named):
+            # the figures decide, the same way; none either, no evidence.
+            held_figure = _held(shared, own, _FIGURE)
+            apart = apart & (own[_FIGURE] > 0) & (held_figure < APART_PROPER)
         return _Evidence(named=jaccard[:, _TAGGED], headline=held,
                          proper=jaccard[:, _PROPER], figure=jaccard[:, _FIGURE],
                          novel=novel, rare=self._rare(stories, lengths, ids, share, slots, a),
-                         apart=apart, held_proper=held_proper)
+                         apart=apart, held_proper=held_proper, brought=brought)
 
     def _rare(self, stories: list[_Story], lengths: np.ndarray, ids: np.ndarray,
               share: np.ndarray, slots: np.ndarray, a: np.ndarray) -> np.ndarray:

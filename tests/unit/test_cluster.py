@@ -575,6 +575,7 @@ def test_a_drifting_follow_up_that_names_the_storys_places_and_figures_joins() -
 def test_without_the_names_the_drifting_follow_up_stands_apart(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cluster_module, "APART_PROPER", 2.0)
+    monkeypatch.setattr(cluster_module, "APART_NEW_NAMES", 0.0)
     assignments, _ = cluster([*QESHM, QESHM_REBUILD], [])
     assert assignments["qeshm-rebuild"] != assignments["qeshm-0"]
 
@@ -600,6 +601,49 @@ def test_a_drifting_follow_up_agreeing_on_proper_names_only_joins() -> None:
     assert evidence.proper[0] < 0.3  # the similarity is low ...
     assert evidence.held_proper[0] == pytest.approx(1.0)  # ... but it brings no name of its own
     assert not evidence.apart[0]
+
+
+# Real follow-ups quote someone new: one official, or one relief body. The
+# story holds few of the article's names then (held 0.45-0.53), but the
+# article brings one or two names of its own, not a second event's many.
+QESHM_REBUILD_QUOTING = {
+    "official": dataclasses.replace(
+        QESHM_REBUILD, id="qeshm-rebuild-official",
+        text=QESHM_REBUILD.text.replace(
+            "began rebuilding", "began rebuilding, local governor Ahmad Karimi said, rebuilding")),
+    "relief body": dataclasses.replace(
+        QESHM_REBUILD, id="qeshm-rebuild-relief",
+        text=QESHM_REBUILD.text.replace("tents were handed out",
+                                        "the Red Crescent handed out tents")),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(QESHM_REBUILD_QUOTING))
+def test_a_follow_up_quoting_one_new_name_joins(variant: str) -> None:
+    article = QESHM_REBUILD_QUOTING[variant]
+    evidence = _evidence_against_qeshm(article)
+    assert evidence.novel[0] >= cluster_module.APART_NOVEL
+    assert evidence.held_proper[0] < cluster_module.APART_PROPER  # few of its names held ...
+    assert evidence.brought[0] < cluster_module.APART_NEW_NAMES  # ... but few brought
+    assignments, _ = cluster([*QESHM, article, SECOND_QUAKE], [])
+    assert assignments[article.id] == assignments["qeshm-0"]
+    assert assignments["second-quake"] != assignments["qeshm-0"]
+
+
+def _uncapitalised(article: ClusterDoc) -> ClusterDoc:
+    """The article as a script without capitals writes it: no proper names found."""
+    return dataclasses.replace(article, id=f"{article.id}-lower", title=article.title.lower(),
+                               text=article.text.lower())
+
+
+def test_without_proper_names_the_figures_decide() -> None:
+    # A drifting follow-up giving the story's magnitude joins; a second quake
+    # with a magnitude of its own stays apart.
+    rebuild, second = _uncapitalised(QESHM_REBUILD), _uncapitalised(SECOND_QUAKE)
+    assert _evidence_against_qeshm(rebuild).held_proper[0] == 0.0
+    assignments, _ = cluster([*QESHM, rebuild, second], [])
+    assert assignments[rebuild.id] == assignments["qeshm-0"]
+    assert assignments[second.id] != assignments["qeshm-0"]
 
 
 # The second earthquake's report citing the first in passing: its magnitude, or
@@ -631,6 +675,7 @@ def _rule_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     """The apart rule's cosine test alone: any novelty, whatever the names."""
     monkeypatch.setattr(cluster_module, "APART_NOVEL", 0.0)
     monkeypatch.setattr(cluster_module, "APART_PROPER", 2.0)
+    monkeypatch.setattr(cluster_module, "APART_NEW_NAMES", 0.0)
 
 
 def test_a_storys_own_likeness_is_estimated_from_its_centroid_alone(

@@ -601,6 +601,10 @@ with three points separating the sides at the top of the table.</p>
 
 @pytest.mark.parametrize("last", [
     "Attendance 530",
+    # a long referee's report (100+ words) is still one cell of a data row
+    "<br>".join(["The match was held up for half an hour after a spectator fell ill in the "
+                 "main stand, and the referee took the players off the pitch while the "
+                 "paramedics treated him and the stewards cleared a path to the ambulance."] * 4),
     # one small table nested in a data cell is no layout either
     "<table><tr><td>Attendance</td><td>530</td></tr><tr><td>Receipts</td><td>2,100</td></tr></table>",
 ])

@@ -177,3 +177,30 @@ def test_a_mangled_entitys_leftover_bytes_do_not_make_a_utf8_page_foreign() -> N
     assert tree is not None
     text = tree.text_content()
     assert text.count("The caf\u00e9 on the corner and the cr\u00e8che next door") == 3
+
+
+_FOREIGN = [
+    ("shift_jis", "東京都は月曜日、新しい地震対策の計画を発表した。"
+                  "知事によると、学校や病院の耐震化を進める。"),
+    ("big5", "行政院長週一在台北主持院會，通過明年度中央政府總預算案。"  # noqa: RUF001
+             "院會指出，將加強對基礎建設的投資。"),  # noqa: RUF001
+    ("euc_kr", "정부는 월요일 서울에서 새로운 경제 대책을 발표했다. "
+               "장관은 내년 예산을 크게 늘리겠다고 말했다."),
+    ("cp1250", "Vláda v pondělí schválila návrh zákona o státním rozpočtu "
+               "na příští rok, uvedl ministr."),
+    ("cp1254", "Hükümet pazartesi günü yeni ekonomik önlemleri açıkladı "  # noqa: RUF001
+               "ve ayrıntıları yakında paylaşacak."),  # noqa: RUF001
+]
+
+
+@pytest.mark.parametrize(("codec", "text"), _FOREIGN)
+def test_a_page_in_another_encoding_under_a_utf8_declaration_keeps_the_detectors_reading(
+        codec: str, text: str) -> None:
+    # A template that declares UTF-8 over a body in another encoding: every
+    # non-ASCII letter is invalid UTF-8, too many to be pasted characters,
+    # and reading them as windows-1252 would garble every word.
+    body = (b'<html><head><meta charset="utf-8"><title>News</title></head><body><p>'
+            + (text + " ").encode(codec) * 3 + b"</p></body></html>")
+    tree = load_html(body)
+    assert tree is not None
+    assert text in tree.text_content()
