@@ -78,8 +78,10 @@ def test_labels_that_share_a_blurb_are_joined_and_no_others() -> None:
 # itself: a change that gives precision back for less recall fails them.
 # The apart rule and the names' overlap (branch q13) raised ECB+ dev to
 # 0.960 / 0.870 / 0.913: its precision and F1 floors went up with it.
-FLOORS = {"ecbplus": (0.95, 0.86), "gvc": (0.97, 0.75)}
-F1_FLOORS = {"ecbplus": 0.90, "gvc": 0.85}
+# Session 18's gate on the names an article brings: 0.961 / 0.882 / 0.920,
+# the recall and F1 floors went up with it.
+FLOORS = {"ecbplus": (0.95, 0.87), "gvc": (0.97, 0.75)}
+F1_FLOORS = {"ecbplus": 0.91, "gvc": 0.85}
 
 
 @pytest.mark.parametrize("name", sorted(FLOORS))
