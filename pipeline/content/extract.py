@@ -224,18 +224,19 @@ FULLER_MAX_LINK_SHARE: Final = 0.5
 MIN_CARDS: Final = 2
 
 _WORD = re.compile(r"\w+")
-# _decode: a page's head ends here (or by _HEAD_BYTES); a run of ASCII and
-# whole UTF-8 sequences, or (group 1) one byte that is neither.
+# _decode: a page's head ends here (or by _HEAD_BYTES); runs of ASCII and
+# whole UTF-8 sequences (possessive: no state kept per character).
 _HEAD_END: Final = re.compile(rb"</head\s*>", re.IGNORECASE)
 _HEAD_BYTES: Final = 16384
-_UTF8_OR_STRAY: Final = re.compile(
+_VALID_UTF8: Final = re.compile(
     rb"(?:[\x00-\x7f]+|[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]"
     rb"|[\xe1-\xec\xee\xef][\x80-\xbf]{2}|\xed[\x80-\x9f][\x80-\xbf]"
-    rb"|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2})+"
-    rb"|(.)", re.DOTALL)
-# _stray_bytes_stand_alone: how many stray bytes a UTF-8 page may have.
+    rb"|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2})++")
+_CONTINUATIONS: Final = re.compile(rb"[\x80-\xbf]*")
+# windows-1252's punctuation bytes (Word's quotes, dashes, ellipsis), 0x80-0x9F.
+_WORD_PUNCTUATION: Final = bytes(range(0x80, 0xA0))
+# _stray_bytes_stand_alone: this many stray bytes of any kind may be pasted.
 _FEW_STRAYS: Final = 3
-_PASTED_STRAYS: Final = 300
 _SPACE = re.compile(r"\s+")
 _SPACES_IN_LINE = re.compile(r"[^\S\n]+")
 _LANG_TAG = re.compile(r"([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*")
@@ -413,14 +414,13 @@ def _decode(body: bytes) -> str:
     word it sits in), and on a page of plain ASCII the guess can be a CJK
     codec that swallows the next letter. When the page declares UTF-8 (a
     byte-order mark, else its first ``<meta>`` charset in its head:
-    :func:`pipeline.charset.declared_charset`) and its invalid bytes stand
-    alone between valid text (:func:`_stray_bytes_stand_alone`), it is
-    decoded as UTF-8 and each stray byte as the windows-1252 character it
-    was typed as (BeautifulSoup's ``UnicodeDammit.detwingle`` does the same
-    for Word's quotes). That also reads a Latin-1 page whose template
-    declares UTF-8, whose accented letters stand alone too. A page in
-    another single-byte script under a UTF-8 declaration (windows-1251:
-    words written in high bytes, which come in runs) keeps the detector's
+    :func:`pipeline.charset.declared_charset`) and its invalid bytes look
+    pasted (:func:`_stray_bytes_stand_alone`), it is decoded as UTF-8 and
+    each stray byte as the windows-1252 character it was typed as
+    (BeautifulSoup's ``UnicodeDammit.detwingle`` does the same for Word's
+    quotes). A page in another encoding under a UTF-8 declaration (Latin-1,
+    windows-1251, Shift_JIS: letters in 0xA0-0xFF among the strays) keeps the
+    detector's
     guess. Only pages that are not valid UTF-8 pay for the checks.
     """
     content = trafilatura_utils.handle_compressed_file(body)
@@ -440,7 +440,11 @@ def _stray_as_cp1252(error: UnicodeError) -> tuple[str, int]:
     """A decoding error handler: the invalid bytes read as windows-1252."""
     if not isinstance(error, UnicodeDecodeError):
         raise error
-    return error.object[error.start : error.end].decode("cp1252", errors="replace"), error.end
+    # The continuation bytes (0x80-0xBF) that follow are invalid too (no
+    # sequence starts with one): the whole run in one call.
+    run = _CONTINUATIONS.match(error.object, error.end)  # "*": always matches
+    end = run.end() if run is not None else error.end
+    return error.object[error.start : end].decode("cp1252", errors="replace"), end
 
 
 _STRAYS_AS_CP1252: Final = "newsmon-strays-as-cp1252"
@@ -448,35 +452,24 @@ codecs.register_error(_STRAYS_AS_CP1252, _stray_as_cp1252)
 
 
 def _stray_bytes_stand_alone(content: bytes) -> bool:
-    """The bytes that are no UTF-8 are a few pasted characters, not another encoding's text.
+    """The bytes that are no UTF-8 are pasted characters, not another encoding's text.
 
-    A UTF-8 page's stray bytes are characters pasted one at a time: Word's
-    quotes and dashes (windows-1252's 0x80-0x9F, control codes in every
-    ISO-8859 encoding, so never another script's letters), or the two
+    A UTF-8 page's stray bytes are characters pasted from Word: its quotes,
+    dashes and ellipsis (windows-1252's 0x80-0x9F, control codes in every
+    ISO-8859 encoding, so never another script's letters), or the
     continuation bytes a mangled entity left behind (``&acirc;\x80\x99`` for
-    a curly apostrophe). So: at most :data:`_FEW_STRAYS` of them (one stray
-    byte on a plain ASCII page, where the detector can pick a CJK codec that
-    swallows the next letter), or at most :data:`_PASTED_STRAYS`, nine in ten
-    of them in 0x80-0x9F and none in a run of more than two. A page in another
-    encoding under a UTF-8 declaration (Latin-1, windows-1250/1251, Shift_JIS,
-    Big5, EUC-KR) has every non-ASCII letter invalid, most in 0xA0-0xFF or in
-    longer runs, and keeps the detector's guess. The walk stops past
-    :data:`_PASTED_STRAYS`, so a page full of stray bytes costs no more.
+    a curly apostrophe). So: every stray byte in 0x80-0x9F, however many
+    (a long feature pasted from Word has hundreds), or at most
+    :data:`_FEW_STRAYS` of them at all (one stray byte on a plain ASCII page,
+    where the detector can pick a CJK codec that swallows the next letter).
+    A page in another encoding under a UTF-8 declaration (Latin-1,
+    windows-1250/1251/1254, Shift_JIS, Big5, EUC-KR) has letters in
+    0xA0-0xFF among its strays and keeps the detector's guess, as does a
+    UTF-8 page with a pasted "£" among its quotes (the detector's reading,
+    as before).
     """
-    count = pasted = longest = run = 0
-    last = -2
-    for match in _UTF8_OR_STRAY.finditer(content):
-        if match.lastindex is None:
-            continue
-        count += 1
-        if count > _PASTED_STRAYS:
-            return False
-        at = match.start()
-        run = run + 1 if at == last + 1 else 1
-        longest = max(longest, run)
-        last = at
-        pasted += content[at] < 0xA0
-    return count <= _FEW_STRAYS or (pasted * 10 >= count * 9 and longest <= 2)
+    strays = _VALID_UTF8.sub(b"", content)  # the stray bytes alone, at C speed
+    return len(strays) <= _FEW_STRAYS or not strays.translate(None, _WORD_PUNCTUATION)
 
 
 def _parse_bytes(text: str) -> Any:

@@ -1571,12 +1571,18 @@ class Clusterer:
         # not; a second event that cites the first's town in passing brings its own.
         held_proper = _held(shared, own, _PROPER)
         brought = (own[_PROPER] - shared[:, _PROPER]) / base
+        held_figure = _held(shared, own, _FIGURE)
         if own[_PROPER] > 0:
-            apart = apart & (held_proper < APART_PROPER) & (brought >= APART_NEW_NAMES)
+            # Figures decide when the article gives any: a drifting follow-up
+            # repeats the story's (its magnitude, its toll) whatever new
+            # people it quotes (and German capitalises every noun); a second
+            # event gives its own. Without figures, the names it brings.
+            held_names = held_proper < APART_PROPER
+            apart = apart & held_names & (
+                held_figure < APART_PROPER if own[_FIGURE] > 0 else brought >= APART_NEW_NAMES)
         else:
             # No proper names (a script without capitals, or none named):
             # the figures decide, the same way; none either, no evidence.
-            held_figure = _held(shared, own, _FIGURE)
             apart = apart & (own[_FIGURE] > 0) & (held_figure < APART_PROPER)
         return _Evidence(named=jaccard[:, _TAGGED], headline=held,
                          proper=jaccard[:, _PROPER], figure=jaccard[:, _FIGURE],

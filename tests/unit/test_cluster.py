@@ -611,6 +611,16 @@ QESHM_REBUILD_QUOTING = {
         QESHM_REBUILD, id="qeshm-rebuild-official",
         text=QESHM_REBUILD.text.replace(
             "began rebuilding", "began rebuilding, local governor Ahmad Karimi said, rebuilding")),
+    "two people": dataclasses.replace(
+        QESHM_REBUILD, id="qeshm-rebuild-two",
+        text=QESHM_REBUILD.text.replace(
+            "began rebuilding", "began rebuilding, local governor Ahmad Karimi and Red Crescent "
+            "official Maryam Hosseini said, rebuilding")),
+    "governor and mayor": dataclasses.replace(
+        QESHM_REBUILD, id="qeshm-rebuild-mayor",
+        text=QESHM_REBUILD.text.replace(
+            "began rebuilding", "began rebuilding, provincial governor Ahmad Karimi said. Mayor "
+            "Reza Tavakoli said repairs would take months, and rebuilding")),
     "relief body": dataclasses.replace(
         QESHM_REBUILD, id="qeshm-rebuild-relief",
         text=QESHM_REBUILD.text.replace("tents were handed out",
@@ -619,15 +629,68 @@ QESHM_REBUILD_QUOTING = {
 
 
 @pytest.mark.parametrize("variant", sorted(QESHM_REBUILD_QUOTING))
-def test_a_follow_up_quoting_one_new_name_joins(variant: str) -> None:
+def test_a_follow_up_quoting_new_people_joins(variant: str) -> None:
+    # Few of its names are the story's, but all its figures (the magnitude):
+    # the figures decide when the article gives any.
     article = QESHM_REBUILD_QUOTING[variant]
     evidence = _evidence_against_qeshm(article)
     assert evidence.novel[0] >= cluster_module.APART_NOVEL
-    assert evidence.held_proper[0] < cluster_module.APART_PROPER  # few of its names held ...
-    assert evidence.brought[0] < cluster_module.APART_NEW_NAMES  # ... but few brought
+    assert evidence.held_proper[0] < cluster_module.APART_PROPER
+    assert evidence.figure[0] == 1.0
     assignments, _ = cluster([*QESHM, article, SECOND_QUAKE], [])
     assert assignments[article.id] == assignments["qeshm-0"]
     assert assignments["second-quake"] != assignments["qeshm-0"]
+
+
+_DE_OPENINGS = [
+    "Ein Erdbeben der Stärke 5,6 hat am Sonntag die Insel Qeshm im Süden Irans erschüttert und "
+    "fünf Menschen nahe der Stadt Dargahan verletzt.",
+    "Ein Beben der Stärke 5,6 erschütterte am Sonntag die Insel Qeshm im Golf, beschädigte "
+    "Gebäude rund um Dargahan und verletzte fünf Menschen.",
+    "Fünf Menschen wurden verletzt, als ein Beben der Stärke 5,6 Dargahan auf der Insel Qeshm "
+    "erschütterte, berichteten iranische Staatsmedien.",
+    "Das Beben der Stärke 5,6 traf am Sonntagnachmittag den Stadtrand von Dargahan auf der Insel "
+    "Qeshm, meldete die Agentur ISNA.",
+    "In Dörfern rund um Dargahan wurden Gebäude beschädigt, nachdem ein Erdbeben der Stärke 5,6 "
+    "die Insel Qeshm getroffen hatte; fünf Menschen wurden verletzt.",
+    "Iranische Medien berichteten, ein Beben der Stärke 5,6 habe die Insel Qeshm nahe Dargahan am "
+    "Eingang des Golfs erschüttert und fünf Menschen verletzt.",
+    "Ein mittelschweres Erdbeben der Stärke 5,6 erschütterte am Sonntag die Insel Qeshm; fünf "
+    "Dorfbewohner nahe Dargahan wurden leicht verletzt.",
+    "Die Insel Qeshm wurde am Sonntag von einem Beben der Stärke 5,6 erschüttert, das fünf "
+    "Menschen verletzte und Häuser in Dörfern bei Dargahan beschädigte.",
+]
+_DE_TAILS = ["Am Montag folgten mehrere Nachbeben.",
+             "Nach Angaben der Behörden kam niemand ums Leben.",
+             "Die Insel liegt am Eingang des Golfs, durch den viel Öl fließt.",
+             "Rettungsteams wurden aus Bandar Abbas entsandt."]
+
+
+def test_in_german_every_noun_capitalised_the_figures_still_decide() -> None:
+    # German capitalises every noun, so a drifting follow-up "names" many
+    # words the story lacks (Häuser, Ziegel, Zement); its magnitude is the
+    # story's, and it joins. The second quake, magnitude 6,1, stays apart.
+    story = [doc(f"de-{i}", hours=i, title=text.split(",")[0][:70],
+                 text=f"{text} {_DE_TAILS[i % 4]}", countries=("IR",), language="de")
+             for i, text in enumerate(_DE_OPENINGS)]
+    rebuild = doc(
+        "de-rebuild", hours=48, title="Dargahan baut nach dem Beben auf Qeshm wieder auf",
+        text="Familien in Dargahan auf der Insel Qeshm begannen mit dem Wiederaufbau rissiger "
+        "Häuser, während Nachbeben des Erdbebens der Stärke 5,6 an den Nerven zerrten. Ingenieure "
+        "prüften Mauern, die Schulen blieben geschlossen und an Haushalte, deren Häuser für "
+        "unsicher erklärt wurden, wurden Zelte verteilt. Maurer, Ziegel und Zement kamen mit der "
+        "Fähre, und Freiwillige räumten Schutt aus den engen Gassen.",
+        countries=("IR",), language="de")
+    second = doc(
+        "de-second", hours=10, title="Zehn Tote bei starkem Beben auf der Insel Qeshm",
+        text="Ein starkes Erdbeben der Stärke 6,1 hat die Insel Qeshm im Süden Irans erschüttert, "
+        "mindestens zehn Menschen getötet und Häuser in den Dörfern Tourian, Kani und Zirang "
+        "zerstört. Gouverneur Hossein Nazari sagte, 70 Menschen seien verletzt worden. Der Rote "
+        "Halbmond stellte Zelte für obdachlose Familien auf. Mehrere Nachbeben folgten.",
+        countries=("IR",), language="de")
+    assignments, _ = cluster([*story, rebuild, second], [])
+    assert assignments["de-rebuild"] == assignments["de-0"]
+    assert assignments["de-second"] != assignments["de-0"]
 
 
 def _uncapitalised(article: ClusterDoc) -> ClusterDoc:

@@ -204,3 +204,20 @@ def test_a_page_in_another_encoding_under_a_utf8_declaration_keeps_the_detectors
     tree = load_html(body)
     assert tree is not None
     assert text in tree.text_content()
+
+
+@pytest.mark.parametrize("paragraphs", [1, 90])
+def test_a_long_feature_pasted_from_word_keeps_every_quote(paragraphs: int) -> None:
+    # Four Word quotes a paragraph, one ellipsis run of three ("\u2026\u2019\u201d"),
+    # and the page's own UTF-8 accents: 4 to 360 stray bytes, all windows-1252
+    # punctuation.
+    paragraph = ("\u201cWe\u2019ll rebuild,\u201d said the mayor of Saint-\u00c9tienne, "
+                 "\u201cand then\u2026\u2019\u201d")
+    body = ('<html><head><meta charset="utf-8"></head><body><article>'
+            + f"<p>{paragraph}</p>" * paragraphs + "</article></body></html>").encode()
+    for char, byte in (("\u201c", b"\x93"), ("\u201d", b"\x94"), ("\u2019", b"\x92"),
+                       ("\u2026", b"\x85")):
+        body = body.replace(char.encode(), byte)
+    tree = load_html(body)
+    assert tree is not None
+    assert tree.text_content().count(paragraph) == paragraphs
