@@ -923,14 +923,15 @@ def _unwrap_layout_tables(tree: Any) -> None:
         holds = {cell: _holds_blocks(cell) for cell in cells if cell.tag == "td"}
         if not any(holds.values()):
             continue
-        # Rows of two or more short cells are data, whatever one cell holds:
-        # a results table with a referee's note, a price list with a nested
-        # table of cash and card prices. Unless a cell holds a whole text (a
-        # heading, or _LAYOUT_ARTICLE_WORDS words) and the short rows are no
-        # more than a banner and a footer (logo | menu, copyright | contact).
+        # Rows of two or more short cells of text are data, whatever one cell
+        # holds: a results table with a referee's note, a price list with a
+        # nested table of cash and card prices. A cell of links (a menu, an
+        # advert) or of nothing (a spacer, a logo) is no datum. Unless a cell
+        # holds a whole text (a heading, or _LAYOUT_ARTICLE_WORDS words) and
+        # the short rows are no more than a banner and a footer.
         data_rows = sum(
             1 for row in rows
-            if sum(1 for cell in row if cell.tag == "td") >= 2
+            if sum(1 for cell in row if cell.tag == "td" and _holds_text(cell)) >= 2
             and not any(holds.get(cell, False) for cell in row))
         if data_rows >= _LAYOUT_MAX_DATA_ROWS and not (
                 data_rows <= _LAYOUT_FRAME_ROWS
@@ -943,15 +944,27 @@ def _unwrap_layout_tables(tree: Any) -> None:
 def _holds_article(cell: Any) -> bool:
     """A cell that holds a heading or :data:`_LAYOUT_ARTICLE_WORDS` words: a page's text.
 
-    Beside at most one other cell (a side menu): a cell beside two or more
-    (a home side, a score, an away side) is a data row's notes.
+    Beside at most one other cell of text (menus, adverts and spacers beside
+    it do not count): a cell beside two or more (a home side, a score, an
+    away side) is a data row's notes.
     """
     row = cell.getparent()
-    if row is not None and sum(1 for other in row if other.tag == "td") > 2:
+    if row is not None and sum(
+            1 for other in row
+            if other is not cell and other.tag == "td" and _holds_text(other)) > 1:
         return False
     if next(cell.iter("h1", "h2", "h3", "h4", "h5", "h6"), None) is not None:
         return True
     return len(cell.text_content().split()) >= _LAYOUT_ARTICLE_WORDS
+
+
+def _holds_text(cell: Any) -> bool:
+    """A cell with text of its own: some words, under half of them the text of links."""
+    words = len(cell.text_content().split())
+    if not words:
+        return False
+    linked = sum(len(a.text_content().split()) for a in cell.iter("a"))
+    return linked * 2 < words
 
 
 def _holds_blocks(cell: Any) -> bool:

@@ -640,3 +640,32 @@ def test_a_page_laid_out_in_a_three_row_table_is_read_as_blocks() -> None:
     lines = extract(page.encode(), url="http://127.0.0.1:8000/bridge").text.splitlines()
     assert [line[:11] for line in lines if "Paragraph" in line] == [
         f"Paragraph {i}" for i in range(6)]
+
+
+_BRIDGE_PARAGRAPHS = "".join(
+    f"<p>Paragraph {i}: the regional council voted on Tuesday to close the old harbour bridge "
+    "for repairs, which engineers say will take most of the coming year.</p>" for i in range(6))
+_BRIDGE_ARTICLE = f"<h1>Harbour bridge to close</h1>{_BRIDGE_PARAGRAPHS}"
+_LOGO = '<td><img src="logo.gif"> Harbour Gazette</td>'
+_MENU = '<td><a href="/">Home</a> | <a href="/news">News</a></td>'
+_SIDE = '<td><a href="/a">Local</a><br><a href="/b">Sport</a></td>'
+_FOOT = '<td>&copy; 2004 Harbour Gazette</td><td><a href="/contact">Contact us</a></td>'
+
+
+@pytest.mark.parametrize("rows", [
+    # a banner of three rows (date, search, subscribe, weather)
+    f"<tr>{_LOGO}{_MENU}</tr><tr><td>Tuesday 12 May 2004</td><td><a href='/s'>Search</a></td>"
+    "</tr><tr><td><a href='/sub'>Subscribe</a></td><td><a href='/w'>Weather: 14C</a></td></tr>"
+    f"<tr>{_SIDE}<td>{_BRIDGE_ARTICLE}</td></tr><tr>{_FOOT}</tr>",
+    # three columns: menu | article | advert
+    f"<tr>{_LOGO}{_MENU}<td>Search</td></tr>"
+    f"<tr>{_SIDE}<td>{_BRIDGE_ARTICLE}</td><td><a href='/ad'>Advert</a></td></tr>"
+    f"<tr>{_FOOT}<td>Top</td></tr>",
+])
+def test_classic_table_layouts_are_read_as_blocks(rows: str) -> None:
+    # Menus, adverts and spacers are no data: cells of links or of nothing.
+    page = ('<html><head><meta charset="utf-8"><title>Harbour bridge to close</title></head>'
+            f'<body><table width="100%">{rows}</table></body></html>')
+    lines = extract(page.encode(), url="http://127.0.0.1:8000/bridge").text.splitlines()
+    assert [line[:11] for line in lines if "Paragraph" in line] == [
+        f"Paragraph {i}" for i in range(6)]
