@@ -458,18 +458,18 @@ def _stray_bytes_stand_alone(content: bytes) -> bool:
     dashes and ellipsis (windows-1252's 0x80-0x9F, control codes in every
     ISO-8859 encoding, so never another script's letters), or the
     continuation bytes a mangled entity left behind (``&acirc;\x80\x99`` for
-    a curly apostrophe). So: every stray byte in 0x80-0x9F, however many
-    (a long feature pasted from Word has hundreds), or at most
-    :data:`_FEW_STRAYS` of them at all (one stray byte on a plain ASCII page,
-    where the detector can pick a CJK codec that swallows the next letter).
+    a curly apostrophe). So: any number of stray bytes in 0x80-0x9F (a long
+    feature pasted from Word has hundreds) and at most :data:`_FEW_STRAYS`
+    others (a pasted "£" or non-breaking space; one stray byte on a plain
+    ASCII page, where the detector can pick a CJK codec that swallows the
+    next letter).
     A page in another encoding under a UTF-8 declaration (Latin-1,
     windows-1250/1251/1254, Shift_JIS, Big5, EUC-KR) has letters in
-    0xA0-0xFF among its strays and keeps the detector's guess, as does a
-    UTF-8 page with a pasted "£" among its quotes (the detector's reading,
-    as before).
+    0xA0-0xFF among its strays, more than a few, and keeps the detector's
+    guess.
     """
     strays = _VALID_UTF8.sub(b"", content)  # the stray bytes alone, at C speed
-    return len(strays) <= _FEW_STRAYS or not strays.translate(None, _WORD_PUNCTUATION)
+    return len(strays.translate(None, _WORD_PUNCTUATION)) <= _FEW_STRAYS
 
 
 def _parse_bytes(text: str) -> Any:
@@ -931,7 +931,8 @@ def _unwrap_layout_tables(tree: Any) -> None:
         # the short rows are no more than a banner and a footer.
         data_rows = sum(
             1 for row in rows
-            if sum(1 for cell in row if cell.tag == "td" and _holds_text(cell)) >= 2
+            if sum(1 for cell in row if cell.tag == "td" and (
+                _holds_text(cell) or (len(row) >= 3 and _is_one_link(cell)))) >= 2
             and not any(holds.get(cell, False) for cell in row))
         if data_rows >= _LAYOUT_MAX_DATA_ROWS and not (
                 data_rows <= _LAYOUT_FRAME_ROWS
@@ -965,6 +966,13 @@ def _holds_text(cell: Any) -> bool:
         return False
     linked = sum(len(a.text_content().split()) for a in cell.iter("a"))
     return linked * 2 < words
+
+
+def _is_one_link(cell: Any) -> bool:
+    """A cell whose words are one link's: a linked team or headline in a row of data."""
+    anchors = list(cell.iter("a"))
+    return len(anchors) == 1 and bool(anchors[0].text_content().split()) and (
+        anchors[0].text_content().split() == cell.text_content().split())
 
 
 def _holds_blocks(cell: Any) -> bool:

@@ -202,10 +202,11 @@ APART_GAP = 0.07
 # (BENCHMARKS.md, Session 18: issue 13): a plateau of 0.48-0.68 (0.46 and under
 # lets second events join, 0.7 and over splits follow-ups).
 APART_PROPER = 0.55
-# Without figures, only when the article brings names of its own: at least
+# And only when the article brings names of its own: at least
 # this many names found nowhere (idf log n + 1) worth of proper names the story
 # lacks. A follow-up that quotes one new official or body brings one or two; a
-# second event brings its own places, people and bodies. An article with no
+# second event brings its own places, people and bodies. (Figures the story
+# holds rescue an article that brings names: see _evidence.) An article with no
 # proper names (a script without capitals, or none named) is judged by the
 # share of its figures the story holds alone; with no figures either, it joins.
 APART_NEW_NAMES = 3.0
@@ -1577,13 +1578,15 @@ class Clusterer:
         brought = (own[_PROPER] - shared[:, _PROPER]) / base
         held_figure = _held(shared, own, _FIGURE)
         if own[_PROPER] > 0:
-            # Figures decide when the article gives any: a drifting follow-up
-            # repeats the story's (its magnitude, its toll) whatever new
-            # people it quotes (and German capitalises every noun); a second
-            # event gives its own. Without figures, the names it brings.
-            held_names = held_proper < APART_PROPER
-            apart = apart & held_names & (
-                held_figure < APART_PROPER if own[_FIGURE] > 0 else brought >= APART_NEW_NAMES)
+            # It must bring names of its own (a second event's places, people
+            # and bodies; one quoted official is not that), and, when it gives
+            # figures, hold few of the story's: a follow-up that repeats the
+            # magnitude or toll joins whatever new people it quotes (German
+            # capitalises every noun). Figures only rescue: a follow-up's own
+            # date or risen toll is no evidence of another event.
+            apart = apart & (held_proper < APART_PROPER) & (brought >= APART_NEW_NAMES)
+            if own[_FIGURE] > 0:
+                apart = apart & (held_figure < APART_PROPER)
         else:
             # No proper names (a script without capitals, or none named):
             # the figures decide, the same way; none either, no evidence.

@@ -693,6 +693,23 @@ def test_in_german_every_noun_capitalised_the_figures_still_decide() -> None:
     assert assignments["de-second"] != assignments["de-0"]
 
 
+@pytest.mark.parametrize(("old", "new"), [
+    ("Families in Dargahan", "On Tuesday, 14 May 2024, families in Dargahan"),  # its own date
+    ("the 5.6 magnitude earthquake", "the earthquake, which injured 7 people,"),  # a new toll
+])
+def test_a_follow_ups_own_figures_do_not_push_it_apart(old: str, new: str) -> None:
+    # Figures only rescue: a follow-up quoting a new official that gives its
+    # own date or a risen toll brings too few names to be another event.
+    quoting = QESHM_REBUILD_QUOTING["official"]
+    assert old in quoting.text
+    article = dataclasses.replace(quoting, id="qeshm-rebuild-figures",
+                                  text=quoting.text.replace(old, new))
+    assert _evidence_against_qeshm(article).brought[0] < cluster_module.APART_NEW_NAMES
+    assignments, _ = cluster([*QESHM, article, SECOND_QUAKE], [])
+    assert assignments[article.id] == assignments["qeshm-0"]
+    assert assignments["second-quake"] != assignments["qeshm-0"]
+
+
 def _uncapitalised(article: ClusterDoc) -> ClusterDoc:
     """The article as a script without capitals writes it: no proper names found."""
     return dataclasses.replace(article, id=f"{article.id}-lower", title=article.title.lower(),

@@ -669,3 +669,27 @@ def test_classic_table_layouts_are_read_as_blocks(rows: str) -> None:
     lines = extract(page.encode(), url="http://127.0.0.1:8000/bridge").text.splitlines()
     assert [line[:11] for line in lines if "Paragraph" in line] == [
         f"Paragraph {i}" for i in range(6)]
+
+
+def test_a_results_table_with_linked_team_names_keeps_its_rows() -> None:
+    # Team names are links to the teams' pages: a cell that is one link is
+    # still a datum in a row of three, and the referee's note in <p>s does
+    # not make the table a page's layout.
+    note = ("<p>Referee's note: the match was stopped for ten minutes after a floodlight failed "
+            "in the second half, and play resumed once the ground staff had restored power.</p>"
+            "<p>The home side lodged a complaint about the delay with the league afterwards.</p>")
+    teams = [("Rovers", "United"), ("City", "Athletic"), ("Albion", "Wanderers"),
+             ("County", "Town")]
+    rows = "".join(f'<tr><td><a href="/t/{h}">{h}</a></td><td>{i}-{i + 1}</td>'
+                   f'<td><a href="/t/{a}">{a}</a></td></tr>' for i, (h, a) in enumerate(teams))
+    rows += f'<tr><td colspan="3">{note}</td></tr>'
+    paragraphs = "".join(
+        f"<p>Paragraph {i}: the league confirmed the weekend results on Monday after a review "
+        "of the match reports from every ground.</p>" for i in range(5))
+    page = ('<html><head><meta charset="utf-8"><title>Weekend results</title></head><body>'
+            f"<article><h1>Weekend results</h1>{paragraphs}<table>{rows}</table></article>"
+            "</body></html>")
+    text = extract(page.encode(), url="http://127.0.0.1:8000/results").text
+    for i, (home, away) in enumerate(teams):
+        assert f"{home} | {i}-{i + 1} | {away}" in text
+    assert "Referee's note" in text

@@ -221,3 +221,21 @@ def test_a_long_feature_pasted_from_word_keeps_every_quote(paragraphs: int) -> N
     tree = load_html(body)
     assert tree is not None
     assert tree.text_content().count(paragraph) == paragraphs
+
+
+@pytest.mark.parametrize("pasted", [b"\xa3", b"\xa0"])
+def test_word_quotes_with_a_pasted_pound_or_space_keep_the_page_utf8(pasted: bytes) -> None:
+    # Text pasted as windows-1252 brings Word's quotes and, now and then, a
+    # "£" or a non-breaking space (0xA0 and up): a few such bytes among the
+    # quotes are still pasted characters, not another encoding.
+    paragraph = ("\u201cWe\u2019ll rebuild the caf\u00e9 in Saint-\u00c9tienne,\u201d "
+                 "said the mayor.")
+    body = ('<html><head><meta charset="utf-8"></head><body>'
+            + f"<p>{paragraph}</p>" * 20 + "<p>It will cost PASTED5m.</p></body></html>").encode()
+    for char, byte in (("\u201c", b"\x93"), ("\u201d", b"\x94"), ("\u2019", b"\x92")):
+        body = body.replace(char.encode(), byte)
+    tree = load_html(body.replace(b"PASTED", pasted))
+    assert tree is not None
+    text = tree.text_content()
+    assert text.count(paragraph) == 20
+    assert f"It will cost {pasted.decode('cp1252')}5m." in text
