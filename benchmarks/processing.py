@@ -42,7 +42,8 @@ import argparse
 import gc
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -116,6 +117,17 @@ def fetched(pages: Sequence[Page]) -> list[FetchedPage]:
     ]
 
 
+@contextmanager
+def _gc_frozen() -> Iterator[None]:
+    """Collect, then freeze the heap so no collection falls inside a timing."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def _best(repeat: int, run: Callable[[], T]) -> tuple[float, T]:
     """CPU seconds of ``run``, the best of ``repeat``. What the benchmark holds
     (every page, every result so far) is moved out of the collector's sight
@@ -124,14 +136,10 @@ def _best(repeat: int, run: Callable[[], T]) -> tuple[float, T]:
     several. The part's own garbage is collected as usual."""
     best, result = float("inf"), None
     for _ in range(repeat):
-        gc.collect()
-        gc.freeze()
-        try:
+        with _gc_frozen():
             started = time.process_time()
             result = run()
             best = min(best, time.process_time() - started)
-        finally:
-            gc.unfreeze()
     assert result is not None
     return best, result
 
@@ -187,6 +195,7 @@ def by_part(raw_pages: Sequence[Page], pages: Sequence[FetchedPage], ctx: Contex
     return seconds
 
 
+
 def side_by_side(raw_pages: Sequence[Page], pages: Sequence[FetchedPage], ctx: Context,
                  repeat: int) -> tuple[float, float]:
     """CPU seconds of trafilatura's defaults and of :func:`process_page`, page for page.
@@ -201,9 +210,7 @@ def side_by_side(raw_pages: Sequence[Page], pages: Sequence[FetchedPage], ctx: C
     best_base = [float("inf")] * len(pages)
     best_stage = [float("inf")] * len(pages)
     clock = time.process_time
-    gc.collect()
-    gc.freeze()
-    try:
+    with _gc_frozen():
         for round_ in range(repeat):
             for i, (raw, page) in enumerate(zip(raw_pages, pages, strict=True)):
                 for side in ((0, 1) if (i + round_) % 2 else (1, 0)):
@@ -214,8 +221,6 @@ def side_by_side(raw_pages: Sequence[Page], pages: Sequence[FetchedPage], ctx: C
                     else:
                         process_page(page, ctx)
                         best_stage[i] = min(best_stage[i], clock() - started)
-    finally:
-        gc.unfreeze()
     return sum(best_base), sum(best_stage)
 
 
@@ -233,9 +238,7 @@ def additions_side_by_side(pages: Sequence[FetchedPage], ctx: Context, repeat: i
     best_extract = [float("inf")] * len(pages)
     best_additions = [float("inf")] * len(pages)
     clock = time.process_time
-    gc.collect()
-    gc.freeze()
-    try:
+    with _gc_frozen():
         for _ in range(repeat):
             for i, page in enumerate(pages):
                 body = utf8_html(page.body, page.content_type)
@@ -253,8 +256,6 @@ def additions_side_by_side(pages: Sequence[FetchedPage], ctx: Context, repeat: i
                 ended = clock()
                 best_extract[i] = min(best_extract[i], middle - started)
                 best_additions[i] = min(best_additions[i], ended - middle)
-    finally:
-        gc.unfreeze()
     return sum(best_extract), sum(best_additions)
 
 

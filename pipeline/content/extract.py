@@ -420,8 +420,7 @@ def _decode(body: bytes) -> str:
     (BeautifulSoup's ``UnicodeDammit.detwingle`` does the same for Word's
     quotes). A page in another encoding under a UTF-8 declaration (Latin-1,
     windows-1251, Shift_JIS: letters in 0xA0-0xFF among the strays) keeps the
-    detector's
-    guess. Only pages that are not valid UTF-8 pay for the checks.
+    detector's guess. Only pages that are not valid UTF-8 pay for the checks.
     """
     content = trafilatura_utils.handle_compressed_file(body)
     try:
@@ -747,8 +746,8 @@ def refuse_teaser_cards(text: str, tree: Any) -> str:
     article's own lists hold words, not headings, but for one: a numbered
     list (``<ol>``) of headed entries, a listicle's ("Ten best laptops":
     each a name and the article's review). There a card is an item that
-    links out (an ``<a href>`` in it: its headline or a "Read more" leads
-    to the other article). Structure, not wording:
+    links out (:func:`_links_out`: its heading links to another page).
+    Structure, not wording:
     a line goes when it is, whole, the text of such an item (trafilatura's
     "- " before a list item aside), and only in the run of at least
     :data:`MIN_CARDS` such lines that ends the text after other lines; a
@@ -907,10 +906,12 @@ def _unwrap_layout_tables(tree: Any) -> None:
     own cells is a header (``<th>``) and one of them holds a table or a block
     of text: :data:`_LAYOUT_MIN_BLOCKS` paragraphs, ``<br>`` or lists and
     :data:`_LAYOUT_MIN_WORDS` words, and fewer than
-    :data:`_LAYOUT_MAX_DATA_ROWS` of its rows are two or more cells holding
-    no block (a results table keeps its rows of scores when one cell holds a
-    referee's note). Its own rows and cells become ``<div>`` (a nested data
-    table stays a table): one pass over the tables, their rows and cells.
+    :data:`_LAYOUT_MAX_DATA_ROWS` of its rows are data (:func:`_is_data_row`:
+    a results table keeps its rows of scores when one cell holds a referee's
+    note), or at most :data:`_LAYOUT_FRAME_ROWS` are and a cell holds an
+    article (:func:`_holds_article`: the short rows are a banner and a
+    footer). Its own rows and cells become ``<div>`` (a nested data table
+    stays a table): one pass over the tables, their rows and cells.
     """
     for table in list(tree.iter("table")):
         rows = [child for child in table if child.tag == "tr"]
@@ -929,17 +930,26 @@ def _unwrap_layout_tables(tree: Any) -> None:
         # advert) or of nothing (a spacer, a logo) is no datum. Unless a cell
         # holds a whole text (a heading, or _LAYOUT_ARTICLE_WORDS words) and
         # the short rows are no more than a banner and a footer.
-        data_rows = sum(
-            1 for row in rows
-            if sum(1 for cell in row if cell.tag == "td" and (
-                _holds_text(cell) or (len(row) >= 3 and _is_one_link(cell)))) >= 2
-            and not any(holds.get(cell, False) for cell in row))
+        data_rows = sum(1 for row in rows if _is_data_row(row, holds))
         if data_rows >= _LAYOUT_MAX_DATA_ROWS and not (
                 data_rows <= _LAYOUT_FRAME_ROWS
                 and any(_holds_article(cell) for cell, held in holds.items() if held)):
             continue
         for element in (table, *groups, *rows, *cells):
             element.tag = "div"
+
+
+def _is_data_row(row: Any, holds: Mapping[Any, bool]) -> bool:
+    """Two or more data cells and no cell holding a block (:func:`_unwrap_layout_tables`).
+
+    A data cell has text of its own (:func:`_holds_text`), or, in a row of
+    three or more, is one link (a linked team name or headline).
+    """
+    if any(holds.get(cell, False) for cell in row):
+        return False
+    data = sum(1 for cell in row if cell.tag == "td" and (
+        _holds_text(cell) or (len(row) >= 3 and _is_one_link(cell))))
+    return data >= 2
 
 
 def _holds_article(cell: Any) -> bool:
@@ -954,7 +964,7 @@ def _holds_article(cell: Any) -> bool:
             1 for other in row
             if other is not cell and other.tag == "td" and _holds_text(other)) > 1:
         return False
-    if next(cell.iter("h1", "h2", "h3", "h4", "h5", "h6"), None) is not None:
+    if next(cell.iter(*_HEADINGS), None) is not None:
         return True
     return len(cell.text_content().split()) >= _LAYOUT_ARTICLE_WORDS
 

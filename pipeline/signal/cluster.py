@@ -1579,18 +1579,17 @@ class Clusterer:
         held_figure = _held(shared, own, _FIGURE)
         if own[_PROPER] > 0:
             # It must bring names of its own (a second event's places, people
-            # and bodies; one quoted official is not that), and, when it gives
-            # figures, hold few of the story's: a follow-up that repeats the
-            # magnitude or toll joins whatever new people it quotes (German
-            # capitalises every noun). Figures only rescue: a follow-up's own
-            # date or risen toll is no evidence of another event.
-            apart = apart & (held_proper < APART_PROPER) & (brought >= APART_NEW_NAMES)
-            if own[_FIGURE] > 0:
-                apart = apart & (held_figure < APART_PROPER)
+            # and bodies; one quoted official is not that).
+            names = (held_proper < APART_PROPER) & (brought >= APART_NEW_NAMES)
         else:
-            # No proper names (a script without capitals, or none named):
-            # the figures decide, the same way; none either, no evidence.
-            apart = apart & (own[_FIGURE] > 0) & (held_figure < APART_PROPER)
+            # No proper names (a script without capitals, or none named): the
+            # figures alone decide; none either, no evidence.
+            names = np.full(len(stories), own[_FIGURE] > 0)
+        # And it holds few of the story's figures (0 held when it gives none):
+        # a follow-up that repeats the magnitude or toll joins whatever new
+        # people it quotes (German capitalises every noun). Figures only
+        # rescue: a follow-up's own date or risen toll is no evidence.
+        apart = apart & names & (held_figure < APART_PROPER)
         return _Evidence(named=jaccard[:, _TAGGED], headline=held,
                          proper=jaccard[:, _PROPER], figure=jaccard[:, _FIGURE],
                          novel=novel, rare=self._rare(stories, lengths, ids, share, slots, a),
