@@ -751,6 +751,84 @@ def test_a_second_earthquake_citing_the_first_stays_apart(cited: str) -> None:
     assert evidence.apart[0]
 
 
+# A small story (three reports: under NOVEL_REPORTS, so neither novelty nor the
+# likeness estimate applies) of one climber's fall, and the second climber's
+# death on the same mountain that weekend (ECB+ topic 23, the error of its dev
+# part): the kind's words and the mountain are shared, but it names its own
+# suburb, glacier, rescuers and officer and none of the story's figures.
+CLIMB = [
+    doc("cook-0", hours=0, title="Australian climber presumed dead after fall on Mount Cook",
+        text="An Australian climber, Mark Vinar, 43, is presumed dead after falling from "
+        "Zurbriggens Ridge on Mount Cook on Thursday. His brother Miles survived two nights in "
+        "an ice cave.", countries=("AU", "NZ"), language="en"),
+    doc("cook-1", hours=2, title="Perth doctor feared dead on Mount Cook",
+        text="Perth doctor Mark Vinar, 43, fell from Zurbriggens Ridge on Mount Cook while "
+        "climbing with his brother Miles, who was rescued after two nights on the mountain.",
+        countries=("AU", "NZ"), language="en"),
+    doc("cook-2", hours=4, title="Brother survives two nights on Mount Cook after climber's fall",
+        text="Miles Vinar survived two nights in an ice cave on Mount Cook after watching his "
+        "brother Mark, 43, fall from Zurbriggens Ridge, police said.",
+        countries=("AU", "NZ"), language="en"),
+]
+SECOND_CLIMBER = doc(
+    "cook-second", hours=6, title="Climber dead after Aoraki Mount Cook fall",
+    text="A 36-year-old climber from Hampton East in Melbourne is dead after falling about 150 "
+    "metres in the Tasman Glacier area of Aoraki Mount Cook National Park. A Westpac Rescue "
+    "Helicopter from Christchurch flew the Alpine Rescue Team to the site, Inspector Dave Gaskin "
+    "said.", countries=("AU", "NZ"), language="en")
+# A later report of the first death that names many new people and bodies
+# (colleagues, a hospital, a college) but repeats the climber and his age.
+CLIMB_TRIBUTE = doc(
+    "cook-tribute", hours=8, title="Colleagues pay tribute to Perth doctor lost on Mount Cook",
+    text="Colleagues at Fiona Stanley Hospital and the Royal Flying Doctor Service paid tribute to "
+    "Mark Vinar, 43, the Perth emergency doctor who fell on Mount Cook. Professor Anne Kelly of "
+    "the Australasian College for Emergency Medicine called him a generous teacher.",
+    countries=("AU", "NZ"), language="en")
+
+
+def _evidence_against_climb(article: ClusterDoc) -> Any:
+    small = Clusterer()
+    for report in CLIMB:
+        small.place(report)
+    (story,) = small._stories
+    feats = cluster_features(article)
+    return small._evidence(feats, [story], small._weighted(feats.terms))
+
+
+def test_a_second_event_plainly_about_other_things_stays_apart_from_a_small_story() -> None:
+    assert len(CLIMB) < cluster_module.NOVEL_REPORTS
+    evidence = _evidence_against_climb(SECOND_CLIMBER)
+    assert evidence.held_proper[0] < cluster_module.APART_FEW_HELD
+    assert evidence.brought[0] >= cluster_module.APART_MANY_NEW
+    assert evidence.figure[0] == 0.0
+    assert evidence.apart[0]
+    assignments, _ = cluster([*CLIMB, SECOND_CLIMBER, CLIMB_TRIBUTE], [])
+    assert len({assignments[d.id] for d in CLIMB}) == 1
+    assert assignments["cook-second"] != assignments["cook-0"]
+
+
+@pytest.mark.parametrize("variant", ["as written", "without the age"])
+def test_a_follow_up_naming_many_new_people_joins_a_small_story(variant: str) -> None:
+    # It brings as many new names as the second climber, but it holds the
+    # story's age (a figure) or, without it, a fifth or more of its names
+    # (the climber, Perth, the mountain).
+    article = (CLIMB_TRIBUTE if variant == "as written" else dataclasses.replace(
+        CLIMB_TRIBUTE, id="cook-tribute-no-age",
+        text=CLIMB_TRIBUTE.text.replace("Mark Vinar, 43,", "Mark Vinar,")))
+    evidence = _evidence_against_climb(article)
+    assert evidence.brought[0] >= cluster_module.APART_MANY_NEW
+    assert not evidence.apart[0]
+    assignments, _ = cluster([*CLIMB, SECOND_CLIMBER, article], [])
+    assert assignments[article.id] == assignments["cook-0"]
+
+
+def test_without_the_plain_difference_the_second_climber_joins(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster_module, "APART_MANY_NEW", float("inf"))
+    assignments, _ = cluster([*CLIMB, SECOND_CLIMBER], [])
+    assert assignments["cook-second"] == assignments["cook-0"]
+
+
 def _rule_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     """The apart rule's cosine test alone: any novelty, whatever the names."""
     monkeypatch.setattr(cluster_module, "APART_NOVEL", 0.0)

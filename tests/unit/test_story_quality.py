@@ -79,9 +79,11 @@ def test_labels_that_share_a_blurb_are_joined_and_no_others() -> None:
 # The apart rule and the names' overlap (branch q13) raised ECB+ dev to
 # 0.960 / 0.870 / 0.913: its precision and F1 floors went up with it.
 # Session 18's gate on the names an article brings: 0.961 / 0.882 / 0.920,
-# the recall and F1 floors went up with it.
-FLOORS = {"ecbplus": (0.95, 0.87), "gvc": (0.97, 0.75)}
-F1_FLOORS = {"ecbplus": 0.91, "gvc": 0.85}
+# the recall and F1 floors went up with it. Session 19's plain difference
+# (APART_FEW_HELD, APART_MANY_NEW): 1.000 / 0.908 / 0.952; every ECB+ floor went
+# up with it, precision to the goal (0.97).
+FLOORS = {"ecbplus": (0.97, 0.89), "gvc": (0.97, 0.75)}
+F1_FLOORS = {"ecbplus": 0.94, "gvc": 0.85}
 
 
 @pytest.mark.parametrize("name", sorted(FLOORS))
