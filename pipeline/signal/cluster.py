@@ -53,7 +53,10 @@ the article's own proper names (by idf) or, when the article gives figures,
 of its figures (without figures: unless it brings under ``APART_NEW_NAMES``
 names' worth of its own): a later report whose words drifted still names the
 event's places and repeats its figures; a second event names its own, even
-when it cites the first's town or magnitude in passing. The
+when it cites the first's town or magnitude in passing. A story of
+any size also refuses an article plainly about something else: it holds under
+``APART_FEW_HELD`` of the article's proper names, the article brings
+``APART_MANY_NEW`` names' worth it lacks, and it holds none of its figures. The
 proper names' and figures' Jaccards are raised to ``OVERLAP_WEIGHT`` times
 their overlap coefficient (shared over the smaller side, for proper names at
 least ``OVERLAP_NAMES`` words found nowhere) when that is more: a later report
