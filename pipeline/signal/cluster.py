@@ -56,7 +56,7 @@ event's places and repeats its figures; a second event names its own, even
 when it cites the first's town or magnitude in passing. A story of
 any size also refuses an article plainly about something else: it holds under
 ``APART_FEW_HELD`` of the article's proper names, the article brings
-``APART_MANY_NEW`` names' worth it lacks, and it holds none of its figures. The
+``APART_MANY_NEW`` names' worth it lacks, and it gives figures, none of them held. The
 proper names' and figures' Jaccards are raised to ``OVERLAP_WEIGHT`` times
 their overlap coefficient (shared over the smaller side, for proper names at
 least ``OVERLAP_NAMES`` words found nowhere) when that is more: a later report
@@ -217,7 +217,9 @@ APART_NEW_NAMES = 3.0
 # mean little), also refuses an article that is plainly about something else:
 # the story holds under APART_FEW_HELD of the article's proper names, the
 # article brings APART_MANY_NEW or more names' worth the story lacks, and the
-# story holds none of its figures. The second of two climbers' deaths on one
+# article gives figures and the story holds none of them (an article with no
+# figures says nothing by that: a court hearing, a funeral or a search's end
+# rarely repeats one, and AP style spells a toll under ten). The second of two climbers' deaths on one
 # mountain the same weekend (ECB+ topic 23: the other climber, his age, his
 # suburb, the rescue team) shares the kind's words and the mountain with a
 # six-report story of the first; a later report of one event that names that
@@ -1609,8 +1611,11 @@ class Clusterer:
         # rescue: a follow-up's own date or risen toll is no evidence.
         apart = apart & names & (held_figure < APART_PROPER)
         # Any story: plainly about something else (APART_FEW_HELD, APART_MANY_NEW).
+        # Only an article that gives figures: one that gives none says nothing
+        # by holding none (a court hearing, a funeral, a search's end rarely
+        # repeat a figure, and AP style spells a toll under ten).
         apart |= ((held_proper < APART_FEW_HELD) & (brought >= APART_MANY_NEW)
-                  & (held_figure <= 0.0))
+                  & (held_figure <= 0.0) & (own[_FIGURE] > 0))
         return _Evidence(named=jaccard[:, _TAGGED], headline=held,
                          proper=jaccard[:, _PROPER], figure=jaccard[:, _FIGURE],
                          novel=novel, rare=self._rare(stories, lengths, ids, share, slots, a),

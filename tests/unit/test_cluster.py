@@ -829,6 +829,109 @@ def test_without_the_plain_difference_the_second_climber_joins(
     assert assignments["cook-second"] == assignments["cook-0"]
 
 
+# Later reports of one small story's event that name mostly new people, places
+# and bodies and give no figure at all (review rv1): the court hearing, the end
+# of a search, a judge's inquiry in Spanish, a funeral in the victim's home
+# town. Each holds under a fifth of its proper names and brings seven names'
+# worth or more, as the second climber does; but holding none of an article's
+# figures says nothing when it gives none (a hearing or funeral rarely repeats
+# one, and AP style spells a toll under ten), so the plain difference asks for
+# figures and these join, as they did before it.
+LEEDS = [
+    doc("leeds-0", hours=0, title="Man stabbed to death at Leeds railway station",
+        text="A 23-year-old man has died after being stabbed at Leeds railway station on Friday "
+        "night, West Yorkshire Police said. Officers were called to the station concourse shortly "
+        "after 11pm and the man was pronounced dead at the scene.", countries=("GB",),
+        language="en"),
+    doc("leeds-1", hours=5, title="Murder inquiry after fatal stabbing at Leeds station",
+        text="A murder investigation has been launched after a 23-year-old man was stabbed to "
+        "death at Leeds railway station. Detective Superintendent Carl Galvin said a man had been "
+        "seen running towards Boar Lane.", countries=("GB",), language="en"),
+]
+LEEDS_COURT = doc(
+    "leeds-court", hours=70, title="Man in court charged with Leeds station murder",
+    text="A man has appeared in court charged with murder after a fatal stabbing at Leeds railway "
+    "station. Jordan Whitaker, of Harehills, appeared before District Judge Marie Mallon at Leeds "
+    "Magistrates' Court on Monday and was remanded in custody to appear at Leeds Crown Court. "
+    "Prosecutor Ian Barker told the hearing that the victim, Callum Shaw, was attacked from behind.",
+    countries=("GB",), language="en")
+HIKER = [
+    doc("hiker-0", hours=0, title="Search under way for missing hiker in Olympic National Park",
+        text="Rangers are searching for a hiker who failed to return from a day hike in Olympic "
+        "National Park on Sunday. Jenny Moore, 26, of Tacoma, was last seen near the Hoh River "
+        "trail.", countries=("US",), language="en"),
+    doc("hiker-1", hours=20, title="Search for missing Tacoma hiker enters second day",
+        text="The search for Jenny Moore, 26, who went missing on the Hoh River trail in Olympic "
+        "National Park, entered a second day on Monday, rangers said.", countries=("US",),
+        language="en"),
+]
+HIKER_FOUND = doc(
+    "hiker-found", hours=44, title="Body of missing hiker found in Olympic National Park",
+    text="A body believed to be that of a hiker missing since Sunday was found on Tuesday below "
+    "Mount Tom Creek, the Jefferson County Sheriff's Office said. Volunteers from Olympic Mountain "
+    "Rescue and a Coast Guard helicopter crew from Port Angeles located the body in steep terrain.",
+    countries=("US",), language="en")
+LORCA = [
+    doc("lorca-0", hours=0, title="Mueren cinco personas en un accidente de autobús en Murcia",
+        text="Cinco personas han muerto y 20 han resultado heridas este lunes al volcar un autobús "
+        "en la autovía A-7 a la altura de Lorca, en Murcia, según los servicios de emergencia.",
+        countries=("ES",), language="es"),
+    doc("lorca-1", hours=4, title="Cinco muertos al volcar un autobús en Lorca",
+        text="El vuelco de un autobús en la A-7 cerca de Lorca ha causado la muerte de cinco "
+        "personas, según el 112 de la Región de Murcia. El autobús cubría la ruta entre Almería y "
+        "Murcia.", countries=("ES",), language="es"),
+]
+LORCA_JUDGE = doc(
+    "lorca-judge", hours=28,
+    title="El juzgado investiga al conductor del autobús accidentado en Lorca",
+    text="El Juzgado de Instrucción de Lorca ha abierto diligencias contra el conductor del autobús "
+    "siniestrado, que quedó en libertad con cargos tras declarar ante la Guardia Civil. El alcalde, "
+    "Fulgencio Gil, decretó tres días de luto oficial y el presidente regional, Fernando López "
+    "Miras, visitó a los heridos en el Hospital Rafael Méndez.", countries=("ES",), language="es")
+MALL = [
+    doc("mall-0", hours=0, title="Gunman kills three in shooting at Kalamazoo mall",
+        text="A gunman opened fire inside Crestwood Mall in Kalamazoo on Saturday afternoon, "
+        "killing three people and wounding four before fleeing, police said. Police Chief "
+        "Karianne Thomas said officers were searching for a man in his 20s.", countries=("US",),
+        language="en"),
+    doc("mall-1", hours=3, title="Three dead, four hurt in Crestwood Mall shooting",
+        text="Three people were killed and four wounded when a man opened fire in the food court "
+        "of Crestwood Mall in Kalamazoo on Saturday. Chief Karianne Thomas said the suspect fled "
+        "in a grey pickup truck.", countries=("US",), language="en"),
+    doc("mall-2", hours=7, title="Police hunt gunman after deadly Kalamazoo mall shooting",
+        text="Police in Kalamazoo are hunting a gunman who killed three people at Crestwood Mall "
+        "on Saturday. Shoppers described hiding in stores as shots rang out in the food court.",
+        countries=("US",), language="en"),
+]
+MALL_FUNERAL = doc(
+    "mall-funeral", hours=80,
+    title="Funeral held for nursing student killed in Kalamazoo mall shooting",
+    text="Hundreds of mourners filled St. Augustine Cathedral in Battle Creek on Tuesday for the "
+    "funeral of Emily Rourke, a nursing student at Western Michigan University who was killed in "
+    "Saturday's shooting in Kalamazoo. Father Michael Hanley told the congregation she had wanted "
+    "to work in the children's ward at Bronson Hospital.", countries=("US",), language="en")
+WITHOUT_FIGURES = {"court hearing": (LEEDS, LEEDS_COURT), "search ends": (HIKER, HIKER_FOUND),
+                   "juzgado": (LORCA, LORCA_JUDGE), "funeral": (MALL, MALL_FUNERAL)}
+
+
+@pytest.mark.parametrize("case", sorted(WITHOUT_FIGURES))
+def test_a_follow_up_without_figures_naming_many_new_things_joins_a_small_story(
+        case: str) -> None:
+    reports, follow_up = WITHOUT_FIGURES[case]
+    small = Clusterer()
+    for report in reports:
+        small.place(report)
+    (story,) = small._stories
+    feats = cluster_features(follow_up)
+    evidence = small._evidence(feats, [story], small._weighted(feats.terms))
+    assert not any(n.startswith("n:") for n in feats.names)  # it gives no figures
+    assert evidence.held_proper[0] < cluster_module.APART_FEW_HELD
+    assert evidence.brought[0] >= cluster_module.APART_MANY_NEW
+    assert not evidence.apart[0]
+    assignments, _ = cluster([*reports, follow_up], [])
+    assert assignments[follow_up.id] == assignments[reports[0].id]
+
+
 def _rule_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     """The apart rule's cosine test alone: any novelty, whatever the names."""
     monkeypatch.setattr(cluster_module, "APART_NOVEL", 0.0)
