@@ -853,7 +853,8 @@ LEEDS_COURT = doc(
     text="A man has appeared in court charged with murder after a fatal stabbing at Leeds railway "
     "station. Jordan Whitaker, of Harehills, appeared before District Judge Marie Mallon at Leeds "
     "Magistrates' Court on Monday and was remanded in custody to appear at Leeds Crown Court. "
-    "Prosecutor Ian Barker told the hearing that the victim, Callum Shaw, was attacked from behind.",
+    "Prosecutor Ian Barker told the hearing that the victim, Callum Shaw, was attacked from "
+    "behind.",
     countries=("GB",), language="en")
 HIKER = [
     doc("hiker-0", hours=0, title="Search under way for missing hiker in Olympic National Park",
@@ -884,8 +885,9 @@ LORCA = [
 LORCA_JUDGE = doc(
     "lorca-judge", hours=28,
     title="El juzgado investiga al conductor del autobús accidentado en Lorca",
-    text="El Juzgado de Instrucción de Lorca ha abierto diligencias contra el conductor del autobús "
-    "siniestrado, que quedó en libertad con cargos tras declarar ante la Guardia Civil. El alcalde, "
+    text="El Juzgado de Instrucción de Lorca ha abierto diligencias contra el conductor del "
+    "autobús siniestrado, que quedó en libertad con cargos tras declarar ante la Guardia Civil. "
+    "El alcalde, "
     "Fulgencio Gil, decretó tres días de luto oficial y el presidente regional, Fernando López "
     "Miras, visitó a los heridos en el Hospital Rafael Méndez.", countries=("ES",), language="es")
 MALL = [
