@@ -313,6 +313,11 @@ _LAYOUT_MAX_DATA_ROWS: Final = 2
 # and one of its cells holds a heading or _LAYOUT_ARTICLE_WORDS words: an article.
 _LAYOUT_FRAME_ROWS: Final = 2
 _LAYOUT_ARTICLE_WORDS: Final = 100
+# An article body cut into chunks between adverts (_join_article_chunks): a
+# chunk holds at least this many words in its own paragraphs (two or three
+# paragraphs; a caption or a teaser has fewer).
+_CHUNK_MIN_WORDS: Final = 60
+_COMMENTISH: Final = re.compile(r"comment|disqus|dsq-|repl(?:y|ies)|respons", re.IGNORECASE)
 _HEADINGS: Final = ("h1", "h2", "h3", "h4", "h5", "h6")
 # readability's HTML to lines: a new line at each of these elements.
 _BLOCKS: Final = frozenset({
@@ -486,6 +491,7 @@ def _prepare(tree: Any, *, url: str) -> Document:
     _collapse_source_breaks(tree)
     meta = _metadata(tree, url=url)
     _unwrap_layout_tables(tree)
+    _join_article_chunks(tree)
     _free_tails_of_empty_elements(tree)
     _break_before_runs(tree)
     return meta
@@ -893,6 +899,99 @@ def _collapse_source_breaks(tree: Any, breaks: lxml.etree.XPath | None = None) -
             parent.tail = _SPACE.sub(" ", text)
         else:
             parent.text = _SPACE.sub(" ", text)
+
+
+def _paragraph_words(element: Any) -> int:
+    """The words of ``element``'s own paragraphs (its ``<p>`` children)."""
+    return sum(len(child.text_content().split()) for child in element if child.tag == "p")
+
+
+def _in_comments(element: Any) -> bool:
+    """Whether ``element`` or an ancestor is named as comments (class or id)."""
+    return any(_COMMENTISH.search(f"{e.get('class') or ''} {e.get('id') or ''}")
+               for e in itertools.chain((element,), element.iterancestors()))
+
+
+def _heading_between(tree: Any, first: Any, last: Any) -> bool:
+    """Whether an ``<h1>`` (another article's title) lies after the start of
+    ``first`` and before ``last``, outside ``first``."""
+    inside = False
+    for node in tree.iter("h1", first.tag, last.tag):
+        if node is first:
+            inside = True
+        elif node is last:
+            return False
+        elif inside and node.tag == "h1" and first not in node.iterancestors():
+            return True
+    return False
+
+
+def _join_article_chunks(tree: Any) -> None:
+    """Join an article body cut into chunks back into one element (in place).
+
+    Some templates cut the body into chunks between adverts: Wired's
+    ``div.body`` in one grid row each, the body's paragraphs in two to ten
+    copies of one element. trafilatura takes the first element its patterns
+    match, readability the largest: each extractor gets one chunk (on the two
+    Wired pages of the ScrapingHub set, 502 and 584 words of 1,420 and 1,372).
+    Chunks are elements (``div``, ``section``) with the same tag and class,
+    each with at least :data:`_CHUNK_MIN_WORDS` words in its own paragraphs,
+    whose parents have the same tag and class too (one slot of the template,
+    repeated: a fact check's quoted claim in the body's class but in a box of
+    its own is no chunk), none inside another, all in one ``<article>`` (or
+    none), with no ``<h1>`` between the first and the last (an infinite scroll's
+    next article has its own title), and none in comments (class or id: a
+    blog's comment bodies repeat one element too). Of such groups only the
+    one with the most words is joined, and only when together they hold more
+    than any other element's paragraphs: joined, they are the page's main
+    text (a sidebar's teasers, repeated, hold less than the article). Each
+    later chunk's children move to the end of the first, in order; what lay
+    between them (adverts) stays where it was.
+    """
+    groups: dict[tuple[str, str], list[Any]] = {}
+    words: dict[Any, int] = {}
+    for element in tree.iter("div", "section", "article", "td", "main"):
+        count = _paragraph_words(element)
+        if count >= _CHUNK_MIN_WORDS:
+            words[element] = count
+            name = element.get("class")
+            if name and element.tag in ("div", "section"):
+                groups.setdefault((element.tag, name), []).append(element)
+    best: list[Any] = []
+    for chunks in groups.values():
+        if len(chunks) >= 2 and _one_body(tree, chunks) and (
+                sum(map(words.__getitem__, chunks)) > sum(map(words.__getitem__, best))):
+            best = chunks
+    members = set(best)
+    if not best or sum(map(words.__getitem__, best)) <= max(
+            (n for element, n in words.items() if element not in members), default=0):
+        return
+    first = best[0]
+    for chunk in best[1:]:
+        parent = chunk.getparent()
+        first.extend(list(chunk))
+        if chunk.tail and chunk.tail.strip():
+            previous = chunk.getprevious()
+            if previous is not None:
+                previous.tail = (previous.tail or "") + chunk.tail
+            else:
+                parent.text = (parent.text or "") + chunk.tail
+        parent.remove(chunk)
+
+
+def _one_body(tree: Any, chunks: list[Any]) -> bool:
+    """Whether ``chunks`` (same tag and class) read as one body cut in pieces
+    (see :func:`_join_article_chunks`)."""
+    if any(map(_in_comments, chunks)):
+        return False
+    if len({(chunk.getparent().tag, chunk.getparent().get("class")) for chunk in chunks}) > 1:
+        return False
+    members = set(chunks)
+    if any(not members.isdisjoint(chunk.iterancestors()) for chunk in chunks):
+        return False  # nested: one element's paragraphs counted twice
+    if len({next(chunk.iterancestors("article"), None) for chunk in chunks}) > 1:
+        return False
+    return not _heading_between(tree, chunks[0], chunks[-1])
 
 
 def _unwrap_layout_tables(tree: Any) -> None:

@@ -307,6 +307,9 @@ def test_a_caption_of_names_needs_the_rules_files_connectors() -> None:
         ("by Staff , Filed under: Interview,Events , trackback", "filed_under"),
         ("- Tags:", "filed_under"),
         ("Par la rédaction | Mots-clés : pont, mairie", "filed_under"),
+        ("05/10/2018 - Publicado por: Ana Lima - Categoria: Saúde - Tags: ponte, prefeitura",
+         "filed_under"),
+        ("Jane Doe \u2013 Category: Transport \u2013 3 comments", "filed_under"),
         # bars of utility links
         ("« Previous post: the budget vote | Main | Next post: the recount »", "link_bar"),
         ("Jane Doe, April 6, 2019 | Permalink", "link_bar"),
@@ -381,6 +384,8 @@ def test_post_meta_and_link_bars_are_removed_by_their_rule(line: str, rule: str)
         # French quotes are not the link to a previous post
         "« Le pont restera fermé », a déclaré le maire.",
         "Tags are sold at the door.",
+        # a dash inside a sentence before a word and a colon is still the sentence's
+        "The council chose one category - housing: the rest can wait, the mayor said.",
         "More stories said the same thing about the bridge in the last weeks of the long campaign:",
         "Follow the money. The report traced it on Twitter and Facebook.",
         "https://example.org/reports/bridge-2019",

@@ -43,6 +43,9 @@ extract + clean must give for it (served as http://127.0.0.1:8000/<name>):
   and a cell holding the note's heading, paragraphs (one with a ``<br>``)
   and a small data table with a header row. trafilatura read every row as
   one line of cells: the note in one line with the menu's rows beside it.
+- ``article_in_chunks``: a feature whose body is cut into three chunks
+  between adverts, each ``div.body`` in a grid row of its own (Wired's
+  template): every extractor took the first chunk only.
 
 Two more constructed pages sit in this file (they test one rule each): a
 post whose text announces a list with a colon and whose list and closing
@@ -66,6 +69,7 @@ from pipeline.content.clean import clean
 from pipeline.content.extract import (
     DOUBT_BELOW,
     Candidate,
+    _join_article_chunks,
     agreement,
     choose,
     declared_descriptions,
@@ -97,7 +101,8 @@ MENU = "\n".join(["Council approves new harbour wall", "Fishing quotas cut again
 
 
 def test_there_are_golden_pages() -> None:
-    assert CASES == ["article_in_layout_table", "article_with_hidden_slideshow",
+    assert CASES == ["article_in_chunks", "article_in_layout_table",
+                     "article_with_hidden_slideshow",
                      "bare_lead_before_paragraphs",
                      "bare_post_beside_sidebar", "comment_form", "latest_news_cards_after_article",
                      "lead_after_caption", "lead_after_photo_block",
@@ -693,3 +698,71 @@ def test_a_results_table_with_linked_team_names_keeps_its_rows() -> None:
     for i, (home, away) in enumerate(teams):
         assert f"{home} | {i}-{i + 1} | {away}" in text
     assert "Referee's note" in text
+
+
+def _words(n: int, topic: str) -> str:
+    """A paragraph of ``n`` words about ``topic``."""
+    filler = ("and", "the", "council", "said")
+    return " ".join(f"{topic}{i % 7}" if i % 5 == 0 else filler[i % 4] for i in range(n))
+
+
+def _chunk(cls: str, topic: str, paragraphs: int = 3) -> str:
+    return f'<div class="{cls}">' + "".join(
+        f"<p>{_words(40, topic)}</p>" for _ in range(paragraphs)) + "</div>"
+
+
+def _joined(page: str, cls: str) -> int:
+    """How many elements of class ``cls`` a page has after the chunks are joined."""
+    tree = lxml.html.fromstring(page)
+    _join_article_chunks(tree)
+    return len(tree.xpath(f'//div[@class="{cls}"]'))
+
+
+def test_chunks_of_one_body_between_adverts_are_joined_in_order() -> None:
+    rows = "".join(f'<div class="row">{_chunk("body", f"part{n}x")}'
+                   '<div class="ad">Advertisement</div></div>' for n in range(3))
+    tree = lxml.html.fromstring(f"<html><body><article><h1>Title</h1>{rows}</article>"
+                                "</body></html>")
+    _join_article_chunks(tree)
+    (body,) = tree.xpath('//div[@class="body"]')
+    assert [p.text.split()[0][:5] for p in body] == ["part0"] * 3 + ["part1"] * 3 + ["part2"] * 3
+    assert len(tree.xpath('//div[@class="ad"]')) == 3  # the adverts stay where they were
+
+
+def test_a_removed_chunks_tail_text_is_kept() -> None:
+    page = (f'<html><body><div class="row">{_chunk("body", "one")}</div>'
+            f'<div class="row">{_chunk("body", "two")}tail words stay</div></body></html>')
+    tree = lxml.html.fromstring(page)
+    _join_article_chunks(tree)
+    assert "tail words stay" in tree.text_content()
+    assert len(tree.xpath('//div[@class="body"]')) == 1
+
+
+@pytest.mark.parametrize(("page", "cls", "why"), [
+    # comment bodies repeat one element too (five: more than the post)
+    ("<html><body><div class='post'>{post}</div><div id='comments'>"
+     + "".join(f"<div class='row'>{_chunk('body', f'c{n}x')}</div>" for n in range(5))
+     + "</div></body></html>", "body", "comments"),
+    # an infinite scroll: the next article has its own title
+    ("<html><body>" + "".join(f"<div class='story'><h1>Story {n}</h1>{_chunk('body', f's{n}x')}"
+                              "</div>" for n in range(2)) + "</body></html>", "body", "a title"),
+    # a sidebar of teasers, each in one element, holds less than the article
+    ("<html><body><div class='main'>{post}</div><div class='side'>"
+     + "".join(f"<div class='entry'>{_chunk('teaser', f't{n}x', 2)}</div>" for n in range(2))
+     + "</div></body></html>", "teaser", "less than the article"),
+    # a fact check's quoted claim in the body's class, in a box of its own
+    ("<html><body><div class='claim-box'>" + _chunk("wsw", "claim", 2) + "</div>"
+     "<div class='content'>" + _chunk("wsw", "body", 8) + "</div></body></html>", "wsw",
+     "another slot"),
+    # two articles, each in its own <article>
+    ("<html><body>" + "".join(f"<article><div class='row'>{_chunk('body', f'a{n}x')}</div>"
+                              "</article>" for n in range(2)) + "</body></html>", "body",
+     "two articles"),
+])
+def test_repeated_elements_that_are_no_body_cut_in_chunks_stay_apart(
+        page: str, cls: str, why: str) -> None:
+    post = "".join(f"<p>{_words(40, 'post')}</p>" for _ in range(10))
+    page = page.replace("{post}", post)
+    before = len(lxml.html.fromstring(page).xpath(f'//div[@class="{cls}"]'))
+    assert before >= 2
+    assert _joined(page, cls) == before, why
