@@ -492,6 +492,7 @@ def _prepare(tree: Any, *, url: str) -> Document:
     meta = _metadata(tree, url=url)
     _unwrap_layout_tables(tree)
     _join_article_chunks(tree)
+    _keep_inline_spans(tree)
     _free_tails_of_empty_elements(tree)
     _break_before_runs(tree)
     return meta
@@ -899,6 +900,34 @@ def _collapse_source_breaks(tree: Any, breaks: lxml.etree.XPath | None = None) -
             parent.tail = _SPACE.sub(" ", text)
         else:
             parent.text = _SPACE.sub(" ", text)
+
+
+def _keep_inline_spans(tree: Any) -> None:
+    """Drop the class, id and style of a ``<span>`` in the middle of a paragraph's text."""
+    for span in tree.iter("span"):
+        if not (span.get("class") or span.get("id") or span.get("style")):
+            continue
+        if not (span.tail or "").strip():
+            continue
+        paragraph = next(span.iterancestors("p"), None)
+        if paragraph is None or not _text_before(paragraph, span).strip():
+            continue
+        for name in ("class", "id", "style"):
+            span.attrib.pop(name, None)
+
+
+def _text_before(paragraph: Any, element: Any) -> str:
+    """The text of ``paragraph`` before ``element`` (one of its descendants)."""
+    ancestors = set(element.iterancestors())
+    parts = [paragraph.text or ""]
+    for node in paragraph.iterdescendants():
+        if node is element:
+            break
+        if isinstance(node.tag, str):
+            parts.append(node.text or "")
+        if node not in ancestors:
+            parts.append(node.tail or "")
+    return "".join(parts)
 
 
 def _paragraph_words(element: Any) -> int:

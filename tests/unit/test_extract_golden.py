@@ -70,6 +70,7 @@ from pipeline.content.extract import (
     DOUBT_BELOW,
     Candidate,
     _join_article_chunks,
+    _keep_inline_spans,
     agreement,
     choose,
     declared_descriptions,
@@ -766,3 +767,37 @@ def test_repeated_elements_that_are_no_body_cut_in_chunks_stay_apart(
     before = len(lxml.html.fromstring(page).xpath(f'//div[@class="{cls}"]'))
     assert before >= 2
     assert _joined(page, cls) == before, why
+
+
+@pytest.mark.parametrize("attributes", ['class="link"', 'class="bottom-line"',
+                                        'style="border-bottom: 1px dotted"'])
+def test_a_span_in_the_middle_of_a_sentence_is_never_cut_out(attributes: str) -> None:
+    # Precision mode deletes a <span> whose class is "link" (or starts with
+    # "bottom", or whose style draws a border) with its text: a CMS that
+    # wraps its inline links so cut "has reported that the NFL will fine
+    # Rudolph for his role" to "has reported that for his role".
+    paragraphs = "".join(
+        f"<p>Paragraph {i}: the harbour board met on Tuesday to discuss the repairs to the old "
+        "pier, which engineers say will take most of the coming year.</p>" for i in range(4))
+    page = ('<html><head><meta charset="utf-8"><title>Pier repairs</title></head><body>'
+            f"<article><h1>Pier repairs</h1>{paragraphs}<p>The chairman has said that "
+            f'<span {attributes}><a href="/news/pier-fines">the board will fine the contractor'
+            "</a></span> for the delays, which cost the town its summer ferry service.</p>"
+            "</article></body></html>")
+    text = extract(page.encode(), url="http://127.0.0.1:8000/pier").text
+    assert ("The chairman has said that the board will fine the contractor for the delays"
+            in text)
+
+
+@pytest.mark.parametrize(("html", "kept"), [
+    ('<p>Before <span class="link"><a href="/x">the link</a></span> after.</p>', False),
+    ('<p><b>Before</b> <span class="link">the link</span> after.</p>', False),
+    # not in the middle of a paragraph's text: trafilatura decides as before
+    ('<p><span class="link"><a href="/x">Read more</a></span></p>', True),
+    ('<p>Read more: <span class="link"><a href="/x">the next story</a></span></p>', True),
+    ('<div>Before <span class="link">the link</span> after.</div>', True),
+])
+def test_only_a_span_between_a_paragraphs_words_loses_its_class(html: str, kept: bool) -> None:
+    tree = lxml.html.fromstring(f"<html><body>{html}</body></html>")
+    _keep_inline_spans(tree)
+    assert (tree.find(".//span").get("class") == "link") is kept
