@@ -360,6 +360,9 @@ def test_a_caption_of_names_needs_the_rules_files_connectors() -> None:
         ("The comments to this entry are closed.", "comment_widget"),
         ("Kommentare sind geschlossen", "comment_widget"),
         ("Follow World News on Example.com on Twitter and Facebook", "follow_us"),
+        # a caption closed by its photographer's copyright
+        ("Jewels after Jewels, installation views, photos © Inexhibit, 2018", "photo_copyright"),
+        ("Le port de Sète au lever du jour, photo © Jean Dupont", "photo_copyright"),
         # machine data alone on its line
         ("2019-11-19T08:57:40+01:00", "machine_data"),
         ("https://static.example.org/images/logo-og-image.png", "machine_data"),
@@ -384,6 +387,8 @@ def test_post_meta_and_link_bars_are_removed_by_their_rule(line: str, rule: str)
         # French quotes are not the link to a previous post
         "« Le pont restera fermé », a déclaré le maire.",
         "Tags are sold at the door.",
+        # a sentence about a photo's copyright ends with its full stop
+        "The agency said the photos © belonged to the museum, not the paper.",
         # a dash inside a sentence before a word and a colon is still the sentence's
         "The council chose one category - housing: the rest can wait, the mayor said.",
         "More stories said the same thing about the bridge in the last weeks of the long campaign:",
