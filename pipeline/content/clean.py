@@ -603,6 +603,15 @@ def _word_count(line: str) -> int:
     return len(line.split())
 
 
+def is_related_label(text: str) -> bool:
+    """Whether ``text`` is, whole, the label of a block of other stories
+    (the ``related_heading`` rule's lines: "You may also like", "Lire
+    aussi", "Você pode gostar..."), in the packaged rules."""
+    normalized = " ".join(text.split())
+    return any(rule.name == "related_heading" and _exact_key(normalized) in rule.lines
+               for rule in load_rules().generic)
+
+
 def _exact_key(line: str) -> str:
     return line.rstrip(_EXACT_TRAILERS).casefold()
 

@@ -45,6 +45,7 @@ from trafilatura.settings import CUT_EMPTY_ELEMS, Document
 
 from pipeline.charset import declared_charset
 from pipeline.content.byline import UNDECIDED, byline
+from pipeline.content.clean import is_related_label
 from pipeline.models import Extracted
 
 __all__ = [
@@ -317,6 +318,8 @@ _LAYOUT_ARTICLE_WORDS: Final = 100
 # chunk holds at least this many words in its own paragraphs (two or three
 # paragraphs; a caption or a teaser has fewer).
 _CHUNK_MIN_WORDS: Final = 60
+# A block of other stories links to at least this many (_drop_related_blocks).
+_RELATED_MIN_LINKS: Final = 2
 _COMMENTISH: Final = re.compile(r"comment|disqus|dsq-|repl(?:y|ies)|respons", re.IGNORECASE)
 _HEADINGS: Final = ("h1", "h2", "h3", "h4", "h5", "h6")
 # readability's HTML to lines: a new line at each of these elements.
@@ -493,6 +496,7 @@ def _prepare(tree: Any, *, url: str) -> Document:
     _unwrap_layout_tables(tree)
     _join_article_chunks(tree)
     _keep_inline_spans(tree)
+    _drop_related_blocks(tree)
     _free_tails_of_empty_elements(tree)
     _break_before_runs(tree)
     return meta
@@ -900,6 +904,58 @@ def _collapse_source_breaks(tree: Any, breaks: lxml.etree.XPath | None = None) -
             parent.tail = _SPACE.sub(" ", text)
         else:
             parent.text = _SPACE.sub(" ", text)
+
+
+def _drop_related_blocks(tree: Any) -> None:
+    """Remove the blocks of other stories that a label heads (in place).
+
+    A block whose first text is a heading that is, whole, the label of other
+    stories ("You may also like", "Lire aussi", "Você pode gostar...": the
+    clean stage's ``related_heading`` lines, :func:`pipeline.content.clean.is_related_label`)
+    and that holds at least :data:`_RELATED_MIN_LINKS` links to other pages
+    is not the article: a theme that puts its related posts, each a whole
+    ``<article>`` with its text, in a container trafilatura's class names do
+    not know, had them read as the article's continuation (a 139-word post
+    followed by 556 words of three other posts). A label that is not its
+    block's first text (an inline "Related" box in the middle of the body,
+    the article going on around it) is left to the cleaner.
+    """
+    for heading in list(tree.iter(*_HEADINGS)):
+        if not is_related_label(heading.text_content()):
+            continue
+        block = heading.getparent()
+        if block is None or block.tag in ("body", "html") or block.getparent() is None:
+            continue
+        if not _first_text(block, heading):
+            continue
+        links = sum(map(_links_elsewhere, (a.get("href") for a in block.iter("a"))))
+        if links < _RELATED_MIN_LINKS:
+            continue
+        parent = block.getparent()
+        if block.tail and block.tail.strip():
+            previous = block.getprevious()
+            if previous is not None:
+                previous.tail = (previous.tail or "") + block.tail
+            else:
+                parent.text = (parent.text or "") + block.tail
+        parent.remove(block)
+
+
+def _first_text(block: Any, child: Any) -> bool:
+    """Whether ``child`` holds ``block``'s first text (nothing written before it)."""
+    if (block.text or "").strip():
+        return False
+    for element in block:
+        if element is child:
+            return True
+        if element.text_content().strip() or (element.tail or "").strip():
+            return False
+    return False
+
+
+def _links_elsewhere(href: str | None) -> bool:
+    """Whether a link's target is another page (not an anchor or a script)."""
+    return bool(href) and not str(href).strip().startswith(("#", "javascript:"))
 
 
 def _keep_inline_spans(tree: Any) -> None:

@@ -15,7 +15,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.content.clean import RuleError, clean, is_prose, load_rules, parse_rules
+from pipeline.content.clean import (
+    RuleError,
+    clean,
+    is_prose,
+    is_related_label,
+    load_rules,
+    parse_rules,
+)
 
 TESTDATA = Path(__file__).parent / "testdata" / "clean"
 SEEDS = Path(__file__).resolve().parents[2] / "seeds"
@@ -360,6 +367,10 @@ def test_a_caption_of_names_needs_the_rules_files_connectors() -> None:
         ("The comments to this entry are closed.", "comment_widget"),
         ("Kommentare sind geschlossen", "comment_widget"),
         ("Follow World News on Example.com on Twitter and Facebook", "follow_us"),
+        # the label of a block of other stories, alone on its line (pt too)
+        ("You may also like", "related_heading"),
+        ("Você pode gostar...", "related_heading"),
+        ("Leia também:", "related_heading"),
         # a caption closed by its photographer's copyright
         ("Jewels after Jewels, installation views, photos © Inexhibit, 2018", "photo_copyright"),
         ("Le port de Sète au lever du jour, photo © Jean Dupont", "photo_copyright"),
@@ -620,3 +631,11 @@ def test_a_live_blog_signed_by_several_reporters_is_no_thread(stamps: list[str])
                     site_name=None)
     assert "comment_thread" not in {r.rule for r in cleaned.removed}
     assert all(entry in cleaned.text.splitlines() for entry in entries)
+
+
+@pytest.mark.parametrize(("text", "label"), [
+    ("You may also like", True), ("  Você  pode gostar…", True), ("Lire aussi :", True),
+    ("You may also like this bridge", False), ("Related stories said so.", False), ("", False),
+])
+def test_a_related_label_is_a_whole_line_of_the_rules(text: str, label: bool) -> None:
+    assert is_related_label(text) is label

@@ -69,6 +69,7 @@ from pipeline.content.clean import clean
 from pipeline.content.extract import (
     DOUBT_BELOW,
     Candidate,
+    _drop_related_blocks,
     _join_article_chunks,
     _keep_inline_spans,
     agreement,
@@ -801,3 +802,64 @@ def test_only_a_span_between_a_paragraphs_words_loses_its_class(html: str, kept:
     tree = lxml.html.fromstring(f"<html><body>{html}</body></html>")
     _keep_inline_spans(tree)
     assert (tree.find(".//span").get("class") == "link") is kept
+
+
+_POST = ("<p>Viver uma verdadeira experiência amorosa é um dos maiores prazeres da vida. Gostar "
+         "é sentir com a alma, mas expressar os sentimentos depende das ideias de cada um. "
+         "Condicionamos o amor às nossas necessidades e acabamos com ele. Vivemos uma vida "
+         "tentando fazer com que os outros se responsabilizem pelas nossas necessidades. "
+         "Queremos ser amados e não nos amamos, queremos ser compreendidos e não nos "
+         "compreendemos. Cada um é o único responsável pelas suas próprias necessidades.</p>")
+_OTHER_POSTS = "".join(
+    f'<article id="post-{n}" class="fundo postbox"><center><img src="/i/{n}.jpg"></center>'
+    f'<div><center><a class="baixar" href="https://example.com.br/post-{n}">Whatsapp</a> '
+    f'<a class="baixar" href="https://example.com.br/i/{n}.jpg">Baixar</a></center></div>'
+    f"<p>Outro texto número {n}: a vida requer da gente otimismo e coragem para esperar o "
+    "melhor e fazer o melhor acontecer. O pessimismo só faz engessar o sorriso e travar as "
+    "articulações, não deixa ninguém sair do lugar. O que a gente precisa aprender é a não "
+    "reclamar na primeira queda, mas levantar e partir para a luta novamente.</p></article>"
+    for n in range(6))
+
+
+def _related_page(label: str) -> bytes:
+    return ('<html><head><meta charset="utf-8"><title>Quem se ama</title></head><body>'
+            '<div class="container row"><div class="primary columns">'
+            f'<article class="fundo articlebox"><h1>Quem se ama</h1>{_POST}</article>'
+            f'<article id="post-1" class="fundo postbox"><h3 class="relatedpoststitle">{label}'
+            f"</h3>{_OTHER_POSTS}</article></div></div></body></html>").encode()
+
+
+def test_a_block_of_other_posts_under_a_related_label_is_not_the_article() -> None:
+    # A theme puts its related posts, each a whole <article> with its text,
+    # in a container whose class trafilatura does not know: readability and
+    # balanced mode read them as the article's continuation (on the
+    # ScrapingHub page this comes from, they outvoted precision mode: 709
+    # words for a 139-word post). No candidate is offered them now.
+    found = evidence(_related_page("Você pode gostar..."),
+                     url="http://127.0.0.1:8000/quem-se-ama")
+    assert found is not None
+    for candidate in found.candidates:
+        assert "Viver uma verdadeira" in candidate.text, candidate.name
+        assert "Outro texto" not in candidate.text, candidate.name
+
+
+def test_the_same_block_under_a_heading_that_is_no_label_stays() -> None:
+    found = evidence(_related_page("Mais três reflexões sobre o amor"),
+                     url="http://127.0.0.1:8000/quem-se-ama")
+    assert found is not None
+    assert "Outro texto número 0" in found.candidates[1].text  # readability's
+
+
+@pytest.mark.parametrize(("html", "dropped"), [
+    ('<div><h3>Related stories</h3><a href="/a">A</a> <a href="/b">B</a></div>', True),
+    ('<div><h3>Lire aussi :</h3><a href="/a">A</a> <a href="/b">B</a></div>', True),
+    # one link is no block of stories
+    ('<div><h3>Related stories</h3><a href="/a">A</a> <a href="#top">Top</a></div>', False),
+    # the label after the block's own text: an inline box, the article goes on
+    ('<div><p>The council met.</p><h3>Related stories</h3><a href="/a">A</a>'
+     '<a href="/b">B</a></div>', False),
+])
+def test_only_a_block_that_a_related_label_opens_is_dropped(html: str, dropped: bool) -> None:
+    tree = lxml.html.fromstring(f"<html><body><main>{html}</main></body></html>")
+    _drop_related_blocks(tree)
+    assert (tree.find(".//h3") is None) is dropped
