@@ -318,6 +318,10 @@ _LAYOUT_ARTICLE_WORDS: Final = 100
 # chunk holds at least this many words in its own paragraphs (two or three
 # paragraphs; a caption or a teaser has fewer).
 _CHUNK_MIN_WORDS: Final = 60
+# A hover card in a sentence: a span of nothing but this many links, this
+# many words or more (_drop_link_cards).
+_CARD_MIN_LINKS: Final = 2
+_CARD_MIN_WORDS: Final = 8
 # A block of other stories links to at least this many (_drop_related_blocks).
 _RELATED_MIN_LINKS: Final = 2
 _COMMENTISH: Final = re.compile(r"comment|disqus|dsq-|repl(?:y|ies)|respons", re.IGNORECASE)
@@ -495,6 +499,7 @@ def _prepare(tree: Any, *, url: str) -> Document:
     meta = _metadata(tree, url=url)
     _unwrap_layout_tables(tree)
     _join_article_chunks(tree)
+    _drop_link_cards(tree)
     _keep_inline_spans(tree)
     _drop_related_blocks(tree)
     _free_tails_of_empty_elements(tree)
@@ -956,6 +961,41 @@ def _first_text(block: Any, child: Any) -> bool:
 def _links_elsewhere(href: str | None) -> bool:
     """Whether a link's target is another page (not an anchor or a script)."""
     return bool(href) and not str(href).strip().startswith(("#", "javascript:"))
+
+
+def _drop_link_cards(tree: Any) -> None:
+    """Remove the hover cards hidden in a paragraph's sentences (in place).
+
+    A ``<span>`` inside a ``<p>`` whose whole text is the text of at least
+    :data:`_CARD_MIN_LINKS` links to other pages, :data:`_CARD_MIN_WORDS`
+    words or more, is no part of the sentence around it: a name's hover
+    card ("Kristi Noem" shows "Kristi Lynn Noem", three of her headlines and
+    "MORE" in a span the page's stylesheet hides), read into the sentence.
+    A sentence's own links are words among words: the span around them
+    holds text outside its links, or fewer of them.
+    """
+    # The innermost first: the card, not the name's span around it (its link
+    # and the card's together are links only too).
+    for span in reversed(list(tree.iter("span"))):
+        if next(span.iterancestors("p"), None) is None:
+            continue
+        links = [a for a in span.iter("a") if _links_elsewhere(a.get("href"))]
+        if len(links) < _CARD_MIN_LINKS:
+            continue
+        words = span.text_content().split()
+        linked = sum(len(a.text_content().split()) for a in links)
+        if len(words) < _CARD_MIN_WORDS or linked < len(words):
+            continue
+        if any(a is not b and b in a.iterancestors() for a in links for b in links):
+            continue
+        parent = span.getparent()
+        if span.tail:
+            previous = span.getprevious()
+            if previous is not None:
+                previous.tail = (previous.tail or "") + span.tail
+            else:
+                parent.text = (parent.text or "") + span.tail
+        parent.remove(span)
 
 
 def _keep_inline_spans(tree: Any) -> None:

@@ -69,6 +69,7 @@ from pipeline.content.clean import clean
 from pipeline.content.extract import (
     DOUBT_BELOW,
     Candidate,
+    _drop_link_cards,
     _drop_related_blocks,
     _join_article_chunks,
     _keep_inline_spans,
@@ -863,3 +864,45 @@ def test_only_a_block_that_a_related_label_opens_is_dropped(html: str, dropped: 
     tree = lxml.html.fromstring(f"<html><body><main>{html}</main></body></html>")
     _drop_related_blocks(tree)
     assert (tree.find(".//h3") is None) is dropped
+
+
+_CARD = ('<span class="rollover-people"><a href="/people/jane-roe">Jane Roe</a>'
+         '<span class="rollover-people-block"><span><img src="/i/roe.jpg">'
+         '<a class="name" href="/people/jane-roe">Jane Anne Roe</a>'
+         '<a href="/news/1">Governor defends the harbour budget in a tense session</a> '
+         '<a href="/news/2">Ferry operators ask the state for a winter subsidy</a> '
+         '<a class="more" href="/people/jane-roe">MORE</a></span></span></span>')
+
+
+def test_a_hover_card_in_a_sentence_is_cut_out_and_the_name_stays() -> None:
+    # The Hill's people cards: a span the stylesheet hides, read into the
+    # sentence ("Rep. Ilhan OmarIlhan OmarHillicon Valley: ...").
+    paragraphs = "".join(
+        f"<p>Paragraph {i}: the harbour board met on Tuesday to discuss the repairs to the old "
+        "pier, which engineers say will take most of the coming year.</p>" for i in range(4))
+    page = ('<html><head><meta charset="utf-8"><title>Budget</title></head><body><article>'
+            f"<h1>Budget</h1><p>State Gov. {_CARD} (R) is defending the harbour budget against "
+            f"its critics in the legislature.</p>{paragraphs}</article></body></html>")
+    text = extract(page.encode(), url="http://127.0.0.1:8000/budget").text
+    assert ("State Gov. Jane Roe (R) is defending the harbour budget against its critics"
+            in text)
+    assert "Ferry operators" not in text and "Jane Anne Roe" not in text
+
+
+@pytest.mark.parametrize(("span", "kept"), [
+    # the hover card alone goes (the name's link stays)
+    (_CARD, "Jane Roe"),
+    # a sentence's links with its own words between them stay
+    ('<span class="names"><a href="/p/1">Joe Biden</a>, <a href="/p/2">Bernie Sanders</a> and '
+     '<a href="/p/3">Elizabeth Warren</a></span>',
+     "Joe Biden, Bernie Sanders and Elizabeth Warren"),
+    # one link, however long, is the sentence's
+    ('<span class="link"><a href="/n/1">the board will fine the contractor for every week of '
+     "delay</a></span>", "the board will fine the contractor for every week of delay"),
+    # few words: two short links
+    ('<span><a href="/a">Paris</a> <a href="/b">Lyon</a></span>', "Paris Lyon"),
+])
+def test_only_a_span_of_links_alone_is_a_hover_card(span: str, kept: str) -> None:
+    tree = lxml.html.fromstring(f"<html><body><p>Before {span} after.</p></body></html>")
+    _drop_link_cards(tree)
+    assert " ".join(tree.find(".//p").text_content().split()) == f"Before {kept} after."
