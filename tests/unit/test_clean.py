@@ -402,6 +402,12 @@ def test_post_meta_and_link_bars_are_removed_by_their_rule(line: str, rule: str)
         "The agency said the photos © belonged to the museum, not the paper.",
         # a dash inside a sentence before a word and a colon is still the sentence's
         "The council chose one category - housing: the rest can wait, the mayor said.",
+        # ... or a label and its colon after a spaced dash, in a line that ends as a sentence
+        "The update adds what users asked for most \u2014 tags: short labels that group notes.",
+        "Every listing must now state its type - category: house, flat or land - before it "
+        "goes online.",
+        "O judoca conquistou o ouro \u2013 categoria: at\u00e9 73 kg \u2013 neste s\u00e1bado, "
+        "em Paris.",
         "More stories said the same thing about the bridge in the last weeks of the long campaign:",
         "Follow the money. The report traced it on Twitter and Facebook.",
         "https://example.org/reports/bridge-2019",
