@@ -22,6 +22,7 @@ clean stage works on lines.
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import contextlib
 import itertools
@@ -39,6 +40,7 @@ import trafilatura
 from htmldate import find_date
 from trafilatura import metadata as trafilatura_metadata
 from trafilatura import utils as trafilatura_utils
+from trafilatura import xpaths as trafilatura_xpaths
 from trafilatura.json_metadata import normalize_authors
 from trafilatura.readability_lxml import Document as ReadabilityDocument
 from trafilatura.settings import CUT_EMPTY_ELEMS, Document
@@ -324,8 +326,17 @@ _CARD_MIN_LINKS: Final = 2
 _CARD_MIN_WORDS: Final = 8
 # A block of other stories links to at least this many (_drop_related_blocks).
 _RELATED_MIN_LINKS: Final = 2
+# Between two chunks: adverts ("Advertisement", "Story continues below
+# advertisement"), no more words than this and no heading.
+_CHUNK_GAP_WORDS: Final = 5
+_SILENT: Final = frozenset({"script", "style", "noscript", "template"})
 _COMMENTISH: Final = re.compile(r"comment|disqus|dsq-|repl(?:y|ies)|respons", re.IGNORECASE)
 _HEADINGS: Final = ("h1", "h2", "h3", "h4", "h5", "h6")
+# _keep_inline_spans: what precision mode alone cuts out (its first XPath is
+# <header>), and what trafilatura cuts out in every mode (hidden, share
+# widgets, adverts).
+_PRECISION_CUTS: Final = tuple(trafilatura_xpaths.PRECISION_DISCARD_XPATH[1:])
+_ALWAYS_CUT: Final = tuple(trafilatura_xpaths.OVERALL_DISCARD_XPATH)
 # readability's HTML to lines: a new line at each of these elements.
 _BLOCKS: Final = frozenset({
     "p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "tr", "pre", "br",
@@ -999,31 +1010,45 @@ def _drop_link_cards(tree: Any) -> None:
 
 
 def _keep_inline_spans(tree: Any) -> None:
-    """Drop the class, id and style of a ``<span>`` in the middle of a paragraph's text."""
-    for span in tree.iter("span"):
-        if not (span.get("class") or span.get("id") or span.get("style")):
-            continue
-        if not (span.tail or "").strip():
-            continue
-        paragraph = next(span.iterancestors("p"), None)
-        if paragraph is None or not _text_before(paragraph, span).strip():
-            continue
-        for name in ("class", "id", "style"):
-            span.attrib.pop(name, None)
+    """Drop the class, id and style of a ``<span>`` in the middle of a paragraph's text.
+
+    Only a span that precision mode alone cuts out (:data:`_PRECISION_CUTS`:
+    class "link", "bottom...", a border): a span that trafilatura drops in
+    every mode (``display:none``, a "hidden" class, a share widget's "Click
+    to tweet", :data:`_ALWAYS_CUT`) is no word of the sentence and keeps its
+    attributes. One walk of each paragraph, however many spans it holds.
+    """
+    spans = {span for xpath in _PRECISION_CUTS for span in xpath(tree) if span.tag == "span"}
+    if not spans:
+        return
+    spans.difference_update(element for xpath in _ALWAYS_CUT for element in xpath(tree))
+    paragraphs: dict[Any, set[Any]] = {}
+    for span in spans:
+        if (span.tail or "").strip():
+            paragraph = next(span.iterancestors("p"), None)
+            if paragraph is not None:
+                paragraphs.setdefault(paragraph, set()).add(span)
+    for paragraph, inside in paragraphs.items():
+        for span in _after_text(paragraph, inside):
+            for name in ("class", "id", "style"):
+                span.attrib.pop(name, None)
 
 
-def _text_before(paragraph: Any, element: Any) -> str:
-    """The text of ``paragraph`` before ``element`` (one of its descendants)."""
-    ancestors = set(element.iterancestors())
-    parts = [paragraph.text or ""]
-    for node in paragraph.iterdescendants():
-        if node is element:
-            break
-        if isinstance(node.tag, str):
-            parts.append(node.text or "")
-        if node not in ancestors:
-            parts.append(node.tail or "")
-    return "".join(parts)
+def _after_text(paragraph: Any, elements: set[Any]) -> list[Any]:
+    """The ``elements`` (descendants of ``paragraph``) that some of its text comes before."""
+    seen = bool((paragraph.text or "").strip())
+    found = []
+    for event, node in lxml.etree.iterwalk(paragraph, events=("start", "end", "comment", "pi")):
+        if node is paragraph:
+            continue
+        if event == "start":
+            if seen and node in elements:
+                found.append(node)
+            elif not seen:
+                seen = bool((node.text or "").strip())
+        elif not seen:  # an element's end, a comment: its tail follows
+            seen = bool((node.tail or "").strip())
+    return found
 
 
 def _paragraph_words(element: Any) -> int:
@@ -1037,18 +1062,78 @@ def _in_comments(element: Any) -> bool:
                for e in itertools.chain((element,), element.iterancestors()))
 
 
-def _heading_between(tree: Any, first: Any, last: Any) -> bool:
+class _Order:
+    """The document order of a tree's nodes, taken once (_join_article_chunks)."""
+
+    def __init__(self, tree: Any) -> None:
+        self.nodes = list(tree.iter())
+        self.index = {node: i for i, node in enumerate(self.nodes)}
+        self.h1 = [i for i, node in enumerate(self.nodes) if node.tag == "h1"]
+
+    def end(self, element: Any) -> int:
+        """The position of ``element``'s last descendant (its own if it has none)."""
+        last = element
+        for last in element.iter():  # noqa: B007 - the last one is wanted
+            pass
+        return self.index[last]
+
+
+def _heading_between(order: _Order, first: Any, last: Any) -> bool:
     """Whether an ``<h1>`` (another article's title) lies after the start of
     ``first`` and before ``last``, outside ``first``."""
-    inside = False
-    for node in tree.iter("h1", first.tag, last.tag):
-        if node is first:
-            inside = True
-        elif node is last:
-            return False
-        elif inside and node.tag == "h1" and first not in node.iterancestors():
-            return True
-    return False
+    i = bisect.bisect_right(order.h1, order.end(first))
+    return i < len(order.h1) and order.h1[i] < order.index[last]
+
+
+def _same_slot(order: _Order, chunks: list[Any]) -> list[Any]:
+    """``chunks`` and the elements of their slot between them that hold fewer
+    words (a chunk of one short paragraph between two adverts), in order."""
+    first = chunks[0]
+    parent = first.getparent()
+    slot = (first.tag, first.get("class"), parent.tag, parent.get("class"))
+    members = set(chunks)
+    starts = [order.index[chunk] for chunk in chunks]
+    found: list[Any] = []
+    covered = -1  # the end of the last element taken: none inside another
+    for i in range(starts[0], starts[-1] + 1):
+        node = order.nodes[i]
+        if i <= covered:
+            continue
+        if node not in members:
+            if node.tag != slot[0] or node.get("class") != slot[1]:
+                continue
+            up = node.getparent()
+            end = order.end(node)
+            following = starts[bisect.bisect_right(starts, i)]
+            if up is None or (up.tag, up.get("class")) != slot[2:] or end >= following:
+                continue
+        found.append(node)
+        covered = order.end(node)
+    return found
+
+
+def _gap(order: _Order, before: Any, after: Any) -> tuple[int, bool]:
+    """The words between ``before`` and ``after`` (outside both), and whether
+    a heading is among them."""
+    inside_after = set(after.iterancestors())
+    parts = [before.tail or ""]
+    for ancestor in before.iterancestors():
+        if ancestor in inside_after:
+            break
+        parts.append(ancestor.tail or "")
+    heading = False
+    silent = -1  # the end of a script or style: its text is no page text
+    for i in range(order.end(before) + 1, order.index[after]):
+        node = order.nodes[i]
+        if isinstance(node.tag, str) and i > silent:
+            heading = heading or node.tag in _HEADINGS
+            if node.tag in _SILENT:
+                silent = order.end(node)
+            else:
+                parts.append(node.text or "")
+        if node not in inside_after:  # so it ends before ``after`` starts
+            parts.append(node.tail or "")
+    return len("".join(" " + part for part in parts).split()), heading
 
 
 def _join_article_chunks(tree: Any) -> None:
@@ -1069,9 +1154,16 @@ def _join_article_chunks(tree: Any) -> None:
     blog's comment bodies repeat one element too). Of such groups only the
     one with the most words is joined, and only when together they hold more
     than any other element's paragraphs: joined, they are the page's main
-    text (a sidebar's teasers, repeated, hold less than the article). Each
-    later chunk's children move to the end of the first, in order; what lay
-    between them (adverts) stays where it was.
+    text (a sidebar's teasers, repeated, hold less than the article). None
+    of them, or of their parents, has an id (forum posts, reviews, a blog's
+    widgets: items of a list, each named). The group then takes the
+    elements of its slot between its chunks that hold fewer words (a short
+    chunk between two adverts), and it is joined only when between each two
+    of them lie adverts alone: no heading (a listicle's entries, a live blog's
+    updates, the next story), at most :data:`_CHUNK_GAP_WORDS` words (a pull
+    quote, a caption): joined, whatever lay between would move after the
+    text. Each later chunk's children move to the end of the first, in
+    order; what lay between them (adverts) stays where it was.
     """
     groups: dict[tuple[str, str], list[Any]] = {}
     words: dict[Any, int] = {}
@@ -1082,15 +1174,24 @@ def _join_article_chunks(tree: Any) -> None:
             name = element.get("class")
             if name and element.tag in ("div", "section"):
                 groups.setdefault((element.tag, name), []).append(element)
+    candidates = [chunks for chunks in groups.values() if len(chunks) >= 2]
+    if not candidates:
+        return
+    order = _Order(tree)
     best: list[Any] = []
-    for chunks in groups.values():
-        if len(chunks) >= 2 and _one_body(tree, chunks) and (
+    for chunks in candidates:
+        if _one_body(order, chunks) and (
                 sum(map(words.__getitem__, chunks)) > sum(map(words.__getitem__, best))):
             best = chunks
     members = set(best)
     if not best or sum(map(words.__getitem__, best)) <= max(
             (n for element, n in words.items() if element not in members), default=0):
         return
+    best = _same_slot(order, best)
+    for before, after in itertools.pairwise(best):
+        count, heading = _gap(order, before, after)
+        if heading or count > _CHUNK_GAP_WORDS:
+            return  # a heading, a caption, a pull quote: joined, they would move
     first = best[0]
     for chunk in best[1:]:
         parent = chunk.getparent()
@@ -1104,11 +1205,13 @@ def _join_article_chunks(tree: Any) -> None:
         parent.remove(chunk)
 
 
-def _one_body(tree: Any, chunks: list[Any]) -> bool:
+def _one_body(order: _Order, chunks: list[Any]) -> bool:
     """Whether ``chunks`` (same tag and class) read as one body cut in pieces
     (see :func:`_join_article_chunks`)."""
     if any(map(_in_comments, chunks)):
         return False
+    if any(chunk.get("id") or chunk.getparent().get("id") for chunk in chunks):
+        return False  # items of a list, each named: forum posts, reviews, widgets
     if len({(chunk.getparent().tag, chunk.getparent().get("class")) for chunk in chunks}) > 1:
         return False
     members = set(chunks)
@@ -1116,7 +1219,7 @@ def _one_body(tree: Any, chunks: list[Any]) -> bool:
         return False  # nested: one element's paragraphs counted twice
     if len({next(chunk.iterancestors("article"), None) for chunk in chunks}) > 1:
         return False
-    return not _heading_between(tree, chunks[0], chunks[-1])
+    return not _heading_between(order, chunks[0], chunks[-1])
 
 
 def _unwrap_layout_tables(tree: Any) -> None:

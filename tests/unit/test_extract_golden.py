@@ -60,6 +60,7 @@ readability's HTML becomes lines.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import lxml.html
@@ -732,6 +733,30 @@ def test_chunks_of_one_body_between_adverts_are_joined_in_order() -> None:
     assert len(tree.xpath('//div[@class="ad"]')) == 3  # the adverts stay where they were
 
 
+def test_a_short_chunk_between_two_long_ones_is_joined_in_its_place() -> None:
+    rows = "".join(f'<div class="row">{_chunk("body", f"part{n}x", paragraphs)}'
+                   '<div class="ad">Advertisement</div></div>'
+                   for n, paragraphs in enumerate((3, 1, 3)))
+    tree = lxml.html.fromstring(f"<html><body><article><h1>Title</h1>{rows}</article>"
+                                "</body></html>")
+    _join_article_chunks(tree)
+    (body,) = tree.xpath('//div[@class="body"]')
+    assert [p.text.split()[0][:5] for p in body] == ["part0"] * 3 + ["part1"] + ["part2"] * 3
+
+
+def test_a_listicles_headings_stay_with_their_entries() -> None:
+    entries = "".join(
+        f'<div class="list-item"><h2>Entry number {n} of the list</h2><div class="item-body">'
+        + "".join(f"<p>{_words(40, f'entry{n}x')}</p>" for _ in range(3)) + "</div></div>"
+        for n in range(1, 5))
+    page = ('<html><head><meta charset="utf-8"><title>Four entries</title></head><body>'
+            f"<article><h1>Four entries</h1>{entries}</article></body></html>")
+    text = extract(page.encode(), url="http://127.0.0.1:8000/list").text
+    for n in range(1, 5):
+        assert f"Entry number {n} of the list" in text
+        assert text.index(f"Entry number {n} of the list") < text.index(f"entry{n}x0")
+
+
 def test_a_removed_chunks_tail_text_is_kept() -> None:
     page = (f'<html><body><div class="row">{_chunk("body", "one")}</div>'
             f'<div class="row">{_chunk("body", "two")}tail words stay</div></body></html>')
@@ -761,6 +786,29 @@ def test_a_removed_chunks_tail_text_is_kept() -> None:
     ("<html><body>" + "".join(f"<article><div class='row'>{_chunk('body', f'a{n}x')}</div>"
                               "</article>" for n in range(2)) + "</body></html>", "body",
      "two articles"),
+    # a listicle: each entry's heading outside its text (joined, the headings
+    # would all come after the text)
+    ("<html><body><article><h1>Ten tips</h1>" + "".join(
+        f"<div class='item'><h2>Tip {n}</h2>{_chunk('item-body', f'i{n}x')}</div>"
+        for n in range(4)) + "</article></body></html>", "item-body", "a heading between"),
+    # a live blog: each update's time and title outside its text
+    ("<html><body><h1>Live</h1>" + "".join(
+        f"<div class='entry'><time>1{n}:00</time><h3>Update {n}</h3>"
+        f"{_chunk('entry-body', f'u{n}x')}</div>" for n in range(3)) + "</body></html>",
+     "entry-body", "a heading between"),
+    # the next story in the same template, titled with an <h2>
+    ("<html><body>" + "".join(f"<div class='story'><h{n + 1}>Story {n}</h{n + 1}>"
+                              f"{_chunk('body', f's{n}x')}</div>" for n in range(2))
+     + "</body></html>", "body", "another story"),
+    # a pull quote between two parts of the text
+    ("<html><body><article><div class='row'>" + _chunk("body", "one") + "</div>"
+     "<div class='row'><p>The council has never been so divided over a tram, she said.</p>"
+     "</div><div class='row'>" + _chunk("body", "two") + "</div></article></body></html>",
+     "body", "a paragraph between"),
+    # forum posts (reviews, widgets): one element of a list each, each named
+    ("<html><body><h1>Thread</h1>" + "".join(
+        f"<div class='post' id='p{n}'><span>member{n}</span>{_chunk('content', f'f{n}x')}</div>"
+        for n in range(4)) + "</body></html>", "content", "posts"),
 ])
 def test_repeated_elements_that_are_no_body_cut_in_chunks_stay_apart(
         page: str, cls: str, why: str) -> None:
@@ -789,6 +837,33 @@ def test_a_span_in_the_middle_of_a_sentence_is_never_cut_out(attributes: str) ->
     text = extract(page.encode(), url="http://127.0.0.1:8000/pier").text
     assert ("The chairman has said that the board will fine the contractor for the delays"
             in text)
+
+
+@pytest.mark.parametrize("attributes", [
+    'style="display:none"', 'class="tooltip hidden"', 'class="share-quote"',
+    'class="link" style="display: none"'])
+def test_a_hidden_span_in_the_middle_of_a_sentence_stays_hidden(attributes: str) -> None:
+    # Only what precision mode alone cuts out keeps its place: a span that
+    # trafilatura drops in every mode is no word of the sentence.
+    paragraphs = "".join(
+        f"<p>Paragraph {i}: the harbour board met on Tuesday to discuss the repairs to the old "
+        "pier, which engineers say will take most of the coming year.</p>" for i in range(4))
+    page = ('<html><head><meta charset="utf-8"><title>Pier repairs</title></head><body>'
+            f"<article><h1>Pier repairs</h1>{paragraphs}<p>The chairman said the board "
+            f"<span {attributes}>BUY CHEAP WATCHES</span> will fine the contractor for the "
+            "delays, which cost the town its summer ferry service.</p></article></body></html>")
+    text = extract(page.encode(), url="http://127.0.0.1:8000/pier").text
+    assert "The chairman said the board will fine the contractor" in text
+    assert "WATCHES" not in text
+
+
+def test_spans_in_a_long_paragraph_take_linear_time() -> None:
+    spans = "".join(f'<span class="link">word{i}</span> tail{i} ' for i in range(10_000))
+    tree = lxml.html.fromstring(f"<html><body><p>Start {spans}</p></body></html>")
+    started = time.perf_counter()
+    _keep_inline_spans(tree)
+    assert time.perf_counter() - started < 2
+    assert not tree.xpath("//span[@class]")
 
 
 @pytest.mark.parametrize(("html", "kept"), [
