@@ -997,8 +997,8 @@ def _drop_link_cards(tree: Any) -> None:
         linked = sum(len(a.text_content().split()) for a in links)
         if len(words) < _CARD_MIN_WORDS or linked < len(words):
             continue
-        if any(a is not b and b in a.iterancestors() for a in links for b in links):
-            continue
+        if any(next(a.iterancestors("a"), None) is not None for a in links):
+            continue  # a link inside a link: no card
         parent = span.getparent()
         if span.tail:
             previous = span.getprevious()
