@@ -334,9 +334,10 @@ _COMMENTISH: Final = re.compile(r"comment|disqus|dsq-|repl(?:y|ies)|respons", re
 _HEADINGS: Final = ("h1", "h2", "h3", "h4", "h5", "h6")
 # _keep_inline_spans: what precision mode alone cuts out (its first XPath is
 # <header>), and what trafilatura cuts out in every mode (hidden, share
-# widgets, adverts).
-_PRECISION_CUTS: Final = tuple(trafilatura_xpaths.PRECISION_DISCARD_XPATH[1:])
-_ALWAYS_CUT: Final = tuple(trafilatura_xpaths.OVERALL_DISCARD_XPATH)
+# widgets, adverts). trafilatura's own lists (2.x): a release without them
+# leaves every span as it is, as before this repair.
+_PRECISION_CUTS: Final = tuple(getattr(trafilatura_xpaths, "PRECISION_DISCARD_XPATH", ())[1:])
+_ALWAYS_CUT: Final = tuple(getattr(trafilatura_xpaths, "OVERALL_DISCARD_XPATH", ()))
 # readability's HTML to lines: a new line at each of these elements.
 _BLOCKS: Final = frozenset({
     "p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "tr", "pre", "br",
