@@ -948,14 +948,19 @@ def _drop_related_blocks(tree: Any) -> None:
         links = sum(map(_links_elsewhere, (a.get("href") for a in block.iter("a"))))
         if links < _RELATED_MIN_LINKS:
             continue
-        parent = block.getparent()
-        if block.tail and block.tail.strip():
-            previous = block.getprevious()
-            if previous is not None:
-                previous.tail = (previous.tail or "") + block.tail
-            else:
-                parent.text = (parent.text or "") + block.tail
-        parent.remove(block)
+        _remove_keeping_tail(block)
+
+
+def _remove_keeping_tail(element: Any) -> None:
+    """Remove ``element`` from its parent; the text after it (its tail) stays."""
+    parent = element.getparent()
+    if element.tail:
+        previous = element.getprevious()
+        if previous is None:
+            parent.text = (parent.text or "") + element.tail
+        else:
+            previous.tail = (previous.tail or "") + element.tail
+    parent.remove(element)
 
 
 def _first_text(block: Any, child: Any) -> bool:
@@ -1000,14 +1005,7 @@ def _drop_link_cards(tree: Any) -> None:
             continue
         if any(next(a.iterancestors("a"), None) is not None for a in links):
             continue  # a link inside a link: no card
-        parent = span.getparent()
-        if span.tail:
-            previous = span.getprevious()
-            if previous is not None:
-                previous.tail = (previous.tail or "") + span.tail
-            else:
-                parent.text = (parent.text or "") + span.tail
-        parent.remove(span)
+        _remove_keeping_tail(span)
 
 
 def _keep_inline_spans(tree: Any) -> None:
@@ -1198,15 +1196,8 @@ def _join_article_chunks(tree: Any) -> None:
             return  # a heading, a caption, a pull quote: joined, they would move
     first = best[0]
     for chunk in best[1:]:
-        parent = chunk.getparent()
         first.extend(list(chunk))
-        if chunk.tail and chunk.tail.strip():
-            previous = chunk.getprevious()
-            if previous is not None:
-                previous.tail = (previous.tail or "") + chunk.tail
-            else:
-                parent.text = (parent.text or "") + chunk.tail
-        parent.remove(chunk)
+        _remove_keeping_tail(chunk)
 
 
 def _one_body(order: _Order, chunks: list[Any]) -> bool:
@@ -1354,13 +1345,7 @@ def _free_tails_of_empty_elements(tree: Any) -> None:
             br.tail = element.tail
             parent.replace(element, br)
             continue
-        if element.tail:
-            previous = element.getprevious()
-            if previous is None:
-                parent.text = (parent.text or "") + element.tail
-            else:
-                previous.tail = (previous.tail or "") + element.tail
-        parent.remove(element)
+        _remove_keeping_tail(element)
 
 
 def _break_before_runs(tree: Any) -> None:

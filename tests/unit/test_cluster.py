@@ -548,14 +548,19 @@ QESHM_REBUILD = doc(
     "narrow lanes.", countries=("IR",), language="en")
 
 
+def _evidence_against(reports: Sequence[ClusterDoc], article: ClusterDoc) -> Any:
+    """The evidence for ``article`` against the one story ``reports`` make."""
+    clusterer = Clusterer()
+    for report in reports:
+        clusterer.place(report)
+    (story,) = clusterer._stories
+    feats = cluster_features(article)
+    return clusterer._evidence(feats, [story], clusterer._weighted(feats.terms))
+
+
 def _evidence_against_qeshm(article: ClusterDoc) -> Any:
     """The evidence for ``article`` against the one story QESHM's reports make."""
-    big = Clusterer()
-    for report in QESHM:
-        big.place(report)
-    (story,) = big._stories
-    feats = cluster_features(article)
-    return big._evidence(feats, [story], big._weighted(feats.terms))
+    return _evidence_against(QESHM, article)
 
 
 def test_a_drifting_follow_up_that_names_the_storys_places_and_figures_joins() -> None:
@@ -787,12 +792,7 @@ CLIMB_TRIBUTE = doc(
 
 
 def _evidence_against_climb(article: ClusterDoc) -> Any:
-    small = Clusterer()
-    for report in CLIMB:
-        small.place(report)
-    (story,) = small._stories
-    feats = cluster_features(article)
-    return small._evidence(feats, [story], small._weighted(feats.terms))
+    return _evidence_against(CLIMB, article)
 
 
 def test_a_second_event_plainly_about_other_things_stays_apart_from_a_small_story() -> None:

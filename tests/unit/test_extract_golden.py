@@ -819,6 +819,11 @@ def test_repeated_elements_that_are_no_body_cut_in_chunks_stay_apart(
     assert _joined(page, cls) == before, why
 
 
+_PIER_PARAGRAPHS = "".join(
+    f"<p>Paragraph {i}: the harbour board met on Tuesday to discuss the repairs to the old "
+    "pier, which engineers say will take most of the coming year.</p>" for i in range(4))
+
+
 @pytest.mark.parametrize("attributes", ['class="link"', 'class="bottom-line"',
                                         'style="border-bottom: 1px dotted"'])
 def test_a_span_in_the_middle_of_a_sentence_is_never_cut_out(attributes: str) -> None:
@@ -826,9 +831,7 @@ def test_a_span_in_the_middle_of_a_sentence_is_never_cut_out(attributes: str) ->
     # "bottom", or whose style draws a border) with its text: a CMS that
     # wraps its inline links so cut "has reported that the NFL will fine
     # Rudolph for his role" to "has reported that for his role".
-    paragraphs = "".join(
-        f"<p>Paragraph {i}: the harbour board met on Tuesday to discuss the repairs to the old "
-        "pier, which engineers say will take most of the coming year.</p>" for i in range(4))
+    paragraphs = _PIER_PARAGRAPHS
     page = ('<html><head><meta charset="utf-8"><title>Pier repairs</title></head><body>'
             f"<article><h1>Pier repairs</h1>{paragraphs}<p>The chairman has said that "
             f'<span {attributes}><a href="/news/pier-fines">the board will fine the contractor'
@@ -845,9 +848,7 @@ def test_a_span_in_the_middle_of_a_sentence_is_never_cut_out(attributes: str) ->
 def test_a_hidden_span_in_the_middle_of_a_sentence_stays_hidden(attributes: str) -> None:
     # Only what precision mode alone cuts out keeps its place: a span that
     # trafilatura drops in every mode is no word of the sentence.
-    paragraphs = "".join(
-        f"<p>Paragraph {i}: the harbour board met on Tuesday to discuss the repairs to the old "
-        "pier, which engineers say will take most of the coming year.</p>" for i in range(4))
+    paragraphs = _PIER_PARAGRAPHS
     page = ('<html><head><meta charset="utf-8"><title>Pier repairs</title></head><body>'
             f"<article><h1>Pier repairs</h1>{paragraphs}<p>The chairman said the board "
             f"<span {attributes}>BUY CHEAP WATCHES</span> will fine the contractor for the "
@@ -952,9 +953,7 @@ _CARD = ('<span class="rollover-people"><a href="/people/jane-roe">Jane Roe</a>'
 def test_a_hover_card_in_a_sentence_is_cut_out_and_the_name_stays() -> None:
     # The Hill's people cards: a span the stylesheet hides, read into the
     # sentence ("Rep. Ilhan OmarIlhan OmarHillicon Valley: ...").
-    paragraphs = "".join(
-        f"<p>Paragraph {i}: the harbour board met on Tuesday to discuss the repairs to the old "
-        "pier, which engineers say will take most of the coming year.</p>" for i in range(4))
+    paragraphs = _PIER_PARAGRAPHS
     page = ('<html><head><meta charset="utf-8"><title>Budget</title></head><body><article>'
             f"<h1>Budget</h1><p>State Gov. {_CARD} (R) is defending the harbour budget against "
             f"its critics in the legislature.</p>{paragraphs}</article></body></html>")
