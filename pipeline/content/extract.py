@@ -935,7 +935,9 @@ def _drop_related_blocks(tree: Any) -> None:
     not know, had them read as the article's continuation (a 139-word post
     followed by 556 words of three other posts). A label that is not its
     block's first text (an inline "Related" box in the middle of the body,
-    the article going on around it) is left to the cleaner.
+    the article going on around it) is left to the cleaner, and so is a block
+    that holds an ``<h1>``: the page's title, in the wrapper a "Trending"
+    strip opens, or itself a label (a column called "Trending").
     """
     for heading in list(tree.iter(*_HEADINGS)):
         if not is_related_label(heading.text_content()):
@@ -945,6 +947,8 @@ def _drop_related_blocks(tree: Any) -> None:
             continue
         if not _first_text(block, heading):
             continue
+        if next(block.iter("h1"), None) is not None:
+            continue  # the page's title: its wrapper, or a title that is a label ("Trending")
         links = sum(map(_links_elsewhere, (a.get("href") for a in block.iter("a"))))
         if links < _RELATED_MIN_LINKS:
             continue

@@ -942,6 +942,24 @@ def test_only_a_block_that_a_related_label_opens_is_dropped(html: str, dropped: 
     assert (tree.find(".//h3") is None) is dropped
 
 
+@pytest.mark.parametrize("body", [
+    # a "Trending" strip the template writes straight into the page's wrapper,
+    # before the article: the wrapper is no block of other stories
+    '<div class="page"><h2>Trending</h2><ul><li><a href="/r/1">Ferry fares rise</a></li>'
+    '<li><a href="/r/2">New pier opens</a></li></ul><article><h1>Pier repairs</h1>'
+    f"{_PIER_PARAGRAPHS}</article></div>",
+    # a column whose title is a label: the title is the article's
+    '<article><h1>Trending</h1><p>Paragraph 0: the harbour board met on Tuesday, '
+    '<a href="/board">the board</a> said, to discuss <a href="/pier">the pier</a>.</p>'
+    f"{_PIER_PARAGRAPHS}</article>",
+])
+def test_a_label_before_the_pages_title_drops_no_article(body: str) -> None:
+    page = ('<html><head><meta charset="utf-8"><title>Pier repairs</title></head>'
+            f"<body>{body}</body></html>")
+    text = extract(page.encode(), url="http://127.0.0.1:8000/pier").text
+    assert "Paragraph 3: the harbour board met on Tuesday" in text
+
+
 _CARD = ('<span class="rollover-people"><a href="/people/jane-roe">Jane Roe</a>'
          '<span class="rollover-people-block"><span><img src="/i/roe.jpg">'
          '<a class="name" href="/people/jane-roe">Jane Anne Roe</a>'
