@@ -993,7 +993,10 @@ def _drop_link_cards(tree: Any) -> None:
     card ("Kristi Noem" shows "Kristi Lynn Noem", three of her headlines and
     "MORE" in a span the page's stylesheet hides), read into the sentence.
     A sentence's own links are words among words: the span around them
-    holds text outside its links, or fewer of them.
+    holds text outside its links, or fewer of them, or its links have a
+    space or a comma between them (a list of names the sentence gives, a
+    citation); a card's lines run together ("Kristi Lynn NoemSouth Dakota
+    governor...": two links with nothing between).
     """
     # The innermost first: the card, not the name's span around it (its link
     # and the card's together are links only too).
@@ -1009,7 +1012,18 @@ def _drop_link_cards(tree: Any) -> None:
             continue
         if any(next(a.iterancestors("a"), None) is not None for a in links):
             continue  # a link inside a link: no card
+        if not any(_run_together(a) for a in links):
+            continue  # a list the sentence names ("Joe Biden, Bernie Sanders"): no card
         _remove_keeping_tail(span)
+
+
+def _run_together(link: Any) -> bool:
+    """Whether the next link follows ``link`` with nothing between (a card's
+    lines: "Kristi Lynn NoemSouth Dakota governor..."; a sentence's links
+    have a space or a comma between them)."""
+    following = link.getnext()
+    return (not link.tail and following is not None and following.tag == "a"
+            and link.text_content()[-1:].strip() != "" and following.text_content()[:1].strip() != "")
 
 
 def _keep_inline_spans(tree: Any) -> None:

@@ -993,6 +993,13 @@ def test_a_hover_card_in_a_sentence_is_cut_out_and_the_name_stays() -> None:
      "delay</a></span>", "the board will fine the contractor for every week of delay"),
     # few words: two short links
     ('<span><a href="/a">Paris</a> <a href="/b">Lyon</a></span>', "Paris Lyon"),
+    # a list the sentence names, links with spaces or commas between: no card
+    ('<span class="names"><a href="/p/1">Joe Biden</a> <a href="/p/2">Bernie Sanders</a> '
+     '<a href="/p/3">Elizabeth Warren</a> <a href="/p/4">Kamala Harris</a></span>',
+     "Joe Biden Bernie Sanders Elizabeth Warren Kamala Harris"),
+    ('<span class="cite"><a href="https://doi.org/10.1/a">Smith et al., 2020</a>; '
+     '<a href="https://doi.org/10.1/b">Jones and Lee, 2019</a></span>',
+     "Smith et al., 2020; Jones and Lee, 2019"),
 ])
 def test_only_a_span_of_links_alone_is_a_hover_card(span: str, kept: str) -> None:
     tree = lxml.html.fromstring(f"<html><body><p>Before {span} after.</p></body></html>")
