@@ -939,13 +939,16 @@ def _drop_related_blocks(tree: Any) -> None:
     that holds an ``<h1>``: the page's title, in the wrapper a "Trending"
     strip opens, or itself a label (a column called "Trending").
     """
+    first_texts: dict[Any, Any] = {}  # a block's first child with text, found once
     for heading in list(tree.iter(*_HEADINGS)):
         if not is_related_label(heading.text_content()):
             continue
         block = heading.getparent()
         if block is None or block.tag in ("body", "html") or block.getparent() is None:
             continue
-        if not _first_text(block, heading):
+        if block not in first_texts:
+            first_texts[block] = _first_text_child(block)
+        if first_texts[block] is not heading:
             continue
         if next(block.iter("h1"), None) is not None:
             continue  # the page's title: its wrapper, or a title that is a label ("Trending")
@@ -967,16 +970,14 @@ def _remove_keeping_tail(element: Any) -> None:
     parent.remove(element)
 
 
-def _first_text(block: Any, child: Any) -> bool:
-    """Whether ``child`` holds ``block``'s first text (nothing written before it)."""
+def _first_text_child(block: Any) -> Any:
+    """The child of ``block`` that holds its first text (None: the block's own text is first)."""
     if (block.text or "").strip():
-        return False
+        return None
     for element in block:
-        if element is child:
-            return True
         if element.text_content().strip() or (element.tail or "").strip():
-            return False
-    return False
+            return element
+    return None
 
 
 def _links_elsewhere(href: str | None) -> bool:

@@ -960,6 +960,18 @@ def test_a_label_before_the_pages_title_drops_no_article(body: str) -> None:
     assert "Paragraph 3: the harbour board met on Tuesday" in text
 
 
+
+def test_labels_after_a_long_first_child_take_linear_time() -> None:
+    # Each label's block is the same; its first text, found once.
+    words = "word " * 320_000
+    labels = "<h2>More</h2>" * 16_000
+    tree = lxml.html.fromstring(f"<html><body><main><div><div>{words}</div>{labels}</div>"
+                                "</main></body></html>")
+    started = time.perf_counter()
+    _drop_related_blocks(tree)
+    assert time.perf_counter() - started < 2
+    assert len(tree.findall(".//h2")) == 16_000
+
 _CARD = ('<span class="rollover-people"><a href="/people/jane-roe">Jane Roe</a>'
          '<span class="rollover-people-block"><span><img src="/i/roe.jpg">'
          '<a class="name" href="/people/jane-roe">Jane Anne Roe</a>'
