@@ -603,12 +603,28 @@ def _word_count(line: str) -> int:
     return len(line.split())
 
 
-def is_related_label(text: str) -> bool:
+# The related_heading lines that a template also gives a section of the
+# article itself (a live blog's "Latest news", a newsletter's "Top stories",
+# a listicle's "Trending now", an FAQ's "More", a collapsed body's "Read
+# more"): as a line the cleaner removes them, but they are no proof that the
+# block under them is other stories (extract._drop_related_blocks).
+GENERIC_RELATED_LABELS: frozenset[str] = frozenset({
+    "related", "read more", "read also", "read next", "see also", "also", "more",
+    "trending", "trending now", "most read", "most popular", "latest news", "top stories",
+    "recommended", "more from this section", "voir aussi", "leer más", "по теме",
+})
+
+
+def is_related_label(text: str, *, specific: bool = False) -> bool:
     """Whether ``text`` is, whole, the label of a block of other stories
     (the ``related_heading`` rule's lines: "You may also like", "Lire
-    aussi", "Você pode gostar..."), in the packaged rules."""
-    normalized = " ".join(text.split())
-    return any(rule.name == "related_heading" and _exact_key(normalized) in rule.lines
+    aussi", "Você pode gostar..."), in the packaged rules; with ``specific``,
+    not one of the :data:`GENERIC_RELATED_LABELS` a section of the article
+    can carry too."""
+    key = _exact_key(" ".join(text.split()))
+    if specific and key in GENERIC_RELATED_LABELS:
+        return False
+    return any(rule.name == "related_heading" and key in rule.lines
                for rule in load_rules().generic)
 
 

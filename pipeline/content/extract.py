@@ -937,11 +937,14 @@ def _drop_related_blocks(tree: Any) -> None:
     block's first text (an inline "Related" box in the middle of the body,
     the article going on around it) is left to the cleaner, and so is a block
     that holds an ``<h1>``: the page's title, in the wrapper a "Trending"
-    strip opens, or itself a label (a column called "Trending").
+    strip opens, or itself a label (a column called "Trending"). So is a
+    label a section of the article can carry too (``specific``: "Latest
+    news" over a live blog, "Top stories" in a newsletter, "Related", "More",
+    "Read more": :data:`pipeline.content.clean.GENERIC_RELATED_LABELS`).
     """
     first_texts: dict[Any, Any] = {}  # a block's first child with text, found once
     for heading in list(tree.iter(*_HEADINGS)):
-        if not is_related_label(heading.text_content()):
+        if not is_related_label(heading.text_content(), specific=True):
             continue
         block = heading.getparent()
         if block is None or block.tag in ("body", "html") or block.getparent() is None:
@@ -1024,7 +1027,8 @@ def _run_together(link: Any) -> bool:
     have a space or a comma between them)."""
     following = link.getnext()
     return (not link.tail and following is not None and following.tag == "a"
-            and link.text_content()[-1:].strip() != "" and following.text_content()[:1].strip() != "")
+            and link.text_content()[-1:].strip() != ""
+            and following.text_content()[:1].strip() != "")
 
 
 def _keep_inline_spans(tree: Any) -> None:

@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.content.clean import (
+    GENERIC_RELATED_LABELS,
     RuleError,
     clean,
     is_prose,
@@ -645,3 +646,19 @@ def test_a_live_blog_signed_by_several_reporters_is_no_thread(stamps: list[str])
 ])
 def test_a_related_label_is_a_whole_line_of_the_rules(text: str, label: bool) -> None:
     assert is_related_label(text) is label
+
+
+@pytest.mark.parametrize(("text", "specific"), [
+    ("You may also like", True), ("Você pode gostar...", True), ("Lesen Sie auch", True),
+    ("Latest news", False), ("Related", False), ("More", False), ("Read more", False),
+    ("Trending now", False), ("Top stories", False),
+])
+def test_a_specific_related_label_is_one_no_section_of_an_article_carries(
+        text: str, specific: bool) -> None:
+    assert is_related_label(text)
+    assert is_related_label(text, specific=True) is specific
+
+
+def test_every_generic_related_label_is_a_line_of_the_rule() -> None:
+    (rule,) = [r for r in load_rules().generic if r.name == "related_heading"]
+    assert rule.lines >= GENERIC_RELATED_LABELS

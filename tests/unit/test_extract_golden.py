@@ -935,11 +935,15 @@ def test_the_same_block_under_a_heading_that_is_no_label_stays() -> None:
     # the label after the block's own text: an inline box, the article goes on
     ('<div><p>The council met.</p><h3>Related stories</h3><a href="/a">A</a>'
      '<a href="/b">B</a></div>', False),
+    # a label a section of the article carries too: a live blog's, an FAQ's
+    *(((f'<section><h2>{label}</h2><p>The council met on <a href="/a">Tuesday</a>.</p>'
+         '<p>It voted for the <a href="/b">bridge</a>.</p></section>'), False)
+      for label in ("Latest news", "Related", "More", "Read more", "Trending now", "Also")),
 ])
 def test_only_a_block_that_a_related_label_opens_is_dropped(html: str, dropped: bool) -> None:
     tree = lxml.html.fromstring(f"<html><body><main>{html}</main></body></html>")
     _drop_related_blocks(tree)
-    assert (tree.find(".//h3") is None) is dropped
+    assert (not tree.xpath("//h2|//h3")) is dropped
 
 
 @pytest.mark.parametrize("body", [
