@@ -624,8 +624,14 @@ def is_related_label(text: str, *, specific: bool = False) -> bool:
     key = _exact_key(" ".join(text.split()))
     if specific and key in GENERIC_RELATED_LABELS:
         return False
-    return any(rule.name == "related_heading" and key in rule.lines
-               for rule in load_rules().generic)
+    return key in _related_lines()
+
+
+@cache
+def _related_lines() -> frozenset[str]:
+    """The ``related_heading`` rule's lines (keys), of the packaged rules."""
+    return frozenset(line for rule in load_rules().generic if rule.name == "related_heading"
+                     for line in rule.lines)
 
 
 def _exact_key(line: str) -> str:

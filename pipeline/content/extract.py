@@ -955,7 +955,7 @@ def _drop_related_blocks(tree: Any) -> None:
             continue
         if next(block.iter("h1"), None) is not None:
             continue  # the page's title: its wrapper, or a title that is a label ("Trending")
-        links = sum(map(_links_elsewhere, (a.get("href") for a in block.iter("a"))))
+        links = sum(map(_leads_away, (a.get("href") for a in block.iter("a"))))
         if links < _RELATED_MIN_LINKS:
             continue
         _remove_keeping_tail(block)
@@ -983,11 +983,6 @@ def _first_text_child(block: Any) -> Any:
     return None
 
 
-def _links_elsewhere(href: str | None) -> bool:
-    """Whether a link's target is another page (not an anchor or a script)."""
-    return bool(href) and not str(href).strip().startswith(("#", "javascript:"))
-
-
 def _drop_link_cards(tree: Any) -> None:
     """Remove the hover cards hidden in a paragraph's sentences (in place).
 
@@ -1007,7 +1002,7 @@ def _drop_link_cards(tree: Any) -> None:
     for span in reversed(list(tree.iter("span"))):
         if next(span.iterancestors("p"), None) is None:
             continue
-        links = [a for a in span.iter("a") if _links_elsewhere(a.get("href"))]
+        links = [a for a in span.iter("a") if _leads_away(a.get("href"))]
         if len(links) < _CARD_MIN_LINKS:
             continue
         words = span.text_content().split()

@@ -824,6 +824,13 @@ _PIER_PARAGRAPHS = "".join(
     "pier, which engineers say will take most of the coming year.</p>" for i in range(4))
 
 
+def _article_text(title: str, body: str) -> str:
+    """What extract() keeps of a page whose <article> is ``title`` over ``body``."""
+    page = (f'<html><head><meta charset="utf-8"><title>{title}</title></head><body>'
+            f"<article><h1>{title}</h1>{body}</article></body></html>")
+    return extract(page.encode(), url="http://127.0.0.1:8000/article").text
+
+
 @pytest.mark.parametrize("attributes", ['class="link"', 'class="bottom-line"',
                                         'style="border-bottom: 1px dotted"'])
 def test_a_span_in_the_middle_of_a_sentence_is_never_cut_out(attributes: str) -> None:
@@ -831,13 +838,10 @@ def test_a_span_in_the_middle_of_a_sentence_is_never_cut_out(attributes: str) ->
     # "bottom", or whose style draws a border) with its text: a CMS that
     # wraps its inline links so cut "has reported that the NFL will fine
     # Rudolph for his role" to "has reported that for his role".
-    paragraphs = _PIER_PARAGRAPHS
-    page = ('<html><head><meta charset="utf-8"><title>Pier repairs</title></head><body>'
-            f"<article><h1>Pier repairs</h1>{paragraphs}<p>The chairman has said that "
-            f'<span {attributes}><a href="/news/pier-fines">the board will fine the contractor'
-            "</a></span> for the delays, which cost the town its summer ferry service.</p>"
-            "</article></body></html>")
-    text = extract(page.encode(), url="http://127.0.0.1:8000/pier").text
+    text = _article_text("Pier repairs", _PIER_PARAGRAPHS + (
+        f'<p>The chairman has said that <span {attributes}><a href="/news/pier-fines">the board '
+        "will fine the contractor</a></span> for the delays, which cost the town its summer "
+        "ferry service.</p>"))
     assert ("The chairman has said that the board will fine the contractor for the delays"
             in text)
 
@@ -848,12 +852,9 @@ def test_a_span_in_the_middle_of_a_sentence_is_never_cut_out(attributes: str) ->
 def test_a_hidden_span_in_the_middle_of_a_sentence_stays_hidden(attributes: str) -> None:
     # Only what precision mode alone cuts out keeps its place: a span that
     # trafilatura drops in every mode is no word of the sentence.
-    paragraphs = _PIER_PARAGRAPHS
-    page = ('<html><head><meta charset="utf-8"><title>Pier repairs</title></head><body>'
-            f"<article><h1>Pier repairs</h1>{paragraphs}<p>The chairman said the board "
-            f"<span {attributes}>BUY CHEAP WATCHES</span> will fine the contractor for the "
-            "delays, which cost the town its summer ferry service.</p></article></body></html>")
-    text = extract(page.encode(), url="http://127.0.0.1:8000/pier").text
+    text = _article_text("Pier repairs", _PIER_PARAGRAPHS + (
+        f"<p>The chairman said the board <span {attributes}>BUY CHEAP WATCHES</span> will fine "
+        "the contractor for the delays, which cost the town its summer ferry service.</p>"))
     assert "The chairman said the board will fine the contractor" in text
     assert "WATCHES" not in text
 
@@ -987,11 +988,9 @@ _CARD = ('<span class="rollover-people"><a href="/people/jane-roe">Jane Roe</a>'
 def test_a_hover_card_in_a_sentence_is_cut_out_and_the_name_stays() -> None:
     # The Hill's people cards: a span the stylesheet hides, read into the
     # sentence ("Rep. Ilhan OmarIlhan OmarHillicon Valley: ...").
-    paragraphs = _PIER_PARAGRAPHS
-    page = ('<html><head><meta charset="utf-8"><title>Budget</title></head><body><article>'
-            f"<h1>Budget</h1><p>State Gov. {_CARD} (R) is defending the harbour budget against "
-            f"its critics in the legislature.</p>{paragraphs}</article></body></html>")
-    text = extract(page.encode(), url="http://127.0.0.1:8000/budget").text
+    text = _article_text("Budget", (
+        f"<p>State Gov. {_CARD} (R) is defending the harbour budget against its critics in the "
+        f"legislature.</p>{_PIER_PARAGRAPHS}"))
     assert ("State Gov. Jane Roe (R) is defending the harbour budget against its critics"
             in text)
     assert "Ferry operators" not in text and "Jane Anne Roe" not in text
