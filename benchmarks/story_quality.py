@@ -137,7 +137,7 @@ def run(docs: Sequence[ClusterDoc], options: Options, batch: int = 0) -> dict[st
     out: dict[str, str] = {}
     for chunk in batched(ordered, batch):
         stats = TermStats(dict(df), n)
-        low = chunk[0].time - options.horizon
+        low = chunk[0].time - options.reach
         open_stories = {d.story_id for d in stored if d.time >= low}
         known = [d for d in stored if d.story_id in open_stories]
         assigned, clusterer = cluster(chunk, known, options=options, stats=stats)

@@ -240,7 +240,8 @@ _HOUR, _DAY = timedelta(hours=1), timedelta(days=1)
 
 class ClusterConfig(Strict):
     # A story takes a new report up to horizon_hours after its last one (the
-    # seeds' reports come up to four days apart) and never more than
+    # seeds' reports come up to four days apart; RARE_REACH times as long for a
+    # same-language report sharing a rare word) and never more than
     # max_span_days after its first; the score halves every half_life_hours of gap.
     horizon_hours: float = Field(default=_CLUSTER.horizon / _HOUR, gt=0, le=24 * 90)
     half_life_hours: float = Field(default=_CLUSTER.half_life / _HOUR, gt=0)

@@ -338,7 +338,7 @@ def _make_plan(
                    "   BETWEEN ?::TIMESTAMPTZ - ? AND ?::TIMESTAMPTZ + ?)"
                    " AND coalesce(published_at, fetched_at) >= ?::TIMESTAMPTZ - ?"
                    + (story_state.UNSAVED if ready else ""))
-        params = [bounds[0], options.horizon, bounds[1], options.horizon,
+        params = [bounds[0], options.reach, bounds[1], options.reach,
                   bounds[0], options.max_span]
         assignments, clusterer = cluster(
             _docs(con, f"SELECT {_DOC_COLUMNS}, NULL, NULL FROM new_articles"),

@@ -88,7 +88,7 @@ _OPEN_WHERE = """last >= epoch(?::TIMESTAMPTZ) - ? AND first <= epoch(?::TIMESTA
 
 
 def _open_params(bounds: tuple[datetime, datetime], options: Options) -> list[object]:
-    horizon, span = options.horizon.total_seconds(), options.max_span.total_seconds()
+    horizon, span = options.reach.total_seconds(), options.max_span.total_seconds()
     return [bounds[0], horizon, bounds[1], horizon, bounds[0], span]
 
 

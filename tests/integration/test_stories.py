@@ -201,6 +201,39 @@ def test_a_story_saved_before_its_state_was_kept_is_rebuilt_once_then_restored(
     assert state == (1, 11) and signatures == (11,)
 
 
+SHOOTING = ("Man shot dead in Akron apartment",
+            "A man was shot dead on Thursday in an apartment on Kimlyn Circle in Akron. Police "
+            "identified him as Ronald Roberts, 24. Officers said Roberts was found in the "
+            "basement by a friend.")
+FOLLOW_UP = ("Suspect held without bail",
+             "A 31-year-old suspect was held without bail in Akron on Monday, charged with "
+             "murder over the death of Ronald Roberts, whose body a friend found in a basement "
+             "on Kimlyn Circle two weeks ago.")
+
+
+@pytest.mark.parametrize(("victim", "joins"), [(("Ronald Roberts", "Kimlyn Circle"), True),
+                                               (("Tyrell Mason", "Dayton Avenue"), False)])
+def test_a_follow_up_two_weeks_later_in_a_later_pass_joins_the_saved_story(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, victim: tuple[str, str],
+        joins: bool) -> None:
+    """A rare name shared keeps a story open three horizons (21 days): the
+    plan of a pass two weeks later reads the saved story, and the follow-up
+    naming its victim joins it; one about another victim starts its own."""
+    settings = f.settings(tmp_path)
+    shooting = f.article(0, title=SHOOTING[0], text=SHOOTING[1], source="Beacon")
+    run(settings, "run-1", [shooting])
+    text = FOLLOW_UP[1].replace("Ronald Roberts", victim[0]).replace("Kimlyn Circle", victim[1])
+    follow_up = f.article(1, title=FOLLOW_UP[0], text=text, source="Gazette", hours=24 * 14)
+    caplog.set_level("INFO", logger="pipeline.store.plan")
+    caplog.clear()
+    run(settings, "run-2", [follow_up])
+    (record,) = [r for r in caplog.records if r.getMessage() == "clustered"]
+    assert record.stories_restored == 1  # read: open to a report sharing a rare name
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        story = dict(con.execute("SELECT id, story_id FROM articles").fetchall())
+    assert (story[follow_up["id"]] == story[shooting["id"]]) is joins
+
+
 SEEDS = Path(__file__).resolve().parents[2] / "seeds" / "expected"
 FRENCH = ("Israël et la Russie vont créer un groupe de travail sur le retrait des forces "
           "étrangères de Syrie",

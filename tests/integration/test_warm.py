@@ -94,8 +94,9 @@ def test_warm_plans_store_what_cold_plans_store(tmp_path: Path) -> None:
 
 
 def test_warm_plans_forget_the_stories_the_horizon_leaves(tmp_path: Path) -> None:
-    # Six hours of horizon over ~30 hours of reports: stories close between plans.
-    warm_settings, cold_settings = both(tmp_path, horizon_hours=6, max_span_days=0.5)
+    # Six hours of reach (a two-hour horizon, three with a rare word shared) over
+    # ~30 hours of reports: stories close between plans.
+    warm_settings, cold_settings = both(tmp_path, horizon_hours=2, max_span_days=0.5)
     warm = WarmClusterer()
     for k, batch in enumerate(batches(newsroom(180, seed=9), 10, jitter=0.0)):
         plan_and_load(warm_settings, f"run-{k:03d}", batch, warm)

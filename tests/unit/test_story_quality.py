@@ -81,9 +81,10 @@ def test_labels_that_share_a_blurb_are_joined_and_no_others() -> None:
 # Session 18's gate on the names an article brings: 0.961 / 0.882 / 0.920,
 # the recall and F1 floors went up with it. Session 19's plain difference
 # (APART_FEW_HELD, APART_MANY_NEW): 1.000 / 0.908 / 0.952; every ECB+ floor went
-# up with it, precision to the goal (0.97).
-FLOORS = {"ecbplus": (0.97, 0.89), "gvc": (0.97, 0.75)}
-F1_FLOORS = {"ecbplus": 0.94, "gvc": 0.85}
+# up with it, precision to the goal (0.97). Session 20's rare reach (RARE_REACH):
+# GVC dev 1.000 / 0.804 / 0.891; its recall and F1 floors went up with it.
+FLOORS = {"ecbplus": (0.97, 0.89), "gvc": (0.97, 0.80)}
+F1_FLOORS = {"ecbplus": 0.94, "gvc": 0.88}
 
 
 @pytest.mark.parametrize("name", sorted(FLOORS))
