@@ -140,6 +140,7 @@ import gc
 import math
 import re
 import zlib
+from bisect import insort
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -561,7 +562,12 @@ _TOKEN = re.compile(r"[^\W\d_]{2,}|\d+(?:[.,]\d+)*|[.!?]")
 # the outlet, not the event: a local station's call sign is found in few
 # documents, so two of its reports of different shootings would share a "rare"
 # word (GVC: a girl's death and a boy's, 8 days apart, both "(KTVI)").
-_CREDIT = re.compile(r"\([^()\s]+(?:\s[^()\s]+){0,2}\)\s*(?:-{1,2}|[\u2013\u2014])(?=\s)")
+# A call sign or an agency in capitals, then a dash, a colon or the sentence:
+# "(KTVI)-A", "ATLANTA (CNN) A", "(WKYC Channel 3 News) -"; a parenthesis of
+# other words in a sentence ("(on Kimlyn Circle) - where", "(R-Texas)", "(24)")
+# keeps its names.
+_CREDIT = re.compile(r"\([A-Z]{2,}[\w./&-]*(?:\s[\w./&-]+){0,3}\)"
+                     r"\s*(?:(?:-{1,2}|[\u2013\u2014\u2015:])|(?=[A-Z]))")
 
 
 def _event_names(lead: str, tagged: Iterable[str] = ()) -> set[str]:
@@ -810,9 +816,11 @@ class Clusterer:
     _dead: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # closed for good
     _tie: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
     # Members' signatures (by row), their story, time and tie-break (_key64 of the
-    # article id). A band key's owner is its earliest (time, tie) holder in an
-    # open story: the band table holds the rows of the signatures indexed in
-    # bulk, sorted by (key, time, tie); _band_extra the rows added one at a time.
+    # article id). A band key's owner, for an article, is its earliest (time,
+    # tie) holder in a story open to that article by the horizon (a story open
+    # only to a rare word does not hide a younger one): the band table holds the
+    # rows of the signatures indexed in bulk, sorted by (key, time, tie);
+    # _band_extra the rows added one at a time.
     _signatures: list[np.ndarray] = field(default_factory=list)
     _sig_story: list[int] = field(default_factory=list)
     _sig_seconds: list[float] = field(default_factory=list)
@@ -820,9 +828,9 @@ class Clusterer:
     _band_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
     _band_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _band_owner_story: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    # key -> its earliest row added since the table was built (the table is
-    # built again when such a row's story closes, so the next one is found).
-    _band_extra: dict[int, int] = field(default_factory=dict)
+    # key -> the rows added since the table was built, in (time, tie) order (the
+    # table is built again when such a row's story closes).
+    _band_extra: dict[int, list[int]] = field(default_factory=dict)
     _vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     _languages: list[str] = field(default_factory=list)  # each story's first language
     # Each main language's latest report (seconds): whether a story in another
@@ -965,26 +973,33 @@ class Clusterer:
             self._sig_story.append(story.index)
             self._sig_seconds.append(when)
             self._sig_tie.append(_key64(article_id))
-            mine = (when, self._sig_tie[row])
             extra = self._band_extra
             for key in _band_keys(signature) if keys is None else keys:
-                held = extra.get(key)
-                if held is None or mine < (self._sig_seconds[held], self._sig_tie[held]):
-                    extra[key] = row
+                insort(extra.setdefault(key, []), row, key=self._sig_order)
 
-    def _band_owner(self, key: int, lo: int, hi: int) -> int | None:
-        """The signature row that owns a band key: its earliest holder (time,
-        then tie-break) in an open story. ``lo:hi``: the key's rows in the table."""
+    def _sig_order(self, row: int) -> tuple[float, int]:
+        return self._sig_seconds[row], self._sig_tie[row]
+
+    def _band_owner(self, key: int, lo: int, hi: int, when: float) -> int | None:
+        """The signature row that owns a band key for an article at ``when``: its
+        earliest holder (time, then tie-break) in a story open to the article by
+        the horizon (:meth:`_decay` without a rare word), whatever older stories
+        hold it (one pass and a restore, which does not read them, agree).
+        ``lo:hi``: the key's rows in the table."""
         best = None
         if hi > lo:
-            held = np.flatnonzero(self._open[self._band_owner_story[lo:hi]])
+            stories = self._band_owner_story[lo:hi]
+            _, reachable = self._reach(self._first[stories], self._last[stories], when,
+                                       rare=False)
+            held = np.flatnonzero(self._open[stories] & reachable)
             if len(held):
                 best = int(self._band_rows[lo + int(held[0])])
-        row = self._band_extra.get(key)
-        if row is not None and self._open[self._sig_story[row]] and (best is None or (
-                self._sig_seconds[row], self._sig_tie[row])
-                < (self._sig_seconds[best], self._sig_tie[best])):
-            best = row
+        for row in self._band_extra.get(key, ()):
+            if best is not None and self._sig_order(row) >= self._sig_order(best):
+                break
+            if self._decay(self._stories[self._sig_story[row]], when) > 0.0:
+                best = row
+                break
         return best
 
     def _add_embedding(self, story: _Story, embedding: np.ndarray) -> None:
@@ -1281,7 +1296,8 @@ class Clusterer:
                 del self._by_term[term]
         # The table skips closed stories as it is read: built again when most
         # of it is closed, or when an added row that owned a key is.
-        if any(self._sig_story[r] in gone for r in self._band_extra.values()) or (
+        if any(self._sig_story[r] in gone for rows in self._band_extra.values()
+               for r in rows) or (
                 len(self._band_keys) and np.count_nonzero(
                     ~self._dead[self._band_owner_story]) * 2 < len(self._band_keys)):
             self._build_bands()
@@ -1313,7 +1329,8 @@ class Clusterer:
         self._open[:n] = inside & ~dead
         # A row added since the table was built owns its key only while its story
         # is open: the table (which skips the stories set aside) finds the next.
-        if any(not self._open[self._sig_story[r]] for r in self._band_extra.values()):
+        if any(not self._open[self._sig_story[r]] for rows in self._band_extra.values()
+               for r in rows):
             self._build_bands()
         self.links, self.embeddings = [], {}
         self._changed, self._new_signatures, self._assigned = set(), [], set()
@@ -1821,7 +1838,7 @@ class Clusterer:
         for key, lo, hi in zip(feats.band_keys, los, his, strict=True):
             if hi == lo and key not in extra:  # no holder: what _band_owner says
                 continue
-            row = self._band_owner(key, lo, hi)
+            row = self._band_owner(key, lo, hi, when)
             if row is None or row in seen:
                 continue
             seen.add(row)

@@ -19,6 +19,7 @@ from pipeline.store import story_state
 from pipeline.store.load import load
 from pipeline.store.plan import plan
 from pipeline.store.warm import WarmClusterer
+from tests.integration.test_stories import FOLLOW_UP, SHOOTING
 
 # Everything the clusterer's decisions leave in the database.
 _TABLES = {
@@ -202,3 +203,29 @@ def test_a_warm_plan_skips_the_reads_that_find_nothing(tmp_path: Path) -> None:
     with store.connect(settings.database) as con:
         loaded = load(con, settings, "last", warm=warm)
     assert loaded.articles_new == len(parts[-1])
+
+
+def test_a_follow_up_two_weeks_later_is_placed_alike_warm_cold_and_in_one_pass(
+        tmp_path: Path) -> None:
+    shooting = f.article(0, title=SHOOTING[0], text=SHOOTING[1], source="Beacon")
+    market = f.article(2, title="Grain prices steady", source="Farm Journal", hours=24 * 10,
+                       text="Grain and cattle prices held steady at the weekly market in "
+                       "Wooster on Wednesday, traders said, as the weather stayed mild.")
+    follow_up = f.article(1, title=FOLLOW_UP[0], text=FOLLOW_UP[1], source="Gazette",
+                          hours=24 * 14)
+    other = f.article(3, title=FOLLOW_UP[0], source="Herald", hours=24 * 16,
+                      text=FOLLOW_UP[1].replace("Ronald Roberts", "Tyrell Mason")
+                      .replace("Kimlyn Circle", "Dayton Avenue"))
+    warm_settings, cold_settings = both(tmp_path)
+    one_settings = f.settings(tmp_path / "one")
+    warm = WarmClusterer()
+    for k, batch in enumerate([[shooting], [market], [follow_up], [other]]):
+        plan_and_load(warm_settings, f"run-{k}", batch, warm)
+        plan_and_load(cold_settings, f"run-{k}", batch, None)
+    plan_and_load(one_settings, "run-0", [shooting, market, follow_up, other], None)
+    assert warm.reused >= 2
+    warm_dump, cold_dump, one_dump = dump(warm_settings), dump(cold_settings), dump(one_settings)
+    assert warm_dump == cold_dump
+    stories = dict(cold_dump["articles"])
+    assert stories == dict(one_dump["articles"])
+    assert stories[follow_up["id"]] == stories[shooting["id"]]
