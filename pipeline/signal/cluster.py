@@ -558,14 +558,13 @@ def _kind(name: str) -> int:
 
 
 _TOKEN = re.compile(r"[^\W\d_]{2,}|\d+(?:[.,]\d+)*|[.!?]")
-# A dateline's credit: "ST. LOUIS (KTVI) -", "(KMOX/AP) \u2014", "(CNN) --". It names
-# the outlet, not the event: a local station's call sign is found in few
-# documents, so two of its reports of different shootings would share a "rare"
-# word (GVC: a girl's death and a boy's, 8 days apart, both "(KTVI)").
-# A call sign or an agency in capitals, then a dash, a colon or the sentence:
-# "(KTVI)-A", "ATLANTA (CNN) A", "(WKYC Channel 3 News) -"; a parenthesis of
-# other words in a sentence ("(on Kimlyn Circle) - where", "(R-Texas)", "(24)")
-# keeps its names.
+# A dateline's credit names the outlet, not the event: a local station's call
+# sign is found in few documents, so two of its reports of different shootings
+# would share a "rare" word (GVC: a girl's death and a boy's, 8 days apart, both
+# "(KTVI)"). A call sign or an agency in capitals, then a dash, a colon or the
+# sentence: "ST. LOUIS (KTVI) -", "(KMOX/AP) \u2014", "ATLANTA (CNN) A", "(WKYC
+# Channel 3 News) -"; a parenthesis of other words ("(on Kimlyn Circle) - where",
+# "(R-Texas)", "(24)") keeps its names.
 _CREDIT = re.compile(r"\([A-Z]{2,}[\w./&-]*(?:\s[\w./&-]+){0,3}\)"
                      r"\s*(?:(?:-{1,2}|[\u2013\u2014\u2015:])|(?=[A-Z]))")
 
@@ -1312,17 +1311,17 @@ class Clusterer:
         would read was closed here (then only a restore gives the same)."""
         n = len(self._stories)
         low, high = _seconds(earliest), _seconds(latest)
-        horizon, span = self.reach / _SECOND, self.max_span / _SECOND
+        reach, span = self.reach / _SECOND, self.max_span / _SECOND
         first, last, open_ = self._first[:n], self._last[:n], self._open[:n]
-        inside = (last >= low - horizon) & (first <= high + horizon) & (first >= low - span)
+        inside = (last >= low - reach) & (first <= high + reach) & (first >= low - span)
         dead = self._dead[:n]
         if np.any(inside & dead):
             return False
         # Out of reach of these articles: set aside (out of every index, as a
         # restore would not read it), given back to a later plan that reaches
         # it (a batch's articles go back and forth in time); closed for good
-        # once older than two horizons.
-        self._close(np.flatnonzero(~dead & (last < low - 2 * horizon)))
+        # once older than two reaches.
+        self._close(np.flatnonzero(~dead & (last < low - 2 * reach)))
         dead = self._dead[:n]
         for s in np.flatnonzero(~dead & (inside != open_)).tolist():
             self._stories[s].open = bool(inside[s])

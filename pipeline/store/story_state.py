@@ -82,14 +82,14 @@ def save(con: duckdb.DuckDBPyConnection) -> None:
 
 
 # The saved stories that may be open to an article between the bounds: a report
-# within the horizon of them, started no longer than the longest span before.
+# within the reach of them (Options.reach), started no longer than the longest span before.
 _OPEN_WHERE = """last >= epoch(?::TIMESTAMPTZ) - ? AND first <= epoch(?::TIMESTAMPTZ) + ?
     AND first >= epoch(?::TIMESTAMPTZ) - ?"""
 
 
 def _open_params(bounds: tuple[datetime, datetime], options: Options) -> list[object]:
-    horizon, span = options.reach.total_seconds(), options.max_span.total_seconds()
-    return [bounds[0], horizon, bounds[1], horizon, bounds[0], span]
+    reach, span = options.reach.total_seconds(), options.max_span.total_seconds()
+    return [bounds[0], reach, bounds[1], reach, bounds[0], span]
 
 
 def read_open(con: duckdb.DuckDBPyConnection, bounds: tuple[datetime, datetime],
