@@ -306,10 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {args.data}: no clustering data", file=sys.stderr)
         return 2
     settings = Settings()
-    options = Options(horizon=timedelta(hours=settings.cluster.horizon_hours),
-                      half_life=timedelta(hours=settings.cluster.half_life_hours),
-                      max_span=timedelta(days=settings.cluster.max_span_days),
-                      threshold=settings.cluster.threshold)
+    options = settings.cluster.options()
     all_rows: list[Row] = []
     agreements = []
     for name in args.sets:

@@ -240,10 +240,13 @@ _HOUR, _DAY = timedelta(hours=1), timedelta(days=1)
 
 class ClusterConfig(Strict):
     # A story takes a new report up to horizon_hours after its last one (the
-    # seeds' reports come up to four days apart; RARE_REACH times as long for a
+    # seeds' reports come up to four days apart; rare_reach times as long for a
     # same-language report sharing a rare word) and never more than
     # max_span_days after its first; the score halves every half_life_hours of gap.
     horizon_hours: float = Field(default=_CLUSTER.horizon / _HOUR, gt=0, le=24 * 90)
+    # The reach is what a plan reads and the clusterer holds: memory and restore
+    # time grow with it (3 holds three times the stories of 1).
+    rare_reach: float = Field(default=_CLUSTER.rare_reach, ge=1, le=10)
     half_life_hours: float = Field(default=_CLUSTER.half_life / _HOUR, gt=0)
     max_span_days: float = Field(default=_CLUSTER.max_span / _DAY, gt=0, le=365)
     threshold: float = Field(default=_CLUSTER.threshold, gt=0, le=1)
@@ -266,7 +269,7 @@ class ClusterConfig(Strict):
         return ClusterOptions(horizon=timedelta(hours=self.horizon_hours),
                               half_life=timedelta(hours=self.half_life_hours),
                               max_span=timedelta(days=self.max_span_days),
-                              threshold=self.threshold)
+                              threshold=self.threshold, rare_reach=self.rare_reach)
 
 
 # Each worker is a whole process with its own trafilatura and language detector:

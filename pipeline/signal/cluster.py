@@ -785,6 +785,7 @@ class Clusterer:
     half_life: timedelta = timedelta(days=7)
     max_span: timedelta = timedelta(days=30)
     threshold: float = 0.23
+    rare_reach: float = RARE_REACH  # horizons a story stays open to a rare word shared
     cross_language: bool = True  # the embedding rule for reports in different languages
     near_duplicates: bool = True  # syndicated copies join whatever their similarity
     embedder: Embedder | None = None  # None: only the embeddings the documents bring
@@ -1421,9 +1422,9 @@ class Clusterer:
     @property
     def reach(self) -> timedelta:
         """The furthest from its nearest report a story is open to an article:
-        with a rare word shared, RARE_REACH horizons (``max_span`` still bounds
-        it)."""
-        return self.horizon * RARE_REACH
+        with a rare word shared, ``rare_reach`` horizons (RARE_REACH unless
+        configured; ``max_span`` still bounds it)."""
+        return self.horizon * self.rare_reach
 
     def _term_id(self, term: str) -> int:
         k = self._ids.get(term)
@@ -2052,7 +2053,7 @@ class Clusterer:
         ``RARE_SLACK``), can differ slightly from :func:`cluster` on ``[b, a]``."""
         probe = Clusterer(horizon=self.horizon, half_life=self.half_life,
                           max_span=self.max_span, threshold=self.threshold,
-                          cross_language=self.cross_language,
+                          rare_reach=self.rare_reach, cross_language=self.cross_language,
                           near_duplicates=self.near_duplicates, embedder=self.embedder,
                           stats=TermStats(self.stats.df, self.stats.n))
         fb = features(b)
@@ -2121,12 +2122,17 @@ class Options:
     half_life: timedelta = timedelta(days=7)
     max_span: timedelta = timedelta(days=30)
     threshold: float = 0.23
+    rare_reach: float = RARE_REACH  # horizons; 1.0: a rare word keeps no story open longer
+
+    def __post_init__(self) -> None:
+        if not self.rare_reach >= 1.0:
+            raise ValueError(f"rare_reach is {self.rare_reach}: at least 1 (horizons)")
 
     @property
     def reach(self) -> timedelta:
         """The furthest from its nearest report a story is open to an article
         (:attr:`Clusterer.reach`): what a caller reads around new articles."""
-        return self.horizon * RARE_REACH
+        return self.horizon * self.rare_reach
 
 
 StatsSource = TermStats | Callable[[set[str]], TermStats]
@@ -2187,7 +2193,8 @@ def cluster(
             stats = stats(keys)
         clusterer = Clusterer(horizon=options.horizon, half_life=options.half_life,
                               max_span=options.max_span, threshold=options.threshold,
-                              embedder=embedder, stats=stats, founder_texts=founder_texts)
+                              rare_reach=options.rare_reach, embedder=embedder, stats=stats,
+                              founder_texts=founder_texts)
     for part in columns:
         clusterer.restore_saved(part)
     clusterer.add_features(stored)

@@ -211,15 +211,21 @@ FOLLOW_UP = ("Suspect held without bail",
              "on Kimlyn Circle two weeks ago.")
 
 
-@pytest.mark.parametrize(("victim", "joins"), [(("Ronald Roberts", "Kimlyn Circle"), True),
-                                               (("Tyrell Mason", "Dayton Avenue"), False)])
+@pytest.mark.parametrize(("victim", "rare_reach", "read", "joins"), [
+    (("Ronald Roberts", "Kimlyn Circle"), None, 1, True),
+    (("Tyrell Mason", "Dayton Avenue"), None, 1, False),
+    (("Ronald Roberts", "Kimlyn Circle"), 1.0, 0, False),
+])
 def test_a_follow_up_two_weeks_later_in_a_later_pass_joins_the_saved_story(
         tmp_path: Path, caplog: pytest.LogCaptureFixture, victim: tuple[str, str],
-        joins: bool) -> None:
+        rare_reach: float | None, read: int, joins: bool) -> None:
     """A rare name shared keeps a story open three horizons (21 days): the
     plan of a pass two weeks later reads the saved story, and the follow-up
-    naming its victim joins it; one about another victim starts its own."""
-    settings = f.settings(tmp_path)
+    naming its victim joins it; one about another victim starts its own.
+    With ``cluster.rare_reach: 1`` the story closes after the horizon (7 days)
+    for every report: the plan does not even read it."""
+    cluster = {} if rare_reach is None else {"rare_reach": rare_reach}
+    settings = f.settings(tmp_path, cluster=cluster)
     shooting = f.article(0, title=SHOOTING[0], text=SHOOTING[1], source="Beacon")
     run(settings, "run-1", [shooting])
     text = FOLLOW_UP[1].replace("Ronald Roberts", victim[0]).replace("Kimlyn Circle", victim[1])
@@ -228,7 +234,7 @@ def test_a_follow_up_two_weeks_later_in_a_later_pass_joins_the_saved_story(
     caplog.clear()
     run(settings, "run-2", [follow_up])
     (record,) = [r for r in caplog.records if r.getMessage() == "clustered"]
-    assert record.stories_restored == 1  # read: open to a report sharing a rare name
+    assert record.stories_restored == read  # read: open to a report sharing a rare name
     with duckdb.connect(str(settings.database), read_only=True) as con:
         story = dict(con.execute("SELECT id, story_id FROM articles").fetchall())
     assert (story[follow_up["id"]] == story[shooting["id"]]) is joins

@@ -368,6 +368,27 @@ def test_a_report_weeks_later_sharing_a_rare_name_joins_within_the_rare_reach() 
     assert not closed.rare and closed.score == 0.0 and closed.decay == 0.0
 
 
+def test_the_rare_reach_is_a_setting_of_horizons() -> None:
+    # cluster.rare_reach: 1 closes every story after the horizon, a rare word
+    # shared or not (less held in memory); 2 keeps it open 14 days, not 21.
+    two_weeks = dataclasses.replace(FOLLOW_UP, time=SHOOTING.time + timedelta(days=14))
+    one = Options(rare_reach=1.0)
+    assert one.reach == timedelta(days=7) == Clusterer(rare_reach=1.0).reach
+    apart, _ = cluster([SHOOTING, two_weeks], [], options=one)
+    assert apart["follow-up"] != apart["shooting"]
+    assert Clusterer(rare_reach=1.0).similarity(two_weeks, SHOOTING).score == 0.0
+    two = Options(rare_reach=2.0)
+    assert two.reach == timedelta(days=14)
+    within = dataclasses.replace(two_weeks, time=SHOOTING.time + timedelta(days=13))
+    joined, _ = cluster([SHOOTING, within], [], options=two)
+    assert joined["follow-up"] == joined["shooting"]
+    past = dataclasses.replace(two_weeks, time=SHOOTING.time + timedelta(days=15))
+    assert Clusterer(rare_reach=2.0).similarity(past, SHOOTING).score == 0.0
+    assert Clusterer().similarity(past, SHOOTING).score > 0.0
+    with pytest.raises(ValueError, match="rare_reach"):
+        Options(rare_reach=0.5)
+
+
 def test_a_rare_name_keeps_a_story_open_to_same_language_reports_only() -> None:
     # The reach is a same-language rule (rare words are words): a report in
     # another language ten days later meets a story closed to it.

@@ -1,3 +1,4 @@
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,16 @@ def test_the_old_cluster_window_setting_names_its_replacement() -> None:
     with pytest.raises(ConfigError, match="window_hours was replaced by horizon_hours"):
         parse_settings({"cluster": {"window_hours": 72}})
     assert parse_settings({"cluster": {"horizon_hours": 72}}).cluster.horizon_hours == 72
+
+
+def test_the_rare_reach_setting_reaches_the_clusterer_and_is_at_least_one_horizon() -> None:
+    from pipeline.signal.cluster import RARE_REACH
+
+    assert parse_settings({}).cluster.options().rare_reach == RARE_REACH
+    options = parse_settings({"cluster": {"rare_reach": 2, "horizon_hours": 48}}).cluster.options()
+    assert options.rare_reach == 2 and options.reach == timedelta(hours=96)
+    with pytest.raises(ConfigError, match="rare_reach"):
+        parse_settings({"cluster": {"rare_reach": 0.5}})
 
 
 def test_fetch_and_cluster_defaults_are_the_libraries_own() -> None:
