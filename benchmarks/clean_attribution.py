@@ -253,10 +253,10 @@ def report(run: SetRun, half: str, examples: int) -> None:
     print("\n-- 3. survivors: lines newsmon keeps that the gold lacks, by shape --")
     print(f"{'shape':<32} {'lines':>6} {'tokens':>7} {'pages':>6}")
     shapes = survivors(truths, finals)
-    for name, tally in sorted(shapes.items(), key=lambda kv: -kv[1].tokens):
-        print(f"{name:<32} {tally.lines:>6} {tally.tokens:>7} {len(tally.pages):>6}")
-    for name, tally in sorted(shapes.items(), key=lambda kv: -kv[1].tokens):
-        for line, count in tally.examples.most_common(examples):
+    for name, shaped in sorted(shapes.items(), key=lambda kv: -kv[1].tokens):
+        print(f"{name:<32} {shaped.lines:>6} {shaped.tokens:>7} {len(shaped.pages):>6}")
+    for name, shaped in sorted(shapes.items(), key=lambda kv: -kv[1].tokens):
+        for line, count in shaped.examples.most_common(examples):
             print(f"   {name[:20]:<20} {count:>3}x {line!r}")
 
 

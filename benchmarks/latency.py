@@ -86,7 +86,7 @@ def _site(host: str, delay: float) -> Iterator[_Site]:
 
 
 def _publish(site: _Site, newsroom: Newsroom, feeds: range, entries: int) -> list[str]:
-    host, port = site.server_address[:2]
+    host, port = str(site.server_address[0]), site.server_address[1]
     urls = []
     for f in feeds:
         items = []
@@ -173,7 +173,7 @@ def measure(*, feeds: int, entries: int, slow: int, delay: float, workers: int =
     with _site("127.0.0.1", 0.0) as healthy, _site("127.0.0.2", delay) as late:
         fast = _publish(healthy, newsroom, range(feeds), entries)
         slow_urls = _publish(late, newsroom, range(feeds, feeds + slow), entries)
-        allow = [f"{s.server_address[0]}:{s.server_address[1]}" for s in (healthy, late)]
+        allow = [f"{s.server_address[0]!s}:{s.server_address[1]}" for s in (healthy, late)]
         # Unmeasured: the process's first pass loads the encoder, wordfreq and the
         # modules the workers' fork server preloads, which every later pass reuses.
         measure_one(mode="pipelined", fast=fast[:1], slow=[], allow=allow, delay=delay,

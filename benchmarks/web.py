@@ -71,7 +71,7 @@ def _settings(root: Path) -> Settings:
 def _fresh(root: Path, first: list[dict[str, object]], name: str) -> Settings:
     """A database loaded with ``first``, its own folder under root."""
     settings = _settings(root / name)
-    stage(settings, "run-1", first)  # type: ignore[arg-type]
+    stage(settings, "run-1", first)
     with store.connect(settings.database) as con:
         load(con, settings, "run-1")
     return settings
@@ -84,7 +84,7 @@ class LoadTime:
 
 
 def _timed_load(settings: Settings, batch: list[dict[str, object]]) -> LoadTime:
-    stage(settings, "run-2", batch)  # type: ignore[arg-type]
+    stage(settings, "run-2", batch)
     started = time.perf_counter()
     # The same lock retry as the pipeline's load stage (pipeline.run.load_stage).
     with store.connect(settings.database) as con:
@@ -207,7 +207,7 @@ def measure(n: int, seconds: float) -> Figures:
             page_ms = {}
             for path in PAGES:
                 client.get(path)
-                samples = []
+                samples: list[float] = []
                 deadline = time.perf_counter() + seconds / len(PAGES)
                 while time.perf_counter() < deadline or len(samples) < 5:
                     started = time.perf_counter()
