@@ -39,6 +39,7 @@ from pipeline.config import Settings
 from pipeline.content.clean import clean
 from pipeline.content.extract import ExtractionError, extract
 from pipeline.content.language import LanguageDetector, load_detector
+from pipeline.content.words import count as word_count
 from pipeline.http import Fetcher
 from pipeline.models import Article, FeedEntry, FetchedPage, Rejection, TaggedArticle
 from pipeline.signal.tag import Tagger, build_tagger, tag
@@ -55,7 +56,8 @@ from pipeline.stages import (
 from pipeline.store import shared_staging, staging
 from pipeline.workers import TimeLimitExceeded, WorkerDied, WorkerPool
 
-# Fewer words than this after cleaning is a stub, a paywall or an index page.
+# Fewer words than this after cleaning is a stub, a paywall or an index page (words
+# as pipeline.content.words counts them: Chinese and Japanese by their characters).
 MIN_WORDS = 40
 
 
@@ -82,7 +84,7 @@ def process_page(page: FetchedPage, ctx: Context) -> TaggedArticle | Rejection:
         return reject(str(exc))
     title = (extracted.title or entry.title or "").strip()
     cleaned = clean(extracted.text, title=title, url=page.url, site_name=extracted.site_name)
-    words = len(cleaned.text.split())
+    words = word_count(cleaned.text)
     if words < MIN_WORDS:
         return reject(f"too little text after cleaning ({words} words; at least {MIN_WORDS})")
     canonical = ids.canonical_url(page.url)

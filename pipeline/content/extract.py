@@ -48,6 +48,7 @@ from trafilatura.settings import CUT_EMPTY_ELEMS, Document
 from pipeline.charset import declared_charset
 from pipeline.content.byline import UNDECIDED, byline
 from pipeline.content.clean import is_related_label
+from pipeline.content.words import count as word_count
 from pipeline.models import Extracted
 
 __all__ = [
@@ -573,7 +574,7 @@ def extract(body: bytes, *, url: str) -> Extracted:
     text = refuse_teaser_cards(refuse_form_lines(chosen.text, tree), tree)
     if not text:
         raise ExtractionError("no main text found")
-    words = len(text.split())
+    words = word_count(text)
     if words < MIN_WORDS:
         raise ExtractionError(f"main text too short: {words} of at least {MIN_WORDS} words")
     return Extracted(
