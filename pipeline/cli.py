@@ -164,7 +164,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not (seeds / demo.FEED_NAME).is_file():
         raise UserError(f"{seeds}: no {demo.FEED_NAME} here; pass --seeds DIR (the seeds/site "
                         "folder of a newsmon checkout)")
-    config, port = demo.prepare(database.parent)
+    try:
+        config, port = demo.prepare(database.parent)
+    except OSError as exc:
+        raise UserError(f"cannot write the demo's files in {database.parent}: "
+                        f"{exc.strerror or exc}; pass --database in a folder you can write"
+                        ) from None
     settings = load_settings(config)
     if settings.database.resolve() != database.resolve():
         settings = settings.model_copy(update={"database": database})
@@ -231,13 +236,22 @@ def cmd_extract(args: argparse.Namespace) -> int:
             else:
                 path = Path(source)
                 try:
-                    body, url = path.read_bytes(), path.resolve().as_uri()
+                    # As a fetched page is: at most max_page_bytes (/dev/zero, a
+                    # disk image named by mistake, is refused, not read into memory).
+                    with path.open("rb") as handle:
+                        body = handle.read(limits.max_page_bytes + 1)
+                    url = path.resolve().as_uri()
                 except OSError as exc:
                     # The user named a file that is not there: their error (exit 2),
                     # unlike a page that does not extract. The other sources still run.
                     why = "no such file" if isinstance(exc, FileNotFoundError) else exc.strerror
                     print(f"newsmon: {source}: {why or exc}", file=sys.stderr)
                     unreadable += 1
+                    continue
+                if len(body) > limits.max_page_bytes:
+                    print(f"newsmon: {source}: larger than {limits.max_page_bytes // 2**20} MiB, "
+                          "the most the pipeline reads of a page", file=sys.stderr)
+                    failures += 1
                     continue
             extracted = extract(body, url=url)
         except (OSError, FetchError, ExtractionError) as exc:

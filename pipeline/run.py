@@ -121,9 +121,16 @@ def tidy_staging(settings: Settings, *, now: datetime | None = None
 def pass_lock(settings: Settings) -> Iterator[None]:
     """One pass at a time on a staging folder: a second ``newsmon run`` waits
     (saying for whom) instead of fetching every page again beside the first."""
-    settings.staging.mkdir(parents=True, exist_ok=True)
     path = settings.staging / ".pass.lock"
-    with open(path, "a+", encoding="utf-8") as handle:
+    try:
+        settings.staging.mkdir(parents=True, exist_ok=True)
+        opened = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise staging.StagingError(
+            f"cannot use the staging folder {settings.staging}: {exc.strerror or exc}; set "
+            "`staging_dir:` (or `database:`, whose folder holds it by default) to a place "
+            "newsmon can write") from None
+    with opened as handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -340,6 +340,15 @@ def connect(
     con = _connect(path, read_only=read_only, retry=retry)
     try:
         con.execute("SET TimeZone = 'UTC'")
+        if not _holds_our_schema(con, path) and read_only:
+            # An empty DuckDB file (made by `duckdb news.duckdb`, or a first
+            # run that died before its schema): give it the schema, as the
+            # first run would, then read it; nothing in it to protect.
+            con.close()
+            with connect(path, retry=retry):
+                pass
+            con = _connect(path, read_only=True, retry=retry)
+            con.execute("SET TimeZone = 'UTC'")
         if not read_only:
             ensure_schema(con)
         yield con
@@ -351,6 +360,20 @@ def connect(
         raise sentence from exc
     finally:
         con.close()
+
+
+def _holds_our_schema(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
+    """True when the database has newsmon's tables, False when it has no table
+    at all; a database of another program (tables, but no ``meta``) is refused
+    before anything is written to it."""
+    tables = {row[0] for row in con.execute(
+        "SELECT table_name FROM information_schema.tables"
+        " WHERE table_catalog = current_database() AND table_schema = 'main'").fetchall()}
+    if "meta" in tables or not tables:
+        return bool(tables)
+    shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+    raise StoreError(f"{path} is not a newsmon database: it holds other tables ({shown}) "
+                     "and not newsmon's; set `database:` to a new file, which newsmon creates")
 
 
 # Columns added to tables after their first release: a database created

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from pipeline import store
@@ -86,6 +88,33 @@ def test_user_errors_are_one_sentence_and_exit_2(
     assert one_line_error(newsmon(*args, cwd=workdir)).startswith(expected)
 
 
+def test_a_database_of_another_program_is_one_sentence_and_an_empty_one_is_used(
+        tmp_path: Path) -> None:
+    (tmp_path / "newsmon.yaml").write_text("database: news.duckdb\n", encoding="utf-8")
+    with duckdb.connect(str(tmp_path / "news.duckdb")) as con:
+        con.execute("CREATE TABLE articles (x INTEGER)")
+    for args in (["stories"], ["status"], ["compact"], ["feeds", "add", "https://example.org/rss"]):
+        line = one_line_error(newsmon(*args, cwd=tmp_path))
+        assert "is not a newsmon database: it holds other tables (articles)" in line, args
+    (tmp_path / "news.duckdb").unlink()
+    duckdb.connect(str(tmp_path / "news.duckdb")).close()  # empty: no tables at all
+    for args in (["stories"], ["status"]):
+        result = newsmon(*args, cwd=tmp_path)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_staging_folder_or_demo_folder_that_cannot_be_written_is_one_sentence(
+        tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("not a folder", encoding="utf-8")
+    (tmp_path / "newsmon.yaml").write_text(
+        "database: news.duckdb\nstaging_dir: afile\nfeeds:\n  - url: http://127.0.0.1:9/rss\n",
+        encoding="utf-8")
+    line = one_line_error(newsmon("run", "--once", cwd=tmp_path))
+    assert "cannot use the staging folder" in line and "afile" in line, line
+    line = one_line_error(newsmon("demo", "--database", "afile/news.duckdb", cwd=tmp_path))
+    assert line.startswith("newsmon: cannot write the demo's files in afile"), line
+
+
 def test_run_refuses_negative_workers_before_polling(tmp_path: Path) -> None:
     (tmp_path / "newsmon.yaml").write_text(
         "database: news.duckdb\nfeeds:\n  - url: https://example.org/rss\n", encoding="utf-8")
@@ -104,6 +133,23 @@ def test_extract_reads_the_other_files_and_still_exits_2(workdir: Path) -> None:
     assert one_line_error(result) == "newsmon: missing.html: no such file"
     (printed,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert printed["source"] == str(page) and "Geneva" in printed["text"]
+
+
+def test_extract_refuses_a_file_larger_than_a_page_may_be_without_reading_it_all(
+        workdir: Path) -> None:
+    huge = workdir / "disk.img"
+    with huge.open("wb") as handle:  # sparse: 2 GiB on no disk
+        handle.truncate(2 * 2**30)
+    page = workdir / "page.html"
+    page.write_text("<html><body><article>" + "<p>The ministers met in Moscow on Wednesday"
+                    " and agreed to set up a working group on Syria.</p>" * 5
+                    + "</article></body></html>", encoding="utf-8")
+    started = time.monotonic()
+    result = newsmon("extract", str(huge), str(page), cwd=workdir)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(f"newsmon: {huge}: larger than 10 MiB"), result.stderr
+    assert "working group on Syria" in result.stdout  # the other file still ran
+    assert time.monotonic() - started < 30
 
 
 def test_sql_errors_keep_duckdbs_hint_and_caret(workdir: Path) -> None:

@@ -197,6 +197,30 @@ def test_a_damaged_database_is_called_damaged_at_once(tmp_path: Path) -> None:
     assert "locked" not in str(err.value)
 
 
+def test_a_database_of_another_program_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    db = tmp_path / "theirs.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE TABLE articles (x INTEGER); CREATE TABLE foo AS SELECT 1 AS y")
+    refused = r"is not a newsmon database: it holds other tables \(articles, foo\)"
+    for read_only in (False, True):
+        with pytest.raises(store.StoreError, match=refused), store.connect(db, read_only=read_only):
+            pass
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert sorted(r[0] for r in con.execute("SHOW TABLES").fetchall()) == ["articles", "foo"]
+        assert [r[0] for r in con.execute("DESCRIBE articles").fetchall()] == ["x"]
+
+
+def test_an_empty_duckdb_file_gets_the_schema_even_when_first_opened_to_read(
+        tmp_path: Path) -> None:
+    # `duckdb news.duckdb` and quit, or a first run killed before its schema: the
+    # read-only lookups that come first (seen entries, loaded runs) found no tables.
+    db = tmp_path / "news.duckdb"
+    duckdb.connect(str(db)).close()
+    with store.connect(db, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+
+
 def test_a_damaged_block_is_not_taken_for_a_lock(tmp_path: Path) -> None:
     db = tmp_path / "news.duckdb"
     with store.connect(db) as con:
