@@ -22,6 +22,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 from pipeline import strict_yaml
 from pipeline.datafile import Strict, Text, validate
 from pipeline.http import FetchLimits
+from pipeline.ids import feed_key
 from pipeline.signal.cluster import Options as ClusterOptions
 
 DEFAULT_CONFIG = Path("newsmon.yaml")
@@ -360,10 +361,16 @@ class Settings(Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
-        urls = [f.url for f in self.feeds]
-        dupes = sorted({u for u in urls if urls.count(u) > 1})
-        if dupes:
-            raise ValueError(f"feeds: duplicate url {dupes[0]!r}")
+        first: dict[str, str] = {}
+        for feed in self.feeds:
+            key = feed_key(feed.url)
+            if key not in first:
+                first[key] = feed.url
+            elif first[key] == feed.url:
+                raise ValueError(f"feeds: duplicate url {feed.url!r}")
+            else:
+                raise ValueError(f"feeds: {feed.url!r} is the same feed as {first[key]!r} "
+                                 "(written another way); keep one")
         names = [a.name for a in self.alerts]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

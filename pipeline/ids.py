@@ -63,6 +63,35 @@ def canonical_url(url: str) -> str:
     return urlunsplit((scheme, netloc, path, query, ""))
 
 
+def feed_key(url: str) -> str:
+    """What makes two feed URLs one feed: :func:`canonical_url` of the URL with
+    its dot segments resolved ("HTTP://Host/./rss#top" and "http://host/rss"
+    are one feed, polled once). For comparing only: a feed keeps its URL."""
+    parts = urlsplit(url.strip())
+    return canonical_url(urlunsplit(parts._replace(path=_without_dot_segments(parts.path))))
+
+
+def _without_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4: "/a/./b/../c" -> "/a/c"."""
+    if "." not in path:
+        return path
+    out: list[str] = []
+    segments = path.split("/")
+    for i, segment in enumerate(segments):
+        last = i == len(segments) - 1
+        if segment == ".":
+            if last:
+                out.append("")
+        elif segment == "..":
+            if len(out) > 1:
+                out.pop()
+            if last:
+                out.append("")
+        else:
+            out.append(segment)
+    return "/".join(out)
+
+
 def entry_id(*, guid: str | None, link: str | None, title: str, summary: str) -> str:
     """The id of a feed entry: its GUID, else its canonical link, else a hash."""
     if guid and guid.strip():

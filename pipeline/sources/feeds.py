@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from urllib.parse import urlsplit
@@ -42,6 +42,7 @@ from pydantic import ValidationError
 from pipeline import store
 from pipeline.config import FeedConfig, Settings
 from pipeline.http import check_written_host
+from pipeline.ids import feed_key
 
 __all__ = ["ConfiguredFeed", "Feed", "FeedError", "FeedHealth", "ImportResult", "OpmlFeed",
            "add", "all_feeds", "export_opml", "health", "import_opml", "parse_opml", "pause",
@@ -145,8 +146,16 @@ def _checked(url: str, name: str | None, settings: Settings) -> Feed:
 
 
 def _add_one(con: duckdb.DuckDBPyConnection, settings: Settings, feed: Feed) -> None:
-    if any(f.url == feed.url for f in settings.feeds):
-        raise FeedError(f"{feed.url} is already in the config file")
+    key = feed_key(feed.url)
+    for configured in settings.feeds:
+        if feed_key(configured.url) == key:
+            same = "" if configured.url == feed.url else f" (as {configured.url})"
+            raise FeedError(f"{feed.url} is already in the config file{same}")
+    # The same feed written another way is the stored one (its state, its entries).
+    for (stored,) in con.execute("SELECT url FROM feeds").fetchall():
+        if stored != feed.url and feed_key(stored) == key:
+            feed = replace(feed, url=stored)
+            break
     row = con.execute("SELECT origin, status FROM feeds WHERE url = ?", [feed.url]).fetchone()
     if row is None:
         con.execute(
@@ -284,9 +293,9 @@ def import_opml(con: duckdb.DuckDBPyConnection, settings: Settings, data: bytes)
         for outline in outlines:
             try:
                 feed = _checked(outline.url, outline.name, settings)
-                if feed.url in seen:
+                if feed_key(feed.url) in seen:
                     raise FeedError(f"{feed.url} appears twice in the file")
-                seen.add(feed.url)
+                seen.add(feed_key(feed.url))
                 _add_one(con, settings, feed)
             except FeedError as exc:
                 skipped.append((outline.url[:2048], str(exc)))

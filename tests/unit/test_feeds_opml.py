@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import store
-from pipeline.config import Settings, parse_settings
+from pipeline.config import ConfigError, Settings, parse_settings
 from pipeline.sources import feeds
 from pipeline.sources.feeds import FeedError, FeedHealth, OpmlFeed, export_opml, parse_opml
 
@@ -103,6 +103,32 @@ def test_export_is_opml_2_that_reads_back() -> None:
         OpmlFeed(url="https://a.example.org/rss?x=1&y=2", name="A & <B>"),
         OpmlFeed(url="https://new.example.org/f", name="Moved"),  # where it lives now
     ]
+
+
+def test_one_feed_written_two_ways_is_one_feed_in_the_config_add_and_import(
+        tmp_path: Path) -> None:
+    # Case, a fragment, a default port, "./" and "www.": fetched once per pass, not four times.
+    with pytest.raises(ConfigError, match=r"'HTTP://Config.example.org:80/./rss#top' is the same "
+                       r"feed as 'http://config.example.org/rss'"):
+        settings(tmp_path, "http://config.example.org/rss",
+                 "HTTP://Config.example.org:80/./rss#top")
+    s = settings(tmp_path, "http://config.example.org/rss")
+    with store.connect(s.database) as con:
+        with pytest.raises(FeedError, match=r"already in the config file \(as "
+                           r"http://config.example.org/rss\)"):
+            feeds.add(con, s, "http://www.config.example.org/rss#latest")
+        feeds.add(con, s, "https://new.example.org/a/rss")
+        with pytest.raises(FeedError, match=r"https://new\.example\.org/a/rss was already added"):
+            feeds.add(con, s, "https://NEW.example.org/a/b/../rss")
+        imported = feeds.import_opml(con, s, b"""<?xml version="1.0"?><opml version="2.0"><body>
+            <outline type="rss" xmlUrl="https://other.example.org/feed"/>
+            <outline type="rss" xmlUrl="https://other.example.org/./feed#x"/></body></opml>""")
+        urls = [f.url for f in feeds.all_feeds(s, con)]
+    assert [f.url for f in imported.added] == ["https://other.example.org/feed"]
+    assert [why for _, why in imported.skipped] == [
+        "https://other.example.org/./feed#x appears twice in the file"]
+    assert urls == ["http://config.example.org/rss", "https://new.example.org/a/rss",
+                    "https://other.example.org/feed"]
 
 
 def test_add_writes_an_added_row_and_refuses_duplicates(tmp_path: Path) -> None:
