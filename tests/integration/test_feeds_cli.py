@@ -204,3 +204,25 @@ def test_feed_text_reaches_the_terminal_without_its_control_characters(
     assert main(["sql", "SELECT title FROM entries", "--csv", *cfg]) == 0
     assert capsys.readouterr().out.splitlines()[1] == EVIL + " entry"
 
+
+def test_export_then_import_round_trips_a_name_xml_cannot_hold(
+    server: FeedServer, cfg: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    evil = server.url("/evil.xml")
+    server.route("/evil.xml", Reply(body=rss([], title=EVIL).encode()))
+    assert main(["feeds", "add", evil, *cfg]) == 0
+    run_once(cfg, capsys)
+    capsys.readouterr()
+    assert main(["feeds", "export", *cfg]) == 0
+    opml = tmp_path / "feeds.opml"
+    opml.write_text(capsys.readouterr().out, encoding="utf-8")
+
+    config = tmp_path / "other.yaml"
+    config.write_text(json.dumps({
+        "database": "other.duckdb", "fetch": {"allow_private": [server.host_port]},
+    }), encoding="utf-8")
+    assert main(["feeds", "import", str(opml), "--config", str(config)]) == 0
+    assert capsys.readouterr().out.strip() == "added 2 feed(s), skipped 0"
+    with duckdb.connect(str(tmp_path / "other.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT name FROM feeds WHERE url = ?", [evil]).fetchone() == (
+            "\ufffd[2J\ufffd[31mEvil\ufffd",)
