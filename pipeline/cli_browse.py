@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import socket
 import sys
@@ -20,17 +19,9 @@ from typing import Any
 
 from pipeline import browse, store
 from pipeline.cli import UserError, _add_config, _add_format, _print_rows, _settings
+from pipeline.output import plain
 
 __all__ = ["register"]
-
-# Feed text on a terminal: control characters (escape sequences could move the
-# cursor, retitle the window or hide text) are shown as U+FFFD.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def _plain(value: object) -> str:
-    return _CONTROL.sub("\ufffd", "" if value is None else str(value))
-
 
 def _when(value: datetime | None) -> str:
     return f"{value:%Y-%m-%d %H:%M} UTC" if value else "-"
@@ -62,7 +53,7 @@ def cmd_stories(args: argparse.Namespace) -> int:
               list(s.sources), list(s.languages), list(s.topics), list(s.countries),
               list(s.people)) for s in page.stories], "json")
         return 0
-    rows = [(s.last_seen, s.n_sources, s.n_articles, ", ".join(s.languages), _plain(s.title),
+    rows = [(s.last_seen, s.n_sources, s.n_articles, ", ".join(s.languages), plain(s.title),
              ", ".join(s.topics), ", ".join(s.countries), "; ".join(s.people), s.id)
             for s in page.stories]
     columns = ["last_report", "outlets", "reports", "languages", "title", "topics",
@@ -113,29 +104,29 @@ def _iso(value: datetime | None) -> str | None:
 def _print_story(detail: browse.StoryDetail) -> None:
     s = detail.summary
     width = min(shutil.get_terminal_size((100, 24)).columns, 100)
-    print(_plain(s.title) or "(no title)")
+    print(plain(s.title) or "(no title)")
     print(f"{s.id} · {s.n_sources} outlets · {s.n_articles} reports · languages: "
           f"{', '.join(s.languages) or '?'} · first {_when(s.first_seen)} · last "
           f"{_when(s.last_seen)}")
     print(f"topics: {', '.join(s.topics) or '-'}; countries: {', '.join(s.countries) or '-'}; "
-          f"people: {_plain(', '.join(s.people)) or '-'}")
+          f"people: {plain(', '.join(s.people)) or '-'}")
     print("\nTimeline:")
     for r in detail.reports:
-        print(f"  {_when(r.time)}  {_plain(r.source)}")
+        print(f"  {_when(r.time)}  {plain(r.source)}")
     for i, r in enumerate(detail.reports, 1):
-        print(f"\n== {i}/{len(detail.reports)}  {_plain(r.source)} · {_when(r.time)} · "
+        print(f"\n== {i}/{len(detail.reports)}  {plain(r.source)} · {_when(r.time)} · "
               f"{r.language or '?'}")
-        print(f"   {_plain(r.title)}")
-        link = _plain(r.link) if r.link else f"(not an http(s) address: {_plain(r.url)})"
+        print(f"   {plain(r.title)}")
+        link = plain(r.link) if r.link else f"(not an http(s) address: {plain(r.url)})"
         print(f"   {link}")
         for paragraph in r.text.splitlines():
             if paragraph.strip():
                 print()
-                print(textwrap.fill(_plain(paragraph.strip()), width, initial_indent="   ",
+                print(textwrap.fill(plain(paragraph.strip()), width, initial_indent="   ",
                                     subsequent_indent="   "))
         print(f"\n   removed by the cleaner: {len(r.removed)} line(s)")
         for x in r.removed:
-            print(f"     [{x.rule}] {_plain(x.line)}")
+            print(f"     [{x.rule}] {plain(x.line)}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -160,15 +151,15 @@ def cmd_status(args: argparse.Namespace) -> int:
           + (", ".join(f"{n} {k}" for k, n in sorted(by_status.items())) or "none configured"))
     failing = st.failing_feeds
     for f in failing[:5]:
-        print(f"  {f.status}: {_plain(f.name or f.url)} ({f.error_count} error points; last"
-              f" success {_when(f.last_success_at)}): {_plain(f.last_error) or '-'}")
+        print(f"  {f.status}: {plain(f.name or f.url)} ({f.error_count} error points; last"
+              f" success {_when(f.last_success_at)}): {plain(f.last_error) or '-'}")
     if len(failing) > 5:
         print(f"  ... and {len(failing) - 5} more: `newsmon feeds`")
     a = st.alerts
     print(f"alerts     {a['pending']} pending, {a['sending']} sending, {a['sent']} sent,"
           f" {a['failed']} failed")
     for row in st.failed_alerts[:5]:
-        print(f"  failed: {row.rule} -> {row.recipient}: {_plain(row.error) or '-'}")
+        print(f"  failed: {row.rule} -> {row.recipient}: {plain(row.error) or '-'}")
     if len(st.failed_alerts) > 5:
         print(f"  ... and {len(st.failed_alerts) - 5} more: `newsmon alerts`")
     print(f"rejected   {st.rejected} pages not stored (see `newsmon sql` on the rejected table)")

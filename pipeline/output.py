@@ -8,6 +8,11 @@
   repr (``['SY', 'RU']``) that no other tool reads.
 - Column names must be distinct: a JSON object or a CSV reader keyed by the
   header would keep only one of two columns called ``a``.
+- Text comes from feeds and pages, so it may hold escape sequences that would
+  clear the screen or retitle the window. The table, which is for a terminal,
+  shows control characters as U+FFFD (:func:`plain`); JSON escapes them
+  (``\\u001b``), so the value read back is the stored one; CSV, for programs,
+  keeps them as stored.
 """
 
 from __future__ import annotations
@@ -15,18 +20,27 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Literal, TextIO
 from uuid import UUID
 
-__all__ = ["Format", "OutputError", "jsonable", "write_rows"]
+__all__ = ["Format", "OutputError", "jsonable", "plain", "write_rows"]
 
 Format = Literal["table", "csv", "json"]
 
 # Wider cells are cut in the table (CSV and JSON are never cut).
 TABLE_CELL_WIDTH = 80
+
+# Feed text on a terminal: control characters (escape sequences could move the
+# cursor, retitle the window or hide text) are shown as U+FFFD; newline and tab
+# stay.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# What json.dumps leaves raw with ensure_ascii=False: DEL and the C1 controls
+# (U+009B is a one-character CSI to a terminal that reads 8-bit controls).
+_JSON_RAW_CONTROL = re.compile(r"[\x7f-\x9f]")
 
 
 class OutputError(Exception):
@@ -56,8 +70,15 @@ def jsonable(value: object) -> object:
     return str(value)
 
 
+def plain(value: object) -> str:
+    """``value`` as text safe to print on a terminal (None: the empty string)."""
+    return _CONTROL.sub("\ufffd", "" if value is None else str(value))
+
+
 def _json(value: object) -> str:
-    return json.dumps(jsonable(value), ensure_ascii=False, allow_nan=False)
+    # Outside strings JSON is ASCII, so every match is inside a string.
+    text = json.dumps(jsonable(value), ensure_ascii=False, allow_nan=False)
+    return _JSON_RAW_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _text(value: object, *, iso: bool = True) -> str:
@@ -103,7 +124,8 @@ def write_rows(
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[object]], out: TextIO) -> None:
     width = TABLE_CELL_WIDTH
-    cells = [[" ".join(_text(v, iso=False).splitlines()) for v in row] for row in rows]
+    columns = [plain(c) for c in columns]
+    cells = [[plain(" ".join(_text(v, iso=False).splitlines())) for v in row] for row in rows]
     cells = [[c if len(c) <= width else c[:width - 1] + "…" for c in row] for row in cells]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")

@@ -49,6 +49,9 @@ __all__ = ["ConfiguredFeed", "Feed", "FeedError", "FeedHealth", "ImportResult", 
            "remove", "rename", "resume"]
 
 _ENTITY_DECLARATION = re.compile(rb"<!ENTITY", re.IGNORECASE)
+# Characters XML 1.0 allows nowhere, not even as &#...; (section 2.2): a feed
+# title with an escape sequence would make the export a file no parser reads.
+_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 class FeedError(Exception):
@@ -343,9 +346,9 @@ def export_opml(feeds: Sequence[FeedHealth], *, now: datetime | None = None) -> 
     for feed in feeds:
         if feed.status == "retired":
             continue
-        name = feed.name or feed.url
+        name = _NOT_XML.sub("\ufffd", feed.name or feed.url)
         ElementTree.SubElement(body, "outline", type="rss", text=name, title=name,
-                               xmlUrl=feed.fetch_url or feed.url)
+                               xmlUrl=_NOT_XML.sub("\ufffd", feed.fetch_url or feed.url))
     ElementTree.indent(opml)
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
             + ElementTree.tostring(opml, encoding="unicode") + "\n")

@@ -172,3 +172,57 @@ def test_a_rename_during_a_pass_survives_that_pass_load(
     with duckdb.connect(str(tmp_path / "news.duckdb"), read_only=True) as con:
         assert con.execute("SELECT name FROM feeds WHERE url = ?", [added]).fetchone() == (
             "Mine",)
+
+
+# A feed title that clears the screen, turns the text red and rings the bell.
+EVIL = "\x1b[2J\x1b[31mEvil\x07"
+
+
+def test_feed_text_reaches_the_terminal_without_its_control_characters(
+    server: FeedServer, cfg: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    evil = server.url("/evil.xml")
+    server.route("/evil.xml", Reply(body=rss(
+        [{"title": EVIL + " entry", "link": server.url("/gone.html"), "guid": "e1"}],
+        title=EVIL).encode()))
+    assert main(["feeds", "add", evil, *cfg]) == 0
+    run_once(cfg, capsys)
+    with duckdb.connect(str(tmp_path / "news.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT name FROM feeds WHERE url = ?", [evil]).fetchone() == (EVIL,)
+
+    assert main(["feeds", *cfg]) == 0
+    out = capsys.readouterr().out
+    assert "\ufffd[2J\ufffd[31mEvil\ufffd" in out
+    assert "\x1b" not in out and "\x07" not in out
+    assert main(["sql", "SELECT title FROM entries", *cfg]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[2] == "\ufffd[2J\ufffd[31mEvil\ufffd entry"
+    # JSON escapes them and reads back as stored; CSV is for programs, as stored.
+    assert main(["sql", "SELECT title FROM entries", "--json", *cfg]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and json.loads(out) == {"title": EVIL + " entry"}
+    assert main(["sql", "SELECT title FROM entries", "--csv", *cfg]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == EVIL + " entry"
+
+
+def test_export_then_import_round_trips_a_name_xml_cannot_hold(
+    server: FeedServer, cfg: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    evil = server.url("/evil.xml")
+    server.route("/evil.xml", Reply(body=rss([], title=EVIL).encode()))
+    assert main(["feeds", "add", evil, *cfg]) == 0
+    run_once(cfg, capsys)
+    capsys.readouterr()
+    assert main(["feeds", "export", *cfg]) == 0
+    opml = tmp_path / "feeds.opml"
+    opml.write_text(capsys.readouterr().out, encoding="utf-8")
+
+    config = tmp_path / "other.yaml"
+    config.write_text(json.dumps({
+        "database": "other.duckdb", "fetch": {"allow_private": [server.host_port]},
+    }), encoding="utf-8")
+    assert main(["feeds", "import", str(opml), "--config", str(config)]) == 0
+    assert capsys.readouterr().out.strip() == "added 2 feed(s), skipped 0"
+    with duckdb.connect(str(tmp_path / "other.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT name FROM feeds WHERE url = ?", [evil]).fetchone() == (
+            "\ufffd[2J\ufffd[31mEvil\ufffd",)

@@ -131,6 +131,14 @@ def test_one_feed_written_two_ways_is_one_feed_in_the_config_add_and_import(
                     "https://other.example.org/feed"]
 
 
+def test_export_replaces_what_xml_cannot_hold_and_keeps_the_rest() -> None:
+    # XML 1.0 forbids C0 controls but tab, newline and CR, even as &#27;.
+    name = "\x1b[2J\x00Evil\x07\ttab\nline \x85 \ufffe"
+    exported = export_opml([_health("https://a.example.org/rss", name)])
+    assert parse_opml(exported.encode()) == [OpmlFeed(
+        url="https://a.example.org/rss", name="\ufffd[2J\ufffdEvil\ufffd\ttab\nline \x85 \ufffd")]
+
+
 def test_add_writes_an_added_row_and_refuses_duplicates(tmp_path: Path) -> None:
     s = settings(tmp_path, "https://config.example.org/rss")
     with store.connect(s.database) as con:

@@ -66,6 +66,19 @@ def test_table_cells_are_one_line_and_cut_at_80_characters() -> None:
     assert table[3] == "x" * 79 + "…"
 
 
+def test_control_characters_are_shown_as_u_fffd_in_the_table_only() -> None:
+    # ESC (CSI, OSC), BEL, DEL and the one-character C1 CSI (U+009B).
+    evil = "\x1b[2J\x1b]0;owned\x07 \x7f\x9b31m"
+    table = written(["t\x1b[1m"], [[evil], [[evil]]], "table")
+    assert table.splitlines()[0] == "t\ufffd[1m"
+    assert table.splitlines()[2] == "\ufffd[2J\ufffd]0;owned\ufffd \ufffd\ufffd31m"
+    assert not any((ord(c) < 32 and c != "\n") or 127 <= ord(c) < 160 for c in table)
+    text = written(["t"], [[evil], [[evil]]], "json")
+    assert not any((ord(c) < 32 and c != "\n") or 127 <= ord(c) < 160 for c in text)
+    assert [json.loads(line) for line in text.splitlines()] == [{"t": evil}, {"t": [evil]}]
+    assert list(csv.reader(io.StringIO(written(["t"], [[evil]], "csv"))))[1] == [evil]
+
+
 @pytest.mark.parametrize("fmt", ["table", "csv", "json"])
 def test_duplicate_column_names_are_refused_before_any_output(fmt: str) -> None:
     out = io.StringIO()
