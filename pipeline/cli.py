@@ -724,4 +724,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m pipeline.cli` runs this file as __main__, a second copy of the module;
+    # pipeline.cli_browse raises pipeline.cli's UserError, which only its main() catches.
+    from pipeline.cli import main as _main
+
+    sys.exit(_main())

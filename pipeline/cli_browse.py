@@ -12,13 +12,21 @@ import json
 import shutil
 import socket
 import sys
+import tempfile
 import textwrap
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pipeline import browse, store
-from pipeline.cli import UserError, _add_config, _add_format, _print_rows, _settings
+from pipeline.cli import (
+    UserError,
+    _add_config,
+    _add_format,
+    _print_rows,
+    _settings,
+    _whole_number,
+)
 from pipeline.output import plain
 
 __all__ = ["register"]
@@ -193,6 +201,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not settings.database.exists():
         raise store.StoreError(
             f"{settings.database}: no database here yet; run `newsmon run --once` first")
+    snapshot_dir = _snapshot_dir(Path(args.snapshot_dir)) if args.snapshot_dir else None
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -200,11 +209,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"newsmon: serving {settings.database} read-only at http://{host}:{args.port}/"
-          " (Ctrl-C to stop)", file=sys.stderr, flush=True)
-    serve(settings, host=args.host, port=args.port,
-          snapshot_dir=Path(args.snapshot_dir) if args.snapshot_dir else None)
+
+    def announce() -> None:
+        print(f"newsmon: serving {settings.database} read-only at http://{host}:{args.port}/"
+              " (Ctrl-C to stop)", file=sys.stderr, flush=True)
+
+    # A damaged database is refused here, by the first copy, before anything listens.
+    serve(settings, host=args.host, port=args.port, snapshot_dir=snapshot_dir, ready=announce)
     return 0
+
+
+def _snapshot_dir(path: Path) -> Path:
+    """``--snapshot-dir``, created if need be and proved writable; UserError if not."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryDirectory(prefix="newsmon-serve-", dir=path).cleanup()
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"--snapshot-dir {path}: not a folder") from None
+    except OSError as exc:
+        raise UserError(f"--snapshot-dir {path}: cannot keep the database copies there:"
+                        f" {exc.strerror or exc}") from None
+    return path
 
 
 def _add_filters(p: argparse.ArgumentParser) -> None:
@@ -228,7 +253,8 @@ def register(sub: Any) -> None:
     p.add_argument("--sort", choices=sorted(browse.SORTS), default="day",
                    help="day: newest day first, most outlets first within it (default);"
                    " latest: latest report first; outlets: most outlets first")
-    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p.add_argument("--limit", type=_whole_number(1), default=50,
+                   help="at most this many (default 50)")
     _add_config(p)
     _add_format(p)
     p.set_defaults(func=cmd_stories)
@@ -253,7 +279,8 @@ def register(sub: Any) -> None:
                        description="Stories, a story's reports, feed health, alerts and charts"
                        " in the browser. Never writes the database.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=_whole_number(0, 65535), default=8000,
+                   help="port (default 8000)")
     p.add_argument("--snapshot-dir", metavar="DIR",
                    help="where the private copy of the database is kept (default: the system's"
                    " temporary folder)")

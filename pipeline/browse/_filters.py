@@ -81,7 +81,12 @@ def parse_since(text: str | None, *, now: datetime | None = None) -> datetime | 
         return None
     match = _DURATION.match(text)
     if match:
-        return (now or datetime.now(UTC)) - int(match.group(1)) * _UNIT[match.group(2).lower()]
+        step = _UNIT[match.group(2).lower()]
+        try:
+            return (now or datetime.now(UTC)) - int(match.group(1)) * step
+        except OverflowError:
+            raise FilterError(f"--since {text.strip()!r}: too far back (before the"
+                              " year 1)") from None
     return _moment(text, "--since")
 
 
@@ -92,7 +97,11 @@ def parse_until(text: str | None) -> datetime | None:
     value = text.strip()
     if len(value) == 10:
         day = _moment(value, "--until")
-        return day + timedelta(days=1)
+        try:
+            return day + timedelta(days=1)
+        except OverflowError:
+            raise FilterError(f"--until {value!r}: too far ahead (the latest day it takes"
+                              " is 9999-12-30)") from None
     return _moment(value, "--until")
 
 

@@ -13,6 +13,7 @@ never keeps the pipeline's writer waiting longer than one file copy (see
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.config import Settings
@@ -23,8 +24,9 @@ __all__ = ["Reader", "Updating", "View", "create_app", "loopback_hosts", "serve"
 
 
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
-          snapshot_dir: Path | None = None) -> None:
-    """Serve until interrupted (Ctrl-C)."""
+          snapshot_dir: Path | None = None, ready: Callable[[], None] | None = None) -> None:
+    """Serve until interrupted (Ctrl-C). ``ready`` is called once the first copy is
+    taken (a damaged database raises StoreError before it), just before listening."""
     import uvicorn
 
     if snapshot_dir is not None:
@@ -36,6 +38,8 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
             if settings.database.exists():
                 reader.refresh()  # the first page need not wait for the copy
             app = create_app(settings, reader, allowed_hosts=loopback_hosts(host))
+            if ready is not None:
+                ready()
             # ws="none": no websocket route, and importing a websockets
             # implementation only brings its deprecation warnings.
             uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,

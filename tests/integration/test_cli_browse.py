@@ -6,12 +6,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from support import browse_db
 from support.demo_run import DemoRun
+from support.smtp import free_port
+from support.webserver import serve_process
 
 from pipeline import store
 from pipeline.cli import main
@@ -81,6 +87,33 @@ def test_stories_refuses_bad_input_in_one_line(small: Path,
     assert code == 2 and out == "" and err.count("\n") == 1 and "--since 'yesterday'" in err
     code, _, err = run(capsys, "stories", "--config", str(small), "--query", "putin AND")
     assert code == 2 and err.startswith("newsmon: query: ")
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("-3", "must be at least 1, got -3"),
+    ("0", "must be at least 1, got 0"),
+    ("99999999999999999999", "must be at most 9223372036854775807"),
+])
+def test_stories_refuses_a_limit_out_of_range(small: Path, capsys: pytest.CaptureFixture[str],
+                                              value: str, message: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["stories", "--config", str(small), "--limit", value])
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2 and out == ""
+    assert f"newsmon stories: argument --limit: {message}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--since", "999999999d", "--since '999999999d': too far back (before the year 1)"),
+    ("--since", "100000000000000h", "--since '100000000000000h': too far back"),
+    ("--until", "9999-12-31", "--until '9999-12-31': too far ahead"),
+])
+def test_stories_refuses_a_moment_past_the_calendar(
+        small: Path, capsys: pytest.CaptureFixture[str], option: str, value: str,
+        message: str) -> None:
+    code, out, err = run(capsys, "stories", "--config", str(small), option, value)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"newsmon: {message}")
 
 
 def test_story_shows_every_report_and_the_removed_lines(
@@ -167,6 +200,58 @@ def test_serve_refuses_a_missing_database(tmp_path: Path,
     config.write_text("database: none.duckdb\n", encoding="utf-8")
     code, _, err = run(capsys, "serve", "--config", str(config))
     assert code == 2 and "none.duckdb: no database here yet" in err
+
+
+@pytest.mark.parametrize(("port", "message"), [
+    ("99999", "must be at most 65535, got 99999"), ("-1", "must be at least 0, got -1")])
+def test_serve_refuses_a_port_out_of_range(small: Path, capsys: pytest.CaptureFixture[str],
+                                           port: str, message: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--config", str(small), "--port", port])
+    _, err = capsys.readouterr()
+    assert exit_.value.code == 2 and f"newsmon serve: argument --port: {message}" in err
+
+
+def serve_until_it_exits(config: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``python -m pipeline.cli serve`` as its own process on a free port (run as a
+    module, like support.webserver's server); a server that started listening would
+    never exit by itself, and the timeout fails the test."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "serve", "--config", str(config),
+         "--port", str(free_port()), *argv],
+        capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_serve_refuses_a_snapshot_dir_it_cannot_use(small: Path, tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("", encoding="utf-8")
+    unusable = [(a_file, "not a folder"), (a_file / "sub", "not a folder")]
+    if Path("/proc/self").is_dir():  # Linux: no folder can be made in /proc
+        unusable.append((Path("/proc/newsmon-snapshots"),
+                         "cannot keep the database copies there: No such file or directory"))
+    for folder, message in unusable:
+        done = serve_until_it_exits(small, "--snapshot-dir", str(folder))
+        assert done.returncode == 2, done.stderr
+        assert done.stderr == f"newsmon: --snapshot-dir {folder}: {message}\n"
+
+
+def test_serve_refuses_a_damaged_database_before_listening(tmp_path: Path) -> None:
+    damaged = tmp_path / "news.duckdb"
+    damaged.write_bytes(random.Random(7).randbytes(64 * 1024))
+    config = tmp_path / "newsmon.yaml"
+    config.write_text(f"database: {damaged}\n", encoding="utf-8")
+    done = serve_until_it_exits(config)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "serving" not in done.stderr
+    assert done.stderr.startswith(f"newsmon: {damaged} is damaged (")
+    assert "move it aside and restore a backup" in done.stderr
+
+
+def test_serve_made_its_snapshot_dir_and_said_so(small: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "new" / "snapshots"
+    with serve_process(small, "--snapshot-dir", str(folder)) as base:
+        assert httpx.get(base + "/", timeout=10).status_code == 200
+        assert [p.name.startswith("newsmon-serve-") for p in folder.iterdir()] == [True]
 
 
 def test_the_serve_hint_names_the_program_as_it_was_run(

@@ -72,6 +72,19 @@ def test_filters_and_the_query_language_narrow_the_list(client: httpx.Client) ->
     assert "<b>" not in bad.text.split('id="error"', 1)[1]
 
 
+@pytest.mark.parametrize(("path", "params", "message"), [
+    ("/", {"since": "999999999d"}, "--since &#39;999999999d&#39;: too far back"),
+    ("/chart", {"since": "999999999d"}, "--since &#39;999999999d&#39;: too far back"),
+    ("/", {"since": "100000000000000h"}, "too far back"),
+    ("/chart", {"to": "9999-12-31"}, "--until &#39;9999-12-31&#39;: too far ahead"),
+])
+def test_a_moment_past_the_calendar_is_a_bad_filter(client: httpx.Client, path: str,
+                                                    params: dict[str, str],
+                                                    message: str) -> None:
+    page = client.get(path, params=params)
+    assert page.status_code == 400 and message in page.text.split('id="error"', 1)[1]
+
+
 def test_hostile_values_render_as_text(settings: Settings, client: httpx.Client) -> None:
     story_id = add_hostile_story(settings.database)
     for path in ("/", f"/story/{story_id}", "/?topic=%3Ci%3Etopic%3C/i%3E"):

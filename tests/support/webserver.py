@@ -40,13 +40,13 @@ def serving(app: ASGIApp) -> Iterator[str]:
 
 
 @contextmanager
-def serve_process(config: Path, *, timeout: float = 20.0) -> Iterator[str]:
-    """``newsmon serve --config CONFIG`` as its own process; yields its base URL once
-    it answers."""
+def serve_process(config: Path, *argv: str, timeout: float = 20.0) -> Iterator[str]:
+    """``newsmon serve --config CONFIG [ARGV]`` as its own process; yields its base URL
+    once it answers."""
     port = free_port()
     with subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "serve", "--config", str(config),
-         "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+         "--port", str(port), *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     ) as proc:
         base = f"http://127.0.0.1:{port}"
         try:

@@ -3,7 +3,8 @@ over a database built by the real load."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -170,3 +171,14 @@ def test_until_includes_the_whole_day_and_bad_input_says_why() -> None:
         browse.parse_since("yesterday")
     with pytest.raises(browse.FilterError, match="--until"):
         browse.parse_until("soon")
+
+
+@pytest.mark.parametrize(("parse", "text", "message"), [
+    (browse.parse_since, "999999999d", "--since '999999999d': too far back"),
+    (browse.parse_since, "100000000000000h", "--since '100000000000000h': too far back"),
+    (browse.parse_until, "9999-12-31", "--until '9999-12-31': too far ahead"),
+])
+def test_a_moment_past_the_calendar_says_why(parse: Callable[[str], object], text: str,
+                                             message: str) -> None:
+    with pytest.raises(browse.FilterError, match=re.escape(message)):
+        parse(text)
