@@ -61,7 +61,7 @@ def _load_feeds(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
                        "last_error", "entries_seen", "fetch_url", "poll_interval_minutes",
                        "item_hashes"),
         """SELECT url, name, status, last_polled_at, last_success_at, next_poll_at, etag,
-            last_modified, content_hash, error_count, last_error, new_entries, fetch_url,
+            last_modified, content_hash, error_count, last_error, 0, fetch_url,
             poll_interval_minutes, item_hashes
         FROM staged_feeds""", key=("url",),
         update="""status = excluded.status,
@@ -72,7 +72,6 @@ def _load_feeds(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
             next_poll_at = excluded.next_poll_at, etag = excluded.etag,
             last_modified = excluded.last_modified, content_hash = excluded.content_hash,
             error_count = excluded.error_count, last_error = excluded.last_error,
-            entries_seen = feeds.entries_seen + excluded.entries_seen,
             fetch_url = coalesce(excluded.fetch_url, feeds.fetch_url),
             poll_interval_minutes = coalesce(excluded.poll_interval_minutes,
                                              feeds.poll_interval_minutes),
@@ -122,6 +121,21 @@ def _load_entries(con: duckdb.DuckDBPyConnection, directory: Path, now: datetime
         params=[now],
     )
     return n
+
+
+def _count_entries_seen(con: duckdb.DuckDBPyConnection) -> None:
+    """Each feed this load touched: ``entries_seen`` counted from ``entries``.
+
+    Not added up from the staged feed states: a feed's state is staged with the
+    batch that settles its last new entry, so the batches of a pass killed
+    before that one were stored but never counted, and two passes that fetched
+    the same entries (two staging folders) counted them twice."""
+    con.execute("""UPDATE feeds SET entries_seen = c.n
+        FROM (SELECT feed_url, count(*) AS n FROM entries
+              WHERE feed_url IN (SELECT feed_url FROM staged_entries UNION
+                                 SELECT url FROM staged_feeds)
+              GROUP BY feed_url) c
+        WHERE feeds.url = c.feed_url""")
 
 
 def _load_rejected(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
@@ -199,6 +213,7 @@ def load(
     try:
         feeds = _load_feeds(con, directory)
         entries = _load_entries(con, directory, now)
+        _count_entries_seen(con)
         rejected = _load_rejected(con, directory)
         articles_new, touched, stories_new = use_plan(con, settings, directory, warm=warm)
         _insert_articles(con, run_id, now)

@@ -161,9 +161,16 @@ def test_truncated_feed_keeps_only_complete_entries(tmp_path: Path, server: Feed
     assert row["last_error"].startswith("feed is truncated (")
     assert row["last_error"].endswith("kept the 2 complete entries, dropped 1 cut off")
     assert row["error_count"] == 1 and row["content_hash"] is None  # parsed again next time
-    assert row["entries_seen"] == 2
     assert rejected(settings) == {
         "http://127.0.0.1:9/t2": "entry cut off: the feed ends inside it (truncated feed)"}
+    # entries_seen counts the feed's recorded entries: a whole pass records the
+    # two complete ones (their pages fail here), never the one cut off.
+    run_pass(settings, force=True)
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        seen = con.execute("SELECT entries_seen FROM feeds").fetchall()
+        rows = con.execute("SELECT id FROM entries").fetchall()
+        ids = sorted(r[0].rsplit("/", 1)[-1] for r in rows)
+    assert seen == [(2,)] and ids == ["t0", "t1"]
 
 
 def test_malformed_but_complete_feed_keeps_every_entry(

@@ -69,6 +69,41 @@ def test_reloading_a_run_or_the_same_articles_changes_nothing(tmp_path: Path) ->
         assert table(con, "SELECT count(*) FROM entries") == [(3,)]
 
 
+def _feed_state(url: str, new_entries: int) -> dict[str, object]:
+    when = datetime(2019, 3, 1, tzinfo=UTC)
+    return {"url": url, "fetch_url": url, "name": "Feed", "status": "active",
+            "last_polled_at": when, "last_success_at": when, "next_poll_at": when,
+            "poll_interval_minutes": 15.0, "etag": None, "last_modified": None,
+            "content_hash": None, "error_count": 0, "last_error": None,
+            "new_entries": new_entries}
+
+
+def test_entries_seen_counts_the_stored_entries_whatever_batch_carries_the_feed_state(
+        tmp_path: Path) -> None:
+    # A pass's micro-batches store entries before the batch that carries the
+    # feed's state (which says how many were new); a pass killed in between,
+    # then run again, delivered only the rest as new. And a second pass with
+    # its own staging folder fetches the same entries again. Before: 1, then 2.
+    settings = f.settings(tmp_path)
+    feed = "https://feed.example.org/rss"
+    first, second, third = ({**r, "feed_url": feed} for r in reports())
+    f.stage(settings, "batch-1", [first, second])  # killed before the state's batch
+    f.stage(settings, "batch-2", [third])
+    with staging.StagingWriter(staging.run_dir(settings.staging, "batch-2"), "poll") as w:
+        w.write("feeds", _feed_state(feed, new_entries=1))  # only the one left was new
+    f.stage(settings, "again", [third])  # another pass, another staging folder
+    with staging.StagingWriter(staging.run_dir(settings.staging, "again"), "poll") as w:
+        w.write("feeds", _feed_state(feed, new_entries=1))
+    with store.connect(settings.database) as con:
+        counts = []
+        for run_id in ("batch-1", "batch-2", "again"):
+            load(con, settings, run_id)
+            counts.append(table(con, f"SELECT entries_seen FROM feeds WHERE url = '{feed}'"))
+        stored = table(con, f"SELECT count(*) FROM entries WHERE feed_url = '{feed}'")
+    assert stored == [(3,)]
+    assert counts == [[], [(3,)], [(3,)]]
+
+
 def test_the_same_page_in_two_feeds_is_one_article(tmp_path: Path) -> None:
     settings = f.settings(tmp_path)
     one = reports()[0]
