@@ -35,6 +35,7 @@ from pipeline.web._svg import bar_chart, timeline
 __all__ = ["create_app", "loopback_hosts"]
 
 PAGE_SIZE = 50
+MAX_PAGE = 1_000_000  # pages: 50 million stories
 SINCE_CHOICES = (("", "any time"), ("24h", "last 24 hours"), ("7d", "last 7 days"),
                  ("30d", "last 30 days"))
 SORT_CHOICES = (("day", "newest day, most outlets first"), ("latest", "latest report first"),
@@ -163,7 +164,8 @@ def create_app(settings: Settings, reader: Reader, *,
         sort = request.query_params.get("sort", "day")
         sort_key: browse.Sort = sort if sort in browse.SORTS else "day"
         try:
-            page_no = max(1, int(request.query_params.get("page", "1")))
+            # Past the last page is an empty page, however far (an offset DuckDB can hold).
+            page_no = min(MAX_PAGE, max(1, int(request.query_params.get("page", "1"))))
         except ValueError:
             page_no = 1
         error, result, chart = None, None, None

@@ -85,6 +85,13 @@ def test_a_moment_past_the_calendar_is_a_bad_filter(client: httpx.Client, path: 
     assert page.status_code == 400 and message in page.text.split('id="error"', 1)[1]
 
 
+def test_a_page_number_past_any_archive_is_an_empty_page(client: httpx.Client) -> None:
+    # Before: HTTP 500, DuckDB's offset out of range.
+    for page_no in ("99999999999999999999", "1000001", "-5", "x"):
+        page = client.get("/", params={"page": page_no})
+        assert page.status_code == 200, (page_no, page.text[-300:])
+
+
 def test_hostile_values_render_as_text(settings: Settings, client: httpx.Client) -> None:
     story_id = add_hostile_story(settings.database)
     for path in ("/", f"/story/{story_id}", "/?topic=%3Ci%3Etopic%3C/i%3E"):
