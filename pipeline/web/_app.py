@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
+import duckdb
 import jinja2
 from markupsafe import Markup
 from starlette.applications import Starlette
@@ -156,6 +157,14 @@ def create_app(settings: Settings, reader: Reader, *,
                               database=str(settings.database))
             except store.StoreError as exc:
                 return render("error.html", None, 503, message=str(exc), title="No database")
+            except duckdb.Error as exc:
+                # A damaged block past the ones opening the file reads: its sentence,
+                # not a stack trace (a query error of ours stays one).
+                damaged = store.explain(exc, settings.database)
+                if damaged is None:
+                    raise
+                return render("error.html", None, 503, message=str(damaged),
+                              title="Damaged database")
 
         return endpoint
 

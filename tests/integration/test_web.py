@@ -14,6 +14,7 @@ from support.hostile import add_hostile_story
 from support.lockholder import write_lock
 from support.webserver import serving
 
+from pipeline import store
 from pipeline.config import Settings
 from pipeline.web import Reader, View, create_app, loopback_hosts
 
@@ -90,6 +91,36 @@ def test_a_page_number_past_any_archive_is_an_empty_page(client: httpx.Client) -
     for page_no in ("99999999999999999999", "1000001", "-5", "x"):
         page = client.get("/", params={"page": page_no})
         assert page.status_code == 200, (page_no, page.text[-300:])
+
+
+def test_a_block_damaged_past_what_opening_reads_is_a_sentence_not_a_500(
+        settings: Settings, tmp_path: Path) -> None:
+    # The file opens (its header and catalog are whole), and a query of the
+    # stories page meets the damaged block: before, HTTP 500 and a stack trace.
+    with store.connect(settings.database) as con:
+        con.execute("INSERT INTO stories SELECT 's-x' || i, repeat('filler ', 40) || i,"
+                    " first_seen, last_seen, n_articles, n_sources, lead_article_id"
+                    " FROM (SELECT * FROM stories LIMIT 1), range(30000) t(i)")
+        con.execute("CHECKPOINT")
+    whole = settings.database.read_bytes()
+    block = 262144
+    damaged_pages = 0
+    for k in range(3, len(whole) // block):
+        settings.database.write_bytes(whole[:k * block] + b"\xff" * block
+                                      + whole[(k + 1) * block:])
+        reader = Reader(settings.database, tmp_path / f"copies-{k}", min_refresh_seconds=0)
+        try:
+            with serving(create_app(settings, reader)) as base, \
+                    httpx.Client(base_url=base, timeout=10) as client:
+                page = client.get("/")
+        finally:
+            reader.close()
+        assert page.status_code in (200, 503), (k, page.text[-500:])
+        if page.status_code == 503 and "Damaged database" in page.text:
+            assert "is damaged" in page.text and "move it aside" in page.text
+            damaged_pages += 1
+            break
+    assert damaged_pages == 1
 
 
 def test_hostile_values_render_as_text(settings: Settings, client: httpx.Client) -> None:
