@@ -87,6 +87,8 @@ class ParsedFeed:
     # (epoch seconds), stored for the next poll (see _items); None when the
     # items could not be told apart for certain, and the next poll parses all.
     items: tuple[tuple[str, str | None, int | None], ...] | None = None
+    # Items past the first max_entries, not read (fetch.max_entries_per_feed).
+    beyond: int = 0
 
 
 class FeedParseError(Exception):
@@ -218,7 +220,8 @@ def parse_feed(
             earlier = tuple(datetime.fromtimestamp(when, tz=UTC) for k, (_, _, digest)
                             in enumerate(first) if k in skip
                             and (when := known_items[digest][1]) is not None)
-            return replace(parsed, published=parsed.published + earlier, items=recorded)
+            return replace(parsed, published=parsed.published + earlier, items=recorded,
+                           beyond=max(0, len(items) - max_entries))
     parsed, found, clean, seen = parse(body)
     if first and clean and found == len(items):
         return replace(parsed, items=tuple(
@@ -312,6 +315,7 @@ def _parse(
         update_period=_hint(feed.get("sy_updateperiod")),
         update_frequency=_hint(feed.get("sy_updatefrequency")),
         published=tuple(published), truncated=truncated,
+        beyond=max(0, len(parsed.entries) - max_entries),
     ), len(parsed.entries), _well_formed(parsed), seen
 
 

@@ -216,6 +216,11 @@ class _Poller:
             return self._failed(base, state, f"the feed parser crashed: {exc}", HARD_POINTS), None
         if feed.name is None and parsed.title:
             base = replace(base, name=parsed.title)
+        if parsed.beyond:
+            # Not an error (an archive feed of every item), but never silent.
+            log.warning("feed %s has %d more items than the %d read each poll "
+                        "(fetch.max_entries_per_feed); they were not read",
+                        feed.url, parsed.beyond, self.options.max_entries)
         if parsed.truncated:
             # Keep what is complete, but say so, and parse it again next time
             # (no content hash) rather than trust these bytes.

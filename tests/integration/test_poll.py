@@ -295,6 +295,19 @@ def test_oversized_feed_is_refused(tmp_path: Path, server: FeedServer) -> None:
         "body larger than 256 KiB (Content-Length: ")
 
 
+def test_items_past_max_entries_per_feed_are_said_in_the_log(
+        tmp_path: Path, server: FeedServer, caplog: pytest.LogCaptureFixture) -> None:
+    server.route("/archive.xml", Reply(body=rss(items(25, "arc")).encode()))
+    settings = make_settings(tmp_path, server, ["/archive.xml"],
+                             fetch={"max_entries_per_feed": 10})
+    caplog.set_level("WARNING", logger="pipeline.sources.poll")
+    summary, _ = poll(settings)
+    assert summary.entries_new == 10
+    said = [r.getMessage() for r in caplog.records if "more items than" in r.getMessage()]
+    assert said == [f"feed {server.url('/archive.xml')} has 15 more items than the 10 read "
+                    "each poll (fetch.max_entries_per_feed); they were not read"]
+
+
 def test_a_too_long_entry_link_is_a_rejected_row(tmp_path: Path, server: FeedServer) -> None:
     long_link = "http://127.0.0.1:9/" + "a" * 3000
     server.route("/longlink.xml", Reply(body=rss([

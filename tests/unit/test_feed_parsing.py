@@ -164,6 +164,17 @@ def test_rejected_items_are_stored_without_an_entry_and_parsed_each_time() -> No
     assert [r.reason for r in again.rejections] == ["entry has no link to an article"]
 
 
+def test_items_past_max_entries_are_counted_not_read() -> None:
+    # A 30-item feed read 10 at a time: the 20 left are said, on both paths.
+    body = _rss([_item(n) for n in range(30, 0, -1)])
+    first = _parse(body, max_entries=10)
+    assert len(first.entries) == 10 and first.beyond == 20
+    again = _parse(_rss([_item(31), *(_item(n) for n in range(30, 0, -1))]),
+                   _delivered(first), max_entries=10)
+    assert [e.id for e in again.entries] == ["story-31"] and again.beyond == 21
+    assert _parse(_rss([_item(n) for n in range(3, 0, -1)]), max_entries=10).beyond == 0
+
+
 def test_the_same_item_under_another_address_is_parsed_again() -> None:
     """Relative links resolve against the feed's address: it keys the hash."""
     body = _rss([_item(1)])
