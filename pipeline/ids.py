@@ -10,6 +10,7 @@ run twice with the same result.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 # Query parameters that identify a campaign or a click, never the page.
@@ -23,6 +24,9 @@ _TRACKING_NAMES = frozenset(
     }
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# Tracking in an article link (it came from the feed), but in a feed's own URL
+# they choose the feed: feed.php?rss=world, commits.atom?ref=main.
+_FEED_CHOOSERS = frozenset({"rss", "rssfeed", "ref"})
 
 
 def _digest(*parts: str) -> str:
@@ -45,6 +49,10 @@ def canonical_url(url: str) -> str:
     tracking parameters, sorts the remaining query parameters, and removes a
     trailing slash from non-root paths.
     """
+    return _canonical(url, tracking=_is_tracking, userinfo=False)
+
+
+def _canonical(url: str, *, tracking: Callable[[str], bool], userinfo: bool) -> str:
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
@@ -53,12 +61,14 @@ def canonical_url(url: str) -> str:
     netloc = host
     if parts.port is not None and _DEFAULT_PORTS.get(scheme) != parts.port:
         netloc = f"{host}:{parts.port}"
+    if userinfo and "@" in parts.netloc:
+        netloc = f"{parts.netloc.rpartition('@')[0]}@{netloc}"
     path = parts.path or "/"
     if len(path) > 1 and path.endswith("/"):
         path = path.rstrip("/") or "/"
     query = urlencode(
         sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-               if not _is_tracking(k))
+               if not tracking(k))
     )
     return urlunsplit((scheme, netloc, path, query, ""))
 
@@ -66,9 +76,18 @@ def canonical_url(url: str) -> str:
 def feed_key(url: str) -> str:
     """What makes two feed URLs one feed: :func:`canonical_url` of the URL with
     its dot segments resolved ("HTTP://Host/./rss#top" and "http://host/rss"
-    are one feed, polled once). For comparing only: a feed keeps its URL."""
+    are one feed, polled once). For comparing only: a feed keeps its URL.
+
+    Unlike an article link's, a feed URL keeps its credentials (whose private
+    feed) and the parameters that mark an article link as reached from a feed
+    (``?rss=world``, ``?ref=main``): in a feed's own URL they pick the feed."""
     parts = urlsplit(url.strip())
-    return canonical_url(urlunsplit(parts._replace(path=_without_dot_segments(parts.path))))
+    return _canonical(urlunsplit(parts._replace(path=_without_dot_segments(parts.path))),
+                      tracking=_is_feed_tracking, userinfo=True)
+
+
+def _is_feed_tracking(name: str) -> bool:
+    return _is_tracking(name) and name.lower() not in _FEED_CHOOSERS
 
 
 def _without_dot_segments(path: str) -> str:

@@ -241,3 +241,9 @@ def test_the_store_section_defaults_to_the_file_and_checks_a_lake() -> None:
     on_s3 = parse_settings({"database": "/data/news.duckdb",
                             "store": {"staging_url": "s3://b/staging/"}})
     assert on_s3.staging == Path("/data/staging")  # S3: each host's copies stay local
+
+
+def test_feeds_that_differ_in_a_parameter_that_picks_the_feed_both_load() -> None:
+    settings = parse_settings({"feeds": [{"url": "https://example.org/feed.php?rss=world"},
+                                         {"url": "https://example.org/feed.php?rss=sport"}]})
+    assert len(settings.feeds) == 2

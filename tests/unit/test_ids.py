@@ -25,3 +25,19 @@ def test_article_id_is_stable_for_spellings_of_one_url() -> None:
     two = ids.article_id(ids.canonical_url("https://www.example.org/a/#comments"))
     assert one == two
     assert one != ids.article_id(ids.canonical_url("https://example.org/b"))
+
+
+def test_feed_key_keeps_what_tells_two_feeds_apart() -> None:
+    # Names that mark an article link as coming from a feed (?rss=1, ?ref=...)
+    # choose the feed in a feed's own URL; credentials choose whose feed it is.
+    # A config with both feeds loaded before feed_key, and must load still.
+    for one, other in [
+        ("https://example.org/feed.php?rss=world", "https://example.org/feed.php?rss=sport"),
+        ("https://example.org/rss?rssfeed=news", "https://example.org/rss?rssfeed=tech"),
+        ("https://example.org/commits.atom?ref=main", "https://example.org/commits.atom?ref=dev"),
+        ("https://alice:one@example.org/private.rss", "https://bob:two@example.org/private.rss"),
+    ]:
+        assert ids.feed_key(one) != ids.feed_key(other), (one, other)
+    # Still one feed: campaign tags, case of scheme and host, a fragment.
+    assert ids.feed_key("HTTPS://Example.org/rss?utm_source=x#top") == ids.feed_key(
+        "https://example.org/rss")
