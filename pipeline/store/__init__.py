@@ -329,9 +329,14 @@ def _connect(path: Path, *, read_only: bool, retry: LockRetry) -> duckdb.DuckDBP
 
 @contextmanager
 def connect(
-    path: Path, *, read_only: bool = False, retry: LockRetry | None = None
+    path: Path, *, read_only: bool = False, retry: LockRetry | None = None,
+    schema_if_empty: bool = True,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the database (creating it and its schema unless read-only)."""
+    """Open the database (creating it and its schema unless read-only).
+
+    An empty DuckDB file opened read-only is given the schema first, as the
+    first run would; ``schema_if_empty=False`` (a reader that promises never to
+    write, as ``newsmon serve``) refuses it as no database yet instead."""
     retry = retry or LockRetry()
     if read_only and not path.exists():
         raise StoreError(f"{path}: no database here yet; run `newsmon run --once` first")
@@ -341,6 +346,9 @@ def connect(
     try:
         con.execute("SET TimeZone = 'UTC'")
         if not _holds_our_schema(con, path) and read_only:
+            if not schema_if_empty:
+                raise StoreError(f"{path}: no newsmon tables here yet (an empty DuckDB file);"
+                                 " run `newsmon run --once` first")
             # An empty DuckDB file (made by `duckdb news.duckdb`, or a first
             # run that died before its schema): give it the schema, as the
             # first run would, then read it; nothing in it to protect.

@@ -105,7 +105,10 @@ class Reader:
     def _take_copy(self) -> None:
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         target = self.snapshot_dir / f"news-{next(self._numbers)}.duckdb"
-        with store.connect(self.database, read_only=True, retry=_LIVE_RETRY):
+        # schema_if_empty=False: the page never writes the database, not even an
+        # empty file's schema (the first run gives it).
+        with store.connect(self.database, read_only=True, retry=_LIVE_RETRY,
+                           schema_if_empty=False):
             # The shared lock is held from here to the end of the copy: no writer
             # can change the file (or its WAL) in between.
             signature = _signature(self.database)

@@ -185,6 +185,23 @@ def test_no_database_is_an_error_with_its_path(tmp_path: Path) -> None:
     assert "newsmon run --once" in page.text
 
 
+def test_an_empty_duckdb_file_is_no_database_yet_and_stays_unwritten(tmp_path: Path) -> None:
+    # `newsmon serve` never writes the database: store.connect gives an empty
+    # file newsmon's schema when the pipeline opens it to read, not here.
+    import duckdb
+    from support import factories
+
+    settings = factories.settings(tmp_path)
+    duckdb.connect(str(settings.database)).close()
+    before = digest(settings.database)
+    app = create_app(settings, Reader(settings.database, tmp_path / "copies"))
+    with serving(app) as base:
+        page = httpx.get(base + "/", timeout=10)
+    assert page.status_code == 503 and str(settings.database) in page.text
+    assert "newsmon run --once" in page.text
+    assert digest(settings.database) == before
+
+
 def test_the_writer_is_asked_at_most_once_a_period(settings: Settings, tmp_path: Path) -> None:
     reader = Reader(settings.database, tmp_path / "copies", min_refresh_seconds=0)
 
