@@ -279,7 +279,7 @@ def register(sub: Any) -> None:
                        description="Stories, a story's reports, feed health, alerts and charts"
                        " in the browser. Never writes the database.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=_whole_number(0, 65535), default=8000,
+    p.add_argument("--port", type=_whole_number(1, 65535), default=8000,
                    help="port (default 8000)")
     p.add_argument("--snapshot-dir", metavar="DIR",
                    help="where the private copy of the database is kept (default: the system's"

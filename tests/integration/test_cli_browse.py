@@ -203,7 +203,9 @@ def test_serve_refuses_a_missing_database(tmp_path: Path,
 
 
 @pytest.mark.parametrize(("port", "message"), [
-    ("99999", "must be at most 65535, got 99999"), ("-1", "must be at least 0, got -1")])
+    ("99999", "must be at most 65535, got 99999"), ("-1", "must be at least 1, got -1"),
+    # 0 would listen on a port chosen by the system, while it says it serves at ":0/".
+    ("0", "must be at least 1, got 0")])
 def test_serve_refuses_a_port_out_of_range(small: Path, capsys: pytest.CaptureFixture[str],
                                            port: str, message: str) -> None:
     with pytest.raises(SystemExit) as exit_:
