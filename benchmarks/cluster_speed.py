@@ -158,7 +158,7 @@ def measure(known_n: int, new_n: int, *, embed_n: int = 40) -> Figures:
 def _clusterer(options: Options, stats: TermStats) -> Clusterer:
     return Clusterer(horizon=options.horizon, half_life=options.half_life,
                      max_span=options.max_span, threshold=options.threshold,
-                     stats=TermStats(stats.df, stats.n))
+                     rare_reach=options.rare_reach, stats=TermStats(stats.df, stats.n))
 
 
 def _save(con: duckdb.DuckDBPyConnection, clusterer: Clusterer, tmp: Path) -> None:

@@ -273,7 +273,7 @@ def default_clusterer(settings: Settings) -> Callable[[], Clusterer]:
     encoder = Encoder() if settings.cluster.embeddings else None
     return lambda: Clusterer(horizon=options.horizon, half_life=options.half_life,
                              max_span=options.max_span, threshold=options.threshold,
-                             embedder=encoder)
+                             rare_reach=options.rare_reach, embedder=encoder)
 
 
 def evaluate(items: Sequence[Item] | None = None, *, tagger: Tagger | None = None,

@@ -179,3 +179,11 @@ def test_reports_in_other_languages_get_their_topics(report: Report) -> None:
     assert {"protests", "elections"} <= topics(report, "algeria-fr")
     assert {"syria", "foreign-forces", "diplomacy"} <= topics(report, "wg-ru")
     assert {"nuclear", "sanctions", "diplomacy"} <= topics(report, "hanoi-ru")
+
+
+def test_the_default_clusterer_is_made_with_every_cluster_setting() -> None:
+    from benchmarks.signal_quality import default_clusterer
+    from pipeline.config import parse_settings
+
+    settings = parse_settings({"cluster": {"rare_reach": 2, "embeddings": False}})
+    assert default_clusterer(settings)().rare_reach == 2
