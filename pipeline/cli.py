@@ -294,7 +294,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not args.query.strip():
         raise UserError("no SQL to run: the statement is empty")
-    with open_store(settings, read_only=True) as con:
+    with open_store(settings, read_only=True, schema_if_empty=False) as con:
         try:
             cursor = con.execute(args.query)
         except duckdb.Error as exc:
@@ -322,7 +322,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         where, params = to_sql(parse(args.query))
     except QuerySyntaxError as exc:
         raise UserError(f"query: {exc}") from None
-    with open_store(settings, read_only=True) as con:
+    with open_store(settings, read_only=True, schema_if_empty=False) as con:
         try:
             cursor = con.execute(
                 "SELECT CAST(coalesce(published_at, fetched_at) AS DATE) AS date, source, title,"
@@ -400,7 +400,7 @@ def cmd_feeds(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     rows: list[dict[str, object]] = []
     if backend(settings).exists():
-        with open_store(settings, read_only=True) as con:
+        with open_store(settings, read_only=True, schema_if_empty=False) as con:
             rows = store.feed_rows(con)
     health = feeds.health(settings, rows)
     if action == "export":
@@ -473,7 +473,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
     # In lake mode `alerts` is the view joining the lake's rows and their
     # delivery state in PostgreSQL.
-    with open_store(settings, read_only=True) as con:
+    with open_store(settings, read_only=True, schema_if_empty=False) as con:
         cursor = con.execute(
             "SELECT a.rule, a.recipient, a.update_no AS update, a.status, s.title AS story,"
             " a.created_at, a.sent_at, a.attempts, a.next_attempt_at AS next_attempt,"
@@ -521,7 +521,7 @@ def _backtest(settings: Any, args: argparse.Namespace) -> int:
     if not args.rule or args.rule not in rules:
         known = ", ".join(sorted(rules)) or "none configured"
         raise UserError(f"alerts test needs a rule name from the config ({known})")
-    with open_store(settings, read_only=True) as con:
+    with open_store(settings, read_only=True, schema_if_empty=False) as con:
         try:
             hits = alert.backtest(con, rules[args.rule], limit=args.limit)
         except duckdb.Error as exc:

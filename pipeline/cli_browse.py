@@ -48,7 +48,8 @@ def _filter(args: argparse.Namespace) -> browse.StoryFilter:
 def cmd_stories(args: argparse.Namespace) -> int:
     settings = _settings(args)
     story_filter = _filter(args)
-    with store.connect(settings.database, read_only=True) as con:
+    with store.connect(settings.database, read_only=True,
+                       schema_if_empty=False) as con:
         try:
             page = browse.list_stories(con, story_filter, sort=args.sort, limit=args.limit)
         except browse.FilterError as exc:
@@ -80,7 +81,8 @@ def cmd_stories(args: argparse.Namespace) -> int:
 
 def cmd_story(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    with store.connect(settings.database, read_only=True) as con:
+    with store.connect(settings.database, read_only=True,
+                       schema_if_empty=False) as con:
         detail = browse.find_story(con, args.story_id)
     if detail is None:
         raise UserError(f"no story {args.story_id!r} (or more than one starts so); "
@@ -139,7 +141,8 @@ def _print_story(detail: browse.StoryDetail) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    with store.connect(settings.database, read_only=True) as con:
+    with store.connect(settings.database, read_only=True,
+                       schema_if_empty=False) as con:
         st = browse.status(con, settings, settings.database)
     size = st.size_bytes / 1024 / 1024
     print(f"database   {settings.database} ({size:.1f} MiB)")

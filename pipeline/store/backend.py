@@ -31,9 +31,11 @@ class Backend(Protocol):
         """Whether there is a database yet (a read-only connection needs one)."""
         ...
 
-    def connect(self, *, read_only: bool = False
+    def connect(self, *, read_only: bool = False, schema_if_empty: bool = True
                 ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
-        """A connection; a writing one creates the schema if needed."""
+        """A connection; a writing one creates the schema if needed (a reading
+        one too, on an empty file, unless ``schema_if_empty`` is False: the
+        user's read-only commands never write)."""
         ...
 
     def writer(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
@@ -59,9 +61,9 @@ class FileBackend:
     def exists(self) -> bool:
         return self.path.exists()
 
-    def connect(self, *, read_only: bool = False
+    def connect(self, *, read_only: bool = False, schema_if_empty: bool = True
                 ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
-        return store.connect(self.path, read_only=read_only)
+        return store.connect(self.path, read_only=read_only, schema_if_empty=schema_if_empty)
 
     def writer(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         return store.connect(self.path)
@@ -83,15 +85,15 @@ def backend(settings: Settings) -> Backend:
 
 
 @contextmanager
-def open_store(settings: Settings, *, read_only: bool | None = None
-               ) -> Iterator[duckdb.DuckDBPyConnection]:
+def open_store(settings: Settings, *, read_only: bool | None = None,
+               schema_if_empty: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection to the configured store. ``read_only=None``: read-only when
     the store exists, else a writing connection that creates it (the poll and
     cluster stages on a first run)."""
     chosen = backend(settings)
     if read_only is None:
         read_only = chosen.exists()
-    with chosen.connect(read_only=read_only) as con:
+    with chosen.connect(read_only=read_only, schema_if_empty=schema_if_empty) as con:
         yield con
 
 

@@ -205,8 +205,9 @@ class LakeBackend:
         finally:
             con.close()
 
-    def connect(self, *, read_only: bool = False
+    def connect(self, *, read_only: bool = False, schema_if_empty: bool = True
                 ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        # schema_if_empty: a lake has no empty-file case (no lake yet is refused below).
         if read_only:
             if not self.exists():
                 raise store.StoreError(
