@@ -148,23 +148,41 @@ def _checked(url: str, name: str | None, settings: Settings) -> Feed:
     return Feed(url=config.url, name=config.name, origin="added")
 
 
-def _add_one(con: duckdb.DuckDBPyConnection, settings: Settings, feed: Feed) -> None:
+@dataclass(slots=True)
+class _Known:
+    """The feeds already there by :func:`~pipeline.ids.feed_key`: the config's
+    and the stored ones (their URLs as written), read once for an import."""
+
+    configured: dict[str, str]
+    stored: dict[str, str]
+
+    @classmethod
+    def read(cls, con: duckdb.DuckDBPyConnection, settings: Settings) -> _Known:
+        configured: dict[str, str] = {}
+        for f in settings.feeds:
+            configured.setdefault(feed_key(f.url), f.url)
+        stored: dict[str, str] = {}
+        for (url,) in con.execute("SELECT url FROM feeds ORDER BY url").fetchall():
+            stored.setdefault(feed_key(url), url)
+        return cls(configured=configured, stored=stored)
+
+
+def _add_one(con: duckdb.DuckDBPyConnection, settings: Settings, feed: Feed,
+             known: _Known | None = None) -> None:
+    known = known or _Known.read(con, settings)
     key = feed_key(feed.url)
-    for configured in settings.feeds:
-        if feed_key(configured.url) == key:
-            same = "" if configured.url == feed.url else f" (as {configured.url})"
-            raise FeedError(f"{feed.url} is already in the config file{same}")
+    if (configured := known.configured.get(key)) is not None:
+        same = "" if configured == feed.url else f" (as {configured})"
+        raise FeedError(f"{feed.url} is already in the config file{same}")
     # The same feed written another way is the stored one (its state, its entries).
-    for (stored,) in con.execute("SELECT url FROM feeds").fetchall():
-        if stored != feed.url and feed_key(stored) == key:
-            feed = replace(feed, url=stored)
-            break
+    feed = replace(feed, url=known.stored.get(key, feed.url))
     row = con.execute("SELECT origin, status FROM feeds WHERE url = ?", [feed.url]).fetchone()
     if row is None:
         con.execute(
             "INSERT INTO feeds (url, name, origin, status) VALUES (?, ?, 'added', 'active')",
             [feed.url, feed.name],
         )
+        known.stored[key] = feed.url
         return
     origin, status = row
     if origin == "added" and status != "retired":
@@ -291,6 +309,7 @@ def import_opml(con: duckdb.DuckDBPyConnection, settings: Settings, data: bytes)
     added: list[Feed] = []
     skipped: list[tuple[str, str]] = []
     seen: set[str] = set()
+    known = _Known.read(con, settings)
     con.execute("BEGIN TRANSACTION")
     try:
         for outline in outlines:
@@ -299,7 +318,7 @@ def import_opml(con: duckdb.DuckDBPyConnection, settings: Settings, data: bytes)
                 if feed_key(feed.url) in seen:
                     raise FeedError(f"{feed.url} appears twice in the file")
                 seen.add(feed_key(feed.url))
-                _add_one(con, settings, feed)
+                _add_one(con, settings, feed, known)
             except FeedError as exc:
                 skipped.append((outline.url[:2048], str(exc)))
                 continue

@@ -163,8 +163,9 @@ def create_app(settings: Settings, reader: Reader, *,
                 damaged = store.explain(exc, settings.database)
                 if damaged is None:
                     raise
-                return render("error.html", None, 503, message=str(damaged),
-                              title="Damaged database")
+                title = ("Damaged database" if isinstance(damaged, store.DatabaseDamaged)
+                         else "Database error")  # a full disk, say
+                return render("error.html", None, 503, message=str(damaged), title=title)
 
         return endpoint
 
