@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from datetime import timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -121,6 +122,22 @@ class PersonConfig(Strict):
     aliases: tuple[Text, ...] = ()
 
 
+# A plain ASCII address (RFC 5321 dot-atom @ host name): what every SMTP server
+# takes without SMTPUTF8 and what a header holds as written. Tabs, line
+# separators, quotes, comments and a second "@" once reached the server cut
+# short (x@y<TAB>z as x@y) or as the null path, and a non-ASCII one stopped
+# every send round at the server's refusal.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*")
+_ADDRESS_RULE = ("a plain ASCII address such as name@example.org: no spaces, quotes, "
+                 "comments or non-ASCII letters")
+
+
+def plain_address(address: str) -> bool:
+    return len(address) <= 254 and _ADDRESS.fullmatch(address) is not None
+
+
 class AlertRule(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     query: Query
@@ -136,10 +153,16 @@ class AlertRule(Strict):
     @classmethod
     def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for address in value:
-            local, _, domain = address.partition("@")
-            if not local or not domain or any(c in address for c in " \r\n<>,;"):
-                raise ValueError(f"{address!r} is not an e-mail address")
+            if not plain_address(address):
+                raise ValueError(f"{address!r} is not an e-mail address newsmon can send to "
+                                 f"({_ADDRESS_RULE})")
         return value
+
+    @field_validator("languages")
+    @classmethod
+    def _language_codes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Stored languages are lower-case ISO 639-1 codes: "EN" would never match.
+        return tuple(code.strip().lower() for code in value)
 
     @model_validator(mode="after")
     def _digest_needs_period(self) -> AlertRule:
@@ -154,6 +177,15 @@ class SmtpConfig(Strict):
     sender: str = "newsmon <newsmon@localhost>"
     timeout: float = Field(default=30.0, gt=0)
     ca_file: Path | None = None  # a private CA for smtps:// and STARTTLS
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        _, address = parseaddr(value)
+        if not plain_address(address) or any(not c.isprintable() for c in value):
+            raise ValueError(f"{value!r} is not a sender newsmon can send as ({_ADDRESS_RULE},"
+                             " with a printable name before it: 'newsmon <news@example.org>')")
+        return value
 
     @field_validator("url")
     @classmethod
