@@ -289,12 +289,20 @@ def _format(args: argparse.Namespace) -> Format:
 def cmd_sql(args: argparse.Namespace) -> int:
     import duckdb
 
-    from pipeline.store.backend import open_store
+    from pipeline.store.backend import is_lake, open_store
 
     settings = _settings(args)
     if not args.query.strip():
         raise UserError("no SQL to run: the statement is empty")
     with open_store(settings, read_only=True, schema_if_empty=False) as con:
+        if not is_lake(con):
+            # Read-only is the database; a statement could still write or read
+            # other files (COPY ... TO over news.duckdb itself, ATTACH ...
+            # READ_WRITE, read_csv('/etc/passwd')). None of that, and the
+            # statement cannot turn it back on. (A lake reads its data files
+            # through that same access: there the catalog's read-only role holds.)
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
         try:
             cursor = con.execute(args.query)
         except duckdb.Error as exc:

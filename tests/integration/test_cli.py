@@ -156,6 +156,23 @@ def test_extract_refuses_a_file_larger_than_a_page_may_be_without_reading_it_all
     assert time.monotonic() - started < 30
 
 
+def test_sql_reads_the_database_and_no_other_file(workdir: Path, tmp_path: Path) -> None:
+    # Before: COPY ... TO over news.duckdb itself exited 0 and left 4 bytes.
+    db = workdir / "news.duckdb"
+    before = db.read_bytes()
+    for statement in (f"COPY (SELECT 1 AS x) TO '{db}' (FORMAT csv)",
+                      f"COPY (SELECT 1 AS x) TO '{tmp_path / 'x.csv'}' (FORMAT csv)",
+                      "SELECT * FROM read_csv('/etc/passwd')",
+                      f"ATTACH '{tmp_path / 'y.duckdb'}' AS y",
+                      "SET enable_external_access = true"):
+        line = user_error(newsmon("sql", statement, cwd=workdir))
+        assert "disabled by configuration" in line or "locked" in line, (statement, line)
+    assert db.read_bytes() == before
+    assert not (tmp_path / "x.csv").exists() and not (tmp_path / "y.duckdb").exists()
+    result = newsmon("sql", "SELECT count(*) AS n FROM feeds", cwd=workdir)
+    assert result.returncode == 0 and "n" in result.stdout, result.stderr
+
+
 def test_sql_errors_keep_duckdbs_hint_and_caret(workdir: Path) -> None:
     result = newsmon("sql", "SELECT * FROM article", cwd=workdir)
     first = user_error(result)
