@@ -708,7 +708,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
+    for value in given:
+        # Bytes that are not UTF-8 come in as lone surrogates, which no query,
+        # URL or id holds (DuckDB refused them with a traceback).
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(value).decode("utf-8", "backslashreplace")
+            print(f"newsmon: the argument {shown} is not UTF-8 text; give it as UTF-8",
+                  file=sys.stderr)
+            return 2
+    args = parser.parse_args(given)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

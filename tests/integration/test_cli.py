@@ -8,6 +8,7 @@ Every user error is exit code 2 with one sentence on stderr and no traceback;
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -154,6 +155,18 @@ def test_extract_refuses_a_file_larger_than_a_page_may_be_without_reading_it_all
     assert result.stderr.startswith(f"newsmon: {huge}: larger than 10 MiB"), result.stderr
     assert "working group on Syria" in result.stdout  # the other file still ran
     assert time.monotonic() - started < 30
+
+
+def test_an_argument_that_is_not_utf8_is_one_sentence(workdir: Path) -> None:
+    # Before: DuckDB's "Unable to cast Python instance" or UnicodeEncodeError tracebacks.
+    for args in ([b"sql", b"SELECT '\xff'"], [b"stories", b"--topic", b"\xff"],
+                 [b"story", b"s-\xff"]):
+        result = subprocess.run([*map(os.fsencode, COMMAND), *args], cwd=workdir,
+                                capture_output=True, timeout=60, check=False)
+        stderr = result.stderr.decode()
+        assert result.returncode == 2 and "Traceback" not in stderr, stderr
+        assert stderr.startswith("newsmon: the argument ") and "\\xff" in stderr, stderr
+        assert "is not UTF-8 text" in stderr
 
 
 def test_sql_reads_the_database_and_no_other_file(workdir: Path, tmp_path: Path) -> None:
