@@ -205,9 +205,17 @@ def create_app(settings: Settings, reader: Reader, *,
         return render("feeds.html", view, status=status)
 
     def alerts_page(request: Request, view: View) -> Response:
-        backtests = []
+        backtests: list[tuple[Any, list[Any], str | None]] = []
         for rule in settings.alerts:
-            backtests.append((rule, alert.backtest(view.con, rule, limit=20)))
+            try:
+                backtests.append((rule, alert.backtest(view.con, rule, limit=20), None))
+            except duckdb.Error as exc:
+                if store.explain(exc, settings.database) is not None:
+                    raise  # a damaged file: the whole page says so
+                # The query parsed, so an engine limit (a pattern over RE2's
+                # size): that rule's sentence, as `newsmon alerts test` says it.
+                backtests.append((rule, [], "DuckDB could not run its query "
+                                  f"({str(exc).splitlines()[0]}); try a shorter query"))
         return render("alerts.html", view, rows=browse.outbox(view.con), backtests=backtests,
                       counts=browse.status(view.con, settings, settings.database).alerts)
 

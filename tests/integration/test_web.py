@@ -123,6 +123,24 @@ def test_a_block_damaged_past_what_opening_reads_is_a_sentence_not_a_500(
     assert damaged_pages == 1
 
 
+def test_a_rule_whose_query_duckdb_cannot_run_is_its_sentence_on_the_alerts_page(
+        settings: Settings, reader: Reader) -> None:
+    # 3,000 wildcard words in one OR: an RE2 pattern past DuckDB's size limit.
+    # Before: HTTP 500 for the whole page; `newsmon alerts test` said it in a sentence.
+    from pipeline.config import AlertRule
+
+    huge = " OR ".join(f"w{n}x*" for n in range(3000)) + " OR syria"
+    rules = (*settings.alerts, AlertRule.model_validate(
+        {"name": "huge", "query": huge, "to": ["analyst@example.org"]}))
+    wide = settings.model_copy(update={"alerts": rules})
+    with serving(create_app(wide, reader)) as base, \
+            httpx.Client(base_url=base, timeout=30) as client:
+        page = client.get("/alerts")
+    assert page.status_code == 200, page.text[-500:]
+    assert "DuckDB could not run its query" in page.text and "try a shorter query" in page.text
+    assert page.text.count("no stored story matches") == 0  # the syria rule still lists its hits
+
+
 def test_hostile_values_render_as_text(settings: Settings, client: httpx.Client) -> None:
     story_id = add_hostile_story(settings.database)
     for path in ("/", f"/story/{story_id}", "/?topic=%3Ci%3Etopic%3C/i%3E"):
