@@ -368,9 +368,9 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 
 def _query_failed(exc: Exception) -> str:
-    # The query parsed, so this is a limit of the engine: thousands of words
-    # in one OR make an RE2 pattern over DuckDB's size limit, say.
-    return f"query: DuckDB could not run it ({str(exc).splitlines()[0]}); try a shorter query"
+    from pipeline.query import engine_refused
+
+    return f"query: {engine_refused(exc)}"
 
 
 def cmd_feeds(args: argparse.Namespace) -> int:

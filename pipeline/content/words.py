@@ -15,11 +15,12 @@ import re
 from typing import Final
 
 # Han (the unified ideographs, extension A, compatibility), hiragana, katakana.
-_CJK: Final = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_CJK_RANGES: Final = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 # Thai, Lao, Myanmar, Khmer.
-_SOUTHEAST: Final = re.compile("[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff]")
-_UNSPACED: Final = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-                              "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff]")
+_SOUTHEAST_RANGES: Final = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff"
+_CJK: Final = re.compile(f"[{_CJK_RANGES}]")
+_SOUTHEAST: Final = re.compile(f"[{_SOUTHEAST_RANGES}]")
+_UNSPACED: Final = re.compile(f"[{_CJK_RANGES}{_SOUTHEAST_RANGES}]")
 CJK_CHARS_PER_WORD: Final = 2
 SOUTHEAST_CHARS_PER_WORD: Final = 5
 

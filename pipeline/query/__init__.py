@@ -131,7 +131,7 @@ from ._ast import (
     TextField,
 )
 from ._document import Document
-from ._errors import QuerySyntaxError
+from ._errors import QuerySyntaxError, engine_refused
 from ._format import format_query
 from ._match import Hit, Matcher, compile
 from ._parser import MAX_DEPTH, parse
@@ -164,6 +164,7 @@ __all__ = [
     "Term",
     "TextField",
     "compile",
+    "engine_refused",
     "fold",
     "format_query",
     "parse",

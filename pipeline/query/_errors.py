@@ -49,3 +49,10 @@ class QuerySyntaxError(ValueError):
             echo = ("…" if start else "") + echo[start:end] + ("…" if end < len(echo) else "")
             caret = caret - start + (1 if start else 0)
         return f"{head}\n  {echo}\n  {' ' * caret}^"
+
+
+def engine_refused(exc: Exception, *, what: str = "it") -> str:
+    """The sentence for a query that parsed but DuckDB could not run: a limit of
+    the engine (thousands of words in one OR make an RE2 pattern over DuckDB's
+    size limit, say). ``what``: how the sentence names the query."""
+    return f"DuckDB could not run {what} ({str(exc).splitlines()[0]}); try a shorter query"

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline import __version__, alert, browse, store
 from pipeline.config import Settings
+from pipeline.query import engine_refused
 from pipeline.web._reader import Reader, Updating, View
 from pipeline.web._svg import bar_chart, timeline
 
@@ -212,10 +213,8 @@ def create_app(settings: Settings, reader: Reader, *,
             except duckdb.Error as exc:
                 if store.explain(exc, settings.database) is not None:
                     raise  # a damaged file: the whole page says so
-                # The query parsed, so an engine limit (a pattern over RE2's
-                # size): that rule's sentence, as `newsmon alerts test` says it.
-                backtests.append((rule, [], "DuckDB could not run its query "
-                                  f"({str(exc).splitlines()[0]}); try a shorter query"))
+                # That rule's sentence, as `newsmon alerts test` says it.
+                backtests.append((rule, [], engine_refused(exc, what="its query")))
         return render("alerts.html", view, rows=browse.outbox(view.con), backtests=backtests,
                       counts=browse.status(view.con, settings, settings.database).alerts)
 
