@@ -242,10 +242,14 @@ def cluster_stage(settings: Settings, run_id: str, *,
 
 
 def load_stage(settings: Settings, run_id: str, *, started_at: datetime | None = None,
-               keep_staging: bool = False, warm: WarmClusterer | None = None) -> LoadResult:
+               keep_staging: bool = False, warm: WarmClusterer | None = None,
+               checkpoint: bool = True) -> LoadResult:
+    """``checkpoint=False``: another load follows soon (a stream's burst); the
+    commit stays in the file's write-ahead log for it or :func:`checkpoint_stage`
+    to fold in (see :func:`pipeline.store.connect`)."""
     # Pulled under the writer lock: a poll re-run on another host meanwhile
     # (an Airflow retry) cannot change the folder between pull and load.
-    with backend(settings).writer() as con, \
+    with backend(settings).writer(checkpoint=checkpoint) as con, \
             shared_staging.workspace(settings, run_id) as local:
         result = load(con, local, run_id, started_at=started_at, warm=warm)
     if not keep_staging:
@@ -254,11 +258,18 @@ def load_stage(settings: Settings, run_id: str, *, started_at: datetime | None =
     return result
 
 
+def checkpoint_stage(settings: Settings) -> None:
+    """Fold the loads' write-ahead log into the database file (a no-op in a lake)."""
+    backend(settings).checkpoint()
+
+
 def send_stage(settings: Settings, mailer: alert.Mailer | None = None, *,
-               ignore_backoff: bool = False) -> alert.SendResult:
+               ignore_backoff: bool = False, checkpoint: bool = True) -> alert.SendResult:
+    """``checkpoint=False``: as :func:`load_stage`'s (its marks are small, but
+    a writer's close folds in everything the loads left in the log)."""
     mailer = mailer or alert.mailer_for(settings)
     if settings.store.mode != "lake":
-        with backend(settings).connect() as con:
+        with backend(settings).writer(checkpoint=checkpoint) as con:
             return alert.send_pending(con, settings, mailer, ignore_backoff=ignore_backoff)
     # A lake's sender never writes the lake (a lake commit per mark aborts the
     # loads): it reads the outbox rows and stories read-only and keeps the

@@ -46,6 +46,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -62,6 +63,7 @@ from pipeline.stages import (
     MAX_PAGE_ATTEMPTS,
     PollSummary,
     Progress,
+    checkpoint_stage,
     cluster_stage,
     deferred_record,
     entry_from,
@@ -115,6 +117,9 @@ class BatchResult:
     plan: PlanResult
     load: LoadResult
     send: alert.SendResult | None  # None: nothing was queued, no send round
+    # False: more articles were on their way, so the load left its commit in the
+    # write-ahead log for a later load (or the pass's end) to fold into the file.
+    folded: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -249,6 +254,8 @@ class _Stream:
         # The clusterer goes on from one batch's plan to the next (while no other
         # process writes the database): no restore of the open stories a batch.
         self.warm = WarmClusterer()
+        # Loads committed to the file's write-ahead log and not folded in yet.
+        self.unfolded = False
 
     # -- the database thread ---------------------------------------------------------------
 
@@ -507,8 +514,13 @@ class _Stream:
     def _plan_and_load(self, run_id: str) -> tuple[PlanResult, LoadResult]:
         with explained(self.settings.database):
             planned = cluster_stage(self.settings, run_id, warm=self.warm)
-            loaded = load_stage(self.settings, run_id, started_at=self.started, warm=self.warm)
+            loaded = load_stage(self.settings, run_id, started_at=self.started, warm=self.warm,
+                                checkpoint=False)
         return planned, loaded
+
+    def _idle(self) -> bool:
+        """Nothing on its way to a batch: no page fetched, extracted or staged."""
+        return not (self.batch.records or self.extracting or self.polled)
 
     async def _load(self, run_id: str, batch: _Batch) -> None:
         try:
@@ -522,8 +534,10 @@ class _Stream:
         for url in batch.feeds:
             self.busy_feeds.discard(url)
         self.keys.difference_update(batch.keys)
+        self.unfolded = True
         sent = await self.send() if loaded.alerts_queued else None
-        result = BatchResult(plan=planned, load=loaded, send=sent)
+        folded = await self._fold_if_idle()
+        result = BatchResult(plan=planned, load=loaded, send=sent, folded=folded)
         self.totals.add_batch(result)
         if self.on_batch is not None:
             self.on_batch(result)
@@ -533,12 +547,42 @@ class _Stream:
         if self.send_error is not None:
             return None
         try:
-            result = await self.db(send_stage, self.settings, self.mailer)
+            result = await self.db(partial(send_stage, checkpoint=False), self.settings,
+                                   self.mailer)
         except Exception as exc:  # noqa: BLE001 - raised by finish(); loads go on
             self.send_error = exc
             return None
         self.totals.add_send(result)
         return result
+
+    async def fold(self) -> None:
+        """:meth:`_fold_if_idle`, unless a batch is loading."""
+        if self.loading is None or self.loading.done():
+            await self._fold_if_idle()
+
+    async def _fold_if_idle(self) -> bool:
+        """Fold the write-ahead log into the database file once nothing is on
+        its way to a batch; True when nothing is left in the log.
+
+        The stream's loads and sends leave their commits in the log: folding
+        rewrites each table's last row group, about 3 s at 50,000 articles for
+        a batch of 50 (BENCHMARKS.md), so a burst pays it once, at its end. The
+        file alone then holds every load, to copy or to open with any DuckDB. A
+        failure loses nothing (every connection reads the log, and DuckDB folds
+        it in by itself past 16 MiB), so it is a warning."""
+        if not self.unfolded:
+            return True
+        if not self._idle():
+            return False
+        try:
+            await self.db(checkpoint_stage, self.settings)
+        except Exception as exc:  # noqa: BLE001 - the log stays and is read; see above
+            log.warning("could not fold the write-ahead log into %s: %s; every connection "
+                        "reads it, and the next pass folds it in", self.settings.database,
+                        exc)
+            return False
+        self.unfolded = False
+        return True
 
     async def batcher(self) -> None:
         while True:
@@ -566,9 +610,11 @@ class _Stream:
             self.flush(final=True)
         if self.loading is not None:
             await self.loading
+        if self.failed is None:
+            await self.send()  # earlier passes' alerts due again, even with none queued now
+        await self.fold()
         if self.failed is not None:
             raise self.failed
-        await self.send()  # earlier passes' alerts due again, even with none queued now
         if self.send_error is not None:
             raise self.send_error
 
@@ -645,12 +691,14 @@ async def _keep_polling(stream: _Stream, poller: poll.FeedPoller, stop: threadin
             raise stream.fatal
         if stop.is_set() or stream.failed is not None:
             return  # a failed load: the rest is staged for the next run; finish() says why
+        await stream.fold()  # a burst's last load may have found more on its way
         retries = time.monotonic() - last_retry >= retry_every
         if retries:
             last_retry = time.monotonic()
         next_due = await stream.start_polls(poller, force=False, retries=retries)
         if stream.loading is None or stream.loading.done():
             await stream.send()
+            await stream.fold()
 
 
 def stream_pass(

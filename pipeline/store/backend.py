@@ -38,9 +38,16 @@ class Backend(Protocol):
         user's read-only commands never write)."""
         ...
 
-    def writer(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+    def writer(self, *, checkpoint: bool = True
+               ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         """A connection for the single writer: held by one process on any host
-        at a time (the load, feeds changes, maintenance)."""
+        at a time (the load, feeds changes, maintenance). ``checkpoint=False``:
+        a load with another behind it leaves its commit in the file's
+        write-ahead log (:func:`pipeline.store.connect`)."""
+        ...
+
+    def checkpoint(self) -> None:
+        """Fold what writers left in a write-ahead log into the store."""
         ...
 
     def lock(self) -> AbstractContextManager[object]:
@@ -65,8 +72,13 @@ class FileBackend:
                 ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         return store.connect(self.path, read_only=read_only, schema_if_empty=schema_if_empty)
 
-    def writer(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
-        return store.connect(self.path)
+    def writer(self, *, checkpoint: bool = True
+               ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        return store.connect(self.path, checkpoint=checkpoint)
+
+    def checkpoint(self) -> None:
+        if self.path.exists():
+            store.checkpoint(self.path)
 
     def lock(self) -> AbstractContextManager[object]:
         return nullcontext()  # the connection holds DuckDB's lock on the file

@@ -222,9 +222,15 @@ class LakeBackend:
         return self._connection(read_only=False)
 
     @contextmanager
-    def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def writer(self, *, checkpoint: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        # checkpoint: a lake commits its data files and catalog rows at each
+        # commit; there is no write-ahead log to leave.
+        del checkpoint
         with self.writer_lock(), self._connection(read_only=False, writer=True) as con:
             yield con
+
+    def checkpoint(self) -> None:
+        pass  # nothing is left in a log (writer)
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:

@@ -316,3 +316,32 @@ def test_an_unreadable_plan_is_made_again(tmp_path: Path) -> None:
             b"PAR1 torn")
         assert load(con, settings, "run-1").articles_new == 3
         assert table(con, "SELECT count(*) FROM stories") == [(2,)]
+
+
+def test_a_load_that_leaves_its_commit_in_the_log_loses_nothing(tmp_path: Path) -> None:
+    """``load_stage(checkpoint=False)``, a stream's load with more behind it: the
+    commit stays in ``news.duckdb.wal``, every connection reads it, a second
+    load goes on from it, and :func:`store.checkpoint` leaves the file alone
+    holding both."""
+    from pipeline.stages import checkpoint_stage, load_stage
+
+    settings = f.settings(tmp_path)
+    wal = settings.database.with_name(settings.database.name + ".wal")
+    first, second = reports()[:2], reports()[2:]
+    f.stage(settings, "run-1", first)
+    load_stage(settings, "run-1", checkpoint=False)
+    assert wal.exists() and wal.stat().st_size > 0
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        assert table(con, "SELECT count(*) FROM articles") == [(2,)]
+    f.stage(settings, "run-2", second)
+    load_stage(settings, "run-2", checkpoint=False)
+    checkpoint_stage(settings)
+    assert not wal.exists() or wal.stat().st_size == 0
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        assert table(con, "SELECT count(*) FROM articles") == [(3,)]
+        assert table(con, "SELECT count(*) FROM runs") == [(2,)]
+    # The default folds at once: nothing is left beside the file.
+    f.stage(settings, "run-3",
+            [f.article(9, title="Later report", text=OTHER * 3, source="Outlet Nine")])
+    load_stage(settings, "run-3")
+    assert not wal.exists() or wal.stat().st_size == 0

@@ -169,6 +169,38 @@ def test_alerts_arrive_within_seconds_of_their_page_while_slow_servers_trickle(
     assert result.batches >= 2  # the slow feed's state came in a later batch
 
 
+def test_a_batch_with_pages_still_on_the_way_leaves_folding_the_log_to_the_last(
+    tmp_path: Path, server: FeedServer, slow_server: FeedServer, smtp_server: Inbox
+) -> None:
+    """Folding DuckDB's write-ahead log into the file costs seconds at 50,000
+    articles (BENCHMARKS.md): a load with the slow pages still in flight leaves
+    its commit in the log, readable by every connection, and the pass ends with
+    the file alone holding everything."""
+    from pipeline.stream import stream_pass
+
+    settings = make_settings(tmp_path, server, slow_server, smtp_server)
+    wal = settings.database.with_name(settings.database.name + ".wal")
+    seen: list[tuple[bool, bool, int, int]] = []
+
+    def on_batch(batch: Any) -> None:
+        with duckdb.connect(str(settings.database), read_only=True) as con:
+            (stored,) = con.execute("SELECT count(*) FROM articles").fetchone() or (0,)
+        seen.append((batch.folded, wal.exists(), stored, batch.load.articles_new))
+
+    result = stream_pass(settings, on_batch=on_batch)
+    assert len(seen) >= 2 and not seen[0][0]  # the healthy pages' batch, slow ones pending
+    running = 0
+    for folded, logged, stored, new in seen:
+        running += new
+        assert stored == running  # read, folded or not
+        if not folded:
+            assert logged
+    assert not wal.exists() or wal.stat().st_size == 0
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM articles").fetchone() == (
+            result.load.articles_new,)
+
+
 def test_a_slow_hosts_queue_of_pages_waits_for_the_next_poll_not_the_pass(
     tmp_path: Path, server: FeedServer, slow_server: FeedServer
 ) -> None:
