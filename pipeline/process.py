@@ -151,8 +151,13 @@ class Processor:
             return self._pool.call(page, timeout=self._timeout)
         except TimeLimitExceeded:
             reason = f"extraction took longer than {self._timeout:g} s"
-        except WorkerDied as exc:  # a crash in C code (lxml) or the OOM killer
-            reason = f"extraction crashed its worker: {exc}"
+        except WorkerDied as exc:
+            # A crash in C code (lxml), or the OOM killer or an operator ending
+            # the worker for reasons of their own: tried again on later passes
+            # (MAX_PAGE_ATTEMPTS in all), so a page that was only in the way
+            # is not lost, and one that crashes every time is still refused.
+            return Rejection(url=entry.url, feed_url=entry.feed_url, stage="extract",
+                             reason=f"extraction crashed its worker: {exc}", transient=True)
         return Rejection(url=entry.url, feed_url=entry.feed_url, stage="extract", reason=reason)
 
     def map(self, pages: Iterable[FetchedPage]) -> Iterator[TaggedArticle | Rejection]:

@@ -117,10 +117,24 @@ def tidy_staging(settings: Settings, *, now: datetime | None = None
     return ready, removed
 
 
+# How a continuous run names itself in the lock file: one never finishes, so
+# a pass that finds it there stops instead of waiting.
+_CONTINUOUS = "continuous newsmon run"
+
+
+_LOCK_POLL = 0.5  # seconds between looks at a held pass lock
+
+
+class PassRunning(staging.StagingError):
+    """A continuous run holds the staging folder: waiting for it would be for ever."""
+
+
 @contextmanager
-def pass_lock(settings: Settings) -> Iterator[None]:
+def pass_lock(settings: Settings, *, continuous: bool = False) -> Iterator[None]:
     """One pass at a time on a staging folder: a second ``newsmon run`` waits
-    (saying for whom) instead of fetching every page again beside the first."""
+    (saying for whom) instead of fetching every page again beside the first;
+    beside a continuous run (``continuous``), which never ends, it stops with
+    :class:`PassRunning`."""
     path = settings.staging / ".pass.lock"
     try:
         settings.staging.mkdir(parents=True, exist_ok=True)
@@ -131,17 +145,33 @@ def pass_lock(settings: Settings) -> Iterator[None]:
             "`staging_dir:` (or `database:`, whose folder holds it by default) to a place "
             "newsmon can write") from None
     with opened as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        waited = False
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                pass
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            log.warning("another newsmon pass is running (%s); waiting for it to finish",
-                        holder)
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            # Looked at again while waiting: a continuous run may take the
+            # lock from the pass this one waited for.
+            if holder.startswith(_CONTINUOUS):
+                who = holder.removeprefix(_CONTINUOUS).split(",")[0].strip()
+                raise PassRunning(
+                    f"a {_CONTINUOUS} {who} polls these feeds already (staging folder "
+                    f"{settings.staging}); stop it first (Ctrl-C or SIGTERM) to run another "
+                    "pass") from None
+            if not waited:
+                log.warning("another newsmon pass is running (%s); waiting for it to finish",
+                            holder)
+                waited = True
+            time.sleep(_LOCK_POLL)
         handle.seek(0)
         handle.truncate()
-        handle.write(f"process {os.getpid()}, since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
+        who = f"{_CONTINUOUS} (process {os.getpid()})" if continuous else \
+            f"process {os.getpid()}"
+        handle.write(f"{who}, since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
         handle.flush()
         try:
             yield
@@ -224,7 +254,7 @@ def run_continuous(
     loaded and alerted as it fills, until ``stop`` is set (or SIGINT / SIGTERM
     in the main thread). Returns the whole run's counts."""
     stop = stop or threading.Event()
-    with pass_lock(settings), _stopped_by_signals(stop):
+    with pass_lock(settings, continuous=True), _stopped_by_signals(stop):
         leftovers, pruned = _load_leftovers(settings)
         streamed = stream_pass(settings, force=force, workers=workers, progress=progress,
                                mailer=mailer, stop=stop, on_batch=on_batch)

@@ -44,6 +44,8 @@ FAILING_AT = 6
 # Feed parsing is quick (milliseconds for a typical feed); a few workers keep
 # up with the network, and each costs ~0.5 s to start (importing feedparser).
 PARSE_WORKERS = max(1, min(4, os.cpu_count() or 1))
+_UNASKED_304 = ("HTTP 304 Not Modified to a request without validators "
+                "(If-None-Match, If-Modified-Since): the server sent no feed")
 # A pass may defer thousands of feeds: the log line names the first few.
 _LOGGED_URLS = 5
 
@@ -192,6 +194,12 @@ class _Poller:
         # RFC 9110 §15.4.2: after a 301/308 the new URL is the one to use.
         base = replace(base, fetch_url=response.permanent_redirect or fetch_url)
         if response.status == 304:
+            if base.etag is None and base.last_modified is None:
+                # RFC 9110 §15.4.5: a 304 answers a conditional request. To a
+                # plain GET it stands for nothing we hold (a broken cache);
+                # taken as success, the feed would look healthy and never
+                # give an entry.
+                return self._failed(base, state, _UNASKED_304, HARD_POINTS), None
             return self._succeeded(base, state, response, None), None
         digest = ids.content_hash(response.body)
         if state is not None and digest == state.content_hash:

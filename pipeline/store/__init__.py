@@ -223,6 +223,18 @@ _LOCK_CONFLICT = "Could not set lock on file"
 _DAMAGED = ("Corrupt database file", "is not a valid DuckDB database file",
             "The file is not a valid DuckDB database")
 _NO_SPACE = ("No space left on device", "Could not write all bytes")
+# DuckDB's parquet reader on a file cut short or overwritten (duckdb 1.5,
+# extension/parquet); DuckLake passes the footer size its catalog recorded.
+_DAMAGED_PARQUET = ("No magic bytes found at end of file", "too small to be a Parquet file",
+                    "Invalid footer length provided for file")
+# httpfs's words for a request that got no answer (duckdb 1.5, extension/httpfs:
+# "Could not connect to server error for HTTP GET to '...'"); an answer that is
+# an error status is an HTTPException.
+_NO_ANSWER = " error for HTTP "
+
+
+class DataUnreachable(StoreError):
+    pass
 
 
 def disk_full(path: Path | str) -> DiskFull:
@@ -241,6 +253,22 @@ def explain(exc: BaseException, path: Path | str) -> StoreError | None:
         message = str(exc)
         if any(words in message for words in _NO_SPACE):
             return disk_full(path)
+        if isinstance(exc, duckdb.HTTPException) or (
+                isinstance(exc, duckdb.IOException) and _NO_ANSWER in message):
+            # Only the lake's data files are read over HTTP (the DuckDB file and
+            # the staging are local, `newsmon sql` has external access off).
+            return DataUnreachable(
+                f"cannot reach the lake's data files ({message.splitlines()[0]}); check "
+                "store.data_path and store.s3, and that the object store is running, then "
+                "run again; nothing was lost (staged runs wait for the next pass)")
+        if isinstance(exc, duckdb.InvalidInputException) and any(
+                words in message for words in _DAMAGED_PARQUET):
+            # The database file is DuckDB's own format: a Parquet file that is
+            # read is one of the lake's (a plan's is checked before it is read).
+            return DatabaseDamaged(
+                f"a data file of the lake is damaged ({message.splitlines()[0]}); restore it "
+                "from a backup of store.data_path, or start a new lake (the feeds will be "
+                "read again)")
         if any(words in message for words in _DAMAGED):
             return DatabaseDamaged(
                 f"{path} is damaged ({message.splitlines()[0]}); move it aside and restore "

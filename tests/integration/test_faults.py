@@ -338,6 +338,40 @@ def test_two_passes_at_once_fetch_each_page_once(tmp_path: Path, server: FeedSer
     assert after["seen"] == 8  # entries_seen not counted twice
 
 
+def test_a_pass_beside_a_continuous_run_says_so_instead_of_waiting_for_ever(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """`newsmon run` (continuous) never finishes; a `run --once` (a cron job)
+    or a second `newsmon run` beside it waited for it for ever. They say who
+    polls the feeds already and exit 2; the continuous run goes on."""
+    urls = [serve_feed(server, "beside", 2)]
+    settings = make_settings(tmp_path, server, urls)
+    config = _write_config(tmp_path, settings, urls)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "pipeline.cli", "run", "--quiet", "--config", str(config)]
+    continuous = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while server.hits["/beside.xml"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.hits["/beside.xml"] == 1
+        for extra in (["--once"], []):
+            beside = subprocess.run(command + extra, capture_output=True, text=True, env=env,
+                                    timeout=60)
+            assert beside.returncode == 2, beside.stderr
+            assert beside.stderr.splitlines()[-1] == (
+                f"newsmon: a continuous newsmon run (process {continuous.pid}) polls these "
+                f"feeds already (staging folder {settings.staging}); stop it first (Ctrl-C "
+                "or SIGTERM) to run another pass")
+        assert continuous.poll() is None  # untouched
+    finally:
+        continuous.terminate()
+        _out, err = continuous.communicate(timeout=60)
+    assert continuous.returncode == 0, err
+    assert counts(settings)["articles"] == 2
+
+
 def test_a_pass_loads_what_an_earlier_pass_left_and_prunes_the_rest(
     tmp_path: Path, server: FeedServer
 ) -> None:

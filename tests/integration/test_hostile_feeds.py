@@ -12,9 +12,12 @@ import functools
 import io
 import operator
 import os
+import signal
 import time
 import tracemalloc
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ from pipeline.models import FeedEntry, FetchedPage, Rejection, TaggedArticle
 from pipeline.process import Processor
 from pipeline.run import PassResult, load_stage, new_run_id, poll_stage, run_pass
 from pipeline.sources.parsing import parse_feed
+from pipeline.stages import record_outcome
 from pipeline.store import staging
 from pipeline.workers import TimeLimitExceeded, WorkerPool
 
@@ -379,3 +383,52 @@ def test_extraction_time_limit_holds_with_one_worker(tmp_path: Path) -> None:
     assert isinstance(ok, TaggedArticle) and ok.article.title == "Talks resume"
     assert isinstance(slow, Rejection)
     assert slow.reason == f"extraction took longer than {EXTRACT_TIMEOUT:g} s"
+
+
+def _grandchildren() -> set[int]:
+    """The processes two levels below this one: the forkserver's workers."""
+    def children(pid: int) -> set[int]:
+        found = set()
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found |= {int(c) for c in (task / "children").read_text().split()}
+        return found
+    return {g for c in children(os.getpid()) for g in children(c)}
+
+
+def test_a_worker_killed_from_outside_leaves_its_page_to_retry(tmp_path: Path) -> None:
+    """The OOM killer (or an operator's kill -9) ends an extraction worker in
+    the middle of a page: not the page's fault, so the page is tried again on
+    a later pass (transient, like a timeout while fetching), not rejected for
+    good; the next page gets a fresh worker."""
+    settings = parse_settings({"database": str(tmp_path / "news.duckdb"),
+                               "process": {"extract_timeout": 120}})
+    entry = FeedEntry(id="slow", feed_url="http://127.0.0.1:9/f", feed_name="F",
+                      url="http://127.0.0.1:9/slow", title="", summary="", published_at=None)
+    slow = FetchedPage(entry=entry, url=entry.url, status=200, content_type="text/html",
+                       body=_slow_page(), fetched_at=NOW)
+    with Processor(settings, workers=1) as processor:
+        processor.start()
+        before = _grandchildren()
+        assert before, "no extraction worker started"
+        with ThreadPoolExecutor(1) as thread:
+            result = thread.submit(processor.process, slow)
+            time.sleep(1.0)  # inside trafilatura (about 18 s for this page)
+            assert not result.done()
+            for pid in before:
+                os.kill(pid, signal.SIGKILL)
+            killed = result.result(timeout=30)
+        assert isinstance(killed, Rejection) and killed.transient
+        assert killed.reason.startswith("extraction crashed its worker: worker process died")
+        again = processor.process(replace(slow, body=article("Talks resume").encode()))
+        assert isinstance(again, TaggedArticle)
+        assert _grandchildren().isdisjoint(before)
+    tries: dict[str, int] = {"entries": 0, "articles": 0, "rejected": 0, "retry": 0}
+    staged: list[tuple[str, dict[str, Any]]] = []
+
+    class Sink:
+        def write(self, kind: staging.Kind, record: dict[str, Any]) -> None:
+            staged.append((kind, record))
+
+    record_outcome(Sink(), entry, killed, 1, tries, NOW)
+    assert tries["retry"] == 1 and tries["rejected"] == 0
+    assert [r["status"] for kind, r in staged if kind == "entries"] == ["retry"]

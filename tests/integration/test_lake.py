@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import ROOT
 from support import factories as f
 from support import lake
 
@@ -275,3 +277,72 @@ def test_the_sender_does_not_hold_the_writer_lock_while_an_email_is_on_its_way(
     with open_store(settings, read_only=True) as con:
         assert con.execute("SELECT status, attempts, message_id IS NOT NULL FROM alerts"
                            ).fetchall() == [("sent", 1, True)]
+
+
+def test_an_object_store_that_does_not_answer_is_one_sentence_and_loses_nothing(
+        tmp_path: Path, catalog: str) -> None:
+    """Data files on S3 and the S3 server down: `newsmon run` says so in one
+    sentence (exit 2; it was a DuckDB traceback), keeps the staged run, and
+    loads it once the store is back."""
+    with lake.s3_server() as endpoint:
+        def config(at: str) -> Path:
+            path = tmp_path / "newsmon.yaml"
+            path.write_text(yaml.safe_dump({
+                "database": "news.duckdb", "staging_dir": "staging",
+                # a feed that does not answer: the pass has one, and adds nothing
+                "feeds": [{"url": "http://127.0.0.1:9/feed.xml"}],
+                "fetch": {"allow_private": ["127.0.0.1:9"]},
+                "store": lake.store_section(catalog, "s3://newsmon/lake/", endpoint=at)}),
+                encoding="utf-8")
+            return path
+
+        def newsmon(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=tmp_path,
+                                  env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                  capture_output=True, text=True, timeout=300, check=False)
+
+        settings = f.settings(tmp_path, store=lake.store_section(
+            catalog, "s3://newsmon/lake/", endpoint=endpoint))
+        f.stage(settings, "run-1", reports()[:1])
+        with backend(settings).writer() as con:
+            load(con, settings, "run-1")
+        f.stage(settings, "run-2", reports()[1:])  # a pass's batch whose load did not happen
+        down = newsmon("run", "--once", "--config", str(config(f"127.0.0.1:{lake.free_port()}")))
+        assert down.returncode == 2, down.stderr
+        assert "Traceback" not in down.stderr
+        assert down.stderr.startswith("newsmon: cannot reach the lake's data files ("), \
+            down.stderr
+        assert "check store.data_path and store.s3" in down.stderr
+        assert (settings.staging / "run-2").is_dir()
+        back = newsmon("run", "--once", "--config", str(config(endpoint)))
+        assert back.returncode == 0, back.stderr
+        with open_store(settings, read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM articles").fetchall() == [(3,)]
+
+
+def test_a_damaged_data_file_of_the_lake_is_one_sentence(tmp_path: Path, catalog: str) -> None:
+    """A data file the catalog lists, cut short (a disk that lost its tail, a
+    copy that stopped): `newsmon run` names it in one sentence, exit 2, as a
+    damaged DuckDB file is named (it was a DuckDB traceback)."""
+    settings = lake_settings(tmp_path, catalog)
+    f.stage(settings, "run-1", reports())
+    with backend(settings).writer() as con:
+        load(con, settings, "run-1")
+    damaged = next((tmp_path / "lake-data").rglob("entries/*.parquet"))
+    damaged.write_bytes(damaged.read_bytes()[:-100])
+    config = tmp_path / "newsmon.yaml"
+    config.write_text(yaml.safe_dump({
+        "database": "news.duckdb", "staging_dir": "staging",
+        "feeds": [{"url": "http://127.0.0.1:9/feed.xml"}],
+        "fetch": {"allow_private": ["127.0.0.1:9"]},
+        "store": lake.store_section(catalog, tmp_path / "lake-data")}), encoding="utf-8")
+    f.stage(settings, "run-2", batch(2))  # left by a pass: the next one loads it first
+    ran = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--once", "--config",
+                          str(config)], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert ran.returncode == 2, ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert ran.stderr.startswith("newsmon: a data file of the lake is damaged ("), ran.stderr
+    assert str(damaged) in ran.stderr
+    assert "restore it from a backup of store.data_path" in ran.stderr
+    assert len(ran.stderr.strip().splitlines()) == 1

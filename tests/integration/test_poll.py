@@ -112,6 +112,26 @@ def test_a_304_without_validators_keeps_ours(tmp_path: Path, server: FeedServer)
     assert feed(settings, "/bare304.xml")["etag"] == '"b"'
 
 
+def test_a_304_to_a_request_without_validators_is_an_error_not_a_success(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """A 304 answers a conditional request only (RFC 9110 §15.4.5). One to a
+    GET that sent no validators (a broken cache in front of the feed) has
+    nothing of ours to stand for: taken as success, the feed looked healthy
+    for ever and never gave an entry."""
+    server.route("/always304.xml", Reply(status=304))
+    settings = make_settings(tmp_path, server, ["/always304.xml"])
+    for hour in range(3):
+        summary, _ = poll(settings, now=NOW + timedelta(hours=hour))
+        assert summary.feeds_failed == 1
+    assert all(h.get("if-none-match") is None and h.get("if-modified-since") is None
+               for p, h in server.requests if p == "/always304.xml")
+    row = feed(settings, "/always304.xml")
+    assert (row["status"], row["error_count"], row["last_success_at"]) == ("failing", 6, None)
+    assert row["last_error"] == ("HTTP 304 Not Modified to a request without validators "
+                                 "(If-None-Match, If-Modified-Since): the server sent no feed")
+
+
 def test_identical_body_without_validators_is_skipped_by_its_hash(
     tmp_path: Path, server: FeedServer
 ) -> None:
