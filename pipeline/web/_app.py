@@ -34,8 +34,15 @@ from pipeline.query import engine_refused
 from pipeline.web._reader import Reader, Updating, View
 from pipeline.web._svg import bar_chart, timeline
 
-__all__ = ["create_app", "loopback_hosts"]
+__all__ = ["MAX_QUERY_LENGTH", "create_app", "loopback_hosts"]
 
+# The longest query the search box takes. Any page open in the user's browser
+# can send a GET to a server on 127.0.0.1 (it cannot read the answer, but the
+# query runs), and a query's cost grows with its length (measured: 0.57 s for
+# 500 characters of "..."~5 phrases, 2.4 s for 2,000, on a database of 4
+# articles), so the page bounds it. `newsmon search` runs what its user
+# typed, at any length.
+MAX_QUERY_LENGTH = 500
 PAGE_SIZE = 50
 MAX_PAGE = 1_000_000  # pages: 50 million stories
 SINCE_CHOICES = (("", "any time"), ("24h", "last 24 hours"), ("7d", "last 7 days"),
@@ -112,17 +119,26 @@ class _Filters:
     @classmethod
     def of(cls, params: Mapping[str, str]) -> _Filters:
         def get(key: str) -> str:
-            return params.get(key, "").strip()[:500]
+            return params.get(key, "").strip()
 
         return cls(q=get("q"), topic=get("topic"), country=get("country"), person=get("person"),
                    lang=get("lang"), since=get("since"), start=get("from"), end=get("to"))
 
     def story_filter(self) -> browse.StoryFilter:
         """Raises FilterError."""
+        if len(self.q) > MAX_QUERY_LENGTH:
+            raise browse.FilterError(
+                "query", f"{len(self.q):,} characters; the search box takes at most"
+                f" {MAX_QUERY_LENGTH:,} (newsmon search takes longer queries)")
         return browse.StoryFilter(
             since=browse.parse_since(self.start or self.since), until=browse.parse_until(self.end),
             topic=self.topic or None, country=self.country or None, person=self.person or None,
             language=self.lang or None, query=self.q or None)
+
+    def error(self, exc: browse.FilterError) -> str:
+        """``exc`` naming the form's field (the Time choice or From, To, Search)."""
+        name = {"since": "From" if self.start else "Time", "until": "To", "query": "Search"}
+        return exc.worded(name[exc.field])
 
     def params(self) -> dict[str, str]:
         return {k: v for k, v in (("q", self.q), ("topic", self.topic), ("country", self.country),
@@ -187,7 +203,7 @@ def create_app(settings: Settings, reader: Reader, *,
             counts = browse.report_counts(view.con, story_filter, "day")
             chart = Markup(bar_chart(counts, hourly=False, title="Reports per day", height=160))
         except browse.FilterError as exc:
-            error = str(exc)
+            error = filters.error(exc)
         return render("stories.html", view, 400 if error else 200, filters=filters,
                       sort=sort_key, page=page_no, result=result, error=error, chart=chart,
                       facets=browse.facets(view.con), since_choices=SINCE_CHOICES,
@@ -230,7 +246,7 @@ def create_app(settings: Settings, reader: Reader, *,
             title = f"Reports per {bucket}" + (f" ({described})" if described else "")
             svg = Markup(bar_chart(counts, hourly=bucket == "hour", title=title))
         except browse.FilterError as exc:
-            error = str(exc)
+            error = filters.error(exc)
         return render("chart.html", view, 400 if error else 200, filters=filters, by=bucket,
                       svg=svg, total=total, error=error, facets=browse.facets(view.con),
                       since_choices=SINCE_CHOICES, max_buckets=browse.MAX_BUCKETS)

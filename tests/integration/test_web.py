@@ -16,7 +16,7 @@ from support.webserver import serving
 
 from pipeline import store
 from pipeline.config import Settings
-from pipeline.web import Reader, View, create_app, loopback_hosts
+from pipeline.web import MAX_QUERY_LENGTH, Reader, View, create_app, loopback_hosts
 
 
 @pytest.fixture
@@ -69,21 +69,47 @@ def test_filters_and_the_query_language_narrow_the_list(client: httpx.Client) ->
     spanish = client.get("/", params={"lang": "es", "from": "2019-02-27", "to": "2019-02-27"})
     assert spanish.text.count('class="story"') == 1 and "Spain" in spanish.text
     bad = client.get("/", params={"q": "putin AND (<b>"})
-    assert bad.status_code == 400 and "query: " in bad.text
+    assert bad.status_code == 400 and "Search: " in bad.text
     assert "<b>" not in bad.text.split('id="error"', 1)[1]
 
 
+def error_of(page: httpx.Response) -> str:
+    return page.text.split('id="error">', 1)[1].split("</pre>", 1)[0]
+
+
+# The form's own names: the user typed into a field, not a command line.
 @pytest.mark.parametrize(("path", "params", "message"), [
-    ("/", {"since": "999999999d"}, "--since &#39;999999999d&#39;: too far back"),
-    ("/chart", {"since": "999999999d"}, "--since &#39;999999999d&#39;: too far back"),
-    ("/", {"since": "100000000000000h"}, "too far back"),
-    ("/chart", {"to": "9999-12-31"}, "--until &#39;9999-12-31&#39;: too far ahead"),
+    ("/", {"since": "999999999d"}, "Time &#39;999999999d&#39;: too far back"),
+    ("/chart", {"since": "999999999d"}, "Time &#39;999999999d&#39;: too far back"),
+    ("/", {"since": "100000000000000h"}, "Time &#39;100000000000000h&#39;: too far back"),
+    ("/", {"from": "2019-02-30"}, "From &#39;2019-02-30&#39;: not a duration"),
+    ("/chart", {"to": "9999-12-31"}, "To &#39;9999-12-31&#39;: too far ahead"),
+    ("/", {"to": "soon"}, "To &#39;soon&#39;: not a duration"),
+    ("/chart", {"q": "putin AND"}, "Search: unexpected end of query"),
 ])
-def test_a_moment_past_the_calendar_is_a_bad_filter(client: httpx.Client, path: str,
-                                                    params: dict[str, str],
-                                                    message: str) -> None:
+def test_a_bad_filter_names_its_field_in_the_form(client: httpx.Client, path: str,
+                                                  params: dict[str, str],
+                                                  message: str) -> None:
     page = client.get(path, params=params)
-    assert page.status_code == 400 and message in page.text.split('id="error"', 1)[1]
+    assert page.status_code == 400 and error_of(page).startswith(message), error_of(page)
+    assert "--" not in error_of(page)
+
+
+def test_a_query_longer_than_the_search_box_takes_is_refused_not_cut(
+        client: httpx.Client) -> None:
+    # Before: cut at 500 characters without a word, so the query run was not the
+    # query typed ("earthquak" here, which matches nothing).
+    def query(length: int) -> str:
+        return "z" * (length - len(" OR earthquake")) + " OR earthquake"
+
+    found = client.get("/", params={"q": query(MAX_QUERY_LENGTH)})
+    assert found.status_code == 200 and found.text.count('class="story"') == 1
+    for path in ("/", "/chart"):
+        page = client.get(path, params={"q": query(MAX_QUERY_LENGTH + 1)})
+        assert page.status_code == 400, page.text
+        assert error_of(page).startswith(
+            f"Search: {MAX_QUERY_LENGTH + 1:,} characters; the search box takes at most"
+            f" {MAX_QUERY_LENGTH:,}"), error_of(page)
 
 
 def test_a_page_number_past_any_archive_is_an_empty_page(client: httpx.Client) -> None:
