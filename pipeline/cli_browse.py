@@ -211,7 +211,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise store.StoreError(
             f"{settings.database}: no database here yet; run `newsmon run --once` first")
     snapshot_dir = _snapshot_dir(Path(args.snapshot_dir)) if args.snapshot_dir else None
-    with socket.socket() as probe:
+    # An IPv6 address needs an IPv6 socket (an IPv4 one cannot even resolve "::1").
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    with socket.socket(family) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((args.host, args.port))

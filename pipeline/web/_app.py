@@ -11,7 +11,8 @@ script at all and nothing from another origin: every asset is ours.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,9 +22,9 @@ import duckdb
 import jinja2
 from markupsafe import Markup
 from starlette.applications import Starlette
-from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,7 +35,7 @@ from pipeline.query import engine_refused
 from pipeline.web._reader import Reader, Updating, View
 from pipeline.web._svg import bar_chart, timeline
 
-__all__ = ["MAX_QUERY_LENGTH", "create_app", "loopback_hosts"]
+__all__ = ["MAX_QUERY_LENGTH", "create_app", "host_allowed", "loopback_hosts"]
 
 # The longest query the search box takes. Any page open in the user's browser
 # can send a GET to a server on 127.0.0.1 (it cannot read the answer, but the
@@ -73,6 +74,54 @@ class _SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+# Host = a name or IPv4 address, or an IPv6 address in brackets (RFC 3986
+# section 3.2.2), then ":" and a port, maybe empty (section 3.2.3).
+_HOST_HEADER = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<name>[^\[\]:@/\s]+))(?::\d*)?")
+
+
+def _host_key(host: str) -> str:
+    """``host`` as compared: an IP address in its one short form (``0:0::1`` is
+    ``::1``), a name in lower case."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host.lower()
+
+
+def host_allowed(header: str | None, allowed: Iterable[str]) -> bool:
+    """Whether a request's Host header names one of the ``allowed`` hosts (names or IP
+    addresses, IPv6 without brackets), whatever its port."""
+    match = _HOST_HEADER.fullmatch(header or "")
+    if match is None:
+        return False
+    if match["ipv6"] is not None:
+        try:
+            host = str(ipaddress.IPv6Address(match["ipv6"]))
+        except ValueError:
+            return False
+    else:
+        host = _host_key(match["name"])
+    return host in {_host_key(h) for h in allowed}
+
+
+class _HostCheck:
+    """Answers 400 to a request not addressed to one of ``allowed``. Starlette's
+    TrustedHostMiddleware is not used: the versions we allow split the header on
+    ":" (0.x) or keep the brackets (1.x), so an IPv6 host such as ``[::1]:8000``
+    matched no allowed name and every request got 400."""
+
+    def __init__(self, app: ASGIApp, allowed: Iterable[str]) -> None:
+        self.app = app
+        self.allowed = frozenset(allowed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not host_allowed(Headers(scope=scope).get("host"),
+                                                        self.allowed):
+            await PlainTextResponse("Invalid host header", status_code=400)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def _when(value: object) -> str:
@@ -271,8 +320,7 @@ def create_app(settings: Settings, reader: Reader, *,
         # A page on another site can point a name it controls at 127.0.0.1 (DNS
         # rebinding) and read a local server's answers; a server on loopback
         # therefore answers only requests addressed to a loopback name.
-        return _SecurityHeaders(TrustedHostMiddleware(app, allowed_hosts=list(allowed_hosts),
-                                                      www_redirect=False))
+        return _SecurityHeaders(_HostCheck(app, allowed_hosts))
     return _SecurityHeaders(app)
 
 

@@ -12,11 +12,18 @@ import pytest
 from support import browse_db
 from support.hostile import add_hostile_story
 from support.lockholder import write_lock
-from support.webserver import serving
+from support.webserver import ipv6_loopback, serving
 
 from pipeline import store
 from pipeline.config import Settings
-from pipeline.web import MAX_QUERY_LENGTH, Reader, View, create_app, loopback_hosts
+from pipeline.web import (
+    MAX_QUERY_LENGTH,
+    Reader,
+    View,
+    create_app,
+    host_allowed,
+    loopback_hosts,
+)
 
 
 @pytest.fixture
@@ -284,6 +291,38 @@ def test_on_loopback_it_answers_only_loopback_names(settings: Settings, reader: 
         # DNS rebinding: a name of the attacker's that resolves to 127.0.0.1.
         rebound = httpx.get(base + "/", headers={"Host": f"evil.example:{port}"}, timeout=10)
         assert rebound.status_code == 400 and browse_db.SYRIA_TITLE not in rebound.text
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="this machine cannot listen on ::1")
+def test_on_ipv6_loopback_it_answers_only_loopback_names(settings: Settings,
+                                                         reader: Reader) -> None:
+    # Before: 400 for every request; Starlette's host check split "[::1]:PORT" on ":".
+    app = create_app(settings, reader, allowed_hosts=loopback_hosts("::1"))
+    with serving(app, host="::1") as base:
+        port = base.rsplit(":", 1)[1]
+        page = httpx.get(base + "/", timeout=10)  # Host: [::1]:PORT
+        assert page.status_code == 200 and browse_db.SYRIA_TITLE in page.text
+        for host in (f"localhost:{port}", f"[0:0:0:0:0:0:0:1]:{port}", "[::1]"):
+            assert httpx.get(base + "/", headers={"Host": host}, timeout=10).status_code == 200
+        for host in (f"evil.example:{port}", f"[::2]:{port}", f"[::1]evil.example:{port}"):
+            rebound = httpx.get(base + "/", headers={"Host": host}, timeout=10)
+            assert rebound.status_code == 400 and browse_db.SYRIA_TITLE not in rebound.text
+
+
+@pytest.mark.parametrize("header", [
+    "[::1]:8000", "[::1]", "[0:0:0:0:0:0:0:1]:8000", "localhost:8000", "LocalHost",
+    "127.0.0.1:8000", "127.0.0.1"])
+def test_a_loopback_server_answers_its_loopback_names(header: str) -> None:
+    for listening in ("::1", "127.0.0.1", "localhost"):
+        assert host_allowed(header, loopback_hosts(listening) or []), (listening, header)
+
+
+@pytest.mark.parametrize("header", [
+    None, "", "evil.example:8000", "evil.example", "[::2]:8000", "127.0.0.1.evil.example",
+    "[::1]evil.example", "[::1", "::1", "::1:8000", "[::1]:80:80", "[evil.example]:80",
+    "localhost:80x", "localhost@evil.example"])
+def test_a_loopback_server_refuses_any_other_host_header(header: str | None) -> None:
+    assert not host_allowed(header, loopback_hosts("::1") or []), header
 
 
 def test_which_hosts_a_server_answers() -> None:
