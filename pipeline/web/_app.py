@@ -107,10 +107,10 @@ def host_allowed(header: str | None, allowed: Iterable[str]) -> bool:
 
 
 class _HostCheck:
-    """Answers 400 to a request not addressed to one of ``allowed``. Starlette's
-    TrustedHostMiddleware is not used: the versions we allow split the header on
-    ":" (0.x) or keep the brackets (1.x), so an IPv6 host such as ``[::1]:8000``
-    matched no allowed name and every request got 400."""
+    """Answers 400 to a request not addressed to one of ``allowed``. Not Starlette's
+    TrustedHostMiddleware: before its fix for encode/starlette#3357 it split the
+    header on ":" (``[::1]:8000`` became ``[``), after it keeps the brackets (``::1``
+    matches nothing), so with either a server on ::1 refused every request."""
 
     def __init__(self, app: ASGIApp, allowed: Iterable[str]) -> None:
         self.app = app
