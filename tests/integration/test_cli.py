@@ -261,6 +261,18 @@ def test_json_output_is_strict_and_lists_stay_lists(workdir: Path) -> None:
                    "s": {"k": "v"}, "t": "2026-01-02T03:04:05+00:00"}
 
 
+def test_sql_writes_decimals_exactly_and_intervals_as_duckdb_does(workdir: Path) -> None:
+    # Before: --json gave 1.2345678901234568e+17 and 1.1; --csv gave "1 day, 2:00:00".
+    result = newsmon("sql", "--json", "SELECT 123456789012345678.123::DECIMAL(38,3) AS big,"
+                     " 1.10::DECIMAL(18,2) AS price", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == '{"big": 123456789012345678.123, "price": 1.10}\n'
+    result = newsmon("sql", "--csv", "SELECT INTERVAL '1 day 2 hours' AS i,"
+                     " 0.0000001::DECIMAL(18,7) AS tiny", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["i,tiny", "1 day 02:00:00,0.0000001"]
+
+
 def test_csv_and_table_print_lists_as_json_not_python(workdir: Path) -> None:
     query = "SELECT ['SY', 'RU'] AS countries, 'x' AS name"
     csv_out = newsmon("sql", "--csv", query, cwd=workdir)
