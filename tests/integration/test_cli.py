@@ -203,6 +203,21 @@ def test_a_query_nested_200_deep_is_refused_in_search(workdir: Path) -> None:
                      " and NOT): expected a flatter query at column 51")
 
 
+@pytest.mark.parametrize("args", [
+    ["search", "syria AND (\x1b]0;owned\x07\x1b[2J"],
+    ["stories", "--query", "syria AND (\x1b]0;owned\x07\x1b[2J"],
+    ["sql", "SELECT * FROM \"\x1b]0;owned\x07\x1b[2J\""],
+])
+def test_an_error_echoing_what_was_typed_prints_no_control_characters(
+        workdir: Path, args: list[str]) -> None:
+    # Before: the echo sent ESC and BEL to the terminal (retitled the window, cleared it).
+    result = newsmon(*args, cwd=workdir)
+    user_error(result)
+    assert "\ufffd]0;owned\ufffd\ufffd[2J" in result.stderr, result.stderr
+    assert not any((ord(c) < 32 and c not in "\n") or 127 <= ord(c) < 160
+                   for c in result.stderr), result.stderr
+
+
 @pytest.mark.parametrize(
     ("config", "where"),
     [

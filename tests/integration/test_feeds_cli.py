@@ -226,3 +226,18 @@ def test_export_then_import_round_trips_a_name_xml_cannot_hold(
     with duckdb.connect(str(tmp_path / "other.duckdb"), read_only=True) as con:
         assert con.execute("SELECT name FROM feeds WHERE url = ?", [evil]).fetchone() == (
             "\ufffd[2J\ufffd[31mEvil\ufffd",)
+
+
+def test_import_prints_a_skipped_address_without_control_characters(
+    cfg: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # U+009B is a one-character CSI to a terminal, and XML 1.0 allows it.
+    opml = tmp_path / "feeds.opml"
+    opml.write_text('<?xml version="1.0" encoding="UTF-8"?><opml version="2.0"><head/><body>'
+                    '<outline text="x" xmlUrl="ftp://exa\u009b31mple.org/rss"/></body></opml>',
+                    encoding="utf-8")
+    capsys.readouterr()
+    assert main(["feeds", "import", str(opml), *cfg]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("skipped ftp://exa\ufffd31mple.org/rss: "), err
+    assert not any((ord(c) < 32 and c != "\n") or 127 <= ord(c) < 160 for c in err), err
