@@ -241,3 +241,24 @@ def test_import_prints_a_skipped_address_without_control_characters(
     err = capsys.readouterr().err
     assert err.startswith("skipped ftp://exa\ufffd31mple.org/rss: "), err
     assert not any((ord(c) < 32 and c != "\n") or 127 <= ord(c) < 160 for c in err), err
+
+
+def test_a_feed_added_then_put_in_the_config_written_another_way_is_polled_once(
+    server: FeedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: the config's URL and the added row's were both polled, each pass.
+    config = tmp_path / "wire.yaml"
+    settings: dict[str, object] = {
+        "database": "wire.duckdb", "fetch": {"allow_private": [server.host_port]},
+        "process": {"workers": 1}}
+    config.write_text(json.dumps(settings), encoding="utf-8")
+    cfg = ["--config", str(config)]
+    assert main(["feeds", "add", server.url("/./cfg.xml") + "#latest", *cfg]) == 0
+    config.write_text(json.dumps({**settings, "feeds": [{"url": server.url("/cfg.xml")}]}),
+                      encoding="utf-8")
+    assert "polled 1 feed(s) (0 failed)" in run_once(cfg, capsys)
+    assert server.hits["/cfg.xml"] == 1
+    capsys.readouterr()
+    assert main(["feeds", "--json", *cfg]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["url"], r["origin"]) for r in rows] == [(server.url("/cfg.xml"), "config")]
