@@ -110,7 +110,7 @@ class _HostCheck:
     """Answers 400 to a request not addressed to one of ``allowed``. Not Starlette's
     TrustedHostMiddleware: before its fix for encode/starlette#3357 it split the
     header on ":" (``[::1]:8000`` became ``[``), after it keeps the brackets (``::1``
-    matches nothing), so with either a server on ::1 refused every request."""
+    matches nothing): with either, a server on ::1 refused every request."""
 
     def __init__(self, app: ASGIApp, allowed: Iterable[str]) -> None:
         self.app = app
