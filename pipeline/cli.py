@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from pipeline import __version__
-from pipeline.output import Format, OutputError, write_rows
+from pipeline.output import Format, OutputError, plain, write_rows
 
 log = logging.getLogger("newsmon")
 
@@ -394,7 +394,7 @@ def cmd_feeds(args: argparse.Namespace) -> int:
             with backend(settings).writer() as con:
                 result = feeds.import_opml(con, settings, data)
             for url, why in result.skipped:
-                print(f"skipped {url[:200]}: {why}", file=sys.stderr)
+                print(f"skipped {plain(url[:200])}: {plain(why)}", file=sys.stderr)
             print(f"added {len(result.added)} feed(s), skipped {len(result.skipped)}")
             return 0
         if action in _FEED_CHANGES:
@@ -731,7 +731,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (UserError, ConfigError, StoreError, StagingError, OutputError) as exc:
-        print(f"newsmon: {exc}", file=sys.stderr)
+        # A message echoes what was typed or read (a query, SQL, a URL, a config
+        # value): ESC or BEL in it must not reach the terminal as controls.
+        print(f"newsmon: {plain(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("newsmon: interrupted", file=sys.stderr)

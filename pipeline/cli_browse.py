@@ -35,6 +35,12 @@ def _when(value: datetime | None) -> str:
     return f"{value:%Y-%m-%d %H:%M} UTC" if value else "-"
 
 
+# A filter's name on the command line (a query error reads "query: ...", as
+# `newsmon search` words it).
+_OPTION: dict[browse.FilterField, str] = {"since": "--since", "until": "--until",
+                                          "query": "query"}
+
+
 def _filter(args: argparse.Namespace) -> browse.StoryFilter:
     try:
         return browse.StoryFilter(
@@ -42,7 +48,7 @@ def _filter(args: argparse.Namespace) -> browse.StoryFilter:
             topic=args.topic, country=args.country, person=args.person, language=args.language,
             query=args.query)
     except browse.FilterError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(exc.worded(_OPTION[exc.field])) from None
 
 
 def cmd_stories(args: argparse.Namespace) -> int:
@@ -53,7 +59,7 @@ def cmd_stories(args: argparse.Namespace) -> int:
         try:
             page = browse.list_stories(con, story_filter, sort=args.sort, limit=args.limit)
         except browse.FilterError as exc:
-            raise UserError(str(exc)) from None
+            raise UserError(exc.worded(_OPTION[exc.field])) from None
     if args.json:
         _print_rows(
             ["id", "title", "first_seen", "last_seen", "n_articles", "n_sources", "sources",
@@ -205,7 +211,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise store.StoreError(
             f"{settings.database}: no database here yet; run `newsmon run --once` first")
     snapshot_dir = _snapshot_dir(Path(args.snapshot_dir)) if args.snapshot_dir else None
-    with socket.socket() as probe:
+    # An IPv6 address needs an IPv6 socket (an IPv4 one cannot even resolve "::1").
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    with socket.socket(family) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((args.host, args.port))

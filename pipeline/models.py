@@ -131,7 +131,6 @@ class FeedUpdate:
     content_hash: str | None
     error_count: int
     last_error: str | None
-    new_entries: int  # found new by this poll (a record; the load counts entries_seen itself)
     item_hashes: str | None = None  # JSON {hash: [entry id, date]}: ParsedFeed.items
 
 

@@ -2,7 +2,12 @@
 
 - JSON is strict (RFC 8259): NaN and ±Infinity, which ``json.dumps`` writes
   by default and most parsers refuse, become ``null``; timestamps and dates
-  are ISO 8601 strings; lists stay arrays and structs objects.
+  are ISO 8601 strings; lists stay arrays and structs objects. A DECIMAL is a
+  JSON number with its exact digits (``1.10``), never a float.
+- In CSV and the table a DECIMAL is its digits as DuckDB prints them
+  (``0.0000001``, not ``1E-7``) and an INTERVAL is DuckDB's own text
+  (``1 day 02:00:00``), which DuckDB reads back, never Python's
+  ``1 day, 2:00:00``.
 - In CSV and in the table a list or a struct is written as JSON
   (``["SY", "RU"]``), the same text ``--json`` gives for it, never a Python
   repr (``['SY', 'RU']``) that no other tool reads.
@@ -48,13 +53,14 @@ class OutputError(Exception):
 
 
 def jsonable(value: object) -> object:
-    """``value`` as plain JSON data: None, bool, int, finite float, str, list, dict."""
+    """``value`` as plain JSON data: None, bool, int, finite float, finite Decimal
+    (written as its digits), str, list, dict."""
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Decimal):
-        return float(value) if value.is_finite() else None
+        return value if value.is_finite() else None
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     if isinstance(value, timedelta):
@@ -76,9 +82,46 @@ def plain(value: object) -> str:
 
 
 def _json(value: object) -> str:
+    data = jsonable(value)
+    try:
+        text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+    except TypeError:  # a Decimal in it (json.dumps takes none): twice as slow, exact
+        text = _encode(data)
     # Outside strings JSON is ASCII, so every match is inside a string.
-    text = json.dumps(jsonable(value), ensure_ascii=False, allow_nan=False)
     return _JSON_RAW_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _encode(data: object) -> str:
+    """JSON text for :func:`jsonable`'s data. A Decimal is written as a number with
+    its own digits: a DECIMAL column is exact (money, counts with a scale), and
+    as a float 0.1 + 0.2 would read 0.30000000000000004 and 18 digits or more
+    would be rounded. A number, not a string: ``jq 'select(.total > 100)'``
+    compares numbers, while a string would silently sort after every number;
+    jq 1.7 prints an untouched number's digits as written, and Python reads them
+    exactly with ``json.loads(line, parse_float=Decimal)``."""
+    if isinstance(data, Decimal):
+        return format(data, "f")
+    if isinstance(data, dict):
+        return "{" + ", ".join(f"{_encode(k)}: {_encode(v)}" for k, v in data.items()) + "}"
+    if isinstance(data, list):
+        return "[" + ", ".join(_encode(v) for v in data) + "]"
+    return json.dumps(data, ensure_ascii=False, allow_nan=False)
+
+
+def _interval(value: timedelta) -> str:
+    """DuckDB's text for an interval: ``1 day 02:00:00``, ``-1 day -02:00:00``,
+    ``00:00:01.5``, ``2 days``; DuckDB reads each back as the same interval."""
+    micros = value // timedelta(microseconds=1)
+    sign = "-" if micros < 0 else ""
+    days, rest = divmod(abs(micros), 86_400_000_000)
+    seconds, fraction = divmod(rest, 1_000_000)
+    clock = f"{sign}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    if fraction:
+        clock += f".{fraction:06d}".rstrip("0")
+    if not days:
+        return clock
+    day_part = f"{sign}{days} day{'s' if days != 1 else ''}"
+    return day_part if not rest else f"{day_part} {clock}"
 
 
 def _text(value: object, *, iso: bool = True) -> str:
@@ -92,6 +135,10 @@ def _text(value: object, *, iso: bool = True) -> str:
         return value.isoformat()
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).hex()
+    if isinstance(value, Decimal) and value.is_finite():
+        return format(value, "f")
+    if isinstance(value, timedelta):
+        return _interval(value)
     return str(value)
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
 
 from pipeline.query import QuerySyntaxError, SqlColumns, parse, to_sql
 
-__all__ = ["FilterError", "StoryFilter", "parse_since", "parse_until"]
+__all__ = ["FilterError", "FilterField", "StoryFilter", "parse_since", "parse_until"]
 
 # The report's own time, as the stories table counts first_seen and last_seen.
 REPORT_TIME = "coalesce(a.published_at, a.fetched_at)"
@@ -22,8 +23,28 @@ _UNIT = {"m": timedelta(minutes=1), "min": timedelta(minutes=1), "h": timedelta(
          "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
 
+FilterField = Literal["since", "until", "query"]
+
+
 class FilterError(ValueError):
-    """A filter the user typed cannot be used; the message says why."""
+    """A filter the user typed cannot be used: ``field`` is which one, ``problem``
+    what is wrong with it and ``value`` what was typed (None: not echoed).
+
+    Each front end names the field as its user knows it, through :meth:`worded`:
+    the command line ``--until``, the web page's form "To" (a user who typed into
+    a form has no flag to look up).
+    """
+
+    def __init__(self, field: FilterField, problem: str, value: str | None = None) -> None:
+        self.field: FilterField = field
+        self.problem = problem
+        self.value = value
+        super().__init__(self.worded(field))
+
+    def worded(self, name: str) -> str:
+        """The sentence, with the field called ``name``."""
+        shown = "" if self.value is None else f" {self.value!r}"
+        return f"{name}{shown}: {self.problem}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,7 +83,7 @@ class StoryFilter:
             try:
                 sql, query_params = to_sql(parse(self.query), ARTICLE_COLUMNS)
             except QuerySyntaxError as exc:
-                raise FilterError(f"query: {exc}") from None
+                raise FilterError("query", str(exc)) from None
             parts.append(sql)
             params.extend(query_params)
         return " AND ".join(parts), params
@@ -85,9 +106,9 @@ def parse_since(text: str | None, *, now: datetime | None = None) -> datetime | 
         try:
             return (now or datetime.now(UTC)) - int(match.group(1)) * step
         except OverflowError:
-            raise FilterError(f"--since {text.strip()!r}: too far back (before the"
-                              " year 1)") from None
-    return _moment(text, "--since")
+            raise FilterError("since", "too far back (before the year 1)",
+                              text.strip()) from None
+    return _moment(text, "since")
 
 
 def parse_until(text: str | None) -> datetime | None:
@@ -96,22 +117,22 @@ def parse_until(text: str | None) -> datetime | None:
         return None
     value = text.strip()
     if len(value) == 10:
-        day = _moment(value, "--until")
+        day = _moment(value, "until")
         try:
             return day + timedelta(days=1)
         except OverflowError:
-            raise FilterError(f"--until {value!r}: too far ahead (the latest day it takes"
-                              " is 9999-12-30)") from None
-    return _moment(value, "--until")
+            raise FilterError("until", "too far ahead (the latest day it takes is 9999-12-30)",
+                              value) from None
+    return _moment(value, "until")
 
 
-def _moment(text: str, what: str) -> datetime:
+def _moment(text: str, field: FilterField) -> datetime:
     value = text.strip()
     try:
         if len(value) == 10:
             return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC)
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise FilterError(f"{what} {value!r}: not a duration (24h, 7d, 2w, 30m), "
-                          "a date (2019-03-01) or an ISO time") from None
+        raise FilterError(field, "not a duration (24h, 7d, 2w, 30m), a date (2019-03-01)"
+                          " or an ISO time", value) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -7,7 +7,8 @@ Feeds come from two places, and a pass polls both:
   user's comments and order);
 - ``newsmon feeds add`` / ``newsmon feeds import`` (origin ``added``): rows
   in the database's ``feeds`` table, the same table that keeps every feed's
-  state. A URL in both is the config's.
+  state. A feed in both, however each writes its URL (``feed_key``), is the
+  config's.
 
 A feed's identity is the URL it was configured or added with; a permanent
 redirect (301/308) moves only ``feeds.fetch_url``, where it is polled from.
@@ -104,12 +105,26 @@ class FeedHealth:
 
 def all_feeds(settings: Settings, con: duckdb.DuckDBPyConnection) -> list[Feed]:
     """The feeds a pass polls: the config's, then the added ones; paused ones left out."""
-    feeds = [Feed(url=f.url, name=f.name, origin="config") for f in settings.feeds]
-    configured = {f.url for f in feeds}
-    feeds += [Feed(url=url, name=name, origin="added")
-              for url, name in store.added_feeds(con) if url not in configured]
+    feeds = _one_per_feed(settings, [Feed(url=url, name=name, origin="added")
+                                     for url, name in store.added_feeds(con)])
     paused = _paused(con)
     return [f for f in feeds if f.url not in paused]
+
+
+def _one_per_feed(settings: Settings, added: Sequence[Feed]) -> list[Feed]:
+    """The config's feeds, then the ``added`` ones that are not already there by
+    :func:`~pipeline.ids.feed_key`. A feed added, then written into the config file
+    another way (``https://WIRE.example.org:443/./rss#top``), is the config's: polled
+    once, not once per spelling. (``feeds add`` refuses a config feed, but the
+    config file may gain it later.)"""
+    feeds = [Feed(url=f.url, name=f.name, origin="config") for f in settings.feeds]
+    seen = {feed_key(f.url) for f in feeds}
+    for feed in added:
+        key = feed_key(feed.url)
+        if key not in seen:
+            seen.add(key)
+            feeds.append(feed)
+    return feeds
 
 
 def _paused(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -333,10 +348,9 @@ def import_opml(con: duckdb.DuckDBPyConnection, settings: Settings, data: bytes)
 def health(settings: Settings, rows: Sequence[Mapping[str, object]]) -> list[FeedHealth]:
     """Every polled feed with its state (``rows``: :func:`pipeline.store.feed_rows`)."""
     by_url = {str(r["url"]): r for r in rows}
-    feeds = [Feed(url=f.url, name=f.name, origin="config") for f in settings.feeds]
-    configured = {f.url for f in feeds}
-    feeds += [Feed(url=str(r["url"]), name=_str(r.get("name")), origin="added")
-              for r in rows if r.get("origin") == "added" and r["url"] not in configured]
+    feeds = _one_per_feed(settings, [Feed(url=str(r["url"]), name=_str(r.get("name")),
+                                          origin="added")
+                                     for r in rows if r.get("origin") == "added"])
     result = []
     for feed in feeds:
         row = by_url.get(feed.url, {})

@@ -166,8 +166,7 @@ class _Poller:
         known_items: dict[str, tuple[str, int | None]] | None = None,
     ) -> tuple[FeedUpdate, ParsedFeed | None]:
         """The feed's new state and, when it was parsed, all its entries (the
-        caller drops the known ones and sets ``new_entries``). ``known_items``:
-        see :func:`parse_feed`."""
+        caller drops the known ones). ``known_items``: see :func:`parse_feed`."""
         now = self.now
         fetch_url = (state.fetch_url if state else None) or feed.url
         name = feed.name or (state.name if state else None) or urlsplit(feed.url).hostname
@@ -178,7 +177,7 @@ class _Poller:
             etag=state.etag if state else None,
             last_modified=state.last_modified if state else None,
             content_hash=state.content_hash if state else None,
-            error_count=0, last_error=None, new_entries=0,
+            error_count=0, last_error=None,
             item_hashes=state.item_hashes if state else None,
         )
         try:
@@ -278,14 +277,14 @@ class _Poller:
 class FeedPolled:
     """One feed's poll: its new state and its entries not seen before."""
 
-    update: FeedUpdate  # new_entries counts ``entries``
+    update: FeedUpdate
     entries: tuple[FeedEntry, ...]
     rejections: tuple[Rejection, ...]
 
 
 def _settle(update: FeedUpdate, parsed: ParsedFeed | None,
             seen: set[tuple[str, str]]) -> FeedPolled:
-    """Drop the entries seen before (``seen``), count the rest, log a failure."""
+    """Drop the entries seen before (``seen``), log a failure."""
     if update.last_error:
         moved = f" (polled at {update.fetch_url})" if update.fetch_url != update.url else ""
         log.warning("feed failed: %s%s: %s", update.url, moved, update.last_error,
@@ -294,8 +293,7 @@ def _settle(update: FeedUpdate, parsed: ParsedFeed | None,
         return FeedPolled(update=update, entries=(), rejections=())
     new = tuple(e if e.feed_name == update.name else replace(e, feed_name=update.name)
                 for e in parsed.entries if (e.feed_url, e.id) not in seen)
-    return FeedPolled(update=replace(update, new_entries=len(new)), entries=new,
-                      rejections=parsed.rejections)
+    return FeedPolled(update=update, entries=new, rejections=parsed.rejections)
 
 
 def _parsed_pairs(parsed: ParsedFeed | None) -> list[tuple[str, str]]:
@@ -342,9 +340,9 @@ async def poll(
     them before any entry goes on: the Airflow DAG's poll task.
 
     ``known`` is asked once, after the polls, which of the parsed entries were
-    delivered before; only the others are returned (and counted in each
-    feed's ``new_entries``). It is asked once before too, for the entries of
-    the items stored at the last polls (see :func:`pipeline.sources.parsing._items`).
+    delivered before; only the others are returned. It is asked once before too,
+    for the entries of the items stored at the last polls (see
+    :func:`pipeline.sources.parsing._items`).
 
     ``deadline`` (a :func:`time.monotonic` value): feeds not done by then are
     cancelled and left as they were, due again on the next pass.

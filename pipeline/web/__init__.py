@@ -17,10 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.config import Settings
-from pipeline.web._app import create_app, loopback_hosts
+from pipeline.web._app import MAX_QUERY_LENGTH, create_app, host_allowed, loopback_hosts
 from pipeline.web._reader import Reader, Updating, View
 
-__all__ = ["Reader", "Updating", "View", "create_app", "loopback_hosts", "serve"]
+__all__ = ["MAX_QUERY_LENGTH", "Reader", "Updating", "View", "create_app", "host_allowed",
+           "loopback_hosts", "serve"]
 
 
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,

@@ -11,7 +11,8 @@ script at all and nothing from another origin: every asset is ours.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,9 +22,9 @@ import duckdb
 import jinja2
 from markupsafe import Markup
 from starlette.applications import Starlette
-from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,8 +35,15 @@ from pipeline.query import engine_refused
 from pipeline.web._reader import Reader, Updating, View
 from pipeline.web._svg import bar_chart, timeline
 
-__all__ = ["create_app", "loopback_hosts"]
+__all__ = ["MAX_QUERY_LENGTH", "create_app", "host_allowed", "loopback_hosts"]
 
+# The longest query the search box takes. Any page open in the user's browser
+# can send a GET to a server on 127.0.0.1 (it cannot read the answer, but the
+# query runs), and a query's cost grows with its length (measured: 0.57 s for
+# 500 characters of "..."~5 phrases, 2.4 s for 2,000, on a database of 4
+# articles), so the page bounds it. `newsmon search` runs what its user
+# typed, at any length.
+MAX_QUERY_LENGTH = 500
 PAGE_SIZE = 50
 MAX_PAGE = 1_000_000  # pages: 50 million stories
 SINCE_CHOICES = (("", "any time"), ("24h", "last 24 hours"), ("7d", "last 7 days"),
@@ -66,6 +74,54 @@ class _SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+# Host = a name or IPv4 address, or an IPv6 address in brackets (RFC 3986
+# section 3.2.2), then ":" and a port, maybe empty (section 3.2.3).
+_HOST_HEADER = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<name>[^\[\]:@/\s]+))(?::\d*)?")
+
+
+def _host_key(host: str) -> str:
+    """``host`` as compared: an IP address in its one short form (``0:0::1`` is
+    ``::1``), a name in lower case."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host.lower()
+
+
+def host_allowed(header: str | None, allowed: Iterable[str]) -> bool:
+    """Whether a request's Host header names one of the ``allowed`` hosts (names or IP
+    addresses, IPv6 without brackets), whatever its port."""
+    match = _HOST_HEADER.fullmatch(header or "")
+    if match is None:
+        return False
+    if match["ipv6"] is not None:
+        try:
+            host = str(ipaddress.IPv6Address(match["ipv6"]))
+        except ValueError:
+            return False
+    else:
+        host = _host_key(match["name"])
+    return host in {_host_key(h) for h in allowed}
+
+
+class _HostCheck:
+    """Answers 400 to a request not addressed to one of ``allowed``. Not Starlette's
+    TrustedHostMiddleware: before its fix for encode/starlette#3357 it split the
+    header on ":" (``[::1]:8000`` became ``[``), after it keeps the brackets (``::1``
+    matches nothing): with either, a server on ::1 refused every request."""
+
+    def __init__(self, app: ASGIApp, allowed: Iterable[str]) -> None:
+        self.app = app
+        self.allowed = frozenset(allowed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not host_allowed(Headers(scope=scope).get("host"),
+                                                        self.allowed):
+            await PlainTextResponse("Invalid host header", status_code=400)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def _when(value: object) -> str:
@@ -112,17 +168,26 @@ class _Filters:
     @classmethod
     def of(cls, params: Mapping[str, str]) -> _Filters:
         def get(key: str) -> str:
-            return params.get(key, "").strip()[:500]
+            return params.get(key, "").strip()
 
         return cls(q=get("q"), topic=get("topic"), country=get("country"), person=get("person"),
                    lang=get("lang"), since=get("since"), start=get("from"), end=get("to"))
 
     def story_filter(self) -> browse.StoryFilter:
         """Raises FilterError."""
+        if len(self.q) > MAX_QUERY_LENGTH:
+            raise browse.FilterError(
+                "query", f"{len(self.q):,} characters; the search box takes at most"
+                f" {MAX_QUERY_LENGTH:,} (newsmon search takes longer queries)")
         return browse.StoryFilter(
             since=browse.parse_since(self.start or self.since), until=browse.parse_until(self.end),
             topic=self.topic or None, country=self.country or None, person=self.person or None,
             language=self.lang or None, query=self.q or None)
+
+    def error(self, exc: browse.FilterError) -> str:
+        """``exc`` naming the form's field (the Time choice or From, To, Search)."""
+        name = {"since": "From" if self.start else "Time", "until": "To", "query": "Search"}
+        return exc.worded(name[exc.field])
 
     def params(self) -> dict[str, str]:
         return {k: v for k, v in (("q", self.q), ("topic", self.topic), ("country", self.country),
@@ -187,7 +252,7 @@ def create_app(settings: Settings, reader: Reader, *,
             counts = browse.report_counts(view.con, story_filter, "day")
             chart = Markup(bar_chart(counts, hourly=False, title="Reports per day", height=160))
         except browse.FilterError as exc:
-            error = str(exc)
+            error = filters.error(exc)
         return render("stories.html", view, 400 if error else 200, filters=filters,
                       sort=sort_key, page=page_no, result=result, error=error, chart=chart,
                       facets=browse.facets(view.con), since_choices=SINCE_CHOICES,
@@ -230,7 +295,7 @@ def create_app(settings: Settings, reader: Reader, *,
             title = f"Reports per {bucket}" + (f" ({described})" if described else "")
             svg = Markup(bar_chart(counts, hourly=bucket == "hour", title=title))
         except browse.FilterError as exc:
-            error = str(exc)
+            error = filters.error(exc)
         return render("chart.html", view, 400 if error else 200, filters=filters, by=bucket,
                       svg=svg, total=total, error=error, facets=browse.facets(view.con),
                       since_choices=SINCE_CHOICES, max_buckets=browse.MAX_BUCKETS)
@@ -255,8 +320,7 @@ def create_app(settings: Settings, reader: Reader, *,
         # A page on another site can point a name it controls at 127.0.0.1 (DNS
         # rebinding) and read a local server's answers; a server on loopback
         # therefore answers only requests addressed to a loopback name.
-        return _SecurityHeaders(TrustedHostMiddleware(app, allowed_hosts=list(allowed_hosts),
-                                                      www_redirect=False))
+        return _SecurityHeaders(_HostCheck(app, allowed_hosts))
     return _SecurityHeaders(app)
 
 

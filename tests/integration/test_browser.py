@@ -172,7 +172,7 @@ def test_a_filter_and_a_search_narrow_the_list(browser: Any, site: str, tmp_path
     css(browser, "#q")[0].send_keys("putin AND (")
     css(browser, "#apply")[0].click()
     arrive(browser, "AND+%28")
-    assert "query:" in css(browser, "#error")[0].text and css(browser, "li.story") == []
+    assert "Search:" in css(browser, "#error")[0].text and css(browser, "li.story") == []
 
 
 def test_a_story_page_shows_every_report_and_the_removed_lines(browser: Any, site: str,

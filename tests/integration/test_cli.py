@@ -203,6 +203,21 @@ def test_a_query_nested_200_deep_is_refused_in_search(workdir: Path) -> None:
                      " and NOT): expected a flatter query at column 51")
 
 
+@pytest.mark.parametrize("args", [
+    ["search", "syria AND (\x1b]0;owned\x07\x1b[2J"],
+    ["stories", "--query", "syria AND (\x1b]0;owned\x07\x1b[2J"],
+    ["sql", "SELECT * FROM \"\x1b]0;owned\x07\x1b[2J\""],
+])
+def test_an_error_echoing_what_was_typed_prints_no_control_characters(
+        workdir: Path, args: list[str]) -> None:
+    # Before: the echo sent ESC and BEL to the terminal (retitled the window, cleared it).
+    result = newsmon(*args, cwd=workdir)
+    user_error(result)
+    assert "\ufffd]0;owned\ufffd\ufffd[2J" in result.stderr, result.stderr
+    assert not any((ord(c) < 32 and c not in "\n") or 127 <= ord(c) < 160
+                   for c in result.stderr), result.stderr
+
+
 @pytest.mark.parametrize(
     ("config", "where"),
     [
@@ -259,6 +274,18 @@ def test_json_output_is_strict_and_lists_stay_lists(workdir: Path) -> None:
     row = json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in JSON output"))
     assert row == {"x": None, "y": None, "countries": ["SY", "RU"], "scores": [1.5, None],
                    "s": {"k": "v"}, "t": "2026-01-02T03:04:05+00:00"}
+
+
+def test_sql_writes_decimals_exactly_and_intervals_as_duckdb_does(workdir: Path) -> None:
+    # Before: --json gave 1.2345678901234568e+17 and 1.1; --csv gave "1 day, 2:00:00".
+    result = newsmon("sql", "--json", "SELECT 123456789012345678.123::DECIMAL(38,3) AS big,"
+                     " 1.10::DECIMAL(18,2) AS price", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == '{"big": 123456789012345678.123, "price": 1.10}\n'
+    result = newsmon("sql", "--csv", "SELECT INTERVAL '1 day 2 hours' AS i,"
+                     " 0.0000001::DECIMAL(18,7) AS tiny", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["i,tiny", "1 day 02:00:00,0.0000001"]
 
 
 def test_csv_and_table_print_lists_as_json_not_python(workdir: Path) -> None:

@@ -17,7 +17,7 @@ import yaml
 from support import browse_db
 from support.demo_run import DemoRun
 from support.smtp import free_port
-from support.webserver import serve_process
+from support.webserver import ipv6_loopback, serve_process
 
 from pipeline import store
 from pipeline.cli import main
@@ -254,6 +254,16 @@ def test_serve_made_its_snapshot_dir_and_said_so(small: Path, tmp_path: Path) ->
     with serve_process(small, "--snapshot-dir", str(folder)) as base:
         assert httpx.get(base + "/", timeout=10).status_code == 200
         assert [p.name.startswith("newsmon-serve-") for p in folder.iterdir()] == [True]
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="this machine cannot listen on ::1")
+def test_serve_listens_and_answers_on_ipv6_loopback(small: Path) -> None:
+    # Before: "cannot listen on ::1:PORT" (the port was probed with an IPv4
+    # socket), and past that every request got 400 (the Host header's check).
+    with serve_process(small, host="::1") as base:
+        assert base.startswith("http://[::1]:")
+        page = httpx.get(base + "/", timeout=10)
+        assert page.status_code == 200 and browse_db.SYRIA_TITLE in page.text
 
 
 def test_the_serve_hint_names_the_program_as_it_was_run(

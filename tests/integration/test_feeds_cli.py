@@ -226,3 +226,39 @@ def test_export_then_import_round_trips_a_name_xml_cannot_hold(
     with duckdb.connect(str(tmp_path / "other.duckdb"), read_only=True) as con:
         assert con.execute("SELECT name FROM feeds WHERE url = ?", [evil]).fetchone() == (
             "\ufffd[2J\ufffd[31mEvil\ufffd",)
+
+
+def test_import_prints_a_skipped_address_without_control_characters(
+    cfg: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # U+009B is a one-character CSI to a terminal, and XML 1.0 allows it.
+    opml = tmp_path / "feeds.opml"
+    opml.write_text('<?xml version="1.0" encoding="UTF-8"?><opml version="2.0"><head/><body>'
+                    '<outline text="x" xmlUrl="ftp://exa\u009b31mple.org/rss"/></body></opml>',
+                    encoding="utf-8")
+    capsys.readouterr()
+    assert main(["feeds", "import", str(opml), *cfg]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("skipped ftp://exa\ufffd31mple.org/rss: "), err
+    assert not any((ord(c) < 32 and c != "\n") or 127 <= ord(c) < 160 for c in err), err
+
+
+def test_a_feed_added_then_put_in_the_config_written_another_way_is_polled_once(
+    server: FeedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: the config's URL and the added row's were both polled, each pass.
+    config = tmp_path / "wire.yaml"
+    settings: dict[str, object] = {
+        "database": "wire.duckdb", "fetch": {"allow_private": [server.host_port]},
+        "process": {"workers": 1}}
+    config.write_text(json.dumps(settings), encoding="utf-8")
+    cfg = ["--config", str(config)]
+    assert main(["feeds", "add", server.url("/./cfg.xml") + "#latest", *cfg]) == 0
+    config.write_text(json.dumps({**settings, "feeds": [{"url": server.url("/cfg.xml")}]}),
+                      encoding="utf-8")
+    assert "polled 1 feed(s) (0 failed)" in run_once(cfg, capsys)
+    assert server.hits["/cfg.xml"] == 1
+    capsys.readouterr()
+    assert main(["feeds", "--json", *cfg]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["url"], r["origin"]) for r in rows] == [(server.url("/cfg.xml"), "config")]

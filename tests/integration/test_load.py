@@ -12,6 +12,7 @@ import pytest
 from support import factories as f
 
 from pipeline import store
+from pipeline.models import FeedUpdate
 from pipeline.store import staging
 from pipeline.store.load import load
 from pipeline.store.plan import _plan_files, plan
@@ -69,13 +70,36 @@ def test_reloading_a_run_or_the_same_articles_changes_nothing(tmp_path: Path) ->
         assert table(con, "SELECT count(*) FROM entries") == [(3,)]
 
 
-def _feed_state(url: str, new_entries: int) -> dict[str, object]:
+def _feed_state(url: str, **older: object) -> dict[str, object]:
+    """A staged feed state; ``older``: fields a staged file of an older version holds."""
     when = datetime(2019, 3, 1, tzinfo=UTC)
     return {"url": url, "fetch_url": url, "name": "Feed", "status": "active",
             "last_polled_at": when, "last_success_at": when, "next_poll_at": when,
             "poll_interval_minutes": 15.0, "etag": None, "last_modified": None,
-            "content_hash": None, "error_count": 0, "last_error": None,
-            "new_entries": new_entries}
+            "content_hash": None, "error_count": 0, "last_error": None, **older}
+
+
+def test_a_staged_feed_state_holds_only_what_the_load_keeps(tmp_path: Path) -> None:
+    # Each field of the staged record is the new value of the feeds column of its
+    # name. Before: new_entries, written on every poll and read by nothing (the
+    # load counts entries_seen from the entries table).
+    with store.connect(tmp_path / "news.duckdb") as con:
+        kept = {str(r[0]) for r in con.execute("SELECT name FROM pragma_table_info('feeds')")
+                .fetchall()}
+    assert set(staging.columns(FeedUpdate)) - kept == set()
+
+
+def test_a_feed_state_staged_by_an_older_version_still_loads(tmp_path: Path) -> None:
+    # Its new_entries field is no longer read: the file loads, the field ignored.
+    settings = f.settings(tmp_path)
+    feed = "https://feed.example.org/rss"
+    f.stage(settings, "old", [{**reports()[0], "feed_url": feed}])
+    with staging.StagingWriter(staging.run_dir(settings.staging, "old"), "poll") as w:
+        w.write("feeds", _feed_state(feed, new_entries=7, etag='"v1"'))
+    with store.connect(settings.database) as con:
+        load(con, settings, "old")
+        assert table(con, f"SELECT etag, entries_seen FROM feeds WHERE url = '{feed}'") == [
+            ('"v1"', 1)]
 
 
 def test_entries_seen_counts_the_stored_entries_whatever_batch_carries_the_feed_state(
@@ -90,10 +114,10 @@ def test_entries_seen_counts_the_stored_entries_whatever_batch_carries_the_feed_
     f.stage(settings, "batch-1", [first, second])  # killed before the state's batch
     f.stage(settings, "batch-2", [third])
     with staging.StagingWriter(staging.run_dir(settings.staging, "batch-2"), "poll") as w:
-        w.write("feeds", _feed_state(feed, new_entries=1))  # only the one left was new
+        w.write("feeds", _feed_state(feed))  # the state, with the last batch
     f.stage(settings, "again", [third])  # another pass, another staging folder
     with staging.StagingWriter(staging.run_dir(settings.staging, "again"), "poll") as w:
-        w.write("feeds", _feed_state(feed, new_entries=1))
+        w.write("feeds", _feed_state(feed))
     with store.connect(settings.database) as con:
         counts = []
         for run_id in ("batch-1", "batch-2", "again"):

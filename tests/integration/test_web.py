@@ -12,11 +12,18 @@ import pytest
 from support import browse_db
 from support.hostile import add_hostile_story
 from support.lockholder import write_lock
-from support.webserver import serving
+from support.webserver import ipv6_loopback, serving
 
 from pipeline import store
 from pipeline.config import Settings
-from pipeline.web import Reader, View, create_app, loopback_hosts
+from pipeline.web import (
+    MAX_QUERY_LENGTH,
+    Reader,
+    View,
+    create_app,
+    host_allowed,
+    loopback_hosts,
+)
 
 
 @pytest.fixture
@@ -69,21 +76,47 @@ def test_filters_and_the_query_language_narrow_the_list(client: httpx.Client) ->
     spanish = client.get("/", params={"lang": "es", "from": "2019-02-27", "to": "2019-02-27"})
     assert spanish.text.count('class="story"') == 1 and "Spain" in spanish.text
     bad = client.get("/", params={"q": "putin AND (<b>"})
-    assert bad.status_code == 400 and "query: " in bad.text
+    assert bad.status_code == 400 and "Search: " in bad.text
     assert "<b>" not in bad.text.split('id="error"', 1)[1]
 
 
+def error_of(page: httpx.Response) -> str:
+    return page.text.split('id="error">', 1)[1].split("</pre>", 1)[0]
+
+
+# The form's own names: the user typed into a field, not a command line.
 @pytest.mark.parametrize(("path", "params", "message"), [
-    ("/", {"since": "999999999d"}, "--since &#39;999999999d&#39;: too far back"),
-    ("/chart", {"since": "999999999d"}, "--since &#39;999999999d&#39;: too far back"),
-    ("/", {"since": "100000000000000h"}, "too far back"),
-    ("/chart", {"to": "9999-12-31"}, "--until &#39;9999-12-31&#39;: too far ahead"),
+    ("/", {"since": "999999999d"}, "Time &#39;999999999d&#39;: too far back"),
+    ("/chart", {"since": "999999999d"}, "Time &#39;999999999d&#39;: too far back"),
+    ("/", {"since": "100000000000000h"}, "Time &#39;100000000000000h&#39;: too far back"),
+    ("/", {"from": "2019-02-30"}, "From &#39;2019-02-30&#39;: not a duration"),
+    ("/chart", {"to": "9999-12-31"}, "To &#39;9999-12-31&#39;: too far ahead"),
+    ("/", {"to": "soon"}, "To &#39;soon&#39;: not a duration"),
+    ("/chart", {"q": "putin AND"}, "Search: unexpected end of query"),
 ])
-def test_a_moment_past_the_calendar_is_a_bad_filter(client: httpx.Client, path: str,
-                                                    params: dict[str, str],
-                                                    message: str) -> None:
+def test_a_bad_filter_names_its_field_in_the_form(client: httpx.Client, path: str,
+                                                  params: dict[str, str],
+                                                  message: str) -> None:
     page = client.get(path, params=params)
-    assert page.status_code == 400 and message in page.text.split('id="error"', 1)[1]
+    assert page.status_code == 400 and error_of(page).startswith(message), error_of(page)
+    assert "--" not in error_of(page)
+
+
+def test_a_query_longer_than_the_search_box_takes_is_refused_not_cut(
+        client: httpx.Client) -> None:
+    # Before: cut at 500 characters without a word, so the query run was not the
+    # query typed ("earthquak" here, which matches nothing).
+    def query(length: int) -> str:
+        return "z" * (length - len(" OR earthquake")) + " OR earthquake"
+
+    found = client.get("/", params={"q": query(MAX_QUERY_LENGTH)})
+    assert found.status_code == 200 and found.text.count('class="story"') == 1
+    for path in ("/", "/chart"):
+        page = client.get(path, params={"q": query(MAX_QUERY_LENGTH + 1)})
+        assert page.status_code == 400, page.text
+        assert error_of(page).startswith(
+            f"Search: {MAX_QUERY_LENGTH + 1:,} characters; the search box takes at most"
+            f" {MAX_QUERY_LENGTH:,}"), error_of(page)
 
 
 def test_a_page_number_past_any_archive_is_an_empty_page(client: httpx.Client) -> None:
@@ -258,6 +291,38 @@ def test_on_loopback_it_answers_only_loopback_names(settings: Settings, reader: 
         # DNS rebinding: a name of the attacker's that resolves to 127.0.0.1.
         rebound = httpx.get(base + "/", headers={"Host": f"evil.example:{port}"}, timeout=10)
         assert rebound.status_code == 400 and browse_db.SYRIA_TITLE not in rebound.text
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="this machine cannot listen on ::1")
+def test_on_ipv6_loopback_it_answers_only_loopback_names(settings: Settings,
+                                                         reader: Reader) -> None:
+    # Before: 400 for every request; Starlette's host check split "[::1]:PORT" on ":".
+    app = create_app(settings, reader, allowed_hosts=loopback_hosts("::1"))
+    with serving(app, host="::1") as base:
+        port = base.rsplit(":", 1)[1]
+        page = httpx.get(base + "/", timeout=10)  # Host: [::1]:PORT
+        assert page.status_code == 200 and browse_db.SYRIA_TITLE in page.text
+        for host in (f"localhost:{port}", f"[0:0:0:0:0:0:0:1]:{port}", "[::1]"):
+            assert httpx.get(base + "/", headers={"Host": host}, timeout=10).status_code == 200
+        for host in (f"evil.example:{port}", f"[::2]:{port}", f"[::1]evil.example:{port}"):
+            rebound = httpx.get(base + "/", headers={"Host": host}, timeout=10)
+            assert rebound.status_code == 400 and browse_db.SYRIA_TITLE not in rebound.text
+
+
+@pytest.mark.parametrize("header", [
+    "[::1]:8000", "[::1]", "[0:0:0:0:0:0:0:1]:8000", "localhost:8000", "LocalHost",
+    "127.0.0.1:8000", "127.0.0.1"])
+def test_a_loopback_server_answers_its_loopback_names(header: str) -> None:
+    for listening in ("::1", "127.0.0.1", "localhost"):
+        assert host_allowed(header, loopback_hosts(listening) or []), (listening, header)
+
+
+@pytest.mark.parametrize("header", [
+    None, "", "evil.example:8000", "evil.example", "[::2]:8000", "127.0.0.1.evil.example",
+    "[::1]evil.example", "[::1", "::1", "::1:8000", "[::1]:80:80", "[evil.example]:80",
+    "localhost:80x", "localhost@evil.example"])
+def test_a_loopback_server_refuses_any_other_host_header(header: str | None) -> None:
+    assert not host_allowed(header, loopback_hosts("::1") or []), header
 
 
 def test_which_hosts_a_server_answers() -> None:

@@ -1,8 +1,9 @@
-"""Real web servers on 127.0.0.1: an ASGI app on uvicorn in a thread, or a whole
-``newsmon serve`` process."""
+"""Real web servers on 127.0.0.1 (or ::1): an ASGI app on uvicorn in a thread, or a
+whole ``newsmon serve`` process."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -18,11 +19,26 @@ from starlette.types import ASGIApp
 from support.smtp import free_port
 
 
+def ipv6_loopback() -> bool:
+    """Whether this machine can listen on ::1 (a container may have no IPv6)."""
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def _base(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 @contextmanager
-def serving(app: ASGIApp) -> Iterator[str]:
-    """Serve ``app``; yields its base URL (``http://127.0.0.1:PORT``)."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+def serving(app: ASGIApp, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve ``app`` on ``host``; yields its base URL (``http://127.0.0.1:PORT``,
+    ``http://[::1]:PORT``)."""
+    port = free_port(host)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                             access_log=False, ws="none", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -30,25 +46,27 @@ def serving(app: ASGIApp) -> Iterator[str]:
     deadline = time.monotonic() + 10
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
+            raise RuntimeError(f"uvicorn did not start on {host} port {port}")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield _base(host, port)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
 
 
 @contextmanager
-def serve_process(config: Path, *argv: str, timeout: float = 20.0) -> Iterator[str]:
-    """``newsmon serve --config CONFIG [ARGV]`` as its own process; yields its base URL
-    once it answers."""
-    port = free_port()
+def serve_process(config: Path, *argv: str, host: str = "127.0.0.1",
+                  timeout: float = 20.0) -> Iterator[str]:
+    """``newsmon serve --config CONFIG --host HOST [ARGV]`` as its own process; yields
+    its base URL once it answers."""
+    port = free_port(host)
     with subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "serve", "--config", str(config),
-         "--port", str(port), *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+         "--host", host, "--port", str(port), *argv], stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
     ) as proc:
-        base = f"http://127.0.0.1:{port}"
+        base = _base(host, port)
         try:
             deadline = time.monotonic() + timeout
             while True:

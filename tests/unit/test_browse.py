@@ -169,16 +169,39 @@ def test_until_includes_the_whole_day_and_bad_input_says_why() -> None:
     assert browse.parse_until("2019-03-01") == datetime(2019, 3, 2, tzinfo=UTC)
     with pytest.raises(browse.FilterError, match="not a duration"):
         browse.parse_since("yesterday")
-    with pytest.raises(browse.FilterError, match="--until"):
+    with pytest.raises(browse.FilterError, match="until 'soon'"):
         browse.parse_until("soon")
 
 
 @pytest.mark.parametrize(("parse", "text", "message"), [
-    (browse.parse_since, "999999999d", "--since '999999999d': too far back"),
-    (browse.parse_since, "100000000000000h", "--since '100000000000000h': too far back"),
-    (browse.parse_until, "9999-12-31", "--until '9999-12-31': too far ahead"),
+    (browse.parse_since, "999999999d", "since '999999999d': too far back"),
+    (browse.parse_since, "100000000000000h", "since '100000000000000h': too far back"),
+    (browse.parse_until, "9999-12-31", "until '9999-12-31': too far ahead"),
 ])
 def test_a_moment_past_the_calendar_says_why(parse: Callable[[str], object], text: str,
                                              message: str) -> None:
     with pytest.raises(browse.FilterError, match=re.escape(message)):
         parse(text)
+
+
+@pytest.mark.parametrize(("parse", "text", "field"), [
+    (browse.parse_since, "yesterday", "since"),
+    (browse.parse_since, "999999999d", "since"),
+    (browse.parse_until, "9999-12-31", "until"),
+    (browse.parse_until, "soon", "until"),
+])
+def test_a_filter_error_names_its_field_and_each_front_end_words_it(
+        parse: Callable[[str], object], text: str, field: str) -> None:
+    # The command line calls the field --until, the web page's form "To": the
+    # error carries the field, never one front end's name for it.
+    with pytest.raises(browse.FilterError) as caught:
+        parse(text)
+    assert caught.value.field == field and "--" not in str(caught.value)
+    assert caught.value.worded("To").startswith(f"To {text!r}: ")
+
+
+def test_a_bad_query_names_the_query_field(con: duckdb.DuckDBPyConnection) -> None:
+    with pytest.raises(browse.FilterError) as caught:
+        browse.list_stories(con, browse.StoryFilter(query="putin AND"))
+    assert caught.value.field == "query"
+    assert caught.value.worded("Search").startswith("Search: unexpected end of query")

@@ -225,3 +225,19 @@ def test_paused_feeds_are_left_out_of_a_pass_but_listed(tmp_path: Path) -> None:
         con.execute("ALTER TABLE feeds DROP COLUMN paused_at")
     with store.connect(old, read_only=True) as con:
         assert [f.url for f in feeds.all_feeds(s, con)] == ["https://config.example.org/rss"]
+
+
+def test_a_feed_in_the_config_and_added_another_way_is_one_feed_the_configs(
+        tmp_path: Path) -> None:
+    # Added first, then written into the config file: case of the host, a default
+    # port, a fragment, "./". Before: both URLs polled and listed.
+    before = settings(tmp_path)
+    with store.connect(before.database) as con:
+        feeds.add(con, before, "https://WIRE.example.org:443/./rss#top", name="Added")
+        feeds.add(con, before, "https://other.example.org/rss")
+        s = settings(tmp_path, "https://wire.example.org/rss")
+        polled = feeds.all_feeds(s, con)
+        health = feeds.health(s, store.feed_rows(con))
+    assert [(f.url, f.origin) for f in polled] == [
+        ("https://wire.example.org/rss", "config"), ("https://other.example.org/rss", "added")]
+    assert [(h.url, h.origin) for h in health] == [(f.url, f.origin) for f in polled]

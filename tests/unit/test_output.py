@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
+import duckdb
 import pytest
 
 from pipeline.output import OutputError, jsonable, write_rows
@@ -85,3 +86,50 @@ def test_duplicate_column_names_are_refused_before_any_output(fmt: str) -> None:
     with pytest.raises(OutputError, match="two columns are named 'a': give each its own name"):
         write_rows(["a", "b", "a"], [[1, 2, 3]], fmt, out)  # type: ignore[arg-type]
     assert out.getvalue() == ""
+
+
+DECIMALS = [Decimal("123456789012345678.123"), Decimal("1.10"), Decimal("-0.30"),
+            Decimal("0E-7"), Decimal("1E-7")]
+
+
+def test_decimals_are_their_exact_digits_in_json() -> None:
+    # Before: floats (123456789012345678.123 became 1.2345678901234568e+17, 1.10 became 1.1).
+    text = written(["d", "l"], [[d, {"in": [d]}] for d in DECIMALS], "json")
+    assert text.splitlines()[:2] == [
+        '{"d": 123456789012345678.123, "l": {"in": [123456789012345678.123]}}',
+        '{"d": 1.10, "l": {"in": [1.10]}}']
+    rows = [json.loads(line, parse_float=Decimal) for line in text.splitlines()]
+    assert [r["d"] for r in rows] == [r["l"]["in"][0] for r in rows] == DECIMALS
+    assert [str(r["d"]) for r in rows][:2] == ["123456789012345678.123", "1.10"]
+    assert written(["d"], [[Decimal("NaN")], [Decimal("-Infinity")]], "json") == (
+        '{"d": null}\n{"d": null}\n')
+
+
+def test_decimals_are_plain_digits_in_csv_and_the_table() -> None:
+    # As DuckDB prints them: 0.0000001, not Python's 1E-7.
+    digits = ["123456789012345678.123", "1.10", "-0.30", "0.0000000", "0.0000001"]
+    assert written(["d"], [[d] for d in DECIMALS], "csv").splitlines()[1:] == digits
+    assert [line.strip() for line in
+            written(["d"], [[d] for d in DECIMALS], "table").splitlines()[2:-1]] == digits
+
+
+# DuckDB's own text for each. Its Python client gives a timedelta: a month as 30
+# days, "26:00:00" as 1 day 2 hours ('=' in DuckDB), "1 day -01:00:00" as 23 hours
+# (not '=' in DuckDB), a split the writer cannot see.
+INTERVALS = ["1 day 02:00:00", "00:00:00", "1 day", "2 days", "-1 day", "-1 day -02:00:00",
+             "00:00:01.5", "-00:00:00.5", "3 days 00:00:00.000001", "100000 days",
+             "26:00:00", "-26:00:00"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "table"])
+def test_intervals_are_duckdbs_text_and_read_back_equal(fmt: str) -> None:
+    # Before: Python's "1 day, 2:00:00" and "-1 day, 23:59:59.500000", which DuckDB cannot read.
+    con = duckdb.connect()
+    values = [con.execute("SELECT ?::INTERVAL", [t]).fetchone()[0]  # type: ignore[index]
+              for t in INTERVALS]
+    lines = written(["i"], [[v] for v in values], fmt).splitlines()
+    cells = lines[1:] if fmt == "csv" else [line.strip() for line in lines[2:-1]]
+    assert cells[:10] == INTERVALS[:10]  # the rest: the same interval, hours as days
+    for text, cell in zip(INTERVALS, cells, strict=True):
+        assert con.execute("SELECT ?::INTERVAL = ?::INTERVAL", [cell, text]).fetchone() == (
+            True,), (text, cell)
