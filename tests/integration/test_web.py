@@ -119,6 +119,14 @@ def test_a_query_longer_than_the_search_box_takes_is_refused_not_cut(
             f" {MAX_QUERY_LENGTH:,}"), error_of(page)
 
 
+def test_the_search_box_takes_every_built_in_topic_query(client: httpx.Client) -> None:
+    from pipeline.signal.tag import default_topics
+
+    longest = max(default_topics().values(), key=len)
+    assert len(longest) <= MAX_QUERY_LENGTH
+    assert client.get("/", params={"q": longest}).status_code == 200
+
+
 def test_a_page_number_past_any_archive_is_an_empty_page(client: httpx.Client) -> None:
     # Before: HTTP 500, DuckDB's offset out of range.
     for page_no in ("99999999999999999999", "1000001", "-5", "x"):
