@@ -236,10 +236,22 @@ def _stored(con: duckdb.DuckDBPyConnection, url: str) -> _Stored | None:
     return None if row is None else _Stored(origin=row[0], status=row[1], paused_at=row[2])
 
 
+def _resolved(con: duckdb.DuckDBPyConnection, settings: Settings, url: str) -> str:
+    """The feed's URL as newsmon holds it, for ``url`` written any way that is
+    the same feed (:func:`~pipeline.ids.feed_key`): the config's spelling first,
+    as polling uses it, then the stored one."""
+    if any(f.url == url for f in settings.feeds):
+        return url
+    known = _Known.read(con, settings)
+    key = feed_key(url)
+    return known.configured.get(key) or known.stored.get(key) or url
+
+
 def _known(
     con: duckdb.DuckDBPyConnection, settings: Settings, url: str
 ) -> tuple[str, _Stored | None]:
-    """The feed's origin (``config`` or ``added``) and its row; FeedError if it is neither."""
+    """The feed's origin (``config`` or ``added``) and its row; FeedError if it is neither.
+    ``url``: as :func:`_resolved` gives it."""
     stored = _stored(con, url)
     if any(f.url == url for f in settings.feeds):
         return "config", stored
@@ -250,7 +262,7 @@ def _known(
 
 def remove(con: duckdb.DuckDBPyConnection, settings: Settings, url: str) -> None:
     """Stop polling an added feed and forget its state (its entries and articles stay)."""
-    url = url.strip()
+    url = _resolved(con, settings, url.strip())
     origin, _ = _known(con, settings, url)
     if origin == "config":
         raise ConfiguredFeed(url, "delete its entry under feeds: there")
@@ -259,7 +271,7 @@ def remove(con: duckdb.DuckDBPyConnection, settings: Settings, url: str) -> None
 
 def rename(con: duckdb.DuckDBPyConnection, settings: Settings, url: str, name: str) -> None:
     """Give an added feed a new display name (``articles.source`` of new articles)."""
-    url, name = url.strip(), name.strip()
+    url, name = _resolved(con, settings, url.strip()), name.strip()
     if not name:
         raise FeedError("the new name is empty")
     origin, _ = _known(con, settings, url)
@@ -272,7 +284,7 @@ def pause(
     con: duckdb.DuckDBPyConnection, settings: Settings, url: str, *, now: datetime | None = None
 ) -> None:
     """Stop polling a feed, config or added, until :func:`resume`; its state is kept."""
-    url = url.strip()
+    url = _resolved(con, settings, url.strip())
     _, stored = _known(con, settings, url)
     if stored is not None and stored.paused_at is not None:
         raise FeedError(f"{url} is already paused (since {stored.paused_at:%Y-%m-%d %H:%M} UTC)")
@@ -290,7 +302,7 @@ def pause(
 
 def resume(con: duckdb.DuckDBPyConnection, settings: Settings, url: str) -> None:
     """Poll a paused feed again, from the next pass on."""
-    url = url.strip()
+    url = _resolved(con, settings, url.strip())
     _, stored = _known(con, settings, url)
     if stored is None or stored.paused_at is None:
         raise FeedError(f"{url} is not paused")

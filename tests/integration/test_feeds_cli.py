@@ -78,6 +78,30 @@ def test_paused_feeds_are_not_polled_until_resumed(
     assert (feeds["added.xml"]["status"], feeds["cfg.xml"]["status"]) == ("active", "active")
 
 
+def test_a_feed_written_another_way_is_paused_resumed_and_renamed_as_itself(
+    server: FeedServer, cfg: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: matched by the exact URL, so the config feed written with another
+    # host case and a fragment was "not a feed here" (or, once added that way,
+    # pausing it paused a row nothing polls).
+    configured, added = server.url("/cfg.xml"), server.url("/added.xml")
+    other = configured.replace("127.0.0.1", "127.0.0.1".upper()).replace("http://", "HTTP://")
+    other += "#top"
+    assert main(["feeds", "pause", other, *cfg]) == 0
+    assert listed(capsys, cfg)["cfg.xml"]["status"] == "paused"
+    assert "polled 0 feed(s)" in run_once(cfg, capsys)
+    assert server.hits["/cfg.xml"] == 0
+    assert main(["feeds", "resume", other, *cfg]) == 0
+    assert "polled 1 feed(s) (0 failed)" in run_once(cfg, capsys)
+
+    assert main(["feeds", "add", added, *cfg]) == 0
+    assert main(["feeds", "rename", added + "#x", "My Wire", *cfg]) == 0
+    assert listed(capsys, cfg)["added.xml"]["name"] == "My Wire"
+    with duckdb.connect(str(Path(cfg[1]).parent / "news.duckdb"), read_only=True) as con:
+        urls = sorted(u for (u,) in con.execute("SELECT url FROM feeds").fetchall())
+    assert urls == sorted([configured, added])  # no row for the other spellings
+
+
 def test_pause_and_resume_say_when_there_is_nothing_to_do(
     server: FeedServer, cfg: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
