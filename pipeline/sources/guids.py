@@ -15,10 +15,20 @@ earlier pass gets an id of its own, and an item stored under an id of its own
 keeps it wherever it stands in the document. The id of an item is thus the
 same on every poll, and a feed whose GUIDs name one article each keeps the ids
 it always had.
+
+A stored GUID that comes back with another link is not by itself a reused
+GUID: a publisher that changes an article's slug (WordPress keeps ``?p=123``
+as the GUID while the permalink follows the new slug) keeps its GUID on
+purpose, and that is the same article, not a new one to fetch and store
+twice. So it is read as another article only when this document gives the
+GUID to two items or more (counting the items not parsed this time by the
+ids they are stored under); otherwise it is the stored entry moved, logged.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -47,37 +57,64 @@ def candidates(parsed: ParsedFeed | None) -> list[tuple[str, str]]:
     return list(pairs)
 
 
-def settle(parsed: ParsedFeed, stored: Stored) -> tuple[ParsedFeed, tuple[str, ...]]:
+# An id of reused_guid_id's form: the GUID, "#", 16 hex digits.
+_OWN_ID = re.compile(r"(?s)(.*)#[0-9a-f]{16}")
+
+
+def _given_twice(parsed: ParsedFeed) -> set[str]:
+    """The GUIDs this document gives to two items or more: the parsed entries
+    by their GUIDs, the items not parsed this time by their stored ids."""
+    count: Counter[str] = Counter(parsed.guids.values())
+    for digest, entry_id, _ in parsed.items or ():
+        if digest in parsed.skipped and entry_id is not None:
+            own = _OWN_ID.fullmatch(entry_id)
+            count[own.group(1) if own else entry_id] += 1
+    return {guid for guid, n in count.items() if n > 1 and guid in parsed.guids.values()}
+
+
+def settle(parsed: ParsedFeed, stored: Stored
+           ) -> tuple[ParsedFeed, tuple[str, ...], tuple[str, ...]]:
     """``parsed`` with each entry's final id, and its items' too (for the next
-    poll's skipping); and the GUIDs found given to another article, for the
-    log. ``stored``: what the store holds of :func:`candidates`."""
-    final = {entry.id: _final_id(entry, parsed.guids.get(entry.id), stored)
+    poll's skipping); the GUIDs found given to another article, and those of
+    articles found moved to another link, for the log. ``stored``: what the
+    store holds of :func:`candidates`."""
+    twice = _given_twice(parsed)
+    final = {entry.id: _final_id(entry, parsed.guids.get(entry.id), stored, twice)
              for entry in parsed.entries}
     reused = tuple(dict.fromkeys(
         guid for entry in parsed.entries
         if (guid := parsed.guids.get(entry.id)) is not None and final[entry.id] != guid))
+    moved = tuple(dict.fromkeys(
+        guid for entry in parsed.entries
+        if (guid := parsed.guids.get(entry.id)) is not None and final[entry.id] == guid
+        and _moved(entry, guid, stored)))
     if all(old == new for old, new in final.items()):
-        return parsed, reused
+        return parsed, reused, moved
     entries = tuple(replace(e, id=final[e.id]) for e in parsed.entries)
     items = None if parsed.items is None else tuple(
         (digest, entry if entry is None or digest in parsed.skipped else final.get(entry, entry),
          when)
         for digest, entry, when in parsed.items)
     guids = {final[entry_id]: guid for entry_id, guid in parsed.guids.items()}
-    return replace(parsed, entries=entries, items=items, guids=guids), reused
+    return replace(parsed, entries=entries, items=items, guids=guids), reused, moved
 
 
-def _final_id(entry: FeedEntry, guid: str | None, stored: Stored) -> str:
+def _moved(entry: FeedEntry, guid: str, stored: Stored) -> bool:
+    """Whether the GUID is stored with another link than the entry's."""
+    link = stored.get((entry.feed_url, guid))
+    # A row without a link (the column allows one) cannot say it moved.
+    return link is not None and ids.link_key(link) != ids.link_key(entry.url)
+
+
+def _final_id(entry: FeedEntry, guid: str | None, stored: Stored, twice: set[str]) -> str:
     if guid is None:
         return entry.id
     own = ids.reused_guid_id(guid, entry.url)
     plain = (entry.feed_url, guid)
     if plain in stored:
-        link = stored[plain]
-        # A row without a link (the column allows one) cannot say it was
-        # another article: its id stays as it was.
-        same = link is None or ids.link_key(link) == ids.link_key(entry.url)
-        return guid if same else own
+        # Another link: another article where this document gives the GUID
+        # to several, else the stored one moved (a new slug): see above.
+        return own if _moved(entry, guid, stored) and guid in twice else guid
     if (entry.feed_url, own) in stored:
         return own
     # Nothing stored under either: the document's own order decided.

@@ -292,9 +292,15 @@ def _settle(update: FeedUpdate, parsed: ParsedFeed | None, seen: guids.Stored) -
                     extra={"feed": update.url, "reason": update.last_error})
     if parsed is None:
         return FeedPolled(update=update, entries=(), rejections=())
-    parsed, reused = guids.settle(parsed, seen)
+    parsed, reused, relinked = guids.settle(parsed, seen)
     if reused:
         _log_reused(update.url, reused)
+    if relinked:
+        # Nothing fetched: read as the stored article under a new link.
+        log.info("feed %s gives a stored GUID a new link (%r%s): read as the same article"
+                 " moved, not fetched again", update.url, relinked[0][:200],
+                 f" and {len(relinked) - 1} more" if len(relinked) > 1 else "",
+                 extra={"feed": update.url, "guids": len(relinked)})
     if parsed.truncated is None:
         update = replace(update, item_hashes=None if parsed.items is None else json.dumps(
             {digest: [entry, when] for digest, entry, when in parsed.items},

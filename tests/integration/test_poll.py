@@ -426,6 +426,35 @@ def test_a_guid_given_to_different_articles_loses_none_of_them_over_three_passes
         1, 1, 1, 1]
 
 
+def test_an_article_whose_link_changes_under_its_guid_is_not_fetched_again(
+    tmp_path: Path, server: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new slug: WordPress keeps ``?p=123`` as the GUID while the permalink
+    follows the slug. The feed gives the GUID to one item, so it is the stored
+    article under a new link: not a new entry, not fetched, said in the log."""
+    for name in ("old-slug", "new-slug"):
+        server.route(f"/{name}.html", Reply(body=article(f"Talks {name}").encode(),
+                                            content_type="text/html; charset=utf-8"))
+    guid = "https://wire.example.org/?p=123"
+
+    def feed(slug: str, title: str) -> bytes:
+        return rss([{"title": title, "link": server.url(f"/{slug}.html"), "guid": guid},
+                    *items(1, "slug-other")]).encode()
+
+    server.route("/slug.xml", Reply(body=feed("old-slug", "Talks begin")))
+    settings = make_settings(tmp_path, server, ["/slug.xml"])
+    summary, _ = processed_poll(settings)
+    assert summary.entries_new == 2
+    server.route("/slug.xml", Reply(body=feed("new-slug", "Talks begin in Geneva")))
+    with caplog.at_level(logging.INFO, logger="pipeline.sources.poll"):
+        summary, polled = processed_poll(settings, now=NOW + timedelta(hours=1))
+    assert (summary.entries_new, polled) == (0, [])
+    assert (server.hits["/old-slug.html"], server.hits["/new-slug.html"]) == (1, 0)
+    assert [r.getMessage() for r in caplog.records if r.name == "pipeline.sources.poll"] == [
+        f"feed {server.url('/slug.xml')} gives a stored GUID a new link ({guid!r}): read as"
+        " the same article moved, not fetched again"]
+
+
 def test_a_feed_with_unique_guids_keeps_the_ids_it_always_had(
     tmp_path: Path, server: FeedServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -48,7 +48,7 @@ def test_a_guid_stored_for_another_article_gives_the_new_one_an_id_of_its_own() 
     parsed = _parse(_rss(("c", "same"), ("a", "same")))
     assert _ids(parsed) == {"c": "same", "a": _own("a")}  # the document's own order
     assert set(candidates(parsed)) >= {(URL, "same"), (URL, _own("a")), (URL, _own("c"))}
-    settled, reused = settle(parsed, {(URL, "same"): _link("a")})
+    settled, reused, _ = settle(parsed, {(URL, "same"): _link("a")})
     assert _ids(settled) == {"c": _own("c"), "a": "same"}
     assert reused == ("same",)
     assert settled.items is not None
@@ -59,7 +59,7 @@ def test_a_guid_stored_for_another_article_gives_the_new_one_an_id_of_its_own() 
 def test_an_article_stored_under_an_id_of_its_own_keeps_it_wherever_it_stands() -> None:
     stored = _stored(same=_link("a"), **{_own("b"): _link("b")})
     parsed = _parse(_rss(("b", "same"), ("d", "same"), ("a", "same")))
-    settled, reused = settle(parsed, stored)
+    settled, reused, _ = settle(parsed, stored)
     assert _ids(settled) == {"b": _own("b"), "d": _own("d"), "a": "same"}
     assert reused == ("same",)
 
@@ -72,7 +72,7 @@ def test_items_not_parsed_keep_their_stored_ids() -> None:
     known = {digest: (entry, when) for digest, entry, when in before.items or () if entry}
     parsed = _parse(_rss(("c", "same"), ("a", "same")), known)
     assert _ids(parsed) == {"c": "same"} and parsed.skipped == frozenset(known)
-    settled, _ = settle(parsed, {(URL, "same"): _link("a")})
+    settled, _, _ = settle(parsed, {(URL, "same"): _link("a")})
     assert _ids(settled) == {"c": _own("c")}
     assert settled.items is not None
     assert [entry for _, entry, _ in settled.items] == [_own("c"), "same"]
@@ -86,7 +86,7 @@ def test_unique_guids_are_never_changed() -> None:
     assert before == {"a": "g-a", "b": "g-b"}
     http: Stored = _stored(**{"g-a": "http://www.wire.example.org/a/", "g-b": None})
     for stored in ({}, _stored(**{"g-a": _link("a"), "g-b": _link("b")}), http):
-        settled, reused = settle(parsed, stored)
+        settled, reused, _ = settle(parsed, stored)
         assert (_ids(settled), reused) == (before, ())
 
 
@@ -98,4 +98,15 @@ def test_entries_without_a_guid_are_left_alone() -> None:
     assert dict(parsed.guids) == {}
     assert candidates(parsed) == [(URL, _link("x"))]
     settled: Any = settle(parsed, {(URL, _link("x")): _link("y")})
-    assert settled == (parsed, ())
+    assert settled == (parsed, (), ())
+
+
+def test_a_guid_that_comes_back_alone_with_a_new_link_is_the_stored_article_moved() -> None:
+    """A new slug: WordPress keeps ``?p=123`` as the GUID while the permalink
+    follows the slug. The document gives the GUID to one item, so it is the
+    stored article under a new link (seen: not fetched again), logged as moved."""
+    for guid in ("same", "https://wire.example.org/?p=123"):
+        parsed = _parse(_rss(("a-new-slug", guid), ("b", "g-b")))
+        settled, reused, moved = settle(parsed, _stored(**{guid: _link("a-old-slug")}))
+        assert _ids(settled)["a-new-slug"] == guid
+        assert (reused, moved) == ((), (guid,))
