@@ -2,7 +2,9 @@
 run twice with the same result.
 
 - An entry's id is its GUID, else its canonical URL, else a hash of title and
-  summary (Miniflux does the same: guid -> url -> hash of content).
+  summary (Miniflux does the same: guid -> url -> hash of content). A GUID
+  the feed gives to more than one article (a CMS bug) names the first; each
+  other gets :func:`reused_guid_id` (see :mod:`pipeline.sources.guids`).
 - An article's id is a hash of its canonical URL, so the same page reached
   through two feeds (or with different tracking parameters) is one article.
 """
@@ -118,6 +120,21 @@ def entry_id(*, guid: str | None, link: str | None, title: str, summary: str) ->
     if link and link.strip():
         return canonical_url(link)
     return "sha256:" + _digest(title.strip(), summary.strip())
+
+
+def link_key(url: str) -> str:
+    """What makes two links of one GUID the same article: :func:`canonical_url`
+    without the scheme. A site that moves to https changes every link in its
+    feed but not the GUIDs; read as new articles, every item would be fetched
+    again."""
+    return canonical_url(url).split("://", 1)[-1]
+
+
+def reused_guid_id(guid: str, link: str) -> str:
+    """The id of an entry whose GUID the feed also gives to another article:
+    the GUID, ``#`` and a hash of the link (:func:`link_key`), the same on
+    every poll."""
+    return f"{guid}#{_digest(link_key(link))}"
 
 
 def article_id(canonical: str) -> str:

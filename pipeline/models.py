@@ -21,7 +21,10 @@ from datetime import datetime
 class FeedEntry:
     """One item of a feed, as the poll stage saw it."""
 
-    id: str  # guid, else canonical URL, else hash of title + summary (see ids.entry_id)
+    # guid, else canonical URL, else hash of title + summary (see ids.entry_id);
+    # guid#hash of the link for a GUID the feed gives to another article too
+    # (see sources.guids)
+    id: str
     feed_url: str
     feed_name: str
     url: str  # the link as given by the feed (absolute)

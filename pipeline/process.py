@@ -232,8 +232,8 @@ def _batches(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[s
 
 
 def _shard_records(directory: Path, shard: int, shards: int) -> Iterator[dict[str, Any]]:
-    """This shard's polled entries, each (feed, entry id) once: a feed that
-    repeats a GUID (common in real feeds) gives one entry, the first copy. Every
+    """This shard's polled entries, each (feed, entry id) once: an article a
+    feed lists twice (common in real feeds) is one entry, the first copy. Every
     shard drops the same copies, so the n-th distinct entry goes to shard n mod
     ``shards`` whichever shard reads it."""
     seen: set[tuple[str, str]] = set()

@@ -240,7 +240,7 @@ class _Stream:
         self.shard = 0
         self.send_error: BaseException | None = None
         self.lookups: list[tuple[Sequence[tuple[str, str]],
-                                 asyncio.Future[set[tuple[str, str]]]]] = []
+                                 asyncio.Future[dict[tuple[str, str], str | None]]]] = []
         self.lookup_task: AnyTask | None = None
         self.totals = RunTotals()
         self.first_run: str | None = None
@@ -262,15 +262,18 @@ class _Stream:
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.database, fn, *args)
 
-    def _seen(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    def _seen(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
         with explained(self.settings.database), \
                 open_store(self.settings, read_only=True) as con:
             return store.seen_entries(con, pairs)
 
-    async def known(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which of ``pairs`` were delivered before. Feeds parsed while a lookup
-        (or a load) runs share the next one: one query each costs 10-20 ms."""
-        future: asyncio.Future[set[tuple[str, str]]] = asyncio.get_running_loop().create_future()
+    async def known(self, pairs: Sequence[tuple[str, str]]
+                    ) -> dict[tuple[str, str], str | None]:
+        """Which of ``pairs`` were delivered before, with their links. Feeds
+        parsed while a lookup (or a load) runs share the next one: one query
+        each costs 10-20 ms."""
+        future: asyncio.Future[dict[tuple[str, str], str | None]] = (
+            asyncio.get_running_loop().create_future())
         self.lookups.append((pairs, future))
         if self.lookup_task is None or self.lookup_task.done():
             self.lookup_task = asyncio.ensure_future(self._look_up())
@@ -366,8 +369,8 @@ class _Stream:
         return min(upcoming, default=None)
 
     def _claim(self, entry: FeedEntry) -> bool:
-        """Each (feed, entry id) once in flight: a feed that repeats a GUID
-        (common in real feeds) gives one entry, the first copy."""
+        """Each (feed, entry id) once in flight: an article a feed lists
+        twice (common in real feeds) is one entry, the first copy."""
         key = (entry.feed_url, entry.id)
         if key in self.keys:
             return False

@@ -14,9 +14,10 @@ author field). Its dicts never leave this module: entries become
 
 What is a feed: whatever feedparser gives a version (RSS, Atom), and CDF,
 which it reads without naming it. Every entry it returns is kept or refused
-with a reason (no link, a link that is not http(s) or too long, an id an
-earlier entry of the feed has, cut off by the end of the body); README,
-*What is read and what is refused*.
+with a reason (no link, a link that is not http(s) or too long, the same
+article as an earlier entry of the feed, cut off by the end of the body);
+README, *What is read and what is refused*. One GUID given to different
+articles is no reason: each gets an id of its own (:mod:`pipeline.sources.guids`).
 
 Hostile XML: feedparser's strict parser is expat with external general
 entities off (no XXE: nothing is read from disk or network); before parsing,
@@ -36,7 +37,7 @@ import io
 import re
 import xml.sax
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -89,6 +90,11 @@ class ParsedFeed:
     items: tuple[tuple[str, str | None, int | None], ...] | None = None
     # Items past the first max_entries, not read (fetch.max_entries_per_feed).
     beyond: int = 0
+    # Entry id -> the GUID it comes from, for the entries keyed by one: the
+    # poll settles their ids against the stored entries (pipeline.sources.guids).
+    guids: Mapping[str, str] = field(default_factory=dict)
+    # The digests of ``items`` not parsed this time: their ids are as stored.
+    skipped: frozenset[str] = frozenset()
 
 
 class FeedParseError(Exception):
@@ -221,7 +227,9 @@ def parse_feed(
                             in enumerate(first) if k in skip
                             and (when := known_items[digest][1]) is not None)
             return replace(parsed, published=parsed.published + earlier, items=recorded,
-                           beyond=max(0, len(items) - max_entries))
+                           beyond=max(0, len(items) - max_entries),
+                           skipped=frozenset(digest for k, (_, _, digest) in enumerate(first)
+                                             if k in skip))
     parsed, found, clean, seen = parse(body)
     if first and clean and found == len(items):
         return replace(parsed, items=tuple(
@@ -263,6 +271,8 @@ def _parse(
                                     reason=reason))
 
     kept: set[str] = set()
+    claims: dict[str, str] = {}  # GUID -> link_key of the article whose id it is
+    guids: dict[str, str] = {}
     for position, raw in enumerate(raw_entries, start=1):
         title = _text(raw.get("title"), _MAX_TITLE)
         summary = _text(raw.get("summary"), _MAX_SUMMARY)
@@ -286,16 +296,26 @@ def _parse(
         if len(link) > max_url_length:  # resolving against the base made it longer
             reject(link, f"entry link is longer than {max_url_length} characters")
             continue
-        entry_id = ids.entry_id(guid=guid if len(guid) <= _MAX_GUID else None, link=link,
-                                title=title, summary=summary)
+        usable = guid if len(guid) <= _MAX_GUID else None
+        entry_id = ids.entry_id(guid=usable, link=link, title=title, summary=summary)
+        if usable:
+            # A CMS may give every item one GUID: the first article of the
+            # document keeps it as its id, each other gets an id of its own
+            # (settled against the stored entries by pipeline.sources.guids).
+            key = ids.link_key(link)
+            if claims.setdefault(usable, key) != key:
+                entry_id = ids.reused_guid_id(usable, link)
         seen[-1] = (entry_id, seen[-1][1])  # a copy's item stands for the entry kept
         if entry_id in kept:
-            # Real feeds repeat GUIDs (a story updated in place, a CMS bug);
-            # every later stage keys on (feed, id), so one copy goes on.
+            # The same article listed twice (one GUID and link, or one link,
+            # or one title and summary); every later stage keys on (feed, id),
+            # so one copy goes on.
             reject(link, f"duplicate entry id: an earlier entry of the feed has the id "
                          f"{entry_id[:200]!r} (the first one is kept)")
             continue
         kept.add(entry_id)
+        if usable:
+            guids[entry_id] = usable
         entries.append(FeedEntry(
             id=entry_id, feed_url=url, feed_name=name, url=link, title=title, summary=summary,
             published_at=when,
@@ -315,7 +335,7 @@ def _parse(
         update_period=_hint(feed.get("sy_updateperiod")),
         update_frequency=_hint(feed.get("sy_updatefrequency")),
         published=tuple(published), truncated=truncated,
-        beyond=max(0, len(parsed.entries) - max_entries),
+        beyond=max(0, len(parsed.entries) - max_entries), guids=guids,
     ), len(parsed.entries), _well_formed(parsed), seen
 
 

@@ -29,7 +29,7 @@ from pipeline import ids
 from pipeline.config import PollConfig
 from pipeline.http import Fetcher, FetchError, Response
 from pipeline.models import FeedEntry, FeedUpdate, Rejection
-from pipeline.sources import schedule
+from pipeline.sources import guids, schedule
 from pipeline.sources.feeds import Feed
 from pipeline.sources.parsing import FeedParseError, ParsedFeed, parse_feed
 from pipeline.store import FeedState
@@ -82,10 +82,11 @@ class ParseJob:
     known_items: dict[str, tuple[str, int | None]] | None = None
 
 
-# Which (feed url, entry id) pairs among these were seen before: one query
-# for the whole pass. One query per feed cost 10-20 ms each (DuckDB binds a
-# Python list value by value), more than fetching and parsing the feed.
-KnownLookup = Callable[[Sequence[tuple[str, str]]], set[tuple[str, str]]]
+# Which (feed url, entry id) pairs among these were seen before, with the
+# link each was seen with (pipeline.sources.guids): one query for the whole
+# pass. One query per feed cost 10-20 ms each (DuckDB binds a Python list
+# value by value), more than fetching and parsing the feed.
+KnownLookup = Callable[[Sequence[tuple[str, str]]], guids.Stored]
 
 
 def due_feeds(
@@ -137,7 +138,7 @@ def skippable_items(
         if state is not None and state.item_hashes:
             stored[feed.url] = _stored_items(state.item_hashes)
     pairs = [(url, entry) for url, items in stored.items() for entry, _ in items.values()]
-    delivered = known(pairs) if pairs else set()
+    delivered = known(pairs) if pairs else {}
     return {url: {digest: item for digest, item in items.items()
                   if (url, item[0]) in delivered}
             for url, items in stored.items()}
@@ -233,11 +234,9 @@ class _Poller:
             # (no content hash) rather than trust these bytes.
             return self._failed(base, state, parsed.truncated, SOFT_POINTS,
                                 hints=_hints(response, parsed)), parsed
-        items = None if parsed.items is None else json.dumps(
-            {digest: [entry, when] for digest, entry, when in parsed.items},
-            separators=(",", ":"))
-        return replace(self._succeeded(base, state, response, parsed), content_hash=digest,
-                       item_hashes=items), parsed
+        # item_hashes: set by _settle, once the entries' ids are settled.
+        return replace(self._succeeded(base, state, response, parsed),
+                       content_hash=digest), parsed
 
     def _succeeded(self, base: FeedUpdate, state: FeedState | None, response: Response,
                    parsed: ParsedFeed | None) -> FeedUpdate:
@@ -282,27 +281,46 @@ class FeedPolled:
     rejections: tuple[Rejection, ...]
 
 
-def _settle(update: FeedUpdate, parsed: ParsedFeed | None,
-            seen: set[tuple[str, str]]) -> FeedPolled:
-    """Drop the entries seen before (``seen``), log a failure."""
+def _settle(update: FeedUpdate, parsed: ParsedFeed | None, seen: guids.Stored) -> FeedPolled:
+    """Settle the entries' ids against the stored ones (``seen``: what the
+    store holds of :func:`guids.candidates`), drop the entries seen before,
+    store the items for the next poll, log a failure."""
     if update.last_error:
         moved = f" (polled at {update.fetch_url})" if update.fetch_url != update.url else ""
         log.warning("feed failed: %s%s: %s", update.url, moved, update.last_error,
                     extra={"feed": update.url, "reason": update.last_error})
     if parsed is None:
         return FeedPolled(update=update, entries=(), rejections=())
+    parsed, reused, relinked = guids.settle(parsed, seen)
+    if reused:
+        _log_reused(update.url, reused)
+    if relinked:
+        # Nothing fetched: read as the stored article under a new link.
+        log.info("feed %s gives a stored GUID a new link (%r%s): read as the same article"
+                 " moved, not fetched again", update.url, relinked[0][:200],
+                 f" and {len(relinked) - 1} more" if len(relinked) > 1 else "",
+                 extra={"feed": update.url, "guids": len(relinked)})
+    if parsed.truncated is None:
+        update = replace(update, item_hashes=None if parsed.items is None else json.dumps(
+            {digest: [entry, when] for digest, entry, when in parsed.items},
+            separators=(",", ":")))
     new = tuple(e if e.feed_name == update.name else replace(e, feed_name=update.name)
                 for e in parsed.entries if (e.feed_url, e.id) not in seen)
     return FeedPolled(update=update, entries=new, rejections=parsed.rejections)
 
 
-def _parsed_pairs(parsed: ParsedFeed | None) -> list[tuple[str, str]]:
-    return [] if parsed is None else [(e.feed_url, e.id) for e in parsed.entries]
+def _log_reused(feed: str, reused: Sequence[str]) -> None:
+    """Once per feed and poll: the feed is broken, though nothing is lost."""
+    # The default formatter drops ``extra``: what and why go in the message.
+    more = f" and {len(reused) - 1} more" if len(reused) > 1 else ""
+    log.warning("feed %s gives one GUID to different articles (%r%s): each article "
+                "after the first gets an entry id of its own, GUID#hash of its link",
+                feed, reused[0][:200], more, extra={"feed": feed, "guids": len(reused)})
 
 
 # The streaming pass asks for the seen entries of one feed at a time, through
 # the one thread that opens the database (pipeline.stream).
-AsyncKnownLookup = Callable[[Sequence[tuple[str, str]]], Awaitable[set[tuple[str, str]]]]
+AsyncKnownLookup = Callable[[Sequence[tuple[str, str]]], Awaitable[guids.Stored]]
 
 
 class FeedPoller:
@@ -320,8 +338,8 @@ class FeedPoller:
         poller = _Poller(fetcher=self._fetcher, parser=self._parser, now=now,
                          options=self._options)
         update, parsed = await poller.poll(feed, state, known_items)
-        pairs = _parsed_pairs(parsed)
-        seen = await self._known(pairs) if pairs else set()
+        pairs = guids.candidates(parsed)
+        seen = await self._known(pairs) if pairs else {}
         return _settle(update, parsed, seen)
 
     def __enter__(self) -> FeedPoller:
@@ -372,7 +390,7 @@ async def poll(
     results = [task.result() for task in tasks if task not in pending]
     deferred = tuple(tasks[task].url for task in tasks if task in pending)
     log_deferred(deferred)
-    seen = known([pair for _, parsed in results for pair in _parsed_pairs(parsed)])
+    seen = known([pair for _, parsed in results for pair in guids.candidates(parsed)])
     polled = [_settle(update, parsed, seen) for update, parsed in results]
     return PollResult(
         entries=tuple(e for p in polled for e in p.entries),

@@ -513,8 +513,10 @@ def added_feeds(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str | None]]:
 
 def seen_entries(
     con: duckdb.DuckDBPyConnection, pairs: Sequence[tuple[str, str]]
-) -> set[tuple[str, str]]:
-    """The (feed_url, id) pairs among ``pairs`` already delivered (any status).
+) -> dict[tuple[str, str], str | None]:
+    """The (feed_url, id) pairs among ``pairs`` already delivered (any status),
+    each with the link it was delivered with: a GUID a feed reuses names one
+    article (:mod:`pipeline.sources.guids`).
 
     The pairs travel as one JSON string: DuckDB's Python binding costs about
     0.3 ms per bound value (it tries to import pandas for each one), so a
@@ -522,16 +524,16 @@ def seen_entries(
     parsed by DuckDB in a fraction of a second.
     """
     if not pairs or not _has_table(con, "entries"):
-        return set()
+        return {}
     payload = json.dumps({"f": [f for f, _ in pairs], "i": [i for _, i in pairs]})
     rows = con.execute(
         """WITH c AS (
             SELECT DISTINCT unnest(j.f) AS feed_url, unnest(j.i) AS id
             FROM (SELECT from_json(?, '{"f": ["VARCHAR"], "i": ["VARCHAR"]}') AS j))
-        SELECT e.feed_url, e.id FROM entries e JOIN c USING (feed_url, id)""",
+        SELECT e.feed_url, e.id, e.url FROM entries e JOIN c USING (feed_url, id)""",
         [payload],
     ).fetchall()
-    return {(r[0], r[1]) for r in rows}
+    return {(r[0], r[1]): r[2] for r in rows}
 
 
 def entries_to_retry(con: duckdb.DuckDBPyConnection, max_attempts: int) -> list[dict[str, object]]:

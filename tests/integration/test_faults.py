@@ -96,17 +96,55 @@ def stage_run(settings: Settings) -> str:
 # -- duplicate entry ids ----------------------------------------------------------------------
 
 
-def test_a_guid_repeated_in_one_feed_stops_nothing(tmp_path: Path, server: FeedServer) -> None:
+def test_a_guid_given_to_different_articles_stops_nothing_and_loses_none(
+    tmp_path: Path, server: FeedServer
+) -> None:
     dup = serve_feed(server, "dup", 4, repeat=2)
     fine = serve_feed(server, "fine", 3)
     settings = make_settings(tmp_path, server, [dup, fine])
     result = run_pass(settings)
-    assert result.load.articles_new == 7  # 4 + 3: each GUID once, the first copy
+    assert result.load.articles_new == 9  # 4 + 2 + 3: the two that reuse a GUID too
     after = counts(settings)
-    assert after["articles"] == after["distinct"] == 7 and after["orphans"] == 0
-    assert server.hits["/dup/again-0"] == 0 and server.hits["/dup/0"] == 1
+    assert after["articles"] == after["distinct"] == 9 and after["orphans"] == 0
+    assert server.hits["/dup/again-0"] == server.hits["/dup/0"] == 1
     again = run_pass(settings, force=True)
-    assert again.load.articles_new == 0 and counts(settings)["articles"] == 7
+    assert again.load.articles_new == 0 and counts(settings)["articles"] == 9
+
+
+def test_a_feed_giving_every_item_one_guid_loses_no_article_over_three_passes(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """The reviewer's reproduction, through the pass ``newsmon run`` makes:
+    every item has ``<guid>same</guid>`` and a link of its own. Each article
+    is fetched once and stored once: on the pass it appears, and never again,
+    whether its item is unchanged (cut out before parsing) or changed and in
+    another place (parsed again, its id settled against the stored ones)."""
+    for name in "abcde":
+        server.route(f"/same/{name}", Reply(body=article(f"Report {name}").encode(),
+                                            content_type="text/html; charset=utf-8"))
+
+    def serve(*names: str, edited: str = "") -> None:
+        server.route("/same.xml", Reply(body=rss(
+            [{"title": f"Report {n}{edited}", "link": server.url(f"/same/{n}"), "guid": "same"}
+             for n in names], title="same").encode()))
+
+    settings = make_settings(tmp_path, server, [server.url("/same.xml")])
+    serve("b", "a")
+    assert run_pass(settings).load.articles_new == 2
+    serve("c", "b", "a")
+    assert run_pass(settings, force=True).load.articles_new == 1
+    serve("e", "d", "a", "c", "b", edited=" (updated)")
+    assert run_pass(settings, force=True).load.articles_new == 2
+    assert {n: server.hits[f"/same/{n}"] for n in "abcde"} == dict.fromkeys("abcde", 1)
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        stored = con.execute("SELECT url, id, status FROM entries ORDER BY url").fetchall()
+    assert [(url, status) for url, _, status in stored] == [
+        (server.url(f"/same/{n}"), "stored") for n in "abcde"]
+    # b, the first article seen, keeps the GUID (feedparser resolves it as a link).
+    assert stored[1][1] == server.url("/same")
+    assert len({entry for _, entry, _ in stored}) == 5
+    after = counts(settings)
+    assert after["articles"] == after["distinct"] == after["seen"] == 5
 
 
 # -- staging that cannot prove it is complete -------------------------------------------------

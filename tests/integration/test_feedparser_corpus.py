@@ -200,7 +200,22 @@ def test_every_difference_from_feedparser_is_a_recorded_rule(corpus_pass: Corpus
     for rows in corpus_pass.rejected.values():
         for r in rows:
             assert (r["url"], "poll", r["reason"]) in corpus_pass.table_rejected
-    assert tally["no link"] > 1000 and tally["duplicate id"] >= 1 and tally["cut off"] >= 1
+    # No file lists one article twice (the duplicate rule's tests are in
+    # test_feed_parsing.py and test_poll.py); see the next test.
+    assert tally["no link"] > 1000 and tally["cut off"] >= 1
+    assert tally["duplicate id"] == 0
+
+
+def test_one_id_given_to_two_links_is_two_entries_and_said(corpus_pass: CorpusPass) -> None:
+    """node_precedence/atom10_id.xml: feedparser gives both entries the id
+    "Correct Value", and the second a link of its own (from an ``<image>``'s
+    ``<id>``). Two links under one id are two articles: both are kept, and
+    the poll says the feed reuses an id, once."""
+    url = corpus_pass.urls["/tests/wellformed/node_precedence/atom10_id.xml"]
+    assert (corpus_pass.polled.get(url), corpus_pass.rejected.get(url)) == (2, None)
+    reused = [r for r in corpus_pass.records
+              if r.msg.startswith("feed %s gives one GUID to different articles")]
+    assert [(r.levelno, r.__dict__["feed"]) for r in reused] == [(logging.WARNING, url)]
 
 
 def test_cdf_feeds_are_read(corpus_pass: CorpusPass) -> None:

@@ -63,6 +63,18 @@ def poll(settings: Settings, *, now: datetime = NOW,
     return summary, polled
 
 
+def processed_poll(settings: Settings, *, now: datetime = NOW,
+                   ) -> tuple[PollSummary, list[dict[str, Any]]]:
+    """One poll stage, its process stage (which stores the entries: a poll
+    delivers them again until then) and its load; as :func:`poll`."""
+    run_id = new_run_id()
+    summary = poll_stage(settings, run_id, now=now, force=True)
+    polled = list(staging.read(staging.run_dir(settings.staging, run_id), "polled"))
+    process_stage(settings, run_id)
+    load_stage(settings, run_id)
+    return summary, polled
+
+
 def feed(settings: Settings, path: str) -> dict[str, Any]:
     with duckdb.connect(str(settings.database), read_only=True) as con:
         cursor = con.execute("SELECT * FROM feeds WHERE url LIKE ?", [f"%{path}"])
@@ -340,39 +352,130 @@ def test_a_too_long_entry_link_is_a_rejected_row(tmp_path: Path, server: FeedSer
     assert rows == [(long_link[:2048], "poll", "entry link is longer than 2048 characters")]
 
 
-def test_a_repeated_entry_id_is_collapsed_by_the_poll_and_the_pass_goes_on(
-    tmp_path: Path, server: FeedServer
+def test_a_guid_given_to_different_articles_loses_none_of_them_over_three_passes(
+    tmp_path: Path, server: FeedServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Two entries with one GUID in one feed: the poll keeps the first and
-    records the copy; the pages are fetched and loaded as usual, and the other
-    feed of the pass is unaffected."""
-    for name in ("dup-a", "dup-b", "other"):
+    """A CMS that gives every item one GUID, with a new link each time: each
+    article is an entry of its own, on the pass it appears and on later ones,
+    and no page is fetched twice. The same article listed twice (its link
+    with a tracking parameter) is one entry; another feed with the same GUID
+    is untouched. Through the staged stages (the Airflow DAG's path)."""
+    for name in ("dup-a", "dup-b", "dup-c", "other"):
         server.route(f"/{name}.html", Reply(body=article(f"Talks {name}").encode(),
                                             content_type="text/html; charset=utf-8"))
     guid = "tag:wire.example.org,2024:same"
+
+    def item(name: str, *, link: str | None = None, title: str | None = None) -> dict[str, str]:
+        return {"title": title or f"Talks {name}", "link": link or server.url(f"/{name}.html"),
+                "guid": guid}
+
     server.route("/dup.xml", Reply(body=rss([
-        {"title": "Talks dup-a", "link": server.url("/dup-a.html"), "guid": guid},
-        {"title": "Talks dup-b", "link": server.url("/dup-b.html"), "guid": guid},
+        item("dup-a"), item("dup-b"),
+        item("dup-a", link=server.url("/dup-a.html?utm_source=rss"), title="Talks again"),
     ]).encode()))
-    server.route("/dup-other.xml", Reply(body=rss([
-        {"title": "Talks other", "link": server.url("/other.html"), "guid": guid}]).encode()))
+    server.route("/dup-other.xml", Reply(body=rss([item("other")]).encode()))
     settings = make_settings(tmp_path, server, ["/dup.xml", "/dup-other.xml"])
-    run_id = new_run_id()
-    summary = poll_stage(settings, run_id, now=NOW)
-    polled = list(staging.read(staging.run_dir(settings.staging, run_id), "polled"))
-    assert summary.entries_new == 2
-    assert sorted((e["feed_url"].rsplit("/", 1)[1], e["url"].rsplit("/", 1)[1])
-                  for e in polled) == [("dup-other.xml", "other.html"), ("dup.xml", "dup-a.html")]
-    processed = process_stage(settings, run_id)
-    load_stage(settings, run_id)
-    assert (processed.articles, processed.rejected) == (2, 0)
+
+    def delivered(polled: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        return sorted((e["feed_url"].rsplit("/", 1)[1], e["url"].rsplit("/", 1)[1])
+                      for e in polled)
+
+    with caplog.at_level(logging.WARNING, logger="pipeline.sources.poll"):
+        summary, polled = processed_poll(settings)
+    assert summary.entries_new == 3
+    assert delivered(polled) == [("dup-other.xml", "other.html"), ("dup.xml", "dup-a.html"),
+                                 ("dup.xml", "dup-b.html")]
+    ids = {e["url"].rsplit("/", 1)[1]: e["id"] for e in polled}
+    assert ids["dup-a.html"] == ids["other.html"] == guid  # the first article keeps the GUID
+    assert ids["dup-b.html"].startswith(guid + "#")
+    logged = [r for r in caplog.records if r.name == "pipeline.sources.poll"]
+    assert [r.getMessage() for r in logged] == [
+        f"feed {server.url('/dup.xml')} gives one GUID to different articles ({guid!r}): "
+        "each article after the first gets an entry id of its own, GUID#hash of its link"]
+    assert (logged[0].__dict__["feed"], logged[0].__dict__["guids"]) == (
+        server.url("/dup.xml"), 1)
     with duckdb.connect(str(settings.database), read_only=True) as con:
-        titles = sorted(r[0] for r in con.execute("SELECT title FROM articles").fetchall())
         rejected = con.execute("SELECT url, feed_url, stage, reason FROM rejected").fetchall()
-    assert titles == ["Talks dup-a", "Talks other"]
-    assert rejected == [(server.url("/dup-b.html"), server.url("/dup.xml"), "poll",
-                         f"duplicate entry id: an earlier entry of the feed has the id {guid!r} "
-                         "(the first one is kept)")]
+    assert rejected == [(server.url("/dup-a.html?utm_source=rss"), server.url("/dup.xml"),
+                         "poll", f"duplicate entry id: an earlier entry of the feed has the "
+                         f"id {guid!r} (the first one is kept)")]
+
+    # A new article under the GUID, on top: delivered, the known ones are not.
+    server.route("/dup.xml", Reply(body=rss([item("dup-c"), item("dup-a"), item("dup-b")])
+                                   .encode()))
+    summary, polled = processed_poll(settings, now=NOW + timedelta(hours=1))
+    assert delivered(polled) == [("dup.xml", "dup-c.html")]
+    ids["dup-c.html"] = polled[0]["id"]
+    assert ids["dup-c.html"].startswith(guid + "#") and ids["dup-c.html"] != ids["dup-b.html"]
+
+    # Every item changed (so parsed again) and in another order: the same ids.
+    server.route("/dup.xml", Reply(body=rss([
+        item(name, title=f"Talks {name}, updated") for name in ("dup-b", "dup-c", "dup-a")
+    ]).encode()))
+    summary, polled = processed_poll(settings, now=NOW + timedelta(hours=2))
+    assert (summary.entries_new, polled) == (0, [])
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        stored = con.execute("SELECT url, id FROM entries WHERE feed_url = ? ORDER BY url",
+                             [server.url("/dup.xml")]).fetchall()
+        titles = sorted(r[0] for r in con.execute("SELECT title FROM articles").fetchall())
+    assert stored == [(server.url("/dup-a.html"), guid),
+                      (server.url("/dup-b.html"), ids["dup-b.html"]),
+                      (server.url("/dup-c.html"), ids["dup-c.html"])]
+    assert titles == ["Talks dup-a", "Talks dup-b", "Talks dup-c", "Talks other"]
+    assert [server.hits[f"/{n}.html"] for n in ("dup-a", "dup-b", "dup-c", "other")] == [
+        1, 1, 1, 1]
+
+
+def test_an_article_whose_link_changes_under_its_guid_is_not_fetched_again(
+    tmp_path: Path, server: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new slug: WordPress keeps ``?p=123`` as the GUID while the permalink
+    follows the slug. The feed gives the GUID to one item, so it is the stored
+    article under a new link: not a new entry, not fetched, said in the log."""
+    for name in ("old-slug", "new-slug"):
+        server.route(f"/{name}.html", Reply(body=article(f"Talks {name}").encode(),
+                                            content_type="text/html; charset=utf-8"))
+    guid = "https://wire.example.org/?p=123"
+
+    def feed(slug: str, title: str) -> bytes:
+        return rss([{"title": title, "link": server.url(f"/{slug}.html"), "guid": guid},
+                    *items(1, "slug-other")]).encode()
+
+    server.route("/slug.xml", Reply(body=feed("old-slug", "Talks begin")))
+    settings = make_settings(tmp_path, server, ["/slug.xml"])
+    summary, _ = processed_poll(settings)
+    assert summary.entries_new == 2
+    server.route("/slug.xml", Reply(body=feed("new-slug", "Talks begin in Geneva")))
+    with caplog.at_level(logging.INFO, logger="pipeline.sources.poll"):
+        summary, polled = processed_poll(settings, now=NOW + timedelta(hours=1))
+    assert (summary.entries_new, polled) == (0, [])
+    assert (server.hits["/old-slug.html"], server.hits["/new-slug.html"]) == (1, 0)
+    assert [r.getMessage() for r in caplog.records if r.name == "pipeline.sources.poll"] == [
+        f"feed {server.url('/slug.xml')} gives a stored GUID a new link ({guid!r}): read as"
+        " the same article moved, not fetched again"]
+
+
+def test_a_feed_with_unique_guids_keeps_the_ids_it_always_had(
+    tmp_path: Path, server: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each entry's id is its GUID, as before GUIDs reused for other articles
+    got ids of their own: an upgrade fetches no stored entry again, nor does a
+    site's move to https (every link changes, no GUID)."""
+    server.route("/unique.xml", Reply(body=rss(items(3, "uq")).encode()))
+    settings = make_settings(tmp_path, server, ["/unique.xml"])
+
+    # feedparser reads a GUID not marked isPermaLink="false" as a link.
+    guids = [server.url(f"/uq-{i}") for i in range(3)]
+    _, polled = processed_poll(settings)  # stored as rejected: port 9 is refused
+    assert sorted(e["id"] for e in polled) == entry_ids(settings) == guids
+    moved = [{**i, "title": i["title"] + ", updated"}
+             for i in items(3, "uq", base="https://127.0.0.1:9/")]
+    server.route("/unique.xml", Reply(body=rss(moved).encode()))
+    with caplog.at_level(logging.WARNING, logger="pipeline.sources.poll"):
+        second, polled = processed_poll(settings, now=NOW + timedelta(hours=1))
+    logged = [r for r in caplog.records if r.name == "pipeline.sources.poll"]
+    assert (second.entries_new, polled, logged) == (0, [], [])
+    assert entry_ids(settings) == stored_items(settings, "/unique.xml") == guids
 
 
 def test_a_failed_feed_is_logged_with_its_url_and_reason(

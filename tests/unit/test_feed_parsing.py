@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline import ids
 from pipeline.sources.parsing import (
     FeedParseError,
     _item_spans,
@@ -84,9 +85,11 @@ def _rss(items: list[str], *, build: str = "Mon, 06 May 2024 12:00:00 GMT") -> b
     ).encode()
 
 
-def _item(n: int, *, title: str | None = None, description: str = "Text.") -> str:
+def _item(n: int, *, title: str | None = None, description: str = "Text.",
+          guid: str | None = None, link: str | None = None) -> str:
     return (f"<item><title>{title or f'Story {n}'}</title>"
-            f"<link>https://wire.example.org/{n}</link><guid isPermaLink=\"false\">story-{n}</guid>"
+            f"<link>{link or f'https://wire.example.org/{n}'}</link>"
+            f"<guid isPermaLink=\"false\">{guid or f'story-{n}'}</guid>"
             f"<pubDate>Mon, 06 May 2024 {n % 24:02d}:00:00 GMT</pubDate>"
             f"<description>{description}</description></item>")
 
@@ -359,6 +362,43 @@ def test_a_repeated_id_keeps_the_first_entry_and_records_the_copy() -> None:
         "story-3", "story-2", "story-2", "story-1", "story-3"]
     again = _parse(body, _delivered(parsed))
     assert (again.entries, again.rejections) == ((), ())
+
+
+def test_one_guid_for_different_links_gives_each_article_an_entry() -> None:
+    """A CMS that gives every item one GUID: the first article of the document
+    keeps it as its id, each other gets the GUID and a hash of its link."""
+    body = _rss([_item(3, guid="same"), _item(2, guid="same"), _item(1, guid="same")])
+    parsed = _parse(body)
+    assert parsed.rejections == ()
+    assert [(e.id, e.url) for e in parsed.entries] == [
+        ("same", "https://wire.example.org/3"),
+        (ids.reused_guid_id("same", "https://wire.example.org/2"), "https://wire.example.org/2"),
+        (ids.reused_guid_id("same", "https://wire.example.org/1"), "https://wire.example.org/1"),
+    ]
+    assert dict(parsed.guids) == dict.fromkeys((e.id for e in parsed.entries), "same")
+    assert parsed.items is not None
+    assert [entry for _, entry, _ in parsed.items] == [e.id for e in parsed.entries]
+
+
+def test_one_guid_for_one_article_listed_twice_is_one_entry() -> None:
+    """The same article again under its GUID (its link with a tracking
+    parameter, a fragment, over http) is a copy, not another article."""
+    copies = ["https://wire.example.org/2?utm_source=rss", "https://wire.example.org/2#more",
+              "http://www.wire.example.org/2/"]
+    body = _rss([_item(2, guid="same"), *(_item(2, guid="same", link=c) for c in copies)])
+    parsed = _parse(body)
+    assert [(e.id, e.url) for e in parsed.entries] == [("same", "https://wire.example.org/2")]
+    assert [(r.url, r.reason) for r in parsed.rejections] == [
+        (c, "duplicate entry id: an earlier entry of the feed has the id 'same' "
+            "(the first one is kept)") for c in copies]
+
+
+def test_unique_guids_keep_the_ids_they_always_had() -> None:
+    """Every feed whose GUIDs name one article each: ids as before, or every
+    stored entry would be fetched again after an upgrade."""
+    parsed = _parse(_rss([_item(n) for n in range(5, 0, -1)]))
+    assert [e.id for e in parsed.entries] == [f"story-{n}" for n in range(5, 0, -1)]
+    assert parsed.rejections == ()
 
 
 def test_linkless_entries_without_a_guid_or_title_are_told_apart() -> None:

@@ -41,3 +41,13 @@ def test_feed_key_keeps_what_tells_two_feeds_apart() -> None:
     # Still one feed: campaign tags, case of scheme and host, a fragment.
     assert ids.feed_key("HTTPS://Example.org/rss?utm_source=x#top") == ids.feed_key(
         "https://example.org/rss")
+
+
+def test_a_reused_guid_gets_one_id_per_article() -> None:
+    one = ids.reused_guid_id("same", "https://example.org/a?utm_source=rss")
+    assert one.startswith("same#")
+    # The same article: tracking, fragment, www, a trailing slash, the scheme.
+    assert one == ids.reused_guid_id("same", "http://www.example.org/a/#top")
+    assert one != ids.reused_guid_id("same", "https://example.org/b")
+    assert one != ids.reused_guid_id("other", "https://example.org/a")
+    assert ids.link_key("HTTPS://Example.org/a?utm_source=x") == ids.link_key("http://example.org/a")

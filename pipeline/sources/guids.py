@@ -1,0 +1,121 @@
+"""Entry ids for GUIDs a feed gives to more than one article.
+
+Some CMSs give every item one ``<guid>``, or recycle a few, with a different
+link each time. An entry keyed by its GUID alone would then be "seen" before
+its page was ever fetched, and the article lost without a word. So a GUID
+names one article of its feed, the first one stored under it; every other
+article (another link: :func:`pipeline.ids.link_key`) gets
+:func:`pipeline.ids.reused_guid_id`, the GUID and a hash of its link.
+
+The parser (:mod:`pipeline.sources.parsing`) applies that rule within one
+document, where it can see the other items; it cannot see the stored entries.
+:func:`settle` applies it against them, once the poll has looked up the
+:func:`candidates`: an item whose GUID the feed used for another article on an
+earlier pass gets an id of its own, and an item stored under an id of its own
+keeps it wherever it stands in the document. The id of an item is thus the
+same on every poll, and a feed whose GUIDs name one article each keeps the ids
+it always had.
+
+A stored GUID that comes back with another link is not by itself a reused
+GUID: a publisher that changes an article's slug (WordPress keeps ``?p=123``
+as the GUID while the permalink follows the new slug) keeps its GUID on
+purpose, and that is the same article, not a new one to fetch and store
+twice. So it is read as another article only when this document gives the
+GUID to two items or more (counting the items not parsed this time by the
+ids they are stored under); otherwise it is the stored entry moved, logged.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import replace
+
+from pipeline import ids
+from pipeline.models import FeedEntry
+from pipeline.sources.parsing import ParsedFeed
+
+__all__ = ["Stored", "candidates", "settle"]
+
+# (feed url, entry id) -> the link the entry was stored with (None: not known).
+Stored = Mapping[tuple[str, str], str | None]
+
+
+def candidates(parsed: ParsedFeed | None) -> list[tuple[str, str]]:
+    """The (feed url, entry id) pairs to look up for :func:`settle`: each
+    entry's id, and for an entry keyed by a GUID, the GUID alone and the id
+    of its own."""
+    if parsed is None:
+        return []
+    pairs: dict[tuple[str, str], None] = {}
+    for entry in parsed.entries:
+        pairs[entry.feed_url, entry.id] = None
+        if (guid := parsed.guids.get(entry.id)) is not None:
+            pairs[entry.feed_url, guid] = None
+            pairs[entry.feed_url, ids.reused_guid_id(guid, entry.url)] = None
+    return list(pairs)
+
+
+# An id of reused_guid_id's form: the GUID, "#", 16 hex digits.
+_OWN_ID = re.compile(r"(?s)(.*)#[0-9a-f]{16}")
+
+
+def _given_twice(parsed: ParsedFeed) -> set[str]:
+    """The GUIDs this document gives to two items or more: the parsed entries
+    by their GUIDs, the items not parsed this time by their stored ids."""
+    count: Counter[str] = Counter(parsed.guids.values())
+    for digest, entry_id, _ in parsed.items or ():
+        if digest in parsed.skipped and entry_id is not None:
+            own = _OWN_ID.fullmatch(entry_id)
+            count[own.group(1) if own else entry_id] += 1
+    return {guid for guid, n in count.items() if n > 1 and guid in parsed.guids.values()}
+
+
+def settle(parsed: ParsedFeed, stored: Stored
+           ) -> tuple[ParsedFeed, tuple[str, ...], tuple[str, ...]]:
+    """``parsed`` with each entry's final id, and its items' too (for the next
+    poll's skipping); the GUIDs found given to another article, and those of
+    articles found moved to another link, for the log. ``stored``: what the
+    store holds of :func:`candidates`."""
+    twice = _given_twice(parsed)
+    final = {entry.id: _final_id(entry, parsed.guids.get(entry.id), stored, twice)
+             for entry in parsed.entries}
+    reused = tuple(dict.fromkeys(
+        guid for entry in parsed.entries
+        if (guid := parsed.guids.get(entry.id)) is not None and final[entry.id] != guid))
+    moved = tuple(dict.fromkeys(
+        guid for entry in parsed.entries
+        if (guid := parsed.guids.get(entry.id)) is not None and final[entry.id] == guid
+        and _moved(entry, guid, stored)))
+    if all(old == new for old, new in final.items()):
+        return parsed, reused, moved
+    entries = tuple(replace(e, id=final[e.id]) for e in parsed.entries)
+    items = None if parsed.items is None else tuple(
+        (digest, entry if entry is None or digest in parsed.skipped else final.get(entry, entry),
+         when)
+        for digest, entry, when in parsed.items)
+    guids = {final[entry_id]: guid for entry_id, guid in parsed.guids.items()}
+    return replace(parsed, entries=entries, items=items, guids=guids), reused, moved
+
+
+def _moved(entry: FeedEntry, guid: str, stored: Stored) -> bool:
+    """Whether the GUID is stored with another link than the entry's."""
+    link = stored.get((entry.feed_url, guid))
+    # A row without a link (the column allows one) cannot say it moved.
+    return link is not None and ids.link_key(link) != ids.link_key(entry.url)
+
+
+def _final_id(entry: FeedEntry, guid: str | None, stored: Stored, twice: set[str]) -> str:
+    if guid is None:
+        return entry.id
+    own = ids.reused_guid_id(guid, entry.url)
+    plain = (entry.feed_url, guid)
+    if plain in stored:
+        # Another link: another article where this document gives the GUID
+        # to several, else the stored one moved (a new slug): see above.
+        return own if _moved(entry, guid, stored) and guid in twice else guid
+    if (entry.feed_url, own) in stored:
+        return own
+    # Nothing stored under either: the document's own order decided.
+    return entry.id

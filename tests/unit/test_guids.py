@@ -1,0 +1,112 @@
+"""Entry ids settled against the stored entries, for GUIDs a feed reuses.
+
+The whole path (poll, fetch, load, three passes, no page fetched twice) is in
+tests/integration/test_faults.py and test_poll.py; here, the rule itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline import ids
+from pipeline.sources.guids import Stored, candidates, settle
+from pipeline.sources.parsing import ParsedFeed, parse_feed
+
+URL = "https://wire.example.org/feed.xml"
+
+
+def _link(name: str) -> str:
+    return f"https://wire.example.org/{name}"
+
+
+def _rss(*items: tuple[str, str]) -> bytes:
+    return ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>W</title>'
+            + "".join(f"<item><title>{name}</title><link>{_link(name)}</link>"
+                      f'<guid isPermaLink="false">{guid}</guid></item>' for name, guid in items)
+            + "</channel></rss>").encode()
+
+
+def _parse(body: bytes, known: dict[str, tuple[str, int | None]] | None = None) -> ParsedFeed:
+    return parse_feed(body, url=URL, name="W", max_entries=50, known_items=known)
+
+
+def _ids(parsed: ParsedFeed) -> dict[str, str]:
+    return {e.url.rsplit("/", 1)[1]: e.id for e in parsed.entries}
+
+
+def _own(name: str, guid: str = "same") -> str:
+    return ids.reused_guid_id(guid, _link(name))
+
+
+def _stored(**rows: str | None) -> dict[tuple[str, str], str | None]:
+    """Stored entries of the feed: id -> link."""
+    return {(URL, entry): link for entry, link in rows.items()}
+
+
+def test_a_guid_stored_for_another_article_gives_the_new_one_an_id_of_its_own() -> None:
+    """The reviewer's case: ``same`` was stored for a; c comes first in the
+    document now, where the parser alone gives it ``same``."""
+    parsed = _parse(_rss(("c", "same"), ("a", "same")))
+    assert _ids(parsed) == {"c": "same", "a": _own("a")}  # the document's own order
+    assert set(candidates(parsed)) >= {(URL, "same"), (URL, _own("a")), (URL, _own("c"))}
+    settled, reused, _ = settle(parsed, {(URL, "same"): _link("a")})
+    assert _ids(settled) == {"c": _own("c"), "a": "same"}
+    assert reused == ("same",)
+    assert settled.items is not None
+    assert [entry for _, entry, _ in settled.items] == [_own("c"), "same"]
+    assert dict(settled.guids) == {_own("c"): "same", "same": "same"}
+
+
+def test_an_article_stored_under_an_id_of_its_own_keeps_it_wherever_it_stands() -> None:
+    stored = _stored(same=_link("a"), **{_own("b"): _link("b")})
+    parsed = _parse(_rss(("b", "same"), ("d", "same"), ("a", "same")))
+    settled, reused, _ = settle(parsed, stored)
+    assert _ids(settled) == {"b": _own("b"), "d": _own("d"), "a": "same"}
+    assert reused == ("same",)
+
+
+def test_items_not_parsed_keep_their_stored_ids() -> None:
+    """An unchanged item is cut out before parsing and keeps the id it was
+    stored with; only the items parsed now are settled. Here the parsed item
+    c got ``same`` from the parser, the id the skipped item a is stored with."""
+    before = _parse(_rss(("a", "same")))
+    known = {digest: (entry, when) for digest, entry, when in before.items or () if entry}
+    parsed = _parse(_rss(("c", "same"), ("a", "same")), known)
+    assert _ids(parsed) == {"c": "same"} and parsed.skipped == frozenset(known)
+    settled, _, _ = settle(parsed, {(URL, "same"): _link("a")})
+    assert _ids(settled) == {"c": _own("c")}
+    assert settled.items is not None
+    assert [entry for _, entry, _ in settled.items] == [_own("c"), "same"]
+
+
+def test_unique_guids_are_never_changed() -> None:
+    """A healthy feed keeps the ids it always had, stored or not, and when
+    its site moves to https (every link changes, no GUID does)."""
+    parsed = _parse(_rss(("a", "g-a"), ("b", "g-b")))
+    before = _ids(parsed)
+    assert before == {"a": "g-a", "b": "g-b"}
+    http: Stored = _stored(**{"g-a": "http://www.wire.example.org/a/", "g-b": None})
+    for stored in ({}, _stored(**{"g-a": _link("a"), "g-b": _link("b")}), http):
+        settled, reused, _ = settle(parsed, stored)
+        assert (_ids(settled), reused) == (before, ())
+
+
+def test_entries_without_a_guid_are_left_alone() -> None:
+    body = ('<rss version="2.0"><channel><title>W</title>'
+            f"<item><title>x</title><link>{_link('x')}</link></item>"
+            "</channel></rss>").encode()
+    parsed = _parse(body)
+    assert dict(parsed.guids) == {}
+    assert candidates(parsed) == [(URL, _link("x"))]
+    settled: Any = settle(parsed, {(URL, _link("x")): _link("y")})
+    assert settled == (parsed, (), ())
+
+
+def test_a_guid_that_comes_back_alone_with_a_new_link_is_the_stored_article_moved() -> None:
+    """A new slug: WordPress keeps ``?p=123`` as the GUID while the permalink
+    follows the slug. The document gives the GUID to one item, so it is the
+    stored article under a new link (seen: not fetched again), logged as moved."""
+    for guid in ("same", "https://wire.example.org/?p=123"):
+        parsed = _parse(_rss(("a-new-slug", guid), ("b", "g-b")))
+        settled, reused, moved = settle(parsed, _stored(**{guid: _link("a-old-slug")}))
+        assert _ids(settled)["a-new-slug"] == guid
+        assert (reused, moved) == ((), (guid,))
