@@ -326,6 +326,11 @@ class FeedPoller:
         seen = await self._known(pairs) if pairs else set()
         return _settle(update, parsed, seen)
 
+    def retune(self, *, fetcher: Fetcher, options: PollOptions) -> None:
+        """The polls started from now on use ``fetcher`` and ``options`` (a
+        reloaded config); one under way goes on with what it started with."""
+        self._fetcher, self._options = fetcher, options
+
     def __enter__(self) -> FeedPoller:
         return self
 
