@@ -311,7 +311,7 @@ class _Stream:
             states = {url: state for url, state in store.feed_states(con).items()
                       if url in polled}
             candidates = [f for f in listed if f.url not in self.busy_feeds]
-            due = poll.due_feeds(candidates, states, now, force=force)
+            due = poll.due_feeds(candidates, states, now, force=force, options=settings.poll)
             retry = store.entries_to_retry(con, MAX_PAGE_ATTEMPTS) if retries else []
             skippable = poll.skippable_items(
                 due, states, lambda pairs: store.seen_entries(con, pairs))

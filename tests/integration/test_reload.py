@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,24 @@ def test_a_new_database_path_waits_for_a_restart_and_the_rest_is_taken(
     assert not (tmp_path / "other.duckdb").exists()
 
 
+def test_a_shorter_poll_schedule_is_taken_by_feeds_already_scheduled(
+    tmp_path: Path, server: FeedServer, logged: Logged
+) -> None:
+    path = write(tmp_path / "newsmon.yaml", config(tmp_path, server, ["quake"]))
+    loaded = Loaded()
+    with continuous(load_settings(path), loaded, config=path):
+        loaded.wait_for(1)  # the feed's next poll: 15 minutes away
+        write(path, config(tmp_path, server, ["quake"], poll={
+            "interval_minutes": 0.01, "min_interval_minutes": 0.01,
+            "max_interval_minutes": 0.02}))
+        logged.wait_for("changed: poll.interval_minutes, poll.max_interval_minutes, "
+                        "poll.min_interval_minutes")
+        deadline = time.monotonic() + WAIT
+        while server.hits["/quake.xml"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert server.hits["/quake.xml"] >= 3  # at once, then every second or so
+
+
 def test_a_host_newly_allowed_in_the_fetch_limits_is_fetched_from(
     tmp_path: Path, server: FeedServer, logged: Logged
 ) -> None:
@@ -224,7 +243,6 @@ def test_sighup_has_newsmon_run_read_its_config_again(tmp_path: Path,
     import signal
     import subprocess
     import sys
-    import time
 
     path = tmp_path / "newsmon.yaml"
     first = json.dumps(config(tmp_path, server, ["quake"]))
