@@ -126,10 +126,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.once:
         result = run_pass(settings, force=args.all, workers=args.workers, progress=progress)
     else:
-        print("polling each feed when it is due; Ctrl-C or SIGTERM to stop",
-              file=sys.stderr, flush=True)
+        from pipeline.config import DEFAULT_CONFIG
+
+        config = Path(args.config) if args.config is not None else DEFAULT_CONFIG
+        print(f"polling each feed when it is due; {config} is read again when edited (or on "
+              "SIGHUP); Ctrl-C or SIGTERM to stop", file=sys.stderr, flush=True)
+        # A reload's line (what it changed) shows without --verbose, as a batch's does.
+        logging.getLogger("pipeline.reload").setLevel(logging.INFO)
         result = run_continuous(settings, force=args.all, workers=args.workers,
-                                progress=progress, on_batch=_print_batch)
+                                progress=progress, on_batch=_print_batch, config=config)
     print(_summary(result), flush=True)
     # As `alerts send`: an alert not delivered (refused, or to retry) is exit 1.
     return 1 if result.send.undelivered else 0

@@ -446,13 +446,23 @@ def parse_settings(data: object, *, source: str = "<config>", base: Path | None 
 def load_settings(path: Path | str | None = None) -> Settings:
     """Load and validate the YAML file (default ``./newsmon.yaml``)."""
     file = Path(path) if path is not None else DEFAULT_CONFIG
+    hint = "" if path is not None else " (pass --config PATH, or create newsmon.yaml)"
+    return settings_from(read_config(file, hint=hint), file)
+
+
+def read_config(file: Path, *, hint: str = "") -> bytes:
+    """The config file's bytes; ConfigError naming it when it cannot be read."""
     try:
-        raw = file.read_bytes()
+        return file.read_bytes()
     except FileNotFoundError:
-        hint = "" if path is not None else " (pass --config PATH, or create newsmon.yaml)"
         raise ConfigError(f"{file}: config file not found{hint}") from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read config file: {exc.strerror}") from None
+
+
+def settings_from(raw: bytes, file: Path) -> Settings:
+    """The settings in ``raw``, the bytes of ``file`` (its name is in each
+    error; its folder is where relative paths start)."""
     try:
         data, lines = strict_yaml.load_with_lines(strict_yaml.decode(raw))
     except strict_yaml.StrictYamlError as exc:

@@ -6,7 +6,8 @@
 ``newsmon run --once`` is :func:`run_pass`: the staging left by an earlier
 pass is loaded first, then the pipelined pass of :mod:`pipeline.stream` runs
 over the due feeds. ``newsmon run`` is :func:`run_continuous`: the same
-pipeline kept running, each feed polled when it is due. The Airflow DAG runs
+pipeline kept running, each feed polled when it is due, its config file read
+again when edited or on SIGHUP (:mod:`pipeline.reload`). The Airflow DAG runs
 the stages as tasks of their own (:mod:`pipeline.stages`, re-exported here);
 a micro-batch is loaded by the very ``cluster_stage`` and ``load_stage`` the
 DAG's tasks call.
@@ -24,11 +25,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import FrameType
 
 from pipeline import alert
 from pipeline.config import Settings
 from pipeline.process import ProcessSummary, ShardPart, process_stage, shard_count, shard_parts
+from pipeline.reload import ConfigWatch
 from pipeline.stages import (
     MAX_PAGE_ATTEMPTS,
     PollSummary,
@@ -222,15 +225,21 @@ def run_pass(
 
 
 @contextmanager
-def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
+def _handled_signals(stop: threading.Event, watch: ConfigWatch | None) -> Iterator[None]:
     """SIGINT (Ctrl-C) and SIGTERM set ``stop`` once: what is in flight
-    finishes and is loaded. A second signal interrupts at once."""
+    finishes and is loaded. A second signal interrupts at once. SIGHUP, with a
+    config file to watch, has it read again between two polls (without one it
+    ends the process, as by default)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signals reach the main thread only; the caller sets ``stop``
         return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    handled = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if watch else ())
+    previous = {sig: signal.getsignal(sig) for sig in handled}
 
     def handle(signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP and watch is not None:
+            watch.request()  # the loop logs it: logging here could deadlock on its lock
+            return
         if stop.is_set():
             raise KeyboardInterrupt
         log.warning("stopping: finishing the pages in flight (again to stop at once)")
@@ -249,14 +258,20 @@ def run_continuous(
     settings: Settings, *, force: bool = False, workers: int | None = None,
     progress: Progress = quiet, mailer: alert.Mailer | None = None,
     stop: threading.Event | None = None, on_batch: Callable[[BatchResult], None] | None = None,
+    config: Path | None = None,
 ) -> PassResult:
     """Keep the pipeline running: each feed polled when it is due, each batch
     loaded and alerted as it fills, until ``stop`` is set (or SIGINT / SIGTERM
-    in the main thread). Returns the whole run's counts."""
+    in the main thread). Returns the whole run's counts.
+
+    ``config``: the file ``settings`` were loaded from, read again when it is
+    edited or on SIGHUP (:mod:`pipeline.reload`), its changes taken between
+    two polls."""
     stop = stop or threading.Event()
-    with pass_lock(settings, continuous=True), _stopped_by_signals(stop):
+    watch = ConfigWatch(config) if config is not None else None
+    with pass_lock(settings, continuous=True), _handled_signals(stop, watch):
         leftovers, pruned = _load_leftovers(settings)
         streamed = stream_pass(settings, force=force, workers=workers, progress=progress,
-                               mailer=mailer, stop=stop, on_batch=on_batch)
+                               mailer=mailer, stop=stop, on_batch=on_batch, watch=watch)
     return _pass_result(streamed, leftovers, pruned)
 

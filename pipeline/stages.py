@@ -125,7 +125,8 @@ def _poll(
     # analyst's read-only session does not hold it up.
     with open_store(settings) as con:
         states = store.feed_states(con)
-        due = poll.due_feeds(feeds.all_feeds(settings, con), states, now, force=force)
+        due = poll.due_feeds(feeds.all_feeds(settings, con), states, now, force=force,
+                             options=settings.poll)
         retry = store.entries_to_retry(con, MAX_PAGE_ATTEMPTS)
 
         async def go() -> poll.PollResult:

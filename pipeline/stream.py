@@ -32,7 +32,10 @@ once; what was not staged comes back with the next poll.
 Continuous mode keeps the same pipeline running: feeds are polled when they
 are due (:mod:`pipeline.sources.schedule`), not in whole passes, until the
 ``stop`` event is set (Ctrl-C, SIGTERM); then what is in flight finishes and
-is loaded.
+is loaded. Given a :class:`~pipeline.reload.ConfigWatch`, it takes an edited
+config between two polls (:meth:`_Stream.reconfigure`): ``_Stream.settings``
+is replaced on the event loop's thread, and every batch is planned and loaded
+with the settings it was staged with, whatever came after.
 """
 
 from __future__ import annotations
@@ -52,9 +55,10 @@ from urllib.parse import urlsplit
 
 from pipeline import alert, store
 from pipeline.config import Settings
-from pipeline.http import Fetcher
+from pipeline.http import Fetcher, FetchLimits
 from pipeline.models import FeedEntry, FetchedPage, Rejection, TaggedArticle
 from pipeline.process import Processor, ProcessSummary, worker_count
+from pipeline.reload import ConfigWatch
 from pipeline.signal import background, embed
 from pipeline.sources import feeds, poll
 from pipeline.sources.feeds import Feed
@@ -93,7 +97,7 @@ log = logging.getLogger(__name__)
 # batch interval, and nothing next to a page's fetch and extraction.
 _TICK = 0.05
 # Continuous mode looks for due feeds at least this often (a feed added with
-# `newsmon feeds add` is picked up within it).
+# `newsmon feeds add` is picked up within it), and at its config file.
 _MAX_SLEEP = 60.0
 
 
@@ -218,13 +222,18 @@ class _Stream:
     def __init__(
         self, settings: Settings, *, fetcher: Fetcher, processor: Processor,
         extractors: ThreadPoolExecutor, parallel: int, database: ThreadPoolExecutor,
-        batching: Batching, mailer: alert.Mailer, progress: Progress,
+        batching: Batching | None, mailer: alert.Mailer | None, progress: Progress,
         deadline: float | None, started: datetime,
         on_batch: Callable[[BatchResult], None] | None = None,
     ) -> None:
         self.settings, self.fetcher, self.processor = settings, fetcher, processor
         self.extractors, self.database = extractors, database
-        self.batching, self.mailer, self.progress = batching, mailer, progress
+        # Given ones are kept through a reload; the others follow the settings.
+        self.given_batching, self.given_mailer = batching, mailer
+        self.batching = batching or Batching.of(settings)
+        self.mailer = mailer or alert.mailer_for(settings)
+        self.progress = progress
+        self.retiring: set[AnyTask] = set()  # fetchers replaced, closed once unused
         self.deadline, self.started, self.on_batch = deadline, started, on_batch
         self.extract_slots = asyncio.Semaphore(parallel)
         self.batch = _Batch()
@@ -291,22 +300,72 @@ class _Stream:
             for _, future in waiting:
                 future.set_result(seen)
 
-    def _read_due(self, now: datetime, force: bool, retries: bool
+    def _read_due(self, settings: Settings, now: datetime, force: bool, retries: bool
                   ) -> tuple[list[Feed], dict[str, store.FeedState], list[dict[str, Any]],
                              dict[str, dict[str, tuple[str, int | None]]]]:
-        settings = self.settings
         # Read-only once the database exists: an analyst's read-only session
         # does not hold the poll up (only each load needs the file alone).
         with explained(settings.database), \
                 open_store(settings) as con:
-            states = store.feed_states(con)
-            candidates = [f for f in feeds.all_feeds(settings, con)
-                          if f.url not in self.busy_feeds]
-            due = poll.due_feeds(candidates, states, now, force=force)
+            listed = feeds.all_feeds(settings, con)
+            # Only the feeds polled say when to look next: one removed from the
+            # config (or paused) keeps its row, and a next poll long past.
+            polled = {f.url for f in listed}
+            states = {url: state for url, state in store.feed_states(con).items()
+                      if url in polled}
+            candidates = [f for f in listed if f.url not in self.busy_feeds]
+            due = poll.due_feeds(candidates, states, now, force=force, options=settings.poll)
             retry = store.entries_to_retry(con, MAX_PAGE_ATTEMPTS) if retries else []
             skippable = poll.skippable_items(
                 due, states, lambda pairs: store.seen_entries(con, pairs))
         return due, states, retry, skippable
+
+    # -- a reloaded config ------------------------------------------------------------------
+
+    async def reconfigure(self, settings: Settings, poller: poll.FeedPoller) -> None:
+        """Go on with ``settings`` (its restart keys as they were:
+        :func:`pipeline.reload.reconcile`), on the event loop's thread between
+        two polls. What is under way keeps what it started with (a staged batch
+        its settings, a request its fetcher, a send round its mailer); the feeds,
+        rules and limits are read from ``self.settings`` as each poll, page,
+        batch and send round starts."""
+        old = self.settings
+        mailer = self.mailer
+        if self.given_mailer is None and (settings.smtp, settings.outbox) != (old.smtp,
+                                                                              old.outbox):
+            try:
+                mailer = alert.mailer_for(settings)
+            except OSError as exc:  # NEWSMON_SMTP_PASSWORD_FILE went unreadable
+                log.warning("the SMTP settings were not reloaded, the password file cannot be "
+                            "read: %s; alerts go on as before", exc)
+                settings = settings.model_copy(update={"smtp": old.smtp,
+                                                       "outbox_dir": old.outbox_dir})
+        self.settings, self.mailer = settings, mailer
+        if self.given_batching is None:
+            self.batching = Batching.of(settings)
+        limits = fetch_limits(settings)
+        if limits != fetch_limits(old):
+            await self._refetch(limits)
+        poller.retune(fetcher=self.fetcher, options=poll_options(settings))
+
+    async def _refetch(self, limits: FetchLimits) -> None:
+        """Requests from now on under ``limits``. A fetcher's limits are its
+        client's timeouts, its pools and its semaphores, so it is a new one;
+        the old one is closed once the tasks that may still use it are done
+        (meanwhile a host may have a request from each in flight)."""
+        old, users = self.fetcher, set(self.tasks)
+        self.fetcher = await Fetcher(limits).__aenter__()
+        retire = asyncio.ensure_future(self._retire(old, users))
+        self.retiring.add(retire)
+        retire.add_done_callback(self.retiring.discard)
+
+    @staticmethod
+    async def _retire(fetcher: Fetcher, users: set[AnyTask]) -> None:
+        try:
+            if users:
+                await asyncio.wait(users)
+        finally:
+            await fetcher.aclose()
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -351,7 +410,8 @@ class _Stream:
         """Start polling the due feeds (and retrying earlier passes' entries);
         when the next feed not in flight is due (None: none known)."""
         now = datetime.now(UTC)
-        due, states, retry, skippable = await self.db(self._read_due, now, force, retries)
+        due, states, retry, skippable = await self.db(self._read_due, self.settings, now,
+                                                      force, retries)
         for row in retry:
             work = _Work(entry=entry_from(row), attempts=int(row["attempts"]), feed=None)
             if self._claim(work.entry):
@@ -477,9 +537,12 @@ class _Stream:
         batch = self.batch
         if not batch.records:
             return
+        # The batch is planned and loaded with the settings it is staged with,
+        # whatever a reload brings meanwhile.
+        settings = self.settings
         if self.failed is not None:
             if final or batch.articles >= self.batching.articles:
-                self._stage(batch)  # beside the failed run, for the next pass
+                self._stage(batch, settings)  # beside the failed run, for the next pass
             return
         if self.loading is not None and not self.loading.done():
             return
@@ -489,10 +552,10 @@ class _Stream:
         due = (final or idle or batch.articles >= self.batching.articles
                or time.monotonic() - batch.opened >= self.batching.seconds)
         if due:
-            run_id = self._stage(batch)
-            self.loading = asyncio.ensure_future(self._load(run_id, batch))
+            run_id = self._stage(batch, settings)
+            self.loading = asyncio.ensure_future(self._load(run_id, batch, settings))
 
-    def _stage(self, batch: _Batch) -> str:
+    def _stage(self, batch: _Batch, settings: Settings) -> str:
         self.batch = _Batch()
         if self.failed_run is not None:
             run_id = self.failed_run
@@ -500,24 +563,26 @@ class _Stream:
         else:
             run_id, self.shard = new_run_id(), 0
             self.first_run = self.first_run or run_id
-        directory = staging.run_dir(self.settings.staging, run_id)
+        directory = staging.run_dir(settings.staging, run_id)
         try:
-            with explained(self.settings.staging), \
+            with explained(settings.staging), \
                     staging.StagingWriter(directory, staging.process_shard(self.shard)) as writer:
                 for kind, record in batch.records:
                     writer.write(kind, record)
             # With staging on S3 (lake mode) the load reads the run from there.
-            shared_staging.push(self.settings, run_id, staging.process_shard(self.shard))
+            shared_staging.push(settings, run_id, staging.process_shard(self.shard))
         except BaseException:
             if self.shard == 0:
                 staging.remove(directory)
             raise
         return run_id
 
-    def _plan_and_load(self, run_id: str) -> tuple[PlanResult, LoadResult]:
-        with explained(self.settings.database):
-            planned = cluster_stage(self.settings, run_id, warm=self.warm)
-            loaded = load_stage(self.settings, run_id, started_at=self.started, warm=self.warm,
+    def _plan_and_load(self, settings: Settings, run_id: str) -> tuple[PlanResult, LoadResult]:
+        # The warm clusterer is given back only to a plan with the cluster
+        # settings it was made with (store.warm): an edited `cluster:` restores.
+        with explained(settings.database):
+            planned = cluster_stage(settings, run_id, warm=self.warm)
+            loaded = load_stage(settings, run_id, started_at=self.started, warm=self.warm,
                                 checkpoint=False)
         return planned, loaded
 
@@ -525,9 +590,9 @@ class _Stream:
         """Nothing on its way to a batch: no page fetched, extracted or staged."""
         return not (self.batch.records or self.extracting or self.polled)
 
-    async def _load(self, run_id: str, batch: _Batch) -> None:
+    async def _load(self, run_id: str, batch: _Batch, settings: Settings) -> None:
         try:
-            planned, loaded = await self.db(self._plan_and_load, run_id)
+            planned, loaded = await self.db(self._plan_and_load, settings, run_id)
         except Exception as exc:  # noqa: BLE001 - raised by finish(), once all is staged
             # Kept for the next pass, with what is still in flight beside it.
             log.error("loading batch %s failed; its staging is kept for the next pass: %s",
@@ -629,6 +694,8 @@ class _Stream:
             await asyncio.gather(self.loading, return_exceptions=True)
         if self.lookup_task is not None:
             await asyncio.gather(self.lookup_task, return_exceptions=True)
+        await asyncio.gather(*self.retiring, return_exceptions=True)
+        await self.fetcher.aclose()  # a reload's (the first one's `async with` closes it too)
 
     def result(self) -> StreamResult:
         f, run_id, totals = self.feed_counts, self.first_run or "", self.totals
@@ -645,7 +712,7 @@ class _Stream:
 
 
 async def _run(settings: Settings, stream_of: Callable[[Fetcher], _Stream], *, force: bool,
-               stop: threading.Event | None) -> StreamResult:
+               stop: threading.Event | None, watch: ConfigWatch | None) -> StreamResult:
     async with Fetcher(fetch_limits(settings)) as fetcher:
         stream = stream_of(fetcher)
         warming = stream.warm_up()
@@ -655,7 +722,7 @@ async def _run(settings: Settings, stream_of: Callable[[Fetcher], _Stream], *, f
                                  known=stream.known) as poller:
                 next_due = await stream.start_polls(poller, force=force, retries=True)
                 if stop is not None:
-                    await _keep_polling(stream, poller, stop, next_due)
+                    await _keep_polling(stream, poller, stop, next_due, watch)
                 await stream.drain()
             batcher.cancel()
             await stream.finish()
@@ -666,36 +733,48 @@ async def _run(settings: Settings, stream_of: Callable[[Fetcher], _Stream], *, f
         return stream.result()
 
 
-async def _nap(stream: _Stream, stop: threading.Event, seconds: float, floor: float) -> None:
-    """Sleep ``seconds``, or until ``stop`` is set or the stream failed, or
-    (``floor`` seconds at least) until a batch is loaded: the feeds it carried
-    are no longer in flight, and one may be due before ``seconds``."""
+async def _nap(stream: _Stream, stop: threading.Event, seconds: float, floor: float,
+               watch: ConfigWatch | None) -> None:
+    """Sleep ``seconds``, or until ``stop`` is set or the stream failed, or the
+    config file was edited (or SIGHUP asked to read it), or (``floor`` seconds
+    at least) until a batch is loaded: the feeds it carried are no longer in
+    flight, and one may be due before ``seconds``."""
     start = time.monotonic()
     until, loaded = start + seconds, stream.totals.batches
     while not stop.is_set() and stream.fatal is None and time.monotonic() < until:
         if stream.totals.batches != loaded and time.monotonic() - start >= floor:
             return
+        if watch is not None and watch.due():
+            return
         await asyncio.sleep(0.2)
 
 
+def _pace(settings: Settings) -> tuple[float, float]:
+    """How often earlier passes' pages are retried (the poll interval), and
+    the least time between two looks for due feeds (as the whole-pass loop did)."""
+    poll_ = settings.poll
+    return poll_.interval_minutes * 60, min(_MAX_SLEEP, poll_.min_interval_minutes * 60 / 5)
+
+
 async def _keep_polling(stream: _Stream, poller: poll.FeedPoller, stop: threading.Event,
-                        next_due: datetime | None) -> None:
+                        next_due: datetime | None, watch: ConfigWatch | None) -> None:
     """Continuous mode: poll each feed again when it is due, retry earlier
-    pages every poll interval, send alerts whose backoff ended, until ``stop``."""
-    settings = stream.settings
-    retry_every = settings.poll.interval_minutes * 60
+    pages every poll interval, send alerts whose backoff ended, until ``stop``;
+    take the config file's edits between two polls (``watch``)."""
     last_retry = time.monotonic()
-    # As the whole-pass loop did: never look more often than this.
-    floor = min(_MAX_SLEEP, settings.poll.min_interval_minutes * 60 / 5)
     while True:
+        floor = _pace(stream.settings)[1]
         wait = _MAX_SLEEP if next_due is None else (next_due - datetime.now(UTC)).total_seconds()
-        await _nap(stream, stop, min(_MAX_SLEEP, max(floor, wait)), floor)
+        await _nap(stream, stop, min(_MAX_SLEEP, max(floor, wait)), floor, watch)
         if stream.fatal is not None:
             raise stream.fatal
         if stop.is_set() or stream.failed is not None:
             return  # a failed load: the rest is staged for the next run; finish() says why
+        edit = watch.check(stream.settings) if watch is not None else None
+        if edit is not None:
+            await stream.reconfigure(edit.settings, poller)  # a new feed is due at once
         await stream.fold()  # a burst's last load may have found more on its way
-        retries = time.monotonic() - last_retry >= retry_every
+        retries = time.monotonic() - last_retry >= _pace(stream.settings)[0]
         if retries:
             last_retry = time.monotonic()
         next_due = await stream.start_polls(poller, force=False, retries=retries)
@@ -709,12 +788,16 @@ def stream_pass(
     progress: Progress = quiet, mailer: alert.Mailer | None = None,
     batching: Batching | None = None, stop: threading.Event | None = None,
     deadline: float | None = None, on_batch: Callable[[BatchResult], None] | None = None,
+    watch: ConfigWatch | None = None,
 ) -> StreamResult:
     """Run the pipeline: one pass over the due feeds (``stop`` None), or
-    continuously until ``stop`` is set (by a signal handler, or another thread).
+    continuously until ``stop`` is set (by a signal handler, or another thread),
+    taking the edits of the config file ``watch`` looks at.
 
     ``deadline`` (a :func:`time.monotonic` value): feeds and pages not done by
-    then wait for the next pass (continuous mode has none)."""
+    then wait for the next pass (continuous mode has none). ``mailer`` and
+    ``batching``, given, are kept through a reload; by default they follow
+    the settings."""
     parallel = max(1, workers if workers is not None else worker_count(settings))
     started = datetime.now(UTC)
     with Processor(settings, workers=parallel) as processor, \
@@ -724,8 +807,7 @@ def stream_pass(
         def stream_of(fetcher: Fetcher) -> _Stream:
             return _Stream(settings, fetcher=fetcher, processor=processor,
                            extractors=extractors, parallel=parallel, database=database,
-                           batching=batching or Batching.of(settings),
-                           mailer=mailer or alert.mailer_for(settings), progress=progress,
+                           batching=batching, mailer=mailer, progress=progress,
                            deadline=deadline, started=started, on_batch=on_batch)
 
-        return asyncio.run(_run(settings, stream_of, force=force, stop=stop))
+        return asyncio.run(_run(settings, stream_of, force=force, stop=stop, watch=watch))

@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from pipeline import ids
@@ -90,14 +90,20 @@ KnownLookup = Callable[[Sequence[tuple[str, str]]], guids.Stored]
 
 
 def due_feeds(
-    feeds: Sequence[Feed], states: Mapping[str, FeedState], now: datetime, *, force: bool
+    feeds: Sequence[Feed], states: Mapping[str, FeedState], now: datetime, *, force: bool,
+    options: PollConfig | None = None,
 ) -> list[Feed]:
+    """The feeds to poll now. With ``options``, a feed whose next poll is
+    further away than ``options.max_interval_minutes`` (lowered since it was
+    scheduled) is due now too: no schedule made under them waits that long."""
+    longest = None if options is None else timedelta(minutes=options.max_interval_minutes)
     due = []
     for feed in feeds:
         state = states.get(feed.url)
         if state is not None and state.status == "retired":
             continue
-        if force or state is None or state.next_poll_at is None or state.next_poll_at <= now:
+        if force or state is None or state.next_poll_at is None or state.next_poll_at <= now \
+                or (longest is not None and state.next_poll_at - now > longest):
             due.append(feed)
     return due
 
@@ -341,6 +347,11 @@ class FeedPoller:
         pairs = guids.candidates(parsed)
         seen = await self._known(pairs) if pairs else {}
         return _settle(update, parsed, seen)
+
+    def retune(self, *, fetcher: Fetcher, options: PollOptions) -> None:
+        """The polls started from now on use ``fetcher`` and ``options`` (a
+        reloaded config); one under way goes on with what it started with."""
+        self._fetcher, self._options = fetcher, options
 
     def __enter__(self) -> FeedPoller:
         return self

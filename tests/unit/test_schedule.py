@@ -87,3 +87,23 @@ def test_the_clamp_follows_the_configuration() -> None:
     narrow = PollConfig(interval_minutes=15, min_interval_minutes=20, max_interval_minutes=30)
     assert next_poll(Hints(), now=NOW, options=narrow).interval_minutes == 20
     assert next_poll(Hints(ttl="600"), now=NOW, options=narrow).interval_minutes == 30
+
+
+def test_a_feed_scheduled_beyond_a_lowered_maximum_is_due_now() -> None:
+    """A running `newsmon run` takes an edited `poll:`: a feed scheduled under
+    a longer maximum is polled at once, not at the time the old one allowed."""
+    from pipeline.sources.feeds import Feed
+    from pipeline.sources.poll import due_feeds
+    from pipeline.store import FeedState
+
+    def state(url: str, minutes: float) -> FeedState:
+        return FeedState(url=url, status="ok", etag=None, last_modified=None,
+                         content_hash=None, error_count=0, last_success_at=None,
+                         next_poll_at=NOW + timedelta(minutes=minutes))
+
+    feeds = [Feed(url=u, name=None, origin="config") for u in ("https://a/", "https://b/")]
+    states = {"https://a/": state("https://a/", 1440), "https://b/": state("https://b/", 50)}
+    lowered = PollConfig(min_interval_minutes=5, max_interval_minutes=60)
+    assert due_feeds(feeds, states, NOW, force=False) == []
+    assert due_feeds(feeds, states, NOW, force=False, options=OPTIONS) == []
+    assert due_feeds(feeds, states, NOW, force=False, options=lowered) == feeds[:1]

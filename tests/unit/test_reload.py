@@ -1,0 +1,171 @@
+"""What a continuous run takes from an edited config file, and when it looks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline import reload
+from pipeline.config import load_settings, parse_settings
+from pipeline.reload import ConfigWatch, reconcile
+
+BASE: dict[str, Any] = {
+    "database": "news.duckdb",
+    "feeds": [{"url": "https://a.example.org/rss"}, {"url": "https://b.example.org/rss"}],
+    "alerts": [{"name": "quakes", "query": "earthquake", "to": ["desk@example.org"]},
+               {"name": "rates", "query": "bank", "to": ["desk@example.org"]}],
+}
+
+
+def edited(**changes: Any) -> dict[str, Any]:
+    return {**BASE, **changes}
+
+
+def write(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(data), encoding="utf-8")  # JSON is YAML
+    return path
+
+
+def test_feeds_and_rules_are_told_apart_added_removed_and_changed() -> None:
+    running = parse_settings(BASE)
+    new = parse_settings(edited(
+        feeds=[{"url": "https://a.example.org/rss", "name": "A"},
+               {"url": "https://c.example.org/rss"}],
+        alerts=[{"name": "quakes", "query": "earthquake OR tremor", "to": ["desk@example.org"]},
+                {"name": "cup", "query": "penalty", "to": ["sport@example.org"]}],
+        poll={"interval_minutes": 5}, smtp={"url": "smtp://127.0.0.1:1025"}))
+    result = reconcile(running, new)
+    assert result.changes == (
+        "feeds added: https://c.example.org/rss",
+        "feeds removed: https://b.example.org/rss",
+        "feeds renamed: https://a.example.org/rss",
+        "alert rules added: cup",
+        "alert rules changed: quakes",
+        "alert rules removed: rates",
+        "changed: smtp, poll.interval_minutes",  # in the order of the keys
+    )
+    assert result.waiting == ()
+    assert result.settings == new  # all of it live
+
+
+def test_what_is_opened_at_start_keeps_its_value_and_is_named() -> None:
+    running = parse_settings(BASE)
+    new = parse_settings(edited(
+        database="other.duckdb", staging_dir="/tmp/elsewhere", process={"workers": 3},
+        topics={"cup": "penalty"}, store={"mode": "lake", "catalog": "dbname=x",
+                                          "data_path": "/data"},
+        stream={"batch_articles": 5}, cluster={"threshold": 0.3}))
+    result = reconcile(running, new)
+    assert result.waiting == ("database", "staging_dir", "store.catalog", "store.data_path",
+                              "store.mode", "process.workers", "topics.cup")
+    kept = result.settings
+    assert (kept.database, kept.staging_dir, kept.store, kept.process, kept.topics) == (
+        running.database, running.staging_dir, running.store, running.process, running.topics)
+    # The rest is taken.
+    assert kept.stream.batch_articles == 5 and kept.cluster.threshold == 0.3
+    assert result.changes == ("changed: cluster.threshold, stream.batch_articles",)
+
+
+def test_an_unchanged_file_is_not_read_again_until_it_changes(tmp_path: Path) -> None:
+    path = write(tmp_path / "newsmon.yaml", BASE)
+    watch = ConfigWatch(path)
+    running = load_settings(path)
+    assert watch.check(running) is None
+    os.utime(path, ns=(1, 1))  # touched, content the same
+    assert watch.check(running) is None
+    write(path, edited(feeds=BASE["feeds"][:1]))
+    result = watch.check(running)
+    assert result is not None and result.changes == ("feeds removed: https://b.example.org/rss",)
+
+
+def test_the_stat_is_looked_at_once_a_second_at_most(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path / "newsmon.yaml", BASE)
+    clock = [100.0]
+    monkeypatch.setattr(reload.time, "monotonic", lambda: clock[0])
+    watch = ConfigWatch(path)
+    write(path, edited(feeds=[]))
+    assert not watch.due()  # looked at less than a second ago
+    clock[0] += reload.STAT_EVERY
+    assert watch.due()
+
+
+def test_an_edit_that_keeps_size_and_time_is_found_within_a_minute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path / "newsmon.yaml", edited(poll={"interval_minutes": 15}))
+    running = load_settings(path)
+    clock = [100.0]
+    monkeypatch.setattr(reload.time, "monotonic", lambda: clock[0])
+    watch = ConfigWatch(path)
+    before = path.stat()
+    write(path, edited(poll={"interval_minutes": 16}))  # same length
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert not watch.due()
+    assert watch.check(running) is None
+    clock[0] += reload.READ_EVERY
+    result = watch.check(running)
+    assert result is not None and result.settings.poll.interval_minutes == 16
+
+
+def test_sighup_reads_the_file_even_unchanged(tmp_path: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pipeline.reload")
+    path = write(tmp_path / "newsmon.yaml", BASE)
+    watch = ConfigWatch(path)
+    watch.request()
+    assert watch.due()
+    result = watch.check(load_settings(path))
+    assert result is not None and result.changes == ()
+    assert caplog.messages == [f"config reloaded from {path} (on SIGHUP): nothing changed"]
+    assert not watch.due()
+
+
+def test_an_invalid_edit_is_one_warning_and_its_fix_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.INFO, logger="pipeline.reload")
+    path = write(tmp_path / "newsmon.yaml", BASE)
+    running = load_settings(path)
+    watch = ConfigWatch(path)
+    path.write_text("feeds:\n  - url: https://a.example.org/rss\n    nmae: A\n",
+                    encoding="utf-8")
+    assert watch.check(running) is None
+    monkeypatch.setattr(reload, "READ_EVERY", 0.0)  # read again and again: warned once
+    assert watch.check(running) is None
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "config not reloaded, the run goes on with the settings it has: "
+                    f"{path}: line 3: feeds[0].nmae: unknown key (a typo?)")]
+    caplog.clear()
+    path.unlink()
+    assert watch.check(running) is None
+    assert caplog.messages == ["config not reloaded, the run goes on with the settings it has: "
+                               f"{path}: config file not found"]
+    caplog.clear()
+    write(path, edited(feeds=BASE["feeds"][:1]))
+    result = watch.check(running)
+    assert result is not None
+    assert caplog.messages == [f"config reloaded from {path} (the error before is fixed): "
+                               "feeds removed: https://b.example.org/rss"]
+
+
+def test_a_change_that_needs_a_restart_is_a_warning_naming_each_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pipeline.reload")
+    path = write(tmp_path / "newsmon.yaml", BASE)
+    running = load_settings(path)
+    watch = ConfigWatch(path)
+    write(path, edited(database="elsewhere.duckdb", process={"workers": 2}))
+    result = watch.check(running)
+    assert result is not None and result.settings.database == running.database
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", f"config reloaded from {path}: nothing changed"),
+        ("WARNING", f"{path}: database, process.workers cannot change while newsmon runs: the "
+                    "run goes on with the values it started with, the new ones take effect "
+                    "after a restart")]
