@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +108,11 @@ class ConfigWatch:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._asked = threading.Event()  # set by a signal handler, read on the event loop
+        # SIGHUPs: counted by the handler, the count looked at by the loop, each
+        # written by one side only. No lock: a handler runs in the main thread,
+        # between two bytecodes of the loop, maybe while the loop holds it (a
+        # threading.Event's, in clear(): it waited for itself for ever).
+        self._requests = self._handled = 0
         self._signature = _signature(path)
         try:
             self._digest: str | None = hashlib.sha256(read_config(path)).hexdigest()
@@ -120,13 +123,13 @@ class ConfigWatch:
 
     def request(self) -> None:
         """Read the file again at the next look, changed or not (SIGHUP):
-        only sets an event, as a signal handler may."""
-        self._asked.set()
+        takes no lock, as a signal handler must not."""
+        self._requests += 1
 
     def due(self) -> bool:
         """Whether :meth:`check` has something to look at: a SIGHUP, or the
         file's time, size or inode changed."""
-        if self._asked.is_set():
+        if self._requests != self._handled:
             return True
         now = time.monotonic()
         if now - self._stat_at < STAT_EVERY:
@@ -137,8 +140,8 @@ class ConfigWatch:
     def check(self, running: Settings) -> Reload | None:
         """The edited settings when the file changed (or a SIGHUP asked) and
         is valid; None otherwise, with a warning once for an invalid edit."""
-        asked = self._asked.is_set()
-        self._asked.clear()
+        seen = self._requests
+        asked, self._handled = seen != self._handled, seen
         signature = _signature(self.path)
         if not asked and signature == self._signature and \
                 time.monotonic() - self._read_at < READ_EVERY:

@@ -265,6 +265,7 @@ class _Stream:
         self.warm = WarmClusterer()
         # Loads committed to the file's write-ahead log and not folded in yet.
         self.unfolded = False
+        self.folded_at_end = False  # finish() tried (a failed fold is not tried twice)
 
     # -- the database thread ---------------------------------------------------------------
 
@@ -620,6 +621,10 @@ class _Stream:
         except Exception as exc:  # noqa: BLE001 - raised by finish(); loads go on
             self.send_error = exc
             return None
+        finally:
+            # Its marks are in the log too, with or without a load this pass
+            # (a fold finds nothing to do when the round wrote nothing).
+            self.unfolded = True
         self.totals.add_send(result)
         return result
 
@@ -628,7 +633,14 @@ class _Stream:
         if self.loading is None or self.loading.done():
             await self._fold_if_idle()
 
-    async def _fold_if_idle(self) -> bool:
+    async def fold_at_end(self) -> None:
+        """A pass ended by a failure, its tasks stopped: fold in what its loads
+        and sends left in the log (what was on its way will not come), as
+        :meth:`finish` does for a pass that ends well."""
+        if not self.folded_at_end:
+            await self._fold_if_idle(ended=True)
+
+    async def _fold_if_idle(self, *, ended: bool = False) -> bool:
         """Fold the write-ahead log into the database file once nothing is on
         its way to a batch; True when nothing is left in the log.
 
@@ -640,7 +652,7 @@ class _Stream:
         it in by itself past 16 MiB), so it is a warning."""
         if not self.unfolded:
             return True
-        if not self._idle():
+        if not ended and not self._idle():
             return False
         try:
             await self.db(checkpoint_stage, self.settings)
@@ -681,6 +693,7 @@ class _Stream:
         if self.failed is None:
             await self.send()  # earlier passes' alerts due again, even with none queued now
         await self.fold()
+        self.folded_at_end = True
         if self.failed is not None:
             raise self.failed
         if self.send_error is not None:
@@ -717,6 +730,7 @@ async def _run(settings: Settings, stream_of: Callable[[Fetcher], _Stream], *, f
         stream = stream_of(fetcher)
         warming = stream.warm_up()
         batcher = asyncio.ensure_future(stream.batcher())
+        failed = False
         try:
             with poll.FeedPoller(fetcher=fetcher, options=poll_options(settings),
                                  known=stream.known) as poller:
@@ -726,10 +740,17 @@ async def _run(settings: Settings, stream_of: Callable[[Fetcher], _Stream], *, f
                 await stream.drain()
             batcher.cancel()
             await stream.finish()
+        except Exception:
+            failed = True
+            raise
         finally:
             batcher.cancel()
             await asyncio.gather(batcher, *warming, return_exceptions=True)
             await stream.close()
+            # Not on a second Ctrl-C (a KeyboardInterrupt or a cancel): that
+            # is to stop at once, and the log is read by every connection.
+            if failed:
+                await stream.fold_at_end()
         return stream.result()
 
 

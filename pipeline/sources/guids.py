@@ -110,12 +110,13 @@ def _final_id(entry: FeedEntry, guid: str | None, stored: Stored, twice: set[str
     if guid is None:
         return entry.id
     own = ids.reused_guid_id(guid, entry.url)
-    plain = (entry.feed_url, guid)
-    if plain in stored:
+    if (entry.feed_url, own) in stored:
+        # Stored as another article than the GUID's, on an earlier poll: it
+        # is that one, alone in the document or not (not the GUID's moved).
+        return own
+    if (entry.feed_url, guid) in stored:
         # Another link: another article where this document gives the GUID
         # to several, else the stored one moved (a new slug): see above.
         return own if _moved(entry, guid, stored) and guid in twice else guid
-    if (entry.feed_url, own) in stored:
-        return own
     # Nothing stored under either: the document's own order decided.
     return entry.id

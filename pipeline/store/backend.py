@@ -77,7 +77,13 @@ class FileBackend:
         return store.connect(self.path, checkpoint=checkpoint)
 
     def checkpoint(self) -> None:
-        if self.path.exists():
+        # No log, or an empty one: nothing to fold, and no writer to open (a
+        # continuous run's send rounds ask after each round, mostly for nothing).
+        try:
+            logged = self.path.with_name(self.path.name + ".wal").stat().st_size > 0
+        except FileNotFoundError:
+            logged = False
+        if logged and self.path.exists():
             store.checkpoint(self.path)
 
     def lock(self) -> AbstractContextManager[object]:

@@ -369,3 +369,24 @@ def test_a_load_that_leaves_its_commit_in_the_log_loses_nothing(tmp_path: Path) 
             [f.article(9, title="Later report", text=OTHER * 3, source="Outlet Nine")])
     load_stage(settings, "run-3")
     assert not wal.exists() or wal.stat().st_size == 0
+
+
+def test_a_pass_that_only_sends_leaves_no_commit_in_the_log(tmp_path: Path) -> None:
+    """A pass with nothing new whose send round delivers earlier alerts (their
+    backoff ended): the sent marks are folded into the file as the loads' are,
+    not left in ``news.duckdb.wal`` for a copy of the file to miss."""
+    from pipeline.stages import load_stage
+    from pipeline.stream import stream_pass
+
+    settings = f.settings(tmp_path, alerts=[
+        {"name": "syria", "query": "topic:syria", "to": ["analyst@example.org"]}])
+    wal = settings.database.with_name(settings.database.name + ".wal")
+    f.stage(settings, "run-1", reports())
+    assert load_stage(settings, "run-1").alerts_queued == 1
+    assert not wal.exists() or wal.stat().st_size == 0
+
+    result = stream_pass(settings, workers=1)
+    assert result.batches == 0 and result.send.sent == 1
+    assert not wal.exists() or wal.stat().st_size == 0
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        assert table(con, "SELECT status FROM alerts") == [("sent",)]

@@ -153,6 +153,38 @@ def test_a_batch_with_pages_still_on_the_way_leaves_folding_the_log_to_the_last(
             result.load.articles_new,)
 
 
+def test_a_pass_ended_by_a_failure_still_folds_the_log_of_the_batches_it_loaded(
+    tmp_path: Path, server: FeedServer, slow_server: FeedServer, smtp_server: Inbox,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch loaded with pages still on the way leaves its commit in the log;
+    a failure that then ends the pass (the staging's disk full) must not leave
+    it there: the file alone holds what was loaded, as after a pass that ends
+    well (README, "The write-ahead log beside the file")."""
+    from pipeline.store import staging
+    from pipeline.stream import _Stream, stream_pass
+
+    settings = make_settings(tmp_path, server, slow_server, smtp_server)
+    wal = settings.database.with_name(settings.database.name + ".wal")
+    stage = _Stream._stage
+    staged: list[str] = []
+
+    def failing_stage(self: _Stream, batch: Any, settings: Settings) -> str:
+        if staged:
+            raise staging.StagingError("disk full at the staging (simulated)")
+        staged.append(stage(self, batch, settings))
+        return staged[-1]
+
+    monkeypatch.setattr(_Stream, "_stage", failing_stage)
+    loaded: list[bool] = []
+    with pytest.raises(staging.StagingError, match="simulated"):
+        stream_pass(settings, on_batch=lambda batch: loaded.append(batch.folded))
+    assert loaded == [False]  # the first batch, the slow pages still on their way
+    assert not wal.exists() or wal.stat().st_size == 0
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (1,)
+
+
 def test_a_slow_hosts_queue_of_pages_waits_for_the_next_poll_not_the_pass(
     tmp_path: Path, server: FeedServer, slow_server: FeedServer
 ) -> None:

@@ -110,3 +110,15 @@ def test_a_guid_that_comes_back_alone_with_a_new_link_is_the_stored_article_move
         settled, reused, moved = settle(parsed, _stored(**{guid: _link("a-old-slug")}))
         assert _ids(settled)["a-new-slug"] == guid
         assert (reused, moved) == ((), (guid,))
+
+
+def test_an_article_stored_under_an_id_of_its_own_is_not_read_as_moved_when_alone() -> None:
+    """b was given an id of its own (``same`` is a's); the feed now lists b
+    alone, edited: it is b, seen under its own id, not a moved to b's link
+    (no "moved" line, and its item keeps b's id for the next poll's skipping)."""
+    parsed = _parse(_rss(("b", "same")))
+    settled, _, moved = settle(parsed, _stored(same=_link("a"), **{_own("b"): _link("b")}))
+    assert _ids(settled) == {"b": _own("b")}
+    assert moved == ()
+    assert settled.items is not None
+    assert [entry for _, entry, _ in settled.items] == [_own("b")]

@@ -126,6 +126,47 @@ def test_sighup_reads_the_file_even_unchanged(tmp_path: Path,
     assert not watch.due()
 
 
+def test_a_sighup_at_any_point_of_a_check_neither_hangs_nor_is_lost(tmp_path: Path) -> None:
+    """A signal handler runs in the main thread between two bytecodes, the event
+    loop's included: ``request()`` landing inside ``check()`` (as it clears the
+    last request) must not wait for a lock that thread holds (a threading.Event
+    does: the run hung for ever), and must leave a request for the next look."""
+    import sys
+    import threading
+
+    path = write(tmp_path / "newsmon.yaml", BASE)
+    watch = ConfigWatch(path)
+    running = load_settings(path)
+    watched = (reload.__file__, threading.__file__)
+
+    def as_a_signal(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code.co_filename not in watched:
+            return None
+        frame.f_trace_opcodes = True
+
+        def each(frame: Any, event: str, arg: Any) -> Any:
+            if event == "opcode":
+                watch.request()
+            return each
+        return each
+
+    done = threading.Event()
+
+    def look() -> None:
+        watch.request()
+        sys.settrace(as_a_signal)
+        try:
+            watch.check(running)
+        finally:
+            sys.settrace(None)
+        done.set()
+
+    looker = threading.Thread(target=look, daemon=True)
+    looker.start()
+    assert done.wait(timeout=10), "check() hung on a request made inside it"
+    assert watch.due()  # the requests made after it read the last one
+
+
 def test_an_invalid_edit_is_one_warning_and_its_fix_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
