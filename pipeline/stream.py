@@ -354,8 +354,11 @@ class _Stream:
         client's timeouts, its pools and its semaphores, so it is a new one;
         the old one is closed once the tasks that may still use it are done
         (meanwhile a host may have a request from each in flight)."""
+        # The new one first: a task started while it opens (were that ever to
+        # yield) is then counted among the old one's users, not closed under.
+        fresh = await Fetcher(limits).__aenter__()
         old, users = self.fetcher, set(self.tasks)
-        self.fetcher = await Fetcher(limits).__aenter__()
+        self.fetcher = fresh
         retire = asyncio.ensure_future(self._retire(old, users))
         self.retiring.add(retire)
         retire.add_done_callback(self.retiring.discard)
