@@ -237,12 +237,15 @@ def _handled_signals(stop: threading.Event, watch: ConfigWatch | None) -> Iterat
     previous = {sig: signal.getsignal(sig) for sig in handled}
 
     def handle(signum: int, frame: FrameType | None) -> None:
+        # Nothing is logged here: the handler runs between two bytecodes of the
+        # main thread, which may be writing to stderr (a buffered write entered
+        # again raises "reentrant call") or hold the logging lock. The loop
+        # that sees ``stop`` says it (pipeline.stream._keep_polling).
         if signum == signal.SIGHUP and watch is not None:
-            watch.request()  # the loop logs it: logging here could deadlock on its lock
+            watch.request()
             return
         if stop.is_set():
             raise KeyboardInterrupt
-        log.warning("stopping: finishing the pages in flight (again to stop at once)")
         stop.set()
 
     for sig in previous:

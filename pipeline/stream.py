@@ -792,7 +792,10 @@ async def _keep_polling(stream: _Stream, poller: poll.FeedPoller, stop: threadin
         await _nap(stream, stop, min(_MAX_SLEEP, max(floor, wait)), floor, watch)
         if stream.fatal is not None:
             raise stream.fatal
-        if stop.is_set() or stream.failed is not None:
+        if stop.is_set():
+            log.warning("stopping: finishing the pages in flight (again to stop at once)")
+            return
+        if stream.failed is not None:
             return  # a failed load: the rest is staged for the next run; finish() says why
         edit = watch.check(stream.settings) if watch is not None else None
         if edit is not None:

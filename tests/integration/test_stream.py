@@ -301,6 +301,8 @@ def test_newsmon_run_keeps_running_until_sigterm_then_finishes_cleanly(
         proc.kill()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+    # Said by the loop that sees the stop, not by the signal handler.
+    assert "stopping: finishing the pages in flight (again to stop at once)" in err
     assert "stored 1 article(s)" in out  # the run's summary, printed on the way out
 
 
