@@ -17,7 +17,7 @@ import duckdb
 import pytest
 from support.feedserver import FeedServer, Reply, rss
 from support.smtp import Inbox
-from support.stream import EVENTS, continuous, page
+from support.stream import EVENTS, continuous, newsmon_run, next_line, page
 
 from pipeline.config import load_settings
 
@@ -241,22 +241,14 @@ def test_sighup_has_newsmon_run_read_its_config_again(tmp_path: Path,
                                                       server: FeedServer) -> None:
     import os
     import signal
-    import subprocess
-    import sys
 
     path = tmp_path / "newsmon.yaml"
     first = json.dumps(config(tmp_path, server, ["quake"]))
     second = json.dumps(config(tmp_path, server, ["quake", "match"]))
     width = max(len(first), len(second))
     path.write_text(first.ljust(width), encoding="utf-8")
-    repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "run", "--quiet", "--config", str(path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(repo)})
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
+    with newsmon_run(path) as (proc, stopped):
+        line = next_line(proc)
         assert "stored 1 article(s)" in line, line
         # Edited in place with its size and time kept: only SIGHUP (or the
         # once-a-minute read of the content) can tell.
@@ -266,15 +258,11 @@ def test_sighup_has_newsmon_run_read_its_config_again(tmp_path: Path,
         time.sleep(2.5)  # the file's stat is looked at every second
         assert server.hits["/match.xml"] == 0
         proc.send_signal(signal.SIGHUP)
-        line = proc.stdout.readline()
+        line = next_line(proc)
         assert "stored 1 article(s)" in line, line
-        assert proc.poll() is None
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
-    assert "Traceback" not in err
+    (done,) = stopped
+    assert done.returncode == 0, done.err
+    assert "Traceback" not in done.err
     assert (f"config reloaded from {path} (on SIGHUP): feeds added: "
-            f"{server.url('/match.xml')}") in err
-    assert "stored 2 article(s)" in out  # the run's summary
+            f"{server.url('/match.xml')}") in done.err
+    assert "stored 2 article(s)" in done.out  # the run's summary

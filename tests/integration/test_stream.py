@@ -13,7 +13,7 @@ import duckdb
 import pytest
 from support.feedserver import FeedServer, Reply, article, rss
 from support.smtp import Inbox
-from support.stream import EVENTS, continuous, page
+from support.stream import EVENTS, continuous, newsmon_run, next_line, page
 
 from pipeline.config import Settings, parse_settings
 from pipeline.run import run_pass
@@ -278,32 +278,18 @@ def test_newsmon_run_keeps_running_until_sigterm_then_finishes_cleanly(
     tmp_path: Path, server: FeedServer
 ) -> None:
     import json
-    import os
-    import signal
-    import subprocess
-    import sys
 
     config = tmp_path / "newsmon.yaml"
     config.write_text(json.dumps(one_feed(tmp_path, server)), encoding="utf-8")
-    repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "run", "--quiet", "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(repo)})
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # the first batch loaded: still running after it
+    with newsmon_run(config) as (proc, stopped):
+        line = next_line(proc)  # the first batch loaded: still running after it
         assert "stored 1 article(s)" in line, line
-        assert proc.poll() is None
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
-    assert "Traceback" not in err
+    (done,) = stopped
+    assert done.returncode == 0, done.err
+    assert "Traceback" not in done.err
     # Said by the loop that sees the stop, not by the signal handler.
-    assert "stopping: finishing the pages in flight (again to stop at once)" in err
-    assert "stored 1 article(s)" in out  # the run's summary, printed on the way out
+    assert "stopping: finishing the pages in flight (again to stop at once)" in done.err
+    assert "stored 1 article(s)" in done.out  # the run's summary, printed on the way out
 
 
 def test_a_long_continuous_run_keeps_no_record_per_batch(

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +65,39 @@ EVENTS = {
 def page(title: str, text: str) -> bytes:
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><title>{title}</title></head><body>"
             f"<article><h1>{title}</h1><p>{text}</p></article></body></html>\n").encode()
+
+
+@dataclass(slots=True)
+class Stopped:
+    """What ``newsmon run`` printed once stopped by SIGTERM."""
+
+    returncode: int
+    out: str
+    err: str
+
+
+@contextlib.contextmanager
+def newsmon_run(config: Path) -> Iterator[tuple[subprocess.Popen[str], list[Stopped]]]:
+    """``newsmon run --quiet --config CONFIG`` in a process of its own (this
+    checkout's code), yielded with a list that holds, once the block ends, what
+    it printed after a SIGTERM. The process is killed whatever happens."""
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "run", "--quiet", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(repo)})
+    stopped: list[Stopped] = []
+    try:
+        yield proc, stopped
+        assert proc.poll() is None  # still running until told to stop
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        stopped.append(Stopped(returncode=proc.returncode, out=out, err=err))
+    finally:
+        proc.kill()
+
+
+def next_line(proc: subprocess.Popen[str]) -> str:
+    """The next line the run prints (a batch loaded)."""
+    assert proc.stdout is not None
+    return proc.stdout.readline()
