@@ -351,3 +351,10 @@ def test_pages_of_stories(settings: Settings, reader: Reader) -> None:
         assert second.count('class="story"') == 1 and 'id="next"' not in second
         assert 'id="previous"' in second and browse_db.SYRIA_TITLE not in second
         assert "page 2" in second
+
+
+def test_a_story_of_one_report_says_one_outlet_and_one_report(client: httpx.Client) -> None:
+    listed = client.get("/", params={"q": "floods"}).text
+    story_id = listed.split('href="/story/', 1)[1].split('"', 1)[0]
+    meta = client.get(f"/story/{story_id}").text.split('<p class="meta">', 1)[1].split("</p>")[0]
+    assert meta.startswith("1 outlet · 1 report · languages: es"), meta
