@@ -21,6 +21,7 @@ import yaml
 from support.demo_run import DemoRun
 from support.hostile import HOSTILE_TITLE, add_hostile_story
 from support.webserver import serve_process
+from support.wide import RTL_STORY, RTL_TITLE, WIDE_STORY, add_wide_rows
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -43,6 +44,21 @@ def site(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     database = directory / "news.duckdb"
     shutil.copyfile(demo_run.database, database)
     add_hostile_story(database)
+    config = yaml.safe_load(demo_run.config.read_text(encoding="utf-8"))
+    config["database"] = str(database)
+    (directory / "newsmon.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    with serve_process(directory / "newsmon.yaml") as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def wide_site(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``newsmon serve`` over a copy of the demo's database with the rows of
+    support.wide added (words longer than a screen, right-to-left text)."""
+    directory = tmp_path_factory.mktemp("wide")
+    database = directory / "news.duckdb"
+    shutil.copyfile(demo_run.database, database)
+    add_wide_rows(database)
     config = yaml.safe_load(demo_run.config.read_text(encoding="utf-8"))
     config["database"] = str(database)
     (directory / "newsmon.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -249,3 +265,63 @@ def test_feeds_alerts_and_chart_pages(browser: Any, site: str, tmp_path: Path) -
     assert len(bars) == 7  # 2019-02-26 to 2019-03-04 (the seeds' own dates), 1 and 2 March empty
     assert css(browser, "#count")[0].text.startswith("5 reports")
     screenshot(browser, "chart", tmp_path)
+
+
+# The page's own width and the widest element past the window's right edge.
+_OVERFLOW = """
+const vw = document.documentElement.clientWidth;
+let widest = null;
+for (const e of document.querySelectorAll('body *')) {
+  const r = e.getBoundingClientRect();
+  if (r.width > 0 && r.right > vw + 1 && (!widest || r.right > widest[1])) {
+    widest = [e.tagName + '.' + e.className, Math.round(r.right)];
+  }
+}
+return [vw, document.documentElement.scrollWidth, widest];
+"""
+
+
+@pytest.mark.parametrize("width", [1400, 375])
+def test_long_words_and_errors_stay_inside_the_window(browser: Any, wide_site: str,
+                                                      width: int) -> None:
+    """A title, a text, a feed address or an error of one long word wraps (or its
+    table scrolls in its own box): the page never gets wider than the window, at
+    a desktop's width and a phone's."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": 800, "deviceScaleFactor": 1, "mobile": width < 500})
+    try:
+        for path in ("/", f"/story/{WIDE_STORY}", "/feeds", "/alerts", "/chart"):
+            browser.get(wide_site + path)
+            window, page, widest = browser.execute_script(_OVERFLOW)
+            assert page <= window, (path, width, page, widest)
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+# Where the first and the last character of an element's text are drawn.
+_ENDS = """
+const node = arguments[0].firstChild, range = document.createRange();
+range.setStart(node, 0); range.setEnd(node, 1);
+const first = range.getBoundingClientRect().left;
+range.setStart(node, node.length - 1); range.setEnd(node, node.length);
+return [first, range.getBoundingClientRect().left];
+"""
+
+
+def test_right_to_left_titles_and_texts_read_right_to_left(browser: Any,
+                                                           wide_site: str) -> None:
+    """An Arabic title ending in "!" has its "!" at the left end, after the last
+    word, not at the right end before the first (what a left-to-right paragraph
+    does with it), in the list and on the story's page; its text too."""
+    browser.get(wide_site + "/?lang=ar")
+    title = css(browser, "li.story a.title")
+    assert [t.text for t in title] == [RTL_TITLE]
+    first, last = browser.execute_script(_ENDS, title[0])
+    assert last < first, "the '!' is drawn right of the title's first letter"
+    browser.get(wide_site + f"/story/{RTL_STORY}")
+    for element in (css(browser, "#story-title")[0], css(browser, "article.report h3")[0]):
+        first, last = browser.execute_script(_ENDS, element)
+        assert last < first, element.tag_name
+    assert browser.execute_script(
+        "return getComputedStyle(arguments[0]).direction",
+        css(browser, "article.report .text p")[0]) == "rtl"

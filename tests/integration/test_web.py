@@ -351,3 +351,25 @@ def test_pages_of_stories(settings: Settings, reader: Reader) -> None:
         assert second.count('class="story"') == 1 and 'id="next"' not in second
         assert 'id="previous"' in second and browse_db.SYRIA_TITLE not in second
         assert "page 2" in second
+
+
+def test_a_story_of_one_report_says_one_outlet_and_one_report(client: httpx.Client) -> None:
+    listed = client.get("/", params={"q": "floods"}).text
+    story_id = listed.split('href="/story/', 1)[1].split('"', 1)[0]
+    meta = client.get(f"/story/{story_id}").text.split('<p class="meta">', 1)[1].split("</p>")[0]
+    assert meta.startswith("1 outlet · 1 report · languages: es"), meta
+
+
+def test_an_outbox_longer_than_the_page_shows_says_how_many_it_left_out(
+        settings: Settings, client: httpx.Client) -> None:
+    with store.connect(settings.database) as con:
+        before = con.execute("SELECT count(*) FROM alerts").fetchone()
+        con.execute(
+            "INSERT INTO alerts (rule, story_id, recipient, status, created_at)"
+            " SELECT 'syria', 's-' || i, 'analyst@example.org', 'sent',"
+            " TIMESTAMPTZ '2019-03-01 00:00:00+00' + i * INTERVAL 1 MINUTE"
+            " FROM range(600) t(i)")
+    page = client.get("/alerts").text
+    assert page.count('<tr class="alert') == 500
+    assert before is not None
+    assert f"The newest 500 of {600 + before[0]} alerts" in page
