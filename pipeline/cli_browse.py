@@ -177,8 +177,8 @@ def cmd_status(args: argparse.Namespace) -> int:
           f" {a['failed']} failed")
     for row in st.failed_alerts[:5]:
         print(f"  failed: {row.rule} -> {row.recipient}: {plain(row.error) or '-'}")
-    if len(st.failed_alerts) > 5:
-        print(f"  ... and {len(st.failed_alerts) - 5} more: `newsmon alerts`")
+    if a["failed"] > 5:
+        print(f"  ... and {a['failed'] - 5} more: `newsmon alerts`")
     print(f"rejected   {st.rejected} pages not stored (see `newsmon sql` on the rejected table)")
     return 0
 

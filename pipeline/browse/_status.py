@@ -101,18 +101,24 @@ def status(con: duckdb.DuckDBPyConnection, settings: Settings, database: Path) -
         last_run=last_run, runs=_int(_one(con, "SELECT count(*) FROM runs")),
         feeds=tuple(health(settings, store.feed_rows(con))),
         alerts={s: int(counts.get(s, 0)) for s in ("pending", "sending", "sent", "failed")},
-        failed_alerts=tuple(r for r in outbox(con) if r.status == "failed"),
+        # Read apart from the Alerts page's newest rows: a failure older than
+        # them is still one to show.
+        failed_alerts=tuple(outbox(con, status="failed")),
         rejected=_int(_one(con, "SELECT count(*) FROM rejected")),
     )
 
 
-def outbox(con: duckdb.DuckDBPyConnection, *, limit: int = 500) -> list[OutboxRow]:
-    """The outbox, newest first: pending, sent and failed rows with their errors."""
+def outbox(con: duckdb.DuckDBPyConnection, *, limit: int = 500,
+           status: str | None = None) -> list[OutboxRow]:
+    """The outbox, newest first: pending, sent and failed rows with their errors
+    (``status``: only the rows in it)."""
     rows = con.execute(
         "SELECT a.rule, a.recipient, a.update_no, a.status, a.story_id,"
         " coalesce(s.title, ''), a.created_at, a.sent_at, a.attempts, a.error,"
         " a.next_attempt_at FROM alerts a LEFT JOIN stories s ON s.id = a.story_id"
-        " ORDER BY a.created_at DESC, a.rule, a.recipient LIMIT ?", [limit]).fetchall()
+        " WHERE ? IS NULL OR a.status = ?"
+        " ORDER BY a.created_at DESC, a.rule, a.recipient LIMIT ?",
+        [status, status, limit]).fetchall()
     return [OutboxRow(rule=r[0], recipient=r[1], update_no=r[2], status=r[3], story_id=r[4],
                       story_title=r[5], created_at=r[6], sent_at=r[7], attempts=r[8],
                       error=r[9], next_attempt_at=r[10]) for r in rows]

@@ -13,7 +13,7 @@ import pytest
 from support import browse_db
 
 from pipeline import browse, store
-from pipeline.config import Settings
+from pipeline.config import Settings, parse_settings
 from pipeline.models import RemovedLine
 
 T0 = datetime(2019, 2, 27, 12, tzinfo=UTC)
@@ -152,6 +152,26 @@ def test_status_and_outbox(settings: Settings, con: duckdb.DuckDBPyConnection) -
     rows = browse.outbox(con)
     assert [(r.rule, r.status, r.story_title) for r in rows] == [
         ("syria", "pending", browse_db.SYRIA_TITLE)]
+
+
+def test_status_lists_a_failed_alert_older_than_the_newest_500(tmp_path: Path) -> None:
+    """The Alerts page shows the newest 500 rows; ``newsmon status`` lists the
+    failures, which may be older (before: only those among the newest 500)."""
+
+    database = tmp_path / "news.duckdb"
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    with store.connect(database) as con:
+        con.execute("INSERT INTO alerts (rule, story_id, recipient, update_no, article_id,"
+                    " status, created_at, error, attempts) VALUES ('old', 's-0', 'a@example.org',"
+                    " 0, 'x', 'failed', ?, '550 mailbox unavailable', 3)", [t0])
+        con.execute("INSERT INTO alerts (rule, story_id, recipient, update_no, article_id,"
+                    " status, created_at, attempts) SELECT 'new', 's-' || i, 'a@example.org', 0,"
+                    " 'x', 'sent', ?::TIMESTAMPTZ + to_hours(i), 1 FROM range(1, 601) t(i)",
+                    [t0])
+        st = browse.status(con, parse_settings({"database": str(database)}), database)
+        assert len(browse.outbox(con)) == 500
+    assert st.alerts["failed"] == 1 and st.alerts["sent"] == 600
+    assert [(r.rule, r.error) for r in st.failed_alerts] == [("old", "550 mailbox unavailable")]
 
 
 @pytest.mark.parametrize(("text", "expected"), [
