@@ -360,6 +360,16 @@ def test_a_story_of_one_report_says_one_outlet_and_one_report(client: httpx.Clie
     assert meta.startswith("1 outlet · 1 report · languages: es"), meta
 
 
+def test_a_reports_title_and_text_carry_its_language(client: httpx.Client) -> None:
+    """A screen reader reads a Spanish report with a Spanish voice: the page's
+    own ``lang="en"`` is for its labels."""
+    listed = client.get("/", params={"q": "floods"}).text
+    story_id = listed.split('href="/story/', 1)[1].split('"', 1)[0]
+    page = client.get(f"/story/{story_id}").text
+    assert '<h3 dir="auto" lang="es">Thousands flee floods' in page
+    assert '<div class="text" lang="es">' in page
+
+
 def test_an_outbox_longer_than_the_page_shows_says_how_many_it_left_out(
         settings: Settings, client: httpx.Client) -> None:
     with store.connect(settings.database) as con:
