@@ -164,6 +164,27 @@ def test_the_seed_story_appears_with_its_five_outlets(browser: Any, site: str,
     screenshot(browser, "stories-all", tmp_path, readme=False)
 
 
+def test_the_first_tab_offers_to_skip_the_filters_to_the_stories(browser: Any,
+                                                                  site: str) -> None:
+    """About 25 filter fields stand before the first story: the first Tab
+    shows a link past them, and the Tab after it reaches the first story."""
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(site + "/")
+    body = browser.find_element("css selector", "body")
+    body.send_keys(Keys.TAB)
+    active = browser.switch_to.active_element
+    assert (active.text, active.get_attribute("href")) == (
+        "Skip to the stories", site + "/#stories")
+    assert active.rect["x"] >= 0  # shown once focused
+    active.send_keys(Keys.ENTER)
+    browser.switch_to.active_element.send_keys(Keys.TAB)
+    first = browser.switch_to.active_element
+    story = css(browser, "li.story")[0]
+    assert first.get_attribute("href") == story.find_element(
+        "css selector", "a").get_attribute("href"), first.get_attribute("outerHTML")
+
+
 def test_a_filter_and_a_search_narrow_the_list(browser: Any, site: str, tmp_path: Path) -> None:
     from selenium.webdriver.support.ui import Select
 

@@ -345,12 +345,13 @@ def test_pages_of_stories(settings: Settings, reader: Reader) -> None:
             httpx.Client(base_url=base, timeout=10) as client:
         first = client.get("/", params={"sort": "outlets"}).text
         assert first.count('class="story"') == 2 and 'id="previous"' not in first
+        assert "3 stories; page 1 of 2." in first  # how far paging goes
         assert browse_db.SYRIA_TITLE in first  # most outlets first
         next_page = first.split('id="next"', 1)[0].rsplit('href="', 1)[1].split('"', 1)[0]
         second = client.get(next_page.replace("&amp;", "&")).text
         assert second.count('class="story"') == 1 and 'id="next"' not in second
         assert 'id="previous"' in second and browse_db.SYRIA_TITLE not in second
-        assert "page 2" in second
+        assert "3 stories; page 2 of 2." in second
 
 
 def test_a_story_of_one_report_says_one_outlet_and_one_report(client: httpx.Client) -> None:
