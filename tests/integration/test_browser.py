@@ -9,10 +9,11 @@ With NEWSMON_SCREENSHOTS=docs/screenshots the screenshots are also copied there
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,14 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def site(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``newsmon serve`` over a copy of the demo's database with a hostile story added."""
-    directory = tmp_path_factory.mktemp("browser")
+@contextlib.contextmanager
+def _served_copy(demo_run: DemoRun, directory: Path,
+                 add_rows: Callable[[Path], object]) -> Iterator[str]:
+    """``newsmon serve`` over a copy of the demo's database in ``directory``,
+    ``add_rows`` run on the copy first."""
     database = directory / "news.duckdb"
     shutil.copyfile(demo_run.database, database)
-    add_hostile_story(database)
+    add_rows(database)
     config = yaml.safe_load(demo_run.config.read_text(encoding="utf-8"))
     config["database"] = str(database)
     (directory / "newsmon.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -52,17 +54,17 @@ def site(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 @pytest.fixture(scope="module")
+def site(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``newsmon serve`` over a copy of the demo's database with a hostile story added."""
+    with _served_copy(demo_run, tmp_path_factory.mktemp("browser"), add_hostile_story) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
 def wide_site(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``newsmon serve`` over a copy of the demo's database with the rows of
     support.wide added (words longer than a screen, right-to-left text)."""
-    directory = tmp_path_factory.mktemp("wide")
-    database = directory / "news.duckdb"
-    shutil.copyfile(demo_run.database, database)
-    add_wide_rows(database)
-    config = yaml.safe_load(demo_run.config.read_text(encoding="utf-8"))
-    config["database"] = str(database)
-    (directory / "newsmon.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    with serve_process(directory / "newsmon.yaml") as base:
+    with _served_copy(demo_run, tmp_path_factory.mktemp("wide"), add_wide_rows) as base:
         yield base
 
 
