@@ -12,6 +12,7 @@ run twice with the same result.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -135,6 +136,16 @@ def reused_guid_id(guid: str, link: str) -> str:
     the GUID, ``#`` and a hash of the link (:func:`link_key`), the same on
     every poll."""
     return f"{guid}#{_digest(link_key(link))}"
+
+
+_REUSED_GUID_ID = re.compile(r"(?s)(.*)#[0-9a-f]{16}")
+
+
+def guid_of(entry_id: str) -> str:
+    """The GUID an id of :func:`reused_guid_id`'s form was made from; any other
+    id as it is."""
+    own = _REUSED_GUID_ID.fullmatch(entry_id)
+    return own.group(1) if own else entry_id
 
 
 def article_id(canonical: str) -> str:

@@ -27,7 +27,6 @@ ids they are stored under); otherwise it is the stored entry moved, logged.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
@@ -57,18 +56,13 @@ def candidates(parsed: ParsedFeed | None) -> list[tuple[str, str]]:
     return list(pairs)
 
 
-# An id of reused_guid_id's form: the GUID, "#", 16 hex digits.
-_OWN_ID = re.compile(r"(?s)(.*)#[0-9a-f]{16}")
-
-
 def _given_twice(parsed: ParsedFeed) -> set[str]:
     """The GUIDs this document gives to two items or more: the parsed entries
     by their GUIDs, the items not parsed this time by their stored ids."""
     count: Counter[str] = Counter(parsed.guids.values())
     for digest, entry_id, _ in parsed.items or ():
         if digest in parsed.skipped and entry_id is not None:
-            own = _OWN_ID.fullmatch(entry_id)
-            count[own.group(1) if own else entry_id] += 1
+            count[ids.guid_of(entry_id)] += 1
     return {guid for guid, n in count.items() if n > 1 and guid in parsed.guids.values()}
 
 

@@ -298,14 +298,13 @@ def _settle(update: FeedUpdate, parsed: ParsedFeed | None, seen: guids.Stored) -
     if parsed is None:
         return FeedPolled(update=update, entries=(), rejections=())
     parsed, reused, relinked = guids.settle(parsed, seen)
-    if reused:
-        _log_reused(update.url, reused)
-    if relinked:
-        # Nothing fetched: read as the stored article under a new link.
-        log.info("feed %s gives a stored GUID a new link (%r%s): read as the same article"
-                 " moved, not fetched again", update.url, relinked[0][:200],
-                 f" and {len(relinked) - 1} more" if len(relinked) > 1 else "",
-                 extra={"feed": update.url, "guids": len(relinked)})
+    # Once per feed and poll. The feed is broken, though nothing is lost:
+    _log_guids(logging.WARNING, update.url, reused, "gives one GUID to different articles",
+               "each article after the first gets an entry id of its own, GUID#hash of its"
+               " link")
+    # Nothing fetched: read as the stored article under a new link.
+    _log_guids(logging.INFO, update.url, relinked, "gives a stored GUID a new link",
+               "read as the same article moved, not fetched again")
     if parsed.truncated is None:
         update = replace(update, item_hashes=None if parsed.items is None else json.dumps(
             {digest: [entry, when] for digest, entry, when in parsed.items},
@@ -315,13 +314,16 @@ def _settle(update: FeedUpdate, parsed: ParsedFeed | None, seen: guids.Stored) -
     return FeedPolled(update=update, entries=new, rejections=parsed.rejections)
 
 
-def _log_reused(feed: str, reused: Sequence[str]) -> None:
-    """Once per feed and poll: the feed is broken, though nothing is lost."""
+def _log_guids(level: int, feed: str, found: Sequence[str], what: str, done: str) -> None:
+    """One line for the GUIDs ``found`` in a feed's poll (none: nothing)."""
+    if not found:
+        return
     # The default formatter drops ``extra``: what and why go in the message.
-    more = f" and {len(reused) - 1} more" if len(reused) > 1 else ""
-    log.warning("feed %s gives one GUID to different articles (%r%s): each article "
-                "after the first gets an entry id of its own, GUID#hash of its link",
-                feed, reused[0][:200], more, extra={"feed": feed, "guids": len(reused)})
+    more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+    # ``what`` and ``done`` are this module's constants, in the template so a
+    # record's ``msg`` names its kind.
+    log.log(level, f"feed %s {what} (%r%s): {done}", feed, found[0][:200], more,
+            extra={"feed": feed, "guids": len(found)})
 
 
 # The streaming pass asks for the seen entries of one feed at a time, through

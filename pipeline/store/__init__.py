@@ -371,10 +371,11 @@ def connect(
     log (``news.duckdb.wal``) when it closes, not folded into the file. DuckDB
     folds it in at each writer's close otherwise, and that rewrites the last row
     group of every table written: about 3 s a load at 50,000 articles, for 50
-    new ones. A stream's loads in a burst skip it and the last one does it
-    (:func:`checkpoint`); DuckDB still folds the log in by itself once it
-    passes ``checkpoint_threshold`` (16 MiB), and every connection reads it,
-    so nothing committed waits on it or is lost with the process."""
+    new ones. A stream's loads and sends skip it, and the stream folds the log
+    in (:func:`checkpoint`) once nothing is on its way and when it ends; DuckDB
+    still folds it in by itself past ``checkpoint_threshold`` (16 MiB), and
+    every connection reads it, so nothing committed waits on it or is lost
+    with the process."""
     retry = retry or LockRetry()
     if read_only and not path.exists():
         raise StoreError(f"{path}: no database here yet; run `newsmon run --once` first")
