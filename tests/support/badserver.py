@@ -80,12 +80,21 @@ class _Handler(BaseHTTPRequestHandler):
             route = self.routes[prefix]
         bad = self.server.bad
         bad.enter(parts.path)
+        self._active_path: str | None = parts.path
         try:
             (route or _Handler.not_found)(self, query)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up: expected here
         finally:
-            bad.leave(parts.path)
+            self._leave()
+
+    def _leave(self) -> None:
+        """Counted out once: by :meth:`send` before its body goes (a client
+        that has read it may send its next request before this thread runs
+        again, and the two would count as concurrent), else at the end."""
+        if self._active_path is not None:
+            self.server.bad.leave(self._active_path)
+            self._active_path = None
 
     # helpers
 
@@ -98,6 +107,7 @@ class _Handler(BaseHTTPRequestHandler):
         if status != 304:
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        self._leave()
         if status != 304:
             self.wfile.write(body)
 
