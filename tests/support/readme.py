@@ -80,7 +80,7 @@ def tables(source: str) -> list[list[list[str]]]:
     (the |---| row left out). ``\\|`` inside a cell is a literal bar."""
     found: list[list[list[str]]] = []
     current: list[list[str]] = []
-    for line in source.splitlines() + [""]:
+    for line in [*source.splitlines(), ""]:
         if line.startswith("|"):
             cells = [c.strip().replace("\\|", "|")
                      for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
