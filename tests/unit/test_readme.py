@@ -5,6 +5,7 @@ columns of *The database* are the schema's (a fresh database, its
 
 from __future__ import annotations
 
+import argparse
 import re
 import types
 import typing
@@ -18,6 +19,7 @@ from pydantic_core import PydanticUndefined
 from support import readme
 
 from pipeline import store
+from pipeline.cli import build_parser
 from pipeline.config import Settings
 
 # -- configuration --------------------------------------------------------------------------
@@ -253,3 +255,52 @@ def test_all_times_are_timestamptz(schema: dict[str, dict[str, str]]) -> None:
 def test_a_wrong_column_is_caught() -> None:
     assert documented_columns("`id, url, topics VARCHAR[], status (a/b)`, `c:SY`") == {
         "id": None, "url": None, "topics": "VARCHAR[]", "status": None}
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def _long_options(parser: argparse.ArgumentParser) -> set[str]:
+    return {o for action in parser._actions for o in action.option_strings
+            if o.startswith("--") and o not in ("--help", "--config")}
+
+
+def cli_options() -> dict[str, set[str]]:
+    """Each command's long options (a `feeds` action's count as `feeds`'), but
+    --help and --config, which every command has."""
+    commands: dict[str, set[str]] = {}
+    for action in build_parser()._subparsers._group_actions:  # type: ignore[union-attr]
+        for name, sub in action.choices.items():
+            options = _long_options(sub)
+            for nested in sub._subparsers._group_actions if sub._subparsers else ():
+                for child in nested.choices.values():
+                    options |= _long_options(child)
+            commands[name] = options
+    return commands
+
+
+def documented_options() -> dict[str, set[str]]:
+    section = readme.section("The command line")
+    documented: dict[str, set[str]] = {}
+    for row in readme.table(section, ("command", "what it does")):
+        for span in readme.code_spans(row[0]):
+            command = span.split()[1]
+            documented.setdefault(command, set()).update(re.findall(r"--[a-z][a-z-]*", span))
+    for options in documented.values():
+        options -= {"--help", "--config"}  # every command's, said once above the table
+    return documented
+
+
+def test_every_command_and_option_is_in_the_command_table() -> None:
+    real, documented = cli_options(), documented_options()
+    assert sorted(documented) == sorted(real), "the command table's commands against the CLI's"
+    for command, options in real.items():
+        assert documented[command] == options, (
+            f"newsmon {command}: the README names {sorted(documented[command])}, "
+            f"the parser has {sorted(options)}")
+
+
+def test_the_global_options_are_documented() -> None:
+    section = readme.section("The command line")
+    for option in _long_options(build_parser()):
+        assert f"`{option}`" in section, f"README, The command line: no {option}"
