@@ -18,9 +18,9 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 from support import readme
 
-from pipeline import store
+from pipeline import store, strict_yaml
 from pipeline.cli import build_parser
-from pipeline.config import Settings
+from pipeline.config import Settings, parse_settings
 
 # -- configuration --------------------------------------------------------------------------
 
@@ -177,6 +177,14 @@ def test_a_wrong_default_or_key_is_caught() -> None:
     assert parse_default("15") != _plain(real["fetch.timeout"])
     assert "fetch.timout" not in real and "poll.interval_minutes" in real
 
+
+
+def test_every_yaml_example_is_a_valid_config() -> None:
+    examples = readme.blocks("yaml")
+    assert len(examples) >= 3
+    for block in examples:
+        data, lines = strict_yaml.load_with_lines(block.text)
+        parse_settings(data, source=f"README.md line {block.line}", lines=lines)
 
 # -- the database ---------------------------------------------------------------------------
 
