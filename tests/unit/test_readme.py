@@ -164,6 +164,19 @@ def test_every_documented_default_is_the_configs() -> None:
                 f"README: {key} defaults to {written}; pipeline/config.py: {expected!r}")
 
 
+
+def test_every_default_named_in_the_text_is_the_configs() -> None:
+    """`fetch.timeout` (20 s), `stream.batch_articles` articles (50): prose too."""
+    real = config_keys()
+    prose = re.sub(r"\s+", " ", readme.text())
+    named = re.findall(r"`([a-z_]+(?:\.[a-z_]+)+)`(?: [a-z]+)? \((\d[\d,.]*(?: (?:s|KiB|MiB))?)\)",
+                       prose)
+    checked = [(key, written) for key, written in named if key in real]
+    assert len(checked) >= 12
+    for key, written in checked:
+        assert parse_default(written) == _plain(real[key]), (
+            f"README: {key} ({written}); pipeline/config.py: {real[key]!r}")
+
 @pytest.mark.parametrize(("written", "value"), [
     ("`true`", True), ("5 MiB", 5 * 1024 * 1024.0), ("20 s", 20.0), ("0.23", 0.23),
     ("2048", 2048.0), ("`[]`", ()), ("none", None), ("`news.duckdb`", "news.duckdb"),
