@@ -6,6 +6,7 @@ columns of *The database* are the schema's (a fresh database, its
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 import types
 import typing
@@ -325,3 +326,37 @@ def test_the_global_options_are_documented() -> None:
     section = readme.section("The command line")
     for option in _long_options(build_parser()):
         assert f"`{option}`" in section, f"README, The command line: no {option}"
+
+
+# -- files and names ------------------------------------------------------------------------
+
+ROOT = readme.README.parent
+TREE = ("pipeline/", "tests/", "benchmarks/", "dags/", "deploy/", "seeds/", "docs/",
+        "../shared/")
+
+
+def test_every_file_the_readme_names_exists() -> None:
+    named = {span.split(":")[0] for span in readme.code_spans(readme.text())
+             if span.startswith(TREE) and " " not in span}
+    assert len(named) >= 40
+    # NAME.txt and the like are patterns, not files.
+    missing = sorted(p for p in named if not re.search(r"\b[A-Z]{2,}\b", p)
+                     and not (ROOT / p).exists())
+    assert not missing, f"README names files that do not exist: {missing}"
+
+
+def test_every_python_name_the_readme_gives_exists() -> None:
+    named = {span for span in readme.code_spans(readme.text())
+             if re.fullmatch(r"pipeline(\.\w+)+", span)}
+    assert named
+    for name in sorted(named):
+        parts = name.split(".")
+        for split in range(len(parts), 0, -1):
+            try:
+                obj: Any = importlib.import_module(".".join(parts[:split]))
+            except ImportError:
+                continue
+            for attribute in parts[split:]:
+                assert hasattr(obj, attribute), f"README names {name}, which does not exist"
+                obj = getattr(obj, attribute)
+            break
