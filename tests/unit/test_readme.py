@@ -28,6 +28,7 @@ from pipeline.config import Settings, parse_settings
 CONFIG_TABLES = (  # (headings, header) of each table that documents config keys
     (("Configuration",), ("key", "default", "meaning")),
     (("Limits and their defaults",), ("key", "default", "what it limits")),
+    (("Stories",), ("setting", "default", "meaning")),
     (("Scaling out: lake mode", "Configuration"), ("key", "default", "meaning")),
 )
 # A default the README words rather than writes: what the code holds for it.
