@@ -198,3 +198,12 @@ def test_the_lake_examples_name_real_tables_and_columns(demo_run: DemoRun) -> No
             con.execute(statement).fetchall()
             ran += 1
     assert ran == 3  # USE, the stories query, the delivery join
+
+
+def test_newsmon_feeds_shows_the_columns_the_readme_lists(
+        demo_run: DemoRun, capsys: pytest.CaptureFixture[str]) -> None:
+    paragraph = re.sub(r"\s+", " ", readme.text()).split("`newsmon feeds` shows, for each feed:")[1]
+    listed = readme.code_spans(paragraph.split(".")[0])
+    assert main(["feeds", "--csv", "--config", str(demo_run.config)]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split(",")
+    assert listed == header
