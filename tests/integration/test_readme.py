@@ -207,3 +207,14 @@ def test_newsmon_feeds_shows_the_columns_the_readme_lists(
     assert main(["feeds", "--csv", "--config", str(demo_run.config)]) == 0
     header = capsys.readouterr().out.splitlines()[0].split(",")
     assert listed == header
+
+
+def test_newsmon_extract_json_has_the_fields_the_readme_lists(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    row = next(r for r in readme.table(readme.section("The command line"),
+                                       ("command", "what it does"))
+               if r[0].startswith("`newsmon extract "))
+    listed = readme.code_spans(row[1].split("one object per page and line:")[1].split(".")[0])
+    page = readme.README.parent / "seeds" / "site" / "amn-netanyahu-russia-pullout.html"
+    assert main(["extract", "--json", str(page)]) == 0
+    assert listed == list(json.loads(capsys.readouterr().out))
