@@ -256,3 +256,25 @@ def test_the_lake_examples_run_on_a_real_lake(tmp_path: Path) -> None:
     stories, outbox = results[4], results[-1]
     assert sorted(n for _, n in stories) == [1, 2]
     assert [(rule, status) for rule, _, _, _, status, _, _ in outbox] == [("spain", "sent")]
+
+
+def test_what_the_readme_says_of_the_demo_is_so(demo_run: DemoRun) -> None:
+    """*Two commands*: five reports of one event from five outlets, one story,
+    one alert email in the outbox; *Stories*: the seed reports (26 February to
+    4 March) are one story."""
+    text = re.sub(r"\s+", " ", readme.text())
+    assert "the five reports of one event" in text and "from five outlets" in text
+    assert "the single story they form, and the one alert email it wrote to" in text
+    assert "The seed reports (26 February to 4 March) are one story" in text
+    con = duckdb.connect(str(demo_run.database), read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        articles, outlets = con.execute(
+            "SELECT count(*), count(DISTINCT source) FROM articles").fetchone() or ()
+        stories = con.execute("SELECT n_articles, n_sources, strftime(first_seen, '%d %m'),"
+                              " strftime(last_seen, '%d %m') FROM stories").fetchall()
+    finally:
+        con.close()
+    assert (articles, outlets) == (5, 5)
+    assert stories == [(5, 5, "26 02", "04 03")]
+    assert len(list((demo_run.database.parent / "outbox").glob("*.eml"))) == 1
