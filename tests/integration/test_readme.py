@@ -278,3 +278,28 @@ def test_what_the_readme_says_of_the_demo_is_so(demo_run: DemoRun) -> None:
     assert (articles, outlets) == (5, 5)
     assert stories == [(5, 5, "26 02", "04 03")]
     assert len(list((demo_run.database.parent / "outbox").glob("*.eml"))) == 1
+
+
+def query_examples() -> list[str]:
+    """The queries of the README's query-language table (both columns), but the
+    field names alone (`title:`) and the `( … )` of its grammar."""
+    spans = [span for row in readme.table(readme.section("Query language"),
+                                          ("syntax", "matches"))
+             for cell in row for span in readme.code_spans(cell)]
+    return [s for s in dict.fromkeys(spans) if not s.endswith(":") and "…" not in s]
+
+
+def test_every_query_of_the_query_language_table_runs(
+        demo_run: DemoRun, capsys: pytest.CaptureFixture[str]) -> None:
+    examples = query_examples()
+    assert {"syria*", "withdrawal NEAR/6 troops", "title:(Syria OR Iraq)"} <= set(examples)
+    found = {}
+    for query in examples:
+        code = main(["search", "--json", "--config", str(demo_run.config), query])
+        out, err = capsys.readouterr()
+        assert code == 0, f"README, Query language: {query!r}: {err}"
+        found[query] = len(out.splitlines())
+    # The seed story is about Syria and foreign forces, and names Putin.
+    for query in ("syria", "country:SY", 'person:"Vladimir Putin"',
+                  "topic:foreign*", "lang:en"):
+        assert found[query] == 5, (query, found)
