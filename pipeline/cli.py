@@ -485,11 +485,14 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     from pipeline.store.backend import open_store
 
     # In lake mode `alerts` is the view joining the lake's rows and their
-    # delivery state in PostgreSQL.
+    # delivery state in PostgreSQL. A sent row keeps its last claim's lease in
+    # next_attempt_at: only a pending or sending row has an attempt to come.
     with open_store(settings, read_only=True, schema_if_empty=False) as con:
         cursor = con.execute(
             "SELECT a.rule, a.recipient, a.update_no AS update, a.status, s.title AS story,"
-            " a.created_at, a.sent_at, a.attempts, a.next_attempt_at AS next_attempt,"
+            " a.created_at, a.sent_at, a.attempts,"
+            " CASE WHEN a.status IN ('pending', 'sending') THEN a.next_attempt_at END"
+            " AS next_attempt,"
             " a.error FROM alerts a LEFT JOIN stories s ON s.id = a.story_id"
             " ORDER BY a.created_at DESC"
         )

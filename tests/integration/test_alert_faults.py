@@ -408,6 +408,22 @@ def test_a_round_whose_lease_ran_out_leaves_the_rows_taken_over_to_their_new_sen
     assert [r[1] for r in outbox(settings)] == ["sent"] * 4
 
 
+def test_alerts_lists_a_next_attempt_only_for_alerts_still_to_send(
+    tmp_path: Path, scripted: ScriptedInbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A sent alert keeps its claim's lease in next_attempt_at; it is no attempt to come.
+    scripted.replies["RCPT"] = ["451 4.7.1 Greylisted"]  # the first; the second goes out
+    settings = loaded(tmp_path, scripted.url, recipients(2))
+    config = config_file(tmp_path, settings)
+    assert main(["alerts", "send", "--config", config]) == 1
+    capsys.readouterr()
+    assert main(["alerts", "--json", "--config", config]) == 0
+    rows = {r["status"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    sent, pending = rows["sent"], rows["pending"]
+    assert sent["next_attempt"] is None
+    assert pending["next_attempt"] is not None  # when the retry is due
+
+
 def test_alerts_lists_a_database_from_before_claimed_by(
     tmp_path: Path, scripted: ScriptedInbox, capsys: pytest.CaptureFixture[str]
 ) -> None:
