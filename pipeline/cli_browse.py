@@ -27,7 +27,7 @@ from pipeline.cli import (
     _settings,
     _whole_number,
 )
-from pipeline.output import plain
+from pipeline.output import counted, plain
 
 __all__ = ["register"]
 
@@ -152,15 +152,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         st = browse.status(con, settings, settings.database)
     size = st.size_bytes / 1024 / 1024
     print(f"database   {settings.database} ({size:.1f} MiB)")
-    print(f"content    {st.articles} articles, {st.stories} stories; last report "
-          f"{_when(st.last_report_at)} ({st.stories_24h} stories in the 24 h before it)")
+    print(f"content    {counted(st.articles, 'article')},"
+          f" {counted(st.stories, 'story', 'stories')}; last report {_when(st.last_report_at)}"
+          f" ({counted(st.stories_24h, 'story', 'stories')} in the 24 h before it)")
     if st.last_run is None:
         print("last pass  none loaded yet: `newsmon run --once`")
     else:
         r = st.last_run
-        print(f"last pass  {_when(r.loaded_at)} ({st.runs} in all): {r.feeds_polled} feeds polled,"
-              f" {r.entries_new} new entries, {r.articles_new} articles stored, {r.rejected}"
-              f" rejected, {r.stories_new} new stories, {r.alerts_queued} alerts queued")
+        print(f"last pass  {_when(r.loaded_at)} ({st.runs} in all):"
+              f" {counted(r.feeds_polled, 'feed')} polled,"
+              f" {counted(r.entries_new, 'new entry', 'new entries')},"
+              f" {counted(r.articles_new, 'article')} stored, {r.rejected:,} rejected,"
+              f" {counted(r.stories_new, 'new story', 'new stories')},"
+              f" {counted(r.alerts_queued, 'alert')} queued")
     by_status: dict[str, int] = {}
     for f in st.feeds:
         by_status[f.status] = by_status.get(f.status, 0) + 1
@@ -179,7 +183,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  failed: {row.rule} -> {row.recipient}: {plain(row.error) or '-'}")
     if a["failed"] > 5:
         print(f"  ... and {a['failed'] - 5} more: `newsmon alerts`")
-    print(f"rejected   {st.rejected} pages not stored (see `newsmon sql` on the rejected table)")
+    print(f"rejected   {counted(st.rejected, 'page')} not stored"
+          " (see `newsmon sql` on the rejected table)")
     return 0
 
 

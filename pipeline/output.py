@@ -81,6 +81,11 @@ def plain(value: object) -> str:
     return _CONTROL.sub("\ufffd", "" if value is None else str(value))
 
 
+def counted(n: int, word: str, plural: str | None = None) -> str:
+    """``n`` and ``word`` in the number ``n`` asks for: "1 story", "2 stories"."""
+    return f"{n:,} {word if n == 1 else plural or word + 's'}"
+
+
 def _json(value: object) -> str:
     data = jsonable(value)
     try:

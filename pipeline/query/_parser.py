@@ -187,7 +187,7 @@ class _Parser:
             raise self.unexpected(expected)
         query = self.or_expr(ctx)
         if self.peek().kind != "RPAREN":
-            raise self.unexpected(f'")" to close the "(" at column {opening.pos + 1}')
+            raise self.unexpected(f'")" (to close the "(" opened at column {opening.pos + 1})')
         self.advance()
         self.depth -= 1
         return query

@@ -149,8 +149,9 @@ def test_status_on_one_screen(demo_run: DemoRun, capsys: pytest.CaptureFixture[s
     lines = out.splitlines()
     assert len(lines) <= 24
     assert lines[0].startswith(f"database   {demo_run.database} (")
-    assert "5 articles, 1 stories" in out
-    assert "5 articles stored" in out and "1 feeds polled" in out
+    assert "5 articles, 1 story;" in out  # "1 story", not "1 stories"
+    assert "5 articles stored" in out and "1 feed polled," in out and "1 new story," in out
+    assert "rejected   0 pages not stored" in out
     assert "feeds      1: 1 active" in out
     assert "alerts     0 pending, 0 sending, 1 sent, 0 failed" in out
 

@@ -205,7 +205,7 @@ people:
     assert f"{path}: line 10: alerts[0].mode: must be 'instant' or 'digest', not 'often'" in lines
     assert f"{path}: line 12: people[0].name: must be a non-empty string" in lines
     query = lines.index(f"{path}: line 8: alerts[0].query: unexpected end of query: "
-                        'expected ")" to close the "(" at column 11 at column 13')
+                        'expected ")" (to close the "(" opened at column 11) at column 13')
     assert lines[query + 1:query + 3] == ["  syria AND (x", "              ^"]
     assert len(lines) == 7
 

@@ -13,7 +13,7 @@ from uuid import UUID
 import duckdb
 import pytest
 
-from pipeline.output import OutputError, jsonable, write_rows
+from pipeline.output import OutputError, counted, jsonable, write_rows
 
 
 def written(columns: list[str], rows: list[list[object]], fmt: str) -> str:
@@ -133,3 +133,13 @@ def test_intervals_are_duckdbs_text_and_read_back_equal(fmt: str) -> None:
     for text, cell in zip(INTERVALS, cells, strict=True):
         assert con.execute("SELECT ?::INTERVAL = ?::INTERVAL", [cell, text]).fetchone() == (
             True,), (text, cell)
+
+
+@pytest.mark.parametrize(("n", "word", "plural", "text"), [
+    (0, "story", "stories", "0 stories"), (1, "story", "stories", "1 story"),
+    (2, "story", "stories", "2 stories"), (1, "feed", None, "1 feed"),
+    (12345, "feed", None, "12,345 feeds"), (1, "new entry", "new entries", "1 new entry"),
+])
+def test_counted_says_one_in_the_singular(n: int, word: str, plural: str | None,
+                                          text: str) -> None:
+    assert counted(n, word, plural) == text

@@ -119,7 +119,7 @@ def error(text: str) -> QuerySyntaxError:
         ("Syria AND (", 12, 'a term, a "phrase" or "("'),
         ("Syria OR", 9, 'a term, a "phrase" or "("'),
         ("a AND AND b", 7, 'a term, a "phrase" or "("'),
-        ("(a OR b", 8, '")" to close the "(" at column 1'),
+        ("(a OR b", 8, '")" (to close the "(" opened at column 1)'),
         ("a OR b)", 7, 'no "(" is open'),
         ("()", 2, 'a term, a "phrase" or "("'),
         ('a "foreign forces', 18, 'a closing "'),
