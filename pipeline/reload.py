@@ -10,7 +10,8 @@ goes on with the settings it has; a later valid edit says it fixed it.
 from its settings when it started (:data:`RESTART_KEYS`) keeps its old value,
 with a warning naming each key changed; the rest is taken between two polls
 (:meth:`pipeline.stream._Stream.reconfigure`): feeds, alert rules, SMTP, poll
-schedule, fetch limits, batching, cluster options.
+schedule, fetch limits, batching, cluster options, and topics and people (the
+extraction workers, whose taggers are built from them, are replaced).
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ log = logging.getLogger(__name__)
 
 # Opened or built when the run starts, and held until it ends: the database
 # and the staging folder (the pass lock lives there), the store (a lake's
-# catalog and data path), the extraction worker processes and the tagger each
-# of them builds from the topics and people.
-RESTART_KEYS = ("database", "staging_dir", "store", "process", "topics", "default_topics",
-                "people")
+# catalog and data path), and the number of extraction workers (the stream's
+# threads and slots are sized by it). The workers' taggers are not: new
+# workers are started with the new topics and people.
+RESTART_KEYS = ("database", "staging_dir", "store", "process")
 
 # A stat is cheap: the stream's naps look at the file this often. Its content
 # is read again at least this often, for an edit that kept size and time.

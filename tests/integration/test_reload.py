@@ -237,6 +237,36 @@ def test_a_host_newly_allowed_in_the_fetch_limits_is_fetched_from(
                                                          other.url("/rates/1")}
 
 
+def stored_tags(database: Path) -> dict[str, tuple[list[str], list[str]]]:
+    with duckdb.connect(str(database), read_only=True) as con:
+        return {url: (topics, people) for url, topics, people in con.execute(
+            "SELECT url, topics, people FROM articles").fetchall()}
+
+
+def test_a_topic_and_a_person_added_to_the_file_tag_the_next_article(
+    tmp_path: Path, server: FeedServer, logged: Logged
+) -> None:
+    # The goalkeeper's name is in the match report only; the topic matches both.
+    title, text = EVENTS["match"]
+    server.route("/match/1", Reply(body=page(title, text.replace(
+        "their goalkeeper", "their goalkeeper Tomasz Wierzbicki")),
+        content_type="text/html; charset=utf-8"))
+    start = config(tmp_path, server, ["quake"], default_topics=False)
+    path = write(tmp_path / "newsmon.yaml", start)
+    loaded = Loaded()
+    with continuous(load_settings(path), loaded, config=path):
+        loaded.wait_for(1)
+        write(path, {**config(tmp_path, server, ["quake", "match"]), "default_topics": False,
+                     "topics": {"headline": "title:earthquake OR title:penalty"},
+                     "people": [{"name": "Tomasz Wierzbicki"}]})
+        loaded.wait_for(2)
+    tags = stored_tags(tmp_path / "news.duckdb")
+    assert tags[server.url("/match/1")] == (["headline"], ["Tomasz Wierzbicki"])
+    assert tags[server.url("/quake/1")][0] == []  # stored before the edit: as it was tagged
+    assert not [line for line in logged.lines if line[0] == "WARNING"]
+    assert logged.lines[0][1].endswith("changed: topics.headline, people")
+
+
 def test_sighup_has_newsmon_run_read_its_config_again(tmp_path: Path,
                                                       server: FeedServer) -> None:
     import os

@@ -62,13 +62,23 @@ def test_what_is_opened_at_start_keeps_its_value_and_is_named() -> None:
         stream={"batch_articles": 5}, cluster={"threshold": 0.3}))
     result = reconcile(running, new)
     assert result.waiting == ("database", "staging_dir", "store.catalog", "store.data_path",
-                              "store.mode", "process.workers", "topics.cup")
+                              "store.mode", "process.workers")
     kept = result.settings
-    assert (kept.database, kept.staging_dir, kept.store, kept.process, kept.topics) == (
-        running.database, running.staging_dir, running.store, running.process, running.topics)
-    # The rest is taken.
+    assert (kept.database, kept.staging_dir, kept.store, kept.process) == (
+        running.database, running.staging_dir, running.store, running.process)
+    # The rest is taken, topics too (new extraction workers tag with them).
     assert kept.stream.batch_articles == 5 and kept.cluster.threshold == 0.3
-    assert result.changes == ("changed: cluster.threshold, stream.batch_articles",)
+    assert kept.topics == {"cup": "penalty"}
+    assert result.changes == ("changed: topics.cup, cluster.threshold, stream.batch_articles",)
+
+
+def test_topics_and_people_are_taken_live_and_named() -> None:
+    running = parse_settings(BASE)
+    new = parse_settings(edited(default_topics=False, people=[{"name": "Ada Lovelace"}]))
+    result = reconcile(running, new)
+    assert result.waiting == ()
+    assert result.settings == new
+    assert result.changes == ("changed: default_topics, people",)
 
 
 def test_an_unchanged_file_is_not_read_again_until_it_changes(tmp_path: Path) -> None:
