@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +187,9 @@ def test_an_invalid_edit_is_one_warning_and_its_fix_says_so(
     watch = ConfigWatch(path)
     path.write_text("feeds:\n  - url: https://a.example.org/rss\n    nmae: A\n",
                     encoding="utf-8")
-    assert watch.check(running) is None
+    assert watch.check(running) is None  # held back once (an editor may be half way)
+    time.sleep(reload.SETTLE)
+    assert watch.check(running) is None  # the second look warns
     monkeypatch.setattr(reload, "READ_EVERY", 0.0)  # read again and again: warned once
     assert watch.check(running) is None
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
@@ -194,6 +197,8 @@ def test_an_invalid_edit_is_one_warning_and_its_fix_says_so(
                     f"{path}: line 3: feeds[0].nmae: unknown key (a typo?)")]
     caplog.clear()
     path.unlink()
+    assert watch.check(running) is None
+    time.sleep(reload.SETTLE)
     assert watch.check(running) is None
     assert caplog.messages == ["config not reloaded, the run goes on with the settings it has: "
                                f"{path}: config file not found"]
@@ -220,3 +225,46 @@ def test_a_change_that_needs_a_restart_is_a_warning_naming_each_key(
         ("WARNING", f"{path}: database, process.workers cannot change while newsmon runs: the "
                     "run goes on with the values it started with, the new ones take effect "
                     "after a restart")]
+
+
+def test_an_editor_saving_in_two_writes_gets_no_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pipeline.reload")
+    path = write(tmp_path / "newsmon.yaml", BASE)
+    running = load_settings(path)
+    watch = ConfigWatch(path)
+    text = json.dumps(edited(feeds=BASE["feeds"][:1]))
+    with path.open("w", encoding="utf-8") as f:  # truncated, then the first half
+        f.write(text[:len(text) // 2])
+    assert watch.check(running) is None  # a half file: looked at again, not warned of
+    with path.open("a", encoding="utf-8") as f:
+        f.write(text[len(text) // 2:])
+    result = watch.check(running)
+    assert result is not None and result.changes == ("feeds removed: https://b.example.org/rss",)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", f"config reloaded from {path}: feeds removed: https://b.example.org/rss")]
+
+
+def test_a_half_file_that_stays_is_warned_of_at_the_second_look(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.INFO, logger="pipeline.reload")
+    path = write(tmp_path / "newsmon.yaml", BASE)
+    running = load_settings(path)
+    clock = [100.0]
+    monkeypatch.setattr(reload.time, "monotonic", lambda: clock[0])
+    watch = ConfigWatch(path)
+    text = json.dumps(edited(feeds=BASE["feeds"][:1]))
+    path.write_text(text[:len(text) // 2], encoding="utf-8")
+    assert watch.check(running) is None
+    assert watch.check(running) is None  # too soon: the editor may still be writing
+    assert not watch.due() and not caplog.records
+    clock[0] += reload.SETTLE
+    assert watch.due()  # the second look, though the file did not change
+    assert watch.check(running) is None
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert caplog.messages[0].startswith(
+        f"config not reloaded, the run goes on with the settings it has: {path}: ")
+    clock[0] += reload.STAT_EVERY
+    assert not watch.due()  # warned once: the next look waits for an edit
