@@ -18,9 +18,10 @@ import pytest
 from support.badserver import gzip_bomb
 from support.factories import skip_processing
 from support.feedserver import FeedServer, Reply, article, rss
+from support.settings import feed_settings as make_settings
 
 from pipeline.cli import main
-from pipeline.config import Settings, parse_settings
+from pipeline.config import Settings
 from pipeline.run import PollSummary, load_stage, new_run_id, poll_stage, process_stage
 from pipeline.store import staging
 
@@ -31,18 +32,6 @@ NOW = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)
 def server() -> Iterator[FeedServer]:
     with FeedServer() as s:
         yield s
-
-
-def make_settings(tmp_path: Path, server: FeedServer, paths: list[str],
-                  **overrides: Any) -> Settings:
-    fetch = {"allow_private": [server.host_port], **overrides.pop("fetch", {})}
-    data: dict[str, Any] = {
-        "database": str(tmp_path / "news.duckdb"), "staging_dir": str(tmp_path / "staging"),
-        "outbox_dir": str(tmp_path / "outbox"),
-        "feeds": [{"url": p if p.startswith("http") else server.url(p)} for p in paths],
-        "fetch": fetch, "process": {"workers": 1}, **overrides,
-    }
-    return parse_settings(data)
 
 
 def items(n: int, prefix: str, *, newest: datetime = NOW, step: timedelta = timedelta(hours=1),

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pipeline import reload
-from pipeline.config import load_settings, parse_settings
+from pipeline.config import Settings, load_settings, parse_settings
 from pipeline.reload import ConfigWatch, reconcile
 
 BASE: dict[str, Any] = {
@@ -30,6 +30,12 @@ def edited(**changes: Any) -> dict[str, Any]:
 def write(path: Path, data: dict[str, Any]) -> Path:
     path.write_text(json.dumps(data), encoding="utf-8")  # JSON is YAML
     return path
+
+
+def watching(tmp_path: Path, data: dict[str, Any] = BASE) -> tuple[Path, Settings, ConfigWatch]:
+    """The config ``data`` written, the settings a run started with, and its watch."""
+    path = write(tmp_path / "newsmon.yaml", data)
+    return path, load_settings(path), ConfigWatch(path)
 
 
 def test_feeds_and_rules_are_told_apart_added_removed_and_changed() -> None:
@@ -83,9 +89,7 @@ def test_topics_and_people_are_taken_live_and_named() -> None:
 
 
 def test_an_unchanged_file_is_not_read_again_until_it_changes(tmp_path: Path) -> None:
-    path = write(tmp_path / "newsmon.yaml", BASE)
-    watch = ConfigWatch(path)
-    running = load_settings(path)
+    path, running, watch = watching(tmp_path)
     assert watch.check(running) is None
     os.utime(path, ns=(1, 1))  # touched, content the same
     assert watch.check(running) is None
@@ -145,9 +149,7 @@ def test_a_sighup_at_any_point_of_a_check_neither_hangs_nor_is_lost(tmp_path: Pa
     import sys
     import threading
 
-    path = write(tmp_path / "newsmon.yaml", BASE)
-    watch = ConfigWatch(path)
-    running = load_settings(path)
+    _, running, watch = watching(tmp_path)
     watched = (reload.__file__, threading.__file__)
 
     def as_a_signal(frame: Any, event: str, arg: Any) -> Any:
@@ -182,9 +184,7 @@ def test_an_invalid_edit_is_one_warning_and_its_fix_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     caplog.set_level(logging.INFO, logger="pipeline.reload")
-    path = write(tmp_path / "newsmon.yaml", BASE)
-    running = load_settings(path)
-    watch = ConfigWatch(path)
+    path, running, watch = watching(tmp_path)
     path.write_text("feeds:\n  - url: https://a.example.org/rss\n    nmae: A\n",
                     encoding="utf-8")
     assert watch.check(running) is None  # held back once (an editor may be half way)
@@ -214,9 +214,7 @@ def test_a_change_that_needs_a_restart_is_a_warning_naming_each_key(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="pipeline.reload")
-    path = write(tmp_path / "newsmon.yaml", BASE)
-    running = load_settings(path)
-    watch = ConfigWatch(path)
+    path, running, watch = watching(tmp_path)
     write(path, edited(database="elsewhere.duckdb", process={"workers": 2}))
     result = watch.check(running)
     assert result is not None and result.settings.database == running.database
@@ -231,9 +229,7 @@ def test_an_editor_saving_in_two_writes_gets_no_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="pipeline.reload")
-    path = write(tmp_path / "newsmon.yaml", BASE)
-    running = load_settings(path)
-    watch = ConfigWatch(path)
+    path, running, watch = watching(tmp_path)
     text = json.dumps(edited(feeds=BASE["feeds"][:1]))
     with path.open("w", encoding="utf-8") as f:  # truncated, then the first half
         f.write(text[:len(text) // 2])
@@ -250,11 +246,9 @@ def test_a_half_file_that_stays_is_warned_of_at_the_second_look(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     caplog.set_level(logging.INFO, logger="pipeline.reload")
-    path = write(tmp_path / "newsmon.yaml", BASE)
-    running = load_settings(path)
     clock = [100.0]
     monkeypatch.setattr(reload.time, "monotonic", lambda: clock[0])
-    watch = ConfigWatch(path)
+    path, running, watch = watching(tmp_path)
     text = json.dumps(edited(feeds=BASE["feeds"][:1]))
     path.write_text(text[:len(text) // 2], encoding="utf-8")
     assert watch.check(running) is None
