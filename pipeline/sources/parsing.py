@@ -71,11 +71,15 @@ _DOCTYPE = re.compile(rb"<!DOCTYPE[^>\[]*", re.IGNORECASE)
 # Declarations that change what an item's bytes mean (entities, default attributes).
 _DECLARATION = re.compile(rb"<!(?:ENTITY|ATTLIST)", re.IGNORECASE)
 _BOM = b"\xef\xbb\xbf"
-# An item's GUID (RSS) or id (Atom), for the items past the limit, which are
-# not parsed: the element's text, CDATA sections and character references
-# read as feedparser reads them; any other markup inside and it is not read.
-_GUID = re.compile(rb"<guid(?:\s[^>]*)?>(.*?)</guid\s*>", re.DOTALL)
-_ATOM_ID = re.compile(rb"<(?:[\w.-]+:)?id(?:\s[^>]*)?>(.*?)</(?:[\w.-]+:)?id\s*>", re.DOTALL)
+# The GUIDs (RSS) or ids (Atom) of the items past the limit, which are not
+# parsed: each element's text, CDATA sections and character references read
+# as feedparser reads them; any other markup inside and it is not read. A
+# pattern per element name, tried in turn: one that starts with a literal is
+# found by a fast search (0.18 ms over 300 items, against 0.54 ms for one
+# pattern of all three names, and 1.2 ms for a loop over the items).
+_CONTENT = rb"(?:\s[^>]*)?>([^<]*(?:<!\[CDATA\[.*?\]\]>[^<]*)*)"
+_GUIDS = tuple(re.compile(rb"<" + name + _CONTENT + rb"</" + name + rb"\s*>", re.DOTALL)
+               for name in (rb"guid", rb"id", rb"(?:[\w.-]+:)id"))
 _CDATA = re.compile(r"<!\[CDATA\[(.*?)\]\]>", re.DOTALL)
 
 
@@ -190,22 +194,24 @@ def _item_spans(body: bytes) -> list[tuple[int, int]]:
 
 
 def _guids_in(body: bytes, spans: Sequence[tuple[int, int, str]]) -> frozenset[str]:
-    """The GUIDs of the items at ``spans``, found by pattern (see ``_GUID``)."""
+    """The GUIDs of the items at ``spans`` (consecutive), found by pattern (``_GUIDS``)."""
+    if not spans:
+        return frozenset()
     found: set[str] = set()
-    for start, end, _ in spans:
-        chunk = body[start:end]
-        m = _GUID.search(chunk) or _ATOM_ID.search(chunk)
-        if m is None:
-            continue
+    start, end = spans[0][0], spans[-1][1]
+    texts: set[bytes] = next((found for found in (
+        set(p.findall(body, start, end)) for p in _GUIDS) if found), set())
+    for text in texts:
         try:
-            raw = m.group(1).decode("utf-8")
+            raw = text.decode("utf-8")
         except UnicodeDecodeError:
             continue
-        parts = _CDATA.split(raw)  # text, CDATA, text, ...
-        if any("<" in text for text in parts[::2]):
-            continue
-        guid = _text("".join(html.unescape(p) if k % 2 == 0 else p
-                             for k, p in enumerate(parts)), _MAX_GUID + 1)
+        if "<" in raw:  # CDATA: its text as it is, the text around it unescaped
+            parts = _CDATA.split(raw)
+            raw = "".join(html.unescape(p) if k % 2 == 0 else p for k, p in enumerate(parts))
+        elif "&" in raw:
+            raw = html.unescape(raw)
+        guid = _text(raw, _MAX_GUID + 1)
         if guid and len(guid) <= _MAX_GUID:
             found.add(guid)
     return frozenset(found)
