@@ -167,10 +167,12 @@ class ConfigWatch:
                 return None  # touched, or saved unchanged
             edited = settings_from(raw, self.path)
         except ConfigError as exc:
-            self._digest = None  # read again (and warned of) even if it stays as it is
             if not asked and self._held != signature:
+                # Looked at again shortly, not warned of yet; the last good
+                # content stays the one to compare with (saved unchanged: quiet).
                 self._held, self._again_at = signature, now + SETTLE
             else:
+                self._digest = None  # its fix is a reload, even back to what it was
                 self._refuse(str(exc), asked=asked)
             return None
         self._digest, self._held = digest, None

@@ -240,6 +240,13 @@ def test_an_editor_saving_in_two_writes_gets_no_warning(
     assert result is not None and result.changes == ("feeds removed: https://b.example.org/rss",)
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         ("INFO", f"config reloaded from {path}: feeds removed: https://b.example.org/rss")]
+    caplog.clear()
+    with path.open("w", encoding="utf-8") as f:  # saved again, unchanged, in two writes
+        f.write(text[:10])
+    assert watch.check(result.settings) is None
+    with path.open("a", encoding="utf-8") as f:
+        f.write(text[10:])
+    assert watch.check(result.settings) is None and not caplog.records
 
 
 def test_a_half_file_that_stays_is_warned_of_at_the_second_look(
