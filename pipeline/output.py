@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 from uuid import UUID
 
 if TYPE_CHECKING:
@@ -107,7 +107,9 @@ def _reader(kind: DuckDBPyType) -> _Reader | None:
         return _fields({name: _reader(t) for name, t in _parts(kind).items()})
     if kind.id == "map":
         parts = _parts(kind)
-        return _entries(_reader(parts["key"]), _reader(parts["value"]))
+        # A key stays a key (JSON writes it as a string): only a FLOAT's text is read.
+        key = _float32 if parts["key"].id == "float" else None
+        return _entries(key, _reader(parts["value"]))
     return None  # a UNION's value does not say which member it is
 
 
@@ -123,22 +125,22 @@ def _maybe(read: _Reader | None, value: object) -> object:
 
 
 def _each(child: _Reader | None) -> _Reader | None:
-    def read(value: object) -> object:
-        return [_maybe(child, v) for v in value]  # type: ignore[attr-defined]
+    def read(value: Any) -> object:  # a list, or an ARRAY's tuple
+        return [_maybe(child, v) for v in value]
 
     return None if child is None else read
 
 
 def _fields(fields: dict[str, _Reader | None]) -> _Reader | None:
-    def read(value: object) -> object:
-        return {k: _maybe(fields.get(k), v) for k, v in value.items()}  # type: ignore[attr-defined]
+    def read(value: Any) -> object:  # a dict
+        return {k: _maybe(fields.get(k), v) for k, v in value.items()}
 
     return None if not any(fields.values()) else read
 
 
 def _entries(key: _Reader | None, val: _Reader | None) -> _Reader | None:
-    def read(value: object) -> object:
-        return {_maybe(key, k): _maybe(val, v) for k, v in value.items()}  # type: ignore[attr-defined]
+    def read(value: Any) -> object:  # a dict
+        return {_maybe(key, k): _maybe(val, v) for k, v in value.items()}
 
     return None if key is None and val is None else read
 
