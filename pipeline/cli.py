@@ -12,10 +12,13 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pipeline import __version__
-from pipeline.output import Format, OutputError, plain, write_rows
+from pipeline.output import Format, OutputError, plain, typed_rows, write_rows
+
+if TYPE_CHECKING:
+    import duckdb
 
 log = logging.getLogger("newsmon")
 
@@ -287,6 +290,13 @@ def _print_rows(columns: Sequence[str], rows: Sequence[Sequence[object]], fmt: F
     write_rows(columns, rows, fmt, sys.stdout)
 
 
+def _print_cursor(cursor: duckdb.DuckDBPyConnection, fmt: Format) -> None:
+    """The result of a statement, each column read by its DuckDB type (FLOAT, JSON, BLOB)."""
+    description = cursor.description or []
+    rows = typed_rows([d[1] for d in description], cursor.fetchall())
+    _print_rows([d[0] for d in description], rows, fmt)
+
+
 def _format(args: argparse.Namespace) -> Format:
     return "json" if args.json else "csv" if args.csv else "table"
 
@@ -319,8 +329,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
             raise UserError("no SQL to run: the text has no statement (only ';' or comments)")
         if cursor.description is None:
             return 0
-        columns = [d[0] for d in cursor.description]
-        _print_rows(columns, cursor.fetchall(), _format(args))
+        _print_cursor(cursor, _format(args))
     return 0
 
 
@@ -496,7 +505,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
             " a.error FROM alerts a LEFT JOIN stories s ON s.id = a.story_id"
             " ORDER BY a.created_at DESC"
         )
-        _print_rows([d[0] for d in cursor.description or ()], cursor.fetchall(), _format(args))
+        _print_cursor(cursor, _format(args))
         if _format(args) == "table":
             print(_outbox_state(con))
     return 0

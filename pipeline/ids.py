@@ -141,11 +141,21 @@ def reused_guid_id(guid: str, link: str) -> str:
 _REUSED_GUID_ID = re.compile(r"(?s)(.*)#[0-9a-f]{16}")
 
 
-def guid_of(entry_id: str) -> str:
+def guid_of(entry_id: str, link: str | None = None) -> str:
     """The GUID an id of :func:`reused_guid_id`'s form was made from; any other
-    id as it is."""
+    id as it is. A feed's own GUID may have that form too (``post#<16 hex>``):
+    given the entry's ``link``, the id is read as made from a GUID only when
+    its hash is that of the link (a natural GUID's hex matches it by a chance
+    of 2^-64); without one, by its form alone."""
     own = _REUSED_GUID_ID.fullmatch(entry_id)
-    return own.group(1) if own else entry_id
+    if own is None or (link is not None and reused_guid_id(own.group(1), link) != entry_id):
+        return entry_id
+    return own.group(1)
+
+
+def has_reused_form(entry_id: str) -> bool:
+    """Whether ``entry_id`` looks like :func:`reused_guid_id`'s (its link tells for sure)."""
+    return _REUSED_GUID_ID.fullmatch(entry_id) is not None
 
 
 def article_id(canonical: str) -> str:

@@ -11,6 +11,13 @@
 - In CSV and in the table a list or a struct is written as JSON
   (``["SY", "RU"]``), the same text ``--json`` gives for it, never a Python
   repr (``['SY', 'RU']``) that no other tool reads.
+- A column's DuckDB type decides what its values are (:func:`typed_rows`): a
+  FLOAT (REAL) is the shortest decimal that reads back as the same float32
+  (``0.1``, not the widened double ``0.10000000149011612``); a JSON value is
+  JSON data (an object in ``--json``, its JSON text in CSV and the table),
+  never a quoted string; a BLOB is DuckDB's own text for it (``\\x00a\\xFF``:
+  printable ASCII as is, other bytes and ``\\ ' "`` as ``\\xHH``), which
+  ``'...'::BLOB`` reads back, in all three.
 - Column names must be distinct: a JSON object or a CSV reader keyed by the
   header would keep only one of two columns called ``a``.
 - Text comes from feeds and pages, so it may hold escape sequences that would
@@ -26,13 +33,17 @@ import csv
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 from uuid import UUID
 
-__all__ = ["Format", "OutputError", "jsonable", "plain", "write_rows"]
+if TYPE_CHECKING:
+    from duckdb.sqltypes import DuckDBPyType
+
+__all__ = ["Format", "JsonValue", "OutputError", "jsonable", "plain", "typed_rows", "write_rows"]
 
 Format = Literal["table", "csv", "json"]
 
@@ -52,6 +63,104 @@ class OutputError(Exception):
     """The rows cannot be written as asked; the message says why and what to do."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JsonValue:
+    """A value of a JSON column, parsed: written as JSON in every format (``null``
+    for JSON's null, never the empty cell that stands for SQL's NULL)."""
+
+    data: object
+
+
+_Reader = Callable[[object], object]
+
+
+def _float32(value: object) -> object:
+    """The double nearest the shortest decimal that reads back as float32 ``value``
+    (numpy's repr: Steele-White/Dragon4 shortest), so that every writer prints
+    that decimal; NaN and ±Infinity pass through."""
+    if not isinstance(value, float) or not math.isfinite(value):
+        return value
+    import numpy as np  # only for a FLOAT column: numpy costs ~0.1 s to import
+
+    return float(str(np.float32(value)))
+
+
+def _json_value(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    try:
+        # Decimal keeps a number's digits (2.50 stays 2.50, 1e400 is no inf).
+        return JsonValue(data=json.loads(value, parse_float=Decimal, parse_constant=Decimal))
+    except json.JSONDecodeError:  # DuckDB validates JSON; a value it let through stays text
+        return value
+
+
+def _reader(kind: DuckDBPyType) -> _Reader | None:
+    """How to read a value of DuckDB type ``kind`` (None: as the client gives it)."""
+    if kind.id == "float":
+        return _float32
+    if str(kind) == "JSON":
+        return _json_value
+    if kind.id in ("list", "array"):
+        return _each(_reader(_parts(kind)["child"]))
+    if kind.id == "struct":
+        return _fields({name: _reader(t) for name, t in _parts(kind).items()})
+    if kind.id == "map":
+        parts = _parts(kind)
+        # A key stays a key (JSON writes it as a string): only a FLOAT's text is read.
+        key = _float32 if parts["key"].id == "float" else None
+        return _entries(key, _reader(parts["value"]))
+    return None  # a UNION's value does not say which member it is
+
+
+def _parts(kind: DuckDBPyType) -> dict[str, DuckDBPyType]:
+    """A nested type's member types by name (an ARRAY's size left out)."""
+    from duckdb.sqltypes import DuckDBPyType
+
+    return {name: t for name, t in kind.children if isinstance(t, DuckDBPyType)}
+
+
+def _maybe(read: _Reader | None, value: object) -> object:
+    return value if read is None or value is None else read(value)
+
+
+def _each(child: _Reader | None) -> _Reader | None:
+    def read(value: Any) -> object:  # a list, or an ARRAY's tuple
+        return [_maybe(child, v) for v in value]
+
+    return None if child is None else read
+
+
+def _fields(fields: dict[str, _Reader | None]) -> _Reader | None:
+    def read(value: Any) -> object:  # a dict
+        return {k: _maybe(fields.get(k), v) for k, v in value.items()}
+
+    return None if not any(fields.values()) else read
+
+
+def _entries(key: _Reader | None, val: _Reader | None) -> _Reader | None:
+    def read(value: Any) -> object:  # a dict
+        return {_maybe(key, k): _maybe(val, v) for k, v in value.items()}
+
+    return None if key is None and val is None else read
+
+
+def typed_rows(
+    kinds: Sequence[DuckDBPyType], rows: Sequence[Sequence[object]]
+) -> list[Sequence[object]]:
+    """``rows`` as DuckDB's Python client gave them, with each value read by its
+    column's type ``kinds`` (``cursor.description``'s second field)."""
+    readers = [_reader(kind) for kind in kinds]
+    if not any(readers):
+        return list(rows)
+    return [[_maybe(r, v) for r, v in zip(readers, row, strict=True)] for row in rows]
+
+
+def _blob(value: bytes) -> str:
+    """DuckDB's text for a BLOB (``SELECT blob::VARCHAR``), which ``'...'::BLOB`` reads back."""
+    return "".join(chr(b) if 32 <= b < 127 and b not in b"\\'\"" else f"\\x{b:02X}" for b in value)
+
+
 def jsonable(value: object) -> object:
     """``value`` as plain JSON data: None, bool, int, finite float, finite Decimal
     (written as its digits), str, list, dict."""
@@ -68,7 +177,9 @@ def jsonable(value: object) -> object:
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
+        return _blob(bytes(value))
+    if isinstance(value, JsonValue):
+        return jsonable(value.data)
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
@@ -134,12 +245,12 @@ def _text(value: object, *, iso: bool = True) -> str:
     as ISO 8601 (``T`` between date and time, for programs), else as people read them."""
     if value is None:
         return ""
-    if isinstance(value, Mapping | list | tuple | set | frozenset):
+    if isinstance(value, Mapping | list | tuple | set | frozenset | JsonValue):
         return _json(value)
     if iso and isinstance(value, datetime | date | time):
         return value.isoformat()
     if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
+        return _blob(bytes(value))
     if isinstance(value, Decimal) and value.is_finite():
         return format(value, "f")
     if isinstance(value, timedelta):

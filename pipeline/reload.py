@@ -10,7 +10,8 @@ goes on with the settings it has; a later valid edit says it fixed it.
 from its settings when it started (:data:`RESTART_KEYS`) keeps its old value,
 with a warning naming each key changed; the rest is taken between two polls
 (:meth:`pipeline.stream._Stream.reconfigure`): feeds, alert rules, SMTP, poll
-schedule, fetch limits, batching, cluster options.
+schedule, fetch limits, batching, cluster options, and topics and people (the
+extraction workers, whose taggers are built from them, are replaced).
 """
 
 from __future__ import annotations
@@ -28,15 +29,18 @@ log = logging.getLogger(__name__)
 
 # Opened or built when the run starts, and held until it ends: the database
 # and the staging folder (the pass lock lives there), the store (a lake's
-# catalog and data path), the extraction worker processes and the tagger each
-# of them builds from the topics and people.
-RESTART_KEYS = ("database", "staging_dir", "store", "process", "topics", "default_topics",
-                "people")
+# catalog and data path), and the number of extraction workers (the stream's
+# threads and slots are sized by it). The workers' taggers are not: new
+# workers are started with the new topics and people.
+RESTART_KEYS = ("database", "staging_dir", "store", "process")
 
 # A stat is cheap: the stream's naps look at the file this often. Its content
 # is read again at least this often, for an edit that kept size and time.
 STAT_EVERY = 1.0
 READ_EVERY = 60.0
+# An editor may save in two writes (truncate, then write): a file that does
+# not read is read once more this long after, before it is warned of.
+SETTLE = 0.3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,6 +124,9 @@ class ConfigWatch:
             self._digest = None
         self._stat_at = self._read_at = time.monotonic()
         self._broken: str | None = None  # the error of the file as last read, until fixed
+        # A version of the file that did not read, held back once: when to read it again.
+        self._held: tuple[int, int, int, int] | None = None
+        self._again_at: float | None = None
 
     def request(self) -> None:
         """Read the file again at the next look, changed or not (SIGHUP):
@@ -132,6 +139,8 @@ class ConfigWatch:
         if self._requests != self._handled:
             return True
         now = time.monotonic()
+        if self._again_at is not None and now >= self._again_at:
+            return True
         if now - self._stat_at < STAT_EVERY:
             return False
         self._stat_at = now
@@ -143,25 +152,30 @@ class ConfigWatch:
         seen = self._requests
         asked, self._handled = seen != self._handled, seen
         signature = _signature(self.path)
-        if not asked and signature == self._signature and \
-                time.monotonic() - self._read_at < READ_EVERY:
-            return None
-        self._signature, self._read_at = signature, time.monotonic()
+        now = time.monotonic()
+        if not asked and signature == self._signature:
+            if self._again_at is not None:
+                if now < self._again_at:
+                    return None  # held back: the editor may still be writing
+            elif now - self._read_at < READ_EVERY:
+                return None
+        self._signature, self._read_at, self._again_at = signature, now, None
         try:
             raw = read_config(self.path)
-        except ConfigError as exc:
-            self._digest = None
-            self._refuse(str(exc), asked=asked)
-            return None
-        digest = hashlib.sha256(raw).hexdigest()
-        if digest == self._digest and not asked:
-            return None  # touched, or saved unchanged
-        self._digest = digest
-        try:
+            digest = hashlib.sha256(raw).hexdigest()
+            if digest == self._digest and not asked:
+                return None  # touched, or saved unchanged
             edited = settings_from(raw, self.path)
         except ConfigError as exc:
-            self._refuse(str(exc), asked=asked)
+            if not asked and self._held != signature:
+                # Looked at again shortly, not warned of yet; the last good
+                # content stays the one to compare with (saved unchanged: quiet).
+                self._held, self._again_at = signature, now + SETTLE
+            else:
+                self._digest = None  # its fix is a reload, even back to what it was
+                self._refuse(str(exc), asked=asked)
             return None
+        self._digest, self._held = digest, None
         fixed, self._broken = self._broken is not None, None
         reload = reconcile(running, edited)
         log.info("config reloaded from %s%s%s: %s", self.path, " (on SIGHUP)" if asked else "",

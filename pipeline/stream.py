@@ -235,6 +235,7 @@ class _Stream:
         self.progress = progress
         self.retiring: set[AnyTask] = set()  # fetchers replaced, closed once unused
         self.deadline, self.started, self.on_batch = deadline, started, on_batch
+        self.parallel = parallel
         self.extract_slots = asyncio.Semaphore(parallel)
         self.batch = _Batch()
         self.polled: dict[str, _Polled] = {}
@@ -347,7 +348,35 @@ class _Stream:
         limits = fetch_limits(settings)
         if limits != fetch_limits(old):
             await self._refetch(limits)
+        if _tagging(settings) != _tagging(old):
+            self._retag(settings)
         poller.retune(fetcher=self.fetcher, options=poll_options(settings))
+
+    def _retag(self, settings: Settings) -> None:
+        """Pages from now on tagged with ``settings``' topics and people. A
+        worker builds its tagger once, when it starts, so these are new
+        workers (started now, in the background: about 3.5 s); the old ones
+        stop once the tasks that may still hand them a page are done. Articles
+        already extracted keep the tags they were given."""
+        old, users = self.processor, set(self.tasks)
+        self.processor = Processor(settings, workers=self.parallel)
+        loop = asyncio.get_running_loop()
+        starting = loop.run_in_executor(None, self.processor.start)
+        retire = asyncio.ensure_future(self._stop_workers(old, users, starting))
+        self.retiring.add(retire)
+        retire.add_done_callback(self.retiring.discard)
+
+    @staticmethod
+    async def _stop_workers(processor: Processor, users: set[AnyTask],
+                            starting: asyncio.Future[None]) -> None:
+        try:
+            if users:
+                await asyncio.wait(users)
+        finally:
+            # Closing waits for calls in progress (each within its time limit).
+            await asyncio.get_running_loop().run_in_executor(None, processor.close)
+            # A start that failed fails the next page's call too, with its reason.
+            await asyncio.gather(starting, return_exceptions=True)
 
     async def _refetch(self, limits: FetchLimits) -> None:
         """Requests from now on under ``limits``. A fetcher's limits are its
@@ -712,6 +741,8 @@ class _Stream:
             await asyncio.gather(self.lookup_task, return_exceptions=True)
         await asyncio.gather(*self.retiring, return_exceptions=True)
         await self.fetcher.aclose()  # a reload's (the first one's `async with` closes it too)
+        # A reload's workers (the first ones are closed by stream_pass's `with`).
+        await asyncio.get_running_loop().run_in_executor(None, self.processor.close)
 
     def result(self) -> StreamResult:
         f, run_id, totals = self.feed_counts, self.first_run or "", self.totals
@@ -808,6 +839,11 @@ async def _keep_polling(stream: _Stream, poller: poll.FeedPoller, stop: threadin
         if stream.loading is None or stream.loading.done():
             await stream.send()
             await stream.fold()
+
+
+def _tagging(settings: Settings) -> tuple[object, ...]:
+    """What a worker's tagger is built from (:func:`pipeline.signal.tag.build_tagger`)."""
+    return settings.topics, settings.default_topics, settings.people
 
 
 def stream_pass(

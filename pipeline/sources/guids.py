@@ -21,8 +21,14 @@ GUID: a publisher that changes an article's slug (WordPress keeps ``?p=123``
 as the GUID while the permalink follows the new slug) keeps its GUID on
 purpose, and that is the same article, not a new one to fetch and store
 twice. So it is read as another article only when this document gives the
-GUID to two items or more (counting the items not parsed this time by the
-ids they are stored under); otherwise it is the stored entry moved, logged.
+GUID to two items or more; otherwise it is the stored entry moved, logged.
+The items not parsed this time count too: an unchanged item cut out before
+parsing by the GUID it is stored under (an id of its own,
+:func:`pipeline.ids.reused_guid_id`, only when its hash is that of its stored
+link: a feed's own GUID may look like one), and an item past
+``fetch.max_entries_per_feed`` by its GUID as the parser found it
+(:attr:`ParsedFeed.beyond_guids`): a GUID the feed still gives to the stored
+article further down is not that article moved.
 """
 
 from __future__ import annotations
@@ -53,16 +59,31 @@ def candidates(parsed: ParsedFeed | None) -> list[tuple[str, str]]:
         if (guid := parsed.guids.get(entry.id)) is not None:
             pairs[entry.feed_url, guid] = None
             pairs[entry.feed_url, ids.reused_guid_id(guid, entry.url)] = None
+    if parsed.guids:  # an item not parsed with an id of its own: its stored link says
+        feed_url = parsed.entries[0].feed_url
+        for _, entry_id in _skipped(parsed):
+            if ids.has_reused_form(entry_id):
+                pairs[feed_url, entry_id] = None
     return list(pairs)
 
 
-def _given_twice(parsed: ParsedFeed) -> set[str]:
+def _skipped(parsed: ParsedFeed) -> list[tuple[str, str]]:
+    """The items not parsed this time (digest, stored entry id)."""
+    return [(digest, entry_id) for digest, entry_id, _ in parsed.items or ()
+            if digest in parsed.skipped and entry_id is not None]
+
+
+def _given_twice(parsed: ParsedFeed, stored: Stored) -> set[str]:
     """The GUIDs this document gives to two items or more: the parsed entries
-    by their GUIDs, the items not parsed this time by their stored ids."""
+    by their GUIDs, the items not parsed this time by their stored ids (and
+    links), the items past the limit by their GUIDs."""
     count: Counter[str] = Counter(parsed.guids.values())
-    for digest, entry_id, _ in parsed.items or ():
-        if digest in parsed.skipped and entry_id is not None:
-            count[ids.guid_of(entry_id)] += 1
+    if not parsed.guids:
+        return set()
+    feed_url = parsed.entries[0].feed_url
+    for _, entry_id in _skipped(parsed):
+        count[ids.guid_of(entry_id, stored.get((feed_url, entry_id)))] += 1
+    count.update(parsed.beyond_guids)
     return {guid for guid, n in count.items() if n > 1 and guid in parsed.guids.values()}
 
 
@@ -72,7 +93,7 @@ def settle(parsed: ParsedFeed, stored: Stored
     poll's skipping); the GUIDs found given to another article, and those of
     articles found moved to another link, for the log. ``stored``: what the
     store holds of :func:`candidates`."""
-    twice = _given_twice(parsed)
+    twice = _given_twice(parsed, stored)
     final = {entry.id: _final_id(entry, parsed.guids.get(entry.id), stored, twice)
              for entry in parsed.entries}
     reused = tuple(dict.fromkeys(

@@ -33,10 +33,11 @@ import bisect
 import calendar
 import functools
 import hashlib
+import html
 import io
 import re
 import xml.sax
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -70,6 +71,16 @@ _DOCTYPE = re.compile(rb"<!DOCTYPE[^>\[]*", re.IGNORECASE)
 # Declarations that change what an item's bytes mean (entities, default attributes).
 _DECLARATION = re.compile(rb"<!(?:ENTITY|ATTLIST)", re.IGNORECASE)
 _BOM = b"\xef\xbb\xbf"
+# The GUIDs (RSS) or ids (Atom) of the items past the limit, which are not
+# parsed: each element's text, CDATA sections and character references read
+# as feedparser reads them; any other markup inside and it is not read. A
+# pattern per element name, tried in turn: one that starts with a literal is
+# found by a fast search (0.18 ms over 300 items, against 0.54 ms for one
+# pattern of all three names, and 1.2 ms for a loop over the items).
+_CONTENT = rb"(?:\s[^>]*)?>([^<]*(?:<!\[CDATA\[.*?\]\]>[^<]*)*)"
+_GUIDS = tuple(re.compile(rb"<" + name + _CONTENT + rb"</" + name + rb"\s*>", re.DOTALL)
+               for name in (rb"guid", rb"id", rb"(?:[\w.-]+:)id"))
+_CDATA = re.compile(r"<!\[CDATA\[(.*?)\]\]>", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,6 +106,9 @@ class ParsedFeed:
     guids: Mapping[str, str] = field(default_factory=dict)
     # The digests of ``items`` not parsed this time: their ids are as stored.
     skipped: frozenset[str] = frozenset()
+    # The GUIDs of the items past the first max_entries (not read): a GUID
+    # the document gives to one of them too is given twice (see guids.settle).
+    beyond_guids: frozenset[str] = frozenset()
 
 
 class FeedParseError(Exception):
@@ -179,6 +193,30 @@ def _item_spans(body: bytes) -> list[tuple[int, int]]:
     return spans
 
 
+def _guids_in(body: bytes, spans: Sequence[tuple[int, int, str]]) -> frozenset[str]:
+    """The GUIDs of the items at ``spans`` (consecutive), found by pattern (``_GUIDS``)."""
+    if not spans:
+        return frozenset()
+    found: set[str] = set()
+    start, end = spans[0][0], spans[-1][1]
+    texts: set[bytes] = next((found for found in (
+        set(p.findall(body, start, end)) for p in _GUIDS) if found), set())
+    for text in texts:
+        try:
+            raw = text.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if "<" in raw:  # CDATA: its text as it is, the text around it unescaped
+            parts = _CDATA.split(raw)
+            raw = "".join(html.unescape(p) if k % 2 == 0 else p for k, p in enumerate(parts))
+        elif "&" in raw:
+            raw = html.unescape(raw)
+        guid = _text(raw, _MAX_GUID + 1)
+        if guid and len(guid) <= _MAX_GUID:
+            found.add(guid)
+    return frozenset(found)
+
+
 def _without(body: bytes, items: list[tuple[int, int, str]], drop: set[int]) -> bytes:
     parts, at = [], 0
     for k, (start, end, _) in enumerate(items):
@@ -229,8 +267,11 @@ def parse_feed(
             return replace(parsed, published=parsed.published + earlier, items=recorded,
                            beyond=max(0, len(items) - max_entries),
                            skipped=frozenset(digest for k, (_, _, digest) in enumerate(first)
-                                             if k in skip))
+                                             if k in skip),
+                           beyond_guids=_guids_in(body, items[max_entries:]))
     parsed, found, clean, seen = parse(body)
+    if items:  # as when they are cut out (above), so an item's id is the same each poll
+        parsed = replace(parsed, beyond_guids=_guids_in(body, items[max_entries:]))
     if first and clean and found == len(items):
         return replace(parsed, items=tuple(
             (digest, *entry) for (_, _, digest), entry in zip(first, seen, strict=True)))
@@ -336,6 +377,9 @@ def _parse(
         update_frequency=_hint(feed.get("sy_updatefrequency")),
         published=tuple(published), truncated=truncated,
         beyond=max(0, len(parsed.entries) - max_entries), guids=guids,
+        beyond_guids=frozenset(
+            guid for raw in parsed.entries[max_entries:]
+            if 0 < len(guid := _text(raw.get("id"), _MAX_GUID + 1)) <= _MAX_GUID),
     ), len(parsed.entries), _well_formed(parsed), seen
 
 

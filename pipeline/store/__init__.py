@@ -412,11 +412,19 @@ def connect(
         con.close()
 
 
+# A fold is optional (every connection reads the log, and the next fold takes
+# it): it tries for about 0.3 s, not the ~18 s a load waits for the lock. A
+# stream folds after a load that failed on the lock too, and would otherwise
+# hold the end of its pass (or its next poll) that long again.
+FOLD_RETRY = LockRetry(attempts=3, first_delay=0.1)
+
+
 def checkpoint(path: Path) -> None:
     """Fold the write-ahead log into the database file (after writers that
     closed with ``checkpoint=False``): the file alone then holds everything, to
-    copy or to open with any DuckDB."""
-    with connect(path) as con:
+    copy or to open with any DuckDB. :class:`DatabaseLocked` when another
+    process holds the file for longer than :data:`FOLD_RETRY` allows."""
+    with connect(path, retry=FOLD_RETRY) as con:
         con.execute("CHECKPOINT")
 
 

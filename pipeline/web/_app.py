@@ -33,7 +33,7 @@ from pipeline import __version__, alert, browse, store
 from pipeline.config import Settings
 from pipeline.query import engine_refused
 from pipeline.web._reader import Reader, Updating, View
-from pipeline.web._svg import bar_chart, timeline
+from pipeline.web._svg import bar_chart, bucket_label, timeline
 
 __all__ = ["MAX_QUERY_LENGTH", "create_app", "host_allowed", "loopback_hosts"]
 
@@ -141,6 +141,11 @@ def _paragraphs(text: str) -> list[str]:
     return [p.strip() for p in text.splitlines() if p.strip()]
 
 
+def _numbers(counts: Sequence[browse.Count], *, hourly: bool) -> list[tuple[str, int]]:
+    """A bar chart's numbers, one row per bar, for its table (templates/_chart.html)."""
+    return [(bucket_label(c.start, hourly), c.reports) for c in counts]
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("pipeline.web", "templates"),
@@ -245,17 +250,19 @@ def create_app(settings: Settings, reader: Reader, *,
             page_no = min(MAX_PAGE, max(1, int(request.query_params.get("page", "1"))))
         except ValueError:
             page_no = 1
-        error, result, chart = None, None, None
+        error, result, chart, numbers = None, None, None, None
         try:
             story_filter = filters.story_filter()
             result = browse.list_stories(view.con, story_filter, sort=sort_key,
                                          limit=page_size, offset=(page_no - 1) * page_size)
             counts = browse.report_counts(view.con, story_filter, "day")
             chart = Markup(bar_chart(counts, hourly=False, title="Reports per day", height=160))
+            numbers = _numbers(counts, hourly=False)
         except browse.FilterError as exc:
             error = filters.error(exc)
         return render("stories.html", view, 400 if error else 200, filters=filters,
                       sort=sort_key, page=page_no, result=result, error=error, chart=chart,
+                      numbers=numbers,
                       facets=browse.facets(view.con), since_choices=SINCE_CHOICES,
                       sort_choices=SORT_CHOICES, page_size=page_size)
 
@@ -288,17 +295,19 @@ def create_app(settings: Settings, reader: Reader, *,
         filters = _Filters.of(request.query_params)
         by = request.query_params.get("by", "day")
         bucket: browse.Bucket = "hour" if by == "hour" else "day"
-        error, svg, total = None, None, 0
+        error, svg, total, numbers = None, None, 0, None
         try:
             counts = browse.report_counts(view.con, filters.story_filter(), bucket)
             total = sum(c.reports for c in counts)
             described = " ".join(f"{k}:{v}" for k, v in filters.params().items())
             title = f"Reports per {bucket}" + (f" ({described})" if described else "")
             svg = Markup(bar_chart(counts, hourly=bucket == "hour", title=title))
+            numbers = _numbers(counts, hourly=bucket == "hour")
         except browse.FilterError as exc:
             error = filters.error(exc)
         return render("chart.html", view, 400 if error else 200, filters=filters, by=bucket,
-                      svg=svg, total=total, error=error, facets=browse.facets(view.con),
+                      svg=svg, total=total, numbers=numbers, error=error,
+                      facets=browse.facets(view.con),
                       since_choices=SINCE_CHOICES, max_buckets=browse.MAX_BUCKETS)
 
     def not_found(request: Request, exc: Exception) -> Response:

@@ -12,19 +12,26 @@ from html import escape
 
 from pipeline.browse import Count, Report
 
-__all__ = ["bar_chart", "timeline"]
+__all__ = ["bar_chart", "bucket_label", "timeline"]
 
 _FONT = 'font-family="sans-serif" font-size="11" fill="#444"'
+# A digit of _FONT is about 6.2 units wide: a bar shows its count above it
+# when the count fits in the bar's step with this much to spare.
+_DIGIT_WIDTH, _LABEL_SPARE = 6.5, 4.0
 
 
-def _label(moment: datetime, hourly: bool) -> str:
+def bucket_label(moment: datetime, hourly: bool) -> str:
+    """A bar's bucket as the chart and its table of numbers name it."""
     return moment.strftime("%Y-%m-%d %H:00" if hourly else "%Y-%m-%d")
+
 
 
 def bar_chart(counts: Sequence[Count], *, hourly: bool, title: str,
               width: int = 820, height: int = 240) -> str:
-    """Reports per bucket as bars, with the peak on the y axis and dates below."""
-    left, right, top, bottom = 56, 56, 26, 38  # room for a centred date under each end
+    """Reports per bucket as bars, with the peak on the y axis and dates below,
+    and each bar's count above it where it fits (a bar's <title> is a
+    tooltip, which only a mouse reaches; the page adds a table of them all)."""
+    left, right, top, bottom = 56, 56, 30, 38  # room for a centred date under each end
     plot_w, plot_h = width - left - right, height - top - bottom
     peak = max((c.reports for c in counts), default=0)
     parts = [
@@ -48,19 +55,24 @@ def bar_chart(counts: Sequence[Count], *, hourly: bool, title: str,
                      'stroke="#eee"/>')
     step = plot_w / len(counts)
     gap = min(2.0, step * 0.2)
+    labelled = step >= len(f"{peak:,}") * _DIGIT_WIDTH + _LABEL_SPARE
     for i, c in enumerate(counts):
         h = plot_h * c.reports / peak
         x, y = left + i * step + gap / 2, top + plot_h - h
+        width_ = max(step - gap, 1)
         parts.append(
-            f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{max(step - gap, 1):.1f}" '
-            f'height="{h:.1f}" fill="#2f6f9f"><title>{_label(c.start, hourly)}: '
+            f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{width_:.1f}" '
+            f'height="{h:.1f}" fill="#2f6f9f"><title>{bucket_label(c.start, hourly)}: '
             f"{c.reports} report{'s' if c.reports != 1 else ''}</title></rect>")
+        if labelled and c.reports:
+            parts.append(f'<text class="bar-count" x="{x + width_ / 2:.1f}" y="{y - 4:.1f}" '
+                         f'text-anchor="middle" {_FONT}>{c.reports:,}</text>')
     for i in sorted({0, len(counts) // 2, len(counts) - 1}):
         x = left + i * step + step / 2
         parts.append(f'<line x1="{x:.1f}" y1="{top + plot_h}" x2="{x:.1f}" '
                      f'y2="{top + plot_h + 4}" stroke="#999"/>')
         parts.append(f'<text x="{x:.1f}" y="{height - 14}" text-anchor="middle" {_FONT}>'
-                     f"{_label(counts[i].start, hourly)}</text>")
+                     f"{bucket_label(counts[i].start, hourly)}</text>")
     parts.append("</svg>")
     return "".join(parts)
 

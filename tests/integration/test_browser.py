@@ -290,6 +290,22 @@ def test_feeds_alerts_and_chart_pages(browser: Any, site: str, tmp_path: Path) -
     screenshot(browser, "chart", tmp_path)
 
 
+def test_the_charts_counts_reach_a_keyboard_and_a_touch(browser: Any, site: str) -> None:
+    """A bar's count is not only a tooltip: the bars show it, and the table of
+    numbers under the chart opens from the keyboard (Enter on its summary)."""
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(site + "/chart?topic=syria&by=day")
+    shown = [t.text for t in css(browser, "#chart text.bar-count")]
+    assert len(shown) == 5 and sum(int(n) for n in shown) == 5  # 1 and 2 March: no bar
+    summary = css(browser, "#chart-numbers summary")[0]
+    assert not css(browser, "#chart-numbers tbody tr")[0].is_displayed()
+    summary.send_keys(Keys.ENTER)  # a <summary> takes the focus and Enter opens it
+    rows = css(browser, "#chart-numbers tbody tr")
+    assert len(rows) == 7 and all(r.is_displayed() for r in rows)
+    assert rows[0].text.split() == ["2019-02-26", "1"]
+
+
 # The page's own width and the widest element past the window's right edge.
 _OVERFLOW = """
 const vw = document.documentElement.clientWidth;

@@ -299,6 +299,26 @@ def test_csv_and_table_print_lists_as_json_not_python(workdir: Path) -> None:
     assert "['SY'" not in csv_out.stdout + table.stdout
 
 
+def test_sql_prints_floats_json_and_blobs_as_duckdb_reads_them(workdir: Path) -> None:
+    # Before: 0.10000000149011612 (a float32 widened to a double), the JSON
+    # column as a quoted string, and the BLOB as bare hex that reads as text.
+    query = ("SELECT 0.1::FLOAT AS f, [0.1::REAL] AS fl, {'a': 0.3::FLOAT} AS fs,"
+             " '{\"a\": [1, 2.50]}'::JSON AS j, 'null'::JSON AS jn,"
+             " ('\\x00' || 'a' || '\\x5C\\xFF')::BLOB AS b")
+    result = newsmon("sql", "--json", query, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ('{"f": 0.1, "fl": [0.1], "fs": {"a": 0.3}, "j": {"a": [1, 2.50]},'
+                             ' "jn": null, "b": "\\\\x00a\\\\x5C\\\\xFF"}\n')
+    result = newsmon("sql", "--csv", query, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "f,fl,fs,j,jn,b", '0.1,[0.1],"{""a"": 0.3}","{""a"": [1, 2.50]}",null,\\x00a\\x5C\\xFF']
+    table = newsmon("sql", query, cwd=workdir)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[2].split() == [
+        "0.1", "[0.1]", '{"a":', "0.3}", '{"a":', "[1,", "2.50]}", "null", "\\x00a\\x5C\\xFF"]
+
+
 def test_a_query_too_large_for_duckdb_is_a_sentence(workdir: Path) -> None:
     # It parses; RE2 (inside DuckDB) refuses a pattern of 3,000 prefixes.
     huge = " OR ".join(f"w{i}*" for i in range(3000))

@@ -21,6 +21,7 @@ import duckdb
 import pytest
 from support.disk import fill, tmpfs
 from support.feedserver import FeedServer, Reply, article, rss
+from support.lockholder import write_lock
 
 from pipeline import store
 from pipeline.config import Settings, parse_settings
@@ -32,6 +33,7 @@ from pipeline.run import (
     process_stage,
     run_pass,
 )
+from pipeline.stages import checkpoint_stage
 from pipeline.store import staging
 
 REPO = Path(__file__).resolve().parents[2]
@@ -497,3 +499,22 @@ def test_the_cli_says_disk_full_in_one_line(tmp_path: Path, server: FeedServer,
     assert f"disk full at {small_disk}" in done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
 
+
+
+def test_folding_the_log_does_not_wait_out_a_lock(tmp_path: Path) -> None:
+    """The stream folds the write-ahead log once idle, and after a load that
+    failed on the lock: the fold is optional (every connection reads the
+    log), so it tries briefly, not for the load's ~18 s of retries."""
+    settings = parse_settings({"database": str(tmp_path / "news.duckdb"),
+                               "staging_dir": str(tmp_path / "staging")})
+    with store.connect(settings.database, checkpoint=False) as con:
+        con.execute("INSERT INTO meta VALUES ('fold-test', 'x')")
+    wal = settings.database.with_name(settings.database.name + ".wal")
+    assert wal.stat().st_size > 0
+    with write_lock(settings.database):
+        started = time.monotonic()
+        with pytest.raises(store.DatabaseLocked):
+            checkpoint_stage(settings)
+        assert time.monotonic() - started < 2.0
+    checkpoint_stage(settings)  # once the lock is gone: folded in
+    assert not wal.exists() or wal.stat().st_size == 0

@@ -27,6 +27,7 @@ import feedparser
 import pytest
 from support.factories import skip_processing
 from support.feedserver import FeedServer, Reply, article, rss
+from support.settings import feed_settings as make_settings
 
 from pipeline.config import Settings, parse_settings
 from pipeline.models import FeedEntry, FetchedPage, Rejection, TaggedArticle
@@ -44,17 +45,6 @@ NOW = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)
 def server() -> Iterator[FeedServer]:
     with FeedServer() as s:
         yield s
-
-
-def make_settings(tmp_path: Path, server: FeedServer, paths: list[str],
-                  **overrides: Any) -> Settings:
-    fetch = {"allow_private": [server.host_port], **overrides.pop("fetch", {})}
-    return parse_settings({
-        "database": str(tmp_path / "news.duckdb"), "staging_dir": str(tmp_path / "staging"),
-        "outbox_dir": str(tmp_path / "outbox"),
-        "feeds": [{"url": server.url(p)} for p in paths], "fetch": fetch,
-        "process": {"workers": 1, **overrides.pop("process", {})}, **overrides,
-    })
 
 
 def poll(settings: Settings) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:

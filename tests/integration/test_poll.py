@@ -18,9 +18,11 @@ import pytest
 from support.badserver import gzip_bomb
 from support.factories import skip_processing
 from support.feedserver import FeedServer, Reply, article, rss
+from support.settings import feed_settings as make_settings
 
+from pipeline import ids
 from pipeline.cli import main
-from pipeline.config import Settings, parse_settings
+from pipeline.config import Settings
 from pipeline.run import PollSummary, load_stage, new_run_id, poll_stage, process_stage
 from pipeline.store import staging
 
@@ -31,18 +33,6 @@ NOW = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)
 def server() -> Iterator[FeedServer]:
     with FeedServer() as s:
         yield s
-
-
-def make_settings(tmp_path: Path, server: FeedServer, paths: list[str],
-                  **overrides: Any) -> Settings:
-    fetch = {"allow_private": [server.host_port], **overrides.pop("fetch", {})}
-    data: dict[str, Any] = {
-        "database": str(tmp_path / "news.duckdb"), "staging_dir": str(tmp_path / "staging"),
-        "outbox_dir": str(tmp_path / "outbox"),
-        "feeds": [{"url": p if p.startswith("http") else server.url(p)} for p in paths],
-        "fetch": fetch, "process": {"workers": 1}, **overrides,
-    }
-    return parse_settings(data)
 
 
 def items(n: int, prefix: str, *, newest: datetime = NOW, step: timedelta = timedelta(hours=1),
@@ -453,6 +443,41 @@ def test_an_article_whose_link_changes_under_its_guid_is_not_fetched_again(
     assert [r.getMessage() for r in caplog.records if r.name == "pipeline.sources.poll"] == [
         f"feed {server.url('/slug.xml')} gives a stored GUID a new link ({guid!r}): read as"
         " the same article moved, not fetched again"]
+
+
+def test_a_guid_the_feed_still_gives_past_the_limit_is_not_read_as_moved(
+    tmp_path: Path, server: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The stored article under the GUID is still in the feed, past
+    ``fetch.max_entries_per_feed`` (not read this poll); a new item on top
+    with that GUID is another article: fetched and stored, not taken for the
+    stored one moved (and so lost). Its neighbour, unchanged, is cut out
+    before parsing, as on any poll of a changed feed."""
+    for name in ("first", "next", "later"):
+        server.route(f"/{name}.html", Reply(body=article(f"Talks {name}").encode(),
+                                            content_type="text/html; charset=utf-8"))
+    guid = "tag:wire.example.org,2024:same"
+
+    def item(name: str, item_guid: str = guid) -> dict[str, str]:
+        return {"title": f"Talks {name}", "link": server.url(f"/{name}.html"),
+                "guid": item_guid}
+
+    server.route("/limit.xml", Reply(body=rss([item("first"), item("next", "other")]).encode()))
+    settings = make_settings(tmp_path, server, ["/limit.xml"], fetch={"max_entries_per_feed": 2})
+    summary, _ = processed_poll(settings)
+    assert summary.entries_new == 2
+    server.route("/limit.xml", Reply(body=rss(
+        [item("later"), item("next", "other"), item("first")]).encode()))
+    with caplog.at_level(logging.INFO, logger="pipeline.sources.poll"):
+        summary, polled = processed_poll(settings, now=NOW + timedelta(hours=1))
+    assert [e["url"] for e in polled] == [server.url("/later.html")]
+    assert polled[0]["id"] == ids.reused_guid_id(guid, server.url("/later.html"))
+    assert [server.hits[f"/{n}.html"] for n in ("first", "next", "later")] == [1, 1, 1]
+    assert [r.getMessage() for r in caplog.records if r.name == "pipeline.sources.poll"] == [
+        f"feed {server.url('/limit.xml')} has 1 more items than the 2 read each poll"
+        " (fetch.max_entries_per_feed); they were not read",
+        f"feed {server.url('/limit.xml')} gives one GUID to different articles ({guid!r}): "
+        "each article after the first gets an entry id of its own, GUID#hash of its link"]
 
 
 def test_a_feed_with_unique_guids_keeps_the_ids_it_always_had(

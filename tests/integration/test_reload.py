@@ -5,6 +5,7 @@ warning and the run goes on, SIGHUP reads the file again."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -105,6 +106,19 @@ def write(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def running(tmp_path: Path, data: dict[str, Any]
+            ) -> Iterator[tuple[Path, Loaded, list[Any]]]:
+    """A continuous run of the config ``data`` (written to newsmon.yaml), from
+    its first article loaded: the file, the loads counted, and the run's
+    result (there once the block ends)."""
+    path = write(tmp_path / "newsmon.yaml", data)
+    loaded = Loaded()
+    with continuous(load_settings(path), loaded, config=path) as outcome:
+        loaded.wait_for(1)
+        yield path, loaded, outcome
+
+
 def stored_urls(database: Path) -> set[str]:
     with duckdb.connect(str(database), read_only=True) as con:
         return {url for (url,) in con.execute("SELECT url FROM articles").fetchall()}
@@ -113,10 +127,7 @@ def stored_urls(database: Path) -> set[str]:
 def test_a_feed_added_to_the_file_is_polled_and_loaded_without_a_restart(
     tmp_path: Path, server: FeedServer, logged: Logged
 ) -> None:
-    path = write(tmp_path / "newsmon.yaml", config(tmp_path, server, ["quake"]))
-    loaded = Loaded()
-    with continuous(load_settings(path), loaded, config=path) as outcome:
-        loaded.wait_for(1)
+    with running(tmp_path, config(tmp_path, server, ["quake"])) as (path, loaded, outcome):
         write(path, config(tmp_path, server, ["quake", "match"]))
         # Within seconds, though the next look for due feeds is a minute away.
         loaded.wait_for(2)
@@ -141,10 +152,7 @@ def test_an_alert_rule_added_to_the_file_gets_its_email_for_a_new_story(
     settings = {**config(tmp_path, server, ["news"]), "smtp": {"url": smtp_server.url},
                 # Polled again within seconds (the feed sends no caching hints).
                 "poll": {"interval_minutes": 0.02, "min_interval_minutes": 0.01}}
-    path = write(tmp_path / "newsmon.yaml", settings)
-    loaded = Loaded()
-    with continuous(load_settings(path), loaded, config=path):
-        loaded.wait_for(1)
+    with running(tmp_path, settings) as (path, loaded, _):
         write(path, {**settings, "alerts": [
             {"name": "cup", "query": "penalty", "to": ["sport@example.org"]}]})
         logged.wait_for("alert rules added: cup")
@@ -158,10 +166,7 @@ def test_an_alert_rule_added_to_the_file_gets_its_email_for_a_new_story(
 def test_an_invalid_edit_keeps_the_run_on_its_settings_until_a_fix(
     tmp_path: Path, server: FeedServer, logged: Logged
 ) -> None:
-    path = write(tmp_path / "newsmon.yaml", config(tmp_path, server, ["quake"]))
-    loaded = Loaded()
-    with continuous(load_settings(path), loaded, config=path) as outcome:
-        loaded.wait_for(1)
+    with running(tmp_path, config(tmp_path, server, ["quake"])) as (path, loaded, outcome):
         broken = config(tmp_path, server, ["quake", "match"])
         broken["feeds"][1]["nmae"] = "typo"
         write(path, broken)
@@ -180,10 +185,7 @@ def test_an_invalid_edit_keeps_the_run_on_its_settings_until_a_fix(
 def test_a_new_database_path_waits_for_a_restart_and_the_rest_is_taken(
     tmp_path: Path, server: FeedServer, logged: Logged
 ) -> None:
-    path = write(tmp_path / "newsmon.yaml", config(tmp_path, server, ["quake"]))
-    loaded = Loaded()
-    with continuous(load_settings(path), loaded, config=path):
-        loaded.wait_for(1)
+    with running(tmp_path, config(tmp_path, server, ["quake"])) as (path, loaded, _):
         write(path, config(tmp_path, server, ["quake", "match"],
                            database=str(tmp_path / "other.duckdb")))
         assert logged.wait_for("cannot change while newsmon runs") == (
@@ -199,10 +201,8 @@ def test_a_new_database_path_waits_for_a_restart_and_the_rest_is_taken(
 def test_a_shorter_poll_schedule_is_taken_by_feeds_already_scheduled(
     tmp_path: Path, server: FeedServer, logged: Logged
 ) -> None:
-    path = write(tmp_path / "newsmon.yaml", config(tmp_path, server, ["quake"]))
-    loaded = Loaded()
-    with continuous(load_settings(path), loaded, config=path):
-        loaded.wait_for(1)  # the feed's next poll: 15 minutes away
+    # The feed's next poll, once the first article is loaded: 15 minutes away.
+    with running(tmp_path, config(tmp_path, server, ["quake"])) as (path, _, _):
         write(path, config(tmp_path, server, ["quake"], poll={
             "interval_minutes": 0.01, "min_interval_minutes": 0.01,
             "max_interval_minutes": 0.02}))
@@ -223,10 +223,7 @@ def test_a_host_newly_allowed_in_the_fetch_limits_is_fetched_from(
                                       content_type="text/html; charset=utf-8"))
         items = [{"title": title, "link": other.url("/rates/1"), "guid": "rates-1"}]
         other.route("/rates.xml", Reply(body=rss(items, title="rates").encode()))
-        path = write(tmp_path / "newsmon.yaml", config(tmp_path, server, ["quake"]))
-        loaded = Loaded()
-        with continuous(load_settings(path), loaded, config=path):
-            loaded.wait_for(1)
+        with running(tmp_path, config(tmp_path, server, ["quake"])) as (path, loaded, _):
             edited = config(tmp_path, server, ["quake"])
             edited["feeds"].append({"url": other.url("/rates.xml")})
             edited["fetch"]["allow_private"].append(other.host_port)
@@ -235,6 +232,33 @@ def test_a_host_newly_allowed_in_the_fetch_limits_is_fetched_from(
         assert logged.lines[0][1].endswith("changed: fetch.allow_private")
         assert stored_urls(tmp_path / "news.duckdb") == {server.url("/quake/1"),
                                                          other.url("/rates/1")}
+
+
+def stored_tags(database: Path) -> dict[str, tuple[list[str], list[str]]]:
+    with duckdb.connect(str(database), read_only=True) as con:
+        return {url: (topics, people) for url, topics, people in con.execute(
+            "SELECT url, topics, people FROM articles").fetchall()}
+
+
+def test_a_topic_and_a_person_added_to_the_file_tag_the_next_article(
+    tmp_path: Path, server: FeedServer, logged: Logged
+) -> None:
+    # The goalkeeper's name is in the match report only; the topic matches both.
+    title, text = EVENTS["match"]
+    server.route("/match/1", Reply(body=page(title, text.replace(
+        "their goalkeeper", "their goalkeeper Tomasz Wierzbicki")),
+        content_type="text/html; charset=utf-8"))
+    start = config(tmp_path, server, ["quake"], default_topics=False)
+    with running(tmp_path, start) as (path, loaded, _):
+        write(path, {**config(tmp_path, server, ["quake", "match"]), "default_topics": False,
+                     "topics": {"headline": "title:earthquake OR title:penalty"},
+                     "people": [{"name": "Tomasz Wierzbicki"}]})
+        loaded.wait_for(2)
+    tags = stored_tags(tmp_path / "news.duckdb")
+    assert tags[server.url("/match/1")] == (["headline"], ["Tomasz Wierzbicki"])
+    assert tags[server.url("/quake/1")][0] == []  # stored before the edit: as it was tagged
+    assert not [line for line in logged.lines if line[0] == "WARNING"]
+    assert logged.lines[0][1].endswith("changed: topics.headline, people")
 
 
 def test_sighup_has_newsmon_run_read_its_config_again(tmp_path: Path,

@@ -4,6 +4,7 @@ real load; the writer that holds the file is a real second process."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,6 +66,31 @@ def test_every_page_answers(client: httpx.Client) -> None:
     assert chart.status_code == 200 and chart.text.count('class="bar"') == 6
     css = client.get("/static/style.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+
+
+def numbers(html: str, table_id: str) -> list[tuple[str, int]]:
+    """The rows of the chart's table of numbers (bucket, reports)."""
+    table = html.split(f'id="{table_id}"', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr><th scope=\"row\">([^<]+)</th><td>([\d,]+)</td></tr>", table)
+    return [(when, int(n.replace(",", ""))) for when, n in rows]
+
+
+def test_the_charts_counts_are_text_not_only_a_tooltip(client: httpx.Client) -> None:
+    """A bar's count in a title attribute reaches a mouse only: each chart has
+    a table of its numbers (a <details> a keyboard opens, a screen reader
+    reads), one row per bar, and the bars with room show their count."""
+    chart = client.get("/chart", params={"country": "SY", "by": "hour"})
+    assert chart.status_code == 200
+    rows = numbers(chart.text, "chart-numbers")
+    assert len(rows) == chart.text.count('class="bar"') == 6
+    total = int(re.search(r'id="count">([\d,]+) report', chart.text).group(1))  # type: ignore[union-attr]
+    assert sum(n for _, n in rows) == total > 0
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:00", rows[0][0])
+    assert '<summary>Reports per hour, as a table (6 hours)</summary>' in chart.text
+    assert chart.text.count('class="bar-count"') == sum(1 for _, n in rows if n)
+    stories = client.get("/")
+    assert numbers(stories.text, "stories-chart-numbers")
+    assert "Reports per day, as a table" in stories.text
 
 
 def test_filters_and_the_query_language_narrow_the_list(client: httpx.Client) -> None:

@@ -122,3 +122,64 @@ def test_an_article_stored_under_an_id_of_its_own_is_not_read_as_moved_when_alon
     assert moved == ()
     assert settled.items is not None
     assert [entry for _, entry, _ in settled.items] == [_own("b")]
+
+
+def test_a_guid_the_document_also_gives_to_an_item_past_the_limit_is_reused_not_moved() -> None:
+    """``same`` is stored for b, which the feed still lists, past
+    max_entries_per_feed (not read this poll); a comes first with ``same``:
+    another article (fetched under an id of its own), not b moved to a's link
+    (which would lose a: its id would be seen already)."""
+    def parse(body: bytes, known: dict[str, tuple[str, int | None]] | None = None
+              ) -> ParsedFeed:
+        return parse_feed(body, url=URL, name="W", max_entries=2, known_items=known)
+
+    before = parse(_rss(("b", "same"), ("x", "g-x")))
+    known = {digest: (entry, when) for digest, entry, when in before.items or () if entry}
+    stored = _stored(same=_link("b"), **{"g-x": _link("x")})
+    body = _rss(("a", "same"), ("x", "g-x"), ("b", "same"))
+    for parsed in (parse(body), parse(body, known)):  # parsed whole, and x skipped
+        assert parsed.beyond == 1
+        settled, reused, moved = settle(parsed, stored)
+        assert _ids(settled)["a"] == _own("a")
+        assert (reused, moved) == (("same",), ())
+    # Atom, and a GUID in CDATA with an entity-escaped twin: read as feedparser does.
+    atom = ('<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+            "<title>W</title>"
+            + "".join(f'<entry><title>{n}</title><link href="{_link(n)}"/><id>{g}</id></entry>'
+                      for n, g in (("a", "tag:w,1:a&amp;b"), ("x", "g-x"),
+                                   ("b", "<![CDATA[tag:w,1:a&b]]>")))
+            + "</feed>").encode()
+    settled, reused, moved = settle(parse(atom), _stored(**{"tag:w,1:a&b": _link("b")}))
+    assert (reused, moved) == (("tag:w,1:a&b",), ())
+
+
+def test_an_id_of_its_own_of_an_item_not_parsed_counts_for_its_guid() -> None:
+    """b is stored under an id of its own (``same`` was a's, a is gone): an
+    unchanged item, cut out before parsing; c comes with ``same`` and another
+    link than a's: the document gives ``same`` to two items, so c is another
+    article, not a moved."""
+    before = _parse(_rss(("a", "same"), ("b", "same")))
+    known = {digest: (entry, when) for digest, entry, when in before.items or () if entry}
+    assert set(e for e, _ in known.values()) == {"same", _own("b")}
+    parsed = _parse(_rss(("c", "same"), ("b", "same")), known)
+    assert _ids(parsed) == {"c": "same"}
+    assert (URL, _own("b")) in candidates(parsed)  # its link says its id is GUID#hash
+    settled, reused, moved = settle(parsed, _stored(same=_link("a"), **{_own("b"): _link("b")}))
+    assert _ids(settled) == {"c": _own("c")}
+    assert (reused, moved) == (("same",), ())
+
+
+def test_a_natural_guid_shaped_like_an_id_of_its_own_is_read_as_itself() -> None:
+    """A feed's own GUID ``post#<16 hex>`` is not newsmon's GUID#hash of its
+    link: it names an item of its own and does not count for the GUID
+    ``post``. Here c comes with ``post``, stored for d (d is gone): given once
+    in the document, so d moved to c's link (not fetched again)."""
+    natural = "post#0123456789abcdef"
+    assert ids.guid_of(natural) == "post"  # the shape alone cannot tell
+    before = _parse(_rss(("a", natural)))
+    known = {digest: (entry, when) for digest, entry, when in before.items or () if entry}
+    parsed = _parse(_rss(("c", "post"), ("a", natural)), known)
+    assert _ids(parsed) == {"c": "post"} and parsed.skipped == frozenset(known)
+    settled, reused, moved = settle(parsed, _stored(post=_link("d"), **{natural: _link("a")}))
+    assert _ids(settled) == {"c": "post"}
+    assert (reused, moved) == ((), ("post",))

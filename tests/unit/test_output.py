@@ -13,7 +13,7 @@ from uuid import UUID
 import duckdb
 import pytest
 
-from pipeline.output import OutputError, counted, jsonable, write_rows
+from pipeline.output import JsonValue, OutputError, counted, jsonable, typed_rows, write_rows
 
 
 def written(columns: list[str], rows: list[list[object]], fmt: str) -> str:
@@ -29,7 +29,7 @@ def written(columns: list[str], rows: list[list[object]], fmt: str) -> str:
         (Decimal("NaN"), None), (Decimal("2.50"), 2.5), (True, True), (7, 7),
         (datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "2026-01-02T03:04:05+00:00"),
         (date(2026, 1, 2), "2026-01-02"), (timedelta(days=1), 86400.0),
-        (UUID(int=1), "00000000-0000-0000-0000-000000000001"), (b"\x00\xff", "00ff"),
+        (UUID(int=1), "00000000-0000-0000-0000-000000000001"), (b"\x00a\\\xff", "\\x00a\\x5C\\xFF"),
         ([1.0, math.nan, ["a", math.inf]], [1.0, None, ["a", None]]),
         ({"k": math.nan, 1: (1, 2)}, {"k": None, "1": [1, 2]}),
     ],
@@ -143,3 +143,67 @@ def test_intervals_are_duckdbs_text_and_read_back_equal(fmt: str) -> None:
 def test_counted_says_one_in_the_singular(n: int, word: str, plural: str | None,
                                           text: str) -> None:
     assert counted(n, word, plural) == text
+
+
+def fetched(query: str) -> tuple[list[str], list[object]]:
+    con = duckdb.connect()
+    cursor = con.execute(query)
+    kinds = [d[1] for d in cursor.description or ()]
+    return [d[0] for d in cursor.description or ()], typed_rows(kinds, cursor.fetchall())
+
+
+def test_a_float_column_is_its_shortest_float32_decimal_everywhere() -> None:
+    columns, rows = fetched(
+        "SELECT 0.1::FLOAT f, 1e30::REAL big, 'nan'::FLOAT n, NULL::FLOAT z, [0.3::FLOAT, NULL] l,"
+        " {'a': 0.7::FLOAT, 'b': 'x'} s, MAP {'k': 0.2::FLOAT} m, [0.1::FLOAT]::FLOAT[1] arr,"
+        " 0.1::DOUBLE d")
+    assert written(columns, rows, "json") == (
+        '{"f": 0.1, "big": 1e+30, "n": null, "z": null, "l": [0.3, null],'
+        ' "s": {"a": 0.7, "b": "x"}, "m": {"k": 0.2}, "arr": [0.1], "d": 0.1}\n')
+    assert written(columns, rows, "csv").splitlines()[1] == (
+        '0.1,1e+30,nan,,"[0.3, null]","{""a"": 0.7, ""b"": ""x""}","{""k"": 0.2}",[0.1],0.1')
+
+
+def test_the_shortest_float32_text_reads_back_as_the_same_float32() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    bits = rng.integers(0, 2**32, size=20_000, dtype=np.uint64).astype(np.uint32)
+    values = [float(v) for v in bits.view(np.float32) if np.isfinite(v)]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (i INTEGER, f FLOAT)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", list(enumerate(values)))
+    cursor = con.execute("SELECT f FROM t ORDER BY i")
+    rows = typed_rows([d[1] for d in cursor.description or ()], cursor.fetchall())
+    texts = [line for line in written(["f"], rows, "csv").splitlines()[1:]]
+    assert [np.float32(float(t)) for t in texts] == [np.float32(v) for v in values]
+    # Shortest: no text has more significant digits than float32 ever needs (9).
+    assert max(len(t.lstrip("-").split("e")[0].replace(".", "").strip("0")) for t in texts) <= 9
+    assert written(["f"], typed_rows([duckdb.sqltype("FLOAT")], [[0.10000000149011612]]),
+                   "csv").splitlines()[1] == "0.1"
+
+
+def test_a_json_column_is_json_data_not_a_quoted_string() -> None:
+    columns, rows = fetched(
+        """SELECT '{"a": [1, 2.50, 1e400]}'::JSON j, '"x"'::JSON s, 'null'::JSON jn,"""
+        """ NULL::JSON z, ['{"k": true}'::JSON] l""")
+    assert rows[0][2] == JsonValue(data=None)
+    assert written(columns, rows, "json") == (
+        '{"j": {"a": [1, 2.50, 1' + "0" * 400 + ']}, "s": "x", "jn": null, "z": null,'
+        ' "l": [{"k": true}]}\n')
+    assert written(columns, rows, "csv").splitlines()[1] == (
+        '"{""a"": [1, 2.50, 1' + "0" * 400 + ']}","""x""",null,,"[{""k"": true}]"')
+    assert written(columns, rows, "table").splitlines()[2].endswith('"x"  null     [{"k": true}]')
+
+
+def test_a_blob_is_duckdbs_own_text_which_duckdb_reads_back() -> None:
+    every_byte = bytes(range(256))
+    columns, rows = fetched("SELECT ?::BLOB b".replace("?", "'" + "".join(
+        f"\\x{b:02X}" for b in every_byte) + "'"))
+    con = duckdb.connect()
+    duckdb_text = con.execute("SELECT ?::BLOB::VARCHAR", [every_byte]).fetchone()[0]
+    cell = list(csv.reader(io.StringIO(written(columns, rows, "csv"))))[1][0]
+    value = json.loads(written(columns, rows, "json"))["b"]
+    assert cell == value == duckdb_text
+    assert con.execute("SELECT ?::BLOB", [cell]).fetchone()[0] == every_byte
+    assert written(["b"], [[b"a\\'\xff"]], "table").splitlines()[2] == "a\\x5C\\x27\\xFF"

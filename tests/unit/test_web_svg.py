@@ -43,3 +43,25 @@ def test_timeline_one_dot_per_report_in_time_order_with_escaped_outlets() -> Non
     assert len(dots) == 3 and xs[0] < xs[1] < xs[2]
     assert abs((xs[1] - xs[0]) - (xs[2] - xs[1])) < 0.2  # 12 h apart each
     assert "<script>" not in svg and "&lt;script&gt;x&lt;/script&gt;" in svg
+
+
+def test_each_bar_wide_enough_shows_its_count_as_text() -> None:
+    """Not only in a tooltip (a <title> only a mouse reaches): the count is
+    drawn above each bar with room for it, an empty bucket left bare."""
+    counts = [Count(start=T0 + timedelta(days=i), reports=n)
+              for i, n in enumerate([2, 0, 1234])]
+    root = ElementTree.fromstring(bar_chart(counts, hourly=False, title="Reports per day"))
+    labels = [t for t in root.iter(f"{SVG}text") if t.get("class") == "bar-count"]
+    assert [t.text for t in labels] == ["2", "1,234"]
+    bars = [r for r in root.iter(f"{SVG}rect") if r.get("class") == "bar"]
+    # Above its own bar, centred on it.
+    for label, bar in zip(labels, (bars[0], bars[2]), strict=True):
+        centre = float(bar.get("x") or 0) + float(bar.get("width") or 0) / 2
+        assert abs(float(label.get("x") or 0) - centre) < 0.2
+        assert float(label.get("y") or 0) < float(bar.get("y") or 0)
+
+
+def test_bars_too_narrow_for_their_count_leave_it_to_the_table() -> None:
+    counts = [Count(start=T0 + timedelta(hours=i), reports=100 + i) for i in range(200)]
+    root = ElementTree.fromstring(bar_chart(counts, hourly=True, title="Reports per hour"))
+    assert not [t for t in root.iter(f"{SVG}text") if t.get("class") == "bar-count"]
