@@ -1005,7 +1005,7 @@ class Clusterer:
         for row in self._band_extra.get(key, ()):
             if best is not None and self._sig_order(row) >= self._sig_order(best):
                 break
-            if self._decay(self._stories[self._sig_story[row]], when) > 0.0:
+            if self._open_at(self._stories[self._sig_story[row]], when):
                 best = row
                 break
         return best
@@ -1389,14 +1389,28 @@ class Clusterer:
     def _decay(self, story: _Story, when: float, *, rare: bool = False) -> float:
         """The time factor, 0.0 when the story is closed to an article at ``when``
         (``rare``: the story shares a rare word with it, the decay is slower)."""
-        if not story.open:
+        gap = self._gap_open(story, when, rare=rare)
+        if gap is None:
             return 0.0
+        return float(self._halving(gap, RARE_SLOWER if rare else 1.0))
+
+    def _open_at(self, story: _Story, when: float) -> bool:
+        """Whether the story is open to an article at ``when`` by the horizon
+        (:meth:`_decay` > 0 without a rare word), with no power computed: the
+        copy rule asks it of every band key's holders."""
+        return self._gap_open(story, when, rare=False) is not None
+
+    def _gap_open(self, story: _Story, when: float, *, rare: bool) -> float | None:
+        """The gap from the story's nearest report to ``when`` (seconds), or None
+        when the story is closed to it."""
+        if not story.open:
+            return None
         gap = when - story.last if when >= story.last else max(0.0, story.first - when)
         span = max(story.last, when) - min(story.first, when)
         horizon = self.reach if rare else self.horizon
         if gap > horizon / _SECOND or span > self.max_span / _SECOND:
-            return 0.0
-        return float(self._halving(gap, RARE_SLOWER if rare else 1.0))
+            return None
+        return gap
 
     def _decays(self, stories: np.ndarray, when: float, rare: np.ndarray | None = None
                 ) -> np.ndarray:
@@ -1855,7 +1869,7 @@ class Clusterer:
             seen.add(row)
             story = self._stories[self._sig_story[row]]
             jaccard = float(np.mean(self._signatures[row] == feats.signature))
-            if jaccard >= best and self._decay(story, when) > 0.0 and (
+            if jaccard >= best and self._open_at(story, when) and (
                     found is None or jaccard > best or self._rank(story) < self._rank(found)):
                 best, found = jaccard, story
         return found
@@ -1975,7 +1989,7 @@ class Clusterer:
                           for i in stories), key=lambda i: self._rank(self._stories[i]))
         todo = [self._stories[i] for i in waiting
                 if self._cross(language, self._stories[i])
-                and self._decay(self._stories[i], when) > 0.0]
+                and self._open_at(self._stories[i], when)]
         stored = [s.id for s in todo if s.founder_stored]
         if stored and self.founder_texts is not None:
             found = self.founder_texts(stored)
