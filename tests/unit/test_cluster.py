@@ -321,23 +321,33 @@ def test_a_follow_up_two_days_later_sharing_the_victim_and_street_joins() -> Non
 def test_a_report_days_later_sharing_a_rare_name_joins_through_a_slower_decay() -> None:
     # GVC's misses: a later report of one shooting, in other words, whose score
     # only the decay took under the threshold. Kimlyn (the street) and the
-    # victim's name are found nowhere else: the story decays four times more
-    # slowly for it, still decays, and the horizon still closes it.
+    # victim's name are found nowhere else: the story decays RARE_SLOWER times
+    # more slowly for it, still decays, and the horizon still closes it.
     five_days = SHOOTING.time + timedelta(days=5)
     later = dataclasses.replace(FOLLOW_UP, time=five_days)
     assignments, _ = cluster([SHOOTING, later], [])
     assert assignments["follow-up"] == assignments["shooting"]
     joined = Clusterer().similarity(later, SHOOTING)
     assert joined.rare and 0.5 ** (5 / 7) < joined.decay < 1.0
+    assert joined.decay == pytest.approx(0.5 ** (5 / (7 * cluster_module.RARE_SLOWER)))
     # The same report about another victim on another street shares only the
-    # town, a name found in many documents: the names are compared (proper > 0)
-    # but none is rare, the decay is as before, and it stays apart.
+    # town. Akron is in 5.4 of the background's 20,000 documents: in a new
+    # database a town that small is a rare word too (RARE_SLACK 8), and the
+    # report still stays apart, by its score (it names nothing else of the story).
     other = dataclasses.replace(later, text=later.text.replace(
         "Ronald Roberts", "Tyrell Mason").replace("Kimlyn Circle", "Dayton Avenue"))
-    apart = Clusterer().similarity(other, SHOOTING)
+    fresh = Clusterer().similarity(other, SHOOTING)
+    assert fresh.rare and 0.0 < fresh.score < Clusterer().threshold / 2
+    assert cluster([SHOOTING, other], [])[0]["follow-up"] != assignments["shooting"]
+    # Once the database holds twenty reports naming the town it is a common
+    # name: the names are compared (proper > 0) but none is rare, and the
+    # decay is as before.
+    stored = TermStats({"akron": 20}, 3000)
+    apart = Clusterer(stats=TermStats(stored.df, stored.n)).similarity(other, SHOOTING)
     assert apart.proper > 0
     assert not apart.rare and apart.decay == pytest.approx(0.5 ** (5 / 7))
-    assert cluster([SHOOTING, other], [])[0]["follow-up"] != assignments["shooting"]
+    assert cluster([SHOOTING, other], [], stats=TermStats(stored.df, stored.n))[0][
+        "follow-up"] != assignments["shooting"]
 
 
 def test_a_report_weeks_later_sharing_a_rare_name_joins_within_the_rare_reach() -> None:
@@ -349,7 +359,8 @@ def test_a_report_weeks_later_sharing_a_rare_name_joins_within_the_rare_reach() 
     assignments, _ = cluster([SHOOTING, two_weeks], [])
     assert assignments["follow-up"] == assignments["shooting"]
     joined = Clusterer().similarity(two_weeks, SHOOTING)
-    assert joined.rare and joined.decay == pytest.approx(0.5 ** (14 / 28))
+    assert joined.rare and joined.decay == pytest.approx(
+        0.5 ** (14 / (7 * cluster_module.RARE_SLOWER)))
     assert Clusterer().reach == timedelta(days=7) * cluster_module.RARE_REACH == timedelta(days=21)
     # Past the reach, or past max_span, nothing joins.
     late = dataclasses.replace(FOLLOW_UP, time=SHOOTING.time + timedelta(days=22))
@@ -359,13 +370,85 @@ def test_a_report_weeks_later_sharing_a_rare_name_joins_within_the_rare_reach() 
     short = Options(max_span=timedelta(days=10))
     bounded, _ = cluster([SHOOTING, two_weeks], [], options=short)
     assert bounded["follow-up"] != bounded["shooting"]
-    # Sharing no rare word (another victim, another street), the story is
-    # closed to it after the horizon: the decay is 0, not the rare one.
+    # Sharing no rare word (another victim, another street, and a town the
+    # database holds twenty reports of), the story is closed to it after the
+    # horizon: the decay is 0, not the rare one.
     other = dataclasses.replace(two_weeks, time=SHOOTING.time + timedelta(days=8),
                                 text=FOLLOW_UP.text.replace("Ronald Roberts", "Tyrell Mason")
                                 .replace("Kimlyn Circle", "Dayton Avenue"))
-    closed = Clusterer().similarity(other, SHOOTING)
+    closed = Clusterer(stats=TermStats({"akron": 20}, 3000)).similarity(other, SHOOTING)
     assert not closed.rare and closed.score == 0.0 and closed.decay == 0.0
+
+
+HOTEL = doc("hotel", title="Man found shot outside Glenmore hotel",
+            text="Police on Friday were investigating the death of a 34-year-old man found "
+            "shot outside the Harbourview Glenmore hotel on Quayle Road. Officers found the man "
+            "in the valet area with a gun beside him. He was pronounced dead at the scene, police "
+            "said.", language="en")
+RULING = doc("ruling", hours=24 * 12, title="Hotel death ruled an accident",
+             text="The county coroner has ruled that a death at the Harbourview Glenmore last "
+             "month was an accident: a pistol carried in a wheelchair fell and discharged. A "
+             "fundraising page has been set up for the family.", language="en")
+# An age is no rare word: stored reports give ages all the time.
+AGES = {"34": 60}
+
+
+def test_a_ruling_twelve_days_later_naming_the_hotel_joins_through_the_slower_decay() -> None:
+    # GVC dev's Burbank shooting: the coroner's ruling 12 days later names
+    # the hotel and little else of the first report (a text score of 0.29 before
+    # the decay). With the hotel's names found nowhere else, the story decays
+    # RARE_SLOWER (10) times more slowly: 0.26 after 12 days. At four times
+    # (session 20) it was 0.22, under the threshold, and the ruling stood apart.
+    stats = TermStats(AGES, 3000)
+    joined = Clusterer(stats=TermStats(stats.df, stats.n)).similarity(RULING, HOTEL)
+    assert joined.rare and joined.decay == pytest.approx(
+        0.5 ** (12 / (7 * cluster_module.RARE_SLOWER)))
+    assert joined.score >= Clusterer().threshold
+    assignments, _ = cluster([HOTEL, RULING], [], stats=TermStats(stats.df, stats.n))
+    assert assignments["ruling"] == assignments["hotel"]
+    # The same ruling about another hotel shares no rare word: the story closed
+    # after the horizon (7 days).
+    other = dataclasses.replace(RULING, text=RULING.text.replace(
+        "Harbourview Glenmore", "Lakeside Carrington"))
+    assert Clusterer(stats=TermStats(stats.df, stats.n)).similarity(other, HOTEL).score == 0.0
+    apart, _ = cluster([HOTEL, other], [], stats=TermStats(stats.df, stats.n))
+    assert apart["ruling"] != apart["hotel"]
+
+
+def test_a_name_in_a_handful_of_stored_reports_is_still_rare() -> None:
+    # A word is rare up to the story's reports naming it, the article and
+    # RARE_SLACK (8) more documents: a victim's or a hotel's name that a few
+    # other stored reports also hold (GVC: "Burbank" and "Mariah" in 5.6 and
+    # 5.8 documents, background included, "Stockton" in 8.3) still ties the
+    # ruling to the story 12 days later. With 3 (session 20) seven stored
+    # reports were too many: the story had closed after the horizon.
+    handful = TermStats({**AGES, "harbourview": 7, "glenmore": 7}, 3000)
+    joined = Clusterer(stats=TermStats(handful.df, handful.n)).similarity(RULING, HOTEL)
+    assert joined.rare and joined.score >= Clusterer().threshold
+    assignments, _ = cluster([HOTEL, RULING], [], stats=TermStats(handful.df, handful.n))
+    assert assignments["ruling"] == assignments["hotel"]
+    # In twelve stored reports each (more than 1 + 1 + 8 with both counted),
+    # they are common names: no rare word, and the story is closed to it.
+    many = TermStats({**AGES, "harbourview": 12, "glenmore": 12}, 3000)
+    closed = Clusterer(stats=TermStats(many.df, many.n)).similarity(RULING, HOTEL)
+    assert not closed.rare and closed.score == 0.0
+    apart, _ = cluster([HOTEL, RULING], [], stats=TermStats(many.df, many.n))
+    assert apart["ruling"] != apart["hotel"]
+
+
+def test_a_decay_is_the_same_to_the_bit_for_one_story_or_for_many() -> None:
+    # score() (one story, a float) and place() (candidates at once, an array)
+    # must give the same decay: Python's ** on floats and numpy's power differ
+    # in the last bit for about one exponent in twenty, so both use numpy's.
+    c = Clusterer()
+    story = c._story("s", _seconds(SHOOTING.time))
+    index = np.array([story.index])
+    for k in range(400):
+        when = _seconds(SHOOTING.time) + k * 4567.891
+        for rare in (False, True):
+            one = c._decay(story, when, rare=rare)
+            many = c._decays(index, when, np.array([rare]))
+            assert one == float(many[0]), (k, rare)
 
 
 def test_the_rare_reach_is_a_setting_of_horizons() -> None:
@@ -1590,7 +1673,10 @@ def test_score_and_the_vectorised_decays_agree_from_one_to_three_horizons() -> N
                 a = dataclasses.replace(follow, time=SHOOTING.time + timedelta(days=days),
                                         language=language, embedding=(1.0, 0.0))
                 b = dataclasses.replace(SHOOTING, embedding=(1.0, 0.0))
-                c = Clusterer()
+                # The other victim's report shares only the town, which the
+                # database holds twenty reports of: no rare word.
+                c = (Clusterer(stats=TermStats({"akron": 20}, 3000)) if follow is other
+                     else Clusterer())
                 story = c._story("s", _seconds(b.time))
                 c._join(story, b, cluster_features(b), vector)
                 fa = cluster_features(a)
