@@ -273,6 +273,7 @@ def _parse(
     kept: set[str] = set()
     claims: dict[str, str] = {}  # GUID -> link_key of the article whose id it is
     guids: dict[str, str] = {}
+    linked = _guid_links(raw_entries, base, 10 * max_url_length)
     for position, raw in enumerate(raw_entries, start=1):
         title = _text(raw.get("title"), _MAX_TITLE)
         summary = _text(raw.get("summary"), _MAX_SUMMARY)
@@ -305,6 +306,12 @@ def _parse(
             key = ids.link_key(link)
             if claims.setdefault(usable, key) != key:
                 entry_id = ids.reused_guid_id(usable, link)
+        elif entry_id in linked and ids.link_key(link) not in linked[entry_id]:
+            # An item without a GUID is keyed by its link, and another item
+            # of the document has that link as its GUID (a permalink GUID of
+            # another article): two articles, so this one gets an id of its
+            # own, wherever it stands (before, the later one was a duplicate).
+            entry_id = ids.reused_guid_id(entry_id, link)
         seen[-1] = (entry_id, seen[-1][1])  # a copy's item stands for the entry kept
         if entry_id in kept:
             # The same article listed twice (one GUID and link, or one link,
@@ -337,6 +344,17 @@ def _parse(
         published=tuple(published), truncated=truncated,
         beyond=max(0, len(parsed.entries) - max_entries), guids=guids,
     ), len(parsed.entries), _well_formed(parsed), seen
+
+
+def _guid_links(raw_entries: list[Any], base: str, limit: int) -> dict[str, set[str]]:
+    """Each GUID of the document and the link keys of the items giving it."""
+    linked: dict[str, set[str]] = {}
+    for raw in raw_entries:
+        guid = _text(raw.get("id"), _MAX_GUID + 1)
+        link = urljoin(base, _text(raw.get("link"), limit))
+        if guid and len(guid) <= _MAX_GUID and urlsplit(link).scheme in ("http", "https"):
+            linked.setdefault(guid, set()).add(ids.link_key(link))
+    return linked
 
 
 # What may come before the root element (XML 1.0 §2.8), and where each ends.

@@ -147,6 +147,38 @@ def test_a_feed_giving_every_item_one_guid_loses_no_article_over_three_passes(
     assert after["articles"] == after["distinct"] == after["seen"] == 5
 
 
+def test_an_item_whose_link_is_another_items_guid_is_fetched_and_stored_once(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """a's GUID is b's address (a permalink GUID of another article); b has no
+    GUID, so its id is its link: both are stored, whether a is new beside b
+    or unchanged (cut out before parsing), and neither is fetched again."""
+    for name in "ab":
+        server.route(f"/mixed/{name}", Reply(body=article(f"Report {name}").encode(),
+                                             content_type="text/html; charset=utf-8"))
+    a = {"title": "Report a", "link": server.url("/mixed/a"), "guid": server.url("/mixed/b")}
+    b = {"title": "Report b", "link": server.url("/mixed/b")}
+    settings = make_settings(tmp_path, server, [server.url("/mixed.xml")])
+    server.route("/mixed.xml", Reply(body=rss([b, a], title="mixed").encode()))
+    assert run_pass(settings).load.articles_new == 2
+    server.route("/mixed.xml", Reply(body=rss([{**b, "title": "Report b (updated)"}, a],
+                                              title="mixed").encode()))
+    assert run_pass(settings, force=True).load.articles_new == 0
+    # The other way round: a first, alone; b comes later, a unchanged.
+    tmp = tmp_path / "second"
+    settings = make_settings(tmp, server, [server.url("/mixed.xml")])
+    server.route("/mixed.xml", Reply(body=rss([a], title="mixed").encode()))
+    assert run_pass(settings).load.articles_new == 1
+    server.route("/mixed.xml", Reply(body=rss([b, a], title="mixed").encode()))
+    assert run_pass(settings, force=True).load.articles_new == 1
+    server.route("/mixed.xml", Reply(body=rss([{**b, "title": "Report b (updated)"}, a],
+                                              title="mixed").encode()))
+    assert run_pass(settings, force=True).load.articles_new == 0
+    assert server.hits["/mixed/a"] == server.hits["/mixed/b"] == 2  # once per database
+    after = counts(settings)
+    assert after["articles"] == after["distinct"] == after["seen"] == 2
+
+
 # -- staging that cannot prove it is complete -------------------------------------------------
 
 
