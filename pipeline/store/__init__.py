@@ -270,9 +270,14 @@ def explain(exc: BaseException, path: Path | str) -> StoreError | None:
                 "from a backup of store.data_path, or start a new lake (the feeds will be "
                 "read again)")
         if any(words in message for words in _DAMAGED):
+            # DuckDB replays a log it finds beside a file onto that file,
+            # whichever it is: left beside a restored backup, its commits land
+            # on rows they were not made for (or a new file takes them in).
+            wal = Path(path).with_name(Path(path).name + ".wal")
+            aside = f"it and {wal.name}" if wal.exists() else "it"
             return DatabaseDamaged(
-                f"{path} is damaged ({message.splitlines()[0]}); move it aside and restore "
-                "a backup, or start a new database (the feeds will be read again)")
+                f"{path} is damaged ({message.splitlines()[0]}); move {aside} aside and "
+                "restore a backup, or start a new database (the feeds will be read again)")
     return None
 
 

@@ -267,6 +267,41 @@ def test_a_damaged_database_is_called_damaged_at_once(tmp_path: Path) -> None:
     assert "locked" not in str(err.value)
 
 
+def test_a_damaged_database_with_a_log_beside_it_says_to_move_both(tmp_path: Path) -> None:
+    """A run killed mid-pass leaves its commits in news.duckdb.wal. DuckDB
+    replays a log it finds beside a file onto that file, whichever it is: a
+    backup restored as the sentence said, with the log left where it was,
+    took in commits made after the backup (here a row; in general rows
+    changed by position). The sentence names the log when there is one, and
+    the backup restored so is the backup."""
+    db = tmp_path / "news.duckdb"
+    with store.connect(db) as con:
+        con.execute("INSERT INTO meta VALUES ('backed up', '1')")
+    backup = tmp_path / "backup.duckdb"
+    backup.write_bytes(db.read_bytes())
+    with store.connect(db, checkpoint=False) as con:
+        con.execute("INSERT INTO meta VALUES ('after the backup', '1')")
+    wal = tmp_path / "news.duckdb.wal"
+    assert wal.stat().st_size > 0
+    db.write_bytes(b"not a database at all " * 500)
+    with pytest.raises(store.DatabaseDamaged) as err, store.connect(db):
+        pass
+    assert "move it and news.duckdb.wal aside and restore a backup" in str(err.value)
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for file in (db, wal):
+        file.rename(aside / file.name)
+    db.write_bytes(backup.read_bytes())
+    with store.connect(db, read_only=True) as con:
+        keys = {k for (k,) in con.execute("SELECT key FROM meta").fetchall()}
+    assert "backed up" in keys and "after the backup" not in keys
+    # Without a log, the sentence is as it was.
+    db.write_bytes(b"not a database at all " * 500)
+    with pytest.raises(store.DatabaseDamaged, match="; move it aside and restore"), \
+            store.connect(db):
+        pass
+
+
 def test_a_database_of_another_program_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
     db = tmp_path / "theirs.duckdb"
     with duckdb.connect(str(db)) as con:
