@@ -616,18 +616,24 @@ class _Stream:
         self.wake.set()
 
     async def send(self) -> alert.SendResult | None:
-        if self.send_error is not None:
-            return None
+        """A send round. One that fails (the file held by an analyst's session
+        past the writer's wait, a full disk) leaves its alerts pending for
+        the next round, which tries again; :meth:`finish` raises the last
+        round's failure, if the last failed."""
         try:
             result = await self.db(partial(send_stage, checkpoint=False), self.settings,
                                    self.mailer)
         except Exception as exc:  # noqa: BLE001 - raised by finish(); loads go on
+            if self.send_error is None or str(exc) != str(self.send_error):
+                log.warning("alerts not sent this round, they stay pending and the next round "
+                            "tries again: %s", exc)
             self.send_error = exc
             return None
         finally:
             # Its marks are in the log too, with or without a load this pass
             # (a fold finds nothing to do when the round wrote nothing).
             self.unfolded = True
+        self.send_error = None
         self.totals.add_send(result)
         return result
 
