@@ -347,12 +347,17 @@ def _parse(
 
 
 def _guid_links(raw_entries: list[Any], base: str, limit: int) -> dict[str, set[str]]:
-    """Each GUID of the document and the link keys of the items giving it."""
+    """Each GUID of the document and the link keys of the items giving it;
+    empty unless some items have a GUID and some have none (only these are
+    keyed by their links)."""
+    guids = [guid if len(guid := _text(raw.get("id"), _MAX_GUID + 1)) <= _MAX_GUID else ""
+             for raw in raw_entries]
+    if all(guids) or not any(guids):
+        return {}
     linked: dict[str, set[str]] = {}
-    for raw in raw_entries:
-        guid = _text(raw.get("id"), _MAX_GUID + 1)
-        link = urljoin(base, _text(raw.get("link"), limit))
-        if guid and len(guid) <= _MAX_GUID and urlsplit(link).scheme in ("http", "https"):
+    for raw, guid in zip(raw_entries, guids, strict=True):
+        if guid and urlsplit(link := urljoin(base, _text(raw.get("link"), limit))).scheme in (
+                "http", "https"):
             linked.setdefault(guid, set()).add(ids.link_key(link))
     return linked
 
