@@ -564,3 +564,17 @@ def test_the_cli_says_disk_full_in_one_line(tmp_path: Path, server: FeedServer,
     assert f"disk full at {small_disk}" in done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
 
+
+
+def test_a_backup_onto_a_full_disk_is_one_sentence_and_leaves_nothing(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    db = tmp_path / "news.duckdb"
+    with store.connect(db, checkpoint=False) as con:
+        con.execute("CREATE TABLE filler AS SELECT range AS i, md5(range::varchar) AS s"
+                    " FROM range(100000)")
+    with pytest.raises(store.DiskFull, match=f"disk full at {small_disk}/copy.duckdb"):
+        store.backup(db, small_disk / "copy.duckdb")
+    assert list(small_disk.iterdir()) == []
+    with store.connect(db, read_only=True) as con:  # the live file is as it was
+        assert con.execute("SELECT count(*) FROM filler").fetchone() == (100000,)
