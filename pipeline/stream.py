@@ -551,7 +551,10 @@ class _Stream:
         # whatever a reload brings meanwhile.
         settings = self.settings
         if self.failed is not None:
-            if final or batch.articles >= self.batching.articles:
+            # Not while the failed run is loaded again (load_again): a shard
+            # staged beside it then might not be in what that load reads.
+            if (final or batch.articles >= self.batching.articles) and (
+                    self.loading is None or self.loading.done()):
                 self._stage(batch, settings)  # beside the failed run, for the next pass
                 self.failed_batches.append(batch)
             return
