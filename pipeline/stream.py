@@ -629,19 +629,9 @@ class _Stream:
             self.failed = exc
             return
         log.warning("batch %s loaded on another try", run_id, extra={"run_id": run_id})
-        for batch in self.failed_batches:
-            self.busy_feeds.difference_update(batch.feeds)
-            self.keys.difference_update(batch.keys)
+        batches, self.failed_batches = self.failed_batches, []
         self.failed = self.failed_run = None
-        self.failed_batches = []
-        self.unfolded = True
-        sent = await self.send() if loaded.alerts_queued else None
-        folded = await self._fold_if_idle()
-        result = BatchResult(plan=planned, load=loaded, send=sent, folded=folded)
-        self.totals.add_batch(result)
-        if self.on_batch is not None:
-            self.on_batch(result)
-        self.wake.set()
+        await self._loaded(planned, loaded, batches)
 
     def _idle(self) -> bool:
         """Nothing on its way to a batch: no page fetched, extracted or staged."""
@@ -657,9 +647,15 @@ class _Stream:
             self.failed, self.failed_run = exc, run_id
             self.failed_batches.append(batch)
             return
-        for url in batch.feeds:
-            self.busy_feeds.discard(url)
-        self.keys.difference_update(batch.keys)
+        await self._loaded(planned, loaded, [batch])
+
+    async def _loaded(self, planned: PlanResult, loaded: LoadResult,
+                      batches: list[_Batch]) -> None:
+        """The batches' run is loaded: their feeds and entries are no longer in
+        flight; alert, fold, count."""
+        for batch in batches:
+            self.busy_feeds.difference_update(batch.feeds)
+            self.keys.difference_update(batch.keys)
         self.unfolded = True
         sent = await self.send() if loaded.alerts_queued else None
         folded = await self._fold_if_idle()
