@@ -360,6 +360,19 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from pipeline import store
+
+    settings = _settings(args)
+    if settings.store.mode == "lake":
+        raise UserError("newsmon backup copies the DuckDB file; a lake is backed up with its "
+                        "catalog (PostgreSQL) and its data path (store.data_path)")
+    size = store.backup(settings.database, Path(args.dest))
+    print(f"backed up {settings.database} to {args.dest} ({size / 2**20:.1f} MiB, one file: "
+          "the write-ahead log folded in)")
+    return 0
+
+
 def cmd_compact(args: argparse.Namespace) -> int:
     """Maintenance under the writer lock: what the maintenance DAG runs daily."""
     from datetime import UTC, datetime, timedelta
@@ -708,6 +721,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     _add_format(p)
     p.set_defaults(func=cmd_alerts)
+
+    p = sub.add_parser("backup", help="copy the database to a new file, whole, even while a "
+                       "pass loads (file mode)")
+    p.add_argument("dest", metavar="FILE", help="the copy to make (a new file)")
+    _add_config(p)
+    p.set_defaults(func=cmd_backup)
 
     p = sub.add_parser("compact", help="lake mode: merge small data files and expire old "
                        "snapshots; file mode: checkpoint the database")

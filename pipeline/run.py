@@ -133,11 +133,13 @@ class PassRunning(staging.StagingError):
 
 
 @contextmanager
-def pass_lock(settings: Settings, *, continuous: bool = False) -> Iterator[None]:
+def pass_lock(settings: Settings, *, continuous: bool = False,
+              stop: threading.Event | None = None) -> Iterator[None]:
     """One pass at a time on a staging folder: a second ``newsmon run`` waits
     (saying for whom) instead of fetching every page again beside the first;
     beside a continuous run (``continuous``), which never ends, it stops with
-    :class:`PassRunning`."""
+    :class:`PassRunning`. ``stop`` set while it waits (Ctrl-C, SIGTERM) ends
+    the wait with KeyboardInterrupt."""
     path = settings.staging / ".pass.lock"
     try:
         settings.staging.mkdir(parents=True, exist_ok=True)
@@ -169,6 +171,8 @@ def pass_lock(settings: Settings, *, continuous: bool = False) -> Iterator[None]
                 log.warning("another newsmon pass is running (%s); waiting for it to finish",
                             holder)
                 waited = True
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt
             time.sleep(_LOCK_POLL)
         handle.seek(0)
         handle.truncate()
@@ -272,7 +276,9 @@ def run_continuous(
     two polls."""
     stop = stop or threading.Event()
     watch = ConfigWatch(config) if config is not None else None
-    with pass_lock(settings, continuous=True), _handled_signals(stop, watch):
+    # The signals first: SIGHUP's default action would end a run that waits
+    # for a pass (a cron job's) and has said it reads its config on SIGHUP.
+    with _handled_signals(stop, watch), pass_lock(settings, continuous=True, stop=stop):
         leftovers, pruned = _load_leftovers(settings)
         streamed = stream_pass(settings, force=force, workers=workers, progress=progress,
                                mailer=mailer, stop=stop, on_batch=on_batch, watch=watch)

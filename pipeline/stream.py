@@ -27,7 +27,9 @@ stops loading but not fetching: the rest of its records are staged as further
 shards of the failed batch's run, which the next pass loads first (see
 :func:`pipeline.run.tidy_staging`), and the error is raised once all of it is
 staged. A failure to stage (a full disk under the staging) ends the pass at
-once; what was not staged comes back with the next poll.
+once; what was not staged comes back with the next poll. Continuous mode
+loads a run that failed for a lock or a full disk again between two polls
+(:meth:`_Stream.load_again`) and goes on.
 
 Continuous mode keeps the same pipeline running: feeds are polled when they
 are due (:mod:`pipeline.sources.schedule`), not in whole passes, until the
@@ -99,6 +101,9 @@ _TICK = 0.05
 # Continuous mode looks for due feeds at least this often (a feed added with
 # `newsmon feeds add` is picked up within it), and at its config file.
 _MAX_SLEEP = 60.0
+# Continuous mode: a load that failed for a lock or a full disk is tried again
+# this often at most (each try may wait the writer's ~18 s for the lock).
+_LOAD_AGAIN = 5.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -247,6 +252,7 @@ class _Stream:
         self.loading: asyncio.Future[None] | None = None
         self.failed: BaseException | None = None  # a load failed: stage the rest for later
         self.failed_run: str | None = None
+        self.failed_batches: list[_Batch] = []  # staged in failed_run, not loaded
         self.shard = 0
         self.send_error: BaseException | None = None
         self.lookups: list[tuple[Sequence[tuple[str, str]],
@@ -574,8 +580,12 @@ class _Stream:
         # whatever a reload brings meanwhile.
         settings = self.settings
         if self.failed is not None:
-            if final or batch.articles >= self.batching.articles:
+            # Not while the failed run is loaded again (load_again): a shard
+            # staged beside it then might not be in what that load reads.
+            if (final or batch.articles >= self.batching.articles) and (
+                    self.loading is None or self.loading.done()):
                 self._stage(batch, settings)  # beside the failed run, for the next pass
+                self.failed_batches.append(batch)
             return
         if self.loading is not None and not self.loading.done():
             return
@@ -619,6 +629,39 @@ class _Stream:
                                 checkpoint=False)
         return planned, loaded
 
+    def may_load_again(self) -> bool:
+        """Whether the failed load's cause may pass while the run goes on: a
+        lock held too long (an analyst's session), a full disk."""
+        return isinstance(self.failed, (store.DatabaseLocked, store.DiskFull))
+
+    def load_again(self) -> None:
+        """Continuous mode, between two polls: load the failed run again, with
+        what was staged beside it and what is waiting in memory, as the next
+        pass would (a run is loaded once, whole; the clusterer kept warm was
+        dropped with the failure). Until it loads, the feeds and entries it
+        carries stay in flight: not polled or fetched again."""
+        if self.failed_run is None or (self.loading is not None and not self.loading.done()):
+            return
+        if self.batch.records:
+            batch = self.batch
+            self._stage(batch, self.settings)
+            self.failed_batches.append(batch)
+        self.loading = asyncio.ensure_future(self._load_again(self.failed_run))
+
+    async def _load_again(self, run_id: str) -> None:
+        try:
+            planned, loaded = await self.db(self._plan_and_load, self.settings, run_id)
+        except Exception as exc:  # noqa: BLE001 - raised by finish() if it never loads
+            if str(exc) != str(self.failed):
+                log.error("loading batch %s failed again; its staging is kept: %s", run_id,
+                          exc, extra={"run_id": run_id})
+            self.failed = exc
+            return
+        log.warning("batch %s loaded on another try", run_id, extra={"run_id": run_id})
+        batches, self.failed_batches = self.failed_batches, []
+        self.failed = self.failed_run = None
+        await self._loaded(planned, loaded, batches)
+
     def _idle(self) -> bool:
         """Nothing on its way to a batch: no page fetched, extracted or staged."""
         return not (self.batch.records or self.extracting or self.polled)
@@ -631,10 +674,17 @@ class _Stream:
             log.error("loading batch %s failed; its staging is kept for the next pass: %s",
                       run_id, exc, extra={"run_id": run_id})
             self.failed, self.failed_run = exc, run_id
+            self.failed_batches.append(batch)
             return
-        for url in batch.feeds:
-            self.busy_feeds.discard(url)
-        self.keys.difference_update(batch.keys)
+        await self._loaded(planned, loaded, [batch])
+
+    async def _loaded(self, planned: PlanResult, loaded: LoadResult,
+                      batches: list[_Batch]) -> None:
+        """The batches' run is loaded: their feeds and entries are no longer in
+        flight; alert, fold, count."""
+        for batch in batches:
+            self.busy_feeds.difference_update(batch.feeds)
+            self.keys.difference_update(batch.keys)
         self.unfolded = True
         sent = await self.send() if loaded.alerts_queued else None
         folded = await self._fold_if_idle()
@@ -645,18 +695,24 @@ class _Stream:
         self.wake.set()
 
     async def send(self) -> alert.SendResult | None:
-        if self.send_error is not None:
-            return None
+        """A send round. One that fails (the file held by an analyst's session
+        past the writer's wait, a full disk) leaves its alerts pending for
+        the next round, which tries again; :meth:`finish` raises the last
+        round's failure, if the last failed."""
         try:
             result = await self.db(partial(send_stage, checkpoint=False), self.settings,
                                    self.mailer)
         except Exception as exc:  # noqa: BLE001 - raised by finish(); loads go on
+            if self.send_error is None or str(exc) != str(self.send_error):
+                log.warning("alerts not sent this round, they stay pending and the next round "
+                            "tries again: %s", exc)
             self.send_error = exc
             return None
         finally:
             # Its marks are in the log too, with or without a load this pass
             # (a fold finds nothing to do when the round wrote nothing).
             self.unfolded = True
+        self.send_error = None
         self.totals.add_send(result)
         return result
 
@@ -820,6 +876,8 @@ async def _keep_polling(stream: _Stream, poller: poll.FeedPoller, stop: threadin
     while True:
         floor = _pace(stream.settings)[1]
         wait = _MAX_SLEEP if next_due is None else (next_due - datetime.now(UTC)).total_seconds()
+        if stream.failed is not None:
+            wait = min(wait, _LOAD_AGAIN)  # its feeds are not polled meanwhile
         await _nap(stream, stop, min(_MAX_SLEEP, max(floor, wait)), floor, watch)
         if stream.fatal is not None:
             raise stream.fatal
@@ -827,7 +885,9 @@ async def _keep_polling(stream: _Stream, poller: poll.FeedPoller, stop: threadin
             log.warning("stopping: finishing the pages in flight (again to stop at once)")
             return
         if stream.failed is not None:
-            return  # a failed load: the rest is staged for the next run; finish() says why
+            if not stream.may_load_again():
+                return  # the rest is staged for the next run; finish() says why
+            stream.load_again()  # the session held open may be closed now, or space freed
         edit = watch.check(stream.settings) if watch is not None else None
         if edit is not None:
             await stream.reconfigure(edit.settings, poller)  # a new feed is due at once

@@ -29,6 +29,12 @@ link: a feed's own GUID may look like one), and an item past
 ``fetch.max_entries_per_feed`` by its GUID as the parser found it
 (:attr:`ParsedFeed.beyond_guids`): a GUID the feed still gives to the stored
 article further down is not that article moved.
+
+An item without a GUID is keyed by its link, and another item's GUID may be
+that very address (a permalink GUID of another article): the item without
+one then gets an id of its own, :func:`pipeline.ids.reused_guid_id` of its
+link, where the parser sees both items and here where the other is an item
+not parsed this time, stored under that id with its own link.
 """
 
 from __future__ import annotations
@@ -54,11 +60,14 @@ def candidates(parsed: ParsedFeed | None) -> list[tuple[str, str]]:
     if parsed is None:
         return []
     pairs: dict[tuple[str, str], None] = {}
+    unparsed = _unparsed_ids(parsed)
     for entry in parsed.entries:
         pairs[entry.feed_url, entry.id] = None
         if (guid := parsed.guids.get(entry.id)) is not None:
             pairs[entry.feed_url, guid] = None
             pairs[entry.feed_url, ids.reused_guid_id(guid, entry.url)] = None
+        elif entry.id in unparsed:
+            pairs[entry.feed_url, ids.reused_guid_id(entry.id, entry.url)] = None
     if parsed.guids:  # an item not parsed with an id of its own: its stored link says
         feed_url = parsed.entries[0].feed_url
         for _, entry_id in _skipped(parsed):
@@ -71,6 +80,11 @@ def _skipped(parsed: ParsedFeed) -> list[tuple[str, str]]:
     """The items not parsed this time (digest, stored entry id)."""
     return [(digest, entry_id) for digest, entry_id, _ in parsed.items or ()
             if digest in parsed.skipped and entry_id is not None]
+
+
+def _unparsed_ids(parsed: ParsedFeed) -> set[str]:
+    """The stored ids of the document's items not parsed this time."""
+    return {entry_id for _, entry_id in _skipped(parsed)}
 
 
 def _given_twice(parsed: ParsedFeed, stored: Stored) -> set[str]:
@@ -94,7 +108,8 @@ def settle(parsed: ParsedFeed, stored: Stored
     articles found moved to another link, for the log. ``stored``: what the
     store holds of :func:`candidates`."""
     twice = _given_twice(parsed, stored)
-    final = {entry.id: _final_id(entry, parsed.guids.get(entry.id), stored, twice)
+    unparsed = _unparsed_ids(parsed)
+    final = {entry.id: _final_id(entry, parsed.guids.get(entry.id), stored, twice, unparsed)
              for entry in parsed.entries}
     reused = tuple(dict.fromkeys(
         guid for entry in parsed.entries
@@ -121,8 +136,14 @@ def _moved(entry: FeedEntry, guid: str, stored: Stored) -> bool:
     return link is not None and ids.link_key(link) != ids.link_key(entry.url)
 
 
-def _final_id(entry: FeedEntry, guid: str | None, stored: Stored, twice: set[str]) -> str:
+def _final_id(entry: FeedEntry, guid: str | None, stored: Stored, twice: set[str],
+              unparsed: set[str]) -> str:
     if guid is None:
+        # Keyed by its link, which an item not parsed this time is stored
+        # under as its GUID with a link of its own: another article (the
+        # parser gives it an id of its own when it sees both items).
+        if entry.id in unparsed and _moved(entry, entry.id, stored):
+            return ids.reused_guid_id(entry.id, entry.url)
         return entry.id
     own = ids.reused_guid_id(guid, entry.url)
     if (entry.feed_url, own) in stored:

@@ -314,6 +314,7 @@ def _parse(
     kept: set[str] = set()
     claims: dict[str, str] = {}  # GUID -> link_key of the article whose id it is
     guids: dict[str, str] = {}
+    linked = _guid_links(raw_entries, base, 10 * max_url_length)
     for position, raw in enumerate(raw_entries, start=1):
         title = _text(raw.get("title"), _MAX_TITLE)
         summary = _text(raw.get("summary"), _MAX_SUMMARY)
@@ -346,6 +347,12 @@ def _parse(
             key = ids.link_key(link)
             if claims.setdefault(usable, key) != key:
                 entry_id = ids.reused_guid_id(usable, link)
+        elif entry_id in linked and ids.link_key(link) not in linked[entry_id]:
+            # An item without a GUID is keyed by its link, and another item
+            # of the document has that link as its GUID (a permalink GUID of
+            # another article): two articles, so this one gets an id of its
+            # own, wherever it stands (before, the later one was a duplicate).
+            entry_id = ids.reused_guid_id(entry_id, link)
         seen[-1] = (entry_id, seen[-1][1])  # a copy's item stands for the entry kept
         if entry_id in kept:
             # The same article listed twice (one GUID and link, or one link,
@@ -381,6 +388,22 @@ def _parse(
             guid for raw in parsed.entries[max_entries:]
             if 0 < len(guid := _text(raw.get("id"), _MAX_GUID + 1)) <= _MAX_GUID),
     ), len(parsed.entries), _well_formed(parsed), seen
+
+
+def _guid_links(raw_entries: list[Any], base: str, limit: int) -> dict[str, set[str]]:
+    """Each GUID of the document and the link keys of the items giving it;
+    empty unless some items have a GUID and some have none (only these are
+    keyed by their links)."""
+    guids = [guid if len(guid := _text(raw.get("id"), _MAX_GUID + 1)) <= _MAX_GUID else ""
+             for raw in raw_entries]
+    if all(guids) or not any(guids):
+        return {}
+    linked: dict[str, set[str]] = {}
+    for raw, guid in zip(raw_entries, guids, strict=True):
+        if guid and urlsplit(link := urljoin(base, _text(raw.get("link"), limit))).scheme in (
+                "http", "https"):
+            linked.setdefault(guid, set()).add(ids.link_key(link))
+    return linked
 
 
 # What may come before the root element (XML 1.0 §2.8), and where each ends.

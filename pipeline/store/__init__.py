@@ -16,6 +16,7 @@ import errno
 import json
 import logging
 import re
+import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -270,9 +271,14 @@ def explain(exc: BaseException, path: Path | str) -> StoreError | None:
                 "from a backup of store.data_path, or start a new lake (the feeds will be "
                 "read again)")
         if any(words in message for words in _DAMAGED):
+            # DuckDB replays a log it finds beside a file onto that file,
+            # whichever it is: left beside a restored backup, its commits land
+            # on rows they were not made for (or a new file takes them in).
+            wal = Path(path).with_name(Path(path).name + ".wal")
+            aside = f"it and {wal.name}" if wal.exists() else "it"
             return DatabaseDamaged(
-                f"{path} is damaged ({message.splitlines()[0]}); move it aside and restore "
-                "a backup, or start a new database (the feeds will be read again)")
+                f"{path} is damaged ({message.splitlines()[0]}); move {aside} aside and "
+                "restore a backup, or start a new database (the feeds will be read again)")
     return None
 
 
@@ -426,6 +432,49 @@ def checkpoint(path: Path) -> None:
     process holds the file for longer than :data:`FOLD_RETRY` allows."""
     with connect(path, retry=FOLD_RETRY) as con:
         con.execute("CHECKPOINT")
+
+
+def backup(path: Path, dest: Path) -> int:
+    """Copy the database to ``dest`` as one file, with what the write-ahead
+    log beside it holds folded into the copy; the size of the copy.
+
+    The file and its log are copied under DuckDB's shared lock (a read-only
+    open, as ``newsmon serve`` copies them): no writer appends to the log or
+    folds it between the two copies, so they belong together. Copied one by
+    one while a pass loads, the log may be of a later fold than the file,
+    and DuckDB replays it onto that file all the same."""
+    def log_of(file: Path) -> Path:
+        return file.with_name(file.name + ".wal")
+
+    if dest.exists() or log_of(dest).exists():
+        raise StoreError(f"{dest} exists already; name a new file for the backup")
+    if not dest.parent.is_dir():
+        raise StoreError(f"{dest.parent}: no such folder for the backup")
+    partial = dest.with_name(f".{dest.name}.partial")
+    try:
+        with connect(path, read_only=True, schema_if_empty=False):
+            shutil.copyfile(path, partial)
+            if log_of(path).exists():
+                shutil.copyfile(log_of(path), log_of(partial))
+        con = duckdb.connect(str(partial))  # replays the copied log ...
+        try:
+            con.execute("CHECKPOINT")  # ... and folds it into the copy
+        finally:
+            con.close()
+        partial.replace(dest)
+    except (OSError, duckdb.Error) as exc:
+        for file in (partial, log_of(partial)):
+            file.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            # Named by the copy: shutil names the file it was reading from.
+            raise (disk_full(dest) if exc.errno == errno.ENOSPC else StoreError(
+                f"cannot write the backup {dest}: {exc.strerror or exc}")) from None
+        raise explain(exc, dest) or StoreError(f"cannot write the backup {dest}: {exc}") from None
+    except BaseException:
+        for file in (partial, log_of(partial)):
+            file.unlink(missing_ok=True)
+        raise
+    return dest.stat().st_size
 
 
 def _holds_our_schema(con: duckdb.DuckDBPyConnection, path: Path) -> bool:

@@ -377,3 +377,27 @@ def test_extract_decodes_a_url_with_the_charset_its_server_declares(workdir: Pat
     assert result.returncode == 0, result.stderr
     (printed,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert sentence in printed["text"]
+
+
+def test_backup_copies_what_the_write_ahead_log_holds_into_one_file(workdir: Path) -> None:
+    """A stream's loads stay in news.duckdb.wal until it folds them in; a copy
+    of news.duckdb alone misses them, and the two files copied one by one
+    while a pass loads may not belong together. ``newsmon backup`` copies both
+    under DuckDB's shared lock and folds the log into the copy."""
+    with store.connect(workdir / "news.duckdb", checkpoint=False) as con:
+        con.execute("INSERT INTO meta VALUES ('only in the log', '1')")
+    live_log = workdir / "news.duckdb.wal"
+    assert live_log.stat().st_size > 0
+    done = newsmon("backup", "copy.duckdb", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"backed up {workdir / 'news.duckdb'} to copy.duckdb (")
+    assert not (workdir / "copy.duckdb.wal").exists()
+    assert [p.name for p in workdir.iterdir() if "partial" in p.name] == []
+    with duckdb.connect(str(workdir / "copy.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT value FROM meta WHERE key = 'only in the log'"
+                           ).fetchone() == ("1",)
+    assert live_log.stat().st_size > 0  # the live file is left as it was
+    assert one_line_error(newsmon("backup", "copy.duckdb", cwd=workdir)) == (
+        "newsmon: copy.duckdb exists already; name a new file for the backup")
+    assert one_line_error(newsmon("backup", "nowhere/copy.duckdb", cwd=workdir)) == (
+        "newsmon: nowhere: no such folder for the backup")

@@ -149,6 +149,38 @@ def test_a_feed_giving_every_item_one_guid_loses_no_article_over_three_passes(
     assert after["articles"] == after["distinct"] == after["seen"] == 5
 
 
+def test_an_item_whose_link_is_another_items_guid_is_fetched_and_stored_once(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """a's GUID is b's address (a permalink GUID of another article); b has no
+    GUID, so its id is its link: both are stored, whether a is new beside b
+    or unchanged (cut out before parsing), and neither is fetched again."""
+    for name in "ab":
+        server.route(f"/mixed/{name}", Reply(body=article(f"Report {name}").encode(),
+                                             content_type="text/html; charset=utf-8"))
+    a = {"title": "Report a", "link": server.url("/mixed/a"), "guid": server.url("/mixed/b")}
+    b = {"title": "Report b", "link": server.url("/mixed/b")}
+    settings = make_settings(tmp_path, server, [server.url("/mixed.xml")])
+    server.route("/mixed.xml", Reply(body=rss([b, a], title="mixed").encode()))
+    assert run_pass(settings).load.articles_new == 2
+    server.route("/mixed.xml", Reply(body=rss([{**b, "title": "Report b (updated)"}, a],
+                                              title="mixed").encode()))
+    assert run_pass(settings, force=True).load.articles_new == 0
+    # The other way round: a first, alone; b comes later, a unchanged.
+    tmp = tmp_path / "second"
+    settings = make_settings(tmp, server, [server.url("/mixed.xml")])
+    server.route("/mixed.xml", Reply(body=rss([a], title="mixed").encode()))
+    assert run_pass(settings).load.articles_new == 1
+    server.route("/mixed.xml", Reply(body=rss([b, a], title="mixed").encode()))
+    assert run_pass(settings, force=True).load.articles_new == 1
+    server.route("/mixed.xml", Reply(body=rss([{**b, "title": "Report b (updated)"}, a],
+                                              title="mixed").encode()))
+    assert run_pass(settings, force=True).load.articles_new == 0
+    assert server.hits["/mixed/a"] == server.hits["/mixed/b"] == 2  # once per database
+    after = counts(settings)
+    assert after["articles"] == after["distinct"] == after["seen"] == 2
+
+
 # -- staging that cannot prove it is complete -------------------------------------------------
 
 
@@ -235,6 +267,41 @@ def test_a_damaged_database_is_called_damaged_at_once(tmp_path: Path) -> None:
         pass
     assert time.monotonic() - started < 3
     assert "locked" not in str(err.value)
+
+
+def test_a_damaged_database_with_a_log_beside_it_says_to_move_both(tmp_path: Path) -> None:
+    """A run killed mid-pass leaves its commits in news.duckdb.wal. DuckDB
+    replays a log it finds beside a file onto that file, whichever it is: a
+    backup restored as the sentence said, with the log left where it was,
+    took in commits made after the backup (here a row; in general rows
+    changed by position). The sentence names the log when there is one, and
+    the backup restored so is the backup."""
+    db = tmp_path / "news.duckdb"
+    with store.connect(db) as con:
+        con.execute("INSERT INTO meta VALUES ('backed up', '1')")
+    backup = tmp_path / "backup.duckdb"
+    backup.write_bytes(db.read_bytes())
+    with store.connect(db, checkpoint=False) as con:
+        con.execute("INSERT INTO meta VALUES ('after the backup', '1')")
+    wal = tmp_path / "news.duckdb.wal"
+    assert wal.stat().st_size > 0
+    db.write_bytes(b"not a database at all " * 500)
+    with pytest.raises(store.DatabaseDamaged) as err, store.connect(db):
+        pass
+    assert "move it and news.duckdb.wal aside and restore a backup" in str(err.value)
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for file in (db, wal):
+        file.rename(aside / file.name)
+    db.write_bytes(backup.read_bytes())
+    with store.connect(db, read_only=True) as con:
+        keys = {k for (k,) in con.execute("SELECT key FROM meta").fetchall()}
+    assert "backed up" in keys and "after the backup" not in keys
+    # Without a log, the sentence is as it was.
+    db.write_bytes(b"not a database at all " * 500)
+    with pytest.raises(store.DatabaseDamaged, match="; move it aside and restore"), \
+            store.connect(db):
+        pass
 
 
 def test_a_database_of_another_program_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
@@ -518,3 +585,17 @@ def test_folding_the_log_does_not_wait_out_a_lock(tmp_path: Path) -> None:
         assert time.monotonic() - started < 2.0
     checkpoint_stage(settings)  # once the lock is gone: folded in
     assert not wal.exists() or wal.stat().st_size == 0
+
+
+def test_a_backup_onto_a_full_disk_is_one_sentence_and_leaves_nothing(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    db = tmp_path / "news.duckdb"
+    with store.connect(db, checkpoint=False) as con:
+        con.execute("CREATE TABLE filler AS SELECT range AS i, md5(range::varchar) AS s"
+                    " FROM range(100000)")
+    with pytest.raises(store.DiskFull, match=f"disk full at {small_disk}/copy.duckdb"):
+        store.backup(db, small_disk / "copy.duckdb")
+    assert list(small_disk.iterdir()) == []
+    with store.connect(db, read_only=True) as con:  # the live file is as it was
+        assert con.execute("SELECT count(*) FROM filler").fetchone() == (100000,)

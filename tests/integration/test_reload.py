@@ -290,3 +290,66 @@ def test_sighup_has_newsmon_run_read_its_config_again(tmp_path: Path,
     assert (f"config reloaded from {path} (on SIGHUP): feeds added: "
             f"{server.url('/match.xml')}") in done.err
     assert "stored 2 article(s)" in done.out  # the run's summary
+
+
+def test_sighup_while_newsmon_run_waits_for_a_pass_does_not_end_it(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """A continuous run started while a pass (a cron job's ``run --once``) holds
+    the staging folder waits for it; it has already said it reads its config
+    again on SIGHUP, and a SIGHUP then (a service manager's reload, a log
+    rotation) must not end it, as SIGHUP's default action would."""
+    import fcntl
+    import signal
+
+    path = write(tmp_path / "newsmon.yaml", config(tmp_path, server, ["quake"]))
+    (tmp_path / "staging").mkdir()
+    with open(tmp_path / "staging" / ".pass.lock", "a+", encoding="utf-8") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("process 1, since 2026-01-01 00:00:00 UTC")
+        held.flush()
+        with newsmon_run(path) as (proc, stopped):
+            assert proc.stderr is not None
+            while "waiting for it to finish" not in (line := proc.stderr.readline()):
+                assert line, "newsmon run ended"
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(1.0)
+            assert proc.poll() is None, proc.communicate()
+            held.truncate(0)
+            fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+            line = next_line(proc)
+            assert "stored 1 article(s)" in line, line
+    (done,) = stopped
+    assert done.returncode == 0, done.err
+    assert "Traceback" not in done.err
+
+
+def test_sigterm_while_newsmon_run_waits_for_a_pass_ends_it_at_once(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """Its handlers are set before it waits (above); SIGTERM then still ends
+    it at once, in one line, rather than once the pass it waits for ends."""
+    import fcntl
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    path = write(tmp_path / "newsmon.yaml", config(tmp_path, server, ["quake"]))
+    (tmp_path / "staging").mkdir()
+    with open(tmp_path / "staging" / ".pass.lock", "a+", encoding="utf-8") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "run", "--quiet", "--config", str(path)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+        try:
+            assert proc.stderr is not None
+            while "waiting for it to finish" not in (line := proc.stderr.readline()):
+                assert line, "newsmon run ended"
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=10)
+        finally:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip() == "newsmon: interrupted" and server.hits["/quake.xml"] == 0

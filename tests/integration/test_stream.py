@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -325,3 +326,136 @@ def test_a_long_continuous_run_keeps_no_record_per_batch(
     # Only the batch being reported is alive, however many came before it.
     assert held and max(held) <= 1, held
     assert result.batches == len(batches) and result.load.articles_new == sum(batches) == 1
+
+
+def test_a_send_round_an_analysts_session_held_up_does_not_stop_later_alerts(
+    tmp_path: Path, smtp_server: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Continuous mode sends between its polls. A round that finds the file
+    held by a read-only session for longer than the writer waits (about 18
+    s) fails; the rounds after it must still send (before, that one failure
+    stopped every later round, without a word: alerts queued for as long as
+    the run ran, and it raised the lock's error only once stopped)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from pipeline.config import load_settings
+
+    with FeedServer() as server:
+        for name, (title, text) in EVENTS.items():
+            server.route(f"/{name}/1", Reply(body=page(title, text),
+                                             content_type="text/html; charset=utf-8"))
+            items = [{"title": title, "link": server.url(f"/{name}/1"), "guid": f"{name}-1"}]
+            server.route(f"/{name}.xml", Reply(body=rss(items, title=name).encode()))
+        data: dict[str, Any] = {
+            "database": str(tmp_path / "news.duckdb"), "staging_dir": str(tmp_path / "staging"),
+            "feeds": [{"url": server.url("/quake.xml")}],
+            "alerts": [{"name": "all", "query": "said OR penalty", "to": ["d@example.org"]}],
+            "smtp": {"url": smtp_server.url},
+            "fetch": {"allow_private": [server.host_port]}, "process": {"workers": 1}}
+        path = tmp_path / "newsmon.yaml"
+        path.write_text(json.dumps(data), encoding="utf-8")
+
+        def wait_for(found: Any, what: str) -> None:
+            deadline = time.monotonic() + 60
+            while not found():
+                assert time.monotonic() < deadline, what
+                time.sleep(0.1)
+
+        def logged(text: str) -> bool:
+            return any(text in r.getMessage() for r in caplog.records)
+
+        session = ("import duckdb, sys\n"
+                   f"con = duckdb.connect({str(tmp_path / 'news.duckdb')!r}, read_only=True)\n"
+                   "print('open', flush=True)\n"
+                   "sys.stdin.readline()\n")
+        with caplog.at_level(logging.WARNING), \
+                continuous(load_settings(path), lambda batch: None, config=path) as outcome:
+            wait_for(lambda: len(smtp_server.messages) == 1, "the first alert")
+            with subprocess.Popen([sys.executable, "-c", session], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True) as analyst:
+                assert analyst.stdin is not None and analyst.stdout is not None
+                assert analyst.stdout.readline().strip() == "open"
+                # Touched: the run looks at the file, and sends, between two polls.
+                os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+                wait_for(lambda: logged("waiting for it"), "a send round meeting the session")
+                wait_for(lambda: logged("alerts not sent"), "the round's failure")
+                analyst.stdin.write("done\n")
+                analyst.stdin.flush()
+            data["feeds"].append({"url": server.url("/match.xml")})
+            path.write_text(json.dumps(data), encoding="utf-8")  # polled at once
+            wait_for(lambda: len(smtp_server.messages) == 2, "the second alert")
+        assert len(outcome) == 1 and outcome[0].send.sent == 2  # it ended well
+    (warning,) = [r.getMessage() for r in caplog.records if "alerts not sent" in r.getMessage()]
+    assert "is locked by process" in warning and "the next round tries again" in warning
+
+
+def test_a_load_an_analysts_session_held_up_is_loaded_again_and_the_run_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Continuous mode loads a batch at every poll (the feed's state at
+    least). A load that finds the file held by a read-only session (`duckdb
+    -readonly`, a notebook) past the writer's wait, about 18 s, used to end
+    the run (exit 2 at once, for a service): its batch is loaded again
+    between two polls once the session is closed, and the run goes on."""
+    import subprocess
+    import sys
+    import time
+
+    with FeedServer() as server:
+        def publish(*names: str) -> None:
+            for name in names:
+                title, text = EVENTS[name]
+                server.route(f"/{name}/1", Reply(body=page(title, text),
+                                                 content_type="text/html; charset=utf-8"))
+            items = [{"title": EVENTS[n][0], "link": server.url(f"/{n}/1"), "guid": f"{n}-1"}
+                     for n in names]
+            server.route("/news.xml", Reply(body=rss(items, title="news").encode()))
+
+        publish("quake")
+        settings = parse_settings({
+            "database": str(tmp_path / "news.duckdb"), "staging_dir": str(tmp_path / "staging"),
+            "feeds": [{"url": server.url("/news.xml")}],
+            "fetch": {"allow_private": [server.host_port]}, "process": {"workers": 1},
+            # Polled again about every second: a load about every second.
+            "poll": {"interval_minutes": 0.02, "min_interval_minutes": 0.01}})
+        stored: list[int] = []
+
+        def wait_for(found: Any, what: str) -> None:
+            deadline = time.monotonic() + 90
+            while not found():
+                assert time.monotonic() < deadline, what
+                time.sleep(0.1)
+
+        session = ("import duckdb, sys, time\n"
+                   "while True:\n"
+                   "    try:\n"
+                   f"        con = duckdb.connect({str(settings.database)!r}, read_only=True)\n"
+                   "        break\n"
+                   "    except duckdb.IOException:\n"
+                   "        time.sleep(0.05)\n"
+                   "print('open', flush=True)\n"
+                   "sys.stdin.readline()\n")
+        with caplog.at_level(logging.WARNING), \
+                continuous(settings, lambda batch: stored.append(batch.load.articles_new)
+                           ) as outcome:
+            wait_for(lambda: sum(stored) == 1, "the first article")
+            with subprocess.Popen([sys.executable, "-c", session], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True) as analyst:
+                assert analyst.stdin is not None and analyst.stdout is not None
+                assert analyst.stdout.readline().strip() == "open"
+                publish("quake", "match")  # polled and fetched while the file is held
+                wait_for(lambda: any("loading batch" in r.getMessage()
+                                     for r in caplog.records), "a load meeting the session")
+                analyst.stdin.write("done\n")
+                analyst.stdin.flush()
+            wait_for(lambda: sum(stored) == 2, "the second article, loaded again")
+            publish("quake", "match", "rates")
+            wait_for(lambda: sum(stored) == 3, "the third article, after")
+        assert len(outcome) == 1 and outcome[0].load.articles_new == 3  # it ended well
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM articles").fetchone() == (3,)
+    assert [p.name for p in (tmp_path / "staging").iterdir() if p.is_dir()] == []

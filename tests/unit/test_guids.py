@@ -183,3 +183,49 @@ def test_a_natural_guid_shaped_like_an_id_of_its_own_is_read_as_itself() -> None
     settled, reused, moved = settle(parsed, _stored(post=_link("d"), **{natural: _link("a")}))
     assert _ids(settled) == {"c": "post"}
     assert (reused, moved) == ((), ("post",))
+
+
+def _mixed(*items: tuple[str, str | None]) -> bytes:
+    """Items with a GUID (a permalink, as RSS reads one by default) or none."""
+    return ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>W</title>'
+            + "".join(f"<item><title>{name}</title><link>{_link(name)}</link>"
+                      + (f"<guid>{guid}</guid>" if guid else "") + "</item>"
+                      for name, guid in items)
+            + "</channel></rss>").encode()
+
+
+def test_an_item_whose_link_is_another_items_guid_is_another_article() -> None:
+    """a's GUID is b's address; b has no GUID, so it is keyed by its link: the
+    same id as a. Two articles all the same, in either order (before, the
+    later one was refused as a duplicate entry and never fetched)."""
+    own_b = ids.reused_guid_id(_link("b"), _link("b"))
+    for order in ((("a", _link("b")), ("b", None)), (("b", None), ("a", _link("b")))):
+        parsed = _parse(_mixed(*order))
+        assert _ids(parsed) == {"a": _link("b"), "b": own_b}
+        assert parsed.rejections == ()
+        settled, reused, moved = settle(parsed, {})
+        assert (_ids(settled), reused, moved) == (_ids(parsed), (), ())
+    # The same article twice (a permalink GUID and a copy without one) is still one.
+    parsed = _parse(_mixed(("b", _link("b")), ("b", None)))
+    assert _ids(parsed) == {"b": _link("b")} and len(parsed.rejections) == 1
+
+
+def test_an_item_whose_link_is_the_guid_of_an_unchanged_item_is_another_article() -> None:
+    """a was stored on an earlier poll under its GUID, b's address; b is new
+    and a unchanged (cut out before parsing, so the parser does not see its
+    GUID): b is not a, it gets the id of its own it gets beside a."""
+    before = _parse(_mixed(("a", _link("b"))))
+    known = {digest: (entry, when) for digest, entry, when in before.items or () if entry}
+    parsed = _parse(_mixed(("b", None), ("a", _link("b"))), known)
+    assert _ids(parsed) == {"b": _link("b")} and parsed.skipped == frozenset(known)
+    own_b = ids.reused_guid_id(_link("b"), _link("b"))
+    assert (URL, own_b) in candidates(parsed)
+    stored = _stored(**{_link("b"): _link("a")})
+    settled, _, moved = settle(parsed, stored)
+    assert _ids(settled) == {"b": own_b} and moved == ()
+    assert settled.items is not None
+    assert [entry for _, entry, _ in settled.items] == [own_b, _link("b")]
+    # Stored so, b keeps that id on the next poll, edited or not.
+    stored[URL, own_b] = _link("b")
+    for body in (_mixed(("b", None), ("a", _link("b"))),):
+        assert _ids(settle(_parse(body, known), stored)[0]) == {"b": own_b}
