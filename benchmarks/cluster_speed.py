@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import tempfile
 import time
 import tracemalloc
@@ -230,13 +231,19 @@ def main(argv: Sequence[str] | None = None) -> Figures | None:
     parser.add_argument("--cold-batches", type=int, default=8,
                         help="micro-batches timed restoring (each pays the restore)")
     parser.add_argument("--stream-only", action="store_true")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep the pipelined pass's stored horizon (a DuckDB file of"
+                             " --known articles, minutes to build) in DIR and start from it"
+                             " when it is there; delete it after changing what the load"
+                             " stores")
     args = parser.parse_args(argv)
     table = []
     f = None
     if not args.stream_only:
         f = measure(args.known, args.new)
         table += rows(f)
-    table += stream_rows(measure_stream(args.known, args.new, cold_batches=args.cold_batches))
+    table += stream_rows(measure_stream(args.known, args.new, cold_batches=args.cold_batches,
+                                        keep=args.keep))
     for r in table:
         print(f"{r.measure:70} {r.value:42} {r.baseline:40} {r.ratio:8} {r.goal}")
     return f
@@ -289,9 +296,19 @@ def _stage(settings: object, run_id: str, records: list[dict[str, object]]) -> N
             writer.write("articles", record)
 
 
-def measure_stream(known_n: int, new_n: int, *, cold_batches: int) -> StreamFigures:
+def _kept(keep: Path, known_n: int) -> Path:
+    """The stored horizon's file in ``keep``: named for what made it (the number
+    of articles, the schema and newsmon's version), so another is not used."""
+    from pipeline import __version__
+
+    return keep / f"cluster-speed-{known_n}-schema{store.SCHEMA_VERSION}-{__version__}.duckdb"
+
+
+def measure_stream(known_n: int, new_n: int, *, cold_batches: int,
+                   keep: Path | None = None) -> StreamFigures:
     """``new_n`` articles in micro-batches of BATCH through plan() and load()
-    against ``known_n`` stored ones, with a warm clusterer and restoring each time."""
+    against ``known_n`` stored ones, with a warm clusterer and restoring each time.
+    ``keep``: a directory where the stored horizon is kept between runs."""
     import shutil
 
     from pipeline.config import parse_settings
@@ -309,12 +326,23 @@ def measure_stream(known_n: int, new_n: int, *, cold_batches: int) -> StreamFigu
                                    "outbox_dir": str(base / name / "outbox"),
                                    "cluster": {"embeddings": False}})
 
-        # The stored horizon, loaded as the real load does, in one run.
+        # The stored horizon, loaded as the real load does, in one run (or
+        # copied from where an earlier run kept it).
         warm_settings = settings_in("warm")
-        _stage(warm_settings, "stored", [_record(room, i) for i in range(known_n)])
-        with store.connect(warm_settings.database) as con:  # type: ignore[attr-defined]
-            plan(con, warm_settings, "stored")  # type: ignore[arg-type]
-            load(con, warm_settings, "stored")  # type: ignore[arg-type]
+        kept = _kept(keep, known_n) if keep is not None else None
+        if kept is not None and kept.exists():
+            (base / "warm").mkdir()
+            shutil.copy(kept, base / "warm" / "news.duckdb")
+        else:
+            _stage(warm_settings, "stored", [_record(room, i) for i in range(known_n)])
+            with store.connect(warm_settings.database) as con:  # type: ignore[attr-defined]
+                plan(con, warm_settings, "stored")  # type: ignore[arg-type]
+                load(con, warm_settings, "stored")  # type: ignore[arg-type]
+            if kept is not None:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                partial = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
+                shutil.copy(base / "warm" / "news.duckdb", partial)
+                os.replace(partial, kept)
         cold_settings, folding_settings = settings_in("cold"), settings_in("folding")
         for name in ("cold", "folding"):
             (base / name).mkdir()

@@ -839,6 +839,7 @@ class Clusterer:
     # key -> the rows added since the table was built, in (time, tie) order (the
     # table is built again when such a row's story closes).
     _band_extra: dict[int, list[int]] = field(default_factory=dict)
+    _extra_stories: set[int] = field(default_factory=set)  # the stories of those rows
     _vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     _languages: list[str] = field(default_factory=list)  # each story's first language
     # Each main language's latest report (seconds): whether a story in another
@@ -981,6 +982,7 @@ class Clusterer:
             self._sig_story.append(story.index)
             self._sig_seconds.append(when)
             self._sig_tie.append(_key64(article_id))
+            self._extra_stories.add(story.index)
             extra = self._band_extra
             for key in _band_keys(signature) if keys is None else keys:
                 insort(extra.setdefault(key, []), row, key=self._sig_order)
@@ -1197,7 +1199,7 @@ class Clusterer:
         open story (one set aside between plans keeps its rows)."""
         owners = np.asarray(self._sig_story, dtype=np.int64)
         rows = np.flatnonzero(~self._dead[owners]) if len(owners) else owners
-        self._band_extra = {}
+        self._band_extra, self._extra_stories = {}, set()
         if not len(rows):
             self._band_keys = np.zeros(0, dtype=np.uint64)
             self._band_rows = self._band_owner_story = np.zeros(0, dtype=np.int64)
@@ -1241,8 +1243,10 @@ class Clusterer:
         return self._term_list
 
     def held_members(self) -> set[str]:
-        """The ids of the members held (for :meth:`representative`)."""
-        return {m.doc.id for story in self._stories for m in story.members}
+        """The ids of the members held (for :meth:`representative`): only the
+        stories touched hold any."""
+        stories = self._stories
+        return {m.doc.id for index in self._touched for m in stories[index].members}
 
     def add_members(self, docs: Iterable[ClusterDoc], stories: Iterable[str] = ()) -> None:
         """Attach stored articles to their restored stories for :meth:`representative`
@@ -1304,8 +1308,7 @@ class Clusterer:
                 del self._by_term[term]
         # The table skips closed stories as it is read: built again when most
         # of it is closed, or when an added row that owned a key is.
-        if any(self._sig_story[r] in gone for rows in self._band_extra.values()
-               for r in rows) or (
+        if not self._extra_stories.isdisjoint(gone) or (
                 len(self._band_keys) and np.count_nonzero(
                     ~self._dead[self._band_owner_story]) * 2 < len(self._band_keys)):
             self._build_bands()
@@ -1337,8 +1340,8 @@ class Clusterer:
         self._open[:n] = inside & ~dead
         # A row added since the table was built owns its key only while its story
         # is open: the table (which skips the stories set aside) finds the next.
-        if any(not self._open[self._sig_story[r]] for rows in self._band_extra.values()
-               for r in rows):
+        if self._extra_stories and not self._open[
+                np.fromiter(self._extra_stories, dtype=np.int64)].all():
             self._build_bands()
         self.links, self.embeddings = [], {}
         self._changed, self._new_signatures, self._assigned = set(), [], set()
@@ -1354,12 +1357,13 @@ class Clusterer:
             if not story.open:
                 story.members = []
                 self._touched.discard(index)
-        by_language: dict[str, float] = {}
-        for index in np.flatnonzero(self._open[:n]).tolist():
-            main = self._languages[index]
-            if main:
-                by_language[main] = max(by_language.get(main, -math.inf), self._stories[index].last)
-        self._language_last = by_language
+        # Each main language's latest report among the open stories (a story's
+        # code in _main is its main language's, 0 for none).
+        opened = np.flatnonzero(self._open[:n])
+        codes, lasts = self._main[opened], self._last[opened]
+        language = {code: name for name, code in self._codes.items()}
+        self._language_last = {language[c]: float(lasts[codes == c].max())
+                               for c in np.unique(codes[codes != 0]).tolist()}
         return True
 
     def read_stats(self, keys: set[str], source: Callable[[set[str]], TermStats]) -> None:

@@ -312,6 +312,7 @@ def _make_plan(
         " FROM new_articles"
     ).fetchone()
     ready = snapshot.ready
+    all_saved = False
     # The clusterer of this process's last plan, when the store is as its load
     # left it (no other writer since): it holds the open stories already.
     key, store_version = _warm_key(settings), snapshot.version
@@ -321,7 +322,7 @@ def _make_plan(
         went_on: Clusterer | None = None
         since: tuple[Any, Any] | None = None
         if taken is not None and taken[0].narrow(bounds[0], bounds[1]):
-            went_on, since = taken
+            went_on, since, all_saved = taken
         elif warm is not None and taken is not None:
             warm.unusable()
         # The open stories as saved (story_state), and the ones saved before that
@@ -340,11 +341,17 @@ def _make_plan(
                    + (story_state.UNSAVED if ready else ""))
         params = [bounds[0], options.reach, bounds[1], options.reach,
                   bounds[0], options.max_span]
+        # Going on from a clusterer whose store had every story saved: so has
+        # this one (only its loads wrote since), and nothing is to be rebuilt.
+        unsaved = not (went_on is not None and all_saved) and _any(con, members, params)
+        if warm is not None and ready and went_on is None:
+            # Kept with the clusterer for the plans that go on from it.
+            all_saved = not unsaved and not _any(con, _UNSAVED_ANYWHERE, [])
         assignments, clusterer = cluster(
             _docs(con, f"SELECT {_DOC_COLUMNS}, NULL, NULL FROM new_articles"),
             _docs(con, f"SELECT {_DOC_COLUMNS}, story_id,"
                        f" {'embedding' if ready else 'NULL'} {members}", params)
-            if _any(con, members, params) else iter(()),
+            if unsaved else iter(()),
             options=options,
             stats=(lambda keys: _term_stats(con, keys)) if ready else TermStats(),
             embedder=(went_on.embedder if went_on is not None
@@ -412,11 +419,16 @@ def _make_plan(
         if clusterer is not None and bounds is not None:
             warm.planned(clusterer, key=key, bounds=(bounds[0], bounds[1]),
                          store_version=store_version, run_id=directory.name,
-                         snapshot=snapshot.digest)
+                         snapshot=snapshot.digest, all_saved=all_saved)
         elif taken is not None:
             warm.planned(taken[0], key=key, bounds=taken[1], store_version=store_version,
-                         run_id=directory.name, snapshot=snapshot.digest)
+                         run_id=directory.name, snapshot=snapshot.digest,
+                         all_saved=taken[2])
     return len(heads), len(candidates)
+
+
+# The stored articles whose story has no saved state, at any time (see _any).
+_UNSAVED_ANYWHERE = "FROM articles WHERE story_id IS NOT NULL" + story_state.UNSAVED
 
 
 def _any(con: duckdb.DuckDBPyConnection, rows: str, params: Sequence[object]) -> bool:

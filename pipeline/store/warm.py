@@ -56,6 +56,11 @@ class _Held:
     version: str  # of the store it matches (planned: the store it read)
     run_id: str = ""
     snapshot: str = ""  # the plan's (planned, not loaded yet)
+    # Every stored article's story had its saved state (story_state) in the
+    # store it read: still so after its load, which saves the state of every
+    # story it gives an article, so the plans it goes on to need not look for
+    # stories to rebuild from their members.
+    all_saved: bool = False
 
 
 class WarmClusterer:
@@ -72,16 +77,17 @@ class WarmClusterer:
         self.restored = 0  # plans that restored (none held, or it did not match)
 
     def take(self, store_version: str, key: str
-             ) -> tuple[Clusterer, tuple[datetime, datetime]] | None:
-        """The clusterer and its last plan's bounds, when it matches this version
-        of the store and these settings; it is no longer held either way (the
-        plan hands it back with :meth:`planned`)."""
+             ) -> tuple[Clusterer, tuple[datetime, datetime], bool] | None:
+        """The clusterer, its last plan's bounds and whether every stored story
+        has its saved state, when it matches this version of the store and
+        these settings; it is no longer held either way (the plan hands it back
+        with :meth:`planned`)."""
         held, self._loaded, self._planned = self._loaded, None, None
         if held is None or held.version != store_version or held.key != key:
             self.restored += 1
             return None
         self.reused += 1
-        return held.clusterer, held.bounds
+        return held.clusterer, held.bounds, held.all_saved
 
     def holds(self, store_version: str) -> bool:
         """Whether a clusterer is held for this version of the store (loaded, or
@@ -98,14 +104,18 @@ class WarmClusterer:
         self.restored += 1
 
     def planned(self, clusterer: Clusterer, *, key: str, bounds: tuple[datetime, datetime],
-                store_version: str, run_id: str, snapshot: str) -> None:
-        """A plan was made with ``clusterer``: held until its load commits."""
+                store_version: str, run_id: str, snapshot: str, all_saved: bool = False
+                ) -> None:
+        """A plan was made with ``clusterer``: held until its load commits.
+        ``all_saved``: no stored article's story lacked its saved state in the
+        store the plan read."""
         self._loaded = None
         if clusterer.closed_share() > MAX_CLOSED:
             self._planned = None
             return
         self._planned = _Held(clusterer=clusterer, key=key, bounds=bounds,
-                              version=store_version, run_id=run_id, snapshot=snapshot)
+                              version=store_version, run_id=run_id, snapshot=snapshot,
+                              all_saved=all_saved)
 
     def applies(self, run_id: str, snapshot: str) -> bool:
         """Whether the load of ``run_id`` uses the held plan (same snapshot)."""

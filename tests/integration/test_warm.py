@@ -180,9 +180,11 @@ class _Recorded:
 def test_a_warm_plan_skips_the_reads_that_find_nothing(tmp_path: Path) -> None:
     """Issue 13: a micro-batch's plan is mostly fixed work. With every stored
     story saved and no saved search, a warm plan asks the catalog nothing,
-    reads no member of an unsaved story (a narrow EXISTS finds none) and no
-    story's stored texts for the alert candidates; it stores what a
-    restoring plan stores (test_warm_plans_store_what_cold_plans_store)."""
+    does not look for members of unsaved stories (its clusterer's first plan
+    found none in the whole store, and its loads save every story they give
+    an article) and reads no story's stored texts for the alert candidates;
+    it stores what a restoring plan stores
+    (test_warm_plans_store_what_cold_plans_store)."""
     settings = f.settings(tmp_path)
     assert not settings.alerts
     warm = WarmClusterer()
@@ -197,12 +199,32 @@ def test_a_warm_plan_skips_the_reads_that_find_nothing(tmp_path: Path) -> None:
     assert result.articles == len(parts[-1]) and warm.reused == reused + 1
     assert not [sql for sql in recorded.sql if "information_schema" in sql]
     unsaved = " ".join(story_state.UNSAVED.split())
-    members = [sql for sql in recorded.sql if unsaved in sql]
-    assert members and all(sql.startswith("SELECT EXISTS") for sql in members)
+    assert not [sql for sql in recorded.sql if unsaved in sql]
     assert not [sql for sql in recorded.sql if "loaded_at FROM (" in sql]
     with store.connect(settings.database) as con:
         loaded = load(con, settings, "last", warm=warm)
     assert loaded.articles_new == len(parts[-1])
+
+
+def test_warm_plans_rebuild_the_unsaved_stories_they_come_to(tmp_path: Path) -> None:
+    """A store from before the saved states: the warm clusterer's first plan
+    finds unsaved stories in the store, so the plans that go on from it still
+    look for the ones in their reach (here hours later, out of the first
+    plan's) and rebuild them from their members, as restoring plans do."""
+    warm_settings, cold_settings = both(tmp_path, horizon_hours=2, max_span_days=0.5)
+    parts = batches(newsroom(180, seed=9), 10, jitter=0.0)
+    for settings in (warm_settings, cold_settings):
+        for k in range(0, len(parts), 2):  # the whole day, every other batch
+            plan_and_load(settings, f"run-{k:03d}", parts[k], None)
+        with store.connect(settings.database) as con:  # as a database from before the tables
+            con.execute("DELETE FROM story_state")
+            con.execute("DELETE FROM story_signatures")
+    warm = WarmClusterer()
+    for k in range(1, len(parts), 2):
+        plan_and_load(warm_settings, f"run-{k:03d}", parts[k], warm)
+        plan_and_load(cold_settings, f"run-{k:03d}", parts[k], None)
+    assert warm.reused >= 3
+    assert dump(warm_settings) == dump(cold_settings)
 
 
 def test_a_follow_up_two_weeks_later_is_placed_alike_warm_cold_and_in_one_pass(
