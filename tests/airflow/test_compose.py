@@ -189,3 +189,95 @@ def test_every_readme_section_the_deployment_files_name_exists() -> None:
     assert named, "no README section named: the pattern is out of date"
     for section in named:
         assert any(h == section or h.startswith(f"{section}:") for h in headings), section
+
+
+# -- the image builds from what the context holds ----------------------------------------------
+
+def _dockerignore() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text("utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def _docker_pattern(pattern: str) -> re.Pattern[str]:
+    # Go's filepath.Match, as Docker uses it: '*' and '?' stop at '/', '**'
+    # spans folders ('**/x' matches x at any depth, the root included).
+    out = ""
+    for token in re.split(r"(\*\*/|\*\*|\*|\?)", pattern):
+        out += {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(
+            token, re.escape(token))
+    return re.compile(out)
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    """Whether .dockerignore's ``patterns`` leave ``path`` (from the context's
+    root) out: a pattern matching the path or a folder above it excludes it.
+    No ``!`` exceptions are used here."""
+    assert not any(p.startswith("!") for p in patterns), "exceptions: extend _ignored"
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return any(_docker_pattern(pattern).fullmatch(prefix)
+               for pattern in patterns for prefix in prefixes)
+
+
+def test_the_ignore_rule_reads_dockerignore_as_docker_does() -> None:
+    patterns = ["tests", "**/__pycache__", "*.duckdb", "data"]
+    assert _ignored("tests/unit/test_x.py", patterns)
+    assert _ignored("pipeline/__pycache__/x.pyc", patterns)
+    assert _ignored("news.duckdb", patterns)
+    assert not _ignored("pipeline/data/topics.yaml", patterns)  # only the root's data/
+    assert not _ignored("pipeline/x.duckdb", patterns)
+
+
+def test_every_copy_source_is_in_the_build_context() -> None:
+    patterns = _dockerignore()
+    copies = re.findall(r"^COPY (?:--\S+ )*(.+) (\S+)$",
+                        (ROOT / "Dockerfile").read_text("utf-8"), flags=re.M)
+    sources = [src for found, _ in copies for src in found.split()]
+    assert {"pyproject.toml", "README.md", "pipeline"} <= set(sources)
+    for source in sources:
+        assert (ROOT / source).exists(), source
+        assert not _ignored(source, patterns), f".dockerignore leaves out {source}"
+    # And every file the package installs (pyproject's package-data) with it.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
+    for package, globs in project["tool"]["setuptools"]["package-data"].items():
+        for pattern in globs:
+            found = list((ROOT / package).glob(pattern))
+            assert found, f"{package}/{pattern}: no file"
+            for path in found:
+                assert not _ignored(path.relative_to(ROOT).as_posix(), patterns), path
+
+
+def test_the_image_installs_extras_pyproject_defines() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text("utf-8")
+    (extras,) = re.findall(r'"/opt/newsmon\[([\w,]+)\]"', dockerfile)
+    defined = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"][
+        "optional-dependencies"]
+    assert set(extras.split(",")) <= set(defined), extras
+    # The COPY destination is the folder pip installs.
+    assert re.search(r"^COPY .* /opt/newsmon/$", dockerfile, flags=re.M)
+    assert re.search(r"^COPY .*pipeline /opt/newsmon/pipeline$", dockerfile, flags=re.M)
+
+
+# -- Airflow's settings, as the installed Airflow names them -----------------------------------
+
+# Settings of providers the image has and the test environment does not (the
+# celery and fab providers), checked against their documentation:
+# airflow.apache.org/docs/apache-airflow-providers-celery/stable/configurations-ref.html
+PROVIDER_SETTINGS = {("celery", "broker_url"), ("celery", "result_backend")}
+
+
+def test_every_airflow_setting_exists_in_the_installed_airflow() -> None:
+    pytest.importorskip("airflow", reason="needs the airflow extra")
+    import airflow
+
+    templates = Path(airflow.__file__).parent / "config_templates"
+    options = {(section, key) for section, spec in
+               yaml.safe_load((templates / "config.yml").read_text("utf-8")).items()
+               for key in spec["options"]}
+    text = "\n".join((ROOT / name).read_text("utf-8") for name in
+                     ("docker-compose.yml", "docker-compose.lake.yml", "Makefile"))
+    named = {(s.lower(), k.lower()) for s, k in re.findall(r"AIRFLOW__([A-Z_]+?)__([A-Z_]+)",
+                                                           text)}
+    assert ("core", "executor") in named and ("celery", "broker_url") in named
+    unknown = named - options - PROVIDER_SETTINGS
+    assert unknown == set(), f"not settings of Airflow {airflow.__version__}: {unknown}"
