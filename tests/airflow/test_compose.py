@@ -281,3 +281,43 @@ def test_every_airflow_setting_exists_in_the_installed_airflow() -> None:
     assert ("core", "executor") in named and ("celery", "broker_url") in named
     unknown = named - options - PROVIDER_SETTINGS
     assert unknown == set(), f"not settings of Airflow {airflow.__version__}: {unknown}"
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+def _readme_secret_command(variable: str) -> str:
+    readme = (ROOT / "README.md").read_text("utf-8")
+    (command,) = re.findall(rf"^{variable}=\.\.\.\s+# (python -c .+)$", readme, flags=re.M)
+    return command
+
+
+def test_the_jwt_secrets_are_long_enough_for_airflows_hs512(services: dict[str, Any]) -> None:
+    # Airflow signs the tokens of the API server and of every task's execution
+    # API calls with HS512 from [api_auth] jwt_secret; PyJWT warns
+    # (InsecureKeyLengthWarning) on each token signed or checked with a key
+    # under 64 bytes. The trial default and the README's way to make one were
+    # 34 and 43 bytes.
+    pytest.importorskip("airflow", reason="needs the airflow extra")
+    import asyncio
+    import shlex
+    import subprocess
+    import sys
+    import warnings
+
+    from airflow.api_fastapi.auth.tokens import JWTGenerator, JWTValidator
+
+    env = services["airflow-apiserver"]["environment"]
+    (default,) = re.fullmatch(r"\$\{AIRFLOW_JWT_SECRET:-(.+)\}",
+                              env["AIRFLOW__API_AUTH__JWT_SECRET"]).groups()
+    argv = shlex.split(_readme_secret_command("AIRFLOW_JWT_SECRET"))
+    assert argv[0] == "python"
+    made = subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True,
+                          timeout=30, check=True).stdout.strip()
+    for secret in (default, made):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            generator = JWTGenerator(secret_key=secret, valid_for=60, audience="newsmon")
+            assert generator.algorithm == "HS512"
+            token = generator.generate({"sub": "newsmon"})
+            validator = JWTValidator(secret_key=secret, audience="newsmon")
+            assert asyncio.run(validator.avalidated_claims(token))["sub"] == "newsmon"
