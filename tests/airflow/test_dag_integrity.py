@@ -23,6 +23,17 @@ DUCKDB_TASKS = {("news_monitor", "poll"), ("news_monitor", "cluster"), ("news_mo
                 ("news_maintenance", "retention"), ("news_maintenance", "checkpoint")}
 
 
+@pytest.fixture(scope="module")
+def dagbag() -> Any:
+    """The DAG files as the DAG processor parses them, in a DagBag of this
+    module's own. The session's (conftest) is shared with the dag.test()
+    tests, which set retries to 0 on its tasks (without_retries): after them,
+    the rules below read 0 retries and failed."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS), safe_mode=False)
+
+
 def test_dags_folder_imports_without_errors(dagbag: Any) -> None:
     assert dagbag.import_errors == {}
     assert set(dagbag.dag_ids) == DAG_IDS
