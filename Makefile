@@ -73,9 +73,10 @@ print("seed site:", server.feed_url, "config:", config, flush=True); time.sleep(
 
 .PHONY: airflow-init airflow-standalone airflow-test
 
+# '.[dev,airflow]' holds '.[dev]': after it, `make demo` installs nothing more.
 $(AIRFLOW_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,airflow]'
-	touch $@
+	touch $@ $(STAMP)
 
 # Idempotent: migrate the metadata DB (SQLite in .airflow/) and create the
 # one-slot pool every DuckDB task queues for.

@@ -130,3 +130,23 @@ def test_ci_without_root_or_sudo_says_so_and_still_runs_the_tests(tmp_path: Path
     code, calls = _ci(tmp_path, uid=1000, chromium=False, sudo=False)
     assert code == 0
     assert calls == ["make test"]
+
+
+def test_make_test_then_make_demo_installs_once(tmp_path: Path) -> None:
+    # With stub python and newsmon in the virtualenv: what each target runs.
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    bin_ = tmp_path / ".venv" / "bin"
+    bin_.mkdir(parents=True)
+    log = tmp_path / "calls"
+    for name in ("python", "newsmon"):
+        _stub(bin_, name, f'echo "{name} $*" >> {log}')
+    for target in ("test", "demo", "test"):
+        done = _make(target, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    assert log.read_text("utf-8").splitlines() == [
+        "python -m pip install --quiet -e .[dev,airflow]",
+        "python -m pytest",
+        "newsmon demo",
+        "python -m pytest",
+    ]
