@@ -7,7 +7,21 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 AIRFLOW_STAMP := $(VENV)/.installed-airflow
 
-.PHONY: demo test lint typecheck bench clean
+# `make` alone lists the targets (it used to create .venv and install pip, the
+# first rule's work).
+.DEFAULT_GOAL := help
+.PHONY: help demo test lint bench clean
+
+help:
+	@echo "make demo                 the whole pipeline over the seed articles (127.0.0.1) into newsmon-demo/"
+	@echo "make test                 the test suite (dev and airflow extras; what CI runs: .ci/run)"
+	@echo "make lint                 ruff and mypy --strict"
+	@echo "make bench                every benchmark (~15 min); rewrites BENCHMARKS.md's figures"
+	@echo "make airflow-standalone   Airflow on http://localhost:8080 with dags/, state in .airflow/"
+	@echo "make airflow-init         migrate .airflow/'s metadata database, create the pool newsmon_duckdb"
+	@echo "make airflow-test         the Airflow tests (tests/airflow)"
+	@echo "make clean                remove .venv, newsmon-demo, .airflow and the caches"
+	@echo "The targets that run newsmon create .venv and install it there first when needed."
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,9 +73,10 @@ print("seed site:", server.feed_url, "config:", config, flush=True); time.sleep(
 
 .PHONY: airflow-init airflow-standalone airflow-test
 
+# '.[dev,airflow]' holds '.[dev]': after it, `make demo` installs nothing more.
 $(AIRFLOW_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,airflow]'
-	touch $@
+	touch $@ $(STAMP)
 
 # Idempotent: migrate the metadata DB (SQLite in .airflow/) and create the
 # one-slot pool every DuckDB task queues for.

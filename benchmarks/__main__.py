@@ -8,7 +8,9 @@ Every figure stands beside a baseline measured in the same run (the machine is
 shared, so absolute timings drift; a ratio against a baseline run a moment
 before on the same machine does not), with its goal when it has one, and each
 section names the command that measures it on its own. The file also records
-the machine, the package versions, the date and the git commit.
+the machine, the package versions, the date and the git commit. The sections
+between the machine table and "## Goals" (each session's own record) are kept
+as they are: a run rewrites everything else.
 
 ``--tiny`` runs every benchmark at a size that takes seconds and writes to
 ``--out``: what ``tests/unit/test_bench_smoke.py`` does, so the harness never
@@ -212,8 +214,31 @@ NOT_DONE = """\
 """
 
 
+def kept_sections(text: str) -> list[str]:
+    """The hand-written sections of a BENCHMARKS.md: every ``## `` section between
+    the machine table and ``## Goals`` (where each session records what it
+    measured, tried and shipped), as lines, or none.
+
+    A run rewrites the rest of the file; these it carries over as they are, so
+    ``make bench`` never deletes the history above the figures of record."""
+    lines = text.splitlines()
+    try:
+        machine = lines.index("## Machine")
+        goals = lines.index("## Goals", machine)
+    except ValueError:
+        return []
+    starts = [i for i in range(machine + 1, goals) if lines[i].startswith("## ")]
+    if not starts:
+        return []
+    kept = lines[starts[0]:goals]
+    while kept and not kept[-1].strip():
+        kept.pop()
+    return kept
+
+
 def write_markdown(path: Path, sections: Sequence[Section], *, size: Size, command: str,
                    started: datetime, seconds: float, loads: tuple[float, float]) -> None:
+    kept = kept_sections(path.read_text(encoding="utf-8")) if path.is_file() else []
     lines = [
         "# Benchmarks",
         "",
@@ -221,7 +246,8 @@ def write_markdown(path: Path, sections: Sequence[Section], *, size: Size, comma
         + ("" if size == "full" else f" (**{size} sizes**: not the figures of record)") + ".",
         "Every figure stands beside a baseline measured in the same run: the machine is "
         "shared with other work, so compare ratios, not absolute times. `make bench` "
-        "rewrites this file; `python -m benchmarks --quick` is a shorter run.",
+        "rewrites this file's figures and keeps the sessions' sections above them "
+        "as they are; `python -m benchmarks --quick` is a shorter run.",
         "",
         "## Machine",
         "",
@@ -230,6 +256,8 @@ def write_markdown(path: Path, sections: Sequence[Section], *, size: Size, comma
     ]
     lines += [f"| {k} | {v} |" for k, v in machine()]
     lines.append(f"| load average | {loads[0]:.1f} at the start, {loads[1]:.1f} at the end |")
+    if kept:
+        lines += ["", *kept]
     lines += ["", "## Goals", "", "| benchmark | goal | figure | |", "|---|---|---|---|"]
     for s in sections:
         for r in s.goals:

@@ -57,7 +57,8 @@ DEFAULT_ARGS: dict[str, Any] = {
     "owner": "newsmon",
     "retries": 3,
     "retry_delay": timedelta(seconds=30),
-    # Airflow 3.3 takes a multiplier (2.0: 30 s, 60 s, 120 s); Airflow 3.1 and
+    # Airflow 3.3 takes a multiplier (2.0: 30, 60, 120 s, each plus up to as much
+    # again: tests/airflow/test_dag_integrity.py); Airflow 3.1 and
     # 3.2 took a bool, and 2.0 is truthy there, so both double the delay.
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=10),

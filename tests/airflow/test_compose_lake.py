@@ -8,11 +8,14 @@ from typing import Any
 
 import pytest
 import yaml
-from test_compose import AIRFLOW_SERVICES, CONFIG_IN_CONTAINER
+from test_compose import AIRFLOW_SERVICES, host_path
 
 from pipeline.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+LAKE_CONFIG_IN_CONTAINER = "/opt/airflow/newsmon/newsmon-lake.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +23,30 @@ def lake_services() -> dict[str, Any]:
     data = yaml.safe_load((ROOT / "docker-compose.lake.yml").read_text("utf-8"))
     found: dict[str, Any] = data["services"]
     return found
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """One service of ``docker compose -f docker-compose.yml -f
+    docker-compose.lake.yml``, as compose merges them: mappings (environment,
+    depends_on) key by key, volumes by their container path, the rest replaced."""
+    out = dict(base)
+    for key, value in override.items():
+        if key in ("environment", "depends_on"):
+            out[key] = {**base.get(key, {}), **value}
+        elif key == "volumes":
+            by_target = {v.split(":")[1]: v for v in base.get(key, [])}
+            by_target.update({v.split(":")[1]: v for v in value})
+            out[key] = list(by_target.values())
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture(scope="module")
+def stack(lake_services: dict[str, Any]) -> dict[str, Any]:
+    main = yaml.safe_load((ROOT / "docker-compose.yml").read_text("utf-8"))["services"]
+    return {name: _merged(main.get(name, {}), lake_services.get(name, {}))
+            for name in set(main) | set(lake_services)}
 
 
 def test_the_lake_adds_a_catalog_an_s3_store_and_its_bucket(
@@ -32,16 +59,26 @@ def test_the_lake_adds_a_catalog_an_s3_store_and_its_bucket(
 
 
 def test_every_airflow_service_reads_the_lake_config_with_secrets_from_the_environment(
-        lake_services: dict[str, Any]) -> None:
+        lake_services: dict[str, Any], stack: dict[str, Any]) -> None:
     for name in AIRFLOW_SERVICES:
         service = lake_services[name]
-        # The same container path as the main file: this mount replaces that one.
-        assert service["volumes"] == [f"./deploy/newsmon-lake.yaml:{CONFIG_IN_CONTAINER}:ro"]
+        # No mount of its own: the main file mounts the deploy/ folder, and
+        # NEWSMON_CONFIG names the lake's file in it.
+        assert "volumes" not in service, name
         assert set(service["environment"]) == {"PGPASSWORD", "AWS_ACCESS_KEY_ID",
-                                               "AWS_SECRET_ACCESS_KEY"}
+                                               "AWS_SECRET_ACCESS_KEY", "NEWSMON_CONFIG"}
         assert service["depends_on"]["lake-catalog"]["condition"] == "service_healthy"
         assert service["depends_on"]["minio-init"]["condition"] == (
             "service_completed_successfully")
+        # What the container sees once compose has merged the two files.
+        merged = stack[name]
+        config = merged["environment"]["NEWSMON_CONFIG"]
+        assert config == LAKE_CONFIG_IN_CONTAINER, name
+        assert host_path(merged, config) == ROOT / "deploy" / "newsmon-lake.yaml", name
+        assert load_settings(host_path(merged, config)).store.mode == "lake"
+        assert merged["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        assert {"redis", "postgres", "lake-catalog", "minio-init"} <= set(
+            merged["depends_on"]), name
 
 
 def test_the_lake_config_points_at_the_compose_services(

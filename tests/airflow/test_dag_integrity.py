@@ -23,6 +23,17 @@ DUCKDB_TASKS = {("news_monitor", "poll"), ("news_monitor", "cluster"), ("news_mo
                 ("news_maintenance", "retention"), ("news_maintenance", "checkpoint")}
 
 
+@pytest.fixture(scope="module")
+def dagbag() -> Any:
+    """The DAG files as the DAG processor parses them, in a DagBag of this
+    module's own. The session's (conftest) is shared with the dag.test()
+    tests, which set retries to 0 on its tasks (without_retries): after them,
+    the rules below read 0 retries and failed."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS), safe_mode=False)
+
+
 def test_dags_folder_imports_without_errors(dagbag: Any) -> None:
     assert dagbag.import_errors == {}
     assert set(dagbag.dag_ids) == DAG_IDS
@@ -199,3 +210,37 @@ def test_schedule_comes_from_the_environment() -> None:
         "*/15 * * * *": ["CronTriggerTimetable", "*/15 * * * *"],
         "none": ["NullTimetable", None],
     }
+
+
+# -- retry delays, as the scheduler computes them ----------------------------------------------
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+# What the README says each DAG's retries wait, in seconds: (at least, less than) per try.
+RETRY_WAITS = {
+    "news_monitor": [(30, 60), (60, 120), (120, 240)],
+    "news_alerts": [(30, 60), (60, 120), (120, 240)],
+    "news_maintenance": [(60, 120), (120, 240), (240, 480)],
+}
+
+
+def test_retry_waits_are_what_the_readme_says(dagbag: Any) -> None:
+    # Airflow 3.3 waits retry_delay * 2**(try - 1), then adds a per-task-instance
+    # share of that again (a hash of dag, task, date and try): the README once
+    # gave the lower bounds alone as the waits.
+    from airflow.models.taskinstance import TaskInstance
+
+    text = " ".join(README.read_text("utf-8").split())
+    assert ("the first retry waits 30 to 60 s, the second 1 to 2 minutes, the third 2 to 4 "
+            "minutes (the maintenance tasks: 1 to 2, 2 to 4 and 4 to 8 minutes)") in text
+    end = datetime(2026, 1, 1, tzinfo=UTC)
+    for dag_id, waits in RETRY_WAITS.items():
+        for task in dagbag.dags[dag_id].tasks:
+            assert task.retries == len(waits), task.task_id
+            seen = []
+            for try_number, (low, high) in enumerate(waits, start=1):
+                ti = TaskInstance(task=task, run_id="scheduled__2026-01-01", dag_version_id=None)
+                ti.try_number, ti.end_date = try_number, end
+                wait = (ti.next_retry_datetime() - end).total_seconds()
+                assert low <= wait < high, (dag_id, task.task_id, try_number, wait)
+                seen.append(wait)
+            assert seen == sorted(seen), (dag_id, task.task_id, seen)
