@@ -232,3 +232,35 @@ def state_view(con: duckdb.DuckDBPyConnection, dsn: str, *, as_alerts: bool) -> 
         USING (rule, story_id, recipient, update_no)""")
     if as_alerts:
         con.execute("CREATE OR REPLACE TEMP VIEW alerts AS SELECT * FROM alert_state")
+
+
+def cancel_orphans(con: duckdb.DuckDBPyConnection, dsn: str, *, error: str) -> int:
+    """Mark failed every pending or sending alert whose story is no longer in
+    the lake (retention deleted it), with ``error``; returns how many. ``con``
+    is a lake connection (its ``alert_state`` view); the writes are one
+    PostgreSQL transaction. An outbox row no sender has copied yet is copied
+    here as failed, so no sender picks it up later. A row a sender marked sent
+    meanwhile stays sent. Running it again finds nothing more."""
+    rows = con.execute(
+        "SELECT DISTINCT ON (rule, story_id, recipient, update_no)"
+        " rule, story_id, recipient, update_no, article_id FROM alert_state"
+        " WHERE status IN ('pending', 'sending')"
+        " AND story_id NOT IN (SELECT id FROM stories)").fetchall()
+    if not rows:
+        return 0
+    from psycopg2.extras import execute_values
+
+    pg = connect(dsn)
+    try:
+        with PgOutbox(pg)._cursor() as cur:
+            done = execute_values(cur, f"""INSERT INTO {TABLE} AS d
+                (rule, story_id, recipient, update_no, article_id, status, error)
+                VALUES %s
+                ON CONFLICT (rule, story_id, recipient, update_no) DO UPDATE
+                SET status = 'failed', error = excluded.error, next_attempt_at = NULL
+                WHERE d.status IN ('pending', 'sending') RETURNING 1""",
+                [(*r, error) for r in rows], template="(%s, %s, %s, %s, %s, 'failed', %s)",
+                page_size=500, fetch=True)
+    finally:
+        pg.close()
+    return len(done)

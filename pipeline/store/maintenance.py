@@ -13,8 +13,12 @@ import shutil
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
+
+if TYPE_CHECKING:
+    from pipeline.store.lake import LakeBackend
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +117,12 @@ def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None
     return int(row[0]) if row else 0
 
 
-def apply_retention(con: duckdb.DuckDBPyConnection, days: int, *, now: datetime) -> RetentionResult:
+def _cancelled_because(days: int) -> str:
+    return f"story removed by retention (articles older than {days} days)"
+
+
+def apply_retention(con: duckdb.DuckDBPyConnection, days: int, *, now: datetime,
+                    cancel_alerts: bool = True) -> RetentionResult:
     """Delete articles fetched more than ``days`` before ``now``, in one transaction.
 
     Age is when we fetched the page, not the date the page claims: a feed that
@@ -123,6 +132,9 @@ def apply_retention(con: duckdb.DuckDBPyConnection, days: int, *, now: datetime)
     waiting for a deleted story are marked failed (there is nothing left to
     send). Feed entries stay: they are how a poll knows an item was seen, so
     an expired article is not fetched again while its feed still lists it.
+
+    ``cancel_alerts=False``: leave the ``alerts`` table alone (a lake's
+    delivery state is in PostgreSQL: :func:`apply_lake_retention`).
     """
     if days < 1:
         raise ValueError(f"retention must be at least 1 day, got {days}")
@@ -185,18 +197,20 @@ def apply_retention(con: duckdb.DuckDBPyConnection, days: int, *, now: datetime)
                   FROM articles WHERE story_id IN ({touched}) GROUP BY story_id) l
             WHERE stories.id = l.story_id
               AND stories.lead_article_id IN (SELECT id FROM expired)""")
-        cancelled = _count(
-            con,
-            """SELECT count(*) FROM alerts
-            WHERE status IN ('pending', 'sending')
-              AND story_id NOT IN (SELECT id FROM stories)""",
-        )
-        con.execute(
-            """UPDATE alerts SET status = 'failed', error = ?
-            WHERE status IN ('pending', 'sending')
-              AND story_id NOT IN (SELECT id FROM stories)""",
-            [f"story removed by retention (articles older than {days} days)"],
-        )
+        cancelled = 0
+        if cancel_alerts:
+            cancelled = _count(
+                con,
+                """SELECT count(*) FROM alerts
+                WHERE status IN ('pending', 'sending')
+                  AND story_id NOT IN (SELECT id FROM stories)""",
+            )
+            con.execute(
+                """UPDATE alerts SET status = 'failed', error = ?
+                WHERE status IN ('pending', 'sending')
+                  AND story_id NOT IN (SELECT id FROM stories)""",
+                [_cancelled_because(days)],
+            )
         con.execute("DROP TABLE expired")
         con.execute("COMMIT")
     except BaseException:
@@ -211,7 +225,38 @@ def apply_retention(con: duckdb.DuckDBPyConnection, days: int, *, now: datetime)
         stories_updated=updated,
         alerts_cancelled=cancelled,
     )
-    log.info("retention (%d days, before %s): %s", days, cutoff.isoformat(), result.counts())
+    if cancel_alerts:
+        log.info("retention (%d days, before %s): %s", days, cutoff.isoformat(),
+                 result.counts())
+    return result
+
+
+def apply_lake_retention(lake: LakeBackend, days: int, *, now: datetime) -> RetentionResult:
+    """:func:`apply_retention` on a lake, under its writer lock: the same
+    deletes in one lake transaction, then the pending alerts of every story no
+    longer in the lake cancelled in the delivery table (PostgreSQL, one
+    transaction of its own: :func:`pipeline.store.delivery.cancel_orphans`).
+
+    The two cannot share a transaction, so the order makes a retry safe: the
+    deletes commit first, and the cancelling looks for every alert whose story
+    is gone, not only this run's. A task that fails between the two finds no
+    expired article on its retry and cancels what the first try left
+    pending; until then a sender that picks such an alert fails it for good
+    ("the story has no articles any more"). A run with nothing to do cancels
+    nothing and commits nothing to the lake.
+    """
+    from dataclasses import replace
+
+    from pipeline.store import delivery
+
+    if days < 1:
+        raise ValueError(f"retention must be at least 1 day, got {days}")
+    with lake.writer() as con:
+        result = apply_retention(con, days, now=now, cancel_alerts=False)
+        cancelled = delivery.cancel_orphans(con, lake.catalog, error=_cancelled_because(days))
+    result = replace(result, alerts_cancelled=cancelled)
+    log.info("retention of the lake (%d days, before %s): %s", days,
+             result.cutoff.isoformat(), result.counts())
     return result
 
 
