@@ -5,8 +5,10 @@
    its last error; returns the counts.
 2. `retention`: when the config sets `retention_days`, deletes articles
    fetched before then, with their tags and removed lines, and stories left
-   with no article (one transaction). Off when `retention_days` is absent;
-   in lake mode not built yet (the task says so in its log and XCom).
+   with no article (one transaction), and cancels their pending alerts.
+   Off when `retention_days` is absent. In lake mode the same deletes in
+   one lake transaction, then the alerts cancelled in the delivery table
+   (PostgreSQL); a retry finishes what a failed try left.
 3. `checkpoint`: DuckDB `CHECKPOINT`, after the deletes.
 4. `prune_staging`: removes staging folders of runs that never loaded
    (untouched for 3 days).
@@ -60,25 +62,24 @@ def news_maintenance() -> None:
 
     @task(pool=DUCKDB_POOL, multiple_outputs=False)
     def retention(dag_run: Any = None) -> dict[str, Any]:
-        import logging
-
         from pipeline import store
         from pipeline.airflow_support import run_time, settings_from_airflow
-        from pipeline.store.maintenance import apply_retention
+        from pipeline.store.maintenance import apply_lake_retention, apply_retention
 
         settings = settings_from_airflow()
         if settings.retention_days is None:
             return {"retention_days": None}
         if settings.store.mode == "lake":
-            # apply_retention cancels alerts in the outbox table; a lake's
-            # delivery state is in PostgreSQL (pipeline/store/delivery.py).
-            logging.getLogger(__name__).warning(
-                "retention_days=%d is not applied: retention is not built for lake mode yet"
-                " (README, Scaling out: lake mode)", settings.retention_days)
-            return {"retention_days": settings.retention_days,
-                    "skipped": "not built for lake mode yet"}
-        with store.connect(settings.database) as con:
-            result = apply_retention(con, settings.retention_days, now=run_time(dag_run))
+            # The lake's deletes under its writer lock, then the alerts
+            # cancelled in its delivery table (PostgreSQL); a retry finishes
+            # what a failed try left (apply_lake_retention).
+            from pipeline.store.lake import LakeBackend
+
+            result = apply_lake_retention(LakeBackend(settings), settings.retention_days,
+                                          now=run_time(dag_run))
+        else:
+            with store.connect(settings.database) as con:
+                result = apply_retention(con, settings.retention_days, now=run_time(dag_run))
         return {"retention_days": settings.retention_days, **result.counts()}
 
     @task(pool=DUCKDB_POOL)
