@@ -459,3 +459,86 @@ def test_a_load_an_analysts_session_held_up_is_loaded_again_and_the_run_goes_on(
     with duckdb.connect(str(settings.database), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM articles").fetchone() == (3,)
     assert [p.name for p in (tmp_path / "staging").iterdir() if p.is_dir()] == []
+
+
+def test_an_analysts_session_held_open_does_not_stall_the_loop_with_send_rounds(
+    tmp_path: Path, smtp_server: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Continuous mode with a read-only session (`duckdb -readonly`, a
+    notebook) held open for 40 s: a send round opens the writer, which waits
+    out the lock (about 18 s) and holds the next poll back. With no alert due,
+    no round is tried: the loop keeps looking at its config and polling on
+    time, the fold's warning (if any) is said once, and once the session is
+    closed the new feed's article is loaded and its alert sent (before, each
+    loop sent, and folded after the failed round, warning every time)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from pipeline.config import load_settings
+
+    with FeedServer() as server:
+        for name, (title, text) in EVENTS.items():
+            server.route(f"/{name}/1", Reply(body=page(title, text),
+                                             content_type="text/html; charset=utf-8"))
+            items = [{"title": title, "link": server.url(f"/{name}/1"), "guid": f"{name}-1"}]
+            server.route(f"/{name}.xml", Reply(body=rss(items, title=name).encode()))
+        data: dict[str, Any] = {
+            "database": str(tmp_path / "news.duckdb"), "staging_dir": str(tmp_path / "staging"),
+            "feeds": [{"url": server.url("/quake.xml")}],
+            "alerts": [{"name": "all", "query": "said OR penalty", "to": ["d@example.org"]}],
+            "smtp": {"url": smtp_server.url},
+            "fetch": {"allow_private": [server.host_port]}, "process": {"workers": 1}}
+        path = tmp_path / "newsmon.yaml"
+        path.write_text(json.dumps(data), encoding="utf-8")
+
+        def wait_for(found: Any, what: str, seconds: float = 90) -> None:
+            deadline = time.monotonic() + seconds
+            while not found():
+                assert time.monotonic() < deadline, what
+                time.sleep(0.1)
+
+        def logged(text: str) -> list[str]:
+            return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+        def touch() -> None:  # the run looks at the file between two polls
+            os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+
+        session = ("import duckdb, sys\n"
+                   f"con = duckdb.connect({str(tmp_path / 'news.duckdb')!r}, read_only=True)\n"
+                   "print('open', flush=True)\n"
+                   "sys.stdin.readline()\n")
+        with caplog.at_level(logging.WARNING), \
+                continuous(load_settings(path), lambda batch: None, config=path) as outcome:
+            wait_for(lambda: len(smtp_server.messages) == 1, "the first alert")
+            time.sleep(1.5)  # the loop's round after the first alert's, and its fold
+            with subprocess.Popen([sys.executable, "-c", session], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True) as analyst:
+                assert analyst.stdin is not None and analyst.stdout is not None
+                assert analyst.stdout.readline().strip() == "open"
+                held = time.monotonic()
+                touch()  # a loop: it used to try a send round here, ~18 s
+                time.sleep(4)
+                data["feeds"].append({"url": server.url("/match.xml")})
+                path.write_text(json.dumps(data), encoding="utf-8")  # polled at once
+                edited = time.monotonic()
+                wait_for(lambda: server.hits["/match.xml"] >= 1, "the new feed's poll")
+                polled_after = time.monotonic() - edited
+                time.sleep(max(0.0, 40 - (time.monotonic() - held)))
+                touch()
+                time.sleep(2)
+                analyst.stdin.write("done\n")
+                analyst.stdin.flush()
+            wait_for(lambda: len(smtp_server.messages) == 2, "the second alert, after")
+        assert len(outcome) == 1 and outcome[0].send.sent == 2  # it ended well
+    # Polled within seconds of the edit, not after a send round's wait for the lock.
+    assert polled_after < 8, polled_after
+    assert len(logged("could not fold the write-ahead log")) <= 1, logged("could not fold")
+    assert logged("alerts not sent") == []  # no round was tried with nothing due
+    with duckdb.connect(str(tmp_path / "news.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM articles").fetchone() == (2,)
+        assert con.execute("SELECT count(*) FROM alerts WHERE status = 'sent'"
+                           ).fetchone() == (2,)
+    assert [p.name for p in (tmp_path / "staging").iterdir() if p.is_dir()] == []
