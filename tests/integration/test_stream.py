@@ -329,7 +329,8 @@ def test_a_long_continuous_run_keeps_no_record_per_batch(
 
 
 def test_a_send_round_an_analysts_session_held_up_does_not_stop_later_alerts(
-    tmp_path: Path, smtp_server: Inbox, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, smtp_server: Inbox, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Continuous mode sends between its polls. A round that finds the file
     held by a read-only session for longer than the writer waits (about 18
@@ -342,7 +343,12 @@ def test_a_send_round_an_analysts_session_held_up_does_not_stop_later_alerts(
     import sys
     import time
 
+    from pipeline import stream
     from pipeline.config import load_settings
+
+    # With no alert due, a round is tried only this long after the last one
+    # (300 s in a real run): the round that meets the session below.
+    monkeypatch.setattr(stream, "_SEND_AT_LEAST", 1.0)
 
     with FeedServer() as server:
         for name, (title, text) in EVENTS.items():
@@ -375,6 +381,7 @@ def test_a_send_round_an_analysts_session_held_up_does_not_stop_later_alerts(
         with caplog.at_level(logging.WARNING), \
                 continuous(load_settings(path), lambda batch: None, config=path) as outcome:
             wait_for(lambda: len(smtp_server.messages) == 1, "the first alert")
+            time.sleep(1.5)  # the loop after the first alert's load has looked at the file
             with subprocess.Popen([sys.executable, "-c", session], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True) as analyst:
                 assert analyst.stdin is not None and analyst.stdout is not None
@@ -542,3 +549,56 @@ def test_an_analysts_session_held_open_does_not_stall_the_loop_with_send_rounds(
         assert con.execute("SELECT count(*) FROM alerts WHERE status = 'sent'"
                            ).fetchone() == (2,)
     assert [p.name for p in (tmp_path / "staging").iterdir() if p.is_dir()] == []
+
+
+def test_a_fold_an_analysts_session_holds_up_warns_once_not_at_every_poll(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Continuous mode tries to fold the write-ahead log between every two
+    polls while its loads left something in it; with a read-only session
+    holding the file, each try fails. The warning is said once for the same
+    error (it was said at every poll), and the fold goes through once the
+    session is closed."""
+    import asyncio
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline import store
+    from pipeline.stages import quiet
+    from pipeline.stream import _Stream
+
+    settings = parse_settings({"database": str(tmp_path / "news.duckdb"),
+                               "staging_dir": str(tmp_path / "staging")})
+    wal = settings.database.with_name(settings.database.name + ".wal")
+    with store.connect(settings.database, checkpoint=False) as con:  # a stream's load
+        con.execute("CREATE TABLE scratch AS SELECT 1 AS x")
+    assert wal.stat().st_size > 0
+    session = ("import duckdb, sys\n"
+               f"con = duckdb.connect({str(settings.database)!r}, read_only=True)\n"
+               "print('open', flush=True)\n"
+               "sys.stdin.readline()\n")
+
+    async def folds(stream: _Stream, times: int) -> list[bool]:
+        return [await stream._fold_if_idle() for _ in range(times)]
+
+    with ThreadPoolExecutor(1) as database:
+        stream = _Stream(settings, fetcher=None, processor=None,  # type: ignore[arg-type]
+                         extractors=None, parallel=1,  # type: ignore[arg-type]
+                         database=database, batching=None, mailer=None, progress=quiet,
+                         deadline=None, started=datetime.now(UTC))
+        stream.unfolded = True
+        with caplog.at_level(logging.WARNING), \
+                subprocess.Popen([sys.executable, "-c", session], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True) as analyst:
+            assert analyst.stdin is not None and analyst.stdout is not None
+            assert analyst.stdout.readline().strip() == "open"
+            assert asyncio.run(folds(stream, 4)) == [False] * 4
+            analyst.stdin.write("done\n")
+            analyst.stdin.flush()
+        assert asyncio.run(folds(stream, 1)) == [True]
+    warnings = [r.getMessage() for r in caplog.records
+                if "could not fold the write-ahead log" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "is locked by process" in warnings[0]
+    assert not wal.exists() or wal.stat().st_size == 0
