@@ -104,6 +104,12 @@ _MAX_SLEEP = 60.0
 # Continuous mode: a load that failed for a lock or a full disk is tried again
 # this often at most (each try may wait the writer's ~18 s for the lock).
 _LOAD_AGAIN = 5.0
+# Continuous mode: a send round is tried between two polls only when an alert
+# is due (one the stream's loads queued, or a retry whose backoff ended), or
+# this long after the last round at most (alerts another process queued, a
+# round that failed): each round opens the writer, which an analyst's
+# read-only session holds up ~18 s.
+_SEND_AT_LEAST = 300.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -273,6 +279,12 @@ class _Stream:
         # Loads committed to the file's write-ahead log and not folded in yet.
         self.unfolded = False
         self.folded_at_end = False  # finish() tried (a failed fold is not tried twice)
+        self.fold_error: str | None = None  # the last failed fold's, said once
+        # When the next send round is due (time.monotonic()), None: no alert
+        # known to be pending. Due at once when the run starts: earlier runs'
+        # alerts may be waiting.
+        self.send_due: float | None = time.monotonic()
+        self.last_send = time.monotonic()
 
     # -- the database thread ---------------------------------------------------------------
 
@@ -686,7 +698,9 @@ class _Stream:
             self.busy_feeds.difference_update(batch.feeds)
             self.keys.difference_update(batch.keys)
         self.unfolded = True
-        sent = await self.send() if loaded.alerts_queued else None
+        # A round after a failed one too: the load just opened the writer.
+        sent = (await self.send() if loaded.alerts_queued or self.send_error is not None
+                else None)
         folded = await self._fold_if_idle()
         result = BatchResult(plan=planned, load=loaded, send=sent, folded=folded)
         self.totals.add_batch(result)
@@ -694,11 +708,22 @@ class _Stream:
             self.on_batch(result)
         self.wake.set()
 
+    def send_is_due(self) -> bool:
+        """Whether a send round between two polls has anything to do: an
+        alert due (its next attempt come), as the last round and the loads
+        since left the outbox, or :data:`_SEND_AT_LEAST` since the last round
+        (another process may have queued alerts). A round opens the writer,
+        which an analyst's session holds up (about 18 s)."""
+        now = time.monotonic()
+        return ((self.send_due is not None and now >= self.send_due)
+                or now - self.last_send >= _SEND_AT_LEAST)
+
     async def send(self) -> alert.SendResult | None:
         """A send round. One that fails (the file held by an analyst's session
         past the writer's wait, a full disk) leaves its alerts pending for
         the next round, which tries again; :meth:`finish` raises the last
         round's failure, if the last failed."""
+        self.last_send = time.monotonic()
         try:
             result = await self.db(partial(send_stage, checkpoint=False), self.settings,
                                    self.mailer)
@@ -707,14 +732,33 @@ class _Stream:
                 log.warning("alerts not sent this round, they stay pending and the next round "
                             "tries again: %s", exc)
             self.send_error = exc
+            # Tried again after the next load (it opens the writer) or at
+            # _SEND_AT_LEAST: not at every poll, each waiting out the lock.
+            self.send_due = None
             return None
         finally:
             # Its marks are in the log too, with or without a load this pass
             # (a fold finds nothing to do when the round wrote nothing).
             self.unfolded = True
         self.send_error = None
+        self.send_due = self._next_send(result)
         self.totals.add_send(result)
         return result
+
+    @staticmethod
+    def _next_send(result: alert.SendResult) -> float | None:
+        """When the outbox the round left has an alert due (a monotonic time),
+        None: nothing pending or being sent."""
+        if not (result.pending or result.sending):
+            return None
+        times = [t for t in (result.next_attempt_at, result.reclaim_at) if t is not None]
+        if result.pending and result.next_attempt_at is None:
+            return time.monotonic()  # a row due now the round left (the server stopped it)
+        first = min(times, default=None)
+        if first is None:
+            return time.monotonic()
+        wait = (first - datetime.now(UTC)).total_seconds()
+        return time.monotonic() + max(0.0, wait)
 
     async def fold(self) -> None:
         """:meth:`_fold_if_idle`, unless a batch is loading."""
@@ -745,11 +789,15 @@ class _Stream:
         try:
             await self.db(checkpoint_stage, self.settings)
         except Exception as exc:  # noqa: BLE001 - the log stays and is read; see above
-            log.warning("could not fold the write-ahead log into %s: %s; every connection "
-                        "reads it, and the next pass folds it in", self.settings.database,
-                        exc)
+            # Said once per distinct error: continuous mode tries at every poll.
+            if str(exc) != self.fold_error:
+                log.warning("could not fold the write-ahead log into %s: %s; every "
+                            "connection reads it, and the next pass folds it in",
+                            self.settings.database, exc)
+            self.fold_error = str(exc)
             return False
         self.unfolded = False
+        self.fold_error = None
         return True
 
     async def batcher(self) -> None:
@@ -896,9 +944,9 @@ async def _keep_polling(stream: _Stream, poller: poll.FeedPoller, stop: threadin
         if retries:
             last_retry = time.monotonic()
         next_due = await stream.start_polls(poller, force=False, retries=retries)
-        if stream.loading is None or stream.loading.done():
+        if (stream.loading is None or stream.loading.done()) and stream.send_is_due():
             await stream.send()
-            await stream.fold()
+        await stream.fold()
 
 
 def _tagging(settings: Settings) -> tuple[object, ...]:

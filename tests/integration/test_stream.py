@@ -329,7 +329,8 @@ def test_a_long_continuous_run_keeps_no_record_per_batch(
 
 
 def test_a_send_round_an_analysts_session_held_up_does_not_stop_later_alerts(
-    tmp_path: Path, smtp_server: Inbox, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, smtp_server: Inbox, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Continuous mode sends between its polls. A round that finds the file
     held by a read-only session for longer than the writer waits (about 18
@@ -342,7 +343,12 @@ def test_a_send_round_an_analysts_session_held_up_does_not_stop_later_alerts(
     import sys
     import time
 
+    from pipeline import stream
     from pipeline.config import load_settings
+
+    # With no alert due, a round is tried only this long after the last one
+    # (300 s in a real run): the round that meets the session below.
+    monkeypatch.setattr(stream, "_SEND_AT_LEAST", 1.0)
 
     with FeedServer() as server:
         for name, (title, text) in EVENTS.items():
@@ -375,6 +381,7 @@ def test_a_send_round_an_analysts_session_held_up_does_not_stop_later_alerts(
         with caplog.at_level(logging.WARNING), \
                 continuous(load_settings(path), lambda batch: None, config=path) as outcome:
             wait_for(lambda: len(smtp_server.messages) == 1, "the first alert")
+            time.sleep(1.5)  # the loop after the first alert's load has looked at the file
             with subprocess.Popen([sys.executable, "-c", session], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True) as analyst:
                 assert analyst.stdin is not None and analyst.stdout is not None
@@ -459,3 +466,139 @@ def test_a_load_an_analysts_session_held_up_is_loaded_again_and_the_run_goes_on(
     with duckdb.connect(str(settings.database), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM articles").fetchone() == (3,)
     assert [p.name for p in (tmp_path / "staging").iterdir() if p.is_dir()] == []
+
+
+def test_an_analysts_session_held_open_does_not_stall_the_loop_with_send_rounds(
+    tmp_path: Path, smtp_server: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Continuous mode with a read-only session (`duckdb -readonly`, a
+    notebook) held open for 40 s: a send round opens the writer, which waits
+    out the lock (about 18 s) and holds the next poll back. With no alert due,
+    no round is tried: the loop keeps looking at its config and polling on
+    time, the fold's warning (if any) is said once, and once the session is
+    closed the new feed's article is loaded and its alert sent (before, each
+    loop sent, and folded after the failed round, warning every time)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from pipeline.config import load_settings
+
+    with FeedServer() as server:
+        for name, (title, text) in EVENTS.items():
+            server.route(f"/{name}/1", Reply(body=page(title, text),
+                                             content_type="text/html; charset=utf-8"))
+            items = [{"title": title, "link": server.url(f"/{name}/1"), "guid": f"{name}-1"}]
+            server.route(f"/{name}.xml", Reply(body=rss(items, title=name).encode()))
+        data: dict[str, Any] = {
+            "database": str(tmp_path / "news.duckdb"), "staging_dir": str(tmp_path / "staging"),
+            "feeds": [{"url": server.url("/quake.xml")}],
+            "alerts": [{"name": "all", "query": "said OR penalty", "to": ["d@example.org"]}],
+            "smtp": {"url": smtp_server.url},
+            "fetch": {"allow_private": [server.host_port]}, "process": {"workers": 1}}
+        path = tmp_path / "newsmon.yaml"
+        path.write_text(json.dumps(data), encoding="utf-8")
+
+        def wait_for(found: Any, what: str, seconds: float = 90) -> None:
+            deadline = time.monotonic() + seconds
+            while not found():
+                assert time.monotonic() < deadline, what
+                time.sleep(0.1)
+
+        def logged(text: str) -> list[str]:
+            return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+        def touch() -> None:  # the run looks at the file between two polls
+            os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+
+        session = ("import duckdb, sys\n"
+                   f"con = duckdb.connect({str(tmp_path / 'news.duckdb')!r}, read_only=True)\n"
+                   "print('open', flush=True)\n"
+                   "sys.stdin.readline()\n")
+        with caplog.at_level(logging.WARNING), \
+                continuous(load_settings(path), lambda batch: None, config=path) as outcome:
+            wait_for(lambda: len(smtp_server.messages) == 1, "the first alert")
+            time.sleep(1.5)  # the loop's round after the first alert's, and its fold
+            with subprocess.Popen([sys.executable, "-c", session], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True) as analyst:
+                assert analyst.stdin is not None and analyst.stdout is not None
+                assert analyst.stdout.readline().strip() == "open"
+                held = time.monotonic()
+                touch()  # a loop: it used to try a send round here, ~18 s
+                time.sleep(4)
+                data["feeds"].append({"url": server.url("/match.xml")})
+                path.write_text(json.dumps(data), encoding="utf-8")  # polled at once
+                edited = time.monotonic()
+                wait_for(lambda: server.hits["/match.xml"] >= 1, "the new feed's poll")
+                polled_after = time.monotonic() - edited
+                time.sleep(max(0.0, 40 - (time.monotonic() - held)))
+                touch()
+                time.sleep(2)
+                analyst.stdin.write("done\n")
+                analyst.stdin.flush()
+            wait_for(lambda: len(smtp_server.messages) == 2, "the second alert, after")
+        assert len(outcome) == 1 and outcome[0].send.sent == 2  # it ended well
+    # Polled within seconds of the edit, not after a send round's wait for the lock.
+    assert polled_after < 8, polled_after
+    assert len(logged("could not fold the write-ahead log")) <= 1, logged("could not fold")
+    assert logged("alerts not sent") == []  # no round was tried with nothing due
+    with duckdb.connect(str(tmp_path / "news.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM articles").fetchone() == (2,)
+        assert con.execute("SELECT count(*) FROM alerts WHERE status = 'sent'"
+                           ).fetchone() == (2,)
+    assert [p.name for p in (tmp_path / "staging").iterdir() if p.is_dir()] == []
+
+
+def test_a_fold_an_analysts_session_holds_up_warns_once_not_at_every_poll(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Continuous mode tries to fold the write-ahead log between every two
+    polls while its loads left something in it; with a read-only session
+    holding the file, each try fails. The warning is said once for the same
+    error (it was said at every poll), and the fold goes through once the
+    session is closed."""
+    import asyncio
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline import store
+    from pipeline.stages import quiet
+    from pipeline.stream import _Stream
+
+    settings = parse_settings({"database": str(tmp_path / "news.duckdb"),
+                               "staging_dir": str(tmp_path / "staging")})
+    wal = settings.database.with_name(settings.database.name + ".wal")
+    with store.connect(settings.database, checkpoint=False) as con:  # a stream's load
+        con.execute("CREATE TABLE scratch AS SELECT 1 AS x")
+    assert wal.stat().st_size > 0
+    session = ("import duckdb, sys\n"
+               f"con = duckdb.connect({str(settings.database)!r}, read_only=True)\n"
+               "print('open', flush=True)\n"
+               "sys.stdin.readline()\n")
+
+    async def folds(stream: _Stream, times: int) -> list[bool]:
+        return [await stream._fold_if_idle() for _ in range(times)]
+
+    with ThreadPoolExecutor(1) as database:
+        stream = _Stream(settings, fetcher=None, processor=None,  # type: ignore[arg-type]
+                         extractors=None, parallel=1,  # type: ignore[arg-type]
+                         database=database, batching=None, mailer=None, progress=quiet,
+                         deadline=None, started=datetime.now(UTC))
+        stream.unfolded = True
+        with caplog.at_level(logging.WARNING), \
+                subprocess.Popen([sys.executable, "-c", session], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True) as analyst:
+            assert analyst.stdin is not None and analyst.stdout is not None
+            assert analyst.stdout.readline().strip() == "open"
+            assert asyncio.run(folds(stream, 4)) == [False] * 4
+            analyst.stdin.write("done\n")
+            analyst.stdin.flush()
+        assert asyncio.run(folds(stream, 1)) == [True]
+    warnings = [r.getMessage() for r in caplog.records
+                if "could not fold the write-ahead log" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "is locked by process" in warnings[0]
+    assert not wal.exists() or wal.stat().st_size == 0

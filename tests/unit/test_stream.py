@@ -69,3 +69,31 @@ def test_totals_do_not_grow_with_the_number_of_batches() -> None:
         many.add_send(SendResult(sent=1, failed=1, pending=1, retry=1))
     assert many.batches == 30_000 and many.load.articles_new == 60_000
     assert deep_size(many) == deep_size(few)
+
+
+def test_the_next_send_round_is_due_when_the_outbox_has_an_alert_due() -> None:
+    """Continuous mode tries a send round between two polls only when the
+    outbox the last round left has an alert due (a round opens the writer,
+    which an analyst's read-only session holds up ~18 s)."""
+    import time
+    from datetime import timedelta
+
+    from pipeline.stream import _Stream
+
+    now, clock = datetime.now(UTC), time.monotonic()
+    # Nothing pending or being sent: no round until a load queues one.
+    assert _Stream._next_send(SendResult(sent=2, failed=0, pending=0)) is None
+    # A retry in 90 s, a digest at its period's end, a lease that ends.
+    retry = _Stream._next_send(SendResult(sent=0, failed=0, pending=1, retry=1,
+                                          next_attempt_at=now + timedelta(seconds=90)))
+    assert retry is not None and 85 <= retry - clock <= 95
+    lease = _Stream._next_send(SendResult(sent=0, failed=0, pending=1, sending=1,
+                                          next_attempt_at=now + timedelta(hours=1),
+                                          reclaim_at=now + timedelta(seconds=30)))
+    assert lease is not None and 25 <= lease - clock <= 35
+    # A pending row due now (no next attempt), or one already past: at once.
+    for left in (SendResult(sent=0, failed=0, pending=1),
+                 SendResult(sent=0, failed=0, pending=1,
+                            next_attempt_at=now - timedelta(seconds=5))):
+        due = _Stream._next_send(left)
+        assert due is not None and due - clock <= 1
