@@ -244,13 +244,14 @@ def cluster_stage(settings: Settings, run_id: str, *,
 
 def load_stage(settings: Settings, run_id: str, *, started_at: datetime | None = None,
                keep_staging: bool = False, warm: WarmClusterer | None = None,
-               checkpoint: bool = True) -> LoadResult:
+               checkpoint: bool = True, brief: bool = False) -> LoadResult:
     """``checkpoint=False``: another load follows soon (a stream's burst); the
     commit stays in the file's write-ahead log for it or :func:`checkpoint_stage`
-    to fold in (see :func:`pipeline.store.connect`)."""
+    to fold in (see :func:`pipeline.store.connect`). ``brief``: wait for the
+    writer's lock briefly (a stream's load tried again between two polls)."""
     # Pulled under the writer lock: a poll re-run on another host meanwhile
     # (an Airflow retry) cannot change the folder between pull and load.
-    with backend(settings).writer(checkpoint=checkpoint) as con, \
+    with backend(settings).writer(checkpoint=checkpoint, brief=brief) as con, \
             shared_staging.workspace(settings, run_id) as local:
         result = load(con, local, run_id, started_at=started_at, warm=warm)
     if not keep_staging:

@@ -102,8 +102,12 @@ _TICK = 0.05
 # `newsmon feeds add` is picked up within it), and at its config file.
 _MAX_SLEEP = 60.0
 # Continuous mode: a load that failed for a lock or a full disk is tried again
-# this often at most (each try may wait the writer's ~18 s for the lock).
+# between two polls, first this long after it failed, then twice as long after
+# each failed try, up to _LOAD_AGAIN_MAX. A try waits for the lock briefly
+# (store.SHORT_RETRY, ~0.3 s), not the writer's ~18 s: it runs on the
+# database thread, which the next poll's due-feed lookup waits for.
 _LOAD_AGAIN = 5.0
+_LOAD_AGAIN_MAX = 30.0
 # Continuous mode: a send round is tried between two polls only when an alert
 # is due (one the stream's loads queued, or a retry whose backoff ended), or
 # this long after the last round at most (alerts another process queued, a
@@ -259,6 +263,8 @@ class _Stream:
         self.failed: BaseException | None = None  # a load failed: stage the rest for later
         self.failed_run: str | None = None
         self.failed_batches: list[_Batch] = []  # staged in failed_run, not loaded
+        self.load_again_at = 0.0  # time.monotonic() of the failed run's next try
+        self.load_again_wait = _LOAD_AGAIN  # the wait after the next failed try
         self.shard = 0
         self.send_error: BaseException | None = None
         self.lookups: list[tuple[Sequence[tuple[str, str]],
@@ -632,13 +638,14 @@ class _Stream:
             raise
         return run_id
 
-    def _plan_and_load(self, settings: Settings, run_id: str) -> tuple[PlanResult, LoadResult]:
+    def _plan_and_load(self, settings: Settings, run_id: str, brief: bool = False
+                       ) -> tuple[PlanResult, LoadResult]:
         # The warm clusterer is given back only to a plan with the cluster
         # settings it was made with (store.warm): an edited `cluster:` restores.
         with explained(settings.database):
             planned = cluster_stage(settings, run_id, warm=self.warm)
             loaded = load_stage(settings, run_id, started_at=self.started, warm=self.warm,
-                                checkpoint=False)
+                                checkpoint=False, brief=brief)
         return planned, loaded
 
     def may_load_again(self) -> bool:
@@ -651,8 +658,15 @@ class _Stream:
         what was staged beside it and what is waiting in memory, as the next
         pass would (a run is loaded once, whole; the clusterer kept warm was
         dropped with the failure). Until it loads, the feeds and entries it
-        carries stay in flight: not polled or fetched again."""
+        carries stay in flight: not polled or fetched again.
+
+        Only when its next try is due (:meth:`next_load_again`); a try after a
+        lock waits for it briefly, and each failed try doubles the wait before
+        the next (up to :data:`_LOAD_AGAIN_MAX`): a session held open costs a
+        loop a fraction of a second, not the writer's ~18 s."""
         if self.failed_run is None or (self.loading is not None and not self.loading.done()):
+            return
+        if time.monotonic() < self.load_again_at:
             return
         if self.batch.records:
             batch = self.batch
@@ -660,14 +674,29 @@ class _Stream:
             self.failed_batches.append(batch)
         self.loading = asyncio.ensure_future(self._load_again(self.failed_run))
 
+    def next_load_again(self) -> float | None:
+        """When (time.monotonic()) the failed run's next try is due; None: no
+        failed run."""
+        return None if self.failed_run is None else self.load_again_at
+
+    def _failed_load(self) -> None:
+        """A load failed: its run is tried again :data:`_LOAD_AGAIN` from now."""
+        self.load_again_wait = _LOAD_AGAIN
+        self.load_again_at = time.monotonic() + _LOAD_AGAIN
+
     async def _load_again(self, run_id: str) -> None:
+        # Briefly after a lock: it failed once waiting the writer's full wait.
+        brief = isinstance(self.failed, store.DatabaseLocked)
         try:
-            planned, loaded = await self.db(self._plan_and_load, self.settings, run_id)
+            planned, loaded = await self.db(self._plan_and_load, self.settings, run_id, brief)
         except Exception as exc:  # noqa: BLE001 - raised by finish() if it never loads
+            # Said once per distinct error: the tries go on while it lasts.
             if str(exc) != str(self.failed):
                 log.error("loading batch %s failed again; its staging is kept: %s", run_id,
                           exc, extra={"run_id": run_id})
             self.failed = exc
+            self.load_again_at = time.monotonic() + self.load_again_wait
+            self.load_again_wait = min(self.load_again_wait * 2, _LOAD_AGAIN_MAX)
             return
         log.warning("batch %s loaded on another try", run_id, extra={"run_id": run_id})
         batches, self.failed_batches = self.failed_batches, []
@@ -687,6 +716,7 @@ class _Stream:
                       run_id, exc, extra={"run_id": run_id})
             self.failed, self.failed_run = exc, run_id
             self.failed_batches.append(batch)
+            self._failed_load()
             return
         await self._loaded(planned, loaded, [batch])
 
@@ -924,8 +954,9 @@ async def _keep_polling(stream: _Stream, poller: poll.FeedPoller, stop: threadin
     while True:
         floor = _pace(stream.settings)[1]
         wait = _MAX_SLEEP if next_due is None else (next_due - datetime.now(UTC)).total_seconds()
-        if stream.failed is not None:
-            wait = min(wait, _LOAD_AGAIN)  # its feeds are not polled meanwhile
+        again = stream.next_load_again()
+        if again is not None:  # its feeds are not polled meanwhile
+            wait = min(wait, again - time.monotonic())
         await _nap(stream, stop, min(_MAX_SLEEP, max(floor, wait)), floor, watch)
         if stream.fatal is not None:
             raise stream.fatal

@@ -330,6 +330,9 @@ class LockRetry:
     attempts: int = 8
     first_delay: float = 0.25
     max_delay: float = 5.0
+    # False: no "waiting for it" warning; the caller says what failed, once
+    # (a short try repeated between polls would say it every time).
+    announce: bool = True
 
 
 def _connect(path: Path, *, read_only: bool, retry: LockRetry) -> duckdb.DuckDBPyConnection:
@@ -351,7 +354,7 @@ def _connect(path: Path, *, read_only: bool, retry: LockRetry) -> duckdb.DuckDBP
                     "writer, or readers only; close that session (an open duckdb shell or "
                     "notebook?) or let it finish, and run again"
                 ) from None
-            if attempt == 1:
+            if attempt == 1 and retry.announce:
                 log.warning("%s is locked by %s; waiting for it (up to %d tries)", path,
                             holder.describe(), retry.attempts)
             time.sleep(delay)
@@ -421,8 +424,11 @@ def connect(
 # A fold is optional (every connection reads the log, and the next fold takes
 # it): it tries for about 0.3 s, not the ~18 s a load waits for the lock. A
 # stream folds after a load that failed on the lock too, and would otherwise
-# hold the end of its pass (or its next poll) that long again.
-FOLD_RETRY = LockRetry(attempts=3, first_delay=0.1)
+# hold the end of its pass (or its next poll) that long again. A stream's
+# load tried again after failing on the lock tries as briefly (it backs off
+# between polls instead). Both say their failure once, themselves.
+SHORT_RETRY = LockRetry(attempts=3, first_delay=0.1, announce=False)
+FOLD_RETRY = SHORT_RETRY
 
 
 def checkpoint(path: Path) -> None:

@@ -38,12 +38,14 @@ class Backend(Protocol):
         user's read-only commands never write)."""
         ...
 
-    def writer(self, *, checkpoint: bool = True
+    def writer(self, *, checkpoint: bool = True, brief: bool = False
                ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         """A connection for the single writer: held by one process on any host
         at a time (the load, feeds changes, maintenance). ``checkpoint=False``:
         a load with another behind it leaves its commit in the file's
-        write-ahead log (:func:`pipeline.store.connect`)."""
+        write-ahead log (:func:`pipeline.store.connect`). ``brief``: wait for
+        the lock about 0.3 s (:data:`pipeline.store.SHORT_RETRY`), not ~18 s:
+        a load tried again between two polls."""
         ...
 
     def checkpoint(self) -> None:
@@ -72,9 +74,10 @@ class FileBackend:
                 ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         return store.connect(self.path, read_only=read_only, schema_if_empty=schema_if_empty)
 
-    def writer(self, *, checkpoint: bool = True
+    def writer(self, *, checkpoint: bool = True, brief: bool = False
                ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
-        return store.connect(self.path, checkpoint=checkpoint)
+        return store.connect(self.path, checkpoint=checkpoint,
+                             retry=store.SHORT_RETRY if brief else None)
 
     def checkpoint(self) -> None:
         # No log, or an empty one: nothing to fold, and no writer to open (a

@@ -50,6 +50,7 @@ _EXTENSIONS = ("ducklake", "postgres_scanner", "httpfs")
 WRITER_LOCK = 0x6E6577736D6F6E
 # How long a writer waits for another host's load before it says so.
 LOCK_WAIT_SECONDS = 600.0
+BRIEF_LOCK_WAIT_SECONDS = 1.0
 
 
 def extension_file(name: str) -> Path:
@@ -132,9 +133,12 @@ class LakeBackend:
             pg.close()
 
     @contextmanager
-    def writer_lock(self, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
+    def writer_lock(self, wait: float = LOCK_WAIT_SECONDS, *, announce: bool = True
+                    ) -> Iterator[None]:
         """Hold the lake's writer lock (a PostgreSQL advisory lock of this
-        session: released when the session ends, even if the process dies)."""
+        session: released when the session ends, even if the process dies).
+        ``announce`` False: no "waiting for it" warning (the caller says what
+        failed, once)."""
         import psycopg2
 
         pg = self._pg()
@@ -144,9 +148,10 @@ class LakeBackend:
                 cur.execute(f"SET lock_timeout = '{int(wait * 1000)}ms'")
                 cur.execute("SELECT pg_try_advisory_lock(%s)", [WRITER_LOCK])
                 if not cur.fetchone()[0]:
-                    log.warning("another host holds the lake's writer lock (a load, a feeds "
-                                "change or maintenance); waiting for it (up to %.0f s)",
-                                wait)
+                    if announce:
+                        log.warning("another host holds the lake's writer lock (a load, a "
+                                    "feeds change or maintenance); waiting for it (up to %.0f s)",
+                                    wait)
                     try:
                         cur.execute("SELECT pg_advisory_lock(%s)", [WRITER_LOCK])
                     except psycopg2.errors.LockNotAvailable:
@@ -222,11 +227,15 @@ class LakeBackend:
         return self._connection(read_only=False)
 
     @contextmanager
-    def writer(self, *, checkpoint: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+    def writer(self, *, checkpoint: bool = True, brief: bool = False
+               ) -> Iterator[duckdb.DuckDBPyConnection]:
         # checkpoint: a lake commits its data files and catalog rows at each
-        # commit; there is no write-ahead log to leave.
+        # commit; there is no write-ahead log to leave. brief: a load tried
+        # again between two polls waits for the lock a second, not 10 minutes.
         del checkpoint
-        with self.writer_lock(), self._connection(read_only=False, writer=True) as con:
+        lock = (self.writer_lock(BRIEF_LOCK_WAIT_SECONDS, announce=False) if brief
+                else self.writer_lock())
+        with lock, self._connection(read_only=False, writer=True) as con:
             yield con
 
     def checkpoint(self) -> None:

@@ -602,3 +602,88 @@ def test_a_fold_an_analysts_session_holds_up_warns_once_not_at_every_poll(
     assert len(warnings) == 1, warnings
     assert "is locked by process" in warnings[0]
     assert not wal.exists() or wal.stat().st_size == 0
+
+
+def test_a_load_retried_while_a_session_is_held_open_does_not_hold_the_polls_back(
+    tmp_path: Path, smtp_server: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Continuous mode with a read-only session held open for 40 s: the load
+    of a new feed's article waits out the lock once (about 18 s) and fails;
+    the batch is kept and loaded again between polls. Each retry used to wait
+    out the lock again on the database thread, so the seen-entry lookup of a
+    feed a config edit added (queued behind it) came ~15 s late, and its page
+    with it. A retry now tries briefly and backs off: the edit's page is
+    fetched within seconds, the failure is said once, and once the session is
+    closed the kept batches load, in order, and their alerts go out."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from pipeline.config import load_settings
+
+    with FeedServer() as server:
+        for name, (title, text) in EVENTS.items():
+            server.route(f"/{name}/1", Reply(body=page(title, text),
+                                             content_type="text/html; charset=utf-8"))
+            items = [{"title": title, "link": server.url(f"/{name}/1"), "guid": f"{name}-1"}]
+            server.route(f"/{name}.xml", Reply(body=rss(items, title=name).encode()))
+        data: dict[str, Any] = {
+            "database": str(tmp_path / "news.duckdb"), "staging_dir": str(tmp_path / "staging"),
+            "feeds": [{"url": server.url("/quake.xml")}],
+            "alerts": [{"name": "all", "query": "said", "to": ["d@example.org"]}],
+            "smtp": {"url": smtp_server.url},
+            "fetch": {"allow_private": [server.host_port]}, "process": {"workers": 1}}
+        path = tmp_path / "newsmon.yaml"
+        path.write_text(json.dumps(data), encoding="utf-8")
+
+        def wait_for(found: Any, what: str, seconds: float = 120) -> None:
+            deadline = time.monotonic() + seconds
+            while not found():
+                assert time.monotonic() < deadline, what
+                time.sleep(0.1)
+
+        def logged(text: str) -> list[str]:
+            return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+        def add_feed(name: str) -> None:  # polled at once
+            data["feeds"].append({"url": server.url(f"/{name}.xml")})
+            path.write_text(json.dumps(data), encoding="utf-8")
+
+        session = ("import duckdb, sys\n"
+                   f"con = duckdb.connect({str(tmp_path / 'news.duckdb')!r}, read_only=True)\n"
+                   "print('open', flush=True)\n"
+                   "sys.stdin.readline()\n")
+        with caplog.at_level(logging.WARNING), \
+                continuous(load_settings(path), lambda batch: None, config=path) as outcome:
+            wait_for(lambda: len(smtp_server.messages) == 1, "the first alert")
+            time.sleep(1.5)  # the loop's fold after the first load
+            with subprocess.Popen([sys.executable, "-c", session], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True) as analyst:
+                assert analyst.stdin is not None and analyst.stdout is not None
+                assert analyst.stdout.readline().strip() == "open"
+                held = time.monotonic()
+                add_feed("match")  # its load waits out the lock, and fails
+                wait_for(lambda: logged("loading batch"), "the load meeting the session")
+                time.sleep(7)  # the first retry (5 s after) is under way or done
+                add_feed("rates")  # its lookup used to wait behind a retried load
+                edited = time.monotonic()
+                wait_for(lambda: server.hits["/rates/1"] >= 1, "the edit's page")
+                fetched_after = time.monotonic() - edited
+                time.sleep(max(0.0, 40 - (time.monotonic() - held)))
+                analyst.stdin.write("done\n")
+                analyst.stdin.flush()
+            wait_for(lambda: len(smtp_server.messages) == 3, "the kept batches' alerts, after")
+        assert len(outcome) == 1 and outcome[0].send.sent == 3  # it ended well
+    # Fetched within seconds of the edit, not after a retried load's wait for the lock.
+    assert fetched_after < 8, fetched_after
+    assert len(logged("loading batch")) == 1, logged("loading batch")  # said once
+    assert len(logged("waiting for it")) == 1, logged("waiting for it")  # the first load's
+    with duckdb.connect(str(tmp_path / "news.duckdb"), read_only=True) as con:
+        # Loaded in order: the match's article before the rates'.
+        assert [r[0] for r in con.execute(
+            "SELECT url FROM articles ORDER BY fetched_at").fetchall()] == [
+            server.url(f"/{n}/1") for n in ("quake", "match", "rates")]
+        assert con.execute("SELECT count(*) FROM alerts WHERE status = 'sent'"
+                           ).fetchone() == (3,)
+    assert [p.name for p in (tmp_path / "staging").iterdir() if p.is_dir()] == []
