@@ -182,6 +182,51 @@ def test_a_locked_database_is_reported_in_one_sentence(tmp_path: Path) -> None:
             holder.stdout.close()
 
 
+def test_a_brief_writer_gives_up_on_a_read_only_session_in_a_second_without_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The writer a continuous run's load tried again opens (``brief``): it
+    waits for an analyst's read-only session about 0.3 s, not ~18 s, and the
+    "waiting for it" warning is left to its caller (said once, not per try);
+    the first load's writer still says it."""
+    import logging
+    import subprocess
+    import sys
+    import time
+
+    from pipeline.config import parse_settings
+    from pipeline.store.backend import backend
+
+    db = tmp_path / "news.duckdb"
+    with store.connect(db):
+        pass
+    settings = parse_settings({"database": str(db), "staging_dir": str(tmp_path / "staging"),
+                               "feeds": []})
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         f"import duckdb,time; c=duckdb.connect({str(db)!r}, read_only=True); "
+         "print('ok', flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+        with caplog.at_level(logging.WARNING):
+            started = time.monotonic()
+            with pytest.raises(store.DatabaseLocked) as err, \
+                    backend(settings).writer(checkpoint=False, brief=True):
+                pass
+            waited = time.monotonic() - started
+        assert waited < 2, waited
+        assert f"locked by process {holder.pid}" in str(err.value)
+        assert "open read-only" in str(err.value)
+        assert [r for r in caplog.records if "waiting for it" in r.getMessage()] == []
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+
 # -- the cluster stage's plan ----------------------------------------------------------------
 
 ALERT = {"name": "syria", "query": "country:SY", "to": ["desk@example.org"]}
