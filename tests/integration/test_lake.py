@@ -111,6 +111,28 @@ def test_a_writer_waits_for_the_lock_then_says_who_to_wait_for(
         pass
 
 
+def test_a_brief_writer_gives_up_on_the_lock_in_a_second_without_a_warning(
+        tmp_path: Path, catalog: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The writer a continuous run's load tried again opens (``brief``) waits
+    for another host's lock 1 s, not 10 minutes, and leaves the "waiting for
+    it" warning to its caller (said once, not per try)."""
+    import logging
+    import time
+
+    lake_backend = LakeBackend(lake_settings(tmp_path, catalog))
+    with lake_backend.writer():  # the lake made
+        pass
+    with caplog.at_level(logging.WARNING), lake_backend.writer_lock():
+        started = time.monotonic()
+        with pytest.raises(store.DatabaseLocked) as caught, \
+                lake_backend.writer(checkpoint=False, brief=True):
+            pass
+        waited = time.monotonic() - started
+    assert waited < 5, waited
+    assert "another host has held the lake's writer lock for over 1 s" in str(caught.value)
+    assert [r for r in caplog.records if "waiting for it" in r.getMessage()] == []
+
+
 def test_an_unreachable_catalog_is_one_sentence(tmp_path: Path) -> None:
     settings = lake_settings(tmp_path, "dbname=nowhere host=127.0.0.1 port=1 user=postgres")
     with pytest.raises(store.StoreError) as caught, open_store(settings):
