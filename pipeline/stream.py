@@ -264,7 +264,7 @@ class _Stream:
         self.failed_run: str | None = None
         self.failed_batches: list[_Batch] = []  # staged in failed_run, not loaded
         self.load_again_at = 0.0  # time.monotonic() of the failed run's next try
-        self.load_again_wait = _LOAD_AGAIN  # the wait after the next failed try
+        self.load_again_wait = _LOAD_AGAIN  # the wait after the next try, if it fails
         self.shard = 0
         self.send_error: BaseException | None = None
         self.lookups: list[tuple[Sequence[tuple[str, str]],
@@ -680,9 +680,10 @@ class _Stream:
         return None if self.failed_run is None else self.load_again_at
 
     def _failed_load(self) -> None:
-        """A load failed: its run is tried again :data:`_LOAD_AGAIN` from now."""
-        self.load_again_wait = _LOAD_AGAIN
+        """A load failed: its run is tried again :data:`_LOAD_AGAIN` from now,
+        then twice as long after each try that fails (5, 10, 20, 30, 30 s...)."""
         self.load_again_at = time.monotonic() + _LOAD_AGAIN
+        self.load_again_wait = min(_LOAD_AGAIN * 2, _LOAD_AGAIN_MAX)
 
     async def _load_again(self, run_id: str) -> None:
         # Briefly after a lock: it failed once waiting the writer's full wait.
