@@ -11,30 +11,19 @@ from typing import Any
 
 import pytest
 from support import factories as f
+from support.retention import SYRIA, rates, stage_three_reports
 
 from pipeline import store
 from pipeline.store.load import load
 from pipeline.store.maintenance import apply_retention, checkpoint, feed_health, prune_staging
 
-TEXT = ("Israel and Russia agreed to set up a working group on the withdrawal of foreign "
-        "forces from Syria, officials said after the talks in Moscow on Wednesday. ") * 3
-OTHER = ("The central bank raised its key interest rate by half a point to curb inflation, "
-         "the governor told a news conference in the capital on Thursday. ") * 3
-SYRIA = {"name": "syria", "query": "topic:syria", "to": ["analyst@example.org"]}
-RATES = {"name": "rates", "query": "topic:rates", "to": ["analyst@example.org"]}
+RATES = rates("analyst@example.org")
 
 
 def _loaded(tmp_path: Path) -> Any:
     """Story A: two reports two days apart; story B: one old report. Alerts pending."""
     settings = f.settings(tmp_path, alerts=[SYRIA, RATES])
-    f.stage(settings, "run-1", [
-        f.article(1, title="Israel and Russia form a working group on Syria", text=TEXT,
-                  source="Outlet 1", topics=("syria",), hours=0),
-        f.article(2, title="Central bank raises rates", text=OTHER, source="Outlet 2",
-                  topics=("rates",), hours=1),
-        f.article(3, title="Israel, Russia working group on foreign forces in Syria",
-                  text=TEXT, source="Outlet 3", topics=("syria",), hours=48),
-    ])
+    stage_three_reports(settings)
     with store.connect(settings.database) as con:
         load(con, settings, "run-1")
     return settings

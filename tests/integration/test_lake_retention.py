@@ -13,6 +13,7 @@ import psycopg2
 import pytest
 from support import factories as f
 from support import lake
+from support.retention import SYRIA, rates, stage_three_reports
 
 from pipeline.config import Settings
 from pipeline.store import delivery, maintenance
@@ -20,13 +21,7 @@ from pipeline.store.backend import backend, open_store
 from pipeline.store.lake import LakeBackend
 from pipeline.store.load import load
 
-TEXT = ("Israel and Russia agreed to set up a working group on the withdrawal of foreign "
-        "forces from Syria, officials said after the talks in Moscow on Wednesday. ") * 3
-OTHER = ("The central bank raised its key interest rate by half a point to curb inflation, "
-         "the governor told a news conference in the capital on Thursday. ") * 3
-SYRIA = {"name": "syria", "query": "topic:syria", "to": ["analyst@example.org"]}
-RATES = {"name": "rates", "query": "topic:rates",
-         "to": ["analyst@example.org", "desk@example.org"]}
+RATES = rates("analyst@example.org", "desk@example.org")
 NOW = f.T0 + timedelta(days=3)  # two days of retention: reports 1 and 2 expire, 3 stays
 WHY = "story removed by retention (articles older than 2 days)"
 
@@ -42,14 +37,7 @@ def _loaded(tmp_path: Path, dsn: str) -> Settings:
     story B's two alerts already copied to the delivery table by a sender."""
     settings = f.settings(tmp_path, alerts=[SYRIA, RATES],
                           store=lake.store_section(dsn, tmp_path / "lake-data"))
-    f.stage(settings, "run-1", [
-        f.article(1, title="Israel and Russia form a working group on Syria", text=TEXT,
-                  source="Outlet 1", topics=("syria",), hours=0),
-        f.article(2, title="Central bank raises rates", text=OTHER, source="Outlet 2",
-                  topics=("rates",), hours=1),
-        f.article(3, title="Israel, Russia working group on foreign forces in Syria",
-                  text=TEXT, source="Outlet 3", topics=("syria",), hours=48),
-    ])
+    stage_three_reports(settings)
     with backend(settings).writer() as con:
         assert load(con, settings, "run-1").alerts_queued == 3
         copied = [r for r in delivery.lake_outbox_rows(con) if r[2] == "desk@example.org"]

@@ -3,9 +3,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -278,7 +284,6 @@ def one_feed(tmp_path: Path, server: FeedServer) -> dict[str, Any]:
 def test_newsmon_run_keeps_running_until_sigterm_then_finishes_cleanly(
     tmp_path: Path, server: FeedServer
 ) -> None:
-    import json
 
     config = tmp_path / "newsmon.yaml"
     config.write_text(json.dumps(one_feed(tmp_path, server)), encoding="utf-8")
@@ -328,6 +333,59 @@ def test_a_long_continuous_run_keeps_no_record_per_batch(
     assert result.batches == len(batches) and result.load.articles_new == sum(batches) == 1
 
 
+def serve_each_feed(server: FeedServer) -> None:
+    """Every event's page, and a feed of its own of it at ``/<name>.xml``."""
+    for name, (title, text) in EVENTS.items():
+        server.route(f"/{name}/1", Reply(body=page(title, text),
+                                         content_type="text/html; charset=utf-8"))
+        items = [{"title": title, "link": server.url(f"/{name}/1"), "guid": f"{name}-1"}]
+        server.route(f"/{name}.xml", Reply(body=rss(items, title=name).encode()))
+
+
+def alerting_config(tmp_path: Path, server: FeedServer, smtp: Inbox,
+                    query: str) -> tuple[dict[str, Any], Path]:
+    """A config file polling the quake's own feed, one alert rule of ``query``
+    sent to ``smtp``: its data (to edit and write again) and its path."""
+    data: dict[str, Any] = {
+        "database": str(tmp_path / "news.duckdb"), "staging_dir": str(tmp_path / "staging"),
+        "feeds": [{"url": server.url("/quake.xml")}],
+        "alerts": [{"name": "all", "query": query, "to": ["d@example.org"]}],
+        "smtp": {"url": smtp.url},
+        "fetch": {"allow_private": [server.host_port]}, "process": {"workers": 1}}
+    path = tmp_path / "newsmon.yaml"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return data, path
+
+
+def wait_for(found: Callable[[], object], what: str, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while not found():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+@contextmanager
+def analysts_session(database: Path) -> Iterator[None]:
+    """A read-only DuckDB session (`duckdb -readonly`, a notebook) held open in
+    another process for the block: open once this returns, closed at its end."""
+    script = ("import duckdb, sys, time\n"
+              "while True:\n"
+              "    try:\n"
+              f"        con = duckdb.connect({str(database)!r}, read_only=True)\n"
+              "        break\n"
+              "    except duckdb.IOException:\n"
+              "        time.sleep(0.05)\n"
+              "print('open', flush=True)\n"
+              "sys.stdin.readline()\n")
+    with subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as analyst:
+        assert analyst.stdin is not None and analyst.stdout is not None
+        assert analyst.stdout.readline().strip() == "open"
+        yield
+        analyst.stdin.write("done\n")
+        analyst.stdin.flush()
+
+
 def test_a_send_round_an_analysts_session_held_up_does_not_stop_later_alerts(
     tmp_path: Path, smtp_server: Inbox, caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch
@@ -337,11 +395,6 @@ def test_a_send_round_an_analysts_session_held_up_does_not_stop_later_alerts(
     s) fails; the rounds after it must still send (before, that one failure
     stopped every later round, without a word: alerts queued for as long as
     the run ran, and it raised the lock's error only once stopped)."""
-    import json
-    import os
-    import subprocess
-    import sys
-    import time
 
     from pipeline import stream
     from pipeline.config import load_settings
@@ -351,47 +404,21 @@ def test_a_send_round_an_analysts_session_held_up_does_not_stop_later_alerts(
     monkeypatch.setattr(stream, "_SEND_AT_LEAST", 1.0)
 
     with FeedServer() as server:
-        for name, (title, text) in EVENTS.items():
-            server.route(f"/{name}/1", Reply(body=page(title, text),
-                                             content_type="text/html; charset=utf-8"))
-            items = [{"title": title, "link": server.url(f"/{name}/1"), "guid": f"{name}-1"}]
-            server.route(f"/{name}.xml", Reply(body=rss(items, title=name).encode()))
-        data: dict[str, Any] = {
-            "database": str(tmp_path / "news.duckdb"), "staging_dir": str(tmp_path / "staging"),
-            "feeds": [{"url": server.url("/quake.xml")}],
-            "alerts": [{"name": "all", "query": "said OR penalty", "to": ["d@example.org"]}],
-            "smtp": {"url": smtp_server.url},
-            "fetch": {"allow_private": [server.host_port]}, "process": {"workers": 1}}
-        path = tmp_path / "newsmon.yaml"
-        path.write_text(json.dumps(data), encoding="utf-8")
-
-        def wait_for(found: Any, what: str) -> None:
-            deadline = time.monotonic() + 60
-            while not found():
-                assert time.monotonic() < deadline, what
-                time.sleep(0.1)
+        serve_each_feed(server)
+        data, path = alerting_config(tmp_path, server, smtp_server, "said OR penalty")
 
         def logged(text: str) -> bool:
             return any(text in r.getMessage() for r in caplog.records)
 
-        session = ("import duckdb, sys\n"
-                   f"con = duckdb.connect({str(tmp_path / 'news.duckdb')!r}, read_only=True)\n"
-                   "print('open', flush=True)\n"
-                   "sys.stdin.readline()\n")
         with caplog.at_level(logging.WARNING), \
                 continuous(load_settings(path), lambda batch: None, config=path) as outcome:
             wait_for(lambda: len(smtp_server.messages) == 1, "the first alert")
             time.sleep(1.5)  # the loop after the first alert's load has looked at the file
-            with subprocess.Popen([sys.executable, "-c", session], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True) as analyst:
-                assert analyst.stdin is not None and analyst.stdout is not None
-                assert analyst.stdout.readline().strip() == "open"
+            with analysts_session(tmp_path / "news.duckdb"):
                 # Touched: the run looks at the file, and sends, between two polls.
                 os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
                 wait_for(lambda: logged("waiting for it"), "a send round meeting the session")
                 wait_for(lambda: logged("alerts not sent"), "the round's failure")
-                analyst.stdin.write("done\n")
-                analyst.stdin.flush()
             data["feeds"].append({"url": server.url("/match.xml")})
             path.write_text(json.dumps(data), encoding="utf-8")  # polled at once
             wait_for(lambda: len(smtp_server.messages) == 2, "the second alert")
@@ -408,9 +435,6 @@ def test_a_load_an_analysts_session_held_up_is_loaded_again_and_the_run_goes_on(
     -readonly`, a notebook) past the writer's wait, about 18 s, used to end
     the run (exit 2 at once, for a service): its batch is loaded again
     between two polls once the session is closed, and the run goes on."""
-    import subprocess
-    import sys
-    import time
 
     with FeedServer() as server:
         def publish(*names: str) -> None:
@@ -431,34 +455,14 @@ def test_a_load_an_analysts_session_held_up_is_loaded_again_and_the_run_goes_on(
             "poll": {"interval_minutes": 0.02, "min_interval_minutes": 0.01}})
         stored: list[int] = []
 
-        def wait_for(found: Any, what: str) -> None:
-            deadline = time.monotonic() + 90
-            while not found():
-                assert time.monotonic() < deadline, what
-                time.sleep(0.1)
-
-        session = ("import duckdb, sys, time\n"
-                   "while True:\n"
-                   "    try:\n"
-                   f"        con = duckdb.connect({str(settings.database)!r}, read_only=True)\n"
-                   "        break\n"
-                   "    except duckdb.IOException:\n"
-                   "        time.sleep(0.05)\n"
-                   "print('open', flush=True)\n"
-                   "sys.stdin.readline()\n")
         with caplog.at_level(logging.WARNING), \
                 continuous(settings, lambda batch: stored.append(batch.load.articles_new)
                            ) as outcome:
             wait_for(lambda: sum(stored) == 1, "the first article")
-            with subprocess.Popen([sys.executable, "-c", session], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True) as analyst:
-                assert analyst.stdin is not None and analyst.stdout is not None
-                assert analyst.stdout.readline().strip() == "open"
+            with analysts_session(tmp_path / "news.duckdb"):
                 publish("quake", "match")  # polled and fetched while the file is held
                 wait_for(lambda: any("loading batch" in r.getMessage()
                                      for r in caplog.records), "a load meeting the session")
-                analyst.stdin.write("done\n")
-                analyst.stdin.flush()
             wait_for(lambda: sum(stored) == 2, "the second article, loaded again")
             publish("quake", "match", "rates")
             wait_for(lambda: sum(stored) == 3, "the third article, after")
@@ -478,34 +482,12 @@ def test_an_analysts_session_held_open_does_not_stall_the_loop_with_send_rounds(
     time, the fold's warning (if any) is said once, and once the session is
     closed the new feed's article is loaded and its alert sent (before, each
     loop sent, and folded after the failed round, warning every time)."""
-    import json
-    import os
-    import subprocess
-    import sys
-    import time
 
     from pipeline.config import load_settings
 
     with FeedServer() as server:
-        for name, (title, text) in EVENTS.items():
-            server.route(f"/{name}/1", Reply(body=page(title, text),
-                                             content_type="text/html; charset=utf-8"))
-            items = [{"title": title, "link": server.url(f"/{name}/1"), "guid": f"{name}-1"}]
-            server.route(f"/{name}.xml", Reply(body=rss(items, title=name).encode()))
-        data: dict[str, Any] = {
-            "database": str(tmp_path / "news.duckdb"), "staging_dir": str(tmp_path / "staging"),
-            "feeds": [{"url": server.url("/quake.xml")}],
-            "alerts": [{"name": "all", "query": "said OR penalty", "to": ["d@example.org"]}],
-            "smtp": {"url": smtp_server.url},
-            "fetch": {"allow_private": [server.host_port]}, "process": {"workers": 1}}
-        path = tmp_path / "newsmon.yaml"
-        path.write_text(json.dumps(data), encoding="utf-8")
-
-        def wait_for(found: Any, what: str, seconds: float = 90) -> None:
-            deadline = time.monotonic() + seconds
-            while not found():
-                assert time.monotonic() < deadline, what
-                time.sleep(0.1)
+        serve_each_feed(server)
+        data, path = alerting_config(tmp_path, server, smtp_server, "said OR penalty")
 
         def logged(text: str) -> list[str]:
             return [r.getMessage() for r in caplog.records if text in r.getMessage()]
@@ -513,18 +495,11 @@ def test_an_analysts_session_held_open_does_not_stall_the_loop_with_send_rounds(
         def touch() -> None:  # the run looks at the file between two polls
             os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
 
-        session = ("import duckdb, sys\n"
-                   f"con = duckdb.connect({str(tmp_path / 'news.duckdb')!r}, read_only=True)\n"
-                   "print('open', flush=True)\n"
-                   "sys.stdin.readline()\n")
         with caplog.at_level(logging.WARNING), \
                 continuous(load_settings(path), lambda batch: None, config=path) as outcome:
             wait_for(lambda: len(smtp_server.messages) == 1, "the first alert")
             time.sleep(1.5)  # the loop's round after the first alert's, and its fold
-            with subprocess.Popen([sys.executable, "-c", session], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True) as analyst:
-                assert analyst.stdin is not None and analyst.stdout is not None
-                assert analyst.stdout.readline().strip() == "open"
+            with analysts_session(tmp_path / "news.duckdb"):
                 held = time.monotonic()
                 touch()  # a loop: it used to try a send round here, ~18 s
                 time.sleep(4)
@@ -536,8 +511,6 @@ def test_an_analysts_session_held_open_does_not_stall_the_loop_with_send_rounds(
                 time.sleep(max(0.0, 40 - (time.monotonic() - held)))
                 touch()
                 time.sleep(2)
-                analyst.stdin.write("done\n")
-                analyst.stdin.flush()
             wait_for(lambda: len(smtp_server.messages) == 2, "the second alert, after")
         assert len(outcome) == 1 and outcome[0].send.sent == 2  # it ended well
     # Polled within seconds of the edit, not after a send round's wait for the lock.
@@ -560,8 +533,6 @@ def test_a_fold_an_analysts_session_holds_up_warns_once_not_at_every_poll(
     error (it was said at every poll), and the fold goes through once the
     session is closed."""
     import asyncio
-    import subprocess
-    import sys
     from concurrent.futures import ThreadPoolExecutor
 
     from pipeline import store
@@ -574,10 +545,6 @@ def test_a_fold_an_analysts_session_holds_up_warns_once_not_at_every_poll(
     with store.connect(settings.database, checkpoint=False) as con:  # a stream's load
         con.execute("CREATE TABLE scratch AS SELECT 1 AS x")
     assert wal.stat().st_size > 0
-    session = ("import duckdb, sys\n"
-               f"con = duckdb.connect({str(settings.database)!r}, read_only=True)\n"
-               "print('open', flush=True)\n"
-               "sys.stdin.readline()\n")
 
     async def folds(stream: _Stream, times: int) -> list[bool]:
         return [await stream._fold_if_idle() for _ in range(times)]
@@ -588,14 +555,8 @@ def test_a_fold_an_analysts_session_holds_up_warns_once_not_at_every_poll(
                          database=database, batching=None, mailer=None, progress=quiet,
                          deadline=None, started=datetime.now(UTC))
         stream.unfolded = True
-        with caplog.at_level(logging.WARNING), \
-                subprocess.Popen([sys.executable, "-c", session], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, text=True) as analyst:
-            assert analyst.stdin is not None and analyst.stdout is not None
-            assert analyst.stdout.readline().strip() == "open"
+        with caplog.at_level(logging.WARNING), analysts_session(settings.database):
             assert asyncio.run(folds(stream, 4)) == [False] * 4
-            analyst.stdin.write("done\n")
-            analyst.stdin.flush()
         assert asyncio.run(folds(stream, 1)) == [True]
     warnings = [r.getMessage() for r in caplog.records
                 if "could not fold the write-ahead log" in r.getMessage()]
@@ -615,33 +576,12 @@ def test_a_load_retried_while_a_session_is_held_open_does_not_hold_the_polls_bac
     with it. A retry now tries briefly and backs off: the edit's page is
     fetched within seconds, the failure is said once, and once the session is
     closed the kept batches load, in order, and their alerts go out."""
-    import json
-    import subprocess
-    import sys
-    import time
 
     from pipeline.config import load_settings
 
     with FeedServer() as server:
-        for name, (title, text) in EVENTS.items():
-            server.route(f"/{name}/1", Reply(body=page(title, text),
-                                             content_type="text/html; charset=utf-8"))
-            items = [{"title": title, "link": server.url(f"/{name}/1"), "guid": f"{name}-1"}]
-            server.route(f"/{name}.xml", Reply(body=rss(items, title=name).encode()))
-        data: dict[str, Any] = {
-            "database": str(tmp_path / "news.duckdb"), "staging_dir": str(tmp_path / "staging"),
-            "feeds": [{"url": server.url("/quake.xml")}],
-            "alerts": [{"name": "all", "query": "said", "to": ["d@example.org"]}],
-            "smtp": {"url": smtp_server.url},
-            "fetch": {"allow_private": [server.host_port]}, "process": {"workers": 1}}
-        path = tmp_path / "newsmon.yaml"
-        path.write_text(json.dumps(data), encoding="utf-8")
-
-        def wait_for(found: Any, what: str, seconds: float = 120) -> None:
-            deadline = time.monotonic() + seconds
-            while not found():
-                assert time.monotonic() < deadline, what
-                time.sleep(0.1)
+        serve_each_feed(server)
+        data, path = alerting_config(tmp_path, server, smtp_server, "said")
 
         def logged(text: str) -> list[str]:
             return [r.getMessage() for r in caplog.records if text in r.getMessage()]
@@ -650,18 +590,11 @@ def test_a_load_retried_while_a_session_is_held_open_does_not_hold_the_polls_bac
             data["feeds"].append({"url": server.url(f"/{name}.xml")})
             path.write_text(json.dumps(data), encoding="utf-8")
 
-        session = ("import duckdb, sys\n"
-                   f"con = duckdb.connect({str(tmp_path / 'news.duckdb')!r}, read_only=True)\n"
-                   "print('open', flush=True)\n"
-                   "sys.stdin.readline()\n")
         with caplog.at_level(logging.WARNING), \
                 continuous(load_settings(path), lambda batch: None, config=path) as outcome:
             wait_for(lambda: len(smtp_server.messages) == 1, "the first alert")
             time.sleep(1.5)  # the loop's fold after the first load
-            with subprocess.Popen([sys.executable, "-c", session], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True) as analyst:
-                assert analyst.stdin is not None and analyst.stdout is not None
-                assert analyst.stdout.readline().strip() == "open"
+            with analysts_session(tmp_path / "news.duckdb"):
                 held = time.monotonic()
                 add_feed("match")  # its load waits out the lock, and fails
                 wait_for(lambda: logged("loading batch"), "the load meeting the session")
@@ -671,8 +604,6 @@ def test_a_load_retried_while_a_session_is_held_open_does_not_hold_the_polls_bac
                 wait_for(lambda: server.hits["/rates/1"] >= 1, "the edit's page")
                 fetched_after = time.monotonic() - edited
                 time.sleep(max(0.0, 40 - (time.monotonic() - held)))
-                analyst.stdin.write("done\n")
-                analyst.stdin.flush()
             wait_for(lambda: len(smtp_server.messages) == 3, "the kept batches' alerts, after")
         assert len(outcome) == 1 and outcome[0].send.sent == 3  # it ended well
     # Fetched within seconds of the edit, not after a retried load's wait for the lock.
