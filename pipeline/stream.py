@@ -85,7 +85,7 @@ from pipeline.stages import (
     send_stage,
 )
 from pipeline.store import shared_staging, staging
-from pipeline.store.backend import open_store
+from pipeline.store.backend import backend, open_store
 from pipeline.store.load import LoadResult
 from pipeline.store.plan import PlanResult
 from pipeline.store.warm import WarmClusterer
@@ -643,6 +643,12 @@ class _Stream:
         # The warm clusterer is given back only to a plan with the cluster
         # settings it was made with (store.warm): an edited `cluster:` restores.
         with explained(settings.database):
+            if brief:
+                # A load tried again while the file may still be held: the
+                # plan (read-only, seconds at 50,000 articles on the database
+                # thread) only once the writer could be had. Not held through
+                # the plan: it is taken again for the load, briefly.
+                backend(settings).probe_writer()
             planned = cluster_stage(settings, run_id, warm=self.warm)
             loaded = load_stage(settings, run_id, started_at=self.started, warm=self.warm,
                                 checkpoint=False, brief=brief)

@@ -48,6 +48,12 @@ class Backend(Protocol):
         a load tried again between two polls."""
         ...
 
+    def probe_writer(self) -> None:
+        """:class:`pipeline.store.DatabaseLocked` unless the writer could be
+        had now (waiting about as long as ``writer(brief=True)``); holds
+        nothing after: a load tried again asks before it plans."""
+        ...
+
     def checkpoint(self) -> None:
         """Fold what writers left in a write-ahead log into the store."""
         ...
@@ -78,6 +84,9 @@ class FileBackend:
                ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         return store.connect(self.path, checkpoint=checkpoint,
                              retry=store.SHORT_RETRY if brief else None)
+
+    def probe_writer(self) -> None:
+        store.probe_writer(self.path)
 
     def checkpoint(self) -> None:
         # No log, or an empty one: nothing to fold, and no writer to open (a

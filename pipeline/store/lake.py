@@ -238,6 +238,11 @@ class LakeBackend:
         with lock, self._connection(read_only=False, writer=True) as con:
             yield con
 
+    def probe_writer(self) -> None:
+        # The lock alone, as briefly as a brief writer waits for it.
+        with self.writer_lock(BRIEF_LOCK_WAIT_SECONDS, announce=False):
+            pass
+
     def checkpoint(self) -> None:
         pass  # nothing is left in a log (writer)
 

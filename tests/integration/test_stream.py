@@ -618,3 +618,73 @@ def test_a_load_retried_while_a_session_is_held_open_does_not_hold_the_polls_bac
         assert con.execute("SELECT count(*) FROM alerts WHERE status = 'sent'"
                            ).fetchone() == (3,)
     assert [p.name for p in (tmp_path / "staging").iterdir() if p.is_dir()] == []
+
+
+def test_a_load_retried_while_a_session_is_held_open_plans_nothing_until_it_can_load(
+    tmp_path: Path, smtp_server: Inbox, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Continuous mode with a read-only session held open: the load of a new
+    feed's article fails on the lock, and the batch is tried again between
+    polls (5 s after, then 10 s after that). Each try used to plan the batch
+    again (the cluster stage: seconds of the database thread at 50,000
+    articles) before finding the file still held. A try now asks for the
+    writer first and plans only when it can load: no plan while the session
+    is open, and once it is closed the kept batch loads and its alert goes
+    out."""
+    from pipeline import stream
+    from pipeline.config import load_settings
+
+    plans: list[float] = []
+    tries: list[float] = []
+    cluster_stage = stream.cluster_stage
+    plan_and_load = stream._Stream._plan_and_load
+
+    def counted_plan(*args: Any, **kwargs: Any) -> Any:
+        plans.append(time.monotonic())
+        return cluster_stage(*args, **kwargs)
+
+    def counted_try(self: Any, *args: Any, **kwargs: Any) -> Any:
+        tries.append(time.monotonic())
+        return plan_and_load(self, *args, **kwargs)
+
+    monkeypatch.setattr(stream, "cluster_stage", counted_plan)
+    monkeypatch.setattr(stream._Stream, "_plan_and_load", counted_try)
+
+    with FeedServer() as server:
+        serve_each_feed(server)
+        data, path = alerting_config(tmp_path, server, smtp_server, "said OR penalty")
+        # Polled again about every second: the loop comes round for each try.
+        data["poll"] = {"interval_minutes": 0.02, "min_interval_minutes": 0.01}
+        path.write_text(json.dumps(data), encoding="utf-8")
+
+        def logged(text: str) -> bool:
+            return any(text in r.getMessage() for r in caplog.records)
+
+        with caplog.at_level(logging.WARNING), \
+                continuous(load_settings(path), lambda batch: None, config=path) as outcome:
+            wait_for(lambda: len(smtp_server.messages) == 1, "the first alert")
+            time.sleep(1.5)  # the loop after the first alert's load has looked at the file
+            with analysts_session(tmp_path / "news.duckdb"):
+                data["feeds"].append({"url": server.url("/match.xml")})
+                path.write_text(json.dumps(data), encoding="utf-8")  # polled at once
+                wait_for(lambda: logged("loading batch"), "the load meeting the session")
+                failed = time.monotonic()
+                # The tries 5 s and 15 s after the failure, both while it is held.
+                wait_for(lambda: len([t for t in tries if t > failed]) >= 2,
+                         "two tries while the session is held", seconds=60)
+                time.sleep(0.5)  # the second try is over
+                closed = time.monotonic()
+            wait_for(lambda: len(smtp_server.messages) == 2, "the kept batch's alert, after")
+        assert len(outcome) == 1 and outcome[0].send.sent == 2  # it ended well
+    held_tries = [t for t in tries if failed < t < closed]
+    held_plans = [t for t in plans if failed < t < closed]
+    assert len(held_tries) >= 2, held_tries
+    assert held_plans == [], f"{len(held_plans)} plans in {len(held_tries)} tries while held"
+    assert [t for t in plans if t > closed], "the kept batch planned once the session closed"
+    assert len(logged_messages := [r.getMessage() for r in caplog.records
+                                   if "loading batch" in r.getMessage()]) == 1, logged_messages
+    with duckdb.connect(str(tmp_path / "news.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM alerts WHERE status = 'sent'"
+                           ).fetchone() == (2,)
+    assert [p.name for p in (tmp_path / "staging").iterdir() if p.is_dir()] == []
