@@ -133,6 +133,30 @@ def test_a_brief_writer_gives_up_on_the_lock_in_a_second_without_a_warning(
     assert [r for r in caplog.records if "waiting for it" in r.getMessage()] == []
 
 
+def test_a_probe_of_the_writer_gives_up_in_a_second_and_holds_nothing_after(
+        tmp_path: Path, catalog: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A continuous run's load tried again asks for the writer lock
+    (probe_writer) before it plans the batch: with another host holding it,
+    DatabaseLocked within about the brief writer's second, without a warning;
+    with it free, it passes and leaves the lock free for the load."""
+    import logging
+    import time
+
+    lake_backend = LakeBackend(lake_settings(tmp_path, catalog))
+    with lake_backend.writer():  # the lake made
+        pass
+    with caplog.at_level(logging.WARNING), lake_backend.writer_lock():
+        started = time.monotonic()
+        with pytest.raises(store.DatabaseLocked):
+            lake_backend.probe_writer()
+        waited = time.monotonic() - started
+    assert waited < 5, waited
+    assert [r for r in caplog.records if "waiting for it" in r.getMessage()] == []
+    lake_backend.probe_writer()
+    with lake_backend.writer_lock(wait=0.2):  # the probe holds nothing after
+        pass
+
+
 def test_an_unreachable_catalog_is_one_sentence(tmp_path: Path) -> None:
     settings = lake_settings(tmp_path, "dbname=nowhere host=127.0.0.1 port=1 user=postgres")
     with pytest.raises(store.StoreError) as caught, open_store(settings):
