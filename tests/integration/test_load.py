@@ -4,6 +4,10 @@ stage's plan (or made in the load when the plan is missing or stale)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -152,22 +156,33 @@ def test_a_failing_load_rolls_back_everything(tmp_path: Path) -> None:
         assert table(con, "SELECT count(*) FROM runs") == [(0,)]
 
 
+@contextmanager
+def held(db: Path, *, read_only: bool = False) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding ``db`` open (read-only: an analyst's session)
+    for the block."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         f"import duckdb,time; c=duckdb.connect({str(db)!r}, read_only={read_only}); "
+         "print('ok', flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+
 def test_a_locked_database_is_reported_in_one_sentence(tmp_path: Path) -> None:
-    import subprocess
-    import sys
     import time
 
     db = tmp_path / "news.duckdb"
     with store.connect(db):
         pass
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         f"import duckdb,time; c=duckdb.connect({str(db)!r}); print('ok', flush=True); "
-         "time.sleep(30)"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+    with held(db) as holder:
         started = time.monotonic()
         retry = store.LockRetry(attempts=3, first_delay=0.05)
         with pytest.raises(store.DatabaseLocked) as err, store.connect(db, retry=retry):
@@ -175,11 +190,6 @@ def test_a_locked_database_is_reported_in_one_sentence(tmp_path: Path) -> None:
         assert time.monotonic() - started < 5
         assert f"locked by process {holder.pid}" in str(err.value)
         assert "close that session" in str(err.value)
-    finally:
-        holder.kill()
-        holder.wait()
-        if holder.stdout is not None:
-            holder.stdout.close()
 
 
 def test_a_brief_writer_gives_up_on_a_read_only_session_in_a_second_without_a_warning(
@@ -190,8 +200,6 @@ def test_a_brief_writer_gives_up_on_a_read_only_session_in_a_second_without_a_wa
     "waiting for it" warning is left to its caller (said once, not per try);
     the first load's writer still says it."""
     import logging
-    import subprocess
-    import sys
     import time
 
     from pipeline.config import parse_settings
@@ -202,14 +210,7 @@ def test_a_brief_writer_gives_up_on_a_read_only_session_in_a_second_without_a_wa
         pass
     settings = parse_settings({"database": str(db), "staging_dir": str(tmp_path / "staging"),
                                "feeds": []})
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         f"import duckdb,time; c=duckdb.connect({str(db)!r}, read_only=True); "
-         "print('ok', flush=True); time.sleep(30)"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+    with held(db, read_only=True) as holder:
         with caplog.at_level(logging.WARNING):
             started = time.monotonic()
             with pytest.raises(store.DatabaseLocked) as err, \
@@ -220,11 +221,6 @@ def test_a_brief_writer_gives_up_on_a_read_only_session_in_a_second_without_a_wa
         assert f"locked by process {holder.pid}" in str(err.value)
         assert "open read-only" in str(err.value)
         assert [r for r in caplog.records if "waiting for it" in r.getMessage()] == []
-    finally:
-        holder.kill()
-        holder.wait()
-        if holder.stdout is not None:
-            holder.stdout.close()
 
 
 # -- the cluster stage's plan ----------------------------------------------------------------

@@ -364,6 +364,11 @@ def wait_for(found: Callable[[], object], what: str, seconds: float = 90) -> Non
         time.sleep(0.1)
 
 
+def logged(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    """The messages logged so far that hold ``text``."""
+    return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+
 @contextmanager
 def analysts_session(database: Path) -> Iterator[None]:
     """A read-only DuckDB session (`duckdb -readonly`, a notebook) held open in
@@ -407,9 +412,6 @@ def test_a_send_round_an_analysts_session_held_up_does_not_stop_later_alerts(
         serve_each_feed(server)
         data, path = alerting_config(tmp_path, server, smtp_server, "said OR penalty")
 
-        def logged(text: str) -> bool:
-            return any(text in r.getMessage() for r in caplog.records)
-
         with caplog.at_level(logging.WARNING), \
                 continuous(load_settings(path), lambda batch: None, config=path) as outcome:
             wait_for(lambda: len(smtp_server.messages) == 1, "the first alert")
@@ -417,8 +419,9 @@ def test_a_send_round_an_analysts_session_held_up_does_not_stop_later_alerts(
             with analysts_session(tmp_path / "news.duckdb"):
                 # Touched: the run looks at the file, and sends, between two polls.
                 os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
-                wait_for(lambda: logged("waiting for it"), "a send round meeting the session")
-                wait_for(lambda: logged("alerts not sent"), "the round's failure")
+                wait_for(lambda: logged(caplog, "waiting for it"),
+                         "a send round meeting the session")
+                wait_for(lambda: logged(caplog, "alerts not sent"), "the round's failure")
             data["feeds"].append({"url": server.url("/match.xml")})
             path.write_text(json.dumps(data), encoding="utf-8")  # polled at once
             wait_for(lambda: len(smtp_server.messages) == 2, "the second alert")
@@ -489,9 +492,6 @@ def test_an_analysts_session_held_open_does_not_stall_the_loop_with_send_rounds(
         serve_each_feed(server)
         data, path = alerting_config(tmp_path, server, smtp_server, "said OR penalty")
 
-        def logged(text: str) -> list[str]:
-            return [r.getMessage() for r in caplog.records if text in r.getMessage()]
-
         def touch() -> None:  # the run looks at the file between two polls
             os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
 
@@ -515,8 +515,9 @@ def test_an_analysts_session_held_open_does_not_stall_the_loop_with_send_rounds(
         assert len(outcome) == 1 and outcome[0].send.sent == 2  # it ended well
     # Polled within seconds of the edit, not after a send round's wait for the lock.
     assert polled_after < 8, polled_after
-    assert len(logged("could not fold the write-ahead log")) <= 1, logged("could not fold")
-    assert logged("alerts not sent") == []  # no round was tried with nothing due
+    folds = logged(caplog, "could not fold the write-ahead log")
+    assert len(folds) <= 1, logged(caplog, "could not fold")
+    assert logged(caplog, "alerts not sent") == []  # no round was tried with nothing due
     with duckdb.connect(str(tmp_path / "news.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM articles").fetchone() == (2,)
         assert con.execute("SELECT count(*) FROM alerts WHERE status = 'sent'"
@@ -583,9 +584,6 @@ def test_a_load_retried_while_a_session_is_held_open_does_not_hold_the_polls_bac
         serve_each_feed(server)
         data, path = alerting_config(tmp_path, server, smtp_server, "said")
 
-        def logged(text: str) -> list[str]:
-            return [r.getMessage() for r in caplog.records if text in r.getMessage()]
-
         def add_feed(name: str) -> None:  # polled at once
             data["feeds"].append({"url": server.url(f"/{name}.xml")})
             path.write_text(json.dumps(data), encoding="utf-8")
@@ -597,7 +595,7 @@ def test_a_load_retried_while_a_session_is_held_open_does_not_hold_the_polls_bac
             with analysts_session(tmp_path / "news.duckdb"):
                 held = time.monotonic()
                 add_feed("match")  # its load waits out the lock, and fails
-                wait_for(lambda: logged("loading batch"), "the load meeting the session")
+                wait_for(lambda: logged(caplog, "loading batch"), "the load meeting the session")
                 time.sleep(7)  # the first retry (5 s after) is under way or done
                 add_feed("rates")  # its lookup used to wait behind a retried load
                 edited = time.monotonic()
@@ -608,8 +606,9 @@ def test_a_load_retried_while_a_session_is_held_open_does_not_hold_the_polls_bac
         assert len(outcome) == 1 and outcome[0].send.sent == 3  # it ended well
     # Fetched within seconds of the edit, not after a retried load's wait for the lock.
     assert fetched_after < 8, fetched_after
-    assert len(logged("loading batch")) == 1, logged("loading batch")  # said once
-    assert len(logged("waiting for it")) == 1, logged("waiting for it")  # the first load's
+    assert len(logged(caplog, "loading batch")) == 1, logged(caplog, "loading batch")  # said once
+    waits = logged(caplog, "waiting for it")
+    assert len(waits) == 1, waits  # the first load's
     with duckdb.connect(str(tmp_path / "news.duckdb"), read_only=True) as con:
         # Loaded in order: the match's article before the rates'.
         assert [r[0] for r in con.execute(
@@ -658,9 +657,6 @@ def test_a_load_retried_while_a_session_is_held_open_plans_nothing_until_it_can_
         data["poll"] = {"interval_minutes": 0.02, "min_interval_minutes": 0.01}
         path.write_text(json.dumps(data), encoding="utf-8")
 
-        def logged(text: str) -> bool:
-            return any(text in r.getMessage() for r in caplog.records)
-
         with caplog.at_level(logging.WARNING), \
                 continuous(load_settings(path), lambda batch: None, config=path) as outcome:
             wait_for(lambda: len(smtp_server.messages) == 1, "the first alert")
@@ -668,7 +664,7 @@ def test_a_load_retried_while_a_session_is_held_open_plans_nothing_until_it_can_
             with analysts_session(tmp_path / "news.duckdb"):
                 data["feeds"].append({"url": server.url("/match.xml")})
                 path.write_text(json.dumps(data), encoding="utf-8")  # polled at once
-                wait_for(lambda: logged("loading batch"), "the load meeting the session")
+                wait_for(lambda: logged(caplog, "loading batch"), "the load meeting the session")
                 failed = time.monotonic()
                 # The tries 5 s and 15 s after the failure, both while it is held.
                 wait_for(lambda: len([t for t in tries if t > failed]) >= 2,
