@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,6 +32,15 @@ class FeedEntry:
     title: str
     summary: str
     published_at: datetime | None  # UTC
+
+
+class Seen(NamedTuple):
+    """What the store holds of an entry delivered before, for settling a
+    feed's ids (:mod:`pipeline.sources.guids`); None: not known."""
+
+    url: str | None
+    title: str | None = None
+    published_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -58,7 +58,7 @@ from urllib.parse import urlsplit
 from pipeline import alert, store
 from pipeline.config import Settings
 from pipeline.http import Fetcher, FetchLimits
-from pipeline.models import FeedEntry, FetchedPage, Rejection, TaggedArticle
+from pipeline.models import FeedEntry, FetchedPage, Rejection, Seen, TaggedArticle
 from pipeline.process import Processor, ProcessSummary, worker_count
 from pipeline.reload import ConfigWatch
 from pipeline.signal import background, embed
@@ -114,6 +114,12 @@ _LOAD_AGAIN_MAX = 30.0
 # round that failed): each round opens the writer, which an analyst's
 # read-only session holds up ~18 s.
 _SEND_AT_LEAST = 300.0
+
+
+def load_again_wait(tries: int) -> float:
+    """Seconds from a failed load (``tries`` = 0) or its failed try again
+    number ``tries`` to the next try: 5, 10, 20, then 30 s."""
+    return min(_LOAD_AGAIN * 2.0 ** min(tries, 16), _LOAD_AGAIN_MAX)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -264,11 +270,11 @@ class _Stream:
         self.failed_run: str | None = None
         self.failed_batches: list[_Batch] = []  # staged in failed_run, not loaded
         self.load_again_at = 0.0  # time.monotonic() of the failed run's next try
-        self.load_again_wait = _LOAD_AGAIN  # the wait after the next try, if it fails
+        self.load_tries = 0  # the failed run's tries again so far
         self.shard = 0
         self.send_error: BaseException | None = None
         self.lookups: list[tuple[Sequence[tuple[str, str]],
-                                 asyncio.Future[dict[tuple[str, str], str | None]]]] = []
+                                 asyncio.Future[dict[tuple[str, str], Seen]]]] = []
         self.lookup_task: AnyTask | None = None
         self.totals = RunTotals()
         self.first_run: str | None = None
@@ -297,17 +303,17 @@ class _Stream:
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.database, fn, *args)
 
-    def _seen(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+    def _seen(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], Seen]:
         with explained(self.settings.database), \
                 open_store(self.settings, read_only=True) as con:
             return store.seen_entries(con, pairs)
 
     async def known(self, pairs: Sequence[tuple[str, str]]
-                    ) -> dict[tuple[str, str], str | None]:
+                    ) -> dict[tuple[str, str], Seen]:
         """Which of ``pairs`` were delivered before, with their links. Feeds
         parsed while a lookup (or a load) runs share the next one: one query
         each costs 10-20 ms."""
-        future: asyncio.Future[dict[tuple[str, str], str | None]] = (
+        future: asyncio.Future[dict[tuple[str, str], Seen]] = (
             asyncio.get_running_loop().create_future())
         self.lookups.append((pairs, future))
         if self.lookup_task is None or self.lookup_task.done():
@@ -638,8 +644,8 @@ class _Stream:
             raise
         return run_id
 
-    def _plan_and_load(self, settings: Settings, run_id: str, brief: bool = False
-                       ) -> tuple[PlanResult, LoadResult]:
+    def _plan_and_load(self, settings: Settings, run_id: str, brief: bool = False,
+                       room: bool = False) -> tuple[PlanResult, LoadResult]:
         # The warm clusterer is given back only to a plan with the cluster
         # settings it was made with (store.warm): an edited `cluster:` restores.
         with explained(settings.database):
@@ -649,6 +655,11 @@ class _Stream:
                 # thread) only once the writer could be had. Not held through
                 # the plan: it is taken again for the load, briefly.
                 backend(settings).probe_writer()
+            if room:
+                # A load tried again after a full disk: the plan only once
+                # the staged run would fit (it may still not: the load says).
+                backend(settings).probe_room(
+                    staging.size(staging.run_dir(settings.staging, run_id)))
             planned = cluster_stage(settings, run_id, warm=self.warm)
             loaded = load_stage(settings, run_id, started_at=self.started, warm=self.warm,
                                 checkpoint=False, brief=brief)
@@ -688,22 +699,24 @@ class _Stream:
     def _failed_load(self) -> None:
         """A load failed: its run is tried again :data:`_LOAD_AGAIN` from now,
         then twice as long after each try that fails (5, 10, 20, 30, 30 s...)."""
-        self.load_again_at = time.monotonic() + _LOAD_AGAIN
-        self.load_again_wait = min(_LOAD_AGAIN * 2, _LOAD_AGAIN_MAX)
+        self.load_tries = 0
+        self.load_again_at = time.monotonic() + load_again_wait(0)
 
     async def _load_again(self, run_id: str) -> None:
         # Briefly after a lock: it failed once waiting the writer's full wait.
         brief = isinstance(self.failed, store.DatabaseLocked)
+        room = isinstance(self.failed, store.DiskFull)
         try:
-            planned, loaded = await self.db(self._plan_and_load, self.settings, run_id, brief)
+            planned, loaded = await self.db(self._plan_and_load, self.settings, run_id, brief,
+                                            room)
         except Exception as exc:  # noqa: BLE001 - raised by finish() if it never loads
             # Said once per distinct error: the tries go on while it lasts.
             if str(exc) != str(self.failed):
                 log.error("loading batch %s failed again; its staging is kept: %s", run_id,
                           exc, extra={"run_id": run_id})
             self.failed = exc
-            self.load_again_at = time.monotonic() + self.load_again_wait
-            self.load_again_wait = min(self.load_again_wait * 2, _LOAD_AGAIN_MAX)
+            self.load_tries += 1
+            self.load_again_at = time.monotonic() + load_again_wait(self.load_tries)
             return
         log.warning("batch %s loaded on another try", run_id, extra={"run_id": run_id})
         batches, self.failed_batches = self.failed_batches, []
@@ -934,12 +947,17 @@ async def _nap(stream: _Stream, stop: threading.Event, seconds: float, floor: fl
     """Sleep ``seconds``, or until ``stop`` is set or the stream failed, or the
     config file was edited (or SIGHUP asked to read it), or (``floor`` seconds
     at least) until a batch is loaded: the feeds it carried are no longer in
-    flight, and one may be due before ``seconds``."""
+    flight, and one may be due before ``seconds``; or until a load that
+    failed while it slept is due to be tried again (its feeds are in flight
+    until then: with none other due, the nap was the whole minute)."""
     start = time.monotonic()
     until, loaded = start + seconds, stream.totals.batches
     while not stop.is_set() and stream.fatal is None and time.monotonic() < until:
         if stream.totals.batches != loaded and time.monotonic() - start >= floor:
             return
+        again = stream.next_load_again()
+        if again is not None:
+            until = min(until, max(again, start + floor))
         if watch is not None and watch.due():
             return
         await asyncio.sleep(0.2)

@@ -20,8 +20,12 @@ A stored GUID that comes back with another link is not by itself a reused
 GUID: a publisher that changes an article's slug (WordPress keeps ``?p=123``
 as the GUID while the permalink follows the new slug) keeps its GUID on
 purpose, and that is the same article, not a new one to fetch and store
-twice. So it is read as another article only when this document gives the
-GUID to two items or more; otherwise it is the stored entry moved, logged.
+twice. So it is read as another article when this document gives the GUID to
+two items or more, or when the item's date says it is not the stored one
+(:func:`_same_article`: a one-item feed recycling its GUID for the next
+day's article); otherwise it is the stored entry moved, logged. Read wrong,
+a moved article is fetched once more (a second copy, in the same story) and
+a new one is lost, so where the dates allow it the doubt goes to fetching.
 The items not parsed this time count too: an unchanged item cut out before
 parsing by the GUID it is stored under (an id of its own,
 :func:`pipeline.ids.reused_guid_id`, only when its hash is that of its stored
@@ -42,15 +46,25 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import timedelta
 
 from pipeline import ids
-from pipeline.models import FeedEntry
+from pipeline.models import FeedEntry, Seen
 from pipeline.sources.parsing import ParsedFeed
 
-__all__ = ["Stored", "candidates", "settle"]
+__all__ = ["Seen", "Stored", "candidates", "settle"]
 
-# (feed url, entry id) -> the link the entry was stored with (None: not known).
-Stored = Mapping[tuple[str, str], str | None]
+
+# (feed url, entry id) -> the entry as it was stored.
+Stored = Mapping[tuple[str, str], Seen]
+
+# A stored article moved to another link keeps its date (WordPress keeps the
+# post's date through a slug's edit); a GUID recycled for another article
+# comes with the new one's: the next day's briefing 24 hours later (or 23, as
+# it is posted), the next headline hours later. Half a day tells a daily
+# recycling from an item re-dated as it is edited (with its title kept).
+SAME_ARTICLE_WITHIN = timedelta(hours=12)
+SAME_DATE = timedelta(minutes=1)
 
 
 def candidates(parsed: ParsedFeed | None) -> list[tuple[str, str]]:
@@ -96,7 +110,7 @@ def _given_twice(parsed: ParsedFeed, stored: Stored) -> set[str]:
         return set()
     feed_url = parsed.entries[0].feed_url
     for _, entry_id in _skipped(parsed):
-        count[ids.guid_of(entry_id, stored.get((feed_url, entry_id)))] += 1
+        count[ids.guid_of(entry_id, _link(stored, (feed_url, entry_id)))] += 1
     count.update(parsed.beyond_guids)
     return {guid for guid, n in count.items() if n > 1 and guid in parsed.guids.values()}
 
@@ -129,9 +143,14 @@ def settle(parsed: ParsedFeed, stored: Stored
     return replace(parsed, entries=entries, items=items, guids=guids), reused, moved
 
 
+def _link(stored: Stored, key: tuple[str, str]) -> str | None:
+    seen = stored.get(key)
+    return None if seen is None else seen.url
+
+
 def _moved(entry: FeedEntry, guid: str, stored: Stored) -> bool:
     """Whether the GUID is stored with another link than the entry's."""
-    link = stored.get((entry.feed_url, guid))
+    link = _link(stored, (entry.feed_url, guid))
     # A row without a link (the column allows one) cannot say it moved.
     return link is not None and ids.link_key(link) != ids.link_key(entry.url)
 
@@ -152,7 +171,35 @@ def _final_id(entry: FeedEntry, guid: str | None, stored: Stored, twice: set[str
         return own
     if (entry.feed_url, guid) in stored:
         # Another link: another article where this document gives the GUID
-        # to several, else the stored one moved (a new slug): see above.
-        return own if _moved(entry, guid, stored) and guid in twice else guid
+        # to several or the item is not the stored one, else the stored one
+        # moved (a new slug): see above.
+        if not _moved(entry, guid, stored):
+            return guid
+        same = guid not in twice and _same_article(entry, stored[entry.feed_url, guid])
+        return guid if same else own
     # Nothing stored under either: the document's own order decided.
     return entry.id
+
+
+def _same_article(entry: FeedEntry, seen: Seen) -> bool:
+    """Whether an item under a stored GUID and another link may be the stored
+    article moved, by its date: a post keeps its date through a slug's edit
+    (WordPress), so the same date (to :data:`SAME_DATE`) says moved whatever
+    the title; a date :data:`SAME_ARTICLE_WITHIN` or more away says another
+    article (a GUID recycled for the next day's); between the two, a feed
+    re-dating an item as it is edited keeps its title, and a GUID recycled
+    within the day comes with a new one. An item or a stored entry without a
+    date cannot be told from a slug edited (the title may be edited with
+    it): moved, as the README says."""
+    if seen.published_at is None or entry.published_at is None:
+        return True
+    apart = abs(seen.published_at - entry.published_at)
+    if apart <= SAME_DATE:
+        return True
+    if apart >= SAME_ARTICLE_WITHIN:
+        return False
+    return not (seen.title and entry.title and _words(seen.title) != _words(entry.title))
+
+
+def _words(title: str) -> str:
+    return " ".join(title.casefold().split())

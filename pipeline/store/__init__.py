@@ -15,6 +15,7 @@ import contextlib
 import errno
 import json
 import logging
+import os
 import re
 import shutil
 import time
@@ -27,6 +28,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline.batches import batched
+from pipeline.models import Seen
 
 log = logging.getLogger(__name__)
 
@@ -448,6 +450,39 @@ def probe_writer(path: Path, retry: LockRetry = SHORT_RETRY) -> None:
         con.close()
 
 
+# A load needs room for what it writes: the staged run's records again in the
+# write-ahead log (twice over: the log, and the blocks a checkpoint writes)
+# and DuckDB's fresh blocks (256 KiB each, one or more per table written).
+ROOM_MARGIN = 4 * 1024 * 1024
+
+
+def probe_room(directory: Path, need: int) -> None:
+    """:class:`DiskFull` unless ``need`` bytes can be had in ``directory`` now:
+    reserved in a scratch file (``posix_fallocate``: the file system's own
+    answer, quotas and reserved blocks included), removed at once; where it
+    cannot reserve, the free space says. A stream asks before it plans a
+    load tried again after a full disk, so that a disk still full costs no
+    plan (seconds at 50,000 articles) at each try. Anything else (no folder,
+    no right to write there) is left for the load to say."""
+    probe = directory / f".newsmon-room-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise disk_full(directory) from None
+        return
+    try:
+        os.posix_fallocate(fd, 0, max(need, 1))
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise disk_full(directory) from None
+        if shutil.disk_usage(directory).free < need:
+            raise disk_full(directory) from None
+    finally:
+        os.close(fd)
+        probe.unlink(missing_ok=True)
+
+
 def checkpoint(path: Path) -> None:
     """Fold the write-ahead log into the database file (after writers that
     closed with ``checkpoint=False``): the file alone then holds everything, to
@@ -594,10 +629,10 @@ def added_feeds(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str | None]]:
 
 def seen_entries(
     con: duckdb.DuckDBPyConnection, pairs: Sequence[tuple[str, str]]
-) -> dict[tuple[str, str], str | None]:
+) -> dict[tuple[str, str], Seen]:
     """The (feed_url, id) pairs among ``pairs`` already delivered (any status),
-    each with the link it was delivered with: a GUID a feed reuses names one
-    article (:mod:`pipeline.sources.guids`).
+    each with the link, title and date it was delivered with: a GUID a feed
+    reuses names one article (:mod:`pipeline.sources.guids`).
 
     The pairs travel as one JSON string: DuckDB's Python binding costs about
     0.3 ms per bound value (it tries to import pandas for each one), so a
@@ -611,10 +646,11 @@ def seen_entries(
         """WITH c AS (
             SELECT DISTINCT unnest(j.f) AS feed_url, unnest(j.i) AS id
             FROM (SELECT from_json(?, '{"f": ["VARCHAR"], "i": ["VARCHAR"]}') AS j))
-        SELECT e.feed_url, e.id, e.url FROM entries e JOIN c USING (feed_url, id)""",
+        SELECT e.feed_url, e.id, e.url, e.title, e.published_at
+        FROM entries e JOIN c USING (feed_url, id)""",
         [payload],
     ).fetchall()
-    return {(r[0], r[1]): r[2] for r in rows}
+    return {(r[0], r[1]): Seen(r[2], r[3], r[4]) for r in rows}
 
 
 def entries_to_retry(con: duckdb.DuckDBPyConnection, max_attempts: int) -> list[dict[str, object]]:

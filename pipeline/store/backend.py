@@ -54,6 +54,12 @@ class Backend(Protocol):
         nothing after: a load tried again asks before it plans."""
         ...
 
+    def probe_room(self, need: int) -> None:
+        """:class:`pipeline.store.DiskFull` unless a load writing about
+        ``need`` bytes has room now; a load tried again after a full disk
+        asks before it plans."""
+        ...
+
     def checkpoint(self) -> None:
         """Fold what writers left in a write-ahead log into the store."""
         ...
@@ -87,6 +93,9 @@ class FileBackend:
 
     def probe_writer(self) -> None:
         store.probe_writer(self.path)
+
+    def probe_room(self, need: int) -> None:
+        store.probe_room(self.path.parent, 2 * need + store.ROOM_MARGIN)
 
     def checkpoint(self) -> None:
         # No log, or an empty one: nothing to fold, and no writer to open (a

@@ -336,5 +336,12 @@ def read(directory: Path, kind: Kind) -> Iterator[dict[str, Any]]:
                     yield json.loads(line)
 
 
+def size(directory: Path) -> int:
+    """The bytes a run's staged files take (0: no such folder)."""
+    if not directory.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+
+
 def remove(directory: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)

@@ -445,6 +445,37 @@ def test_an_article_whose_link_changes_under_its_guid_is_not_fetched_again(
         " the same article moved, not fetched again"]
 
 
+def test_a_guid_a_one_item_feed_recycles_for_the_next_days_article_is_fetched(
+    tmp_path: Path, server: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A one-item feed gives its one GUID to each day's briefing. The next
+    day's, under a new link and dated a day later, is a new article: fetched
+    and stored under an id of its own (it was read as yesterday's moved, and
+    lost); a third poll finds it seen."""
+    guid = "tag:wire.example.org,2024:briefing"
+    for name in ("monday", "tuesday"):
+        server.route(f"/{name}.html", Reply(body=article(f"Briefing {name}").encode(),
+                                            content_type="text/html; charset=utf-8"))
+
+    def feed(name: str, day: datetime) -> bytes:
+        return rss([{"title": "Morning briefing", "link": server.url(f"/{name}.html"),
+                     "guid": guid, "pubDate": format_datetime(day)}]).encode()
+
+    server.route("/brief.xml", Reply(body=feed("monday", NOW)))
+    settings = make_settings(tmp_path, server, ["/brief.xml"])
+    assert processed_poll(settings)[0].entries_new == 1
+    server.route("/brief.xml", Reply(body=feed("tuesday", NOW + timedelta(days=1))))
+    with caplog.at_level(logging.INFO, logger="pipeline.sources.poll"):
+        summary, polled = processed_poll(settings, now=NOW + timedelta(days=1))
+    assert summary.entries_new == 1
+    assert [e["id"] for e in polled] == [ids.reused_guid_id(guid, server.url("/tuesday.html"))]
+    assert (server.hits["/monday.html"], server.hits["/tuesday.html"]) == (1, 1)
+    assert [r.levelno for r in caplog.records if r.name == "pipeline.sources.poll"] == [
+        logging.WARNING]
+    summary, _ = processed_poll(settings, now=NOW + timedelta(days=1, hours=1))
+    assert summary.entries_new == 0 and server.hits["/tuesday.html"] == 1
+
+
 def test_a_guid_the_feed_still_gives_past_the_limit_is_not_read_as_moved(
     tmp_path: Path, server: FeedServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from support.disk import fill, tmpfs
 from support.feedserver import FeedServer, Reply, article, rss
 from support.smtp import Inbox
 from support.stream import EVENTS, continuous, newsmon_run, next_line, page
@@ -684,3 +685,74 @@ def test_a_load_retried_while_a_session_is_held_open_plans_nothing_until_it_can_
         assert con.execute("SELECT count(*) FROM alerts WHERE status = 'sent'"
                            ).fetchone() == (2,)
     assert [p.name for p in (tmp_path / "staging").iterdir() if p.is_dir()] == []
+
+
+def test_a_load_retried_after_a_full_disk_plans_nothing_until_there_is_room(
+    tmp_path: Path, smtp_server: Inbox, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Continuous mode with the database on a disk that fills up (a real
+    16 MiB tmpfs): the load of the feed's next article fails for the full
+    disk and the batch is tried again between polls, the first time 5 s
+    after (the loop napped the whole minute: its one feed was in flight). Each try used to plan the
+    batch again (seconds of the database thread at 50,000 articles) before
+    the load found the disk still full. A try now asks for room first
+    (store.probe_room) and plans only when the staged run fits: no plan while
+    the disk is full, and once it is freed the kept batch loads and its alert
+    goes out."""
+    from pipeline import stream
+    from pipeline.config import load_settings
+
+    plans: list[float] = []
+    tries: list[float] = []
+    cluster_stage = stream.cluster_stage
+    plan_and_load = stream._Stream._plan_and_load
+
+    def counted_plan(*args: Any, **kwargs: Any) -> Any:
+        plans.append(time.monotonic())
+        return cluster_stage(*args, **kwargs)
+
+    def counted_try(self: Any, *args: Any, **kwargs: Any) -> Any:
+        tries.append(time.monotonic())
+        return plan_and_load(self, *args, **kwargs)
+
+    monkeypatch.setattr(stream, "cluster_stage", counted_plan)
+    monkeypatch.setattr(stream._Stream, "_plan_and_load", counted_try)
+
+    with tmpfs(tmp_path / "disk", "16m") as disk, FeedServer() as server:
+        serve_each_feed(server)
+        data, path = alerting_config(tmp_path, server, smtp_server, "said OR penalty")
+        data["database"] = str(disk / "news.duckdb")
+        data["poll"] = {"interval_minutes": 0.02, "min_interval_minutes": 0.01}
+        path.write_text(json.dumps(data), encoding="utf-8")
+
+        with caplog.at_level(logging.WARNING), \
+                continuous(load_settings(path), lambda batch: None, config=path) as outcome:
+            wait_for(lambda: len(smtp_server.messages) == 1, "the first alert")
+            time.sleep(1.5)  # the loop after the first alert's load has folded the log
+            filler = fill(disk)
+            # The one feed's next article: the feed is in flight with the
+            # failed batch, so nothing else wakes the loop before its try.
+            quake, match = (EVENTS[name][0] for name in ("quake", "match"))
+            server.route("/quake.xml", Reply(body=rss([
+                {"title": match, "link": server.url("/match/1"), "guid": "match-1"},
+                {"title": quake, "link": server.url("/quake/1"), "guid": "quake-1"}],
+                title="quake").encode()))
+            wait_for(lambda: logged(caplog, "loading batch"), "the load meeting the full disk")
+            failed = time.monotonic()
+            # The tries 5 s and 15 s after the failure, both while the disk is full.
+            wait_for(lambda: len([t for t in tries if t > failed]) >= 2,
+                     "two tries while the disk is full", seconds=60)
+            time.sleep(0.5)  # the second try is over
+            freed = time.monotonic()
+            filler.unlink()
+            wait_for(lambda: len(smtp_server.messages) == 2, "the kept batch's alert, after")
+        assert len(outcome) == 1 and outcome[0].send.sent == 2  # it ended well
+    full_tries = [t for t in tries if failed < t < freed]
+    full_plans = [t for t in plans if failed < t < freed]
+    assert len(full_tries) >= 2, full_tries
+    # 5 s after the failure, as the README says (a nap of the whole minute before).
+    assert full_tries[0] - failed < 8, full_tries[0] - failed
+    assert full_plans == [], f"{len(full_plans)} plans in {len(full_tries)} tries while full"
+    assert [t for t in plans if t > freed], "the kept batch planned once there was room"
+    assert "disk full at" in logged(caplog, "loading batch")[0]

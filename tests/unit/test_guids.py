@@ -5,9 +5,11 @@ tests/integration/test_faults.py and test_poll.py; here, the rule itself."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline import ids
+from pipeline.models import Seen
 from pipeline.sources.guids import Stored, candidates, settle
 from pipeline.sources.parsing import ParsedFeed, parse_feed
 
@@ -37,9 +39,9 @@ def _own(name: str, guid: str = "same") -> str:
     return ids.reused_guid_id(guid, _link(name))
 
 
-def _stored(**rows: str | None) -> dict[tuple[str, str], str | None]:
-    """Stored entries of the feed: id -> link."""
-    return {(URL, entry): link for entry, link in rows.items()}
+def _stored(**rows: str | None) -> dict[tuple[str, str], Seen]:
+    """Stored entries of the feed: id -> link (title and date not known)."""
+    return {(URL, entry): Seen(link) for entry, link in rows.items()}
 
 
 def test_a_guid_stored_for_another_article_gives_the_new_one_an_id_of_its_own() -> None:
@@ -48,7 +50,7 @@ def test_a_guid_stored_for_another_article_gives_the_new_one_an_id_of_its_own() 
     parsed = _parse(_rss(("c", "same"), ("a", "same")))
     assert _ids(parsed) == {"c": "same", "a": _own("a")}  # the document's own order
     assert set(candidates(parsed)) >= {(URL, "same"), (URL, _own("a")), (URL, _own("c"))}
-    settled, reused, _ = settle(parsed, {(URL, "same"): _link("a")})
+    settled, reused, _ = settle(parsed, _stored(same=_link("a")))
     assert _ids(settled) == {"c": _own("c"), "a": "same"}
     assert reused == ("same",)
     assert settled.items is not None
@@ -72,7 +74,7 @@ def test_items_not_parsed_keep_their_stored_ids() -> None:
     known = {digest: (entry, when) for digest, entry, when in before.items or () if entry}
     parsed = _parse(_rss(("c", "same"), ("a", "same")), known)
     assert _ids(parsed) == {"c": "same"} and parsed.skipped == frozenset(known)
-    settled, _, _ = settle(parsed, {(URL, "same"): _link("a")})
+    settled, _, _ = settle(parsed, _stored(same=_link("a")))
     assert _ids(settled) == {"c": _own("c")}
     assert settled.items is not None
     assert [entry for _, entry, _ in settled.items] == [_own("c"), "same"]
@@ -97,7 +99,7 @@ def test_entries_without_a_guid_are_left_alone() -> None:
     parsed = _parse(body)
     assert dict(parsed.guids) == {}
     assert candidates(parsed) == [(URL, _link("x"))]
-    settled: Any = settle(parsed, {(URL, _link("x")): _link("y")})
+    settled: Any = settle(parsed, {(URL, _link("x")): Seen(_link("y"))})
     assert settled == (parsed, (), ())
 
 
@@ -110,6 +112,55 @@ def test_a_guid_that_comes_back_alone_with_a_new_link_is_the_stored_article_move
         settled, reused, moved = settle(parsed, _stored(**{guid: _link("a-old-slug")}))
         assert _ids(settled)["a-new-slug"] == guid
         assert (reused, moved) == ((), (guid,))
+
+
+def _dated(name: str, guid: str, title: str, when: datetime) -> bytes:
+    """A one-item feed: the item's title and date given."""
+    return ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>W</title>'
+            f"<item><title>{title}</title><link>{_link(name)}</link>"
+            f'<guid isPermaLink="false">{guid}</guid>'
+            f"<pubDate>{when.strftime('%a, %d %b %Y %H:%M:%S +0000')}</pubDate></item>"
+            "</channel></rss>").encode()
+
+
+DAY = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
+
+
+def test_a_guid_recycled_for_another_days_article_is_another_article() -> None:
+    """A one-item feed gives its GUID to each day's briefing (or each hour's
+    headline): under a new link, dated half a day away or more, or hours
+    away with another title, it is a new article, fetched under an id of its own,
+    not the stored one moved (which would lose it); the next poll finds it
+    under that id."""
+    stored = {(URL, "briefing"): Seen(_link("mon"), "Morning briefing", DAY)}
+    for title, when in (("Morning briefing", DAY + timedelta(days=1)),
+                        ("Morning briefing", DAY + timedelta(hours=23)),
+                        ("Morning briefing", DAY - timedelta(days=3)),
+                        ("Storm closes the port", DAY + timedelta(hours=3))):
+        body = _dated("tue", "briefing", title, when)
+        settled, reused, moved = settle(_parse(body), stored)
+        assert _ids(settled) == {"tue": _own("tue", "briefing")}, (title, when)
+        assert (reused, moved) == (("briefing",), ())
+        again = {**stored, (URL, _own("tue", "briefing")): Seen(_link("tue"), title, when)}
+        assert _ids(settle(_parse(body), again)[0]) == {"tue": _own("tue", "briefing")}
+
+
+def test_a_guid_under_a_new_link_with_its_date_is_the_article_moved() -> None:
+    """The same date (a slug edited with its title: WordPress keeps the
+    post's date), or the same title (case and spacing aside) re-dated by
+    hours as it is edited, or no date to tell: the stored article moved, not
+    fetched again."""
+    stored = {(URL, "?p=7"): Seen(_link("old-slug"), "Port  closes after storm", DAY)}
+    for title, when in (("Port closes after Storm", DAY),
+                        ("Storm shuts the port for a week", DAY + timedelta(seconds=30)),
+                        ("Port closes after Storm", DAY + timedelta(hours=6)),
+                        ("Storm shuts the port for a week", None)):
+        body = _dated("new-slug", "?p=7", title, when or DAY)
+        if when is None:
+            body = body.replace(b"<pubDate>", b"<!--").replace(b"</pubDate>", b"-->")
+        settled, reused, moved = settle(_parse(body), stored)
+        assert _ids(settled) == {"new-slug": "?p=7"}, (title, when)
+        assert (reused, moved) == ((), ("?p=7",))
 
 
 def test_an_article_stored_under_an_id_of_its_own_is_not_read_as_moved_when_alone() -> None:

@@ -1,4 +1,5 @@
-"""The pipelined run's totals: what a long continuous run keeps of its batches."""
+"""The pipelined run's totals: what a long continuous run keeps of its
+batches; when it tries a failed load again."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from pipeline.alert import SendResult
 from pipeline.store.load import LoadResult
 from pipeline.store.plan import PlanResult
-from pipeline.stream import BatchResult, RunTotals
+from pipeline.stream import BatchResult, RunTotals, load_again_wait
 
 
 def batch(i: int) -> BatchResult:
@@ -97,3 +98,10 @@ def test_the_next_send_round_is_due_when_the_outbox_has_an_alert_due() -> None:
                             next_attempt_at=now - timedelta(seconds=5))):
         due = _Stream._next_send(left)
         assert due is not None and due - clock <= 1
+
+
+def test_a_failed_load_is_tried_again_5_10_20_then_every_30_seconds() -> None:
+    """The README's spacing of a continuous run's tries again, from the
+    failure (0) on; no overflow after a week of tries."""
+    assert [load_again_wait(n) for n in range(6)] == [5.0, 10.0, 20.0, 30.0, 30.0, 30.0]
+    assert load_again_wait(20_000) == 30.0
