@@ -370,6 +370,41 @@ def logged(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if text in r.getMessage()]
 
 
+def timed_plans(monkeypatch: pytest.MonkeyPatch) -> tuple[list[float], list[float]]:
+    """When (time.monotonic()) the stream plans a batch (the cluster stage),
+    and when it tries a plan and load (a failed one again included)."""
+    from pipeline import stream
+
+    plans: list[float] = []
+    tries: list[float] = []
+    cluster_stage = stream.cluster_stage
+    plan_and_load = stream._Stream._plan_and_load
+
+    def counted_plan(*args: Any, **kwargs: Any) -> Any:
+        plans.append(time.monotonic())
+        return cluster_stage(*args, **kwargs)
+
+    def counted_try(self: Any, *args: Any, **kwargs: Any) -> Any:
+        tries.append(time.monotonic())
+        return plan_and_load(self, *args, **kwargs)
+
+    monkeypatch.setattr(stream, "cluster_stage", counted_plan)
+    monkeypatch.setattr(stream._Stream, "_plan_and_load", counted_try)
+    return plans, tries
+
+
+def failed_and_tried_twice(caplog: pytest.LogCaptureFixture, tries: list[float],
+                           cause: str) -> float:
+    """Wait for a load to fail (its ERROR line), then for its tries again 5 s
+    and 15 s after, both while ``cause`` lasts; when it failed."""
+    wait_for(lambda: logged(caplog, "loading batch"), f"the load failing while {cause}")
+    failed = time.monotonic()
+    wait_for(lambda: len([t for t in tries if t > failed]) >= 2, f"two tries while {cause}",
+             seconds=60)
+    time.sleep(0.5)  # the second try is over
+    return failed
+
+
 @contextmanager
 def analysts_session(database: Path) -> Iterator[None]:
     """A read-only DuckDB session (`duckdb -readonly`, a notebook) held open in
@@ -632,24 +667,9 @@ def test_a_load_retried_while_a_session_is_held_open_plans_nothing_until_it_can_
     writer first and plans only when it can load: no plan while the session
     is open, and once it is closed the kept batch loads and its alert goes
     out."""
-    from pipeline import stream
     from pipeline.config import load_settings
 
-    plans: list[float] = []
-    tries: list[float] = []
-    cluster_stage = stream.cluster_stage
-    plan_and_load = stream._Stream._plan_and_load
-
-    def counted_plan(*args: Any, **kwargs: Any) -> Any:
-        plans.append(time.monotonic())
-        return cluster_stage(*args, **kwargs)
-
-    def counted_try(self: Any, *args: Any, **kwargs: Any) -> Any:
-        tries.append(time.monotonic())
-        return plan_and_load(self, *args, **kwargs)
-
-    monkeypatch.setattr(stream, "cluster_stage", counted_plan)
-    monkeypatch.setattr(stream._Stream, "_plan_and_load", counted_try)
+    plans, tries = timed_plans(monkeypatch)
 
     with FeedServer() as server:
         serve_each_feed(server)
@@ -665,12 +685,7 @@ def test_a_load_retried_while_a_session_is_held_open_plans_nothing_until_it_can_
             with analysts_session(tmp_path / "news.duckdb"):
                 data["feeds"].append({"url": server.url("/match.xml")})
                 path.write_text(json.dumps(data), encoding="utf-8")  # polled at once
-                wait_for(lambda: logged(caplog, "loading batch"), "the load meeting the session")
-                failed = time.monotonic()
-                # The tries 5 s and 15 s after the failure, both while it is held.
-                wait_for(lambda: len([t for t in tries if t > failed]) >= 2,
-                         "two tries while the session is held", seconds=60)
-                time.sleep(0.5)  # the second try is over
+                failed = failed_and_tried_twice(caplog, tries, "the session is held")
                 closed = time.monotonic()
             wait_for(lambda: len(smtp_server.messages) == 2, "the kept batch's alert, after")
         assert len(outcome) == 1 and outcome[0].send.sent == 2  # it ended well
@@ -700,24 +715,9 @@ def test_a_load_retried_after_a_full_disk_plans_nothing_until_there_is_room(
     (store.probe_room) and plans only when the staged run fits: no plan while
     the disk is full, and once it is freed the kept batch loads and its alert
     goes out."""
-    from pipeline import stream
     from pipeline.config import load_settings
 
-    plans: list[float] = []
-    tries: list[float] = []
-    cluster_stage = stream.cluster_stage
-    plan_and_load = stream._Stream._plan_and_load
-
-    def counted_plan(*args: Any, **kwargs: Any) -> Any:
-        plans.append(time.monotonic())
-        return cluster_stage(*args, **kwargs)
-
-    def counted_try(self: Any, *args: Any, **kwargs: Any) -> Any:
-        tries.append(time.monotonic())
-        return plan_and_load(self, *args, **kwargs)
-
-    monkeypatch.setattr(stream, "cluster_stage", counted_plan)
-    monkeypatch.setattr(stream._Stream, "_plan_and_load", counted_try)
+    plans, tries = timed_plans(monkeypatch)
 
     with tmpfs(tmp_path / "disk", "16m") as disk, FeedServer() as server:
         serve_each_feed(server)
@@ -738,12 +738,7 @@ def test_a_load_retried_after_a_full_disk_plans_nothing_until_there_is_room(
                 {"title": match, "link": server.url("/match/1"), "guid": "match-1"},
                 {"title": quake, "link": server.url("/quake/1"), "guid": "quake-1"}],
                 title="quake").encode()))
-            wait_for(lambda: logged(caplog, "loading batch"), "the load meeting the full disk")
-            failed = time.monotonic()
-            # The tries 5 s and 15 s after the failure, both while the disk is full.
-            wait_for(lambda: len([t for t in tries if t > failed]) >= 2,
-                     "two tries while the disk is full", seconds=60)
-            time.sleep(0.5)  # the second try is over
+            failed = failed_and_tried_twice(caplog, tries, "the disk is full")
             freed = time.monotonic()
             filler.unlink()
             wait_for(lambda: len(smtp_server.messages) == 2, "the kept batch's alert, after")
