@@ -28,7 +28,7 @@ import socket
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -386,6 +386,15 @@ def send_pending(
             if not held.holds(job, clock()):
                 continue
             attempt = job.attempts + 1
+            if job.digest and (gone := _gone(con, job)) is not None:
+                # Its story's articles were deleted (lake retention between
+                # its two commits): failed, not listed without its reports.
+                _mark_failed(outbox, gone, token, DeliveryError(_GONE, permanent=True), clock(),
+                             attempt)
+                failed += 1
+                job = replace(job, keys=tuple(k for k in job.keys if k not in gone.keys))
+                if not job.keys:
+                    continue
             message, problem = _message(con, rules, job, now, sender)
             if message is not None:
                 try:
@@ -433,6 +442,20 @@ def send_pending(
                       next_attempt_at=next_at, reclaim_at=reclaim_at, stopped=stopped)
 
 
+_GONE = "the story has no articles any more"
+
+
+def _gone(con: duckdb.DuckDBPyConnection, job: _Job) -> _Job | None:
+    """The rows of a digest whose stories have no articles any more, as a
+    job of their own (None: every story has its articles)."""
+    stories = sorted({k[1] for k in job.keys})
+    kept = {r[0] for r in con.execute(
+        "SELECT DISTINCT story_id FROM articles WHERE list_contains(?, story_id)",
+        [stories]).fetchall()}
+    gone = tuple(k for k in job.keys if k[1] not in kept)
+    return replace(job, keys=gone) if gone else None
+
+
 def _message(con: duckdb.DuckDBPyConnection, rules: dict[str, AlertRule], job: _Job,
              now: datetime, sender: str) -> tuple[EmailMessage | None, DeliveryError | None]:
     rule = rules.get(job.rule)
@@ -443,5 +466,5 @@ def _message(con: duckdb.DuckDBPyConnection, rules: dict[str, AlertRule], job: _
         return _digest(con, rule, job.recipient, job.keys, now, sender), None
     message = _instant(con, rule, job.keys[0], job.article_id or "", sender)
     if message is None:
-        return None, DeliveryError("the story has no articles any more", permanent=True)
+        return None, DeliveryError(_GONE, permanent=True)
     return message, None

@@ -150,6 +150,41 @@ def test_digest_groups_stories_newest_first_once_per_period(
     assert len(statuses) == 1 and statuses[0] == ("sent", message["Message-ID"])
 
 
+def test_a_digest_leaves_out_a_story_whose_articles_are_gone_and_fails_its_row(
+    tmp_path: Path, smtp_server: Inbox
+) -> None:
+    """Lake retention deletes a story's articles in one commit and cancels
+    its pending alerts in another; a digest due between the two listed the
+    story without its reports. Now the digest leaves it out and its row is
+    failed for good with the reason, as an instant alert's is; the other
+    story goes out."""
+    rule = {**RULE, "mode": "digest", "period": "daily"}
+    settings = f.settings(tmp_path, alerts=[rule], smtp={"url": smtp_server.url})
+    kept = f.article(1, title="Older Syria story about the working group", text=TEXT,
+                     source="One", topics=("syria",))
+    gone = f.article(2, title="Newer Syria story: floods in Aleppo",
+                     text="Heavy rain flooded parts of Aleppo in Syria on Monday, local "
+                     "officials said, and 200 families were moved to schools. " * 3,
+                     source="Two", topics=("syria",), hours=30)
+    f.stage(settings, "run-1", [kept, gone])
+    with store.connect(settings.database) as con:
+        load(con, settings, "run-1", now=datetime(2019, 3, 1, 10, tzinfo=UTC))
+        (story,) = con.execute("SELECT story_id FROM articles WHERE title LIKE 'Newer%'"
+                               ).fetchone() or ()
+        con.execute("DELETE FROM articles WHERE story_id = ?", [story])
+        result = alert.send_pending(con, settings, alert.mailer_for(settings),
+                                    now=datetime(2019, 3, 2, 0, 5, tzinfo=UTC))
+        rows = dict(con.execute("SELECT story_id, status || ': ' || coalesce(error, '')"
+                                " FROM alerts").fetchall())
+    assert (result.sent, result.failed) == (1, 1)
+    (message,) = smtp_server.messages
+    assert message["Subject"] == "syria: 1 new story (daily digest, 2019-03-01)"
+    text = str(message.get_body(preferencelist=("plain",)).get_content())
+    assert "Older Syria story" in text and "Newer Syria story" not in text
+    assert rows[story] == "failed: the story has no articles any more"
+    assert [v for k, v in rows.items() if k != story] == ["sent: "]
+
+
 def test_a_grown_story_sends_one_threaded_update_only_when_asked(
     tmp_path: Path, smtp_server: Inbox
 ) -> None:
