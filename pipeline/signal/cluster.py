@@ -147,6 +147,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from sys import intern
+from typing import cast
 
 import numpy as np
 
@@ -478,13 +479,18 @@ class TermStats:
         self.added: Counter[str] = Counter()  # counted here: what the load adds to the table
         self.added_n = 0
 
-    def count(self, keys: Iterable[str]) -> None:
+    def count(self, keys: list[str]) -> list[int]:
+        """Count one document holding ``keys`` (distinct); each key's new
+        document frequency."""
         self.n += 1
         self.added_n += 1
         df = self.df
+        counts = []
         for key in keys:
-            df[key] = df.get(key, 0) + 1
+            df[key] = c = df.get(key, 0) + 1
+            counts.append(c)
         self.added.update(keys)
+        return counts
 
     def idf(self, key: str) -> float:
         return self.log_n() - self.log_df(key) + 1.0
@@ -930,19 +936,18 @@ class Clusterer:
                                 for k, c in zip(slots.tolist(), shares.tolist(), strict=True)})
 
     def _join(self, story: _Story, doc: ClusterDoc, feats: _Features,
-              embedding: np.ndarray | None, *, new: bool = True) -> None:
+              embedding: np.ndarray | None, *, new: bool = True,
+              term_ids: list[int] | None = None) -> None:
         when = _seconds(doc.time)
         story.first, story.last = min(story.first, when), max(story.last, when)
         self._first[story.index], self._last[story.index] = story.first, story.last
         self._unpack(story)  # before the size changes: the packed names are shares of it
         story.size += 1
         centroid, ids, by_term, index = story.centroid, self._ids, self._by_term, story.index
-        mine = []
-        for t, v in feats.terms.items():
-            k = ids.get(t)
-            if k is None:
-                k = self._term_id(t)
-            mine.append(k)
+        if term_ids is None:
+            term_ids = [k if k is not None else self._term_id(t)
+                        for t, k in zip(feats.terms, map(ids.get, feats.terms), strict=True)]
+        for k, v in zip(term_ids, feats.terms.values(), strict=True):
             if k not in centroid:
                 posted = by_term.get(k)
                 if posted is None:
@@ -968,8 +973,8 @@ class Clusterer:
             self._unembedded.setdefault(main, set()).add(story.index)
         story.members.append(_Member(
             doc=replace(doc, text="", embedding=None),
-            ids=np.array(mine, dtype=np.int32),
-            weights=np.fromiter(feats.terms.values(), dtype=np.float16, count=len(mine)),
+            ids=np.array(term_ids, dtype=np.int32),
+            weights=np.fromiter(feats.terms.values(), dtype=np.float16, count=len(term_ids)),
             language=feats.language))
         if embedding is not None:
             self._add_embedding(story, embedding)
@@ -1481,20 +1486,25 @@ class Clusterer:
             self._log_df[k] = self.stats.log_df(term)
         return k
 
-    def _count(self, feats: _Features) -> None:
-        """Count an article in the statistics; the terms' and names' log df follow."""
-        keys = feats.keys()
-        self.stats.count(keys)
+    def _count(self, feats: _Features) -> list[int]:
+        """Count an article in the statistics; the terms' and names' log df
+        follow. The ids of its terms (``feats.terms``' order): :meth:`place`
+        looks each up once."""
+        keys = feats.keys()  # its terms, then its tagged names: distinct
+        counts = self.stats.count(keys)
         ids = self._ids
-        for t in keys:
-            if t not in ids:
-                self._term_id(t)  # first: it may grow the array
-        df, background_df, log = self.stats.df, self._background_df, math.log
-        at = [ids[t] for t in keys]
+        found = [ids.get(t) for t in keys]
+        if None in found:  # first: _term_id may grow the array
+            at = [k if k is not None else self._term_id(t)
+                  for t, k in zip(keys, found, strict=True)]
+        else:
+            at = cast("list[int]", found)
+        background_df, log = self._background_df, math.log
         # TermStats.log_df, with the background's part kept per term (math.log,
         # not numpy's: the two may differ in the last bit).
-        self._log_df[at] = [log(1 + df[t] + background_df[k])
-                            for t, k in zip(keys, at, strict=True)]
+        self._log_df[at] = [log(1 + c + background_df[k])
+                            for c, k in zip(counts, at, strict=True)]
+        return at[:len(feats.terms)]
 
     def _name_ids(self, names: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
         """Names' ids in the term space (a headline word's, a proper name's word's
@@ -1516,11 +1526,13 @@ class Clusterer:
             story._names = (ids, counts / story.size if story.size else counts * 0.0, slots)
         return story._names
 
-    def _weighted(self, terms: dict[str, float]) -> _Query:
-        """An article's tf-idf unit vector with the current statistics."""
+    def _weighted(self, terms: dict[str, float], term_ids: list[int] | None = None) -> _Query:
+        """An article's tf-idf unit vector with the current statistics
+        (``term_ids``: the terms' ids, when :meth:`_count` gave them)."""
         known = self._ids
-        ids = np.fromiter((known[t] if t in known else self._term_id(t) for t in terms),
-                          dtype=np.int64, count=len(terms))
+        ids = (np.array(term_ids, dtype=np.int64) if term_ids is not None else
+               np.fromiter((known[t] if t in known else self._term_id(t) for t in terms),
+                           dtype=np.int64, count=len(terms)))
         raw = np.fromiter(terms.values(), dtype=np.float64, count=len(terms))
         vals = raw * (self.stats.log_n() + 1.0 - self._log_df[ids])
         norm = float(np.sqrt(vals @ vals)) or 1.0
@@ -1902,8 +1914,14 @@ class Clusterer:
         best, found = NEAR_DUPLICATE, None
         seen: set[int] = set()
         keys = _band_key_rows(feats.signature[None, :])[0]
-        los = np.searchsorted(self._band_keys, keys, side="left").tolist()
-        his = np.searchsorted(self._band_keys, keys, side="right").tolist()
+        table = self._band_keys
+        starts = np.searchsorted(table, keys, side="left")
+        ends = starts.copy()  # a key the table lacks: no rows (most keys)
+        if len(table):
+            held = np.flatnonzero(table[np.minimum(starts, len(table) - 1)] == keys)
+            if len(held):
+                ends[held] = np.searchsorted(table, keys[held], side="right")
+        los, his = starts.tolist(), ends.tolist()
         feats.band_keys = keys.tolist()  # for _add_signature when it joins
         extra = self._band_extra
         for key, lo, hi in zip(feats.band_keys, los, his, strict=True):
@@ -2075,10 +2093,10 @@ class Clusterer:
         if doc.id in self._assigned:
             raise ValueError(f"article {doc.id} was already assigned")
         self._assigned.add(doc.id)
-        self._count(feats)
+        term_ids = self._count(feats)
         copy = self._copy_of(feats, when)
         if copy is not None:
-            self._join(copy, doc, feats, None)
+            self._join(copy, doc, feats, None, term_ids=term_ids)
             return copy.id, None
         embedding = None
         if self._needs_embedding(feats.language, when):
@@ -2086,7 +2104,7 @@ class Clusterer:
             self._embed_founders(feats.language, when)
         hood = (self._neighbourhood(feats.language, when, embedding)
                 if embedding is not None else None)
-        query = self._weighted(feats.terms)
+        query = self._weighted(feats.terms, term_ids)
         scored = []
         self._dense[query.ids] = query.weights
         try:
@@ -2120,7 +2138,7 @@ class Clusterer:
                                        article_id=doc.id, score=value))
         else:
             best = self._story(story_id(doc.id), when)
-        self._join(best, doc, feats, embedding)
+        self._join(best, doc, feats, embedding, term_ids=term_ids)
         return best.id, embedding
 
     def similarity(self, a: ClusterDoc, b: ClusterDoc) -> Similarity:
