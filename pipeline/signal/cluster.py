@@ -1977,15 +1977,16 @@ class Clusterer:
                 shares.append(w)
         hits = np.concatenate(postings) if postings else np.zeros(0, dtype=np.int64)
         weights = np.repeat(shares, lengths)
-        # Stories set aside between plans keep their postings: not candidates.
-        held = self._open[hits]
-        hits, weights = hits[held], weights[held]
         chosen = np.zeros(0, dtype=np.int64)
         if len(hits):
+            # A story's weight is its own hits' sum, in the order of the terms
+            # (the stories of other hits change nothing in it).
             total = np.bincount(hits, weights=weights)
             # != 0 first: nonzero() over a bool array is several times faster
             # than over floats, and this array spans every story held.
             stories = np.flatnonzero(total != 0.0)
+            # Stories set aside between plans keep their postings: not candidates.
+            stories = stories[self._open[stories]]
             stories = self._open_among(stories, total, when)
             # The most shared weight first, the older story among equals.
             order = np.lexsort((self._tie[stories], self._first[stories],
