@@ -147,6 +147,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from sys import intern
+from typing import cast
 
 import numpy as np
 
@@ -478,13 +479,18 @@ class TermStats:
         self.added: Counter[str] = Counter()  # counted here: what the load adds to the table
         self.added_n = 0
 
-    def count(self, keys: Iterable[str]) -> None:
+    def count(self, keys: list[str]) -> list[int]:
+        """Count one document holding ``keys`` (distinct); each key's new
+        document frequency."""
         self.n += 1
         self.added_n += 1
-        df, added = self.df, self.added
+        df = self.df
+        counts = []
         for key in keys:
-            df[key] = df.get(key, 0) + 1
-            added[key] += 1
+            df[key] = c = df.get(key, 0) + 1
+            counts.append(c)
+        self.added.update(keys)
+        return counts
 
     def idf(self, key: str) -> float:
         return self.log_n() - self.log_df(key) + 1.0
@@ -812,6 +818,9 @@ class Clusterer:
     # -> story indexes, _post_story[_post_ptr[k]:_post_ptr[k + 1]]), the terms
     # stories took since in _by_term (term id -> story indexes).
     _by_term: dict[int, list[int]] = field(default_factory=dict)
+    # _by_term's lists as arrays, as a candidate search last read them (a list
+    # only grows until _close rebuilds them all, so its length tells a stale one).
+    _by_term_arrays: dict[int, np.ndarray] = field(default_factory=dict)
     _post_ptr: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
     _post_story: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     # Each story's first and last report, whether it is open, and its tie-break
@@ -927,21 +936,24 @@ class Clusterer:
                                 for k, c in zip(slots.tolist(), shares.tolist(), strict=True)})
 
     def _join(self, story: _Story, doc: ClusterDoc, feats: _Features,
-              embedding: np.ndarray | None, *, new: bool = True) -> None:
+              embedding: np.ndarray | None, *, new: bool = True,
+              term_ids: list[int] | None = None) -> None:
         when = _seconds(doc.time)
         story.first, story.last = min(story.first, when), max(story.last, when)
         self._first[story.index], self._last[story.index] = story.first, story.last
         self._unpack(story)  # before the size changes: the packed names are shares of it
         story.size += 1
-        centroid, ids = story.centroid, self._ids
-        mine = []
-        for t, v in feats.terms.items():
-            k = ids.get(t)
-            if k is None:
-                k = self._term_id(t)
-            mine.append(k)
+        centroid, ids, by_term, index = story.centroid, self._ids, self._by_term, story.index
+        if term_ids is None:
+            term_ids = [k if k is not None else self._term_id(t)
+                        for t, k in zip(feats.terms, map(ids.get, feats.terms), strict=True)]
+        for k, v in zip(term_ids, feats.terms.values(), strict=True):
             if k not in centroid:
-                self._by_term.setdefault(k, []).append(story.index)
+                posted = by_term.get(k)
+                if posted is None:
+                    by_term[k] = [index]
+                else:
+                    posted.append(index)
                 centroid[k] = v
             else:
                 centroid[k] += v
@@ -961,8 +973,8 @@ class Clusterer:
             self._unembedded.setdefault(main, set()).add(story.index)
         story.members.append(_Member(
             doc=replace(doc, text="", embedding=None),
-            ids=np.array(mine, dtype=np.int32),
-            weights=np.fromiter(feats.terms.values(), dtype=np.float16, count=len(mine)),
+            ids=np.array(term_ids, dtype=np.int32),
+            weights=np.fromiter(feats.terms.values(), dtype=np.float16, count=len(term_ids)),
             language=feats.language))
         if embedding is not None:
             self._add_embedding(story, embedding)
@@ -1300,6 +1312,7 @@ class Clusterer:
             self._post_ptr = np.zeros_like(ptr)
             np.cumsum(np.bincount(terms[kept], minlength=len(ptr) - 1), out=self._post_ptr[1:])
         gone = set(closed.tolist())
+        self._by_term_arrays.clear()
         for term in list(self._by_term):
             kept_ = [i for i in self._by_term[term] if i not in gone]
             if kept_:
@@ -1445,7 +1458,10 @@ class Clusterer:
         any story reaches) or without."""
         gap = np.where(when >= last, when - last, np.maximum(0.0, first - when))
         span = np.maximum(last, when) - np.minimum(first, when)
-        horizon = np.where(rare, self.reach / _SECOND, self.horizon / _SECOND)
+        if isinstance(rare, bool):  # one horizon for all: no array of it
+            horizon: float | np.ndarray = (self.reach if rare else self.horizon) / _SECOND
+        else:
+            horizon = np.where(rare, self.reach / _SECOND, self.horizon / _SECOND)
         return gap, (gap <= horizon) & (span <= self.max_span / _SECOND)
 
     @property
@@ -1470,17 +1486,25 @@ class Clusterer:
             self._log_df[k] = self.stats.log_df(term)
         return k
 
-    def _count(self, feats: _Features) -> None:
-        """Count an article in the statistics; the terms' and names' log df follow."""
-        keys = feats.keys()
-        self.stats.count(keys)
-        df, ids, background_df = self.stats.df, self._ids, self._background_df
-        for t in keys:
-            k = ids.get(t)
-            if k is None:
-                k = self._term_id(t)  # first: it may grow the array
-            # TermStats.log_df, with the background's part kept per term.
-            self._log_df[k] = math.log(1 + df[t] + background_df[k])
+    def _count(self, feats: _Features) -> list[int]:
+        """Count an article in the statistics; the terms' and names' log df
+        follow. The ids of its terms (``feats.terms``' order): :meth:`place`
+        looks each up once."""
+        keys = feats.keys()  # its terms, then its tagged names: distinct
+        counts = self.stats.count(keys)
+        ids = self._ids
+        found = [ids.get(t) for t in keys]
+        if None in found:  # first: _term_id may grow the array
+            at = [k if k is not None else self._term_id(t)
+                  for t, k in zip(keys, found, strict=True)]
+        else:
+            at = cast("list[int]", found)
+        background_df, log = self._background_df, math.log
+        # TermStats.log_df, with the background's part kept per term (math.log,
+        # not numpy's: the two may differ in the last bit).
+        self._log_df[at] = [log(1 + c + background_df[k])
+                            for c, k in zip(counts, at, strict=True)]
+        return at[:len(feats.terms)]
 
     def _name_ids(self, names: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
         """Names' ids in the term space (a headline word's, a proper name's word's
@@ -1502,9 +1526,13 @@ class Clusterer:
             story._names = (ids, counts / story.size if story.size else counts * 0.0, slots)
         return story._names
 
-    def _weighted(self, terms: dict[str, float]) -> _Query:
-        """An article's tf-idf unit vector with the current statistics."""
-        ids = np.fromiter((self._term_id(t) for t in terms), dtype=np.int64, count=len(terms))
+    def _weighted(self, terms: dict[str, float], term_ids: list[int] | None = None) -> _Query:
+        """An article's tf-idf unit vector with the current statistics
+        (``term_ids``: the terms' ids, when :meth:`_count` gave them)."""
+        known = self._ids
+        ids = (np.array(term_ids, dtype=np.int64) if term_ids is not None else
+               np.fromiter((known[t] if t in known else self._term_id(t) for t in terms),
+                           dtype=np.int64, count=len(terms)))
         raw = np.fromiter(terms.values(), dtype=np.float64, count=len(terms))
         vals = raw * (self.stats.log_n() + 1.0 - self._log_df[ids])
         norm = float(np.sqrt(vals @ vals)) or 1.0
@@ -1528,7 +1556,8 @@ class Clusterer:
         apart = np.zeros(len(stories), dtype=bool)
         if not stories:
             return novel, novel, apart
-        id_parts, raw_parts = zip(*[s.arrays() for s in stories], strict=True)
+        id_parts, raw_parts = zip(*[s._arrays if s._arrays is not None else s.arrays()
+                                    for s in stories], strict=True)
         lengths = np.fromiter(map(len, id_parts), dtype=np.int64, count=len(stories))
         ids = np.concatenate(id_parts)
         raw = np.concatenate(raw_parts)
@@ -1545,12 +1574,32 @@ class Clusterer:
                 dots[filled] = np.add.reduceat(dense * weighted, starts[filled])
                 norms[filled] = np.sqrt(np.add.reduceat(weighted * weighted, starts[filled]))
         if query is not None:
-            sizes = np.fromiter(map(_SIZE, stories), dtype=np.float64, count=len(stories))
-            if np.any(sizes >= NOVEL_REPORTS):
-                novel = self._novelty(query, ids, raw, lengths, sizes, dense)
-                apart = (novel >= APART_NOVEL) & self._apart(query, ids, raw, lengths, sizes,
-                                                             dense)
+            novel, apart = self._standing(query, stories)
         return dots / np.where(norms > 0, norms, 1.0), novel, apart
+
+    def _standing(self, query: _Query, stories: list[_Story]) -> tuple[np.ndarray, np.ndarray]:
+        """Each story's novelty (:meth:`_novelty`) and whether the article stands
+        apart from it (:meth:`_apart`): both read only the established stories'
+        centroids (NOVEL_REPORTS reports or more; 0 and False for the others),
+        and each story's sums are its own bins, so a story gets the same values
+        whichever stories are asked with it (``place`` asks only those the
+        names are read for). ``self._dense`` holds the query's weights."""
+        n = len(stories)
+        novel, apart = np.zeros(n), np.zeros(n, dtype=bool)
+        sizes = np.fromiter(map(_SIZE, stories), dtype=np.float64, count=n)
+        big = np.flatnonzero(sizes >= NOVEL_REPORTS)
+        if not len(big):
+            return novel, apart
+        id_parts, raw_parts = zip(*[stories[k].arrays() for k in big.tolist()], strict=True)
+        lengths = np.fromiter(map(len, id_parts), dtype=np.int64, count=len(big))
+        ids = np.concatenate(id_parts)
+        raw = np.concatenate(raw_parts)
+        dense = self._dense[ids]
+        established = sizes[big]
+        novel[big] = self._novelty(query, ids, raw, lengths, established, dense)
+        apart[big] = (novel[big] >= APART_NOVEL) & self._apart(query, ids, raw, lengths,
+                                                               established, dense)
+        return novel, apart
 
     def _novelty(self, query: _Query, ids: np.ndarray, raw: np.ndarray, lengths: np.ndarray,
                  sizes: np.ndarray, dense: np.ndarray) -> np.ndarray:
@@ -1636,18 +1685,23 @@ class Clusterer:
         if feats.name_ids is None:
             feats.name_ids = self._name_ids(feats.names)
         mine, mine_slots = feats.name_ids
-        id_parts, share_parts, slot_parts = zip(*map(self._story_names, stories), strict=True)
-        lengths = np.fromiter(map(len, id_parts), dtype=np.int64, count=len(stories))
-        ids = np.concatenate(id_parts)
+        names_of = self._story_names
+        _, share_parts, slot_parts = zip(*[s._names if s._names is not None else names_of(s)
+                                           for s in stories], strict=True)
+        lengths = np.fromiter(map(len, slot_parts), dtype=np.int64, count=len(stories))
         share = np.concatenate(share_parts)
         slots = np.concatenate(slot_parts)
+        ids = slots >> 2  # a name's slot is 4 * its term's id + its kind (_name_ids)
         base = self.stats.log_n() + 1.0
-        idf = base - self._log_df[ids]
+        log_df = self._log_df[ids]
+        idf = base - log_df
         mark = self._mark  # all zeros between calls
         mark[mine_slots] = 1.0
         a = mark[slots]  # 1.0 for the stories' names the article has
         mark[mine_slots] = 0.0
-        bins = 4 * np.repeat(np.arange(len(stories)), lengths) + (slots & 3)
+        owner = np.repeat(np.arange(len(stories)), lengths)
+        kind = slots & 3
+        bins = 4 * owner + kind
         n = 4 * len(stories)
         shared = np.bincount(bins, weights=idf * np.minimum(a, share),
                              minlength=n).reshape(-1, 4)
@@ -1693,24 +1747,24 @@ class Clusterer:
                   & (held_figure <= 0.0) & (own[_FIGURE] > 0))
         return _Evidence(named=jaccard[:, _TAGGED], headline=held,
                          proper=jaccard[:, _PROPER], figure=jaccard[:, _FIGURE],
-                         novel=novel, rare=self._rare(stories, lengths, ids, share, slots, a),
+                         novel=novel, rare=self._rare(stories, owner, log_df, share, kind, a),
                          apart=apart, held_proper=held_proper, brought=brought)
 
-    def _rare(self, stories: list[_Story], lengths: np.ndarray, ids: np.ndarray,
-              share: np.ndarray, slots: np.ndarray, a: np.ndarray) -> np.ndarray:
+    def _rare(self, stories: list[_Story], owner: np.ndarray, log_df: np.ndarray,
+              share: np.ndarray, kind: np.ndarray, a: np.ndarray) -> np.ndarray:
         """Whether each story shares a rare word with the article: a word of the
         leads' proper names or a figure whose document frequency (background
         included) is at most the story's reports naming it, the article and
-        RARE_SLACK more. ``ids``, ``share``, ``slots``: the stories' names one
-        after the other (``lengths`` each); ``a``: 1.0 where the article has it."""
+        RARE_SLACK more. ``owner``, ``log_df``, ``share``, ``kind``: the
+        stories' names one after the other (each name's story, log df, share
+        and kind); ``a``: 1.0 where the article has it. Only the names the
+        article has of those kinds are looked at (a few of hundreds)."""
+        at = np.flatnonzero((a > 0) & ((kind == _PROPER) | (kind == _FIGURE)))
         sizes = np.fromiter(map(_SIZE, stories), dtype=np.float64, count=len(stories))
-        owner = np.repeat(np.arange(len(stories)), lengths)
-        holders = share * sizes[owner]  # the story's reports naming it
-        df = np.expm1(self._log_df[ids])  # counted and background documents
-        kind = slots & 3
-        rare = ((a > 0) & ((kind == _PROPER) | (kind == _FIGURE))
-                & (df <= holders + 1.0 + RARE_SLACK + 1e-6))
-        return np.bincount(owner[rare], minlength=len(stories)) > 0
+        holders = share[at] * sizes[owner[at]]  # the story's reports naming it
+        df = np.expm1(log_df[at])  # counted and background documents
+        rare = df <= holders + 1.0 + RARE_SLACK + 1e-6
+        return np.bincount(owner[at[rare]], minlength=len(stories)) > 0
 
     def _novel(self, query: _Query | None, stories: list[_Story]
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -1721,7 +1775,7 @@ class Clusterer:
         held = self._dense[query.ids]  # as while an article is scored, or zeros
         self._dense[query.ids] = query.weights
         try:
-            return self._cosines(stories, query)[1:]
+            return self._standing(query, stories)
         finally:
             self._dense[query.ids] = held
 
@@ -1860,8 +1914,14 @@ class Clusterer:
         best, found = NEAR_DUPLICATE, None
         seen: set[int] = set()
         keys = _band_key_rows(feats.signature[None, :])[0]
-        los = np.searchsorted(self._band_keys, keys, side="left").tolist()
-        his = np.searchsorted(self._band_keys, keys, side="right").tolist()
+        table = self._band_keys
+        starts = np.searchsorted(table, keys, side="left")
+        ends = starts.copy()  # a key the table lacks: no rows (most keys)
+        if len(table):
+            held = np.flatnonzero(table[np.minimum(starts, len(table) - 1)] == keys)
+            if len(held):
+                ends[held] = np.searchsorted(table, keys[held], side="right")
+        los, his = starts.tolist(), ends.tolist()
         feats.band_keys = keys.tolist()  # for _add_signature when it joins
         extra = self._band_extra
         for key, lo, hi in zip(feats.band_keys, los, his, strict=True):
@@ -1872,7 +1932,9 @@ class Clusterer:
                 continue
             seen.add(row)
             story = self._stories[self._sig_story[row]]
-            jaccard = float(np.mean(self._signatures[row] == feats.signature))
+            # A count over the length, as np.mean gives it (both exact).
+            jaccard = (np.count_nonzero(self._signatures[row] == feats.signature)
+                       / len(feats.signature))
             if jaccard >= best and self._open_at(story, when) and (
                     found is None or jaccard > best or self._rank(story) < self._rank(found)):
                 best, found = jaccard, story
@@ -1894,6 +1956,7 @@ class Clusterer:
         # Each term's stories (the restored index's, then those added since), in
         # the order of the terms: a story's shared weight is summed in that order.
         ptr, post, extra = self._post_ptr, self._post_story, self._by_term
+        extra_arrays = self._by_term_arrays
         indexed = len(ptr) - 1
         postings: list[np.ndarray] = []
         lengths: list[int] = []
@@ -1906,20 +1969,24 @@ class Clusterer:
                 shares.append(w)
             more = extra.get(k)
             if more:
-                postings.append(np.asarray(more, dtype=np.int64))
+                added = extra_arrays.get(k)
+                if added is None or len(added) != len(more):
+                    added = extra_arrays[k] = np.asarray(more, dtype=np.int64)
+                postings.append(added)
                 lengths.append(len(more))
                 shares.append(w)
         hits = np.concatenate(postings) if postings else np.zeros(0, dtype=np.int64)
         weights = np.repeat(shares, lengths)
-        # Stories set aside between plans keep their postings: not candidates.
-        held = self._open[hits]
-        hits, weights = hits[held], weights[held]
         chosen = np.zeros(0, dtype=np.int64)
         if len(hits):
+            # A story's weight is its own hits' sum, in the order of the terms
+            # (the stories of other hits change nothing in it).
             total = np.bincount(hits, weights=weights)
             # != 0 first: nonzero() over a bool array is several times faster
             # than over floats, and this array spans every story held.
             stories = np.flatnonzero(total != 0.0)
+            # Stories set aside between plans keep their postings: not candidates.
+            stories = stories[self._open[stories]]
             stories = self._open_among(stories, total, when)
             # The most shared weight first, the older story among equals.
             order = np.lexsort((self._tie[stories], self._first[stories],
@@ -2027,10 +2094,10 @@ class Clusterer:
         if doc.id in self._assigned:
             raise ValueError(f"article {doc.id} was already assigned")
         self._assigned.add(doc.id)
-        self._count(feats)
+        term_ids = self._count(feats)
         copy = self._copy_of(feats, when)
         if copy is not None:
-            self._join(copy, doc, feats, None)
+            self._join(copy, doc, feats, None, term_ids=term_ids)
             return copy.id, None
         embedding = None
         if self._needs_embedding(feats.language, when):
@@ -2038,13 +2105,13 @@ class Clusterer:
             self._embed_founders(feats.language, when)
         hood = (self._neighbourhood(feats.language, when, embedding)
                 if embedding is not None else None)
-        query = self._weighted(feats.terms)
+        query = self._weighted(feats.terms, term_ids)
         scored = []
         self._dense[query.ids] = query.weights
         try:
             index = self._candidates(feats, query, hood, when)
             candidates = list(map(self._stories.__getitem__, index.tolist()))
-            cosines, novel, apart = self._cosines(candidates, query)
+            cosines = self._cosines(candidates)[0]
             viable, cross = self._viable(index, cosines, feats.language, when)
             for k in viable[cross[viable]].tolist():
                 story = candidates[k]
@@ -2055,7 +2122,8 @@ class Clusterer:
             same = viable[~cross[viable]]
             if len(same):  # the names of all same-language candidates at once
                 stories = list(map(candidates.__getitem__, same.tolist()))
-                evidence = self._evidence(feats, stories, novel=novel[same], apart=apart[same])
+                novel, apart = self._standing(query, stories)
+                evidence = self._evidence(feats, stories, novel=novel, apart=apart)
                 values = evidence.value(cosines[same])
                 scores = (values * self._decays(index[same], when, evidence.rare)).tolist()
                 for story, score in zip(stories, scores, strict=True):
@@ -2071,7 +2139,7 @@ class Clusterer:
                                        article_id=doc.id, score=value))
         else:
             best = self._story(story_id(doc.id), when)
-        self._join(best, doc, feats, embedding)
+        self._join(best, doc, feats, embedding, term_ids=term_ids)
         return best.id, embedding
 
     def similarity(self, a: ClusterDoc, b: ClusterDoc) -> Similarity:
