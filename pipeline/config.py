@@ -462,9 +462,20 @@ def read_config(file: Path, *, hint: str = "") -> bytes:
 
 def settings_from(raw: bytes, file: Path) -> Settings:
     """The settings in ``raw``, the bytes of ``file`` (its name is in each
-    error; its folder is where relative paths start)."""
+    error; :func:`config_folder` is where relative paths start)."""
     try:
         data, lines = strict_yaml.load_with_lines(strict_yaml.decode(raw))
     except strict_yaml.StrictYamlError as exc:
         raise ConfigError(f"{file}: {exc}") from None
-    return parse_settings(data, source=str(file), base=file.resolve().parent, lines=lines)
+    return parse_settings(data, source=str(file), base=config_folder(file), lines=lines)
+
+
+def config_folder(file: Path) -> Path:
+    """Where a config file's relative paths start: the folder the file is named
+    in, a symlink's own folder and not its target's. A user sees ``news.duckdb``
+    beside the ``newsmon.yaml`` they named; a config linked in from a dotfiles
+    checkout put the database in that checkout, and a Kubernetes ConfigMap
+    (``newsmon.yaml -> ..data/newsmon.yaml -> ..2026_12_07.../newsmon.yaml``)
+    in a read-only folder that is replaced at each update. The folder itself is
+    resolved as the kernel resolves it when a file in it is opened."""
+    return file.absolute().parent.resolve()

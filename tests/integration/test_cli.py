@@ -401,3 +401,31 @@ def test_backup_copies_what_the_write_ahead_log_holds_into_one_file(workdir: Pat
         "newsmon: copy.duckdb exists already; name a new file for the backup")
     assert one_line_error(newsmon("backup", "nowhere/copy.duckdb", cwd=workdir)) == (
         "newsmon: nowhere: no such folder for the backup")
+
+
+# -- hostile environments: one sentence, nothing lost ------------------------------------------
+
+
+def test_a_config_reached_through_a_symlink_keeps_its_paths_beside_the_link(
+        tmp_path: Path) -> None:
+    """Before, relative paths started in the link target's folder: a config
+    linked in from a dotfiles checkout put news.duckdb in the checkout, and a
+    ConfigMap's (``newsmon.yaml -> ..data/newsmon.yaml``) in a folder replaced
+    at each update."""
+    checkout = tmp_path / "dotfiles"
+    versioned = checkout / "..2026_12_07"
+    versioned.mkdir(parents=True)
+    (versioned / "newsmon.yaml").write_text(
+        "database: news.duckdb\nfeeds:\n  - url: https://example.org/rss\n", encoding="utf-8")
+    (checkout / "..data").symlink_to(versioned.name)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "newsmon.yaml").symlink_to(checkout / "..data" / "newsmon.yaml")
+    added = newsmon("feeds", "add", "https://example.org/b", cwd=project)
+    assert added.returncode == 0, added.stderr
+    assert (project / "news.duckdb").is_file()
+    assert [p.name for p in versioned.iterdir()] == ["newsmon.yaml"]
+    # Named through a relative path, from elsewhere: the same database.
+    status = newsmon("status", "--config", "project/newsmon.yaml", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.startswith(f"database   {project / 'news.duckdb'} ("), status.stdout
