@@ -429,3 +429,19 @@ def test_a_config_reached_through_a_symlink_keeps_its_paths_beside_the_link(
     status = newsmon("status", "--config", "project/newsmon.yaml", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     assert status.stdout.startswith(f"database   {project / 'news.duckdb'} ("), status.stdout
+
+
+def test_a_config_file_too_large_to_be_one_is_refused_after_4_mib(tmp_path: Path) -> None:
+    """Before: ``--config /dev/zero`` read until memory ran out; a 13 MB file
+    of feeds took minutes to validate."""
+    started = time.monotonic()
+    line = one_line_error(newsmon("status", "--config", "/dev/zero", cwd=tmp_path))
+    assert line.startswith("newsmon: /dev/zero: larger than 4 MiB, more than a config file"
+                           " holds: is it the right file?"), line
+    assert time.monotonic() - started < 20
+    big = tmp_path / "newsmon.yaml"
+    big.write_bytes(b"feeds:\n" + b"".join(b"  - url: https://example.org/%07d\n" % i
+                                           for i in range(130_000)))
+    assert big.stat().st_size > 4 * 2**20
+    line = one_line_error(newsmon("status", cwd=tmp_path))
+    assert line.startswith("newsmon: newsmon.yaml: larger than 4 MiB"), line
