@@ -743,6 +743,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Ctrl-C lands anywhere: in the imports before a command (duckdb, pydantic:
+    # most of the first second), or in a DuckDB statement, whose Python client
+    # turns it into RuntimeError("Query interrupted") raised from the
+    # KeyboardInterrupt. Either way it is the same sentence and exit code.
+    try:
+        return _command(argv)
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as exc:
+        if not _interrupted(exc):
+            raise
+    print("newsmon: interrupted", file=sys.stderr)
+    return 130
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised because of a KeyboardInterrupt."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _command(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     given = sys.argv[1:] if argv is None else list(argv)
     for value in given:
@@ -771,9 +799,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         # value): ESC or BEL in it must not reach the terminal as controls.
         print(f"newsmon: {plain(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("newsmon: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         # The reader went away (`newsmon sql ... | head`): not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -445,3 +446,44 @@ def test_a_config_file_too_large_to_be_one_is_refused_after_4_mib(tmp_path: Path
     assert big.stat().st_size > 4 * 2**20
     line = one_line_error(newsmon("status", cwd=tmp_path))
     assert line.startswith("newsmon: newsmon.yaml: larger than 4 MiB"), line
+
+
+def _running_query(workdir: Path) -> subprocess.Popen[str]:
+    # About 10 s of DuckDB on 2 cores: a Ctrl-C that lands just as DuckDB
+    # starts the statement is only seen when it ends (DuckDB's client).
+    return subprocess.Popen([*COMMAND, "sql", "SELECT count(*) FROM range(3000000000) a,"
+                             " range(10) b"], cwd=workdir, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _opened(proc: subprocess.Popen[str], file: Path, timeout: float = 30) -> None:
+    """Wait until ``proc`` has ``file`` open (the statement runs right after)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if any(Path(f"/proc/{proc.pid}/fd/{fd}").resolve() == file
+                   for fd in os.listdir(f"/proc/{proc.pid}/fd")):
+                return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"{file} never opened")
+
+
+def test_ctrl_c_in_a_duckdb_statement_or_while_starting_is_interrupted_not_a_traceback(
+        workdir: Path) -> None:
+    """Before: DuckDB turned Ctrl-C in a statement into RuntimeError('Query
+    interrupted'), a traceback and exit 1; in the first second (the imports)
+    it was a KeyboardInterrupt traceback."""
+    proc = _running_query(workdir)
+    _opened(proc, workdir / "news.duckdb")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert (proc.returncode, stderr) == (130, "newsmon: interrupted\n")
+    for delay in (0.3, 0.5, 0.7):  # python -m pipeline.cli takes about 1 s to import
+        proc = _running_query(workdir)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+        assert (proc.returncode, stderr) == (130, "newsmon: interrupted\n"), delay
