@@ -381,6 +381,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
     from pipeline.store.backend import backend
 
     settings = _settings(args)
+    _require_store(settings)
     with backend(settings).writer() as con:
         if settings.store.mode != "lake":
             maintenance.checkpoint(con)
@@ -392,6 +393,19 @@ def cmd_compact(args: argparse.Namespace) -> int:
     print(f"data files {done.files_before} -> {done.files_after}; "
           f"{done.snapshots_expired} snapshots expired, {done.files_deleted} old files deleted")
     return 0
+
+
+def _require_store(settings: Any) -> None:
+    """StoreError unless the database is there: a command that only tends an
+    existing one (``alerts send``, ``compact``) created it at a mistyped path,
+    folders and all, and reported zero alerts sent or a checkpoint done."""
+    from pipeline.store import StoreError
+    from pipeline.store.backend import backend
+
+    chosen = backend(settings)
+    if not chosen.exists():
+        raise StoreError(f"{chosen.describe()}: no database here yet; run `newsmon run --once` "
+                         "first")
 
 
 def _query_failed(exc: Exception) -> str:
@@ -499,6 +513,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     if args.now and args.action != "send":
         raise UserError("--now goes with 'alerts send'")
     if args.action == "send":
+        _require_store(settings)
         result = send_stage(settings, ignore_backoff=args.now)
         print(_delivery(result))
         return 1 if result.undelivered else 0

@@ -487,3 +487,17 @@ def test_ctrl_c_in_a_duckdb_statement_or_while_starting_is_interrupted_not_a_tra
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=120)
         assert (proc.returncode, stderr) == (130, "newsmon: interrupted\n"), delay
+
+
+@pytest.mark.parametrize("args", [["alerts", "send"], ["compact"]])
+def test_a_command_that_tends_a_database_creates_none_at_a_mistyped_path(
+        tmp_path: Path, args: list[str]) -> None:
+    """Before: each created the database and its folders and said '0 sent, 0
+    failed, 0 pending' or 'checkpointed', exit 0."""
+    (tmp_path / "newsmon.yaml").write_text(
+        "database: nwes/news.duckdb\nfeeds:\n  - url: https://example.org/rss\n",
+        encoding="utf-8")
+    line = one_line_error(newsmon(*args, cwd=tmp_path))
+    assert line == (f"newsmon: {tmp_path / 'nwes' / 'news.duckdb'}: no database here yet;"
+                    " run `newsmon run --once` first")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["newsmon.yaml"]
