@@ -486,18 +486,25 @@ def backup(path: Path, dest: Path) -> int:
             con.close()
         partial.replace(dest)
     except (OSError, duckdb.Error) as exc:
-        for file in (partial, log_of(partial)):
-            file.unlink(missing_ok=True)
+        _discard(partial, log_of(partial))
         if isinstance(exc, OSError):
             # Named by the copy: shutil names the file it was reading from.
             raise (disk_full(dest) if exc.errno == errno.ENOSPC else StoreError(
                 f"cannot write the backup {dest}: {exc.strerror or exc}")) from None
         raise explain(exc, dest) or StoreError(f"cannot write the backup {dest}: {exc}") from None
     except BaseException:
-        for file in (partial, log_of(partial)):
-            file.unlink(missing_ok=True)
+        _discard(partial, log_of(partial))
         raise
     return dest.stat().st_size
+
+
+def _discard(*files: Path) -> None:
+    """Remove what a failed write left, as far as it can be: on a read-only
+    file system even removing a file that is not there fails (EROFS), and
+    that must not replace the error that says why the write failed."""
+    for file in files:
+        with contextlib.suppress(OSError):
+            file.unlink(missing_ok=True)
 
 
 def _holds_our_schema(con: duckdb.DuckDBPyConnection, path: Path) -> bool:

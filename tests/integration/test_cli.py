@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from support.disk import tmpfs
 
 from pipeline import store
 
@@ -501,3 +502,16 @@ def test_a_command_that_tends_a_database_creates_none_at_a_mistyped_path(
     assert line == (f"newsmon: {tmp_path / 'nwes' / 'news.duckdb'}: no database here yet;"
                     " run `newsmon run --once` first")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["newsmon.yaml"]
+
+
+def test_backup_into_a_read_only_folder_is_one_sentence(workdir: Path) -> None:
+    """Before: removing the partial copy failed too (EROFS, even for a file
+    that is not there) and replaced the sentence with a traceback."""
+    with tmpfs(workdir / "ro", "1m") as mount:
+        done = subprocess.run(["mount", "-o", "remount,ro", str(mount)], capture_output=True,
+                              text=True, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"cannot make the tmpfs read-only: {done.stderr.strip()}")
+        line = one_line_error(newsmon("backup", "ro/copy.duckdb", cwd=workdir))
+        assert line == "newsmon: cannot write the backup ro/copy.duckdb: Read-only file system"
+        assert list(mount.iterdir()) == []
