@@ -222,7 +222,10 @@ _PID = re.compile(r"PID (\d+)")
 # whole, so "block" in a checksum error is never taken for a lock.
 _LOCK_CONFLICT = "Could not set lock on file"
 _DAMAGED = ("Corrupt database file", "is not a valid DuckDB database file",
-            "The file is not a valid DuckDB database")
+            "The file is not a valid DuckDB database",
+            # A file shorter than its own blocks say: a copy cut short, a disk
+            # that filled while it was written (duckdb 1.5, LocalFileSystem::Read).
+            "Could not read enough bytes from file")
 _NO_SPACE = ("No space left on device", "Could not write all bytes")
 # DuckDB's parquet reader on a file cut short or overwritten (duckdb 1.5,
 # extension/parquet); DuckLake passes the footer size its catalog recorded.
