@@ -396,7 +396,10 @@ def connect(
     con = _connect(path, read_only=read_only, retry=retry)
     try:
         con.execute("SET TimeZone = 'UTC'")
-        if not _holds_our_schema(con, path) and read_only:
+        holds_schema = _holds_our_schema(con, path)
+        if holds_schema:
+            _refuse_a_newer_schema(con, path)
+        if not holds_schema and read_only:
             if not schema_if_empty:
                 raise StoreError(f"{path}: no newsmon tables here yet (an empty DuckDB file);"
                                  " run `newsmon run --once` first")
@@ -522,6 +525,22 @@ def _holds_our_schema(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
     shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
     raise StoreError(f"{path} is not a newsmon database: it holds other tables ({shown}) "
                      "and not newsmon's; set `database:` to a new file, which newsmon creates")
+
+
+def _refuse_a_newer_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """StoreError when a newer newsmon wrote the database: this one would read
+    its tables as they were and write rows without what the newer one keeps
+    in them (the schema is only ever brought forward, never back)."""
+    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    try:
+        version = int(row[0]) if row else None
+    except (TypeError, ValueError):
+        version = None
+    if version is not None and version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} was written by a newer newsmon (schema version {version}; this one "
+            f"knows up to {SCHEMA_VERSION}): upgrade newsmon to use it, or set `database:` "
+            "to another file; nothing was changed")
 
 
 # Columns added to tables after their first release: a database created
