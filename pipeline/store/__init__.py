@@ -346,8 +346,8 @@ def _connect(path: Path, *, read_only: bool, retry: LockRetry) -> duckdb.DuckDBP
         except duckdb.IOException as exc:
             message = str(exc)
             if _LOCK_CONFLICT not in message:
-                raise explain(exc, path) or StoreError(
-                    f"{path}: cannot open the database: {message}") from None
+                raise explain(exc, path) or _unopenable(path, message, read_only=read_only
+                                                        ) from None
             holder = lock_holder(path, message)
             if attempt == retry.attempts:
                 note = (" (a read-only session blocks writers too)"
@@ -366,6 +366,30 @@ def _connect(path: Path, *, read_only: bool, retry: LockRetry) -> duckdb.DuckDBP
             raise explain(exc, path) or StoreError(
                 f"{path}: cannot open the database: {exc}") from None
     raise AssertionError("unreachable")
+
+
+# The operating system's words as DuckDB passes them on (strerror): matched whole.
+_NOT_A_FILE = ": Is a directory"
+_NOT_WRITABLE = (": Read-only file system", ": Permission denied")
+
+
+def _unopenable(path: Path, message: str, *, read_only: bool) -> StoreError:
+    """The sentence for a file DuckDB could not open: what to do where there is
+    something to do (``database:`` naming a folder, ``''`` among them; a file
+    newsmon may not write), else DuckDB's words."""
+    if message.rstrip().endswith(_NOT_A_FILE):
+        return StoreError(f"{path} is a folder, not a database file: set `database:` to a "
+                          "file's path (newsmon creates the file)")
+    reason = next((words[2:] for words in _NOT_WRITABLE if message.rstrip().endswith(words)),
+                  None)
+    if reason is not None:
+        if read_only:
+            return StoreError(f"{path}: cannot open the database to read: {reason}; give "
+                              "newsmon a file it may read")
+        return StoreError(f"{path}: cannot open the database to write: {reason}; give newsmon "
+                          "a file and folder it may write (or copy it to one and set "
+                          "`database:` to the copy); `status`, `stories` and `sql` still read it")
+    return StoreError(f"{path}: cannot open the database: {message}")
 
 
 @contextmanager

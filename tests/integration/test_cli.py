@@ -515,3 +515,29 @@ def test_backup_into_a_read_only_folder_is_one_sentence(workdir: Path) -> None:
         line = one_line_error(newsmon("backup", "ro/copy.duckdb", cwd=workdir))
         assert line == "newsmon: cannot write the backup ro/copy.duckdb: Read-only file system"
         assert list(mount.iterdir()) == []
+
+
+def test_a_database_path_that_is_a_folder_or_on_a_read_only_disk_says_what_to_do(
+        workdir: Path) -> None:
+    """Before: DuckDB's 'IO Error: Could not read from file ...: Is a directory'
+    (``database: ''`` names the config's folder) and '... Cannot open file ...:
+    Read-only file system', with nothing said about what to do."""
+    (workdir / "folder.yaml").write_text("database: ''\n", encoding="utf-8")
+    line = one_line_error(newsmon("status", "--config", "folder.yaml", cwd=workdir))
+    assert line == (f"newsmon: {workdir} is a folder, not a database file: set `database:` to"
+                    " a file's path (newsmon creates the file)")
+    with tmpfs(workdir / "ro", "4m") as mount:
+        (mount / "news.duckdb").write_bytes((workdir / "news.duckdb").read_bytes())
+        done = subprocess.run(["mount", "-o", "remount,ro", str(mount)], capture_output=True,
+                              text=True, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"cannot make the tmpfs read-only: {done.stderr.strip()}")
+        (workdir / "ro.yaml").write_text("database: ro/news.duckdb\n", encoding="utf-8")
+        line = one_line_error(newsmon("feeds", "add", "https://example.org/b", "--config",
+                                      "ro.yaml", cwd=workdir))
+        assert line == (f"newsmon: {mount / 'news.duckdb'}: cannot open the database to write:"
+                        " Read-only file system; give newsmon a file and folder it may write"
+                        " (or copy it to one and set `database:` to the copy); `status`,"
+                        " `stories` and `sql` still read it")
+        read = newsmon("status", "--config", "ro.yaml", cwd=workdir)
+        assert read.returncode == 0, read.stderr
