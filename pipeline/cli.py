@@ -414,6 +414,11 @@ def _query_failed(exc: Exception) -> str:
     return f"query: {engine_refused(exc)}"
 
 
+# An OPML file of 10,000 feeds takes about 1.5 MiB. Past this it is the wrong
+# file (/dev/zero, a disk image), which was read whole into memory or never ended.
+_MAX_OPML_BYTES = 16 * 2**20
+
+
 def cmd_feeds(args: argparse.Namespace) -> int:
     from pipeline import store
     from pipeline.sources import feeds
@@ -429,9 +434,13 @@ def cmd_feeds(args: argparse.Namespace) -> int:
             return 0
         if action == "import":
             try:
-                data = Path(args.file).read_bytes()
+                with Path(args.file).open("rb") as handle:
+                    data = handle.read(_MAX_OPML_BYTES + 1)
             except OSError as exc:
                 raise UserError(f"{args.file}: cannot read: {exc.strerror}") from None
+            if len(data) > _MAX_OPML_BYTES:
+                raise UserError(f"{args.file}: larger than {_MAX_OPML_BYTES // 2**20} MiB, more "
+                                "than an OPML file of feeds holds: is it the right file?")
             with backend(settings).writer() as con:
                 result = feeds.import_opml(con, settings, data)
             for url, why in result.skipped:
