@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import logging
 import os
@@ -795,6 +796,12 @@ def _interrupted(exc: BaseException) -> bool:
 
 
 def _command(argv: Sequence[str] | None) -> int:
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # Rows, JSON (RFC 8259: UTF-8), CSV and OPML (which declares UTF-8) are
+        # UTF-8 whatever the locale: under a Latin-1 one (LANG=de_DE.ISO-8859-1,
+        # PYTHONIOENCODING=latin-1) a Russian title was a UnicodeEncodeError
+        # traceback, and `feeds export` wrote Latin-1 under its UTF-8 declaration.
+        sys.stdout.reconfigure(encoding="utf-8")
     parser = build_parser()
     given = sys.argv[1:] if argv is None else list(argv)
     for value in given:

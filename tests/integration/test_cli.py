@@ -541,3 +541,24 @@ def test_a_database_path_that_is_a_folder_or_on_a_read_only_disk_says_what_to_do
                         " `stories` and `sql` still read it")
         read = newsmon("status", "--config", "ro.yaml", cwd=workdir)
         assert read.returncode == 0, read.stderr
+
+
+def test_output_is_utf8_under_a_locale_that_is_not(workdir: Path) -> None:
+    """Before, under a Latin-1 locale a Russian title was a UnicodeEncodeError
+    traceback (exit 1), and ``feeds export`` wrote Latin-1 bytes under its
+    ``encoding="UTF-8"`` declaration."""
+    latin1 = {**os.environ, "PYTHONIOENCODING": "latin-1"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([*COMMAND, *args], cwd=workdir, capture_output=True, env=latin1,
+                              timeout=60, check=False)
+
+    for fmt in ("--json", "--csv", None):
+        result = run("sql", "SELECT 'Путин · 😀' AS name", *([fmt] if fmt else []))
+        assert result.returncode == 0, result.stderr.decode("latin-1")
+        assert "Путин · 😀" in result.stdout.decode("utf-8"), fmt
+    assert run("feeds", "add", "https://example.org/ru", "--name", "Новости").returncode == 0
+    exported = run("feeds", "export")
+    assert exported.returncode == 0, exported.stderr.decode("latin-1")
+    assert exported.stdout.startswith(b'<?xml version="1.0" encoding="UTF-8"?>')
+    assert 'text="Новости"' in exported.stdout.decode("utf-8")
