@@ -250,6 +250,9 @@ def test_a_query_nested_200_deep_is_refused_in_the_config(
         (b"feeds:\n  - url: https://exa mple.org/rss\n",
          "newsmon: newsmon.yaml: line 2: feeds[0].url: 'https://exa mple.org/rss': the host"
          " 'exa mple.org' contains ' '"),
+        # Before: "Input is not a valid path for <class 'pathlib.Path'>".
+        (b"database:\nfeeds:\n  - url: https://example.org/rss\n",
+         "newsmon: newsmon.yaml: line 1: database: must be a file path, not None"),
     ],
 )
 def test_config_file_problems_are_one_sentence(
