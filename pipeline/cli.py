@@ -768,6 +768,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _standard_streams()
     # Ctrl-C lands anywhere: in the imports before a command (duckdb, pydantic:
     # most of the first second), or in a DuckDB statement, whose Python client
     # turns it into RuntimeError("Query interrupted") raised from the
@@ -781,6 +782,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
     print("newsmon: interrupted", file=sys.stderr)
     return 130
+
+
+def _standard_streams() -> None:
+    """Open /dev/null on a standard descriptor the caller closed (``newsmon sql
+    ... >&-``, a daemon's child): the first file opened took its number, so the
+    database was descriptor 1, and every write to stdout (a worker process's,
+    the broken-pipe handler's) went to it; and print() had no sys.stdout, a
+    traceback. What is written to a closed stdout is dropped, as when the
+    reader of a pipe goes away."""
+    for fd, mode in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, mode)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    # The process's own streams, open until it exits: no context manager.
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", encoding="utf-8",  # noqa: SIM115
+                          errors="backslashreplace", closefd=False)
 
 
 def _interrupted(exc: BaseException) -> bool:

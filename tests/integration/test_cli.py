@@ -565,3 +565,30 @@ def test_output_is_utf8_under_a_locale_that_is_not(workdir: Path) -> None:
     assert exported.returncode == 0, exported.stderr.decode("latin-1")
     assert exported.stdout.startswith(b'<?xml version="1.0" encoding="UTF-8"?>')
     assert 'text="Новости"' in exported.stdout.decode("utf-8")
+
+
+def test_a_closed_stdout_drops_the_output_and_never_becomes_the_database(
+        workdir: Path) -> None:
+    """Before, with stdout closed (``>&-``) the database was the first file
+    opened, so descriptor 1, where any write to stdout went; and printing the
+    rows was a traceback ('NoneType' object has no attribute 'write')."""
+    def closed_stdout(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", *COMMAND, *args],
+                              cwd=workdir, capture_output=True, text=True, timeout=60,
+                              check=False)
+
+    for args in (["sql", "SELECT 1 AS one"], ["search", "syria"], ["feeds", "export"],
+                 ["feeds", "add", "https://example.org/b"]):
+        result = closed_stdout(*args)
+        assert (result.returncode, result.stderr) == (0, ""), args
+    holder = subprocess.Popen(["sh", "-c", 'exec "$@" >&-', "sh", *COMMAND, "sql",
+                               "SELECT count(*) FROM range(3000000000) a, range(10) b"],
+                              cwd=workdir, stderr=subprocess.PIPE, text=True)
+    try:
+        _opened(holder, workdir / "news.duckdb")
+        assert Path(f"/proc/{holder.pid}/fd/1").resolve() == Path(os.devnull)
+    finally:
+        holder.send_signal(signal.SIGINT)
+        holder.communicate(timeout=120)
+    with duckdb.connect(str(workdir / "news.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT url FROM feeds").fetchall() == [("https://example.org/b",)]
