@@ -208,8 +208,33 @@ class SmtpConfig(Strict):
             return env["NEWSMON_SMTP_PASSWORD"]
         path = env.get("NEWSMON_SMTP_PASSWORD_FILE")
         if path:
-            return Path(path).read_text(encoding="utf-8").strip()
+            return _password_file(path)
         return None
+
+
+# A password, or a secret manager's file of one, is a few dozen bytes.
+_MAX_PASSWORD_BYTES = 64 * 2**10
+
+
+def _password_file(path: str) -> str:
+    """The password in the file ``NEWSMON_SMTP_PASSWORD_FILE`` names; ConfigError
+    when it cannot be read (it was a traceback: missing, a folder, not UTF-8;
+    and /dev/zero never ended)."""
+    name = f"NEWSMON_SMTP_PASSWORD_FILE={path}"
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(_MAX_PASSWORD_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read the SMTP password: {exc.strerror or exc}; "
+                          "point it at the file that holds the password") from None
+    if len(raw) > _MAX_PASSWORD_BYTES:
+        raise ConfigError(f"{name}: larger than {_MAX_PASSWORD_BYTES // 2**10} KiB, not a file "
+                          "that holds a password")
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name}: the password file is not UTF-8 text (save it as UTF-8)"
+                          ) from None
 
 
 # The fetcher's own defaults (pipeline.http.FetchLimits) are the config's: one

@@ -592,3 +592,24 @@ def test_a_closed_stdout_drops_the_output_and_never_becomes_the_database(
         holder.communicate(timeout=120)
     with duckdb.connect(str(workdir / "news.duckdb"), read_only=True) as con:
         assert con.execute("SELECT url FROM feeds").fetchall() == [("https://example.org/b",)]
+
+
+def test_an_smtp_password_file_that_does_not_read_is_one_sentence(workdir: Path) -> None:
+    """Before: a traceback (FileNotFoundError, IsADirectoryError,
+    UnicodeDecodeError), and ``/dev/zero`` never ended."""
+    (workdir / "newsmon.yaml").write_text(
+        "database: news.duckdb\nfeeds:\n  - url: https://example.org/rss\n"
+        "smtp:\n  url: smtp://127.0.0.1:9\n", encoding="utf-8")
+    (workdir / "latin1.txt").write_bytes(b"caf\xe9\n")
+    for given, problem in (
+            ("missing.txt", "cannot read the SMTP password: No such file or directory; point it"
+                            " at the file that holds the password"),
+            (str(workdir), "cannot read the SMTP password: Is a directory; point it at the file"
+                           " that holds the password"),
+            ("latin1.txt", "the password file is not UTF-8 text (save it as UTF-8)"),
+            ("/dev/zero", "larger than 64 KiB, not a file that holds a password")):
+        result = subprocess.run(
+            [*COMMAND, "alerts", "send"], cwd=workdir, capture_output=True, text=True,
+            timeout=60, check=False,
+            env={**os.environ, "NEWSMON_SMTP_PASSWORD_FILE": given})
+        assert one_line_error(result) == f"newsmon: NEWSMON_SMTP_PASSWORD_FILE={given}: {problem}"
