@@ -456,6 +456,9 @@ class Settings(Strict):
             "staging_dir": fix(self.staging_dir) or self.staging_dir,
             "outbox_dir": fix(self.outbox_dir) or self.outbox_dir,
         }
+        if self.smtp is not None and self.smtp.ca_file is not None:
+            updates["smtp"] = self.smtp.model_copy(
+                update={"ca_file": fix(self.smtp.ca_file) or self.smtp.ca_file})
         return self.model_copy(update=updates)
 
 
