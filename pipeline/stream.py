@@ -362,8 +362,8 @@ class _Stream:
             try:
                 mailer = alert.mailer_for(settings)
             except (ConfigError, OSError) as exc:  # the password or CA file went unreadable
-                log.warning("the SMTP settings were not reloaded, the password file cannot be "
-                            "read: %s; alerts go on as before", exc)
+                log.warning("the SMTP settings were not reloaded: %s; alerts go on as before",
+                            exc)
                 settings = settings.model_copy(update={"smtp": old.smtp,
                                                        "outbox_dir": old.outbox_dir})
         self.settings, self.mailer = settings, mailer

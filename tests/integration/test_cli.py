@@ -613,3 +613,18 @@ def test_an_smtp_password_file_that_does_not_read_is_one_sentence(workdir: Path)
             timeout=60, check=False,
             env={**os.environ, "NEWSMON_SMTP_PASSWORD_FILE": given})
         assert one_line_error(result) == f"newsmon: NEWSMON_SMTP_PASSWORD_FILE={given}: {problem}"
+
+
+def test_an_smtp_ca_file_that_cannot_be_used_is_one_sentence(workdir: Path) -> None:
+    """Before: each round said 'cannot reach SMTP server 127.0.0.1:9: [Errno 2]
+    No such file or directory', a temporary failure retried for ever, exit 1."""
+    (workdir / "not-a-cert.pem").write_text("hello\n", encoding="utf-8")
+    for ca_file, reason in (("missing.pem", "No such file or directory"),
+                            ("not-a-cert.pem", "[X509: NO_CERTIFICATE_OR_CRL_FOUND]")):
+        (workdir / "newsmon.yaml").write_text(
+            "database: news.duckdb\nfeeds:\n  - url: https://example.org/rss\n"
+            f"smtp:\n  url: smtps://127.0.0.1:9\n  ca_file: {ca_file}\n", encoding="utf-8")
+        line = one_line_error(newsmon("alerts", "send", cwd=workdir))
+        assert line.startswith(f"newsmon: smtp.ca_file {workdir / ca_file}: cannot use it:"
+                               f" {reason}"), line
+        assert line.endswith("; point it at the PEM certificate of the server's CA"), line
