@@ -628,3 +628,19 @@ def test_an_smtp_ca_file_that_cannot_be_used_is_one_sentence(workdir: Path) -> N
         assert line.startswith(f"newsmon: smtp.ca_file {workdir / ca_file}: cannot use it:"
                                f" {reason}"), line
         assert line.endswith("; point it at the PEM certificate of the server's CA"), line
+
+
+def test_the_browse_commands_refuse_a_lake_instead_of_reading_a_file_beside_it(
+        workdir: Path) -> None:
+    """They read the DuckDB file only (README, lake mode). Before, in lake mode
+    they showed news.duckdb, a file left from before the switch, as if it were
+    the lake (or, without one, said to run `newsmon run --once`, which loads
+    the lake)."""
+    (workdir / "newsmon.yaml").write_text(
+        "store:\n  mode: lake\n  catalog: 'dbname=newsmon_lake host=127.0.0.1 port=9'\n"
+        "  data_path: lake/\n  staging_url: staging/\n"
+        "feeds:\n  - url: https://example.org/rss\n", encoding="utf-8")
+    for args in (["status"], ["stories"], ["story", "s-1"], ["serve", "--port", "8765"]):
+        assert one_line_error(newsmon(*args, cwd=workdir)) == (
+            f"newsmon: newsmon {args[0]} reads a DuckDB file, not a lake (not built yet): in"
+            ' lake mode use `newsmon sql` (README, "Scaling out: lake mode")')
