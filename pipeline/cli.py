@@ -310,6 +310,10 @@ def cmd_sql(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not args.query.strip():
         raise UserError("no SQL to run: the statement is empty")
+    # What prints rows (SHOW, DESCRIBE, FROM t, VALUES are SELECTs to DuckDB).
+    returns_rows = {duckdb.StatementType.SELECT, duckdb.StatementType.PRAGMA,
+                    duckdb.StatementType.CALL, duckdb.StatementType.EXPLAIN,
+                    duckdb.StatementType.EXECUTE}
     with open_store(settings, read_only=True, schema_if_empty=False) as con:
         if not is_lake(con):
             # Read-only is the database; a statement could still write or read
@@ -320,6 +324,14 @@ def cmd_sql(args: argparse.Namespace) -> int:
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
         try:
+            queries = [s.type.name for s in con.extract_statements(args.query)
+                       if s.type in returns_rows]
+            if len(queries) > 1:
+                # DuckDB runs them all and returns the last result: the others were
+                # dropped without a word.
+                raise UserError(f"the SQL holds {len(queries)} queries that return rows "
+                                f"({', '.join(queries)}) and newsmon sql prints one result: "
+                                "run each on its own")
             cursor = con.execute(args.query)
         except duckdb.Error as exc:
             # DuckDB's later lines are the useful ones: 'Did you mean "articles"?',

@@ -75,6 +75,10 @@ def workdir(tmp_path: Path) -> Path:
          "newsmon: two columns are named 'a': give each its own name (... AS a_2), or the"
          " output would lose one of them"),
         (["sql", "--json", "SELECT 1 a, 2 a"], "newsmon: two columns are named 'a'"),
+        # Before: exit 0 with the last result only, the others dropped without a word.
+        (["sql", "SELECT count(*) FROM articles; SHOW TABLES"],
+         "newsmon: the SQL holds 2 queries that return rows (SELECT, SELECT) and newsmon sql"
+         " prints one result: run each on its own"),
         (["search", "syria", "--limit", "-1"],
          "newsmon search: argument --limit: must be at least 1, got -1"
          " (see `newsmon search --help`)"),
@@ -644,3 +648,10 @@ def test_the_browse_commands_refuse_a_lake_instead_of_reading_a_file_beside_it(
         assert one_line_error(newsmon(*args, cwd=workdir)) == (
             f"newsmon: newsmon {args[0]} reads a DuckDB file, not a lake (not built yet): in"
             ' lake mode use `newsmon sql` (README, "Scaling out: lake mode")')
+
+
+
+def test_sql_runs_statements_before_its_one_query(workdir: Path) -> None:
+    result = newsmon("sql", "--csv", "CREATE TEMP TABLE t AS SELECT 42 AS x; SELECT x FROM t",
+                     cwd=workdir)
+    assert (result.returncode, result.stdout.split()) == (0, ["x", "42"]), result.stderr
