@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import logging
 import os
@@ -309,6 +310,10 @@ def cmd_sql(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not args.query.strip():
         raise UserError("no SQL to run: the statement is empty")
+    # What prints rows (SHOW, DESCRIBE, FROM t, VALUES are SELECTs to DuckDB).
+    returns_rows = {duckdb.StatementType.SELECT, duckdb.StatementType.PRAGMA,
+                    duckdb.StatementType.CALL, duckdb.StatementType.EXPLAIN,
+                    duckdb.StatementType.EXECUTE}
     with open_store(settings, read_only=True, schema_if_empty=False) as con:
         if not is_lake(con):
             # Read-only is the database; a statement could still write or read
@@ -319,6 +324,14 @@ def cmd_sql(args: argparse.Namespace) -> int:
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
         try:
+            queries = [s.type.name for s in con.extract_statements(args.query)
+                       if s.type in returns_rows]
+            if len(queries) > 1:
+                # DuckDB runs them all and returns the last result: the others were
+                # dropped without a word.
+                raise UserError(f"the SQL holds {len(queries)} queries that return rows "
+                                f"({', '.join(queries)}) and newsmon sql prints one result: "
+                                "run each on its own")
             cursor = con.execute(args.query)
         except duckdb.Error as exc:
             # DuckDB's later lines are the useful ones: 'Did you mean "articles"?',
@@ -381,6 +394,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
     from pipeline.store.backend import backend
 
     settings = _settings(args)
+    _require_store(settings)
     with backend(settings).writer() as con:
         if settings.store.mode != "lake":
             maintenance.checkpoint(con)
@@ -394,10 +408,28 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_store(settings: Any) -> None:
+    """StoreError unless the database is there: a command that only tends an
+    existing one (``alerts send``, ``compact``) created it at a mistyped path,
+    folders and all, and reported zero alerts sent or a checkpoint done."""
+    from pipeline.store import StoreError
+    from pipeline.store.backend import backend
+
+    chosen = backend(settings)
+    if not chosen.exists():
+        raise StoreError(f"{chosen.describe()}: no database here yet; run `newsmon run --once` "
+                         "first")
+
+
 def _query_failed(exc: Exception) -> str:
     from pipeline.query import engine_refused
 
     return f"query: {engine_refused(exc)}"
+
+
+# An OPML file of 10,000 feeds takes about 1.5 MiB. Past this it is the wrong
+# file (/dev/zero, a disk image), which was read whole into memory or never ended.
+_MAX_OPML_BYTES = 16 * 2**20
 
 
 def cmd_feeds(args: argparse.Namespace) -> int:
@@ -415,9 +447,13 @@ def cmd_feeds(args: argparse.Namespace) -> int:
             return 0
         if action == "import":
             try:
-                data = Path(args.file).read_bytes()
+                with Path(args.file).open("rb") as handle:
+                    data = handle.read(_MAX_OPML_BYTES + 1)
             except OSError as exc:
                 raise UserError(f"{args.file}: cannot read: {exc.strerror}") from None
+            if len(data) > _MAX_OPML_BYTES:
+                raise UserError(f"{args.file}: larger than {_MAX_OPML_BYTES // 2**20} MiB, more "
+                                "than an OPML file of feeds holds: is it the right file?")
             with backend(settings).writer() as con:
                 result = feeds.import_opml(con, settings, data)
             for url, why in result.skipped:
@@ -499,6 +535,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     if args.now and args.action != "send":
         raise UserError("--now goes with 'alerts send'")
     if args.action == "send":
+        _require_store(settings)
         result = send_stage(settings, ignore_backoff=args.now)
         print(_delivery(result))
         return 1 if result.undelivered else 0
@@ -743,6 +780,64 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _standard_streams()
+    # Ctrl-C lands anywhere: in the imports before a command (duckdb, pydantic:
+    # most of the first second), or in a DuckDB statement, whose Python client
+    # turns it into RuntimeError("Query interrupted") raised from the
+    # KeyboardInterrupt. Either way it is the same sentence and exit code.
+    try:
+        return _command(argv)
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as exc:
+        if not _interrupted(exc):
+            raise
+    print("newsmon: interrupted", file=sys.stderr)
+    return 130
+
+
+def _standard_streams() -> None:
+    """Open /dev/null on a standard descriptor the caller closed (``newsmon sql
+    ... >&-``, a daemon's child): the first file opened took its number, so the
+    database was descriptor 1, and every write to stdout (a worker process's,
+    the broken-pipe handler's) went to it; and print() had no sys.stdout, a
+    traceback. What is written to a closed stdout is dropped, as when the
+    reader of a pipe goes away."""
+    for fd, mode in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, mode)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    # The process's own streams, open until it exits: no context manager.
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", encoding="utf-8",  # noqa: SIM115
+                          errors="backslashreplace", closefd=False)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised because of a KeyboardInterrupt."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _command(argv: Sequence[str] | None) -> int:
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # Rows, JSON (RFC 8259: UTF-8), CSV and OPML (which declares UTF-8) are
+        # UTF-8 whatever the locale: under a Latin-1 one (LANG=de_DE.ISO-8859-1,
+        # PYTHONIOENCODING=latin-1) a Russian title was a UnicodeEncodeError
+        # traceback, and `feeds export` wrote Latin-1 under its UTF-8 declaration.
+        sys.stdout.reconfigure(encoding="utf-8")
     parser = build_parser()
     given = sys.argv[1:] if argv is None else list(argv)
     for value in given:
@@ -771,9 +866,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         # value): ESC or BEL in it must not reach the terminal as controls.
         print(f"newsmon: {plain(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("newsmon: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         # The reader went away (`newsmon sql ... | head`): not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -51,8 +51,21 @@ def _filter(args: argparse.Namespace) -> browse.StoryFilter:
         raise UserError(exc.worded(_OPTION[exc.field])) from None
 
 
-def cmd_stories(args: argparse.Namespace) -> int:
+def _file_settings(args: argparse.Namespace) -> Any:
+    """The settings, for a command that reads the DuckDB file only: in lake
+    mode it said `news.duckdb: no database here yet; run newsmon run --once
+    first` (which loads the lake, not the file), or showed a file left from
+    before the switch as if it were the lake."""
     settings = _settings(args)
+    if settings.store.mode == "lake":
+        raise UserError(f"newsmon {args.command} reads a DuckDB file, not a lake (not built "
+                        "yet): in lake mode use `newsmon sql` (README, \"Scaling out: lake "
+                        "mode\")")
+    return settings
+
+
+def cmd_stories(args: argparse.Namespace) -> int:
+    settings = _file_settings(args)
     story_filter = _filter(args)
     with store.connect(settings.database, read_only=True,
                        schema_if_empty=False) as con:
@@ -86,7 +99,7 @@ def cmd_stories(args: argparse.Namespace) -> int:
 
 
 def cmd_story(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = _file_settings(args)
     with store.connect(settings.database, read_only=True,
                        schema_if_empty=False) as con:
         detail = browse.find_story(con, args.story_id)
@@ -146,7 +159,7 @@ def _print_story(detail: browse.StoryDetail) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = _file_settings(args)
     with store.connect(settings.database, read_only=True,
                        schema_if_empty=False) as con:
         st = browse.status(con, settings, settings.database)
@@ -211,7 +224,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from pipeline.web import serve
 
-    settings = _settings(args)
+    settings = _file_settings(args)
     if not settings.database.exists():
         raise store.StoreError(
             f"{settings.database}: no database here yet; run `newsmon run --once` first")

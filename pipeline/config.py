@@ -208,8 +208,33 @@ class SmtpConfig(Strict):
             return env["NEWSMON_SMTP_PASSWORD"]
         path = env.get("NEWSMON_SMTP_PASSWORD_FILE")
         if path:
-            return Path(path).read_text(encoding="utf-8").strip()
+            return _password_file(path)
         return None
+
+
+# A password, or a secret manager's file of one, is a few dozen bytes.
+_MAX_PASSWORD_BYTES = 64 * 2**10
+
+
+def _password_file(path: str) -> str:
+    """The password in the file ``NEWSMON_SMTP_PASSWORD_FILE`` names; ConfigError
+    when it cannot be read (it was a traceback: missing, a folder, not UTF-8;
+    and /dev/zero never ended)."""
+    name = f"NEWSMON_SMTP_PASSWORD_FILE={path}"
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(_MAX_PASSWORD_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read the SMTP password: {exc.strerror or exc}; "
+                          "point it at the file that holds the password") from None
+    if len(raw) > _MAX_PASSWORD_BYTES:
+        raise ConfigError(f"{name}: larger than {_MAX_PASSWORD_BYTES // 2**10} KiB, not a file "
+                          "that holds a password")
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name}: the password file is not UTF-8 text (save it as UTF-8)"
+                          ) from None
 
 
 # The fetcher's own defaults (pipeline.http.FetchLimits) are the config's: one
@@ -431,6 +456,9 @@ class Settings(Strict):
             "staging_dir": fix(self.staging_dir) or self.staging_dir,
             "outbox_dir": fix(self.outbox_dir) or self.outbox_dir,
         }
+        if self.smtp is not None and self.smtp.ca_file is not None:
+            updates["smtp"] = self.smtp.model_copy(
+                update={"ca_file": fix(self.smtp.ca_file) or self.smtp.ca_file})
         return self.model_copy(update=updates)
 
 
@@ -450,21 +478,44 @@ def load_settings(path: Path | str | None = None) -> Settings:
     return settings_from(read_config(file, hint=hint), file)
 
 
+# 10,000 feeds take 340 KiB. Past this it is the wrong file (`--config` naming
+# a log, a disk image, /dev/zero), which was read whole into memory, or never
+# finished; a 3.5 MB file of 100,000 feeds took 13 s to validate.
+MAX_CONFIG_BYTES = 4 * 2**20
+
+
 def read_config(file: Path, *, hint: str = "") -> bytes:
     """The config file's bytes; ConfigError naming it when it cannot be read."""
     try:
-        return file.read_bytes()
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{file}: config file not found{hint}") from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read config file: {exc.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{file}: larger than {MAX_CONFIG_BYTES // 2**20} MiB, more than a "
+                          "config file holds: is it the right file? (feeds by the thousand go "
+                          "in the database: `newsmon feeds import FILE.opml`)")
+    return raw
 
 
 def settings_from(raw: bytes, file: Path) -> Settings:
     """The settings in ``raw``, the bytes of ``file`` (its name is in each
-    error; its folder is where relative paths start)."""
+    error; :func:`config_folder` is where relative paths start)."""
     try:
         data, lines = strict_yaml.load_with_lines(strict_yaml.decode(raw))
     except strict_yaml.StrictYamlError as exc:
         raise ConfigError(f"{file}: {exc}") from None
-    return parse_settings(data, source=str(file), base=file.resolve().parent, lines=lines)
+    return parse_settings(data, source=str(file), base=config_folder(file), lines=lines)
+
+
+def config_folder(file: Path) -> Path:
+    """Where a config file's relative paths start: the folder the file is named
+    in, a symlink's own folder and not its target's. A user sees ``news.duckdb``
+    beside the ``newsmon.yaml`` they named; a config linked in from a dotfiles
+    checkout put the database in that checkout, and a Kubernetes ConfigMap
+    (``newsmon.yaml -> ..data/newsmon.yaml -> ..2026_12_07.../newsmon.yaml``)
+    in a read-only folder that is replaced at each update. The folder itself is
+    resolved as the kernel resolves it when a file in it is opened."""
+    return file.absolute().parent.resolve()

@@ -88,7 +88,7 @@ _SHAPES = {"dict_type": "a mapping", "model_type": "a mapping", "list_type": "a 
            "tuple_type": "a list", "string_type": "a string", "int_type": "a whole number",
            "int_parsing": "a whole number", "int_from_float": "a whole number",
            "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
-           "bool_parsing": "true or false"}
+           "bool_parsing": "true or false", "path_type": "a file path"}
 
 
 def _problem(item: ErrorDetails) -> tuple[tuple[str | int, ...], str]:

@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from pipeline import alert, store
-from pipeline.config import Settings
+from pipeline.config import ConfigError, Settings
 from pipeline.http import Fetcher, FetchLimits
 from pipeline.models import FeedEntry, FetchedPage, Rejection, Seen, TaggedArticle
 from pipeline.process import Processor, ProcessSummary, worker_count
@@ -367,9 +367,9 @@ class _Stream:
                                                                               old.outbox):
             try:
                 mailer = alert.mailer_for(settings)
-            except OSError as exc:  # NEWSMON_SMTP_PASSWORD_FILE went unreadable
-                log.warning("the SMTP settings were not reloaded, the password file cannot be "
-                            "read: %s; alerts go on as before", exc)
+            except (ConfigError, OSError) as exc:  # the password or CA file went unreadable
+                log.warning("the SMTP settings were not reloaded: %s; alerts go on as before",
+                            exc)
                 settings = settings.model_copy(update={"smtp": old.smtp,
                                                        "outbox_dir": old.outbox_dir})
         self.settings, self.mailer = settings, mailer

@@ -86,9 +86,21 @@ class SmtpMailer:
     def from_config(cls, smtp: SmtpConfig) -> SmtpMailer:
         parts = urlsplit(smtp.url)
         default_port = {"smtps": 465, "smtp+starttls": 587}.get(parts.scheme, 25)
-        return cls(host=parts.hostname or "localhost", port=parts.port or default_port,
-                   mode=parts.scheme, username=smtp.username or parts.username,
-                   password=smtp.password(), timeout=smtp.timeout, ca_file=smtp.ca_file)
+        mailer = cls(host=parts.hostname or "localhost", port=parts.port or default_port,
+                     mode=parts.scheme, username=smtp.username or parts.username,
+                     password=smtp.password(), timeout=smtp.timeout, ca_file=smtp.ca_file)
+        if mailer.ca_file is not None and parts.scheme != "smtp":
+            # Read once here: at each connection it was 'cannot reach SMTP server
+            # ...: No such file or directory', a temporary failure retried for ever.
+            from pipeline.config import ConfigError
+
+            try:
+                mailer._tls()
+            except (OSError, ssl.SSLError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                raise ConfigError(f"smtp.ca_file {mailer.ca_file}: cannot use it: {reason}; "
+                                  "point it at the PEM certificate of the server's CA") from None
+        return mailer
 
     def _tls(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)

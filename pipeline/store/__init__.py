@@ -224,7 +224,10 @@ _PID = re.compile(r"PID (\d+)")
 # whole, so "block" in a checksum error is never taken for a lock.
 _LOCK_CONFLICT = "Could not set lock on file"
 _DAMAGED = ("Corrupt database file", "is not a valid DuckDB database file",
-            "The file is not a valid DuckDB database")
+            "The file is not a valid DuckDB database",
+            # A file shorter than its own blocks say: a copy cut short, a disk
+            # that filled while it was written (duckdb 1.5, LocalFileSystem::Read).
+            "Could not read enough bytes from file")
 _NO_SPACE = ("No space left on device", "Could not write all bytes")
 # DuckDB's parquet reader on a file cut short or overwritten (duckdb 1.5,
 # extension/parquet); DuckLake passes the footer size its catalog recorded.
@@ -345,8 +348,8 @@ def _connect(path: Path, *, read_only: bool, retry: LockRetry) -> duckdb.DuckDBP
         except duckdb.IOException as exc:
             message = str(exc)
             if _LOCK_CONFLICT not in message:
-                raise explain(exc, path) or StoreError(
-                    f"{path}: cannot open the database: {message}") from None
+                raise explain(exc, path) or _unopenable(path, message, read_only=read_only
+                                                        ) from None
             holder = lock_holder(path, message)
             if attempt == retry.attempts:
                 note = (" (a read-only session blocks writers too)"
@@ -365,6 +368,30 @@ def _connect(path: Path, *, read_only: bool, retry: LockRetry) -> duckdb.DuckDBP
             raise explain(exc, path) or StoreError(
                 f"{path}: cannot open the database: {exc}") from None
     raise AssertionError("unreachable")
+
+
+# The operating system's words as DuckDB passes them on (strerror): matched whole.
+_NOT_A_FILE = ": Is a directory"
+_NOT_WRITABLE = (": Read-only file system", ": Permission denied")
+
+
+def _unopenable(path: Path, message: str, *, read_only: bool) -> StoreError:
+    """The sentence for a file DuckDB could not open: what to do where there is
+    something to do (``database:`` naming a folder, ``''`` among them; a file
+    newsmon may not write), else DuckDB's words."""
+    if message.rstrip().endswith(_NOT_A_FILE):
+        return StoreError(f"{path} is a folder, not a database file: set `database:` to a "
+                          "file's path (newsmon creates the file)")
+    reason = next((words[2:] for words in _NOT_WRITABLE if message.rstrip().endswith(words)),
+                  None)
+    if reason is not None:
+        if read_only:
+            return StoreError(f"{path}: cannot open the database to read: {reason}; give "
+                              "newsmon a file it may read")
+        return StoreError(f"{path}: cannot open the database to write: {reason}; give newsmon "
+                          "a file and folder it may write (or copy it to one and set "
+                          "`database:` to the copy); `status`, `stories` and `sql` still read it")
+    return StoreError(f"{path}: cannot open the database: {message}")
 
 
 @contextmanager
@@ -395,7 +422,10 @@ def connect(
     con = _connect(path, read_only=read_only, retry=retry)
     try:
         con.execute("SET TimeZone = 'UTC'")
-        if not _holds_our_schema(con, path) and read_only:
+        holds_schema = _holds_our_schema(con, path)
+        if holds_schema:
+            _refuse_a_newer_schema(con, path)
+        if not holds_schema and read_only:
             if not schema_if_empty:
                 raise StoreError(f"{path}: no newsmon tables here yet (an empty DuckDB file);"
                                  " run `newsmon run --once` first")
@@ -521,18 +551,25 @@ def backup(path: Path, dest: Path) -> int:
             con.close()
         partial.replace(dest)
     except (OSError, duckdb.Error) as exc:
-        for file in (partial, log_of(partial)):
-            file.unlink(missing_ok=True)
+        _discard(partial, log_of(partial))
         if isinstance(exc, OSError):
             # Named by the copy: shutil names the file it was reading from.
             raise (disk_full(dest) if exc.errno == errno.ENOSPC else StoreError(
                 f"cannot write the backup {dest}: {exc.strerror or exc}")) from None
         raise explain(exc, dest) or StoreError(f"cannot write the backup {dest}: {exc}") from None
     except BaseException:
-        for file in (partial, log_of(partial)):
-            file.unlink(missing_ok=True)
+        _discard(partial, log_of(partial))
         raise
     return dest.stat().st_size
+
+
+def _discard(*files: Path) -> None:
+    """Remove what a failed write left, as far as it can be: on a read-only
+    file system even removing a file that is not there fails (EROFS), and
+    that must not replace the error that says why the write failed."""
+    for file in files:
+        with contextlib.suppress(OSError):
+            file.unlink(missing_ok=True)
 
 
 def _holds_our_schema(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
@@ -547,6 +584,22 @@ def _holds_our_schema(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
     shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
     raise StoreError(f"{path} is not a newsmon database: it holds other tables ({shown}) "
                      "and not newsmon's; set `database:` to a new file, which newsmon creates")
+
+
+def _refuse_a_newer_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """StoreError when a newer newsmon wrote the database: this one would read
+    its tables as they were and write rows without what the newer one keeps
+    in them (the schema is only ever brought forward, never back)."""
+    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    try:
+        version = int(row[0]) if row else None
+    except (TypeError, ValueError):
+        version = None
+    if version is not None and version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} was written by a newer newsmon (schema version {version}; this one "
+            f"knows up to {SCHEMA_VERSION}): upgrade newsmon to use it, or set `database:` "
+            "to another file; nothing was changed")
 
 
 # Columns added to tables after their first release: a database created

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from support.disk import tmpfs
 
 from pipeline import store
 
@@ -73,6 +75,10 @@ def workdir(tmp_path: Path) -> Path:
          "newsmon: two columns are named 'a': give each its own name (... AS a_2), or the"
          " output would lose one of them"),
         (["sql", "--json", "SELECT 1 a, 2 a"], "newsmon: two columns are named 'a'"),
+        # Before: exit 0 with the last result only, the others dropped without a word.
+        (["sql", "SELECT count(*) FROM articles; SHOW TABLES"],
+         "newsmon: the SQL holds 2 queries that return rows (SELECT, SELECT) and newsmon sql"
+         " prints one result: run each on its own"),
         (["search", "syria", "--limit", "-1"],
          "newsmon search: argument --limit: must be at least 1, got -1"
          " (see `newsmon search --help`)"),
@@ -248,6 +254,9 @@ def test_a_query_nested_200_deep_is_refused_in_the_config(
         (b"feeds:\n  - url: https://exa mple.org/rss\n",
          "newsmon: newsmon.yaml: line 2: feeds[0].url: 'https://exa mple.org/rss': the host"
          " 'exa mple.org' contains ' '"),
+        # Before: "Input is not a valid path for <class 'pathlib.Path'>".
+        (b"database:\nfeeds:\n  - url: https://example.org/rss\n",
+         "newsmon: newsmon.yaml: line 1: database: must be a file path, not None"),
     ],
 )
 def test_config_file_problems_are_one_sentence(
@@ -401,3 +410,248 @@ def test_backup_copies_what_the_write_ahead_log_holds_into_one_file(workdir: Pat
         "newsmon: copy.duckdb exists already; name a new file for the backup")
     assert one_line_error(newsmon("backup", "nowhere/copy.duckdb", cwd=workdir)) == (
         "newsmon: nowhere: no such folder for the backup")
+
+
+# -- hostile environments: one sentence, nothing lost ------------------------------------------
+
+
+def test_a_config_reached_through_a_symlink_keeps_its_paths_beside_the_link(
+        tmp_path: Path) -> None:
+    """Before, relative paths started in the link target's folder: a config
+    linked in from a dotfiles checkout put news.duckdb in the checkout, and a
+    ConfigMap's (``newsmon.yaml -> ..data/newsmon.yaml``) in a folder replaced
+    at each update."""
+    checkout = tmp_path / "dotfiles"
+    versioned = checkout / "..2026_12_07"
+    versioned.mkdir(parents=True)
+    (versioned / "newsmon.yaml").write_text(
+        "database: news.duckdb\nfeeds:\n  - url: https://example.org/rss\n", encoding="utf-8")
+    (checkout / "..data").symlink_to(versioned.name)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "newsmon.yaml").symlink_to(checkout / "..data" / "newsmon.yaml")
+    added = newsmon("feeds", "add", "https://example.org/b", cwd=project)
+    assert added.returncode == 0, added.stderr
+    assert (project / "news.duckdb").is_file()
+    assert [p.name for p in versioned.iterdir()] == ["newsmon.yaml"]
+    # Named through a relative path, from elsewhere: the same database.
+    status = newsmon("status", "--config", "project/newsmon.yaml", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.startswith(f"database   {project / 'news.duckdb'} ("), status.stdout
+
+
+def test_a_config_file_too_large_to_be_one_is_refused_after_4_mib(tmp_path: Path) -> None:
+    """Before: ``--config /dev/zero`` read until memory ran out; a 13 MB file
+    of feeds took minutes to validate."""
+    started = time.monotonic()
+    line = one_line_error(newsmon("status", "--config", "/dev/zero", cwd=tmp_path))
+    assert line.startswith("newsmon: /dev/zero: larger than 4 MiB, more than a config file"
+                           " holds: is it the right file?"), line
+    assert time.monotonic() - started < 20
+    big = tmp_path / "newsmon.yaml"
+    big.write_bytes(b"feeds:\n" + b"".join(b"  - url: https://example.org/%07d\n" % i
+                                           for i in range(130_000)))
+    assert big.stat().st_size > 4 * 2**20
+    line = one_line_error(newsmon("status", cwd=tmp_path))
+    assert line.startswith("newsmon: newsmon.yaml: larger than 4 MiB"), line
+
+
+def _running_query(workdir: Path) -> subprocess.Popen[str]:
+    # About 10 s of DuckDB on 2 cores: a Ctrl-C that lands just as DuckDB
+    # starts the statement is only seen when it ends (DuckDB's client).
+    return subprocess.Popen([*COMMAND, "sql", "SELECT count(*) FROM range(3000000000) a,"
+                             " range(10) b"], cwd=workdir, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _opened(proc: subprocess.Popen[str], file: Path, timeout: float = 30) -> None:
+    """Wait until ``proc`` has ``file`` open (the statement runs right after)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if any(Path(f"/proc/{proc.pid}/fd/{fd}").resolve() == file
+                   for fd in os.listdir(f"/proc/{proc.pid}/fd")):
+                return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"{file} never opened")
+
+
+def test_ctrl_c_in_a_duckdb_statement_or_while_starting_is_interrupted_not_a_traceback(
+        workdir: Path) -> None:
+    """Before: DuckDB turned Ctrl-C in a statement into RuntimeError('Query
+    interrupted'), a traceback and exit 1; in the first second (the imports)
+    it was a KeyboardInterrupt traceback."""
+    proc = _running_query(workdir)
+    _opened(proc, workdir / "news.duckdb")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert (proc.returncode, stderr) == (130, "newsmon: interrupted\n")
+    for delay in (0.3, 0.5, 0.7):  # python -m pipeline.cli takes about 1 s to import
+        proc = _running_query(workdir)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+        assert (proc.returncode, stderr) == (130, "newsmon: interrupted\n"), delay
+
+
+@pytest.mark.parametrize("args", [["alerts", "send"], ["compact"]])
+def test_a_command_that_tends_a_database_creates_none_at_a_mistyped_path(
+        tmp_path: Path, args: list[str]) -> None:
+    """Before: each created the database and its folders and said '0 sent, 0
+    failed, 0 pending' or 'checkpointed', exit 0."""
+    (tmp_path / "newsmon.yaml").write_text(
+        "database: nwes/news.duckdb\nfeeds:\n  - url: https://example.org/rss\n",
+        encoding="utf-8")
+    line = one_line_error(newsmon(*args, cwd=tmp_path))
+    assert line == (f"newsmon: {tmp_path / 'nwes' / 'news.duckdb'}: no database here yet;"
+                    " run `newsmon run --once` first")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["newsmon.yaml"]
+
+
+def test_backup_into_a_read_only_folder_is_one_sentence(workdir: Path) -> None:
+    """Before: removing the partial copy failed too (EROFS, even for a file
+    that is not there) and replaced the sentence with a traceback."""
+    with tmpfs(workdir / "ro", "1m") as mount:
+        done = subprocess.run(["mount", "-o", "remount,ro", str(mount)], capture_output=True,
+                              text=True, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"cannot make the tmpfs read-only: {done.stderr.strip()}")
+        line = one_line_error(newsmon("backup", "ro/copy.duckdb", cwd=workdir))
+        assert line == "newsmon: cannot write the backup ro/copy.duckdb: Read-only file system"
+        assert list(mount.iterdir()) == []
+
+
+def test_a_database_path_that_is_a_folder_or_on_a_read_only_disk_says_what_to_do(
+        workdir: Path) -> None:
+    """Before: DuckDB's 'IO Error: Could not read from file ...: Is a directory'
+    (``database: ''`` names the config's folder) and '... Cannot open file ...:
+    Read-only file system', with nothing said about what to do."""
+    (workdir / "folder.yaml").write_text("database: ''\n", encoding="utf-8")
+    line = one_line_error(newsmon("status", "--config", "folder.yaml", cwd=workdir))
+    assert line == (f"newsmon: {workdir} is a folder, not a database file: set `database:` to"
+                    " a file's path (newsmon creates the file)")
+    with tmpfs(workdir / "ro", "4m") as mount:
+        (mount / "news.duckdb").write_bytes((workdir / "news.duckdb").read_bytes())
+        done = subprocess.run(["mount", "-o", "remount,ro", str(mount)], capture_output=True,
+                              text=True, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"cannot make the tmpfs read-only: {done.stderr.strip()}")
+        (workdir / "ro.yaml").write_text("database: ro/news.duckdb\n", encoding="utf-8")
+        line = one_line_error(newsmon("feeds", "add", "https://example.org/b", "--config",
+                                      "ro.yaml", cwd=workdir))
+        assert line == (f"newsmon: {mount / 'news.duckdb'}: cannot open the database to write:"
+                        " Read-only file system; give newsmon a file and folder it may write"
+                        " (or copy it to one and set `database:` to the copy); `status`,"
+                        " `stories` and `sql` still read it")
+        read = newsmon("status", "--config", "ro.yaml", cwd=workdir)
+        assert read.returncode == 0, read.stderr
+
+
+def test_output_is_utf8_under_a_locale_that_is_not(workdir: Path) -> None:
+    """Before, under a Latin-1 locale a Russian title was a UnicodeEncodeError
+    traceback (exit 1), and ``feeds export`` wrote Latin-1 bytes under its
+    ``encoding="UTF-8"`` declaration."""
+    latin1 = {**os.environ, "PYTHONIOENCODING": "latin-1"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([*COMMAND, *args], cwd=workdir, capture_output=True, env=latin1,
+                              timeout=60, check=False)
+
+    for fmt in ("--json", "--csv", None):
+        result = run("sql", "SELECT 'Путин · 😀' AS name", *([fmt] if fmt else []))
+        assert result.returncode == 0, result.stderr.decode("latin-1")
+        assert "Путин · 😀" in result.stdout.decode("utf-8"), fmt
+    assert run("feeds", "add", "https://example.org/ru", "--name", "Новости").returncode == 0
+    exported = run("feeds", "export")
+    assert exported.returncode == 0, exported.stderr.decode("latin-1")
+    assert exported.stdout.startswith(b'<?xml version="1.0" encoding="UTF-8"?>')
+    assert 'text="Новости"' in exported.stdout.decode("utf-8")
+
+
+def test_a_closed_stdout_drops_the_output_and_never_becomes_the_database(
+        workdir: Path) -> None:
+    """Before, with stdout closed (``>&-``) the database was the first file
+    opened, so descriptor 1, where any write to stdout went; and printing the
+    rows was a traceback ('NoneType' object has no attribute 'write')."""
+    def closed_stdout(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", *COMMAND, *args],
+                              cwd=workdir, capture_output=True, text=True, timeout=60,
+                              check=False)
+
+    for args in (["sql", "SELECT 1 AS one"], ["search", "syria"], ["feeds", "export"],
+                 ["feeds", "add", "https://example.org/b"]):
+        result = closed_stdout(*args)
+        assert (result.returncode, result.stderr) == (0, ""), args
+    holder = subprocess.Popen(["sh", "-c", 'exec "$@" >&-', "sh", *COMMAND, "sql",
+                               "SELECT count(*) FROM range(3000000000) a, range(10) b"],
+                              cwd=workdir, stderr=subprocess.PIPE, text=True)
+    try:
+        _opened(holder, workdir / "news.duckdb")
+        assert Path(f"/proc/{holder.pid}/fd/1").resolve() == Path(os.devnull)
+    finally:
+        holder.send_signal(signal.SIGINT)
+        holder.communicate(timeout=120)
+    with duckdb.connect(str(workdir / "news.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT url FROM feeds").fetchall() == [("https://example.org/b",)]
+
+
+def test_an_smtp_password_file_that_does_not_read_is_one_sentence(workdir: Path) -> None:
+    """Before: a traceback (FileNotFoundError, IsADirectoryError,
+    UnicodeDecodeError), and ``/dev/zero`` never ended."""
+    (workdir / "newsmon.yaml").write_text(
+        "database: news.duckdb\nfeeds:\n  - url: https://example.org/rss\n"
+        "smtp:\n  url: smtp://127.0.0.1:9\n", encoding="utf-8")
+    (workdir / "latin1.txt").write_bytes(b"caf\xe9\n")
+    for given, problem in (
+            ("missing.txt", "cannot read the SMTP password: No such file or directory; point it"
+                            " at the file that holds the password"),
+            (str(workdir), "cannot read the SMTP password: Is a directory; point it at the file"
+                           " that holds the password"),
+            ("latin1.txt", "the password file is not UTF-8 text (save it as UTF-8)"),
+            ("/dev/zero", "larger than 64 KiB, not a file that holds a password")):
+        result = subprocess.run(
+            [*COMMAND, "alerts", "send"], cwd=workdir, capture_output=True, text=True,
+            timeout=60, check=False,
+            env={**os.environ, "NEWSMON_SMTP_PASSWORD_FILE": given})
+        assert one_line_error(result) == f"newsmon: NEWSMON_SMTP_PASSWORD_FILE={given}: {problem}"
+
+
+def test_an_smtp_ca_file_that_cannot_be_used_is_one_sentence(workdir: Path) -> None:
+    """Before: each round said 'cannot reach SMTP server 127.0.0.1:9: [Errno 2]
+    No such file or directory', a temporary failure retried for ever, exit 1."""
+    (workdir / "not-a-cert.pem").write_text("hello\n", encoding="utf-8")
+    for ca_file, reason in (("missing.pem", "No such file or directory"),
+                            ("not-a-cert.pem", "[X509: NO_CERTIFICATE_OR_CRL_FOUND]")):
+        (workdir / "newsmon.yaml").write_text(
+            "database: news.duckdb\nfeeds:\n  - url: https://example.org/rss\n"
+            f"smtp:\n  url: smtps://127.0.0.1:9\n  ca_file: {ca_file}\n", encoding="utf-8")
+        line = one_line_error(newsmon("alerts", "send", cwd=workdir))
+        assert line.startswith(f"newsmon: smtp.ca_file {workdir / ca_file}: cannot use it:"
+                               f" {reason}"), line
+        assert line.endswith("; point it at the PEM certificate of the server's CA"), line
+
+
+def test_the_browse_commands_refuse_a_lake_instead_of_reading_a_file_beside_it(
+        workdir: Path) -> None:
+    """They read the DuckDB file only (README, lake mode). Before, in lake mode
+    they showed news.duckdb, a file left from before the switch, as if it were
+    the lake (or, without one, said to run `newsmon run --once`, which loads
+    the lake)."""
+    (workdir / "newsmon.yaml").write_text(
+        "store:\n  mode: lake\n  catalog: 'dbname=newsmon_lake host=127.0.0.1 port=9'\n"
+        "  data_path: lake/\n  staging_url: staging/\n"
+        "feeds:\n  - url: https://example.org/rss\n", encoding="utf-8")
+    for args in (["status"], ["stories"], ["story", "s-1"], ["serve", "--port", "8765"]):
+        assert one_line_error(newsmon(*args, cwd=workdir)) == (
+            f"newsmon: newsmon {args[0]} reads a DuckDB file, not a lake (not built yet): in"
+            ' lake mode use `newsmon sql` (README, "Scaling out: lake mode")')
+
+
+
+def test_sql_runs_statements_before_its_one_query(workdir: Path) -> None:
+    result = newsmon("sql", "--csv", "CREATE TEMP TABLE t AS SELECT 42 AS x; SELECT x FROM t",
+                     cwd=workdir)
+    assert (result.returncode, result.stdout.split()) == (0, ["x", "42"]), result.stderr

@@ -304,6 +304,43 @@ def test_a_damaged_database_with_a_log_beside_it_says_to_move_both(tmp_path: Pat
         pass
 
 
+def test_a_database_cut_short_is_called_damaged_and_left_as_it_was(tmp_path: Path) -> None:
+    """A copy that stopped half way (a full disk, a killed scp). Before:
+    'cannot open the database: IO Error: Could not read enough bytes ...',
+    with nothing said about what to do."""
+    db = tmp_path / "news.duckdb"
+    with store.connect(db) as con:
+        con.execute("CREATE TABLE filler AS SELECT range AS i, repeat('x', 200) AS s"
+                    " FROM range(20000)")
+    whole = db.read_bytes()
+    db.write_bytes(whole[: len(whole) // 2])
+    for read_only in (True, False):
+        with pytest.raises(store.DatabaseDamaged) as err, store.connect(db, read_only=read_only):
+            pass
+        assert str(err.value).startswith(f"{db} is damaged (IO Error: Could not read enough")
+        assert "; move it aside and restore a backup" in str(err.value)
+    assert db.read_bytes() == whole[: len(whole) // 2]
+
+
+def test_a_database_of_a_newer_newsmon_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    """Before, any newsmon opened it, read its tables as they were and wrote
+    rows without what the newer one keeps in them."""
+    db = tmp_path / "news.duckdb"
+    with store.connect(db) as con:
+        con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                    [str(store.SCHEMA_VERSION + 1)])
+    before = db.read_bytes()
+    for read_only in (True, False):
+        with pytest.raises(store.StoreError) as err, store.connect(db, read_only=read_only):
+            pass
+        assert str(err.value) == (
+            f"{db} was written by a newer newsmon (schema version {store.SCHEMA_VERSION + 1};"
+            f" this one knows up to {store.SCHEMA_VERSION}): upgrade newsmon to use it, or set"
+            " `database:` to another file; nothing was changed")
+    assert db.read_bytes() == before
+    assert not db.with_name("news.duckdb.wal").exists()
+
+
 def test_a_database_of_another_program_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
     db = tmp_path / "theirs.duckdb"
     with duckdb.connect(str(db)) as con:

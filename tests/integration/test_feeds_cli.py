@@ -286,3 +286,20 @@ def test_a_feed_added_then_put_in_the_config_written_another_way_is_polled_once(
     assert main(["feeds", "--json", *cfg]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["url"], r["origin"]) for r in rows] == [(server.url("/cfg.xml"), "config")]
+
+
+def test_import_refuses_a_file_larger_than_an_opml_file_of_feeds_holds(
+    tmp_path: Path, cfg: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: the file was read whole, so ``feeds import /dev/zero`` never
+    ended (and ate memory); a 17 MiB file was imported."""
+    big = tmp_path / "big.opml"
+    big.write_bytes(b'<?xml version="1.0"?><opml version="2.0"><body><!-- '
+                    + b"x" * (17 * 2**20)
+                    + b' --><outline xmlUrl="https://example.org/rss"/></body></opml>')
+    assert error(capsys, ["feeds", "import", str(big), *cfg]) == (
+        f"newsmon: {big}: larger than 16 MiB, more than an OPML file of feeds holds: is it"
+        " the right file?")
+    assert error(capsys, ["feeds", "import", "/dev/zero", *cfg]).startswith(
+        "newsmon: /dev/zero: larger than 16 MiB")
+    assert list(listed(capsys, cfg)) == ["cfg.xml"]

@@ -247,3 +247,18 @@ def test_feeds_that_differ_in_a_parameter_that_picks_the_feed_both_load() -> Non
     settings = parse_settings({"feeds": [{"url": "https://example.org/feed.php?rss=world"},
                                          {"url": "https://example.org/feed.php?rss=sport"}]})
     assert len(settings.feeds) == 2
+
+
+def test_a_relative_smtp_ca_file_is_relative_to_the_config_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: relative to the working directory, unlike database, staging_dir
+    # and outbox_dir, and a run started elsewhere could not find it.
+    config = tmp_path / "conf"
+    config.mkdir()
+    path = write(config, "smtp:\n  url: smtps://127.0.0.1:465\n  ca_file: certs/ca.pem\n")
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(path)
+    assert settings.smtp is not None and settings.smtp.ca_file == config / "certs" / "ca.pem"
+    absolute = write(config, f"smtp:\n  url: smtps://127.0.0.1:465\n  ca_file: {tmp_path}/x.pem\n")
+    loaded = load_settings(absolute).smtp
+    assert loaded is not None and loaded.ca_file == tmp_path / "x.pem"
