@@ -10,13 +10,13 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pipeline import __version__
-from pipeline.output import Format, OutputError, plain, typed_rows, write_rows
+from pipeline.output import Format, OutputError, fetched_rows, plain, write_rows
 
 if TYPE_CHECKING:
     import duckdb
@@ -287,15 +287,15 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 2 if unreadable else 1 if failures else 0
 
 
-def _print_rows(columns: Sequence[str], rows: Sequence[Sequence[object]], fmt: Format) -> None:
+def _print_rows(columns: Sequence[str], rows: Iterable[Sequence[object]], fmt: Format) -> None:
     write_rows(columns, rows, fmt, sys.stdout)
 
 
 def _print_cursor(cursor: duckdb.DuckDBPyConnection, fmt: Format) -> None:
-    """The result of a statement, each column read by its DuckDB type (FLOAT, JSON, BLOB)."""
-    description = cursor.description or []
-    rows = typed_rows([d[1] for d in description], cursor.fetchall())
-    _print_rows([d[0] for d in description], rows, fmt)
+    """The result of a statement as it is read, each column read by its DuckDB
+    type (FLOAT, JSON, BLOB): an export of the whole archive holds a chunk of
+    rows in memory, not all of them."""
+    _print_rows([d[0] for d in cursor.description or ()], fetched_rows(cursor), fmt)
 
 
 def _format(args: argparse.Namespace) -> Format:

@@ -20,6 +20,10 @@
   ``'...'::BLOB`` reads back, in all three.
 - Column names must be distinct: a JSON object or a CSV reader keyed by the
   header would keep only one of two columns called ``a``.
+- CSV and JSON lines are written as the rows come (a query's result is read
+  :data:`FETCH_ROWS` at a time), so an export of the whole archive holds one
+  chunk in memory, not the result. The table, which must see every row for
+  its widths, shows the first :data:`TABLE_ROWS` and says there are more.
 - Text comes from feeds and pages, so it may hold escape sequences that would
   clear the screen or retitle the window. The table, which is for a terminal,
   shows control characters as U+FFFD (:func:`plain`); JSON escapes them
@@ -30,10 +34,11 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -43,12 +48,17 @@ from uuid import UUID
 if TYPE_CHECKING:
     from duckdb.sqltypes import DuckDBPyType
 
-__all__ = ["Format", "JsonValue", "OutputError", "jsonable", "plain", "typed_rows", "write_rows"]
+__all__ = ["Format", "JsonValue", "OutputError", "fetched_rows", "jsonable", "plain", "typed_rows",
+           "write_rows"]
 
 Format = Literal["table", "csv", "json"]
 
 # Wider cells are cut in the table (CSV and JSON are never cut).
 TABLE_CELL_WIDTH = 80
+# Rows a table shows at most (CSV and JSON write them all, as they come).
+TABLE_ROWS = 10_000
+# Rows read from a query's result at a time.
+FETCH_ROWS = 2_048
 
 # Feed text on a terminal: control characters (escape sequences could move the
 # cursor, retitle the window or hide text) are shown as U+FFFD; newline and tab
@@ -270,9 +280,10 @@ def _check_columns(columns: Sequence[str]) -> None:
 
 
 def write_rows(
-    columns: Sequence[str], rows: Sequence[Sequence[object]], fmt: Format, out: TextIO
+    columns: Sequence[str], rows: Iterable[Sequence[object]], fmt: Format, out: TextIO
 ) -> None:
-    """Write ``rows`` (with ``columns``' names) to ``out``; OutputError before any output."""
+    """Write ``rows`` (with ``columns``' names) to ``out`` as they come (the
+    table: its first :data:`TABLE_ROWS`); OutputError before any output."""
     _check_columns(columns)
     if fmt == "json":
         for row in rows:
@@ -280,12 +291,23 @@ def write_rows(
     elif fmt == "csv":
         writer = csv.writer(out)
         writer.writerow(columns)
-        writer.writerows([[_text(v) for v in row] for row in rows])
+        for row in rows:
+            writer.writerow([_text(v) for v in row])
     else:
-        _table(columns, rows, out)
+        shown = list(itertools.islice(rows, TABLE_ROWS + 1))
+        _table(columns, shown[:TABLE_ROWS], out, more=len(shown) > TABLE_ROWS)
 
 
-def _table(columns: Sequence[str], rows: Sequence[Sequence[object]], out: TextIO) -> None:
+def fetched_rows(cursor: Any) -> Iterator[Sequence[object]]:
+    """A DuckDB result's rows, read :data:`FETCH_ROWS` at a time and each value
+    read by its column's type (:func:`typed_rows`)."""
+    kinds = [d[1] for d in cursor.description or ()]
+    while chunk := cursor.fetchmany(FETCH_ROWS):
+        yield from typed_rows(kinds, chunk)
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[object]], out: TextIO, *,
+           more: bool = False) -> None:
     width = TABLE_CELL_WIDTH
     columns = [plain(c) for c in columns]
     cells = [[plain(" ".join(_text(v, iso=False).splitlines())) for v in row] for row in rows]
@@ -295,4 +317,8 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[object]], out: TextIO
     out.write("  ".join("-" * w for w in widths) + "\n")
     for row in cells:
         out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
-    out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")
+    if more:
+        out.write(f"(the first {len(rows):,} rows; there are more: use --csv or --json for"
+                  " all of them, or LIMIT)\n")
+    else:
+        out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")
