@@ -41,6 +41,17 @@ _OPTION: dict[browse.FilterField, str] = {"since": "--since", "until": "--until"
                                           "query": "query"}
 
 
+# What a tag filter's values look like, for a filter that matched no report.
+_TAGGED = {
+    "country": "countries are two-letter ISO codes (SY, RU, US): `newsmon sql \"SELECT"
+               " unnest(countries) c, count(*) FROM articles GROUP BY c\"` lists them",
+    "topic": "topics are the config's topic names: `newsmon sql \"SELECT unnest(topics) t,"
+             " count(*) FROM articles GROUP BY t\"` lists them",
+    "person": "people are tagged by the config's `people:` names",
+    "language": "languages are two-letter ISO 639-1 codes (en, fr, ru)",
+}
+
+
 def _filter(args: argparse.Namespace) -> browse.StoryFilter:
     try:
         return browse.StoryFilter(
@@ -73,6 +84,11 @@ def cmd_stories(args: argparse.Namespace) -> int:
             page = browse.list_stories(con, story_filter, sort=args.sort, limit=args.limit)
         except browse.FilterError as exc:
             raise UserError(exc.worded(_OPTION[exc.field])) from None
+        absent = story_filter.absent_tags(con) if page.total == 0 else []
+    for kind, value in absent:
+        # On stderr: the rows on stdout stay what a program reading them expects.
+        print(f"newsmon: no report is tagged {kind} {value!r}; {_TAGGED[kind]}",
+              file=sys.stderr)
     if args.json:
         _print_rows(
             ["id", "title", "first_seen", "last_seen", "n_articles", "n_sources", "sources",

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
+import duckdb
+
 from pipeline.query import QuerySyntaxError, SqlColumns, parse, to_sql
 
 __all__ = ["FilterError", "FilterField", "StoryFilter", "parse_since", "parse_until"]
@@ -63,6 +65,11 @@ class StoryFilter:
         """A SQL condition on ``articles a`` and its parameters; raises FilterError."""
         parts: list[str] = ["a.story_id IS NOT NULL"]
         params: list[object] = []
+        if self.since is not None and self.until is not None and self.until <= self.since:
+            # Zero stories without a word read as "nothing happened".
+            start = f"{self.since:%Y-%m-%d %H:%M} UTC"
+            raise FilterError("until", f"ends the period before it starts ({start}): no report"
+                                       " can be in between")
         if self.since is not None:
             parts.append(f"{REPORT_TIME} >= ?")
             params.append(self.since)
@@ -87,6 +94,25 @@ class StoryFilter:
             parts.append(sql)
             params.extend(query_params)
         return " AND ".join(parts), params
+
+    def absent_tags(self, con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+        """The tag filters (``country``, ``topic``, ``person``, ``language``) whose
+        value no stored report has at all, as (kind, value): a code mistyped
+        (``zzz`` for a country) finds nothing, which is worth a word."""
+        absent = []
+        for kind, column, value in (("topic", "topics", self.topic),
+                                    ("country", "countries", self.country),
+                                    ("person", "people", self.person)):
+            if value and value.strip() and not con.execute(
+                    f"SELECT EXISTS (SELECT 1 FROM articles WHERE list_contains(list_transform("
+                    f"coalesce({column}, []::VARCHAR[]), lambda x: lower(x)), lower(?)))",
+                    [value.strip()]).fetchone()[0]:  # type: ignore[index]
+                absent.append((kind, value.strip()))
+        if self.language and self.language.strip() and not con.execute(
+                "SELECT EXISTS (SELECT 1 FROM articles WHERE lower(language) = lower(?))",
+                [self.language.strip()]).fetchone()[0]:  # type: ignore[index]
+            absent.append(("language", self.language.strip()))
+        return absent
 
     @property
     def active(self) -> bool:

@@ -89,6 +89,34 @@ def test_stories_refuses_bad_input_in_one_line(small: Path,
     assert code == 2 and err.startswith("newsmon: query: ")
 
 
+def test_a_period_that_ends_before_it_starts_is_refused(
+        small: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Zero stories without a word read as "nothing happened"."""
+    code, out, err = run(capsys, "stories", "--config", str(small), "--since", "2019-03-01",
+                         "--until", "2019-02-27")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err == ("newsmon: --until: ends the period before it starts (2019-03-01 00:00 UTC):"
+                   " no report can be in between\n")
+
+
+def test_a_tag_no_report_has_says_so_beside_the_empty_result(
+        small: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--country zzz` (not a code) found nothing without a word; a value some
+    report has, with nothing else matching, stays silent."""
+    code, out, err = run(capsys, "stories", "--config", str(small), "--csv", "--country", "zzz",
+                         "--topic", "syria", "--language", "xx")
+    assert code == 0 and out.splitlines()[1:] == []
+    assert err.splitlines() == [
+        "newsmon: no report is tagged country 'zzz'; countries are two-letter ISO codes (SY, RU,"
+        ' US): `newsmon sql "SELECT unnest(countries) c, count(*) FROM articles GROUP BY c"`'
+        " lists them",
+        "newsmon: no report is tagged language 'xx'; languages are two-letter ISO 639-1 codes"
+        " (en, fr, ru)"]
+    code, out, err = run(capsys, "stories", "--config", str(small), "--topic", "syria",
+                         "--language", "es")
+    assert code == 0 and "(0 rows)" in out and err == ""
+
+
 @pytest.mark.parametrize(("value", "message"), [
     ("-3", "must be at least 1, got -3"),
     ("0", "must be at least 1, got 0"),
