@@ -215,6 +215,10 @@ def add(
     con: duckdb.DuckDBPyConnection, settings: Settings, url: str, *, name: str | None = None
 ) -> Feed:
     """Add one feed; it is polled on the next pass. Raises FeedError."""
+    if name is not None and not name.strip():
+        # As rename refuses one; not a silent "the feed's own title".
+        raise FeedError("the name is empty: give one, or leave --name out for the feed's own"
+                        " title")
     feed = _checked(url, name, settings)
     _add_one(con, settings, feed)
     return feed

@@ -138,6 +138,16 @@ def test_rename_and_remove_an_added_feed(
     assert main(["feeds", "add", added, *cfg]) == 0
 
 
+def test_an_empty_name_is_refused_when_adding_as_when_renaming(
+    server: FeedServer, cfg: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--name ""` was taken as no name (the feed's own title) without a word."""
+    added = server.url("/added.xml")
+    assert error(capsys, ["feeds", "add", added, "--name", "  ", *cfg]) == (
+        "newsmon: the name is empty: give one, or leave --name out for the feed's own title")
+    assert sorted(listed(capsys, cfg)) == ["cfg.xml"]
+
+
 def test_config_feeds_are_renamed_and_removed_in_the_config_file(
     server: FeedServer, cfg: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
