@@ -591,15 +591,21 @@ def _refuse_a_newer_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     its tables as they were and write rows without what the newer one keeps
     in them (the schema is only ever brought forward, never back)."""
     row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    refuse_a_newer_schema(row[0] if row else None, str(path), "set `database:` to another file")
+
+
+def refuse_a_newer_schema(version: object, where: str, instead: str) -> None:
+    """StoreError when ``version`` (``meta.schema_version`` of ``where``) is
+    newer than this newsmon's; ``instead``: what else the user may do."""
     try:
-        version = int(row[0]) if row else None
-    except (TypeError, ValueError):
-        version = None
-    if version is not None and version > SCHEMA_VERSION:
+        newer = int(str(version)) > SCHEMA_VERSION
+    except ValueError:
+        newer = False
+    if newer:
         raise StoreError(
-            f"{path} was written by a newer newsmon (schema version {version}; this one "
-            f"knows up to {SCHEMA_VERSION}): upgrade newsmon to use it, or set `database:` "
-            "to another file; nothing was changed")
+            f"{where} was written by a newer newsmon (schema version {version}; this one "
+            f"knows up to {SCHEMA_VERSION}): upgrade newsmon to use it, or {instead}; nothing"
+            " was changed")
 
 
 # Columns added to tables after their first release: a database created

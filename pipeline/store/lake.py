@@ -198,7 +198,7 @@ class LakeBackend:
         con = self._open(read_only=read_only)
         try:
             if writer:
-                ensure_schema(con)
+                ensure_schema(con, self.describe())
             # Delivery state lives in PostgreSQL (pipeline.store.delivery): a
             # connection that never writes the lake's outbox reads ``alerts``
             # with it; the writer's load reads it as ``alert_state``.
@@ -250,14 +250,19 @@ class LakeBackend:
         pass  # nothing is left in a log (writer)
 
 
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+def ensure_schema(con: duckdb.DuckDBPyConnection, where: str = "the lake") -> None:
     """Create the documented tables in the lake, or add the columns added since
-    (no-ops on a lake that has them, which commit nothing)."""
+    (no-ops on a lake that has them, which commit nothing); StoreError, and
+    nothing written, when a newer newsmon wrote it (its schema version was
+    written back over, before)."""
     row = con.execute(
         "SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database()"
         " AND table_name = 'articles' AND column_name = 'embedding'").fetchone()
-    if row and row[0] and _version(con) == str(store.SCHEMA_VERSION):
-        return  # the last column added is there: nothing to do
+    if row and row[0]:
+        version = _version(con)
+        if version == str(store.SCHEMA_VERSION):
+            return  # the last column added is there: nothing to do
+        store.refuse_a_newer_schema(version, where, "point store.catalog at another lake")
     con.execute(lake_schema())
     for statement in store.ADDED_COLUMNS:
         con.execute(statement)

@@ -72,6 +72,26 @@ def test_a_lake_load_stores_what_the_file_stores(tmp_path: Path, catalog: str) -
     assert len(contents(in_lake)["articles"]) == 3
 
 
+def test_a_lake_of_a_newer_newsmon_is_refused_and_its_version_kept(
+    tmp_path: Path, catalog: str
+) -> None:
+    """Before, a writer wrote its own schema version back over the newer one's
+    and went on, as the DuckDB file no longer does."""
+    settings = lake_settings(tmp_path, catalog)
+    newer = str(store.SCHEMA_VERSION + 1)
+    with backend(settings).writer() as con:
+        con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [newer])
+    with pytest.raises(store.StoreError) as err, backend(settings).writer():
+        pass
+    assert str(err.value) == (
+        f"the lake (catalog {catalog!r}) was written by a newer newsmon (schema version"
+        f" {newer}; this one knows up to {store.SCHEMA_VERSION}): upgrade newsmon to use it,"
+        " or point store.catalog at another lake; nothing was changed")
+    with open_store(settings, read_only=True) as con:
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'"
+                           ).fetchone() == (newer,)
+
+
 def _load_in_process(settings_json: str, run_id: str) -> int:
     settings = Settings.model_validate_json(settings_json)
     with backend(settings).writer() as con:
