@@ -58,7 +58,7 @@ from urllib.parse import urlsplit
 from pipeline import alert, store
 from pipeline.config import Settings
 from pipeline.http import Fetcher, FetchLimits
-from pipeline.models import FeedEntry, FetchedPage, Rejection, TaggedArticle
+from pipeline.models import FeedEntry, FeedUpdate, FetchedPage, Rejection, TaggedArticle
 from pipeline.process import Processor, ProcessSummary, worker_count
 from pipeline.reload import ConfigWatch
 from pipeline.signal import background, embed
@@ -255,6 +255,10 @@ class _Stream:
         self.batch = _Batch()
         self.polled: dict[str, _Polled] = {}
         self.busy_feeds: set[str] = set()  # polled, state not loaded yet
+        # Each feed's newest state in a batch not loaded yet, and that batch:
+        # polled from it while a failed load's batches wait (not the file's).
+        self.settled: dict[str, tuple[store.FeedState, _Batch]] = {}
+        self.freed = 0  # counts each time feeds in flight became free to poll again
         self.keys: set[tuple[str, str]] = set()  # entries in flight or staged, not loaded
         self.tasks: set[AnyTask] = set()
         self.wake = asyncio.Event()
@@ -326,7 +330,8 @@ class _Stream:
             for _, future in waiting:
                 future.set_result(seen)
 
-    def _read_due(self, settings: Settings, now: datetime, force: bool, retries: bool
+    def _read_due(self, settings: Settings, now: datetime, force: bool, retries: bool,
+                  settled: dict[str, store.FeedState]
                   ) -> tuple[list[Feed], dict[str, store.FeedState], list[dict[str, Any]],
                              dict[str, dict[str, tuple[str, int | None]]]]:
         # Read-only once the database exists: an analyst's read-only session
@@ -337,7 +342,8 @@ class _Stream:
             # Only the feeds polled say when to look next: one removed from the
             # config (or paused) keeps its row, and a next poll long past.
             polled = {f.url for f in listed}
-            states = {url: state for url, state in store.feed_states(con).items()
+            # A state staged and not loaded yet is newer than the file's.
+            states = {url: state for url, state in {**store.feed_states(con), **settled}.items()
                       if url in polled}
             candidates = [f for f in listed if f.url not in self.busy_feeds]
             due = poll.due_feeds(candidates, states, now, force=force, options=settings.poll)
@@ -467,8 +473,9 @@ class _Stream:
         """Start polling the due feeds (and retrying earlier passes' entries);
         when the next feed not in flight is due (None: none known)."""
         now = datetime.now(UTC)
+        settled = {url: state for url, (state, _) in self.settled.items()}
         due, states, retry, skippable = await self.db(self._read_due, self.settings, now,
-                                                      force, retries)
+                                                      force, retries, settled)
         for row in retry:
             work = _Work(entry=entry_from(row), attempts=int(row["attempts"]), feed=None)
             if self._claim(work.entry):
@@ -586,6 +593,12 @@ class _Stream:
         for rejection in done.polled.rejections:
             self.batch.write("rejected", rejection_record(rejection, done.now))
         self.batch.feeds.append(url)
+        self.settled[url] = (_state_of(done.polled.update), self.batch)
+        if self.failed is not None:
+            # A failed load's batches may wait for hours (a notebook left open):
+            # the feed is polled on, from this state, or what it lists only
+            # meanwhile is lost. Its entries stay in flight (self.keys).
+            self.busy_feeds.discard(url)
 
     # -- batches: staged, planned, loaded, sent --------------------------------------------
 
@@ -630,6 +643,9 @@ class _Stream:
                     staging.StagingWriter(directory, staging.process_shard(self.shard)) as writer:
                 for kind, record in batch.records:
                     writer.write(kind, record)
+            # On disk now; a batch kept for a failed load waits with its feeds
+            # and keys only, however long the run polls meanwhile.
+            batch.records = []
             # With staging on S3 (lake mode) the load reads the run from there.
             shared_staging.push(settings, run_id, staging.process_shard(self.shard))
         except BaseException:
@@ -663,8 +679,9 @@ class _Stream:
         """Continuous mode, between two polls: load the failed run again, with
         what was staged beside it and what is waiting in memory, as the next
         pass would (a run is loaded once, whole; the clusterer kept warm was
-        dropped with the failure). Until it loads, the feeds and entries it
-        carries stay in flight: not polled or fetched again.
+        dropped with the failure). Until it loads, the entries it carries stay
+        in flight (not fetched again); its feeds are polled on from the states
+        it staged (``settled``).
 
         Only when its next try is due (:meth:`next_load_again`); a try after a
         lock waits for it briefly, and each failed try doubles the wait before
@@ -724,6 +741,10 @@ class _Stream:
             self.failed, self.failed_run = exc, run_id
             self.failed_batches.append(batch)
             self._failed_load()
+            # Their states are staged: the feeds are polled on from them.
+            self.busy_feeds.difference_update(batch.feeds)
+            self.busy_feeds.difference_update(self.batch.feeds)
+            self.freed += 1
             return
         await self._loaded(planned, loaded, [batch])
 
@@ -734,6 +755,10 @@ class _Stream:
         for batch in batches:
             self.busy_feeds.difference_update(batch.feeds)
             self.keys.difference_update(batch.keys)
+            for url in batch.feeds:
+                if url in self.settled and self.settled[url][1] is batch:
+                    del self.settled[url]
+        self.freed += 1
         self.unfolded = True
         # A round after a failed one too: the load just opened the writer.
         sent = (await self.send() if loaded.alerts_queued or self.send_error is not None
@@ -933,12 +958,12 @@ async def _nap(stream: _Stream, stop: threading.Event, seconds: float, floor: fl
                watch: ConfigWatch | None) -> None:
     """Sleep ``seconds``, or until ``stop`` is set or the stream failed, or the
     config file was edited (or SIGHUP asked to read it), or (``floor`` seconds
-    at least) until a batch is loaded: the feeds it carried are no longer in
-    flight, and one may be due before ``seconds``."""
+    at least) until feeds in flight are free again (a batch loaded, or its
+    load failed and it is kept): one may be due before ``seconds``."""
     start = time.monotonic()
-    until, loaded = start + seconds, stream.totals.batches
+    until, freed = start + seconds, stream.freed
     while not stop.is_set() and stream.fatal is None and time.monotonic() < until:
-        if stream.totals.batches != loaded and time.monotonic() - start >= floor:
+        if stream.freed != freed and time.monotonic() - start >= floor:
             return
         if watch is not None and watch.due():
             return
@@ -962,7 +987,7 @@ async def _keep_polling(stream: _Stream, poller: poll.FeedPoller, stop: threadin
         floor = _pace(stream.settings)[1]
         wait = _MAX_SLEEP if next_due is None else (next_due - datetime.now(UTC)).total_seconds()
         again = stream.next_load_again()
-        if again is not None:  # its feeds are not polled meanwhile
+        if again is not None:
             wait = min(wait, again - time.monotonic())
         await _nap(stream, stop, min(_MAX_SLEEP, max(floor, wait)), floor, watch)
         if stream.fatal is not None:
@@ -985,6 +1010,16 @@ async def _keep_polling(stream: _Stream, poller: poll.FeedPoller, stop: threadin
         if (stream.loading is None or stream.loading.done()) and stream.send_is_due():
             await stream.send()
         await stream.fold()
+
+
+def _state_of(update: FeedUpdate) -> store.FeedState:
+    """The state a feed's next poll starts from, as the load will store it."""
+    return store.FeedState(
+        url=update.url, status=update.status, etag=update.etag,
+        last_modified=update.last_modified, content_hash=update.content_hash,
+        error_count=update.error_count, next_poll_at=update.next_poll_at,
+        last_success_at=update.last_success_at, name=update.name, fetch_url=update.fetch_url,
+        poll_interval_minutes=update.poll_interval_minutes, item_hashes=update.item_hashes)
 
 
 def _tagging(settings: Settings) -> tuple[object, ...]:
