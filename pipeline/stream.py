@@ -174,8 +174,9 @@ class RunTotals:
     batches: int = 0
     plan: PlanResult = field(default_factory=lambda: _nothing(PlanResult))
     load: LoadResult = field(default_factory=lambda: _nothing(LoadResult))
-    # This run's emails summed; the outbox (pending, sending, when) as the
-    # last round left it.
+    # This run's emails sent and refused summed; the outbox (pending, sending,
+    # when, and the retries among the pending) as the last round left it: an
+    # email greylisted in one round and sent in a later one is sent, once.
     send: alert.SendResult = field(
         default_factory=lambda: alert.SendResult(sent=0, failed=0, pending=0))
 
@@ -186,8 +187,7 @@ class RunTotals:
 
     def add_send(self, round_: alert.SendResult) -> None:
         self.send = replace(round_, sent=self.send.sent + round_.sent,
-                            failed=self.send.failed + round_.failed,
-                            retry=self.send.retry + round_.retry)
+                            failed=self.send.failed + round_.failed)
 
 
 @dataclass(slots=True)
