@@ -255,6 +255,10 @@ class _Stream:
         self.batch = _Batch()
         self.polled: dict[str, _Polled] = {}
         self.busy_feeds: set[str] = set()  # polled, state not loaded yet
+        # Polled and not settled yet (the poll, or pages of its entries, under
+        # way): never freed by a load, whose batch may hold an earlier poll's
+        # state while a failed load's batches wait.
+        self.polling: set[str] = set()
         # Each feed's newest state in a batch not loaded yet, and that batch:
         # polled from it while a failed load's batches wait (not the file's).
         self.settled: dict[str, tuple[store.FeedState, _Batch]] = {}
@@ -485,6 +489,7 @@ class _Stream:
         self.due += len(due)
         for feed in due:
             self.busy_feeds.add(feed.url)
+            self.polling.add(feed.url)
             self.spawn(self._poll(poller, feed, states.get(feed.url), skippable.get(feed.url),
                                   now))
         upcoming = [s.next_poll_at for url, s in states.items()
@@ -511,6 +516,7 @@ class _Stream:
             # Not done within the pass's budget: left as it was, due next pass.
             self.feed_counts["deferred"] += 1
             self.busy_feeds.discard(feed.url)
+            self.polling.discard(feed.url)
             log.warning("feed deferred to the next pass, the time budget was spent: %s",
                         feed.url, extra={"feed": feed.url})
             return
@@ -589,6 +595,7 @@ class _Stream:
     def _feed_settled(self, url: str) -> None:
         """Every new entry of the feed is in the batch: its new state goes too."""
         done = self.polled.pop(url)
+        self.polling.discard(url)
         self.batch.write("feeds", feed_record(done.polled.update))
         for rejection in done.polled.rejections:
             self.batch.write("rejected", rejection_record(rejection, done.now))
@@ -742,8 +749,8 @@ class _Stream:
             self.failed_batches.append(batch)
             self._failed_load()
             # Their states are staged: the feeds are polled on from them.
-            self.busy_feeds.difference_update(batch.feeds)
-            self.busy_feeds.difference_update(self.batch.feeds)
+            self.busy_feeds.difference_update(
+                {*batch.feeds, *self.batch.feeds} - self.polling)
             self.freed += 1
             return
         await self._loaded(planned, loaded, [batch])
@@ -753,7 +760,7 @@ class _Stream:
         """The batches' run is loaded: their feeds and entries are no longer in
         flight; alert, fold, count."""
         for batch in batches:
-            self.busy_feeds.difference_update(batch.feeds)
+            self.busy_feeds.difference_update(set(batch.feeds) - self.polling)
             self.keys.difference_update(batch.keys)
             for url in batch.feeds:
                 if url in self.settled and self.settled[url][1] is batch:

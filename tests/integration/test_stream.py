@@ -733,3 +733,60 @@ def test_feeds_are_still_polled_while_a_kept_batch_waits_for_a_session_held_open
             server.url(f"/{n}") for n in (1, 2, 3, 4))
         assert con.execute("SELECT count(*) FROM entries").fetchone() == (4,)
     assert [p.name for p in (tmp_path / "staging").iterdir() if p.is_dir()] == []
+
+
+def test_a_kept_batch_loaded_while_its_feed_is_polled_again_leaves_that_poll_in_flight(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While a failed load's batch is kept, a feed is polled on: its state
+    from one poll may wait in a batch while a later poll's page is still
+    being fetched. The kept batch loading then must not free the feed for a
+    third poll (the soak run ended with KeyError: two polls of one feed in
+    flight, the second's settling dropped the first's pages)."""
+
+    answered: list[float] = []  # when the slow page was sent
+    with FeedServer() as server:
+        def publish(n: int, delay: float = 0.0) -> None:  # the feed lists item n alone
+            name = list(EVENTS)[n % len(EVENTS)]
+            title, text = EVENTS[name]
+            body = page(f"{title} ({n})", f"{text} Report {n}.")
+
+            def reply(headers: dict[str, str]) -> Reply:
+                if delay:  # a slow server's page, in flight across the load
+                    time.sleep(delay)
+                    answered.append(time.monotonic())
+                return Reply(body=body, content_type="text/html; charset=utf-8")
+
+            server.route(f"/{n}", reply)
+            items = [{"title": f"{title} ({n})", "link": server.url(f"/{n}"), "guid": f"g{n}"}]
+            server.route("/news.xml", Reply(body=rss(items, title="news").encode()))
+
+        publish(1)
+        settings = parse_settings({
+            "database": str(tmp_path / "news.duckdb"), "staging_dir": str(tmp_path / "staging"),
+            "feeds": [{"url": server.url("/news.xml")}],
+            "fetch": {"allow_private": [server.host_port]},
+            "process": {"workers": 1},
+            "poll": {"interval_minutes": 0.02, "min_interval_minutes": 0.01}})
+        stored: list[int] = []
+
+        with caplog.at_level(logging.WARNING), \
+                continuous(settings, lambda batch: stored.append(batch.load.articles_new)
+                           ) as outcome:
+            wait_for(lambda: sum(stored) == 1, "the first article")
+            with analysts_session(tmp_path / "news.duckdb"):
+                wait_for(lambda: logged(caplog, "loading batch"), "a load meeting the session")
+                publish(2)  # polled and settled while the batch is kept
+                wait_for(lambda: server.hits["/2"] >= 1, "item 2's page", seconds=15)
+                time.sleep(2)
+                # Its page in flight (18 s, under the 20 s read timeout) until
+                # after the kept batch loads (tries 5 and 15 s after the failure).
+                publish(3, delay=18)
+                wait_for(lambda: server.hits["/3"] >= 1, "item 3's page", seconds=15)
+            wait_for(lambda: logged(caplog, "loaded on another try"), "the kept batch loaded")
+            assert not answered, "the kept batch loaded while item 3's page was in flight"
+            wait_for(lambda: sum(stored) == 3, "item 3, once its page came")
+        assert len(outcome) == 1 and outcome[0].load.articles_new == 3  # it ended well
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM articles").fetchone() == (3,)
+    assert [p.name for p in (tmp_path / "staging").iterdir() if p.is_dir()] == []
