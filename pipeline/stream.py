@@ -604,8 +604,10 @@ class _Stream:
         if self.failed is not None:
             # A failed load's batches may wait for hours (a notebook left open):
             # the feed is polled on, from this state, or what it lists only
-            # meanwhile is lost. Its entries stay in flight (self.keys).
+            # meanwhile is lost. Its entries stay in flight (self.keys). The
+            # loop wakes for it: its next poll was not known while it was busy.
             self.busy_feeds.discard(url)
+            self.freed += 1
 
     # -- batches: staged, planned, loaded, sent --------------------------------------------
 
