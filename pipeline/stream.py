@@ -58,7 +58,14 @@ from urllib.parse import urlsplit
 from pipeline import alert, store
 from pipeline.config import ConfigError, Settings
 from pipeline.http import Fetcher, FetchLimits
-from pipeline.models import FeedEntry, FetchedPage, Rejection, Seen, TaggedArticle
+from pipeline.models import (
+    FeedEntry,
+    FeedUpdate,
+    FetchedPage,
+    Rejection,
+    Seen,
+    TaggedArticle,
+)
 from pipeline.process import Processor, ProcessSummary, worker_count
 from pipeline.reload import ConfigWatch
 from pipeline.signal import background, embed
@@ -180,8 +187,9 @@ class RunTotals:
     batches: int = 0
     plan: PlanResult = field(default_factory=lambda: _nothing(PlanResult))
     load: LoadResult = field(default_factory=lambda: _nothing(LoadResult))
-    # This run's emails summed; the outbox (pending, sending, when) as the
-    # last round left it.
+    # This run's emails sent and refused summed; the outbox (pending, sending,
+    # when, and the retries among the pending) as the last round left it: an
+    # email greylisted in one round and sent in a later one is sent, once.
     send: alert.SendResult = field(
         default_factory=lambda: alert.SendResult(sent=0, failed=0, pending=0))
 
@@ -192,8 +200,7 @@ class RunTotals:
 
     def add_send(self, round_: alert.SendResult) -> None:
         self.send = replace(round_, sent=self.send.sent + round_.sent,
-                            failed=self.send.failed + round_.failed,
-                            retry=self.send.retry + round_.retry)
+                            failed=self.send.failed + round_.failed)
 
 
 @dataclass(slots=True)
@@ -261,6 +268,14 @@ class _Stream:
         self.batch = _Batch()
         self.polled: dict[str, _Polled] = {}
         self.busy_feeds: set[str] = set()  # polled, state not loaded yet
+        # Polled and not settled yet (the poll, or pages of its entries, under
+        # way): never freed by a load, whose batch may hold an earlier poll's
+        # state while a failed load's batches wait.
+        self.polling: set[str] = set()
+        # Each feed's newest state in a batch not loaded yet, and that batch:
+        # polled from it while a failed load's batches wait (not the file's).
+        self.settled: dict[str, tuple[store.FeedState, _Batch]] = {}
+        self.freed = 0  # counts each time feeds in flight became free to poll again
         self.keys: set[tuple[str, str]] = set()  # entries in flight or staged, not loaded
         self.tasks: set[AnyTask] = set()
         self.wake = asyncio.Event()
@@ -332,7 +347,8 @@ class _Stream:
             for _, future in waiting:
                 future.set_result(seen)
 
-    def _read_due(self, settings: Settings, now: datetime, force: bool, retries: bool
+    def _read_due(self, settings: Settings, now: datetime, force: bool, retries: bool,
+                  settled: dict[str, store.FeedState]
                   ) -> tuple[list[Feed], dict[str, store.FeedState], list[dict[str, Any]],
                              dict[str, dict[str, tuple[str, int | None]]]]:
         # Read-only once the database exists: an analyst's read-only session
@@ -343,7 +359,8 @@ class _Stream:
             # Only the feeds polled say when to look next: one removed from the
             # config (or paused) keeps its row, and a next poll long past.
             polled = {f.url for f in listed}
-            states = {url: state for url, state in store.feed_states(con).items()
+            # A state staged and not loaded yet is newer than the file's.
+            states = {url: state for url, state in {**store.feed_states(con), **settled}.items()
                       if url in polled}
             candidates = [f for f in listed if f.url not in self.busy_feeds]
             due = poll.due_feeds(candidates, states, now, force=force, options=settings.poll)
@@ -473,8 +490,9 @@ class _Stream:
         """Start polling the due feeds (and retrying earlier passes' entries);
         when the next feed not in flight is due (None: none known)."""
         now = datetime.now(UTC)
+        settled = {url: state for url, (state, _) in self.settled.items()}
         due, states, retry, skippable = await self.db(self._read_due, self.settings, now,
-                                                      force, retries)
+                                                      force, retries, settled)
         for row in retry:
             work = _Work(entry=entry_from(row), attempts=int(row["attempts"]), feed=None)
             if self._claim(work.entry):
@@ -484,6 +502,7 @@ class _Stream:
         self.due += len(due)
         for feed in due:
             self.busy_feeds.add(feed.url)
+            self.polling.add(feed.url)
             self.spawn(self._poll(poller, feed, states.get(feed.url), skippable.get(feed.url),
                                   now))
         upcoming = [s.next_poll_at for url, s in states.items()
@@ -510,6 +529,7 @@ class _Stream:
             # Not done within the pass's budget: left as it was, due next pass.
             self.feed_counts["deferred"] += 1
             self.busy_feeds.discard(feed.url)
+            self.polling.discard(feed.url)
             log.warning("feed deferred to the next pass, the time budget was spent: %s",
                         feed.url, extra={"feed": feed.url})
             return
@@ -588,10 +608,19 @@ class _Stream:
     def _feed_settled(self, url: str) -> None:
         """Every new entry of the feed is in the batch: its new state goes too."""
         done = self.polled.pop(url)
+        self.polling.discard(url)
         self.batch.write("feeds", feed_record(done.polled.update))
         for rejection in done.polled.rejections:
             self.batch.write("rejected", rejection_record(rejection, done.now))
         self.batch.feeds.append(url)
+        self.settled[url] = (_state_of(done.polled.update), self.batch)
+        if self.failed is not None:
+            # A failed load's batches may wait for hours (a notebook left open):
+            # the feed is polled on, from this state, or what it lists only
+            # meanwhile is lost. Its entries stay in flight (self.keys). The
+            # loop wakes for it: its next poll was not known while it was busy.
+            self.busy_feeds.discard(url)
+            self.freed += 1
 
     # -- batches: staged, planned, loaded, sent --------------------------------------------
 
@@ -636,6 +665,9 @@ class _Stream:
                     staging.StagingWriter(directory, staging.process_shard(self.shard)) as writer:
                 for kind, record in batch.records:
                     writer.write(kind, record)
+            # On disk now; a batch kept for a failed load waits with its feeds
+            # and keys only, however long the run polls meanwhile.
+            batch.records = []
             # With staging on S3 (lake mode) the load reads the run from there.
             shared_staging.push(settings, run_id, staging.process_shard(self.shard))
         except BaseException:
@@ -674,8 +706,9 @@ class _Stream:
         """Continuous mode, between two polls: load the failed run again, with
         what was staged beside it and what is waiting in memory, as the next
         pass would (a run is loaded once, whole; the clusterer kept warm was
-        dropped with the failure). Until it loads, the feeds and entries it
-        carries stay in flight: not polled or fetched again.
+        dropped with the failure). Until it loads, the entries it carries stay
+        in flight (not fetched again); its feeds are polled on from the states
+        it staged (``settled``).
 
         Only when its next try is due (:meth:`next_load_again`); a try after a
         lock waits for it briefly, and each failed try doubles the wait before
@@ -737,6 +770,10 @@ class _Stream:
             self.failed, self.failed_run = exc, run_id
             self.failed_batches.append(batch)
             self._failed_load()
+            # Their states are staged: the feeds are polled on from them.
+            self.busy_feeds.difference_update(
+                {*batch.feeds, *self.batch.feeds} - self.polling)
+            self.freed += 1
             return
         await self._loaded(planned, loaded, [batch])
 
@@ -745,8 +782,12 @@ class _Stream:
         """The batches' run is loaded: their feeds and entries are no longer in
         flight; alert, fold, count."""
         for batch in batches:
-            self.busy_feeds.difference_update(batch.feeds)
+            self.busy_feeds.difference_update(set(batch.feeds) - self.polling)
             self.keys.difference_update(batch.keys)
+            for url in batch.feeds:
+                if url in self.settled and self.settled[url][1] is batch:
+                    del self.settled[url]
+        self.freed += 1
         self.unfolded = True
         # A round after a failed one too: the load just opened the writer.
         sent = (await self.send() if loaded.alerts_queued or self.send_error is not None
@@ -946,14 +987,14 @@ async def _nap(stream: _Stream, stop: threading.Event, seconds: float, floor: fl
                watch: ConfigWatch | None) -> None:
     """Sleep ``seconds``, or until ``stop`` is set or the stream failed, or the
     config file was edited (or SIGHUP asked to read it), or (``floor`` seconds
-    at least) until a batch is loaded: the feeds it carried are no longer in
-    flight, and one may be due before ``seconds``; or until a load that
-    failed while it slept is due to be tried again (its feeds are in flight
-    until then: with none other due, the nap was the whole minute)."""
+    at least) until feeds in flight are free again (a batch loaded, or its
+    load failed and it is kept): one may be due before ``seconds``; or until
+    a load that failed while it slept is due to be tried again (with no feed
+    due, the nap was the whole minute)."""
     start = time.monotonic()
-    until, loaded = start + seconds, stream.totals.batches
+    until, freed = start + seconds, stream.freed
     while not stop.is_set() and stream.fatal is None and time.monotonic() < until:
-        if stream.totals.batches != loaded and time.monotonic() - start >= floor:
+        if stream.freed != freed and time.monotonic() - start >= floor:
             return
         again = stream.next_load_again()
         if again is not None:
@@ -980,7 +1021,7 @@ async def _keep_polling(stream: _Stream, poller: poll.FeedPoller, stop: threadin
         floor = _pace(stream.settings)[1]
         wait = _MAX_SLEEP if next_due is None else (next_due - datetime.now(UTC)).total_seconds()
         again = stream.next_load_again()
-        if again is not None:  # its feeds are not polled meanwhile
+        if again is not None:
             wait = min(wait, again - time.monotonic())
         await _nap(stream, stop, min(_MAX_SLEEP, max(floor, wait)), floor, watch)
         if stream.fatal is not None:
@@ -1003,6 +1044,16 @@ async def _keep_polling(stream: _Stream, poller: poll.FeedPoller, stop: threadin
         if (stream.loading is None or stream.loading.done()) and stream.send_is_due():
             await stream.send()
         await stream.fold()
+
+
+def _state_of(update: FeedUpdate) -> store.FeedState:
+    """The state a feed's next poll starts from, as the load will store it."""
+    return store.FeedState(
+        url=update.url, status=update.status, etag=update.etag,
+        last_modified=update.last_modified, content_hash=update.content_hash,
+        error_count=update.error_count, next_poll_at=update.next_poll_at,
+        last_success_at=update.last_success_at, name=update.name, fetch_url=update.fetch_url,
+        poll_interval_minutes=update.poll_interval_minutes, item_hashes=update.item_hashes)
 
 
 def _tagging(settings: Settings) -> tuple[object, ...]:
