@@ -37,7 +37,7 @@ import duckdb
 
 from pipeline import store
 from pipeline.store import delivery
-from pipeline.store.backend import LAKE_ALIAS, upsert
+from pipeline.store.backend import FENCE_KEY, LAKE_ALIAS, upsert
 
 if TYPE_CHECKING:
     from pipeline.config import S3Config, Settings
@@ -256,13 +256,21 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     row = con.execute(
         "SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database()"
         " AND table_name = 'articles' AND column_name = 'embedding'").fetchone()
-    if row and row[0] and _version(con) == str(store.SCHEMA_VERSION):
-        return  # the last column added is there: nothing to do
+    if row and row[0] and _version(con) == str(store.SCHEMA_VERSION) and _fenced(con):
+        return  # the last column added and the fence row are there: nothing to do
     con.execute(lake_schema())
     for statement in store.ADDED_COLUMNS:
         con.execute(statement)
     upsert(con, "meta", ("key", "value"), "SELECT 'schema_version', ?", key=("key",),
            params=[str(store.SCHEMA_VERSION)])
+    # The row every write transaction updates (backend.fence); made here, under
+    # the writer lock, so there is one.
+    upsert(con, "meta", ("key", "value"), "SELECT ?, ''", key=("key",), params=[FENCE_KEY])
+
+
+def _fenced(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute("SELECT count(*) FROM meta WHERE key = ?", [FENCE_KEY]).fetchone()
+    return bool(row and row[0])
 
 
 def _version(con: duckdb.DuckDBPyConnection) -> str | None:

@@ -1,0 +1,168 @@
+"""Lake mode under the faults a deployment meets: the catalog's PostgreSQL
+cutting a session off mid-load (pg_terminate_backend, as a restart, a
+failover or a firewall dropping an idle connection does). Real PostgreSQL,
+data files in a folder; another host is a process of its own."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+from support import factories as f
+from support import lake
+
+from integration.test_load import reports
+from pipeline import store
+from pipeline.config import Settings
+from pipeline.store import load as load_module
+from pipeline.store.backend import backend, open_store
+from pipeline.store.lake import WRITER_LOCK
+from pipeline.store.load import load
+
+
+@pytest.fixture
+def catalog() -> Iterator[str]:
+    with lake.catalog_database() as dsn:
+        yield dsn
+
+
+def lake_settings(tmp_path: Path, dsn: str) -> Settings:
+    settings = f.settings(tmp_path, store=lake.store_section(dsn, tmp_path / "lake-data"))
+    with backend(settings).writer():
+        pass  # the lake made, so both hosts start from the same empty lake
+    return settings
+
+
+def _load_elsewhere(settings_json: str, run_id: str) -> int:
+    settings = Settings.model_validate_json(settings_json)
+    with backend(settings).writer() as con:
+        return load(con, settings, run_id).articles_new
+
+
+def other_host_loads(settings: Settings, run_id: str) -> int:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return int(pool.apply(_load_elsewhere, (settings.model_dump_json(), run_id)))
+
+
+def terminate(dsn: str, which: str) -> list[int]:
+    """pg_terminate_backend on the sessions of the catalog database ``dsn``
+    (only this database's: other test runs share the server) that hold the
+    lake's writer lock (``which`` "lock") or all the others ("catalog")."""
+    holds_lock = f"""pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory'
+        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND classid = {WRITER_LOCK >> 32} AND objid = {WRITER_LOCK & 0xFFFFFFFF})"""
+    chosen = holds_lock if which == "lock" else f"NOT {holds_lock}"
+    with psycopg2.connect(dsn) as pg, pg.cursor() as cur:
+        cur.execute(f"""SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE datname = current_database() AND pid <> pg_backend_pid() AND {chosen}""")
+        pids = [int(row[0]) for row in cur.fetchall()]
+    pg.close()
+    return pids
+
+
+class Paused:
+    """A load on this host stopped inside its transaction (before its stories
+    are written) until :meth:`go`; its outcome in ``result`` or ``error``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, settings: Settings, run_id: str) -> None:
+        self.reached, self.gate = threading.Event(), threading.Event()
+        self.result: int | None = None
+        self.error: BaseException | None = None
+        upsert_stories = load_module._upsert_stories
+
+        def paused(con: object) -> None:
+            self.reached.set()
+            assert self.gate.wait(120)
+            upsert_stories(con)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(load_module, "_upsert_stories", paused)
+
+        def run() -> None:
+            try:
+                with backend(settings).writer() as con:
+                    self.result = load(con, settings, run_id).articles_new
+            except BaseException as exc:  # noqa: BLE001 - the test asserts on it
+                self.error = exc
+
+        self.thread = threading.Thread(target=run)
+        self.thread.start()
+        assert self.reached.wait(120)
+        monkeypatch.setattr(load_module, "_upsert_stories", upsert_stories)
+
+    def go(self) -> None:
+        self.gate.set()
+        self.thread.join(120)
+        assert not self.thread.is_alive()
+
+
+def counts(settings: Settings) -> dict[str, tuple[int, int]]:
+    with open_store(settings, read_only=True) as con:
+        def pair(sql: str) -> tuple[int, int]:
+            row = con.execute(sql).fetchone()
+            assert row is not None
+            return int(row[0]), int(row[1])
+        return {
+            "articles": pair("SELECT count(*), count(DISTINCT id) FROM articles"),
+            "entries": pair("SELECT count(*), count(DISTINCT (feed_url, id)) FROM entries"),
+            "stories": pair("SELECT count(*), count(DISTINCT id) FROM stories"),
+        }
+
+
+def sentence(error: BaseException | None) -> str:
+    """What the CLI prints for ``error`` (exit 2), or fails when it would be a
+    traceback."""
+    assert error is not None
+    explained = store.explain(error, "news.duckdb")
+    assert isinstance(explained, store.StoreError), repr(error)
+    return str(explained)
+
+
+def test_a_load_whose_writer_lock_was_cut_off_never_stores_an_article_twice(
+        tmp_path: Path, catalog: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock's session ends while this host's load runs (it sits idle the
+    whole load: what a firewall or idle_session_timeout ends first); another
+    host then takes the lock and loads the same pages. The lake keeps each
+    article once: the load that lost its lock commits nothing and says so."""
+    settings = lake_settings(tmp_path, catalog)
+    f.stage(settings, "run-here", reports())
+    f.stage(settings, "run-there", reports())  # the same pages, polled by another host
+    here = Paused(monkeypatch, settings, "run-here")
+    assert len(terminate(catalog, "lock")) == 1
+    assert other_host_loads(settings, "run-there") == 3
+    here.go()
+    assert counts(settings) == {"articles": (3, 3), "entries": (3, 3), "stories": (2, 2)}
+    assert here.result is None
+    said = sentence(here.error)
+    assert said.startswith("another writer committed to the lake while this one ran"), said
+    assert "nothing of it was committed: run it again" in said
+    assert isinstance(store.explain(here.error, "news.duckdb"), store.DatabaseLocked)
+    with backend(settings).writer() as con:  # run again: the run was stored by the other host
+        assert load(con, settings, "run-here").articles_new == 0
+    assert counts(settings)["articles"] == (3, 3)
+
+
+def test_a_load_whose_catalog_session_was_cut_off_is_one_sentence_and_stores_nothing(
+        tmp_path: Path, catalog: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL ends the load's catalog sessions mid-transaction (a restart,
+    a failover): the load fails with one sentence (it was a DuckDB traceback of
+    the ROLLBACK that failed after it), commits nothing, and the same run loads
+    whole on the next try."""
+    settings = lake_settings(tmp_path, catalog)
+    f.stage(settings, "run-1", reports())
+    here = Paused(monkeypatch, settings, "run-1")
+    assert terminate(catalog, "catalog")
+    here.go()
+    assert here.result is None
+    said = sentence(here.error)
+    assert said.startswith("lost the connection to the lake's catalog database ("), said
+    assert "run it again" in said and "Traceback" not in said
+    assert counts(settings) == {"articles": (0, 0), "entries": (0, 0), "stories": (0, 0)}
+    with backend(settings).writer() as con:
+        assert load(con, settings, "run-1").articles_new == 3
+    assert counts(settings) == {"articles": (3, 3), "entries": (3, 3), "stories": (2, 2)}
+
+
