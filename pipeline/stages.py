@@ -282,8 +282,9 @@ def send_stage(settings: Settings, mailer: alert.Mailer | None = None, *,
         with open_store(settings) as con:
             outbox = delivery.PgOutbox(pg)
             outbox.add(delivery.lake_outbox_rows(con))
+            # Leases are compared across hosts: one clock, PostgreSQL's.
             return alert.send_pending(con, settings, mailer, ignore_backoff=ignore_backoff,
-                                      outbox=outbox)
+                                      outbox=outbox, now=outbox.now())
     finally:
         pg.close()
 

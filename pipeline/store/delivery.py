@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -114,6 +114,15 @@ class PgOutbox:
             raise store.StoreError(
                 f"cannot update the lake's alert delivery table {TABLE} ({first}); check that"
                 " the catalog's PostgreSQL is running and run the send again") from None
+
+    def now(self) -> datetime:
+        """The catalog server's clock: every host's sender reads leases and
+        due times against this one, so a host whose clock is off never takes
+        a live sender's rows as a dead one's (nor holds its own too long)."""
+        with self._cursor() as cur:
+            cur.execute("SELECT clock_timestamp()")
+            found: datetime = cur.fetchone()[0]
+        return found.astimezone(UTC)  # in the session's TimeZone as it comes
 
     def add(self, rows: Sequence[tuple[Any, ...]]) -> int:
         """Copy outbox rows (key, article_id, due) from the lake; keys already

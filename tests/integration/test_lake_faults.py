@@ -9,6 +9,7 @@ import multiprocessing
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -166,3 +167,65 @@ def test_a_load_whose_catalog_session_was_cut_off_is_one_sentence_and_stores_not
     assert counts(settings) == {"articles": (3, 3), "entries": (3, 3), "stories": (2, 2)}
 
 
+
+RECIPIENTS = [f"analyst{n:02d}@example.org" for n in range(12)]
+
+
+class _PausedMailer:
+    """Delivers over SMTP; before the email after the first ``n`` it waits
+    (the round is still running: a slow server, a long digest)."""
+
+    def __init__(self, settings: Settings, n: int) -> None:
+        from pipeline.alert import mailer_for
+
+        self.inner, self.n, self.done = mailer_for(settings), n, 0
+        self.reached, self.gate = threading.Event(), threading.Event()
+
+    def send(self, message: object) -> None:
+        if self.done == self.n:
+            self.reached.set()
+            assert self.gate.wait(120)
+        self.inner.send(message)  # type: ignore[arg-type]
+        self.done += 1
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_host_whose_clock_is_ahead_never_takes_over_a_live_sender_s_alerts(
+        tmp_path: Path, catalog: str, smtp_server: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two hosts send; the second's clock is 15 minutes ahead (NTP stopped, a
+    VM restored from a snapshot). Its round must not read the first's claim
+    as a dead sender's (a lease is 10 minutes): each alert goes out once."""
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.alert import _send
+    from pipeline.run import send_stage
+
+    settings = f.settings(tmp_path, store=lake.store_section(catalog, tmp_path / "lake-data"),
+                          smtp={"url": smtp_server.url},
+                          alerts=[{"name": "syria", "query": "topic:syria", "to": RECIPIENTS}])
+    f.stage(settings, "run-1", reports())
+    with backend(settings).writer() as con:
+        assert load(con, settings, "run-1").alerts_queued == len(RECIPIENTS)
+    first = _PausedMailer(settings, 3)
+    results: list[int] = []
+    sender = threading.Thread(target=lambda: results.append(send_stage(settings, first).sent))
+    sender.start()
+    assert first.reached.wait(120)  # 3 sent, the other 9 claimed and on their way
+
+    class Ahead(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Ahead:  # type: ignore[override]
+            return super().now(tz) + timedelta(minutes=15)
+
+    with monkeypatch.context() as skewed:
+        skewed.setattr(_send, "datetime", Ahead)
+        assert Ahead.now(UTC) - datetime.now(UTC) > timedelta(minutes=14)
+        second = send_stage(settings)
+    first.gate.set()
+    sender.join(120)
+    assert not sender.is_alive()
+    assert (second.sent, results) == (0, [len(RECIPIENTS)])
+    assert sorted(str(m["To"]) for m in smtp_server.messages) == RECIPIENTS  # each once
