@@ -229,3 +229,47 @@ def test_a_host_whose_clock_is_ahead_never_takes_over_a_live_sender_s_alerts(
     assert not sender.is_alive()
     assert (second.sent, results) == (0, [len(RECIPIENTS)])
     assert sorted(str(m["To"]) for m in smtp_server.messages) == RECIPIENTS  # each once
+
+
+def test_a_writer_kept_waiting_is_told_which_host_holds_the_lock_and_how_to_end_it(
+        tmp_path: Path, catalog: str) -> None:
+    """A host that vanished (power, a partition) leaves no process to end:
+    the sentence names the holder as PostgreSQL sees it (host, process, since
+    when) and the catalog session to end."""
+    import os
+    import re
+    import socket
+
+    from pipeline.store.lake import LakeBackend
+
+    lake_backend = LakeBackend(lake_settings(tmp_path, catalog))
+    with lake_backend.writer_lock(), pytest.raises(store.DatabaseLocked) as caught, \
+            lake_backend.writer_lock(wait=0.2):
+        pass
+    said = str(caught.value)
+    assert said.startswith("another host has held the lake's writer lock for over 0 s"), said
+    here = f"newsmon writer on {socket.gethostname()} (process {os.getpid()})"
+    assert f", held by {here} from 127.0.0.1 since 20" in said, said
+    session = re.search(r"catalog session (\d+) \(if that host is gone, end it: "
+                        r"SELECT pg_terminate_backend\((\d+)\)\)", said)
+    assert session is not None and session[1] == session[2], said
+    assert said.endswith("; let it finish, or end the stuck process, and run again")
+
+
+def test_the_writer_lock_s_session_is_probed_so_a_vanished_host_releases_it(
+        tmp_path: Path, catalog: str) -> None:
+    """A host that vanishes sends no FIN: PostgreSQL ends its session only
+    when TCP keepalives go unanswered, by default after 2 h 11 min (7200 s,
+    then 9 probes 75 s apart), every load waiting and failing meanwhile. The
+    lock's session asks for probes after 30 s idle, 3 of them 10 s apart."""
+    from pipeline.store.lake import LakeBackend
+
+    pg = LakeBackend(lake_settings(tmp_path, catalog)).lock_session()
+    try:
+        with pg.cursor() as cur:
+            cur.execute("SELECT current_setting('tcp_keepalives_idle'),"
+                        " current_setting('tcp_keepalives_interval'),"
+                        " current_setting('tcp_keepalives_count')")
+            assert cur.fetchone() == ("30", "10", "3")
+    finally:
+        pg.close()
