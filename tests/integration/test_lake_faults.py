@@ -273,3 +273,47 @@ def test_the_writer_lock_s_session_is_probed_so_a_vanished_host_releases_it(
             assert cur.fetchone() == ("30", "10", "3")
     finally:
         pg.close()
+
+
+def test_a_send_round_whose_delivery_session_is_cut_off_goes_on_and_sends_each_once(
+        tmp_path: Path, catalog: str, smtp_server: Any) -> None:
+    """PostgreSQL ends the sender's session while an email is on its way (a
+    restart of the catalog, an idle connection dropped by a firewall). The
+    round marks that email sent on a new session and sends the rest: before,
+    it failed there, its 9 other alerts stayed 'sending' for the 10-minute
+    lease, and the email just delivered went out again after it."""
+    from pipeline.run import send_stage
+    from pipeline.store import delivery
+
+    settings = f.settings(tmp_path, store=lake.store_section(catalog, tmp_path / "lake-data"),
+                          smtp={"url": smtp_server.url},
+                          alerts=[{"name": "syria", "query": "topic:syria", "to": RECIPIENTS}])
+    f.stage(settings, "run-1", reports())
+    with backend(settings).writer() as con:
+        assert load(con, settings, "run-1").alerts_queued == len(RECIPIENTS)
+    mailer = _PausedMailer(settings, 3)
+    results: list[Any] = []
+
+    def round_() -> None:
+        try:
+            results.append(send_stage(settings, mailer))
+        except BaseException as exc:  # noqa: BLE001 - the test asserts on it
+            results.append(exc)
+
+    sender = threading.Thread(target=round_)
+    sender.start()
+    assert mailer.reached.wait(120)
+    with psycopg2.connect(catalog) as pg, pg.cursor() as cur:
+        cur.execute("""SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE datname = current_database() AND application_name LIKE 'newsmon sender on %'""")
+        assert cur.fetchall() == [(True,)]
+    pg.close()
+    mailer.gate.set()
+    sender.join(120)
+    assert not sender.is_alive()
+    assert [getattr(r, "sent", r) for r in results] == [len(RECIPIENTS)]
+    assert sorted(str(m["To"]) for m in smtp_server.messages) == RECIPIENTS  # each once
+    with psycopg2.connect(catalog) as pg, pg.cursor() as cur:
+        cur.execute(f"SELECT status, count(*) FROM {delivery.TABLE} GROUP BY status")
+        assert cur.fetchall() == [("sent", len(RECIPIENTS))]
+    pg.close()
