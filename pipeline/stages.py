@@ -277,15 +277,15 @@ def send_stage(settings: Settings, mailer: alert.Mailer | None = None, *,
     # loads): it reads the outbox rows and stories read-only and keeps the
     # delivery state in the catalog's PostgreSQL (pipeline.store.delivery).
     assert settings.store.catalog is not None  # validated
-    pg = delivery.connect(settings.store.catalog)
+    outbox = delivery.PgOutbox(delivery.connect(settings.store.catalog), settings.store.catalog)
     try:
         with open_store(settings) as con:
-            outbox = delivery.PgOutbox(pg)
             outbox.add(delivery.lake_outbox_rows(con))
+            # Leases are compared across hosts: one clock, PostgreSQL's.
             return alert.send_pending(con, settings, mailer, ignore_backoff=ignore_backoff,
-                                      outbox=outbox)
+                                      outbox=outbox, now=outbox.now())
     finally:
-        pg.close()
+        outbox.pg.close()  # the session it went on with, if the first was cut off
 
 
 @contextmanager

@@ -44,6 +44,7 @@ from pipeline import store
 from pipeline.config import FeedConfig, Settings
 from pipeline.http import check_written_host
 from pipeline.ids import feed_key
+from pipeline.store.backend import fence
 
 __all__ = ["ConfiguredFeed", "Feed", "FeedError", "FeedHealth", "ImportResult", "OpmlFeed",
            "add", "all_feeds", "export_opml", "health", "import_opml", "parse_opml", "pause",
@@ -343,6 +344,7 @@ def import_opml(con: duckdb.DuckDBPyConnection, settings: Settings, data: bytes)
     known = _Known.read(con, settings)
     con.execute("BEGIN TRANSACTION")
     try:
+        fence(con)  # a lake: no other writer commits beside this (its lock cut off)
         for outline in outlines:
             try:
                 feed = _checked(outline.url, outline.name, settings)

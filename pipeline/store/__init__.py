@@ -237,6 +237,18 @@ _DAMAGED_PARQUET = ("No magic bytes found at end of file", "too small to be a Pa
 # "Could not connect to server error for HTTP GET to '...'"); an answer that is
 # an error status is an HTTPException.
 _NO_ANSWER = " error for HTTP "
+# DuckLake's words for a commit that met another writer's (ducklake 1.5,
+# ducklake_transaction.cpp: "Failed to commit DuckLake transaction." then
+# "Transaction conflict - ..."): both must be there.
+_LAKE_CONFLICT = ("Failed to commit DuckLake transaction", "Transaction conflict - ")
+# libpq's words for a session PostgreSQL ended or that stopped answering
+# (libpq 15, fe-misc.c, fe-protocol3.c; the server's FATAL 57P01 and 57P02),
+# as postgres_scanner passes them on for the lake's catalog.
+_CATALOG_LOST = ("server closed the connection unexpectedly",
+                 "terminating connection due to administrator command",
+                 "terminating connection due to unexpected postmaster exit",
+                 "no connection to the server", "could not receive data from server",
+                 "SSL connection has been closed unexpectedly")
 
 
 class DataUnreachable(StoreError):
@@ -259,6 +271,21 @@ def explain(exc: BaseException, path: Path | str) -> StoreError | None:
         message = str(exc)
         if any(words in message for words in _NO_SPACE):
             return disk_full(path)
+        if isinstance(exc, duckdb.TransactionException) and all(
+                words in message for words in _LAKE_CONFLICT):
+            # Every lake writer updates one fence row (backend.fence): only a
+            # writer that went on without the lock gets here.
+            return DatabaseLocked(
+                "another writer committed to the lake while this one ran (the PostgreSQL "
+                "session that held this host's writer lock was cut off meanwhile, or a "
+                "program other than newsmon wrote the lake); nothing of it was committed: "
+                "run it again")
+        lost = next((words for words in _CATALOG_LOST if words in message), None)
+        if lost is not None:
+            return StoreError(
+                f"lost the connection to the lake's catalog database ({lost}); check that "
+                "PostgreSQL is running and run it again: a load that did not commit stored "
+                "nothing, and one that did is skipped")
         if isinstance(exc, duckdb.HTTPException) or (
                 isinstance(exc, duckdb.IOException) and _NO_ANSWER in message):
             # Only the lake's data files are read over HTTP (the DuckDB file and

@@ -146,6 +146,22 @@ def is_lake(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(row and row[0] == LAKE_ALIAS)
 
 
+# The row of ``meta`` every write transaction of a lake updates (:func:`fence`).
+FENCE_KEY = "writer_fence"
+
+
+def fence(con: duckdb.DuckDBPyConnection) -> None:
+    """In a lake, make this write transaction conflict with any other that
+    overlaps it: both update one row, and DuckLake refuses the second commit
+    ("Transaction conflict", :func:`pipeline.store.explain`). The writer lock
+    keeps writers apart, but it is a PostgreSQL session of its own: when that
+    session is cut off mid-load, another host takes the lock, and two
+    ``MERGE INTO``s that each saw no article would both insert it (DuckLake
+    commits two inserts into one table side by side). Nothing in a file."""
+    if is_lake(con):
+        con.execute("UPDATE meta SET value = uuid()::VARCHAR WHERE key = ?", [FENCE_KEY])
+
+
 def upsert(
     con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str], select: str, *,
     key: Sequence[str], update: str | None = None, where: str | None = None,

@@ -16,17 +16,23 @@ this table's status, attempts, Message-ID and error.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import duckdb
 
 from pipeline import store
 
+log = logging.getLogger(__name__)
+
 Key = tuple[str, str, str, int]  # rule, story_id, recipient, update_no
+T = TypeVar("T")
 
 SCHEMA = "newsmon_delivery"
 TABLE = f"{SCHEMA}.deliveries"
@@ -85,6 +91,11 @@ def connect(dsn: str) -> Any:
 
     try:
         pg = psycopg2.connect(dsn, connect_timeout=10)
+        pg.autocommit = True
+        with pg.cursor() as cur:
+            cur.execute("SELECT set_config('application_name', %s, false)",
+                        [f"newsmon sender on {socket.gethostname()} (process {os.getpid()})"[:63]])
+        pg.autocommit = False
     except psycopg2.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise store.StoreError(
@@ -97,10 +108,17 @@ def connect(dsn: str) -> Any:
 
 class PgOutbox:
     """The sender's writes (claim, renew, marks) on the delivery table; every
-    method is one PostgreSQL transaction."""
+    method is one PostgreSQL transaction. Given ``dsn``, a method whose
+    session PostgreSQL cut off (a restart, a failover, an idle connection
+    dropped while an email was on its way) runs once more on a new one: the
+    round's marks and releases get through, rather than leave its rows
+    ``sending`` until the lease ends and re-send the email just delivered.
+    Each method can run twice: a claim whose answer was lost leaves those
+    rows to the lease, as a sender that died would."""
 
-    def __init__(self, pg: Any) -> None:
+    def __init__(self, pg: Any, dsn: str | None = None) -> None:
         self.pg = pg
+        self.dsn = dsn
 
     @contextmanager
     def _cursor(self) -> Iterator[Any]:
@@ -110,10 +128,37 @@ class PgOutbox:
             with self.pg, self.pg.cursor() as cur:
                 yield cur
         except psycopg2.Error as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise store.StoreError(
-                f"cannot update the lake's alert delivery table {TABLE} ({first}); check that"
-                " the catalog's PostgreSQL is running and run the send again") from None
+            raise _unwritable(exc) from None
+
+    def _run(self, work: Callable[[Any], T]) -> T:
+        """``work`` in one transaction; once more on a new session when this
+        one was cut off."""
+        import psycopg2
+
+        try:
+            with self.pg, self.pg.cursor() as cur:
+                return work(cur)
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            if self.dsn is None or not self.pg.closed:
+                raise _unwritable(exc) from None
+            log.warning("the alert delivery table's session was cut off (%s); going on with "
+                        "a new one", _first_line(exc))
+        except psycopg2.Error as exc:
+            raise _unwritable(exc) from None
+        self.pg.close()
+        self.pg = connect(self.dsn)
+        with self._cursor() as cur:
+            return work(cur)
+
+    def now(self) -> datetime:
+        """The catalog server's clock: every host's sender reads leases and
+        due times against this one, so a host whose clock is off never takes
+        a live sender's rows as a dead one's (nor holds its own too long)."""
+        def work(cur: Any) -> datetime:
+            cur.execute("SELECT clock_timestamp()")
+            found: datetime = cur.fetchone()[0]
+            return found.astimezone(UTC)  # in the session's TimeZone as it comes
+        return self._run(work)
 
     def add(self, rows: Sequence[tuple[Any, ...]]) -> int:
         """Copy outbox rows (key, article_id, due) from the lake; keys already
@@ -122,16 +167,18 @@ class PgOutbox:
 
         if not rows:
             return 0
-        with self._cursor() as cur:
+
+        def work(cur: Any) -> int:
             added = execute_values(cur, f"""INSERT INTO {TABLE}
                 (rule, story_id, recipient, update_no, article_id, next_attempt_at)
                 VALUES %s ON CONFLICT DO NOTHING RETURNING 1""", list(rows), page_size=500,
-                           fetch=True)
+                                   fetch=True)
             return len(added)
+        return self._run(work)
 
     def claim(self, now: datetime, until: datetime, token: str, *, ignore_backoff: bool
               ) -> tuple[list[Claimed], list[Reclaimed]]:
-        with self._cursor() as cur:
+        def work(cur: Any) -> list[tuple[Any, ...]]:
             cur.execute(f"""
                 WITH due AS (
                     SELECT rule, story_id, recipient, update_no, status AS was, claimed_by AS held
@@ -147,7 +194,8 @@ class PgOutbox:
                 RETURNING d.rule, d.story_id, d.recipient, d.update_no, d.article_id,
                           d.attempts, due.was, due.held""",
                         {"now": now, "until": until, "token": token, "ignore": ignore_backoff})
-            rows = cur.fetchall()
+            return list(cur.fetchall())
+        rows = self._run(work)
         claimed = [Claimed(key=(r[0], r[1], r[2], r[3]), article_id=r[4], attempts=r[5])
                    for r in rows]
         stale: dict[str | None, int] = {}
@@ -158,49 +206,65 @@ class PgOutbox:
 
     def renew(self, token: str, until: datetime) -> set[Key]:
         """Extend this round's claim; returns the keys it still holds."""
-        with self._cursor() as cur:
+        def work(cur: Any) -> set[Key]:
             cur.execute(f"UPDATE {TABLE} SET next_attempt_at = %s"
                         " WHERE status = 'sending' AND claimed_by = %s"
                         " RETURNING rule, story_id, recipient, update_no", [until, token])
             return {(r[0], r[1], r[2], r[3]) for r in cur.fetchall()}
+        return self._run(work)
 
     def mark_sent(self, keys: Sequence[Key], message_id: str, sent_at: datetime) -> None:
-        with self._cursor() as cur:
+        def work(cur: Any) -> None:
             for key in keys:
-                cur.execute(f"UPDATE {TABLE} SET status = 'sent', sent_at = %s, message_id = %s,"
-                            f" error = NULL, attempts = attempts + 1 WHERE {_WHERE_KEY}",
-                            [sent_at, message_id, *key])
+                cur.execute(f"UPDATE {TABLE} SET status = 'sent', sent_at = %s,"
+                            f" message_id = %s, error = NULL, attempts = attempts + 1"
+                            f" WHERE {_WHERE_KEY}", [sent_at, message_id, *key])
+        self._run(work)
 
     def mark_failed(self, keys: Sequence[Key], token: str, *, status: str, error: str,
                     retry_at: datetime | None) -> None:
-        with self._cursor() as cur:
+        def work(cur: Any) -> None:
             for key in keys:
                 cur.execute(f"UPDATE {TABLE} SET status = %s, error = %s, next_attempt_at = %s,"
                             f" attempts = attempts + 1 WHERE {_WHERE_KEY}"
                             " AND status = 'sending' AND claimed_by = %s",
                             [status, error, retry_at, *key, token])
+        self._run(work)
 
     def release(self, keys: Sequence[Key], token: str, *, error: str,
                 retry_at: datetime) -> None:
-        with self._cursor() as cur:
+        def work(cur: Any) -> None:
             for key in keys:
                 cur.execute(f"UPDATE {TABLE} SET status = 'pending', next_attempt_at = %s,"
                             f" error = %s WHERE {_WHERE_KEY} AND status = 'sending'"
                             " AND claimed_by = %s", [retry_at, error, *key, token])
+        self._run(work)
 
     def stuck(self, token: str) -> tuple[int, datetime] | None:
-        with self._cursor() as cur:
+        def work(cur: Any) -> tuple[int, datetime] | None:
             cur.execute(f"SELECT count(*), max(next_attempt_at) FROM {TABLE}"
                         " WHERE status = 'sending' AND claimed_by = %s", [token])
             row = cur.fetchone()
-        return (int(row[0]), row[1]) if row and row[0] else None
+            return (int(row[0]), row[1]) if row and row[0] else None
+        return self._run(work)
 
     def waiting(self) -> dict[str, tuple[int, datetime | None]]:
         """{'pending' | 'sending': (rows, the earliest next_attempt_at)}."""
-        with self._cursor() as cur:
+        def work(cur: Any) -> dict[str, tuple[int, datetime | None]]:
             cur.execute(f"SELECT status, count(*), min(next_attempt_at) FROM {TABLE}"
                         " WHERE status IN ('pending', 'sending') GROUP BY status")
             return {r[0]: (int(r[1]), r[2]) for r in cur.fetchall()}
+        return self._run(work)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _unwritable(exc: BaseException) -> store.StoreError:
+    return store.StoreError(
+        f"cannot update the lake's alert delivery table {TABLE} ({_first_line(exc)}); check"
+        " that the catalog's PostgreSQL is running and run the send again")
 
 
 def lake_outbox_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:

@@ -25,11 +25,12 @@ import importlib.util
 import logging
 import os
 import re
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,7 @@ import duckdb
 
 from pipeline import store
 from pipeline.store import delivery
-from pipeline.store.backend import LAKE_ALIAS, upsert
+from pipeline.store.backend import FENCE_KEY, LAKE_ALIAS, upsert
 
 if TYPE_CHECKING:
     from pipeline.config import S3Config, Settings
@@ -51,6 +52,11 @@ WRITER_LOCK = 0x6E6577736D6F6E
 # How long a writer waits for another host's load before it says so.
 LOCK_WAIT_SECONDS = 600.0
 BRIEF_LOCK_WAIT_SECONDS = 1.0
+# TCP keepalive of the lock's session, asked of the server (seconds: idle,
+# between probes, probes): a host that vanishes (power, kernel panic, a
+# network partition) sends no FIN, and with the kernel's defaults (7200, 75, 9)
+# PostgreSQL kept its lock for 2 h 11 min, every load waiting and failing.
+LOCK_KEEPALIVE = (30, 10, 3)
 
 
 def extension_file(name: str) -> Path:
@@ -141,9 +147,8 @@ class LakeBackend:
         failed, once)."""
         import psycopg2
 
-        pg = self._pg()
+        pg = self.lock_session()
         try:
-            pg.autocommit = True
             with pg.cursor() as cur:
                 cur.execute(f"SET lock_timeout = '{int(wait * 1000)}ms'")
                 cur.execute("SELECT pg_try_advisory_lock(%s)", [WRITER_LOCK])
@@ -157,11 +162,27 @@ class LakeBackend:
                     except psycopg2.errors.LockNotAvailable:
                         raise store.DatabaseLocked(
                             f"another host has held the lake's writer lock for over {wait:.0f}"
-                            " s (a load, a feeds change or maintenance); let it finish, or "
-                            "end the stuck process, and run again") from None
+                            f" s (a load, a feeds change or maintenance){_holder(cur)}; let it "
+                            "finish, or end the stuck process, and run again") from None
             yield
         finally:
             pg.close()  # ends the session: the lock goes with it
+
+    def lock_session(self) -> Any:
+        """A session for the writer lock (autocommit): named after this host
+        and process in ``pg_stat_activity``, and probed by the server every
+        few seconds once idle, so the lock of a host that vanished goes within
+        about a minute (:data:`LOCK_KEEPALIVE`; a process that dies closes its
+        connection, and the lock goes at once)."""
+        pg = self._pg()
+        pg.autocommit = True
+        idle, interval, count = LOCK_KEEPALIVE
+        with pg.cursor() as cur:
+            cur.execute("SELECT set_config('application_name', %s, false)",
+                        [f"newsmon writer on {socket.gethostname()} (process {os.getpid()})"[:63]])
+            cur.execute(f"SET tcp_keepalives_idle = {idle}; SET tcp_keepalives_interval"
+                        f" = {interval}; SET tcp_keepalives_count = {count}")
+        return pg
 
     def lock(self) -> AbstractContextManager[object]:
         return self.writer_lock()
@@ -250,6 +271,27 @@ class LakeBackend:
         pass  # nothing is left in a log (writer)
 
 
+def _holder(cur: Any) -> str:
+    """Who holds the writer lock, as PostgreSQL sees it: ", held by newsmon
+    writer on HOST (process N) since ..., catalog session P (...)"; empty when
+    it cannot say (it went meanwhile, or this role may not see it)."""
+    cur.execute("""SELECT a.pid, a.application_name, a.client_addr, a.backend_start
+        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.classid = %s AND l.objid = %s""", [WRITER_LOCK >> 32, WRITER_LOCK & 0xFFFFFFFF])
+    row = cur.fetchone()
+    if row is None:
+        return ""
+    pid, name, address, since = row
+    who = name or "a session"
+    if address:
+        who += f" from {address}"
+    when = f" since {since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if since else ""
+    return (f", held by {who}{when}, catalog session {pid} (if that host is gone, end it: "
+            f"SELECT pg_terminate_backend({pid}))")
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection, where: str = "the lake") -> None:
     """Create the documented tables in the lake, or add the columns added since
     (no-ops on a lake that has them, which commit nothing); StoreError, and
@@ -260,14 +302,22 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, where: str = "the lake") -> No
         " AND table_name = 'articles' AND column_name = 'embedding'").fetchone()
     if row and row[0]:
         version = _version(con)
-        if version == str(store.SCHEMA_VERSION):
-            return  # the last column added is there: nothing to do
+        if version == str(store.SCHEMA_VERSION) and _fenced(con):
+            return  # the last column added and the fence row are there: nothing to do
         store.refuse_a_newer_schema(version, where, "point store.catalog at another lake")
     con.execute(lake_schema())
     for statement in store.ADDED_COLUMNS:
         con.execute(statement)
     upsert(con, "meta", ("key", "value"), "SELECT 'schema_version', ?", key=("key",),
            params=[str(store.SCHEMA_VERSION)])
+    # The row every write transaction updates (backend.fence); made here, under
+    # the writer lock, so there is one.
+    upsert(con, "meta", ("key", "value"), "SELECT ?, ''", key=("key",), params=[FENCE_KEY])
+
+
+def _fenced(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute("SELECT count(*) FROM meta WHERE key = ?", [FENCE_KEY]).fetchone()
+    return bool(row and row[0])
 
 
 def _version(con: duckdb.DuckDBPyConnection) -> str | None:

@@ -26,7 +26,7 @@ from pipeline import alert
 from pipeline.config import Settings
 from pipeline.models import EntryOutcome, FeedUpdate
 from pipeline.store import staging, story_state
-from pipeline.store.backend import upsert
+from pipeline.store.backend import fence, upsert
 from pipeline.store.plan import drop_unreadable_plan, json_source, paths, run_loaded, use_plan
 from pipeline.store.warm import WarmClusterer, version
 
@@ -211,6 +211,7 @@ def load(
     drop_unreadable_plan(con, directory)
     con.execute("BEGIN TRANSACTION")
     try:
+        fence(con)
         feeds = _load_feeds(con, directory)
         entries = _load_entries(con, directory, now)
         _count_entries_seen(con)
@@ -229,8 +230,10 @@ def load(
     except BaseException:
         if warm is not None:
             warm.drop()
-        # A COMMIT that failed (a full disk) has ended the transaction already.
-        with contextlib.suppress(duckdb.TransactionException):
+        # A COMMIT that failed (a full disk) has ended the transaction already;
+        # a lake whose catalog session was cut off cannot roll back either (its
+        # transaction went with the session): the first error is the one to say.
+        with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")
         raise
     if warm is not None:

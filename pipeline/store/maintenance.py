@@ -7,6 +7,7 @@ run twice: a second run finds nothing more to report or delete.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
+
+from pipeline.store.backend import fence
 
 if TYPE_CHECKING:
     from pipeline.store.lake import LakeBackend
@@ -159,6 +162,7 @@ def apply_retention(con: duckdb.DuckDBPyConnection, days: int, *, now: datetime,
                 stories_updated=0,
                 alerts_cancelled=0,
             )
+        fence(con)  # a lake's loads cannot commit beside this (their lock cut off)
         tags = _count(
             con, "SELECT count(*) FROM article_tags WHERE article_id IN (SELECT id FROM expired)"
         )
@@ -214,7 +218,10 @@ def apply_retention(con: duckdb.DuckDBPyConnection, days: int, *, now: datetime,
         con.execute("DROP TABLE expired")
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        # A commit that failed, or a lake's catalog session cut off, has ended
+        # the transaction already: the first error is the one to say.
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
         raise
     result = RetentionResult(
         cutoff=cutoff,

@@ -1,0 +1,319 @@
+"""Lake mode under the faults a deployment meets: the catalog's PostgreSQL
+cutting a session off mid-load (pg_terminate_backend, as a restart, a
+failover or a firewall dropping an idle connection does). Real PostgreSQL,
+data files in a folder; another host is a process of its own."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+from support import factories as f
+from support import lake
+
+from integration.test_load import reports
+from pipeline import store
+from pipeline.config import Settings
+from pipeline.store import load as load_module
+from pipeline.store.backend import backend, open_store
+from pipeline.store.lake import WRITER_LOCK
+from pipeline.store.load import load
+
+
+@pytest.fixture
+def catalog() -> Iterator[str]:
+    with lake.catalog_database() as dsn:
+        yield dsn
+
+
+def lake_settings(tmp_path: Path, dsn: str) -> Settings:
+    settings = f.settings(tmp_path, store=lake.store_section(dsn, tmp_path / "lake-data"))
+    with backend(settings).writer():
+        pass  # the lake made, so both hosts start from the same empty lake
+    return settings
+
+
+def _load_elsewhere(settings_json: str, run_id: str) -> int:
+    settings = Settings.model_validate_json(settings_json)
+    with backend(settings).writer() as con:
+        return load(con, settings, run_id).articles_new
+
+
+def other_host_loads(settings: Settings, run_id: str) -> int:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return int(pool.apply(_load_elsewhere, (settings.model_dump_json(), run_id)))
+
+
+def terminate(dsn: str, which: str) -> list[int]:
+    """pg_terminate_backend on the sessions of the catalog database ``dsn``
+    (only this database's: other test runs share the server) that hold the
+    lake's writer lock (``which`` "lock") or all the others ("catalog")."""
+    holds_lock = f"""pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory'
+        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND classid = {WRITER_LOCK >> 32} AND objid = {WRITER_LOCK & 0xFFFFFFFF})"""
+    chosen = holds_lock if which == "lock" else f"NOT {holds_lock}"
+    with psycopg2.connect(dsn) as pg, pg.cursor() as cur:
+        cur.execute(f"""SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE datname = current_database() AND pid <> pg_backend_pid() AND {chosen}""")
+        pids = [int(row[0]) for row in cur.fetchall()]
+    pg.close()
+    return pids
+
+
+class Paused:
+    """A load on this host stopped inside its transaction (before its stories
+    are written) until :meth:`go`; its outcome in ``result`` or ``error``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, settings: Settings, run_id: str) -> None:
+        self.reached, self.gate = threading.Event(), threading.Event()
+        self.result: int | None = None
+        self.error: BaseException | None = None
+        upsert_stories = load_module._upsert_stories
+
+        def paused(con: object) -> None:
+            self.reached.set()
+            assert self.gate.wait(120)
+            upsert_stories(con)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(load_module, "_upsert_stories", paused)
+
+        def run() -> None:
+            try:
+                with backend(settings).writer() as con:
+                    self.result = load(con, settings, run_id).articles_new
+            except BaseException as exc:  # noqa: BLE001 - the test asserts on it
+                self.error = exc
+
+        self.thread = threading.Thread(target=run)
+        self.thread.start()
+        assert self.reached.wait(120)
+        monkeypatch.setattr(load_module, "_upsert_stories", upsert_stories)
+
+    def go(self) -> None:
+        self.gate.set()
+        self.thread.join(120)
+        assert not self.thread.is_alive()
+
+
+def counts(settings: Settings) -> dict[str, tuple[int, int]]:
+    with open_store(settings, read_only=True) as con:
+        def pair(sql: str) -> tuple[int, int]:
+            row = con.execute(sql).fetchone()
+            assert row is not None
+            return int(row[0]), int(row[1])
+        return {
+            "articles": pair("SELECT count(*), count(DISTINCT id) FROM articles"),
+            "entries": pair("SELECT count(*), count(DISTINCT (feed_url, id)) FROM entries"),
+            "stories": pair("SELECT count(*), count(DISTINCT id) FROM stories"),
+        }
+
+
+def sentence(error: BaseException | None) -> str:
+    """What the CLI prints for ``error`` (exit 2), or fails when it would be a
+    traceback."""
+    assert error is not None
+    explained = store.explain(error, "news.duckdb")
+    assert isinstance(explained, store.StoreError), repr(error)
+    return str(explained)
+
+
+def test_a_load_whose_writer_lock_was_cut_off_never_stores_an_article_twice(
+        tmp_path: Path, catalog: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock's session ends while this host's load runs (it sits idle the
+    whole load: what a firewall or idle_session_timeout ends first); another
+    host then takes the lock and loads the same pages. The lake keeps each
+    article once: the load that lost its lock commits nothing and says so."""
+    settings = lake_settings(tmp_path, catalog)
+    f.stage(settings, "run-here", reports())
+    f.stage(settings, "run-there", reports())  # the same pages, polled by another host
+    here = Paused(monkeypatch, settings, "run-here")
+    assert len(terminate(catalog, "lock")) == 1
+    assert other_host_loads(settings, "run-there") == 3
+    here.go()
+    assert counts(settings) == {"articles": (3, 3), "entries": (3, 3), "stories": (2, 2)}
+    assert here.result is None
+    said = sentence(here.error)
+    assert said.startswith("another writer committed to the lake while this one ran"), said
+    assert "nothing of it was committed: run it again" in said
+    assert isinstance(store.explain(here.error, "news.duckdb"), store.DatabaseLocked)
+    with backend(settings).writer() as con:  # run again: the run was stored by the other host
+        assert load(con, settings, "run-here").articles_new == 0
+    assert counts(settings)["articles"] == (3, 3)
+
+
+def test_a_load_whose_catalog_session_was_cut_off_is_one_sentence_and_stores_nothing(
+        tmp_path: Path, catalog: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL ends the load's catalog sessions mid-transaction (a restart,
+    a failover): the load fails with one sentence (it was a DuckDB traceback of
+    the ROLLBACK that failed after it), commits nothing, and the same run loads
+    whole on the next try."""
+    settings = lake_settings(tmp_path, catalog)
+    f.stage(settings, "run-1", reports())
+    here = Paused(monkeypatch, settings, "run-1")
+    assert terminate(catalog, "catalog")
+    here.go()
+    assert here.result is None
+    said = sentence(here.error)
+    assert said.startswith("lost the connection to the lake's catalog database ("), said
+    assert "run it again" in said and "Traceback" not in said
+    assert counts(settings) == {"articles": (0, 0), "entries": (0, 0), "stories": (0, 0)}
+    with backend(settings).writer() as con:
+        assert load(con, settings, "run-1").articles_new == 3
+    assert counts(settings) == {"articles": (3, 3), "entries": (3, 3), "stories": (2, 2)}
+
+
+
+RECIPIENTS = [f"analyst{n:02d}@example.org" for n in range(12)]
+
+
+class _PausedMailer:
+    """Delivers over SMTP; before the email after the first ``n`` it waits
+    (the round is still running: a slow server, a long digest)."""
+
+    def __init__(self, settings: Settings, n: int) -> None:
+        from pipeline.alert import mailer_for
+
+        self.inner, self.n, self.done = mailer_for(settings), n, 0
+        self.reached, self.gate = threading.Event(), threading.Event()
+
+    def send(self, message: object) -> None:
+        if self.done == self.n:
+            self.reached.set()
+            assert self.gate.wait(120)
+        self.inner.send(message)  # type: ignore[arg-type]
+        self.done += 1
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_host_whose_clock_is_ahead_never_takes_over_a_live_sender_s_alerts(
+        tmp_path: Path, catalog: str, smtp_server: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two hosts send; the second's clock is 15 minutes ahead (NTP stopped, a
+    VM restored from a snapshot). Its round must not read the first's claim
+    as a dead sender's (a lease is 10 minutes): each alert goes out once."""
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.alert import _send
+    from pipeline.run import send_stage
+
+    settings = f.settings(tmp_path, store=lake.store_section(catalog, tmp_path / "lake-data"),
+                          smtp={"url": smtp_server.url},
+                          alerts=[{"name": "syria", "query": "topic:syria", "to": RECIPIENTS}])
+    f.stage(settings, "run-1", reports())
+    with backend(settings).writer() as con:
+        assert load(con, settings, "run-1").alerts_queued == len(RECIPIENTS)
+    first = _PausedMailer(settings, 3)
+    results: list[int] = []
+    sender = threading.Thread(target=lambda: results.append(send_stage(settings, first).sent))
+    sender.start()
+    assert first.reached.wait(120)  # 3 sent, the other 9 claimed and on their way
+
+    class Ahead(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Ahead:  # type: ignore[override]
+            return super().now(tz) + timedelta(minutes=15)
+
+    with monkeypatch.context() as skewed:
+        skewed.setattr(_send, "datetime", Ahead)
+        assert Ahead.now(UTC) - datetime.now(UTC) > timedelta(minutes=14)
+        second = send_stage(settings)
+    first.gate.set()
+    sender.join(120)
+    assert not sender.is_alive()
+    assert (second.sent, results) == (0, [len(RECIPIENTS)])
+    assert sorted(str(m["To"]) for m in smtp_server.messages) == RECIPIENTS  # each once
+
+
+def test_a_writer_kept_waiting_is_told_which_host_holds_the_lock_and_how_to_end_it(
+        tmp_path: Path, catalog: str) -> None:
+    """A host that vanished (power, a partition) leaves no process to end:
+    the sentence names the holder as PostgreSQL sees it (host, process, since
+    when) and the catalog session to end."""
+    import os
+    import re
+    import socket
+
+    from pipeline.store.lake import LakeBackend
+
+    lake_backend = LakeBackend(lake_settings(tmp_path, catalog))
+    with lake_backend.writer_lock(), pytest.raises(store.DatabaseLocked) as caught, \
+            lake_backend.writer_lock(wait=0.2):
+        pass
+    said = str(caught.value)
+    assert said.startswith("another host has held the lake's writer lock for over 0 s"), said
+    here = f"newsmon writer on {socket.gethostname()} (process {os.getpid()})"
+    assert f", held by {here} from 127.0.0.1 since 20" in said, said
+    session = re.search(r"catalog session (\d+) \(if that host is gone, end it: "
+                        r"SELECT pg_terminate_backend\((\d+)\)\)", said)
+    assert session is not None and session[1] == session[2], said
+    assert said.endswith("; let it finish, or end the stuck process, and run again")
+
+
+def test_the_writer_lock_s_session_is_probed_so_a_vanished_host_releases_it(
+        tmp_path: Path, catalog: str) -> None:
+    """A host that vanishes sends no FIN: PostgreSQL ends its session only
+    when TCP keepalives go unanswered, by default after 2 h 11 min (7200 s,
+    then 9 probes 75 s apart), every load waiting and failing meanwhile. The
+    lock's session asks for probes after 30 s idle, 3 of them 10 s apart."""
+    from pipeline.store.lake import LakeBackend
+
+    pg = LakeBackend(lake_settings(tmp_path, catalog)).lock_session()
+    try:
+        with pg.cursor() as cur:
+            cur.execute("SELECT current_setting('tcp_keepalives_idle'),"
+                        " current_setting('tcp_keepalives_interval'),"
+                        " current_setting('tcp_keepalives_count')")
+            assert cur.fetchone() == ("30", "10", "3")
+    finally:
+        pg.close()
+
+
+def test_a_send_round_whose_delivery_session_is_cut_off_goes_on_and_sends_each_once(
+        tmp_path: Path, catalog: str, smtp_server: Any) -> None:
+    """PostgreSQL ends the sender's session while an email is on its way (a
+    restart of the catalog, an idle connection dropped by a firewall). The
+    round marks that email sent on a new session and sends the rest: before,
+    it failed there, its 9 other alerts stayed 'sending' for the 10-minute
+    lease, and the email just delivered went out again after it."""
+    from pipeline.run import send_stage
+    from pipeline.store import delivery
+
+    settings = f.settings(tmp_path, store=lake.store_section(catalog, tmp_path / "lake-data"),
+                          smtp={"url": smtp_server.url},
+                          alerts=[{"name": "syria", "query": "topic:syria", "to": RECIPIENTS}])
+    f.stage(settings, "run-1", reports())
+    with backend(settings).writer() as con:
+        assert load(con, settings, "run-1").alerts_queued == len(RECIPIENTS)
+    mailer = _PausedMailer(settings, 3)
+    results: list[Any] = []
+
+    def round_() -> None:
+        try:
+            results.append(send_stage(settings, mailer))
+        except BaseException as exc:  # noqa: BLE001 - the test asserts on it
+            results.append(exc)
+
+    sender = threading.Thread(target=round_)
+    sender.start()
+    assert mailer.reached.wait(120)
+    with psycopg2.connect(catalog) as pg, pg.cursor() as cur:
+        cur.execute("""SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE datname = current_database() AND application_name LIKE 'newsmon sender on %'""")
+        assert cur.fetchall() == [(True,)]
+    pg.close()
+    mailer.gate.set()
+    sender.join(120)
+    assert not sender.is_alive()
+    assert [getattr(r, "sent", r) for r in results] == [len(RECIPIENTS)]
+    assert sorted(str(m["To"]) for m in smtp_server.messages) == RECIPIENTS  # each once
+    with psycopg2.connect(catalog) as pg, pg.cursor() as cur:
+        cur.execute(f"SELECT status, count(*) FROM {delivery.TABLE} GROUP BY status")
+        assert cur.fetchall() == [("sent", len(RECIPIENTS))]
+    pg.close()
