@@ -122,9 +122,9 @@ def test_crash_between_delivery_and_marking_resends_the_same_message(tmp_path: P
     assert sorted(settings.outbox.glob("*.eml")) == files  # same Message-ID, same file
 
 
-def test_digest_groups_stories_newest_first_once_per_period(
-    tmp_path: Path, smtp_server: Inbox
-) -> None:
+def two_stories_for_a_daily_digest(tmp_path: Path, smtp_server: Inbox) -> Any:
+    """Settings with a daily digest rule and, staged as run-1, two Syria
+    stories: "Older Syria story ..." and "Newer Syria story ..." 30 hours later."""
     rule = {**RULE, "mode": "digest", "period": "daily"}
     settings = f.settings(tmp_path, alerts=[rule], smtp={"url": smtp_server.url})
     older = f.article(1, title="Older Syria story about the working group", text=TEXT,
@@ -134,6 +134,13 @@ def test_digest_groups_stories_newest_first_once_per_period(
                       "officials said, and 200 families were moved to schools. " * 3,
                       source="Two", topics=("syria",), hours=30)
     f.stage(settings, "run-1", [older, newer])
+    return settings
+
+
+def test_digest_groups_stories_newest_first_once_per_period(
+    tmp_path: Path, smtp_server: Inbox
+) -> None:
+    settings = two_stories_for_a_daily_digest(tmp_path, smtp_server)
     loaded_at = datetime(2019, 3, 1, 10, tzinfo=UTC)
     with store.connect(settings.database) as con:
         load(con, settings, "run-1", now=loaded_at)
@@ -158,15 +165,7 @@ def test_a_digest_leaves_out_a_story_whose_articles_are_gone_and_fails_its_row(
     story without its reports. Now the digest leaves it out and its row is
     failed for good with the reason, as an instant alert's is; the other
     story goes out."""
-    rule = {**RULE, "mode": "digest", "period": "daily"}
-    settings = f.settings(tmp_path, alerts=[rule], smtp={"url": smtp_server.url})
-    kept = f.article(1, title="Older Syria story about the working group", text=TEXT,
-                     source="One", topics=("syria",))
-    gone = f.article(2, title="Newer Syria story: floods in Aleppo",
-                     text="Heavy rain flooded parts of Aleppo in Syria on Monday, local "
-                     "officials said, and 200 families were moved to schools. " * 3,
-                     source="Two", topics=("syria",), hours=30)
-    f.stage(settings, "run-1", [kept, gone])
+    settings = two_stories_for_a_daily_digest(tmp_path, smtp_server)
     with store.connect(settings.database) as con:
         load(con, settings, "run-1", now=datetime(2019, 3, 1, 10, tzinfo=UTC))
         (story,) = con.execute("SELECT story_id FROM articles WHERE title LIKE 'Newer%'"

@@ -370,6 +370,30 @@ def logged(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if text in r.getMessage()]
 
 
+def news_feed_settings(tmp_path: Path, server: FeedServer) -> Settings:
+    """Settings polling ``/news.xml`` about every second (a load about every
+    second), one extraction worker."""
+    return parse_settings({
+        "database": str(tmp_path / "news.duckdb"), "staging_dir": str(tmp_path / "staging"),
+        "feeds": [{"url": server.url("/news.xml")}],
+        "fetch": {"allow_private": [server.host_port]}, "process": {"workers": 1},
+        "poll": {"interval_minutes": 0.02, "min_interval_minutes": 0.01}})
+
+
+@contextmanager
+def counting_loads(settings: Settings, caplog: pytest.LogCaptureFixture
+                   ) -> Iterator[tuple[list[int], list[Any]]]:
+    """A continuous run of ``settings`` with WARNINGs captured, entered once
+    its first article is stored: the articles each batch stored, as they
+    load, and its outcome (filled as it ends)."""
+    stored: list[int] = []
+    with caplog.at_level(logging.WARNING), \
+            continuous(settings, lambda batch: stored.append(batch.load.articles_new)
+                       ) as outcome:
+        wait_for(lambda: sum(stored) == 1, "the first article")
+        yield stored, outcome
+
+
 def timed_plans(monkeypatch: pytest.MonkeyPatch) -> tuple[list[float], list[float]]:
     """When (time.monotonic()) the stream plans a batch (the cluster stage),
     and when it tries a plan and load (a failed one again included)."""
@@ -486,18 +510,9 @@ def test_a_load_an_analysts_session_held_up_is_loaded_again_and_the_run_goes_on(
             server.route("/news.xml", Reply(body=rss(items, title="news").encode()))
 
         publish("quake")
-        settings = parse_settings({
-            "database": str(tmp_path / "news.duckdb"), "staging_dir": str(tmp_path / "staging"),
-            "feeds": [{"url": server.url("/news.xml")}],
-            "fetch": {"allow_private": [server.host_port]}, "process": {"workers": 1},
-            # Polled again about every second: a load about every second.
-            "poll": {"interval_minutes": 0.02, "min_interval_minutes": 0.01}})
-        stored: list[int] = []
+        settings = news_feed_settings(tmp_path, server)
 
-        with caplog.at_level(logging.WARNING), \
-                continuous(settings, lambda batch: stored.append(batch.load.articles_new)
-                           ) as outcome:
-            wait_for(lambda: sum(stored) == 1, "the first article")
+        with counting_loads(settings, caplog) as (stored, outcome):
             with analysts_session(tmp_path / "news.duckdb"):
                 publish("quake", "match")  # polled and fetched while the file is held
                 wait_for(lambda: any("loading batch" in r.getMessage()
@@ -774,18 +789,9 @@ def test_feeds_are_still_polled_while_a_kept_batch_waits_for_a_session_held_open
             server.route("/news.xml", Reply(body=rss(items, title="news").encode()))
 
         publish(1)
-        settings = parse_settings({
-            "database": str(tmp_path / "news.duckdb"), "staging_dir": str(tmp_path / "staging"),
-            "feeds": [{"url": server.url("/news.xml")}],
-            "fetch": {"allow_private": [server.host_port]}, "process": {"workers": 1},
-            # Polled again about every second: a load about every second.
-            "poll": {"interval_minutes": 0.02, "min_interval_minutes": 0.01}})
-        stored: list[int] = []
+        settings = news_feed_settings(tmp_path, server)
 
-        with caplog.at_level(logging.WARNING), \
-                continuous(settings, lambda batch: stored.append(batch.load.articles_new)
-                           ) as outcome:
-            wait_for(lambda: sum(stored) == 1, "the first article")
+        with counting_loads(settings, caplog) as (stored, outcome):
             with analysts_session(tmp_path / "news.duckdb"):
                 wait_for(lambda: logged(caplog, "loading batch"), "a load meeting the session")
                 # Each listed for 12 s while the kept batch waits: polled about
