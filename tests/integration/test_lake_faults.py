@@ -192,6 +192,18 @@ class _PausedMailer:
         self.inner.close()
 
 
+def alerts_queued_for_everyone(tmp_path: Path, catalog: str, smtp_server: Any) -> Settings:
+    """Lake settings sending to ``smtp_server``, with the reports loaded and
+    one alert queued for each of the :data:`RECIPIENTS`."""
+    settings = f.settings(tmp_path, store=lake.store_section(catalog, tmp_path / "lake-data"),
+                          smtp={"url": smtp_server.url},
+                          alerts=[{"name": "syria", "query": "topic:syria", "to": RECIPIENTS}])
+    f.stage(settings, "run-1", reports())
+    with backend(settings).writer() as con:
+        assert load(con, settings, "run-1").alerts_queued == len(RECIPIENTS)
+    return settings
+
+
 def test_a_host_whose_clock_is_ahead_never_takes_over_a_live_sender_s_alerts(
         tmp_path: Path, catalog: str, smtp_server: Any,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -203,12 +215,7 @@ def test_a_host_whose_clock_is_ahead_never_takes_over_a_live_sender_s_alerts(
     from pipeline.alert import _send
     from pipeline.run import send_stage
 
-    settings = f.settings(tmp_path, store=lake.store_section(catalog, tmp_path / "lake-data"),
-                          smtp={"url": smtp_server.url},
-                          alerts=[{"name": "syria", "query": "topic:syria", "to": RECIPIENTS}])
-    f.stage(settings, "run-1", reports())
-    with backend(settings).writer() as con:
-        assert load(con, settings, "run-1").alerts_queued == len(RECIPIENTS)
+    settings = alerts_queued_for_everyone(tmp_path, catalog, smtp_server)
     first = _PausedMailer(settings, 3)
     results: list[int] = []
     sender = threading.Thread(target=lambda: results.append(send_stage(settings, first).sent))
@@ -285,12 +292,7 @@ def test_a_send_round_whose_delivery_session_is_cut_off_goes_on_and_sends_each_o
     from pipeline.run import send_stage
     from pipeline.store import delivery
 
-    settings = f.settings(tmp_path, store=lake.store_section(catalog, tmp_path / "lake-data"),
-                          smtp={"url": smtp_server.url},
-                          alerts=[{"name": "syria", "query": "topic:syria", "to": RECIPIENTS}])
-    f.stage(settings, "run-1", reports())
-    with backend(settings).writer() as con:
-        assert load(con, settings, "run-1").alerts_queued == len(RECIPIENTS)
+    settings = alerts_queued_for_everyone(tmp_path, catalog, smtp_server)
     mailer = _PausedMailer(settings, 3)
     results: list[Any] = []
 
