@@ -95,7 +95,7 @@ class FileBackend:
         store.probe_writer(self.path)
 
     def probe_room(self, need: int) -> None:
-        store.probe_room(self.path.parent, 2 * need + store.ROOM_MARGIN)
+        store.probe_room(self.path.parent, need + store.ROOM_MARGIN)
 
     def checkpoint(self) -> None:
         # No log, or an empty one: nothing to fold, and no writer to open (a
