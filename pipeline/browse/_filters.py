@@ -49,6 +49,16 @@ class FilterError(ValueError):
         return f"{name}{shown}: {self.problem}"
 
 
+# A report's tags hold a value: compared whole and case-insensitively, as
+# topic: and country: do in a query.
+def _has_tag(column: str) -> str:
+    return (f"list_contains(list_transform(coalesce({column}, []::VARCHAR[]),"
+            " lambda x: lower(x)), lower(?))")
+
+
+_LANGUAGE_IS = "lower(a.language) = lower(?)"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoryFilter:
     """Stories with at least one report that passes every given filter."""
@@ -80,11 +90,10 @@ class StoryFilter:
         for column, value in (("a.topics", self.topic), ("a.countries", self.country),
                               ("a.people", self.person)):
             if value:
-                parts.append(f"list_contains(list_transform(coalesce({column}, []::VARCHAR[]),"
-                             " lambda x: lower(x)), lower(?))")
+                parts.append(_has_tag(column))
                 params.append(value.strip())
         if self.language:
-            parts.append("lower(a.language) = lower(?)")
+            parts.append(_LANGUAGE_IS)
             params.append(self.language.strip())
         if self.query and self.query.strip():
             try:
@@ -100,18 +109,16 @@ class StoryFilter:
         value no stored report has at all, as (kind, value): a code mistyped
         (``zzz`` for a country) finds nothing, which is worth a word."""
         absent = []
-        for kind, column, value in (("topic", "topics", self.topic),
-                                    ("country", "countries", self.country),
-                                    ("person", "people", self.person)):
-            if value and value.strip() and not con.execute(
-                    f"SELECT EXISTS (SELECT 1 FROM articles WHERE list_contains(list_transform("
-                    f"coalesce({column}, []::VARCHAR[]), lambda x: lower(x)), lower(?)))",
-                    [value.strip()]).fetchone()[0]:  # type: ignore[index]
+        for kind, condition, value in (("topic", _has_tag("topics"), self.topic),
+                                       ("country", _has_tag("countries"), self.country),
+                                       ("person", _has_tag("people"), self.person),
+                                       ("language", _LANGUAGE_IS, self.language)):
+            if not (value and value.strip()):
+                continue
+            row = con.execute(f"SELECT EXISTS (SELECT 1 FROM articles a WHERE {condition})",
+                              [value.strip()]).fetchone()
+            if not (row and row[0]):
                 absent.append((kind, value.strip()))
-        if self.language and self.language.strip() and not con.execute(
-                "SELECT EXISTS (SELECT 1 FROM articles WHERE lower(language) = lower(?))",
-                [self.language.strip()]).fetchone()[0]:  # type: ignore[index]
-            absent.append(("language", self.language.strip()))
         return absent
 
     @property
