@@ -26,6 +26,7 @@ from pipeline.cli import (
     _print_rows,
     _settings,
     _whole_number,
+    interruptible,
 )
 from pipeline.output import counted, plain
 
@@ -81,7 +82,8 @@ def cmd_stories(args: argparse.Namespace) -> int:
     with store.connect(settings.database, read_only=True,
                        schema_if_empty=False) as con:
         try:
-            page = browse.list_stories(con, story_filter, sort=args.sort, limit=args.limit)
+            page = interruptible(con, lambda: browse.list_stories(
+                con, story_filter, sort=args.sort, limit=args.limit))
         except browse.FilterError as exc:
             raise UserError(exc.worded(_OPTION[exc.field])) from None
         absent = story_filter.absent_tags(con) if page.total == 0 else []

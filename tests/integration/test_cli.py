@@ -497,6 +497,34 @@ def test_ctrl_c_in_a_duckdb_statement_or_while_starting_is_interrupted_not_a_tra
         assert (proc.returncode, stderr) == (130, "newsmon: interrupted\n"), delay
 
 
+def test_ctrl_c_stops_a_long_statement_at_once_wherever_it_lands(workdir: Path) -> None:
+    """Before: on the main thread DuckDB's client looks for Ctrl-C only between
+    two of its tasks. A statement whose rows are read as they stream (a scan
+    that finds its one row at the end) was never interrupted: Ctrl-C was seen
+    when the whole statement had ended (16-25 s for this scan of 5 billion
+    numbers on a loaded machine, so never for this one), and a Ctrl-C in a
+    count was at times seen at its end too, or not at all (rows, exit 0).
+    The statement now runs beside a main thread that only waits for it."""
+    scan = "SELECT range FROM range(1000000000000) WHERE range = 999999999999"
+    for delay in (0.1, 0.6, 1.2):
+        proc = subprocess.Popen([*COMMAND, "sql", "--csv", scan], cwd=workdir,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _opened(proc, workdir / "news.duckdb")
+        time.sleep(delay)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise AssertionError(f"a Ctrl-C {delay} s after the open had not stopped the "
+                                 "statement 30 s later") from None
+        waited = time.monotonic() - sent
+        assert (proc.returncode, stderr) == (130, "newsmon: interrupted\n"), delay
+        assert waited < 5, (delay, waited)
+
+
 @pytest.mark.parametrize("args", [["alerts", "send"], ["compact"]])
 def test_a_command_that_tends_a_database_creates_none_at_a_mistyped_path(
         tmp_path: Path, args: list[str]) -> None:
