@@ -1708,7 +1708,7 @@ def made_up_reports(n: int, *, seed: int = 25, vocabulary: int = 3000) -> list[C
         words["".join(rng.choice(syllables) for _ in range(rng.randint(2, 4)))] = None
     pool = list(words)
     weights = [1 / (rank + 1) for rank in range(vocabulary)]
-    function = "the of and to in a for on that with as by at from is was has".split()
+    function = "the of and to in a for on that with as by at from is was has".split()  # noqa: SIM905
     docs, when = [], T0
     for i in range(n):
         body = [w if rng.random() < 0.6 else f"{rng.choice(function)} {w}"
