@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from support.factories import WIRE
+from support.unrelated import made_up_reports
 
 from benchmarks.story_quality import agreement
 from benchmarks.story_quality import run as run_in_batches
@@ -1694,31 +1695,6 @@ def test_score_and_the_vectorised_decays_agree_from_one_to_three_horizons() -> N
                                                   e.rare)
                 assert float(v[0]) == s.score, (follow.text[:30], language, days)
                 assert (s.score > 0) == (days <= (21 if follow is FOLLOW_UP else 7))
-
-
-def made_up_reports(n: int, *, seed: int = 25, vocabulary: int = 3000) -> list[ClusterDoc]:
-    """``n`` unrelated reports in a made-up language (the background knows none
-    of its words): 150 to 400 words each, drawn from one Zipf distribution over
-    ``vocabulary`` words with English function words between them, a few an
-    hour. What one report shares with another is the language, not an event."""
-    rng = random.Random(seed)
-    syllables = [c + v for c in "bcdfghjklmnprstvz" for v in "aeiou"]
-    words: dict[str, None] = {}
-    while len(words) < vocabulary:
-        words["".join(rng.choice(syllables) for _ in range(rng.randint(2, 4)))] = None
-    pool = list(words)
-    weights = [1 / (rank + 1) for rank in range(vocabulary)]
-    function = "the of and to in a for on that with as by at from is was has".split()  # noqa: SIM905
-    docs, when = [], T0
-    for i in range(n):
-        body = [w if rng.random() < 0.6 else f"{rng.choice(function)} {w}"
-                for w in rng.choices(pool, weights, k=rng.randint(150, 400))]
-        text = " ".join(f"{' '.join(body[j:j + 15]).capitalize()}."
-                        for j in range(0, len(body), 15))
-        when += timedelta(minutes=rng.uniform(0, 6))
-        docs.append(ClusterDoc(id=f"r{i:04d}", time=when, source=f"feed-{i % 7}", text=text,
-                               title=" ".join(rng.choices(pool, weights, k=7)).capitalize()))
-    return docs
 
 
 def test_unrelated_reports_in_a_language_the_background_lacks_do_not_chain() -> None:
