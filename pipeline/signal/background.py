@@ -7,8 +7,10 @@ says before that: the share of 120-word leads that hold a word, from the word
 frequencies of the ``wordfreq`` package (English; its data is inside the
 wheel), counted as ``BACKGROUND_DOCS`` documents beside the stored ones. A word
 wordfreq does not know (a name, another language's word) gets 0 there, so its
-weight comes from the stored statistics alone. Deterministic, so it changes
-nothing about batching.
+weight comes from the stored statistics alone; one it hardly knows that many
+stored documents hold is taken to be as common in the background as there
+(``pipeline.signal.cluster.TermStats.seen``): unknown to English is not rare.
+Deterministic, so it changes nothing about batching.
 """
 
 from __future__ import annotations

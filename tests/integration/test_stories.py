@@ -3,6 +3,7 @@ load transaction, as `newsmon run` and the DAG run them (issue 13)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import duckdb
 import pytest
 from support import factories as f
 from support.factories import WIRE
+from support.unrelated import made_up_reports
 
 from pipeline import store
 from pipeline.config import Settings
@@ -274,3 +276,19 @@ def test_a_french_report_in_a_later_pass_joins_the_saved_english_story(tmp_path:
     with duckdb.connect(str(settings.database), read_only=True) as con:
         assert con.execute("SELECT size, embedding IS NOT NULL, embedded, founder_text"
                            " FROM story_state").fetchone() == (6, True, 2, "")
+
+
+def test_unrelated_reports_loaded_into_a_new_database_do_not_chain(tmp_path: Path) -> None:
+    # The statistics go through term_stats between loads: words of a language
+    # the background lacks are common once the stored reports hold them often.
+    settings = f.settings(tmp_path)
+    records = []
+    for n, doc in enumerate(made_up_reports(400)):
+        record = f.article(n, title=doc.title, text=doc.text, source=doc.source)
+        record["published_at"] = doc.time
+        record["fetched_at"] = doc.time + timedelta(minutes=5)
+        records.append(record)
+    for k, start in enumerate(range(0, len(records), 25)):
+        run(settings, f"run-{k:03d}", records[start:start + 25])
+    sizes = sorted(Counter(partition(settings).values()).values(), reverse=True)
+    assert sum(sizes) == 400 and sizes[0] <= 30, sizes[:5]

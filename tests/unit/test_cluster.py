@@ -1,6 +1,7 @@
 import dataclasses
 import random
 import socket
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from support.factories import WIRE
+from support.unrelated import made_up_reports
 
 from benchmarks.story_quality import agreement
 from benchmarks.story_quality import run as run_in_batches
@@ -1693,3 +1695,16 @@ def test_score_and_the_vectorised_decays_agree_from_one_to_three_horizons() -> N
                                                   e.rare)
                 assert float(v[0]) == s.score, (follow.text[:30], language, days)
                 assert (s.score > 0) == (days <= (21 if follow is FOLLOW_UP else 7))
+
+
+def test_unrelated_reports_in_a_language_the_background_lacks_do_not_chain() -> None:
+    # In a new database a made-up word found in every stored report weighed as
+    # a name found once: these 1,000 reports made one story of about 500.
+    docs = made_up_reports(1000)
+    assignments, clusterer = cluster(docs, [])
+    sizes = sorted(Counter(assignments.values()).values(), reverse=True)
+    assert sizes[0] <= 30, sizes[:5]  # the first few dozen: nothing tells yet what is common
+    late = {assignments[d.id] for d in docs[200:]}
+    assert max(Counter(s for s in assignments.values() if s in late).values()) <= 3
+    assert clusterer.stats.idf(max(clusterer.stats.df, key=clusterer.stats.df.__getitem__)) < 3.0
+    assert agreement(assignments, run_in_batches(docs, Options(), batch=25)) == 1.0
