@@ -366,6 +366,15 @@ class LockRetry:
     # (a short try repeated between polls would say it every time).
     announce: bool = True
 
+    @property
+    def patience(self) -> float:
+        """Seconds slept between the first try and the last (about 18 s by default)."""
+        delay, total = self.first_delay, 0.0
+        for _ in range(self.attempts - 1):
+            total += delay
+            delay = min(delay * 2, self.max_delay)
+        return total
+
 
 def _connect(path: Path, *, read_only: bool, retry: LockRetry) -> duckdb.DuckDBPyConnection:
     delay = retry.first_delay

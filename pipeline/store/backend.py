@@ -48,10 +48,15 @@ class Backend(Protocol):
         a load tried again between two polls."""
         ...
 
-    def probe_writer(self) -> None:
+    def probe_writer(self, *, waited: float = 0.0) -> None:
         """:class:`pipeline.store.DatabaseLocked` unless the writer could be
         had now (waiting about as long as ``writer(brief=True)``); holds
-        nothing after: a load tried again asks before it plans."""
+        nothing after: a load tried again asks before it plans. ``waited``:
+        the seconds the caller has asked so far, for the message."""
+        ...
+
+    def writer_wait(self) -> float:
+        """How long ``writer()`` waits for the lock before it gives up."""
         ...
 
     def probe_room(self, need: int) -> None:
@@ -91,8 +96,12 @@ class FileBackend:
         return store.connect(self.path, checkpoint=checkpoint,
                              retry=store.SHORT_RETRY if brief else None)
 
-    def probe_writer(self) -> None:
+    def probe_writer(self, *, waited: float = 0.0) -> None:
+        del waited  # the file's message names the holder, not the wait
         store.probe_writer(self.path)
+
+    def writer_wait(self) -> float:
+        return store.LockRetry().patience
 
     def probe_room(self, need: int) -> None:
         store.probe_room(self.path.parent, need + store.ROOM_MARGIN)

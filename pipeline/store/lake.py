@@ -139,12 +139,13 @@ class LakeBackend:
             pg.close()
 
     @contextmanager
-    def writer_lock(self, wait: float = LOCK_WAIT_SECONDS, *, announce: bool = True
-                    ) -> Iterator[None]:
+    def writer_lock(self, wait: float = LOCK_WAIT_SECONDS, *, announce: bool = True,
+                    said: float | None = None) -> Iterator[None]:
         """Hold the lake's writer lock (a PostgreSQL advisory lock of this
         session: released when the session ends, even if the process dies).
         ``announce`` False: no "waiting for it" warning (the caller says what
-        failed, once)."""
+        failed, once). ``said``: the wait the error names (a caller's probes
+        over that long), ``wait`` by default."""
         import psycopg2
 
         pg = self.lock_session()
@@ -161,7 +162,8 @@ class LakeBackend:
                         cur.execute("SELECT pg_advisory_lock(%s)", [WRITER_LOCK])
                     except psycopg2.errors.LockNotAvailable:
                         raise store.DatabaseLocked(
-                            f"another host has held the lake's writer lock for over {wait:.0f}"
+                            "another host has held the lake's writer lock for over "
+                            f"{wait if said is None else said:.0f}"
                             f" s (a load, a feeds change or maintenance){_holder(cur)}; let it "
                             "finish, or end the stuck process, and run again") from None
             yield
@@ -259,10 +261,14 @@ class LakeBackend:
         with lock, self._connection(read_only=False, writer=True) as con:
             yield con
 
-    def probe_writer(self) -> None:
+    def probe_writer(self, *, waited: float = 0.0) -> None:
         # The lock alone, as briefly as a brief writer waits for it.
-        with self.writer_lock(BRIEF_LOCK_WAIT_SECONDS, announce=False):
+        with self.writer_lock(BRIEF_LOCK_WAIT_SECONDS, announce=False,
+                              said=max(waited, BRIEF_LOCK_WAIT_SECONDS)):
             pass
+
+    def writer_wait(self) -> float:
+        return LOCK_WAIT_SECONDS
 
     def probe_room(self, need: int) -> None:
         pass  # the lake's files go to object storage, its catalog to PostgreSQL

@@ -430,13 +430,14 @@ def failed_and_tried_twice(caplog: pytest.LogCaptureFixture, tries: list[float],
 
 
 @contextmanager
-def analysts_session(database: Path) -> Iterator[None]:
-    """A read-only DuckDB session (`duckdb -readonly`, a notebook) held open in
-    another process for the block: open once this returns, closed at its end."""
+def analysts_session(database: Path, read_only: bool = True) -> Iterator[None]:
+    """A read-only DuckDB session (`duckdb -readonly`, a notebook; ``read_only``
+    False: `duckdb news.duckdb`) held open in another process for the block:
+    open once this returns, closed at its end."""
     script = ("import duckdb, sys, time\n"
               "while True:\n"
               "    try:\n"
-              f"        con = duckdb.connect({str(database)!r}, read_only=True)\n"
+              f"        con = duckdb.connect({str(database)!r}, read_only={read_only})\n"
               "        break\n"
               "    except duckdb.IOException:\n"
               "        time.sleep(0.05)\n"
@@ -808,6 +809,87 @@ def test_feeds_are_still_polled_while_a_kept_batch_waits_for_a_session_held_open
             server.url(f"/{n}") for n in (1, 2, 3, 4))
         assert con.execute("SELECT count(*) FROM entries").fetchone() == (4,)
     assert [p.name for p in (tmp_path / "staging").iterdir() if p.is_dir()] == []
+
+
+def test_feeds_are_still_polled_while_a_load_waits_for_a_session_held_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A load that finds the file held by an analyst's session waits for it
+    (about 18 s). It waited on the database thread, and its feeds counted as
+    in flight: no feed was polled for as long (an 18 s gap in a feed polled
+    every second). Its wait is now probes between polls: the feeds are
+    polled on from the states it carries, and it loads once the session
+    closes, with every item listed meanwhile."""
+
+    with FeedServer() as server:
+        def publish(n: int) -> None:  # the feed lists item n alone, as a short feed
+            name = list(EVENTS)[n % len(EVENTS)]
+            title, text = EVENTS[name]
+            server.route(f"/{n}", Reply(body=page(f"{title} ({n})", f"{text} Report {n}."),
+                                        content_type="text/html; charset=utf-8"))
+            items = [{"title": f"{title} ({n})", "link": server.url(f"/{n}"), "guid": f"g{n}"}]
+            server.route("/news.xml", Reply(body=rss(items, title="news").encode()))
+
+        publish(1)
+        settings = news_feed_settings(tmp_path, server)
+
+        with counting_loads(settings, caplog) as (stored, outcome):
+            with analysts_session(tmp_path / "news.duckdb"):
+                wait_for(lambda: logged(caplog, "waiting for it"), "a load meeting the session",
+                         seconds=30)
+                polls = server.hits["/news.xml"]
+                publish(2)
+                time.sleep(6)  # a third of the load's wait; the feed is due every ~1.2 s
+                polled = server.hits["/news.xml"] - polls
+                fetched = server.hits["/2"]
+            wait_for(lambda: sum(stored) == 2, "both items, loaded after the session")
+        assert len(outcome) == 1 and outcome[0].load.articles_new == 2  # it ended well
+    assert polled >= 2 and fetched == 1, (polled, fetched)
+    assert logged(caplog, "the writer is busy, waiting for it")
+    assert logged(caplog, "loading batch") == []  # the load did not fail
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM entries").fetchone() == (2,)
+    assert [p.name for p in (tmp_path / "staging").iterdir() if p.is_dir()] == []
+
+
+def test_a_session_holding_the_file_read_write_holds_the_polls_not_the_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session that holds the file read-write (`duckdb news.duckdb`) blocks
+    readers too: the read of the due feeds that met it ended the run with
+    the lock's error. The run now warns once, looks again between polls, and
+    once the session is closed polls on and stores what the feed listed."""
+    from functools import partial
+
+    from pipeline import store
+
+    # Each read and load waits for the lock ~1.75 s, not ~18 s: the same path, sooner.
+    monkeypatch.setattr(store, "LockRetry", partial(store.LockRetry, attempts=4))
+
+    with FeedServer() as server:
+        def publish(n: int) -> None:  # the feed lists item n alone, as a short feed
+            name = list(EVENTS)[n % len(EVENTS)]
+            title, text = EVENTS[name]
+            server.route(f"/{n}", Reply(body=page(f"{title} ({n})", f"{text} Report {n}."),
+                                        content_type="text/html; charset=utf-8"))
+            items = [{"title": f"{title} ({n})", "link": server.url(f"/{n}"), "guid": f"g{n}"}]
+            server.route("/news.xml", Reply(body=rss(items, title="news").encode()))
+
+        publish(1)
+        settings = news_feed_settings(tmp_path, server)
+
+        with counting_loads(settings, caplog) as (stored, outcome):
+            with analysts_session(tmp_path / "news.duckdb", read_only=False):
+                wait_for(lambda: logged(caplog, "feeds not polled while the database is held"),
+                         "a read meeting the session", seconds=30)
+                publish(2)
+                time.sleep(3)
+            wait_for(lambda: sum(stored) == 2, "the second item, after the session")
+        assert len(outcome) == 1 and outcome[0].load.articles_new == 2  # it ended well
+    (warning,) = logged(caplog, "feeds not polled")  # said once
+    assert "open read-write" in warning
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM entries").fetchone() == (2,)
 
 
 def test_a_kept_batch_loaded_while_its_feed_is_polled_again_leaves_that_poll_in_flight(
