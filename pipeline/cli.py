@@ -435,13 +435,14 @@ _MAX_OPML_BYTES = 16 * 2**20
 def cmd_feeds(args: argparse.Namespace) -> int:
     from pipeline import store
     from pipeline.sources import feeds
-    from pipeline.store.backend import backend, open_store
+    from pipeline.store.backend import backend, fenced, open_store
 
     settings = _settings(args)
     action = getattr(args, "action", None) or "list"
     try:
         if action == "add":
-            with backend(settings).writer() as con:
+            chosen = backend(settings)
+            with chosen.writer() as con, fenced(con, chosen.describe()):
                 feed = feeds.add(con, settings, args.url, name=args.name)
             print(f"added {feed.url}; it is polled on the next pass")
             return 0
@@ -461,8 +462,10 @@ def cmd_feeds(args: argparse.Namespace) -> int:
             print(f"added {len(result.added)} feed(s), skipped {len(result.skipped)}")
             return 0
         if action in _FEED_CHANGES:
-            with backend(settings).writer() as con:
-                print(_FEED_CHANGES[action](con, settings, args))
+            chosen = backend(settings)
+            with chosen.writer() as con, fenced(con, chosen.describe()):
+                said = _FEED_CHANGES[action](con, settings, args)
+            print(said)
             return 0
     except feeds.ConfiguredFeed as exc:
         raise UserError(f"{exc.url} is in the config file {_config_name(args)}: {exc.action}; "

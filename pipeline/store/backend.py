@@ -13,7 +13,7 @@ with ``MERGE INTO`` instead (serialized across hosts by the lake's writer lock).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import TYPE_CHECKING, Protocol
 
 import duckdb
@@ -169,6 +169,27 @@ def fence(con: duckdb.DuckDBPyConnection) -> None:
     commits two inserts into one table side by side). Nothing in a file."""
     if is_lake(con):
         con.execute("UPDATE meta SET value = uuid()::VARCHAR WHERE key = ?", [FENCE_KEY])
+
+
+@contextmanager
+def fenced(con: duckdb.DuckDBPyConnection, where: str) -> Iterator[None]:
+    """One write transaction around the block, with :func:`fence`: in a lake, of
+    two overlapping writers the second to commit commits nothing and says so
+    in one sentence (``where``: the store, for the sentence). Every write to
+    a lake's tables goes through one (a load, retention, every feeds change)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        fence(con)
+        yield
+        con.execute("COMMIT")
+    except BaseException as exc:
+        # A COMMIT that failed has ended the transaction already.
+        with suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        sentence = store.explain(exc, where) if isinstance(exc, Exception) else None
+        if sentence is None or sentence is exc:
+            raise
+        raise sentence from exc
 
 
 def upsert(
