@@ -404,7 +404,8 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
         done = compact(con, now=datetime.now(UTC), keep=timedelta(days=args.keep_days))
     print(f"data files {done.files_before} -> {done.files_after}; "
-          f"{done.snapshots_expired} snapshots expired, {done.files_deleted} old files deleted")
+          f"{done.snapshots_expired} snapshots expired, {done.files_deleted} old files deleted, "
+          f"{done.orphans_deleted} orphaned files deleted")
     return 0
 
 

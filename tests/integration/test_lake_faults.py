@@ -382,3 +382,45 @@ def test_a_feeds_change_beside_another_writer_commits_nothing_and_says_so(
         assert main(["feeds", "--config", str(config), change, *args]) == 0, change
         assert feeds_table() != before, change
 
+
+def test_compaction_removes_the_data_files_a_failed_load_left_once_a_day_old(
+        tmp_path: Path, catalog: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A load whose catalog sessions were cut off mid-load had written its
+    Parquet files, which no snapshot references: they stayed under the data
+    path for ever. `newsmon compact` removes such files once they are a day
+    old, and never a younger one (a load in flight writes its files before
+    it commits), nor one the lake uses."""
+    import os
+    import time
+
+    from pipeline.cli import main
+
+    settings = lake_settings(tmp_path, catalog)
+    f.stage(settings, "run-1", reports())
+    here = Paused(monkeypatch, settings, "run-1")
+    assert terminate(catalog, "catalog")
+    here.go()
+    assert here.error is not None  # the load failed
+    with backend(settings).writer() as con:
+        assert load(con, settings, "run-1").articles_new == 3
+
+    def orphans() -> list[Path]:
+        with open_store(settings, read_only=True) as con:
+            listed = {name for (name,) in con.execute(
+                "SELECT path FROM __ducklake_metadata_newsmon_lake.ducklake_data_file").fetchall()}
+        return [p for p in (tmp_path / "lake-data").rglob("*.parquet") if p.name not in listed]
+
+    left = orphans()
+    assert left, "the failed load left no data file"
+    compact = ["compact", "--config", str(lake_config(tmp_path, catalog))]
+    assert main(compact) == 0
+    assert "0 orphaned files deleted" in capsys.readouterr().out
+    assert orphans() == left  # younger than a day: maybe a load in flight
+    day_ago = time.time() - 25 * 3600
+    for path in left:
+        os.utime(path, (day_ago, day_ago))
+    assert main(compact) == 0
+    assert f"{len(left)} orphaned files deleted" in capsys.readouterr().out
+    assert orphans() == []
+    assert counts(settings) == {"articles": (3, 3), "entries": (3, 3), "stories": (2, 2)}
