@@ -641,6 +641,16 @@ def _whole_number(minimum: int, maximum: int = _BIGINT_MAX) -> Callable[[str], i
     return parse
 
 
+def _allowed_host(text: str) -> str:
+    """An argparse type: an entry of the address guard's allow-list."""
+    from pipeline.http import allow_entry_problem
+
+    problem = allow_entry_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text.strip()
+
+
 def _workers(text: str) -> int:
     from pipeline.config import MAX_WORKERS
 
@@ -692,7 +702,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extract", help="extract and clean article pages (files or URLs)")
     p.add_argument("sources", nargs="+", metavar="PATH_OR_URL")
     p.add_argument("--json", action="store_true", help="one JSON object per page")
-    p.add_argument("--allow-private", action="append", metavar="HOST[:PORT]",
+    p.add_argument("--allow-private", action="append", metavar="HOST[:PORT]", type=_allowed_host,
                    help="let this private/loopback host through the address guard")
     p.set_defaults(func=cmd_extract)
 

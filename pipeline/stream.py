@@ -300,6 +300,10 @@ class _Stream:
         self.totals = RunTotals()
         self.first_run: str | None = None
         self.counts = {"entries": 0, "articles": 0, "rejected": 0, "retry": 0, "deferred": 0}
+        # The pages whose last try failed for a reason that may pass: the
+        # summary's "to retry later" is these, not every failed try of a run
+        # that retries a page each poll interval.
+        self.retrying: set[tuple[str, str]] = set()
         self.feed_counts = {"polled": 0, "failed": 0, "new": 0, "retry": 0, "deferred": 0}
         self.due = 0
         self.entries_total = 0
@@ -603,8 +607,13 @@ class _Stream:
             batch.write("entries", deferred_record(work.entry, work.attempts))
             self.counts["deferred"] += 1
         else:
-            record_outcome(batch, work.entry, outcome, work.attempts + 1, self.counts,
-                           datetime.now(UTC))
+            status = record_outcome(batch, work.entry, outcome, work.attempts + 1, self.counts,
+                                    datetime.now(UTC))
+            key = (work.entry.feed_url, work.entry.id)
+            if status == "retry":
+                self.retrying.add(key)
+            else:
+                self.retrying.discard(key)
         batch.keys.append((work.entry.feed_url, work.entry.id))
         self.progress("process", self.counts["entries"] + self.counts["deferred"],
                       self.entries_total)
@@ -992,7 +1001,8 @@ class _Stream:
             poll=PollSummary(run_id=run_id, feeds_polled=f["polled"], feeds_failed=f["failed"],
                              entries_new=f["new"], entries_retry=f["retry"],
                              feeds_deferred=f["deferred"]),
-            process=ProcessSummary(run_id=run_id, shard=0, **self.counts),
+            process=ProcessSummary(run_id=run_id, shard=0,
+                                   **{**self.counts, "retry": len(self.retrying)}),
             batches=totals.batches,
             plan=replace(totals.plan, run_id=run_id, already_loaded=False),
             load=replace(totals.load, run_id=run_id, already_loaded=False),

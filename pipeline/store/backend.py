@@ -85,6 +85,7 @@ class FileBackend:
         self.path = settings.database
 
     def exists(self) -> bool:
+        store.refuse_an_odd_path(self.path)  # not "no database here yet"
         return self.path.exists()
 
     def connect(self, *, read_only: bool = False, schema_if_empty: bool = True

@@ -892,6 +892,33 @@ def test_a_session_holding_the_file_read_write_holds_the_polls_not_the_run(
         assert con.execute("SELECT count(*) FROM entries").fetchone() == (2,)
 
 
+def test_a_continuous_runs_summary_counts_the_pages_waiting_to_be_retried_now(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A page that failed for a reason that may pass is tried again at each
+    poll interval. The run's summary said "N to retry later" with N every
+    failed try of the run, pages since stored included; it is the pages
+    still waiting: 0 once the page that failed twice is stored."""
+    from pipeline.cli import _summary
+    from pipeline.run import PassResult
+
+    with FeedServer() as server:
+        title, text = EVENTS["quake"]
+        good = Reply(body=page(title, text), content_type="text/html; charset=utf-8")
+        server.route("/quake/1", lambda headers: (
+            Reply(status=503) if server.hits["/quake/1"] <= 2 else good))
+        server.route("/news.xml", Reply(body=rss(
+            [{"title": title, "link": server.url("/quake/1"), "guid": "quake-1"}],
+            title="news").encode()))
+        settings = news_feed_settings(tmp_path, server)
+        with counting_loads(settings, caplog) as (_, outcome):
+            pass  # entered once the page, tried a third time, is stored
+    (result,) = outcome
+    assert server.hits["/quake/1"] == 3 and result.process.articles == 1
+    assert result.process.retry == 0, result.process
+    assert isinstance(result, PassResult) and "to retry later" not in _summary(result)
+
+
 def test_a_kept_batch_loaded_while_its_feed_is_polled_again_leaves_that_poll_in_flight(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
