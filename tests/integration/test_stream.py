@@ -429,6 +429,28 @@ def failed_and_tried_twice(caplog: pytest.LogCaptureFixture, tries: list[float],
     return failed
 
 
+def publish_alone(server: FeedServer, n: int) -> None:
+    """``/news.xml`` lists item n alone, as a short feed; its page is ``/<n>``."""
+    name = list(EVENTS)[n % len(EVENTS)]
+    title, text = EVENTS[name]
+    server.route(f"/{n}", Reply(body=page(f"{title} ({n})", f"{text} Report {n}."),
+                                content_type="text/html; charset=utf-8"))
+    items = [{"title": f"{title} ({n})", "link": server.url(f"/{n}"), "guid": f"g{n}"}]
+    server.route("/news.xml", Reply(body=rss(items, title="news").encode()))
+
+
+@contextmanager
+def short_feed_run(tmp_path: Path, server: FeedServer, caplog: pytest.LogCaptureFixture
+                   ) -> Iterator[tuple[Settings, list[int], list[Any]]]:
+    """:func:`counting_loads` of :func:`news_feed_settings` with ``/news.xml``
+    listing item 1 (:func:`publish_alone`): the settings, the articles each
+    batch stored, the run's outcome."""
+    publish_alone(server, 1)
+    settings = news_feed_settings(tmp_path, server)
+    with counting_loads(settings, caplog) as (stored, outcome):
+        yield settings, stored, outcome
+
+
 @contextmanager
 def analysts_session(database: Path, read_only: bool = True) -> Iterator[None]:
     """A read-only DuckDB session (`duckdb -readonly`, a notebook; ``read_only``
@@ -781,24 +803,13 @@ def test_feeds_are_still_polled_while_a_kept_batch_waits_for_a_session_held_open
     feed listed during the session is stored once it closes."""
 
     with FeedServer() as server:
-        def publish(n: int) -> None:  # the feed lists item n alone, as a short feed
-            name = list(EVENTS)[n % len(EVENTS)]
-            title, text = EVENTS[name]
-            server.route(f"/{n}", Reply(body=page(f"{title} ({n})", f"{text} Report {n}."),
-                                        content_type="text/html; charset=utf-8"))
-            items = [{"title": f"{title} ({n})", "link": server.url(f"/{n}"), "guid": f"g{n}"}]
-            server.route("/news.xml", Reply(body=rss(items, title="news").encode()))
-
-        publish(1)
-        settings = news_feed_settings(tmp_path, server)
-
-        with counting_loads(settings, caplog) as (stored, outcome):
+        with short_feed_run(tmp_path, server, caplog) as (settings, stored, outcome):
             with analysts_session(tmp_path / "news.duckdb"):
                 wait_for(lambda: logged(caplog, "loading batch"), "a load meeting the session")
                 # Each listed for 12 s while the kept batch waits: polled about
                 # every 5 s here (the schedule), on 2 busy cores 8 s was short.
                 for n in (2, 3, 4):
-                    publish(n)
+                    publish_alone(server, n)
                     time.sleep(12)
                 fetched = [n for n in (2, 3, 4) if server.hits[f"/{n}"]]
             assert fetched == [2, 3, 4], f"pages fetched while the batch was kept: {fetched}"
@@ -822,23 +833,12 @@ def test_feeds_are_still_polled_while_a_load_waits_for_a_session_held_open(
     closes, with every item listed meanwhile."""
 
     with FeedServer() as server:
-        def publish(n: int) -> None:  # the feed lists item n alone, as a short feed
-            name = list(EVENTS)[n % len(EVENTS)]
-            title, text = EVENTS[name]
-            server.route(f"/{n}", Reply(body=page(f"{title} ({n})", f"{text} Report {n}."),
-                                        content_type="text/html; charset=utf-8"))
-            items = [{"title": f"{title} ({n})", "link": server.url(f"/{n}"), "guid": f"g{n}"}]
-            server.route("/news.xml", Reply(body=rss(items, title="news").encode()))
-
-        publish(1)
-        settings = news_feed_settings(tmp_path, server)
-
-        with counting_loads(settings, caplog) as (stored, outcome):
+        with short_feed_run(tmp_path, server, caplog) as (settings, stored, outcome):
             with analysts_session(tmp_path / "news.duckdb"):
                 wait_for(lambda: logged(caplog, "waiting for it"), "a load meeting the session",
                          seconds=30)
                 polls = server.hits["/news.xml"]
-                publish(2)
+                publish_alone(server, 2)
                 time.sleep(6)  # a third of the load's wait; the feed is due every ~1.2 s
                 polled = server.hits["/news.xml"] - polls
                 fetched = server.hits["/2"]
@@ -867,22 +867,11 @@ def test_a_session_holding_the_file_read_write_holds_the_polls_not_the_run(
     monkeypatch.setattr(store, "LockRetry", partial(store.LockRetry, attempts=4))
 
     with FeedServer() as server:
-        def publish(n: int) -> None:  # the feed lists item n alone, as a short feed
-            name = list(EVENTS)[n % len(EVENTS)]
-            title, text = EVENTS[name]
-            server.route(f"/{n}", Reply(body=page(f"{title} ({n})", f"{text} Report {n}."),
-                                        content_type="text/html; charset=utf-8"))
-            items = [{"title": f"{title} ({n})", "link": server.url(f"/{n}"), "guid": f"g{n}"}]
-            server.route("/news.xml", Reply(body=rss(items, title="news").encode()))
-
-        publish(1)
-        settings = news_feed_settings(tmp_path, server)
-
-        with counting_loads(settings, caplog) as (stored, outcome):
+        with short_feed_run(tmp_path, server, caplog) as (settings, stored, outcome):
             with analysts_session(tmp_path / "news.duckdb", read_only=False):
                 wait_for(lambda: logged(caplog, "feeds not polled while the database is held"),
                          "a read meeting the session", seconds=30)
-                publish(2)
+                publish_alone(server, 2)
                 time.sleep(3)
             wait_for(lambda: sum(stored) == 2, "the second item, after the session")
         assert len(outcome) == 1 and outcome[0].load.articles_new == 2  # it ended well
