@@ -448,7 +448,8 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
         done = compact(con, now=datetime.now(UTC), keep=timedelta(days=args.keep_days))
     print(f"data files {done.files_before} -> {done.files_after}; "
-          f"{done.snapshots_expired} snapshots expired, {done.files_deleted} old files deleted")
+          f"{done.snapshots_expired} snapshots expired, {done.files_deleted} old files deleted, "
+          f"{done.orphans_deleted} orphaned files deleted")
     return 0
 
 
@@ -479,13 +480,14 @@ _MAX_OPML_BYTES = 16 * 2**20
 def cmd_feeds(args: argparse.Namespace) -> int:
     from pipeline import store
     from pipeline.sources import feeds
-    from pipeline.store.backend import backend, open_store
+    from pipeline.store.backend import backend, fenced, open_store
 
     settings = _settings(args)
     action = getattr(args, "action", None) or "list"
     try:
         if action == "add":
-            with backend(settings).writer() as con:
+            chosen = backend(settings)
+            with chosen.writer() as con, fenced(con, chosen.describe()):
                 feed = feeds.add(con, settings, args.url, name=args.name)
             print(f"added {feed.url}; it is polled on the next pass")
             return 0
@@ -505,8 +507,10 @@ def cmd_feeds(args: argparse.Namespace) -> int:
             print(f"added {len(result.added)} feed(s), skipped {len(result.skipped)}")
             return 0
         if action in _FEED_CHANGES:
-            with backend(settings).writer() as con:
-                print(_FEED_CHANGES[action](con, settings, args))
+            chosen = backend(settings)
+            with chosen.writer() as con, fenced(con, chosen.describe()):
+                said = _FEED_CHANGES[action](con, settings, args)
+            print(said)
             return 0
     except feeds.ConfiguredFeed as exc:
         raise UserError(f"{exc.url} is in the config file {_config_name(args)}: {exc.action}; "
@@ -681,6 +685,16 @@ def _whole_number(minimum: int, maximum: int = _BIGINT_MAX) -> Callable[[str], i
     return parse
 
 
+def _allowed_host(text: str) -> str:
+    """An argparse type: an entry of the address guard's allow-list."""
+    from pipeline.http import allow_entry_problem
+
+    problem = allow_entry_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text.strip()
+
+
 def _workers(text: str) -> int:
     from pipeline.config import MAX_WORKERS
 
@@ -732,7 +746,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extract", help="extract and clean article pages (files or URLs)")
     p.add_argument("sources", nargs="+", metavar="PATH_OR_URL")
     p.add_argument("--json", action="store_true", help="one JSON object per page")
-    p.add_argument("--allow-private", action="append", metavar="HOST[:PORT]",
+    p.add_argument("--allow-private", action="append", metavar="HOST[:PORT]", type=_allowed_host,
                    help="let this private/loopback host through the address guard")
     p.set_defaults(func=cmd_extract)
 

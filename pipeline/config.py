@@ -22,7 +22,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from pipeline import strict_yaml
 from pipeline.datafile import Strict, Text, validate
-from pipeline.http import FetchLimits
+from pipeline.http import FetchLimits, allow_entry_problem
 from pipeline.ids import feed_key
 from pipeline.signal.cluster import Options as ClusterOptions
 
@@ -244,6 +244,16 @@ _LIMITS = FetchLimits()
 
 class FetchConfig(Strict):
     allow_private: tuple[str, ...] = ()
+
+    @field_validator("allow_private")
+    @classmethod
+    def _allow_entries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            problem = allow_entry_problem(entry)
+            if problem is not None:
+                raise ValueError(problem)
+        return tuple(entry.strip() for entry in value)
+
     # A whole request, body included (20 s as Miniflux): a server trickling
     # its bytes holds one request that long at most.
     timeout: float = Field(default=_LIMITS.total_timeout, gt=0)

@@ -198,9 +198,10 @@ def deferred_record(entry: FeedEntry, attempts: int) -> dict[str, Any]:
 def record_outcome(
     sink: staging.Sink, entry: FeedEntry, outcome: TaggedArticle | Rejection,
     tries: int, counts: dict[str, int], now: datetime,
-) -> None:
+) -> str:
     """Stage what became of one entry's page (``tries``: attempts so far, this
-    one included) and count it in ``counts``."""
+    one included) and count it in ``counts``; the entry's status (``stored``,
+    ``retry``: tried again later, or ``rejected``)."""
     counts["entries"] += 1
     if isinstance(outcome, TaggedArticle):
         a = outcome.article
@@ -208,17 +209,15 @@ def record_outcome(
         sink.write("entries", _entry_status(entry, status="stored", attempts=tries,
                                             article_id=a.id))
         counts["articles"] += 1
-        return
-    if outcome.transient and tries < MAX_PAGE_ATTEMPTS:
-        sink.write("entries", _entry_status(entry, status="retry", attempts=tries))
-        counts["retry"] += 1
-    else:
-        sink.write("entries", _entry_status(entry, status="rejected", attempts=tries))
-        counts["rejected"] += 1
+        return "stored"
+    status = "retry" if outcome.transient and tries < MAX_PAGE_ATTEMPTS else "rejected"
+    sink.write("entries", _entry_status(entry, status=status, attempts=tries))
+    counts[status] += 1
     reason = outcome.reason
     if outcome.transient:
         reason = f"{reason} (attempt {tries} of {MAX_PAGE_ATTEMPTS})"
     sink.write("rejected", {**rejection_record(outcome, now), "reason": reason})
+    return status
 
 
 # -- load and send -------------------------------------------------------------------------

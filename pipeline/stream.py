@@ -50,7 +50,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -115,6 +115,10 @@ _MAX_SLEEP = 60.0
 # database thread, which the next poll's due-feed lookup waits for.
 _LOAD_AGAIN = 5.0
 _LOAD_AGAIN_MAX = 30.0
+# A load waits for the writer by probes this far apart at first, then twice
+# as far after each, up to the second (store.LockRetry's schedule).
+_WRITER_PROBE_FIRST = store.LockRetry().first_delay
+_WRITER_PROBE_MAX = store.LockRetry().max_delay
 # Continuous mode: a send round is tried between two polls only when an alert
 # is due (one the stream's loads queued, or a retry whose backoff ended), or
 # this long after the last round at most (alerts another process queued, a
@@ -286,6 +290,8 @@ class _Stream:
         self.failed_batches: list[_Batch] = []  # staged in failed_run, not loaded
         self.load_again_at = 0.0  # time.monotonic() of the failed run's next try
         self.load_tries = 0  # the failed run's tries again so far
+        self.waiting_writer = False  # a load waits for the writer (another holds it)
+        self.read_error: str | None = None  # the due feeds' last failed read, said once
         self.shard = 0
         self.send_error: BaseException | None = None
         self.lookups: list[tuple[Sequence[tuple[str, str]],
@@ -294,6 +300,10 @@ class _Stream:
         self.totals = RunTotals()
         self.first_run: str | None = None
         self.counts = {"entries": 0, "articles": 0, "rejected": 0, "retry": 0, "deferred": 0}
+        # The pages whose last try failed for a reason that may pass: the
+        # summary's "to retry later" is these, not every failed try of a run
+        # that retries a page each poll interval.
+        self.retrying: set[tuple[str, str]] = set()
         self.feed_counts = {"polled": 0, "failed": 0, "new": 0, "retry": 0, "deferred": 0}
         self.due = 0
         self.entries_total = 0
@@ -525,12 +535,15 @@ class _Stream:
         try:
             async with asyncio.timeout_at(self.deadline):  # loop.time() is time.monotonic()
                 polled = await poller.poll(feed, state, now=now, known_items=known_items)
-        except TimeoutError:
-            # Not done within the pass's budget: left as it was, due next pass.
+        except (TimeoutError, store.DatabaseLocked) as exc:
+            # Not done within the pass's budget, or its entries could not be
+            # looked up (the file held read-write by another session): left
+            # as it was, due next pass.
             self.feed_counts["deferred"] += 1
             self.busy_feeds.discard(feed.url)
             self.polling.discard(feed.url)
-            log.warning("feed deferred to the next pass, the time budget was spent: %s",
+            log.warning("feed deferred to the next pass, %s: %s",
+                        "the time budget was spent" if isinstance(exc, TimeoutError) else exc,
                         feed.url, extra={"feed": feed.url})
             return
         self.feed_counts["polled"] += 1
@@ -594,8 +607,13 @@ class _Stream:
             batch.write("entries", deferred_record(work.entry, work.attempts))
             self.counts["deferred"] += 1
         else:
-            record_outcome(batch, work.entry, outcome, work.attempts + 1, self.counts,
-                           datetime.now(UTC))
+            status = record_outcome(batch, work.entry, outcome, work.attempts + 1, self.counts,
+                                    datetime.now(UTC))
+            key = (work.entry.feed_url, work.entry.id)
+            if status == "retry":
+                self.retrying.add(key)
+            else:
+                self.retrying.discard(key)
         batch.keys.append((work.entry.feed_url, work.entry.id))
         self.progress("process", self.counts["entries"] + self.counts["deferred"],
                       self.entries_total)
@@ -614,11 +632,12 @@ class _Stream:
             self.batch.write("rejected", rejection_record(rejection, done.now))
         self.batch.feeds.append(url)
         self.settled[url] = (_state_of(done.polled.update), self.batch)
-        if self.failed is not None:
-            # A failed load's batches may wait for hours (a notebook left open):
-            # the feed is polled on, from this state, or what it lists only
-            # meanwhile is lost. Its entries stay in flight (self.keys). The
-            # loop wakes for it: its next poll was not known while it was busy.
+        if self.failed is not None or self.waiting_writer:
+            # A failed load's batches may wait for hours (a notebook left open),
+            # a load for the writer up to its wait: the feed is polled on, from
+            # this state, or what it lists only meanwhile is lost. Its entries
+            # stay in flight (self.keys). The loop wakes for it: its next poll
+            # was not known while it was busy.
             self.busy_feeds.discard(url)
             self.freed += 1
 
@@ -677,16 +696,17 @@ class _Stream:
         return run_id
 
     def _plan_and_load(self, settings: Settings, run_id: str, brief: bool = False,
-                       room: bool = False) -> tuple[PlanResult, LoadResult]:
+                       room: bool = False, waited: float = 0.0
+                       ) -> tuple[PlanResult, LoadResult]:
         # The warm clusterer is given back only to a plan with the cluster
         # settings it was made with (store.warm): an edited `cluster:` restores.
         with explained(settings.database):
             if brief:
-                # A load tried again while the file may still be held: the
-                # plan (read-only, seconds at 50,000 articles on the database
+                # Each try of a load that may find the file held: the plan
+                # (read-only, seconds at 50,000 articles on the database
                 # thread) only once the writer could be had. Not held through
                 # the plan: it is taken again for the load, briefly.
-                backend(settings).probe_writer()
+                backend(settings).probe_writer(waited=waited)
             if room:
                 # A load tried again after a full disk: the plan only once
                 # the staged run would fit (it may still not: the load says).
@@ -760,9 +780,48 @@ class _Stream:
         """Nothing on its way to a batch: no page fetched, extracted or staged."""
         return not (self.batch.records or self.extracting or self.polled)
 
+    def _poll_on(self, batch: _Batch) -> None:
+        """The feeds whose states ``batch`` (staged, not loaded) and the batch
+        being filled carry are polled on from those states (``settled``)."""
+        self.busy_feeds.difference_update({*batch.feeds, *self.batch.feeds} - self.polling)
+        self.freed += 1
+
+    async def _load_when_free(self, settings: Settings, batch: _Batch, run_id: str
+                              ) -> tuple[PlanResult, LoadResult]:
+        """Plan and load ``run_id``, waiting for the writer as long as a writer
+        waits for it (about 18 s for the file, 10 minutes for a lake's lock),
+        by brief tries on the database thread (each asks for the writer about
+        0.3 s, a lake's lock 1 s, before it plans) with the waits between them
+        asleep on the event loop: the due-feed reads and seen-entry lookups of
+        the polls go on meanwhile (a load waiting on the database thread held
+        every poll back that long). Raises the last try's
+        :class:`~pipeline.store.DatabaseLocked` once the wait is over."""
+        wait = backend(settings).writer_wait()
+        started, delay = time.monotonic(), _WRITER_PROBE_FIRST
+        try:
+            while True:
+                waited = time.monotonic() - started
+                try:
+                    return await self.db(self._plan_and_load, settings, run_id, True, False,
+                                         waited)
+                except store.DatabaseLocked as exc:
+                    left = wait - (time.monotonic() - started)
+                    if left <= 0:
+                        raise
+                    if not self.waiting_writer:
+                        self.waiting_writer = True
+                        self._poll_on(batch)
+                        log.warning("batch %s: the writer is busy, waiting for it (up to %.0f s;"
+                                    " the feeds are polled meanwhile): %s", run_id, wait, exc,
+                                    extra={"run_id": run_id})
+                    await asyncio.sleep(min(delay, left))
+                    delay = min(delay * 2, _WRITER_PROBE_MAX)
+        finally:
+            self.waiting_writer = False
+
     async def _load(self, run_id: str, batch: _Batch, settings: Settings) -> None:
         try:
-            planned, loaded = await self.db(self._plan_and_load, settings, run_id)
+            planned, loaded = await self._load_when_free(settings, batch, run_id)
         except Exception as exc:  # noqa: BLE001 - raised by finish(), once all is staged
             # Kept for the next pass, with what is still in flight beside it.
             log.error("loading batch %s failed; its staging is kept for the next pass: %s",
@@ -770,10 +829,7 @@ class _Stream:
             self.failed, self.failed_run = exc, run_id
             self.failed_batches.append(batch)
             self._failed_load()
-            # Their states are staged: the feeds are polled on from them.
-            self.busy_feeds.difference_update(
-                {*batch.feeds, *self.batch.feeds} - self.polling)
-            self.freed += 1
+            self._poll_on(batch)
             return
         await self._loaded(planned, loaded, [batch])
 
@@ -945,7 +1001,8 @@ class _Stream:
             poll=PollSummary(run_id=run_id, feeds_polled=f["polled"], feeds_failed=f["failed"],
                              entries_new=f["new"], entries_retry=f["retry"],
                              feeds_deferred=f["deferred"]),
-            process=ProcessSummary(run_id=run_id, shard=0, **self.counts),
+            process=ProcessSummary(run_id=run_id, shard=0,
+                                   **{**self.counts, "retry": len(self.retrying)}),
             batches=totals.batches,
             plan=replace(totals.plan, run_id=run_id, already_loaded=False),
             load=replace(totals.load, run_id=run_id, already_loaded=False),
@@ -1040,7 +1097,18 @@ async def _keep_polling(stream: _Stream, poller: poll.FeedPoller, stop: threadin
         retries = time.monotonic() - last_retry >= _pace(stream.settings)[0]
         if retries:
             last_retry = time.monotonic()
-        next_due = await stream.start_polls(poller, force=False, retries=retries)
+        try:
+            next_due = await stream.start_polls(poller, force=False, retries=retries)
+        except store.DatabaseLocked as exc:
+            # Held read-write (`duckdb news.duckdb`, a notebook): even the
+            # feeds' states cannot be read. The run waits, it does not end.
+            if str(exc) != stream.read_error:
+                log.warning("feeds not polled while the database is held, looking again "
+                            "every %.0f s: %s", _LOAD_AGAIN, exc)
+            stream.read_error = str(exc)
+            next_due = datetime.now(UTC) + timedelta(seconds=_LOAD_AGAIN)
+        else:
+            stream.read_error = None
         if (stream.loading is None or stream.loading.done()) and stream.send_is_due():
             await stream.send()
         await stream.fold()

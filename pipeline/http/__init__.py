@@ -32,7 +32,7 @@ from ._errors import (
     NetworkError,
     TooManyRedirects,
 )
-from ._guard import check_address, check_written_host, is_allowed
+from ._guard import allow_entry_problem, check_address, check_written_host, is_allowed
 from ._models import FetchLimits, Response
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "NetworkError",
     "Response",
     "TooManyRedirects",
+    "allow_entry_problem",
     "check_address",
     "check_written_host",
     "is_allowed",

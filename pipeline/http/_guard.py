@@ -20,6 +20,7 @@ result.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
@@ -139,6 +140,40 @@ def is_allowed(host: str, port: int, allow: Iterable[str]) -> bool:
     if ":" in host:  # IPv6 literal, written either bare or in brackets
         candidates |= {f"[{host}]", f"[{host}]:{port}"}
     return not candidates.isdisjoint(allow)
+
+
+# A host name as an allow-list entry writes it: labels of letters, digits,
+# '-' and '_' (intranet names have them), dots between, one at the end at most.
+_HOST_NAME = re.compile(r"[\w-]+(?:\.[\w-]+)*\.?")
+_ALLOW_EXAMPLES = "as intranet.example, 127.0.0.1:8080 or [::1]:8080"
+
+
+def allow_entry_problem(entry: str) -> str | None:
+    """Why ``entry`` cannot be an allow-list entry (``fetch.allow_private``,
+    ``--allow-private``), or None: a host name or IP address, with a port
+    (1-65535) or not, an IPv6 address bare or in brackets. :func:`is_allowed`
+    matches the text as written, so an entry no URL can name (``::::``) would
+    allow nothing, without a word."""
+    text = entry.strip()
+    bracketed = re.fullmatch(r"\[([^\]]*)\](?::([^:]*))?", text)
+    if bracketed:
+        host, port, ipv6 = bracketed.group(1), bracketed.group(2), True
+    elif text.count(":") >= 2:
+        host, port, ipv6 = text, None, True
+    else:
+        host, _, port = text.partition(":")
+        port, ipv6 = (port if ":" in text else None), False
+    if port is not None and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        return f"{entry!r} has no port 1-65535 after its colon ({_ALLOW_EXAMPLES})"
+    if ipv6:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return f"{entry!r} is not an IPv6 address ({_ALLOW_EXAMPLES})"
+        return None
+    if not _HOST_NAME.fullmatch(host):
+        return f"{entry!r} is not a host name or IP address ({_ALLOW_EXAMPLES})"
+    return None
 
 
 def check_written_host(host: str, port: int, allow: Iterable[str]) -> str | None:

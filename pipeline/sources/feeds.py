@@ -44,7 +44,7 @@ from pipeline import store
 from pipeline.config import FeedConfig, Settings
 from pipeline.http import check_written_host
 from pipeline.ids import feed_key
-from pipeline.store.backend import fence
+from pipeline.store.backend import backend, fenced
 
 __all__ = ["ConfiguredFeed", "Feed", "FeedError", "FeedHealth", "ImportResult", "OpmlFeed",
            "add", "all_feeds", "export_opml", "health", "import_opml", "parse_opml", "pause",
@@ -342,9 +342,8 @@ def import_opml(con: duckdb.DuckDBPyConnection, settings: Settings, data: bytes)
     skipped: list[tuple[str, str]] = []
     seen: set[str] = set()
     known = _Known.read(con, settings)
-    con.execute("BEGIN TRANSACTION")
-    try:
-        fence(con)  # a lake: no other writer commits beside this (its lock cut off)
+    # A lake: no other writer commits beside this (its lock cut off).
+    with fenced(con, backend(settings).describe()):
         for outline in outlines:
             try:
                 feed = _checked(outline.url, outline.name, settings)
@@ -356,10 +355,6 @@ def import_opml(con: duckdb.DuckDBPyConnection, settings: Settings, data: bytes)
                 skipped.append((outline.url[:2048], str(exc)))
                 continue
             added.append(feed)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return ImportResult(added=tuple(added), skipped=tuple(skipped))
 
 

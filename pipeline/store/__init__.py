@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -366,6 +367,15 @@ class LockRetry:
     # (a short try repeated between polls would say it every time).
     announce: bool = True
 
+    @property
+    def patience(self) -> float:
+        """Seconds slept between the first try and the last (about 18 s by default)."""
+        delay, total = self.first_delay, 0.0
+        for _ in range(self.attempts - 1):
+            total += delay
+            delay = min(delay * 2, self.max_delay)
+        return total
+
 
 def _connect(path: Path, *, read_only: bool, retry: LockRetry) -> duckdb.DuckDBPyConnection:
     delay = retry.first_delay
@@ -421,6 +431,23 @@ def _unopenable(path: Path, message: str, *, read_only: bool) -> StoreError:
     return StoreError(f"{path}: cannot open the database: {message}")
 
 
+def refuse_an_odd_path(path: Path) -> None:
+    """:class:`StoreError` when ``path`` can be no database file: a loop of
+    symbolic links (DuckDB said "Too many levels of symbolic links", and a
+    reader "no database here yet"), or a device, pipe or socket (``/dev/null``
+    read as a damaged database, to move aside)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StoreError(f"{path} is a loop of symbolic links, not a database file: set "
+                             "`database:` to a file's path (newsmon creates the file)") from None
+        return  # no file yet (or a link to none): a writer creates it
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise StoreError(f"{path} is a device, pipe or socket, not a database file: set "
+                         "`database:` to a file's path (newsmon creates the file)")
+
+
 @contextmanager
 def connect(
     path: Path, *, read_only: bool = False, retry: LockRetry | None = None,
@@ -442,6 +469,7 @@ def connect(
     every connection reads it, so nothing committed waits on it or is lost
     with the process."""
     retry = retry or LockRetry()
+    refuse_an_odd_path(path)
     if read_only and not path.exists():
         raise StoreError(f"{path}: no database here yet; run `newsmon run --once` first")
     if not read_only:

@@ -13,7 +13,7 @@ with ``MERGE INTO`` instead (serialized across hosts by the lake's writer lock).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import TYPE_CHECKING, Protocol
 
 import duckdb
@@ -48,10 +48,15 @@ class Backend(Protocol):
         a load tried again between two polls."""
         ...
 
-    def probe_writer(self) -> None:
+    def probe_writer(self, *, waited: float = 0.0) -> None:
         """:class:`pipeline.store.DatabaseLocked` unless the writer could be
         had now (waiting about as long as ``writer(brief=True)``); holds
-        nothing after: a load tried again asks before it plans."""
+        nothing after: a load tried again asks before it plans. ``waited``:
+        the seconds the caller has asked so far, for the message."""
+        ...
+
+    def writer_wait(self) -> float:
+        """How long ``writer()`` waits for the lock before it gives up."""
         ...
 
     def probe_room(self, need: int) -> None:
@@ -80,6 +85,7 @@ class FileBackend:
         self.path = settings.database
 
     def exists(self) -> bool:
+        store.refuse_an_odd_path(self.path)  # not "no database here yet"
         return self.path.exists()
 
     def connect(self, *, read_only: bool = False, schema_if_empty: bool = True
@@ -91,8 +97,12 @@ class FileBackend:
         return store.connect(self.path, checkpoint=checkpoint,
                              retry=store.SHORT_RETRY if brief else None)
 
-    def probe_writer(self) -> None:
+    def probe_writer(self, *, waited: float = 0.0) -> None:
+        del waited  # the file's message names the holder, not the wait
         store.probe_writer(self.path)
+
+    def writer_wait(self) -> float:
+        return store.LockRetry().patience
 
     def probe_room(self, need: int) -> None:
         store.probe_room(self.path.parent, need + store.ROOM_MARGIN)
@@ -160,6 +170,27 @@ def fence(con: duckdb.DuckDBPyConnection) -> None:
     commits two inserts into one table side by side). Nothing in a file."""
     if is_lake(con):
         con.execute("UPDATE meta SET value = uuid()::VARCHAR WHERE key = ?", [FENCE_KEY])
+
+
+@contextmanager
+def fenced(con: duckdb.DuckDBPyConnection, where: str) -> Iterator[None]:
+    """One write transaction around the block, with :func:`fence`: in a lake, of
+    two overlapping writers the second to commit commits nothing and says so
+    in one sentence (``where``: the store, for the sentence). Every write to
+    a lake's tables goes through one (a load, retention, every feeds change)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        fence(con)
+        yield
+        con.execute("COMMIT")
+    except BaseException as exc:
+        # A COMMIT that failed has ended the transaction already.
+        with suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        sentence = store.explain(exc, where) if isinstance(exc, Exception) else None
+        if sentence is None or sentence is exc:
+            raise
+        raise sentence from exc
 
 
 def upsert(

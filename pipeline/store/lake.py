@@ -139,12 +139,13 @@ class LakeBackend:
             pg.close()
 
     @contextmanager
-    def writer_lock(self, wait: float = LOCK_WAIT_SECONDS, *, announce: bool = True
-                    ) -> Iterator[None]:
+    def writer_lock(self, wait: float = LOCK_WAIT_SECONDS, *, announce: bool = True,
+                    said: float | None = None) -> Iterator[None]:
         """Hold the lake's writer lock (a PostgreSQL advisory lock of this
         session: released when the session ends, even if the process dies).
         ``announce`` False: no "waiting for it" warning (the caller says what
-        failed, once)."""
+        failed, once). ``said``: the wait the error names (a caller's probes
+        over that long), ``wait`` by default."""
         import psycopg2
 
         pg = self.lock_session()
@@ -161,7 +162,8 @@ class LakeBackend:
                         cur.execute("SELECT pg_advisory_lock(%s)", [WRITER_LOCK])
                     except psycopg2.errors.LockNotAvailable:
                         raise store.DatabaseLocked(
-                            f"another host has held the lake's writer lock for over {wait:.0f}"
+                            "another host has held the lake's writer lock for over "
+                            f"{wait if said is None else said:.0f}"
                             f" s (a load, a feeds change or maintenance){_holder(cur)}; let it "
                             "finish, or end the stuck process, and run again") from None
             yield
@@ -259,10 +261,14 @@ class LakeBackend:
         with lock, self._connection(read_only=False, writer=True) as con:
             yield con
 
-    def probe_writer(self) -> None:
+    def probe_writer(self, *, waited: float = 0.0) -> None:
         # The lock alone, as briefly as a brief writer waits for it.
-        with self.writer_lock(BRIEF_LOCK_WAIT_SECONDS, announce=False):
+        with self.writer_lock(BRIEF_LOCK_WAIT_SECONDS, announce=False,
+                              said=max(waited, BRIEF_LOCK_WAIT_SECONDS)):
             pass
+
+    def writer_wait(self) -> float:
+        return LOCK_WAIT_SECONDS
 
     def probe_room(self, need: int) -> None:
         pass  # the lake's files go to object storage, its catalog to PostgreSQL
@@ -334,6 +340,7 @@ class Compaction:
     files_after: int
     snapshots_expired: int
     files_deleted: int  # files of expired snapshots removed from the data path
+    orphans_deleted: int = 0  # files no snapshot references (a load that failed) removed
 
 
 def _live_files(con: duckdb.DuckDBPyConnection) -> int:
@@ -342,10 +349,44 @@ def _live_files(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row else 0
 
 
+# A data file no snapshot references is an orphan once it is this old: a
+# load that failed after writing its Parquet files (its catalog session cut
+# off, the process killed) left it. A load in flight, whose files are not
+# committed yet, takes minutes, not a day (even one whose lock was cut off).
+ORPHAN_AGE = timedelta(days=1)
+
+
+def _delete_orphans(con: duckdb.DuckDBPyConnection, before: datetime) -> int:
+    """Delete the files under the data path that no snapshot references and
+    that were last written before ``before`` (``ducklake_delete_orphaned_files``);
+    how many. DuckLake compares paths as strings: should one of them name a
+    file the catalog lists (the data path spelled otherwise than the lake
+    recorded it), it deletes nothing and says so."""
+    listed = con.execute(f"CALL ducklake_delete_orphaned_files('{LAKE_ALIAS}', older_than => ?,"
+                         " dry_run => true)", [before]).fetchall()
+    if not listed:
+        return 0
+    metadata = f"__ducklake_metadata_{LAKE_ALIAS}"
+    known = {name for (name,) in con.execute(
+        f"SELECT path FROM {metadata}.ducklake_data_file UNION ALL"
+        f" SELECT path FROM {metadata}.ducklake_delete_file").fetchall()}
+    used = sorted(path for (path,) in listed if path.rsplit("/", 1)[-1] in
+                  {name.rsplit("/", 1)[-1] for name in known})
+    if used:
+        raise store.StoreError(
+            f"the lake's data files were not cleaned: DuckLake took {used[0]}, a file the "
+            "catalog lists, for an orphan (is store.data_path spelled otherwise than when the "
+            "lake was made?); nothing was deleted")
+    deleted = con.execute(f"CALL ducklake_delete_orphaned_files('{LAKE_ALIAS}', older_than => ?)",
+                          [before]).fetchall()
+    return len(deleted)
+
+
 def compact(con: duckdb.DuckDBPyConnection, *, now: datetime, keep: timedelta) -> Compaction:
     """Merge each table's small data files (every load adds a few), expire the
-    snapshots older than ``keep`` (time travel reaches back that far) and delete
-    the files only they used. Run it under the writer lock
+    snapshots older than ``keep`` (time travel reaches back that far), delete
+    the files only they used, and the files no snapshot references that are
+    older than :data:`ORPHAN_AGE` (a failed load's). Run it under the writer lock
     (:meth:`LakeBackend.writer`): a compaction racing a load's update can
     duplicate a row."""
     before = _live_files(con)
@@ -354,12 +395,15 @@ def compact(con: duckdb.DuckDBPyConnection, *, now: datetime, keep: timedelta) -
                           [now - keep]).fetchall()
     deleted = con.execute(f"CALL ducklake_cleanup_old_files('{LAKE_ALIAS}', older_than => ?)",
                           [now]).fetchall()
+    orphans = _delete_orphans(con, now - ORPHAN_AGE)
     result = Compaction(files_before=before, files_after=_live_files(con),
-                        snapshots_expired=len(expired), files_deleted=len(deleted))
+                        snapshots_expired=len(expired), files_deleted=len(deleted),
+                        orphans_deleted=orphans)
     log.info("compacted the lake", extra={"files_before": result.files_before,
                                           "files_after": result.files_after,
                                           "snapshots_expired": result.snapshots_expired,
-                                          "files_deleted": result.files_deleted})
+                                          "files_deleted": result.files_deleted,
+                                          "orphans_deleted": result.orphans_deleted})
     return result
 
 

@@ -87,6 +87,11 @@ def workdir(tmp_path: Path) -> Path:
         (["alerts", "test", "x", "--limit", "0"],
          "newsmon alerts: argument --limit: must be at least 1, got 0"),
         (["extract", "missing.html"], "newsmon: missing.html: no such file"),
+        # Before: accepted, and allowing nothing (no URL names '::::').
+        (["extract", "missing.html", "--allow-private", "::::"],
+         "newsmon extract: argument --allow-private: '::::' is not an IPv6 address"),
+        (["extract", "missing.html", "--allow-private", "intranet:0"],
+         "newsmon extract: argument --allow-private: 'intranet:0' has no port 1-65535"),
     ],
 )
 def test_user_errors_are_one_sentence_and_exit_2(
@@ -550,6 +555,25 @@ def test_backup_into_a_read_only_folder_is_one_sentence(workdir: Path) -> None:
         line = one_line_error(newsmon("backup", "ro/copy.duckdb", cwd=workdir))
         assert line == "newsmon: cannot write the backup ro/copy.duckdb: Read-only file system"
         assert list(mount.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [("status",), ("sql", "SELECT 1"),
+                                     ("feeds", "add", "https://example.org/b")])
+def test_a_database_path_that_is_a_loop_of_links_or_a_device_says_what_to_do(
+        workdir: Path, command: tuple[str, ...]) -> None:
+    """Before: a loop of symbolic links was "no database here yet" to a reader
+    and DuckDB's "Too many levels of symbolic links" to a writer; /dev/null
+    was a damaged database to move aside, or "Could not fsync file"."""
+    (workdir / "loop-a").symlink_to("loop-b")
+    (workdir / "loop-b").symlink_to("loop-a")
+    (workdir / "loop.yaml").write_text("database: loop-a\n", encoding="utf-8")
+    (workdir / "null.yaml").write_text("database: /dev/null\n", encoding="utf-8")
+    line = one_line_error(newsmon(*command, "--config", "loop.yaml", cwd=workdir))
+    assert line == (f"newsmon: {workdir / 'loop-a'} is a loop of symbolic links, not a database"
+                    " file: set `database:` to a file's path (newsmon creates the file)")
+    line = one_line_error(newsmon(*command, "--config", "null.yaml", cwd=workdir))
+    assert line == ("newsmon: /dev/null is a device, pipe or socket, not a database file: set"
+                    " `database:` to a file's path (newsmon creates the file)")
 
 
 def test_a_database_path_that_is_a_folder_or_on_a_read_only_disk_says_what_to_do(

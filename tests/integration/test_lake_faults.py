@@ -319,3 +319,108 @@ def test_a_send_round_whose_delivery_session_is_cut_off_goes_on_and_sends_each_o
         cur.execute(f"SELECT status, count(*) FROM {delivery.TABLE} GROUP BY status")
         assert cur.fetchall() == [("sent", len(RECIPIENTS))]
     pg.close()
+
+
+def lake_config(tmp_path: Path, catalog: str) -> Path:
+    """A config file for ``newsmon`` of the lake :func:`lake_settings` makes."""
+    import yaml
+
+    config = tmp_path / "newsmon.yaml"
+    config.write_text(yaml.safe_dump({"database": str(tmp_path / "news.duckdb"),
+                                      "staging_dir": str(tmp_path / "staging"),
+                                      "store": lake.store_section(catalog,
+                                                                  tmp_path / "lake-data")}),
+                      encoding="utf-8")
+    return config
+
+
+def test_a_feeds_change_beside_another_writer_commits_nothing_and_says_so(
+        tmp_path: Path, catalog: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`newsmon feeds add`, `pause` and `rename` wrote the lake without the
+    fence row: with the writer lock's session cut off, another writer (a
+    load elsewhere) committing meanwhile did not stop them, and the two
+    commits went in side by side. Now the second of the two commits nothing
+    and says so in one sentence; run again, it goes through."""
+    from pipeline.cli import main
+    from pipeline.sources import feeds
+    from pipeline.store.backend import fenced
+
+    settings = lake_settings(tmp_path, catalog)
+    config = lake_config(tmp_path, catalog)
+    assert main(["feeds", "--config", str(config), "add",
+                 "https://news.example.org/feed.xml", "--name", "News"]) == 0
+
+    def feeds_table() -> list[tuple[object, ...]]:
+        with open_store(settings, read_only=True) as con:
+            return con.execute("SELECT url, name, paused_at IS NOT NULL FROM feeds"
+                               " ORDER BY url").fetchall()
+
+    for change, *args in [("add", "https://news.example.org/other.xml"),
+                          ("pause", "https://news.example.org/feed.xml"),
+                          ("rename", "https://news.example.org/feed.xml", "Renamed")]:
+        before = feeds_table()
+        original = getattr(feeds, change)
+
+        def beside_another_writer(*args: Any, original: Any = original, **kwargs: Any) -> Any:
+            done = original(*args, **kwargs)
+            # Another host's writer, its lock taken while this one's was cut
+            # off: it commits first.
+            with backend(settings).connect() as other, fenced(other, "the lake"):
+                pass
+            return done
+
+        monkeypatch.setattr(feeds, change, beside_another_writer)
+        capsys.readouterr()
+        assert main(["feeds", "--config", str(config), change, *args]) == 2, change
+        said = capsys.readouterr().err
+        assert said.startswith(
+            "newsmon: another writer committed to the lake while this one ran"), said
+        assert said.count("\n") == 1 and "Traceback" not in said
+        assert feeds_table() == before, change  # nothing of it was written
+        monkeypatch.setattr(feeds, change, original)
+        assert main(["feeds", "--config", str(config), change, *args]) == 0, change
+        assert feeds_table() != before, change
+
+
+def test_compaction_removes_the_data_files_a_failed_load_left_once_a_day_old(
+        tmp_path: Path, catalog: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A load whose catalog sessions were cut off mid-load had written its
+    Parquet files, which no snapshot references: they stayed under the data
+    path for ever. `newsmon compact` removes such files once they are a day
+    old, and never a younger one (a load in flight writes its files before
+    it commits), nor one the lake uses."""
+    import os
+    import time
+
+    from pipeline.cli import main
+
+    settings = lake_settings(tmp_path, catalog)
+    f.stage(settings, "run-1", reports())
+    here = Paused(monkeypatch, settings, "run-1")
+    assert terminate(catalog, "catalog")
+    here.go()
+    assert here.error is not None  # the load failed
+    with backend(settings).writer() as con:
+        assert load(con, settings, "run-1").articles_new == 3
+
+    def orphans() -> list[Path]:
+        with open_store(settings, read_only=True) as con:
+            listed = {name for (name,) in con.execute(
+                "SELECT path FROM __ducklake_metadata_newsmon_lake.ducklake_data_file").fetchall()}
+        return [p for p in (tmp_path / "lake-data").rglob("*.parquet") if p.name not in listed]
+
+    left = orphans()
+    assert left, "the failed load left no data file"
+    compact = ["compact", "--config", str(lake_config(tmp_path, catalog))]
+    assert main(compact) == 0
+    assert "0 orphaned files deleted" in capsys.readouterr().out
+    assert orphans() == left  # younger than a day: maybe a load in flight
+    day_ago = time.time() - 25 * 3600
+    for path in left:
+        os.utime(path, (day_ago, day_ago))
+    assert main(compact) == 0
+    assert f"{len(left)} orphaned files deleted" in capsys.readouterr().out
+    assert orphans() == []
+    assert counts(settings) == {"articles": (3, 3), "entries": (3, 3), "stories": (2, 2)}

@@ -429,14 +429,37 @@ def failed_and_tried_twice(caplog: pytest.LogCaptureFixture, tries: list[float],
     return failed
 
 
+def publish_alone(server: FeedServer, n: int) -> None:
+    """``/news.xml`` lists item n alone, as a short feed; its page is ``/<n>``."""
+    name = list(EVENTS)[n % len(EVENTS)]
+    title, text = EVENTS[name]
+    server.route(f"/{n}", Reply(body=page(f"{title} ({n})", f"{text} Report {n}."),
+                                content_type="text/html; charset=utf-8"))
+    items = [{"title": f"{title} ({n})", "link": server.url(f"/{n}"), "guid": f"g{n}"}]
+    server.route("/news.xml", Reply(body=rss(items, title="news").encode()))
+
+
 @contextmanager
-def analysts_session(database: Path) -> Iterator[None]:
-    """A read-only DuckDB session (`duckdb -readonly`, a notebook) held open in
-    another process for the block: open once this returns, closed at its end."""
+def short_feed_run(tmp_path: Path, server: FeedServer, caplog: pytest.LogCaptureFixture
+                   ) -> Iterator[tuple[Settings, list[int], list[Any]]]:
+    """:func:`counting_loads` of :func:`news_feed_settings` with ``/news.xml``
+    listing item 1 (:func:`publish_alone`): the settings, the articles each
+    batch stored, the run's outcome."""
+    publish_alone(server, 1)
+    settings = news_feed_settings(tmp_path, server)
+    with counting_loads(settings, caplog) as (stored, outcome):
+        yield settings, stored, outcome
+
+
+@contextmanager
+def analysts_session(database: Path, read_only: bool = True) -> Iterator[None]:
+    """A read-only DuckDB session (`duckdb -readonly`, a notebook; ``read_only``
+    False: `duckdb news.duckdb`) held open in another process for the block:
+    open once this returns, closed at its end."""
     script = ("import duckdb, sys, time\n"
               "while True:\n"
               "    try:\n"
-              f"        con = duckdb.connect({str(database)!r}, read_only=True)\n"
+              f"        con = duckdb.connect({str(database)!r}, read_only={read_only})\n"
               "        break\n"
               "    except duckdb.IOException:\n"
               "        time.sleep(0.05)\n"
@@ -780,24 +803,13 @@ def test_feeds_are_still_polled_while_a_kept_batch_waits_for_a_session_held_open
     feed listed during the session is stored once it closes."""
 
     with FeedServer() as server:
-        def publish(n: int) -> None:  # the feed lists item n alone, as a short feed
-            name = list(EVENTS)[n % len(EVENTS)]
-            title, text = EVENTS[name]
-            server.route(f"/{n}", Reply(body=page(f"{title} ({n})", f"{text} Report {n}."),
-                                        content_type="text/html; charset=utf-8"))
-            items = [{"title": f"{title} ({n})", "link": server.url(f"/{n}"), "guid": f"g{n}"}]
-            server.route("/news.xml", Reply(body=rss(items, title="news").encode()))
-
-        publish(1)
-        settings = news_feed_settings(tmp_path, server)
-
-        with counting_loads(settings, caplog) as (stored, outcome):
+        with short_feed_run(tmp_path, server, caplog) as (settings, stored, outcome):
             with analysts_session(tmp_path / "news.duckdb"):
                 wait_for(lambda: logged(caplog, "loading batch"), "a load meeting the session")
                 # Each listed for 12 s while the kept batch waits: polled about
                 # every 5 s here (the schedule), on 2 busy cores 8 s was short.
                 for n in (2, 3, 4):
-                    publish(n)
+                    publish_alone(server, n)
                     time.sleep(12)
                 fetched = [n for n in (2, 3, 4) if server.hits[f"/{n}"]]
             assert fetched == [2, 3, 4], f"pages fetched while the batch was kept: {fetched}"
@@ -808,6 +820,92 @@ def test_feeds_are_still_polled_while_a_kept_batch_waits_for_a_session_held_open
             server.url(f"/{n}") for n in (1, 2, 3, 4))
         assert con.execute("SELECT count(*) FROM entries").fetchone() == (4,)
     assert [p.name for p in (tmp_path / "staging").iterdir() if p.is_dir()] == []
+
+
+def test_feeds_are_still_polled_while_a_load_waits_for_a_session_held_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A load that finds the file held by an analyst's session waits for it
+    (about 18 s). It waited on the database thread, and its feeds counted as
+    in flight: no feed was polled for as long (an 18 s gap in a feed polled
+    every second). Its wait is now probes between polls: the feeds are
+    polled on from the states it carries, and it loads once the session
+    closes, with every item listed meanwhile."""
+
+    with FeedServer() as server:
+        with short_feed_run(tmp_path, server, caplog) as (settings, stored, outcome):
+            with analysts_session(tmp_path / "news.duckdb"):
+                wait_for(lambda: logged(caplog, "waiting for it"), "a load meeting the session",
+                         seconds=30)
+                polls = server.hits["/news.xml"]
+                publish_alone(server, 2)
+                time.sleep(6)  # a third of the load's wait; the feed is due every ~1.2 s
+                polled = server.hits["/news.xml"] - polls
+                fetched = server.hits["/2"]
+            wait_for(lambda: sum(stored) == 2, "both items, loaded after the session")
+        assert len(outcome) == 1 and outcome[0].load.articles_new == 2  # it ended well
+    assert polled >= 2 and fetched == 1, (polled, fetched)
+    assert logged(caplog, "the writer is busy, waiting for it")
+    assert logged(caplog, "loading batch") == []  # the load did not fail
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM entries").fetchone() == (2,)
+    assert [p.name for p in (tmp_path / "staging").iterdir() if p.is_dir()] == []
+
+
+def test_a_session_holding_the_file_read_write_holds_the_polls_not_the_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session that holds the file read-write (`duckdb news.duckdb`) blocks
+    readers too: the read of the due feeds that met it ended the run with
+    the lock's error. The run now warns once, looks again between polls, and
+    once the session is closed polls on and stores what the feed listed."""
+    from functools import partial
+
+    from pipeline import store
+
+    # Each read and load waits for the lock ~1.75 s, not ~18 s: the same path, sooner.
+    monkeypatch.setattr(store, "LockRetry", partial(store.LockRetry, attempts=4))
+
+    with FeedServer() as server:
+        with short_feed_run(tmp_path, server, caplog) as (settings, stored, outcome):
+            with analysts_session(tmp_path / "news.duckdb", read_only=False):
+                wait_for(lambda: logged(caplog, "feeds not polled while the database is held"),
+                         "a read meeting the session", seconds=30)
+                publish_alone(server, 2)
+                time.sleep(3)
+            wait_for(lambda: sum(stored) == 2, "the second item, after the session")
+        assert len(outcome) == 1 and outcome[0].load.articles_new == 2  # it ended well
+    (warning,) = logged(caplog, "feeds not polled")  # said once
+    assert "open read-write" in warning
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM entries").fetchone() == (2,)
+
+
+def test_a_continuous_runs_summary_counts_the_pages_waiting_to_be_retried_now(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A page that failed for a reason that may pass is tried again at each
+    poll interval. The run's summary said "N to retry later" with N every
+    failed try of the run, pages since stored included; it is the pages
+    still waiting: 0 once the page that failed twice is stored."""
+    from pipeline.cli import _summary
+    from pipeline.run import PassResult
+
+    with FeedServer() as server:
+        title, text = EVENTS["quake"]
+        good = Reply(body=page(title, text), content_type="text/html; charset=utf-8")
+        server.route("/quake/1", lambda headers: (
+            Reply(status=503) if server.hits["/quake/1"] <= 2 else good))
+        server.route("/news.xml", Reply(body=rss(
+            [{"title": title, "link": server.url("/quake/1"), "guid": "quake-1"}],
+            title="news").encode()))
+        settings = news_feed_settings(tmp_path, server)
+        with counting_loads(settings, caplog) as (_, outcome):
+            pass  # entered once the page, tried a third time, is stored
+    (result,) = outcome
+    assert server.hits["/quake/1"] == 3 and result.process.articles == 1
+    assert result.process.retry == 0, result.process
+    assert isinstance(result, PassResult) and "to retry later" not in _summary(result)
 
 
 def test_a_kept_batch_loaded_while_its_feed_is_polled_again_leaves_that_poll_in_flight(

@@ -1,3 +1,4 @@
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -262,3 +263,23 @@ def test_a_relative_smtp_ca_file_is_relative_to_the_config_file(
     absolute = write(config, f"smtp:\n  url: smtps://127.0.0.1:465\n  ca_file: {tmp_path}/x.pem\n")
     loaded = load_settings(absolute).smtp
     assert loaded is not None and loaded.ca_file == tmp_path / "x.pem"
+
+
+@pytest.mark.parametrize(("entry", "problem"), [
+    ("::::", "'::::' is not an IPv6 address"),
+    ("[::1", "'[::1' is not an IPv6 address"),
+    ("intranet:0", "'intranet:0' has no port 1-65535 after its colon"),
+    ("127.0.0.1:http", "'127.0.0.1:http' has no port 1-65535 after its colon"),
+    ("intra net", "'intra net' is not a host name or IP address"),
+])
+def test_an_allow_private_entry_no_url_can_name_is_refused(entry: str, problem: str) -> None:
+    """Before: accepted, and it allowed nothing (the guard matches the text as written)."""
+    with pytest.raises(ConfigError, match=re.escape(f"fetch.allow_private: {problem}")):
+        parse_settings({"fetch": {"allow_private": [entry]}})
+
+
+def test_allow_private_entries_in_every_form_load() -> None:
+    entries = ["intranet.example", "feeds_host", "127.0.0.1:8080", "::1", "[::1]",
+               "[fe80::1]:8443", " spaced.example "]
+    fetch = parse_settings({"fetch": {"allow_private": entries}}).fetch
+    assert fetch.allow_private == tuple(entry.strip() for entry in entries)
