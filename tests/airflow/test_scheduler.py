@@ -1,9 +1,8 @@
 """The real thing: Airflow's own scheduler, DAG processor and API server as subprocesses.
 
 PostgreSQL on 127.0.0.1:5432 holds the metadata (a database created for this
-test and dropped after it, a copy of one migrated, with the pool made, once
-for the module), LocalExecutor runs the tasks, the DAGs folder is the repo's
-``dags/``. The test unpauses both DAGs, triggers
+test and dropped after it), LocalExecutor runs the tasks, the DAGs folder is
+the repo's ``dags/``. The test creates the pool, unpauses both DAGs, triggers
 ``news_monitor`` and waits for the scheduler to run it and then, on the asset
 event its load emits, ``news_alerts``. Then it clears the finished run's load
 task and waits for the scheduler to run it (and the alerts) again: nothing
@@ -56,14 +55,8 @@ _SCRIPT = Path(sys.executable).with_name("airflow")
 AIRFLOW = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "airflow"]
 
 
-@pytest.fixture(scope="module")
-def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]]:
-    """A PostgreSQL database that ``airflow db migrate`` brought to Airflow's
-    schema, with the one-slot pool for DuckDB made (what deploy's init service
-    does), once for the module: each test's metadata database is a copy of it
-    (CREATE DATABASE ... TEMPLATE, a file copy on the server), so the ~30 s
-    migration runs once, not once per test. Yields an autocommit admin
-    connection and the template's name."""
+@pytest.fixture
+def metadata_db() -> Iterator[str]:
     psycopg2 = pytest.importorskip(
         "psycopg2", reason="psycopg2 is needed for Airflow's PostgreSQL metadata database")
     pytest.importorskip("asyncpg", reason="Airflow 3's API server reaches PostgreSQL "
@@ -75,7 +68,7 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tupl
                     "test keeps Airflow's metadata there")
     admin.autocommit = True
     # One database per test process: two test runs on one machine do not collide.
-    name = f"newsmon_airflow_template_{os.getpid()}"
+    name = f"newsmon_airflow_test_{os.getpid()}"
     try:
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -84,43 +77,11 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tupl
         admin.close()
         pytest.skip(f"cannot create a PostgreSQL database for Airflow: {exc}")
     try:
-        home = tmp_path_factory.mktemp("airflow-template")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-        env.update({
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN":
-                f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}",
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        })
-        for args, timeout in ((("db", "migrate"), 180), (("pools", "set", "newsmon_duckdb", "1",
-                                                          "DuckDB file: one process at a time"),
-                                                         120)):
-            done = subprocess.run([*AIRFLOW, *args], env=env, capture_output=True, text=True,
-                                  timeout=timeout, check=False)
-            assert done.returncode == 0, (
-                f"airflow {' '.join(args)}:\n{done.stdout}\n{done.stderr}")
-        yield admin, name
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
-
-
-@pytest.fixture
-def metadata_db(migrated_template: tuple[Any, str]) -> Iterator[str]:
-    """A fresh metadata database for the test, migrated and with the pool
-    (a copy of ``migrated_template``); dropped after."""
-    admin, template = migrated_template
-    name = f"newsmon_airflow_test_{os.getpid()}"
-    with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        cur.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
-    try:
         yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
     finally:
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
 
 
 @dataclass
@@ -132,6 +93,12 @@ class Stack:
     api: str
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: list[IO[bytes]] = field(default_factory=list)
+
+    def airflow(self, *args: str, timeout: float = 120) -> str:
+        done = subprocess.run([*AIRFLOW, *args], env=self.env,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        assert done.returncode == 0, f"airflow {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
 
     def start(self, name: str, *args: str) -> None:
         log = open(self.home / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
@@ -232,7 +199,10 @@ def stack(tmp_path: Path, metadata_db: str) -> Iterator[Stack]:
     })
     stack = Stack(home=home, env=env, api=f"http://127.0.0.1:{port}")
     try:
-        yield stack  # the database is migrated and has the pool (migrated_template)
+        stack.airflow("db", "migrate", timeout=180)
+        # What deploy's init service does: the one-slot pool for DuckDB.
+        stack.airflow("pools", "set", "newsmon_duckdb", "1", "DuckDB file: one process at a time")
+        yield stack
     finally:
         stack.stop()
 
