@@ -417,10 +417,24 @@ def timed_plans(monkeypatch: pytest.MonkeyPatch) -> tuple[list[float], list[floa
     return plans, tries
 
 
+@pytest.fixture
+def quick_load_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed load tried again 1 s after it failed, then 2, 4 and every 5 s
+    (in a real run 5, 10, 20, then every 30 s: tests/unit/test_stream.py holds
+    those). The tests that use it poll about every second, so the loop comes
+    round for each try; they assert what a try does, not the spacing, and
+    waiting out the real one cost them 10-25 s each."""
+    from pipeline import stream
+
+    monkeypatch.setattr(stream, "_LOAD_AGAIN", 1.0)
+    monkeypatch.setattr(stream, "_LOAD_AGAIN_MAX", 5.0)
+
+
 def failed_and_tried_twice(caplog: pytest.LogCaptureFixture, tries: list[float],
                            cause: str) -> float:
-    """Wait for a load to fail (its ERROR line), then for its tries again 5 s
-    and 15 s after, both while ``cause`` lasts; when it failed."""
+    """Wait for a load to fail (its ERROR line), then for two tries again
+    after it (1 and 3 s after, with ``quick_load_again``), both while
+    ``cause`` lasts; when it failed."""
     wait_for(lambda: logged(caplog, "loading batch"), f"the load failing while {cause}")
     failed = time.monotonic()
     wait_for(lambda: len([t for t in tries if t > failed]) >= 2, f"two tries while {cause}",
@@ -513,6 +527,7 @@ def test_a_send_round_an_analysts_session_held_up_does_not_stop_later_alerts(
     assert "is locked by process" in warning and "the next round tries again" in warning
 
 
+@pytest.mark.usefixtures("quick_load_again")
 def test_a_load_an_analysts_session_held_up_is_loaded_again_and_the_run_goes_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -693,15 +708,16 @@ def test_a_load_retried_while_a_session_is_held_open_does_not_hold_the_polls_bac
     assert [p.name for p in (tmp_path / "staging").iterdir() if p.is_dir()] == []
 
 
+@pytest.mark.usefixtures("quick_load_again")
 def test_a_load_retried_while_a_session_is_held_open_plans_nothing_until_it_can_load(
     tmp_path: Path, smtp_server: Inbox, caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Continuous mode with a read-only session held open: the load of a new
     feed's article fails on the lock, and the batch is tried again between
-    polls (5 s after, then 10 s after that). Each try used to plan the batch
-    again (the cluster stage: seconds of the database thread at 50,000
-    articles) before finding the file still held. A try now asks for the
+    polls (1 s after, then 2 s after that, with quick_load_again). Each try
+    used to plan the batch again (the cluster stage: seconds of the database
+    thread at 50,000 articles) before finding the file still held. A try now asks for the
     writer first and plans only when it can load: no plan while the session
     is open, and once it is closed the kept batch loads and its alert goes
     out."""
@@ -740,6 +756,7 @@ def test_a_load_retried_while_a_session_is_held_open_plans_nothing_until_it_can_
     assert [p.name for p in (tmp_path / "staging").iterdir() if p.is_dir()] == []
 
 
+@pytest.mark.usefixtures("quick_load_again")
 def test_a_load_retried_after_a_full_disk_plans_nothing_until_there_is_room(
     tmp_path: Path, smtp_server: Inbox, caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch
@@ -747,7 +764,8 @@ def test_a_load_retried_after_a_full_disk_plans_nothing_until_there_is_room(
     """Continuous mode with the database on a disk that fills up (a real
     16 MiB tmpfs): the load of the feed's next article fails for the full
     disk and the batch is tried again between polls, the first time 5 s
-    after (the loop napped the whole minute: its one feed was in flight).
+    after (1 s here, with quick_load_again; the loop napped the whole
+    minute: its one feed was in flight).
     Each try used to plan the batch again (seconds of the database thread at
     50,000 articles) before the load found the disk still full. A try now asks for room first
     (store.probe_room) and plans only when the staged run fits: no plan while
@@ -784,13 +802,15 @@ def test_a_load_retried_after_a_full_disk_plans_nothing_until_there_is_room(
     full_tries = [t for t in tries if failed < t < freed]
     full_plans = [t for t in plans if failed < t < freed]
     assert len(full_tries) >= 2, full_tries
-    # 5 s after the failure, as the README says (a nap of the whole minute before).
+    # 1 s after the failure (quick_load_again; 5 s in a real run, as the README
+    # says), not after a nap of the whole minute as before.
     assert full_tries[0] - failed < 8, full_tries[0] - failed
     assert full_plans == [], f"{len(full_plans)} plans in {len(full_tries)} tries while full"
     assert [t for t in plans if t > freed], "the kept batch planned once there was room"
     assert "disk full at" in logged(caplog, "loading batch")[0]
 
 
+@pytest.mark.usefixtures("quick_load_again")
 def test_feeds_are_still_polled_while_a_kept_batch_waits_for_a_session_held_open(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -806,11 +826,14 @@ def test_feeds_are_still_polled_while_a_kept_batch_waits_for_a_session_held_open
         with short_feed_run(tmp_path, server, caplog) as (settings, stored, outcome):
             with analysts_session(tmp_path / "news.duckdb"):
                 wait_for(lambda: logged(caplog, "loading batch"), "a load meeting the session")
-                # Each listed for 12 s while the kept batch waits: polled about
-                # every 5 s here (the schedule), on 2 busy cores 8 s was short.
+                # Each listed for 12 s while the kept batch waits (or until its
+                # page is fetched): polled about every 5 s here (the schedule),
+                # on 2 busy cores 8 s was short.
                 for n in (2, 3, 4):
                     publish_alone(server, n)
-                    time.sleep(12)
+                    listed_until = time.monotonic() + 12
+                    while not server.hits[f"/{n}"] and time.monotonic() < listed_until:
+                        time.sleep(0.1)
                 fetched = [n for n in (2, 3, 4) if server.hits[f"/{n}"]]
             assert fetched == [2, 3, 4], f"pages fetched while the batch was kept: {fetched}"
             wait_for(lambda: sum(stored) == 4, "every item, loaded after the session")
