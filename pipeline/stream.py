@@ -115,6 +115,8 @@ _MAX_SLEEP = 60.0
 # database thread, which the next poll's due-feed lookup waits for.
 _LOAD_AGAIN = 5.0
 _LOAD_AGAIN_MAX = 30.0
+# The least nap before a try again is looked at (its time may be past).
+_LOAD_AGAIN_LEAST = 1.0
 # A load waits for the writer by probes this far apart at first, then twice
 # as far after each, up to the second (store.LockRetry's schedule).
 _WRITER_PROBE_FIRST = store.LockRetry().first_delay
@@ -744,6 +746,10 @@ class _Stream:
             self.failed_batches.append(batch)
         self.loading = asyncio.ensure_future(self._load_again(self.failed_run))
 
+    def load_under_way(self) -> bool:
+        """A load (a try again included) is running on the database thread."""
+        return self.loading is not None and not self.loading.done()
+
     def next_load_again(self) -> float | None:
         """When (time.monotonic()) the failed run's next try is due; None: no
         failed run."""
@@ -1047,15 +1053,19 @@ async def _nap(stream: _Stream, stop: threading.Event, seconds: float, floor: fl
     at least) until feeds in flight are free again (a batch loaded, or its
     load failed and it is kept): one may be due before ``seconds``; or until
     a load that failed while it slept is due to be tried again (with no feed
-    due, the nap was the whole minute)."""
+    due, the nap was the whole minute). The try is not held to ``floor`` (the
+    least time between two looks for due feeds, a minute by default): the
+    README's 5, 10, 20 and 30 s came a minute apart each (a kept batch loaded
+    a minute after the session that held it closed). While a try is under way
+    its time is past and means nothing: the nap then waits for the try."""
     start = time.monotonic()
     until, freed = start + seconds, stream.freed
     while not stop.is_set() and stream.fatal is None and time.monotonic() < until:
         if stream.freed != freed and time.monotonic() - start >= floor:
             return
         again = stream.next_load_again()
-        if again is not None:
-            until = min(until, max(again, start + floor))
+        if again is not None and not stream.load_under_way():
+            until = min(until, max(again, start + _LOAD_AGAIN_LEAST))
         if watch is not None and watch.due():
             return
         await asyncio.sleep(0.2)

@@ -3,15 +3,18 @@ batches; when it tries a failed load again."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import sys
+import threading
+import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from pipeline.alert import SendResult
 from pipeline.store.load import LoadResult
 from pipeline.store.plan import PlanResult
-from pipeline.stream import BatchResult, RunTotals, load_again_wait
+from pipeline.stream import BatchResult, RunTotals, _nap, load_again_wait
 
 
 def batch(i: int) -> BatchResult:
@@ -123,3 +126,35 @@ def test_a_failed_load_is_tried_again_5_10_20_then_every_30_seconds() -> None:
     failure (0) on; no overflow after a week of tries."""
     assert [load_again_wait(n) for n in range(6)] == [5.0, 10.0, 20.0, 30.0, 30.0, 30.0]
     assert load_again_wait(20_000) == 30.0
+
+
+class _Napping:
+    """What ``_nap`` reads of a stream: a failed load's try due ``again`` s
+    from now, and whether a load is under way."""
+
+    def __init__(self, again: float, under_way: bool = False) -> None:
+        self.freed, self.fatal = 0, None
+        self.again, self.under_way = time.monotonic() + again, under_way
+
+    def next_load_again(self) -> float | None:
+        return self.again
+
+    def load_under_way(self) -> bool:
+        return self.under_way
+
+
+def _napped(stream: _Napping, seconds: float, floor: float) -> float:
+    started = time.monotonic()
+    asyncio.run(_nap(cast(Any, stream), threading.Event(), seconds, floor, None))
+    return time.monotonic() - started
+
+
+def test_a_failed_loads_try_ends_the_nap_however_long_the_least_look_between_polls() -> None:
+    """Before: the try waited for the least time between two looks for due
+    feeds (``floor``: a minute with the default poll.min_interval_minutes), so
+    the README's 5, 10, 20 and 30 s were a minute each."""
+    assert _napped(_Napping(again=0.5), seconds=60, floor=60) < 5
+    # Due already (its time is past): not at once, and not spinning.
+    assert 0.9 < _napped(_Napping(again=-10), seconds=60, floor=60) < 5
+    # A try under way: its time means nothing, the nap is the nap.
+    assert _napped(_Napping(again=-10, under_way=True), seconds=3, floor=60) >= 2.9
