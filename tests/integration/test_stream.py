@@ -797,6 +797,12 @@ def test_a_load_retried_after_a_full_disk_plans_nothing_until_there_is_room(
             failed = failed_and_tried_twice(caplog, tries, "the disk is full")
             freed = time.monotonic()
             filler.unlink()
+            # The kept batch loaded, not only its alert sent: a load whose
+            # commit went through before the disk said full (its close or fold
+            # did not) has its alert sent by the next round, and the batch,
+            # still kept, loads (nothing new) at the next try. Stopped before
+            # that try, the run ended with the disk's error.
+            wait_for(lambda: logged(caplog, "loaded on another try"), "the kept batch, loaded")
             wait_for(lambda: len(smtp_server.messages) == 2, "the kept batch's alert, after")
         assert len(outcome) == 1 and outcome[0].send.sent == 2  # it ended well
     full_tries = [t for t in tries if failed < t < freed]
