@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -11,7 +12,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
@@ -21,6 +22,8 @@ from pipeline.output import Format, OutputError, fetched_rows, plain, write_rows
 
 if TYPE_CHECKING:
     import duckdb
+
+    from pipeline.config import Settings
 
 log = logging.getLogger("newsmon")
 _T = TypeVar("_T")
@@ -477,17 +480,27 @@ def _query_failed(exc: Exception) -> str:
 _MAX_OPML_BYTES = 16 * 2**20
 
 
+@contextlib.contextmanager
+def _feeds_writer(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The writer, for one feeds change: one fenced transaction (in a lake, an
+    overlapping writer's commit makes this one fail in a sentence)."""
+    from pipeline.store.backend import backend, fenced
+
+    chosen = backend(settings)
+    with chosen.writer() as con, fenced(con, chosen.describe()):
+        yield con
+
+
 def cmd_feeds(args: argparse.Namespace) -> int:
     from pipeline import store
     from pipeline.sources import feeds
-    from pipeline.store.backend import backend, fenced, open_store
+    from pipeline.store.backend import backend, open_store
 
     settings = _settings(args)
     action = getattr(args, "action", None) or "list"
     try:
         if action == "add":
-            chosen = backend(settings)
-            with chosen.writer() as con, fenced(con, chosen.describe()):
+            with _feeds_writer(settings) as con:
                 feed = feeds.add(con, settings, args.url, name=args.name)
             print(f"added {feed.url}; it is polled on the next pass")
             return 0
@@ -507,8 +520,7 @@ def cmd_feeds(args: argparse.Namespace) -> int:
             print(f"added {len(result.added)} feed(s), skipped {len(result.skipped)}")
             return 0
         if action in _FEED_CHANGES:
-            chosen = backend(settings)
-            with chosen.writer() as con, fenced(con, chosen.describe()):
+            with _feeds_writer(settings) as con:
                 said = _FEED_CHANGES[action](con, settings, args)
             print(said)
             return 0

@@ -656,12 +656,11 @@ class _Stream:
         if self.failed is not None:
             # Not while the failed run is loaded again (load_again): a shard
             # staged beside it then might not be in what that load reads.
-            if (final or batch.articles >= self.batching.articles) and (
-                    self.loading is None or self.loading.done()):
+            if (final or batch.articles >= self.batching.articles) and not self.load_under_way():
                 self._stage(batch, settings)  # beside the failed run, for the next pass
                 self.failed_batches.append(batch)
             return
-        if self.loading is not None and not self.loading.done():
+        if self.load_under_way():
             return
         # Nothing waiting for or in extraction: no article would join the
         # batch soon, so waiting out the interval would only add latency.
@@ -736,7 +735,7 @@ class _Stream:
         lock waits for it briefly, and each failed try doubles the wait before
         the next (up to :data:`_LOAD_AGAIN_MAX`): a session held open costs a
         loop a fraction of a second, not the writer's ~18 s."""
-        if self.failed_run is None or (self.loading is not None and not self.loading.done()):
+        if self.failed_run is None or self.load_under_way():
             return
         if time.monotonic() < self.load_again_at:
             return
@@ -915,7 +914,7 @@ class _Stream:
 
     async def fold(self) -> None:
         """:meth:`_fold_if_idle`, unless a batch is loading."""
-        if self.loading is None or self.loading.done():
+        if not self.load_under_way():
             await self._fold_if_idle()
 
     async def fold_at_end(self) -> None:
@@ -973,7 +972,7 @@ class _Stream:
 
     async def finish(self) -> None:
         """Stage and load what is left; then raise a load's or a send's failure."""
-        while self.batch.records or (self.loading is not None and not self.loading.done()):
+        while self.batch.records or self.load_under_way():
             if self.loading is not None:
                 await self.loading
             self.flush(final=True)
@@ -1119,7 +1118,7 @@ async def _keep_polling(stream: _Stream, poller: poll.FeedPoller, stop: threadin
             next_due = datetime.now(UTC) + timedelta(seconds=_LOAD_AGAIN)
         else:
             stream.read_error = None
-        if (stream.loading is None or stream.loading.done()) and stream.send_is_due():
+        if not stream.load_under_way() and stream.send_is_due():
             await stream.send()
         await stream.fold()
 
