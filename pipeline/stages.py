@@ -265,12 +265,15 @@ def checkpoint_stage(settings: Settings) -> None:
 
 
 def send_stage(settings: Settings, mailer: alert.Mailer | None = None, *,
-               ignore_backoff: bool = False, checkpoint: bool = True) -> alert.SendResult:
+               ignore_backoff: bool = False, checkpoint: bool = True,
+               brief: bool = False) -> alert.SendResult:
     """``checkpoint=False``: as :func:`load_stage`'s (its marks are small, but
-    a writer's close folds in everything the loads left in the log)."""
+    a writer's close folds in everything the loads left in the log).
+    ``brief``: as :func:`load_stage`'s (a stream's round, which tries again
+    between its polls while the file is held)."""
     mailer = mailer or alert.mailer_for(settings)
     if settings.store.mode != "lake":
-        with backend(settings).writer(checkpoint=checkpoint) as con:
+        with backend(settings).writer(checkpoint=checkpoint, brief=brief) as con:
             return alert.send_pending(con, settings, mailer, ignore_backoff=ignore_backoff)
     # A lake's sender never writes the lake (a lake commit per mark aborts the
     # loads): it reads the outbox rows and stories read-only and keeps the

@@ -47,7 +47,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -287,6 +287,9 @@ class _Stream:
         self.wake = asyncio.Event()
         self.fatal: BaseException | None = None
         self.loading: asyncio.Future[None] | None = None
+        # A send round between two polls (send_soon), on its own: it may wait
+        # for the writer (an analyst's session), and the loop polls meanwhile.
+        self.sending: asyncio.Future[alert.SendResult | None] | None = None
         self.failed: BaseException | None = None  # a load failed: stage the rest for later
         self.failed_run: str | None = None
         self.failed_batches: list[_Batch] = []  # staged in failed_run, not loaded
@@ -791,36 +794,50 @@ class _Stream:
         self.busy_feeds.difference_update({*batch.feeds, *self.batch.feeds} - self.polling)
         self.freed += 1
 
-    async def _load_when_free(self, settings: Settings, batch: _Batch, run_id: str
-                              ) -> tuple[PlanResult, LoadResult]:
-        """Plan and load ``run_id``, waiting for the writer as long as a writer
-        waits for it (about 18 s for the file, 10 minutes for a lake's lock),
-        by brief tries on the database thread (each asks for the writer about
-        0.3 s, a lake's lock 1 s, before it plans) with the waits between them
-        asleep on the event loop: the due-feed reads and seen-entry lookups of
-        the polls go on meanwhile (a load waiting on the database thread held
-        every poll back that long). Raises the last try's
-        :class:`~pipeline.store.DatabaseLocked` once the wait is over."""
+    async def _when_free(self, settings: Settings, attempt: Callable[[float], Awaitable[T]],
+                         waiting: Callable[[store.DatabaseLocked], None]) -> T:
+        """``attempt(waited)``, a call that asks for the writer briefly (about
+        0.3 s, a lake's lock 1 s) on the database thread, tried again while
+        it finds the writer held, for as long as a writer waits for it (about
+        18 s for the file, 10 minutes for a lake's lock), with the waits
+        between the tries asleep on the event loop: the due-feed reads and
+        seen-entry lookups of the polls go on meanwhile (one call waiting the
+        writer's whole wait on the database thread held every poll back that
+        long). ``waiting`` is told of each try that found the writer held.
+        Raises the last try's :class:`~pipeline.store.DatabaseLocked` once the
+        wait is over."""
         wait = backend(settings).writer_wait()
         started, delay = time.monotonic(), _WRITER_PROBE_FIRST
+        while True:
+            try:
+                return await attempt(time.monotonic() - started)
+            except store.DatabaseLocked as exc:
+                left = wait - (time.monotonic() - started)
+                if left <= 0:
+                    raise
+                waiting(exc)
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, _WRITER_PROBE_MAX)
+
+    async def _load_when_free(self, settings: Settings, batch: _Batch, run_id: str
+                              ) -> tuple[PlanResult, LoadResult]:
+        """Plan and load ``run_id`` once the writer is free (:meth:`_when_free`:
+        each try probes for it before it plans); while it waits, the feeds of
+        ``batch`` are polled on from the states it carries."""
+
+        def attempt(waited: float) -> Awaitable[tuple[PlanResult, LoadResult]]:
+            return self.db(self._plan_and_load, settings, run_id, True, False, waited)
+
+        def waiting(exc: store.DatabaseLocked) -> None:
+            if not self.waiting_writer:
+                self.waiting_writer = True
+                self._poll_on(batch)
+                log.warning("batch %s: the writer is busy, waiting for it (up to %.0f s;"
+                            " the feeds are polled meanwhile): %s", run_id,
+                            backend(settings).writer_wait(), exc, extra={"run_id": run_id})
+
         try:
-            while True:
-                waited = time.monotonic() - started
-                try:
-                    return await self.db(self._plan_and_load, settings, run_id, True, False,
-                                         waited)
-                except store.DatabaseLocked as exc:
-                    left = wait - (time.monotonic() - started)
-                    if left <= 0:
-                        raise
-                    if not self.waiting_writer:
-                        self.waiting_writer = True
-                        self._poll_on(batch)
-                        log.warning("batch %s: the writer is busy, waiting for it (up to %.0f s;"
-                                    " the feeds are polled meanwhile): %s", run_id, wait, exc,
-                                    extra={"run_id": run_id})
-                    await asyncio.sleep(min(delay, left))
-                    delay = min(delay * 2, _WRITER_PROBE_MAX)
+            return await self._when_free(settings, attempt, waiting)
         finally:
             self.waiting_writer = False
 
@@ -851,8 +868,10 @@ class _Stream:
         self.freed += 1
         self.unfolded = True
         # A round after a failed one too: the load just opened the writer.
-        sent = (await self.send() if loaded.alerts_queued or self.send_error is not None
-                else None)
+        sent = None
+        if loaded.alerts_queued or self.send_error is not None:
+            await self._sent()  # a round between two polls, under way: its own first
+            sent = await self.send()
         folded = await self._fold_if_idle()
         result = BatchResult(plan=planned, load=loaded, send=sent, folded=folded)
         self.totals.add_batch(result)
@@ -870,15 +889,44 @@ class _Stream:
         return ((self.send_due is not None and now >= self.send_due)
                 or now - self.last_send >= _SEND_AT_LEAST)
 
+    def send_under_way(self) -> bool:
+        """A round :meth:`send_soon` started is running (or waiting for the writer)."""
+        return self.sending is not None and not self.sending.done()
+
+    def send_soon(self) -> None:
+        """Start a send round between two polls and go on: the loop does not
+        wait for it (a round that finds the file held waits for the writer,
+        up to about 18 s, and the polls go on meanwhile)."""
+        if not self.send_under_way():
+            self.sending = asyncio.ensure_future(self.send())
+
+    async def _sent(self) -> None:
+        """Wait for the round :meth:`send_soon` started, if one is under way."""
+        if self.sending is not None:
+            await asyncio.gather(self.sending, return_exceptions=True)
+
     async def send(self) -> alert.SendResult | None:
         """A send round. One that fails (the file held by an analyst's session
         past the writer's wait, a full disk) leaves its alerts pending for
         the next round, which tries again; :meth:`finish` raises the last
         round's failure, if the last failed."""
         self.last_send = time.monotonic()
+        settings, mailer = self.settings, self.mailer
+        said: list[store.DatabaseLocked] = []
+
+        def attempt(waited: float) -> Awaitable[alert.SendResult]:
+            del waited
+            return self.db(partial(send_stage, checkpoint=False, brief=True), settings, mailer)
+
+        def waiting(exc: store.DatabaseLocked) -> None:
+            if not said:
+                said.append(exc)
+                log.warning("alerts: the writer is busy, waiting for it (up to %.0f s; the"
+                            " feeds are polled meanwhile): %s", backend(settings).writer_wait(),
+                            exc)
+
         try:
-            result = await self.db(partial(send_stage, checkpoint=False), self.settings,
-                                   self.mailer)
+            result = await self._when_free(settings, attempt, waiting)
         except Exception as exc:  # noqa: BLE001 - raised by finish(); loads go on
             if self.send_error is None or str(exc) != str(self.send_error):
                 log.warning("alerts not sent this round, they stay pending and the next round "
@@ -978,6 +1026,7 @@ class _Stream:
             self.flush(final=True)
         if self.loading is not None:
             await self.loading
+        await self._sent()
         if self.failed is None:
             await self.send()  # earlier passes' alerts due again, even with none queued now
         await self.fold()
@@ -993,6 +1042,7 @@ class _Stream:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.loading is not None:
             await asyncio.gather(self.loading, return_exceptions=True)
+        await self._sent()
         if self.lookup_task is not None:
             await asyncio.gather(self.lookup_task, return_exceptions=True)
         await asyncio.gather(*self.retiring, return_exceptions=True)
@@ -1119,7 +1169,7 @@ async def _keep_polling(stream: _Stream, poller: poll.FeedPoller, stop: threadin
         else:
             stream.read_error = None
         if not stream.load_under_way() and stream.send_is_due():
-            await stream.send()
+            stream.send_soon()
         await stream.fold()
 
 

@@ -898,6 +898,41 @@ def test_feeds_are_still_polled_while_a_load_waits_for_a_session_held_open(
     assert [p.name for p in (tmp_path / "staging").iterdir() if p.is_dir()] == []
 
 
+@pytest.mark.usefixtures("quick_load_again")
+def test_feeds_are_still_polled_while_a_send_round_waits_for_a_session_held_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A send round between two polls opens the writer, which an analyst's
+    session holds. It waited for it (about 18 s) on the database thread, and
+    the loop waited for the round: no feed was polled meanwhile (the rounds
+    come at the run's start, when an alert is due, and every 5 minutes). It
+    now waits by brief tries between polls, as a load does, and the loop
+    goes on."""
+    from pipeline import stream
+
+    # A round at every turn of the loop (every 5 minutes in a real run), so
+    # that one meets the session below.
+    monkeypatch.setattr(stream, "_SEND_AT_LEAST", 1.0)
+    with FeedServer() as server:
+        with short_feed_run(tmp_path, server, caplog) as (settings, stored, outcome):
+            with analysts_session(tmp_path / "news.duckdb"):
+                # A round's wait (not a load's, whose message names its batch).
+                wait_for(lambda: [m for m in logged(caplog, "waiting for it")
+                                  if not m.startswith("batch ")],
+                         "a send round meeting the session", seconds=30)
+                polls = server.hits["/news.xml"]
+                publish_alone(server, 2)
+                time.sleep(6)  # a third of the round's wait; the feed is due every ~1.2 s
+                polled = server.hits["/news.xml"] - polls
+                fetched = server.hits["/2"]
+            wait_for(lambda: sum(stored) == 2, "both items, loaded after the session")
+        assert len(outcome) == 1 and outcome[0].load.articles_new == 2  # it ended well
+    assert polled >= 2 and fetched == 1, (polled, fetched)
+    assert logged(caplog, "alerts: the writer is busy, waiting for it")
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM entries").fetchone() == (2,)
+
+
 def test_a_session_holding_the_file_read_write_holds_the_polls_not_the_run(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
