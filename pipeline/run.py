@@ -9,8 +9,9 @@ over the due feeds. ``newsmon run`` is :func:`run_continuous`: the same
 pipeline kept running, each feed polled when it is due, its config file read
 again when edited or on SIGHUP (:mod:`pipeline.reload`). The Airflow DAG runs
 the stages as tasks of their own (:mod:`pipeline.stages`, re-exported here);
-a micro-batch is loaded by the very ``cluster_stage`` and ``load_stage`` the
-DAG's tasks call.
+a micro-batch is planned and loaded by the very ``plan`` and ``load`` the
+DAG's ``cluster_stage`` and ``load_stage`` call, on one writer's connection
+(``plan_and_load_stage``).
 """
 
 from __future__ import annotations

@@ -77,14 +77,13 @@ from pipeline.stages import (
     PollSummary,
     Progress,
     checkpoint_stage,
-    cluster_stage,
     deferred_record,
     entry_from,
     explained,
     feed_record,
     fetch_limits,
-    load_stage,
     new_run_id,
+    plan_and_load_stage,
     poll_options,
     quiet,
     record_outcome,
@@ -704,22 +703,17 @@ class _Stream:
                        ) -> tuple[PlanResult, LoadResult]:
         # The warm clusterer is given back only to a plan with the cluster
         # settings it was made with (store.warm): an edited `cluster:` restores.
+        # ``brief``: each try of a load that may find the file held asks for
+        # the writer briefly, before it plans (plan and load share it).
         with explained(settings.database):
-            if brief:
-                # Each try of a load that may find the file held: the plan
-                # (read-only, seconds at 50,000 articles on the database
-                # thread) only once the writer could be had. Not held through
-                # the plan: it is taken again for the load, briefly.
-                backend(settings).probe_writer(waited=waited)
             if room:
                 # A load tried again after a full disk: the plan only once
                 # the staged run would fit (it may still not: the load says).
                 backend(settings).probe_room(
                     staging.size(staging.run_dir(settings.staging, run_id)))
-            planned = cluster_stage(settings, run_id, warm=self.warm)
-            loaded = load_stage(settings, run_id, started_at=self.started, warm=self.warm,
-                                checkpoint=False, brief=brief)
-        return planned, loaded
+            return plan_and_load_stage(settings, run_id, started_at=self.started,
+                                       warm=self.warm, checkpoint=False, brief=brief,
+                                       waited=waited)
 
     def may_load_again(self) -> bool:
         """Whether the failed load's cause may pass while the run goes on: a

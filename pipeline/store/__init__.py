@@ -518,23 +518,6 @@ SHORT_RETRY = LockRetry(attempts=3, first_delay=0.1, announce=False)
 FOLD_RETRY = SHORT_RETRY
 
 
-def probe_writer(path: Path, retry: LockRetry = SHORT_RETRY) -> None:
-    """Whether a writer can open the file now: :class:`DatabaseLocked` when
-    another process holds it for longer than ``retry`` allows (about 0.3 s by
-    default). Opens the writer and closes it at once: writes nothing, folds
-    nothing, holds nothing after. A stream asks before it plans a load tried
-    again, so that a session held open costs no plan (seconds at 50,000
-    articles) at each try. No file yet: nothing holds it."""
-    if not path.exists():
-        return
-    con = _connect(path, read_only=False, retry=retry)
-    try:
-        with contextlib.suppress(duckdb.Error):
-            con.execute("PRAGMA disable_checkpoint_on_shutdown")
-    finally:
-        con.close()
-
-
 # A load needs room for at least the staged run's records again in the
 # write-ahead log, and a fresh DuckDB block (256 KiB). Only what it surely
 # needs: a probe asking for more would keep refusing, on a disk nearly full,

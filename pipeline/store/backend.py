@@ -38,21 +38,15 @@ class Backend(Protocol):
         user's read-only commands never write)."""
         ...
 
-    def writer(self, *, checkpoint: bool = True, brief: bool = False
+    def writer(self, *, checkpoint: bool = True, brief: bool = False, waited: float = 0.0
                ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         """A connection for the single writer: held by one process on any host
         at a time (the load, feeds changes, maintenance). ``checkpoint=False``:
         a load with another behind it leaves its commit in the file's
         write-ahead log (:func:`pipeline.store.connect`). ``brief``: wait for
         the lock about 0.3 s (:data:`pipeline.store.SHORT_RETRY`), not ~18 s:
-        a load tried again between two polls."""
-        ...
-
-    def probe_writer(self, *, waited: float = 0.0) -> None:
-        """:class:`pipeline.store.DatabaseLocked` unless the writer could be
-        had now (waiting about as long as ``writer(brief=True)``); holds
-        nothing after: a load tried again asks before it plans. ``waited``:
-        the seconds the caller has asked so far, for the message."""
+        a load tried again between two polls; ``waited``: the seconds its
+        caller has asked so far, for the message."""
         ...
 
     def writer_wait(self) -> float:
@@ -92,14 +86,11 @@ class FileBackend:
                 ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         return store.connect(self.path, read_only=read_only, schema_if_empty=schema_if_empty)
 
-    def writer(self, *, checkpoint: bool = True, brief: bool = False
+    def writer(self, *, checkpoint: bool = True, brief: bool = False, waited: float = 0.0
                ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        del waited  # the file's message names the holder, not the wait
         return store.connect(self.path, checkpoint=checkpoint,
                              retry=store.SHORT_RETRY if brief else None)
-
-    def probe_writer(self, *, waited: float = 0.0) -> None:
-        del waited  # the file's message names the holder, not the wait
-        store.probe_writer(self.path)
 
     def writer_wait(self) -> float:
         return store.LockRetry().patience

@@ -250,22 +250,17 @@ class LakeBackend:
         return self._connection(read_only=False)
 
     @contextmanager
-    def writer(self, *, checkpoint: bool = True, brief: bool = False
+    def writer(self, *, checkpoint: bool = True, brief: bool = False, waited: float = 0.0
                ) -> Iterator[duckdb.DuckDBPyConnection]:
         # checkpoint: a lake commits its data files and catalog rows at each
         # commit; there is no write-ahead log to leave. brief: a load tried
         # again between two polls waits for the lock a second, not 10 minutes.
         del checkpoint
-        lock = (self.writer_lock(BRIEF_LOCK_WAIT_SECONDS, announce=False) if brief
+        lock = (self.writer_lock(BRIEF_LOCK_WAIT_SECONDS, announce=False,
+                                 said=max(waited, BRIEF_LOCK_WAIT_SECONDS)) if brief
                 else self.writer_lock())
         with lock, self._connection(read_only=False, writer=True) as con:
             yield con
-
-    def probe_writer(self, *, waited: float = 0.0) -> None:
-        # The lock alone, as briefly as a brief writer waits for it.
-        with self.writer_lock(BRIEF_LOCK_WAIT_SECONDS, announce=False,
-                              said=max(waited, BRIEF_LOCK_WAIT_SECONDS)):
-            pass
 
     def writer_wait(self) -> float:
         return LOCK_WAIT_SECONDS

@@ -193,6 +193,17 @@ def _upsert_stories(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def loaded_run(con: duckdb.DuckDBPyConnection, run_id: str) -> LoadResult | None:
+    """What the load of ``run_id`` stored, read back (``already_loaded``), when
+    it is loaded; None otherwise."""
+    done = run_loaded(con, run_id)
+    if done is None:
+        return None
+    return LoadResult(run_id=run_id, already_loaded=True, feeds=done[0], entries=done[1],
+                      articles_new=done[2], rejected=done[3], stories_new=done[4],
+                      stories_touched=0, alerts_queued=done[5])
+
+
 def load(
     con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str, *,
     now: datetime | None = None, started_at: datetime | None = None,
@@ -202,11 +213,9 @@ def load(
     process's warm clusterer, kept for the next plan once this commits its plan)."""
     now = now or datetime.now(UTC)
     directory = staging.run_dir(settings.staging, run_id)
-    done = run_loaded(con, run_id)
+    done = loaded_run(con, run_id)
     if done is not None:
-        return LoadResult(run_id=run_id, already_loaded=True, feeds=done[0], entries=done[1],
-                          articles_new=done[2], rejected=done[3], stories_new=done[4],
-                          stories_touched=0, alerts_queued=done[5])
+        return done
     staging.verify(directory)  # missing, cut short or damaged: an error, never fewer rows
     drop_unreadable_plan(con, directory)
     con.execute("BEGIN TRANSACTION")

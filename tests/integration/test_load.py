@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -431,3 +432,71 @@ def test_a_pass_that_only_sends_leaves_no_commit_in_the_log(tmp_path: Path) -> N
     assert not wal.exists() or wal.stat().st_size == 0
     with duckdb.connect(str(settings.database), read_only=True) as con:
         assert table(con, "SELECT status FROM alerts") == [("sent",)]
+
+
+def _load_that_commits_then_says(error: Exception, calls: list[str]) -> Any:
+    """The real load, which commits, then ``error``: what DuckDB does when it
+    reports a full disk after the commit reached its write-ahead log (seen in
+    a tmpfs-full stream test, one run in two), or a lake's catalog session
+    dropped after the commit."""
+    real = load
+
+    def committed_then_failed(*args: Any, **kwargs: Any) -> Any:
+        calls.append("load")
+        real(*args, **kwargs)
+        raise error
+
+    return committed_then_failed
+
+
+@pytest.mark.parametrize("both", [False, True], ids=["load_stage", "plan_and_load_stage"])
+def test_a_load_whose_commit_went_through_before_its_error_is_loaded_not_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        both: bool) -> None:
+    """Taken for a failure, the run was kept and tried again, found loaded,
+    and what had been staged beside it meanwhile (further shards of the run)
+    was discarded with it: those entries' records lost. The stage now reads
+    back whether its run is loaded: it is, so it is the stage's result."""
+    from pipeline import stages
+
+    settings = f.settings(tmp_path)
+    f.stage(settings, "run-1", reports())
+    calls: list[str] = []
+    full = store.DiskFull("disk full at /data (writing news.duckdb.wal): free some space")
+    monkeypatch.setattr(stages, "load", _load_that_commits_then_says(full, calls))
+    with caplog.at_level("WARNING"):
+        if both:
+            planned, result = stages.plan_and_load_stage(settings, "run-1", checkpoint=False)
+            assert planned.articles == 3
+        else:
+            stages.cluster_stage(settings, "run-1")
+            result = stages.load_stage(settings, "run-1")
+    assert calls == ["load"]
+    assert (result.already_loaded, result.articles_new, result.stories_new) == (False, 3, 2)
+    assert not (tmp_path / "staging" / "run-1").exists()  # done with, as after any load
+    (warning,) = [r.getMessage() for r in caplog.records if "commit reached" in r.getMessage()]
+    assert "disk full at /data" in warning and "stored once, going on" in warning
+    with store.connect(settings.database, read_only=True) as con:
+        assert table(con, "SELECT count(*) FROM articles") == [(3,)]
+
+
+def test_a_load_that_failed_before_its_commit_still_fails_and_keeps_its_staging(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read-back finds the run not loaded: the load's own error, its
+    staging kept for the next pass."""
+    from pipeline import stages
+
+    settings = f.settings(tmp_path)
+    f.stage(settings, "run-1", reports())
+
+    def fails(*args: Any, **kwargs: Any) -> Any:
+        raise store.DiskFull("disk full at /data (writing news.duckdb.wal): free some space")
+
+    monkeypatch.setattr(stages, "load", fails)
+    with pytest.raises(store.DiskFull, match="disk full at /data"):
+        stages.plan_and_load_stage(settings, "run-1", checkpoint=False)
+    with pytest.raises(store.DiskFull, match="disk full at /data"):
+        stages.load_stage(settings, "run-1")
+    assert (tmp_path / "staging" / "run-1").is_dir()
+    with store.connect(settings.database, read_only=True) as con:
+        assert table(con, "SELECT count(*) FROM runs WHERE loaded_at IS NOT NULL") == [(0,)]

@@ -395,24 +395,25 @@ def counting_loads(settings: Settings, caplog: pytest.LogCaptureFixture
 
 
 def timed_plans(monkeypatch: pytest.MonkeyPatch) -> tuple[list[float], list[float]]:
-    """When (time.monotonic()) the stream plans a batch (the cluster stage),
-    and when it tries a plan and load (a failed one again included)."""
-    from pipeline import stream
+    """When (time.monotonic()) the stream plans a batch (the cluster stage's
+    plan, on the writer it shares with the load), and when it tries a plan
+    and load (a failed one again included)."""
+    from pipeline import stages, stream
 
     plans: list[float] = []
     tries: list[float] = []
-    cluster_stage = stream.cluster_stage
+    plan = stages.plan
     plan_and_load = stream._Stream._plan_and_load
 
     def counted_plan(*args: Any, **kwargs: Any) -> Any:
         plans.append(time.monotonic())
-        return cluster_stage(*args, **kwargs)
+        return plan(*args, **kwargs)
 
     def counted_try(self: Any, *args: Any, **kwargs: Any) -> Any:
         tries.append(time.monotonic())
         return plan_and_load(self, *args, **kwargs)
 
-    monkeypatch.setattr(stream, "cluster_stage", counted_plan)
+    monkeypatch.setattr(stages, "plan", counted_plan)
     monkeypatch.setattr(stream._Stream, "_plan_and_load", counted_try)
     return plans, tries
 

@@ -77,3 +77,17 @@ def test_every_benchmark_runs_at_its_tiny_size(
         assert heading in markdown
     assert "python -m benchmarks --tiny" in markdown
     assert "| Python | 3." in markdown
+
+
+def test_the_stream_batch_benchmark_runs_at_a_tiny_size(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`benchmarks.stream_batch` (not in `make bench`: it reuses the horizon
+    `cluster_speed --keep` builds) still runs, both ways, and compares them."""
+    from benchmarks import stream_batch
+
+    stream_batch.main(["--known", "200", "--new", "100"])
+    printed = capsys.readouterr().out
+    assert printed.count("reader, then writer") == 2 and printed.count("one writer") == 2
+    assert "same stories both ways: True" in printed
+    assert "plan and load of 2 batches of 50, 200 stored, CPU:" in printed
