@@ -27,7 +27,7 @@ import os
 import re
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -107,6 +107,7 @@ class LakeBackend:
         self.data_path = config.data_path
         self.s3 = config.s3
         self._delivery_ready = False  # the delivery table is known to exist
+        self._lock_held: Any = None  # the writer lock's session while held (writer_lock)
 
     def describe(self) -> str:
         return f"the lake (catalog {self.catalog!r})"
@@ -149,6 +150,7 @@ class LakeBackend:
         import psycopg2
 
         pg = self.lock_session()
+        held = self._lock_held
         try:
             with pg.cursor() as cur:
                 cur.execute(f"SET lock_timeout = '{int(wait * 1000)}ms'")
@@ -166,9 +168,30 @@ class LakeBackend:
                             f"{wait if said is None else said:.0f}"
                             f" s (a load, a feeds change or maintenance){_holder(cur)}; let it "
                             "finish, or end the stuck process, and run again") from None
+            self._lock_held = pg
             yield
         finally:
+            self._lock_held = held
             pg.close()  # ends the session: the lock goes with it
+
+    def holds_lock(self) -> bool:
+        """Whether this backend's writer lock is still held: its session still
+        answers and holds the lock (PostgreSQL may have ended it meanwhile: a
+        restart, a failover, a firewall, ``pg_terminate_backend``)."""
+        import psycopg2
+
+        pg = self._lock_held
+        if pg is None:
+            return False
+        try:
+            with pg.cursor() as cur:
+                cur.execute("""SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+                    AND granted AND pid = pg_backend_pid() AND objsubid = 1
+                    AND classid = %s AND objid = %s""",
+                            [WRITER_LOCK >> 32, WRITER_LOCK & 0xFFFFFFFF])
+                return bool(cur.fetchone()[0])
+        except psycopg2.Error:
+            return False
 
     def lock_session(self) -> Any:
         """A session for the writer lock (autocommit): named after this host
@@ -382,19 +405,31 @@ def _delete_orphans(con: duckdb.DuckDBPyConnection, before: datetime) -> int:
     return len(deleted)
 
 
-def compact(con: duckdb.DuckDBPyConnection, *, now: datetime, keep: timedelta) -> Compaction:
+def compact(con: duckdb.DuckDBPyConnection, *, now: datetime, keep: timedelta,
+            before_step: Callable[[str], None] | None = None) -> Compaction:
     """Merge each table's small data files (every load adds a few), expire the
     snapshots older than ``keep`` (time travel reaches back that far), delete
     the files only they used, and the files no snapshot references that are
-    older than :data:`ORPHAN_AGE` (a failed load's). Run it under the writer lock
-    (:meth:`LakeBackend.writer`): a compaction racing a load's update can
-    duplicate a row."""
+    older than :data:`ORPHAN_AGE` (a failed load's). Each step is a DuckLake
+    commit of its own (DuckLake refuses a compaction and a change in one
+    transaction, so the fence row cannot share one): ``before_step`` is
+    called with the step's name before each, and stops the compaction by
+    raising. Run it through :func:`compact_lake`, which holds the writer lock
+    and checks it before each step."""
+    def step(name: str) -> None:
+        if before_step is not None:
+            before_step(name)
+
     before = _live_files(con)
+    step("merging the small data files")
     con.execute(f"CALL ducklake_merge_adjacent_files('{LAKE_ALIAS}')").fetchall()
+    step("expiring the old snapshots")
     expired = con.execute(f"CALL ducklake_expire_snapshots('{LAKE_ALIAS}', older_than => ?)",
                           [now - keep]).fetchall()
+    step("deleting the files of expired snapshots")
     deleted = con.execute(f"CALL ducklake_cleanup_old_files('{LAKE_ALIAS}', older_than => ?)",
                           [now]).fetchall()
+    step("deleting the orphaned files")
     orphans = _delete_orphans(con, now - ORPHAN_AGE)
     result = Compaction(files_before=before, files_after=_live_files(con),
                         snapshots_expired=len(expired), files_deleted=len(deleted),
@@ -405,6 +440,47 @@ def compact(con: duckdb.DuckDBPyConnection, *, now: datetime, keep: timedelta) -
                                           "files_deleted": result.files_deleted,
                                           "orphans_deleted": result.orphans_deleted})
     return result
+
+
+def compact_lake(lake: LakeBackend, *, now: datetime, keep: timedelta) -> Compaction:
+    """:func:`compact` as a writer, fenced like a load: what `newsmon compact`
+    and the maintenance DAG's ``checkpoint`` task run. Under the writer lock,
+    it first commits a fence value of its own (:func:`pipeline.store.backend.fenced`:
+    a writer whose transaction overlaps that commit, its lock cut off, commits
+    nothing and says so); before each step it checks that the lock's session
+    still holds the lock and that the fence row still holds its value (no
+    writer committed since), and stops with one sentence when not. Every step
+    is one DuckLake commit, so what stopped is whole: the steps done, none
+    begun after; run again, it finishes."""
+    from pipeline.store.backend import fenced
+
+    with lake.writer() as con:
+        token = uuid.uuid4().hex
+        with fenced(con, lake.describe()):
+            con.execute("UPDATE meta SET value = ? WHERE key = ?", [token, FENCE_KEY])
+
+        def still_the_writer(step: str) -> None:
+            if not lake.holds_lock():
+                raise store.DatabaseLocked(
+                    "the PostgreSQL session that held this host's writer lock was cut off "
+                    f"while the lake was compacted; compaction stopped before {step}, each "
+                    "step before it whole (nothing is lost): run it again")
+            rows = con.execute("SELECT value FROM meta WHERE key = ?", [FENCE_KEY]).fetchall()
+            if rows != [(token,)]:
+                raise store.DatabaseLocked(
+                    "another writer committed to the lake while it was compacted (the "
+                    "PostgreSQL session that held this host's writer lock was cut off "
+                    "meanwhile, or a program other than newsmon wrote the lake); compaction "
+                    f"stopped before {step}, each step before it whole (nothing is lost): "
+                    "run it again")
+
+        try:
+            return compact(con, now=now, keep=keep, before_step=still_the_writer)
+        except duckdb.Error as exc:
+            explained = store.explain(exc, lake.describe())
+            if explained is None:
+                raise
+            raise explained from exc
 
 
 @contextmanager

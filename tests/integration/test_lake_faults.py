@@ -424,3 +424,138 @@ def test_compaction_removes_the_data_files_a_failed_load_left_once_a_day_old(
     assert f"{len(left)} orphaned files deleted" in capsys.readouterr().out
     assert orphans() == []
     assert counts(settings) == {"articles": (3, 3), "entries": (3, 3), "stories": (2, 2)}
+
+
+class _Watched:
+    """A lake connection that calls ``hook`` once, just before its first
+    statement that contains ``words`` (DuckDB's connection cannot be patched)."""
+
+    def __init__(self, con: Any, words: str, hook: Any) -> None:
+        self.con, self.words, self.hook = con, words, hook
+
+    def execute(self, sql: str, *args: Any, **kwargs: Any) -> Any:
+        if self.hook is not None and self.words in sql:
+            hook, self.hook = self.hook, None
+            hook()
+        return self.con.execute(sql, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.con, name)
+
+
+def when_lake_runs(monkeypatch: pytest.MonkeyPatch, words: str, hook: Any) -> None:
+    """Call ``hook`` once, just before any lake connection of this process
+    runs a statement with ``words``."""
+    from pipeline.store.lake import LakeBackend
+
+    opened = LakeBackend._open
+    pending = [hook]
+
+    def watched(self: LakeBackend, *, read_only: bool) -> Any:
+        con = opened(self, read_only=read_only)
+        if not pending:
+            return con
+        return _Watched(con, words, pending.pop())
+
+    monkeypatch.setattr(LakeBackend, "_open", watched)
+
+
+def compactable(tmp_path: Path, catalog: str) -> Settings:
+    """A lake of three loads (small files to merge, snapshots to expire)."""
+    from integration.test_lake import batch
+
+    settings = lake_settings(tmp_path, catalog)
+    for run in range(3):
+        f.stage(settings, f"run-{run}", batch(run))
+        with backend(settings).writer() as con:
+            assert load(con, settings, f"run-{run}").articles_new == 4
+    return settings
+
+
+def lake_state(settings: Settings, tmp_path: Path) -> dict[str, Any]:
+    """The snapshots, the data files on disk and the rows of the lake."""
+    with open_store(settings, read_only=True) as con:
+        snapshots = {int(sid) for (sid,) in con.execute(
+            "SELECT snapshot_id FROM __ducklake_metadata_newsmon_lake.ducklake_snapshot"
+        ).fetchall()}
+        rows = con.execute("SELECT (SELECT count(*) FROM articles), (SELECT count(DISTINCT id)"
+                           " FROM articles), (SELECT count(*) FROM entries), (SELECT count(*)"
+                           " FROM runs)").fetchone()
+    return {"snapshots": snapshots, "rows": rows,
+            "files": {p.name for p in (tmp_path / "lake-data").rglob("*.parquet")}}
+
+
+@pytest.mark.parametrize("meanwhile", ["another writer commits", "the lock is cut off"])
+def test_a_compaction_beside_another_writer_stops_whole_and_says_so(
+        tmp_path: Path, catalog: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], meanwhile: str) -> None:
+    """`newsmon compact` (and the maintenance DAG's checkpoint, the same code)
+    ran DuckLake's merge, expiry and file deletions unfenced: with its writer
+    lock's session cut off and another host's writer committing meanwhile, it
+    went on and expired snapshots and deleted files beside that writer. Now
+    it checks its lock and its fence value before each step: it stops at the
+    next one, says so in one sentence (exit 2), the steps after it not begun
+    (no snapshot expired, no file deleted, every row there), and run again
+    it finishes."""
+    from pipeline.cli import main
+    from pipeline.store.backend import fenced
+
+    settings = compactable(tmp_path, catalog)
+    config = lake_config(tmp_path, catalog)
+    before = lake_state(settings, tmp_path)
+
+    def another_writer() -> None:
+        if meanwhile == "another writer commits":
+            # Another host's writer, its lock taken while this one's was cut off.
+            with backend(settings).connect() as other, fenced(other, "the lake"):
+                pass
+        else:
+            assert len(terminate(catalog, "lock")) == 1
+
+    when_lake_runs(monkeypatch, "ducklake_merge_adjacent_files", another_writer)
+    capsys.readouterr()
+    assert main(["compact", "--config", str(config), "--keep-days", "0"]) == 2
+    said = capsys.readouterr().err
+    expected = ("newsmon: another writer committed to the lake while it was compacted"
+                if meanwhile == "another writer commits" else
+                "newsmon: the PostgreSQL session that held this host's writer lock was cut "
+                "off while the lake was compacted")
+    assert said.startswith(expected), said
+    assert "compaction stopped before expiring the old snapshots" in said
+    assert said.count("\n") == 1 and "Traceback" not in said
+    stopped = lake_state(settings, tmp_path)
+    assert before["snapshots"] <= stopped["snapshots"]  # none expired
+    assert before["files"] <= stopped["files"]  # none deleted
+    assert stopped["rows"] == before["rows"] == (12, 12, 12, 3)
+
+    monkeypatch.undo()
+    assert main(["compact", "--config", str(config), "--keep-days", "0"]) == 0
+    done = lake_state(settings, tmp_path)
+    assert not before["snapshots"] <= done["snapshots"]  # expired this time
+    assert done["rows"] == before["rows"]
+
+
+def test_a_load_that_overlapped_a_compaction_commits_nothing_and_says_so(
+        tmp_path: Path, catalog: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A load on this host loses its writer lock's session mid-load; `newsmon
+    compact` takes the lock meanwhile and compacts. The load, run beside the
+    compaction, commits nothing and says so in one sentence (the
+    compaction's first commit is a fence value); run again, it loads whole."""
+    from integration.test_lake import batch
+    from pipeline.cli import main
+
+    settings = compactable(tmp_path, catalog)
+    f.stage(settings, "run-here", batch(9))
+    here = Paused(monkeypatch, settings, "run-here")
+    assert len(terminate(catalog, "lock")) == 1
+    assert main(["compact", "--config", str(lake_config(tmp_path, catalog)),
+                 "--keep-days", "0"]) == 0, capsys.readouterr().err
+    here.go()
+    assert here.result is None
+    said = sentence(here.error)
+    assert said.startswith("another writer committed to the lake while this one ran"), said
+    assert counts(settings)["articles"] == (12, 12)
+    with backend(settings).writer() as con:
+        assert load(con, settings, "run-here").articles_new == 4
+    assert counts(settings)["articles"] == (16, 16)
