@@ -28,7 +28,7 @@ import re
 import socket
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,7 +38,7 @@ import duckdb
 
 from pipeline import store
 from pipeline.store import delivery
-from pipeline.store.backend import FENCE_KEY, LAKE_ALIAS, upsert
+from pipeline.store.backend import FENCE_KEY, LAKE_ALIAS, fence, upsert
 
 if TYPE_CHECKING:
     from pipeline.config import S3Config, Settings
@@ -244,7 +244,13 @@ class LakeBackend:
         con = self._open(read_only=read_only)
         try:
             if writer:
-                ensure_schema(con, self.describe())
+                try:
+                    ensure_schema(con, self.describe())
+                except duckdb.Error as exc:  # one sentence (a lost catalog session, ...)
+                    explained = store.explain(exc, self.describe())
+                    if explained is None:
+                        raise
+                    raise explained from exc
             # Delivery state lives in PostgreSQL (pipeline.store.delivery): a
             # connection that never writes the lake's outbox reads ``alerts``
             # with it; the writer's load reads it as ``alert_state``.
@@ -325,23 +331,68 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, where: str = "the lake") -> No
     """Create the documented tables in the lake, or add the columns added since
     (no-ops on a lake that has them, which commit nothing); StoreError, and
     nothing written, when a newer newsmon wrote it (its schema version was
-    written back over, before)."""
+    written back over, before).
+
+    One DuckLake transaction, all or nothing: a creator cut off midway leaves
+    no half-made lake (each table was a commit of its own, and a lake with
+    ``runs`` but no ``meta`` rows counted as made). Of two creators at once
+    (the writer lock keeps them apart, unless its session was cut off), the
+    second one's commit conflicts with the first's tables (or its fence row):
+    it commits nothing, finds the lake made, and goes on with it."""
+    for attempt in range(2):
+        if _schema_current(con, where):
+            return
+        try:
+            _create_schema(con)
+            return
+        except duckdb.TransactionException as exc:
+            # DatabaseLocked: DuckLake's "Transaction conflict" (store.explain)
+            if attempt or not isinstance(store.explain(exc, where), store.DatabaseLocked):
+                raise
+            log.info("another writer made the lake's schema meanwhile; using it")
+
+
+def _schema_current(con: duckdb.DuckDBPyConnection, where: str) -> bool:
+    """Whether the lake has this newsmon's schema whole (StoreError when a
+    newer newsmon wrote it)."""
     row = con.execute(
         "SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database()"
         " AND table_name = 'articles' AND column_name = 'embedding'").fetchone()
-    if row and row[0]:
-        version = _version(con)
-        if version == str(store.SCHEMA_VERSION) and _fenced(con):
-            return  # the last column added and the fence row are there: nothing to do
-        store.refuse_a_newer_schema(version, where, "point store.catalog at another lake")
-    con.execute(lake_schema())
-    for statement in store.ADDED_COLUMNS:
-        con.execute(statement)
-    upsert(con, "meta", ("key", "value"), "SELECT 'schema_version', ?", key=("key",),
-           params=[str(store.SCHEMA_VERSION)])
-    # The row every write transaction updates (backend.fence); made here, under
-    # the writer lock, so there is one.
-    upsert(con, "meta", ("key", "value"), "SELECT ?, ''", key=("key",), params=[FENCE_KEY])
+    if not (row and row[0]):
+        return False
+    version = _version(con)
+    if version == str(store.SCHEMA_VERSION) and _fenced(con):
+        return True  # the last column added and the fence row are there: nothing to do
+    store.refuse_a_newer_schema(version, where, "point store.catalog at another lake")
+    return False
+
+
+def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """The tables, the added columns and the ``meta`` rows in one transaction,
+    fenced when the lake has its fence row already (an upgrade)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if _has_meta(con) and _fenced(con):
+            fence(con)
+        con.execute(lake_schema())
+        for statement in store.ADDED_COLUMNS:
+            con.execute(statement)
+        upsert(con, "meta", ("key", "value"), "SELECT 'schema_version', ?", key=("key",),
+               params=[str(store.SCHEMA_VERSION)])
+        # The row every write transaction updates (backend.fence): made here,
+        # with the tables, so there is one.
+        upsert(con, "meta", ("key", "value"), "SELECT ?, ''", key=("key",), params=[FENCE_KEY])
+        con.execute("COMMIT")
+    except BaseException:
+        with suppress(duckdb.Error):  # a COMMIT that failed has ended it already
+            con.execute("ROLLBACK")
+        raise
+
+
+def _has_meta(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name ="
+                      " current_database() AND table_name = 'meta'").fetchone()
+    return bool(row and row[0])
 
 
 def _fenced(con: duckdb.DuckDBPyConnection) -> bool:

@@ -559,3 +559,119 @@ def test_a_load_that_overlapped_a_compaction_commits_nothing_and_says_so(
     with backend(settings).writer() as con:
         assert load(con, settings, "run-here").articles_new == 4
     assert counts(settings)["articles"] == (16, 16)
+
+
+def lake_tables(catalog: str) -> list[str]:
+    """The lake's tables, as its catalog lists them."""
+    with psycopg2.connect(catalog) as pg, pg.cursor() as cur:
+        cur.execute("SELECT to_regclass('ducklake_table') IS NOT NULL")
+        made = bool(cur.fetchone()[0])
+        tables: list[str] = []
+        if made:
+            cur.execute("SELECT table_name FROM ducklake_table WHERE end_snapshot IS NULL"
+                        " ORDER BY table_name")
+            tables = [name for (name,) in cur.fetchall()]
+    pg.close()
+    return tables
+
+
+def meta_rows(settings: Settings) -> list[tuple[object, ...]]:
+    with open_store(settings, read_only=True) as con:
+        return con.execute("SELECT key, count(*) FROM meta GROUP BY key ORDER BY key").fetchall()
+
+
+def _first_writer_killed(settings_json: str) -> None:
+    """A first writer whose host dies (killed, power) once its tables are
+    made, while it adds the columns."""
+    import os
+
+    from pipeline.store.lake import LakeBackend
+
+    settings = Settings.model_validate_json(settings_json)
+    opened = LakeBackend._open
+
+    def watched(self: LakeBackend, *, read_only: bool) -> Any:
+        return _Watched(opened(self, read_only=read_only), "ADD COLUMN IF NOT EXISTS",
+                        lambda: os._exit(9))
+
+    LakeBackend._open = watched  # type: ignore[method-assign]
+    with backend(settings).writer():
+        pass
+
+
+def test_a_first_writer_killed_while_it_makes_the_lake_leaves_no_half_made_lake(
+        tmp_path: Path, catalog: str) -> None:
+    """The first writer on an empty catalog made the lake's tables one commit
+    each, then its columns and meta rows: a host killed midway left the
+    tables without the schema version or the fence row, and the lake counted
+    as made (`exists`, so readers went on to it). Now it is one transaction:
+    nothing of it is there, and the next writer makes the lake whole."""
+    from pipeline.store.lake import LakeBackend
+
+    settings = f.settings(tmp_path, store=lake.store_section(catalog, tmp_path / "lake-data"))
+    child = multiprocessing.get_context("spawn").Process(
+        target=_first_writer_killed, args=(settings.model_dump_json(),))
+    child.start()
+    child.join(300)
+    assert child.exitcode == 9
+    assert lake_tables(catalog) == []  # nothing half-made
+    assert not LakeBackend(settings).exists()
+    with backend(settings).writer():
+        pass
+    assert "runs" in lake_tables(catalog) and "meta" in lake_tables(catalog)
+    assert meta_rows(settings) == [("schema_version", 1), ("writer_fence", 1)]
+
+
+def test_a_first_writer_cut_off_while_it_makes_the_lake_says_so_and_leaves_nothing(
+        tmp_path: Path, catalog: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL ends the first writer's catalog sessions while it makes the
+    lake (a restart, a failover): its one transaction commits nothing, and it
+    says so in one sentence (DuckLake's words for a COMMIT whose ROLLBACK
+    failed too name no cause); the next writer makes the lake whole."""
+    from pipeline.store.lake import LakeBackend
+
+    settings = f.settings(tmp_path, store=lake.store_section(catalog, tmp_path / "lake-data"))
+    when_lake_runs(monkeypatch, "ADD COLUMN IF NOT EXISTS",
+                   lambda: terminate(catalog, "catalog"))
+    with pytest.raises(Exception) as failed, backend(settings).writer():
+        pass
+    said = str(failed.value)
+    assert isinstance(failed.value, store.StoreError), repr(failed.value)
+    assert said.startswith("lost the connection to the lake's catalog database ("), said
+    assert lake_tables(catalog) == []  # nothing half-made
+    assert not LakeBackend(settings).exists()
+    monkeypatch.undo()
+    with backend(settings).writer():
+        pass
+    assert "runs" in lake_tables(catalog) and "meta" in lake_tables(catalog)
+    assert meta_rows(settings) == [("schema_version", 1), ("writer_fence", 1)]
+
+
+def _first_writer_elsewhere(settings_json: str) -> list[tuple[object, ...]]:
+    settings = Settings.model_validate_json(settings_json)
+    with backend(settings).writer() as con:
+        return con.execute("SELECT key FROM meta ORDER BY key").fetchall()
+
+
+def test_two_first_writers_at_once_make_the_lake_once(
+        tmp_path: Path, catalog: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two hosts start on an empty catalog, and the first one's writer lock
+    is cut off while it makes the lake: the other host takes the lock and
+    makes it too. One of the two makes it, the other commits nothing of its
+    own, finds it made and goes on: one schema version and one fence row,
+    every table once, no error."""
+    settings = f.settings(tmp_path, store=lake.store_section(catalog, tmp_path / "lake-data"))
+
+    def other_host_starts() -> None:
+        assert len(terminate(catalog, "lock")) == 1
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            assert pool.apply(_first_writer_elsewhere, (settings.model_dump_json(),)) == [
+                ("schema_version",), ("writer_fence",)]
+
+    when_lake_runs(monkeypatch, "ADD COLUMN IF NOT EXISTS", other_host_starts)
+    with backend(settings).writer() as con:  # goes on with the lake the other host made
+        assert con.execute("SELECT count(*) FROM runs").fetchall() == [(0,)]
+    monkeypatch.undo()
+    assert meta_rows(settings) == [("schema_version", 1), ("writer_fence", 1)]
+    tables = lake_tables(catalog)
+    assert len(tables) == len(set(tables)) and "runs" in tables
