@@ -654,7 +654,8 @@ def _first_writer_elsewhere(settings_json: str) -> list[tuple[object, ...]]:
 
 
 def test_two_first_writers_at_once_make_the_lake_once(
-        tmp_path: Path, catalog: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, catalog: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     """Two hosts start on an empty catalog, and the first one's writer lock
     is cut off while it makes the lake: the other host takes the lock and
     makes it too. One of the two makes it, the other commits nothing of its
@@ -669,8 +670,11 @@ def test_two_first_writers_at_once_make_the_lake_once(
                 ("schema_version",), ("writer_fence",)]
 
     when_lake_runs(monkeypatch, "ADD COLUMN IF NOT EXISTS", other_host_starts)
-    with backend(settings).writer() as con:  # goes on with the lake the other host made
+    with caplog.at_level("INFO", logger="pipeline.store.lake"), \
+            backend(settings).writer() as con:  # goes on with the lake the other host made
         assert con.execute("SELECT count(*) FROM runs").fetchall() == [(0,)]
+    # Its own tables were not committed: its commit met the other host's.
+    assert "another writer made the lake's schema meanwhile" in caplog.text
     monkeypatch.undo()
     assert meta_rows(settings) == [("schema_version", 1), ("writer_fence", 1)]
     tables = lake_tables(catalog)
