@@ -9,7 +9,9 @@
    Off when `retention_days` is absent. In lake mode the same deletes in
    one lake transaction, then the alerts cancelled in the delivery table
    (PostgreSQL); a retry finishes what a failed try left.
-3. `checkpoint`: DuckDB `CHECKPOINT`, after the deletes.
+3. `checkpoint`: DuckDB `CHECKPOINT`, after the deletes. In lake mode
+   `newsmon compact`'s compaction (`pipeline.store.lake.compact_lake`: merge,
+   expire, clean up, under the writer lock and fenced like a load).
 4. `prune_staging`: removes staging folders of runs that never loaded
    (untouched for 3 days).
 
@@ -91,12 +93,14 @@ def news_maintenance() -> None:
         from pipeline.store.maintenance import checkpoint
 
         settings = settings_from_airflow()
-        with backend(settings).writer() as con:  # a lake: under its writer lock
-            if settings.store.mode == "lake":
-                from pipeline.store.lake import compact
+        if settings.store.mode == "lake":
+            # `newsmon compact`'s code: under the writer lock, fenced, and
+            # checked before each step (pipeline.store.lake.compact_lake).
+            from pipeline.store.lake import LakeBackend, compact_lake
 
-                compact(con, now=run_time(dag_run), keep=timedelta(days=7))
-            else:
+            compact_lake(LakeBackend(settings), now=run_time(dag_run), keep=timedelta(days=7))
+        else:
+            with backend(settings).writer() as con:
                 checkpoint(con)
 
     @task

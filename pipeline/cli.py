@@ -442,14 +442,17 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _require_store(settings)
-    with backend(settings).writer() as con:
-        if settings.store.mode != "lake":
+    chosen = backend(settings)
+    if settings.store.mode != "lake":
+        with chosen.writer() as con:
             maintenance.checkpoint(con)
-            print(f"checkpointed {settings.database}")
-            return 0
-        from pipeline.store.lake import compact
+        print(f"checkpointed {settings.database}")
+        return 0
+    from pipeline.store.lake import LakeBackend, compact_lake
 
-        done = compact(con, now=datetime.now(UTC), keep=timedelta(days=args.keep_days))
+    assert isinstance(chosen, LakeBackend)
+    # Under the writer lock, fenced, checked before each step (the DAG's too).
+    done = compact_lake(chosen, now=datetime.now(UTC), keep=timedelta(days=args.keep_days))
     print(f"data files {done.files_before} -> {done.files_after}; "
           f"{done.snapshots_expired} snapshots expired, {done.files_deleted} old files deleted, "
           f"{done.orphans_deleted} orphaned files deleted")

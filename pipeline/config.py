@@ -444,6 +444,15 @@ class Settings(Strict):
             raise ValueError(f"alerts: duplicate rule name {dupes[0]!r}")
         return self
 
+    @model_validator(mode="after")
+    def _staging_outside_the_lake(self) -> Settings:
+        # Relative folders are checked by parse_settings, once they are
+        # resolved against the config file's folder.
+        problem = staging_in_data_path(self, relative=False)
+        if problem:
+            raise ValueError(problem)
+        return self
+
     @property
     def staging(self) -> Path:
         shared = self.store.staging_url
@@ -472,13 +481,65 @@ class Settings(Strict):
         return self.model_copy(update=updates)
 
 
+def _folder_or_url(value: str | Path) -> str:
+    """``value`` as a prefix to compare: an s3:// URL with one trailing slash,
+    or an absolute folder (symlinks resolved as far as they exist) with one."""
+    text = str(value)
+    if text.startswith("s3://"):
+        return text.rstrip("/") + "/"
+    return str(Path(os.path.abspath(text)).resolve()).rstrip("/") + "/"
+
+
+def staging_in_data_path(settings: Settings, *, relative: bool = True) -> str | None:
+    """The sentence refusing a lake whose data path holds a staging folder (or
+    sits inside one), None when they are apart. DuckLake's orphan deletion
+    (``newsmon compact``) deletes every file under ``store.data_path`` its
+    catalog does not list, a staged run's too, and the staging's pruning
+    removes folders under it, the lake's too. ``relative`` False: skip the
+    folders given relative (a config file's are checked once resolved)."""
+    store = settings.store
+    if store.mode != "lake" or store.data_path is None:
+        return None
+    stagings: list[tuple[str, str | Path]] = []
+    if store.staging_url is not None:
+        stagings.append(("store.staging_url", store.staging_url))
+    if store.staging_url is None or store.staging_url.startswith("s3://"):
+        # Each host's staging folder (its copies of a shared S3 staging).
+        local = settings.staging_dir or settings.database.parent / "staging"
+        stagings.append(("staging_dir", local))
+    if not relative and not store.data_path.startswith("s3://") and \
+            not Path(store.data_path).is_absolute():
+        return None
+    lake = _folder_or_url(store.data_path)
+    for key, folder in stagings:
+        if not relative and not str(folder).startswith("s3://") and \
+                not Path(folder).is_absolute():
+            continue
+        staging = _folder_or_url(folder)
+        if staging.startswith(lake):
+            return (f"{key} ({folder}) is inside store.data_path ({store.data_path}), where "
+                    "the lake's compaction deletes every file its catalog does not list (a "
+                    f"staged run's too): give {key} a folder outside store.data_path")
+        if lake.startswith(staging):
+            return (f"store.data_path ({store.data_path}) is inside {key} ({folder}), where "
+                    "the staging's clean-up removes the folders it takes for old runs (the "
+                    "lake's too): give store.data_path a folder outside the staging")
+    return None
+
+
 def parse_settings(data: object, *, source: str = "<config>", base: Path | None = None,
                    lines: strict_yaml.Lines | None = None) -> Settings:
     """Validate already-parsed YAML data; raise ConfigError naming key and problem
     (and its line, given the ``lines`` of the document)."""
     settings = validate(Settings, {} if data is None else data, origin=source,
                         error=ConfigError, lines=lines)
-    return settings.resolved(base) if base is not None else settings
+    if base is None:
+        return settings
+    settings = settings.resolved(base)
+    problem = staging_in_data_path(settings)
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
+    return settings
 
 
 def load_settings(path: Path | str | None = None) -> Settings:

@@ -251,6 +251,12 @@ _CATALOG_LOST = ("server closed the connection unexpectedly",
                  "no connection to the server", "could not receive data from server",
                  "SSL connection has been closed unexpectedly")
 
+# DuckLake's words for a commit to the catalog whose rollback failed too
+# (ducklake 1.5: 'Failed to commit: Failed to execute query "ROLLBACK": ',
+# the cause left out): its session was gone, as when PostgreSQL ends it
+# between a transaction's last statement and its COMMIT.
+_COMMIT_LOST = 'Failed to execute query "ROLLBACK"'
+
 
 class DataUnreachable(StoreError):
     pass
@@ -282,6 +288,8 @@ def explain(exc: BaseException, path: Path | str) -> StoreError | None:
                 "program other than newsmon wrote the lake); nothing of it was committed: "
                 "run it again")
         lost = next((words for words in _CATALOG_LOST if words in message), None)
+        if lost is None and _COMMIT_LOST in message:
+            lost = "the commit failed, and its rollback too"
         if lost is not None:
             return StoreError(
                 f"lost the connection to the lake's catalog database ({lost}); check that "

@@ -27,8 +27,8 @@ import os
 import re
 import socket
 import uuid
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,7 +38,7 @@ import duckdb
 
 from pipeline import store
 from pipeline.store import delivery
-from pipeline.store.backend import FENCE_KEY, LAKE_ALIAS, upsert
+from pipeline.store.backend import FENCE_KEY, LAKE_ALIAS, fence, upsert
 
 if TYPE_CHECKING:
     from pipeline.config import S3Config, Settings
@@ -107,6 +107,7 @@ class LakeBackend:
         self.data_path = config.data_path
         self.s3 = config.s3
         self._delivery_ready = False  # the delivery table is known to exist
+        self._lock_held: Any = None  # the writer lock's session while held (writer_lock)
 
     def describe(self) -> str:
         return f"the lake (catalog {self.catalog!r})"
@@ -149,6 +150,7 @@ class LakeBackend:
         import psycopg2
 
         pg = self.lock_session()
+        held = self._lock_held
         try:
             with pg.cursor() as cur:
                 cur.execute(f"SET lock_timeout = '{int(wait * 1000)}ms'")
@@ -166,9 +168,30 @@ class LakeBackend:
                             f"{wait if said is None else said:.0f}"
                             f" s (a load, a feeds change or maintenance){_holder(cur)}; let it "
                             "finish, or end the stuck process, and run again") from None
+            self._lock_held = pg
             yield
         finally:
+            self._lock_held = held
             pg.close()  # ends the session: the lock goes with it
+
+    def holds_lock(self) -> bool:
+        """Whether this backend's writer lock is still held: its session still
+        answers and holds the lock (PostgreSQL may have ended it meanwhile: a
+        restart, a failover, a firewall, ``pg_terminate_backend``)."""
+        import psycopg2
+
+        pg = self._lock_held
+        if pg is None:
+            return False
+        try:
+            with pg.cursor() as cur:
+                cur.execute("""SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+                    AND granted AND pid = pg_backend_pid() AND objsubid = 1
+                    AND classid = %s AND objid = %s""",
+                            [WRITER_LOCK >> 32, WRITER_LOCK & 0xFFFFFFFF])
+                return bool(cur.fetchone()[0])
+        except psycopg2.Error:
+            return False
 
     def lock_session(self) -> Any:
         """A session for the writer lock (autocommit): named after this host
@@ -221,7 +244,13 @@ class LakeBackend:
         con = self._open(read_only=read_only)
         try:
             if writer:
-                ensure_schema(con, self.describe())
+                try:
+                    ensure_schema(con, self.describe())
+                except duckdb.Error as exc:  # one sentence (a lost catalog session, ...)
+                    explained = store.explain(exc, self.describe())
+                    if explained is None:
+                        raise
+                    raise explained from exc
             # Delivery state lives in PostgreSQL (pipeline.store.delivery): a
             # connection that never writes the lake's outbox reads ``alerts``
             # with it; the writer's load reads it as ``alert_state``.
@@ -297,23 +326,68 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, where: str = "the lake") -> No
     """Create the documented tables in the lake, or add the columns added since
     (no-ops on a lake that has them, which commit nothing); StoreError, and
     nothing written, when a newer newsmon wrote it (its schema version was
-    written back over, before)."""
+    written back over, before).
+
+    One DuckLake transaction, all or nothing: a creator cut off midway leaves
+    no half-made lake (each table was a commit of its own, and a lake with
+    ``runs`` but no ``meta`` rows counted as made). Of two creators at once
+    (the writer lock keeps them apart, unless its session was cut off), the
+    second one's commit conflicts with the first's tables (or its fence row):
+    it commits nothing, finds the lake made, and goes on with it."""
+    for attempt in range(2):
+        if _schema_current(con, where):
+            return
+        try:
+            _create_schema(con)
+            return
+        except duckdb.TransactionException as exc:
+            # DatabaseLocked: DuckLake's "Transaction conflict" (store.explain)
+            if attempt or not isinstance(store.explain(exc, where), store.DatabaseLocked):
+                raise
+            log.info("another writer made the lake's schema meanwhile; using it")
+
+
+def _schema_current(con: duckdb.DuckDBPyConnection, where: str) -> bool:
+    """Whether the lake has this newsmon's schema whole (StoreError when a
+    newer newsmon wrote it)."""
     row = con.execute(
         "SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database()"
         " AND table_name = 'articles' AND column_name = 'embedding'").fetchone()
-    if row and row[0]:
-        version = _version(con)
-        if version == str(store.SCHEMA_VERSION) and _fenced(con):
-            return  # the last column added and the fence row are there: nothing to do
-        store.refuse_a_newer_schema(version, where, "point store.catalog at another lake")
-    con.execute(lake_schema())
-    for statement in store.ADDED_COLUMNS:
-        con.execute(statement)
-    upsert(con, "meta", ("key", "value"), "SELECT 'schema_version', ?", key=("key",),
-           params=[str(store.SCHEMA_VERSION)])
-    # The row every write transaction updates (backend.fence); made here, under
-    # the writer lock, so there is one.
-    upsert(con, "meta", ("key", "value"), "SELECT ?, ''", key=("key",), params=[FENCE_KEY])
+    if not (row and row[0]):
+        return False
+    version = _version(con)
+    if version == str(store.SCHEMA_VERSION) and _fenced(con):
+        return True  # the last column added and the fence row are there: nothing to do
+    store.refuse_a_newer_schema(version, where, "point store.catalog at another lake")
+    return False
+
+
+def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """The tables, the added columns and the ``meta`` rows in one transaction,
+    fenced when the lake has its fence row already (an upgrade)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if _has_meta(con) and _fenced(con):
+            fence(con)
+        con.execute(lake_schema())
+        for statement in store.ADDED_COLUMNS:
+            con.execute(statement)
+        upsert(con, "meta", ("key", "value"), "SELECT 'schema_version', ?", key=("key",),
+               params=[str(store.SCHEMA_VERSION)])
+        # The row every write transaction updates (backend.fence): made here,
+        # with the tables, so there is one.
+        upsert(con, "meta", ("key", "value"), "SELECT ?, ''", key=("key",), params=[FENCE_KEY])
+        con.execute("COMMIT")
+    except BaseException:
+        with suppress(duckdb.Error):  # a COMMIT that failed has ended it already
+            con.execute("ROLLBACK")
+        raise
+
+
+def _has_meta(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name ="
+                      " current_database() AND table_name = 'meta'").fetchone()
+    return bool(row and row[0])
 
 
 def _fenced(con: duckdb.DuckDBPyConnection) -> bool:
@@ -377,19 +451,31 @@ def _delete_orphans(con: duckdb.DuckDBPyConnection, before: datetime) -> int:
     return len(deleted)
 
 
-def compact(con: duckdb.DuckDBPyConnection, *, now: datetime, keep: timedelta) -> Compaction:
+def compact(con: duckdb.DuckDBPyConnection, *, now: datetime, keep: timedelta,
+            before_step: Callable[[str], None] | None = None) -> Compaction:
     """Merge each table's small data files (every load adds a few), expire the
     snapshots older than ``keep`` (time travel reaches back that far), delete
     the files only they used, and the files no snapshot references that are
-    older than :data:`ORPHAN_AGE` (a failed load's). Run it under the writer lock
-    (:meth:`LakeBackend.writer`): a compaction racing a load's update can
-    duplicate a row."""
+    older than :data:`ORPHAN_AGE` (a failed load's). Each step is a DuckLake
+    commit of its own (DuckLake refuses a compaction and a change in one
+    transaction, so the fence row cannot share one): ``before_step`` is
+    called with the step's name before each, and stops the compaction by
+    raising. Run it through :func:`compact_lake`, which holds the writer lock
+    and checks it before each step."""
+    def step(name: str) -> None:
+        if before_step is not None:
+            before_step(name)
+
     before = _live_files(con)
+    step("merging the small data files")
     con.execute(f"CALL ducklake_merge_adjacent_files('{LAKE_ALIAS}')").fetchall()
+    step("expiring the old snapshots")
     expired = con.execute(f"CALL ducklake_expire_snapshots('{LAKE_ALIAS}', older_than => ?)",
                           [now - keep]).fetchall()
+    step("deleting the files of expired snapshots")
     deleted = con.execute(f"CALL ducklake_cleanup_old_files('{LAKE_ALIAS}', older_than => ?)",
                           [now]).fetchall()
+    step("deleting the orphaned files")
     orphans = _delete_orphans(con, now - ORPHAN_AGE)
     result = Compaction(files_before=before, files_after=_live_files(con),
                         snapshots_expired=len(expired), files_deleted=len(deleted),
@@ -400,6 +486,47 @@ def compact(con: duckdb.DuckDBPyConnection, *, now: datetime, keep: timedelta) -
                                           "files_deleted": result.files_deleted,
                                           "orphans_deleted": result.orphans_deleted})
     return result
+
+
+def compact_lake(lake: LakeBackend, *, now: datetime, keep: timedelta) -> Compaction:
+    """:func:`compact` as a writer, fenced like a load: what `newsmon compact`
+    and the maintenance DAG's ``checkpoint`` task run. Under the writer lock,
+    it first commits a fence value of its own (:func:`pipeline.store.backend.fenced`:
+    a writer whose transaction overlaps that commit, its lock cut off, commits
+    nothing and says so); before each step it checks that the lock's session
+    still holds the lock and that the fence row still holds its value (no
+    writer committed since), and stops with one sentence when not. Every step
+    is one DuckLake commit, so what stopped is whole: the steps done, none
+    begun after; run again, it finishes."""
+    from pipeline.store.backend import fenced
+
+    with lake.writer() as con:
+        token = uuid.uuid4().hex
+        with fenced(con, lake.describe()):
+            con.execute("UPDATE meta SET value = ? WHERE key = ?", [token, FENCE_KEY])
+
+        def still_the_writer(step: str) -> None:
+            if not lake.holds_lock():
+                raise store.DatabaseLocked(
+                    "the PostgreSQL session that held this host's writer lock was cut off "
+                    f"while the lake was compacted; compaction stopped before {step}, each "
+                    "step before it whole (nothing is lost): run it again")
+            rows = con.execute("SELECT value FROM meta WHERE key = ?", [FENCE_KEY]).fetchall()
+            if rows != [(token,)]:
+                raise store.DatabaseLocked(
+                    "another writer committed to the lake while it was compacted (the "
+                    "PostgreSQL session that held this host's writer lock was cut off "
+                    "meanwhile, or a program other than newsmon wrote the lake); compaction "
+                    f"stopped before {step}, each step before it whole (nothing is lost): "
+                    "run it again")
+
+        try:
+            return compact(con, now=now, keep=keep, before_step=still_the_writer)
+        except duckdb.Error as exc:
+            explained = store.explain(exc, lake.describe())
+            if explained is None:
+                raise
+            raise explained from exc
 
 
 @contextmanager

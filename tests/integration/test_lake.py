@@ -225,12 +225,13 @@ def batch(run: int, n: int = 4) -> list[dict[str, Any]]:
 def _task_in_process(settings_json: str, task: str) -> int:
     from datetime import UTC, datetime, timedelta
 
-    from pipeline.store.lake import compact
+    from pipeline.store.lake import compact_lake
 
     settings = Settings.model_validate_json(settings_json)
+    if task == "compact":  # what `newsmon compact` and the maintenance DAG run
+        return compact_lake(LakeBackend(settings), now=datetime.now(UTC),
+                            keep=timedelta(0)).files_after
     with backend(settings).writer() as con:
-        if task == "compact":
-            return compact(con, now=datetime.now(UTC), keep=timedelta(0)).files_after
         return load(con, settings, task).articles_new
 
 

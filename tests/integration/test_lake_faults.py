@@ -424,3 +424,258 @@ def test_compaction_removes_the_data_files_a_failed_load_left_once_a_day_old(
     assert f"{len(left)} orphaned files deleted" in capsys.readouterr().out
     assert orphans() == []
     assert counts(settings) == {"articles": (3, 3), "entries": (3, 3), "stories": (2, 2)}
+
+
+class _Watched:
+    """A lake connection that calls ``hook`` once, just before its first
+    statement that contains ``words`` (DuckDB's connection cannot be patched)."""
+
+    def __init__(self, con: Any, words: str, hook: Any) -> None:
+        self.con, self.words, self.hook = con, words, hook
+
+    def execute(self, sql: str, *args: Any, **kwargs: Any) -> Any:
+        if self.hook is not None and self.words in sql:
+            hook, self.hook = self.hook, None
+            hook()
+        return self.con.execute(sql, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.con, name)
+
+
+def when_lake_runs(monkeypatch: pytest.MonkeyPatch, words: str, hook: Any) -> None:
+    """Call ``hook`` once, just before any lake connection of this process
+    runs a statement with ``words``."""
+    from pipeline.store.lake import LakeBackend
+
+    opened = LakeBackend._open
+    pending = [hook]
+
+    def watched(self: LakeBackend, *, read_only: bool) -> Any:
+        con = opened(self, read_only=read_only)
+        if not pending:
+            return con
+        return _Watched(con, words, pending.pop())
+
+    monkeypatch.setattr(LakeBackend, "_open", watched)
+
+
+def compactable(tmp_path: Path, catalog: str) -> Settings:
+    """A lake of three loads (small files to merge, snapshots to expire)."""
+    from integration.test_lake import batch
+
+    settings = lake_settings(tmp_path, catalog)
+    for run in range(3):
+        f.stage(settings, f"run-{run}", batch(run))
+        with backend(settings).writer() as con:
+            assert load(con, settings, f"run-{run}").articles_new == 4
+    return settings
+
+
+def lake_state(settings: Settings, tmp_path: Path) -> dict[str, Any]:
+    """The snapshots, the data files on disk and the rows of the lake."""
+    with open_store(settings, read_only=True) as con:
+        snapshots = {int(sid) for (sid,) in con.execute(
+            "SELECT snapshot_id FROM __ducklake_metadata_newsmon_lake.ducklake_snapshot"
+        ).fetchall()}
+        rows = con.execute("SELECT (SELECT count(*) FROM articles), (SELECT count(DISTINCT id)"
+                           " FROM articles), (SELECT count(*) FROM entries), (SELECT count(*)"
+                           " FROM runs)").fetchone()
+    return {"snapshots": snapshots, "rows": rows,
+            "files": {p.name for p in (tmp_path / "lake-data").rglob("*.parquet")}}
+
+
+@pytest.mark.parametrize("meanwhile", ["another writer commits", "the lock is cut off"])
+def test_a_compaction_beside_another_writer_stops_whole_and_says_so(
+        tmp_path: Path, catalog: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], meanwhile: str) -> None:
+    """`newsmon compact` (and the maintenance DAG's checkpoint, the same code)
+    ran DuckLake's merge, expiry and file deletions unfenced: with its writer
+    lock's session cut off and another host's writer committing meanwhile, it
+    went on and expired snapshots and deleted files beside that writer. Now
+    it checks its lock and its fence value before each step: it stops at the
+    next one, says so in one sentence (exit 2), the steps after it not begun
+    (no snapshot expired, no file deleted, every row there), and run again
+    it finishes."""
+    from pipeline.cli import main
+    from pipeline.store.backend import fenced
+
+    settings = compactable(tmp_path, catalog)
+    config = lake_config(tmp_path, catalog)
+    before = lake_state(settings, tmp_path)
+
+    def another_writer() -> None:
+        if meanwhile == "another writer commits":
+            # Another host's writer, its lock taken while this one's was cut off.
+            with backend(settings).connect() as other, fenced(other, "the lake"):
+                pass
+        else:
+            assert len(terminate(catalog, "lock")) == 1
+
+    when_lake_runs(monkeypatch, "ducklake_merge_adjacent_files", another_writer)
+    capsys.readouterr()
+    assert main(["compact", "--config", str(config), "--keep-days", "0"]) == 2
+    said = capsys.readouterr().err
+    expected = ("newsmon: another writer committed to the lake while it was compacted"
+                if meanwhile == "another writer commits" else
+                "newsmon: the PostgreSQL session that held this host's writer lock was cut "
+                "off while the lake was compacted")
+    assert said.startswith(expected), said
+    assert "compaction stopped before expiring the old snapshots" in said
+    assert said.count("\n") == 1 and "Traceback" not in said
+    stopped = lake_state(settings, tmp_path)
+    assert before["snapshots"] <= stopped["snapshots"]  # none expired
+    assert before["files"] <= stopped["files"]  # none deleted
+    assert stopped["rows"] == before["rows"] == (12, 12, 12, 3)
+
+    monkeypatch.undo()
+    assert main(["compact", "--config", str(config), "--keep-days", "0"]) == 0
+    done = lake_state(settings, tmp_path)
+    assert not before["snapshots"] <= done["snapshots"]  # expired this time
+    assert done["rows"] == before["rows"]
+
+
+def test_a_load_that_overlapped_a_compaction_commits_nothing_and_says_so(
+        tmp_path: Path, catalog: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A load on this host loses its writer lock's session mid-load; `newsmon
+    compact` takes the lock meanwhile and compacts. The load, run beside the
+    compaction, commits nothing and says so in one sentence (the
+    compaction's first commit is a fence value); run again, it loads whole."""
+    from integration.test_lake import batch
+    from pipeline.cli import main
+
+    settings = compactable(tmp_path, catalog)
+    f.stage(settings, "run-here", batch(9))
+    here = Paused(monkeypatch, settings, "run-here")
+    assert len(terminate(catalog, "lock")) == 1
+    assert main(["compact", "--config", str(lake_config(tmp_path, catalog)),
+                 "--keep-days", "0"]) == 0, capsys.readouterr().err
+    here.go()
+    assert here.result is None
+    said = sentence(here.error)
+    assert said.startswith("another writer committed to the lake while this one ran"), said
+    assert counts(settings)["articles"] == (12, 12)
+    with backend(settings).writer() as con:
+        assert load(con, settings, "run-here").articles_new == 4
+    assert counts(settings)["articles"] == (16, 16)
+
+
+def lake_tables(catalog: str) -> list[str]:
+    """The lake's tables, as its catalog lists them."""
+    with psycopg2.connect(catalog) as pg, pg.cursor() as cur:
+        cur.execute("SELECT to_regclass('ducklake_table') IS NOT NULL")
+        made = bool(cur.fetchone()[0])
+        tables: list[str] = []
+        if made:
+            cur.execute("SELECT table_name FROM ducklake_table WHERE end_snapshot IS NULL"
+                        " ORDER BY table_name")
+            tables = [name for (name,) in cur.fetchall()]
+    pg.close()
+    return tables
+
+
+def meta_rows(settings: Settings) -> list[tuple[object, ...]]:
+    with open_store(settings, read_only=True) as con:
+        return con.execute("SELECT key, count(*) FROM meta GROUP BY key ORDER BY key").fetchall()
+
+
+def _first_writer_killed(settings_json: str) -> None:
+    """A first writer whose host dies (killed, power) once its tables are
+    made, while it adds the columns."""
+    import os
+
+    from pipeline.store.lake import LakeBackend
+
+    settings = Settings.model_validate_json(settings_json)
+    opened = LakeBackend._open
+
+    def watched(self: LakeBackend, *, read_only: bool) -> Any:
+        return _Watched(opened(self, read_only=read_only), "ADD COLUMN IF NOT EXISTS",
+                        lambda: os._exit(9))
+
+    LakeBackend._open = watched  # type: ignore[method-assign]
+    with backend(settings).writer():
+        pass
+
+
+def test_a_first_writer_killed_while_it_makes_the_lake_leaves_no_half_made_lake(
+        tmp_path: Path, catalog: str) -> None:
+    """The first writer on an empty catalog made the lake's tables one commit
+    each, then its columns and meta rows: a host killed midway left the
+    tables without the schema version or the fence row, and the lake counted
+    as made (`exists`, so readers went on to it). Now it is one transaction:
+    nothing of it is there, and the next writer makes the lake whole."""
+    from pipeline.store.lake import LakeBackend
+
+    settings = f.settings(tmp_path, store=lake.store_section(catalog, tmp_path / "lake-data"))
+    child = multiprocessing.get_context("spawn").Process(
+        target=_first_writer_killed, args=(settings.model_dump_json(),))
+    child.start()
+    child.join(300)
+    assert child.exitcode == 9
+    assert lake_tables(catalog) == []  # nothing half-made
+    assert not LakeBackend(settings).exists()
+    with backend(settings).writer():
+        pass
+    assert "runs" in lake_tables(catalog) and "meta" in lake_tables(catalog)
+    assert meta_rows(settings) == [("schema_version", 1), ("writer_fence", 1)]
+
+
+def test_a_first_writer_cut_off_while_it_makes_the_lake_says_so_and_leaves_nothing(
+        tmp_path: Path, catalog: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL ends the first writer's catalog sessions while it makes the
+    lake (a restart, a failover): its one transaction commits nothing, and it
+    says so in one sentence (DuckLake's words for a COMMIT whose ROLLBACK
+    failed too name no cause); the next writer makes the lake whole."""
+    from pipeline.store.lake import LakeBackend
+
+    settings = f.settings(tmp_path, store=lake.store_section(catalog, tmp_path / "lake-data"))
+    when_lake_runs(monkeypatch, "ADD COLUMN IF NOT EXISTS",
+                   lambda: terminate(catalog, "catalog"))
+    with pytest.raises(Exception) as failed, backend(settings).writer():
+        pass
+    said = str(failed.value)
+    assert isinstance(failed.value, store.StoreError), repr(failed.value)
+    assert said.startswith("lost the connection to the lake's catalog database ("), said
+    assert lake_tables(catalog) == []  # nothing half-made
+    assert not LakeBackend(settings).exists()
+    monkeypatch.undo()
+    with backend(settings).writer():
+        pass
+    assert "runs" in lake_tables(catalog) and "meta" in lake_tables(catalog)
+    assert meta_rows(settings) == [("schema_version", 1), ("writer_fence", 1)]
+
+
+def _first_writer_elsewhere(settings_json: str) -> list[tuple[object, ...]]:
+    settings = Settings.model_validate_json(settings_json)
+    with backend(settings).writer() as con:
+        return con.execute("SELECT key FROM meta ORDER BY key").fetchall()
+
+
+def test_two_first_writers_at_once_make_the_lake_once(
+        tmp_path: Path, catalog: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Two hosts start on an empty catalog, and the first one's writer lock
+    is cut off while it makes the lake: the other host takes the lock and
+    makes it too. One of the two makes it, the other commits nothing of its
+    own, finds it made and goes on: one schema version and one fence row,
+    every table once, no error."""
+    settings = f.settings(tmp_path, store=lake.store_section(catalog, tmp_path / "lake-data"))
+
+    def other_host_starts() -> None:
+        assert len(terminate(catalog, "lock")) == 1
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            assert pool.apply(_first_writer_elsewhere, (settings.model_dump_json(),)) == [
+                ("schema_version",), ("writer_fence",)]
+
+    when_lake_runs(monkeypatch, "ADD COLUMN IF NOT EXISTS", other_host_starts)
+    with caplog.at_level("INFO", logger="pipeline.store.lake"), \
+            backend(settings).writer() as con:  # goes on with the lake the other host made
+        assert con.execute("SELECT count(*) FROM runs").fetchall() == [(0,)]
+    # Its own tables were not committed: its commit met the other host's.
+    assert "another writer made the lake's schema meanwhile" in caplog.text
+    monkeypatch.undo()
+    assert meta_rows(settings) == [("schema_version", 1), ("writer_fence", 1)]
+    tables = lake_tables(catalog)
+    assert len(tables) == len(set(tables)) and "runs" in tables

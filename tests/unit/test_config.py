@@ -283,3 +283,53 @@ def test_allow_private_entries_in_every_form_load() -> None:
                "[fe80::1]:8443", " spaced.example "]
     fetch = parse_settings({"fetch": {"allow_private": entries}}).fetch
     assert fetch.allow_private == tuple(entry.strip() for entry in entries)
+
+
+def test_a_lake_whose_data_path_holds_the_staging_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The lake's compaction deletes every file under store.data_path its
+    catalog does not list and a day old (ducklake_delete_orphaned_files): a
+    staging there lost the staged runs waiting to load. Refused at load time,
+    in one sentence naming both folders; as is the other way round (the
+    staging's pruning of old run folders reaching the lake's)."""
+    from pipeline.cli import main
+
+    lake = {"mode": "lake", "catalog": "dbname=x host=db"}
+    with pytest.raises(ConfigError, match=re.escape(
+            "x.yaml: (top level): store.staging_url (/shared/lake/staging) is inside "
+            "store.data_path (/shared/lake/), where the lake's compaction deletes every file "
+            "its catalog does not list (a staged run's too): give store.staging_url a folder "
+            "outside store.data_path")):
+        parse_settings({"store": {**lake, "data_path": "/shared/lake/",
+                                  "staging_url": "/shared/lake/staging"}}, source="x.yaml")
+    with pytest.raises(ConfigError, match=r"store\.staging_url \(s3://b/lake/runs/\) is inside "
+                                          r"store\.data_path \(s3://b/lake\)"):
+        parse_settings({"store": {**lake, "data_path": "s3://b/lake",
+                                  "staging_url": "s3://b/lake/runs/"}})
+    with pytest.raises(ConfigError, match=r"staging_dir \(/shared/lake/staging\) is inside "
+                                          r"store\.data_path"):  # the default staging_dir
+        parse_settings({"database": "/shared/lake/news.duckdb",
+                        "store": {**lake, "data_path": "/shared/lake"}})
+    with pytest.raises(ConfigError, match=r"store\.data_path \(/shared/st/lake\) is inside "
+                                          r"staging_dir \(/shared/st\)"):
+        parse_settings({"staging_dir": "/shared/st",
+                        "store": {**lake, "data_path": "/shared/st/lake"}})
+    # Apart, or a prefix that is not a folder of it: fine.
+    parse_settings({"store": {**lake, "data_path": "s3://b/lake/",
+                              "staging_url": "s3://b/lake-staging/"}})
+    parse_settings({"database": "/data/news.duckdb", "staging_dir": "/data/staging",
+                    "store": {**lake, "data_path": "/shared/lake",
+                              "staging_url": "s3://b/staging/"}})
+    # A relative staging_dir is the config file's folder's: checked once resolved.
+    config = tmp_path / "newsmon.yaml"
+    config.write_text(f"staging_dir: lake/staging\nstore:\n  mode: lake\n"
+                      f"  catalog: dbname=x host=db\n  data_path: {tmp_path / 'lake'}\n",
+                      encoding="utf-8")
+    with pytest.raises(ConfigError, match=re.escape(
+            f"{config}: staging_dir ({tmp_path / 'lake' / 'staging'}) is inside "
+            f"store.data_path ({tmp_path / 'lake'})")):
+        load_settings(config)
+    # Every command says it in one line, exit 2, before it reads or writes anything.
+    assert main(["sql", "--config", str(config), "SELECT 1"]) == 2
+    said = capsys.readouterr().err
+    assert said.startswith(f"newsmon: {config}: staging_dir (") and said.count("\n") == 1
