@@ -624,29 +624,32 @@ def test_folding_the_log_does_not_wait_out_a_lock(tmp_path: Path) -> None:
     assert not wal.exists() or wal.stat().st_size == 0
 
 
-def test_a_probe_of_the_writer_does_not_wait_out_a_lock_and_folds_nothing(
+def test_a_brief_writer_does_not_wait_out_a_lock_and_folds_nothing(
         tmp_path: Path) -> None:
-    """A stream's load tried again asks whether the writer can be had
-    (probe_writer) before it plans the batch again: briefly, not the load's
-    ~18 s; and, the file free, it opens and closes the writer without folding
-    the log in (that is the stream's fold's, later) or holding the file."""
+    """A stream's load or send round tried while the file may be held asks
+    for the writer briefly (``brief``), not the load's ~18 s, before it plans
+    anything; and, the file free, its writer (``checkpoint=False``) closes
+    without folding the log in (that is the stream's fold's, later) or
+    holding the file."""
     from pipeline.store.backend import backend
 
     settings = parse_settings({"database": str(tmp_path / "news.duckdb"),
                                "staging_dir": str(tmp_path / "staging")})
-    backend(settings).probe_writer()  # no file yet: nothing holds it
-    assert not settings.database.exists()
+    with backend(settings).writer(brief=True):  # makes the file
+        pass
     with write_lock(settings.database):
         started = time.monotonic()
-        with pytest.raises(store.DatabaseLocked):
-            backend(settings).probe_writer()
+        with pytest.raises(store.DatabaseLocked), \
+                backend(settings).writer(checkpoint=False, brief=True):
+            pass
         assert time.monotonic() - started < 2.0
     with store.connect(settings.database, checkpoint=False) as con:
         con.execute("INSERT INTO meta VALUES ('probe-test', 'x')")
     wal = settings.database.with_name(settings.database.name + ".wal")
     logged = wal.stat().st_size
     assert logged > 0
-    backend(settings).probe_writer()
+    with backend(settings).writer(checkpoint=False, brief=True):
+        pass
     assert wal.stat().st_size == logged  # not folded in
     with store.connect(settings.database, retry=store.SHORT_RETRY) as con:  # not held
         assert con.execute("SELECT value FROM meta WHERE key = 'probe-test'"
