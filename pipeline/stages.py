@@ -251,6 +251,7 @@ def load_stage(settings: Settings, run_id: str, *, started_at: datetime | None =
     # Pulled under the writer lock: a poll re-run on another host meanwhile
     # (an Airflow retry) cannot change the folder between pull and load.
     began = False
+    result: LoadResult | None = None
     try:
         with backend(settings).writer(checkpoint=checkpoint, brief=brief) as con, \
                 shared_staging.workspace(settings, run_id) as local:
@@ -259,7 +260,7 @@ def load_stage(settings: Settings, run_id: str, *, started_at: datetime | None =
     except Exception as exc:
         if not began:
             raise
-        result = _committed_anyway(settings, run_id, exc)
+        result = _committed_anyway(settings, run_id, exc, result)
     if not keep_staging:
         staging.remove(staging.run_dir(settings.staging, run_id))
         shared_staging.discard(settings, run_id)
@@ -282,6 +283,7 @@ def plan_and_load_stage(settings: Settings, run_id: str, *, started_at: datetime
     ``waited``: as :func:`load_stage`'s (the lock is asked for before the
     plan, so a file held elsewhere costs no plan)."""
     planned: PlanResult | None = None
+    loaded: LoadResult | None = None
     try:
         with backend(settings).writer(checkpoint=checkpoint, brief=brief,
                                       waited=waited) as con, \
@@ -291,30 +293,45 @@ def plan_and_load_stage(settings: Settings, run_id: str, *, started_at: datetime
     except Exception as exc:
         if planned is None:
             raise
-        loaded = _committed_anyway(settings, run_id, exc)
+        loaded = _committed_anyway(settings, run_id, exc, loaded)
     staging.remove(staging.run_dir(settings.staging, run_id))
     shared_staging.discard(settings, run_id)
     return planned, loaded
 
 
-def _committed_anyway(settings: Settings, run_id: str, exc: Exception) -> LoadResult:
+def _committed_anyway(settings: Settings, run_id: str, exc: Exception,
+                      loaded: LoadResult | None = None) -> LoadResult:
     """The result of a load of ``run_id`` that raised ``exc`` once under way,
-    when its commit went through all the same (DuckDB can say the disk is
-    full after the commit reached its write-ahead log, a lake's catalog can
-    drop the session after it committed); else ``exc`` is raised. Taken for a
-    failure, the run was kept and tried again, found loaded, and what had been
-    staged beside it meanwhile (later batches, as further shards of the run:
-    a run is loaded once) was discarded, those entries' records with it."""
-    try:
-        with open_store(settings, read_only=True) as con:
-            done = loaded_run(con, run_id)
-    except Exception:  # noqa: BLE001 - the load's own error is what to say
-        done = None
-    if done is None:
-        raise exc
-    log.warning("batch %s: the load said %s, but its commit reached the database: stored"
-                " once, going on", run_id, exc, extra={"run_id": run_id})
-    return replace(done, already_loaded=False)
+    when the run is loaded all the same (DuckDB can say the disk is full after
+    the commit reached its write-ahead log, a lake's catalog can drop the
+    session after it committed); else ``exc`` is raised. ``loaded``: what
+    ``load()`` returned, when it returned before the error (the connection's
+    close raised). Taken for a failure, the run was kept and tried again,
+    found loaded, and what had been staged beside it meanwhile (later
+    batches, as further shards of the run: a run is loaded once) was
+    discarded, those entries' records with it.
+
+    The read-back asks for the file about 0.3 s, without a warning (a
+    stream's database thread, which the polls share, must not wait the
+    writer's ~18 s here): when another process holds the file read-write at
+    that moment the run counts as failed, as before."""
+    if loaded is None:
+        try:
+            if settings.store.mode == "lake":
+                reading = open_store(settings, read_only=True)
+            else:
+                reading = store.connect(settings.database, read_only=True,
+                                        retry=store.SHORT_RETRY)
+            with reading as con:
+                loaded = loaded_run(con, run_id)
+        except Exception:  # noqa: BLE001 - the load's own error is what to say
+            loaded = None
+        if loaded is None:
+            raise exc
+        loaded = replace(loaded, already_loaded=False)  # by this load: read back as loaded
+    log.warning("batch %s: the load said %s, but the run is loaded: stored once, going on",
+                run_id, exc, extra={"run_id": run_id})
+    return loaded
 
 
 def checkpoint_stage(settings: Settings) -> None:

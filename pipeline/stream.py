@@ -863,8 +863,8 @@ class _Stream:
         self.unfolded = True
         # A round after a failed one too: the load just opened the writer.
         sent = None
+        await self._sent()  # a round between two polls under way: its own first (it may fail)
         if loaded.alerts_queued or self.send_error is not None:
-            await self._sent()  # a round between two polls, under way: its own first
             sent = await self.send()
         folded = await self._fold_if_idle()
         result = BatchResult(plan=planned, load=loaded, send=sent, folded=folded)
@@ -913,7 +913,9 @@ class _Stream:
             return self.db(partial(send_stage, checkpoint=False, brief=True), settings, mailer)
 
         def waiting(exc: store.DatabaseLocked) -> None:
-            if not said:
+            # Once a round, and only while the last round did not fail the same
+            # way (a session held open meets a round every 5 minutes).
+            if not said and (self.send_error is None or str(exc) != str(self.send_error)):
                 said.append(exc)
                 log.warning("alerts: the writer is busy, waiting for it (up to %.0f s; the"
                             " feeds are polled meanwhile): %s", backend(settings).writer_wait(),

@@ -474,7 +474,8 @@ def test_a_load_whose_commit_went_through_before_its_error_is_loaded_not_kept(
     assert calls == ["load"]
     assert (result.already_loaded, result.articles_new, result.stories_new) == (False, 3, 2)
     assert not (tmp_path / "staging" / "run-1").exists()  # done with, as after any load
-    (warning,) = [r.getMessage() for r in caplog.records if "commit reached" in r.getMessage()]
+    (warning,) = [r.getMessage() for r in caplog.records
+                  if "but the run is loaded" in r.getMessage()]
     assert "disk full at /data" in warning and "stored once, going on" in warning
     with store.connect(settings.database, read_only=True) as con:
         assert table(con, "SELECT count(*) FROM articles") == [(3,)]
@@ -500,3 +501,26 @@ def test_a_load_that_failed_before_its_commit_still_fails_and_keeps_its_staging(
     assert (tmp_path / "staging" / "run-1").is_dir()
     with store.connect(settings.database, read_only=True) as con:
         assert table(con, "SELECT count(*) FROM runs WHERE loaded_at IS NOT NULL") == [(0,)]
+
+
+def test_the_read_back_of_a_failed_load_asks_for_the_file_briefly(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The read-back runs on a stream's database thread, which the polls
+    share: with the file held read-write by another process it gives up in
+    about 0.3 s, without the lock's "waiting for it" warning, and the load's
+    own error stands (it waited the writer's ~18 s, warning, before)."""
+    import time
+
+    from pipeline import stages
+
+    settings = f.settings(tmp_path)
+    with store.connect(settings.database):
+        pass
+    full = store.DiskFull("disk full at /data (writing news.duckdb.wal): free some space")
+    with held(settings.database), caplog.at_level("WARNING"):
+        started = time.monotonic()
+        with pytest.raises(store.DiskFull, match="disk full at /data"):
+            stages._committed_anyway(settings, "run-1", full)
+        waited = time.monotonic() - started
+    assert waited < 3, waited
+    assert [r for r in caplog.records if "waiting for it" in r.getMessage()] == []
