@@ -77,11 +77,13 @@ from pipeline.stages import (
     PollSummary,
     Progress,
     checkpoint_stage,
+    cluster_stage,
     deferred_record,
     entry_from,
     explained,
     feed_record,
     fetch_limits,
+    load_stage,
     new_run_id,
     plan_and_load_stage,
     poll_options,
@@ -711,9 +713,22 @@ class _Stream:
                 # the staged run would fit (it may still not: the load says).
                 backend(settings).probe_room(
                     staging.size(staging.run_dir(settings.staging, run_id)))
-            return plan_and_load_stage(settings, run_id, started_at=self.started,
-                                       warm=self.warm, checkpoint=False, brief=brief,
-                                       waited=waited)
+            if self.warm.holds_any():
+                return plan_and_load_stage(settings, run_id, started_at=self.started,
+                                           warm=self.warm, checkpoint=False, brief=brief,
+                                           waited=waited)
+            # The run's first plan, or the first after a failure dropped the
+            # warm clusterer, restores the open stories (seconds at 50,000
+            # articles): on a reader, as the DAG's cluster task plans, so the
+            # file is not held meanwhile; the writer only for the load. Asked
+            # for briefly first, so that a file held elsewhere costs no restore.
+            if brief:
+                with backend(settings).writer(checkpoint=False, brief=True, waited=waited):
+                    pass
+            planned = cluster_stage(settings, run_id, warm=self.warm)
+            loaded = load_stage(settings, run_id, started_at=self.started, warm=self.warm,
+                                checkpoint=False, brief=brief)
+            return planned, loaded
 
     def may_load_again(self) -> bool:
         """Whether the failed load's cause may pass while the run goes on: a

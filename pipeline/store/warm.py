@@ -97,6 +97,11 @@ class WarmClusterer:
         return any(held is not None and held.version == store_version
                    for held in (self._loaded, self._planned))
 
+    def holds_any(self) -> bool:
+        """Whether a clusterer is held at all (the next plan may go on from
+        it); False: the next plan restores the open stories."""
+        return self._loaded is not None or self._planned is not None
+
     def unusable(self) -> None:
         """The clusterer taken could not go on (a story it closed is needed):
         the plan restores."""

@@ -934,6 +934,36 @@ def test_feeds_are_still_polled_while_a_send_round_waits_for_a_session_held_open
         assert con.execute("SELECT count(*) FROM entries").fetchone() == (2,)
 
 
+def test_a_runs_first_plan_restores_on_a_reader_and_the_warm_ones_plan_on_the_loads_writer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A micro-batch's plan goes on from the warm clusterer on the writer its
+    load then uses (one open a batch); the run's first plan, which restores
+    the open stories (seconds at 50,000 articles), runs on a reader, so the
+    file is not held while it restores."""
+    from pipeline import stages
+
+    modes: list[str] = []
+    plan = stages.plan
+
+    def noted_plan(con: Any, *args: Any, **kwargs: Any) -> Any:
+        row = con.execute("SELECT current_setting('access_mode')").fetchone()
+        modes.append(str(row[0]).lower())
+        return plan(con, *args, **kwargs)
+
+    monkeypatch.setattr(stages, "plan", noted_plan)
+    with FeedServer() as server:
+        with short_feed_run(tmp_path, server, caplog) as (_settings, stored, outcome):
+            publish_alone(server, 2)
+            wait_for(lambda: sum(stored) == 2, "the second item")
+            publish_alone(server, 3)
+            wait_for(lambda: sum(stored) == 3, "the third item")
+        assert len(outcome) == 1 and outcome[0].load.articles_new == 3  # it ended well
+    assert len(modes) >= 3, modes
+    assert modes[0] == "read_only", modes
+    assert "read_only" not in modes[1:], modes  # the writer's ('automatic')
+
+
 def test_a_session_holding_the_file_read_write_holds_the_polls_not_the_run(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
