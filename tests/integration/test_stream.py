@@ -399,10 +399,10 @@ def timed_plans(monkeypatch: pytest.MonkeyPatch) -> tuple[list[float], list[floa
     plan, on the writer it shares with the load), and when it tries a plan
     and load (a failed one again included)."""
     from pipeline import stages, stream
+    from pipeline.store.plan import plan
 
     plans: list[float] = []
     tries: list[float] = []
-    plan = stages.plan
     plan_and_load = stream._Stream._plan_and_load
 
     def counted_plan(*args: Any, **kwargs: Any) -> Any:
@@ -464,6 +464,19 @@ def short_feed_run(tmp_path: Path, server: FeedServer, caplog: pytest.LogCapture
     settings = news_feed_settings(tmp_path, server)
     with counting_loads(settings, caplog) as (stored, outcome):
         yield settings, stored, outcome
+
+
+def polled_while(server: FeedServer, waiting: Callable[[], object], what: str
+                 ) -> tuple[int, int]:
+    """Once ``waiting`` holds (a load or a send round waiting for the writer
+    an analyst's session holds): item 2 published, then how often
+    ``/news.xml`` was polled in the next 6 s (a third of the writer's wait; the
+    feed is due every ~1.2 s), and how often item 2's page was fetched."""
+    wait_for(waiting, what, seconds=30)
+    polls = server.hits["/news.xml"]
+    publish_alone(server, 2)
+    time.sleep(6)
+    return server.hits["/news.xml"] - polls, server.hits["/2"]
 
 
 @contextmanager
@@ -882,13 +895,9 @@ def test_feeds_are_still_polled_while_a_load_waits_for_a_session_held_open(
         with short_feed_run(tmp_path, server, caplog) as (settings, stored, outcome):
             wait_for(lambda: rounds, "the run's first send round")
             with analysts_session(tmp_path / "news.duckdb"):
-                wait_for(lambda: logged(caplog, "the writer is busy"),
-                         "a load meeting the session", seconds=30)
-                polls = server.hits["/news.xml"]
-                publish_alone(server, 2)
-                time.sleep(6)  # a third of the load's wait; the feed is due every ~1.2 s
-                polled = server.hits["/news.xml"] - polls
-                fetched = server.hits["/2"]
+                polled, fetched = polled_while(
+                    server, lambda: logged(caplog, "the writer is busy"),
+                    "a load meeting the session")
             wait_for(lambda: sum(stored) == 2, "both items, loaded after the session")
         assert len(outcome) == 1 and outcome[0].load.articles_new == 2  # it ended well
     assert polled >= 2 and fetched == 1, (polled, fetched)
@@ -918,14 +927,10 @@ def test_feeds_are_still_polled_while_a_send_round_waits_for_a_session_held_open
         with short_feed_run(tmp_path, server, caplog) as (settings, stored, outcome):
             with analysts_session(tmp_path / "news.duckdb"):
                 # A round's wait (not a load's, whose message names its batch).
-                wait_for(lambda: [m for m in logged(caplog, "waiting for it")
-                                  if not m.startswith("batch ")],
-                         "a send round meeting the session", seconds=30)
-                polls = server.hits["/news.xml"]
-                publish_alone(server, 2)
-                time.sleep(6)  # a third of the round's wait; the feed is due every ~1.2 s
-                polled = server.hits["/news.xml"] - polls
-                fetched = server.hits["/2"]
+                polled, fetched = polled_while(
+                    server, lambda: [m for m in logged(caplog, "waiting for it")
+                                     if not m.startswith("batch ")],
+                    "a send round meeting the session")
             wait_for(lambda: sum(stored) == 2, "both items, loaded after the session")
         assert len(outcome) == 1 and outcome[0].load.articles_new == 2  # it ended well
     assert polled >= 2 and fetched == 1, (polled, fetched)
@@ -942,9 +947,9 @@ def test_a_runs_first_plan_restores_on_a_reader_and_the_warm_ones_plan_on_the_lo
     the open stories (seconds at 50,000 articles), runs on a reader, so the
     file is not held while it restores."""
     from pipeline import stages
+    from pipeline.store.plan import plan
 
     modes: list[str] = []
-    plan = stages.plan
 
     def noted_plan(con: Any, *args: Any, **kwargs: Any) -> Any:
         row = con.execute("SELECT current_setting('access_mode')").fetchone()
