@@ -35,9 +35,12 @@ demo: $(STAMP)
 	$(BIN)/newsmon demo
 
 # The tests include the Airflow ones (DAG integrity, dag.test(), the real scheduler
-# on PostgreSQL), so they install the airflow extra too.
+# on PostgreSQL), so they install the airflow extra too. `make test PYTEST_ARGS='-n 2'`
+# runs them in two pytest-xdist workers (tests/conftest.py says which tests share
+# one); not the default: BENCHMARKS.md, session 26.
+PYTEST_ARGS ?=
 test: $(AIRFLOW_STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
