@@ -461,10 +461,18 @@ def test_a_config_file_too_large_to_be_one_is_refused_after_4_mib(tmp_path: Path
     assert line.startswith("newsmon: newsmon.yaml: larger than 4 MiB"), line
 
 
+# The command as a terminal starts it, with Ctrl-C's default action, however
+# the tests were started: a shell without job control starts a command put in
+# the background (`bash .ci/run &`) with SIGINT ignored, its children inherit
+# that, and Python then installs no KeyboardInterrupt handler: a CI run started
+# so saw every Ctrl-C of these tests ignored (exit 0, the scan never stopped).
+FROM_A_TERMINAL = ["env", "--default-signal=INT", *COMMAND]
+
+
 def _running_query(workdir: Path) -> subprocess.Popen[str]:
     # About 10 s of DuckDB on 2 cores: a Ctrl-C that lands just as DuckDB
     # starts the statement is only seen when it ends (DuckDB's client).
-    return subprocess.Popen([*COMMAND, "sql", "SELECT count(*) FROM range(3000000000) a,"
+    return subprocess.Popen([*FROM_A_TERMINAL, "sql", "SELECT count(*) FROM range(3000000000) a,"
                              " range(10) b"], cwd=workdir, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -512,7 +520,7 @@ def test_ctrl_c_stops_a_long_statement_at_once_wherever_it_lands(workdir: Path) 
     The statement now runs beside a main thread that only waits for it."""
     scan = "SELECT range FROM range(1000000000000) WHERE range = 999999999999"
     for delay in (0.1, 0.6, 1.2):
-        proc = subprocess.Popen([*COMMAND, "sql", "--csv", scan], cwd=workdir,
+        proc = subprocess.Popen([*FROM_A_TERMINAL, "sql", "--csv", scan], cwd=workdir,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _opened(proc, workdir / "news.duckdb")
         time.sleep(delay)
@@ -637,7 +645,7 @@ def test_a_closed_stdout_drops_the_output_and_never_becomes_the_database(
                  ["feeds", "add", "https://example.org/b"]):
         result = closed_stdout(*args)
         assert (result.returncode, result.stderr) == (0, ""), args
-    holder = subprocess.Popen(["sh", "-c", 'exec "$@" >&-', "sh", *COMMAND, "sql",
+    holder = subprocess.Popen(["sh", "-c", 'exec "$@" >&-', "sh", *FROM_A_TERMINAL, "sql",
                                "SELECT count(*) FROM range(3000000000) a, range(10) b"],
                               cwd=workdir, stderr=subprocess.PIPE, text=True)
     try:
