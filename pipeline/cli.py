@@ -303,6 +303,37 @@ def _print_cursor(cursor: duckdb.DuckDBPyConnection, fmt: Format) -> None:
     _print_rows([d[0] for d in cursor.description or ()], fetched_rows(cursor), fmt)
 
 
+@contextlib.contextmanager
+def ctrl_c_kept() -> Iterator[None]:
+    """A Ctrl-C while the block runs DuckDB on the main thread (a connection
+    opened, its schema checks, ``SET``s) is kept and raised as
+    KeyboardInterrupt once the block is done. DuckDB's client takes a
+    KeyboardInterrupt raised inside one of its calls for that call's: a Ctrl-C
+    that landed during the open was at times lost, and the query then ran to
+    its end (rows printed, exit 0). A second Ctrl-C is raised at once (the
+    open may be waiting out another process's lock). Only on the main
+    thread, where signals go."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    import signal
+
+    kept: list[int] = []
+
+    def keep(signum: int, frame: object) -> None:
+        if kept:  # a second Ctrl-C (the open waiting out a lock, say): at once
+            raise KeyboardInterrupt
+        kept.append(signum)
+
+    previous = signal.signal(signal.SIGINT, keep)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if kept:
+        raise KeyboardInterrupt
+
+
 def interruptible(con: duckdb.DuckDBPyConnection, work: Callable[[], _T]) -> _T:
     """``work()`` (statements on ``con`` and the printing of their rows) in a
     thread of its own, so that Ctrl-C stops a long statement at once. On the
@@ -352,15 +383,19 @@ def cmd_sql(args: argparse.Namespace) -> int:
     returns_rows = {duckdb.StatementType.SELECT, duckdb.StatementType.PRAGMA,
                     duckdb.StatementType.CALL, duckdb.StatementType.EXPLAIN,
                     duckdb.StatementType.EXECUTE}
-    with open_store(settings, read_only=True, schema_if_empty=False) as con:
-        if not is_lake(con):
-            # Read-only is the database; a statement could still write or read
-            # other files (COPY ... TO over news.duckdb itself, ATTACH ...
-            # READ_WRITE, read_csv('/etc/passwd')). None of that, and the
-            # statement cannot turn it back on. (A lake reads its data files
-            # through that same access: there the catalog's read-only role holds.)
-            con.execute("SET enable_external_access = false")
-            con.execute("SET lock_configuration = true")
+    with contextlib.ExitStack() as stack:
+        with ctrl_c_kept():
+            con = stack.enter_context(open_store(settings, read_only=True,
+                                                 schema_if_empty=False))
+            if not is_lake(con):
+                # Read-only is the database; a statement could still write or
+                # read other files (COPY ... TO over news.duckdb itself, ATTACH
+                # ... READ_WRITE, read_csv('/etc/passwd')). None of that, and the
+                # statement cannot turn it back on. (A lake reads its data files
+                # through that same access: there the catalog's read-only role
+                # holds.)
+                con.execute("SET enable_external_access = false")
+                con.execute("SET lock_configuration = true")
         interruptible(con, lambda: _run_sql(con, args, returns_rows))
     return 0
 
