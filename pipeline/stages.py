@@ -277,9 +277,9 @@ def plan_and_load_stage(settings: Settings, run_id: str, *, started_at: datetime
     not three times (a probe for the writer, the plan's reader, the load's
     writer: each open reads the write-ahead log the burst's loads left, ~100
     ms at 50,000 articles), and no other writer can come between the plan and
-    its load. The writer is held through the plan (~0.2 s warm; seconds for
-    the first plan of a run, which restores the open stories): an analyst's
-    session opened meanwhile waits for it, as for a load. ``brief`` and
+    its load. The writer is held through the plan (~0.2 s warm), so the
+    stream uses it only with a warm clusterer: a plan that restores the open
+    stories (seconds) runs on a reader (:func:`cluster_stage`). ``brief`` and
     ``waited``: as :func:`load_stage`'s (the lock is asked for before the
     plan, so a file held elsewhere costs no plan)."""
     planned: PlanResult | None = None
