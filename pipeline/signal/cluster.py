@@ -1312,6 +1312,19 @@ class Clusterer:
         stories = self._stories
         return {m.doc.id for index in self._touched for m in stories[index].members}
 
+    def partly_held(self, stories: Iterable[str]) -> list[str]:
+        """Those of ``stories`` whose members are not all held (:meth:`held_members`
+        counts only the touched ones'): a warm clusterer holds every member of a
+        story it has added to since it was restored, and the plan need not read
+        them again. A story's size counts its stored members and this plan's."""
+        out = []
+        for sid in stories:
+            story = self._by_id.get(sid)
+            if story is None or story.index not in self._touched \
+                    or len(story.members) < story.size:
+                out.append(sid)
+        return out
+
     def add_members(self, docs: Iterable[ClusterDoc], stories: Iterable[str] = ()) -> None:
         """Attach stored articles to their restored stories for :meth:`representative`
         only (the stories' state already holds them); their members, and those

@@ -379,9 +379,10 @@ def _make_plan(
         # The titles: the members of the restored stories new articles joined too,
         # read only when not held already (a warm clusterer holds most).
         held = clusterer.held_members()
+        partly = clusterer.partly_held(sorted(set(assignments.values())))
         wanted = [str(r[0]) for r in con.execute(
-            "SELECT id FROM articles WHERE story_id IN (SELECT story_id FROM assigned)"
-        ).fetchall() if r[0] not in held]
+            "SELECT id FROM articles WHERE story_id IN (SELECT unnest(string_split(?, chr(31))))",
+            ["\x1f".join(partly)]).fetchall() if r[0] not in held] if partly else []
         clusterer.add_members(_docs(
             con, f"SELECT {_DOC_COLUMNS}, story_id, NULL FROM articles"
                  " WHERE id IN (SELECT unnest(string_split(?, chr(31))))",

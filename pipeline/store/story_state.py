@@ -108,6 +108,13 @@ def read_open(con: duckdb.DuckDBPyConnection, bounds: tuple[datetime, datetime],
     if since is not None:
         where += f" AND NOT ({_OPEN_WHERE})"
         params += _open_params(since, options)
+    if since is not None:
+        # A warm plan's usual case: no story opened since its last plan (one
+        # narrow scan, not the five statements below: ~6 ms a micro-batch).
+        found = con.execute(f"SELECT EXISTS (SELECT 1 FROM story_state WHERE {where})",
+                            params).fetchone()
+        if not (found and found[0]):
+            return SavedStories.of(())
     con.execute("CREATE OR REPLACE TEMP TABLE open_stories AS SELECT story_id, first, last,"
                 " size, terms, weights, names, name_counts, languages, language_counts,"
                 " main_language, embedding, embedded, row_number() OVER"

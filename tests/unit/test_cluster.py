@@ -1215,6 +1215,27 @@ def test_a_restored_story_keeps_every_kind_of_name_and_scores_as_the_live_one() 
     assert live.saved()[0] == restored.saved()[0]
 
 
+
+def test_a_story_is_partly_held_until_its_stored_members_are_added() -> None:
+    """What the plan reads again for a story's title (``partly_held``): a
+    restored story a new report joined holds that report only; once its stored
+    member is added it holds them all, and a warm clusterer's next plan need
+    not read them; a story started in this plan holds all its members."""
+    live = Clusterer()
+    live.place(SHOOTING)
+    states, signatures = live.saved()
+    restored = Clusterer(stats=TermStats(live.stats.df, live.stats.n))
+    restored.restore(states, signatures)
+    assert restored.partly_held(["s-shooting"]) == ["s-shooting"]  # not touched: none held
+    assert restored.place(FOLLOW_UP)[0] == "s-shooting"
+    assert restored.partly_held(["s-shooting"]) == ["s-shooting"]  # the new report only
+    restored.add_members([dataclasses.replace(SHOOTING, story_id="s-shooting")])
+    assert restored.partly_held(["s-shooting"]) == []
+    assert restored.representative("s-shooting") is not None
+    fresh = Clusterer()
+    sid, _ = fresh.place(SHOOTING)
+    assert fresh.partly_held([sid, "s-unknown"]) == ["s-unknown"]
+
 # -- stable statistics: batching changes nothing ---------------------------------------------
 
 
