@@ -116,6 +116,10 @@ _MAX_SLEEP = 60.0
 # database thread, which the next poll's due-feed lookup waits for.
 _LOAD_AGAIN = 5.0
 _LOAD_AGAIN_MAX = 30.0
+# The entries a feed's lookups found delivered or a poll took, remembered per
+# feed for the polls made while the file is held read-write: the newest this
+# many (a feed lists tens, a few hundred at most).
+_REMEMBERED = 2000
 # The least nap before a try again is looked at (its time may be past).
 _LOAD_AGAIN_LEAST = 1.0
 # A load waits for the writer by probes this far apart at first, then twice
@@ -298,6 +302,13 @@ class _Stream:
         self.load_tries = 0  # the failed run's tries again so far
         self.waiting_writer = False  # a load waits for the writer (another holds it)
         self.read_error: str | None = None  # the due feeds' last failed read, said once
+        # The feeds and their states as last read from the store, and the
+        # entries each feed's lookups found delivered or this run took (its
+        # newest _REMEMBERED): while a session holds the file read-write, not
+        # even a read goes through, and the feeds polled before are polled on
+        # from these (new feeds and the pages to retry wait for the file).
+        self.feeds_read: tuple[list[Feed], dict[str, store.FeedState]] | None = None
+        self.remembered: dict[str, dict[str, Seen]] = {}
         self.shard = 0
         self.send_error: BaseException | None = None
         self.lookups: list[tuple[Sequence[tuple[str, str]],
@@ -335,9 +346,27 @@ class _Stream:
         return await asyncio.get_running_loop().run_in_executor(self.database, fn, *args)
 
     def _seen(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], Seen]:
+        # Held read-write a moment ago: asked for briefly (remembered below).
         with explained(self.settings.database), \
-                open_store(self.settings, read_only=True) as con:
+                open_store(self.settings, read_only=True,
+                           brief=self.read_error is not None) as con:
             return store.seen_entries(con, pairs)
+
+    def _remember(self, feed: str, entry_id: str, seen: Seen) -> None:
+        known = self.remembered.setdefault(feed, {})
+        known.pop(entry_id, None)  # the newest last
+        known[entry_id] = seen
+        if len(known) > _REMEMBERED:
+            del known[next(iter(known))]
+
+    def _from_memory(self, pairs: Sequence[tuple[str, str]]
+                     ) -> dict[tuple[str, str], Seen] | None:
+        """What :meth:`known` would find of ``pairs``, from what this run
+        remembers; None when one of their feeds had no lookup yet this run."""
+        if any(feed not in self.remembered for feed, _ in pairs):
+            return None
+        return {(feed, i): seen for feed, i in pairs
+                if (seen := self.remembered[feed].get(i)) is not None}
 
     async def known(self, pairs: Sequence[tuple[str, str]]
                     ) -> dict[tuple[str, str], Seen]:
@@ -354,12 +383,24 @@ class _Stream:
     async def _look_up(self) -> None:
         while self.lookups:
             waiting, self.lookups = self.lookups, []
+            asked = [p for pairs, _ in waiting for p in pairs]
             try:
-                seen = await self.db(self._seen, [p for pairs, _ in waiting for p in pairs])
+                seen = await self.db(self._seen, asked)
+            except store.DatabaseLocked as exc:
+                # Held read-write: the feeds looked up before this run answer
+                # from memory; the others' polls are deferred, as before.
+                for pairs, future in waiting:
+                    found = self._from_memory(pairs)
+                    if found is None:
+                        future.set_exception(exc)
+                    else:
+                        future.set_result(found)
+                continue
             except Exception as exc:  # noqa: BLE001 - each waiting feed's task raises it
                 for _, future in waiting:
                     future.set_exception(exc)
                 continue
+            self._looked_up(asked, seen)
             for _, future in waiting:
                 future.set_result(seen)
 
@@ -370,20 +411,57 @@ class _Stream:
         # Read-only once the database exists: an analyst's read-only session
         # does not hold the poll up (only each load needs the file alone).
         with explained(settings.database), \
-                open_store(settings) as con:
+                open_store(settings, brief=self.read_error is not None) as con:
             listed = feeds.all_feeds(settings, con)
-            # Only the feeds polled say when to look next: one removed from the
-            # config (or paused) keeps its row, and a next poll long past.
-            polled = {f.url for f in listed}
-            # A state staged and not loaded yet is newer than the file's.
-            states = {url: state for url, state in {**store.feed_states(con), **settled}.items()
-                      if url in polled}
-            candidates = [f for f in listed if f.url not in self.busy_feeds]
-            due = poll.due_feeds(candidates, states, now, force=force, options=settings.poll)
+            stored = store.feed_states(con)
+            self.feeds_read = (listed, stored)
             retry = store.entries_to_retry(con, MAX_PAGE_ATTEMPTS) if retries else []
-            skippable = poll.skippable_items(
-                due, states, lambda pairs: store.seen_entries(con, pairs))
+            due, states, skippable = self._due(settings, now, force, settled, listed, stored,
+                                               lambda pairs: self._looked_up(
+                                                   pairs, store.seen_entries(con, pairs)))
         return due, states, retry, skippable
+
+    def _looked_up(self, pairs: Sequence[tuple[str, str]], seen: dict[tuple[str, str], Seen]
+                   ) -> dict[tuple[str, str], Seen]:
+        """``seen``, what the store found of ``pairs``, remembered: their feeds
+        can be polled on from memory while the file is held read-write."""
+        for feed, entry_id in pairs:
+            self.remembered.setdefault(feed, {})
+            if (hit := seen.get((feed, entry_id))) is not None:
+                self._remember(feed, entry_id, hit)
+        return seen
+
+    def _due(self, settings: Settings, now: datetime, force: bool,
+             settled: dict[str, store.FeedState], listed: list[Feed],
+             stored: dict[str, store.FeedState], known: poll.KnownLookup
+             ) -> tuple[list[Feed], dict[str, store.FeedState],
+                        dict[str, dict[str, tuple[str, int | None]]]]:
+        # Only the feeds polled say when to look next: one removed from the
+        # config (or paused) keeps its row, and a next poll long past.
+        polled = {f.url for f in listed}
+        # A state staged and not loaded yet is newer than the file's.
+        states = {url: state for url, state in {**stored, **settled}.items() if url in polled}
+        candidates = [f for f in listed if f.url not in self.busy_feeds]
+        due = poll.due_feeds(candidates, states, now, force=force, options=settings.poll)
+        return due, states, poll.skippable_items(due, states, known)
+
+    def _due_from_memory(self, now: datetime, force: bool,
+                         settled: dict[str, store.FeedState]
+                         ) -> tuple[list[Feed], dict[str, store.FeedState],
+                                    dict[str, dict[str, tuple[str, int | None]]]] | None:
+        """The due feeds as :meth:`_read_due` finds them, from the last read and
+        this run's polls (the store cannot be read): only feeds this run has
+        looked up entries of (the others wait for the file); None before any
+        read went through."""
+        if self.feeds_read is None:
+            return None
+        listed, stored = self.feeds_read
+        listed = [f for f in listed if f.url in self.remembered]
+
+        def known(pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Seen]:
+            return self._from_memory(pairs) or {}
+
+        return self._due(self.settings, now, force, settled, listed, stored, known)
 
     # -- a reloaded config ------------------------------------------------------------------
 
@@ -507,8 +585,27 @@ class _Stream:
         when the next feed not in flight is due (None: none known)."""
         now = datetime.now(UTC)
         settled = {url: state for url, (state, _) in self.settled.items()}
-        due, states, retry, skippable = await self.db(self._read_due, self.settings, now,
-                                                      force, retries, settled)
+        reread: datetime | None = None
+        try:
+            due, states, retry, skippable = await self.db(self._read_due, self.settings, now,
+                                                          force, retries, settled)
+        except store.DatabaseLocked as exc:
+            # Held read-write (`duckdb news.duckdb`, a notebook): even the
+            # feeds' states cannot be read. The feeds polled before are polled
+            # on from what this run knows of them; the rest wait for the file.
+            remembered = self._due_from_memory(now, force, settled)
+            if remembered is None:
+                raise
+            if str(exc) != self.read_error:
+                log.warning("the database is held, polling the feeds this run polled before"
+                            " from what it remembers of them (new feeds and the pages to"
+                            " retry wait for it; reading again every %.0f s): %s",
+                            _LOAD_AGAIN, exc)
+            self.read_error = str(exc)
+            (due, states, skippable), retry = remembered, []
+            reread = now + timedelta(seconds=_LOAD_AGAIN)  # the file may be free by then
+        else:
+            self.read_error = None
         for row in retry:
             work = _Work(entry=entry_from(row), attempts=int(row["attempts"]), feed=None)
             if self._claim(work.entry):
@@ -524,7 +621,7 @@ class _Stream:
         upcoming = [s.next_poll_at for url, s in states.items()
                     if url not in self.busy_feeds and s.status != "retired"
                     and s.next_poll_at is not None]
-        return min(upcoming, default=None)
+        return min([*upcoming, reread] if reread is not None else upcoming, default=None)
 
     def _claim(self, entry: FeedEntry) -> bool:
         """Each (feed, entry id) once in flight: an article a feed lists
@@ -558,6 +655,9 @@ class _Stream:
                       self.due)
         works = [_Work(entry=e, attempts=0, feed=feed.url) for e in polled.entries
                  if self._claim(e)]
+        for work in works:  # taken: known to this run's lookups from now on
+            e = work.entry
+            self._remember(e.feed_url, e.id, Seen(e.url, e.title, e.published_at))
         self.feed_counts["new"] += len(works)
         self.entries_total += len(works)
         self.polled[feed.url] = _Polled(polled=polled, left=len(works), now=now)
@@ -873,7 +973,9 @@ class _Stream:
             self.keys.difference_update(batch.keys)
             for url in batch.feeds:
                 if url in self.settled and self.settled[url][1] is batch:
-                    del self.settled[url]
+                    state = self.settled.pop(url)[0]
+                    if self.feeds_read is not None:  # as stored now
+                        self.feeds_read[1][url] = state
         self.freed += 1
         self.unfolded = True
         # A round after a failed one too: the load just opened the writer.
@@ -1177,8 +1279,6 @@ async def _keep_polling(stream: _Stream, poller: poll.FeedPoller, stop: threadin
                             "every %.0f s: %s", _LOAD_AGAIN, exc)
             stream.read_error = str(exc)
             next_due = datetime.now(UTC) + timedelta(seconds=_LOAD_AGAIN)
-        else:
-            stream.read_error = None
         if not stream.load_under_way() and stream.send_is_due():
             stream.send_soon()
         await stream.fold()

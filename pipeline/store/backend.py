@@ -31,11 +31,12 @@ class Backend(Protocol):
         """Whether there is a database yet (a read-only connection needs one)."""
         ...
 
-    def connect(self, *, read_only: bool = False, schema_if_empty: bool = True
-                ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+    def connect(self, *, read_only: bool = False, schema_if_empty: bool = True,
+                brief: bool = False) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         """A connection; a writing one creates the schema if needed (a reading
         one too, on an empty file, unless ``schema_if_empty`` is False: the
-        user's read-only commands never write)."""
+        user's read-only commands never write). ``brief``: as :meth:`writer`'s
+        (a file held read-write blocks readers too; a lake's readers never wait)."""
         ...
 
     def writer(self, *, checkpoint: bool = True, brief: bool = False, waited: float = 0.0
@@ -82,9 +83,10 @@ class FileBackend:
         store.refuse_an_odd_path(self.path)  # not "no database here yet"
         return self.path.exists()
 
-    def connect(self, *, read_only: bool = False, schema_if_empty: bool = True
-                ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
-        return store.connect(self.path, read_only=read_only, schema_if_empty=schema_if_empty)
+    def connect(self, *, read_only: bool = False, schema_if_empty: bool = True,
+                brief: bool = False) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        return store.connect(self.path, read_only=read_only, schema_if_empty=schema_if_empty,
+                             retry=store.SHORT_RETRY if brief else None)
 
     def writer(self, *, checkpoint: bool = True, brief: bool = False, waited: float = 0.0
                ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
@@ -126,14 +128,16 @@ def backend(settings: Settings) -> Backend:
 
 @contextmanager
 def open_store(settings: Settings, *, read_only: bool | None = None,
-               schema_if_empty: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+               schema_if_empty: bool = True, brief: bool = False
+               ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection to the configured store. ``read_only=None``: read-only when
     the store exists, else a writing connection that creates it (the poll and
     cluster stages on a first run)."""
     chosen = backend(settings)
     if read_only is None:
         read_only = chosen.exists()
-    with chosen.connect(read_only=read_only, schema_if_empty=schema_if_empty) as con:
+    with chosen.connect(read_only=read_only, schema_if_empty=schema_if_empty,
+                        brief=brief) as con:
         yield con
 
 

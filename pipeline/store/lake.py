@@ -262,9 +262,10 @@ class LakeBackend:
         finally:
             con.close()
 
-    def connect(self, *, read_only: bool = False, schema_if_empty: bool = True
-                ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+    def connect(self, *, read_only: bool = False, schema_if_empty: bool = True,
+                brief: bool = False) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         # schema_if_empty: a lake has no empty-file case (no lake yet is refused below).
+        # brief: a lake's readers take no lock.
         if read_only:
             if not self.exists():
                 raise store.StoreError(

@@ -969,13 +969,16 @@ def test_a_runs_first_plan_restores_on_a_reader_and_the_warm_ones_plan_on_the_lo
     assert "read_only" not in modes[1:], modes  # the writer's ('automatic')
 
 
-def test_a_session_holding_the_file_read_write_holds_the_polls_not_the_run(
+def test_a_session_holding_the_file_read_write_holds_neither_the_run_nor_the_polls(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A session that holds the file read-write (`duckdb news.duckdb`) blocks
-    readers too: the read of the due feeds that met it ended the run with
-    the lock's error. The run now warns once, looks again between polls, and
-    once the session is closed polls on and stores what the feed listed."""
+    readers too. The read of the due feeds that met it ended the run (session
+    25); then the run waited, polling nothing until the session closed, so an
+    item a feed listed only meanwhile was lost. Now the feed polled before is
+    polled on from what the run remembers (its state, the entries it has
+    seen): items 2 and 3, each listed alone while the session is open, are
+    both stored once it closes; the warning is said once."""
     from functools import partial
 
     from pipeline import store
@@ -985,17 +988,26 @@ def test_a_session_holding_the_file_read_write_holds_the_polls_not_the_run(
 
     with FeedServer() as server:
         with short_feed_run(tmp_path, server, caplog) as (settings, stored, outcome):
+            wait_for(lambda: sum(stored) == 1, "the first item")
             with analysts_session(tmp_path / "news.duckdb", read_only=False):
-                wait_for(lambda: logged(caplog, "feeds not polled while the database is held"),
+                wait_for(lambda: logged(caplog, "the database is held, polling the feeds"),
                          "a read meeting the session", seconds=30)
                 publish_alone(server, 2)
-                time.sleep(3)
-            wait_for(lambda: sum(stored) == 2, "the second item, after the session")
-        assert len(outcome) == 1 and outcome[0].load.articles_new == 2  # it ended well
-    (warning,) = logged(caplog, "feeds not polled")  # said once
+                wait_for(lambda: server.hits["/2"] >= 1, "item 2 fetched while the file is held",
+                         seconds=30)
+                publish_alone(server, 3)  # item 2 no longer listed
+                wait_for(lambda: server.hits["/3"] >= 1, "item 3 fetched while the file is held",
+                         seconds=30)
+                assert sum(stored) == 1  # nothing loaded while the session holds the file
+            wait_for(lambda: sum(stored) == 3, "items 2 and 3, after the session", seconds=60)
+        assert len(outcome) == 1 and outcome[0].load.articles_new == 3  # it ended well
+    (warning,) = logged(caplog, "the database is held, polling the feeds")  # said once
     assert "open read-write" in warning
+    assert not logged(caplog, "feeds not polled")
     with duckdb.connect(str(settings.database), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM entries").fetchone() == (2,)
+        assert con.execute("SELECT count(*) FROM entries").fetchone() == (3,)
+        assert con.execute("SELECT count(*) FROM articles").fetchone() == (3,)
+
 
 
 def test_a_continuous_runs_summary_counts_the_pages_waiting_to_be_retried_now(
