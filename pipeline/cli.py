@@ -436,7 +436,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         where, params = to_sql(parse(args.query))
     except QuerySyntaxError as exc:
         raise UserError(f"query: {exc}") from None
-    with open_store(settings, read_only=True, schema_if_empty=False) as con:
+    with contextlib.ExitStack() as stack:
+        with ctrl_c_kept():  # as sql's: a Ctrl-C during the open is not lost
+            con = stack.enter_context(open_store(settings, read_only=True,
+                                                 schema_if_empty=False))
 
         def matching() -> tuple[list[str], list[Any]]:
             try:

@@ -8,6 +8,7 @@ page (:mod:`pipeline.web`) makes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import socket
@@ -26,6 +27,7 @@ from pipeline.cli import (
     _print_rows,
     _settings,
     _whole_number,
+    ctrl_c_kept,
     interruptible,
 )
 from pipeline.output import counted, plain
@@ -79,8 +81,10 @@ def _file_settings(args: argparse.Namespace) -> Any:
 def cmd_stories(args: argparse.Namespace) -> int:
     settings = _file_settings(args)
     story_filter = _filter(args)
-    with store.connect(settings.database, read_only=True,
-                       schema_if_empty=False) as con:
+    with contextlib.ExitStack() as stack:
+        with ctrl_c_kept():  # as sql's: a Ctrl-C during the open is not lost
+            con = stack.enter_context(store.connect(settings.database, read_only=True,
+                                                    schema_if_empty=False))
         try:
             page = interruptible(con, lambda: browse.list_stories(
                 con, story_filter, sort=args.sort, limit=args.limit))
