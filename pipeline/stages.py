@@ -234,8 +234,8 @@ def cluster_stage(settings: Settings, run_id: str, *,
     with shared_staging.workspace(settings, run_id) as local, open_store(local) as con:
         result = plan(con, local, run_id, warm=warm)
     if result.already_loaded:
-        # What a stage re-run after the load staged is never loaded (a run id
-        # is loaded once): it goes now rather than wait to be pruned.
+        # What a stage re-run after the load staged is never loaded (each shard
+        # of a run is loaded once): it goes now rather than wait to be pruned.
         staging.remove(staging.run_dir(settings.staging, run_id))
         shared_staging.discard(settings, run_id)
     return result
