@@ -48,7 +48,7 @@ from pipeline.stages import (
 from pipeline.store import staging
 from pipeline.store.backend import backend, open_store
 from pipeline.store.load import LoadResult
-from pipeline.store.plan import PlanResult
+from pipeline.store.plan import LoadedShards, PlanResult, loaded_runs
 from pipeline.stream import Batching, BatchResult, StreamResult, stream_pass
 
 __all__ = [
@@ -77,14 +77,21 @@ class PassResult:
 ABANDONED_AFTER = timedelta(hours=1)
 
 
-def _loaded_runs(settings: Settings, run_ids: list[str]) -> set[str]:
+def _loaded_runs(settings: Settings, run_ids: list[str]) -> dict[str, LoadedShards]:
     if not run_ids or not backend(settings).exists():
-        return set()
+        return {}
     with open_store(settings, read_only=True) as con:
-        rows = con.execute(
-            "SELECT id FROM runs WHERE loaded_at IS NOT NULL AND list_contains(?, id)",
-            [run_ids]).fetchall()
-    return {r[0] for r in rows}
+        return loaded_runs(con, run_ids)
+
+
+def _unloaded(folder: Path, done: LoadedShards) -> bool:
+    """Whether a loaded run's folder holds a shard its loads did not take (an
+    unreadable completion record counts as one: the folder is then verified
+    as any run's, and kept or removed as abandoned)."""
+    try:
+        return bool(done.missing(staging.finished(folder)))
+    except staging.StagingError:
+        return True
 
 
 def tidy_staging(settings: Settings, *, now: datetime | None = None
@@ -104,7 +111,9 @@ def tidy_staging(settings: Settings, *, now: datetime | None = None
     ready: list[str] = []
     removed = 0
     for folder in folders:
-        if folder.name in loaded:
+        # A loaded run's folder may hold shards its load did not take (staged
+        # beside it by a stream that took the load for failed): loaded next.
+        if folder.name in loaded and not _unloaded(folder, loaded[folder.name]):
             staging.remove(folder)
             removed += 1
             continue

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -234,8 +234,8 @@ def cluster_stage(settings: Settings, run_id: str, *,
     with shared_staging.workspace(settings, run_id) as local, open_store(local) as con:
         result = plan(con, local, run_id, warm=warm)
     if result.already_loaded:
-        # What a stage re-run after the load staged is never loaded (a run id
-        # is loaded once): it goes now rather than wait to be pruned.
+        # What a stage re-run after the load staged is never loaded (each shard
+        # of a run is loaded once): it goes now rather than wait to be pruned.
         staging.remove(staging.run_dir(settings.staging, run_id))
         shared_staging.discard(settings, run_id)
     return result
@@ -252,15 +252,17 @@ def load_stage(settings: Settings, run_id: str, *, started_at: datetime | None =
     # (an Airflow retry) cannot change the folder between pull and load.
     began = False
     result: LoadResult | None = None
+    shards: tuple[str, ...] = ()
     try:
         with backend(settings).writer(checkpoint=checkpoint, brief=brief) as con, \
                 shared_staging.workspace(settings, run_id) as local:
+            shards = staging.finished(staging.run_dir(local.staging, run_id))
             began = True
             result = load(con, local, run_id, started_at=started_at, warm=warm)
     except Exception as exc:
         if not began:
             raise
-        result = _committed_anyway(settings, run_id, exc, result)
+        result = _committed_anyway(settings, run_id, exc, result, shards)
     if not keep_staging:
         staging.remove(staging.run_dir(settings.staging, run_id))
         shared_staging.discard(settings, run_id)
@@ -284,37 +286,41 @@ def plan_and_load_stage(settings: Settings, run_id: str, *, started_at: datetime
     plan, so a file held elsewhere costs no plan)."""
     planned: PlanResult | None = None
     loaded: LoadResult | None = None
+    shards: tuple[str, ...] = ()
     try:
         with backend(settings).writer(checkpoint=checkpoint, brief=brief,
                                       waited=waited) as con, \
                 shared_staging.workspace(settings, run_id) as local:
+            shards = staging.finished(staging.run_dir(local.staging, run_id))
             planned = plan(con, local, run_id, warm=warm)
             loaded = load(con, local, run_id, started_at=started_at, warm=warm)
     except Exception as exc:
         if planned is None:
             raise
-        loaded = _committed_anyway(settings, run_id, exc, loaded)
+        loaded = _committed_anyway(settings, run_id, exc, loaded, shards)
     staging.remove(staging.run_dir(settings.staging, run_id))
     shared_staging.discard(settings, run_id)
     return planned, loaded
 
 
 def _committed_anyway(settings: Settings, run_id: str, exc: Exception,
-                      loaded: LoadResult | None = None) -> LoadResult:
+                      loaded: LoadResult | None = None, shards: Iterable[str] = ()
+                      ) -> LoadResult:
     """The result of a load of ``run_id`` that raised ``exc`` once under way,
-    when the run is loaded all the same (DuckDB can say the disk is full after
-    the commit reached its write-ahead log, a lake's catalog can drop the
-    session after it committed); else ``exc`` is raised. ``loaded``: what
-    ``load()`` returned, when it returned before the error (the connection's
-    close raised). Taken for a failure, the run was kept and tried again,
-    found loaded, and what had been staged beside it meanwhile (later
-    batches, as further shards of the run: a run is loaded once) was
-    discarded, those entries' records with it.
+    when the run is loaded all the same, with each of ``shards`` (the ones its
+    staging folder held; DuckDB can say the disk is full after the commit
+    reached its write-ahead log, a lake's catalog can drop the session after
+    it committed); else ``exc`` is raised. ``loaded``: what ``load()``
+    returned, when it returned before the error (the connection's close
+    raised).
 
     The read-back asks for the file about 0.3 s, without a warning (a
     stream's database thread, which the polls share, must not wait the
     writer's ~18 s here): when another process holds the file read-write at
-    that moment the run counts as failed, as before."""
+    that moment the run counts as failed. Nothing is lost then either: the
+    run is kept and tried again, and the shards staged beside it meanwhile
+    (a stream's later batches) are loaded then, the ones its first load took
+    not again (``run_shards``)."""
     if loaded is None:
         try:
             if settings.store.mode == "lake":
@@ -323,7 +329,7 @@ def _committed_anyway(settings: Settings, run_id: str, exc: Exception,
                 reading = store.connect(settings.database, read_only=True,
                                         retry=store.SHORT_RETRY)
             with reading as con:
-                loaded = loaded_run(con, run_id)
+                loaded = loaded_run(con, run_id, shards)
         except Exception:  # noqa: BLE001 - the load's own error is what to say
             loaded = None
         if loaded is None:

@@ -838,10 +838,11 @@ class _Stream:
     def load_again(self) -> None:
         """Continuous mode, between two polls: load the failed run again, with
         what was staged beside it and what is waiting in memory, as the next
-        pass would (a run is loaded once, whole; the clusterer kept warm was
-        dropped with the failure). Until it loads, the entries it carries stay
-        in flight (not fetched again); its feeds are polled on from the states
-        it staged (``settled``).
+        pass would (each shard of a run is loaded once: if the failed load
+        went through after all, only what was staged beside it is loaded; the
+        clusterer kept warm was dropped with the failure). Until it loads, the
+        entries it carries stay in flight (not fetched again); its feeds are
+        polled on from the states it staged (``settled``).
 
         Only when its next try is due (:meth:`next_load_again`); a try after a
         lock waits for it briefly, and each failed try doubles the wait before

@@ -201,6 +201,16 @@ CREATE TABLE IF NOT EXISTS runs (
     stories_new      INTEGER,
     alerts_queued    INTEGER
 );
+
+-- The staging shards each load of a run took (poll, p000, p001, ...): a run
+-- loaded again loads only those not here. A run loaded before this table has
+-- no rows, and counts as loaded whole.
+CREATE TABLE IF NOT EXISTS run_shards (
+    run_id           VARCHAR NOT NULL,        -- runs.id
+    shard            VARCHAR NOT NULL,
+    loaded_at        TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (run_id, shard)
+);
 """
 
 
@@ -785,6 +795,12 @@ def has_story_statistics(con: duckdb.DuckDBPyConnection) -> bool:
         " ('term_stats', 'term'), ('story_state', 'story_id'),"
         " ('story_signatures', 'article_id'))").fetchone()
     return bool(row and row[0] == 4)
+
+
+def has_run_shards(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the database records the shards of each load (``run_shards``):
+    one made before it and opened read-only does not, until the next writer."""
+    return _has_table(con, "run_shards")
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:

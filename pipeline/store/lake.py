@@ -352,13 +352,15 @@ def _schema_current(con: duckdb.DuckDBPyConnection, where: str) -> bool:
     """Whether the lake has this newsmon's schema whole (StoreError when a
     newer newsmon wrote it)."""
     row = con.execute(
-        "SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database()"
-        " AND table_name = 'articles' AND column_name = 'embedding'").fetchone()
-    if not (row and row[0]):
+        "SELECT count(DISTINCT table_name) FROM duckdb_columns()"
+        " WHERE database_name = current_database()"
+        " AND (table_name, column_name) IN (('articles', 'embedding'), ('run_shards', 'shard'))"
+    ).fetchone()
+    if not (row and row[0] == 2):
         return False
     version = _version(con)
     if version == str(store.SCHEMA_VERSION) and _fenced(con):
-        return True  # the last column added and the fence row are there: nothing to do
+        return True  # the last column and table added and the fence row: nothing to do
     store.refuse_a_newer_schema(version, where, "point store.catalog at another lake")
     return False
 

@@ -7,15 +7,18 @@ from the run's plan (:mod:`pipeline.store.plan`, the cluster stage), used when
 its snapshot still matches the database and made again inside the transaction
 when it does not (another run was loaded in between, retention deleted
 articles, the settings changed) or when there is none, so the outcome never
-depends on the plan being there or current. A run id that was already loaded
+depends on the plan being there or current. A run is loaded once: the load
+records the staging shards it took (``run_shards``), and a run already loaded
 is skipped, so retrying the load (an Airflow retry, a crash after commit)
-changes nothing.
+changes nothing; only shards staged beside it after its load (a stream that
+took a load that went through for failed) are loaded, once, as its own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +30,14 @@ from pipeline.config import Settings
 from pipeline.models import EntryOutcome, FeedUpdate
 from pipeline.store import staging, story_state
 from pipeline.store.backend import fence, upsert
-from pipeline.store.plan import drop_unreadable_plan, json_source, paths, run_loaded, use_plan
+from pipeline.store.plan import (
+    drop_unreadable_plan,
+    json_source,
+    paths,
+    run_loaded,
+    shards_to_load,
+    use_plan,
+)
 from pipeline.store.warm import WarmClusterer, version
 
 log = logging.getLogger(__name__)
@@ -49,11 +59,12 @@ class LoadResult:
 _FEED_COLUMNS = staging.columns(FeedUpdate)
 
 
-def _load_feeds(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
+def _load_feeds(con: duckdb.DuckDBPyConnection, directory: Path, shards: Collection[str]
+                ) -> int:
     # fetch_url and poll_interval_minutes: absent from staging written before
     # them, so NULL, and the stored value stays (coalesce below).
     n = _staged(con, directory, "feeds", _FEED_COLUMNS, key="url",
-                latest_first="last_polled_at DESC")
+                latest_first="last_polled_at DESC", shards=shards)
     # origin is not touched: a row made by `newsmon feeds add` stays 'added'.
     upsert(
         con, "feeds", ("url", "name", "status", "last_polled_at", "last_success_at",
@@ -85,7 +96,7 @@ def _load_feeds(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
 
 def _staged(
     con: duckdb.DuckDBPyConnection, directory: Path, kind: staging.Kind,
-    columns: dict[str, str], *, key: str, latest_first: str,
+    columns: dict[str, str], *, key: str, latest_first: str, shards: Collection[str],
 ) -> int:
     """Read one kind of staged records into ``staged_<kind>``, one row per key.
 
@@ -94,7 +105,7 @@ def _staged(
     pandas for every value), reading the file ~10 us a row (benchmarks/load.py).
     """
     con.execute(f"DROP TABLE IF EXISTS staged_{kind}")
-    staged = staging.files(directory, kind)
+    staged = staging.files(directory, kind, shards)
     if not staged:
         spec = ", ".join(f"NULL::{t} AS {c}" for c, t in columns.items())
         con.execute(f"CREATE TEMP TABLE staged_{kind} AS SELECT {spec} LIMIT 0")
@@ -108,9 +119,11 @@ def _staged(
     return int(row[0]) if row else 0
 
 
-def _load_entries(con: duckdb.DuckDBPyConnection, directory: Path, now: datetime) -> int:
+def _load_entries(con: duckdb.DuckDBPyConnection, directory: Path, now: datetime,
+                  shards: Collection[str]) -> int:
     n = _staged(con, directory, "entries", staging.columns(EntryOutcome),
-                key="feed_url, id", latest_first="attempts DESC, status = 'stored' DESC")
+                key="feed_url, id", latest_first="attempts DESC, status = 'stored' DESC",
+                shards=shards)
     upsert(
         con, "entries", ("feed_url", "id", "url", "title", "published_at", "first_seen",
                          "status", "attempts", "article_id"),
@@ -138,11 +151,12 @@ def _count_entries_seen(con: duckdb.DuckDBPyConnection) -> None:
         WHERE feeds.url = c.feed_url""")
 
 
-def _load_rejected(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
+def _load_rejected(con: duckdb.DuckDBPyConnection, directory: Path, shards: Collection[str]
+                   ) -> int:
     n = _staged(con, directory, "rejected", {
         "url": "VARCHAR", "feed_url": "VARCHAR", "stage": "VARCHAR", "reason": "VARCHAR",
         "seen_at": "TIMESTAMPTZ",
-    }, key="url, stage", latest_first="seen_at DESC")
+    }, key="url, stage", latest_first="seen_at DESC", shards=shards)
     upsert(
         con, "rejected", ("url", "feed_url", "stage", "reason", "seen_at"),
         "SELECT url, feed_url, stage, reason, seen_at FROM staged_rejected",
@@ -193,10 +207,17 @@ def _upsert_stories(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def loaded_run(con: duckdb.DuckDBPyConnection, run_id: str) -> LoadResult | None:
-    """What the load of ``run_id`` stored, read back (``already_loaded``), when
-    it is loaded; None otherwise."""
-    done = run_loaded(con, run_id)
+def _log_further_shards(run_id: str, shards: Sequence[str]) -> None:
+    log.warning("run %s is loaded, but not its shards %s (staged beside it after a load"
+                " that went through but was taken for failed): loading them now", run_id,
+                ", ".join(shards), extra={"run_id": run_id})
+
+
+def loaded_run(con: duckdb.DuckDBPyConnection, run_id: str, shards: Iterable[str] = ()
+               ) -> LoadResult | None:
+    """What the loads of ``run_id`` stored, read back (``already_loaded``), when
+    it is loaded with each of ``shards``; None otherwise."""
+    done = run_loaded(con, run_id, shards)
     if done is None:
         return None
     return LoadResult(run_id=run_id, already_loaded=True, feeds=done[0], entries=done[1],
@@ -213,27 +234,39 @@ def load(
     process's warm clusterer, kept for the next plan once this commits its plan)."""
     now = now or datetime.now(UTC)
     directory = staging.run_dir(settings.staging, run_id)
-    done = loaded_run(con, run_id)
-    if done is not None:
+    # Missing, cut short or damaged: an error, never fewer rows (verified).
+    shards, before = shards_to_load(con, directory, run_id)
+    if not shards:
+        done = loaded_run(con, run_id)
+        assert done is not None  # nothing to load: a run loaded whole
         return done
-    staging.verify(directory)  # missing, cut short or damaged: an error, never fewer rows
+    if before is not None:
+        _log_further_shards(run_id, shards)
     drop_unreadable_plan(con, directory)
     con.execute("BEGIN TRANSACTION")
     try:
         fence(con)
-        feeds = _load_feeds(con, directory)
-        entries = _load_entries(con, directory, now)
+        feeds = _load_feeds(con, directory, shards)
+        entries = _load_entries(con, directory, now, shards)
         _count_entries_seen(con)
-        rejected = _load_rejected(con, directory)
-        articles_new, touched, stories_new = use_plan(con, settings, directory, warm=warm)
+        rejected = _load_rejected(con, directory, shards)
+        articles_new, touched, stories_new = use_plan(con, settings, directory, shards,
+                                                      warm=warm)
         _insert_articles(con, run_id, now)
         _upsert_stories(con)
         queued = alert.queue(con, settings.alerts, "outbox", now=now)
-        con.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [run_id, started_at or now, now, feeds, entries, articles_new, rejected,
-             stories_new, queued],
-        )
+        counts = [feeds, entries, articles_new, rejected, stories_new, queued]
+        if before is None:
+            con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [run_id, started_at or now, now, *counts])
+        else:
+            con.execute(
+                """UPDATE runs SET loaded_at = ?, feeds_polled = feeds_polled + ?,
+                    entries_new = entries_new + ?, articles_new = articles_new + ?,
+                    rejected = rejected + ?, stories_new = stories_new + ?,
+                    alerts_queued = alerts_queued + ? WHERE id = ?""", [now, *counts, run_id])
+        con.execute("INSERT INTO run_shards SELECT ?, unnest(?::VARCHAR[]), ?",
+                    [run_id, list(shards), now])
         store_version = version(con) if warm is not None else ""
         con.execute("COMMIT")
     except BaseException:

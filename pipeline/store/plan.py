@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -80,7 +80,8 @@ _ROW_GROUP = 2048
 _BATCH = 1000
 
 
-def _stage_articles(con: duckdb.DuckDBPyConnection, directory: Path, copied: Path) -> int:
+def _stage_articles(con: duckdb.DuckDBPyConnection, directory: Path, copied: Path,
+                    shards: Collection[str]) -> int:
     """``new_articles``: this run's staged articles, each id once and none already
     stored; how many. ``copied``: the file behind it (the caller deletes it).
 
@@ -91,7 +92,7 @@ def _stage_articles(con: duckdb.DuckDBPyConnection, directory: Path, copied: Pat
     statement that reads the view then streams the file, columns it does not
     use unread. (A temp table of the whole rows was ~140 MB at 20,000 articles.)
     """
-    staged = staging.files(directory, "articles")
+    staged = staging.files(directory, "articles", shards)
     _drop_new_articles(con)
     if not staged:
         columns = ", ".join(f"NULL::{kind} AS {name}" for name, kind in _ARTICLE_COLUMNS.items())
@@ -127,11 +128,13 @@ def _drop_new_articles(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _plan_new(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path,
-              snapshot: _Snapshot, warm: WarmClusterer | None = None) -> tuple[int, int, int]:
-    """Stage the new articles and plan them; (articles, stories, candidates)."""
+              snapshot: _Snapshot, shards: Collection[str], warm: WarmClusterer | None = None
+              ) -> tuple[int, int, int]:
+    """Stage the new articles of ``shards`` and plan them; (articles, stories,
+    candidates)."""
     copied = _new_articles_file(directory)
     try:
-        articles = _stage_articles(con, directory, copied)
+        articles = _stage_articles(con, directory, copied, shards)
         stories, candidates = _make_plan(con, settings, directory, snapshot, warm)
         _drop_new_articles(con)  # not on an error: in an aborted transaction it would fail too
     finally:
@@ -238,13 +241,13 @@ class _Snapshot:
 
 
 def _snapshot(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path,
-              warm: WarmClusterer | None = None) -> _Snapshot:
+              shards: Collection[str], warm: WarmClusterer | None = None) -> _Snapshot:
     """What a plan depends on: the stored articles, the run's staged articles (a
     process shard run again after the plan rewrites its file), the settings and
     the code (a deploy between the two stages)."""
     row = version(con)
     staged = []
-    for path in staging.files(directory, "articles"):
+    for path in staging.files(directory, "articles", shards):
         stat = path.stat()
         staged.append((path.name, stat.st_ino, stat.st_size, stat.st_mtime_ns))
     used = json.dumps([settings.cluster.model_dump(mode="json"),
@@ -506,26 +509,82 @@ def _current_plan(directory: Path, snapshot: str) -> bool:
         return False
 
 
-def run_loaded(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[int, ...] | None:
+@dataclass(frozen=True, slots=True)
+class LoadedShards:
+    """The staging shards the loads of a run took (``whole``: a run loaded
+    before they were recorded, which counts as loaded whole)."""
+
+    shards: frozenset[str]
+    whole: bool = False
+
+    def missing(self, shards: Iterable[str]) -> tuple[str, ...]:
+        return () if self.whole else tuple(s for s in shards if s not in self.shards)
+
+
+def loaded_runs(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]
+                ) -> dict[str, LoadedShards]:
+    """The runs of ``run_ids`` that are loaded, with the shards their loads took."""
+    rows = con.execute("SELECT id FROM runs WHERE loaded_at IS NOT NULL"
+                       " AND list_contains(?, id)", [list(run_ids)]).fetchall()
+    loaded = [str(r[0]) for r in rows]
+    shards: dict[str, set[str]] = {}
+    # A database from before the table, opened read-only, has none (the next
+    # writer adds it); asked only when a run is loaded (a catalog read ~10 ms).
+    if loaded and store.has_run_shards(con):
+        for run_id, shard in con.execute("SELECT run_id, shard FROM run_shards"
+                                          " WHERE list_contains(?, run_id)", [loaded]).fetchall():
+            shards.setdefault(str(run_id), set()).add(str(shard))
+    return {r: LoadedShards(frozenset(shards.get(r, ())), whole=r not in shards) for r in loaded}
+
+
+def run_loaded(con: duckdb.DuckDBPyConnection, run_id: str,
+               shards: Iterable[str] = ()) -> tuple[int, ...] | None:
+    """The counts the loads of ``run_id`` stored, when it is loaded with each of
+    ``shards``; None otherwise."""
     row = con.execute(
         "SELECT feeds_polled, entries_new, articles_new, rejected, stories_new, alerts_queued"
         " FROM runs WHERE id = ? AND loaded_at IS NOT NULL", [run_id],
     ).fetchone()
-    return tuple(row) if row is not None else None
+    if row is None:
+        return None
+    wanted = tuple(shards)
+    if wanted and loaded_runs(con, [run_id])[run_id].missing(wanted):
+        return None
+    return tuple(row)
+
+
+def shards_to_load(con: duckdb.DuckDBPyConnection, directory: Path, run_id: str
+                   ) -> tuple[tuple[str, ...], LoadedShards | None]:
+    """The shards of ``run_id``'s staging folder to load, and what its loads
+    took so far (None: not loaded). A run not loaded: all of them, the folder
+    verified first (missing, incomplete or damaged: StagingError). A loaded
+    run: those its loads did not take, which a stream stages beside a run
+    whose load it took for failed (the commit went through, the error came
+    after it, and the read-back could not tell); none when it is loaded whole,
+    so an Airflow retry of the load, or a stage run again after it, loads
+    nothing twice."""
+    done = loaded_runs(con, [run_id]).get(run_id)
+    if done is None:
+        return staging.verify(directory).shards, None
+    rest = done.missing(staging.finished(directory))
+    if rest:
+        staging.verify(directory)
+    return rest, done
 
 
 def plan(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str, *,
          warm: WarmClusterer | None = None) -> PlanResult:
     """The cluster stage: plan story ids and outbox candidates for ``run_id``'s load
-    (going on from ``warm``'s clusterer when the store is as it left it)."""
+    (going on from ``warm``'s clusterer when the store is as it left it); of its
+    shards not loaded yet, when it is loaded (:func:`shards_to_load`)."""
     directory = staging.run_dir(settings.staging, run_id)
-    if run_loaded(con, run_id) is not None:
+    shards, _ = shards_to_load(con, directory, run_id)
+    if not shards:
         return PlanResult(run_id=run_id, already_loaded=True, articles=0, stories=0,
                           candidates=0)
-    staging.verify(directory)
     # The snapshot first: a shard rewritten while this reads it makes the plan stale.
-    snapshot = _snapshot(con, settings, directory, warm)
-    articles, stories, candidates = _plan_new(con, settings, directory, snapshot, warm)
+    snapshot = _snapshot(con, settings, directory, shards, warm)
+    articles, stories, candidates = _plan_new(con, settings, directory, snapshot, shards, warm)
     log.info("planned run", extra={"run_id": run_id, "articles": articles, "stories": stories})
     return PlanResult(run_id=run_id, already_loaded=False, articles=articles, stories=stories,
                       candidates=candidates)
@@ -549,17 +608,19 @@ def drop_unreadable_plan(con: duckdb.DuckDBPyConnection, directory: Path) -> Non
         (directory / _PLAN).unlink(missing_ok=True)
 
 
-def use_plan(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path, *,
-             warm: WarmClusterer | None = None) -> tuple[int, int, int]:
-    """The plan as temp tables and the view ``planned_articles`` (planned here if
-    there is none or it is stale); (new articles, stories touched, new stories).
-    ``warm`` is dropped unless the plan used is the one its clusterer made."""
-    snapshot = _snapshot(con, settings, directory, warm)
+def use_plan(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path,
+             shards: Collection[str], *, warm: WarmClusterer | None = None
+             ) -> tuple[int, int, int]:
+    """The plan of ``shards`` as temp tables and the view ``planned_articles``
+    (planned here if there is none or it is stale); (new articles, stories
+    touched, new stories). ``warm`` is dropped unless the plan used is the one
+    its clusterer made."""
+    snapshot = _snapshot(con, settings, directory, shards, warm)
     current = _current_plan(directory, snapshot.digest)
     if warm is not None and not (current and warm.applies(directory.name, snapshot.digest)):
         warm.drop()
     if not current:
-        _plan_new(con, settings, directory, snapshot)
+        _plan_new(con, settings, directory, snapshot, shards)
     # A view: each statement reads only the columns it needs from the file.
     con.execute("CREATE OR REPLACE TEMP VIEW planned_articles AS SELECT * FROM read_parquet("
                 f"{_literal(directory / _PLAN_ARTICLES)})")

@@ -25,7 +25,7 @@ import os
 import shutil
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -243,8 +243,9 @@ def _require_dir(directory: Path) -> None:
             "on storage every task can reach")
 
 
-def files(directory: Path, kind: Kind) -> list[Path]:
-    """The complete files of one kind in a run folder, in shard order.
+def files(directory: Path, kind: Kind, shards: Collection[str] | None = None) -> list[Path]:
+    """The complete files of one kind in a run folder, in shard order; of
+    ``shards`` only, when given (a run's shards not loaded yet).
 
     Raises :class:`StagingError` when the folder is missing, or a file is not
     listed in a completion record or its size differs from the one listed
@@ -254,6 +255,10 @@ def files(directory: Path, kind: Kind) -> list[Path]:
     if not paths:
         return []
     listed = _listed(directory)
+    if shards is not None:
+        wanted = {name for shard, record in _records(directory).items() if shard in shards
+                  for name in record.get("files", {})}
+        paths = [path for path in paths if path.name in wanted]
     for path in paths:
         entry = listed.get(path.name)
         if entry is None:
@@ -326,6 +331,14 @@ def verify(directory: Path) -> Verified:
                 raise StagingError(f"{directory}: process shard(s) {', '.join(missing)} of "
                                    f"{n} did not finish; run them again")
     return Verified(shards=tuple(sorted(records)), polled=polled)
+
+
+def finished(directory: Path) -> tuple[str, ...]:
+    """The shards of a run folder whose completion record is there (none: no
+    folder); nothing checked beyond that (:func:`verify` does)."""
+    if not directory.is_dir():
+        return ()
+    return tuple(sorted(_records(directory)))
 
 
 def read(directory: Path, kind: Kind) -> Iterator[dict[str, Any]]:

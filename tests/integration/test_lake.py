@@ -408,3 +408,39 @@ def test_a_damaged_data_file_of_the_lake_is_one_sentence(tmp_path: Path, catalog
     assert str(damaged) in ran.stderr
     assert "restore it from a backup of store.data_path" in ran.stderr
     assert len(ran.stderr.strip().splitlines()) == 1
+
+
+def test_a_lake_load_that_went_through_unseen_loads_the_shards_staged_beside_it_later(
+        tmp_path: Path, catalog: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the file's (test_load): the lake's catalog session cut off after the
+    commit, and the catalog unreachable for the read-back at that moment, so
+    the run counts as failed; a later batch is staged beside it (p001) and
+    the run is tried again: its shard is loaded, the first one not again.
+    The lake was made before ``run_shards``: the writer adds the table."""
+    from integration.test_load import _load_that_commits_then_says
+    from pipeline import stages
+
+    settings = lake_settings(tmp_path, catalog)
+    with backend(settings).writer() as con:
+        con.execute("DROP TABLE run_shards")
+    f.stage(settings, "run-1", reports()[:2])
+    lost = store.StoreError("lost the connection to the lake's catalog database (server "
+                            "closed the connection unexpectedly)")
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise store.StoreError("cannot reach the lake's catalog database")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(stages, "load", _load_that_commits_then_says(lost, []))
+        patched.setattr(stages, "open_store", unreachable)
+        with pytest.raises(store.StoreError, match="server closed the connection"):
+            stages.plan_and_load_stage(settings, "run-1", checkpoint=False)
+    f.stage(settings, "run-1", reports()[2:], shard="p001")
+    planned, loaded = stages.plan_and_load_stage(settings, "run-1", checkpoint=False)
+    assert (planned.articles, loaded.already_loaded, loaded.articles_new) == (1, False, 1)
+    assert stages.load_stage(settings, "run-1").already_loaded  # an Airflow retry
+    with open_store(settings, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM articles").fetchall() == [(3,)]
+        assert con.execute("SELECT articles_new FROM runs").fetchall() == [(3,)]
+        assert sorted(con.execute("SELECT shard FROM run_shards").fetchall()) == [
+            ("p000",), ("p001",)]

@@ -524,3 +524,108 @@ def test_the_read_back_of_a_failed_load_asks_for_the_file_briefly(
         waited = time.monotonic() - started
     assert waited < 3, waited
     assert [r for r in caplog.records if "waiting for it" in r.getMessage()] == []
+
+
+def _first_load_taken_for_failed(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """run-1's first batch (p000: reports 1 and 2) loads, its commit goes
+    through and DiskFull comes after it, and the read-back cannot say (the
+    file held read-write by another process at that moment): the run counts
+    as failed and its staging is kept, as a stream keeps it."""
+    from pipeline import stages
+
+    f.stage(settings, "run-1", reports()[:2])
+    full = store.DiskFull("disk full at /data (writing news.duckdb.wal): free some space")
+    calls: list[str] = []
+    read_back = stages._committed_anyway
+
+    def held_while_read_back(*args: Any, **kwargs: Any) -> Any:
+        with held(settings.database):
+            return read_back(*args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(stages, "load", _load_that_commits_then_says(full, calls))
+        patched.setattr(stages, "_committed_anyway", held_while_read_back)
+        with pytest.raises(store.DiskFull, match="disk full at /data"):
+            stages.plan_and_load_stage(settings, "run-1", checkpoint=False)
+    assert calls == ["load"]
+    assert (settings.staging / "run-1").is_dir()
+
+
+@pytest.mark.parametrize("again", ["stream", "next_pass"])
+def test_shards_staged_beside_a_run_whose_load_went_through_unseen_are_loaded_not_lost(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, again: str) -> None:
+    """A stream stages its later batches beside a run whose load it took for
+    failed, as further shards of that run (p001), and tries the run again;
+    the next pass loads what a pass left. The run was loaded (the read-back
+    could not say), and the try again found it loaded and discarded the
+    whole folder, the later shard's articles and entries never stored.
+    Now the load records the shards it took, and a run found loaded loads
+    the ones it did not, once."""
+    from pipeline import run, stages
+
+    settings = f.settings(tmp_path)
+    _first_load_taken_for_failed(settings, monkeypatch)
+    f.stage(settings, "run-1", reports()[2:], shard=staging.process_shard(1))
+    if again == "stream":
+        planned, loaded = stages.plan_and_load_stage(settings, "run-1", checkpoint=False)
+        assert planned.articles == 1
+        assert (loaded.already_loaded, loaded.articles_new, loaded.entries) == (False, 1, 1)
+    else:
+        leftovers, _ = run._load_leftovers(settings)
+        assert [(r.already_loaded, r.articles_new) for r in leftovers] == [(False, 1)]
+    assert not (tmp_path / "staging" / "run-1").exists()
+    with store.connect(settings.database, read_only=True) as con:
+        assert table(con, "SELECT count(*) FROM articles") == [(3,)]
+        assert table(con, "SELECT count(*) FROM entries WHERE status = 'stored'") == [(3,)]
+        assert table(con, "SELECT articles_new, entries_new FROM runs") == [(3, 3)]
+        assert table(con, "SELECT shard FROM run_shards ORDER BY shard") == [("p000",),
+                                                                               ("p001",)]
+        # Each article once, the flood report in a story of its own.
+        assert table(con, "SELECT n_articles FROM stories ORDER BY 1") == [(1,), (2,)]
+
+
+def test_a_retried_load_of_a_loaded_run_is_a_no_op_even_with_its_staging_back(
+        tmp_path: Path) -> None:
+    """An Airflow retry of the load task (or of a process task after the
+    load: its shard written again, under the same name) changes nothing:
+    every shard of the run was loaded, none is loaded twice."""
+    from pipeline import stages
+
+    settings = f.settings(tmp_path)
+    f.stage(settings, "run-1", reports())
+    stages.cluster_stage(settings, "run-1")
+    first = stages.load_stage(settings, "run-1")
+    assert (first.already_loaded, first.articles_new) == (False, 3)
+    again = stages.load_stage(settings, "run-1")  # staging gone: as before
+    assert (again.already_loaded, again.articles_new) == (True, 3)
+    rerun = [f.article(9, title="A later page", text=OTHER, source="Outlet Nine")]
+    f.stage(settings, "run-1", rerun)  # p000 again, under the same name
+    assert stages.cluster_stage(settings, "run-1").already_loaded
+    f.stage(settings, "run-1", rerun)
+    again = stages.load_stage(settings, "run-1")
+    assert (again.already_loaded, again.articles_new) == (True, 3)
+    assert not (tmp_path / "staging" / "run-1").exists()
+    with store.connect(settings.database, read_only=True) as con:
+        assert table(con, "SELECT count(*) FROM articles") == [(3,)]
+        assert table(con, "SELECT count(*), sum(articles_new) FROM runs") == [(1, 3)]
+
+
+def test_a_run_loaded_before_shards_were_recorded_counts_as_loaded_whole(
+        tmp_path: Path) -> None:
+    """A database whose runs were loaded before ``run_shards``: such a run,
+    its folder left behind, is not loaded again."""
+    from pipeline import run, stages
+
+    settings = f.settings(tmp_path)
+    f.stage(settings, "run-1", reports())
+    stages.load_stage(settings, "run-1")
+    with store.connect(settings.database) as con:
+        con.execute("DROP TABLE run_shards")
+    f.stage(settings, "run-1", reports(), shard=staging.process_shard(1))
+    assert run.tidy_staging(settings) == ([], 1)
+    f.stage(settings, "run-1", reports(), shard=staging.process_shard(1))
+    again = stages.load_stage(settings, "run-1")  # the writer adds the table back
+    assert again.already_loaded
+    with store.connect(settings.database, read_only=True) as con:
+        assert table(con, "SELECT count(*) FROM articles") == [(3,)]
+        assert table(con, "SELECT count(*) FROM run_shards") == [(0,)]

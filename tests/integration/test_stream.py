@@ -1092,3 +1092,56 @@ def test_a_kept_batch_loaded_while_its_feed_is_polled_again_leaves_that_poll_in_
     with duckdb.connect(str(settings.database), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM articles").fetchone() == (3,)
     assert [p.name for p in (tmp_path / "staging").iterdir() if p.is_dir()] == []
+
+
+def test_a_batch_staged_beside_a_load_that_went_through_unseen_is_loaded_not_lost(
+    tmp_path: Path, server: FeedServer, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Continuous mode: item 2's load commits, then says the disk is full,
+    and the read-back cannot say (another process holds the file read-write
+    at that moment): the batch is kept, to be tried again. Item 3, fetched
+    meanwhile, is staged beside it by the try, as a further shard of its run.
+    The try found the run loaded and discarded its folder, item 3's article
+    with it (its page answers once here: fetched again, it would be
+    rejected). Now the try loads the shard the first load did not take."""
+    from integration.test_load import held
+    from pipeline import stages, store, stream
+
+    monkeypatch.setattr(stream, "_LOAD_AGAIN", 4.0)  # item 3 fetched before the try
+    real_load, read_back = stages.load, stages._committed_anyway
+    armed = threading.Event()
+
+    def commits_then_full(*args: Any, **kwargs: Any) -> Any:
+        result = real_load(*args, **kwargs)
+        if armed.is_set() and result.articles_new:  # item 2's (not a poll's feed state)
+            armed.clear()
+            raise store.DiskFull("disk full at /data (writing news.duckdb.wal): free some space")
+        return result
+
+    def held_while_read_back(settings: Settings, *args: Any, **kwargs: Any) -> Any:
+        with held(settings.database):
+            return read_back(settings, *args, **kwargs)
+
+    monkeypatch.setattr(stages, "load", commits_then_full)
+    monkeypatch.setattr(stages, "_committed_anyway", held_while_read_back)
+    title, text = EVENTS[list(EVENTS)[3 % len(EVENTS)]]
+    page_3 = Reply(body=page(f"{title} (3)", f"{text} Report 3."),
+                   content_type="text/html; charset=utf-8")
+    with short_feed_run(tmp_path, server, caplog) as (settings, _, outcome):
+        armed.set()
+        publish_alone(server, 2)
+        wait_for(lambda: logged(caplog, "loading batch"), "item 2's load taken for failed")
+        publish_alone(server, 3)
+        server.route("/3", lambda headers: page_3 if server.hits["/3"] <= 1
+                     else Reply(status=410))
+        wait_for(lambda: logged(caplog, "loaded on another try"), "the kept run, loaded")
+        time.sleep(1.5)  # a poll after the try: item 3 not fetched again
+    assert outcome, "the run ended"
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        titles = [r[0] for r in con.execute("SELECT title FROM articles").fetchall()]
+        assert len(titles) == 3 and any(t.endswith("(3)") for t in titles), titles
+        # Item 2's run: its first shard by its first load, item 3's by the try.
+        assert con.execute("SELECT list(shard ORDER BY shard) FROM run_shards GROUP BY run_id"
+                           " HAVING count(*) > 1").fetchall() == [(["p000", "p001"],)]
+    assert [m for m in logged(caplog, "is loaded, but not its shards") if "p001" in m]
