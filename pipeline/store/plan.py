@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -267,13 +267,20 @@ _ENCODE = json.JSONEncoder(default=str).encode
 
 
 def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    _write_lines(path, (_ENCODE(row) + "\n" for row in rows))
+
+
+# A JSON string (quoted, escaped): the encoder's own C function.
+_STRING: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
+def _write_lines(path: Path, lines: Iterable[str]) -> None:
     tmp = _tmp(path)
     # Not synced: the commit mark lists every file's size and SHA-256, and the
     # load checks them before it uses the plan, so a file a crash cut short or
     # lost is noticed and the load plans again (an fsync a file cost ~2 ms).
     with open(tmp, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(_ENCODE(row) + "\n")
+        handle.writelines(lines)
     os.replace(tmp, path)
 
 
@@ -397,8 +404,12 @@ def _make_plan(
     _write_plan_rows(directory, "story_heads", heads)
     _write_plan_rows(directory, "links", links)
     # Rows as tuples in their table's column order (the terms: ~1,500 a
-    # micro-batch, cheaper than a TermCount each through staging.record).
-    for table, rows in (("terms", terms), ("states", story_state.plan_rows(saved[0])),
+    # micro-batch, cheaper than a TermCount each through staging.record; and
+    # as text at once: 4.4 -> ~1 ms a micro-batch through the encoder's dicts).
+    assert tuple(_PLAN_TABLES["terms"]) == ("term", "df")
+    _write_lines(_plan_file(directory, "terms"),
+                 (f'{{"term":{_STRING(t)},"df":{int(n)}}}\n' for t, n in terms))
+    for table, rows in (("states", story_state.plan_rows(saved[0])),
                         ("signatures", story_state.plan_rows(saved[1]))):
         columns = _PLAN_TABLES[table]
         _write_jsonl(_plan_file(directory, table),
