@@ -77,6 +77,7 @@ from pipeline.stages import (
     PollSummary,
     Progress,
     checkpoint_stage,
+    claim_stage,
     cluster_stage,
     deferred_record,
     entry_from,
@@ -89,6 +90,7 @@ from pipeline.stages import (
     poll_options,
     quiet,
     record_outcome,
+    record_stage,
     rejection_record,
     send_stage,
 )
@@ -927,6 +929,10 @@ class _Stream:
             del waited
             return self.db(partial(send_stage, checkpoint=False, brief=True), settings, mailer)
 
+        def claiming(waited: float) -> Awaitable[alert.SendRound]:
+            del waited
+            return self.db(partial(claim_stage, checkpoint=False, brief=True), settings)
+
         def waiting(exc: store.DatabaseLocked) -> None:
             # Once a round, and only while the last round did not fail the same
             # way (a session held open meets a round every 5 minutes).
@@ -937,7 +943,12 @@ class _Stream:
                             exc)
 
         try:
-            result = await self._when_free(settings, attempt, waiting)
+            if settings.store.mode == "lake":
+                # A lake's round never holds the lake's writer (its delivery
+                # state is in PostgreSQL): one call, as before.
+                result = await self._when_free(settings, attempt, waiting)
+            else:
+                result = await self._send_file(settings, mailer, claiming, waiting)
         except Exception as exc:  # noqa: BLE001 - raised by finish(); loads go on
             if self.send_error is None or str(exc) != str(self.send_error):
                 log.warning("alerts not sent this round, they stay pending and the next round "
@@ -955,6 +966,29 @@ class _Stream:
         self.send_due = self._next_send(result)
         self.totals.add_send(result)
         return result
+
+    async def _send_file(self, settings: Settings, mailer: alert.Mailer,
+                         claiming: Callable[[float], Awaitable[alert.SendRound]],
+                         waiting: Callable[[store.DatabaseLocked], None]) -> alert.SendResult:
+        """A round on the file: claim and render on the database thread,
+        deliver off it (the mail server's timeouts hold neither the file nor
+        the polls' reads), mark on it again. Each writer session asks for
+        the lock as briefly as a load tried again between two polls."""
+        round_ = await self._when_free(settings, claiming, waiting)
+        if round_.result is not None:
+            mailer.close()
+            return round_.result
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, round_.deliver, mailer)
+
+            def marking(waited: float) -> Awaitable[alert.SendResult]:
+                del waited
+                return self.db(partial(record_stage, checkpoint=False, brief=True), settings,
+                               round_)
+
+            return await self._when_free(settings, marking, waiting)
+        finally:
+            round_.abandon()  # not marked: the journal is left for the next round
 
     @staticmethod
     def _next_send(result: alert.SendResult) -> float | None:

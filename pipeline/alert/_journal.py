@@ -21,9 +21,11 @@ block, so a disk that fills meanwhile does not lose it. The first NUL byte
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -85,6 +87,10 @@ class Journal:
     def __init__(self, path: Path, fd: int, room: int) -> None:
         self.path, self.fd, self.room = path, fd, room
         self.offset = 0
+        # A stream's round gives its journal up (close) from the event loop
+        # while its delivery thread may still write: never to a closed (or
+        # reused) descriptor.
+        self.lock = threading.Lock()
 
     @classmethod
     def create(cls, database: Path, name: str, room: int) -> Journal:
@@ -108,19 +114,23 @@ class Journal:
     def write(self, outcome: Outcome) -> None:
         """Append ``outcome`` and fsync it. OSError when it cannot."""
         line = outcome.line()
-        os.pwrite(self.fd, line, self.offset)
-        os.fsync(self.fd)
-        self.offset += len(line)
+        with self.lock:
+            if self.fd < 0:
+                raise OSError(errno.EBADF, "the round gave its journal up", str(self.path))
+            os.pwrite(self.fd, line, self.offset)
+            os.fsync(self.fd)
+            self.offset += len(line)
 
     def close(self, *, remove: bool) -> None:
         """Release the lock; ``remove``: the journal was applied, delete it."""
-        if self.fd < 0:
-            return
-        if remove:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
-        os.close(self.fd)
-        self.fd = -1
+        with self.lock:
+            if self.fd < 0:
+                return
+            if remove:
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+            os.close(self.fd)
+            self.fd = -1
 
 
 @dataclass(slots=True)
