@@ -342,8 +342,9 @@ def checkpoint_stage(settings: Settings) -> None:
 def claim_stage(settings: Settings, *, ignore_backoff: bool = False, checkpoint: bool = True,
                 brief: bool = False) -> alert.SendRound:
     """A file's send round, its first writer session: the journals rounds
-    left applied, the due rows claimed and their emails rendered; the file
-    is closed before any is delivered (:meth:`alert.SendRound.deliver`)."""
+    left applied, the due rows claimed and what their emails say read; the
+    file is closed before any is rendered and delivered
+    (:meth:`alert.SendRound.deliver`)."""
     with backend(settings).writer(checkpoint=checkpoint, brief=brief) as con:
         return alert.claim(con, settings, ignore_backoff=ignore_backoff)
 
@@ -368,7 +369,7 @@ def send_stage(settings: Settings, mailer: alert.Mailer | None = None, *,
     ``brief``: as :func:`load_stage`'s (a stream's round, which tries again
     between its polls while the file is held).
 
-    On the file, the round holds the writer only to claim and render
+    On the file, the round holds the writer only to claim and read
     (:func:`claim_stage`) and to mark (:func:`record_stage`), not while it
     talks to the mail server: an analyst's read-only session opened
     meanwhile is not refused, whatever the server does."""

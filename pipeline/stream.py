@@ -970,7 +970,7 @@ class _Stream:
     async def _send_file(self, settings: Settings, mailer: alert.Mailer,
                          claiming: Callable[[float], Awaitable[alert.SendRound]],
                          waiting: Callable[[store.DatabaseLocked], None]) -> alert.SendResult:
-        """A round on the file: claim and render on the database thread,
+        """A round on the file: claim and read on the database thread,
         deliver off it (the mail server's timeouts hold neither the file nor
         the polls' reads), mark on it again. Each writer session asks for
         the lock as briefly as a load tried again between two polls."""
