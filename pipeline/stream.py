@@ -880,9 +880,18 @@ class _Stream:
         self.unfolded = True
         # A round after a failed one too: the load just opened the writer.
         sent = None
-        await self._sent()  # a round between two polls under way: its own first (it may fail)
-        if loaded.alerts_queued or self.send_error is not None:
-            sent = await self.send()
+        if self.settings.store.mode != "lake":
+            # A file's round delivers off the database thread: it goes on
+            # beside the next batches' loads (a mail server that stops
+            # answering held them for its smtp.timeout), started at once
+            # (or, when one is under way, as soon as it ends: it is due).
+            if loaded.alerts_queued or self.send_error is not None:
+                self.send_due = time.monotonic()
+                self.send_soon()
+        else:
+            await self._sent()  # a round between two polls under way: its own first
+            if loaded.alerts_queued or self.send_error is not None:
+                sent = await self.send()
         folded = await self._fold_if_idle()
         result = BatchResult(plan=planned, load=loaded, send=sent, folded=folded)
         self.totals.add_batch(result)
