@@ -157,7 +157,9 @@ class BatchResult:
 
     plan: PlanResult
     load: LoadResult
-    send: alert.SendResult | None  # None: nothing was queued, no send round
+    # None: nothing was queued, no send round; or the file's round, which goes
+    # on beside the next loads and is counted in the run's totals.
+    send: alert.SendResult | None
     # False: more articles were on their way, so the load left its commit in the
     # write-ahead log for a later load (or the pass's end) to fold into the file.
     folded: bool = True
