@@ -345,17 +345,52 @@ def checkpoint_stage(settings: Settings) -> None:
     backend(settings).checkpoint()
 
 
+def claim_stage(settings: Settings, *, ignore_backoff: bool = False, checkpoint: bool = True,
+                brief: bool = False) -> alert.SendRound:
+    """A file's send round, its first writer session: the journals rounds
+    left applied, the due rows claimed and what their emails say read; the
+    file is closed before any is rendered and delivered
+    (:meth:`alert.SendRound.deliver`)."""
+    with backend(settings).writer(checkpoint=checkpoint, brief=brief) as con:
+        return alert.claim(con, settings, ignore_backoff=ignore_backoff)
+
+
+def record_stage(settings: Settings, round_: alert.SendRound, *, checkpoint: bool = True,
+                 brief: bool = False) -> alert.SendResult:
+    """A file's send round, its second writer session: the outcomes its
+    journal holds marked in the outbox, the journal removed. When the writer
+    cannot be written, the journal is left (unlocked) for the next round,
+    which applies it before it claims; when it cannot be had (a
+    :class:`store.DatabaseLocked`) the journal stays this round's, to try
+    again (a stream does) or give up (:meth:`alert.SendRound.abandon`)."""
+    with backend(settings).writer(checkpoint=checkpoint, brief=brief) as con:
+        return alert.record(con, round_)
+
+
 def send_stage(settings: Settings, mailer: alert.Mailer | None = None, *,
                ignore_backoff: bool = False, checkpoint: bool = True,
                brief: bool = False) -> alert.SendResult:
     """``checkpoint=False``: as :func:`load_stage`'s (its marks are small, but
     a writer's close folds in everything the loads left in the log).
     ``brief``: as :func:`load_stage`'s (a stream's round, which tries again
-    between its polls while the file is held)."""
+    between its polls while the file is held).
+
+    On the file, the round holds the writer only to claim and read
+    (:func:`claim_stage`) and to mark (:func:`record_stage`), not while it
+    talks to the mail server: an analyst's read-only session opened
+    meanwhile is not refused, whatever the server does."""
     mailer = mailer or alert.mailer_for(settings)
     if settings.store.mode != "lake":
-        with backend(settings).writer(checkpoint=checkpoint, brief=brief) as con:
-            return alert.send_pending(con, settings, mailer, ignore_backoff=ignore_backoff)
+        round_ = claim_stage(settings, ignore_backoff=ignore_backoff, checkpoint=checkpoint,
+                             brief=brief)
+        if round_.result is not None:
+            mailer.close()
+            return round_.result
+        round_.deliver(mailer)
+        try:
+            return record_stage(settings, round_, checkpoint=checkpoint, brief=brief)
+        finally:
+            round_.abandon()  # the file held past the wait: the next round applies it
     # A lake's sender never writes the lake (a lake commit per mark aborts the
     # loads): it reads the outbox rows and stories read-only and keeps the
     # delivery state in the catalog's PostgreSQL (pipeline.store.delivery).

@@ -77,6 +77,7 @@ from pipeline.stages import (
     PollSummary,
     Progress,
     checkpoint_stage,
+    claim_stage,
     cluster_stage,
     deferred_record,
     entry_from,
@@ -89,6 +90,7 @@ from pipeline.stages import (
     poll_options,
     quiet,
     record_outcome,
+    record_stage,
     rejection_record,
     send_stage,
 )
@@ -159,7 +161,9 @@ class BatchResult:
 
     plan: PlanResult
     load: LoadResult
-    send: alert.SendResult | None  # None: nothing was queued, no send round
+    # None: nothing was queued, no send round; or the file's round, which goes
+    # on beside the next loads and is counted in the run's totals.
+    send: alert.SendResult | None
     # False: more articles were on their way, so the load left its commit in the
     # write-ahead log for a later load (or the pass's end) to fold into the file.
     folded: bool = True
@@ -981,9 +985,18 @@ class _Stream:
         self.unfolded = True
         # A round after a failed one too: the load just opened the writer.
         sent = None
-        await self._sent()  # a round between two polls under way: its own first (it may fail)
-        if loaded.alerts_queued or self.send_error is not None:
-            sent = await self.send()
+        if self.settings.store.mode != "lake":
+            # A file's round delivers off the database thread: it goes on
+            # beside the next batches' loads (a mail server that stops
+            # answering held them for its smtp.timeout), started at once
+            # (or, when one is under way, as soon as it ends: it is due).
+            if loaded.alerts_queued or self.send_error is not None:
+                self.send_due = time.monotonic()
+                self.send_soon()
+        else:
+            await self._sent()  # a round between two polls under way: its own first
+            if loaded.alerts_queued or self.send_error is not None:
+                sent = await self.send()
         folded = await self._fold_if_idle()
         result = BatchResult(plan=planned, load=loaded, send=sent, folded=folded)
         self.totals.add_batch(result)
@@ -1030,6 +1043,10 @@ class _Stream:
             del waited
             return self.db(partial(send_stage, checkpoint=False, brief=True), settings, mailer)
 
+        def claiming(waited: float) -> Awaitable[alert.SendRound]:
+            del waited
+            return self.db(partial(claim_stage, checkpoint=False, brief=True), settings)
+
         def waiting(exc: store.DatabaseLocked) -> None:
             # Once a round, and only while the last round did not fail the same
             # way (a session held open meets a round every 5 minutes).
@@ -1040,7 +1057,12 @@ class _Stream:
                             exc)
 
         try:
-            result = await self._when_free(settings, attempt, waiting)
+            if settings.store.mode == "lake":
+                # A lake's round never holds the lake's writer (its delivery
+                # state is in PostgreSQL): one call, as before.
+                result = await self._when_free(settings, attempt, waiting)
+            else:
+                result = await self._send_file(settings, mailer, claiming, waiting)
         except Exception as exc:  # noqa: BLE001 - raised by finish(); loads go on
             if self.send_error is None or str(exc) != str(self.send_error):
                 log.warning("alerts not sent this round, they stay pending and the next round "
@@ -1058,6 +1080,29 @@ class _Stream:
         self.send_due = self._next_send(result)
         self.totals.add_send(result)
         return result
+
+    async def _send_file(self, settings: Settings, mailer: alert.Mailer,
+                         claiming: Callable[[float], Awaitable[alert.SendRound]],
+                         waiting: Callable[[store.DatabaseLocked], None]) -> alert.SendResult:
+        """A round on the file: claim and read on the database thread,
+        deliver off it (the mail server's timeouts hold neither the file nor
+        the polls' reads), mark on it again. Each writer session asks for
+        the lock as briefly as a load tried again between two polls."""
+        round_ = await self._when_free(settings, claiming, waiting)
+        if round_.result is not None:
+            mailer.close()
+            return round_.result
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, round_.deliver, mailer)
+
+            def marking(waited: float) -> Awaitable[alert.SendResult]:
+                del waited
+                return self.db(partial(record_stage, checkpoint=False, brief=True), settings,
+                               round_)
+
+            return await self._when_free(settings, marking, waiting)
+        finally:
+            round_.abandon()  # not marked: the journal is left for the next round
 
     @staticmethod
     def _next_send(result: alert.SendResult) -> float | None:

@@ -20,6 +20,8 @@ back to pending with the same backoff: one timeout per round, not one per alert.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import re
@@ -27,17 +29,20 @@ import secrets
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
 import duckdb
 
+from pipeline.alert import _journal as journal
 from pipeline.alert._deliver import DeliveryError, Mailer
-from pipeline.alert._queue import period_bounds, story_articles
+from pipeline.alert._journal import ERROR_CHARS, Journal, Outcome
+from pipeline.alert._queue import StoryArticle, period_bounds, story_articles
 from pipeline.alert._render import DigestStory, Outgoing, render, render_digest
 from pipeline.config import AlertRule, Settings
 from pipeline.store import StoreError
@@ -287,10 +292,197 @@ class _Lease:
         self.until = at + self.lease
 
 
-def _mark_failed(outbox: Outbox, job: _Job, token: str, exc: DeliveryError,
-                 retry_at: datetime, attempt: int) -> None:
-    outbox.mark_failed(job.keys, token, status="failed" if exc.permanent else "pending",
-                       error=exc.reason, retry_at=None if exc.permanent else retry_at)
+def _apply(outbox: Outbox, outcome: Outcome) -> None:
+    if outcome.status == "sent":
+        assert outcome.message_id is not None
+        outbox.mark_sent(outcome.keys, outcome.message_id, outcome.at)
+    elif outcome.status == "released":
+        outbox.release(outcome.keys, outcome.token, error=outcome.error or "",
+                       retry_at=outcome.at)
+    else:
+        outbox.mark_failed(outcome.keys, outcome.token, status=outcome.status,
+                           error=outcome.error or "",
+                           retry_at=outcome.at if outcome.status == "pending" else None)
+
+
+def _stuck(outbox: Outbox, token: str, exc: StoreError) -> StoreError:
+    """``exc``, saying which rows this round claimed stay 'sending', and till when."""
+    stuck = outbox.stuck(token)
+    if stuck is None:
+        return exc
+    return StoreError(f"{exc}; {stuck[0]} alert(s) this round claimed stay 'sending' until"
+                      f" {stuck[1]:%Y-%m-%d %H:%M:%S} UTC, then go out again")
+
+
+class _Recorder(Protocol):
+    """Where a round's outcomes go as each delivery ends."""
+
+    def stop(self, at: datetime) -> str | None:
+        """Why the round may deliver no more (None: it may)."""
+        ...
+
+    def holds(self, job: _Job, at: datetime) -> bool: ...
+    def record(self, outcome: Outcome) -> None: ...
+
+
+class _Marks:
+    """The lake's: each outcome written to the delivery table (PostgreSQL, not
+    the lake) at once, the lease renewed there."""
+
+    def __init__(self, outbox: Outbox, lease: _Lease) -> None:
+        self.outbox, self.lease = outbox, lease
+
+    def stop(self, at: datetime) -> str | None:
+        return None
+
+    def holds(self, job: _Job, at: datetime) -> bool:
+        try:
+            return self.lease.holds(job, at)
+        except StoreError as exc:
+            raise _stuck(self.outbox, self.lease.token, exc) from None
+
+    def record(self, outcome: Outcome) -> None:
+        try:
+            _apply(self.outbox, outcome)
+        except StoreError as exc:
+            raise _stuck(self.outbox, self.lease.token, exc) from None
+
+
+class _Journaled:
+    """The file's: each outcome a line of the round's journal (fsynced before
+    the next email), applied to the file after the round. Nothing renews the
+    lease (that takes the writer): the round stops once half of it is gone,
+    which leaves the email under way at least LEASE_TIMEOUTS / 2 timeouts."""
+
+    def __init__(self, journal: Journal | None, until: datetime, lease: timedelta) -> None:
+        self.journal, self.until, self.lease = journal, until, lease
+        self.outcomes: list[Outcome] = []
+        self.broken: str | None = None  # why the journal cannot be written
+
+    def stop(self, at: datetime) -> str | None:
+        if self.broken is not None:
+            return self.broken
+        if at >= self.until - self.lease / 2:
+            return f"half of its claim's lease ({self.lease.total_seconds():.0f} s) had run out"
+        return None
+
+    def holds(self, job: _Job, at: datetime) -> bool:
+        return True  # the round stops before another sender may take its rows
+
+    def record(self, outcome: Outcome) -> None:
+        if outcome.error is not None and len(outcome.error) > ERROR_CHARS:
+            outcome = replace(outcome, error=outcome.error[:ERROR_CHARS - 1] + "…")
+        self.outcomes.append(outcome)
+        if self.journal is None or self.broken is not None:
+            return
+        try:
+            self.journal.write(outcome)
+        except OSError as exc:
+            self.broken = f"cannot write the delivery journal {self.journal.path}: " + (
+                exc.strerror or str(exc))
+            log.error("%s; the round stops, and what it delivered is marked from memory"
+                      " (a crash before that would send it again)", self.broken)
+
+    @property
+    def kept(self) -> bool:
+        """Every outcome so far is in the journal."""
+        return self.journal is not None and self.broken is None
+
+
+@dataclass(slots=True, kw_only=True)
+class SendRound:
+    """A send round between its claim and its marks: what the claimed rows'
+    emails say, read (:func:`claim`), to render and deliver with no database
+    open (:meth:`deliver`), then to mark (:func:`record`)."""
+
+    token: str
+    now: datetime
+    started: float  # time.monotonic() at the claim
+    lease: timedelta
+    letters: list[tuple[_Job, _Draft]]
+    recorder: _Recorder
+    database: Path | None = None  # file mode: the file, whose outbox record() marks
+    journal: Journal | None = None
+    sent: int = 0
+    failed: int = 0
+    retry: int = 0
+    stopped: str | None = None
+    result: SendResult | None = None  # nothing to deliver: the round's result at its claim
+
+    def clock(self) -> datetime:
+        """``now`` moved on by the time this round has taken."""
+        return self.now + timedelta(seconds=time.monotonic() - self.started)
+
+    def deliver(self, mailer: Mailer) -> None:
+        """Render and deliver each email, recording each outcome as it comes.
+        Needs no database connection in file mode."""
+        try:
+            self._deliver(mailer)
+        except BaseException:
+            self.abandon()
+            raise
+        finally:
+            mailer.close()
+
+    def _deliver(self, mailer: Mailer) -> None:
+        for i, (job, draft) in enumerate(self.letters):
+            at = self.clock()
+            if (why := self.recorder.stop(at)) is not None:
+                self.stopped = why
+                self._release(self.letters[i:], at, why)
+                break
+            if not self.recorder.holds(job, at):
+                continue
+            attempt = job.attempts + 1
+            message = draft()
+            try:
+                mailer.send(message)
+            except DeliveryError as problem:
+                retry_at = self.clock() + _backoff(attempt)
+                self._failed(job, problem, retry_at, attempt)
+                if problem.permanent:
+                    self.failed += 1
+                    continue
+                self.retry += 1
+                if problem.server:
+                    self.stopped = problem.reason
+                    self._release(self.letters[i + 1:], retry_at, problem.reason)
+                    break
+                continue
+            # Unconditional: delivered is delivered, even if the claim ran
+            # out meanwhile (a sender that took the row over then finds it
+            # sent and skips it).
+            self.recorder.record(Outcome(status="sent", keys=job.keys, token=self.token,
+                                         at=self.clock(),
+                                         message_id=str(message["Message-ID"])))
+            self.sent += 1
+
+    def _failed(self, job: _Job, exc: DeliveryError, retry_at: datetime, attempt: int) -> None:
+        self.recorder.record(Outcome(
+            status="failed" if exc.permanent else "pending", keys=job.keys, token=self.token,
+            at=self.clock() if exc.permanent else retry_at, error=exc.reason))
+        _log_failed(job, exc, retry_at, attempt)
+
+    def _release(self, rest: Sequence[tuple[_Job, _Draft]], retry_at: datetime,
+                 reason: str) -> None:
+        """Put rows this round claimed but never tried back to pending, due at ``retry_at``."""
+        if not rest:
+            return
+        self.recorder.record(Outcome(
+            status="released", keys=tuple(k for job, _ in rest for k in job.keys),
+            token=self.token, at=retry_at, error=f"not tried: the round stopped after {reason}"))
+        self.retry += len(rest)
+        log.warning("stopped this round after: %s; %d more email(s) not tried, left"
+                    " pending until %s UTC", reason, len(rest),
+                    f"{retry_at:%Y-%m-%d %H:%M:%S}")
+
+    def abandon(self) -> None:
+        """Give the journal up unapplied (kept, unlocked): the next round applies it."""
+        if self.journal is not None:
+            self.journal.close(remove=False)
+
+
+def _log_failed(job: _Job, exc: DeliveryError, retry_at: datetime, attempt: int) -> None:
     what = ("digest" if job.digest else "alert") + f" {job.rule!r}"
     stories = ", ".join(k[1] for k in job.keys)
     outcome = ("failed for good (a permanent refusal; not retried)" if exc.permanent
@@ -299,92 +491,95 @@ def _mark_failed(outbox: Outbox, job: _Job, token: str, exc: DeliveryError,
                 exc.reason, outcome)
 
 
-def _release(outbox: Outbox, jobs: Sequence[_Job], token: str, retry_at: datetime,
-             reason: str) -> None:
-    """Put rows this round claimed but never tried back to pending, due with the rest."""
-    outbox.release([key for job in jobs for key in job.keys], token,
-                   error=f"not tried: the round stopped after {reason}", retry_at=retry_at)
+def _mark_failed(outbox: Outbox, job: _Job, token: str, exc: DeliveryError,
+                 retry_at: datetime, attempt: int) -> None:
+    outbox.mark_failed(job.keys, token, status="failed" if exc.permanent else "pending",
+                       error=exc.reason, retry_at=None if exc.permanent else retry_at)
+    _log_failed(job, exc, retry_at, attempt)
 
 
-def _story_title(con: duckdb.DuckDBPyConnection, story: str) -> tuple[str, datetime | None]:
-    row = con.execute("SELECT title, first_seen FROM stories WHERE id = ?", [story]).fetchone()
-    return (str(row[0] or ""), row[1]) if row else ("", None)
+_TRIES = 3  # a commit of the marks that meets another sender's: tried again (they are idempotent)
 
 
-def _previous_sent(con: duckdb.DuckDBPyConnection, key: Key) -> datetime | None:
-    row = con.execute(
-        "SELECT max(sent_at) FROM alerts WHERE rule = ? AND story_id = ? AND recipient = ?"
-        " AND update_no < ?", list(key)).fetchone()
-    return row[0] if row else None
+def _apply_all(con: duckdb.DuckDBPyConnection, outbox: Outbox, outcomes: Sequence[Outcome],
+               database: Path) -> None:
+    """``outcomes`` applied to the file's outbox in one transaction."""
+    for tries in range(1, _TRIES + 1):
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for outcome in outcomes:
+                _apply(outbox, outcome)
+            con.execute("COMMIT")
+            return
+        except duckdb.TransactionException as exc:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            if not _CONFLICT.match(str(exc)) or tries == _TRIES:
+                raise _store_error(exc, database, "marking the alerts delivered") from None
+            time.sleep(0.05 * tries)
+        except duckdb.Error as exc:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise _store_error(exc, database, "marking the alerts delivered") from None
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise
 
 
-def _instant(con: duckdb.DuckDBPyConnection, rule: AlertRule, key: Key, article_id: str,
-             sender: str) -> EmailMessage | None:
-    _, story, recipient, update_no = key
-    articles = story_articles(con, story)
-    if not articles:
-        return None
-    trigger = next((a for a in articles if a.id == article_id), articles[0])
-    since = _previous_sent(con, key) if update_no else None
-    new_ids = frozenset(a.id for a in articles
-                        if since is not None and a.loaded_at is not None and a.loaded_at > since)
-    title, _ = _story_title(con, story)
-    return render(Outgoing(rule=rule, story_id=story, story_title=title or trigger.title,
-                           recipient=recipient, articles=tuple(articles), trigger=trigger,
-                           update_no=update_no, new_ids=new_ids), sender=sender)
+def _apply_left_behind(con: duckdb.DuckDBPyConnection, outbox: Outbox, database: Path) -> None:
+    """Apply the journals of rounds that ended before their marks (killed,
+    or the file could not be written), then remove them."""
+    for held in journal.left_behind(database):
+        try:
+            if held.outcomes:
+                _apply_all(con, outbox, held.outcomes, database)
+        except BaseException:
+            held.close(remove=False)
+            raise
+        held.close(remove=True)
+        if held.outcomes:
+            sent = sum(1 for o in held.outcomes if o.status == "sent")
+            log.warning("applied %d delivery outcome(s) (%d email(s) sent) that a send round"
+                        " recorded in %s and did not mark (it died, or could not write the"
+                        " database): not sent again", len(held.outcomes), sent, held.path.name)
 
 
-def _digest(con: duckdb.DuckDBPyConnection, rule: AlertRule, recipient: str,
-            keys: Sequence[Key], now: datetime, sender: str) -> EmailMessage:
-    stories = []
-    for _, story, _, _ in keys:
-        title, first_seen = _story_title(con, story)
-        stories.append(DigestStory(story_id=story, title=title, first_seen=first_seen,
-                                   articles=tuple(story_articles(con, story))))
-    assert rule.period is not None
-    # The rows are due at the end of their period: the digest covers the one just ended.
-    start, end = period_bounds(now, rule.period)
-    return render_digest(rule, recipient, stories, period_start=start - (end - start),
-                         sender=sender)
-
-
-def send_pending(
-    con: duckdb.DuckDBPyConnection, settings: Settings, mailer: Mailer, *,
-    now: datetime | None = None, ignore_backoff: bool = False, lease: timedelta | None = None,
-    outbox: Outbox | None = None,
-) -> SendResult:
-    """Deliver every due outbox row (with ``ignore_backoff``, also the rows
-    waiting out a retry backoff; never a digest before its period ends).
-    ``con`` is read for the stories; ``outbox`` keeps the delivery state
-    (default: the ``alerts`` table of ``con``, the DuckDB file).
-
-    Raises StoreError when the outbox cannot be written (disk full, say): rows
-    it claimed stay ``sending`` until their lease ends, then go out again.
+def claim(con: duckdb.DuckDBPyConnection, settings: Settings, *, now: datetime | None = None,
+          ignore_backoff: bool = False, lease: timedelta | None = None,
+          outbox: Outbox | None = None) -> SendRound:
+    """A round's first part: claim every due outbox row and read what its email says
+    (with ``ignore_backoff``, also the rows waiting out a retry backoff; never
+    a digest before its period ends). ``con`` is read for the stories;
+    ``outbox`` keeps the delivery state (default: the ``alerts`` table of
+    ``con``, the DuckDB file, whose round first applies the journals rounds
+    left unapplied, then journals its own outcomes: see :mod:`._journal`).
     """
     now = now or datetime.now(UTC)
     started = time.monotonic()
 
-    def clock() -> datetime:  # ``now`` moved on by the time this round has taken
+    def clock() -> datetime:
         return now + timedelta(seconds=time.monotonic() - started)
 
+    in_file = outbox is None
     outbox = outbox or _FileOutbox(con, settings.database)
+    if in_file:
+        _apply_left_behind(con, outbox, settings.database)
     lease = lease or lease_for(settings)
     rules = {r.name: r for r in settings.alerts}
     sender = settings.smtp.sender if settings.smtp else DEFAULT_SENDER
-    token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    pid, nonce = os.getpid(), secrets.token_hex(3)
+    token = f"{socket.gethostname()}:{pid}:{nonce}"
     claimed, reclaimed = outbox.claim(now, now + lease, token, ignore_backoff=ignore_backoff)
     for r in reclaimed:
         log.warning("reclaimed %d alert(s) left in 'sending' by sender %s, whose lease ran"
                     " out (it died mid-round?); sending them again with the same Message-ID",
                     r.count, r.holder or "(unknown)")
-    jobs = _jobs(claimed, rules)
-    held = _Lease(outbox, token, lease, now + lease, {c.key for c in claimed})
-    sent = failed = retry = 0
-    stopped: str | None = None
+    letters: list[tuple[_Job, _Draft]] = []
+    reads = _Reads(con)
+    failed = 0
     try:
-        for i, job in enumerate(jobs):
-            if not held.holds(job, clock()):
-                continue
+        for job in _jobs(claimed, rules):
             attempt = job.attempts + 1
             if job.digest and (gone := _gone(con, job)) is not None:
                 # Its story's articles were deleted (lake retention between
@@ -395,51 +590,176 @@ def send_pending(
                 job = replace(job, keys=tuple(k for k in job.keys if k not in gone.keys))
                 if not job.keys:
                     continue
-            message, problem = _message(con, rules, job, now, sender)
-            if message is not None:
-                try:
-                    mailer.send(message)
-                except DeliveryError as exc:
-                    problem = exc
-            if problem is None and message is not None:
-                # Unconditional: delivered is delivered, even if the claim ran
-                # out meanwhile (a sender that took the row over then finds it
-                # sent and skips it).
-                outbox.mark_sent(job.keys, str(message["Message-ID"]), clock())
-                sent += 1
-                continue
-            assert problem is not None
-            retry_at = clock() + _backoff(attempt)
-            _mark_failed(outbox, job, token, problem, retry_at, attempt)
-            if problem.permanent:
+            message, problem = _message(reads, rules, job, now, sender)
+            if message is None:
+                assert problem is not None
+                _mark_failed(outbox, job, token, problem, clock(), attempt)
                 failed += 1
                 continue
-            retry += 1
-            if problem.server:
-                rest = jobs[i + 1:]
-                stopped = problem.reason
-                _release(outbox, rest, token, retry_at, problem.reason)
-                retry += len(rest)
-                if rest:
-                    log.warning("stopped this round after: %s; %d more email(s) not tried, left"
-                                " pending until %s UTC", problem.reason, len(rest),
-                                f"{retry_at:%Y-%m-%d %H:%M:%S}")
-                break
+            letters.append((job, message))
     except StoreError as exc:
-        # Rows this round claimed cannot be put back without writing: they stay
-        # 'sending' until their lease ends, then the next send takes them.
-        stuck = outbox.stuck(token)
-        if stuck is None:
+        raise _stuck(outbox, token, exc) from None
+    round_ = SendRound(token=token, now=now, started=started, lease=lease, letters=letters,
+                       recorder=_Marks(outbox, _Lease(outbox, token, lease, now + lease,
+                                                      {c.key for c in claimed})),
+                       failed=failed)
+    if in_file:
+        round_.database = settings.database
+        round_.journal = _journal_for(con, outbox, settings.database, round_, f"{pid}-{nonce}")
+        round_.recorder = _Journaled(round_.journal, now + lease, lease)
+        if not letters:
+            round_.result = _result(outbox, round_)
+    return round_
+
+
+def _journal_for(con: duckdb.DuckDBPyConnection, outbox: Outbox, database: Path,
+                 round_: SendRound, name: str) -> Journal | None:
+    """The round's journal, with room for an outcome per email. When it cannot
+    be made the claimed rows go back to pending, and the round says why."""
+    if not round_.letters:
+        return None
+    room = sum(journal.room_for(job.keys, round_.token, round_.now) for job, _ in round_.letters)
+    try:
+        return Journal.create(database, name, room)
+    except OSError as exc:
+        keys = [k for job, _ in round_.letters for k in job.keys]
+        why = (f"disk full at {database.parent} (reserving the delivery journal)"
+               if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+               else f"cannot write the delivery journal beside {database}: "
+                    f"{exc.strerror or exc}")
+        with contextlib.suppress(StoreError):
+            outbox.release(keys, round_.token, error=f"not tried: {why}", retry_at=round_.now)
+        raise StoreError(f"{why}; the alerts stay pending: free some space (or fix the"
+                         " folder) and send again") from None
+
+
+def record(con: duckdb.DuckDBPyConnection, round_: SendRound, *,
+           outbox: Outbox | None = None) -> SendResult:
+    """A round's last part: apply its journal to the file's outbox in one
+    transaction and remove the journal (a lake's outcomes are marked as they
+    come: nothing to apply); the round's result, and the outbox after it.
+
+    Raises StoreError when the outbox cannot be written (disk full, say): the
+    journal stays for the next round to apply before it claims."""
+    if round_.result is not None:
+        return round_.result
+    if outbox is None:
+        assert isinstance(round_.recorder, _Journaled) and round_.database is not None
+        outbox = _FileOutbox(con, round_.database)
+        recorder = round_.recorder
+        try:
+            _apply_all(con, outbox, recorder.outcomes, outbox.database)
+        except StoreError as exc:
+            round_.abandon()
+            if recorder.kept:
+                assert round_.journal is not None
+                raise StoreError(
+                    f"{exc}; this round's {len(recorder.outcomes)} delivery outcome(s)"
+                    f" ({round_.sent} sent) are kept in {round_.journal.path} and marked by the"
+                    " next send round, before it claims") from None
+            raise _stuck(outbox, round_.token, exc) from None
+        except BaseException:
+            round_.abandon()
             raise
-        raise StoreError(f"{exc}; {stuck[0]} alert(s) this round claimed stay 'sending' until"
-                         f" {stuck[1]:%Y-%m-%d %H:%M:%S} UTC, then go out again") from None
-    finally:
-        mailer.close()
+        if round_.journal is not None:
+            round_.journal.close(remove=True)
+    return _result(outbox, round_)
+
+
+def _result(outbox: Outbox, round_: SendRound) -> SendResult:
     counts = outbox.waiting()
     (pending, next_at), (sending, reclaim_at) = (counts.get(s, (0, None))
                                                  for s in ("pending", "sending"))
-    return SendResult(sent=sent, failed=failed, retry=retry, pending=pending, sending=sending,
-                      next_attempt_at=next_at, reclaim_at=reclaim_at, stopped=stopped)
+    return SendResult(sent=round_.sent, failed=round_.failed, retry=round_.retry,
+                      pending=pending, sending=sending, next_attempt_at=next_at,
+                      reclaim_at=reclaim_at, stopped=round_.stopped)
+
+
+def send_pending(
+    con: duckdb.DuckDBPyConnection, settings: Settings, mailer: Mailer, *,
+    now: datetime | None = None, ignore_backoff: bool = False, lease: timedelta | None = None,
+    outbox: Outbox | None = None,
+) -> SendResult:
+    """A whole round on one connection: :func:`claim`, deliver, :func:`record`
+    (the file's :func:`pipeline.stages.send_stage` closes the file for the
+    delivery instead).
+
+    Raises StoreError when the outbox cannot be written (disk full, say): rows
+    it claimed stay ``sending`` until their lease ends, then go out again (in
+    file mode, what the round delivered is in its journal, marked by the next
+    round).
+    """
+    round_ = claim(con, settings, now=now, ignore_backoff=ignore_backoff, lease=lease,
+                   outbox=outbox)
+    if round_.result is not None:
+        mailer.close()
+        return round_.result
+    round_.deliver(mailer)
+    return record(con, round_, outbox=outbox)
+
+
+# An email ready to render: what it says, read from the database at the claim;
+# rendered (pure Python, ~5 ms each) with the file closed, when its turn comes.
+_Draft = Callable[[], EmailMessage]
+
+
+class _Reads:
+    """The claim session's reads for the emails, each story read once
+    (a story's alert to 50 recipients read its articles 50 times)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self.articles: dict[str, list[StoryArticle]] = {}
+        self.titles: dict[str, tuple[str, datetime | None]] = {}
+
+    def story_articles(self, story: str) -> list[StoryArticle]:
+        if story not in self.articles:
+            self.articles[story] = story_articles(self.con, story)
+        return self.articles[story]
+
+    def story_title(self, story: str) -> tuple[str, datetime | None]:
+        if story not in self.titles:
+            row = self.con.execute("SELECT title, first_seen FROM stories WHERE id = ?",
+                                   [story]).fetchone()
+            self.titles[story] = (str(row[0] or ""), row[1]) if row else ("", None)
+        return self.titles[story]
+
+    def previous_sent(self, key: Key) -> datetime | None:
+        row = self.con.execute(
+            "SELECT max(sent_at) FROM alerts WHERE rule = ? AND story_id = ? AND recipient = ?"
+            " AND update_no < ?", list(key)).fetchone()
+        return row[0] if row else None
+
+
+def _instant(reads: _Reads, rule: AlertRule, key: Key, article_id: str,
+             sender: str) -> _Draft | None:
+    _, story, recipient, update_no = key
+    articles = reads.story_articles(story)
+    if not articles:
+        return None
+    trigger = next((a for a in articles if a.id == article_id), articles[0])
+    since = reads.previous_sent(key) if update_no else None
+    new_ids = frozenset(a.id for a in articles
+                        if since is not None and a.loaded_at is not None and a.loaded_at > since)
+    title, _ = reads.story_title(story)
+    return partial(render, Outgoing(rule=rule, story_id=story,
+                                    story_title=title or trigger.title, recipient=recipient,
+                                    articles=tuple(articles), trigger=trigger,
+                                    update_no=update_no, new_ids=new_ids), sender=sender)
+
+
+def _digest(reads: _Reads, rule: AlertRule, recipient: str, keys: Sequence[Key],
+            now: datetime, sender: str) -> _Draft:
+    stories = []
+    for _, story, _, _ in keys:
+        title, first_seen = reads.story_title(story)
+        stories.append(DigestStory(story_id=story, title=title, first_seen=first_seen,
+                                   articles=tuple(reads.story_articles(story))))
+    assert rule.period is not None
+    # The rows are due at the end of their period: the digest covers the one just ended.
+    start, end = period_bounds(now, rule.period)
+    return partial(render_digest, rule, recipient, stories, period_start=start - (end - start),
+                   sender=sender)
 
 
 _GONE = "the story has no articles any more"
@@ -456,15 +776,15 @@ def _gone(con: duckdb.DuckDBPyConnection, job: _Job) -> _Job | None:
     return replace(job, keys=gone) if gone else None
 
 
-def _message(con: duckdb.DuckDBPyConnection, rules: dict[str, AlertRule], job: _Job,
-             now: datetime, sender: str) -> tuple[EmailMessage | None, DeliveryError | None]:
+def _message(reads: _Reads, rules: dict[str, AlertRule], job: _Job,
+             now: datetime, sender: str) -> tuple[_Draft | None, DeliveryError | None]:
     rule = rules.get(job.rule)
     if rule is None:
         return None, DeliveryError(f"rule {job.rule!r} is no longer in the config",
                                    permanent=True)
     if job.digest:
-        return _digest(con, rule, job.recipient, job.keys, now, sender), None
-    message = _instant(con, rule, job.keys[0], job.article_id or "", sender)
+        return _digest(reads, rule, job.recipient, job.keys, now, sender), None
+    message = _instant(reads, rule, job.keys[0], job.article_id or "", sender)
     if message is None:
         return None, DeliveryError(_GONE, permanent=True)
     return message, None

@@ -4,6 +4,7 @@ mid-round, a full disk. Each test counts what arrived: every alert once."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -277,6 +279,145 @@ def test_a_killed_sender_leaves_rows_sending_visibly_until_its_lease_ends(
     assert delivered(scripted) == dict.fromkeys(recipients(4), 1)
 
 
+# -- the file closed while the server talks ---------------------------------------------
+
+
+def sender(config: str) -> subprocess.Popen[bytes]:
+    """``newsmon alerts send`` in a process of its own (DuckDB's lock is per process)."""
+    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "alerts", "send",
+                             "--config", config], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def wait_for(condition: Any, what: str, process: subprocess.Popen[bytes] | None = None,
+             within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert process is None or process.poll() is None, f"the sender ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} within {within} s"
+        time.sleep(0.02)
+
+
+def test_a_round_stalled_at_the_server_leaves_the_file_to_readers_and_writers(
+    tmp_path: Path, scripted: ScriptedInbox
+) -> None:
+    import duckdb
+
+    scripted.replies["DATA"] = [ScriptedInbox.STALL]
+    settings = loaded(tmp_path, scripted.url, recipients(4), timeout=3)
+    process = sender(config_file(tmp_path, settings))
+    try:
+        # The first email is in DATA: the server says nothing for smtp.timeout.
+        wait_for(lambda: scripted.calls.get("DATA", 0) > 0, "DATA", process)
+        opened = time.monotonic()
+        reader = duckdb.connect(str(settings.database), read_only=True)
+        claimed = reader.execute("SELECT status, count(*) FROM alerts GROUP BY ALL").fetchall()
+        reader.close()
+        writer = duckdb.connect(str(settings.database))
+        writer.close()
+        took = time.monotonic() - opened
+        assert process.poll() is None  # still waiting for the server
+        assert process.wait(timeout=60) == 1  # not delivered: exit 1
+    finally:
+        process.kill()
+        process.wait()
+    assert claimed == [("sending", 4)]
+    assert took < 2, took  # neither open waited for the round
+    rows = outbox(settings)
+    assert [r[1] for r in rows] == ["pending"] * 4
+    assert [r[2] for r in rows] == [1, 0, 0, 0]
+    assert list(settings.database.parent.glob("news.duckdb.deliveries.*")) == []
+    assert send_later(settings).sent == 4
+    assert delivered(scripted) == dict.fromkeys(recipients(4), 1)
+
+
+@dataclass
+class SlowSecond(Inbox):
+    """Takes the second message a while (then accepts it): a round under way."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if len(self.messages) == 1:
+            await asyncio.sleep(1.5)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_round_killed_after_delivering_and_before_marking_is_not_sent_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import duckdb
+
+    with serving(SlowSecond(host="127.0.0.1", port=free_port())) as inbox:
+        settings = loaded(tmp_path, inbox.url, recipients(4))
+        journals = f"{settings.database.name}.deliveries.*"
+        process = sender(config_file(tmp_path, settings))
+        try:
+            wait_for(lambda: len(inbox.messages) == 1, "first email", process)
+            # An analyst takes the writer while the round delivers, and holds it.
+            writer = duckdb.connect(str(settings.database))
+            try:
+                wait_for(lambda: len(inbox.messages) == 4, "fourth email", process)
+
+                def recorded() -> int:
+                    return sum(p.read_bytes().count(b'"status": "sent"')
+                               for p in settings.database.parent.glob(journals))
+
+                wait_for(lambda: recorded() == 4, "journal of four", process)
+                time.sleep(0.3)
+                assert process.poll() is None  # waiting for the writer, to mark them
+                process.kill()  # the round dies before its marks
+                process.wait()
+                assert writer.execute("SELECT count(*) FROM alerts WHERE status = 'sending'"
+                                      ).fetchone() == (4,)
+            finally:
+                writer.close()
+        finally:
+            process.kill()
+            process.wait()
+        assert len(list(settings.database.parent.glob(journals))) == 1
+
+        # Within the killed round's lease and after it: nothing goes out again.
+        again = send_stage(settings)
+        assert (again.sent, again.pending, again.sending) == (0, 0, 0)
+        assert "applied 4 delivery outcome(s) (4 email(s) sent)" in caplog.text
+        assert list(settings.database.parent.glob(journals)) == []
+        assert [r[1] for r in outbox(settings)] == ["sent"] * 4
+        assert send_later(settings, alert.lease_for(settings) + timedelta(seconds=1)).sent == 0
+    assert delivered(inbox) == dict.fromkeys(recipients(4), 1)
+    assert len(inbox.messages) == 4
+
+
+def test_a_round_past_half_its_lease_stops_and_leaves_the_rest_due_at_once(
+    tmp_path: Path, scripted: ScriptedInbox
+) -> None:
+    settings = loaded(tmp_path, scripted.url, recipients(4))
+
+    class Slow:
+        """The first delivery takes more than half the lease."""
+
+        def __init__(self) -> None:
+            self.smtp = alert.SmtpMailer.from_config(settings.smtp)
+            self.first = True
+
+        def send(self, message: Any) -> None:
+            if self.first:
+                self.first = False
+                time.sleep(1.2)
+            self.smtp.send(message)
+
+        def close(self) -> None:
+            self.smtp.close()
+
+    with store.connect(settings.database) as con:
+        first = alert.send_pending(con, settings, Slow(), lease=timedelta(seconds=2))
+    # Nothing renews a file round's lease (that takes the writer): it stops
+    # before another sender may take its rows, and leaves them due now.
+    assert (first.sent, first.retry, first.pending, first.sending) == (1, 3, 3, 0)
+    assert first.stopped is not None and "half of its claim's lease" in first.stopped
+    assert first.next_attempt_at is not None and first.next_attempt_at <= datetime.now(UTC)
+    assert send_stage(settings).sent == 3
+    assert delivered(scripted) == dict.fromkeys(recipients(4), 1)
+
+
 # -- the command line ----------------------------------------------------------------------
 
 
@@ -440,7 +581,7 @@ def test_alerts_lists_a_database_from_before_claimed_by(
     assert "1 sending, claimed by (unknown); its lease has run out" in out
 
 
-def test_disk_full_mid_round_keeps_the_claimed_alerts_sending_then_sends_them(
+def test_disk_full_mid_round_keeps_the_deliveries_in_the_journal_then_marks_them_unsent_again(
     tmp_path: Path, small_disk: Path, scripted: ScriptedInbox
 ) -> None:
     settings = loaded(tmp_path, scripted.url, recipients(20), database=small_disk / "news.duckdb")
@@ -449,7 +590,8 @@ def test_disk_full_mid_round_keeps_the_claimed_alerts_sending_then_sends_them(
 
     class Filling:
         """Delivers, and fills the disk after the first email: the claim went
-        through, marking the emails sent cannot."""
+        through, marking the emails sent cannot. The journal's room was
+        reserved at the claim: each delivery is still recorded."""
 
         def __init__(self) -> None:
             self.smtp = alert.SmtpMailer.from_config(settings.smtp)
@@ -466,26 +608,23 @@ def test_disk_full_mid_round_keeps_the_claimed_alerts_sending_then_sends_them(
         send_stage(settings, Filling())
     message = str(failed.value)
     assert message.startswith(f"disk full at {small_disk} (writing news.duckdb.wal) while"
-                              " marking an alert sent")
-    assert re.search(r"; \d+ alert\(s\) this round claimed stay 'sending' until .* UTC, then go"
-                     r" out again$", message)
-    delivered_before = len(scripted.messages)
+                              " marking the alerts delivered")
+    assert re.search(r"; this round's 20 delivery outcome\(s\) \(20 sent\) are kept in "
+                     + re.escape(str(small_disk)) + r"/news\.duckdb\.deliveries\.\S+ and marked"
+                     r" by the next send round, before it claims$", message)
     (small_disk / "filler").unlink()
-    statuses = Counter(r[1] for r in outbox(settings))
-    assert statuses["sending"] >= 1 and statuses["sent"] + statuses["sending"] == 20
+    assert [r[1] for r in outbox(settings)] == ["sending"] * 20
+    assert len(list(small_disk.glob("news.duckdb.deliveries.*"))) == 1
 
-    after = send_later(settings, alert.lease_for(settings) + timedelta(seconds=1))
-    assert after.sent == statuses["sending"] and after.pending == after.sending == 0
+    # The next round (within the lease: it takes nothing over) marks them from
+    # the journal before it claims, and sends none of them again.
+    after = send_stage(settings)
+    assert (after.sent, after.pending, after.sending) == (0, 0, 0)
     assert [r[1] for r in outbox(settings)] == ["sent"] * 20
-    # Every alert arrived; only the one delivered but not marked sent arrived
-    # twice, with the same Message-ID.
-    counts = delivered(scripted)
-    assert set(counts) == set(recipients(20))
-    twice = [to for to, n in counts.items() if n > 1]
-    assert len(twice) == 1 and counts[twice[0]] == 2
-    ids = {m["Message-ID"] for m in scripted.messages if m["To"] == twice[0]}
-    assert len(ids) == 1
-    assert len(scripted.messages) == 21 and delivered_before >= 1
+    assert list(small_disk.glob("*deliveries*")) == []
+    assert delivered(scripted) == dict.fromkeys(recipients(20), 1)
+    assert send_later(settings, alert.lease_for(settings) + timedelta(seconds=1)).sent == 0
+    assert len(scripted.messages) == 20
 
 
 def test_an_eml_outbox_that_cannot_be_written_stops_the_round(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import duckdb
 import pytest
 from support.disk import fill, tmpfs
 from support.feedserver import FeedServer, Reply, article, rss
-from support.smtp import Inbox
+from support.smtp import Inbox, ScriptedInbox, free_port, serving
 from support.stream import EVENTS, continuous, newsmon_run, next_line, page
 
 from pipeline.config import Settings, parse_settings
@@ -937,6 +937,51 @@ def test_feeds_are_still_polled_while_a_send_round_waits_for_a_session_held_open
     assert logged(caplog, "alerts: the writer is busy, waiting for it")
     with duckdb.connect(str(settings.database), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM entries").fetchone() == (2,)
+
+
+def test_a_send_round_stalled_at_the_mail_server_holds_neither_the_file_nor_the_polls(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A send round that talks to a mail server that stops answering held the
+    file and the run's database thread for up to smtp.timeout: an analyst's
+    `duckdb -readonly` opened meanwhile was refused, and no feed was polled.
+    It now delivers with the file closed, off the database thread."""
+    with serving(ScriptedInbox(host="127.0.0.1", port=free_port())) as smtp, \
+            FeedServer() as server:
+        smtp.replies["DATA"] = [ScriptedInbox.STALL]
+        publish_alone(server, 1)
+        settings = parse_settings({
+            "database": str(tmp_path / "news.duckdb"), "staging_dir": str(tmp_path / "staging"),
+            "feeds": [{"url": server.url("/news.xml")}],
+            "fetch": {"allow_private": [server.host_port]}, "process": {"workers": 1},
+            "poll": {"interval_minutes": 0.02, "min_interval_minutes": 0.01},
+            "alerts": [{"name": "all", "query": "said OR penalty", "to": ["d@example.org"]}],
+            "smtp": {"url": smtp.url, "timeout": 10}})
+        with caplog.at_level(logging.WARNING), \
+                continuous(settings, lambda batch: None) as outcome:
+            wait_for(lambda: smtp.calls.get("DATA", 0) == 1, "the first alert in DATA")
+            polls = server.hits["/news.xml"]
+            # The loads go on meanwhile and hold the file for a moment each: the
+            # analyst tries for 3 s (the round holds it for 10 s no more).
+            analyst = subprocess.run([sys.executable, "-c", (
+                "import duckdb, time\n"
+                "deadline = time.monotonic() + 3\n"
+                "while True:\n"
+                "    try:\n"
+                f"        duckdb.connect({str(settings.database)!r}, read_only=True).close()\n"
+                "        break\n"
+                "    except duckdb.IOException:\n"
+                "        if time.monotonic() > deadline:\n"
+                "            raise\n"
+                "        time.sleep(0.05)\n")],
+                capture_output=True, text=True, timeout=60, check=False)
+            time.sleep(4)
+            polled = server.hits["/news.xml"] - polls
+            assert smtp.calls["DATA"] == 1 and not smtp.messages  # the round still stalls
+            wait_for(lambda: logged(caplog, "not delivered"), "the round's timeout")
+        assert len(outcome) == 1 and outcome[0].send.pending == 1  # it ended well, to retry
+    assert analyst.returncode == 0, analyst.stderr
+    assert polled >= 2, polled
 
 
 def test_a_runs_first_plan_restores_on_a_reader_and_the_warm_ones_plan_on_the_loads_writer(
