@@ -260,6 +260,8 @@ class StreamFigures:
     known: int
     batches: int
     warm_plan_s: float  # the plans (cluster stage) of every batch, warm
+    warm_plan_cpu_s: float  # their CPU time (time.process_time: DuckDB's threads too)
+    warm_open_s: float  # opening the writer both share, a batch each
     warm_load_s: float
     warm_reused: int
     cold_batches: int
@@ -268,8 +270,9 @@ class StreamFigures:
     same: bool  # the cold batches stored the stories the warm ones did
     # Warm, each load folding its commit into the file (what every load did
     # before a burst left that to its last load), over the first cold_batches.
-    folding_plan_s: float
+    folding_plan_s: float  # the warm ones (folding_reused), as warm_plan_s
     folding_load_s: float
+    folding_reused: int
 
 
 def _record(room: Newsroom, i: int) -> dict[str, object]:
@@ -351,32 +354,54 @@ def measure_stream(known_n: int, new_n: int, *, cold_batches: int,
         parts = [new[k:k + BATCH] for k in range(0, len(new), BATCH)]
 
         def run(settings: object, warm: WarmClusterer | None, count: int, *,
-                fold_each: bool = False) -> tuple[float, float]:
+                fold_each: bool = False) -> tuple[float, float, float, float]:
             """As the stream does: the loads of a burst leave their commits in
-            the write-ahead log, the last one folds them in (``fold_each``: each)."""
-            plan_s = load_s = 0.0
+            the write-ahead log, the last one folds them in (``fold_each``: each).
+            With a warm clusterer the plan and the load share one writer
+            (``stages.plan_and_load_stage``); restoring (a warm run's first
+            plan too), the plan runs on a reader and the load opens the writer,
+            and that plan is not counted: (plan, plan CPU, open, load) s of the
+            warm ones."""
+            plan_s = plan_cpu_s = open_s = load_s = 0.0
             for k, part in enumerate(parts[:count]):
                 run_id = f"batch-{k:04d}"
                 _stage(settings, run_id, part)
                 gc.collect()
+                checkpoint = fold_each or k == count - 1
+                if warm is not None and warm.holds_any():
+                    started = time.perf_counter()
+                    with store.connect(settings.database,  # type: ignore[attr-defined]
+                                       checkpoint=checkpoint) as con:
+                        opened, cpu = time.perf_counter(), time.process_time()
+                        plan(con, settings, run_id, warm=warm)  # type: ignore[arg-type]
+                        planned = time.perf_counter()
+                        plan_cpu_s += time.process_time() - cpu
+                        load(con, settings, run_id, warm=warm)  # type: ignore[arg-type]
+                    open_s += opened - started
+                    plan_s += planned - opened
+                    load_s += time.perf_counter() - planned
+                    continue
                 started = time.perf_counter()
                 with store.connect(settings.database,  # type: ignore[attr-defined]
                                    read_only=True) as con:
                     plan(con, settings, run_id, warm=warm)  # type: ignore[arg-type]
-                plan_s += time.perf_counter() - started
-                started = time.perf_counter()
+                planned = time.perf_counter()
                 with store.connect(settings.database,  # type: ignore[attr-defined]
-                                   checkpoint=fold_each or k == count - 1) as con:
+                                   checkpoint=checkpoint) as con:
                     load(con, settings, run_id, warm=warm)  # type: ignore[arg-type]
-                load_s += time.perf_counter() - started
-            return plan_s, load_s
+                if warm is None:
+                    plan_s += planned - started
+                    load_s += time.perf_counter() - planned
+            return plan_s, plan_cpu_s, open_s, load_s
 
         warm = WarmClusterer()
-        warm_plan_s, warm_load_s = run(warm_settings, warm, len(parts))
+        warm_plan_s, warm_plan_cpu_s, warm_open_s, warm_load_s = run(warm_settings, warm,
+                                                                     len(parts))
         count = min(cold_batches, len(parts))
-        cold_plan_s, cold_load_s = run(cold_settings, None, count)
-        folding_plan_s, folding_load_s = run(folding_settings, WarmClusterer(), count,
-                                             fold_each=True)
+        cold_plan_s, _, _, cold_load_s = run(cold_settings, None, count)
+        folding = WarmClusterer()
+        folding_plan_s, _, folding_open_s, folding_load_s = run(
+            folding_settings, folding, count, fold_each=True)
         ids = [r["id"] for part in parts[:count] for r in part]
 
         def stories(settings: object) -> list[tuple[object, ...]]:
@@ -386,17 +411,23 @@ def measure_stream(known_n: int, new_n: int, *, cold_batches: int,
 
         same = stories(warm_settings) == stories(cold_settings)
     return StreamFigures(known=known_n, batches=len(parts), warm_plan_s=warm_plan_s,
+                         warm_plan_cpu_s=warm_plan_cpu_s, warm_open_s=warm_open_s,
                          warm_load_s=warm_load_s, warm_reused=warm.reused, cold_batches=count,
                          cold_plan_s=cold_plan_s, cold_load_s=cold_load_s, same=same,
-                         folding_plan_s=folding_plan_s, folding_load_s=folding_load_s)
+                         folding_plan_s=folding_plan_s, folding_reused=folding.reused,
+                         folding_load_s=folding_open_s + folding_load_s)
 
 
 def stream_rows(f: StreamFigures) -> list[Row]:
-    warm = f.batches * BATCH / f.warm_plan_s
+    if not f.warm_reused:
+        raise SystemExit("no warm plan to time: --new must give two batches of 50 or more")
+    warm = f.warm_reused * BATCH / f.warm_plan_s
+    warm_cpu = f.warm_reused * BATCH / f.warm_plan_cpu_s
     cold = f.cold_batches * BATCH / f.cold_plan_s
-    warm_all = f.batches * BATCH / (f.warm_plan_s + f.warm_load_s)
+    warm_all = f.warm_reused * BATCH / (f.warm_open_s + f.warm_plan_s + f.warm_load_s)
     cold_all = f.cold_batches * BATCH / (f.cold_plan_s + f.cold_load_s)
-    folding_all = f.cold_batches * BATCH / (f.folding_plan_s + f.folding_load_s)
+    folding_all = (f.folding_reused * BATCH / (f.folding_plan_s + f.folding_load_s)
+                   if f.folding_reused else 0.0)
     return [
         Row(measure=f"pipelined pass: the cluster stage, batches of {BATCH}, "
                     f"{f.known:,} stored",
@@ -404,6 +435,11 @@ def stream_rows(f: StreamFigures) -> list[Row]:
             baseline=f"{cold:,.0f} articles/s restoring ({f.cold_batches} batches)",
             ratio=x(warm / cold), goal=f">= {GOAL:.0f} articles/s",
             met=warm >= GOAL if f.known >= 50_000 else None),
+        Row(measure="  the same plans' CPU time (DuckDB's threads too)",
+            value=f"{warm_cpu:,.0f} articles/s warm"),
+        Row(measure="  opening the writer the plan and load share, a batch",
+            value=f"{1000 * f.warm_open_s / f.warm_reused:,.1f} ms"
+                  " (its write-ahead log read again)"),
         Row(measure="  plan and load together", value=f"{warm_all:,.0f} articles/s warm",
             baseline=f"{cold_all:,.0f} articles/s restoring", ratio=x(warm_all / cold_all)),
         Row(measure="  plan and load together, the burst's last load folding the log",
