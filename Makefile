@@ -35,10 +35,10 @@ demo: $(STAMP)
 	$(BIN)/newsmon demo
 
 # The tests include the Airflow ones (DAG integrity, dag.test(), the real scheduler
-# on PostgreSQL), so they install the airflow extra too. `make test PYTEST_ARGS='-n 2'`
-# runs them in two pytest-xdist workers (tests/conftest.py says which tests share
-# one); not the default: BENCHMARKS.md, session 26.
-PYTEST_ARGS ?=
+# on PostgreSQL), so they install the airflow extra too. They run in two
+# pytest-xdist workers (tests/conftest.py says which tests share one; BENCHMARKS.md,
+# sessions 26 and 27); `make test PYTEST_ARGS=` runs them serially, in one process.
+PYTEST_ARGS ?= -n 2
 test: $(AIRFLOW_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

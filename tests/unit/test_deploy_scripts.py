@@ -5,6 +5,7 @@ missing and then runs ``make test`` (with stub commands on PATH)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -18,8 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 
 
+# What a `make test PYTEST_ARGS=...` that runs these tests would pass down to the
+# make they start (MAKEFLAGS carries command-line variables): not the Makefile's own.
+_MAKE_ENV = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "PYTEST_ARGS", "VENV", "PYTHON")
+
+
 def _make(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=cwd,
+    env = {k: v for k, v in os.environ.items() if k not in _MAKE_ENV}
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -63,7 +70,10 @@ def test_every_target_the_readme_names_runs_what_it_says(tmp_path: Path) -> None
     assert ".[dev]" in commands["demo"]
     assert commands["demo"].rstrip().endswith(f"{venv}/bin/newsmon demo")
     assert ".[dev,airflow]" in commands["test"]
-    assert commands["test"].rstrip().endswith(f"{venv}/bin/python -m pytest")
+    assert commands["test"].rstrip().endswith(f"{venv}/bin/python -m pytest -n 2")
+    serial = _make("-n", "test", f"VENV={venv}", "PYTEST_ARGS=")
+    assert serial.returncode == 0, serial.stderr
+    assert serial.stdout.rstrip().endswith(f"{venv}/bin/python -m pytest")
     assert commands["bench"].rstrip().endswith(f"{venv}/bin/python -m benchmarks")
     assert commands["airflow-test"].rstrip().endswith("-m pytest tests/airflow")
     assert 'airflow pools set newsmon_duckdb 1 "' in commands["airflow-standalone"]
@@ -146,7 +156,7 @@ def test_make_test_then_make_demo_installs_once(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
     assert log.read_text("utf-8").splitlines() == [
         "python -m pip install --quiet -e .[dev,airflow]",
-        "python -m pytest",
+        "python -m pytest -n 2",
         "newsmon demo",
-        "python -m pytest",
+        "python -m pytest -n 2",
     ]
