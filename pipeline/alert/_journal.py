@@ -32,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline.store.delivery import Key
+from pipeline.store.staging import fsync_dir
 
 _SUFFIX = ".deliveries."
 # A reason is kept this long (characters) in the journal and the outbox: an
@@ -104,7 +105,7 @@ class Journal:
             os.posix_fallocate(fd, 0, room)
             os.fsync(fd)
             os.rename(tmp, path)
-            _sync_dir(path.parent)
+            fsync_dir(path.parent)
         except BaseException:
             os.close(fd)
             tmp.unlink(missing_ok=True)
@@ -183,11 +184,3 @@ def left_behind(database: Path) -> Iterator[LeftBehind]:
             os.close(fd)
             raise
         yield LeftBehind(path, fd, outcomes)
-
-
-def _sync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

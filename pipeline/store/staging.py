@@ -116,7 +116,8 @@ def process_shard(shard: int) -> str:
     return f"p{shard:03d}"
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a folder's entries (a file made or renamed in it) durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -194,7 +195,7 @@ class StagingWriter:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, done)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     def abort(self) -> None:
         for kind, out in self._files.items():

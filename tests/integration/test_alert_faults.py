@@ -82,6 +82,27 @@ def scripted() -> Iterator[ScriptedInbox]:
         yield inbox
 
 
+def slow_first(settings: Any, seconds: float) -> Any:
+    """A mailer class for ``settings``' server whose first delivery waits
+    ``seconds`` first (a slow server, past a lease)."""
+
+    class Slow:
+        def __init__(self) -> None:
+            self.smtp = alert.SmtpMailer.from_config(settings.smtp)
+            self.first = True
+
+        def send(self, message: Any) -> None:
+            if self.first:
+                self.first = False
+                time.sleep(seconds)
+            self.smtp.send(message)
+
+        def close(self) -> None:
+            self.smtp.close()
+
+    return Slow
+
+
 def delivered(inbox: Inbox) -> Counter[str]:
     return Counter(str(m["To"]) for m in inbox.messages)
 
@@ -390,22 +411,7 @@ def test_a_round_past_half_its_lease_stops_and_leaves_the_rest_due_at_once(
     tmp_path: Path, scripted: ScriptedInbox
 ) -> None:
     settings = loaded(tmp_path, scripted.url, recipients(4))
-
-    class Slow:
-        """The first delivery takes more than half the lease."""
-
-        def __init__(self) -> None:
-            self.smtp = alert.SmtpMailer.from_config(settings.smtp)
-            self.first = True
-
-        def send(self, message: Any) -> None:
-            if self.first:
-                self.first = False
-                time.sleep(1.2)
-            self.smtp.send(message)
-
-        def close(self) -> None:
-            self.smtp.close()
+    Slow = slow_first(settings, 1.2)  # the first delivery takes more than half the lease
 
     with store.connect(settings.database) as con:
         first = alert.send_pending(con, settings, Slow(), lease=timedelta(seconds=2))
@@ -507,22 +513,7 @@ def test_a_round_whose_lease_ran_out_leaves_the_rows_taken_over_to_their_new_sen
     settings = loaded(tmp_path, scripted.url, recipients(4))
     lease = timedelta(seconds=1)  # shorter than one (slowed) delivery, on purpose
     results: dict[str, alert.SendResult] = {}
-
-    class Slow:
-        """Sender A's mailer: its first delivery takes longer than the lease."""
-
-        def __init__(self) -> None:
-            self.smtp = alert.SmtpMailer.from_config(settings.smtp)
-            self.first = True
-
-        def send(self, message: Any) -> None:
-            if self.first:
-                self.first = False
-                time.sleep(1.5)
-            self.smtp.send(message)
-
-        def close(self) -> None:
-            self.smtp.close()
+    Slow = slow_first(settings, 1.5)  # sender A's: its first delivery outlasts the lease
 
     with store.connect(settings.database) as con:
         def sender_b() -> None:
