@@ -118,10 +118,6 @@ _MAX_SLEEP = 60.0
 # database thread, which the next poll's due-feed lookup waits for.
 _LOAD_AGAIN = 5.0
 _LOAD_AGAIN_MAX = 30.0
-# The entries a feed's lookups found delivered or a poll took, remembered per
-# feed for the polls made while the file is held read-write: the newest this
-# many (a feed lists tens, a few hundred at most).
-_REMEMBERED = 2000
 # The least nap before a try again is looked at (its time may be past).
 _LOAD_AGAIN_LEAST = 1.0
 # A load waits for the writer by probes this far apart at first, then twice
@@ -307,10 +303,13 @@ class _Stream:
         self.waiting_writer = False  # a load waits for the writer (another holds it)
         self.read_error: str | None = None  # the due feeds' last failed read, said once
         # The feeds and their states as last read from the store, and the
-        # entries each feed's lookups found delivered or this run took (its
-        # newest _REMEMBERED): while a session holds the file read-write, not
-        # even a read goes through, and the feeds polled before are polled on
-        # from these (new feeds and the pages to retry wait for the file).
+        # entries each feed's lookups found delivered or this run took, those
+        # of its latest listing only: while a session holds the file
+        # read-write, not even a read goes through, and the feeds polled
+        # before are polled on from these (new feeds and the pages to retry
+        # wait for the file). A feed's entries are written by the database
+        # thread only while the feed is due (_read_due), by the loop's only
+        # while it is polled (busy): never by both at once.
         self.feeds_read: tuple[list[Feed], dict[str, store.FeedState]] | None = None
         self.remembered: dict[str, dict[str, Seen]] = {}
         self.shard = 0
@@ -357,11 +356,17 @@ class _Stream:
             return store.seen_entries(con, pairs)
 
     def _remember(self, feed: str, entry_id: str, seen: Seen) -> None:
-        known = self.remembered.setdefault(feed, {})
-        known.pop(entry_id, None)  # the newest last
-        known[entry_id] = seen
-        if len(known) > _REMEMBERED:
-            del known[next(iter(known))]
+        self.remembered.setdefault(feed, {})[entry_id] = seen
+
+    def _listed_only(self, feed: str, update: FeedUpdate) -> None:
+        """Forget the entries of ``feed`` its latest listing (``update``'s
+        items) no longer holds: what is remembered follows the feeds' listings,
+        not the run's length. An update without items (unchanged, failed)
+        changes nothing."""
+        listed = poll.listed_entries(update.item_hashes)
+        known = self.remembered.get(feed)
+        if listed and known:
+            self.remembered[feed] = {k: v for k, v in known.items() if k in listed}
 
     def _from_memory(self, pairs: Sequence[tuple[str, str]]
                      ) -> dict[tuple[str, str], Seen] | None:
@@ -460,7 +465,13 @@ class _Stream:
         if self.feeds_read is None:
             return None
         listed, stored = self.feeds_read
-        listed = [f for f in listed if f.url in self.remembered]
+        # The config's feeds as they are now (one a reload removed is not
+        # polled), then the ones added with `newsmon feeds add`, as last read
+        # (paused ones left out).
+        read = {f.url for f in listed}
+        listed = [f for f in feeds.config_and_added(
+                      self.settings, [f for f in listed if f.origin == "added"])
+                  if f.url in self.remembered and f.url in read]
 
         def known(pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Seen]:
             return self._from_memory(pairs) or {}
@@ -603,8 +614,8 @@ class _Stream:
             if str(exc) != self.read_error:
                 log.warning("the database is held, polling the feeds this run polled before"
                             " from what it remembers of them (new feeds and the pages to"
-                            " retry wait for it; reading again every %.0f s): %s",
-                            _LOAD_AGAIN, exc)
+                            " retry wait for it; reading it again at each look for due"
+                            " feeds): %s", exc)
             self.read_error = str(exc)
             (due, states, skippable), retry = remembered, []
             reread = now + timedelta(seconds=_LOAD_AGAIN)  # the file may be free by then
@@ -659,6 +670,7 @@ class _Stream:
                       self.due)
         works = [_Work(entry=e, attempts=0, feed=feed.url) for e in polled.entries
                  if self._claim(e)]
+        self._listed_only(feed.url, polled.update)
         for work in works:  # taken: known to this run's lookups from now on
             e = work.entry
             self._remember(e.feed_url, e.id, Seen(e.url, e.title, e.published_at))
@@ -1313,18 +1325,21 @@ async def _keep_polling(stream: _Stream, poller: poll.FeedPoller, stop: threadin
             await stream.reconfigure(edit.settings, poller)  # a new feed is due at once
         await stream.fold()  # a burst's last load may have found more on its way
         retries = time.monotonic() - last_retry >= _pace(stream.settings)[0]
-        if retries:
-            last_retry = time.monotonic()
+        looked = time.monotonic()
         try:
             next_due = await stream.start_polls(poller, force=False, retries=retries)
         except store.DatabaseLocked as exc:
-            # Held read-write (`duckdb news.duckdb`, a notebook): even the
-            # feeds' states cannot be read. The run waits, it does not end.
+            # Held read-write (`duckdb news.duckdb`, a notebook) before any read
+            # went through: even the feeds' states cannot be read. The run
+            # waits, it does not end.
             if str(exc) != stream.read_error:
                 log.warning("feeds not polled while the database is held, looking again "
-                            "every %.0f s: %s", _LOAD_AGAIN, exc)
+                            "at each look for due feeds: %s", exc)
             stream.read_error = str(exc)
             next_due = datetime.now(UTC) + timedelta(seconds=_LOAD_AGAIN)
+        else:
+            if retries and stream.read_error is None:  # not dropped for a held file
+                last_retry = looked
         if not stream.load_under_way() and stream.send_is_due():
             stream.send_soon()
         await stream.fold()

@@ -112,6 +112,11 @@ def all_feeds(settings: Settings, con: duckdb.DuckDBPyConnection) -> list[Feed]:
     return [f for f in feeds if f.url not in paused]
 
 
+def config_and_added(settings: Settings, added: Sequence[Feed]) -> list[Feed]:
+    """:func:`all_feeds` from the added feeds already read (the paused ones left out)."""
+    return _one_per_feed(settings, added)
+
+
 def _one_per_feed(settings: Settings, added: Sequence[Feed]) -> list[Feed]:
     """The config's feeds, then the ``added`` ones that are not already there by
     :func:`~pipeline.ids.feed_key`. A feed added, then written into the config file

@@ -133,6 +133,12 @@ def _stored_items(stored: str | None) -> dict[str, tuple[str, int | None]]:
     }
 
 
+def listed_entries(stored: str | None) -> set[str]:
+    """The entry ids of a feed's listing as an update's ``item_hashes`` keeps
+    them (empty when it keeps none)."""
+    return {entry for entry, _ in _stored_items(stored).values()}
+
+
 def skippable_items(
     feeds: Sequence[Feed], states: Mapping[str, FeedState], known: KnownLookup
 ) -> dict[str, dict[str, tuple[str, int | None]]]:
