@@ -231,8 +231,9 @@ def _records(directory: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _listed(directory: Path) -> dict[str, dict[str, Any]]:
-    return {name: entry for record in _records(directory).values()
+def _listed(records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The files completion ``records`` list, by name."""
+    return {name: entry for record in records.values()
             for name, entry in record.get("files", {}).items()}
 
 
@@ -255,10 +256,10 @@ def files(directory: Path, kind: Kind, shards: Collection[str] | None = None) ->
     paths = sorted(directory.glob(f"{kind}-*.jsonl"))
     if not paths:
         return []
-    listed = _listed(directory)
+    records = _records(directory)  # read once: listed, and which shard lists each file
+    listed = _listed(records)
     if shards is not None:
-        wanted = {name for shard, record in _records(directory).items() if shard in shards
-                  for name in record.get("files", {})}
+        wanted = _listed({shard: r for shard, r in records.items() if shard in shards})
         paths = [path for path in paths if path.name in wanted]
     for path in paths:
         entry = listed.get(path.name)
@@ -308,7 +309,7 @@ def verify(directory: Path) -> Verified:
     if not records:
         raise StagingError(f"{directory}: no stage of this run finished (no completion "
                            "record); run the pass again")
-    listed = _listed(directory)
+    listed = _listed(records)
     for kind in KINDS:
         for path in directory.glob(f"{kind}-*.jsonl"):
             if path.name not in listed:
