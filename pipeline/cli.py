@@ -949,7 +949,15 @@ def _command(argv: Sequence[str] | None) -> int:
         # PYTHONIOENCODING=latin-1) a Russian title was a UnicodeEncodeError
         # traceback, and `feeds export` wrote Latin-1 under its UTF-8 declaration.
         sys.stdout.reconfigure(encoding="utf-8")
-    parser = build_parser()
+    # The imports behind the commands (duckdb's among them: its module, on the
+    # main thread, took a Ctrl-C that landed in its own imports for theirs and
+    # went on, the command then ran to its end, exit 0): a Ctrl-C is kept and
+    # raised once they are done, as during sql's open.
+    with ctrl_c_kept():
+        parser = build_parser()
+        from pipeline.config import ConfigError
+        from pipeline.store import StoreError
+        from pipeline.store.staging import StagingError
     given = sys.argv[1:] if argv is None else list(argv)
     for value in given:
         # Bytes that are not UTF-8 come in as lone surrogates, which no query,
@@ -966,10 +974,6 @@ def _command(argv: Sequence[str] | None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from pipeline.config import ConfigError
-    from pipeline.store import StoreError
-    from pipeline.store.staging import StagingError
-
     try:
         return int(args.func(args))
     except (UserError, ConfigError, StoreError, StagingError, OutputError) as exc:
