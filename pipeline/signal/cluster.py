@@ -686,6 +686,18 @@ _NAIVE_EPOCH = datetime(1970, 1, 1)  # for naive times only
 _SECOND = timedelta(seconds=1)
 
 
+def open_window(earliest: datetime, latest: datetime, reach: timedelta, span: timedelta
+                ) -> tuple[float, float, float]:
+    """The stories open to articles between ``earliest`` and ``latest``: those
+    whose last report is at or after the first value, that began at or before
+    the second and at or after the third (seconds since the epoch). One
+    definition for the warm clusterer (:meth:`Clusterer.narrow`) and the
+    restore (:func:`pipeline.store.story_state.read_open`): both draw the same
+    line, to the bit."""
+    low, high = _seconds(earliest), _seconds(latest)
+    return low - reach / _SECOND, high + reach / _SECOND, low - span / _SECOND
+
+
 def _seconds(t: datetime) -> float:
     """A time as seconds since the epoch (a naive time from a naive epoch: mixing
     the two is an error, as comparing them is)."""
@@ -1400,10 +1412,11 @@ class Clusterer:
         what the last plan staged. False, and nothing changed, when a story it
         would read was closed here (then only a restore gives the same)."""
         n = len(self._stories)
-        low, high = _seconds(earliest), _seconds(latest)
-        reach, span = self.reach / _SECOND, self.max_span / _SECOND
+        low, reach = _seconds(earliest), self.reach / _SECOND
+        last_from, first_to, first_from = open_window(earliest, latest, self.reach,
+                                                      self.max_span)
         first, last, open_ = self._first[:n], self._last[:n], self._open[:n]
-        inside = (last >= low - reach) & (first <= high + reach) & (first >= low - span)
+        inside = (last >= last_from) & (first <= first_to) & (first >= first_from)
         dead = self._dead[:n]
         if np.any(inside & dead):
             return False

@@ -83,14 +83,17 @@ _BATCH = 1000
 def _stage_articles(con: duckdb.DuckDBPyConnection, directory: Path, copied: Path,
                     shards: Collection[str]) -> int:
     """``new_articles``: this run's staged articles, each id once and none already
-    stored; how many. ``copied``: the file behind it (the caller deletes it).
+    stored; how many. ``copied``: the file behind it, if any (the caller
+    deletes it).
 
-    A view, not a table: a pass's articles are never all held in memory. The
-    staged JSON Lines are copied once into a Parquet file of small row groups
-    (DuckDB writes it streaming); a temp table keeps only the row numbers of
-    the copies to use, found reading the three columns the choice needs; each
-    statement that reads the view then streams the file, columns it does not
-    use unread. (A temp table of the whole rows was ~140 MB at 20,000 articles.)
+    A view. A run of up to _HELD_BYTES staged (a micro-batch) is read once into
+    a temp table: the plan reads it four times. A larger one (a pass) is never
+    all held in memory: the staged JSON Lines are copied once into a Parquet
+    file of small row groups (DuckDB writes it streaming), a temp table keeps
+    only the row numbers of the copies to use, found reading the columns the
+    choice needs, and each statement that reads the view streams the file,
+    columns it does not use unread. (A temp table of the whole rows was ~140 MB
+    at 20,000 articles.)
     """
     staged = staging.files(directory, "articles", shards)
     _drop_new_articles(con)
@@ -98,23 +101,52 @@ def _stage_articles(con: duckdb.DuckDBPyConnection, directory: Path, copied: Pat
         columns = ", ".join(f"NULL::{kind} AS {name}" for name, kind in _ARTICLE_COLUMNS.items())
         con.execute(f"CREATE TEMP VIEW new_articles AS SELECT {columns} LIMIT 0")
         return 0
+    if sum(path.stat().st_size for path in staged) <= _HELD_BYTES:
+        return _hold_articles(con, staged)
     con.execute(f"COPY (SELECT * FROM {json_source(_ARTICLE_COLUMNS)}) TO {_literal(copied)}"
                 f" (FORMAT parquet, ROW_GROUP_SIZE {_ROW_GROUP})", [paths(staged)])
-    # The same page can arrive through two feeds (or twice in one feed): keep
-    # the first copy, and nothing already stored.
-    con.execute(
-        """CREATE TEMP TABLE new_rows AS
+    con.execute(f"""CREATE TEMP TABLE new_rows AS
         SELECT s.file_row_number FROM read_parquet(?, file_row_number = true) s
         WHERE NOT EXISTS (SELECT 1 FROM articles a WHERE a.id = s.id)
-        QUALIFY row_number() OVER (
-            PARTITION BY s.id ORDER BY s.fetched_at, s.url, s.file_row_number) = 1""",
-        [str(copied)],
-    )
+        QUALIFY row_number() OVER (PARTITION BY s.id ORDER BY {_FIRST}, s.file_row_number) = 1""",
+                [str(copied)])
     con.execute(f"""CREATE TEMP VIEW new_articles AS SELECT * EXCLUDE (file_row_number)
         FROM read_parquet({_literal(copied)}, file_row_number = true)
         WHERE file_row_number IN (SELECT file_row_number FROM new_rows)""")
     row = con.execute("SELECT count(*) FROM new_rows").fetchone()
     return int(row[0]) if row else 0
+
+
+# The same page can arrive through two feeds (or twice in one feed): the copy
+# kept is the first in this order, whatever order the shards were staged in
+# (rows equal in all four are one fetch of one entry, staged twice).
+_FIRST = "s.fetched_at, s.url, s.feed_url, s.entry_id"
+
+# Staged JSON Lines up to this size (~400 articles) are held in memory while
+# planned; more are streamed from their Parquet copy (see _stage_articles).
+_HELD_BYTES = 4 << 20
+
+
+def _hold_articles(con: duckdb.DuckDBPyConnection, staged: list[Path]) -> int:
+    """``new_articles`` over a temp table of the staged rows (see
+    _stage_articles). Copies and stored pages are rare in a micro-batch: they
+    are looked for first (two cheap scans), and deleted only when found (a
+    window over the rows and an anti-join cost ~3x reading them)."""
+    con.execute(f"CREATE TEMP TABLE new_held AS SELECT * FROM {json_source(_ARTICLE_COLUMNS)}",
+                [paths(staged)])
+    con.execute("CREATE TEMP VIEW new_articles AS SELECT * FROM new_held")
+    # The stored ones found from the batch's side: a scan of the stored ids
+    # against ~50, not a table of every stored id built to find none.
+    row = con.execute("SELECT count(*), count(DISTINCT id), (SELECT count(*) FROM articles"
+                      " WHERE id IN (SELECT id FROM new_held)) FROM new_held").fetchone()
+    rows, ids, stored = (int(v) for v in row) if row else (0, 0, 0)
+    if stored:
+        con.execute("DELETE FROM new_held WHERE id IN"
+                    " (SELECT id FROM articles WHERE id IN (SELECT id FROM new_held))")
+    if ids < rows:
+        con.execute(f"""DELETE FROM new_held WHERE rowid IN (SELECT s.rowid FROM new_held s
+            QUALIFY row_number() OVER (PARTITION BY s.id ORDER BY {_FIRST}, s.rowid) > 1)""")
+    return ids - stored
 
 
 def _new_articles_file(directory: Path) -> Path:
@@ -124,7 +156,8 @@ def _new_articles_file(directory: Path) -> Path:
 
 
 def _drop_new_articles(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("DROP VIEW IF EXISTS new_articles; DROP TABLE IF EXISTS new_rows")
+    con.execute("DROP VIEW IF EXISTS new_articles; DROP TABLE IF EXISTS new_rows;"
+                " DROP TABLE IF EXISTS new_held")
 
 
 def _plan_new(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path,

@@ -143,6 +143,34 @@ def test_the_same_page_in_two_feeds_is_one_article(tmp_path: Path) -> None:
         assert load(con, settings, "run-1").articles_new == 1
 
 
+@pytest.mark.parametrize("held", [True, False], ids=["held", "streamed"])
+def test_the_copy_kept_of_a_page_staged_twice_does_not_depend_on_staging_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: bool) -> None:
+    """One fetch of a page listed by two feeds is staged twice. The copy kept
+    is the same whichever shard came first, and whether the run is held in
+    memory (a micro-batch) or streamed from its copy (a pass); a page stored
+    by an earlier run is not stored again."""
+    from pipeline.store import plan as plan_module
+
+    monkeypatch.setattr(plan_module, "_HELD_BYTES", 1 << 30 if held else 0)
+    kept = []
+    for order in ("ab", "ba"):
+        settings = f.settings(tmp_path / order)
+        first, second, third = reports()
+        f.stage(settings, "run-0", [third])
+        with store.connect(settings.database) as con:
+            load(con, settings, "run-0")
+        copies = {name: {**first, "feed_url": f"https://{name}-feed.example"} for name in "ab"}
+        f.stage(settings, "run-1", [copies[order[0]], second], shard="p000")
+        f.stage(settings, "run-1", [copies[order[1]], third], shard="p001")
+        with store.connect(settings.database) as con:
+            assert plan(con, settings, "run-1").articles == 2
+            assert load(con, settings, "run-1").articles_new == 2
+            kept.append(table(con, f"SELECT feed_url FROM articles WHERE id = '{first['id']}'"))
+            assert table(con, "SELECT count(*) FROM articles") == [(3,)]
+    assert kept == [[("https://a-feed.example",)]] * 2
+
+
 def test_a_failing_load_rolls_back_everything(tmp_path: Path) -> None:
     settings = f.settings(tmp_path)
     f.stage(settings, "run-1", reports())
@@ -284,6 +312,8 @@ def test_planning_leaves_no_copy_of_the_articles_behind(tmp_path: Path) -> None:
         assert not list(directory.glob(".new-articles.*"))
         assert table(con, "SELECT count(*) FROM duckdb_views() WHERE view_name = "
                           "'new_articles'") == [(0,)]
+        assert table(con, "SELECT table_name FROM duckdb_tables() WHERE temporary"
+                          " AND table_name LIKE 'new_%'") == []
 
 
 def test_the_load_uses_a_current_plan(tmp_path: Path) -> None:
