@@ -248,25 +248,9 @@ def load_stage(settings: Settings, run_id: str, *, started_at: datetime | None =
     commit stays in the file's write-ahead log for it or :func:`checkpoint_stage`
     to fold in (see :func:`pipeline.store.connect`). ``brief``: wait for the
     writer's lock briefly (a stream's load tried again between two polls)."""
-    # Pulled under the writer lock: a poll re-run on another host meanwhile
-    # (an Airflow retry) cannot change the folder between pull and load.
-    began = False
-    result: LoadResult | None = None
-    shards: tuple[str, ...] = ()
-    try:
-        with backend(settings).writer(checkpoint=checkpoint, brief=brief) as con, \
-                shared_staging.workspace(settings, run_id) as local:
-            shards = staging.finished(staging.run_dir(local.staging, run_id))
-            began = True
-            result = load(con, local, run_id, started_at=started_at, warm=warm)
-    except Exception as exc:
-        if not began:
-            raise
-        result = _committed_anyway(settings, run_id, exc, result, shards)
-    if not keep_staging:
-        staging.remove(staging.run_dir(settings.staging, run_id))
-        shared_staging.discard(settings, run_id)
-    return result
+    return _on_writer(settings, run_id, planning=False, started_at=started_at,
+                      keep_staging=keep_staging, warm=warm, checkpoint=checkpoint,
+                      brief=brief)[1]
 
 
 def plan_and_load_stage(settings: Settings, run_id: str, *, started_at: datetime | None = None,
@@ -279,27 +263,47 @@ def plan_and_load_stage(settings: Settings, run_id: str, *, started_at: datetime
     not three times (a probe for the writer, the plan's reader, the load's
     writer: each open reads the write-ahead log the burst's loads left, ~100
     ms at 50,000 articles), and no other writer can come between the plan and
-    its load. The writer is held through the plan (~0.2 s warm), so the
+    its load. The writer is held through the plan (~0.1 s warm), so the
     stream uses it only with a warm clusterer: a plan that restores the open
     stories (seconds) runs on a reader (:func:`cluster_stage`). ``brief`` and
     ``waited``: as :func:`load_stage`'s (the lock is asked for before the
     plan, so a file held elsewhere costs no plan)."""
+    planned, loaded = _on_writer(settings, run_id, planning=True, started_at=started_at,
+                                 warm=warm, checkpoint=checkpoint, brief=brief, waited=waited)
+    assert planned is not None
+    return planned, loaded
+
+
+def _on_writer(settings: Settings, run_id: str, *, planning: bool,
+               started_at: datetime | None, warm: WarmClusterer | None, checkpoint: bool,
+               brief: bool, waited: float = 0.0, keep_staging: bool = False
+               ) -> tuple[PlanResult | None, LoadResult]:
+    """The load of ``run_id`` on the writer (``planning``: its plan first, on
+    the same connection); its staging removed unless ``keep_staging``. An
+    error before the load began (the lock, the plan: nothing written) is
+    raised; one after is read back (:func:`_committed_anyway`)."""
+    # Pulled under the writer lock: a poll re-run on another host meanwhile
+    # (an Airflow retry) cannot change the folder between pull and load.
     planned: PlanResult | None = None
     loaded: LoadResult | None = None
+    began = False
     shards: tuple[str, ...] = ()
     try:
         with backend(settings).writer(checkpoint=checkpoint, brief=brief,
                                       waited=waited) as con, \
                 shared_staging.workspace(settings, run_id) as local:
             shards = staging.finished(staging.run_dir(local.staging, run_id))
-            planned = plan(con, local, run_id, warm=warm)
+            if planning:
+                planned = plan(con, local, run_id, warm=warm)
+            began = True
             loaded = load(con, local, run_id, started_at=started_at, warm=warm)
     except Exception as exc:
-        if planned is None:
+        if not began:
             raise
         loaded = _committed_anyway(settings, run_id, exc, loaded, shards)
-    staging.remove(staging.run_dir(settings.staging, run_id))
-    shared_staging.discard(settings, run_id)
+    if not keep_staging:
+        staging.remove(staging.run_dir(settings.staging, run_id))
+        shared_staging.discard(settings, run_id)
     return planned, loaded
 
 
