@@ -459,15 +459,28 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from pipeline import store
+    from pipeline import alert, store
 
     settings = _settings(args)
     if settings.store.mode == "lake":
         raise UserError("newsmon backup copies the DuckDB file; a lake is backed up with its "
                         "catalog (PostgreSQL) and its data path (store.data_path)")
-    size = store.backup(settings.database, Path(args.dest))
+    # A send round's journal holds the emails it delivered until its marks:
+    # marked in the copy, which restored would send them again otherwise.
+    journals: list[alert.Journaled] = []
+
+    def beside() -> store.Into:
+        journals.append(alert.journaled(settings.database))
+        return journals[0].mark
+
+    size = store.backup(settings.database, Path(args.dest), beside=beside)
+    carried = ""
+    if journals and journals[0].outcomes:
+        carried = (f"; {len(journals[0].outcomes)} delivery outcome(s) ({journals[0].sent}"
+                   f" email(s) sent) of {journals[0].journals} send round(s) not marked yet,"
+                   " marked in the copy")
     print(f"backed up {settings.database} to {args.dest} ({size / 2**20:.1f} MiB, one file: "
-          "the write-ahead log folded in)")
+          f"the write-ahead log folded in{carried})")
     return 0
 
 

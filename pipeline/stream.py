@@ -157,8 +157,8 @@ class BatchResult:
 
     plan: PlanResult
     load: LoadResult
-    # None: nothing was queued, no send round; or the file's round, which goes
-    # on beside the next loads and is counted in the run's totals.
+    # None: a batch's round (if it queued alerts) goes on beside the next
+    # loads and is counted in the run's totals.
     send: alert.SendResult | None
     # False: more articles were on their way, so the load left its commit in the
     # write-ahead log for a later load (or the pass's end) to fold into the file.
@@ -341,6 +341,10 @@ class _Stream:
         # known to be pending. Due at once when the run starts: earlier runs'
         # alerts may be waiting.
         self.send_due: float | None = time.monotonic()
+        # Rounds the loads asked for (alerts queued): one asked while a round
+        # is under way is due once that round ends, whatever it found (a
+        # lake's round does not see rows loaded after its claim).
+        self.send_asked = 0
         self.last_send = time.monotonic()
 
     # -- the database thread ---------------------------------------------------------------
@@ -996,21 +1000,17 @@ class _Stream:
         self.freed += 1
         self.unfolded = True
         # A round after a failed one too: the load just opened the writer.
-        sent = None
-        if self.settings.store.mode != "lake":
-            # A file's round delivers off the database thread: it goes on
-            # beside the next batches' loads (a mail server that stops
-            # answering held them for its smtp.timeout), started at once
-            # (or, when one is under way, as soon as it ends: it is due).
-            if loaded.alerts_queued or self.send_error is not None:
-                self.send_due = time.monotonic()
-                self.send_soon()
-        else:
-            await self._sent()  # a round between two polls under way: its own first
-            if loaded.alerts_queued or self.send_error is not None:
-                sent = await self.send()
+        # A round talks to the mail server off the database thread (a file's
+        # delivers there, a lake's runs there whole): it goes on beside the
+        # next batches' loads (a mail server that stops answering held them
+        # for its smtp.timeout), started at once (or, when one is under way,
+        # as soon as it ends: it is due).
+        if loaded.alerts_queued or self.send_error is not None:
+            self.send_due = time.monotonic()
+            self.send_asked += 1
+            self.send_soon()
         folded = await self._fold_if_idle()
-        result = BatchResult(plan=planned, load=loaded, send=sent, folded=folded)
+        result = BatchResult(plan=planned, load=loaded, send=None, folded=folded)
         self.totals.add_batch(result)
         if self.on_batch is not None:
             self.on_batch(result)
@@ -1049,11 +1049,8 @@ class _Stream:
         round's failure, if the last failed."""
         self.last_send = time.monotonic()
         settings, mailer = self.settings, self.mailer
+        asked = self.send_asked
         said: list[store.DatabaseLocked] = []
-
-        def attempt(waited: float) -> Awaitable[alert.SendResult]:
-            del waited
-            return self.db(partial(send_stage, checkpoint=False, brief=True), settings, mailer)
 
         def claiming(waited: float) -> Awaitable[alert.SendRound]:
             del waited
@@ -1070,9 +1067,7 @@ class _Stream:
 
         try:
             if settings.store.mode == "lake":
-                # A lake's round never holds the lake's writer (its delivery
-                # state is in PostgreSQL): one call, as before.
-                result = await self._when_free(settings, attempt, waiting)
+                result = await self._send_lake(settings, mailer)
             else:
                 result = await self._send_file(settings, mailer, claiming, waiting)
         except Exception as exc:  # noqa: BLE001 - raised by finish(); loads go on
@@ -1082,16 +1077,35 @@ class _Stream:
             self.send_error = exc
             # Tried again after the next load (it opens the writer) or at
             # _SEND_AT_LEAST: not at every poll, each waiting out the lock.
-            self.send_due = None
+            self.send_due = self._asked_since(asked)
             return None
         finally:
             # Its marks are in the log too, with or without a load this pass
             # (a fold finds nothing to do when the round wrote nothing).
             self.unfolded = True
         self.send_error = None
-        self.send_due = self._next_send(result)
+        self.send_due = self._asked_since(asked) or self._next_send(result)
         self.totals.add_send(result)
         return result
+
+    def _asked_since(self, asked: int) -> float | None:
+        """Now, when a load asked for a round since :attr:`send_asked` was
+        ``asked`` (while this round was under way: its alerts are due), None
+        otherwise."""
+        return time.monotonic() if self.send_asked != asked else None
+
+    async def _send_lake(self, settings: Settings, mailer: alert.Mailer) -> alert.SendResult:
+        """A lake's round, whole, on a thread of its own (not the database
+        thread): it shares nothing with the stream's loads and reads. It
+        never takes the lake's writer lock, reads the lake on a read-only
+        connection of its own (a DuckDB instance of its own, as a sender on
+        another host does) and keeps the delivery state in a PostgreSQL
+        session of its own, claimed with ``FOR UPDATE SKIP LOCKED`` under a
+        lease and marked as each email goes (:mod:`pipeline.store.delivery`).
+        So a mail server that stops answering holds neither the loads nor
+        the polls' reads, only this round (one ``smtp.timeout``)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            None, partial(send_stage, settings, mailer, checkpoint=False, brief=True))
 
     async def _send_file(self, settings: Settings, mailer: alert.Mailer,
                          claiming: Callable[[float], Awaitable[alert.SendRound]],

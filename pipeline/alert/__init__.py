@@ -49,9 +49,11 @@ from pipeline.alert._render import (
 )
 from pipeline.alert._send import (
     STALE_CLAIM,
+    Journaled,
     SendResult,
     SendRound,
     claim,
+    journaled,
     lease_for,
     record,
     send_pending,
@@ -59,8 +61,9 @@ from pipeline.alert._send import (
 
 __all__ = [
     "STALE_CLAIM", "STORY_ARTICLE_COLUMNS", "BacktestHit", "Candidate", "DeliveryError",
-    "DigestStory", "EmlMailer", "Mailer", "Outgoing", "SendResult", "SendRound", "SmtpMailer",
-    "StoryArticle", "backtest", "candidates", "claim", "header_text", "lease_for", "mailer_for",
-    "matching_article", "message_id", "named_rows", "period_bounds", "queue", "record", "render",
-    "render_digest", "safe_link", "send_pending", "story_article", "story_articles",
+    "DigestStory", "EmlMailer", "Journaled", "Mailer", "Outgoing", "SendResult", "SendRound",
+    "SmtpMailer", "StoryArticle", "backtest", "candidates", "claim", "header_text",
+    "journaled", "lease_for", "mailer_for", "matching_article", "message_id", "named_rows",
+    "period_bounds", "queue", "record", "render", "render_digest", "safe_link",
+    "send_pending", "story_article", "story_articles",
 ]

@@ -164,6 +164,25 @@ def read(fd: int) -> list[Outcome]:
     return outcomes
 
 
+def every(database: Path) -> list[tuple[Path, list[Outcome]]]:
+    """Each journal beside ``database`` and its outcomes so far, a live
+    round's too, read without its lock and left as it is (a backup's copy).
+    Raises OSError when one cannot be read."""
+    found = []
+    for path in sorted(database.parent.glob(pattern(database))):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # applied and removed by a round meanwhile
+        try:
+            found.append((path, read(fd)))
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        finally:
+            os.close(fd)
+    return found
+
+
 def left_behind(database: Path) -> Iterator[LeftBehind]:
     """The journals beside ``database`` whose rounds are gone, each locked
     (skipped: the journals of live rounds, which hold their lock)."""

@@ -545,6 +545,39 @@ def _apply_left_behind(con: duckdb.DuckDBPyConnection, outbox: Outbox, database:
                         " database): not sent again", len(held.outcomes), sent, held.path.name)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Journaled:
+    """The outcomes the delivery journals beside a database hold (the rounds
+    that left them, and live ones, so far): what a copy of the file lacks."""
+
+    journals: int
+    outcomes: tuple[Outcome, ...]
+
+    @property
+    def sent(self) -> int:
+        return sum(1 for o in self.outcomes if o.status == "sent")
+
+    def mark(self, con: duckdb.DuckDBPyConnection, database: Path) -> None:
+        """Mark them in the outbox of ``con`` (``database``, a copy: the
+        journals are left beside the original, for its next round), in one
+        transaction."""
+        if self.outcomes:
+            _apply_all(con, _FileOutbox(con, database), self.outcomes, database)
+
+
+def journaled(database: Path) -> Journaled:
+    """What the delivery journals beside ``database`` hold. To be read while
+    no round can mark (under the file's lock, shared or not): a round applies
+    and removes its journal in one writer session."""
+    try:
+        found = journal.every(database)
+    except OSError as exc:
+        raise StoreError(f"cannot read the delivery journal {exc.filename or database}: "
+                         f"{exc.strerror or exc}") from None
+    return Journaled(journals=len(found),
+                     outcomes=tuple(o for _, outcomes in found for o in outcomes))
+
+
 def claim(con: duckdb.DuckDBPyConnection, settings: Settings, *, now: datetime | None = None,
           ignore_backoff: bool = False, lease: timedelta | None = None,
           outbox: Outbox | None = None) -> SendRound:

@@ -20,7 +20,7 @@ import re
 import shutil
 import stat
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -579,7 +579,12 @@ def checkpoint(path: Path) -> None:
         con.execute("CHECKPOINT")
 
 
-def backup(path: Path, dest: Path) -> int:
+# What ``backup`` writes into the copy, before its fold, of what is kept
+# beside the database (``into(con, copy)``).
+Into = Callable[[duckdb.DuckDBPyConnection, Path], object]
+
+
+def backup(path: Path, dest: Path, *, beside: Callable[[], Into] | None = None) -> int:
     """Copy the database to ``dest`` as one file, with what the write-ahead
     log beside it holds folded into the copy; the size of the copy.
 
@@ -587,7 +592,12 @@ def backup(path: Path, dest: Path) -> int:
     open, as ``newsmon serve`` copies them): no writer appends to the log or
     folds it between the two copies, so they belong together. Copied one by
     one while a pass loads, the log may be of a later fold than the file,
-    and DuckDB replays it onto that file all the same."""
+    and DuckDB replays it onto that file all the same.
+
+    ``beside``, called under that lock once the files are copied, reads what
+    is kept beside the database and belongs in the copy (the send rounds'
+    delivery journals: the emails they sent and have not marked yet), and
+    returns what writes it into the copy, before the fold."""
     def log_of(file: Path) -> Path:
         return file.with_name(file.name + ".wal")
 
@@ -601,8 +611,11 @@ def backup(path: Path, dest: Path) -> int:
             shutil.copyfile(path, partial)
             if log_of(path).exists():
                 shutil.copyfile(log_of(path), log_of(partial))
+            into = beside() if beside is not None else None
         con = duckdb.connect(str(partial))  # replays the copied log ...
         try:
+            if into is not None:
+                into(con, dest)
             con.execute("CHECKPOINT")  # ... and folds it into the copy
         finally:
             con.close()

@@ -618,6 +618,48 @@ def test_disk_full_mid_round_keeps_the_deliveries_in_the_journal_then_marks_them
     assert len(scripted.messages) == 20
 
 
+@pytest.mark.parametrize("round_", ["left behind", "under way"])
+def test_a_backup_marks_what_a_round_delivered_and_did_not_mark_so_restored_none_goes_again(
+    tmp_path: Path, round_: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A round's journal holds the emails it delivered until its marks (the
+    round died, the file was held, or it is still delivering). `newsmon
+    backup` copied the file alone: restored, those rows were 'sending' and
+    went out again once their lease ended (4 of 4 here). It now marks the
+    journals' outcomes in the copy, and leaves the journals beside the
+    original for its next round."""
+    with serving(Inbox(host="127.0.0.1", port=free_port())) as inbox:
+        settings = loaded(tmp_path, inbox.url, recipients(4))
+        journals = f"{settings.database.name}.deliveries.*"
+        with store.connect(settings.database) as con:
+            claimed = alert.claim(con, settings)
+        claimed.deliver(alert.mailer_for(settings))  # its journal: four sent, not marked
+        if round_ == "left behind":
+            claimed.abandon()  # unlocked, as a round that died leaves it
+        try:
+            copy = tmp_path / "copy.duckdb"
+            assert main(["backup", str(copy), "--config", config_file(tmp_path, settings)]) == 0
+        finally:
+            claimed.abandon()
+        assert ("; 4 delivery outcome(s) (4 email(s) sent) of 1 send round(s) not marked yet,"
+                " marked in the copy)") in capsys.readouterr().out
+        assert len(list(settings.database.parent.glob(journals))) == 1  # the original's, kept
+        assert [r[1] for r in outbox(settings)] == ["sending"] * 4
+
+        # Restored elsewhere (the journal does not travel): nothing goes out again.
+        restored_at = tmp_path / "restored"
+        restored_at.mkdir()
+        (restored_at / "news.duckdb").write_bytes(copy.read_bytes())
+        restored = settings.model_copy(update={"database": restored_at / "news.duckdb"})
+        assert [r[1:3] for r in outbox(restored)] == [("sent", 1)] * 4
+        assert send_later(restored, alert.lease_for(settings) + timedelta(seconds=1)).sent == 0
+        # The original's next round marks its journal, and sends none again either.
+        assert send_stage(settings).sent == 0
+        assert [r[1] for r in outbox(settings)] == ["sent"] * 4
+    assert delivered(inbox) == dict.fromkeys(recipients(4), 1)
+    assert len(inbox.messages) == 4
+
+
 def test_an_eml_outbox_that_cannot_be_written_stops_the_round(tmp_path: Path) -> None:
     blocked = tmp_path / "outbox"
     blocked.write_text("a file where the outbox folder should be", encoding="utf-8")

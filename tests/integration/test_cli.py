@@ -552,6 +552,17 @@ def test_a_command_that_tends_a_database_creates_none_at_a_mistyped_path(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["newsmon.yaml"]
 
 
+def test_backup_that_cannot_read_a_delivery_journal_is_one_sentence_and_leaves_no_copy(
+        workdir: Path) -> None:
+    """The journals' outcomes belong in the copy (what a round sent and has not
+    marked): one that cannot be read fails the backup, never a copy without it."""
+    (workdir / "news.duckdb.deliveries.1-abcdef").mkdir()
+    line = one_line_error(newsmon("backup", "copy.duckdb", cwd=workdir))
+    assert line == ("newsmon: cannot read the delivery journal "
+                    f"{workdir / 'news.duckdb.deliveries.1-abcdef'}: Is a directory")
+    assert [p.name for p in workdir.iterdir() if "copy" in p.name] == []
+
+
 def test_backup_into_a_read_only_folder_is_one_sentence(workdir: Path) -> None:
     """Before: removing the partial copy failed too (EROFS, even for a file
     that is not there) and replaced the sentence with a traceback."""
