@@ -230,7 +230,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from pipeline.content.clean import clean
     from pipeline.content.extract import ExtractionError, extract
     from pipeline.content.language import load_detector
-    from pipeline.http import Fetcher, FetchError, FetchLimits
+    from pipeline.http import AddressRefused, Fetcher, FetchError, FetchLimits
 
     detector = load_detector()
     limits = FetchLimits(allow_private=frozenset(args.allow_private or ()))
@@ -270,6 +270,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
             extracted = extract(body, url=url)
         except (OSError, FetchError, ExtractionError) as exc:
             reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+            if isinstance(exc, AddressRefused):
+                reason = exc.advice("--allow-private")
             print(f"newsmon: {source}: {reason}", file=sys.stderr)
             failures += 1
             continue

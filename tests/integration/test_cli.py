@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -751,3 +752,31 @@ def test_sql_runs_statements_before_its_one_query(workdir: Path) -> None:
     result = newsmon("sql", "--csv", "CREATE TEMP TABLE t AS SELECT 42 AS x; SELECT x FROM t",
                      cwd=workdir)
     assert (result.returncode, result.stdout.split()) == (0, ["x", "42"]), result.stderr
+
+
+def test_a_feed_or_page_on_a_private_address_says_which_allow_list_entry_lets_it(
+        tmp_path: Path, seed_site: Any) -> None:
+    """A new user's first feed served from 127.0.0.1: `feeds add` said what to
+    do (`... unless fetch.allow_private lists '127.0.0.1:PORT'`), but the same
+    feed in the config file failed at the poll with `refused: 127.0.0.1 is a
+    loopback address` only, in the warning and the feed's last_error; and
+    `extract URL` likewise, never naming --allow-private."""
+    entry = f"127.0.0.1:{seed_site.port}"
+    (tmp_path / "newsmon.yaml").write_text(
+        f"database: news.duckdb\nfeeds:\n  - url: {seed_site.feed_url}\n", encoding="utf-8")
+    result = newsmon("run", "--once", "--quiet", cwd=tmp_path)
+    assert "Traceback" not in result.stderr, result.stderr
+    advice = ("refused: 127.0.0.1 is a loopback address; newsmon does not fetch private,"
+              f" loopback or link-local addresses unless fetch.allow_private lists '{entry}'")
+    assert advice in result.stderr, result.stderr
+    (feed,) = [json.loads(line)
+               for line in newsmon("feeds", "--json", cwd=tmp_path).stdout.splitlines()]
+    assert feed["last_error"] == advice, feed
+
+    page = f"http://{entry}/no-such-page.html"
+    result = newsmon("extract", page, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (f"newsmon: {page}: refused: 127.0.0.1 is a loopback address;"
+                             " newsmon does not fetch private, loopback or link-local addresses"
+                             f" unless --allow-private lists '{entry}'\n")
+
