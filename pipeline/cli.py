@@ -145,6 +145,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = run_continuous(settings, force=args.all, workers=args.workers,
                                 progress=progress, on_batch=_print_batch, config=config)
     print(_summary(result), flush=True)
+    if args.once and not args.all and not result.poll.feeds_polled:
+        # A feed that failed waits out its backoff even once the config is
+        # fixed (an allow_private entry added): a pass that polled nothing
+        # and said only "polled 0 feed(s)" looked broken.
+        print("no feed was due: each is polled when its schedule says (`newsmon feeds` shows"
+              " the next poll); `newsmon run --once --all` polls every feed now", flush=True)
     # As `alerts send`: an alert not delivered (refused, or to retry) is exit 1.
     return 1 if result.send.undelivered else 0
 

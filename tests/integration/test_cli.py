@@ -780,3 +780,26 @@ def test_a_feed_or_page_on_a_private_address_says_which_allow_list_entry_lets_it
                              " newsmon does not fetch private, loopback or link-local addresses"
                              f" unless --allow-private lists '{entry}'\n")
 
+
+def test_a_pass_that_polled_no_feed_says_none_was_due_and_how_to_poll_now(
+        tmp_path: Path, seed_site: Any) -> None:
+    """The feed failed (not allow-listed yet) and waits out its backoff; the
+    fixed config's next `run --once` polled nothing and said only `polled 0
+    feed(s)`, exit 0, as if the fix had not worked."""
+    config = tmp_path / "newsmon.yaml"
+    config.write_text(f"database: news.duckdb\nfeeds:\n  - url: {seed_site.feed_url}\n",
+                      encoding="utf-8")
+    assert "polled 1 feed(s) (1 failed)" in newsmon("run", "--once", "--quiet",
+                                                    cwd=tmp_path).stdout
+    with config.open("a", encoding="utf-8") as handle:
+        handle.write(f"fetch:\n  allow_private: ['127.0.0.1:{seed_site.port}']\n")
+    result = newsmon("run", "--once", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "polled 0 feed(s) (0 failed): 0 new entries"
+    assert lines[-1] == ("no feed was due: each is polled when its schedule says (`newsmon"
+                         " feeds` shows the next poll); `newsmon run --once --all` polls every"
+                         " feed now")
+    result = newsmon("run", "--once", "--all", "--quiet", cwd=tmp_path)
+    assert "stored 5 article(s)" in result.stdout, (result.stdout, result.stderr)
+    assert "no feed was due" not in result.stdout
