@@ -527,12 +527,58 @@ def staging_in_data_path(settings: Settings, *, relative: bool = True) -> str | 
     return None
 
 
+def _topics_named(query: object) -> list[tuple[str, bool]]:
+    """The ``topic:`` values in a parsed query, each with whether it is a prefix."""
+    from pipeline.query import And, Facet, Not, Or
+
+    if isinstance(query, Facet):
+        return [(query.value, query.prefix)] if query.field == "topic" else []
+    if isinstance(query, And | Or):
+        return [named for child in query.children for named in _topics_named(child)]
+    if isinstance(query, Not):
+        return _topics_named(query.child)
+    return []
+
+
+def unknown_topic(query: str, settings: Settings) -> str | None:
+    """Why the alert rule ``query`` names a topic no new article can carry, or
+    None. Only the config's topics and (with ``default_topics``) the shipped
+    ones tag articles, so a rule's ``topic:syira`` never fired, without a word."""
+    from difflib import get_close_matches
+
+    from pipeline.query import fold, parse
+    from pipeline.signal.tag import topic_queries
+
+    names = sorted(topic_queries(settings))
+    known = {fold(n): n for n in names} | {n.lower(): n for n in names}
+    for value, prefix in _topics_named(parse(query)):
+        if any(k.startswith(value) for k in known) if prefix else value in known:
+            continue
+        close = get_close_matches(value, list(known), n=1)
+        guess = f"did you mean topic:{known[close[0]]}? " if close else ""
+        shown = f"topic:{value}*" if prefix else f"topic:{value}"
+        if not names:
+            return (f"{shown}: there are no topics (default_topics is false and `topics:` is"
+                    " empty), so the rule would never fire; add the topic under `topics:`")
+        return (f"{shown}: no topic is named so, so the rule would never fire; {guess}"
+                f"the topics are {', '.join(names)} (the config's `topics:`"
+                + (" and the shipped ones)" if settings.default_topics else
+                   "; default_topics is false)"))
+    return None
+
+
 def parse_settings(data: object, *, source: str = "<config>", base: Path | None = None,
                    lines: strict_yaml.Lines | None = None) -> Settings:
     """Validate already-parsed YAML data; raise ConfigError naming key and problem
     (and its line, given the ``lines`` of the document)."""
     settings = validate(Settings, {} if data is None else data, origin=source,
                         error=ConfigError, lines=lines)
+    for i, rule in enumerate(settings.alerts):
+        problem = unknown_topic(rule.query, settings)
+        if problem is not None:
+            line = lines.line(("alerts", i, "query")) if lines is not None else None
+            where = f"line {line}: " if line is not None else ""
+            raise ConfigError(f"{source}: {where}alerts[{i}].query: {problem}")
     if base is None:
         return settings
     settings = settings.resolved(base)
