@@ -436,14 +436,18 @@ def _run_sql(con: duckdb.DuckDBPyConnection, args: argparse.Namespace,
 def cmd_search(args: argparse.Namespace) -> int:
     import duckdb
 
-    from pipeline.query import QuerySyntaxError, parse, to_sql
+    from pipeline.cli_browse import TAGGED
+    from pipeline.query import QuerySyntaxError, facets, parse, to_sql
     from pipeline.store.backend import open_store
 
     settings = _settings(args)
     try:
-        where, params = to_sql(parse(args.query))
+        query = parse(args.query)
+        where, params = to_sql(query)
     except QuerySyntaxError as exc:
         raise UserError(f"query: {exc}") from None
+    kinds = {"topic": "topic", "country": "country", "lang": "language"}
+    tags = [f for f in dict.fromkeys(facets(query)) if f.field in kinds and not f.prefix]
     with contextlib.ExitStack() as stack:
         with ctrl_c_kept():  # as sql's: a Ctrl-C during the open is not lost
             con = stack.enter_context(open_store(settings, read_only=True,
@@ -461,8 +465,25 @@ def cmd_search(args: argparse.Namespace) -> int:
             except duckdb.Error as exc:
                 raise UserError(_query_failed(exc)) from None
 
+        def absent() -> list[Any]:
+            # As `stories --topic`: a tag no stored article has (`topic:energy`
+            # for the topic energy-prices, `country:uk` for GB) finds nothing.
+            missing = []
+            for facet in tags:
+                test, values = to_sql(facet)
+                row = con.execute(f"SELECT EXISTS (SELECT 1 FROM articles WHERE {test})",
+                                  values).fetchone()
+                if not (row and row[0]):
+                    missing.append(facet)
+            return missing
+
         columns, rows = interruptible(con, matching)
-        _print_rows(columns, rows, _format(args))
+        missing = interruptible(con, absent) if not rows else []
+    for facet in missing:
+        # On stderr: the rows on stdout stay what a program reading them expects.
+        print(f"newsmon: no article is tagged {facet.field}:{facet.value};"
+              f" {TAGGED[kinds[facet.field]]}", file=sys.stderr)
+    _print_rows(columns, rows, _format(args))
     return 0
 
 

@@ -527,31 +527,19 @@ def staging_in_data_path(settings: Settings, *, relative: bool = True) -> str | 
     return None
 
 
-def _topics_named(query: object) -> list[tuple[str, bool]]:
-    """The ``topic:`` values in a parsed query, each with whether it is a prefix."""
-    from pipeline.query import And, Facet, Not, Or
-
-    if isinstance(query, Facet):
-        return [(query.value, query.prefix)] if query.field == "topic" else []
-    if isinstance(query, And | Or):
-        return [named for child in query.children for named in _topics_named(child)]
-    if isinstance(query, Not):
-        return _topics_named(query.child)
-    return []
-
-
 def unknown_topic(query: str, settings: Settings) -> str | None:
     """Why the alert rule ``query`` names a topic no new article can carry, or
     None. Only the config's topics and (with ``default_topics``) the shipped
     ones tag articles, so a rule's ``topic:syira`` never fired, without a word."""
     from difflib import get_close_matches
 
-    from pipeline.query import fold, parse
+    from pipeline.query import facets, fold, parse
     from pipeline.signal.tag import topic_queries
 
     names = sorted(topic_queries(settings))
     known = {fold(n): n for n in names} | {n.lower(): n for n in names}
-    for value, prefix in _topics_named(parse(query)):
+    named = [(f.value, f.prefix) for f in facets(parse(query)) if f.field == "topic"]
+    for value, prefix in named:
         if any(k.startswith(value) for k in known) if prefix else value in known:
             continue
         close = get_close_matches(value, list(known), n=1)
