@@ -326,6 +326,12 @@ def ctrl_c_kept() -> Iterator[None]:
         return
     import signal
 
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Started with Ctrl-C ignored (nohup, `newsmon run &` in a script, a
+        # service): a handler here ended such a process (exit 130) when the
+        # signal reached it during the imports or an open, and only then.
+        yield
+        return
     kept: list[int] = []
 
     def keep(signum: int, frame: object) -> None:

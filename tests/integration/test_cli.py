@@ -7,6 +7,7 @@ Every user error is exit code 2 with one sentence on stderr and no traceback;
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -509,6 +510,23 @@ def test_ctrl_c_in_a_duckdb_statement_or_while_starting_is_interrupted_not_a_tra
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=120)
         assert (proc.returncode, stderr) == (130, "newsmon: interrupted\n"), delay
+
+
+def test_a_command_started_with_ctrl_c_ignored_keeps_ignoring_it(workdir: Path) -> None:
+    """A command started with SIGINT ignored (nohup, `newsmon sql ... &` in a
+    script) was ended, exit 130 and no rows, by a Ctrl-C that reached it while
+    it imported or opened the database: the handler that keeps a Ctrl-C for
+    after the imports was installed over the ignored one."""
+    proc = subprocess.Popen(["env", "--ignore-signal=INT", *COMMAND, "sql", "--csv",
+                             "SELECT 42 AS x"], cwd=workdir, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.05)  # env has set SIGINT ignored and started python (its imports: ~1 s)
+    while proc.poll() is None:  # a Ctrl-C every 20 ms, to the end
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert (proc.returncode, stdout, stderr) == (0, "x\n42\n", "")
 
 
 def test_ctrl_c_stops_a_long_statement_at_once_wherever_it_lands(workdir: Path) -> None:
