@@ -465,10 +465,17 @@ class Settings(Strict):
         return self.outbox_dir or self.database.parent / "outbox"
 
     def resolved(self, base: Path) -> Settings:
-        """Relative paths in a config file are relative to the file's folder."""
+        """Relative paths in a config file are relative to the file's folder;
+        ``~`` and ``~user`` are the home folder, as in a shell."""
 
         def fix(p: Path | None) -> Path | None:
-            return None if p is None or p.is_absolute() else base / p
+            if p is None:
+                return None
+            # Taken as written, `database: ~/news/news.duckdb` made a folder
+            # named "~" beside the config file (and `rm -rf ~` is what a user
+            # types to remove it).
+            p = _home(p)
+            return p if p.is_absolute() else base / p
 
         updates: dict[str, Any] = {
             "database": fix(self.database) or self.database,
@@ -479,6 +486,15 @@ class Settings(Strict):
             updates["smtp"] = self.smtp.model_copy(
                 update={"ca_file": fix(self.smtp.ca_file) or self.smtp.ca_file})
         return self.model_copy(update=updates)
+
+
+def _home(path: Path) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded; as written when
+    there is no such home (a ``~`` that is a folder's real name, then)."""
+    try:
+        return path.expanduser()
+    except RuntimeError:  # "Could not determine home directory"
+        return path
 
 
 def _folder_or_url(value: str | Path) -> str:

@@ -79,6 +79,21 @@ def test_an_alert_on_a_topic_no_article_can_carry_is_a_config_error(tmp_path: Pa
     parse_settings({"alerts": [{**rule, "query": "topic:syria AND topic:foreign-forces"}]})
 
 
+def test_a_path_starting_with_a_tilde_is_in_the_home_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`database: ~/news/news.duckdb` made a folder named "~" beside the config
+    file, where no one looks for it (and `rm -rf ~` is how one removes it)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    path = write(tmp_path, "database: ~/news/news.duckdb\noutbox_dir: ~/mail\n"
+                           "staging_dir: ~no-such-user-here/staging\n")
+    settings = load_settings(path)
+    assert settings.database == home / "news" / "news.duckdb"
+    assert settings.outbox == home / "mail"
+    # No such user: the name as written, relative to the config file's folder.
+    assert settings.staging == tmp_path / "~no-such-user-here" / "staging"
+
+
 def test_password_in_smtp_url_is_refused() -> None:
     with pytest.raises(ConfigError, match="NEWSMON_SMTP_PASSWORD"):
         parse_settings({"smtp": {"url": "smtp://user:secret@mail.example.org"}})
