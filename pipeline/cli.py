@@ -145,6 +145,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = run_continuous(settings, force=args.all, workers=args.workers,
                                 progress=progress, on_batch=_print_batch, config=config)
     print(_summary(result), flush=True)
+    if args.once and not args.all and not result.poll.feeds_polled:
+        # A feed that failed waits out its backoff even once the config is
+        # fixed (an allow_private entry added): a pass that polled nothing
+        # and said only "polled 0 feed(s)" looked broken.
+        print("no feed was due: each is polled when its schedule says (`newsmon feeds` shows"
+              " the next poll); `newsmon run --once --all` polls every feed now", flush=True)
     # As `alerts send`: an alert not delivered (refused, or to retry) is exit 1.
     return 1 if result.send.undelivered else 0
 
@@ -230,7 +236,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from pipeline.content.clean import clean
     from pipeline.content.extract import ExtractionError, extract
     from pipeline.content.language import load_detector
-    from pipeline.http import Fetcher, FetchError, FetchLimits
+    from pipeline.http import AddressRefused, Fetcher, FetchError, FetchLimits
 
     detector = load_detector()
     limits = FetchLimits(allow_private=frozenset(args.allow_private or ()))
@@ -270,6 +276,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
             extracted = extract(body, url=url)
         except (OSError, FetchError, ExtractionError) as exc:
             reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+            if isinstance(exc, AddressRefused):
+                reason = exc.advice("--allow-private")
             print(f"newsmon: {source}: {reason}", file=sys.stderr)
             failures += 1
             continue
@@ -318,6 +326,12 @@ def ctrl_c_kept() -> Iterator[None]:
         return
     import signal
 
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Started with Ctrl-C ignored (nohup, `newsmon run &` in a script, a
+        # service): a handler here ended such a process (exit 130) when the
+        # signal reached it during the imports or an open, and only then.
+        yield
+        return
     kept: list[int] = []
 
     def keep(signum: int, frame: object) -> None:
@@ -428,14 +442,18 @@ def _run_sql(con: duckdb.DuckDBPyConnection, args: argparse.Namespace,
 def cmd_search(args: argparse.Namespace) -> int:
     import duckdb
 
-    from pipeline.query import QuerySyntaxError, parse, to_sql
+    from pipeline.cli_browse import TAGGED
+    from pipeline.query import QuerySyntaxError, facets, parse, to_sql
     from pipeline.store.backend import open_store
 
     settings = _settings(args)
     try:
-        where, params = to_sql(parse(args.query))
+        query = parse(args.query)
+        where, params = to_sql(query)
     except QuerySyntaxError as exc:
         raise UserError(f"query: {exc}") from None
+    kinds = {"topic": "topic", "country": "country", "lang": "language"}
+    tags = [f for f in dict.fromkeys(facets(query)) if f.field in kinds and not f.prefix]
     with contextlib.ExitStack() as stack:
         with ctrl_c_kept():  # as sql's: a Ctrl-C during the open is not lost
             con = stack.enter_context(open_store(settings, read_only=True,
@@ -453,8 +471,25 @@ def cmd_search(args: argparse.Namespace) -> int:
             except duckdb.Error as exc:
                 raise UserError(_query_failed(exc)) from None
 
+        def absent() -> list[Any]:
+            # As `stories --topic`: a tag no stored article has (`topic:energy`
+            # for the topic energy-prices, `country:uk` for GB) finds nothing.
+            missing = []
+            for facet in tags:
+                test, values = to_sql(facet)
+                row = con.execute(f"SELECT EXISTS (SELECT 1 FROM articles WHERE {test})",
+                                  values).fetchone()
+                if not (row and row[0]):
+                    missing.append(facet)
+            return missing
+
         columns, rows = interruptible(con, matching)
-        _print_rows(columns, rows, _format(args))
+        missing = interruptible(con, absent) if not rows else []
+    for facet in missing:
+        # On stderr: the rows on stdout stay what a program reading them expects.
+        print(f"newsmon: no article is tagged {facet.field}:{facet.value};"
+              f" {TAGGED[kinds[facet.field]]}", file=sys.stderr)
+    _print_rows(columns, rows, _format(args))
     return 0
 
 

@@ -45,7 +45,7 @@ _OPTION: dict[browse.FilterField, str] = {"since": "--since", "until": "--until"
 
 
 # What a tag filter's values look like, for a filter that matched no report.
-_TAGGED = {
+TAGGED = {
     "country": "countries are two-letter ISO codes (SY, RU, US): `newsmon sql \"SELECT"
                " unnest(countries) c, count(*) FROM articles GROUP BY c\"` lists them",
     "topic": "topics are the config's topic names: `newsmon sql \"SELECT unnest(topics) t,"
@@ -93,7 +93,7 @@ def cmd_stories(args: argparse.Namespace) -> int:
         absent = story_filter.absent_tags(con) if page.total == 0 else []
     for kind, value in absent:
         # On stderr: the rows on stdout stay what a program reading them expects.
-        print(f"newsmon: no report is tagged {kind} {value!r}; {_TAGGED[kind]}",
+        print(f"newsmon: no report is tagged {kind} {value!r}; {TAGGED[kind]}",
               file=sys.stderr)
     if args.json:
         _print_rows(

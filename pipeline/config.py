@@ -465,10 +465,17 @@ class Settings(Strict):
         return self.outbox_dir or self.database.parent / "outbox"
 
     def resolved(self, base: Path) -> Settings:
-        """Relative paths in a config file are relative to the file's folder."""
+        """Relative paths in a config file are relative to the file's folder;
+        ``~`` and ``~user`` are the home folder, as in a shell."""
 
         def fix(p: Path | None) -> Path | None:
-            return None if p is None or p.is_absolute() else base / p
+            if p is None:
+                return None
+            # Taken as written, `database: ~/news/news.duckdb` made a folder
+            # named "~" beside the config file (and `rm -rf ~` is what a user
+            # types to remove it).
+            p = _home(p)
+            return p if p.is_absolute() else base / p
 
         updates: dict[str, Any] = {
             "database": fix(self.database) or self.database,
@@ -479,6 +486,15 @@ class Settings(Strict):
             updates["smtp"] = self.smtp.model_copy(
                 update={"ca_file": fix(self.smtp.ca_file) or self.smtp.ca_file})
         return self.model_copy(update=updates)
+
+
+def _home(path: Path) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded; as written when
+    there is no such home (a ``~`` that is a folder's real name, then)."""
+    try:
+        return path.expanduser()
+    except RuntimeError:  # "Could not determine home directory"
+        return path
 
 
 def _folder_or_url(value: str | Path) -> str:
@@ -527,12 +543,46 @@ def staging_in_data_path(settings: Settings, *, relative: bool = True) -> str | 
     return None
 
 
+def unknown_topic(query: str, settings: Settings) -> str | None:
+    """Why the alert rule ``query`` names a topic no new article can carry, or
+    None. Only the config's topics and (with ``default_topics``) the shipped
+    ones tag articles, so a rule's ``topic:syira`` never fired, without a word."""
+    from difflib import get_close_matches
+
+    from pipeline.query import facets, fold, parse
+    from pipeline.signal.tag import topic_queries
+
+    names = sorted(topic_queries(settings))
+    known = {fold(n): n for n in names} | {n.lower(): n for n in names}
+    named = [(f.value, f.prefix) for f in facets(parse(query)) if f.field == "topic"]
+    for value, prefix in named:
+        if any(k.startswith(value) for k in known) if prefix else value in known:
+            continue
+        close = get_close_matches(value, list(known), n=1)
+        guess = f"did you mean topic:{known[close[0]]}? " if close else ""
+        shown = f"topic:{value}*" if prefix else f"topic:{value}"
+        if not names:
+            return (f"{shown}: there are no topics (default_topics is false and `topics:` is"
+                    " empty), so the rule would never fire; add the topic under `topics:`")
+        return (f"{shown}: no topic is named so, so the rule would never fire; {guess}"
+                f"the topics are {', '.join(names)} (the config's `topics:`"
+                + (" and the shipped ones)" if settings.default_topics else
+                   "; default_topics is false)"))
+    return None
+
+
 def parse_settings(data: object, *, source: str = "<config>", base: Path | None = None,
                    lines: strict_yaml.Lines | None = None) -> Settings:
     """Validate already-parsed YAML data; raise ConfigError naming key and problem
     (and its line, given the ``lines`` of the document)."""
     settings = validate(Settings, {} if data is None else data, origin=source,
                         error=ConfigError, lines=lines)
+    for i, rule in enumerate(settings.alerts):
+        problem = unknown_topic(rule.query, settings)
+        if problem is not None:
+            line = lines.line(("alerts", i, "query")) if lines is not None else None
+            where = f"line {line}: " if line is not None else ""
+            raise ConfigError(f"{source}: {where}alerts[{i}].query: {problem}")
     if base is None:
         return settings
     settings = settings.resolved(base)

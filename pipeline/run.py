@@ -247,7 +247,11 @@ def _handled_signals(stop: threading.Event, watch: ConfigWatch | None) -> Iterat
     if threading.current_thread() is not threading.main_thread():
         yield  # signals reach the main thread only; the caller sets ``stop``
         return
-    handled = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if watch else ())
+    # A SIGINT ignored when the process started (nohup, `newsmon run &` in a
+    # script) stays ignored, as Python and asyncio leave it.
+    handled = tuple(sig for sig in (signal.SIGINT, signal.SIGTERM)
+                    if signal.getsignal(sig) is not signal.SIG_IGN) \
+        + ((signal.SIGHUP,) if watch else ())
     previous = {sig: signal.getsignal(sig) for sig in handled}
 
     def handle(signum: int, frame: FrameType | None) -> None:

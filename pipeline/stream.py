@@ -210,8 +210,18 @@ class RunTotals:
         self.load = _added(self.load, batch.load)
 
     def add_send(self, round_: alert.SendResult) -> None:
-        self.send = replace(round_, sent=self.send.sent + round_.sent,
-                            failed=self.send.failed + round_.failed)
+        before = self.send
+        self.send = replace(round_, sent=before.sent + round_.sent,
+                            failed=before.failed + round_.failed)
+        if not (round_.sent or round_.failed or round_.retry) and round_.pending:
+            # A round that tried no email (each pending one waits out its
+            # backoff) says nothing new of them: the ones an earlier round
+            # could not deliver are still not delivered. `run --once` against
+            # a mail server that refused the connection ended with such a
+            # round (the one after the last load) and said exit 0.
+            retry = min(before.retry, round_.pending)
+            self.send = replace(self.send, retry=retry,
+                                stopped=round_.stopped or (before.stopped if retry else None))
 
 
 @dataclass(slots=True)

@@ -252,7 +252,11 @@ class Fetcher:
                     await response.aclose()
         except RefusedAddress as exc:
             via = "" if exc.host == exc.address else f" ({exc.host} resolves to it)"
-            raise AddressRefused(url, f"refused: {exc.reason}{via}") from None
+            refused = AddressRefused(url, f"refused: {exc.reason}{via}")
+            host = target.host
+            port = target.port or (443 if target.scheme == "https" else 80)
+            refused.allow = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            raise refused from None
         except LookupFailed as exc:
             raise DNSError(
                 url, f"DNS lookup failed for {exc.host}: {exc.detail}", transient=exc.transient

@@ -75,7 +75,17 @@ class InvalidURL(FetchError):
 
 
 class AddressRefused(FetchError):
-    pass
+    """``allow``: the ``host:port`` entry (the host as the URL writes it) that
+    would let the guard through, for the sentence that says what to do."""
+
+    allow: str | None = None
+
+    def advice(self, setting: str = "fetch.allow_private") -> str:
+        """The reason and what to do about it, as `newsmon feeds add` says it."""
+        if self.allow is None:
+            return self.reason
+        return (f"{self.reason}; newsmon does not fetch private, loopback or link-local"
+                f" addresses unless {setting} lists '{self.allow}'")
 
 
 class ConnectError(FetchError):

@@ -27,6 +27,7 @@ Public API::
     Hit(field, start, end)                          field: "title" | "text" | "source"
     RuleSet(rules: Mapping[str, Query])             .match(doc) -> set[str], .matcher(name)
     to_sql(query, columns: SqlColumns | None = None) -> tuple[str, list[object]]
+    facets(query: Query) -> tuple[Facet, ...]       its field:value tests (topic:, lang:, ...)
     SqlColumns(*, title="title", text="text", ..., people="people")
     fold(text: str) -> str                          the NFC + lowercase form both engines compare
     Term, Prefix, Phrase, Near, Facet, And, Or, Not the tree (frozen, validated dataclasses)
@@ -129,6 +130,7 @@ from ._ast import (
     Span,
     Term,
     TextField,
+    facets,
 )
 from ._document import Document
 from ._errors import QuerySyntaxError, engine_refused
@@ -165,6 +167,7 @@ __all__ = [
     "TextField",
     "compile",
     "engine_refused",
+    "facets",
     "fold",
     "format_query",
     "parse",

@@ -211,3 +211,15 @@ def is_span(node: Query) -> bool:
     except ValueError:
         return False
     return True
+
+
+def facets(query: Query) -> tuple[Facet, ...]:
+    """Every ``field:value`` tag test in ``query`` (``topic:syria``, ``lang:en``),
+    in the order written, negated or not."""
+    if isinstance(query, Facet):
+        return (query,)
+    if isinstance(query, And | Or):
+        return tuple(f for child in query.children for f in facets(child))
+    if isinstance(query, Not):
+        return facets(query.child)
+    return ()

@@ -152,7 +152,9 @@ def _checked(url: str, name: str | None, settings: Settings) -> Feed:
         config = FeedConfig(url=url.strip(), name=(name or "").strip() or None)
     except ValidationError as exc:
         message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
-        raise FeedError(f"{url[:200]!r}: {message}") from None
+        shown = f"{url.strip()[:200]!r}"
+        # The URL's own checks often name it already: said once, not twice.
+        raise FeedError(message if shown in message else f"{shown}: {message}") from None
     limit = settings.fetch.max_url_length
     if len(config.url) > limit:
         raise FeedError(f"{config.url[:80]!r}...: longer than {limit} characters")

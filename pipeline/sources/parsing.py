@@ -40,6 +40,7 @@ import xml.sax
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -278,6 +279,45 @@ def parse_feed(
     return parsed
 
 
+_FEED_TYPES = frozenset({"application/rss+xml", "application/atom+xml"})
+_HEAD_BYTES = 256 * 1024  # a page's <head> is near its start; never the whole page
+
+
+class _FeedLinks(HTMLParser):
+    """The feeds a page names in its head (``<link rel="alternate"
+    type="application/rss+xml" href=...>``, RSS autodiscovery)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag != "link":
+            return
+        found = {k: (v or "") for k, v in attrs}
+        rel = found.get("rel", "").lower().split()
+        kind = found.get("type", "").split(";")[0].strip().lower()
+        href = found.get("href", "").strip()
+        if "alternate" in rel and kind in _FEED_TYPES and href and href not in self.hrefs:
+            self.hrefs.append(href)
+
+
+def _named_feeds(body: bytes, base: str) -> str:
+    """What to do about a page given as a feed (the site's home page, an
+    article): the feed URLs it names, or nothing when it names none."""
+    finder = _FeedLinks()
+    try:
+        finder.feed(body[:_HEAD_BYTES].decode("utf-8", errors="replace"))
+    except (ValueError, AssertionError):  # html.parser's words for markup it gives up on
+        return ""
+    urls = [urljoin(base, href) for href in finder.hrefs[:3]]
+    urls = [u for u in urls if u.startswith(("http://", "https://")) and len(u) <= 2048]
+    if not urls:
+        return ""
+    return (f"; the page names its feed{'s' if len(urls) > 1 else ''}: {', '.join(urls)}"
+            " (give newsmon that URL instead)")
+
+
 def _parse(
     body: bytes, /, *, url: str, name: str, max_entries: int, base: str, content_type: str,
     max_url_length: int,
@@ -298,7 +338,8 @@ def _parse(
         if head.startswith((b"<!doctype html", b"<html")) or (
             content_type.split(";")[0].strip().lower() == "text/html"
         ):
-            raise FeedParseError("got an HTML page where a feed was expected")
+            raise FeedParseError("got an HTML page where a feed was expected"
+                                 + _named_feeds(body, base))
         raise FeedParseError(f"not an RSS or Atom feed: {_why_not(parsed, body)}")
     raw_entries = list(parsed.entries[:max_entries])
     raw_entries, cut = _cut_entries(parsed, raw_entries, body)

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from pipeline import ids
 from pipeline.config import PollConfig
-from pipeline.http import Fetcher, FetchError, Response
+from pipeline.http import AddressRefused, Fetcher, FetchError, Response
 from pipeline.models import FeedEntry, FeedUpdate, Rejection
 from pipeline.sources import guids, schedule
 from pipeline.sources.feeds import Feed
@@ -201,6 +201,8 @@ class _Poller:
             points = SOFT_POINTS if exc.transient else HARD_POINTS
             retire = exc.status == 410
             reason = f"{exc.reason}: the feed is gone, retired" if retire else exc.reason
+            if isinstance(exc, AddressRefused):
+                reason = exc.advice()  # the feed's own address, or where it redirects
             return self._failed(base, state, reason, points, retry_after=exc.retry_after,
                                 retire=retire), None
         # RFC 9110 §15.4.2: after a 301/308 the new URL is the one to use.

@@ -469,6 +469,32 @@ def test_run_exits_1_when_an_alert_is_not_delivered(
     assert "1 alert(s) queued; 0 sent, 1 failed, 0 pending" in out
 
 
+def test_run_exits_1_when_the_mail_server_refuses_the_connection(
+    tmp_path: Path, seed_site: Any,
+) -> None:
+    """`newsmon run --once` with the SMTP server down: the batch's round could
+    not deliver the alert (pending, to retry in a minute), and the round after
+    the last load found it waiting out that backoff and tried nothing. The run
+    took that round's "nothing to retry" for the run's and said exit 0."""
+    config = tmp_path / "newsmon.yaml"
+    config.write_text(json.dumps({
+        "database": str(tmp_path / "news.duckdb"),
+        "feeds": [{"url": seed_site.feed_url, "name": "Seed outlets"}],
+        "alerts": [{"name": "syria", "query": "topic:syria", "to": ["analyst@example.org"]}],
+        "smtp": {"url": f"smtp://127.0.0.1:{free_port()}"},  # nobody listens there
+        "fetch": {"allow_private": [f"127.0.0.1:{seed_site.port}"]},
+        "process": {"workers": 1},
+    }), encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--once", "--quiet",
+                             "--config", str(config)],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "1 alert(s) queued; 0 sent, 0 failed, 1 pending" in result.stdout, result.stdout
+    assert "1 email(s) not delivered this round, left pending" in result.stdout, result.stdout
+    assert "cannot reach SMTP server" in result.stderr, result.stderr
+
+
 # -- disk full -----------------------------------------------------------------------------
 
 

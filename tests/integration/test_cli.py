@@ -7,6 +7,7 @@ Every user error is exit code 2 with one sentence on stderr and no traceback;
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -510,6 +512,23 @@ def test_ctrl_c_in_a_duckdb_statement_or_while_starting_is_interrupted_not_a_tra
         assert (proc.returncode, stderr) == (130, "newsmon: interrupted\n"), delay
 
 
+def test_a_command_started_with_ctrl_c_ignored_keeps_ignoring_it(workdir: Path) -> None:
+    """A command started with SIGINT ignored (nohup, `newsmon sql ... &` in a
+    script) was ended, exit 130 and no rows, by a Ctrl-C that reached it while
+    it imported or opened the database: the handler that keeps a Ctrl-C for
+    after the imports was installed over the ignored one."""
+    proc = subprocess.Popen(["env", "--ignore-signal=INT", *COMMAND, "sql", "--csv",
+                             "SELECT 42 AS x"], cwd=workdir, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.05)  # env has set SIGINT ignored and started python (its imports: ~1 s)
+    while proc.poll() is None:  # a Ctrl-C every 20 ms, to the end
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert (proc.returncode, stdout, stderr) == (0, "x\n42\n", "")
+
+
 def test_ctrl_c_stops_a_long_statement_at_once_wherever_it_lands(workdir: Path) -> None:
     """Before: on the main thread DuckDB's client looks for Ctrl-C only between
     two of its tasks. A statement whose rows are read as they stream (a scan
@@ -762,3 +781,54 @@ def test_sql_runs_statements_before_its_one_query(workdir: Path) -> None:
     result = newsmon("sql", "--csv", "CREATE TEMP TABLE t AS SELECT 42 AS x; SELECT x FROM t",
                      cwd=workdir)
     assert (result.returncode, result.stdout.split()) == (0, ["x", "42"]), result.stderr
+
+
+def test_a_feed_or_page_on_a_private_address_says_which_allow_list_entry_lets_it(
+        tmp_path: Path, seed_site: Any) -> None:
+    """A new user's first feed served from 127.0.0.1: `feeds add` said what to
+    do (`... unless fetch.allow_private lists '127.0.0.1:PORT'`), but the same
+    feed in the config file failed at the poll with `refused: 127.0.0.1 is a
+    loopback address` only, in the warning and the feed's last_error; and
+    `extract URL` likewise, never naming --allow-private."""
+    entry = f"127.0.0.1:{seed_site.port}"
+    (tmp_path / "newsmon.yaml").write_text(
+        f"database: news.duckdb\nfeeds:\n  - url: {seed_site.feed_url}\n", encoding="utf-8")
+    result = newsmon("run", "--once", "--quiet", cwd=tmp_path)
+    assert "Traceback" not in result.stderr, result.stderr
+    advice = ("refused: 127.0.0.1 is a loopback address; newsmon does not fetch private,"
+              f" loopback or link-local addresses unless fetch.allow_private lists '{entry}'")
+    assert advice in result.stderr, result.stderr
+    (feed,) = [json.loads(line)
+               for line in newsmon("feeds", "--json", cwd=tmp_path).stdout.splitlines()]
+    assert feed["last_error"] == advice, feed
+
+    page = f"http://{entry}/no-such-page.html"
+    result = newsmon("extract", page, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (f"newsmon: {page}: refused: 127.0.0.1 is a loopback address;"
+                             " newsmon does not fetch private, loopback or link-local addresses"
+                             f" unless --allow-private lists '{entry}'\n")
+
+
+def test_a_pass_that_polled_no_feed_says_none_was_due_and_how_to_poll_now(
+        tmp_path: Path, seed_site: Any) -> None:
+    """The feed failed (not allow-listed yet) and waits out its backoff; the
+    fixed config's next `run --once` polled nothing and said only `polled 0
+    feed(s)`, exit 0, as if the fix had not worked."""
+    config = tmp_path / "newsmon.yaml"
+    config.write_text(f"database: news.duckdb\nfeeds:\n  - url: {seed_site.feed_url}\n",
+                      encoding="utf-8")
+    assert "polled 1 feed(s) (1 failed)" in newsmon("run", "--once", "--quiet",
+                                                    cwd=tmp_path).stdout
+    with config.open("a", encoding="utf-8") as handle:
+        handle.write(f"fetch:\n  allow_private: ['127.0.0.1:{seed_site.port}']\n")
+    result = newsmon("run", "--once", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "polled 0 feed(s) (0 failed): 0 new entries"
+    assert lines[-1] == ("no feed was due: each is polled when its schedule says (`newsmon"
+                         " feeds` shows the next poll); `newsmon run --once --all` polls every"
+                         " feed now")
+    result = newsmon("run", "--once", "--all", "--quiet", cwd=tmp_path)
+    assert "stored 5 article(s)" in result.stdout, (result.stdout, result.stderr)
+    assert "no feed was due" not in result.stdout

@@ -117,6 +117,31 @@ def test_a_tag_no_report_has_says_so_beside_the_empty_result(
     assert code == 0 and "(0 rows)" in out and err == ""
 
 
+def test_search_says_when_a_tag_it_names_is_on_no_article(
+        small: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`newsmon search 'topic:energy'` (the topic is energy-prices) or
+    'country:uk' (GB) printed `(0 rows)` and nothing else, where `stories
+    --topic energy` said no report is tagged so and what the values look like."""
+    code, out, err = run(capsys, "search", "--config", str(small),
+                         "Syria AND (topic:energy OR country:uk) AND NOT lang:english")
+    assert code == 0 and out.splitlines()[-1] == "(0 rows)"
+    assert err.splitlines() == [
+        "newsmon: no article is tagged topic:energy; topics are the config's topic names:"
+        ' `newsmon sql "SELECT unnest(topics) t, count(*) FROM articles GROUP BY t"` lists them',
+        "newsmon: no article is tagged country:uk; countries are two-letter ISO codes (SY, RU,"
+        ' US): `newsmon sql "SELECT unnest(countries) c, count(*) FROM articles GROUP BY c"`'
+        " lists them",
+        "newsmon: no article is tagged lang:english; languages are two-letter ISO 639-1 codes"
+        " (en, fr, ru)"]
+    # Tags some article has, with nothing matching them all, or a prefix: silent.
+    code, out, err = run(capsys, "search", "--config", str(small), "topic:syria AND lang:es")
+    assert code == 0 and "(0 rows)" in out and err == ""
+    code, out, err = run(capsys, "search", "--config", str(small), "topic:energ*")
+    assert code == 0 and "(0 rows)" in out and err == ""
+    code, out, err = run(capsys, "search", "--config", str(small), "topic:syria", "--json")
+    assert code == 0 and len(out.splitlines()) == 2 and err == ""
+
+
 @pytest.mark.parametrize(("value", "message"), [
     ("-3", "must be at least 1, got -3"),
     ("0", "must be at least 1, got 0"),

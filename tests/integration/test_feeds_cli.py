@@ -178,7 +178,8 @@ def test_config_feeds_are_renamed_and_removed_in_the_config_file(
 def test_feeds_add_refuses_what_could_never_be_polled(
     cfg: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str, reason: str
 ) -> None:
-    assert reason in error(capsys, ["feeds", "add", url, *cfg])
+    said = error(capsys, ["feeds", "add", url, *cfg])
+    assert reason in said and said.count(url) == 1, said  # the URL once, not twice
     with duckdb.connect(str(tmp_path / "news.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM feeds").fetchone() == (0,)
 

@@ -57,6 +57,43 @@ def test_query_syntax_errors_name_the_key() -> None:
         parse_settings({"topics": {"broken": "Syria AND (Iraq"}}, source="x.yaml")
 
 
+def test_an_alert_on_a_topic_no_article_can_carry_is_a_config_error(tmp_path: Path) -> None:
+    """An alert rule's `topic:syira` (a typo for syria) loaded, and the rule
+    never fired: only the config's and the shipped topics tag articles."""
+    path = write(tmp_path, "alerts:\n  - name: a\n    query: 'Damascus OR topic:syira'\n"
+                           "    to: [a@example.org]\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert str(err.value).startswith(
+        f"{path}: line 3: alerts[0].query: topic:syira: no topic is named so, so the rule would"
+        " never fire; did you mean topic:syria? the topics are airstrikes, ")
+    # A prefix no topic starts with; a topic of the config's own; none at all.
+    rule = {"name": "a", "to": ["a@example.org"]}
+    with pytest.raises(ConfigError, match=r"^c: alerts\[0\]\.query: topic:energ\*: no topic"):
+        parse_settings({"alerts": [{**rule, "query": "x AND NOT topic:energ*"}]}, source="c")
+    parse_settings({"topics": {"Energy": "gas"},
+                    "alerts": [{**rule, "query": "topic:energ* OR topic:energy"}]})
+    with pytest.raises(ConfigError, match=r"there are no topics \(default_topics is false"):
+        parse_settings({"default_topics": False, "alerts": [{**rule, "query": "topic:syria"}]})
+    # The shipped ones, as written in the README's example.
+    parse_settings({"alerts": [{**rule, "query": "topic:syria AND topic:foreign-forces"}]})
+
+
+def test_a_path_starting_with_a_tilde_is_in_the_home_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`database: ~/news/news.duckdb` made a folder named "~" beside the config
+    file, where no one looks for it (and `rm -rf ~` is how one removes it)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    path = write(tmp_path, "database: ~/news/news.duckdb\noutbox_dir: ~/mail\n"
+                           "staging_dir: ~no-such-user-here/staging\n")
+    settings = load_settings(path)
+    assert settings.database == home / "news" / "news.duckdb"
+    assert settings.outbox == home / "mail"
+    # No such user: the name as written, relative to the config file's folder.
+    assert settings.staging == tmp_path / "~no-such-user-here" / "staging"
+
+
 def test_password_in_smtp_url_is_refused() -> None:
     with pytest.raises(ConfigError, match="NEWSMON_SMTP_PASSWORD"):
         parse_settings({"smtp": {"url": "smtp://user:secret@mail.example.org"}})

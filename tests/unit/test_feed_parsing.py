@@ -66,6 +66,30 @@ def test_non_feeds_get_a_clear_reason(body: bytes, reason: str) -> None:
         parse_feed(body, url=URL, name="W", max_entries=5)
 
 
+def test_a_page_given_as_a_feed_names_the_feeds_it_links_to() -> None:
+    """A site's home page in `feeds:` (the usual first mistake) said only `got
+    an HTML page where a feed was expected`, though the page's head names its
+    feed (RSS autodiscovery): the error gives that URL, resolved."""
+    page = (b'<!DOCTYPE html><html><head><title>Wire</title>'
+            b'<link rel="stylesheet" href="/s.css">'
+            b'<link rel="alternate" type="application/rss+xml" href="/world/rss.xml">'
+            b'<LINK REL="Alternate feed" TYPE="application/atom+xml; charset=utf-8"'
+            b' href="https://wire.example.org/atom?x=1&amp;y=2">'
+            b'<link rel="alternate" type="text/html" hreflang="fr" href="/fr/">'
+            b'<link rel="alternate" type="application/rss+xml" href="javascript:alert(1)">'
+            b"</head><body><p>News</p></body></html>")
+    with pytest.raises(FeedParseError) as err:
+        parse_feed(page, url="https://wire.example.org/", name="W", max_entries=5)
+    assert str(err.value) == (
+        "got an HTML page where a feed was expected; the page names its feeds:"
+        " https://wire.example.org/world/rss.xml, https://wire.example.org/atom?x=1&y=2"
+        " (give newsmon that URL instead)")
+    # A page that names none: the sentence as before.
+    with pytest.raises(FeedParseError) as err:
+        parse_feed((DATA / "page.html").read_bytes(), url=URL, name="W", max_entries=5)
+    assert str(err.value) == "got an HTML page where a feed was expected"
+
+
 def test_str_is_never_passed_to_feedparser(tmp_path: Path) -> None:
     # A body that is a local path must be parsed as (invalid) content, not opened.
     secret = tmp_path / "secret.xml"

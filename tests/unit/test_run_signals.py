@@ -30,3 +30,26 @@ def test_a_stop_signal_sets_stop_and_the_handler_logs_nothing(
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(5)
+
+
+def test_a_ctrl_c_ignored_when_the_run_started_stays_ignored() -> None:
+    """`newsmon run &` in a script (or under nohup) starts with SIGINT ignored,
+    as Python and asyncio leave it; continuous mode's handler took it over and
+    a Ctrl-C meant for the script's foreground command stopped the run.
+    SIGTERM still stops it."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with _handled_signals(stop, None):
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+            assert not stop.is_set()
+            os.kill(os.getpid(), signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            while not stop.is_set() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert stop.is_set()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
