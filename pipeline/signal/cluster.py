@@ -507,11 +507,9 @@ class TermStats:
         document frequency."""
         self.n += 1
         self.added_n += 1
-        df = self.df
-        counts = []
-        for key in keys:
-            df[key] = c = df.get(key, 0) + 1
-            counts.append(c)
+        get = self.df.get
+        counts = [get(key, 0) + 1 for key in keys]
+        self.df.update(zip(keys, counts, strict=True))
         self.added.update(keys)
         return counts
 
@@ -560,7 +558,7 @@ class TermStats:
 
 
 def _word_hashes(words: list[str]) -> np.ndarray:
-    return np.fromiter((zlib.crc32(w.encode()) for w in words), dtype=np.uint64,
+    return np.fromiter(map(zlib.crc32, map(str.encode, words)), dtype=np.uint64,
                        count=len(words))
 
 
@@ -1577,7 +1575,7 @@ class Clusterer:
         keys = feats.keys()  # its terms, then its tagged names: distinct
         counts = self.stats.count(keys)
         ids = self._ids
-        found = [ids.get(t) for t in keys]
+        found = list(map(ids.get, keys))
         if None in found:  # first: _term_id may grow the array
             at = [k if k is not None else self._term_id(t)
                   for t, k in zip(keys, found, strict=True)]

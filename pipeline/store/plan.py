@@ -95,22 +95,24 @@ def _stage_articles(con: duckdb.DuckDBPyConnection, directory: Path, copied: Pat
     columns it does not use unread. (A temp table of the whole rows was ~140 MB
     at 20,000 articles.)
     """
+    # Each made with OR REPLACE: what a plan that failed on this connection
+    # left is replaced, with no statement to drop it first (_plan_new drops
+    # them once planned).
     staged = staging.files(directory, "articles", shards)
-    _drop_new_articles(con)
     if not staged:
         columns = ", ".join(f"NULL::{kind} AS {name}" for name, kind in _ARTICLE_COLUMNS.items())
-        con.execute(f"CREATE TEMP VIEW new_articles AS SELECT {columns} LIMIT 0")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW new_articles AS SELECT {columns} LIMIT 0")
         return 0
     if sum(path.stat().st_size for path in staged) <= _HELD_BYTES:
         return _hold_articles(con, staged)
     con.execute(f"COPY (SELECT * FROM {json_source(_ARTICLE_COLUMNS)}) TO {_literal(copied)}"
                 f" (FORMAT parquet, ROW_GROUP_SIZE {_ROW_GROUP})", [paths(staged)])
-    con.execute(f"""CREATE TEMP TABLE new_rows AS
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE new_rows AS
         SELECT s.file_row_number FROM read_parquet(?, file_row_number = true) s
         WHERE NOT EXISTS (SELECT 1 FROM articles a WHERE a.id = s.id)
         QUALIFY row_number() OVER (PARTITION BY s.id ORDER BY {_FIRST}, s.file_row_number) = 1""",
                 [str(copied)])
-    con.execute(f"""CREATE TEMP VIEW new_articles AS SELECT * EXCLUDE (file_row_number)
+    con.execute(f"""CREATE OR REPLACE TEMP VIEW new_articles AS SELECT * EXCLUDE (file_row_number)
         FROM read_parquet({_literal(copied)}, file_row_number = true)
         WHERE file_row_number IN (SELECT file_row_number FROM new_rows)""")
     row = con.execute("SELECT count(*) FROM new_rows").fetchone()
@@ -132,9 +134,9 @@ def _hold_articles(con: duckdb.DuckDBPyConnection, staged: list[Path]) -> int:
     _stage_articles). Copies and stored pages are rare in a micro-batch: they
     are looked for first (two cheap scans), and deleted only when found (a
     window over the rows and an anti-join cost ~3x reading them)."""
-    con.execute(f"CREATE TEMP TABLE new_held AS SELECT * FROM {json_source(_ARTICLE_COLUMNS)}",
-                [paths(staged)])
-    con.execute("CREATE TEMP VIEW new_articles AS SELECT * FROM new_held")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE new_held AS SELECT * FROM"
+                f" {json_source(_ARTICLE_COLUMNS)}", [paths(staged)])
+    con.execute("CREATE OR REPLACE TEMP VIEW new_articles AS SELECT * FROM new_held")
     # The stored ones found from the batch's side: a scan of the stored ids
     # against ~50, not a table of every stored id built to find none.
     row = con.execute("SELECT count(*), count(DISTINCT id), (SELECT count(*) FROM articles"
@@ -518,8 +520,7 @@ def _story_articles(con: duckdb.DuckDBPyConnection
 
 
 def _plan_table(con: duckdb.DuckDBPyConnection, directory: Path, table: str) -> None:
-    con.execute(f"DROP TABLE IF EXISTS {table}")
-    con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM "
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM "
                 f"{json_source(_PLAN_TABLES[table])}", [paths([_plan_file(directory, table)])])
 
 
