@@ -638,20 +638,18 @@ def _event_names(lead: str, tagged: Iterable[str] = ()) -> set[str]:
     come as codes from the tag stage, so there a country's name in the lead
     still counts, as rare as its word is in the stored statistics.)"""
     skip = _STOP.union(tagged)
-    out: set[str] = set()
-    start = True
-    for token in _TOKEN.findall(_CREDIT.sub(" ", lead)):
-        if token in ".!?":
-            start = True
-            continue
-        if token[0].isdigit():
-            out.add(f"n:{token}")
-        elif not start and token[0].isupper():
-            word = token.lower()
-            if word not in skip:
-                out.add(f"e:{word}")
-        start = False
+    tokens = _TOKEN.findall(_CREDIT.sub(" ", lead))
+    out = {f"n:{t}" for t in tokens if t[0].isdigit()}
+    # A word opens a sentence when the token before it ends one (or there is
+    # none: the "." before the first).
+    out.update(f"e:{w}" for w in (t.lower() for before, t in zip([".", *tokens], tokens,
+                                                                  strict=False)
+                                  if t[0].isupper() and before not in _ENDS)
+               if w not in skip)
     return out
+
+
+_ENDS = frozenset(".!?")  # a sentence's end, as a token of _TOKEN
 
 
 def _words(doc: ClusterDoc) -> tuple[dict[str, float], list[str], list[str], str]:
