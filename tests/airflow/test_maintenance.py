@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from support import factories as f
-from support.retention import SYRIA, rates, stage_three_reports
+from support.retention import SYRIA, TOPICS, rates, stage_three_reports
 
 from pipeline import store
 from pipeline.store.load import load
@@ -22,7 +22,7 @@ RATES = rates("analyst@example.org")
 
 def _loaded(tmp_path: Path) -> Any:
     """Story A: two reports two days apart; story B: one old report. Alerts pending."""
-    settings = f.settings(tmp_path, alerts=[SYRIA, RATES])
+    settings = f.settings(tmp_path, alerts=[SYRIA, RATES], topics=TOPICS)
     stage_three_reports(settings)
     with store.connect(settings.database) as con:
         load(con, settings, "run-1")

@@ -13,7 +13,7 @@ import psycopg2
 import pytest
 from support import factories as f
 from support import lake
-from support.retention import SYRIA, rates, stage_three_reports
+from support.retention import SYRIA, TOPICS, rates, stage_three_reports
 
 from pipeline.config import Settings
 from pipeline.store import delivery, maintenance
@@ -35,7 +35,7 @@ def catalog() -> Iterator[str]:
 def _loaded(tmp_path: Path, dsn: str) -> Settings:
     """Story A: two reports two days apart; story B: one old report. One of
     story B's two alerts already copied to the delivery table by a sender."""
-    settings = f.settings(tmp_path, alerts=[SYRIA, RATES],
+    settings = f.settings(tmp_path, alerts=[SYRIA, RATES], topics=TOPICS,
                           store=lake.store_section(dsn, tmp_path / "lake-data"))
     stage_three_reports(settings)
     with backend(settings).writer() as con:

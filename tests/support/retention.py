@@ -15,8 +15,13 @@ OTHER = ("The central bank raised its key interest rate by half a point to curb 
 SYRIA = {"name": "syria", "query": "topic:syria", "to": ["analyst@example.org"]}
 
 
+# Story B's topic, tagged on its report: configured, as an alert on a topic
+# no article can carry is a config error.
+TOPICS = {"rates": "interest rate OR rates"}
+
+
 def rates(*to: str) -> dict[str, Any]:
-    """The alert rule of story B, sent to ``to``."""
+    """The alert rule of story B (a topic of :data:`TOPICS`), sent to ``to``."""
     return {"name": "rates", "query": "topic:rates", "to": list(to)}
 
 
