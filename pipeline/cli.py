@@ -944,8 +944,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # most of the first second), or in a DuckDB statement, whose Python client
     # turns it into RuntimeError("Query interrupted") raised from the
     # KeyboardInterrupt. Either way it is the same sentence and exit code.
+    from pipeline.interrupts import Terminated
+
     try:
         return _command(argv)
+    except Terminated:  # SIGTERM during `run --once`
+        print("newsmon: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         pass
     except RuntimeError as exc:
