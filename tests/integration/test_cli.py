@@ -8,6 +8,7 @@ Every user error is exit code 2 with one sentence on stderr and no traceback;
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -873,6 +874,39 @@ def test_a_feed_or_page_on_a_private_address_says_which_allow_list_entry_lets_it
     assert result.stderr == (f"newsmon: {page}: refused: 127.0.0.1 is a loopback address;"
                              " newsmon does not fetch private, loopback or link-local addresses"
                              f" unless --allow-private lists '{entry}'\n")
+
+
+def test_the_feeds_table_shows_a_last_error_whole_under_its_feed(
+        tmp_path: Path, seed_site: Any) -> None:
+    """Before: the table cut `last_error` at 80 characters, and the advice at
+    the end of the sentence (`... unless fetch.allow_private lists
+    '127.0.0.1:PORT'`) was the part cut: `... private, loopback or link-lo…`.
+    It is now on lines of its own under the feed's row, wrapped to the
+    terminal; --json and --csv keep it a column, whole."""
+    entry = f"127.0.0.1:{seed_site.port}"
+    (tmp_path / "newsmon.yaml").write_text(
+        f"database: news.duckdb\nfeeds:\n  - url: {seed_site.feed_url}\n    name: Seed\n",
+        encoding="utf-8")
+    assert newsmon("run", "--once", "--quiet", cwd=tmp_path).returncode == 0
+    assert newsmon("feeds", "add", "https://example.org/rss", "--name", "Quiet",
+                   cwd=tmp_path).returncode == 0  # not polled yet: no error
+    advice = ("refused: 127.0.0.1 is a loopback address; newsmon does not fetch private,"
+              f" loopback or link-local addresses unless fetch.allow_private lists '{entry}'")
+    table = subprocess.run([*COMMAND, "feeds"], cwd=tmp_path, capture_output=True, text=True,
+                           env={**os.environ, "COLUMNS": "72"}, timeout=60, check=True).stdout
+    lines = table.splitlines()
+    assert lines[0].split() == ["name", "url", "fetch_url", "origin", "status", "last_success",
+                                "errors", "next_poll", "entries"]
+    seed = next(n for n, line in enumerate(lines) if line.startswith("Seed "))
+    note = list(itertools.takewhile(lambda line: line.startswith("  "), lines[seed + 1:]))
+    assert note[0].startswith("  last_error: refused: "), table
+    assert " ".join(line.strip() for line in note) == f"last_error: {advice}"
+    assert len(note) > 1 and all(len(line) <= 71 for line in note), note
+    assert lines[seed + 1 + len(note)].startswith("Quiet "), table  # no error, no line
+    assert "…" not in table
+    assert lines[-1] == "(2 rows)"
+    csv_rows = newsmon("feeds", "--csv", cwd=tmp_path).stdout.splitlines()
+    assert csv_rows[0].split(",")[6] == "last_error" and advice in csv_rows[1]
 
 
 def test_a_pass_that_polled_no_feed_says_none_was_due_and_how_to_poll_now(
