@@ -604,10 +604,11 @@ class _Stream:
         (an attempt); then the workers are killed, those starting too, and
         after them the fork server (the feed parser's pool was aborted as the
         interrupt left its ``with``; a pool not aborted would start a new
-        server): the threads waiting on them return at once,
-        where they waited for the start-up (3-9 s) or a page's extraction (up
-        to its limit). The warm-ups are not waited for: a start ends at once,
-        and a model load goes on, on its thread, till the process exits."""
+        server). The threads waiting on them return at once, where they
+        waited for the start-up (5-6 s) or a page's extraction (up to its
+        limit: 18.7 s for a 4 MB page). The warm-ups are not waited for: a
+        start ends at once, and a model load goes on, on its thread, till the
+        process exits."""
         for task in self.tasks:
             task.cancel()
         self.processor.abort()
