@@ -300,8 +300,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 2 if unreadable else 1 if failures else 0
 
 
-def _print_rows(columns: Sequence[str], rows: Iterable[Sequence[object]], fmt: Format) -> None:
-    write_rows(columns, rows, fmt, sys.stdout)
+def _print_rows(columns: Sequence[str], rows: Iterable[Sequence[object]], fmt: Format, *,
+                under: str | None = None) -> None:
+    write_rows(columns, rows, fmt, sys.stdout, under=under)
 
 
 def _print_cursor(cursor: duckdb.DuckDBPyConnection, fmt: Format) -> None:
@@ -631,7 +632,9 @@ def cmd_feeds(args: argparse.Namespace) -> int:
          "next_poll", "entries"],
         [(h.name, h.url, h.fetch_url, h.origin, h.status, h.last_success_at, h.last_error,
           h.error_count, h.next_poll_at, h.entries_seen) for h in health],
-        _format(args),
+        # An error's sentence ends with what to do ('... unless fetch.allow_private
+        # lists 127.0.0.1:8080'): whole, under its feed, where a cell cut it at 80.
+        _format(args), under="last_error",
     )
     return 0
 
@@ -944,8 +947,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # most of the first second), or in a DuckDB statement, whose Python client
     # turns it into RuntimeError("Query interrupted") raised from the
     # KeyboardInterrupt. Either way it is the same sentence and exit code.
+    from pipeline.interrupts import Terminated
+
     try:
         return _command(argv)
+    except Terminated:  # SIGTERM during `run --once`
+        print("newsmon: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         pass
     except RuntimeError as exc:

@@ -29,6 +29,11 @@
   shows control characters as U+FFFD (:func:`plain`); JSON escapes them
   (``\\u001b``), so the value read back is the stored one; CSV, for programs,
   keeps them as stored.
+- A table may show one column under each row instead of in a cell
+  (``under``): whole, wrapped to the terminal, where a cell is cut at
+  :data:`TABLE_CELL_WIDTH` characters. For a sentence whose end says what to
+  do (a feed's last error: ``... unless fetch.allow_private lists
+  '127.0.0.1:8080'``). CSV and JSON keep it a column.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ import itertools
 import json
 import math
 import re
+import shutil
+import textwrap
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -280,11 +287,16 @@ def _check_columns(columns: Sequence[str]) -> None:
 
 
 def write_rows(
-    columns: Sequence[str], rows: Iterable[Sequence[object]], fmt: Format, out: TextIO
+    columns: Sequence[str], rows: Iterable[Sequence[object]], fmt: Format, out: TextIO, *,
+    under: str | None = None,
 ) -> None:
     """Write ``rows`` (with ``columns``' names) to ``out`` as they come (the
-    table: its first :data:`TABLE_ROWS`); OutputError before any output."""
+    table: its first :data:`TABLE_ROWS`); OutputError before any output.
+    ``under``: the column a table shows under each row that has a value,
+    whole and wrapped, rather than in a cell (CSV and JSON: a column)."""
     _check_columns(columns)
+    if under is not None and under not in columns:
+        raise ValueError(f"no column {under!r} to show under the rows")
     if fmt == "json":
         for row in rows:
             out.write(_json(dict(zip(columns, row, strict=True))) + "\n")
@@ -295,7 +307,18 @@ def write_rows(
             writer.writerow([_text(v) for v in row])
     else:
         shown = list(itertools.islice(rows, TABLE_ROWS + 1))
-        _table(columns, shown[:TABLE_ROWS], out, more=len(shown) > TABLE_ROWS)
+        _table(columns, shown[:TABLE_ROWS], out, more=len(shown) > TABLE_ROWS, under=under)
+
+
+def _under(label: str, text: str) -> str:
+    """``text`` on lines of its own under its row: indented, after ``label``,
+    wrapped to the terminal (80 columns off one); a word longer than a line
+    (a URL) stays whole."""
+    lead = "  " + label
+    width = max(len(lead) + 20, shutil.get_terminal_size().columns - 1)
+    return "\n".join(textwrap.wrap(text, width=width, initial_indent=lead,
+                                   subsequent_indent=" " * len(lead), break_long_words=False,
+                                   break_on_hyphens=False)) + "\n"
 
 
 def fetched_rows(cursor: Any) -> Iterator[Sequence[object]]:
@@ -307,16 +330,22 @@ def fetched_rows(cursor: Any) -> Iterator[Sequence[object]]:
 
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[object]], out: TextIO, *,
-           more: bool = False) -> None:
+           more: bool = False, under: str | None = None) -> None:
     width = TABLE_CELL_WIDTH
-    columns = [plain(c) for c in columns]
-    cells = [[plain(" ".join(_text(v, iso=False).splitlines())) for v in row] for row in rows]
-    cells = [[c if len(c) <= width else c[:width - 1] + "…" for c in row] for row in cells]
+    below = columns.index(under) if under is not None else None
+    texts = [[plain(" ".join(_text(v, iso=False).splitlines())) for v in row] for row in rows]
+    notes = ["" if below is None or row[below] is None else texts[n][below]
+             for n, row in enumerate(rows)]
+    columns = [plain(c) for i, c in enumerate(columns) if i != below]
+    cells = [[c if len(c) <= width else c[:width - 1] + "…"
+              for i, c in enumerate(row) if i != below] for row in texts]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
     out.write("  ".join("-" * w for w in widths) + "\n")
-    for row in cells:
+    for row, note in zip(cells, notes, strict=True):
         out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
+        if note:
+            out.write(_under(f"{plain(under or '')}: ", note))
     if more:
         out.write(f"(the first {len(rows):,} rows; there are more: use --csv or --json for"
                   " all of them, or LIMIT)\n")

@@ -168,6 +168,13 @@ class Processor:
             for page in pages:
                 yield self.process(page)
 
+    def abort(self) -> None:
+        """Kill the workers now, from any thread (Ctrl-C, SIGTERM): a start or a
+        page under way ends at once (see :meth:`WorkerPool.abort`)."""
+        pool = self._pool
+        if pool is not None:
+            pool.abort()
+
     def close(self) -> None:
         if self._threads is not None:
             self._threads.shutdown(wait=True, cancel_futures=True)

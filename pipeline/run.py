@@ -31,6 +31,7 @@ from types import FrameType
 
 from pipeline import alert
 from pipeline.config import Settings
+from pipeline.interrupts import terminated_as_interrupt
 from pipeline.process import ProcessSummary, ShardPart, process_stage, shard_count, shard_parts
 from pipeline.reload import ConfigWatch
 from pipeline.stages import (
@@ -229,8 +230,13 @@ def run_pass(
     Runs left ready by an earlier pass whose load failed are loaded first; a
     batch that cannot be staged ends the pass and leaves nothing behind (its
     entries were not stored, so they come back), a load that fails keeps its
-    batch, and the rest of the pass beside it, for the next pass."""
-    with pass_lock(settings):
+    batch, and the rest of the pass beside it, for the next pass.
+
+    Ctrl-C (KeyboardInterrupt) or SIGTERM (:class:`~pipeline.interrupts.Terminated`)
+    stops it within a second, whatever it is doing but a load (a transaction,
+    let finish): the extraction workers are killed, starting or not. What was
+    loaded stays; what was not is fetched again by the next pass."""
+    with terminated_as_interrupt(), pass_lock(settings):
         leftovers, pruned = _load_leftovers(settings)
         deadline = time.monotonic() + settings.fetch.pass_budget_seconds
         streamed = stream_pass(settings, force=force, workers=workers, progress=progress,

@@ -16,17 +16,22 @@ copy the locks of the parent's event loop and HTTP threads. A worker imports
 the function's module and runs the initializer before it says it is ready,
 so that start-up time (importing trafilatura and building the tagger: about
 3.5 s) is never charged to a call's limit.
+
+:meth:`WorkerPool.abort` (Ctrl-C, SIGTERM) kills the workers at once, those
+starting and those in a call too: the threads waiting on them return (with
+:class:`WorkerDied`) instead of waiting out the start-up or the call's limit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 import queue
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
@@ -38,7 +43,7 @@ _MAIN_LOCK = threading.Lock()
 _PRELOAD: set[str] = set()
 
 
-@contextmanager
+@contextlib.contextmanager
 def _main_script_hidden() -> Iterator[None]:
     """forkserver children re-run the parent's ``__main__`` script unless it came
     from ``python -m``; under Airflow that is the ``airflow`` script, whose import
@@ -56,7 +61,7 @@ def _main_script_hidden() -> Iterator[None]:
         finally:
             main.__file__ = path
 
-__all__ = ["PoolClosed", "TimeLimitExceeded", "WorkerDied", "WorkerPool"]
+__all__ = ["PoolClosed", "TimeLimitExceeded", "WorkerDied", "WorkerPool", "stop_fork_server"]
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -111,6 +116,59 @@ def _serve(
             conn.send(("error", _RemoteError(f"{type(exc).__name__}: {exc}")))
 
 
+def stop_fork_server() -> None:
+    """Kill the process's fork server and the workers it forked, once every
+    pool that uses it is aborted (:meth:`WorkerPool.abort`). A worker's start
+    waits on the server while it imports the preloaded modules (trafilatura:
+    1-2 s); killed, the start fails at once. A pool not aborted yet would
+    start a new server for its next worker, and wait on that one's imports.
+
+    The server is stopped (SIGSTOP) before its children are looked for: a
+    worker forked a moment before the server was killed, its pid not yet sent
+    to the start waiting on it, was left running, unknown to its pool (in 3
+    aborts out of 8 that came as the first worker was forked). multiprocessing
+    has no public handle on the server (one per process,
+    ``forkserver._forkserver``); it starts a new one for the next worker
+    (``ensure_running`` finds this one dead)."""
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    # Held while a start spawns the server: a pid read then was still None, and
+    # the start went on to wait 1-5 s for the server's imports.
+    lock = getattr(server, "_lock", None) or contextlib.nullcontext()
+    with lock:
+        pid = getattr(server, "_forkserver_pid", None)
+    if not isinstance(pid, int):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGSTOP)  # forks no more: its children are all there are
+        for child in _children(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux's /proc; elsewhere none)."""
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as stat:
+                # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
 class _Worker:
     """One worker process and its pipe; started on first use, restarted after a kill."""
 
@@ -122,16 +180,31 @@ class _Worker:
         self._args = (function, initializer, initargs)
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
+        # abort() runs on another thread than the one starting or calling the
+        # worker: it sees the process as soon as it exists, or the start sees
+        # the abort and kills what it started.
+        self._lock = threading.Lock()
+        self._aborted = False
 
     def _start(self) -> Connection:
+        if self._aborted:
+            raise WorkerDied("the worker pool was stopped")
         parent, child = self._context.Pipe()
         process = self._context.Process(
             target=_serve, args=(child, *self._args), daemon=True, name="newsmon-worker"
         )
-        with _main_script_hidden():
-            process.start()
+        try:
+            with _main_script_hidden():
+                process.start()
+        except (EOFError, OSError):  # the fork server was killed (abort) or died
+            parent.close()
+            child.close()
+            raise WorkerDied("the fork server exited while starting a worker") from None
         child.close()
-        self._process, self._conn = process, parent
+        with self._lock:
+            self._process, self._conn = process, parent
+            if self._aborted:
+                process.kill()
         try:
             kind, detail = parent.recv()  # no limit: start-up is our code, not the input's
         except EOFError:
@@ -163,9 +236,19 @@ class _Worker:
         self.stop(kill=True)
         raise TimeLimitExceeded(timeout)
 
+    def abort(self) -> None:
+        """Kill the process now, from any thread; no new one is started. The
+        thread starting or calling it gets EOF on its pipe and cleans up."""
+        with self._lock:
+            self._aborted = True
+            process = self._process
+            if process is not None:
+                process.kill()
+
     def stop(self, *, kill: bool) -> None:
-        process, conn = self._process, self._conn
-        self._process = self._conn = None
+        with self._lock:
+            process, conn = self._process, self._conn
+            self._process = self._conn = None
         if conn is not None:
             conn.close()  # the worker's recv() gets EOFError and returns
         if process is None:
@@ -257,6 +340,16 @@ class WorkerPool(Generic[A, R]):
         for worker in taken:
             worker.stop(kill=False)
             self._idle.put(worker)  # a caller still waiting gets it, and PoolClosed
+
+    def abort(self) -> None:
+        """Stop now (Ctrl-C, SIGTERM), from any thread: kill every worker, those
+        starting and those in a call too; start none again. The calls and
+        starts under way raise :class:`WorkerDied` within moments (but a start
+        that waits on the fork server: see :func:`stop_fork_server`); then
+        :meth:`close` returns at once."""
+        self._closed = True
+        for worker in self._workers:
+            worker.abort()
 
     def __enter__(self) -> WorkerPool[A, R]:
         return self

@@ -366,7 +366,11 @@ class FeedPoller:
     def __enter__(self) -> FeedPoller:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None and not issubclass(exc_type, Exception):
+            # Ctrl-C, SIGTERM, a cancel: the parses under way are not waited
+            # for (up to their time limit), nor a start.
+            self._parser.abort()
         self._parser.close()
 
 

@@ -8,6 +8,7 @@ Every user error is exit code 2 with one sentence on stderr and no traceback;
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -557,6 +558,71 @@ def test_ctrl_c_stops_a_long_statement_at_once_wherever_it_lands(workdir: Path) 
         assert waited < 5, (delay, waited)
 
 
+def _session_processes(session: int) -> list[tuple[int, str]]:
+    """The processes alive in ``session`` (a zombie is dead: only its exit
+    status is left, for a parent gone too), with their command lines."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            command = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[3]) == session and fields[0] != "Z":
+            found.append((int(entry), command.replace(b"\0", b" ").decode(errors="replace")))
+    return found
+
+
+@pytest.mark.parametrize(("stop", "code", "said"), [(signal.SIGINT, 130, "interrupted"),
+                                                    (signal.SIGTERM, 143, "terminated")])
+def test_a_pass_stopped_while_its_workers_start_ends_at_once_and_leaves_no_process(
+        tmp_path: Path, seed_site: Any, stop: signal.Signals, code: int, said: str) -> None:
+    """Before: a Ctrl-C while the extraction workers started (each builds its
+    tagger, one after the other) waited for all of them: 5.0 s with 2 workers,
+    6.0 s with 4 (after 0.4-0.9 s now). SIGTERM ended the process where it
+    stood (-15), and its workers, children of the fork server, started on and
+    printed a BrokenPipeError traceback each. Nothing was stored either way,
+    and the next pass stores the feed's articles."""
+    (tmp_path / "newsmon.yaml").write_text(
+        f"database: news.duckdb\nfeeds:\n  - url: {seed_site.feed_url}\n"
+        f"fetch:\n  allow_private: ['127.0.0.1:{seed_site.port}']\n", encoding="utf-8")
+    # A session of its own: every process it starts is found by its session
+    # id, the fork server and the workers (its children) too, once it is gone.
+    proc = subprocess.Popen([*FROM_A_TERMINAL, "run", "--once", "--quiet", "--workers", "4"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        # The fork server and a first worker forked from it: the workers start.
+        deadline = time.monotonic() + 60
+        while len([c for _, c in _session_processes(proc.pid)
+                   if "multiprocessing.forkserver" in c]) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.01)
+        sent = time.monotonic()
+        proc.send_signal(stop)
+        _, stderr = proc.communicate(timeout=60)
+        waited = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert waited < 3, (waited, stderr)
+    assert (proc.returncode, stderr) == (code, f"newsmon: {said}\n")
+    left = _session_processes(proc.pid)
+    deadline = time.monotonic() + 1  # a killed process is gone within moments
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = _session_processes(proc.pid)
+    assert left == []
+    with duckdb.connect(str(tmp_path / "news.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM articles").fetchone() == (0,)
+    again = newsmon("run", "--once", "--quiet", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "stored 5 article(s)" in again.stdout, again.stdout
+
+
 @pytest.mark.parametrize("args", [["alerts", "send"], ["compact"]])
 def test_a_command_that_tends_a_database_creates_none_at_a_mistyped_path(
         tmp_path: Path, args: list[str]) -> None:
@@ -808,6 +874,39 @@ def test_a_feed_or_page_on_a_private_address_says_which_allow_list_entry_lets_it
     assert result.stderr == (f"newsmon: {page}: refused: 127.0.0.1 is a loopback address;"
                              " newsmon does not fetch private, loopback or link-local addresses"
                              f" unless --allow-private lists '{entry}'\n")
+
+
+def test_the_feeds_table_shows_a_last_error_whole_under_its_feed(
+        tmp_path: Path, seed_site: Any) -> None:
+    """Before: the table cut `last_error` at 80 characters, and the advice at
+    the end of the sentence (`... unless fetch.allow_private lists
+    '127.0.0.1:PORT'`) was the part cut: `... private, loopback or link-lo…`.
+    It is now on lines of its own under the feed's row, wrapped to the
+    terminal; --json and --csv keep it a column, whole."""
+    entry = f"127.0.0.1:{seed_site.port}"
+    (tmp_path / "newsmon.yaml").write_text(
+        f"database: news.duckdb\nfeeds:\n  - url: {seed_site.feed_url}\n    name: Seed\n",
+        encoding="utf-8")
+    assert newsmon("run", "--once", "--quiet", cwd=tmp_path).returncode == 0
+    assert newsmon("feeds", "add", "https://example.org/rss", "--name", "Quiet",
+                   cwd=tmp_path).returncode == 0  # not polled yet: no error
+    advice = ("refused: 127.0.0.1 is a loopback address; newsmon does not fetch private,"
+              f" loopback or link-local addresses unless fetch.allow_private lists '{entry}'")
+    table = subprocess.run([*COMMAND, "feeds"], cwd=tmp_path, capture_output=True, text=True,
+                           env={**os.environ, "COLUMNS": "72"}, timeout=60, check=True).stdout
+    lines = table.splitlines()
+    assert lines[0].split() == ["name", "url", "fetch_url", "origin", "status", "last_success",
+                                "errors", "next_poll", "entries"]
+    seed = next(n for n, line in enumerate(lines) if line.startswith("Seed "))
+    note = list(itertools.takewhile(lambda line: line.startswith("  "), lines[seed + 1:]))
+    assert note[0].startswith("  last_error: refused: "), table
+    assert " ".join(line.strip() for line in note) == f"last_error: {advice}"
+    assert len(note) > 1 and all(len(line) <= 71 for line in note), note
+    assert lines[seed + 1 + len(note)].startswith("Quiet "), table  # no error, no line
+    assert "…" not in table
+    assert lines[-1] == "(2 rows)"
+    csv_rows = newsmon("feeds", "--csv", cwd=tmp_path).stdout.splitlines()
+    assert csv_rows[0].split(",")[6] == "last_error" and advice in csv_rows[1]
 
 
 def test_a_pass_that_polled_no_feed_says_none_was_due_and_how_to_poll_now(
