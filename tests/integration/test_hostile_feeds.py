@@ -385,17 +385,24 @@ def _grandchildren() -> set[int]:
     return {g for c in children(os.getpid()) for g in children(c)}
 
 
-def test_a_worker_killed_from_outside_leaves_its_page_to_retry(tmp_path: Path) -> None:
-    """The OOM killer (or an operator's kill -9) ends an extraction worker in
-    the middle of a page: not the page's fault, so the page is tried again on
-    a later pass (transient, like a timeout while fetching), not rejected for
-    good; the next page gets a fresh worker."""
+def _slow_extraction(tmp_path: Path) -> tuple[Settings, FetchedPage]:
+    """Settings allowing 120 s an extraction, and a page that takes ~18 s."""
     settings = parse_settings({"database": str(tmp_path / "news.duckdb"),
                                "process": {"extract_timeout": 120}})
     entry = FeedEntry(id="slow", feed_url="http://127.0.0.1:9/f", feed_name="F",
                       url="http://127.0.0.1:9/slow", title="", summary="", published_at=None)
     slow = FetchedPage(entry=entry, url=entry.url, status=200, content_type="text/html",
                        body=_slow_page(), fetched_at=NOW)
+    return settings, slow
+
+
+def test_a_worker_killed_from_outside_leaves_its_page_to_retry(tmp_path: Path) -> None:
+    """The OOM killer (or an operator's kill -9) ends an extraction worker in
+    the middle of a page: not the page's fault, so the page is tried again on
+    a later pass (transient, like a timeout while fetching), not rejected for
+    good; the next page gets a fresh worker."""
+    settings, slow = _slow_extraction(tmp_path)
+    entry = slow.entry
     with Processor(settings, workers=1) as processor:
         processor.start()
         before = _grandchildren()
@@ -430,12 +437,7 @@ def test_an_abort_ends_the_workers_start_and_a_page_under_way_at_once(tmp_path: 
     after the other: 5-6 s) and for a page under way (up to its limit, 120 s
     here; about 18 s for this page). Killed, each thread waiting on a worker
     returns at once, and no worker is left."""
-    settings = parse_settings({"database": str(tmp_path / "news.duckdb"),
-                               "process": {"extract_timeout": 120}})
-    entry = FeedEntry(id="slow", feed_url="http://127.0.0.1:9/f", feed_name="F",
-                      url="http://127.0.0.1:9/slow", title="", summary="", published_at=None)
-    slow = FetchedPage(entry=entry, url=entry.url, status=200, content_type="text/html",
-                       body=_slow_page(), fetched_at=NOW)
+    settings, slow = _slow_extraction(tmp_path)
     with ThreadPoolExecutor(1) as thread:
         with Processor(settings, workers=3) as processor:
             starting = thread.submit(processor.start)
