@@ -31,6 +31,8 @@ from ._errors import (
     InvalidURL,
     NetworkError,
     TooManyRedirects,
+    allow_entry,
+    private_advice,
 )
 from ._guard import allow_entry_problem, check_address, check_written_host, is_allowed
 from ._models import FetchLimits, Response
@@ -50,8 +52,10 @@ __all__ = [
     "NetworkError",
     "Response",
     "TooManyRedirects",
+    "allow_entry",
     "allow_entry_problem",
     "check_address",
     "check_written_host",
     "is_allowed",
+    "private_advice",
 ]

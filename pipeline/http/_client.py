@@ -34,6 +34,7 @@ from ._errors import (
     InvalidURL,
     NetworkError,
     TooManyRedirects,
+    allow_entry,
 )
 from ._guard import GuardedTransport, LookupFailed, RefusedAddress
 from ._models import FetchLimits, Response
@@ -253,9 +254,7 @@ class Fetcher:
         except RefusedAddress as exc:
             via = "" if exc.host == exc.address else f" ({exc.host} resolves to it)"
             refused = AddressRefused(url, f"refused: {exc.reason}{via}")
-            host = target.host
-            port = target.port or (443 if target.scheme == "https" else 80)
-            refused.allow = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            refused.allow = allow_entry(target.host, target.port, target.scheme)
             raise refused from None
         except LookupFailed as exc:
             raise DNSError(

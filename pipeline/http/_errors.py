@@ -84,8 +84,20 @@ class AddressRefused(FetchError):
         """The reason and what to do about it, as `newsmon feeds add` says it."""
         if self.allow is None:
             return self.reason
-        return (f"{self.reason}; newsmon does not fetch private, loopback or link-local"
-                f" addresses unless {setting} lists '{self.allow}'")
+        return f"{self.reason}; {private_advice(self.allow, setting)}"
+
+
+def allow_entry(host: str, port: int | None, scheme: str) -> str:
+    """The ``fetch.allow_private`` entry that lets ``host`` (as the URL writes
+    it) through on ``port`` (the scheme's default when None)."""
+    port = port or (443 if scheme == "https" else 80)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def private_advice(entry: str, setting: str = "fetch.allow_private") -> str:
+    """What to do about a refused private address: list ``entry`` in ``setting``."""
+    return (f"newsmon does not fetch private, loopback or link-local addresses unless"
+            f" {setting} lists '{entry}'")
 
 
 class ConnectError(FetchError):

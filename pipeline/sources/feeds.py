@@ -42,7 +42,7 @@ from pydantic import ValidationError
 
 from pipeline import store
 from pipeline.config import FeedConfig, Settings
-from pipeline.http import check_written_host
+from pipeline.http import allow_entry, check_written_host, private_advice
 from pipeline.ids import feed_key
 from pipeline.store.backend import backend, fenced
 
@@ -163,11 +163,8 @@ def _checked(url: str, name: str | None, settings: Settings) -> Feed:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     refused = check_written_host(host, port, settings.fetch.allow_private)
     if refused is not None:
-        written = f"[{host}]" if ":" in host else host
-        raise FeedError(
-            f"{config.url}: {refused}; newsmon does not fetch private, loopback or link-local"
-            f" addresses unless fetch.allow_private lists '{written}:{port}'"
-        )
+        raise FeedError(f"{config.url}: {refused};"
+                        f" {private_advice(allow_entry(host, port, parts.scheme))}")
     return Feed(url=config.url, name=config.name, origin="added")
 
 
