@@ -124,16 +124,17 @@ def _stage_articles(con: duckdb.DuckDBPyConnection, directory: Path, copied: Pat
 # (rows equal in all four are one fetch of one entry, staged twice).
 _FIRST = "s.fetched_at, s.url, s.feed_url, s.entry_id"
 
-# Staged JSON Lines up to this size (~400 articles) are held in memory while
-# planned; more are streamed from their Parquet copy (see _stage_articles).
+# Staged JSON Lines up to this size (~1,000 articles: a micro-batch of 50 is
+# ~200 KiB) are held in memory while planned; more are streamed from their
+# Parquet copy (see _stage_articles).
 _HELD_BYTES = 4 << 20
 
 
 def _hold_articles(con: duckdb.DuckDBPyConnection, staged: list[Path]) -> int:
     """``new_articles`` over a temp table of the staged rows (see
     _stage_articles). Copies and stored pages are rare in a micro-batch: they
-    are looked for first (two cheap scans), and deleted only when found (a
-    window over the rows and an anti-join cost ~3x reading them)."""
+    are looked for first (one query), and deleted only when found (a window
+    over the rows and an anti-join cost ~3x reading them)."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE new_held AS SELECT * FROM"
                 f" {json_source(_ARTICLE_COLUMNS)}", [paths(staged)])
     con.execute("CREATE OR REPLACE TEMP VIEW new_articles AS SELECT * FROM new_held")
