@@ -43,7 +43,15 @@ import duckdb
 from benchmarks.report import Row, Section, x
 from benchmarks.synthetic import Newsroom, page_html
 from pipeline import store
-from pipeline.signal.cluster import ClusterDoc, Clusterer, Options, TermStats, cluster, features
+from pipeline.signal.cluster import (
+    ClusterDoc,
+    Clusterer,
+    Options,
+    TermStats,
+    cluster,
+    features,
+    staged_features,
+)
 from pipeline.store import story_state
 
 COMMAND = ".venv/bin/python -m benchmarks.cluster_speed"
@@ -273,6 +281,10 @@ class StreamFigures:
     folding_plan_s: float  # the warm ones (folding_reused), as warm_plan_s
     folding_load_s: float
     folding_reused: int
+    # An article's features, computed by the process stage's workers and staged
+    # (not in the plan), against the extraction call on its page, each a mean.
+    features_ms: float
+    extract_ms: float
 
 
 def _record(room: Newsroom, i: int) -> dict[str, object]:
@@ -290,13 +302,43 @@ def _record(room: Newsroom, i: int) -> dict[str, object]:
             "removed": []}
 
 
-def _stage(settings: object, run_id: str, records: list[dict[str, object]]) -> None:
+def _stage(settings: object, run_id: str, records: list[dict[str, object]], *,
+           features: bool = True) -> None:
+    """Stage ``records`` as the process stage does: each article, and its
+    clustering features (computed there, in the workers, beside the extraction:
+    :func:`features_cost` times them)."""
     from pipeline.store import staging
 
     directory = staging.run_dir(settings.staging, run_id)  # type: ignore[attr-defined]
     with staging.StagingWriter(directory, "p000") as writer:
         for record in records:
             writer.write("articles", record)
+            if features:
+                writer.write("features", _features(record))
+
+
+def _features_cost(room: Newsroom, first: int, n: int = 40) -> tuple[float, float]:
+    """Ms an article: its features (as the process stage stages them), and
+    the extraction call on its page."""
+    from pipeline.content.extract import extract
+
+    records = [_record(room, first + i) for i in range(n)]
+    started = time.process_time()
+    for record in records:
+        _features(record)
+    features_ms = 1000 * (time.process_time() - started) / n
+    pages = [page_html(room.article(first + i), url=f"https://outlet.example/{i}", related=[])
+             for i in range(n)]
+    started = time.process_time()
+    for page in pages:
+        extract(page, url="https://outlet.example/a")
+    return features_ms, 1000 * (time.process_time() - started) / n
+
+
+def _features(record: dict[str, object]) -> dict[str, object]:
+    return staged_features(str(record["id"]), str(record["title"]), str(record["text"]),
+                           record["countries"], record["people"],  # type: ignore[arg-type]
+                           str(record["language"]))
 
 
 def _kept(keep: Path, known_n: int) -> Path:
@@ -410,7 +452,9 @@ def measure_stream(known_n: int, new_n: int, *, cold_batches: int,
                                           " (SELECT unnest(?::VARCHAR[]))", [ids]).fetchall())
 
         same = stories(warm_settings) == stories(cold_settings)
-    return StreamFigures(known=known_n, batches=len(parts), warm_plan_s=warm_plan_s,
+    features_ms, extract_ms = _features_cost(room, known_n + new_n)
+    return StreamFigures(features_ms=features_ms, extract_ms=extract_ms,
+                         known=known_n, batches=len(parts), warm_plan_s=warm_plan_s,
                          warm_plan_cpu_s=warm_plan_cpu_s, warm_open_s=warm_open_s,
                          warm_load_s=warm_load_s, warm_reused=warm.reused, cold_batches=count,
                          cold_plan_s=cold_plan_s, cold_load_s=cold_load_s, same=same,
@@ -448,6 +492,10 @@ def stream_rows(f: StreamFigures) -> list[Row]:
             ratio=x(warm_all / folding_all)),
         Row(measure="  the warm batches store the restoring ones' stories",
             value="yes" if f.same else "NO"),
+        Row(measure="an article's features, staged by the process stage (not in the plan)",
+            value=f"{f.features_ms:.2f} ms CPU",
+            baseline=f"{f.extract_ms:.1f} ms (the extraction call on its page)",
+            ratio=x(f.features_ms / f.extract_ms)),
     ]
 
 

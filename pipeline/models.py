@@ -113,6 +113,9 @@ class TaggedArticle:
     countries: tuple[str, ...]  # ISO 3166-1 alpha-2
     people: tuple[str, ...]  # canonical names from the watchlist
     evidence: tuple[TagEvidence, ...] = field(default=())
+    # What the cluster stage compares it by, computed beside the extraction
+    # (pipeline.signal.cluster.staged_features) and staged with it.
+    cluster_features: dict[str, object] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

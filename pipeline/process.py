@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -42,6 +42,7 @@ from pipeline.content.language import LanguageDetector, load_detector
 from pipeline.content.words import count as word_count
 from pipeline.http import Fetcher
 from pipeline.models import Article, FeedEntry, FetchedPage, Rejection, TaggedArticle
+from pipeline.signal.cluster import staged_features
 from pipeline.signal.tag import Tagger, build_tagger, tag
 from pipeline.sources.pages import fetch
 from pipeline.stages import (
@@ -98,7 +99,13 @@ def process_page(page: FetchedPage, ctx: Context) -> TaggedArticle | Rejection:
         language=ctx.language.detect(f"{title}\n{cleaned.text}", declared=extracted.language),
         removed=cleaned.removed,
     )
-    return tag(article, ctx.tagger)
+    tagged = tag(article, ctx.tagger)
+    # Here, in the worker processes, not in the cluster stage: one process for
+    # the whole pipeline (pipeline.signal.cluster, "features computed where the
+    # article is made").
+    return replace(tagged, cluster_features=staged_features(
+        article.id, article.title, article.text, tagged.countries, tagged.people,
+        article.language))
 
 
 # -- the pool ------------------------------------------------------------------------------

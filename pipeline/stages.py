@@ -206,6 +206,8 @@ def record_outcome(
     if isinstance(outcome, TaggedArticle):
         a = outcome.article
         sink.write("articles", staging.record(ArticleRecord.of(outcome)))
+        if outcome.cluster_features is not None:
+            sink.write("features", outcome.cluster_features)
         sink.write("entries", _entry_status(entry, status="stored", attempts=tries,
                                             article_id=a.id))
         counts["articles"] += 1

@@ -36,6 +36,7 @@ from pipeline.alert import StoryArticle
 from pipeline.config import Settings
 from pipeline.models import ArticleRecord
 from pipeline.signal.cluster import (
+    PLAN_TEXT_CHARS,
     ClusterDoc,
     Clusterer,
     Link,
@@ -81,10 +82,10 @@ _BATCH = 1000
 
 
 def _stage_articles(con: duckdb.DuckDBPyConnection, directory: Path, copied: Path,
-                    shards: Collection[str]) -> int:
+                    shards: Collection[str]) -> tuple[int, _Bounds | None]:
     """``new_articles``: this run's staged articles, each id once and none already
-    stored; how many. ``copied``: the file behind it, if any (the caller
-    deletes it).
+    stored; how many, and their first and last time when already known (None:
+    not asked). ``copied``: the file behind it, if any (the caller deletes it).
 
     A view. A run of up to _HELD_BYTES staged (a micro-batch) is read once into
     a temp table: the plan reads it four times. A larger one (a pass) is never
@@ -102,7 +103,7 @@ def _stage_articles(con: duckdb.DuckDBPyConnection, directory: Path, copied: Pat
     if not staged:
         columns = ", ".join(f"NULL::{kind} AS {name}" for name, kind in _ARTICLE_COLUMNS.items())
         con.execute(f"CREATE OR REPLACE TEMP VIEW new_articles AS SELECT {columns} LIMIT 0")
-        return 0
+        return 0, (None, None)
     if sum(path.stat().st_size for path in staged) <= _HELD_BYTES:
         return _hold_articles(con, staged)
     con.execute(f"COPY (SELECT * FROM {json_source(_ARTICLE_COLUMNS)}) TO {_literal(copied)}"
@@ -116,7 +117,12 @@ def _stage_articles(con: duckdb.DuckDBPyConnection, directory: Path, copied: Pat
         FROM read_parquet({_literal(copied)}, file_row_number = true)
         WHERE file_row_number IN (SELECT file_row_number FROM new_rows)""")
     row = con.execute("SELECT count(*) FROM new_rows").fetchone()
-    return int(row[0]) if row else 0
+    return (int(row[0]) if row else 0), None
+
+
+# The first and last time of the new articles (None, None: there are none).
+_Bounds = tuple[Any, Any]
+_TIME = "coalesce(published_at, fetched_at)"
 
 
 # The same page can arrive through two feeds (or twice in one feed): the copy
@@ -130,26 +136,32 @@ _FIRST = "s.fetched_at, s.url, s.feed_url, s.entry_id"
 _HELD_BYTES = 4 << 20
 
 
-def _hold_articles(con: duckdb.DuckDBPyConnection, staged: list[Path]) -> int:
+def _hold_articles(con: duckdb.DuckDBPyConnection, staged: list[Path]
+                   ) -> tuple[int, _Bounds | None]:
     """``new_articles`` over a temp table of the staged rows (see
     _stage_articles). Copies and stored pages are rare in a micro-batch: they
-    are looked for first (one query), and deleted only when found (a window
+    are looked for first (one query, which also reads the rows' first and
+    last time: theirs when none goes), and deleted only when found (a window
     over the rows and an anti-join cost ~3x reading them)."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE new_held AS SELECT * FROM"
                 f" {json_source(_ARTICLE_COLUMNS)}", [paths(staged)])
     con.execute("CREATE OR REPLACE TEMP VIEW new_articles AS SELECT * FROM new_held")
     # The stored ones found from the batch's side: a scan of the stored ids
     # against ~50, not a table of every stored id built to find none.
-    row = con.execute("SELECT count(*), count(DISTINCT id), (SELECT count(*) FROM articles"
-                      " WHERE id IN (SELECT id FROM new_held)) FROM new_held").fetchone()
-    rows, ids, stored = (int(v) for v in row) if row else (0, 0, 0)
+    row = con.execute(f"SELECT count(*), count(DISTINCT id), (SELECT count(*) FROM articles"
+                      f" WHERE id IN (SELECT id FROM new_held)), min({_TIME}), max({_TIME})"
+                      " FROM new_held").fetchone()
+    rows, ids, stored = (int(v) for v in row[:3]) if row else (0, 0, 0)
+    bounds: _Bounds | None = (row[3], row[4]) if row else (None, None)
     if stored:
+        bounds = None
         con.execute("DELETE FROM new_held WHERE id IN"
                     " (SELECT id FROM articles WHERE id IN (SELECT id FROM new_held))")
     if ids < rows:
+        bounds = None
         con.execute(f"""DELETE FROM new_held WHERE rowid IN (SELECT s.rowid FROM new_held s
             QUALIFY row_number() OVER (PARTITION BY s.id ORDER BY {_FIRST}, s.rowid) > 1)""")
-    return ids - stored
+    return ids - stored, bounds
 
 
 def _new_articles_file(directory: Path) -> Path:
@@ -170,12 +182,30 @@ def _plan_new(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Pat
     candidates)."""
     copied = _new_articles_file(directory)
     try:
-        articles = _stage_articles(con, directory, copied, shards)
-        stories, candidates = _make_plan(con, settings, directory, snapshot, warm)
+        articles, bounds = _stage_articles(con, directory, copied, shards)
+        stories, candidates = _make_plan(con, settings, directory, snapshot, warm,
+                                         staged=lambda: _staged_features(directory, shards),
+                                         bounds=bounds)
         _drop_new_articles(con)  # not on an error: in an aborted transaction it would fail too
     finally:
         copied.unlink(missing_ok=True)
     return articles, stories, candidates
+
+
+def _staged_features(directory: Path, shards: Collection[str]
+                     ) -> dict[tuple[str, int], dict[str, Any]]:
+    """The features the process stage staged for ``shards``' articles, by id
+    and the CRC of what they were made of (pipeline.signal.cluster.staged_features).
+    Read here, not through DuckDB: the clusterer is their only reader. None
+    staged (a stage from before them): an empty mapping, and the clusterer
+    computes them."""
+    staged: dict[tuple[str, int], dict[str, Any]] = {}
+    for path in staging.files(directory, "features", shards):
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                record = json.loads(line)
+                staged[(str(record["id"]), int(record["crc"]))] = record
+    return staged
 
 
 def _docs(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()
@@ -210,8 +240,8 @@ def _term_stats(con: duckdb.DuckDBPyConnection, keys: set[str]) -> TermStats:
 # The language lets the clusterer join reports of one event in two languages
 # (pipeline/cluster.py, "Different languages").
 _DOC_COLUMNS = (
-    "id, coalesce(published_at, fetched_at), title, left(text, 3000), source, countries, people,"
-    " language"
+    f"id, coalesce(published_at, fetched_at), title, left(text, {PLAN_TEXT_CHARS}), source,"
+    " countries, people, language"
 )
 
 
@@ -342,8 +372,12 @@ def _warm_key(settings: Settings) -> str:
 def _make_plan(
     con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path, snapshot: _Snapshot,
     warm: WarmClusterer | None = None,
+    staged: Callable[[], dict[tuple[str, int], dict[str, Any]]] | None = None,
+    bounds: _Bounds | None = None,
 ) -> tuple[int, int]:
-    """Cluster ``new_articles`` and write the plan files; (stories, candidates)."""
+    """Cluster ``new_articles`` and write the plan files; (stories, candidates).
+    ``staged``: reads the features the process stage staged for them;
+    ``bounds``: their first and last time, when known (read otherwise)."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / _PLAN).unlink(missing_ok=True)  # written last: the plan's commit mark
     assignments: dict[str, str] = {}
@@ -353,10 +387,8 @@ def _make_plan(
     links: list[Link] = []
     saved: tuple[list[StoryState], list[StorySignature]] = ([], [])
     clusterer: Clusterer | None = None
-    bounds = con.execute(
-        "SELECT min(coalesce(published_at, fetched_at)), max(coalesce(published_at, fetched_at))"
-        " FROM new_articles"
-    ).fetchone()
+    if bounds is None:
+        bounds = con.execute(f"SELECT min({_TIME}), max({_TIME}) FROM new_articles").fetchone()
     ready = snapshot.ready
     all_saved = False
     # The clusterer of this process's last plan, when the store is as its load
@@ -404,6 +436,7 @@ def _make_plan(
                       else Encoder() if settings.cluster.embeddings else None),
             saved=saved_stories, warm=went_on,
             founder_texts=lambda ids: story_state.founder_texts(con, ids),
+            staged=staged() if staged is not None else None,
         )
         del saved_stories
         saved = clusterer.saved()

@@ -32,8 +32,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal, Protocol
 
-Kind = Literal["feeds", "polled", "entries", "articles", "rejected"]
-KINDS: tuple[Kind, ...] = ("feeds", "polled", "entries", "articles", "rejected")
+# "features": each article's clustering features (pipeline.signal.cluster.staged_features).
+Kind = Literal["feeds", "polled", "entries", "articles", "features", "rejected"]
+KINDS: tuple[Kind, ...] = ("feeds", "polled", "entries", "articles", "features", "rejected")
 
 POLL_SHARD = "poll"
 _DONE = ".done.json"

@@ -860,12 +860,22 @@ def test_a_hidden_span_in_the_middle_of_a_sentence_stays_hidden(attributes: str)
 
 
 def test_spans_in_a_long_paragraph_take_linear_time() -> None:
-    spans = "".join(f'<span class="link">word{i}</span> tail{i} ' for i in range(10_000))
-    tree = lxml.html.fromstring(f"<html><body><p>Start {spans}</p></body></html>")
-    started = time.perf_counter()
-    _keep_inline_spans(tree)
-    assert time.perf_counter() - started < 2
-    assert not tree.xpath("//span[@class]")
+    """Ten times the spans take about ten times as long, not a hundred (a
+    ratio in one process: a bound in seconds failed on a loaded machine)."""
+
+    def seconds(n: int) -> float:
+        best = float("inf")
+        for _ in range(3):
+            spans = "".join(f'<span class="link">word{i}</span> tail{i} ' for i in range(n))
+            tree = lxml.html.fromstring(f"<html><body><p>Start {spans}</p></body></html>")
+            started = time.process_time()
+            _keep_inline_spans(tree)
+            best = min(best, time.process_time() - started)
+            assert not tree.xpath("//span[@class]")
+        return best
+
+    small, large = seconds(1_000), seconds(10_000)
+    assert large < 30 * small + 0.05, (small, large)
 
 
 @pytest.mark.parametrize(("html", "kept"), [
