@@ -120,6 +120,10 @@ _MAX_SLEEP = 60.0
 # database thread, which the next poll's due-feed lookup waits for.
 _LOAD_AGAIN = 5.0
 _LOAD_AGAIN_MAX = 30.0
+# While the file is held, a feed's entries are known from memory: its latest
+# listing's, and as many it listed before (this many at least), the ones it
+# stopped listing last. A feed of 50 items keeps at most 100 (~30 KB).
+_FORMER_LEAST = 50
 # The least nap before a try again is looked at (its time may be past).
 _LOAD_AGAIN_LEAST = 1.0
 # A load waits for the writer by probes this far apart at first, then twice
@@ -316,12 +320,13 @@ class _Stream:
         self.read_error: str | None = None  # the due feeds' last failed read, said once
         # The feeds and their states as last read from the store, and the
         # entries each feed's lookups found delivered or this run took, those
-        # of its latest listing only: while a session holds the file
-        # read-write, not even a read goes through, and the feeds polled
-        # before are polled on from these (new feeds and the pages to retry
-        # wait for the file). A feed's entries are written by the database
-        # thread only while the feed is due (_read_due), by the loop's only
-        # while it is polled (busy): never by both at once.
+        # of its latest listing and the ones it stopped listing last
+        # (_listed_only): while a session holds the file read-write, not even
+        # a read goes through, and the feeds polled before are polled on from
+        # these (new feeds and the pages to retry wait for the file). A
+        # feed's entries are written by the database thread only while the
+        # feed is due (_read_due), by the loop's only while it is polled
+        # (busy): never by both at once.
         self.feeds_read: tuple[list[Feed], dict[str, store.FeedState]] | None = None
         self.remembered: dict[str, dict[str, Seen]] = {}
         self.shard = 0
@@ -373,17 +378,33 @@ class _Stream:
             return store.seen_entries(con, pairs)
 
     def _remember(self, feed: str, entry_id: str, seen: Seen) -> None:
-        self.remembered.setdefault(feed, {})[entry_id] = seen
+        known = self.remembered.setdefault(feed, {})
+        known.pop(entry_id, None)  # last: the order is when each was last listed
+        known[entry_id] = seen
 
     def _listed_only(self, feed: str, update: FeedUpdate) -> None:
-        """Forget the entries of ``feed`` its latest listing (``update``'s
-        items) no longer holds: what is remembered follows the feeds' listings,
-        not the run's length. An update without items (unchanged, failed)
-        changes nothing."""
-        listed = poll.listed_entries(update.item_hashes)
+        """Keep of ``feed``'s entries those its latest listing (``update``'s
+        items) holds, and of the others the ones it stopped listing last: as
+        many as it lists, :data:`_FORMER_LEAST` at least. An item that leaves
+        a listing and comes back (a feed of the day's top stories) is then
+        still known while the file is held, and what is remembered follows
+        the feeds' listings, not the run's length. An update without items
+        (unchanged, failed) changes nothing; one whose items could not be
+        hashed (a document the parser reads another way than its items)
+        keeps the entries last listed or taken, up to twice
+        ``fetch.max_entries_per_feed``."""
         known = self.remembered.get(feed)
-        if listed and known:
-            self.remembered[feed] = {k: v for k, v in known.items() if k in listed}
+        if not known:
+            return
+        listed = poll.listed_entries(update.item_hashes)
+        if listed:
+            former = [k for k in known if k not in listed]
+            keep = former[-max(len(listed), _FORMER_LEAST):]
+            self.remembered[feed] = {**{k: known[k] for k in keep},
+                                     **{k: v for k, v in known.items() if k in listed}}
+        elif update.item_hashes is None and len(known) > (
+                most := 2 * self.settings.fetch.max_entries_per_feed):
+            self.remembered[feed] = dict(list(known.items())[-most:])
 
     def _from_memory(self, pairs: Sequence[tuple[str, str]]
                      ) -> dict[tuple[str, str], Seen] | None:
@@ -706,10 +727,10 @@ class _Stream:
                       self.due)
         works = [_Work(entry=e, attempts=0, feed=feed.url) for e in polled.entries
                  if self._claim(e)]
-        self._listed_only(feed.url, polled.update)
         for work in works:  # taken: known to this run's lookups from now on
             e = work.entry
             self._remember(e.feed_url, e.id, Seen(e.url, e.title, e.published_at))
+        self._listed_only(feed.url, polled.update)
         self.feed_counts["new"] += len(works)
         self.entries_total += len(works)
         self.polled[feed.url] = _Polled(polled=polled, left=len(works), now=now)

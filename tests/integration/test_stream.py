@@ -1113,6 +1113,44 @@ def test_a_session_holding_the_file_read_write_holds_neither_the_run_nor_the_pol
         assert con.execute("SELECT count(*) FROM articles").fetchone() == (3,)
 
 
+def test_an_item_that_comes_back_while_the_file_is_held_is_not_fetched_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a session holds the file read-write, a feed's entries are known
+    from what the run remembers. It remembered those of the feed's latest
+    listing only: item 1, stored, then out of the listing (item 2 in its
+    place) and back, was taken for new and its page fetched again. Now the
+    entries a feed stopped listing last are remembered too."""
+    from functools import partial
+
+    from pipeline import store
+
+    monkeypatch.setattr(store, "LockRetry", partial(store.LockRetry, attempts=4))
+
+    with FeedServer() as server:
+        with short_feed_run(tmp_path, server, caplog) as (settings, stored, outcome):
+            with analysts_session(tmp_path / "news.duckdb", read_only=False):
+                wait_for(lambda: logged(caplog, "the database is held, polling the feeds"),
+                         "a read meeting the session", seconds=30)
+                publish_alone(server, 2)  # item 1 no longer listed
+                wait_for(lambda: server.hits["/2"] >= 1, "item 2 fetched while the file is held",
+                         seconds=30)
+                publish_alone(server, 1)  # item 1 back, item 2 gone
+                polls = server.hits["/news.xml"]
+                wait_for(lambda: server.hits["/news.xml"] >= polls + 3,
+                         "three polls listing item 1 again", seconds=30)
+                time.sleep(1)  # a page taken at the last poll is fetched by now
+                assert server.hits["/1"] == 1, "item 1 fetched again"
+                assert sum(stored) == 1
+            wait_for(lambda: sum(stored) == 2, "item 2, after the session", seconds=60)
+        assert len(outcome) == 1 and outcome[0].load.articles_new == 2  # it ended well
+    assert server.hits["/1"] == 1
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        assert con.execute("SELECT url, status, attempts FROM entries ORDER BY url"
+                           ).fetchall() == [(server.url("/1"), "stored", 1),
+                                            (server.url("/2"), "stored", 1)]
+        assert con.execute("SELECT count(*) FROM articles").fetchone() == (2,)
+
 
 def test_a_continuous_runs_summary_counts_the_pages_waiting_to_be_retried_now(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
