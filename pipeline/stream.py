@@ -103,6 +103,7 @@ from pipeline.store.warm import WarmClusterer
 from pipeline.workers import stop_fork_server
 
 if TYPE_CHECKING:
+    import duckdb
     from _typeshed import DataclassInstance
 
 log = logging.getLogger(__name__)
@@ -322,11 +323,11 @@ class _Stream:
         # entries each feed's lookups found delivered or this run took, those
         # of its latest listing and the ones it stopped listing last
         # (_listed_only): while a session holds the file read-write, not even
-        # a read goes through, and the feeds polled before are polled on from
-        # these (new feeds and the pages to retry wait for the file). A
-        # feed's entries are written by the database thread only while the
-        # feed is due (_read_due), by the loop's only while it is polled
-        # (busy): never by both at once.
+        # a read goes through, and the feeds are polled on from these (a feed
+        # with no stored state from scratch; the pages to retry wait for the
+        # file). A feed's entries are written by the database thread only
+        # while the feed is not busy (_read_due), by the loop's only while it
+        # is polled (busy): never by both at once.
         self.feeds_read: tuple[list[Feed], dict[str, store.FeedState]] | None = None
         self.remembered: dict[str, dict[str, Seen]] = {}
         self.shard = 0
@@ -462,11 +463,30 @@ class _Stream:
             listed = feeds.all_feeds(settings, con)
             stored = store.feed_states(con)
             self.feeds_read = (listed, stored)
+            self._recall(con, [f.url for f in listed if f.url not in self.busy_feeds],
+                         stored)
             retry = store.entries_to_retry(con, MAX_PAGE_ATTEMPTS) if retries else []
             due, states, skippable = self._due(settings, now, force, settled, listed, stored,
                                                lambda pairs: self._looked_up(
                                                    pairs, store.seen_entries(con, pairs)))
         return due, states, retry, skippable
+
+    def _recall(self, con: duckdb.DuckDBPyConnection, urls: Sequence[str],
+                stored: dict[str, store.FeedState]) -> None:
+        """Look up the entries of the stored listings of the feeds among
+        ``urls`` this run has not looked up yet (one query, once a feed a
+        run): a feed not due before a session holds the file read-write, or
+        whose every poll was unchanged, is then polled on from memory like
+        the others. A feed whose stored state keeps no listing (never parsed,
+        or its items could not be hashed) is left out: what of it is stored
+        is not known."""
+        listings = {url: poll.listed_entries(state.item_hashes) for url in urls
+                    if url not in self.remembered and (state := stored.get(url)) is not None
+                    and state.item_hashes is not None}
+        pairs = [(url, entry) for url, entries in listings.items() for entry in entries]
+        self._looked_up(pairs, store.seen_entries(con, pairs) if pairs else {})
+        for url in listings:
+            self.remembered.setdefault(url, {})
 
     def _looked_up(self, pairs: Sequence[tuple[str, str]], seen: dict[tuple[str, str], Seen]
                    ) -> dict[tuple[str, str], Seen]:
@@ -497,19 +517,23 @@ class _Stream:
                          ) -> tuple[list[Feed], dict[str, store.FeedState],
                                     dict[str, dict[str, tuple[str, int | None]]]] | None:
         """The due feeds as :meth:`_read_due` finds them, from the last read and
-        this run's polls (the store cannot be read): only feeds this run has
-        looked up entries of (the others wait for the file); None before any
-        read went through."""
+        this run's polls (the store cannot be read): the feeds this run has
+        looked up entries of, and those the last read found no state of (a
+        feed a config reload added: nothing of it is stored, it is polled
+        from scratch); the others wait for the file. None before any read
+        went through."""
         if self.feeds_read is None:
             return None
         listed, stored = self.feeds_read
         # The config's feeds as they are now (one a reload removed is not
         # polled), then the ones added with `newsmon feeds add`, as last read
-        # (paused ones left out).
+        # (paused ones left out: a paused feed has a state).
         read = {f.url for f in listed}
         listed = [f for f in feeds.config_and_added(
                       self.settings, [f for f in listed if f.origin == "added"])
-                  if f.url in self.remembered and f.url in read]
+                  if (f.url in self.remembered and f.url in read) or f.url not in stored]
+        for feed in listed:
+            self.remembered.setdefault(feed.url, {})  # a new feed: none of its entries stored
 
         def known(pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Seen]:
             return self._from_memory(pairs) or {}
@@ -663,16 +687,16 @@ class _Stream:
                                                           force, retries, settled)
         except store.DatabaseLocked as exc:
             # Held read-write (`duckdb news.duckdb`, a notebook): even the
-            # feeds' states cannot be read. The feeds polled before are polled
-            # on from what this run knows of them; the rest wait for the file.
+            # feeds' states cannot be read. The feeds are polled on from what
+            # this run knows of them (_due_from_memory); the rest wait for it.
             remembered = self._due_from_memory(now, force, settled)
             if remembered is None:
                 raise
             if str(exc) != self.read_error:
-                log.warning("the database is held, polling the feeds this run polled before"
-                            " from what it remembers of them (new feeds and the pages to"
-                            " retry wait for it; reading it again at each look for due"
-                            " feeds): %s", exc)
+                log.warning("the database is held, polling the feeds from what this run"
+                            " remembers of them (the pages to retry, and the feeds whose"
+                            " stored entries it has not looked up, wait for it; reading it"
+                            " again at each look for due feeds): %s", exc)
             self.read_error = str(exc)
             (due, states, skippable), retry = remembered, []
             reread = now + timedelta(seconds=_LOAD_AGAIN)  # the file may be free by then
