@@ -103,6 +103,7 @@ from pipeline.store.warm import WarmClusterer
 from pipeline.workers import stop_fork_server
 
 if TYPE_CHECKING:
+    import duckdb
     from _typeshed import DataclassInstance
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,10 @@ _MAX_SLEEP = 60.0
 # database thread, which the next poll's due-feed lookup waits for.
 _LOAD_AGAIN = 5.0
 _LOAD_AGAIN_MAX = 30.0
+# While the file is held, a feed's entries are known from memory: its latest
+# listing's, and as many it listed before (this many at least), the ones it
+# stopped listing last. A feed of 50 items keeps at most 100 (~30 KB).
+_FORMER_LEAST = 50
 # The least nap before a try again is looked at (its time may be past).
 _LOAD_AGAIN_LEAST = 1.0
 # A load waits for the writer by probes this far apart at first, then twice
@@ -316,12 +321,13 @@ class _Stream:
         self.read_error: str | None = None  # the due feeds' last failed read, said once
         # The feeds and their states as last read from the store, and the
         # entries each feed's lookups found delivered or this run took, those
-        # of its latest listing only: while a session holds the file
-        # read-write, not even a read goes through, and the feeds polled
-        # before are polled on from these (new feeds and the pages to retry
-        # wait for the file). A feed's entries are written by the database
-        # thread only while the feed is due (_read_due), by the loop's only
-        # while it is polled (busy): never by both at once.
+        # of its latest listing and the ones it stopped listing last
+        # (_listed_only): while a session holds the file read-write, not even
+        # a read goes through, and the feeds are polled on from these (a feed
+        # with no stored state from scratch; the pages to retry wait for the
+        # file). A feed's entries are written by the database thread only
+        # while the feed is not busy (_read_due), by the loop's only while it
+        # is polled (busy): never by both at once.
         self.feeds_read: tuple[list[Feed], dict[str, store.FeedState]] | None = None
         self.remembered: dict[str, dict[str, Seen]] = {}
         self.shard = 0
@@ -373,17 +379,33 @@ class _Stream:
             return store.seen_entries(con, pairs)
 
     def _remember(self, feed: str, entry_id: str, seen: Seen) -> None:
-        self.remembered.setdefault(feed, {})[entry_id] = seen
+        known = self.remembered.setdefault(feed, {})
+        known.pop(entry_id, None)  # last: the order is when each was last listed
+        known[entry_id] = seen
 
     def _listed_only(self, feed: str, update: FeedUpdate) -> None:
-        """Forget the entries of ``feed`` its latest listing (``update``'s
-        items) no longer holds: what is remembered follows the feeds' listings,
-        not the run's length. An update without items (unchanged, failed)
-        changes nothing."""
-        listed = poll.listed_entries(update.item_hashes)
+        """Keep of ``feed``'s entries those its latest listing (``update``'s
+        items) holds, and of the others the ones it stopped listing last: as
+        many as it lists, :data:`_FORMER_LEAST` at least. An item that leaves
+        a listing and comes back (a feed of the day's top stories) is then
+        still known while the file is held, and what is remembered follows
+        the feeds' listings, not the run's length. An update without items
+        (unchanged, failed) changes nothing; one whose items could not be
+        hashed (a document the parser reads another way than its items)
+        keeps the entries last listed or taken, up to twice
+        ``fetch.max_entries_per_feed``."""
         known = self.remembered.get(feed)
-        if listed and known:
-            self.remembered[feed] = {k: v for k, v in known.items() if k in listed}
+        if not known:
+            return
+        listed = poll.listed_entries(update.item_hashes)
+        if listed:
+            former = [k for k in known if k not in listed]
+            keep = former[-max(len(listed), _FORMER_LEAST):]
+            self.remembered[feed] = {**{k: known[k] for k in keep},
+                                     **{k: v for k, v in known.items() if k in listed}}
+        elif update.item_hashes is None and len(known) > (
+                most := 2 * self.settings.fetch.max_entries_per_feed):
+            self.remembered[feed] = dict(list(known.items())[-most:])
 
     def _from_memory(self, pairs: Sequence[tuple[str, str]]
                      ) -> dict[tuple[str, str], Seen] | None:
@@ -441,11 +463,30 @@ class _Stream:
             listed = feeds.all_feeds(settings, con)
             stored = store.feed_states(con)
             self.feeds_read = (listed, stored)
+            self._recall(con, [f.url for f in listed if f.url not in self.busy_feeds],
+                         stored)
             retry = store.entries_to_retry(con, MAX_PAGE_ATTEMPTS) if retries else []
             due, states, skippable = self._due(settings, now, force, settled, listed, stored,
                                                lambda pairs: self._looked_up(
                                                    pairs, store.seen_entries(con, pairs)))
         return due, states, retry, skippable
+
+    def _recall(self, con: duckdb.DuckDBPyConnection, urls: Sequence[str],
+                stored: dict[str, store.FeedState]) -> None:
+        """Look up the entries of the stored listings of the feeds among
+        ``urls`` this run has not looked up yet (one query, once a feed a
+        run): a feed not due before a session holds the file read-write, or
+        whose every poll was unchanged, is then polled on from memory like
+        the others. A feed whose stored state keeps no listing (never parsed,
+        or its items could not be hashed) is left out: what of it is stored
+        is not known."""
+        listings = {url: poll.listed_entries(state.item_hashes) for url in urls
+                    if url not in self.remembered and (state := stored.get(url)) is not None
+                    and state.item_hashes is not None}
+        pairs = [(url, entry) for url, entries in listings.items() for entry in entries]
+        self._looked_up(pairs, store.seen_entries(con, pairs) if pairs else {})
+        for url in listings:
+            self.remembered.setdefault(url, {})
 
     def _looked_up(self, pairs: Sequence[tuple[str, str]], seen: dict[tuple[str, str], Seen]
                    ) -> dict[tuple[str, str], Seen]:
@@ -476,19 +517,23 @@ class _Stream:
                          ) -> tuple[list[Feed], dict[str, store.FeedState],
                                     dict[str, dict[str, tuple[str, int | None]]]] | None:
         """The due feeds as :meth:`_read_due` finds them, from the last read and
-        this run's polls (the store cannot be read): only feeds this run has
-        looked up entries of (the others wait for the file); None before any
-        read went through."""
+        this run's polls (the store cannot be read): the feeds this run has
+        looked up entries of, and those the last read found no state of (a
+        feed a config reload added: nothing of it is stored, it is polled
+        from scratch); the others wait for the file. None before any read
+        went through."""
         if self.feeds_read is None:
             return None
         listed, stored = self.feeds_read
         # The config's feeds as they are now (one a reload removed is not
         # polled), then the ones added with `newsmon feeds add`, as last read
-        # (paused ones left out).
+        # (paused ones left out: a paused feed has a state).
         read = {f.url for f in listed}
         listed = [f for f in feeds.config_and_added(
                       self.settings, [f for f in listed if f.origin == "added"])
-                  if f.url in self.remembered and f.url in read]
+                  if (f.url in self.remembered and f.url in read) or f.url not in stored]
+        for feed in listed:
+            self.remembered.setdefault(feed.url, {})  # a new feed: none of its entries stored
 
         def known(pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Seen]:
             return self._from_memory(pairs) or {}
@@ -642,16 +687,16 @@ class _Stream:
                                                           force, retries, settled)
         except store.DatabaseLocked as exc:
             # Held read-write (`duckdb news.duckdb`, a notebook): even the
-            # feeds' states cannot be read. The feeds polled before are polled
-            # on from what this run knows of them; the rest wait for the file.
+            # feeds' states cannot be read. The feeds are polled on from what
+            # this run knows of them (_due_from_memory); the rest wait for it.
             remembered = self._due_from_memory(now, force, settled)
             if remembered is None:
                 raise
             if str(exc) != self.read_error:
-                log.warning("the database is held, polling the feeds this run polled before"
-                            " from what it remembers of them (new feeds and the pages to"
-                            " retry wait for it; reading it again at each look for due"
-                            " feeds): %s", exc)
+                log.warning("the database is held, polling the feeds from what this run"
+                            " remembers of them (the pages to retry, and the feeds whose"
+                            " stored entries it has not looked up, wait for it; reading it"
+                            " again at each look for due feeds): %s", exc)
             self.read_error = str(exc)
             (due, states, skippable), retry = remembered, []
             reread = now + timedelta(seconds=_LOAD_AGAIN)  # the file may be free by then
@@ -706,10 +751,10 @@ class _Stream:
                       self.due)
         works = [_Work(entry=e, attempts=0, feed=feed.url) for e in polled.entries
                  if self._claim(e)]
-        self._listed_only(feed.url, polled.update)
         for work in works:  # taken: known to this run's lookups from now on
             e = work.entry
             self._remember(e.feed_url, e.id, Seen(e.url, e.title, e.published_at))
+        self._listed_only(feed.url, polled.update)
         self.feed_counts["new"] += len(works)
         self.entries_total += len(works)
         self.polled[feed.url] = _Polled(polled=polled, left=len(works), now=now)

@@ -1113,6 +1113,153 @@ def test_a_session_holding_the_file_read_write_holds_neither_the_run_nor_the_pol
         assert con.execute("SELECT count(*) FROM articles").fetchone() == (3,)
 
 
+def test_an_item_that_comes_back_while_the_file_is_held_is_not_fetched_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a session holds the file read-write, a feed's entries are known
+    from what the run remembers. It remembered those of the feed's latest
+    listing only: item 1, stored, then out of the listing (item 2 in its
+    place) and back, was taken for new and its page fetched again. Now the
+    entries a feed stopped listing last are remembered too."""
+    from functools import partial
+
+    from pipeline import store
+
+    monkeypatch.setattr(store, "LockRetry", partial(store.LockRetry, attempts=4))
+
+    with FeedServer() as server:
+        with short_feed_run(tmp_path, server, caplog) as (settings, stored, outcome):
+            with analysts_session(tmp_path / "news.duckdb", read_only=False):
+                wait_for(lambda: logged(caplog, "the database is held, polling the feeds"),
+                         "a read meeting the session", seconds=30)
+                publish_alone(server, 2)  # item 1 no longer listed
+                wait_for(lambda: server.hits["/2"] >= 1, "item 2 fetched while the file is held",
+                         seconds=30)
+                publish_alone(server, 1)  # item 1 back, item 2 gone
+                polls = server.hits["/news.xml"]
+                wait_for(lambda: server.hits["/news.xml"] >= polls + 3,
+                         "three polls listing item 1 again", seconds=30)
+                time.sleep(1)  # a page taken at the last poll is fetched by now
+                assert server.hits["/1"] == 1, "item 1 fetched again"
+                assert sum(stored) == 1
+            wait_for(lambda: sum(stored) == 2, "item 2, after the session", seconds=60)
+        assert len(outcome) == 1 and outcome[0].load.articles_new == 2  # it ended well
+    assert server.hits["/1"] == 1
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        assert con.execute("SELECT url, status, attempts FROM entries ORDER BY url"
+                           ).fetchall() == [(server.url("/1"), "stored", 1),
+                                            (server.url("/2"), "stored", 1)]
+        assert con.execute("SELECT count(*) FROM articles").fetchone() == (2,)
+
+
+def test_a_feed_not_due_before_the_file_was_held_is_polled_while_it_is(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A feed the run had not looked the entries of up when a session came
+    to hold the file read-write (here: not due yet; likewise one whose every
+    poll was unchanged) waited for the file, and what it listed only
+    meanwhile was lost. Now each read looks up the stored listing of the
+    feeds not looked up yet: the feed stored by an earlier pass, due 25 s
+    into this run, is polled while the file is held; its new item is
+    fetched, the stored one is not."""
+    from functools import partial
+
+    from pipeline import store
+
+    monkeypatch.setattr(store, "LockRetry", partial(store.LockRetry, attempts=4))
+
+    def publish_other(*numbers: int) -> None:  # /other.xml lists items o<n>
+        title, text = EVENTS["rates"]
+        for n in numbers:
+            server.route(f"/o{n}", Reply(body=page(f"{title} ({n})", f"{text} Issue {n}."),
+                                         content_type="text/html; charset=utf-8"))
+        items = [{"title": f"{title} ({n})", "link": server.url(f"/o{n}"), "guid": f"o{n}"}
+                 for n in numbers]
+        server.route("/other.xml", Reply(body=rss(items, title="other").encode()))
+
+    with FeedServer() as server:
+        publish_alone(server, 1)
+        publish_other(1)
+        settings = news_feed_settings(tmp_path, server)
+        settings = settings.model_copy(update={"feeds": [
+            *settings.feeds, *parse_settings({"feeds": [{"url": server.url("/other.xml")}]
+                                              }).feeds]})
+        assert run_pass(settings).load.articles_new == 2  # items 1 and o1
+        with duckdb.connect(str(settings.database)) as con:  # due 25 s from now
+            con.execute("UPDATE feeds SET next_poll_at = ? WHERE url = ?",
+                        [datetime.now(UTC) + timedelta(seconds=25), server.url("/other.xml")])
+        publish_alone(server, 2)
+        publish_other(1, 2)
+        with counting_loads(settings, caplog) as (stored, outcome):  # item 2 stored
+            assert server.hits["/other.xml"] == 1  # not due yet
+            with analysts_session(tmp_path / "news.duckdb", read_only=False):
+                wait_for(lambda: logged(caplog, "the database is held, polling the feeds"),
+                         "a read meeting the session", seconds=30)
+                assert server.hits["/other.xml"] == 1
+                wait_for(lambda: server.hits["/o2"] >= 1,
+                         "the other feed's new item fetched while the file is held", seconds=60)
+                assert sum(stored) == 1
+            wait_for(lambda: sum(stored) == 2, "item o2, after the session", seconds=60)
+        assert len(outcome) == 1 and outcome[0].load.articles_new == 2  # it ended well
+    assert server.hits["/o1"] == 1  # stored by the first pass, known
+    assert not logged(caplog, "feeds not polled")
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM articles").fetchone() == (4,)
+
+
+def test_a_feed_a_reload_adds_while_the_file_is_held_is_polled_from_scratch(
+    tmp_path: Path, smtp_server: Inbox, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A feed a config reload adds while a session holds the file read-write
+    has no state, and the run has looked none of its entries up: it waited
+    for the file. Nothing of it is stored, so it is polled from scratch
+    meanwhile, and what it lists is loaded once the session closes. It lists
+    the quake's page too, which the quake's own feed stored: the load keeps
+    that article once, and its alert is not sent again."""
+    from functools import partial
+
+    from pipeline import store
+    from pipeline.config import load_settings
+
+    monkeypatch.setattr(store, "LockRetry", partial(store.LockRetry, attempts=4))
+
+    with FeedServer() as server:
+        serve_each_feed(server)
+        quake, match = EVENTS["quake"][0], EVENTS["match"][0]
+        server.route("/mixed.xml", Reply(body=rss([
+            {"title": quake, "link": server.url("/quake/1"), "guid": "m-quake"},
+            {"title": match, "link": server.url("/match/1"), "guid": "m-match"}],
+            title="mixed").encode()))
+        data, path = alerting_config(tmp_path, server, smtp_server, "said OR penalty")
+        data["poll"] = {"interval_minutes": 0.02, "min_interval_minutes": 0.01}
+        path.write_text(json.dumps(data), encoding="utf-8")
+
+        with caplog.at_level(logging.WARNING), \
+                continuous(load_settings(path), lambda batch: None, config=path) as outcome:
+            wait_for(lambda: len(smtp_server.messages) == 1, "the quake's alert")
+            with analysts_session(tmp_path / "news.duckdb", read_only=False):
+                wait_for(lambda: logged(caplog, "the database is held, polling the feeds"),
+                         "a read meeting the session", seconds=30)
+                data["feeds"].append({"url": server.url("/mixed.xml")})
+                path.write_text(json.dumps(data), encoding="utf-8")
+                wait_for(lambda: server.hits["/match/1"] >= 1,
+                         "the added feed's new page fetched while the file is held",
+                         seconds=30)
+                assert len(smtp_server.messages) == 1
+            wait_for(lambda: len(smtp_server.messages) == 2, "the match's alert", seconds=60)
+            time.sleep(3)  # a second quake alert would be queued by the same load
+        assert len(outcome) == 1 and outcome[0].send.sent == 2  # it ended well
+    assert len(smtp_server.messages) == 2
+    assert not logged(caplog, "feeds not polled")
+    with duckdb.connect(str(tmp_path / "news.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM articles").fetchone() == (2,)
+        assert con.execute("SELECT feed_url, url, status FROM entries ORDER BY ALL"
+                           ).fetchall() == [
+            (server.url("/mixed.xml"), server.url("/match/1"), "stored"),
+            (server.url("/mixed.xml"), server.url("/quake/1"), "stored"),
+            (server.url("/quake.xml"), server.url("/quake/1"), "stored")]
+
 
 def test_a_continuous_runs_summary_counts_the_pages_waiting_to_be_retried_now(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
