@@ -214,11 +214,15 @@ class _FileOutbox:
             raise _store_error(exc, self.database, doing) from None
 
     def mark_sent(self, keys: Sequence[Key], message_id: str, sent_at: datetime) -> None:
+        # Delivered is delivered, whoever holds the row now; but a delivery
+        # already marked (its sent_at) is not counted again: a journal applied
+        # twice (a backup restored beside it, a crash before its removal).
         for key in keys:
             self._write("marking an alert sent",
                         "UPDATE alerts SET status = 'sent', sent_at = ?, message_id = ?,"
-                        f" error = NULL, attempts = attempts + 1 WHERE {_WHERE_KEY}",
-                        [sent_at, message_id, *key])
+                        f" error = NULL, attempts = attempts + 1 WHERE {_WHERE_KEY}"
+                        " AND (status <> 'sent' OR sent_at IS DISTINCT FROM ?)",
+                        [sent_at, message_id, *key, sent_at])
 
     def mark_failed(self, keys: Sequence[Key], token: str, *, status: str, error: str,
                     retry_at: datetime | None) -> None:

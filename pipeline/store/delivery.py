@@ -214,11 +214,15 @@ class PgOutbox:
         return self._run(work)
 
     def mark_sent(self, keys: Sequence[Key], message_id: str, sent_at: datetime) -> None:
+        """Delivered is delivered, whoever holds the row now; a delivery
+        already marked (its sent_at: the mark ran twice) is not counted again."""
         def work(cur: Any) -> None:
             for key in keys:
                 cur.execute(f"UPDATE {TABLE} SET status = 'sent', sent_at = %s,"
                             f" message_id = %s, error = NULL, attempts = attempts + 1"
-                            f" WHERE {_WHERE_KEY}", [sent_at, message_id, *key])
+                            f" WHERE {_WHERE_KEY}"
+                            " AND (status <> 'sent' OR sent_at IS DISTINCT FROM %s)",
+                            [sent_at, message_id, *key, sent_at])
         self._run(work)
 
     def mark_failed(self, keys: Sequence[Key], token: str, *, status: str, error: str,

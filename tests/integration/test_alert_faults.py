@@ -686,6 +686,36 @@ def test_a_backup_marks_what_a_round_delivered_and_did_not_mark_so_restored_none
     assert len(inbox.messages) == 4
 
 
+def test_a_backup_restored_in_place_beside_the_journal_it_folded_in_counts_each_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The backup marks a round's journal in the copy, and the journal stays
+    beside the original. Restored in place (copied over news.duckdb) while
+    that journal is still there, the next round applied it again: no email
+    went out again, but each alert counted an attempt more (2 for 1). A
+    delivery already marked (its sent_at) is not counted again."""
+    with serving(Inbox(host="127.0.0.1", port=free_port())) as inbox:
+        settings = loaded(tmp_path, inbox.url, recipients(4))
+        journals = f"{settings.database.name}.deliveries.*"
+        with store.connect(settings.database) as con:
+            claimed = alert.claim(con, settings)
+        claimed.deliver(alert.mailer_for(settings))
+        claimed.abandon()  # the round died before its marks: its journal is left
+        copy = tmp_path / "copy.duckdb"
+        assert main(["backup", str(copy), "--config", config_file(tmp_path, settings)]) == 0
+        assert "marked in the copy" in capsys.readouterr().out
+        assert len(list(settings.database.parent.glob(journals))) == 1
+
+        settings.database.write_bytes(copy.read_bytes())  # restored in place
+        assert [r[1:3] for r in outbox(settings)] == [("sent", 1)] * 4
+        assert send_stage(settings).sent == 0  # the journal applied (again), and removed
+        assert list(settings.database.parent.glob(journals)) == []
+        assert [r[1:3] for r in outbox(settings)] == [("sent", 1)] * 4
+        assert send_later(settings, alert.lease_for(settings) + timedelta(seconds=1)).sent == 0
+    assert delivered(inbox) == dict.fromkeys(recipients(4), 1)
+    assert len(inbox.messages) == 4
+
+
 def test_an_eml_outbox_that_cannot_be_written_stops_the_round(tmp_path: Path) -> None:
     blocked = tmp_path / "outbox"
     blocked.write_text("a file where the outbox folder should be", encoding="utf-8")

@@ -89,6 +89,26 @@ def test_two_concurrent_senders_deliver_each_alert_exactly_once(
     assert lake_snapshots(catalog) == before  # the senders never committed to the lake
 
 
+def test_a_sent_mark_made_twice_counts_one_attempt(tmp_path: Path, catalog: str) -> None:
+    """A mark whose session was cut off after its commit runs again on a
+    new one (PgOutbox._run): the delivery it marks is counted once."""
+    settings = loaded_lake(tmp_path, catalog)
+    pg = delivery.connect(catalog)
+    try:
+        with open_store(settings, read_only=True) as con:
+            outbox = delivery.PgOutbox(pg)
+            outbox.add(delivery.lake_outbox_rows(con))
+        now = outbox.now()
+        claimed, _ = outbox.claim(now, now + timedelta(minutes=10), "me", ignore_backoff=False)
+        key = claimed[0].key
+        outbox.mark_sent([key], "<id@newsmon>", now)
+        outbox.mark_sent([key], "<id@newsmon>", now)
+        assert [row for row in deliveries(catalog) if row[0] == key[2]] == [
+            (key[2], "sent", 1, True)]
+    finally:
+        pg.close()
+
+
 def test_a_claim_skips_rows_another_sender_has_locked(tmp_path: Path, catalog: str) -> None:
     settings = loaded_lake(tmp_path, catalog)
     pg = delivery.connect(catalog)
