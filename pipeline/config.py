@@ -177,6 +177,9 @@ class SmtpConfig(Strict):
     sender: str = "newsmon <newsmon@localhost>"
     timeout: float = Field(default=30.0, gt=0)
     ca_file: Path | None = None  # a private CA for smtps:// and STARTTLS
+    # Emails one send round claims at most (a digest is one email): a backlog
+    # goes out in rounds one after the other, each short beside its lease.
+    max_per_round: int = Field(default=100, ge=1, le=100_000)
 
     @field_validator("sender")
     @classmethod

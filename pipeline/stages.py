@@ -375,8 +375,14 @@ def record_stage(settings: Settings, round_: alert.SendRound, *, checkpoint: boo
 
 def send_stage(settings: Settings, mailer: alert.Mailer | None = None, *,
                ignore_backoff: bool = False, checkpoint: bool = True,
-               brief: bool = False) -> alert.SendResult:
-    """``checkpoint=False``: as :func:`load_stage`'s (its marks are small, but
+               brief: bool = False, one_round: bool = False) -> alert.SendResult:
+    """Send rounds until none is left due now: a round claims at most
+    ``smtp.max_per_round`` emails, and a backlog goes in rounds one after the
+    other (each short beside its lease). ``one_round``: one only (a stream
+    schedules the next itself). The result counts every round's emails and
+    the outbox after the last.
+
+    ``checkpoint=False``: as :func:`load_stage`'s (its marks are small, but
     a writer's close folds in everything the loads left in the log).
     ``brief``: as :func:`load_stage`'s (a stream's round, which tries again
     between its polls while the file is held).
@@ -386,6 +392,23 @@ def send_stage(settings: Settings, mailer: alert.Mailer | None = None, *,
     talks to the mail server: an analyst's read-only session opened
     meanwhile is not refused, whatever the server does."""
     mailer = mailer or alert.mailer_for(settings)
+    result = last = _send_round(settings, mailer, ignore_backoff=ignore_backoff,
+                                checkpoint=checkpoint, brief=brief)
+    # Each round takes its most and moves every row it took out of the due
+    # ones (sent, failed, or backing off): this ends. With --now a row backing
+    # off is due again at once, so a round that only met refusals to retry
+    # ends it.
+    while last.more and not one_round and (last.sent or last.failed or not ignore_backoff):
+        last = _send_round(settings, mailer, ignore_backoff=ignore_backoff,
+                           checkpoint=checkpoint, brief=brief)
+        result = replace(last, sent=result.sent + last.sent, failed=result.failed + last.failed,
+                         retry=result.retry + last.retry)
+    return result
+
+
+def _send_round(settings: Settings, mailer: alert.Mailer, *, ignore_backoff: bool,
+                checkpoint: bool, brief: bool) -> alert.SendResult:
+    """One send round (the mailer is closed after it; it connects again when used)."""
     if settings.store.mode != "lake":
         round_ = claim_stage(settings, ignore_backoff=ignore_backoff, checkpoint=checkpoint,
                              brief=brief)

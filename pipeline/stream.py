@@ -363,6 +363,7 @@ class _Stream:
         # is under way is due once that round ends, whatever it found (a
         # lake's round does not see rows loaded after its claim).
         self.send_asked = 0
+        self.send_more = False  # the last round took its most: the next is due now
         self.last_send = time.monotonic()
         self.warming: list[asyncio.Future[None]] = []  # warm_up()'s, under way or done
 
@@ -1103,6 +1104,11 @@ class _Stream:
         return ((self.send_due is not None and now >= self.send_due)
                 or now - self.last_send >= _SEND_AT_LEAST)
 
+    def send_backlog(self) -> bool:
+        """The last round took its most and no round is under way: the next
+        one is due now (between two looks for due feeds, a minute apart)."""
+        return self.send_more and not self.send_under_way()
+
     def send_under_way(self) -> bool:
         """A round :meth:`send_soon` started is running (or waiting for the writer)."""
         return self.sending is not None and not self.sending.done()
@@ -1125,6 +1131,7 @@ class _Stream:
         the next round, which tries again; :meth:`finish` raises the last
         round's failure, if the last failed."""
         self.last_send = time.monotonic()
+        self.send_more = False
         settings, mailer = self.settings, self.mailer
         asked = self.send_asked
         said: list[store.DatabaseLocked] = []
@@ -1162,6 +1169,9 @@ class _Stream:
             self.unfolded = True
         self.send_error = None
         self.send_due = self._asked_since(asked) or self._next_send(result)
+        # A round took its most (smtp.max_per_round): the next goes as soon
+        # as this one ends, not at the next look for due feeds.
+        self.send_more = result.more
         self.totals.add_send(result)
         return result
 
@@ -1182,7 +1192,8 @@ class _Stream:
         So a mail server that stops answering holds neither the loads nor
         the polls' reads, only this round (one ``smtp.timeout``)."""
         return await asyncio.get_running_loop().run_in_executor(
-            None, partial(send_stage, settings, mailer, checkpoint=False, brief=True))
+            None, partial(send_stage, settings, mailer, checkpoint=False, brief=True,
+                          one_round=True))
 
     async def _send_file(self, settings: Settings, mailer: alert.Mailer,
                          claiming: Callable[[float], Awaitable[alert.SendRound]],
@@ -1290,7 +1301,10 @@ class _Stream:
             await self.loading
         await self._sent()
         if self.failed is None:
-            await self.send()  # earlier passes' alerts due again, even with none queued now
+            # Earlier passes' alerts due again, even with none queued now; a
+            # backlog in rounds of smtp.max_per_round, one after the other.
+            while (result := await self.send()) is not None and result.more:
+                pass
         await self.fold()
         self.folded_at_end = True
         if self.failed is not None:
@@ -1414,6 +1428,8 @@ async def _nap(stream: _Stream, stop: threading.Event, seconds: float, floor: fl
             until = min(until, max(again, start + _LOAD_AGAIN_LEAST))
         if watch is not None and watch.due():
             return
+        if stream.send_backlog() and not stream.load_under_way():
+            stream.send_soon()
         await asyncio.sleep(0.2)
 
 

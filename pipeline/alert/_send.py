@@ -59,6 +59,8 @@ LEASE_TIMEOUTS = 16
 RETRY_BASE = timedelta(minutes=1)
 RETRY_MAX = timedelta(hours=6)
 DEFAULT_SENDER = "newsmon <newsmon@localhost>"
+# Emails a round claims at most without smtp (the .eml outbox): smtp.max_per_round's default.
+MAX_PER_ROUND = 100
 
 # DuckDB's words (1.5) for two transactions writing the same rows: the only
 # TransactionException that means "another sender got there first". A failed
@@ -88,6 +90,7 @@ class SendResult:
     next_attempt_at: datetime | None = None  # when the first pending row is due
     reclaim_at: datetime | None = None  # when the first 'sending' row's lease ends
     stopped: str | None = None  # why the round ended early (the server failed)
+    more: bool = False  # the round claimed its most (smtp.max_per_round): more may be due now
 
     @property
     def undelivered(self) -> int:
@@ -112,6 +115,11 @@ def _backoff(attempts: int) -> timedelta:
     return min(delay, RETRY_MAX)
 
 
+def max_per_round(settings: Settings) -> int:
+    """Emails one round claims at most (smtp.max_per_round)."""
+    return settings.smtp.max_per_round if settings.smtp is not None else MAX_PER_ROUND
+
+
 def lease_for(settings: Settings) -> timedelta:
     """How long a claim holds a row: STALE_CLAIM, or longer for a slow smtp.timeout."""
     if settings.smtp is None:
@@ -124,7 +132,8 @@ class Outbox(Protocol):
     the lake's delivery table in PostgreSQL (:class:`pipeline.store.delivery.PgOutbox`).
     Each method is one write (or read) of its own."""
 
-    def claim(self, now: datetime, until: datetime, token: str, *, ignore_backoff: bool
+    def claim(self, now: datetime, until: datetime, token: str, *, ignore_backoff: bool,
+              limit: int | None = None, digests: Sequence[str] = ()
               ) -> tuple[list[Claimed], list[Reclaimed]]: ...
     def renew(self, token: str, until: datetime) -> set[Key]: ...
     def mark_sent(self, keys: Sequence[Key], message_id: str, sent_at: datetime) -> None: ...
@@ -150,6 +159,26 @@ def _store_error(exc: duckdb.Error, database: Path, doing: str) -> StoreError:
 
 _WHERE_KEY = "rule = ? AND story_id = ? AND recipient = ? AND update_no = ?"
 
+# The rows a claim takes: the due ones, at most ``$limit`` emails of them, the
+# longest due first. A digest's rows for one recipient are one email, taken
+# whole: a cap that split them would send two digests.
+_DUE_FILE = """SELECT rule, story_id, recipient, update_no, status, claimed_by, next_attempt_at,
+        list_contains($digests::VARCHAR[], rule) AS digest
+    FROM alerts
+    WHERE (status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= $now
+                                   OR ($ignore AND error IS NOT NULL)))
+       OR (status = 'sending' AND next_attempt_at <= $now)"""
+_PICK = """SELECT rule, story_id, recipient, update_no, status AS was, claimed_by AS held
+    FROM (SELECT *, dense_rank() OVER (ORDER BY first_due NULLS FIRST, rule, recipient,
+                                       email_story, email_no) AS email
+          FROM (SELECT *, min(next_attempt_at) OVER (
+                    PARTITION BY rule, recipient, email_story, email_no) AS first_due
+                FROM (SELECT *,
+                        CASE WHEN digest THEN '' ELSE story_id END AS email_story,
+                        CASE WHEN digest THEN -1 ELSE update_no END AS email_no
+                      FROM ({due}) due) emails) dated) ranked
+    WHERE email <= $limit"""
+
 
 class _FileOutbox:
     """The ``alerts`` table of the DuckDB file. DuckDB runs concurrent
@@ -159,22 +188,28 @@ class _FileOutbox:
     def __init__(self, con: duckdb.DuckDBPyConnection, database: Path) -> None:
         self.con, self.database = con, database
 
-    def claim(self, now: datetime, until: datetime, token: str, *, ignore_backoff: bool
+    def claim(self, now: datetime, until: datetime, token: str, *, ignore_backoff: bool,
+              limit: int | None = None, digests: Sequence[str] = ()
               ) -> tuple[list[Claimed], list[Reclaimed]]:
-        stale = self.con.execute(
-            "SELECT claimed_by, count(*) FROM alerts WHERE status = 'sending'"
-            " AND next_attempt_at <= ? GROUP BY ALL", [now]).fetchall()
         # No UPDATE ... RETURNING on the outbox: with DuckDB 1.5 a failed commit of
         # one (disk full) aborts the whole process ("Failed to append to
         # PRIMARY_alerts": FatalException while reverting); a plain UPDATE raises a
         # TransactionException. The round's token finds the claimed rows instead.
+        picking: dict[str, object] = {
+            "now": now, "ignore": ignore_backoff, "digests": list(digests),
+            "limit": limit if limit is not None else 2**62}
+        pick = _PICK.format(due=_DUE_FILE)
+        stale = self.con.execute(f"SELECT held, count(*) FROM ({pick}) WHERE was = 'sending'"
+                                 " GROUP BY ALL", picking).fetchall()
         try:
             self.con.execute(
-                """UPDATE alerts SET status = 'sending', claimed_by = ?, next_attempt_at = ?
-                WHERE (status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?
-                                               OR (? AND error IS NOT NULL)))
-                   OR (status = 'sending' AND next_attempt_at <= ?)""",
-                [token, until, now, ignore_backoff, now],
+                f"""UPDATE alerts SET status = 'sending', claimed_by = $token,
+                    next_attempt_at = $until
+                FROM ({pick}) picked
+                WHERE alerts.rule = picked.rule AND alerts.story_id = picked.story_id
+                  AND alerts.recipient = picked.recipient
+                  AND alerts.update_no = picked.update_no""",
+                {"token": token, "until": until, **picking},
             )
         except duckdb.TransactionException as exc:
             if not _CONFLICT.match(str(exc)):
@@ -214,11 +249,15 @@ class _FileOutbox:
             raise _store_error(exc, self.database, doing) from None
 
     def mark_sent(self, keys: Sequence[Key], message_id: str, sent_at: datetime) -> None:
+        # Delivered is delivered, whoever holds the row now; but a delivery
+        # already marked (its sent_at) is not counted again: a journal applied
+        # twice (a backup restored beside it, a crash before its removal).
         for key in keys:
             self._write("marking an alert sent",
                         "UPDATE alerts SET status = 'sent', sent_at = ?, message_id = ?,"
-                        f" error = NULL, attempts = attempts + 1 WHERE {_WHERE_KEY}",
-                        [sent_at, message_id, *key])
+                        f" error = NULL, attempts = attempts + 1 WHERE {_WHERE_KEY}"
+                        " AND (status <> 'sent' OR sent_at IS DISTINCT FROM ?)",
+                        [sent_at, message_id, *key, sent_at])
 
     def mark_failed(self, keys: Sequence[Key], token: str, *, status: str, error: str,
                     retry_at: datetime | None) -> None:
@@ -407,6 +446,7 @@ class SendRound:
     failed: int = 0
     retry: int = 0
     stopped: str | None = None
+    more: bool = False  # it claimed its most: more may be due now
     result: SendResult | None = None  # nothing to deliver: the round's result at its claim
 
     def clock(self) -> datetime:
@@ -603,7 +643,10 @@ def claim(con: duckdb.DuckDBPyConnection, settings: Settings, *, now: datetime |
     sender = settings.smtp.sender if settings.smtp else DEFAULT_SENDER
     pid, nonce = os.getpid(), secrets.token_hex(3)
     token = f"{socket.gethostname()}:{pid}:{nonce}"
-    claimed, reclaimed = outbox.claim(now, now + lease, token, ignore_backoff=ignore_backoff)
+    cap = max_per_round(settings)
+    claimed, reclaimed = outbox.claim(
+        now, now + lease, token, ignore_backoff=ignore_backoff, limit=cap,
+        digests=[r.name for r in settings.alerts if r.mode == "digest"])
     for r in reclaimed:
         log.warning("reclaimed %d alert(s) left in 'sending' by sender %s, whose lease ran"
                     " out (it died mid-round?); sending them again with the same Message-ID",
@@ -611,8 +654,9 @@ def claim(con: duckdb.DuckDBPyConnection, settings: Settings, *, now: datetime |
     letters: list[tuple[_Job, _Draft]] = []
     reads = _Reads(con)
     failed = 0
+    jobs = _jobs(claimed, rules)
     try:
-        for job in _jobs(claimed, rules):
+        for job in jobs:
             attempt = job.attempts + 1
             if job.digest and (gone := _gone(con, job)) is not None:
                 # Its story's articles were deleted (lake retention between
@@ -635,7 +679,7 @@ def claim(con: duckdb.DuckDBPyConnection, settings: Settings, *, now: datetime |
     round_ = SendRound(token=token, now=now, started=started, lease=lease, letters=letters,
                        recorder=_Marks(outbox, _Lease(outbox, token, lease, now + lease,
                                                       {c.key for c in claimed})),
-                       failed=failed)
+                       failed=failed, more=len(jobs) >= cap)
     if in_file:
         round_.database = settings.database
         round_.journal = _journal_for(con, outbox, settings.database, round_, f"{pid}-{nonce}")
@@ -705,7 +749,8 @@ def _result(outbox: Outbox, round_: SendRound) -> SendResult:
                                                  for s in ("pending", "sending"))
     return SendResult(sent=round_.sent, failed=round_.failed, retry=round_.retry,
                       pending=pending, sending=sending, next_attempt_at=next_at,
-                      reclaim_at=reclaim_at, stopped=round_.stopped)
+                      reclaim_at=reclaim_at, stopped=round_.stopped,
+                      more=round_.more and round_.stopped is None)
 
 
 def send_pending(

@@ -176,24 +176,43 @@ class PgOutbox:
             return len(added)
         return self._run(work)
 
-    def claim(self, now: datetime, until: datetime, token: str, *, ignore_backoff: bool
+    def claim(self, now: datetime, until: datetime, token: str, *, ignore_backoff: bool,
+              limit: int | None = None, digests: Sequence[str] = ()
               ) -> tuple[list[Claimed], list[Reclaimed]]:
+        """The due rows (at most ``limit`` emails of them, the longest due
+        first; a digest's rows for one recipient, one email, whole) for
+        ``token`` until ``until``. The due rows are locked for this short
+        transaction; those left unclaimed are free again at its commit."""
         def work(cur: Any) -> list[tuple[Any, ...]]:
             cur.execute(f"""
                 WITH due AS (
-                    SELECT rule, story_id, recipient, update_no, status AS was, claimed_by AS held
+                    SELECT rule, story_id, recipient, update_no, status AS was,
+                        claimed_by AS held, next_attempt_at AS due_at,
+                        CASE WHEN rule = ANY(%(digests)s) THEN '' ELSE story_id END AS e_story,
+                        CASE WHEN rule = ANY(%(digests)s) THEN -1 ELSE update_no END AS e_no
                     FROM {TABLE}
                     WHERE (status = 'pending' AND (next_attempt_at IS NULL
                            OR next_attempt_at <= %(now)s OR (%(ignore)s AND error IS NOT NULL)))
                        OR (status = 'sending' AND next_attempt_at <= %(now)s)
-                    FOR UPDATE SKIP LOCKED)
+                    FOR UPDATE SKIP LOCKED),
+                dated AS (
+                    SELECT *, min(due_at) OVER (PARTITION BY rule, recipient, e_story, e_no)
+                        AS first_due FROM due),
+                picked AS (
+                    SELECT * FROM (
+                        SELECT *, dense_rank() OVER (ORDER BY first_due NULLS FIRST, rule,
+                                                     recipient, e_story, e_no) AS email
+                        FROM dated) ranked
+                    WHERE email <= %(limit)s)
                 UPDATE {TABLE} d SET status = 'sending', claimed_by = %(token)s,
                     next_attempt_at = %(until)s
-                FROM due WHERE (d.rule, d.story_id, d.recipient, d.update_no)
+                FROM picked due WHERE (d.rule, d.story_id, d.recipient, d.update_no)
                              = (due.rule, due.story_id, due.recipient, due.update_no)
                 RETURNING d.rule, d.story_id, d.recipient, d.update_no, d.article_id,
                           d.attempts, due.was, due.held""",
-                        {"now": now, "until": until, "token": token, "ignore": ignore_backoff})
+                        {"now": now, "until": until, "token": token, "ignore": ignore_backoff,
+                         "digests": list(digests),
+                         "limit": limit if limit is not None else 2**62})
             return list(cur.fetchall())
         rows = self._run(work)
         claimed = [Claimed(key=(r[0], r[1], r[2], r[3]), article_id=r[4], attempts=r[5])
@@ -214,11 +233,15 @@ class PgOutbox:
         return self._run(work)
 
     def mark_sent(self, keys: Sequence[Key], message_id: str, sent_at: datetime) -> None:
+        """Delivered is delivered, whoever holds the row now; a delivery
+        already marked (its sent_at: the mark ran twice) is not counted again."""
         def work(cur: Any) -> None:
             for key in keys:
                 cur.execute(f"UPDATE {TABLE} SET status = 'sent', sent_at = %s,"
                             f" message_id = %s, error = NULL, attempts = attempts + 1"
-                            f" WHERE {_WHERE_KEY}", [sent_at, message_id, *key])
+                            f" WHERE {_WHERE_KEY}"
+                            " AND (status <> 'sent' OR sent_at IS DISTINCT FROM %s)",
+                            [sent_at, message_id, *key, sent_at])
         self._run(work)
 
     def mark_failed(self, keys: Sequence[Key], token: str, *, status: str, error: str,

@@ -40,10 +40,11 @@ def recipients(n: int) -> list[str]:
 
 
 def loaded(tmp_path: Path, url: str, to: list[str], *, timeout: float = 5,
-           database: Path | None = None) -> Any:
+           database: Path | None = None, **smtp: Any) -> Any:
     """One story, one rule to ``to``: one outbox row (and one email) per recipient."""
     rule = {"name": "syria", "query": "topic:syria", "to": to}
-    overrides: dict[str, Any] = {"alerts": [rule], "smtp": {"url": url, "timeout": timeout}}
+    overrides: dict[str, Any] = {"alerts": [rule],
+                                 "smtp": {"url": url, "timeout": timeout, **smtp}}
     if database is not None:
         overrides["database"] = str(database)
     settings = f.settings(tmp_path, **overrides)
@@ -424,6 +425,57 @@ def test_a_round_past_half_its_lease_stops_and_leaves_the_rest_due_at_once(
     assert delivered(scripted) == dict.fromkeys(recipients(4), 1)
 
 
+def test_a_backlog_past_max_per_round_goes_in_rounds_each_email_once(
+    tmp_path: Path, scripted: ScriptedInbox
+) -> None:
+    """A round claimed every due alert at once: after an outage, thousands,
+    each `sending` under one lease, with journal room for each. A round now
+    claims smtp.max_per_round emails, the longest due first; the rest stay
+    pending, due, and `alerts send` goes on in rounds until none is due."""
+    settings = loaded(tmp_path, scripted.url, recipients(7), max_per_round=3)
+
+    with store.connect(settings.database) as con:
+        first = alert.send_pending(con, settings, alert.mailer_for(settings))
+    assert (first.sent, first.pending, first.sending, first.more) == (3, 4, 0, True)
+    assert first.next_attempt_at is not None and first.next_attempt_at <= datetime.now(UTC)
+    assert [r[1] for r in outbox(settings)].count("sent") == 3
+
+    rest = send_stage(settings)  # two rounds more: 3, then 1
+    assert (rest.sent, rest.pending, rest.sending, rest.more) == (4, 0, 0, False)
+    assert delivered(scripted) == dict.fromkeys(recipients(7), 1)
+    assert [r[1:3] for r in outbox(settings)] == [("sent", 1)] * 7
+    assert send_later(settings, alert.lease_for(settings) + timedelta(seconds=1)).sent == 0
+    assert len(scripted.messages) == 7
+
+
+@pytest.mark.parametrize("value", [0, -1, "many", 100_001])
+def test_a_bad_max_per_round_is_one_sentence_and_exit_2(
+    tmp_path: Path, value: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "newsmon.yaml"
+    path.write_text(json.dumps({"database": str(tmp_path / "news.duckdb"), "smtp": {
+        "url": "smtp://127.0.0.1:25", "max_per_round": value}}), encoding="utf-8")
+    assert main(["alerts", "send", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "smtp.max_per_round" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_two_senders_with_a_cap_share_a_backlog_each_email_once(
+    tmp_path: Path, scripted: ScriptedInbox
+) -> None:
+    """Two processes sending one file's backlog in capped rounds at once:
+    DuckDB's conflict check keeps their claims apart, and every email goes
+    out once."""
+    settings = loaded(tmp_path, scripted.url, recipients(12), max_per_round=2)
+    config = config_file(tmp_path, settings)
+    senders = [sender(config) for _ in range(2)]
+    for process in senders:
+        assert process.wait(timeout=120) == 0, process.stderr.read() if process.stderr else ""
+    assert delivered(scripted) == dict.fromkeys(recipients(12), 1)
+    assert [r[1:3] for r in outbox(settings)] == [("sent", 1)] * 12
+
+
 # -- the command line ----------------------------------------------------------------------
 
 
@@ -682,6 +734,36 @@ def test_a_backup_marks_what_a_round_delivered_and_did_not_mark_so_restored_none
         # The original's next round marks its journal, and sends none again either.
         assert send_stage(settings).sent == 0
         assert [r[1] for r in outbox(settings)] == ["sent"] * 4
+    assert delivered(inbox) == dict.fromkeys(recipients(4), 1)
+    assert len(inbox.messages) == 4
+
+
+def test_a_backup_restored_in_place_beside_the_journal_it_folded_in_counts_each_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The backup marks a round's journal in the copy, and the journal stays
+    beside the original. Restored in place (copied over news.duckdb) while
+    that journal is still there, the next round applied it again: no email
+    went out again, but each alert counted an attempt more (2 for 1). A
+    delivery already marked (its sent_at) is not counted again."""
+    with serving(Inbox(host="127.0.0.1", port=free_port())) as inbox:
+        settings = loaded(tmp_path, inbox.url, recipients(4))
+        journals = f"{settings.database.name}.deliveries.*"
+        with store.connect(settings.database) as con:
+            claimed = alert.claim(con, settings)
+        claimed.deliver(alert.mailer_for(settings))
+        claimed.abandon()  # the round died before its marks: its journal is left
+        copy = tmp_path / "copy.duckdb"
+        assert main(["backup", str(copy), "--config", config_file(tmp_path, settings)]) == 0
+        assert "marked in the copy" in capsys.readouterr().out
+        assert len(list(settings.database.parent.glob(journals))) == 1
+
+        settings.database.write_bytes(copy.read_bytes())  # restored in place
+        assert [r[1:3] for r in outbox(settings)] == [("sent", 1)] * 4
+        assert send_stage(settings).sent == 0  # the journal applied (again), and removed
+        assert list(settings.database.parent.glob(journals)) == []
+        assert [r[1:3] for r in outbox(settings)] == [("sent", 1)] * 4
+        assert send_later(settings, alert.lease_for(settings) + timedelta(seconds=1)).sent == 0
     assert delivered(inbox) == dict.fromkeys(recipients(4), 1)
     assert len(inbox.messages) == 4
 

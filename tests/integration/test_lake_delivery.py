@@ -89,6 +89,64 @@ def test_two_concurrent_senders_deliver_each_alert_exactly_once(
     assert lake_snapshots(catalog) == before  # the senders never committed to the lake
 
 
+def test_senders_share_a_backlog_in_rounds_of_max_per_round_each_alert_once(
+        tmp_path: Path, catalog: str, smtp_server: Any) -> None:
+    """A round claimed every due row at once: one host held a whole backlog
+    under one lease while the others found nothing. A round now claims
+    smtp.max_per_round emails; two senders share the 12 in rounds of 5 at
+    most, and each goes out once."""
+    settings = loaded_lake(tmp_path, catalog, smtp_server)
+    assert settings.smtp is not None
+    settings = settings.model_copy(update={
+        "smtp": settings.smtp.model_copy(update={"max_per_round": 5})})
+    pg = delivery.connect(catalog)
+    try:
+        with open_store(settings, read_only=True) as con:
+            outbox = delivery.PgOutbox(pg)
+            outbox.add(delivery.lake_outbox_rows(con))
+            first = alert.send_pending(con, settings, alert.mailer_for(settings),
+                                       outbox=outbox, now=outbox.now())
+        assert (first.sent, first.pending, first.more) == (5, 7, True)
+    finally:
+        pg.close()
+
+    start = threading.Barrier(2)
+    results: list[alert.SendResult] = []
+
+    def sender() -> None:
+        start.wait()
+        results.append(send_stage(settings))
+
+    threads = [threading.Thread(target=sender) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 2 and sum(r.sent for r in results) == len(RECIPIENTS) - 5
+    assert sorted(str(m["To"]) for m in smtp_server.messages) == RECIPIENTS  # each once
+    assert deliveries(catalog) == [(r, "sent", 1, True) for r in RECIPIENTS]
+
+
+def test_a_sent_mark_made_twice_counts_one_attempt(tmp_path: Path, catalog: str) -> None:
+    """A mark whose session was cut off after its commit runs again on a
+    new one (PgOutbox._run): the delivery it marks is counted once."""
+    settings = loaded_lake(tmp_path, catalog)
+    pg = delivery.connect(catalog)
+    try:
+        with open_store(settings, read_only=True) as con:
+            outbox = delivery.PgOutbox(pg)
+            outbox.add(delivery.lake_outbox_rows(con))
+        now = outbox.now()
+        claimed, _ = outbox.claim(now, now + timedelta(minutes=10), "me", ignore_backoff=False)
+        key = claimed[0].key
+        outbox.mark_sent([key], "<id@newsmon>", now)
+        outbox.mark_sent([key], "<id@newsmon>", now)
+        assert [row for row in deliveries(catalog) if row[0] == key[2]] == [
+            (key[2], "sent", 1, True)]
+    finally:
+        pg.close()
+
+
 def test_a_claim_skips_rows_another_sender_has_locked(tmp_path: Path, catalog: str) -> None:
     settings = loaded_lake(tmp_path, catalog)
     pg = delivery.connect(catalog)

@@ -984,6 +984,34 @@ def test_a_send_round_stalled_at_the_mail_server_holds_neither_the_file_nor_the_
     assert polled >= 2, polled
 
 
+def test_a_backlog_past_max_per_round_goes_in_rounds_one_after_the_other(
+    tmp_path: Path, smtp_server: Inbox
+) -> None:
+    """A round claims smtp.max_per_round emails at most; the rest are due at
+    once. Continuous mode started the next round only at its next look for
+    due feeds (a minute apart here): 7 alerts in rounds of 2 took over 3
+    minutes. The next round now starts as soon as one that took its most
+    ends."""
+    to = [f"analyst{n}@example.org" for n in range(7)]
+    with FeedServer() as server:
+        publish_alone(server, 1)
+        settings = parse_settings({
+            "database": str(tmp_path / "news.duckdb"), "staging_dir": str(tmp_path / "staging"),
+            "feeds": [{"url": server.url("/news.xml")}],
+            "fetch": {"allow_private": [server.host_port]}, "process": {"workers": 1},
+            "poll": {"interval_minutes": 10, "min_interval_minutes": 5},  # a look a minute
+            "alerts": [{"name": "all", "query": "said OR penalty", "to": to}],
+            "smtp": {"url": smtp_server.url, "max_per_round": 2}})
+        with continuous(settings, lambda batch: None) as outcome:
+            wait_for(lambda: smtp_server.messages, "the first round")
+            started = time.monotonic()
+            wait_for(lambda: len(smtp_server.messages) == 7, "every alert", seconds=200)
+            took = time.monotonic() - started
+        assert len(outcome) == 1 and outcome[0].send.sent == 7
+    assert sorted(str(m["To"]) for m in smtp_server.messages) == to  # each once
+    assert took < 20, took
+
+
 def test_a_lake_send_round_stalled_at_the_mail_server_holds_neither_the_loads_nor_the_polls(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
