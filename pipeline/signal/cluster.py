@@ -136,6 +136,7 @@ links and states are the same to the bit.
 
 from __future__ import annotations
 
+import base64
 import gc
 import math
 import re
@@ -653,29 +654,45 @@ def _event_names(lead: str, tagged: Iterable[str] = ()) -> set[str]:
 _ENDS = frozenset(".!?")  # a sentence's end, as a token of _TOKEN
 
 
-def _words(doc: ClusterDoc) -> tuple[dict[str, float], list[str], list[str], str]:
-    """An article's unit log-tf vector, its title's words, its lead's words and its lead."""
+def _counted(doc: ClusterDoc) -> tuple[Counter[str], list[str], list[str], str]:
+    """An article's term counts (title words TITLE_BOOST times, then its lead's,
+    in the order they come: a term's place in the centroid), its title's words,
+    its lead's words and its lead."""
     lead = " ".join(doc.text.split()[:LEAD_WORDS])
     title_words = _WORD.findall(doc.title.lower())
     lead_words = _WORD.findall(lead.lower())
-    # Counted in the order the words come (a term's place in the centroid).
     counts = Counter(map(intern, [w for w in title_words * TITLE_BOOST + lead_words
                                   if w not in _STOP]))
-    vec = {t: 1.0 + math.log(c) for t, c in counts.items()}
+    return counts, title_words, lead_words, lead
+
+
+def _unit(counts: Iterable[tuple[str, int]]) -> dict[str, float]:
+    """The unit log-tf vector of term counts."""
+    vec = {t: 1.0 + math.log(c) for t, c in counts}
     norm = math.sqrt(math.fsum(v * v for v in vec.values())) or 1.0
-    return {t: v / norm for t, v in vec.items()}, title_words, lead_words, lead
+    return {t: v / norm for t, v in vec.items()}
 
 
-def features(doc: ClusterDoc) -> _Features:
-    terms, title_words, lead_words, lead = _words(doc)
+def _words(doc: ClusterDoc) -> tuple[dict[str, float], list[str], list[str], str]:
+    """An article's unit log-tf vector, its title's words, its lead's words and its lead."""
+    counts, title_words, lead_words, lead = _counted(doc)
+    return _unit(counts.items()), title_words, lead_words, lead
+
+
+def _made(doc: ClusterDoc) -> tuple[_Features, Counter[str]]:
+    counts, title_words, lead_words, lead = _counted(doc)
     # The headline's words are evidence of the event beside the tagged names:
     # weighted by rarity, "Waterbury" or "26" shared says a lot, "shooting" little.
     names = tuple(sorted({f"c:{c}" for c in doc.countries} | {f"p:{p}" for p in doc.people}
                          | {f"t:{w}" for w in title_words if w not in _STOP}
                          | _event_names(lead, _WORD.findall(
                              " ".join((*doc.countries, *doc.people)).lower()))))
-    return _Features(terms=terms, names=names,
-                     signature=signature(lead_words), language=doc.language.lower())
+    return _Features(terms=_unit(counts.items()), names=names, signature=signature(lead_words),
+                     language=doc.language.lower()), counts
+
+
+def features(doc: ClusterDoc) -> _Features:
+    return _made(doc)[0]
 
 
 # -- features computed where the article is made ------------------------------------------
@@ -703,15 +720,18 @@ def staged_features(article_id: str, title: str | None, text: str | None,
                     language: str | None) -> dict[str, object]:
     """An article's features as a JSON-able record (see FEATURES_VERSION), with
     its id and :func:`input_crc`: made of its fields as the cluster stage reads
-    them (its text only as far as PLAN_TEXT_CHARS)."""
+    them (its text only as far as PLAN_TEXT_CHARS). Compact, ~1.3 KB: the
+    terms' counts (their vector is made again from them, as :func:`features`
+    makes it), the signature's bytes in base64."""
     doc = ClusterDoc(id=article_id, time=_EPOCH, title=str(title or ""),
                      text=str(text or "")[:PLAN_TEXT_CHARS], source="",
                      countries=tuple(countries or ()), people=tuple(people or ()),
                      language=str(language or ""))
-    f = features(doc)
+    f, counts = _made(doc)
     return {"id": doc.id, "crc": input_crc(doc), "v": FEATURES_VERSION,
-            "terms": f.terms, "names": list(f.names),
-            "signature": None if f.signature is None else f.signature.tolist(),
+            "counts": list(counts.items()), "names": list(f.names),
+            "signature": (None if f.signature is None else
+                          base64.b64encode(f.signature.astype("<u8").tobytes()).decode("ascii")),
             "language": f.language}
 
 
@@ -720,11 +740,12 @@ def features_of(record: Mapping[str, object]) -> _Features | None:
     other code)."""
     if record.get("v") != FEATURES_VERSION:
         return None
-    terms = cast("dict[str, float]", record["terms"])
+    counts = cast("list[tuple[str, int]]", record["counts"])
     sig = record["signature"]
-    return _Features(terms={intern(t): float(w) for t, w in terms.items()},
+    return _Features(terms=_unit((intern(t), c) for t, c in counts),
                      names=tuple(cast("list[str]", record["names"])),
-                     signature=None if sig is None else np.array(sig, dtype=np.uint64),
+                     signature=None if sig is None else np.frombuffer(
+                         base64.b64decode(cast("str", sig)), dtype="<u8").astype(np.uint64),
                      language=str(record["language"]))
 
 
