@@ -941,6 +941,7 @@ class Clusterer:
     embedded: int = 0  # articles embedded here
     known: int = 0  # stored articles its stories were rebuilt from
     restored: int = 0  # stored stories restored from their saved state
+    features_staged: int = 0  # cluster(): new articles whose staged features it used
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # cluster(): new ones'
     _stories: list[_Story] = field(default_factory=list)
     _by_id: dict[str, _Story] = field(default_factory=dict)
@@ -2442,11 +2443,13 @@ def cluster(
     """
     options = options or Options()
     pending: dict[str, tuple[ClusterDoc, _Features]] = {}
+    used = 0
     for doc in new:
         if doc.id not in pending:  # the first copy of an id
             # Taken out as used: the features and their records are not held twice.
             record = staged.pop((doc.id, input_crc(doc)), None) if staged else None
             feats = features_of(record) if record is not None else None
+            used += feats is not None
             pending[doc.id] = (replace(doc, text=doc.text[:EMBED_CHARS]),
                                feats if feats is not None else features(doc))
     # A stored text is kept only as far as the encoder reads it (a founder's).
@@ -2475,6 +2478,7 @@ def cluster(
                               max_span=options.max_span, threshold=options.threshold,
                               rare_reach=options.rare_reach, embedder=embedder, stats=stats,
                               founder_texts=founder_texts)
+    clusterer.features_staged = used
     for part in columns:
         clusterer.restore_saved(part)
     clusterer.add_features(stored)

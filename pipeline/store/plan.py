@@ -445,6 +445,7 @@ def _make_plan(
         log.info("clustered", extra={"new": len(assignments), "stored_read": clusterer.known,
                                      "stories_restored": clusterer.restored,
                                      "warm": went_on is not None,
+                                     "features_staged": clusterer.features_staged,
                                      "embedded": clusterer.embedded,
                                      "embed_seconds": round(clusterer.embed_seconds, 3)})
         added = clusterer.stats.added

@@ -158,3 +158,18 @@ def test_the_process_stage_stages_each_articles_features(tmp_path: Path) -> None
                        datetime(2019, 3, 3, tzinfo=UTC))
     (written,) = staging.read(directory, "features")
     assert written == json.loads(json.dumps(outcome.cluster_features))
+
+
+def test_a_real_pass_clusters_every_new_article_from_its_staged_features(
+        tmp_path: Path, seed_site: Any, smtp_server: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The seeds through the whole pass (poll, fetch, the process stage's
+    worker, the plan): the plan computes no article's features itself."""
+    from integration.test_end_to_end import make_settings
+    from pipeline.run import run_pass
+
+    caplog.set_level("INFO", logger="pipeline.store.plan")
+    result = run_pass(make_settings(tmp_path, seed_site, smtp_server))
+    assert result.load.articles_new == 5
+    (clustered,) = [r for r in caplog.records if r.getMessage() == "clustered"]
+    assert (clustered.new, clustered.features_staged) == (5, 5)
