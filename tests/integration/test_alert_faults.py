@@ -476,6 +476,27 @@ def test_two_senders_with_a_cap_share_a_backlog_each_email_once(
     assert [r[1:3] for r in outbox(settings)] == [("sent", 1)] * 12
 
 
+def test_a_backlog_that_every_email_of_a_round_is_refused_ends_each_tried_once(
+    tmp_path: Path, scripted: ScriptedInbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round that delivered nothing and failed nothing (each email refused
+    for now, 451) took its most and so the next began: by the time the
+    loop came back to a refused email its retry time was past (a backlog
+    longer to go through than the backoff: here the backoff made short),
+    and `alerts send` tried the same emails over and over, round after
+    round, for as long as the server refused them. A round that got
+    nowhere ends the rounds."""
+    monkeypatch.setattr("pipeline.alert._send.RETRY_BASE", timedelta(milliseconds=1))
+    scripted.replies["RCPT"] = ["451 4.3.0 Try again later"] * 60
+    settings = loaded(tmp_path, scripted.url, recipients(3), max_per_round=1)
+
+    result = send_stage(settings)
+    assert (result.sent, result.failed, result.pending) == (0, 0, 3)
+    assert result.undelivered >= 1
+    assert scripted.calls["RCPT"] <= 3, scripted.calls  # each email once at most
+    assert max(attempts for _, _, attempts, _ in outbox(settings)) == 1
+
+
 # -- the command line ----------------------------------------------------------------------
 
 
