@@ -402,8 +402,11 @@ def send_stage(settings: Settings, mailer: alert.Mailer | None = None, *,
     while last.more and not one_round:
         last = _send_round(settings, mailer, ignore_backoff=ignore_backoff,
                            checkpoint=checkpoint, brief=brief)
+        # An email refused for now in one round may go out in a later one
+        # (taken again with --now): the emails left pending after a refusal
+        # are at most the rows pending at the end.
         result = replace(last, sent=result.sent + last.sent, failed=result.failed + last.failed,
-                         retry=result.retry + last.retry)
+                         retry=min(result.retry + last.retry, last.pending))
     return result
 
 
