@@ -394,15 +394,19 @@ def send_stage(settings: Settings, mailer: alert.Mailer | None = None, *,
     mailer = mailer or alert.mailer_for(settings)
     result = last = _send_round(settings, mailer, ignore_backoff=ignore_backoff,
                                 checkpoint=checkpoint, brief=brief)
-    # Each round takes its most and moves every row it took out of the due
-    # ones (sent, failed, or backing off): this ends. With --now a row backing
-    # off is due again at once, so a round that only met refusals to retry
-    # ends it.
-    while last.more and not one_round and (last.sent or last.failed or not ignore_backoff):
+    # A round goes on to the next only when it took its most and sent or
+    # failed one email at least (SendResult.more): each such round ends an
+    # email for good, so this ends. A row refused for now is due again once
+    # its backoff is over (at once with --now): rounds that met only such
+    # refusals would take the same rows again and again.
+    while last.more and not one_round:
         last = _send_round(settings, mailer, ignore_backoff=ignore_backoff,
                            checkpoint=checkpoint, brief=brief)
+        # An email refused for now in one round may go out in a later one
+        # (taken again with --now): the emails left pending after a refusal
+        # are at most the rows pending at the end.
         result = replace(last, sent=result.sent + last.sent, failed=result.failed + last.failed,
-                         retry=result.retry + last.retry)
+                         retry=min(result.retry + last.retry, last.pending))
     return result
 
 

@@ -229,6 +229,14 @@ class RunTotals:
             retry = min(before.retry, round_.pending)
             self.send = replace(self.send, retry=retry,
                                 stopped=round_.stopped or (before.stopped if retry else None))
+        elif before.more:
+            # The next round of a backlog (the last took its most): it took
+            # other rows, and those the last left pending after a refusal
+            # wait out their backoff. `run --once` whose first round of a
+            # backlog met a 451 and whose later rounds delivered the rest
+            # said exit 0.
+            self.send = replace(self.send,
+                                retry=min(before.retry + round_.retry, round_.pending))
 
 
 @dataclass(slots=True)

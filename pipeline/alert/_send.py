@@ -90,7 +90,9 @@ class SendResult:
     next_attempt_at: datetime | None = None  # when the first pending row is due
     reclaim_at: datetime | None = None  # when the first 'sending' row's lease ends
     stopped: str | None = None  # why the round ended early (the server failed)
-    more: bool = False  # the round claimed its most (smtp.max_per_round): more may be due now
+    # The round claimed its most (smtp.max_per_round) and sent or failed one at
+    # least: more may be due now, the next round goes at once.
+    more: bool = False
 
     @property
     def undelivered(self) -> int:
@@ -750,7 +752,17 @@ def _result(outbox: Outbox, round_: SendRound) -> SendResult:
     return SendResult(sent=round_.sent, failed=round_.failed, retry=round_.retry,
                       pending=pending, sending=sending, next_attempt_at=next_at,
                       reclaim_at=reclaim_at, stopped=round_.stopped,
-                      more=round_.more and round_.stopped is None)
+                      more=_more(round_))
+
+
+def _more(round_: SendRound) -> bool:
+    """Whether another round is due at once: this one took its most, was
+    not stopped, and got somewhere (an email sent or failed for good). A
+    round whose every email was refused for now goes on with none: the
+    next would take the following ones, and, once the backlog took longer
+    to go through than their backoff (or with ``--now``), the same ones
+    again, round after round, for as long as the server refused them."""
+    return round_.more and round_.stopped is None and bool(round_.sent or round_.failed)
 
 
 def send_pending(

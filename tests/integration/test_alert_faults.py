@@ -476,6 +476,72 @@ def test_two_senders_with_a_cap_share_a_backlog_each_email_once(
     assert [r[1:3] for r in outbox(settings)] == [("sent", 1)] * 12
 
 
+def test_a_backlog_that_every_email_of_a_round_is_refused_ends_each_tried_once(
+    tmp_path: Path, scripted: ScriptedInbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round that delivered nothing and failed nothing (each email refused
+    for now, 451) took its most and so the next began: by the time the
+    loop came back to a refused email its retry time was past (a backlog
+    longer to go through than the backoff: here the backoff made short),
+    and `alerts send` tried the same emails over and over, round after
+    round, for as long as the server refused them. A round that got
+    nowhere ends the rounds."""
+    monkeypatch.setattr("pipeline.alert._send.RETRY_BASE", timedelta(milliseconds=1))
+    scripted.replies["RCPT"] = ["451 4.3.0 Try again later"] * 60
+    settings = loaded(tmp_path, scripted.url, recipients(3), max_per_round=1)
+
+    result = send_stage(settings)
+    assert (result.sent, result.failed, result.pending) == (0, 0, 3)
+    assert result.undelivered >= 1
+    assert scripted.calls["RCPT"] <= 3, scripted.calls  # each email once at most
+    assert max(attempts for _, _, attempts, _ in outbox(settings)) == 1
+
+
+def test_alerts_send_now_counts_an_email_retried_and_delivered_as_delivered(
+    tmp_path: Path, scripted: ScriptedInbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--now takes the emails waiting out a backoff at once, so an email
+    refused for now (greylisted) in a round is taken again in the next
+    one, which may deliver it. Its refusal was still counted as an email
+    left pending: "3 sent, 0 failed, 0 pending", "1 email(s) not delivered
+    ... left pending", exit 1."""
+    scripted.replies["RCPT"] = ["451 4.7.1 Greylisted"]  # the first RCPT only
+    settings = loaded(tmp_path, scripted.url, recipients(3), max_per_round=2)
+    config = config_file(tmp_path, settings)
+    code = main(["alerts", "send", "--now", "--config", config])
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "3 sent, 0 failed, 0 pending", out
+    assert "not delivered" not in out, out
+    assert code == 0
+    assert delivered(scripted) == dict.fromkeys(recipients(3), 1)
+
+
+def test_run_once_exits_1_when_an_earlier_round_of_a_backlog_left_an_email_pending(
+    tmp_path: Path, seed_site: Any, scripted: ScriptedInbox,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`run --once` sends a backlog in rounds of smtp.max_per_round. An
+    email refused for now (451) in the first round stays pending; the later
+    rounds delivered the rest, and the pass took the last round's "nothing
+    left to retry" for its own: exit 0, with an alert undelivered."""
+    scripted.replies["RCPT"] = ["451 4.7.1 Greylisted"]  # the first RCPT only
+    config = tmp_path / "newsmon.yaml"
+    config.write_text(json.dumps({
+        "database": str(tmp_path / "news.duckdb"),
+        "feeds": [{"url": seed_site.feed_url, "name": "Seed outlets"}],
+        "alerts": [{"name": "syria", "query": "topic:syria", "to": recipients(5)}],
+        "smtp": {"url": scripted.url, "max_per_round": 2},
+        "fetch": {"allow_private": [f"127.0.0.1:{seed_site.port}"]},
+        "process": {"workers": 1},
+    }), encoding="utf-8")
+    code = main(["run", "--once", "--quiet", "--config", str(config)])
+    out = capsys.readouterr().out
+    assert "5 alert(s) queued; 4 sent, 0 failed, 1 pending" in out, out
+    assert "1 email(s) not delivered this round, left pending" in out, out
+    assert code == 1
+    assert len(scripted.messages) == 4
+
+
 # -- the command line ----------------------------------------------------------------------
 
 
