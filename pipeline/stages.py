@@ -376,11 +376,11 @@ def record_stage(settings: Settings, round_: alert.SendRound, *, checkpoint: boo
 def send_stage(settings: Settings, mailer: alert.Mailer | None = None, *,
                ignore_backoff: bool = False, checkpoint: bool = True,
                brief: bool = False, one_round: bool = False) -> alert.SendResult:
-    """Send rounds until none is left due now: a round claims at most
-    ``smtp.max_per_round`` emails, and a backlog goes in rounds one after the
-    other (each short beside its lease). ``one_round``: one only (a stream
-    schedules the next itself). The result counts every round's emails and
-    the outbox after the last.
+    """Send rounds until none is left due now, for at most half a claim's
+    lease: a round claims at most ``smtp.max_per_round`` emails, and a
+    backlog goes in rounds one after the other (each short beside its lease).
+    ``one_round``: one only (a stream schedules the next itself). The result
+    counts every round's emails and the outbox after the last.
 
     ``checkpoint=False``: as :func:`load_stage`'s (its marks are small, but
     a writer's close folds in everything the loads left in the log).
@@ -392,14 +392,20 @@ def send_stage(settings: Settings, mailer: alert.Mailer | None = None, *,
     talks to the mail server: an analyst's read-only session opened
     meanwhile is not refused, whatever the server does."""
     mailer = mailer or alert.mailer_for(settings)
+    started = time.monotonic()
     result = last = _send_round(settings, mailer, ignore_backoff=ignore_backoff,
                                 checkpoint=checkpoint, brief=brief)
     # A round goes on to the next only when it took its most and sent or
     # failed one email at least (SendResult.more): each such round ends an
     # email for good, so this ends. A row refused for now is due again once
     # its backoff is over (at once with --now): rounds that met only such
-    # refusals would take the same rows again and again.
-    while last.more and not one_round:
+    # refusals would take the same rows again and again. And no round starts
+    # once half a claim's lease has gone since the first did (what one round
+    # may last): a backlog of thousands does not hold the run, the Airflow
+    # task (and the DuckDB pool's one slot the loads wait for) or a stop for
+    # hours; the rest is due at the next send.
+    budget = alert.lease_for(settings).total_seconds() / 2
+    while last.more and not one_round and time.monotonic() - started < budget:
         last = _send_round(settings, mailer, ignore_backoff=ignore_backoff,
                            checkpoint=checkpoint, brief=brief)
         # An email refused for now in one round may go out in a later one

@@ -448,6 +448,22 @@ def test_a_backlog_past_max_per_round_goes_in_rounds_each_email_once(
     assert len(scripted.messages) == 7
 
 
+def test_a_backlogs_rounds_stop_once_half_a_lease_has_gone(
+    tmp_path: Path, scripted: ScriptedInbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rounds of one send go on for half a claim's lease at most (what one
+    round may last): a backlog of thousands does not hold a pass, the Airflow
+    task and the loads waiting on its pool for hours. Here the lease as the
+    loop reads it is 0 s: one round a send, the rest due at the next."""
+    settings = loaded(tmp_path, scripted.url, recipients(7), max_per_round=3)
+    monkeypatch.setattr(alert, "lease_for", lambda settings: timedelta(0))
+    first = send_stage(settings)
+    assert (first.sent, first.pending, first.more) == (3, 4, True)
+    second = send_stage(settings)
+    assert (second.sent, second.pending, second.more) == (3, 1, True)
+    assert len(scripted.messages) == 6
+
+
 @pytest.mark.parametrize("value", [0, -1, "many", 100_001])
 def test_a_bad_max_per_round_is_one_sentence_and_exit_2(
     tmp_path: Path, value: Any, capsys: pytest.CaptureFixture[str]
