@@ -1310,8 +1310,12 @@ class _Stream:
         await self._sent()
         if self.failed is None:
             # Earlier passes' alerts due again, even with none queued now; a
-            # backlog in rounds of smtp.max_per_round, one after the other.
-            while (result := await self.send()) is not None and result.more:
+            # backlog in rounds of smtp.max_per_round, one after the other,
+            # for half a claim's lease at most (as stages.send_stage's).
+            started = time.monotonic()
+            budget = alert.lease_for(self.settings).total_seconds() / 2
+            while ((result := await self.send()) is not None and result.more
+                   and time.monotonic() - started < budget):
                 pass
         await self.fold()
         self.folded_at_end = True
