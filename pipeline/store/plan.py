@@ -195,7 +195,7 @@ def _plan_new(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Pat
 def _staged_features(directory: Path, shards: Collection[str]
                      ) -> dict[tuple[str, int], dict[str, Any]]:
     """The features the process stage staged for ``shards``' articles, by id
-    and the CRC of what they were made of (pipeline.signal.cluster.staged_features).
+    and the digest of what they were made of (pipeline.signal.cluster.staged_features).
     Read here, not through DuckDB: the clusterer is their only reader. None
     staged (a stage from before them): an empty mapping, and the clusterer
     computes them."""
