@@ -472,30 +472,44 @@ class _Stream:
             listed = feeds.all_feeds(settings, con)
             stored = store.feed_states(con)
             self.feeds_read = (listed, stored)
-            self._recall(con, [f.url for f in listed if f.url not in self.busy_feeds],
-                         stored)
+            recalled = self._recall(con, [f.url for f in listed if f.url not in self.busy_feeds],
+                                    stored)
             retry = store.entries_to_retry(con, MAX_PAGE_ATTEMPTS) if retries else []
+
+            def known(pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Seen]:
+                # The due feeds' stored items: those of the feeds just recalled
+                # (every feed, at a run's first read) answered from that lookup,
+                # on this connection; only the others asked.
+                asked, seen = recalled
+                rest = [p for p in pairs if p not in asked]
+                found = {p: hit for p in pairs if p in asked and (hit := seen.get(p)) is not None}
+                if rest:
+                    found.update(store.seen_entries(con, rest))
+                return self._looked_up(pairs, found)
+
             due, states, skippable = self._due(settings, now, force, settled, listed, stored,
-                                               lambda pairs: self._looked_up(
-                                                   pairs, store.seen_entries(con, pairs)))
+                                               known)
         return due, states, retry, skippable
 
     def _recall(self, con: duckdb.DuckDBPyConnection, urls: Sequence[str],
-                stored: dict[str, store.FeedState]) -> None:
+                stored: dict[str, store.FeedState]
+                ) -> tuple[set[tuple[str, str]], dict[tuple[str, str], Seen]]:
         """Look up the entries of the stored listings of the feeds among
         ``urls`` this run has not looked up yet (one query, once a feed a
         run): a feed not due before a session holds the file read-write, or
         whose every poll was unchanged, is then polled on from memory like
         the others. A feed whose stored state keeps no listing (never parsed,
         or its items could not be hashed) is left out: what of it is stored
-        is not known."""
+        is not known. The pairs asked and what was found of them (the due
+        feeds' lookup of the same read answers those from it)."""
         listings = {url: poll.listed_entries(state.item_hashes) for url in urls
                     if url not in self.remembered and (state := stored.get(url)) is not None
                     and state.item_hashes is not None}
         pairs = [(url, entry) for url, entries in listings.items() for entry in entries]
-        self._looked_up(pairs, store.seen_entries(con, pairs) if pairs else {})
+        seen = self._looked_up(pairs, store.seen_entries(con, pairs) if pairs else {})
         for url in listings:
             self.remembered.setdefault(url, {})
+        return set(pairs), seen
 
     def _looked_up(self, pairs: Sequence[tuple[str, str]], seen: dict[tuple[str, str], Seen]
                    ) -> dict[tuple[str, str], Seen]:

@@ -138,6 +138,7 @@ from __future__ import annotations
 
 import base64
 import gc
+import hashlib
 import math
 import re
 import zlib
@@ -702,17 +703,28 @@ def features(doc: ClusterDoc) -> _Features:
 # article, a tenth of a warm plan's time); the cluster stage, which is one
 # process for the whole pipeline, reads them instead of computing them. What
 # was staged counts only if it was made by this code (FEATURES_VERSION) from
-# the very fields the cluster stage reads (a CRC of them): otherwise, or with
+# the very fields the cluster stage reads (a digest of them): otherwise, or with
 # none staged, the cluster stage computes them, so a stage from another
 # version, or any other input, gives the same stories, to the bit.
-FEATURES_VERSION = 1
-_SEP = "\x1f"
+#
+# Version 2: the digest frames each field by its length (version 1 joined them
+# with a separator a title or text may hold, so another cut of the same
+# characters matched) and is 64-bit BLAKE2b, not a CRC-32 (two versions of one
+# page collided once in ~4e9). A version 1 record is never used.
+FEATURES_VERSION = 2
 
 
 def input_crc(doc: ClusterDoc) -> int:
-    """A CRC of the fields an article's features are made of."""
-    return zlib.crc32(_SEP.join((doc.title, doc.text, *doc.countries, "", *doc.people, "",
-                                 doc.language)).encode("utf-8", "surrogatepass"))
+    """A digest (64-bit BLAKE2b) of the fields an article's features are made
+    of: each field framed by its length in bytes, the countries and people by
+    their counts, so no two inputs give the same bytes to hash."""
+    fields = [x.encode("utf-8", "surrogatepass")
+              for x in (doc.title, doc.text, *doc.countries, *doc.people, doc.language)]
+    head = f"{len(doc.countries)},{len(doc.people)}:" + ",".join(str(len(x)) for x in fields)
+    digest = hashlib.blake2b(head.encode("ascii") + b";", digest_size=8)
+    for x in fields:
+        digest.update(x)
+    return int.from_bytes(digest.digest(), "big")
 
 
 def staged_features(article_id: str, title: str | None, text: str | None,
@@ -749,7 +761,8 @@ def features_of(record: Mapping[str, object]) -> _Features | None:
                      language=str(record["language"]))
 
 
-StagedFeatures = dict[tuple[str, int], dict[str, object]]
+# Staged features as read (features_of), by article id and input_crc.
+StagedFeatures = dict[tuple[str, int], "_Features | None"]
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -2447,8 +2460,7 @@ def cluster(
     for doc in new:
         if doc.id not in pending:  # the first copy of an id
             # Taken out as used: the features and their records are not held twice.
-            record = staged.pop((doc.id, input_crc(doc)), None) if staged else None
-            feats = features_of(record) if record is not None else None
+            feats = staged.pop((doc.id, input_crc(doc)), None) if staged else None
             used += feats is not None
             pending[doc.id] = (replace(doc, text=doc.text[:EMBED_CHARS]),
                                feats if feats is not None else features(doc))

@@ -173,3 +173,53 @@ def test_a_real_pass_clusters_every_new_article_from_its_staged_features(
     assert result.load.articles_new == 5
     (clustered,) = [r for r in caplog.records if r.getMessage() == "clustered"]
     assert (clustered.new, clustered.features_staged) == (5, 5)
+
+
+def test_features_made_from_the_fields_split_otherwise_are_not_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fields hashed as one string joined by a separator: a title with
+    that separator in it (a control character a page may carry) and a text
+    without it gave the same string as the title cut there and the rest put
+    before the text, so features made from those other fields were taken as
+    the article's own (and a 32-bit CRC lets any two versions of one page
+    collide once in ~4e9). Each field is framed by its length now."""
+    computed = _counting(monkeypatch)
+    first, second, third = reports()
+    head, tail = "Netanyahu: Russia and Israel", "agree on Syria pullout group"
+    odd = {**second, "title": f"{head}\x1f{tail}"}
+    # The same characters, the cut elsewhere: another article to the clusterer.
+    other = _staged({**odd, "title": head, "text": f"{tail}\x1f{odd['text']}"})
+    plain = f.settings(tmp_path / "plain")
+    f.stage(plain, "run-1", [first, odd, third])
+    with store.connect(plain.database) as con:
+        load(con, plain, "run-1")
+    split = f.settings(tmp_path / "split")
+    _stage_with_features(split, "run-1", [first, odd, third],
+                         [_staged(first), other, _staged(third)])
+    computed.clear()
+    with store.connect(split.database) as con:
+        load(con, split, "run-1")
+    assert computed == [odd["id"]]
+    assert _stories_and_states(plain) == _stories_and_states(split)
+
+
+def test_the_features_code_is_the_one_its_version_names() -> None:
+    """Staged features are trusted by FEATURES_VERSION: a change to what they
+    are made of (LEAD_WORDS, the stop words, the tokens, the MinHash
+    constants, the record's form) must bump it, or features staged before a
+    deploy would be used after it. This digest of one record fails on any
+    such change: bump FEATURES_VERSION, then write the new digest here."""
+    import hashlib
+
+    from pipeline.signal.cluster import FEATURES_VERSION
+
+    text = ("Russian President Vladimir Putin and Israeli Prime Minister Benjamin Netanyahu "
+            "agreed in Moscow on 27 February 2019 to set up a working group, with other "
+            "parties, on the withdrawal of foreign forces from Syria, Netanyahu said on 3 March "
+            "at the weekly cabinet meeting in Jerusalem. ") * 3
+    record = staged_features("a1", "Russia and Israel to form working group on foreign forces "
+                             "in Syria", text, ("IL", "RU", "SY"),
+                             ("Vladimir Putin", "Benjamin Netanyahu"), "en")
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+    assert (FEATURES_VERSION, digest) == (
+        2, "fe2fa2069ad29f91f2e42172a5c1c3047642823807cfb0cef127a1a2cf29d602")

@@ -1424,3 +1424,37 @@ def test_a_batch_staged_beside_a_load_that_went_through_unseen_is_loaded_not_los
         assert con.execute("SELECT list(shard ORDER BY shard) FROM run_shards GROUP BY run_id"
                            " HAVING count(*) > 1").fetchall() == [(["p000", "p001"],)]
     assert [m for m in logged(caplog, "is loaded, but not its shards") if "p001" in m]
+
+
+def test_a_runs_first_read_looks_each_stored_entry_up_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read looks up the stored listings of the feeds the run has not looked
+    up yet (_recall, for polling while the file is held), then the stored
+    items of the due feeds (the items a poll need not parse again): at a run's
+    first read every feed is in the first and the due ones in the second too,
+    so each of their stored entries was asked for twice (a feed of 100 items
+    listed by 1,000 feeds: 100,000 pairs more in the run's first query). The
+    second answers the pairs the first asked from its answer."""
+    from pipeline import store
+
+    with FeedServer() as server:
+        publish_alone(server, 1)
+        settings = news_feed_settings(tmp_path, server)
+        assert run_pass(settings).load.articles_new == 1
+        with duckdb.connect(str(settings.database)) as con:  # due now
+            con.execute("UPDATE feeds SET next_poll_at = ?",
+                        [datetime.now(UTC) - timedelta(minutes=1)])
+        publish_alone(server, 2)
+        asked: list[tuple[str, str]] = []
+        real = store.seen_entries
+
+        def counted(con: Any, pairs: Any) -> Any:
+            asked.extend(pairs)
+            return real(con, pairs)
+
+        monkeypatch.setattr(store, "seen_entries", counted)
+        assert run_pass(settings).load.articles_new == 1  # item 2
+    # Item 1's entry, stored and listed no more, asked once; item 2's by its poll.
+    assert [entry for _, entry in asked if entry.endswith("/g1")] == [server.url("/g1")]
+    assert any(entry.endswith("/g2") for _, entry in asked)
