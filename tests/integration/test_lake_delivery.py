@@ -63,10 +63,8 @@ def deliveries(dsn: str) -> list[tuple[Any, ...]]:
         return list(cur.fetchall())
 
 
-def test_two_concurrent_senders_deliver_each_alert_exactly_once(
-        tmp_path: Path, catalog: str, smtp_server: Any) -> None:
-    settings = loaded_lake(tmp_path, catalog, smtp_server)
-    before = lake_snapshots(catalog)
+def two_senders(settings: Any) -> list[alert.SendResult]:
+    """What two senders at once (threads, each its own rounds) sent."""
     start = threading.Barrier(2)
     results: list[alert.SendResult] = []
 
@@ -79,6 +77,14 @@ def test_two_concurrent_senders_deliver_each_alert_exactly_once(
         t.start()
     for t in threads:
         t.join()
+    return results
+
+
+def test_two_concurrent_senders_deliver_each_alert_exactly_once(
+        tmp_path: Path, catalog: str, smtp_server: Any) -> None:
+    settings = loaded_lake(tmp_path, catalog, smtp_server)
+    before = lake_snapshots(catalog)
+    results = two_senders(settings)
     assert len(results) == 2 and sum(r.sent for r in results) == len(RECIPIENTS)
     got = sorted(str(m["To"]) for m in smtp_server.messages)
     assert got == RECIPIENTS  # each once
@@ -110,18 +116,7 @@ def test_senders_share_a_backlog_in_rounds_of_max_per_round_each_alert_once(
     finally:
         pg.close()
 
-    start = threading.Barrier(2)
-    results: list[alert.SendResult] = []
-
-    def sender() -> None:
-        start.wait()
-        results.append(send_stage(settings))
-
-    threads = [threading.Thread(target=sender) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = two_senders(settings)
     assert len(results) == 2 and sum(r.sent for r in results) == len(RECIPIENTS) - 5
     assert sorted(str(m["To"]) for m in smtp_server.messages) == RECIPIENTS  # each once
     assert deliveries(catalog) == [(r, "sent", 1, True) for r in RECIPIENTS]
