@@ -19,6 +19,16 @@ def test_a_stop_signal_sets_stop_and_the_handler_logs_nothing(
     inside a write to stderr ("reentrant call") or hold the logging lock: it
     only sets ``stop``, and the loop that sees it says so."""
     stop = threading.Event()
+    # As an interactive shell starts it: a run started in the background
+    # inherits SIGINT ignored, and keeps it so (the test below).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _stop_then_interrupt(stop, caplog)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_then_interrupt(stop: threading.Event, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG), _handled_signals(stop, None):
         os.kill(os.getpid(), signal.SIGTERM)
         deadline = time.monotonic() + 5

@@ -142,6 +142,9 @@ class _Napping:
     def load_under_way(self) -> bool:
         return self.under_way
 
+    def send_backlog(self) -> bool:
+        return False  # no send round left a backlog
+
 
 def _napped(stream: _Napping, seconds: float, floor: float) -> float:
     started = time.monotonic()
